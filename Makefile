@@ -1,0 +1,64 @@
+# The targets people expect. `make run` and `make test` set everything up first (idempotent).
+PYTHON ?= python3.11
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SAM_STAMP := $(SAM_VENV)/.installed
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: setup run test test-fast lint format typecheck validate build openapi bench clean postgres
+
+$(STAMP): requirements-dev.txt constraints.txt layers/shared/requirements.txt layers/kubernetes/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+$(SAM_STAMP):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
+	touch $@
+
+setup: $(STAMP) $(SAM_STAMP)
+
+postgres:  ## start the machine's PostgreSQL when it is not running (tests use it)
+	@scripts/ensure-postgres.sh
+
+run: $(STAMP)  ## the local stack at http://localhost:3100 (embedded PostgreSQL, simulated cluster)
+	$(BIN)/upgrade-local
+
+test: setup postgres lint typecheck  ## every test: unit, PostgreSQL, Kubernetes over HTTP, state machine end to end
+	SAM_EXECUTABLE=$(SAM_VENV)/bin/sam $(BIN)/python -m pytest
+
+test-fast: $(STAMP) postgres
+	$(BIN)/python -m pytest -m "not e2e"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy layers/shared/upgrader upgradectl
+
+validate: $(SAM_STAMP)
+	$(SAM_VENV)/bin/sam validate --lint
+
+build: $(SAM_STAMP)
+	PYENV_VERSION=3.11.7 $(SAM_VENV)/bin/sam build
+
+openapi: $(STAMP)  ## regenerate docs/openapi.json from the code
+	$(BIN)/python -m upgradectl.openapi > docs/openapi.json
+
+bench: $(STAMP) postgres
+	$(BIN)/python benchmarks/history_events.py
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .local

@@ -1,0 +1,62 @@
+"""POST continue / rollback of one customer: the operator's hands on a running upgrade."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from upgrader import factory, service
+from upgrader.api import build_resolver, caller_identity
+from upgrader.models import CUSTOMER_ID_PATTERN, UPGRADE_ID_PATTERN, ContinueResponse, RollbackResponse
+
+logger = Logger()
+router = APIGatewayRouter()
+app = build_resolver()
+
+UpgradeIdPath = Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="upgrade id, e.g. 123")]
+
+
+@router.post(
+    "/api/upgrades/<upgradeId>/continue",
+    summary="Release the canary gate: upgrade the remaining customers",
+    responses={200: {"description": "continuation queued"}, 404: {"description": "unknown upgrade"},
+               409: {"description": "not awaiting continue (or already continued)"}},
+)  # fmt: skip
+def continue_upgrade(upgradeId: UpgradeIdPath) -> ContinueResponse:  # noqa: N803
+    who = caller_identity(router)  # type: ignore[arg-type]
+    result = service.continue_upgrade(
+        int(upgradeId), continued_by=who, repo=factory.repository(), workflow=factory.workflow()
+    )
+    logger.info("canary gate released", extra={"upgrade_id": upgradeId, "by": who})
+    return result
+
+
+@router.post(
+    "/api/upgrades/<upgradeId>/rollback/<customerId>",
+    status_code=202,
+    summary="Roll one customer back to its version before this upgrade (helm rollback, as a Job)",
+    responses={202: {"description": "rollback started"}, 404: {"description": "unknown upgrade or customer"},
+               409: {"description": "the customer's upgrade is still running, failed, or already rolled back"}},
+)  # fmt: skip
+def rollback_customer(
+    upgradeId: UpgradeIdPath,  # noqa: N803
+    customerId: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, description="customer id, e.g. cust_abc123")],  # noqa: N803
+) -> RollbackResponse:
+    who = caller_identity(router)  # type: ignore[arg-type]
+    result = service.request_rollback(
+        int(upgradeId), customerId, requested_by=who, repo=factory.repository(), workflow=factory.workflow()
+    )
+    logger.info("rollback started", extra={"upgrade_id": upgradeId, "customer_id": customerId, "by": who})
+    return result
+
+
+app.include_router(router)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

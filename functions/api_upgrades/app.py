@@ -1,0 +1,80 @@
+"""GET /api/upgrades, /api/upgrades/{upgradeId}/status and /logs: read from PostgreSQL only."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from upgrader import factory, service
+from upgrader.api import build_resolver
+from upgrader.models import (
+    CUSTOMER_ID_PATTERN,
+    UPGRADE_ID_PATTERN,
+    LogsResponse,
+    StatusResponse,
+    UpgradeListResponse,
+)
+
+logger = Logger()
+router = APIGatewayRouter()
+app = build_resolver()
+
+UpgradeStatus = Literal[
+    "pending", "in_progress", "awaiting_continue", "completed", "completed_with_failures", "failed",
+    "halted", "aborted", "cancelled",
+]  # fmt: skip
+LogStatus = Literal["pending", "in_progress", "completed", "failed", "skipped", "rolled_back"]
+UpgradeIdPath = Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="upgrade id, e.g. 123")]
+
+
+@router.get("/api/upgrades", summary="List upgrades, newest first")
+def list_upgrades(
+    component: Annotated[Literal["api", "dashboard", "exporter", "mosquitto"] | None, Query()] = None,
+    status: Annotated[UpgradeStatus | None, Query()] = None,
+    before: Annotated[str | None, Query(pattern=UPGRADE_ID_PATTERN, description="older than this id")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> UpgradeListResponse:
+    return service.list_upgrades(
+        repo=factory.repository(),
+        component=component,
+        status=status,
+        before=int(before) if before else None,
+        limit=limit,
+    )
+
+
+@router.get("/api/upgrades/<upgradeId>/status", summary="Progress of one upgrade")
+def get_status(upgradeId: UpgradeIdPath) -> StatusResponse:  # noqa: N803 - the route's name
+    return service.get_status(int(upgradeId), repo=factory.repository())
+
+
+@router.get("/api/upgrades/<upgradeId>/logs", summary="Per-customer attempts of one upgrade")
+def get_logs(
+    upgradeId: UpgradeIdPath,  # noqa: N803
+    status: Annotated[LogStatus | None, Query()] = None,
+    operation: Annotated[Literal["upgrade", "rollback"] | None, Query()] = None,
+    customerId: Annotated[str | None, Query(pattern=CUSTOMER_ID_PATTERN)] = None,  # noqa: N803
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> LogsResponse:
+    return service.get_logs(
+        int(upgradeId),
+        repo=factory.repository(),
+        status=status,
+        operation=operation,
+        customer_id=customerId,
+        limit=limit,
+        offset=offset,
+    )
+
+
+app.include_router(router)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

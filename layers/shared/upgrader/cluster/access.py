@@ -1,0 +1,187 @@
+"""Build an authenticated Kubernetes ApiClient from a ClusterConfig (EKS, kubeconfig or a plain URL).
+
+EKS: the endpoint and CA come from eks:DescribeCluster; the bearer token is minted the way
+`aws eks get-token` does it: a presigned STS GetCallerIdentity URL whose signature covers the header
+`x-k8s-aws-id: <cluster>`, base64url-encoded behind "k8s-aws-v1.". EKS accepts such a token for
+15 minutes; we mint a new one after 14 minutes minus a safety margin.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from upgrader.cluster.jobs import KubernetesClusterGateway
+from upgrader.cluster.types import ClusterConfig, ClusterPermanentError, ClusterTransientError
+
+TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - a format marker, not a secret
+CLUSTER_ID_HEADER = "x-k8s-aws-id"
+PRESIGNED_URL_EXPIRY_SECONDS = 60
+TOKEN_LIFETIME_SECONDS = 15 * 60
+REMINT_AFTER_SECONDS = 14 * 60 - 60  # well before EKS stops accepting it (clock skew, long calls)
+
+Clock = Callable[[], float]
+
+# Module scope so that warm Lambda invocations reuse the token: (cluster, region) -> (token, minted at).
+_TOKEN_CACHE: dict[tuple[str, str], tuple[str, float]] = {}
+_TOKEN_LOCK = threading.Lock()
+_GATEWAYS: dict[str, KubernetesClusterGateway] = {}
+_GATEWAYS_LOCK = threading.Lock()
+
+
+def _boto_session(session: Any | None) -> Any:
+    if session is not None:
+        return session
+    import boto3  # late: the url mode (tests, local stack) never needs it
+
+    return boto3.session.Session()
+
+
+def _region(config: ClusterConfig, session: Any) -> str:
+    region = config.region or session.region_name
+    if not region:
+        raise ClusterPermanentError("no AWS region: set AWS_REGION or ClusterConfig.region")
+    return str(region)
+
+
+def mint_eks_token(session: Any, cluster_name: str, region: str) -> str:
+    """A fresh EKS bearer token (no caching). Signing is local: no call to STS is made."""
+    sts = session.client("sts", region_name=region, endpoint_url=f"https://sts.{region}.amazonaws.com")
+
+    def add_cluster_header(request: Any, **_: Any) -> None:
+        # before-sign: the header is part of the signature, so a token is only good for this cluster.
+        request.headers[CLUSTER_ID_HEADER] = cluster_name
+
+    sts.meta.events.register("before-sign.sts.GetCallerIdentity", add_cluster_header)
+    url = sts.generate_presigned_url(
+        "get_caller_identity", Params={}, ExpiresIn=PRESIGNED_URL_EXPIRY_SECONDS, HttpMethod="GET"
+    )
+    return TOKEN_PREFIX + base64.urlsafe_b64encode(url.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+class EksTokenSource:
+    """Hands out a cached EKS token and re-mints it before it expires. `clock` is injectable."""
+
+    def __init__(self, session: Any, cluster_name: str, region: str, *, clock: Clock = time.monotonic) -> None:
+        self._session = session
+        self._cluster_name = cluster_name
+        self._region = region
+        self._clock = clock
+
+    def token(self) -> str:
+        key = (self._cluster_name, self._region)
+        now = self._clock()
+        with _TOKEN_LOCK:
+            cached = _TOKEN_CACHE.get(key)
+            if cached is not None and 0 <= now - cached[1] < REMINT_AFTER_SECONDS:
+                return cached[0]
+            token = mint_eks_token(self._session, self._cluster_name, self._region)
+            _TOKEN_CACHE[key] = (token, now)
+            return token
+
+    def refresh_hook(self, configuration: k8s.Configuration) -> None:
+        """For `Configuration.refresh_api_key_hook`: runs before every request (cheap when cached)."""
+        configuration.api_key["BearerToken"] = self.token()
+        configuration.api_key_prefix["BearerToken"] = "Bearer"
+
+
+def _ca_file(ca_base64: str) -> str:
+    """Write the cluster CA once per content (urllib3 wants a file path); /tmp is writable in Lambda."""
+    pem = base64.b64decode(ca_base64)
+    path = os.path.join(tempfile.gettempdir(), f"eks-ca-{hashlib.sha256(pem).hexdigest()[:16]}.crt")
+    if not os.path.exists(path):
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        os.replace(tmp, path)  # atomic: concurrent cold starts never see half a file
+    return path
+
+
+def _aws_call(action: str, call: Callable[[], Any]) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if status >= 500 or code in ("ThrottlingException", "TooManyRequestsException", "Throttling"):
+            raise ClusterTransientError(f"{action}: {code}") from exc
+        raise ClusterPermanentError(f"{action}: {code}: {exc}") from exc
+    except BotoCoreError as exc:  # endpoint/connection problems
+        raise ClusterTransientError(f"{action}: {exc}") from exc
+
+
+def build_api_client(
+    config: ClusterConfig, *, session: Any | None = None, clock: Clock = time.monotonic
+) -> k8s.ApiClient:
+    """An ApiClient for the configured cluster. `session` is a boto3 Session (default: a new one)."""
+    if config.mode == "url":
+        assert config.api_url is not None  # guaranteed by ClusterConfig's validator
+        return k8s.ApiClient(k8s.Configuration(host=config.api_url.rstrip("/")))
+
+    boto = _boto_session(session)
+    if config.mode == "kubeconfig":
+        secrets = boto.client("secretsmanager", region_name=_region(config, boto))
+        secret = _aws_call(
+            "read kubeconfig secret",
+            lambda: secrets.get_secret_value(SecretId=config.kubeconfig_secret_arn),
+        )
+        text = secret.get("SecretString") or base64.b64decode(secret.get("SecretBinary") or b"").decode()
+        try:
+            kubeconfig = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ClusterPermanentError("the kubeconfig secret is not valid YAML") from exc
+        if not isinstance(kubeconfig, dict):
+            raise ClusterPermanentError("the kubeconfig secret does not hold a kubeconfig mapping")
+        configuration = k8s.Configuration()
+        try:
+            k8s_config.load_kube_config_from_dict(
+                config_dict=kubeconfig, client_configuration=configuration, persist_config=False
+            )
+        except k8s_config.ConfigException as exc:
+            raise ClusterPermanentError(f"unusable kubeconfig: {exc}") from exc
+        return k8s.ApiClient(configuration)
+
+    # eks
+    assert config.eks_cluster_name is not None
+    region = _region(config, boto)
+    eks = boto.client("eks", region_name=region)
+    cluster = _aws_call("describe EKS cluster", lambda: eks.describe_cluster(name=config.eks_cluster_name))
+    cluster = cluster["cluster"]
+    configuration = k8s.Configuration(host=cluster["endpoint"])
+    configuration.ssl_ca_cert = _ca_file(cluster["certificateAuthority"]["data"])
+    configuration.verify_ssl = True
+    tokens = EksTokenSource(boto, config.eks_cluster_name, region, clock=clock)
+    tokens.refresh_hook(configuration)
+    configuration.refresh_api_key_hook = tokens.refresh_hook  # type: ignore[assignment]
+    return k8s.ApiClient(configuration)
+
+
+def build_cluster_gateway(config: ClusterConfig, *, session: Any | None = None) -> KubernetesClusterGateway:
+    """The process-wide gateway for `config` (built on first use, then reused by warm invocations)."""
+    key = config.model_dump_json()
+    with _GATEWAYS_LOCK:
+        gateway = _GATEWAYS.get(key)
+        if gateway is None:
+            gateway = KubernetesClusterGateway(build_api_client(config, session=session), config)
+            _GATEWAYS[key] = gateway
+        return gateway
+
+
+def clear_caches() -> None:
+    """Forget cached tokens and gateways (tests; a rotated kubeconfig secret)."""
+    with _TOKEN_LOCK:
+        _TOKEN_CACHE.clear()
+    with _GATEWAYS_LOCK:
+        _GATEWAYS.clear()

@@ -1,0 +1,159 @@
+"""Cluster port: configuration, value objects and named errors.
+
+This module must stay free of the `kubernetes` import (it costs seconds): API functions and domain
+code import it to talk about Jobs and releases without loading the client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Component = Literal["api", "dashboard", "exporter", "mosquitto"]
+HelmOperation = Literal["upgrade", "rollback", "recover"]
+JobPhase = Literal["pending", "running", "succeeded", "failed", "missing"]
+
+DEFAULT_HELM_IMAGE = "alpine/helm:3.16.4"
+DEFAULT_CHART_REF = "oci://registry.example.com/charts/customer-stack"
+DEFAULT_CHART_REFS: dict[str, str] = {
+    "api": DEFAULT_CHART_REF,
+    "dashboard": DEFAULT_CHART_REF,
+    "exporter": DEFAULT_CHART_REF,
+    "mosquitto": DEFAULT_CHART_REF,
+}
+DEFAULT_IMAGE_TAG_KEYS: dict[str, str] = {
+    "api": "api.image.tag",
+    "dashboard": "dashboard.image.tag",
+    "exporter": "exporter.image.tag",
+    "mosquitto": "mosquitto.image.tag",
+}
+
+# Helm release states in which another helm operation is refused ("another operation is in progress").
+PENDING_RELEASE_STATES = frozenset({"pending-install", "pending-upgrade", "pending-rollback"})
+
+
+class ClusterConfig(BaseModel):
+    """How to reach the cluster and how to shape the Helm Jobs. Built once per cold start."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Literal["eks", "kubeconfig", "url"]
+    eks_cluster_name: str | None = None
+    kubeconfig_secret_arn: str | None = None
+    api_url: str | None = None
+    job_namespace: str = "upgrade-system"
+    helm_image: str = DEFAULT_HELM_IMAGE
+    service_account: str = "upgrade-runner"
+    chart_refs: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CHART_REFS))
+    image_tag_keys: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_IMAGE_TAG_KEYS))
+    helm_timeout_seconds: int = Field(default=600, ge=30, le=6 * 3600)
+    ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+    max_output_bytes: int = Field(default=16384, ge=256)
+    region: str | None = None
+
+    @model_validator(mode="after")
+    def _mode_has_its_target(self) -> ClusterConfig:
+        required = {"eks": "eks_cluster_name", "kubeconfig": "kubeconfig_secret_arn", "url": "api_url"}
+        field = required[self.mode]
+        if not getattr(self, field):
+            raise ValueError(f"cluster mode {self.mode!r} needs {field}")
+        return self
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ClusterConfig:
+        """Build from `upgrader.settings.Settings` (duck-typed to keep this module import-light).
+
+        Chart references given in the environment override the defaults per component.
+        """
+        values: dict[str, Any] = {
+            "mode": settings.cluster_mode,
+            "eks_cluster_name": settings.eks_cluster_name,
+            "kubeconfig_secret_arn": settings.kubeconfig_secret_arn,
+            "api_url": settings.kube_api_url,
+            "job_namespace": settings.job_namespace,
+            "chart_refs": {**DEFAULT_CHART_REFS, **(settings.chart_refs or {})},
+            "region": settings.aws_region,
+        }
+        if settings.helm_image:
+            values["helm_image"] = settings.helm_image
+        if settings.job_service_account:
+            values["service_account"] = settings.job_service_account
+        return cls.model_validate(values)
+
+
+@dataclass(frozen=True, slots=True)
+class HelmJobSpec:
+    """One helm operation for one customer release. Same spec -> same Job name (idempotent create)."""
+
+    upgrade_id: int
+    log_id: int
+    customer_id: str
+    component: str
+    namespace: str
+    release: str
+    operation: HelmOperation
+    version: str | None = None  # upgrade only: the image tag to roll out
+    revision: int | None = None  # rollback/recover target; None = the previous revision
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """What the cluster says about one Helm Job."""
+
+    name: str
+    phase: JobPhase
+    output: str = ""  # tail of the pod log, bounded; starts with "[truncated N bytes]" when cut
+    error: str | None = None  # failure reason: Job condition, pod termination, helm's "Error:" line
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("succeeded", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseInfo:
+    """Helm's own view of a release, read from its release Secrets."""
+
+    release: str
+    namespace: str
+    status: str | None  # deployed, failed, superseded, pending-upgrade, ...; None = no such release
+    revision: int | None
+    last_deployed_revision: int | None
+
+    @property
+    def exists(self) -> bool:
+        return self.status is not None
+
+    @property
+    def stuck(self) -> bool:
+        """A previous helm run died mid-operation; helm refuses new operations until recovered."""
+        return self.status in PENDING_RELEASE_STATES
+
+
+class ClusterGateway(Protocol):
+    """The port the workers use; `upgrader.cluster.jobs.KubernetesClusterGateway` is the adapter."""
+
+    def job_name(self, spec: HelmJobSpec) -> str: ...
+
+    def start_helm_job(self, spec: HelmJobSpec) -> str: ...
+
+    def get_helm_job(self, spec: HelmJobSpec) -> JobState: ...
+
+    def release_status(self, namespace: str, release: str) -> ReleaseInfo: ...
+
+    def active_jobs_for_release(self, namespace: str, release: str) -> list[str]: ...
+
+
+class ClusterTransientError(Exception):
+    """Worth retrying: HTTP 429/5xx, connection errors, timeouts."""
+
+
+class ClusterPermanentError(Exception):
+    """Retrying will not help: forbidden, rejected (4xx) or an invalid Job spec."""
+
+
+class JobNotFoundError(Exception):
+    """The Helm Job is not (or no longer) in the cluster."""

@@ -1,0 +1,101 @@
+"""PostgreSQL access: one connection per process, reused across warm invocations."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
+
+from upgrader.errors import DatabaseUnavailable
+from upgrader.settings import Settings, SettingsError
+
+Row = dict[str, Any]
+
+# Every timestamp is stored and read in UTC; statements never wait forever on a lock.
+_SESSION_OPTIONS = "-c timezone=UTC -c statement_timeout=30000 -c lock_timeout=10000"
+
+
+def conninfo_from_secret(secret: dict[str, Any]) -> str:
+    """Build a libpq connection string from an RDS-style Secrets Manager secret."""
+    return make_conninfo(
+        host=secret["host"],
+        port=str(secret.get("port", 5432)),
+        user=secret["username"],
+        password=secret["password"],
+        dbname=secret.get("dbname", "upgrades"),
+        sslmode="require",
+    )
+
+
+def resolve_conninfo(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    if settings.db_secret_arn:
+        import boto3  # only in AWS: the secret never travels through the environment
+
+        client = boto3.client("secretsmanager", region_name=settings.aws_region)
+        secret = json.loads(client.get_secret_value(SecretId=settings.db_secret_arn)["SecretString"])
+        return conninfo_from_secret(secret)
+    raise SettingsError("set DB_SECRET_ARN (AWS) or DATABASE_URL (local runs and tests)")
+
+
+class Database:
+    """Hands out a healthy connection and wraps units of work in transactions.
+
+    Lambda runs one invocation at a time per process, but the local stack calls handlers from
+    several threads, so each thread gets its own connection.
+    """
+
+    def __init__(self, conninfo: str | Callable[[], str]) -> None:
+        self._conninfo = conninfo
+        self._local = threading.local()
+
+    def _connect(self) -> psycopg.Connection[Row]:
+        info = self._conninfo() if callable(self._conninfo) else self._conninfo
+        try:
+            return psycopg.connect(
+                info, row_factory=dict_row, options=_SESSION_OPTIONS, connect_timeout=10, autocommit=False
+            )
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+
+    def connection(self) -> psycopg.Connection[Row]:
+        conn: psycopg.Connection[Row] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Cursor[Row]]:
+        """One unit of work: committed when the block ends, rolled back when it raises.
+
+        A dropped connection (failover, pg_terminate_backend) surfaces as DatabaseUnavailable,
+        which callers treat as transient: the whole unit of work is retried, never half of it.
+        """
+        conn = self.connection()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                yield cur
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if conn.broken or conn.closed:
+                self._local.conn = None
+            if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
+                raise DatabaseUnavailable(f"database busy: {exc}") from exc
+            raise DatabaseUnavailable(f"database connection lost: {exc}") from exc
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def database_for(settings: Settings) -> Database:
+    return Database(lambda: resolve_conninfo(settings))

@@ -1,0 +1,86 @@
+"""Named domain errors. The API maps them to HTTP status in one place (`http_status`);
+workers raise them by name so the state machine's Retry/Catch can match on the class name."""
+
+from __future__ import annotations
+
+
+class UpgradeError(Exception):
+    """Base of every domain error."""
+
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(UpgradeError):
+    http_status = 400
+
+
+class NotFound(UpgradeError):
+    http_status = 404
+
+
+class UpgradeNotFound(NotFound):
+    pass
+
+
+class CustomerNotInUpgrade(NotFound):
+    pass
+
+
+class LogRowNotFound(NotFound):
+    pass
+
+
+class Conflict(UpgradeError):
+    http_status = 409
+
+
+class UpgradeAlreadyActive(Conflict):
+    pass
+
+
+class WrongState(Conflict):
+    pass
+
+
+class NoTargetCustomers(UpgradeError):
+    http_status = 422
+
+
+class TransientError(UpgradeError):
+    """Worth retrying: the state machine retries these with back-off; the API answers 503."""
+
+    http_status = 503
+
+
+class DatabaseUnavailable(TransientError):
+    pass
+
+
+class WorkflowUnavailable(TransientError):
+    pass
+
+
+class UpgradeHalted(UpgradeError):
+    """The upgrade was halted or aborted before this customer's helm started: skip it."""
+
+    http_status = 409
+
+
+class GateClosed(UpgradeError):
+    """The canary gate cannot open: the upgrade was halted or aborted meanwhile."""
+
+    http_status = 409
+
+
+class PermanentError(UpgradeError):
+    """Retrying will not help; the customer is finished as failed."""
+
+    http_status = 500
+
+
+def http_status(exc: Exception) -> int:
+    return exc.http_status if isinstance(exc, UpgradeError) else 500

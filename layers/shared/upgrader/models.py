@@ -1,0 +1,231 @@
+"""Request and response models of the HTTP API. Field names follow the specification's JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+COMPONENTS: tuple[str, ...] = ("api", "dashboard", "exporter", "mosquitto")
+Component = Literal["api", "dashboard", "exporter", "mosquitto"]
+Strategy = Literal["all", "canary", "batch"]
+
+# OCI tag grammar: what `helm --set-string <key>=<version>` may safely receive (no , = [ spaces).
+VERSION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
+# Customer ids become Kubernetes label values and object-name parts: ASCII only, no / or dots.
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$"
+LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+UPGRADE_ID_PATTERN = r"^[1-9][0-9]{0,9}$"
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$"
+
+Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
+CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
+LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[str, StringConstraints(pattern=LABEL_VALUE_PATTERN)]
+
+DEFAULT_CANARY_PERCENT = 10
+DEFAULT_BATCH_SIZE = 10
+MAX_TARGETED_CUSTOMERS = 10_000
+
+
+class _Strict(BaseModel):
+    # Unknown fields are refused (a misspelt "canarypercent" must not be silently ignored) and
+    # numbers must be JSON numbers ("ten" and "10" are refused alike).
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+class FailureThreshold(_Strict):
+    """How many failed customers a wave tolerates before the upgrade halts (issue: safety)."""
+
+    percent: float | None = Field(default=None, ge=0, le=100)
+    count: int | None = Field(default=None, ge=0, le=MAX_TARGETED_CUSTOMERS)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> FailureThreshold:
+        if (self.percent is None) == (self.count is None):
+            raise ValueError("failureThreshold takes exactly one of 'percent' or 'count'")
+        return self
+
+
+class DeployRequest(_Strict):
+    component: Component = Field(description="api | dashboard | exporter | mosquitto")
+    version: Version = Field(description="image tag to roll out, e.g. v1.2.0 (OCI tag grammar)")
+    strategy: Strategy = Field(description="all | canary | batch")
+    canaryPercent: int | None = Field(  # noqa: N815 - the specification's JSON name
+        default=None, ge=1, le=100, description="canary: share of customers in the first wave (default 10)"
+    )
+    batchSize: int | None = Field(  # noqa: N815
+        default=None, ge=1, le=MAX_TARGETED_CUSTOMERS, description="batch: customers per wave (default 10)"
+    )
+    maxConcurrency: int | None = Field(  # noqa: N815
+        default=None, ge=1, le=1000, description="Helm upgrades running at once within a wave"
+    )
+    customerIds: list[CustomerId] | None = Field(  # noqa: N815
+        default=None,
+        min_length=1,
+        max_length=MAX_TARGETED_CUSTOMERS,
+        description="only these active customers (default: every active customer)",
+    )
+    labels: dict[LabelKey, LabelValue] | None = Field(
+        default=None, max_length=20, description="only customers carrying all these labels"
+    )
+    bakeSeconds: int = Field(  # noqa: N815
+        default=0, ge=0, le=86_400, description="wait between two waves, after a wave succeeds"
+    )
+    failureThreshold: FailureThreshold | None = Field(  # noqa: N815
+        default=None, description="failed customers tolerated per wave before halting (canary wave: 0)"
+    )
+    autoRollback: bool = Field(  # noqa: N815
+        default=False, description="roll a failed customer back to its previous revision"
+    )
+    approvalTimeoutSeconds: int | None = Field(  # noqa: N815
+        default=None, ge=60, le=31_536_000, description="canary: how long to wait for /continue"
+    )
+
+    @model_validator(mode="after")
+    def _unique_customers(self) -> DeployRequest:
+        if self.customerIds is not None and len(set(self.customerIds)) != len(self.customerIds):
+            raise ValueError("customerIds contains duplicates")
+        return self
+
+
+class DeployResponse(BaseModel):
+    upgradeId: str  # noqa: N815
+    jobId: str  # noqa: N815
+    strategy: Strategy
+    message: str
+    total: int
+    waves: list[int] = Field(description="number of customers in each wave, in order")
+    status: str
+
+
+class StatusResponse(BaseModel):
+    upgradeId: str  # noqa: N815
+    component: str
+    version: str
+    fromVersion: str | None  # noqa: N815
+    strategy: str
+    total: int
+    completed: int
+    failed: int
+    inProgress: int  # noqa: N815
+    pending: int
+    skipped: int
+    rolledBack: int  # noqa: N815
+    status: str
+    awaitingContinue: bool  # noqa: N815
+    currentWave: int | None  # noqa: N815
+    totalWaves: int  # noqa: N815
+    haltReason: str | None  # noqa: N815
+    jobId: str | None  # noqa: N815
+    requestedBy: str | None  # noqa: N815
+    parameters: dict[str, Any]
+    createdAt: str  # noqa: N815
+    startedAt: str | None  # noqa: N815
+    completedAt: str | None  # noqa: N815
+
+
+class LogEntry(BaseModel):
+    id: int
+    customer_id: str
+    component: str
+    from_version: str | None
+    to_version: str
+    status: str
+    started_at: str | None
+    completed_at: str | None
+    output: str | None
+    error: str | None
+    operation: str
+    wave: int
+    attempt: int
+    namespace: str | None
+    job_name: str | None
+
+
+class LogsResponse(BaseModel):
+    upgradeId: str  # noqa: N815
+    count: int = Field(description="entries in this page")
+    total: int = Field(description="entries matching the filter")
+    limit: int
+    offset: int
+    nextOffset: int | None  # noqa: N815
+    logs: list[LogEntry]
+
+
+class ContinueResponse(BaseModel):
+    message: str
+    upgradeId: str  # noqa: N815
+    jobId: str  # noqa: N815
+
+
+class RollbackResponse(BaseModel):
+    message: str
+    customerId: str  # noqa: N815
+    namespace: str
+    upgradeId: str  # noqa: N815
+    rollbackId: int = Field(description="id of the log row that records this rollback")  # noqa: N815
+    jobId: str  # noqa: N815
+    toVersion: str | None  # noqa: N815
+    status: str
+
+
+class UpgradeSummary(BaseModel):
+    upgradeId: str  # noqa: N815
+    component: str
+    version: str
+    strategy: str
+    status: str
+    total: int
+    completed: int
+    failed: int
+    createdAt: str  # noqa: N815
+    startedAt: str | None  # noqa: N815
+    completedAt: str | None  # noqa: N815
+    requestedBy: str | None  # noqa: N815
+
+
+class UpgradeListResponse(BaseModel):
+    count: int
+    upgrades: list[UpgradeSummary]
+    nextBefore: str | None = Field(description="pass as ?before= for the next (older) page")  # noqa: N815
+
+
+class QueueStatsResponse(BaseModel):
+    queue: str
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    delayed: int
+    paused: int
+    awaitingContinue: int  # noqa: N815
+    source: str
+
+
+class QueueJobResponse(BaseModel):
+    id: str
+    name: str
+    state: str
+    data: dict[str, Any] | None
+    returnvalue: Any | None
+    failedReason: str | None  # noqa: N815
+    timestamp: int | None
+    processedOn: int | None  # noqa: N815
+    finishedOn: int | None  # noqa: N815
+    executionArn: str  # noqa: N815
+    mapRuns: list[dict[str, Any]]  # noqa: N815
+
+
+class ErrorResponse(BaseModel):
+    message: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def iso(ts: datetime | None) -> str | None:
+    """Timestamps as the specification shows them: 2025-10-22T17:00:00.000Z (UTC)."""
+    if ts is None:
+        return None
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"

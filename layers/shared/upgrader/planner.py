@@ -1,0 +1,46 @@
+"""Every strategy is a list of waves: the planner is the only place that knows the strategies."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TypeVar
+
+from upgrader.models import DEFAULT_BATCH_SIZE, DEFAULT_CANARY_PERCENT
+
+T = TypeVar("T")
+
+
+def canary_size(total: int, percent: int) -> int:
+    """ceil(total x percent / 100), at least one customer (and never more than there are)."""
+    if total <= 0:
+        return 0
+    return min(total, max(1, math.ceil(total * percent / 100)))
+
+
+def plan_waves(
+    customers: Sequence[T], strategy: str, *, canary_percent: int | None = None, batch_size: int | None = None
+) -> list[list[T]]:
+    """Split the ordered target customers into waves.
+
+    all    -> one wave with everyone;
+    batch  -> waves of batch_size, run one after another;
+    canary -> the canary wave, then (after /continue) everyone else.
+    """
+    items = list(customers)
+    if not items:
+        return []
+    if strategy == "all":
+        return [items]
+    if strategy == "batch":
+        size = batch_size or DEFAULT_BATCH_SIZE
+        if size < 1:
+            raise ValueError("batch size must be at least 1")
+        return [items[i : i + size] for i in range(0, len(items), size)]
+    if strategy == "canary":
+        percent = DEFAULT_CANARY_PERCENT if canary_percent is None else canary_percent
+        if not 1 <= percent <= 100:
+            raise ValueError("canary percent must be between 1 and 100")
+        first = canary_size(len(items), percent)
+        return [items[:first], items[first:]] if first < len(items) else [items]
+    raise ValueError(f"unknown strategy {strategy!r}")

@@ -1,0 +1,69 @@
+"""Configuration, read once per cold start from the environment into a validated model."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a usable configuration."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    database_url: str | None = Field(default=None, description="local runs and tests only (no password)")
+    db_secret_arn: str | None = None
+    upgrade_state_machine_arn: str | None = None
+    manifest_bucket: str | None = None
+    # Seconds between two looks at a running Helm Job; tests and the local stack pass 0 or 1.
+    job_poll_seconds: int = Field(default=15, ge=0, le=3600)
+    # How long the canary gate waits for /continue before the upgrade times out.
+    approval_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=365 * 24 * 3600)
+    default_max_concurrency: int = Field(default=10, ge=1, le=1000)
+    cluster_mode: Literal["eks", "kubeconfig", "url"] = "url"
+    eks_cluster_name: str | None = None
+    kubeconfig_secret_arn: str | None = None
+    kube_api_url: str | None = None
+    job_namespace: str = "upgrade-system"
+    helm_image: str | None = None
+    job_service_account: str | None = None
+    chart_refs: dict[str, str] = Field(default_factory=dict)
+    aws_region: str | None = None
+
+    @field_validator("chart_refs", mode="before")
+    @classmethod
+    def _parse_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        names = {name: name.upper() for name in cls.model_fields}
+        names["aws_region"] = "AWS_REGION"
+        raw = {field: env[var] for field, var in names.items() if env.get(var, "") != ""}
+        if "aws_region" not in raw and env.get("AWS_DEFAULT_REGION"):
+            raw["aws_region"] = env["AWS_DEFAULT_REGION"]
+        try:
+            return cls.model_validate(raw)
+        except (ValidationError, json.JSONDecodeError) as exc:
+            raise SettingsError(f"invalid configuration in the environment: {exc}") from exc
+
+    def require(self, *fields: str) -> None:
+        missing = [f.upper() for f in fields if getattr(self, f) in (None, "")]
+        if missing:
+            raise SettingsError(f"missing environment variable(s): {', '.join(missing)}")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached: environment variables are read once)."""
+    return Settings.from_env()

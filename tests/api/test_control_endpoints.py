@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import concurrent.futures
+
+from tests.api.helpers import continue_, deploy, logs, rollback, status
+
+
+def _await_continue(sql, uid: str, token: str = "token-abc") -> None:
+    sql("UPDATE system_upgrades SET status='awaiting_continue', task_token=%s WHERE id=%s", token, int(uid))
+
+
+def test_continue_releases_the_gate_once(make_customers, fake_workflow, sql):
+    make_customers(10)
+    upgrade = deploy(strategy="canary", canaryPercent=10)
+    uid = upgrade["upgradeId"]
+    _await_continue(sql, uid)
+    code, data = continue_(uid)
+    assert code == 200
+    assert data == {"message": "Upgrade continuation queued", "upgradeId": uid, "jobId": upgrade["jobId"]}
+    assert [token for token, _ in fake_workflow.continued] == ["token-abc"]
+    assert status(uid)[1]["status"] == "in_progress"
+    # a second continue is a 409 and never a second callback
+    code, again = continue_(uid)
+    assert code == 409 and "not awaiting continue" in again["message"]
+    assert len(fake_workflow.continued) == 1
+
+
+def test_concurrent_continues_send_one_callback(make_customers, fake_workflow, sql):
+    make_customers(10)
+    uid = deploy(strategy="canary")["upgradeId"]
+    _await_continue(sql, uid)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        codes = sorted(pool.map(lambda i: continue_(uid, instance=i)[0], range(8)))
+    assert codes == [200] + [409] * 7
+    assert len(fake_workflow.continued) == 1
+
+
+def test_continue_before_the_gate_is_409(make_customers, fake_workflow):
+    make_customers(3)
+    uid = deploy(strategy="canary")["upgradeId"]
+    code, data = continue_(uid)
+    assert code == 409 and "pending" in data["message"]
+    assert fake_workflow.continued == []
+
+
+def test_continue_unknown_upgrade_is_404(env, fake_workflow):
+    assert continue_("5555")[0] == 404
+
+
+def test_rollback_of_an_upgraded_customer_is_recorded_and_started(make_customers, fake_workflow, sql):
+    make_customers(3)
+    uid = deploy()["upgradeId"]
+    sql("UPDATE customer_upgrade_logs SET status='completed' WHERE customer_id='cust_0002'")
+    code, data = rollback(uid, "cust_0002")
+    assert code == 202, data
+    assert data["customerId"] == "cust_0002" and data["namespace"] == "customer-0002"
+    assert data["message"] and data["toVersion"] == "v1.1.0" and data["status"] == "pending"
+    assert fake_workflow.started[-1][1] == {"upgradeId": int(uid), "runName": data["jobId"], "operation": "rollback"}
+    code, rows = logs(uid, operation="rollback")
+    assert [(r["customer_id"], r["from_version"], r["to_version"]) for r in rows["logs"]] == [
+        ("cust_0002", "v1.2.0", "v1.1.0")
+    ]
+    # a second request while the first is open is 409
+    assert rollback(uid, "cust_0002")[0] == 409
+
+
+def test_rollback_refusals(make_customers, fake_workflow, sql):
+    make_customers(3)
+    uid = deploy()["upgradeId"]
+    code, data = rollback(uid, "cust_0001")  # still pending
+    assert code == 409 and "still pending" in data["message"]
+    sql("UPDATE customer_upgrade_logs SET status='in_progress' WHERE customer_id='cust_0001'")
+    assert rollback(uid, "cust_0001")[0] == 409
+    sql("UPDATE customer_upgrade_logs SET status='failed' WHERE customer_id='cust_0003'")
+    code, data = rollback(uid, "cust_0003")
+    assert code == 409 and "nothing to roll back" in data["message"]
+    code, data = rollback(uid, "cust_9999")
+    assert code == 404 and "not part of upgrade" in data["message"]
+    assert rollback("777", "cust_0001")[0] == 404
+    assert len(fake_workflow.started) == 1  # only the deploy

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import kubernetes
+import pytest
+from upgrader.cluster.jobs import KubernetesClusterGateway
+from upgrader.cluster.types import ClusterConfig, HelmJobSpec, JobState
+
+from upgradectl.local.cluster import SimulatedCluster
+
+_ids = itertools.count(1000)
+
+
+@pytest.fixture
+def cluster() -> Iterator[SimulatedCluster]:
+    with SimulatedCluster(job_duration_seconds=0.05, poll_interval=0.01) as running:
+        yield running
+
+
+@pytest.fixture
+def config(cluster: SimulatedCluster) -> ClusterConfig:
+    return ClusterConfig(mode="url", api_url=cluster.url, max_output_bytes=2048)
+
+
+@pytest.fixture
+def gateway(config: ClusterConfig) -> Iterator[KubernetesClusterGateway]:
+    configuration = kubernetes.client.Configuration(host=config.api_url)
+    configuration.retries = 0  # a simulated fault must surface, not be retried by urllib3
+    with kubernetes.client.ApiClient(configuration) as api_client:
+        yield KubernetesClusterGateway(api_client, config)
+
+
+@pytest.fixture
+def make_spec() -> Callable[..., HelmJobSpec]:
+    """A spec with a fresh upgrade id and customer per call (tests never share Jobs)."""
+
+    def make(**overrides: Any) -> HelmJobSpec:
+        n = next(_ids)
+        values: dict[str, Any] = {
+            "upgrade_id": n,
+            "log_id": n * 10,
+            "customer_id": f"cust_{n}",
+            "component": "api",
+            "namespace": f"customer-{n}",
+            "release": "stack",
+            "operation": "upgrade",
+            "version": "v2.0.0",
+            "attempt": 1,
+        }
+        values.update(overrides)
+        return HelmJobSpec(**values)
+
+    return make
+
+
+def wait_finished(gateway: KubernetesClusterGateway, spec: HelmJobSpec, timeout: float = 5.0) -> JobState:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = gateway.get_helm_job(spec)
+        if state.finished or time.monotonic() > deadline:
+            return state
+        time.sleep(0.02)

@@ -1,0 +1,235 @@
+"""The Job manifest and its name: pure functions, asserted field by field."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from upgrader.cluster.jobs import KubernetesClusterGateway, bound_output, customer_label, helm_job_name
+from upgrader.cluster.types import ClusterConfig, ClusterPermanentError, HelmJobSpec
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+
+
+def spec(**overrides: Any) -> HelmJobSpec:
+    values: dict[str, Any] = dict(
+        upgrade_id=12,
+        log_id=345,
+        customer_id="cust_0001",
+        component="api",
+        namespace="customer-0001",
+        release="stack",
+        operation="upgrade",
+        version="v2.3.1",
+        attempt=1,
+    )
+    values.update(overrides)
+    return HelmJobSpec(**values)
+
+
+@pytest.fixture
+def gateway() -> KubernetesClusterGateway:
+    # The manifest is pure: no request is made, so the client points nowhere.
+    config = ClusterConfig(
+        mode="url", api_url="http://127.0.0.1:9", helm_timeout_seconds=300, ttl_seconds_after_finished=900
+    )
+    return KubernetesClusterGateway(api_client=None, config=config)  # type: ignore[arg-type]
+
+
+def container(manifest: dict[str, Any]) -> dict[str, Any]:
+    containers = manifest["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def test_upgrade_argv_is_exact(gateway: KubernetesClusterGateway) -> None:
+    c = container(gateway.build_job_manifest(spec()))
+    assert c["command"] + c["args"] == [
+        "helm",
+        "upgrade",
+        "stack",
+        "oci://registry.example.com/charts/customer-stack",
+        "--namespace",
+        "customer-0001",
+        "--reuse-values",
+        "--set-string",
+        "api.image.tag=v2.3.1",
+        "--wait",
+        "--atomic",
+        "--timeout",
+        "300s",
+    ]
+    assert c["command"] == ["helm"]
+    assert all(isinstance(arg, str) for arg in c["args"])
+
+
+def test_component_picks_its_tag_key(gateway: KubernetesClusterGateway) -> None:
+    c = container(gateway.build_job_manifest(spec(component="mosquitto", version="2.0.18")))
+    assert "mosquitto.image.tag=2.0.18" in c["args"]
+
+
+def test_rollback_argv_with_and_without_revision(gateway: KubernetesClusterGateway) -> None:
+    to_three = container(gateway.build_job_manifest(spec(operation="rollback", version=None, revision=3)))
+    previous = container(gateway.build_job_manifest(spec(operation="rollback", version=None)))
+    assert to_three["command"] + to_three["args"] == [
+        "helm",
+        "rollback",
+        "stack",
+        "3",
+        "--namespace",
+        "customer-0001",
+        "--wait",
+        "--timeout",
+        "300s",
+    ]
+    assert previous["command"] + previous["args"] == [
+        "helm",
+        "rollback",
+        "stack",
+        "--namespace",
+        "customer-0001",
+        "--wait",
+        "--timeout",
+        "300s",
+    ]
+
+
+def test_recover_rolls_back_to_the_given_revision(gateway: KubernetesClusterGateway) -> None:
+    c = container(gateway.build_job_manifest(spec(operation="recover", version=None, revision=7)))
+    assert c["command"] + c["args"] == [
+        "helm",
+        "rollback",
+        "stack",
+        "7",
+        "--namespace",
+        "customer-0001",
+        "--wait",
+        "--timeout",
+        "300s",
+    ]
+
+
+def test_job_metadata_labels_and_annotations(gateway: KubernetesClusterGateway) -> None:
+    manifest = gateway.build_job_manifest(spec(customer_id="Cust 42/x"))
+    meta = manifest["metadata"]
+    assert manifest["apiVersion"] == "batch/v1" and manifest["kind"] == "Job"
+    assert meta["namespace"] == "upgrade-system"
+    assert meta["name"] == helm_job_name(spec(customer_id="Cust 42/x"))
+    labels = meta["labels"]
+    assert labels["app.kubernetes.io/managed-by"] == "customer-upgrades"
+    assert labels["upgrades.example.com/upgrade-id"] == "12"
+    assert labels["upgrades.example.com/log-id"] == "345"
+    assert labels["upgrades.example.com/component"] == "api"
+    assert labels["upgrades.example.com/operation"] == "upgrade"
+    assert labels["upgrades.example.com/attempt"] == "1"
+    assert labels["upgrades.example.com/release"] == "stack"
+    assert labels["upgrades.example.com/target-namespace"] == "customer-0001"
+    assert labels["upgrades.example.com/customer-id"].startswith("cust-42-x-")
+    assert all(LABEL_VALUE.match(v) and len(v) <= 63 for v in labels.values())
+    assert meta["annotations"]["upgrades.example.com/customer-id"] == "Cust 42/x"
+    assert meta["annotations"]["upgrades.example.com/version"] == "v2.3.1"
+    assert manifest["spec"]["template"]["metadata"]["labels"] == labels
+
+
+def test_job_spec_never_retries_and_is_bounded(gateway: KubernetesClusterGateway) -> None:
+    job = gateway.build_job_manifest(spec())["spec"]
+    assert job["backoffLimit"] == 0
+    assert job["activeDeadlineSeconds"] == 300 + 120
+    assert job["ttlSecondsAfterFinished"] == 900
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["serviceAccountName"] == "upgrade-runner"
+
+
+def test_pod_is_locked_down(gateway: KubernetesClusterGateway) -> None:
+    pod = gateway.build_job_manifest(spec())["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container({"spec": {"template": {"spec": pod}}})["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    c = pod["containers"][0]
+    assert c["image"] == "alpine/helm:3.16.4"
+    assert set(c["resources"]["requests"]) >= {"cpu", "memory"}
+    assert set(c["resources"]["limits"]) >= {"cpu", "memory"}
+
+
+def test_helm_gets_writable_home_on_an_empty_dir(gateway: KubernetesClusterGateway) -> None:
+    pod = gateway.build_job_manifest(spec())["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        assert env[var].startswith(mounts["helm-home"] + "/")
+    assert "helm-home" in empty_dirs and "tmp" in empty_dirs
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"version": "1.0;rm -rf /"},
+        {"version": "a,b=c"},  # --set-string would read a second key
+        {"version": None},
+        {"release": "Stack_Bad"},
+        {"namespace": "-bad-"},
+        {"component": "unknown"},
+        {"operation": "rollback", "version": None, "revision": 0},
+    ],
+)
+def test_invalid_spec_is_a_permanent_error(gateway: KubernetesClusterGateway, overrides: dict) -> None:
+    with pytest.raises(ClusterPermanentError):
+        gateway.build_job_manifest(spec(**overrides))
+
+
+def test_job_name_is_deterministic_valid_and_tracks_attempt_and_operation() -> None:
+    name = helm_job_name(spec())
+    assert name == helm_job_name(spec())
+    assert re.fullmatch(r"helm-upgrade-12-cust-0001-[0-9a-f]{8}-a1", name)
+    assert helm_job_name(spec(attempt=2)) != name
+    assert helm_job_name(spec(operation="rollback")) != name
+    assert helm_job_name(spec(upgrade_id=13)) != name
+    # Same (upgrade, customer, operation, attempt) -> same name, whatever the log id or version.
+    assert helm_job_name(spec(log_id=1, version="v9")) == name
+
+
+def test_job_name_of_a_huge_customer_id_stays_a_dns_label() -> None:
+    name = helm_job_name(
+        spec(customer_id="Ä" * 10 + "X" * 200, upgrade_id=9_223_372_036_854_775_807, operation="rollback", attempt=99)
+    )
+    assert len(name) <= 63 and DNS_LABEL.match(name)
+    assert name.endswith("-a99")
+
+
+def test_customer_ids_with_the_same_slug_get_different_names() -> None:
+    ids = ["cust_1", "cust-1", "CUST_1", "cust.1", "cust 1", "cust__1"]
+    names = {helm_job_name(spec(customer_id=cid)) for cid in ids}
+    labels = {customer_label(cid) for cid in ids}
+    assert len(names) == len(ids)
+    assert len(labels) == len(ids)
+    assert all(DNS_LABEL.match(n) and len(n) <= 63 for n in names)
+
+
+def test_bound_output_keeps_the_tail_with_a_note() -> None:
+    text = "".join(f"line {i:05d}\n" for i in range(5000))
+    bounded = bound_output(text, 1024)
+    assert len(bounded.encode()) <= 1024
+    assert bounded.startswith("[truncated ")
+    note = re.match(r"\[truncated (\d+) bytes\]\n", bounded)
+    assert note is not None
+    dropped = int(note.group(1))
+    kept = bounded.split("\n", 1)[1]
+    assert text.endswith(kept)
+    assert dropped + len(kept.encode()) == len(text.encode())
+    assert kept.startswith("line ")  # cut at a line boundary
+    assert bound_output("short", 1024) == "short"
+
+
+def test_bound_output_never_splits_a_utf8_character() -> None:
+    bounded = bound_output("é" * 5000, 300)
+    assert len(bounded.encode()) <= 300
+    assert bounded.split("\n", 1)[1] == "é" * len(bounded.split("\n", 1)[1])

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.api.helpers import call
+from upgradectl.local.cluster import SimulatedCluster
+from upgradectl.local.runtime import LocalRuntime
+
+
+class Stack:
+    def __init__(self, runtime: LocalRuntime, cluster: SimulatedCluster) -> None:
+        self.runtime = runtime
+        self.cluster = cluster
+
+    def status(self, upgrade_id: str) -> dict[str, Any]:
+        code, data = call("api_upgrades", "api_upgrades_status", f"/api/upgrades/{upgrade_id}/status",
+                          {"upgradeId": upgrade_id})  # fmt: skip
+        assert code == 200, data
+        return data
+
+    def logs(self, upgrade_id: str, **query: str) -> dict[str, Any]:
+        code, data = call("api_upgrades", "api_upgrades_logs", f"/api/upgrades/{upgrade_id}/logs",
+                          {"upgradeId": upgrade_id}, query)  # fmt: skip
+        assert code == 200, data
+        return data
+
+    def wait_for_status(self, upgrade_id: str, wanted: Callable[[dict[str, Any]], bool], timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            data = self.status(upgrade_id)
+            if wanted(data):
+                return data
+            if time.monotonic() > deadline:
+                raise AssertionError(f"status never matched; last: {data}")
+            time.sleep(0.1)
+
+    def wait_execution(self, name: str, timeout: float = 120) -> dict[str, Any]:
+        return self.runtime.wait(name, timeout=timeout)
+
+
+@pytest.fixture
+def cluster() -> Iterator[SimulatedCluster]:
+    with SimulatedCluster(job_duration_seconds=0.05) as sim:
+        yield sim
+
+
+@pytest.fixture
+def stack(env: dict[str, str], cluster: SimulatedCluster, database_url: str) -> Iterator[Stack]:
+    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, poll_seconds=0) as runtime:
+        yield Stack(runtime, cluster)

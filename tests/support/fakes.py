@@ -1,0 +1,48 @@
+"""In-memory stand-ins for the ports, for tests of the API layer alone."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from upgrader.errors import NotFound, WorkflowUnavailable
+
+
+class FakeWorkflow:
+    """Records what the API asks of Step Functions."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, dict[str, Any]]] = []
+        self.continued: list[tuple[str, dict[str, Any]]] = []
+        self.fail_start = False
+        self._lock = threading.Lock()
+
+    def start(self, name: str, payload: dict[str, Any]) -> str:
+        if self.fail_start:
+            raise WorkflowUnavailable("Step Functions is busy (ThrottlingException): test")
+        with self._lock:
+            self.started.append((name, payload))
+        return f"arn:aws:states:us-east-1:123456789012:execution:upgrade:{name}"
+
+    def send_continue(self, task_token: str, output: dict[str, Any]) -> None:
+        with self._lock:
+            self.continued.append((task_token, output))
+
+    def execution_counts(self) -> dict[str, int]:
+        return {"RUNNING": len(self.started), "SUCCEEDED": 0, "FAILED": 0}
+
+    def describe(self, name: str) -> dict[str, Any]:
+        for started, payload in self.started:
+            if started == name:
+                now = datetime.now(UTC)
+                return {
+                    "execution": {
+                        "executionArn": f"arn:aws:states:us-east-1:123456789012:execution:upgrade:{name}",
+                        "status": "RUNNING",
+                        "input": __import__("json").dumps(payload),
+                        "startDate": now,
+                    },
+                    "mapRuns": [],
+                }
+        raise NotFound(f"no job '{name}' in the upgrade state machine")

@@ -1,0 +1,301 @@
+"""Static checks of template.yaml against docs/contracts.md, the ASL files and the security baseline."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+CONTRACTS = ROOT / "docs" / "contracts.md"
+KUBERNETES_FUNCTIONS = {"start_helm_job", "check_helm_job"}
+# SAM policy templates whose expansion has no wildcard action; anything else must be spelled out.
+ALLOWED_POLICY_TEMPLATES = {"LambdaInvokePolicy"}
+
+
+# -- parsing -----------------------------------------------------------------------------------------------
+class CloudFormationLoader(yaml.SafeLoader):
+    """SafeLoader that turns short-form intrinsics (!Ref, !Sub, !GetAtt, ...) into their long form."""
+
+
+def _construct_intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    return {f"Fn::{tag_suffix}": value}
+
+
+CloudFormationLoader.add_multi_constructor("!", _construct_intrinsic)
+
+
+def load_template() -> dict[str, Any]:
+    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=CloudFormationLoader)  # noqa: S506
+
+
+def contract_functions() -> dict[str, dict[str, Any]]:
+    """folder -> {logical_id, routes: {(METHOD, path)}} from the table in docs/contracts.md."""
+    functions: dict[str, dict[str, Any]] = {}
+    row = re.compile(r"^\|\s*([a-z_]+)\s*\|\s*([A-Za-z]+Function)\s*\|\s*([^|]*)\|")
+    for line in CONTRACTS.read_text(encoding="utf-8").splitlines():
+        match = row.match(line)
+        if not match:
+            continue
+        folder, logical_id, trigger = match.group(1), match.group(2), match.group(3)
+        routes = {(method, path) for method, path in re.findall(r"\b(GET|POST|PUT|PATCH|DELETE)\s+(/[^\s,]+)", trigger)}
+        functions[folder] = {"logical_id": logical_id, "routes": routes}
+    assert functions, "could not read the Lambda functions table from docs/contracts.md"
+    return functions
+
+
+def contract_substitution_keys() -> set[str]:
+    text = CONTRACTS.read_text(encoding="utf-8")
+    section = text.split("DefinitionSubstitutions keys:", 1)[1].split("\n\n", 1)[0]
+    return set(re.findall(r"`([A-Za-z]+)`", section))
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def resources_of(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == resource_type}
+
+
+def functions_by_folder(template: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """folder under functions/ -> (logical id, resource)."""
+    result: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, res in resources_of(template, "AWS::Serverless::Function").items():
+        code_uri = res["Properties"]["CodeUri"]
+        match = re.fullmatch(r"functions/([a-z_0-9]+)/?", code_uri)
+        assert match, f"{name}: CodeUri {code_uri!r} is not functions/<folder>/"
+        result[match.group(1)] = (name, res)
+    return result
+
+
+def expand_conditionals(value: Any) -> Iterator[Any]:
+    """Both branches of Fn::If (AWS::NoValue dropped), so conditional statements are checked too."""
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        _, when_true, when_false = value["Fn::If"]
+        for branch in (when_true, when_false):
+            if branch != {"Ref": "AWS::NoValue"}:
+                yield from expand_conditionals(branch)
+    else:
+        yield value
+
+
+def policy_statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(resource, statement) for every IAM policy statement written in the template."""
+    for name, res in template["Resources"].items():
+        props = res.get("Properties", {})
+        if res["Type"] in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
+            policies = props.get("Policies", [])
+            for policy in policies if isinstance(policies, list) else [policies]:
+                if isinstance(policy, dict) and "Statement" in policy:
+                    for statement in policy["Statement"]:
+                        yield from ((name, s) for s in expand_conditionals(statement))
+        elif res["Type"] == "AWS::IAM::Role":
+            for policy in props.get("Policies", []):
+                for statement in policy["PolicyDocument"]["Statement"]:
+                    yield from ((name, s) for s in expand_conditionals(statement))
+        elif res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            for statement in props["PolicyDocument"]["Statement"]:
+                yield from ((name, s) for s in expand_conditionals(statement))
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# -- API ---------------------------------------------------------------------------------------------------
+def test_every_api_method_requires_aws_iam(template: dict[str, Any]) -> None:
+    apis = resources_of(template, "AWS::Serverless::Api")
+    assert apis, "the template must declare its REST API"
+    for name, api in apis.items():
+        assert api["Properties"]["Auth"]["DefaultAuthorizer"] == "AWS_IAM", name
+
+    events = 0
+    for name, res in resources_of(template, "AWS::Serverless::Function").items():
+        for event_name, event in res["Properties"].get("Events", {}).items():
+            if event["Type"] != "Api":
+                continue
+            events += 1
+            props = event["Properties"]
+            where = f"{name}.{event_name}"
+            assert props.get("RestApiId", {}).get("Ref") in apis, f"{where} must use an API with AWS_IAM default"
+            authorizer = props.get("Auth", {}).get("Authorizer", "AWS_IAM")
+            assert authorizer == "AWS_IAM", f"{where} overrides the authorizer with {authorizer!r}"
+    assert events > 0
+
+
+def test_api_routes_match_the_contract(template: dict[str, Any]) -> None:
+    by_folder = functions_by_folder(template)
+    for folder, contract in contract_functions().items():
+        if folder not in by_folder:
+            continue  # reported by test_template_functions_match_the_contract
+        _, res = by_folder[folder]
+        routes = {
+            (event["Properties"]["Method"].upper(), event["Properties"]["Path"])
+            for event in res["Properties"].get("Events", {}).values()
+            if event["Type"] == "Api"
+        }
+        assert routes == contract["routes"], folder
+
+
+# -- IAM ---------------------------------------------------------------------------------------------------
+def test_no_policy_statement_allows_a_wildcard_action(template: dict[str, Any]) -> None:
+    statements = list(policy_statements(template))
+    assert statements
+    for name, statement in statements:
+        if statement.get("Effect") != "Allow":
+            continue
+        assert "NotAction" not in statement, f"{name} {statement.get('Sid')}: NotAction is a wildcard"
+        for action in as_list(statement["Action"]):
+            assert isinstance(action, str) and "*" not in action, f"{name} {statement.get('Sid')}: {action!r}"
+
+
+def test_only_known_policy_templates_and_no_managed_policies(template: dict[str, Any]) -> None:
+    for kind in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
+        for name, res in resources_of(template, kind).items():
+            for policy in as_list(res["Properties"].get("Policies", [])):
+                assert isinstance(policy, dict), f"{name}: managed policy {policy!r} (write statements instead)"
+                names = set(policy) - {"Statement", "Version"}
+                assert names <= ALLOWED_POLICY_TEMPLATES, f"{name}: policy template(s) {names}"
+
+
+def test_bucket_policy_only_denies(template: dict[str, Any]) -> None:
+    for name, res in resources_of(template, "AWS::S3::BucketPolicy").items():
+        for statement in res["Properties"]["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Deny", f"{name}: bucket policies here only enforce TLS"
+
+
+# -- state machine -----------------------------------------------------------------------------------------
+def asl_placeholders() -> set[str]:
+    files = sorted((ROOT / "statemachine").glob("*.asl.json"))
+    assert files, "no statemachine/*.asl.json"
+    keys: set[str] = set()
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        json.loads(text)
+        keys |= set(re.findall(r"\$\{([^}]+)\}", text))
+    return keys
+
+
+def test_definition_substitutions_match_the_asl(template: dict[str, Any]) -> None:
+    machines = resources_of(template, "AWS::Serverless::StateMachine")
+    assert machines
+    provided: set[str] = set()
+    for res in machines.values():
+        provided |= set(res["Properties"].get("DefinitionSubstitutions", {}))
+        assert (ROOT / res["Properties"]["DefinitionUri"]).is_file()
+
+    used = asl_placeholders()
+
+    assert used - provided == set(), "ASL placeholders the template does not provide"
+    assert provided - used == set(), "DefinitionSubstitutions the ASL never uses"
+
+
+def test_definition_substitutions_match_the_contract(template: dict[str, Any]) -> None:
+    machine = template["Resources"]["UpgradeStateMachine"]["Properties"]
+    assert set(machine["DefinitionSubstitutions"]) == contract_substitution_keys()
+    assert machine["Type"] == "STANDARD"
+
+
+# -- functions and layers ----------------------------------------------------------------------------------
+def test_template_functions_match_the_contract(template: dict[str, Any]) -> None:
+    by_folder = functions_by_folder(template)
+    contract = contract_functions()
+
+    assert set(by_folder) == set(contract)
+    for folder, (logical_id, res) in by_folder.items():
+        assert logical_id == contract[folder]["logical_id"], folder
+        assert res["Properties"]["Handler"] == "app.lambda_handler", folder
+
+
+def test_every_function_folder_has_a_resource_and_every_resource_its_folder(template: dict[str, Any]) -> None:
+    by_folder = functions_by_folder(template)
+    on_disk = {p.name for p in (ROOT / "functions").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+
+    assert on_disk - set(by_folder) == set(), "function folders without a template resource"
+    missing = sorted(f for f in by_folder if not (ROOT / "functions" / f / "app.py").is_file())
+    assert missing == [], f"template functions whose functions/<folder>/app.py does not exist: {missing}"
+
+
+def test_kubernetes_layer_only_on_cluster_workers(template: dict[str, Any]) -> None:
+    layers = resources_of(template, "AWS::Serverless::LayerVersion")
+    assert {"SharedLayer", "KubernetesLayer"} <= set(layers)
+    for name in ("SharedLayer", "KubernetesLayer"):
+        assert layers[name]["Properties"]["CompatibleRuntimes"] == ["python3.11"]
+        assert layers[name]["Metadata"]["BuildMethod"] == "python3.11"
+
+    for folder, (logical_id, res) in functions_by_folder(template).items():
+        attached = {layer["Ref"] for layer in res["Properties"].get("Layers", [])}
+        expected = {"SharedLayer", "KubernetesLayer"} if folder in KUBERNETES_FUNCTIONS else {"SharedLayer"}
+        assert attached == expected, logical_id
+
+
+def test_manifest_bucket_is_private_and_encrypted(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["ManifestBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert bucket["LifecycleConfiguration"]["Rules"][0]["Status"] == "Enabled"
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    assert {"ApiUrl", "StateMachineArn", "ManifestBucketName"} <= set(template["Outputs"])
+
+
+# -- sam validate --lint -----------------------------------------------------------------------------------
+def find_sam() -> str | None:
+    candidates = [os.environ.get("SAM_EXECUTABLE"), str(ROOT / ".venv-sam" / "bin" / "sam"), shutil.which("sam")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def test_sam_validate_lint_passes() -> None:
+    sam = find_sam()
+    if sam is None:
+        message = (
+            "aws-sam-cli not found (looked at $SAM_EXECUTABLE, .venv-sam/bin/sam and PATH); "
+            "install it with: python3.11 -m venv .venv-sam && .venv-sam/bin/pip install aws-sam-cli==1.170.0"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    env = {
+        **os.environ,
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        "SAM_CLI_TELEMETRY": "0",
+    }
+
+    result = subprocess.run(
+        [sam, "validate", "--lint", "--template-file", str(TEMPLATE)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, f"sam validate --lint failed:\n{result.stdout}\n{result.stderr}"

@@ -1,0 +1,424 @@
+"""Run the real ASL locally: moto's executing Step Functions + our Python handlers in-process.
+
+moto (5.2.x) interprets the state machine with LocalStack's ASL parser when the mock config sets
+``stepfunctions.execute_state_machine``. Lambda tasks go through moto's Lambda API; with
+``lambda.use_docker`` off that API is served by ``LambdaSimpleBackend``, whose ``invoke`` only replays
+canned results. ``LocalStepFunctions`` replaces that single method with a dispatcher that calls our
+handler for the function name and answers like the Lambda service does, including the error
+envelope that lets ASL ``Retry``/``Catch`` match on the exception class name.
+
+Used by pytest (``with LocalStepFunctions(handlers) as engine: ...``) and by the long-running local
+stack (``engine.start()`` ... ``engine.stop()``). Not deployed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import logging
+import os
+import re
+import time
+import traceback
+import uuid
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import boto3
+from moto import mock_aws
+from moto.awslambda.exceptions import UnknownFunctionException
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.config import DefaultConfig
+
+Handler = Callable[[dict, object], object]
+
+LOGGER = logging.getLogger(__name__)
+
+#: The exact signature the dispatcher replaces. moto is pinned to 5.2.*; when an upgrade changes it,
+#: ``check_moto_compat`` fails loudly instead of letting tasks silently get canned results.
+EXPECTED_INVOKE_PARAMETERS: tuple[str, ...] = (
+    "self",
+    "function_name",
+    "qualifier",
+    "body",
+    "headers",
+    "response_headers",
+)
+
+MOTO_MOCK_CONFIG: DefaultConfig = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+
+_FAKE_ENV: dict[str, str] = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+_ROLE_NAME = "local-upgrade-engine"
+_ASSUME_ROLE_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": ["states.amazonaws.com", "lambda.amazonaws.com"]},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+
+
+class MotoCompatibilityError(RuntimeError):
+    """The installed moto no longer has the Lambda hook this engine patches."""
+
+
+class UnresolvedSubstitutionError(ValueError):
+    """A ``${Key}`` placeholder in an ASL definition has no substitution."""
+
+
+def check_moto_compat() -> None:
+    """Fail loudly unless ``LambdaSimpleBackend.invoke`` has the signature the dispatcher replaces."""
+    invoke = LambdaSimpleBackend.__dict__.get("invoke")
+    if invoke is None or not callable(invoke):
+        raise MotoCompatibilityError(
+            "moto.awslambda_simple.models.LambdaSimpleBackend.invoke is missing: the local Step Functions "
+            "engine cannot dispatch Lambda tasks to Python handlers with this moto version (pin moto==5.2.*)."
+        )
+    parameters = tuple(inspect.signature(invoke).parameters)
+    if parameters != EXPECTED_INVOKE_PARAMETERS:
+        raise MotoCompatibilityError(
+            "moto.awslambda_simple.models.LambdaSimpleBackend.invoke changed its signature: expected "
+            f"{EXPECTED_INVOKE_PARAMETERS}, found {parameters}. The local Step Functions engine patches this "
+            "method; review upgradectl/local/engine.py against the new moto (or pin moto==5.2.*)."
+        )
+
+
+def substitution_key(function_name: str) -> str:
+    """``prepare_run`` -> ``PrepareRunFunctionArn`` (the template's DefinitionSubstitutions key)."""
+    return "".join(part.capitalize() for part in function_name.split("_") if part) + "FunctionArn"
+
+
+def render_definition(definition: str, substitutions: Mapping[str, str]) -> str:
+    """Replace ``${Key}`` like CloudFormation DefinitionSubstitutions; fail on anything left over."""
+    missing = sorted({key for key in _PLACEHOLDER.findall(definition) if key not in substitutions})
+    if missing:
+        raise UnresolvedSubstitutionError(
+            f"ASL placeholders without a substitution: {', '.join('${' + k + '}' for k in missing)}"
+        )
+    rendered = _PLACEHOLDER.sub(lambda match: str(substitutions[match.group(1)]), definition)
+    if "${" in rendered:
+        raise UnresolvedSubstitutionError("ASL still contains '${' after substitution")
+    return rendered
+
+
+def function_name_from(name_or_arn: str) -> str:
+    """Function name from a name, ``name:qualifier``, or a (possibly qualified) function ARN."""
+    if name_or_arn.startswith("arn:"):
+        # arn:aws:lambda:region:account:function:name[:qualifier]
+        parts = name_or_arn.split(":")
+        return parts[6] if len(parts) > 6 else name_or_arn
+    return name_or_arn.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class FakeLambdaContext:
+    """The parts of the Lambda context object that our handlers and Powertools read."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int = 512
+    timeout_seconds: float = 60.0
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        elapsed = time.monotonic() - self._started
+        return max(0, int((self.timeout_seconds - elapsed) * 1000))
+
+
+def _error_envelope(exc: BaseException, error_type: str | None = None) -> bytes:
+    """The body Lambda returns for an unhandled exception (Python runtime shape)."""
+    return json.dumps(
+        {
+            "errorType": error_type or type(exc).__name__,
+            "errorMessage": str(exc),
+            "requestId": "",
+            "stackTrace": traceback.format_tb(exc.__traceback__),
+        }
+    ).encode("utf-8")
+
+
+def _decode_payload(body: Any) -> Any:
+    if body is None or body == b"" or body == "":
+        return {}
+    if isinstance(body, bytes | bytearray):
+        body = body.decode("utf-8")
+    return json.loads(body)
+
+
+class LocalStepFunctions:
+    """moto Step Functions (executing mode) whose Lambda tasks run our handlers in-process.
+
+    ``handlers`` maps a Lambda function name (the folder name under ``functions/``) to its
+    ``lambda_handler(event, context)``. Handlers run on moto's interpreter threads, possibly
+    concurrently: the dispatcher keeps no state besides the mapping.
+    """
+
+    def __init__(
+        self,
+        handlers: Mapping[str, Handler],
+        *,
+        region: str = "us-east-1",
+        bucket: str = "upgrade-manifests",
+        memory_limit_in_mb: int = 512,
+        function_timeout_seconds: float = 900.0,
+    ) -> None:
+        self.handlers: dict[str, Handler] = dict(handlers)
+        self.region = region
+        self.bucket = bucket
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.function_timeout_seconds = function_timeout_seconds
+        self.role_arn = ""
+        self._function_arns: dict[str, str] = {}
+        self._mock: Any = None
+        self._saved_env: dict[str, str | None] = {}
+        self._original_invoke: Any = None
+        self._sfn: Any = None
+        self._s3: Any = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def __enter__(self) -> LocalStepFunctions:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def started(self) -> bool:
+        return self._mock is not None
+
+    def start(self) -> LocalStepFunctions:
+        """Start moto, create the role, functions and bucket, and install the Lambda dispatcher."""
+        if self.started:
+            raise RuntimeError("LocalStepFunctions is already started")
+        check_moto_compat()
+        if getattr(LambdaSimpleBackend.invoke, "_local_engine_dispatcher", False):
+            raise RuntimeError("another LocalStepFunctions is running in this process; stop it first")
+
+        self._set_fake_env()
+        self._mock = mock_aws(config=MOTO_MOCK_CONFIG)
+        self._mock.start()
+        try:
+            self._original_invoke = LambdaSimpleBackend.__dict__["invoke"]
+            LambdaSimpleBackend.invoke = self._make_dispatcher()  # type: ignore[method-assign]
+            self._sfn = boto3.client("stepfunctions", region_name=self.region)
+            self._s3 = boto3.client("s3", region_name=self.region)
+            self._create_role()
+            for name in self.handlers:
+                self._create_function(name)
+            self._create_bucket()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop running executions, restore moto's ``invoke`` and the environment, stop moto."""
+        if self._mock is None:
+            self._restore_env()
+            return
+        try:
+            if self._sfn is not None:
+                self._stop_running_executions()
+        finally:
+            if self._original_invoke is not None:
+                LambdaSimpleBackend.invoke = self._original_invoke  # type: ignore[method-assign]
+                self._original_invoke = None
+            mock, self._mock = self._mock, None
+            try:
+                mock.stop()
+            finally:
+                self._restore_env()
+                self._sfn = None
+                self._s3 = None
+                self._function_arns = {}
+
+    # -- public API ----------------------------------------------------------------------------------
+    @property
+    def sfn(self) -> Any:
+        """boto3 Step Functions client bound to the mock."""
+        self._require_started()
+        return self._sfn
+
+    @property
+    def s3(self) -> Any:
+        """boto3 S3 client bound to the mock."""
+        self._require_started()
+        return self._s3
+
+    def function_arn(self, name: str) -> str:
+        """ARN of the moto Lambda function for handler ``name``."""
+        self._require_started()
+        try:
+            return self._function_arns[name]
+        except KeyError:
+            raise KeyError(f"no local Lambda function named {name!r}; known: {sorted(self.handlers)}") from None
+
+    def substitutions_for(self, function_names: Iterable[str] | None = None) -> dict[str, str]:
+        """DefinitionSubstitutions as the template provides them: ``<CamelName>FunctionArn`` + bucket."""
+        names = self.handlers if function_names is None else function_names
+        substitutions = {substitution_key(name): self.function_arn(name) for name in names}
+        substitutions["ManifestBucket"] = self.bucket
+        return substitutions
+
+    def create_state_machine(self, name: str, definition_path: Path, substitutions: Mapping[str, str]) -> str:
+        """Create a STANDARD state machine from an ASL file after ``${Key}`` substitution; return its ARN."""
+        definition = render_definition(Path(definition_path).read_text(encoding="utf-8"), substitutions)
+        return self.create_state_machine_from_definition(name, definition)
+
+    def create_state_machine_from_definition(self, name: str, definition: str | Mapping[str, Any]) -> str:
+        """Create a STANDARD state machine from an ASL string or dict (already substituted)."""
+        text = definition if isinstance(definition, str) else json.dumps(definition)
+        response = self.sfn.create_state_machine(name=name, definition=text, roleArn=self.role_arn, type="STANDARD")
+        return str(response["stateMachineArn"])
+
+    def start_execution(self, state_machine_arn: str, payload: Any, *, name: str | None = None) -> str:
+        """Start an execution; always named (moto names unnamed ones ``None``)."""
+        response = self.sfn.start_execution(
+            stateMachineArn=state_machine_arn,
+            name=name or f"local-{uuid.uuid4()}",
+            input=json.dumps(payload),
+        )
+        return str(response["executionArn"])
+
+    def wait_for_execution(self, execution_arn: str, timeout: float = 60.0, poll: float = 0.05) -> dict:
+        """Poll ``describe_execution`` until the execution leaves RUNNING; raise TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            description: dict = self.sfn.describe_execution(executionArn=execution_arn)
+            if description["status"] != "RUNNING":
+                return description
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"execution {execution_arn} still RUNNING after {timeout} s")
+            time.sleep(poll)
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _require_started(self) -> None:
+        if not self.started:
+            raise RuntimeError("LocalStepFunctions is not started (use it as a context manager or call start())")
+
+    def _set_fake_env(self) -> None:
+        wanted = dict(_FAKE_ENV)
+        wanted["AWS_DEFAULT_REGION"] = self.region
+        for key, value in wanted.items():
+            if not os.environ.get(key):
+                self._saved_env[key] = os.environ.get(key)
+                os.environ[key] = value
+
+    def _restore_env(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
+
+    def _create_role(self) -> None:
+        iam = boto3.client("iam", region_name=self.region)
+        self.role_arn = iam.create_role(RoleName=_ROLE_NAME, AssumeRolePolicyDocument=_ASSUME_ROLE_POLICY)["Role"][
+            "Arn"
+        ]
+
+    def _create_function(self, name: str) -> None:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("app.py", "def lambda_handler(event, context):\n    return event\n")
+        response = boto3.client("lambda", region_name=self.region).create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=self.role_arn,
+            Handler="app.lambda_handler",
+            Code={"ZipFile": buffer.getvalue()},
+            MemorySize=self.memory_limit_in_mb,
+            Timeout=int(self.function_timeout_seconds),
+        )
+        self._function_arns[name] = response["FunctionArn"]
+
+    def _create_bucket(self) -> None:
+        if self.region == "us-east-1":
+            self._s3.create_bucket(Bucket=self.bucket)
+        else:
+            self._s3.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": self.region})
+
+    def _stop_running_executions(self) -> None:
+        # Interpreter threads left running would outlive the mock; stopping them is best effort.
+        try:
+            for machine in self._sfn.list_state_machines().get("stateMachines", []):
+                running = self._sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
+                for execution in running.get("executions", []):
+                    self._sfn.stop_execution(executionArn=execution["executionArn"], cause="engine stopped")
+        except Exception:  # noqa: BLE001 - shutdown must go on
+            LOGGER.warning("could not stop running executions", exc_info=True)
+
+    def _make_dispatcher(self) -> Callable[..., bytes]:
+        handlers = dict(self.handlers)
+        memory = self.memory_limit_in_mb
+        timeout = self.function_timeout_seconds
+
+        def invoke(
+            self: LambdaSimpleBackend,
+            function_name: str,
+            qualifier: str | None,
+            body: Any,
+            headers: Any,
+            response_headers: Any,
+        ) -> bytes:
+            name = function_name_from(function_name)
+            handler = handlers.get(name)
+            if handler is None:
+                raise UnknownFunctionException(f"arn:aws:lambda:{self.region_name}:{self.account_id}:function:{name}")
+            context = FakeLambdaContext(
+                function_name=name,
+                invoked_function_arn=(
+                    function_name
+                    if function_name.startswith("arn:")
+                    else f"arn:aws:lambda:{self.region_name}:{self.account_id}:function:{name}"
+                ),
+                memory_limit_in_mb=memory,
+                timeout_seconds=timeout,
+                log_group_name=f"/aws/lambda/{name}",
+            )
+            try:
+                event = _decode_payload(body)
+                result = handler(event, context)
+            except Exception as exc:  # noqa: BLE001 - Lambda reports every unhandled error the same way
+                LOGGER.info("handler %s raised %s: %s", name, type(exc).__name__, exc)
+                response_headers["x-amz-function-error"] = "Unhandled"
+                return _error_envelope(exc)
+            try:
+                return json.dumps(result).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                response_headers["x-amz-function-error"] = "Unhandled"
+                return _error_envelope(exc, error_type="Runtime.MarshalError")
+
+        invoke._local_engine_dispatcher = True  # type: ignore[attr-defined]
+        return invoke
