@@ -17,7 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 CONTRACTS = ROOT / "docs" / "contracts.md"
-KUBERNETES_FUNCTIONS = {"start_helm_job", "check_helm_job"}
+KUBERNETES_FUNCTIONS = {"start_helm_job", "check_helm_job", "check_rollout"}
 # SAM policy templates whose expansion has no wildcard action; anything else must be spelled out.
 ALLOWED_POLICY_TEMPLATES = {"LambdaInvokePolicy"}
 

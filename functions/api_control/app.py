@@ -5,13 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from upgrader import factory, service
 from upgrader.api import build_resolver, caller_identity
-from upgrader.models import CUSTOMER_ID_PATTERN, UPGRADE_ID_PATTERN, ContinueResponse, RollbackResponse
+from upgrader.models import (
+    CUSTOMER_ID_PATTERN,
+    UPGRADE_ID_PATTERN,
+    AbortRequest,
+    AbortResponse,
+    ContinueResponse,
+    RollbackResponse,
+    RollbackUpgradeRequest,
+    RollbackUpgradeResponse,
+)
 
 logger = Logger()
 router = APIGatewayRouter()
@@ -51,6 +60,54 @@ def rollback_customer(
         int(upgradeId), customerId, requested_by=who, repo=factory.repository(), workflow=factory.workflow()
     )
     logger.info("rollback started", extra={"upgrade_id": upgradeId, "customer_id": customerId, "by": who})
+    return result
+
+
+@router.post(
+    "/api/upgrades/<upgradeId>/abort",
+    status_code=202,
+    summary="Stop an upgrade: no further customer starts; running ones finish; optionally roll back",
+    responses={202: {"description": "abort requested"}, 404: {"description": "unknown upgrade"},
+               409: {"description": "the upgrade has already finished or is already aborting"}},
+)  # fmt: skip
+def abort_upgrade(
+    upgradeId: UpgradeIdPath,  # noqa: N803
+    request: Annotated[AbortRequest | None, Body()] = None,
+) -> AbortResponse:
+    who = caller_identity(router)  # type: ignore[arg-type]
+    options = request or AbortRequest()
+    result = service.abort_upgrade(
+        int(upgradeId),
+        aborted_by=who,
+        reason=options.reason,
+        rollback=options.rollback,
+        repo=factory.repository(),
+        workflow=factory.workflow(),
+    )
+    logger.info("upgrade abort requested", extra={"upgrade_id": upgradeId, "by": who, "rollback": options.rollback})
+    return result
+
+
+@router.post(
+    "/api/upgrades/<upgradeId>/rollback",
+    status_code=202,
+    summary="Roll every customer of a finished upgrade back to its own previous version, last wave first",
+    responses={202: {"description": "rollback started"}, 404: {"description": "unknown upgrade"},
+               409: {"description": "the upgrade is still active, or nothing is left to roll back"}},
+)  # fmt: skip
+def rollback_upgrade(
+    upgradeId: UpgradeIdPath,  # noqa: N803
+    request: Annotated[RollbackUpgradeRequest | None, Body()] = None,
+) -> RollbackUpgradeResponse:
+    who = caller_identity(router)  # type: ignore[arg-type]
+    result = service.rollback_upgrade(
+        int(upgradeId),
+        requested_by=who,
+        max_concurrency=(request or RollbackUpgradeRequest()).maxConcurrency,
+        repo=factory.repository(),
+        workflow=factory.workflow(),
+    )
+    logger.info("upgrade rollback started", extra={"upgrade_id": upgradeId, "by": who, "job_id": result.jobId})
     return result
 
 

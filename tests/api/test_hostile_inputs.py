@@ -88,6 +88,17 @@ HOSTILE_BODIES: list[tuple[str, Any]] = [
     ("label value with space", with_(labels={"tier": "gold plus"})),
     ("failureThreshold both", with_(failureThreshold={"percent": 10, "count": 1})),
     ("failureThreshold percent 150", with_(failureThreshold={"percent": 150})),
+    ("failureThreshold empty", with_(failureThreshold={})),
+    ("failureThreshold count negative", with_(failureThreshold={"count": -1})),
+    ("autoRollback string", with_(autoRollback="yes")),
+    ("healthCheck path traversal", with_(healthCheck={"httpPath": "/../admin"})),
+    ("healthCheck path without slash", with_(healthCheck={"httpPath": "healthz"})),
+    ("healthCheck path with space", with_(healthCheck={"httpPath": "/a b"})),
+    ("healthCheck path with query", with_(healthCheck={"httpPath": "/h?x=$(id)"})),
+    ("healthCheck bad service", with_(healthCheck={"service": "Bad_Name"})),
+    ("healthCheck bad port", with_(healthCheck={"port": "-1"})),
+    ("healthCheck timeout 5", with_(healthCheck={"timeoutSeconds": 5})),
+    ("healthCheck unknown field", with_(healthCheck={"url": "http://169.254.169.254/"})),
     ("body is a list", [BASE]),
     ("body is a string", "deploy"),
     ("body is null", None),
@@ -193,3 +204,41 @@ def test_hostile_log_queries_are_rejected(fleet, query):
 
 def test_hostile_input_count_is_at_least_forty():
     assert len(HOSTILE_BODIES) + len(RAW_BODIES) + len(HOSTILE_PATHS) + len(HOSTILE_QUERIES) >= 40
+
+
+HOSTILE_CONTROL_BODIES = [
+    ("abort", {"rollback": "yes"}),
+    ("abort", {"rollback": 1}),
+    ("abort", {"reason": "x" * 501}),
+    ("abort", {"force": True}),
+    ("abort", [{"rollback": True}]),
+    ("rollback", {"maxConcurrency": 0}),
+    ("rollback", {"maxConcurrency": "5"}),
+    ("rollback", {"maxConcurrency": 1001}),
+    ("rollback", {"customers": ["cust_0001"]}),
+]
+
+
+@pytest.mark.parametrize(
+    ("action", "payload"), HOSTILE_CONTROL_BODIES, ids=[f"{a}-{p}" for a, p in HOSTILE_CONTROL_BODIES]
+)
+def test_hostile_abort_and_rollback_bodies_are_rejected(fleet, database_url, sql, action, payload):
+    uid = invoke("api_deploy", api_event("api_deploy", body={"component": "api", "version": "v1", "strategy": "all"}))
+    upgrade_id = body(uid)["upgradeId"]
+    sql("UPDATE system_upgrades SET status = 'completed' WHERE id = %s", int(upgrade_id))
+    sql("UPDATE customer_upgrade_logs SET status = 'completed'")
+    before = snapshot(database_url)
+    event = api_event(
+        "api_control_continue", path=f"/api/upgrades/{upgrade_id}/{action}", path_params={"upgradeId": upgrade_id}
+    )
+    event["body"] = __import__("json").dumps(payload)
+    _assert_rejected(invoke("api_control", event))
+    assert snapshot(database_url) == before
+    assert len(fleet.started) == 1  # the deploy only
+
+
+def test_hostile_input_figures():
+    tried = (
+        len(HOSTILE_BODIES) + len(RAW_BODIES) + len(HOSTILE_PATHS) + len(HOSTILE_QUERIES) + len(HOSTILE_CONTROL_BODIES)
+    )
+    assert tried >= 40

@@ -58,3 +58,13 @@ def test_runner_is_bound_only_by_rolebindings_in_customer_namespaces() -> None:
         ]
     (account,) = by_kind("ServiceAccount")
     assert account["metadata"] == {**account["metadata"], "name": "upgrade-runner", "namespace": "upgrade-system"}
+
+
+def test_release_reader_grants_exactly_the_health_check_reads() -> None:
+    (role,) = [r for r in by_kind("ClusterRole") if r["metadata"]["name"] == "customer-upgrades-release-reader"]
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    assert rules == {
+        (("",), ("secrets",)): {"get", "list"},
+        (("apps",), ("deployments", "statefulsets")): {"get", "list"},
+        (("",), ("services/proxy",)): {"get"},  # GET through the service proxy only, nothing else
+    }

@@ -38,6 +38,13 @@ class Stack:
                 raise AssertionError(f"status never matched; last: {data}")
             time.sleep(0.1)
 
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition never became true")
+            time.sleep(0.05)
+
     def wait_execution(self, name: str, timeout: float = 120) -> dict[str, Any]:
         return self.runtime.wait(name, timeout=timeout)
 
@@ -46,6 +53,20 @@ class Stack:
 def cluster() -> Iterator[SimulatedCluster]:
     with SimulatedCluster(job_duration_seconds=0.05) as sim:
         yield sim
+
+
+@pytest.fixture
+def make_customers(make_customers: Callable[..., list[str]], cluster: SimulatedCluster) -> Callable[..., list[str]]:
+    """Customers in the inventory and, like in a real fleet, a deployed Helm release in the cluster."""
+
+    def make(n: int, **kwargs: Any) -> list[str]:
+        ids = make_customers(n, **kwargs)
+        for cid in ids:
+            name = f"customer-{cid.replace('_', '-').removeprefix('cust-')}"
+            cluster.add_release(name, name)
+        return ids
+
+    return make
 
 
 @pytest.fixture

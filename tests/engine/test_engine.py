@@ -24,6 +24,7 @@ from upgradectl.local.engine import (
     function_name_from,
     substitution_key,
 )
+from upgradectl.local.functions import WORKER_FUNCTIONS
 
 
 class TransientThing(Exception):
@@ -395,16 +396,7 @@ def test_module_exports_are_stable() -> None:
     )
 
 
-WORKERS = (
-    "prepare_run",
-    "evaluate_wave",
-    "await_continue",
-    "finalize_run",
-    "begin_customer",
-    "start_helm_job",
-    "check_helm_job",
-    "finish_customer",
-)
+WORKERS = WORKER_FUNCTIONS
 
 
 def test_real_state_machine_definitions_parse_with_template_substitutions() -> None:

@@ -15,6 +15,7 @@ class FakeWorkflow:
     def __init__(self) -> None:
         self.started: list[tuple[str, dict[str, Any]]] = []
         self.continued: list[tuple[str, dict[str, Any]]] = []
+        self.failed_tokens: list[tuple[str, str, str]] = []
         self.fail_start = False
         self._lock = threading.Lock()
 
@@ -28,6 +29,10 @@ class FakeWorkflow:
     def send_continue(self, task_token: str, output: dict[str, Any]) -> None:
         with self._lock:
             self.continued.append((task_token, output))
+
+    def send_failure(self, task_token: str, error: str, cause: str) -> None:
+        with self._lock:
+            self.failed_tokens.append((task_token, error, cause))
 
     def execution_counts(self) -> dict[str, int]:
         return {"RUNNING": len(self.started), "SUCCEEDED": 0, "FAILED": 0}

@@ -7,8 +7,10 @@ fails, gets a pod with a terminated container and helm-like logs, and the custom
 Secrets move on the way ``helm upgrade --atomic`` / ``helm rollback`` would move them.
 
 What kmock does not do and this adds: pod logs as text/plain, ``labelSelector`` on LIST (equality
-terms), fault injection, the Job/pod lifecycle, Helm release Secrets. Watches see only what clients
-write, not the simulated controller's changes.
+terms), fault injection, the Job/pod lifecycle, Helm release Secrets, the component workloads a
+release runs (one Deployment ``<release>-<component>`` per component, rolled out by every successful
+helm Job) and the service proxy (``/api/v1/namespaces/<ns>/services/<svc>/proxy/<path>``) in front of
+them. Watches see client writes and the Job controller's changes (best effort), not the Deployments.
 
     with SimulatedCluster(fail_customers={"c-2"}) as cluster:
         api_client = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=cluster.url))
@@ -23,6 +25,7 @@ import contextlib
 import datetime as dt
 import json
 import random
+import re
 import threading
 import time
 import uuid
@@ -46,6 +49,15 @@ _DECLARED = (_JOBS, _PODS, _SECRETS, "v1/namespaces", "apps/v1/deployments", "ap
 _CUSTOMER_ANNOTATION = "upgrades.example.com/customer-id"
 _CUSTOMER_LABEL = "upgrades.example.com/customer-id"
 _TARGET_NS_LABEL = "upgrades.example.com/target-namespace"
+_COMPONENT_LABEL = "upgrades.example.com/component"
+_OPERATION_LABEL = "upgrades.example.com/operation"
+_DEPLOYMENTS = "apps/v1/deployments"
+_INSTANCE = "app.kubernetes.io/instance"
+_APP_COMPONENT = "app.kubernetes.io/component"
+COMPONENTS = ("api", "dashboard", "exporter", "mosquitto")
+WORKLOAD_REPLICAS = 2
+# GET /api/v1/namespaces/<ns>/services/[<scheme>:]<name>[:<port>]/proxy[/<path>] (path %-decoded)
+_SERVICE_PROXY = re.compile(r"^/api/v1/namespaces/([^/]+)/services/([^/]+)/proxy(?:/(.*))?$")
 
 
 def _now_iso() -> str:
@@ -107,6 +119,28 @@ class _JobRun:
 
 
 @dataclass
+class _Workload:
+    """The simulated Deployment `<release>-<component>` and where its rollout stands."""
+
+    namespace: str
+    release: str
+    component: str
+    uid: str
+    created: str
+    generation: int = 0
+    image: str = ""
+    healthy: bool = True  # False: the new pods never become ready
+    changed_at: float = 0.0  # time.monotonic() of the last change
+    settled: bool = True  # rollout_seconds have passed since the change
+    ready: int = 0  # readyReplicas as last written
+    ready_before: int = 0  # readyReplicas when the change started (old pods keep serving)
+
+    @property
+    def name(self) -> str:
+        return f"{self.release}-{self.component}"
+
+
+@dataclass
 class _HelmCall:
     operation: str
     release: str
@@ -156,6 +190,15 @@ class SimulatedCluster:
     returning "succeed" / "fail" / "timeout"; customer id (or namespace) in ``fail_customers`` -> fail;
     ``failure_rate`` (seeded) -> fail; else succeed. "timeout" plays an activeDeadlineSeconds kill that
     leaves the release stuck in pending-upgrade.
+
+    Workloads: ``add_release`` creates a ready Deployment ``<release>-<component>`` per component; every
+    successful upgrade/rollback/recover Job changes the one of its component (``metadata.generation``
+    + 1) and it is ready again ``rollout_seconds`` later. After an upgrade of a customer (id or
+    namespace) in ``unhealthy_customers`` its pods never get ready (readyReplicas 0, updatedReplicas 2)
+    and, with ``stuck_rollout_fails``, the Deployment reports ProgressDeadlineExceeded once
+    ``rollout_seconds`` have passed; a rollback/recover brings the old, healthy version back. The
+    service proxy answers 200 "ok" for a service ``<release>-<component>`` (or ``<release>``) whose
+    pods are ready and 503 for one whose pods are not.
     """
 
     def __init__(
@@ -169,6 +212,9 @@ class SimulatedCluster:
         auto_create_releases: bool = True,
         log_text: Callable[[dict[str, Any], str], str] | None = None,
         poll_interval: float = 0.02,
+        rollout_seconds: float = 0.0,
+        unhealthy_customers: Iterable[str] = (),
+        stuck_rollout_fails: bool = True,
     ) -> None:
         self.job_duration_seconds = job_duration_seconds
         self.failure_rate = failure_rate
@@ -180,6 +226,10 @@ class SimulatedCluster:
         # Replaces the generated helm output: (job manifest, generated text) -> text.
         self.log_text = log_text
         self.poll_interval = poll_interval
+        # How long a changed Deployment takes to become ready (or, unhealthy, to pass its deadline).
+        self.rollout_seconds = rollout_seconds
+        self.unhealthy_customers: set[str] = set(unhealthy_customers)
+        self.stuck_rollout_fails = stuck_rollout_fails
         self.created_jobs: list[CreatedJob] = []
         self._random = random.Random(seed)  # noqa: S311 - simulation, not security
         self._faults: list[_Fault] = []
@@ -189,6 +239,7 @@ class SimulatedCluster:
         self._released: set[str] = set()
         self._runs: dict[tuple[str, str], _JobRun] = {}
         self._logs: dict[tuple[str, str], str] = {}
+        self._workloads: dict[tuple[str, str], _Workload] = {}  # (namespace, deployment name)
         self._api: _ApiServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -321,7 +372,8 @@ class SimulatedCluster:
         values: dict[str, str] | None = None,
     ) -> None:
         """Seed a Helm release: revisions 1..revision, the last in `status`, earlier ones superseded
-        (the one before a pending-* revision stays deployed, as during a real helm run)."""
+        (the one before a pending-* revision stays deployed, as during a real helm run), and one ready
+        Deployment per component (api, dashboard, exporter, mosquitto)."""
 
         def apply() -> None:
             self._delete_release_secrets(namespace, release)
@@ -330,6 +382,9 @@ class SimulatedCluster:
                 if number == revision - 1 and status.startswith("pending-"):
                     state = "deployed"
                 self._put_release_secret(namespace, release, number, state, dict(values or {}))
+            now = time.monotonic()
+            for component in COMPONENTS:
+                self._change_workload(namespace, release, component, healthy=True, now=now, settle=True)
 
         self._call(apply)
 
@@ -348,6 +403,33 @@ class SimulatedCluster:
                 self._put_release_secret(namespace, release, number, status, values)
 
         self._call(apply)
+
+    def set_workload_health(self, namespace: str, release: str, component: str, healthy: bool) -> None:
+        """Make the Deployment `<release>-<component>` healthy (all replicas ready) or not (none ready,
+        and ProgressDeadlineExceeded when `stuck_rollout_fails`) right away, without a new generation.
+        Creates the Deployment when it does not exist yet."""
+
+        def apply() -> None:
+            workload = self._workloads.get((namespace, f"{release}-{component}"))
+            if workload is None:
+                self._change_workload(namespace, release, component, healthy=healthy, now=time.monotonic(), settle=True)
+                return
+            workload.healthy, workload.settled = healthy, True
+            self._write_workload(workload)
+
+        self._call(apply)
+
+    def workload(self, namespace: str, release: str, component: str) -> dict[str, Any] | None:
+        """The simulated Deployment `<release>-<component>` (raw dict) or None, for assertions."""
+
+        def read() -> dict[str, Any] | None:
+            assert self._api is not None
+            if (namespace, f"{release}-{component}") not in self._workloads:
+                return None
+            obj = self._api.objects[_DEPLOYMENTS, namespace, f"{release}-{component}"]
+            return None if obj.deleted else json.loads(json.dumps(obj.raw))
+
+        return self._call(read)
 
     def release_history(self, namespace: str, release: str) -> list[tuple[int, str, dict[str, str]]]:
         """[(revision, status, values set via --set-string)], oldest first."""
@@ -379,6 +461,10 @@ class SimulatedCluster:
             reason = "TooManyRequests" if fault.status == 429 else "InternalError"
             body = _status_body(fault.status, reason, f"simulated fault on {path}")
             return aiohttp.web.json_response(body, status=fault.status, headers=headers)
+
+        proxied = _SERVICE_PROXY.match(path)
+        if proxied is not None:
+            return await self._serve_service_proxy(request.method, *proxied.groups())
 
         resource = request.resource
         plural = getattr(resource, "plural", None)
@@ -431,6 +517,29 @@ class SimulatedCluster:
             ]
         return aiohttp.web.json_response({"metadata": {"resourceVersion": "1"}, "items": items})
 
+    async def _serve_service_proxy(
+        self, method: Any, namespace: str, target: str, rest: str | None
+    ) -> aiohttp.web.StreamResponse:
+        """The API server's service proxy in front of the simulated workloads: 200 "ok" when the pods
+        behind the service are ready, 503 (as the API server says when no endpoint is ready) when not."""
+        if method != "GET":
+            body = _status_body(405, "MethodNotAllowed", "the simulated service proxy serves GET only")
+            return aiohttp.web.json_response(body, status=405)
+        parts = target.split(":")  # [scheme:]name[:port]
+        service = parts[1] if len(parts) == 3 else parts[0]
+        assert self._api is not None
+        async with self._api._lock:
+            behind = [
+                w.ready for w in self._workloads.values() if w.namespace == namespace and service in (w.name, w.release)
+            ]
+        if not behind:
+            body = _status_body(404, "NotFound", f'services "{service}" not found')
+            return aiohttp.web.json_response(body, status=404)
+        if all(ready > 0 for ready in behind):
+            return aiohttp.web.Response(text="ok", content_type="text/plain", charset="utf-8")
+        body = _status_body(503, "ServiceUnavailable", f'no endpoints available for service "{service}"')
+        return aiohttp.web.json_response(body, status=503)
+
     # --- the Job controller ----------------------------------------------------------------------
 
     async def _controller(self) -> None:
@@ -468,6 +577,10 @@ class SimulatedCluster:
             self._finish(run, events)
         for key in [k for k in self._runs if k not in live]:  # deleted Jobs: forget (a re-create starts anew)
             del self._runs[key]
+        for workload in self._workloads.values():
+            if not workload.settled and now - workload.changed_at >= self.rollout_seconds:
+                workload.settled = True
+                events.append((_DEPLOYMENTS, {"type": "MODIFIED", "object": self._write_workload(workload)}))
 
     def _is_held(self, run: _JobRun) -> bool:
         with self._lock:
@@ -535,11 +648,9 @@ class SimulatedCluster:
         return {"name": container.get("name", "helm"), "image": container.get("image", ""), "imageID": "",
                 "ready": ready, "restartCount": 0, "started": ready, "state": state}  # fmt: skip
 
-    def _decide(self, run: _JobRun, call: _HelmCall | None) -> Outcome:
-        if self.outcome is not None:
-            chosen = self.outcome(run.manifest)
-            if chosen is not None:
-                return chosen
+    @staticmethod
+    def _customer_keys(run: _JobRun, call: _HelmCall | None) -> set[str]:
+        """What names the Job's customer: its id (annotation, label) and its namespace."""
         meta = run.manifest.get("metadata", {})
         ids = {
             (meta.get("annotations") or {}).get(_CUSTOMER_ANNOTATION),
@@ -547,7 +658,14 @@ class SimulatedCluster:
             (meta.get("labels") or {}).get(_TARGET_NS_LABEL),
             call.namespace if call else None,
         }
-        if self.fail_customers & {i for i in ids if i}:
+        return {i for i in ids if i}
+
+    def _decide(self, run: _JobRun, call: _HelmCall | None) -> Outcome:
+        if self.outcome is not None:
+            chosen = self.outcome(run.manifest)
+            if chosen is not None:
+                return chosen
+        if self.fail_customers & self._customer_keys(run, call):
             return "fail"
         if self.failure_rate > 0 and self._random.random() < self.failure_rate:
             return "fail"
@@ -561,6 +679,8 @@ class SimulatedCluster:
         if self.log_text is not None:
             log = self.log_text(run.manifest, log)
         succeeded = outcome == "succeed" and helm_ok
+        if succeeded and call is not None:
+            self._roll_out(run, call, events)
         run.finished, run.outcome = True, ("succeed" if succeeded else outcome if outcome != "succeed" else "fail")
         stamp = _now_iso()
         if succeeded:
@@ -613,6 +733,122 @@ class SimulatedCluster:
             pod.patch({"status": pod_patch})
             events.append((_PODS, {"type": "MODIFIED", "object": pod.raw}))
         self._logs[(run.namespace, run.pod_name)] = log
+
+    # --- workloads, simulated ---------------------------------------------------------------------
+
+    def _roll_out(self, run: _JobRun, call: _HelmCall, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """A successful helm Job changed the release: roll the component's Deployment out again."""
+        labels = run.manifest.get("metadata", {}).get("labels") or {}
+        component = labels.get(_COMPONENT_LABEL)
+        if not component:  # a Job not built by our gateway: guess from `--set-string <component>.image.tag=`
+            component = next((k.split(".", 1)[0] for k in call.set_values if k.endswith(".image.tag")), None)
+        if call.operation == "upgrade":
+            healthy = not (self.unhealthy_customers & self._customer_keys(run, call))
+            components = [component] if component else []
+        else:  # rollback / recover: the previous (healthy) version comes back
+            healthy = True
+            release = (call.namespace, call.release)
+            others = [w.component for w in self._workloads.values() if (w.namespace, w.release) == release]
+            components = [component] if component else sorted(others)
+        now = time.monotonic()
+        for name in components:
+            raw = self._change_workload(call.namespace, call.release, name, healthy=healthy, now=now, settle=False)
+            events.append((_DEPLOYMENTS, {"type": "MODIFIED", "object": raw}))
+
+    def _change_workload(
+        self, namespace: str, release: str, component: str, *, healthy: bool, now: float, settle: bool
+    ) -> dict[str, Any]:
+        """A new generation of the Deployment (a helm upgrade/rollback changed its pod template)."""
+        key = (namespace, f"{release}-{component}")
+        workload = self._workloads.get(key)
+        if workload is None:
+            workload = _Workload(namespace, release, component, uid=str(uuid.uuid4()), created=_now_iso())
+            self._workloads[key] = workload
+        history = self._release_history(namespace, release)
+        tag = (history[-1][2] if history else {}).get(f"{component}.image.tag", "initial")
+        workload.image = f"registry.example.com/{component}:{tag}"
+        workload.generation += 1
+        workload.healthy = healthy
+        workload.changed_at = now
+        workload.ready_before = workload.ready
+        workload.settled = settle or self.rollout_seconds <= 0
+        return self._write_workload(workload)
+
+    def _write_workload(self, w: _Workload) -> dict[str, Any]:
+        """Store the Deployment with the status its rollout has reached; return the raw object."""
+        assert self._api is not None
+        stamp = _now_iso()
+
+        def condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
+            return {"type": kind, "status": status, "reason": reason, "message": message,
+                    "lastUpdateTime": stamp, "lastTransitionTime": stamp}  # fmt: skip
+
+        replicas, replica_set = WORKLOAD_REPLICAS, f"{w.name}-{w.generation:08x}"
+        if w.healthy and w.settled:
+            observed, updated, ready = w.generation, replicas, replicas
+            progressing = condition("Progressing", "True", "NewReplicaSetAvailable",
+                                    f'ReplicaSet "{replica_set}" has successfully progressed.')  # fmt: skip
+        elif w.healthy:  # not yet observed: the old pods keep serving
+            observed, updated, ready = w.generation - 1, 0, w.ready_before
+            progressing = condition("Progressing", "True", "ReplicaSetUpdated",
+                                    f'ReplicaSet "{replica_set}" is progressing.')  # fmt: skip
+        else:  # the new pods never get ready
+            observed, updated, ready = w.generation, replicas, 0
+            if w.settled and self.stuck_rollout_fails:
+                progressing = condition("Progressing", "False", "ProgressDeadlineExceeded",
+                                        f'ReplicaSet "{replica_set}" has timed out progressing.')  # fmt: skip
+            else:
+                progressing = condition("Progressing", "True", "ReplicaSetUpdated",
+                                        f'ReplicaSet "{replica_set}" is progressing.')  # fmt: skip
+        available = (
+            condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+            if ready > 0
+            else condition(
+                "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."
+            )  # fmt: skip
+        )
+        w.ready = ready
+        selector = {_INSTANCE: w.release, _APP_COMPONENT: w.component}
+        status: dict[str, Any] = {
+            "observedGeneration": observed, "replicas": replicas, "updatedReplicas": updated,
+            "readyReplicas": ready, "availableReplicas": ready, "conditions": [available, progressing],
+        }  # fmt: skip
+        if ready < replicas:
+            status["unavailableReplicas"] = replicas - ready
+        raw = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": w.name,
+                "namespace": w.namespace,
+                "uid": w.uid,
+                "generation": w.generation,
+                "creationTimestamp": w.created,
+                "labels": {**selector, "app.kubernetes.io/name": w.component, "app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {
+                    "deployment.kubernetes.io/revision": str(w.generation),
+                    "meta.helm.sh/release-name": w.release,
+                    "meta.helm.sh/release-namespace": w.namespace,
+                },
+            },
+            "spec": {
+                "replicas": replicas,
+                "progressDeadlineSeconds": 600,
+                "selector": {"matchLabels": dict(selector)},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                "template": {
+                    "metadata": {"labels": dict(selector)},
+                    "spec": {
+                        "containers": [
+                            {"name": w.component, "image": w.image, "ports": [{"name": "http", "containerPort": 8080}]}
+                        ]
+                    },  # fmt: skip
+                },
+            },
+            "status": status,
+        }
+        self._api.objects[_DEPLOYMENTS, w.namespace, w.name] = raw
+        return raw
 
     # --- Helm, simulated -------------------------------------------------------------------------
 

@@ -82,5 +82,13 @@ class PermanentError(UpgradeError):
     http_status = 500
 
 
+class ReleaseNotReady(PermanentError):
+    """The customer's Helm release is missing, or stuck with nothing to recover to."""
+
+
+class ReleaseBusy(PermanentError):
+    """The release is mid-operation and a helm Job is still working on it: do not touch it."""
+
+
 def http_status(exc: Exception) -> int:
     return exc.http_status if isinstance(exc, UpgradeError) else 500

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -18,6 +18,9 @@ CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$"
 LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 UPGRADE_ID_PATTERN = r"^[1-9][0-9]{0,9}$"
+HTTP_PATH_PATTERN = r"^/[A-Za-z0-9._~/-]{0,254}$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+PORT_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?|[1-9][0-9]{0,4})$"
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$"
 
 Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
@@ -46,6 +49,30 @@ class FailureThreshold(_Strict):
     def _one_of(self) -> FailureThreshold:
         if (self.percent is None) == (self.count is None):
             raise ValueError("failureThreshold takes exactly one of 'percent' or 'count'")
+        return self
+
+
+class HealthCheck(_Strict):
+    """After helm: wait for the component's workloads to finish rolling out, optionally probe HTTP."""
+
+    enabled: bool = Field(default=True, description="check the rollout after helm (default on)")
+    timeoutSeconds: int = Field(  # noqa: N815
+        default=300, ge=10, le=3600, description="how long the rollout may take before the customer fails"
+    )
+    httpPath: Annotated[str, StringConstraints(pattern=HTTP_PATH_PATTERN)] | None = Field(  # noqa: N815
+        default=None, description="optional HTTP path probed through the Kubernetes service proxy, e.g. /healthz"
+    )
+    service: Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)] | None = Field(
+        default=None, description="service to probe (default: <release>-<component>)"
+    )
+    port: Annotated[str, StringConstraints(pattern=PORT_PATTERN)] = Field(
+        default="http", description="service port name or number"
+    )
+
+    @model_validator(mode="after")
+    def _no_parent_segments(self) -> HealthCheck:
+        if self.httpPath is not None and ".." in self.httpPath.split("/"):
+            raise ValueError("httpPath must not contain '..' segments")
         return self
 
 
@@ -82,6 +109,9 @@ class DeployRequest(_Strict):
     )
     approvalTimeoutSeconds: int | None = Field(  # noqa: N815
         default=None, ge=60, le=31_536_000, description="canary: how long to wait for /continue"
+    )
+    healthCheck: HealthCheck = Field(  # noqa: N815
+        default_factory=HealthCheck, description="post-upgrade checks (default: rollout within 300 s)"
     )
 
     @model_validator(mode="after")
@@ -153,6 +183,35 @@ class LogsResponse(BaseModel):
     offset: int
     nextOffset: int | None  # noqa: N815
     logs: list[LogEntry]
+
+
+class AbortRequest(_Strict):
+    rollback: bool = Field(default=False, description="also roll back the customers already upgraded")
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+        default=None, description="why (recorded with who asked)"
+    )
+
+
+class AbortResponse(BaseModel):
+    message: str
+    upgradeId: str  # noqa: N815
+    status: str
+    haltReason: str  # noqa: N815
+    rollback: bool
+
+
+class RollbackUpgradeRequest(_Strict):
+    maxConcurrency: int | None = Field(  # noqa: N815
+        default=None, ge=1, le=1000, description="helm rollbacks running at once (default: the upgrade's)"
+    )
+
+
+class RollbackUpgradeResponse(BaseModel):
+    message: str
+    upgradeId: str  # noqa: N815
+    jobId: str  # noqa: N815
+    customers: int
+    waves: list[int]
 
 
 class ContinueResponse(BaseModel):
@@ -228,4 +287,6 @@ def iso(ts: datetime | None) -> str | None:
     """Timestamps as the specification shows them: 2025-10-22T17:00:00.000Z (UTC)."""
     if ts is None:
         return None
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC)
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"

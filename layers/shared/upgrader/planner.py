@@ -33,7 +33,7 @@ def plan_waves(
     if strategy == "all":
         return [items]
     if strategy == "batch":
-        size = batch_size or DEFAULT_BATCH_SIZE
+        size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
         if size < 1:
             raise ValueError("batch size must be at least 1")
         return [items[i : i + size] for i in range(0, len(items), size)]

@@ -19,7 +19,9 @@ from upgrader.db import Database, Row
 from upgrader.errors import CustomerNotInUpgrade, LogRowNotFound, UpgradeAlreadyActive, UpgradeNotFound, WrongState
 
 ACTIVE_UPGRADE_STATUSES = ("pending", "in_progress", "awaiting_continue")
-FINAL_UPGRADE_STATUSES = ("completed", "completed_with_failures", "failed", "halted", "aborted", "cancelled")
+FINAL_UPGRADE_STATUSES = (
+    "completed", "completed_with_failures", "failed", "halted", "aborted", "rolled_back", "rollback_incomplete",
+)  # fmt: skip
 FINAL_LOG_STATUSES = ("completed", "failed", "skipped", "rolled_back")
 
 
@@ -364,8 +366,10 @@ class UpgradeRepository:
                 cur.execute(
                     """
                     INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version,
-                        to_version, status, operation, wave, namespace, release_name, requested_by)
-                    VALUES (%s, %s, %s, %s, %s, 'pending', 'rollback', 0, %s, %s, %s)
+                        to_version, status, operation, wave, namespace, release_name, requested_by, attempt)
+                    VALUES (%s, %s, %s, %s, %s, 'pending', 'rollback', 0, %s, %s, %s,
+                            (SELECT count(*) + 1 FROM customer_upgrade_logs
+                              WHERE upgrade_id = %s AND customer_id = %s AND operation = 'rollback'))
                     RETURNING id
                     """,
                     (
@@ -377,6 +381,8 @@ class UpgradeRepository:
                         upgraded["namespace"],
                         upgraded["release_name"],
                         requested_by,
+                        upgrade_id,
+                        customer_id,
                     ),
                 )
                 log_id = _one(cur)["id"]
@@ -387,6 +393,90 @@ class UpgradeRepository:
                 return _one(cur)
         except psycopg.errors.UniqueViolation as exc:
             raise WrongState(f"customer '{customer_id}' is already being rolled back") from exc
+
+    def create_upgrade_rollback(self, upgrade_id: int, *, requested_by: str | None, run_name: str) -> list[Row]:
+        """Record a rollback of every customer the upgrade changed, waves in reverse order.
+
+        Customers already rolled back (or being rolled back) are left out. Refused while the
+        upgrade is still active: abort it first.
+        """
+        with self._db.transaction() as cur:
+            cur.execute("SELECT status FROM system_upgrades WHERE id = %s FOR UPDATE", (upgrade_id,))
+            upgrade = cur.fetchone()
+            if upgrade is None:
+                raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
+            if upgrade["status"] in ACTIVE_UPGRADE_STATUSES:
+                raise WrongState(
+                    f"upgrade {upgrade_id} is still {upgrade['status']}; abort it with "
+                    '{"rollback": true} to stop it and roll back what it changed'
+                )
+            cur.execute(
+                """
+                INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version, to_version,
+                       status, operation, run_name, wave, namespace, release_name, requested_by, attempt)
+                SELECT u.upgrade_id, u.customer_id, u.component, u.to_version, COALESCE(u.from_version, 'previous'),
+                       'pending', 'rollback', %(run)s, m.max_wave - u.wave, u.namespace, u.release_name, %(who)s,
+                       (SELECT count(*) + 1 FROM customer_upgrade_logs r
+                         WHERE r.upgrade_id = u.upgrade_id AND r.customer_id = u.customer_id
+                           AND r.operation = 'rollback')
+                  FROM customer_upgrade_logs u
+                 CROSS JOIN (SELECT max(wave) AS max_wave FROM customer_upgrade_logs
+                              WHERE upgrade_id = %(id)s AND operation = 'upgrade') m
+                 WHERE u.upgrade_id = %(id)s AND u.operation = 'upgrade' AND u.status = 'completed'
+                   AND NOT EXISTS (SELECT 1 FROM customer_upgrade_logs r
+                                    WHERE r.upgrade_id = u.upgrade_id AND r.customer_id = u.customer_id
+                                      AND r.operation = 'rollback'
+                                      AND r.status IN ('pending', 'in_progress', 'completed'))
+                 ORDER BY u.wave DESC, u.id
+                RETURNING id, customer_id, wave
+                """,
+                {"run": run_name, "who": requested_by, "id": upgrade_id},
+            )
+            return cur.fetchall()
+
+    def request_abort(
+        self,
+        upgrade_id: int,
+        reason: str,
+        *,
+        aborted_by: str | None,
+        rollback: bool,
+        fail_gate: Callable[[str], None],
+    ) -> Row | None:
+        """Stop starting customers (running ones finish). Releases a waiting canary gate as failed."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                """
+                SELECT status, task_token FROM system_upgrades
+                 WHERE id = %s AND status = ANY(%s) AND (halt_reason IS NULL OR halt_reason NOT LIKE 'aborted%%')
+                   FOR UPDATE
+                """,
+                (upgrade_id, list(ACTIVE_UPGRADE_STATUSES)),
+            )
+            current = cur.fetchone()
+            if current is None:
+                return None
+            cur.execute(
+                """
+                UPDATE system_upgrades SET halt_reason = %s, task_token = NULL, updated_at = NOW(),
+                       parameters = parameters
+                           || jsonb_build_object('abortRollback', %s::boolean, 'abortedBy', %s::text)
+                 WHERE id = %s RETURNING *
+                """,
+                (reason, rollback, aborted_by, upgrade_id),
+            )
+            row = _one(cur)
+            if current["status"] == "awaiting_continue" and current["task_token"]:
+                fail_gate(current["task_token"])
+            return row
+
+    def delete_run(self, run_name: str) -> None:
+        """Undo recorded rollback rows whose execution could not be started."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                "DELETE FROM customer_upgrade_logs WHERE run_name = %s AND operation = 'rollback' AND status = 'pending'",
+                (run_name,),
+            )
 
     def delete_rollback(self, log_id: int) -> None:
         with self._db.transaction() as cur:
@@ -463,6 +553,11 @@ class RunRepository:
                 (run_name,),
             )
             return upgrade, cur.fetchall()
+
+    def run_size(self, run_name: str) -> int:
+        with self._db.transaction() as cur:
+            cur.execute("SELECT count(*) AS n FROM customer_upgrade_logs WHERE run_name = %s", (run_name,))
+            return int(_one(cur)["n"])
 
     def wave_counts(self, run_name: str, wave: int) -> dict[str, int]:
         with self._db.transaction() as cur:
@@ -581,8 +676,39 @@ class RunRepository:
             )
             return _one(cur)
 
+    def finalize_rollback(self, upgrade_id: int, run_name: str, whole_upgrade: bool) -> dict[str, int]:
+        """Counts of a rollback run; a whole-upgrade rollback also sets the upgrade's final status."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                """
+                SELECT count(*) FILTER (WHERE status = 'completed') AS completed,
+                       count(*) FILTER (WHERE status <> 'completed') AS failed
+                  FROM customer_upgrade_logs WHERE run_name = %s
+                """,
+                (run_name,),
+            )
+            counts = _one(cur)
+            if whole_upgrade:
+                cur.execute(
+                    """
+                    UPDATE system_upgrades SET status = %s, updated_at = NOW()
+                     WHERE id = %s AND status <> ALL(%s)
+                    """,
+                    (
+                        "rolled_back" if counts["failed"] == 0 else "rollback_incomplete",
+                        upgrade_id,
+                        list(ACTIVE_UPGRADE_STATUSES),
+                    ),
+                )
+            return {"completed": int(counts["completed"]), "failed": int(counts["failed"])}
+
+    def create_upgrade_rollback(self, upgrade_id: int, *, requested_by: str | None, run_name: str) -> list[Row]:
+        return UpgradeRepository(self._db).create_upgrade_rollback(
+            upgrade_id, requested_by=requested_by, run_name=run_name
+        )
+
     # ---------------------------------------------------------------- child steps
-    def claim_customer(self, log_id: int) -> tuple[str, Row]:
+    def claim_customer(self, log_id: int) -> tuple[str, Row, dict[str, Any]]:
         """Begin a customer: ('run', row) once claimed; ('done', row) when there is nothing to do.
 
         A row already finished (a duplicated or retried delivery) is never started again, and
@@ -591,7 +717,7 @@ class RunRepository:
         with self._db.transaction() as cur:
             cur.execute(
                 """
-                SELECT l.*, u.halt_reason, u.status AS upgrade_status
+                SELECT l.*, u.halt_reason, u.status AS upgrade_status, u.parameters AS upgrade_parameters
                   FROM customer_upgrade_logs l JOIN system_upgrades u ON u.id = l.upgrade_id
                  WHERE l.id = %s FOR UPDATE OF l
                 """,
@@ -600,8 +726,9 @@ class RunRepository:
             row = cur.fetchone()
             if row is None:
                 raise LogRowNotFound(f"customer log row {log_id} not found")
+            parameters = row["upgrade_parameters"] or {}
             if row["status"] in FINAL_LOG_STATUSES:
-                return "done", row
+                return "done", row, parameters
             if row["status"] == "pending" and row["operation"] == "upgrade" and row["halt_reason"]:
                 cur.execute(
                     """
@@ -610,7 +737,7 @@ class RunRepository:
                     """,
                     (f"not started: {row['halt_reason']}", log_id),
                 )
-                return "done", _one(cur)
+                return "done", _one(cur), parameters
             cur.execute(
                 """
                 UPDATE customer_upgrade_logs SET status = 'in_progress', started_at = COALESCE(started_at, NOW()),
@@ -619,7 +746,7 @@ class RunRepository:
                 """,
                 (log_id,),
             )
-            return "run", _one(cur)
+            return "run", _one(cur), parameters
 
     def halt_reason_for(self, log_id: int) -> tuple[Row, str | None]:
         with self._db.transaction() as cur:
@@ -635,11 +762,17 @@ class RunRepository:
                 raise LogRowNotFound(f"customer log row {log_id} not found")
             return row, row["halt_reason"]
 
-    def record_job(self, log_id: int, job_name: str) -> None:
+    def record_job(self, log_id: int, job_name: str, note: str | None = None) -> None:
+        """Remember the customer's current Job; a note (e.g. a recovery) is kept in its output."""
         with self._db.transaction() as cur:
             cur.execute(
-                "UPDATE customer_upgrade_logs SET job_name = %s, updated_at = NOW() WHERE id = %s",
-                (job_name, log_id),
+                """
+                UPDATE customer_upgrade_logs SET job_name = %s, updated_at = NOW(),
+                       output = CASE WHEN %s::text IS NULL THEN output
+                                     ELSE concat_ws(E'\n', output, %s::text) END
+                 WHERE id = %s AND job_name IS DISTINCT FROM %s
+                """,
+                (job_name, note, note, log_id, job_name),
             )
 
     def finish_customer(self, log_id: int, status: str, output: str | None, error: str | None) -> tuple[bool, Row]:
@@ -651,10 +784,11 @@ class RunRepository:
             cur.execute(
                 """
                 UPDATE customer_upgrade_logs SET status = %s, completed_at = NOW(), updated_at = NOW(),
-                       started_at = COALESCE(started_at, NOW()), output = %s, error = %s
+                       started_at = COALESCE(started_at, NOW()), error = %s,
+                       output = NULLIF(concat_ws(E'\n', output, %s::text), '')
                  WHERE id = %s AND status IN ('pending', 'in_progress') RETURNING *
                 """,
-                (status, output, error, log_id),
+                (status, error, output, log_id),
             )
             row = cur.fetchone()
             if row is None:
@@ -682,7 +816,10 @@ class RunRepository:
 
 def _count(cur: psycopg.Cursor[Row], rows: Sequence[Row], status: str) -> None:
     """Move the upgrade's counter for rows that just reached a final status (same transaction)."""
-    column = {"completed": "completed_customers", "failed": "failed_customers"}.get(status)
+    # A customer rolled back after a failed upgrade counts as failed (the spec has two counters).
+    column = {"completed": "completed_customers", "failed": "failed_customers", "rolled_back": "failed_customers"}.get(
+        status
+    )
     if column is None:
         return
     for upgrade_id, n in Counter(r["upgrade_id"] for r in rows).items():

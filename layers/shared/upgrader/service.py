@@ -14,6 +14,8 @@ from upgrader.errors import (
     WrongState,
 )
 from upgrader.models import (
+    AbortResponse,
+    RollbackUpgradeResponse,
     DEFAULT_BATCH_SIZE,
     DEFAULT_CANARY_PERCENT,
     ContinueResponse,
@@ -78,6 +80,7 @@ def deploy_upgrade(
         "approvalTimeoutSeconds": request.approvalTimeoutSeconds or settings.approval_timeout_seconds,
         "pollSeconds": settings.job_poll_seconds,
         "waveSizes": [len(w) for w in waves],
+        "healthCheck": request.healthCheck.model_dump(),
     }
     if request.strategy == "canary":
         parameters["canaryPercent"] = canary_percent
@@ -283,6 +286,76 @@ def request_rollback(
         jobId=row["run_name"],
         toVersion=row["to_version"],
         status=row["status"],
+    )
+
+
+def abort_upgrade(
+    upgrade_id: int,
+    *,
+    aborted_by: str | None,
+    reason: str | None,
+    rollback: bool,
+    repo: UpgradeRepository,
+    workflow: WorkflowGateway,
+) -> AbortResponse:
+    """Stop starting customers; running ones finish. With rollback, what was changed is undone after."""
+    _upgrade_or_404(repo, upgrade_id)
+    text = f"aborted by {aborted_by or 'unknown'}" + (f": {reason}" if reason else "")
+    row = repo.request_abort(
+        upgrade_id,
+        text,
+        aborted_by=aborted_by,
+        rollback=rollback,
+        fail_gate=lambda token: workflow.send_failure(token, "UpgradeAborted", text),
+    )
+    if row is None:
+        current = repo.get_upgrade(upgrade_id) or {}
+        raise WrongState(
+            f"upgrade {upgrade_id} cannot be aborted: it is {current.get('status')}"
+            + (" and already aborting" if str(current.get("halt_reason") or "").startswith("aborted") else "")
+        )
+    then = " then the customers it upgraded are rolled back" if rollback else ""
+    return AbortResponse(
+        message=f"Abort requested: no further customer starts; running ones finish{then}",
+        upgradeId=str(upgrade_id),
+        status=row["status"],
+        haltReason=text,
+        rollback=rollback,
+    )
+
+
+def rollback_upgrade(
+    upgrade_id: int,
+    *,
+    requested_by: str | None,
+    max_concurrency: int | None,
+    repo: UpgradeRepository,
+    workflow: WorkflowGateway,
+) -> RollbackUpgradeResponse:
+    """Roll every customer the upgrade changed back to its own from_version, last wave first."""
+    _upgrade_or_404(repo, upgrade_id)
+    run_name = f"rollback-{upgrade_id}-all-{secrets.token_hex(4)}"
+    rows = repo.create_upgrade_rollback(upgrade_id, requested_by=requested_by, run_name=run_name)
+    if not rows:
+        raise WrongState(f"upgrade {upgrade_id} has no upgraded customer left to roll back")
+    request: dict[str, Any] = {"scope": "upgrade"}
+    if max_concurrency:
+        request["maxConcurrency"] = max_concurrency
+    try:
+        workflow.start(
+            run_name,
+            {"upgradeId": upgrade_id, "runName": run_name, "operation": "rollback", **request},
+        )
+    except Exception:
+        repo.delete_run(run_name)
+        raise
+    sizes = Counter(r["wave"] for r in rows)
+    return RollbackUpgradeResponse(
+        message=f"Rollback of {len(rows)} customers started, last wave first",
+        upgradeId=str(upgrade_id),
+        jobId=run_name,
+        customers=len(rows),
+        waves=[sizes[w] for w in sorted(sizes)],
     )
 
 

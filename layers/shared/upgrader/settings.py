@@ -27,9 +27,12 @@ class Settings(BaseModel):
     # How long the canary gate waits for /continue before the upgrade times out.
     approval_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=365 * 24 * 3600)
     default_max_concurrency: int = Field(default=10, ge=1, le=1000)
-    cluster_mode: Literal["eks", "kubeconfig", "url"] = "url"
+    # eks (AWS), kubeconfig (a kubeconfig in Secrets Manager), kubeconfig-file (a local kubeconfig file:
+    # the local stack against a real cluster), url (a plain API server URL: tests, the simulated cluster).
+    cluster_mode: Literal["eks", "kubeconfig", "kubeconfig-file", "url"] = "url"
     eks_cluster_name: str | None = None
     kubeconfig_secret_arn: str | None = None
+    kubeconfig_path: str | None = None
     kube_api_url: str | None = None
     job_namespace: str = "upgrade-system"
     helm_image: str | None = None
@@ -54,8 +57,14 @@ class Settings(BaseModel):
             raw["aws_region"] = env["AWS_DEFAULT_REGION"]
         try:
             return cls.model_validate(raw)
-        except (ValidationError, json.JSONDecodeError) as exc:
-            raise SettingsError(f"invalid configuration in the environment: {exc}") from exc
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{names.get(str(err['loc'][0]), str(err['loc'][0])) if err['loc'] else 'environment'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise SettingsError(f"invalid configuration in the environment: {problems}") from exc
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"invalid configuration in the environment: CHART_REFS is not JSON: {exc}") from exc
 
     def require(self, *fields: str) -> None:
         missing = [f.upper() for f in fields if getattr(self, f) in (None, "")]

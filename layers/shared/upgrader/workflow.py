@@ -16,6 +16,7 @@ _TRANSIENT_CODES = {"ThrottlingException", "ServiceUnavailable", "InternalServer
 class WorkflowGateway(Protocol):
     def start(self, name: str, payload: dict[str, Any]) -> str: ...
     def send_continue(self, task_token: str, output: dict[str, Any]) -> None: ...
+    def send_failure(self, task_token: str, error: str, cause: str) -> None: ...
     def execution_counts(self) -> dict[str, int]: ...
     def describe(self, name: str) -> dict[str, Any]: ...
 
@@ -47,6 +48,16 @@ class StepFunctionsGateway:
         try:
             self._client.send_task_success(taskToken=task_token, output=json.dumps(output))
         except ClientError as exc:
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise WorkflowUnavailable(f"Step Functions unreachable: {exc}") from exc
+
+    def send_failure(self, task_token: str, error: str, cause: str) -> None:
+        try:
+            self._client.send_task_failure(taskToken=task_token, error=error, cause=cause[:32768])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
+                return  # the gate is gone already: nothing left to release
             raise _translate(exc) from exc
         except BotoCoreError as exc:
             raise WorkflowUnavailable(f"Step Functions unreachable: {exc}") from exc

@@ -1,4 +1,4 @@
-"""Build an authenticated Kubernetes ApiClient from a ClusterConfig (EKS, kubeconfig or a plain URL).
+"""Build an authenticated Kubernetes ApiClient from a ClusterConfig (EKS, kubeconfig, kubeconfig file or URL).
 
 EKS: the endpoint and CA come from eks:DescribeCluster; the bearer token is minted the way
 `aws eks get-token` does it: a presigned STS GetCallerIdentity URL whose signature covers the header
@@ -129,6 +129,17 @@ def build_api_client(
     if config.mode == "url":
         assert config.api_url is not None  # guaranteed by ClusterConfig's validator
         return k8s.ApiClient(k8s.Configuration(host=config.api_url.rstrip("/")))
+
+    if config.mode == "kubeconfig-file":
+        assert config.kubeconfig_path is not None  # guaranteed by ClusterConfig's validator
+        configuration = k8s.Configuration()
+        try:
+            k8s_config.load_kube_config(
+                config_file=config.kubeconfig_path, client_configuration=configuration, persist_config=False
+            )
+        except (k8s_config.ConfigException, OSError) as exc:
+            raise ClusterPermanentError(f"unusable kubeconfig file {config.kubeconfig_path}: {exc}") from exc
+        return k8s.ApiClient(configuration)
 
     boto = _boto_session(session)
     if config.mode == "kubeconfig":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -21,9 +22,11 @@ from upgrader.cluster.types import (
     ClusterPermanentError,
     ClusterTransientError,
     HelmJobSpec,
+    HttpHealth,
     JobNotFoundError,
     JobState,
     ReleaseInfo,
+    RolloutState,
 )
 
 MANAGED_BY = "customer-upgrades"
@@ -55,6 +58,18 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _OCI_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _VALUES_KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _CHART_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
+# Service proxy probes: a port name (IANA_SVC_NAME: <= 15 chars, at least one letter) or a number,
+# and a path of unreserved URL characters only (no %, ?, #, ;): nothing to re-encode or smuggle.
+_PORT_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+_PORT_NUMBER = re.compile(r"^[1-9][0-9]{0,4}$")
+_PROBE_PATH = re.compile(r"^[A-Za-z0-9._~/-]{0,255}$")
+
+# Workload labels of the customer chart (Helm's recommended labels).
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_APP_COMPONENT = "app.kubernetes.io/component"
+PROBE_TIMEOUT_SECONDS = 10.0
+PROBE_BODY_BYTES = 512  # read at most this much of a probe's answer
+PROBE_EXCERPT_CHARS = 200  # and quote at most this much of it in the detail
 
 
 def _digest(raw: str, length: int = 8) -> str:
@@ -69,7 +84,7 @@ def _slug(raw: str, max_len: int) -> str:
 
 def customer_label(customer_id: str) -> str:
     """The customer id as a label value: itself when label-safe, else a slug plus a hash of the raw id."""
-    if len(customer_id) <= 63 and _LABEL_VALUE.match(customer_id):
+    if len(customer_id) <= 63 and _LABEL_VALUE.fullmatch(customer_id):
         return customer_id
     digest = _digest(customer_id)
     slug = _slug(customer_id, 63 - len(digest) - 1)
@@ -86,7 +101,7 @@ def helm_job_name(spec: HelmJobSpec) -> str:
     suffix = f"-{_digest(spec.customer_id)}-a{spec.attempt}"
     slug = _slug(spec.customer_id, 63 - len(prefix) - len(suffix))
     name = f"{prefix}{slug}{suffix}" if slug else f"{prefix}{suffix[1:]}"
-    if len(name) > 63 or not _DNS_LABEL.match(name):
+    if len(name) > 63 or not _DNS_LABEL.fullmatch(name):
         raise ClusterPermanentError(f"cannot build a valid Job name from {spec!r}")
     return name
 
@@ -147,6 +162,17 @@ def _short_body(exc: ApiException, limit: int = 500) -> str:
     return (exc.body or "")[:limit]
 
 
+def _read_json(response: Any) -> dict[str, Any]:
+    """Body of a `_preload_content=False` response as JSON; the connection goes back to the pool."""
+    try:
+        parsed = json.loads(response.data or b"{}")
+    except ValueError as exc:
+        raise ClusterTransientError(f"unreadable API response: {exc}") from exc
+    finally:
+        response.release_conn()
+    return parsed if isinstance(parsed, dict) else {}
+
+
 def _matches(labels: Mapping[str, str] | None, wanted: Mapping[str, str]) -> bool:
     labels = labels or {}
     return all(labels.get(key) == value for key, value in wanted.items())
@@ -156,6 +182,136 @@ def _selector(wanted: Mapping[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in wanted.items())
 
 
+# --- rollout and HTTP health (pure helpers) ------------------------------------------------------
+
+WorkloadVerdict = tuple[str, str]  # (phase, "deployment <name>: ...")
+
+
+def _count(status: Mapping[str, Any], key: str) -> int:
+    value = status.get(key)
+    return value if isinstance(value, int) else 0
+
+
+def _generation_gap(meta: Mapping[str, Any], status: Mapping[str, Any]) -> str | None:
+    generation, observed = _count(meta, "generation"), _count(status, "observedGeneration")
+    return f"observed generation {observed} < {generation}" if observed < generation else None
+
+
+def deployment_verdict(obj: Mapping[str, Any]) -> WorkloadVerdict:
+    """Rollout verdict of one Deployment (a raw API object), the way `kubectl rollout status` decides.
+
+    A ProgressDeadlineExceeded condition counts only once the controller has observed the current
+    generation: before that it belongs to the previous rollout.
+    """
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    name = meta.get("name", "?")
+    want = spec.get("replicas") if isinstance(spec.get("replicas"), int) else 1
+    ready, updated = _count(status, "readyReplicas"), _count(status, "updatedReplicas")
+    available, total = _count(status, "availableReplicas"), _count(status, "replicas")
+    stale = _generation_gap(meta, status)
+    if stale is None:
+        for condition in status.get("conditions") or []:
+            if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
+                "Progressing", "False", "ProgressDeadlineExceeded"
+            ):  # fmt: skip
+                message = condition.get("message") or "progress deadline exceeded"
+                return "failed", f"deployment {name}: ProgressDeadlineExceeded: {message} ({ready}/{want} ready)"
+    parts = [f"{ready}/{want} ready"]
+    if updated != want:
+        parts.append(f"{updated}/{want} updated")
+    if available != want:
+        parts.append(f"{available}/{want} available")
+    if total > updated and updated == want:
+        parts.append(f"{total - updated} old replicas terminating")
+    if stale:
+        parts.append(stale)
+    if spec.get("paused"):
+        parts.append("paused")
+    done = stale is None and ready == updated == available == want and total <= want and not spec.get("paused")
+    return ("ready" if done else "progressing"), f"deployment {name}: " + ", ".join(parts)
+
+
+def statefulset_verdict(obj: Mapping[str, Any]) -> WorkloadVerdict:
+    """Rollout verdict of one StatefulSet: all replicas ready and updated, current == update revision."""
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    name = meta.get("name", "?")
+    want = spec.get("replicas") if isinstance(spec.get("replicas"), int) else 1
+    ready, updated = _count(status, "readyReplicas"), _count(status, "updatedReplicas")
+    current, update = status.get("currentRevision"), status.get("updateRevision")
+    stale = _generation_gap(meta, status)
+    parts = [f"{ready}/{want} ready"]
+    if updated != want:
+        parts.append(f"{updated}/{want} updated")
+    revision_behind = bool(current and update and current != update)
+    if revision_behind:
+        parts.append(f"revision {current} -> {update}")
+    if stale:
+        parts.append(stale)
+    done = stale is None and ready == updated == want and not revision_behind
+    return ("ready" if done else "progressing"), f"statefulset {name}: " + ", ".join(parts)
+
+
+def summarize_rollout(verdicts: Mapping[str, WorkloadVerdict]) -> RolloutState:
+    """Combine per-workload verdicts (keyed "deployment/<name>"): any failed -> failed; all ready -> ready."""
+    names = tuple(sorted(verdicts))
+    ordered = [verdicts[name] for name in names]
+    failed = [detail for phase, detail in ordered if phase == "failed"]
+    waiting = [detail for phase, detail in ordered if phase == "progressing"]
+    if failed:
+        return RolloutState("failed", "; ".join(failed + waiting), names)
+    if waiting:
+        return RolloutState("progressing", "; ".join(waiting), names)
+    return RolloutState("ready", "; ".join(detail for _, detail in ordered), names)
+
+
+def validate_probe(namespace: str, service: str, port: str, path: str) -> str:
+    """Check a service-proxy probe target; return the path without its leading slash.
+
+    Raises ClusterPermanentError: the values become part of an API server URL, so only DNS labels, a
+    port name or number and unreserved URL characters (no "." or ".." segments) get through.
+    """
+    problems: list[str] = []
+    if len(namespace) > 63 or not _DNS_LABEL.fullmatch(namespace):
+        problems.append(f"invalid namespace {namespace!r}")
+    if len(service) > 63 or not _DNS_LABEL.fullmatch(service):
+        problems.append(f"invalid service name {service!r}")
+    if _PORT_NUMBER.fullmatch(port):
+        if not 1 <= int(port) <= 65535:
+            problems.append(f"invalid port number {port!r}")
+    elif len(port) > 15 or not _PORT_NAME.fullmatch(port) or not any(c.isalpha() for c in port):
+        problems.append(f"invalid port {port!r}")
+    relative = path[1:] if path.startswith("/") else path
+    if not _PROBE_PATH.fullmatch(relative) or any(seg in (".", "..") for seg in relative.split("/")):
+        problems.append(f"invalid probe path {path!r}")
+    if problems:
+        raise ClusterPermanentError("invalid http health check: " + "; ".join(problems))
+    return relative
+
+
+def _api_status(body: str | None) -> dict[str, Any] | None:
+    """The API server's own error object (kind Status), or None when the body is something else."""
+    try:
+        parsed = json.loads(body or "")
+    except ValueError:
+        return None
+    if isinstance(parsed, dict) and parsed.get("kind") == "Status" and parsed.get("apiVersion") == "v1":
+        return parsed
+    return None
+
+
+def _probe_detail(probe: str, status: int, body: str | None) -> str:
+    excerpt = _excerpt(body)
+    return f"{probe}: HTTP {status}: {excerpt}" if excerpt else f"{probe}: HTTP {status}"
+
+
+def _excerpt(text: str | None) -> str:
+    status = _api_status(text)
+    if status is not None and status.get("message"):
+        text = str(status["message"])
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= PROBE_EXCERPT_CHARS else flat[:PROBE_EXCERPT_CHARS] + "..."
+
+
 class KubernetesClusterGateway:
     """Runs helm as Kubernetes Jobs and reads Helm release state, with the official client."""
 
@@ -163,6 +319,7 @@ class KubernetesClusterGateway:
         self._config = config
         self._batch = k8s.BatchV1Api(api_client)
         self._core = k8s.CoreV1Api(api_client)
+        self._apps = k8s.AppsV1Api(api_client)
 
     @property
     def config(self) -> ClusterConfig:
@@ -291,22 +448,22 @@ class KubernetesClusterGateway:
         problems: list[str] = []
         if spec.operation not in ("upgrade", "rollback", "recover"):
             problems.append(f"unknown operation {spec.operation!r}")
-        if len(spec.release) > 53 or not _DNS_LABEL.match(spec.release):
+        if len(spec.release) > 53 or not _DNS_LABEL.fullmatch(spec.release):
             problems.append(f"invalid release name {spec.release!r}")
-        if len(spec.namespace) > 63 or not _DNS_LABEL.match(spec.namespace):
+        if len(spec.namespace) > 63 or not _DNS_LABEL.fullmatch(spec.namespace):
             problems.append(f"invalid namespace {spec.namespace!r}")
         if not spec.customer_id:
             problems.append("empty customer id")
         if spec.attempt < 1 or spec.upgrade_id < 0:
             problems.append("attempt must be >= 1 and upgrade id >= 0")
         if spec.operation == "upgrade":
-            if spec.version is None or not _OCI_TAG.match(spec.version):
+            if spec.version is None or not _OCI_TAG.fullmatch(spec.version):
                 problems.append(f"invalid version {spec.version!r}")
             chart = self._config.chart_refs.get(spec.component)
             tag_key = self._config.image_tag_keys.get(spec.component)
-            if not chart or not _CHART_REF.match(chart):
+            if not chart or not _CHART_REF.fullmatch(chart):
                 problems.append(f"no valid chart reference for component {spec.component!r}")
-            if not tag_key or not _VALUES_KEY.match(tag_key):
+            if not tag_key or not _VALUES_KEY.fullmatch(tag_key):
                 problems.append(f"no valid image tag key for component {spec.component!r}")
         elif spec.revision is not None and spec.revision < 1:
             problems.append(f"invalid revision {spec.revision!r}")
@@ -473,3 +630,84 @@ class KubernetesClusterGateway:
         superseded = [r for r, s in revisions if s == "superseded"]
         last_good = max(deployed) if deployed else (max(superseded) if superseded else None)
         return ReleaseInfo(release, namespace, status, revision, last_good)
+
+    # --- post-upgrade health -------------------------------------------------------------------
+
+    def rollout_status(self, namespace: str, release: str, component: str) -> RolloutState:
+        """Have the component's Deployments and StatefulSets of this release finished rolling out?
+
+        Workloads are those labelled app.kubernetes.io/instance=<release> and
+        app.kubernetes.io/component=<component> in the namespace. None at all is "failed": the chart
+        does not label them as expected, or the release is not where we think it is.
+        """
+        problems = []
+        if len(namespace) > 63 or not _DNS_LABEL.fullmatch(namespace):
+            problems.append(f"invalid namespace {namespace!r}")
+        if len(release) > 53 or not _DNS_LABEL.fullmatch(release):
+            problems.append(f"invalid release name {release!r}")
+        if len(component) > 63 or not _LABEL_VALUE.fullmatch(component):
+            problems.append(f"invalid component {component!r}")
+        if problems:
+            raise ClusterPermanentError("invalid rollout check: " + "; ".join(problems))
+        wanted = {LABEL_INSTANCE: release, LABEL_APP_COMPONENT: component}
+        selector = _selector(wanted)
+        verdicts: dict[str, tuple[str, str]] = {}
+        listings = (
+            ("deployment", self._apps.list_namespaced_deployment, deployment_verdict),
+            ("statefulset", self._apps.list_namespaced_stateful_set, statefulset_verdict),
+        )
+        for kind, list_call, verdict in listings:
+            with _translated_errors(f"list {kind}s of {namespace}/{release}"):
+                try:
+                    # Raw JSON: a handful of status fields, no model build of every pod template.
+                    response: Any = list_call(namespace=namespace, label_selector=selector, _preload_content=False)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                    continue
+                items = _read_json(response).get("items") or []
+            for obj in items:
+                meta = obj.get("metadata") or {}
+                # Filter ourselves too: selectors are a server feature some fakes (and proxies) ignore.
+                if _matches(meta.get("labels"), wanted) and meta.get("name"):
+                    verdicts[f"{kind}/{meta['name']}"] = verdict(obj)
+        if not verdicts:
+            return RolloutState(
+                "failed", f"no Deployment or StatefulSet labelled {selector} in namespace {namespace}", ()
+            )
+        return summarize_rollout(verdicts)
+
+    def http_health(self, namespace: str, service: str, port: str, path: str) -> HttpHealth:
+        """GET `path` on `service:port` through the API server's service proxy; 2xx is healthy.
+
+        Any other HTTP status is unhealthy, 5xx included: a 503 may come from the service or from the
+        API server ("no endpoints available"), and they cannot always be told apart. Exceptions: the
+        API server's own 401 (token expired) and 429 (throttled) are ClusterTransientError, its own 403
+        (RBAC: services/proxy not granted) is ClusterPermanentError: neither says anything about the
+        service. Connection errors and timeouts are ClusterTransientError.
+        """
+        relative = validate_probe(namespace, service, port, path)
+        target = f"{service}:{port}"
+        probe = f"GET {namespace}/{target}/{relative}"
+        with _translated_errors(probe):
+            try:
+                response: Any = self._core.connect_get_namespaced_service_proxy_with_path(
+                    name=target,
+                    namespace=namespace,
+                    path=relative,
+                    _preload_content=False,
+                    _request_timeout=PROBE_TIMEOUT_SECONDS,
+                )
+            except ApiException as exc:
+                status = exc.status or 0
+                from_api_server = _api_status(exc.body) is not None
+                if status == 0 or (from_api_server and status in (401, 403, 429)):
+                    raise  # mapped by _translated_errors: 0/401/429 transient, 403 permanent
+                return HttpHealth(False, status, _probe_detail(probe, status, exc.body))
+            try:
+                body = response.read(PROBE_BODY_BYTES)
+            finally:
+                response.close()  # an unread rest must not go back to the pool
+                response.release_conn()
+        text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else str(body or "")
+        return HttpHealth(True, response.status, _probe_detail(probe, response.status, text))

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Component = Literal["api", "dashboard", "exporter", "mosquitto"]
 HelmOperation = Literal["upgrade", "rollback", "recover"]
 JobPhase = Literal["pending", "running", "succeeded", "failed", "missing"]
+RolloutPhase = Literal["ready", "progressing", "failed"]
 
 DEFAULT_HELM_IMAGE = "alpine/helm:3.16.4"
 DEFAULT_CHART_REF = "oci://registry.example.com/charts/customer-stack"
@@ -39,9 +40,10 @@ class ClusterConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    mode: Literal["eks", "kubeconfig", "url"]
+    mode: Literal["eks", "kubeconfig", "kubeconfig-file", "url"]
     eks_cluster_name: str | None = None
     kubeconfig_secret_arn: str | None = None
+    kubeconfig_path: str | None = None  # kubeconfig-file mode (local runs): its current context is used
     api_url: str | None = None
     job_namespace: str = "upgrade-system"
     helm_image: str = DEFAULT_HELM_IMAGE
@@ -55,7 +57,12 @@ class ClusterConfig(BaseModel):
 
     @model_validator(mode="after")
     def _mode_has_its_target(self) -> ClusterConfig:
-        required = {"eks": "eks_cluster_name", "kubeconfig": "kubeconfig_secret_arn", "url": "api_url"}
+        required = {
+            "eks": "eks_cluster_name",
+            "kubeconfig": "kubeconfig_secret_arn",
+            "kubeconfig-file": "kubeconfig_path",
+            "url": "api_url",
+        }
         field = required[self.mode]
         if not getattr(self, field):
             raise ValueError(f"cluster mode {self.mode!r} needs {field}")
@@ -71,6 +78,7 @@ class ClusterConfig(BaseModel):
             "mode": settings.cluster_mode,
             "eks_cluster_name": settings.eks_cluster_name,
             "kubeconfig_secret_arn": settings.kubeconfig_secret_arn,
+            "kubeconfig_path": getattr(settings, "kubeconfig_path", None),
             "api_url": settings.kube_api_url,
             "job_namespace": settings.job_namespace,
             "chart_refs": {**DEFAULT_CHART_REFS, **(settings.chart_refs or {})},
@@ -133,6 +141,29 @@ class ReleaseInfo:
         return self.status in PENDING_RELEASE_STATES
 
 
+@dataclass(frozen=True, slots=True)
+class RolloutState:
+    """Whether a component's Deployments/StatefulSets of one release have finished rolling out.
+
+    ready: every workload runs the newest spec with all replicas updated, ready (and available);
+    progressing: not yet (poll again until the caller's deadline); failed: a Deployment passed its
+    progress deadline, or no workload carries the release/component labels at all.
+    """
+
+    phase: RolloutPhase
+    detail: str
+    workloads: tuple[str, ...] = ()  # "deployment/<name>", "statefulset/<name>", sorted
+
+
+@dataclass(frozen=True, slots=True)
+class HttpHealth:
+    """One HTTP probe through the API server's service proxy."""
+
+    healthy: bool
+    status: int | None  # the HTTP status seen; None when no response came back
+    detail: str  # e.g. "GET stack-api:http/healthz: HTTP 503: <bounded body excerpt>"
+
+
 class ClusterGateway(Protocol):
     """The port the workers use; `upgrader.cluster.jobs.KubernetesClusterGateway` is the adapter."""
 
@@ -145,6 +176,10 @@ class ClusterGateway(Protocol):
     def release_status(self, namespace: str, release: str) -> ReleaseInfo: ...
 
     def active_jobs_for_release(self, namespace: str, release: str) -> list[str]: ...
+
+    def rollout_status(self, namespace: str, release: str, component: str) -> RolloutState: ...
+
+    def http_health(self, namespace: str, service: str, port: str, path: str) -> HttpHealth: ...
 
 
 class ClusterTransientError(Exception):

@@ -1,0 +1,17 @@
+"""Child post-check (looped): are the upgraded workloads rolled out and healthy?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from upgrader import factory, orchestration
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(upgrade_id=event.get("upgradeId"), run=event.get("runName"), log_id=event.get("logId"))
+    return orchestration.check_rollout(event, cluster=factory.cluster())

@@ -1,0 +1,38 @@
+"""What must hold after any run, whatever faults were injected."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from upgradectl.local.cluster import SimulatedCluster
+
+FINAL = {"completed", "failed", "skipped", "rolled_back"}
+
+
+def assert_invariants(sql: Any, cluster: SimulatedCluster, upgrade_id: str | int) -> dict[str, int]:
+    """Every customer in exactly one final state, one Job per (customer, operation, attempt),
+    counters equal to the counts of the log rows, nothing lost. Returns the status counts."""
+    uid = int(upgrade_id)
+    rows = sql("SELECT customer_id, status, operation FROM customer_upgrade_logs WHERE upgrade_id = %s", uid)
+    upgrade_rows = [r for r in rows if r["operation"] == "upgrade"]
+    # exactly one upgrade row per customer, and every row final
+    assert len({r["customer_id"] for r in upgrade_rows}) == len(upgrade_rows)
+    assert {r["status"] for r in rows} <= FINAL, Counter(r["status"] for r in rows)
+    upgrade = sql("SELECT * FROM system_upgrades WHERE id = %s", uid)[0]
+    counts = Counter(r["status"] for r in upgrade_rows)
+    assert upgrade["total_customers"] == len(upgrade_rows)
+    assert upgrade["completed_customers"] == counts["completed"], (upgrade, counts)
+    assert upgrade["failed_customers"] == counts["failed"] + counts["rolled_back"], (upgrade, counts)
+    # no customer got two Jobs for one attempt: every created Job has a distinct identity
+    identities = Counter(
+        (
+            job["metadata"]["labels"].get("upgrades.example.com/upgrade-id"),
+            job["metadata"]["labels"].get("upgrades.example.com/customer-id"),
+            job["metadata"]["labels"].get("upgrades.example.com/operation"),
+            job["metadata"]["labels"].get("upgrades.example.com/attempt"),
+        )
+        for job in cluster.jobs().values()
+    )
+    assert all(n == 1 for n in identities.values()), identities
+    return dict(counts)

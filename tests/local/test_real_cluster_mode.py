@@ -1,0 +1,83 @@
+"""`upgrade-local --kubeconfig`: the workers reach the cluster through a kubeconfig file.
+
+No real cluster can run here, so the kubeconfig points at the simulated cluster's API server: the
+path under test is the kubeconfig-file cluster mode (settings -> ClusterConfig -> ApiClient).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from upgrader.cluster.types import ClusterConfig
+from upgrader.settings import Settings
+
+from tests.api.helpers import deploy
+from upgradectl.local import __main__ as local_main
+from upgradectl.local.cluster import SimulatedCluster
+from upgradectl.local.runtime import LocalRuntime
+
+
+def write_kubeconfig(path: Path, server: str, context: str = "kind-dev") -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "dev", "cluster": {"server": server}}],
+                "users": [{"name": "dev", "user": {"token": "t0ken"}}],
+                "contexts": [{"name": context, "context": {"cluster": "dev", "user": "dev"}}],
+                "current-context": context,
+            }
+        )
+    )
+    return path
+
+
+def test_settings_and_cluster_config_take_a_kubeconfig_path():
+    settings = Settings.from_env({"CLUSTER_MODE": "kubeconfig-file", "KUBECONFIG_PATH": "/k/config"})
+    config = ClusterConfig.from_settings(settings)
+    assert (config.mode, config.kubeconfig_path) == ("kubeconfig-file", "/k/config")
+    with pytest.raises(ValueError, match="kubeconfig_path"):
+        ClusterConfig(mode="kubeconfig-file")
+
+
+def test_api_client_from_a_kubeconfig_file(tmp_path):
+    from upgrader.cluster.access import build_api_client
+
+    path = write_kubeconfig(tmp_path / "config", "https://10.0.0.1:6443")
+    client = build_api_client(ClusterConfig(mode="kubeconfig-file", kubeconfig_path=str(path)))
+    assert client.configuration.host == "https://10.0.0.1:6443"
+    assert client.configuration.api_key["BearerToken"] == "Bearer t0ken"
+
+
+def test_an_unusable_kubeconfig_file_is_a_permanent_error(tmp_path):
+    from upgrader.cluster.access import build_api_client
+    from upgrader.cluster.types import ClusterPermanentError
+
+    (tmp_path / "config").write_text("apiVersion: v1\nkind: Config\n")
+    with pytest.raises(ClusterPermanentError, match="unusable kubeconfig file"):
+        build_api_client(ClusterConfig(mode="kubeconfig-file", kubeconfig_path=str(tmp_path / "config")))
+
+
+def test_start_up_names_the_real_cluster_or_refuses_a_missing_file(tmp_path):
+    path = write_kubeconfig(tmp_path / "config", "https://10.0.0.1:6443", context="prod-eu")
+    line = local_main._describe_real_cluster(local_main._kubeconfig_path(str(path)))
+    assert line.startswith("REAL cluster") and "'prod-eu'" in line and "https://10.0.0.1:6443" in line
+    with pytest.raises(local_main._StartupError, match="no kubeconfig file"):
+        local_main._kubeconfig_path(str(tmp_path / "missing"))
+
+
+@pytest.mark.e2e
+def test_an_upgrade_runs_through_the_kubeconfig_file_mode(env, database_url, make_customers, tmp_path):
+    with SimulatedCluster(job_duration_seconds=0.05) as cluster:
+        path = write_kubeconfig(tmp_path / "config", cluster.url)
+        extra = {"CLUSTER_MODE": "kubeconfig-file", "KUBECONFIG_PATH": str(path)}
+        with LocalRuntime(database_url=database_url, kube_api_url="", poll_seconds=0, extra_env=extra) as runtime:
+            for cid in make_customers(3):
+                name = f"customer-{cid.replace('_', '-').removeprefix('cust-')}"
+                cluster.add_release(name, name)
+            started = deploy(component="api", version="v1.2.0", strategy="all")
+            assert runtime.wait(started["jobId"])["status"] == "SUCCEEDED"
+        assert len(cluster.created_jobs) == 3

@@ -1,0 +1,281 @@
+"""The local stack end to end, as a separate process: the spec's curl examples, the CLI, a clean stop.
+
+The curl commands are the specification's, verbatim; only `localhost:3100` becomes the test's port
+and the spec's example upgrade id `123` the id the deploy returned (on a fresh stack that is 123).
+They run through the real `curl` (and `jq`) when installed; otherwise the same requests go through
+urllib and the jq filter is evaluated in Python (the test says which in its output).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.local.conftest import StackProcess, port_is_free, postgres_processes, stack_env
+from upgradectl import cli
+
+pytestmark = pytest.mark.e2e
+
+SPEC_DEPLOY = """curl -X POST http://localhost:3100/api/upgrades/deploy \\
+  -H "Content-Type: application/json" \\
+  -d '{
+    "component": "api",
+    "version": "v1.2.0",
+    "strategy": "canary",
+    "canaryPercent": 10
+  }'"""
+SPEC_STATUS = "curl http://localhost:3100/api/upgrades/123/status"
+SPEC_LOGS = "curl http://localhost:3100/api/upgrades/123/logs"
+SPEC_CONTINUE = "curl -X POST http://localhost:3100/api/upgrades/123/continue"
+SPEC_ROLLBACK = "curl -X POST http://localhost:3100/api/upgrades/123/rollback/cust_abc123"
+SPEC_FAILED = """curl http://localhost:3100/api/upgrades/123/logs | jq '.logs[] | select(.status=="failed")'"""
+
+CURL = shutil.which("curl")
+JQ = shutil.which("jq")
+
+
+def run_spec(command: str, stack: StackProcess, upgrade_id: str = "123") -> str:
+    """Run one of the spec's commands against the stack; return what it prints."""
+    command = command.replace("localhost:3100", f"localhost:{stack.port}").replace("/123/", f"/{upgrade_id}/")
+    curl_part, _, jq_part = command.partition(" | jq ")
+    if CURL and (JQ or not jq_part):
+        completed = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30, check=True)
+        return completed.stdout
+    print(f"no {'curl' if not CURL else 'jq'} on this machine: emulating {command!r}")  # visible with -s / on failure
+    text = (
+        _emulate_curl(curl_part)
+        if not CURL
+        else subprocess.run(["bash", "-c", curl_part], capture_output=True, text=True, timeout=30, check=True).stdout
+    )
+    if jq_part:
+        assert shlex.split(jq_part) == ['.logs[] | select(.status=="failed")'], "only the spec's filter is emulated"
+        return "\n".join(json.dumps(e, indent=2) for e in json.loads(text)["logs"] if e["status"] == "failed")
+    return text
+
+
+def _emulate_curl(command: str) -> str:
+    """The same request with urllib: -X METHOD, -H header, -d body, URL (what the spec's commands use)."""
+    words = shlex.split(command.replace("\\\n", " "))
+    assert words[0] == "curl"
+    method, headers, data, url = None, {}, None, None
+    it = iter(words[1:])
+    for word in it:
+        if word == "-X":
+            method = next(it)
+        elif word == "-H":
+            key, _, value = next(it).partition(":")
+            headers[key.strip()] = value.strip()
+        elif word == "-d":
+            data = next(it).encode()
+        else:
+            url = word
+    assert url is not None
+    request = urllib.request.Request(url, data=data, headers=headers, method=method or ("POST" if data else "GET"))
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.read().decode()
+    except urllib.error.HTTPError as exc:  # curl prints error bodies too
+        return exc.read().decode()
+
+
+def test_every_curl_example_of_the_spec_works_as_written(local_stack: StackProcess):
+    # Deploy canary: the spec's response fields
+    started = json.loads(run_spec(SPEC_DEPLOY, local_stack))
+    assert {"upgradeId", "jobId", "strategy", "message"} <= set(started)
+    assert started["strategy"] == "canary" and started["message"].startswith("Canary upgrade started for 2 customers")
+    uid = started["upgradeId"]
+    # Status: the spec's fields; the canary wave runs, then waits
+    status = json.loads(run_spec(SPEC_STATUS, local_stack, uid))
+    assert {
+        "upgradeId",
+        "component",
+        "version",
+        "strategy",
+        "total",
+        "completed",
+        "failed",
+        "inProgress",
+        "status",
+        "startedAt",
+        "completedAt",
+    } <= set(status)
+    assert (status["upgradeId"], status["component"], status["version"], status["total"]) == (uid, "api", "v1.2.0", 20)
+    waiting = local_stack.wait_status(uid, {"awaiting_continue", "halted"})
+    assert waiting["status"] == "awaiting_continue" and waiting["completed"] == 2
+    # Continue: the spec's response
+    continued = json.loads(run_spec(SPEC_CONTINUE, local_stack, uid))
+    assert continued["message"] == "Upgrade continuation queued" and continued["upgradeId"] == uid
+    assert continued["jobId"] == started["jobId"]
+    final = local_stack.wait_status(uid, {"completed", "completed_with_failures", "halted", "failed"})
+    assert (final["status"], final["completed"], final["failed"]) == ("completed_with_failures", 19, 1)
+    assert final["completedAt"] is not None
+    # Logs: per-customer attempts with the spec's fields and helm's output
+    logs = json.loads(run_spec(SPEC_LOGS, local_stack, uid))
+    assert logs["upgradeId"] == uid and logs["count"] == 20
+    entry = next(e for e in logs["logs"] if e["customer_id"] == "cust_abc123")
+    assert {
+        "id",
+        "customer_id",
+        "component",
+        "from_version",
+        "to_version",
+        "status",
+        "started_at",
+        "completed_at",
+        "output",
+        "error",
+    } <= set(entry)
+    assert (entry["from_version"], entry["to_version"], entry["status"]) == ("v1.1.0", "v1.2.0", "completed")
+    assert "has been upgraded" in entry["output"]
+    # The jq filter on failed logs: exactly the customer whose Jobs fail, with helm's error
+    failed_text = run_spec(SPEC_FAILED, local_stack, uid)
+    failed = [json.loads(chunk) for chunk in _json_stream(failed_text)]
+    assert [e["customer_id"] for e in failed] == ["cust_abc142"]
+    assert failed[0]["error"] and "UPGRADE FAILED" in failed[0]["output"]
+    # Rollback of the spec's customer: the spec's fields, and the helm rollback runs
+    rolled = json.loads(run_spec(SPEC_ROLLBACK, local_stack, uid))
+    assert {"message", "customerId", "namespace"} <= set(rolled)
+    assert (rolled["customerId"], rolled["namespace"]) == ("cust_abc123", "customer-abc123")
+    assert _wait_rollback(local_stack, uid, rolled["rollbackId"]) == "completed"
+
+
+def _json_stream(text: str) -> list[str]:
+    """Split jq's output (pretty-printed values one after another) into JSON documents."""
+    decoder, chunks, index = json.JSONDecoder(), [], 0
+    text = text.strip()
+    while index < len(text):
+        value, end = decoder.raw_decode(text, index)
+        chunks.append(json.dumps(value))
+        index = end
+        while index < len(text) and text[index].isspace():
+            index += 1
+    return chunks
+
+
+def _wait_rollback(stack: StackProcess, uid: str, rollback_id: int) -> str:
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        page = stack.get(f"/api/upgrades/{uid}/logs?operation=rollback")
+        row = next(e for e in page["logs"] if e["id"] == rollback_id)
+        if row["status"] not in ("pending", "in_progress") or time.monotonic() > deadline:
+            return str(row["status"])
+        time.sleep(0.1)
+
+
+def run_cli(stack: StackProcess, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["--api-url", stack.url, *argv], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_canary_upgrade_through_the_cli(local_stack: StackProcess):
+    healthy = [f"cust_abc{n}" for n in range(123, 142)]  # everyone but cust_abc142, whose Jobs fail
+    targets = [arg for cid in healthy for arg in ("--customer", cid)]
+    # When the operator starts a canary with the script's flags and waits
+    code, out, err = run_cli(
+        local_stack,
+        "--component",
+        "dashboard",
+        "--version",
+        "v2.0.0",
+        "--strategy",
+        "canary",
+        "--canary-percent",
+        "10",
+        *targets,
+        "--wait",
+    )
+    # Then the canary wave ran and the CLI stopped at the gate with a hint
+    assert code == cli.EXIT_OK, err
+    assert "Canary upgrade started for 2 customers" in out
+    assert "completed 2" in out and "upgrade-customers continue" in out
+    uid = out.split("upgrade id ")[1].split()[0]
+    # and the status over HTTP says it waits
+    status = local_stack.get(f"/api/upgrades/{uid}/status")
+    assert (status["status"], status["completed"], status["pending"]) == ("awaiting_continue", 2, 17)
+    # When the operator continues and watches
+    code, out, err = run_cli(local_stack, "continue", uid, "--wait")
+    # Then every targeted customer is upgraded
+    assert code == cli.EXIT_OK, err
+    assert "Upgrade continuation queued" in out and f"Upgrade {uid} completed: 19 of 19" in out
+    assert "completed 19" in out and "in progress" in out  # the progress lines
+    status = local_stack.get(f"/api/upgrades/{uid}/status")
+    assert (status["status"], status["completed"], status["failed"], status["inProgress"]) == ("completed", 19, 0, 0)
+    # and status, logs and list show it
+    code, out, _ = run_cli(local_stack, "status", uid)
+    assert code == 0 and "status completed" in out and "v1.9.0 → v2.0.0" in out
+    code, out, _ = run_cli(local_stack, "logs", uid, "--customer", "cust_abc125")
+    assert code == 0 and "cust_abc125" in out and "has been upgraded" in out and "1 of 1 entries" in out
+    code, out, _ = run_cli(local_stack, "--json", "logs", uid)
+    assert code == 0 and json.loads(out)["count"] == 19
+    code, out, _ = run_cli(local_stack, "list")
+    assert code == 0 and f"{uid}  dashboard" in out
+    # When one customer is rolled back
+    code, out, err = run_cli(local_stack, "rollback", uid, "cust_abc130", "--wait")
+    assert code == cli.EXIT_OK, err
+    assert "customer-abc130" in out and "rollback completed" in out
+    # And a second continue is refused with the server's message and a non-zero exit
+    code, out, err = run_cli(local_stack, "continue", uid)
+    assert code == cli.EXIT_ERROR and "not awaiting continue" in err and "HTTP 409" in err
+
+
+def test_the_installed_command_reports_api_errors(local_stack: StackProcess):
+    exe = shutil.which("upgrade-customers") or str(Path(sys.executable).parent / "upgrade-customers")
+    completed = subprocess.run(
+        [exe, "--api-url", local_stack.url, "status", "999999"], capture_output=True, text=True, timeout=30
+    )
+    assert completed.returncode == cli.EXIT_ERROR
+    assert "upgrade 999999 not found (HTTP 404)" in completed.stderr
+
+
+def test_stop_with_embedded_postgres_and_a_waiting_canary_leaves_nothing_running(tmp_path):
+    # Given a stack on the embedded PostgreSQL (no DATABASE_URL) with a canary waiting at the gate
+    data_dir = tmp_path / "pgdata"
+    stack = StackProcess(
+        ["--customers", "5", "--job-seconds", "0.1", "--poll-seconds", "0", "--data-dir", str(data_dir)],
+        stack_env(),
+        tmp_path,
+    )
+    try:
+        assert "embedded PostgreSQL" in stack.stdout_path.read_text()
+        assert "SIMULATED" in stack.stdout_path.read_text()
+        code, started = stack.request("POST", "/api/upgrades/deploy",
+                                      {"component": "api", "version": "v9.0.0", "strategy": "canary",
+                                       "canaryPercent": 20})  # fmt: skip
+        assert code == 202, started
+        assert started["upgradeId"] == "123"  # a fresh stack: the spec's example id
+        stack.wait_status(started["upgradeId"], {"awaiting_continue"})
+        assert postgres_processes(data_dir)
+    finally:
+        # When it gets SIGTERM
+        code = stack.stop(signal.SIGTERM)
+    # Then it exits 0, the port is free and no postgres of its data folder is left
+    assert code == 0, stack.output
+    assert port_is_free(stack.port)
+    assert postgres_processes(data_dir) == []
+    assert "stopped cleanly" in stack.stdout_path.read_text()
+    # and the data survives for the next start
+    assert (data_dir / "PG_VERSION").is_file()
+
+
+def test_without_curl_and_jq_the_same_requests_go_through_urllib(local_stack: StackProcess, monkeypatch):
+    # Given a machine without curl and jq (CI images), and a finished upgrade with one failed customer
+    upgrades = local_stack.get("/api/upgrades?component=api")["upgrades"]
+    uid = next(u["upgradeId"] for u in upgrades if u["status"] == "completed_with_failures")
+    monkeypatch.setattr("tests.local.test_stack.CURL", None)
+    monkeypatch.setattr("tests.local.test_stack.JQ", None)
+    # Then the spec's status and failed-logs commands give the same answers
+    assert json.loads(run_spec(SPEC_STATUS, local_stack, uid))["upgradeId"] == uid
+    failed = [json.loads(c) for c in _json_stream(run_spec(SPEC_FAILED, local_stack, uid))]
+    assert [e["customer_id"] for e in failed] == ["cust_abc142"]

@@ -1,0 +1,413 @@
+"""`upgrade-customers`: the operator CLI (the spec's upgrade-customers.ps1, plus watch/logs/continue/rollback).
+
+    upgrade-customers --component api --version v1.2.0 --strategy canary --canary-percent 10
+    upgrade-customers watch 123
+    upgrade-customers logs 123 --status failed
+    upgrade-customers continue 123
+    upgrade-customers rollback 123 cust_abc123
+
+Targets the local stack (http://localhost:3100) unless --api-url / UPGRADE_API_URL names another
+API; requests to an AWS endpoint are signed with SigV4 (standard credential chain).
+
+Exit codes: 0 success (or a canary waiting for continue), 1 API/connection error, 2 usage error,
+3 the upgrade (or rollback) ended with failures, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from upgradectl.client import DEFAULT_API_URL, ApiClientError, ApiError, UpgradeApi
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_FAILURES = 3
+EXIT_INTERRUPTED = 130
+
+COMPONENTS = ("api", "dashboard", "exporter", "mosquitto")
+STRATEGIES = ("all", "canary", "batch")
+FINAL_STATUSES = frozenset({"completed", "completed_with_failures", "failed", "halted", "aborted", "cancelled"})
+FAILED_STATUSES = FINAL_STATUSES - {"completed"}
+
+
+# --- argument parsing ------------------------------------------------------------------------------
+
+
+def _add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--component", choices=COMPONENTS, default=default, help="component to upgrade")
+    parser.add_argument("--version", default=default, help="image tag to roll out, e.g. v1.2.0")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=default, help="all | canary | batch")
+    parser.add_argument("--canary-percent", type=int, default=default, metavar="N",
+                        help="canary: percent of customers in the first wave (server default 10)")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=default, metavar="N",
+                        help="batch: customers per batch (server default 10)")  # fmt: skip
+    parser.add_argument("--customer", action="append", dest="customer_ids", default=default, metavar="ID",
+                        help="only this customer (repeatable); default: every active customer")  # fmt: skip
+    parser.add_argument("--max-concurrency", type=int, default=default, metavar="N",
+                        help="helm upgrades running at once within a wave")  # fmt: skip
+    parser.add_argument("--wait", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="watch the progress after starting (stops at the canary gate)")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print the API's JSON responses as they are")  # fmt: skip
+
+    parser = argparse.ArgumentParser(
+        prog="upgrade-customers",
+        description="Roll a component version out to every customer instance, and watch, continue or roll back "
+        "an upgrade. Without a subcommand, the --component/--version/--strategy flags start an upgrade "
+        "(like upgrade-customers.ps1).",
+        parents=[common],
+        epilog="Exit codes: 0 ok, 1 API or connection error, 2 usage, 3 upgrade ended with failures, 130 interrupted.",
+    )
+    parser.add_argument("--api-url", default=os.environ.get("UPGRADE_API_URL", DEFAULT_API_URL),
+                        help=f"the upgrade API (default $UPGRADE_API_URL or {DEFAULT_API_URL}); an "
+                             "https://<id>.execute-api.<region>.amazonaws.com/<stage> URL is signed with SigV4")  # fmt: skip
+    signing = parser.add_mutually_exclusive_group()
+    signing.add_argument("--sign", dest="sign", action="store_const", const=True, default=None,
+                         help="sign requests with SigV4 (default: only for *.amazonaws.com)")  # fmt: skip
+    signing.add_argument("--no-sign", dest="sign", action="store_const", const=False, help="never sign")
+    parser.add_argument("--region", default=None, help="SigV4 region (default: from the URL, then $AWS_REGION)")
+    parser.add_argument("--profile", default=None, help="AWS profile for SigV4 credentials (default chain)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
+    _add_deploy_arguments(parser, suppress=False)
+
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    deploy = commands.add_parser("deploy", parents=[common], help="start an upgrade (same flags as the top level)")
+    _add_deploy_arguments(deploy, suppress=True)
+
+    listing = commands.add_parser("list", parents=[common], help="recent upgrades, newest first")
+    listing.add_argument("--component", choices=COMPONENTS, dest="filter_component", default=None)
+    listing.add_argument("--status", default=None, help="only upgrades in this status")
+    listing.add_argument("--limit", type=int, default=20)
+
+    status = commands.add_parser("status", parents=[common], help="progress of one upgrade")
+    status.add_argument("upgrade_id")
+    status.add_argument("--watch", action="store_true", help="keep watching (same as the watch command)")
+    status.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+
+    watch = commands.add_parser("watch", parents=[common], help="live progress bar until the upgrade ends or waits")
+    watch.add_argument("upgrade_id")
+    watch.add_argument("--interval", type=float, default=1.0, help="seconds between two looks (default 1)")
+    watch.add_argument("--through-gate", action="store_true",
+                       help="keep watching while a canary waits for continue (default: stop there)")  # fmt: skip
+
+    logs = commands.add_parser("logs", parents=[common], help="per-customer attempts of one upgrade")
+    logs.add_argument("upgrade_id")
+    logs.add_argument("--status", choices=("pending", "in_progress", "completed", "failed", "skipped", "rolled_back"))
+    logs.add_argument("--customer", dest="customer_id", default=None, help="only this customer")
+    logs.add_argument("--operation", choices=("upgrade", "rollback"), default=None)
+    logs.add_argument("--full", action="store_true", help="print the whole helm output of every entry")
+
+    cont = commands.add_parser("continue", parents=[common], help="release the canary gate: upgrade the rest")
+    cont.add_argument("upgrade_id")
+    cont.add_argument("--wait", action="store_true", help="watch the progress until the upgrade ends")
+
+    rollback = commands.add_parser("rollback", parents=[common], help="roll one customer back to its previous version")
+    rollback.add_argument("upgrade_id")
+    rollback.add_argument("customer_id")
+    rollback.add_argument("--wait", action="store_true", help="wait until the helm rollback Job has finished")
+    return parser
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+
+class Cli:
+    def __init__(self, api: UpgradeApi, *, out: TextIO, err: TextIO, as_json: bool,
+                 sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
+        self.api = api
+        self.out = out
+        self.err = err
+        self.as_json = as_json
+        self.sleep = sleep
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def dump(self, payload: Any) -> None:
+        print(json.dumps(payload, indent=2), file=self.out, flush=True)
+
+    # deploy
+    def deploy(self, args: argparse.Namespace) -> int:
+        missing = [flag for flag, value in (("--component", args.component), ("--version", args.version),
+                                            ("--strategy", args.strategy)) if not value]  # fmt: skip
+        if missing:
+            print(f"upgrade-customers: error: starting an upgrade needs {', '.join(missing)} "
+                  "(or give a command: list, status, watch, logs, continue, rollback)", file=self.err)  # fmt: skip
+            return EXIT_USAGE
+        request: dict[str, Any] = {"component": args.component, "version": args.version, "strategy": args.strategy}
+        if args.canary_percent is not None:
+            request["canaryPercent"] = args.canary_percent
+        if args.batch_size is not None:
+            request["batchSize"] = args.batch_size
+        if getattr(args, "customer_ids", None):
+            request["customerIds"] = args.customer_ids
+        if getattr(args, "max_concurrency", None) is not None:
+            request["maxConcurrency"] = args.max_concurrency
+        started = self.api.deploy(request)
+        if self.as_json:
+            self.dump(started)
+        else:
+            uid = started["upgradeId"]
+            self.say(started.get("message", "upgrade started"))
+            waves = ", ".join(str(w) for w in started.get("waves", []))
+            self.say(f"  upgrade id {uid}   job {started.get('jobId')}   waves {waves or '-'}")
+            self.say(f"  watch:    upgrade-customers watch {uid}")
+            if args.strategy == "canary":
+                self.say(f"  continue: upgrade-customers continue {uid}   (after checking the canary customers)")
+        if getattr(args, "wait", False):
+            return self.watch(str(started["upgradeId"]), interval=1.0, through_gate=False)
+        return EXIT_OK
+
+    # list
+    def list(self, args: argparse.Namespace) -> int:
+        data = self.api.list_upgrades(component=args.filter_component, status=args.status, limit=args.limit)
+        if self.as_json:
+            self.dump(data)
+            return EXIT_OK
+        rows = data.get("upgrades", [])
+        if not rows:
+            self.say("no upgrades yet")
+            return EXIT_OK
+        self.say(f"{'ID':>6}  {'COMPONENT':<10} {'VERSION':<14} {'STRATEGY':<8} {'STATUS':<24} "
+                 f"{'DONE':>9} {'FAILED':>6}  CREATED")  # fmt: skip
+        for row in rows:
+            done = f"{row['completed']}/{row['total']}"
+            self.say(f"{row['upgradeId']:>6}  {row['component']:<10} {row['version']:<14} {row['strategy']:<8} "
+                     f"{row['status']:<24} {done:>9} {row['failed']:>6}  {row['createdAt']}")  # fmt: skip
+        return EXIT_OK
+
+    # status
+    def status(self, args: argparse.Namespace) -> int:
+        if args.watch:
+            return self.watch(args.upgrade_id, interval=args.interval, through_gate=False)
+        data = self.api.status(args.upgrade_id)
+        if self.as_json:
+            self.dump(data)
+        else:
+            self.say(_status_lines(data))
+        return EXIT_FAILURES if data.get("status") in FAILED_STATUSES else EXIT_OK
+
+    # watch
+    def watch(self, upgrade_id: str, *, interval: float, through_gate: bool) -> int:
+        live = _is_tty(self.out) and not self.as_json
+        last = ""
+        while True:
+            data = self.api.status(upgrade_id)
+            state = data.get("status", "")
+            if self.as_json:
+                line = json.dumps({k: data.get(k) for k in ("upgradeId", "status", "total", "completed", "failed",
+                                                            "inProgress", "pending", "skipped")})  # fmt: skip
+            else:
+                line = progress_line(data, unicode=_unicode_ok(self.out))
+            if live:
+                print("\r" + line + "\x1b[K", end="", file=self.out, flush=True)
+            elif line != last:
+                print(line, file=self.out, flush=True)
+            last = line
+            gate = state == "awaiting_continue" and not through_gate
+            if state in FINAL_STATUSES or gate:
+                if live:
+                    print(file=self.out, flush=True)
+                return self._watch_outcome(data)
+            self.sleep(interval)
+
+    def _watch_outcome(self, data: dict[str, Any]) -> int:
+        state, uid = data.get("status"), data.get("upgradeId")
+        if self.as_json:
+            return EXIT_FAILURES if state in FAILED_STATUSES else EXIT_OK
+        if state == "awaiting_continue":
+            self.say(f"Canary wave done ({data.get('completed')} completed, {data.get('failed')} failed). "
+                     f"Check those customers, then: upgrade-customers continue {uid}")  # fmt: skip
+            return EXIT_OK
+        if state == "completed":
+            self.say(f"Upgrade {uid} completed: {data.get('completed')} of {data.get('total')} customers upgraded.")
+            return EXIT_OK
+        reason = f" ({data['haltReason']})" if data.get("haltReason") else ""
+        self.say(f"Upgrade {uid} ended {state}{reason}: {data.get('completed')} completed, {data.get('failed')} "
+                 f"failed, {data.get('skipped', 0)} skipped. See: upgrade-customers logs {uid} --status failed")  # fmt: skip
+        return EXIT_FAILURES
+
+    # logs
+    def logs(self, args: argparse.Namespace) -> int:
+        data = self.api.all_logs(args.upgrade_id, status=args.status, customerId=args.customer_id,
+                                 operation=args.operation)  # fmt: skip
+        if self.as_json:
+            self.dump(data)
+            return EXIT_OK
+        entries = data.get("logs", [])
+        if not entries:
+            self.say("no log entries match")
+            return EXIT_OK
+        self.say(f"{'ID':>5}  {'CUSTOMER':<16} {'OP':<8} {'WAVE':>4}  {'STATUS':<12} {'FROM → TO':<22} "
+                 f"{'SECONDS':>7}  DETAIL")  # fmt: skip
+        for entry in entries:
+            versions = f"{entry.get('from_version') or '-'} → {entry.get('to_version') or '-'}"
+            detail = entry.get("error") or _last_line(entry.get("output")) or ""
+            self.say(f"{entry['id']:>5}  {entry['customer_id']:<16} {entry.get('operation', 'upgrade'):<8} "
+                     f"{entry.get('wave', 0):>4}  {entry['status']:<12} {versions:<22} "
+                     f"{_duration(entry):>7}  {detail[:100]}")  # fmt: skip
+            if args.full and (entry.get("output") or entry.get("error")):
+                for text in (entry.get("output"), entry.get("error")):
+                    for line in (text or "").rstrip().splitlines():
+                        self.say(f"         | {line}")
+        self.say(f"{len(entries)} of {data.get('total', len(entries))} entries")
+        return EXIT_OK
+
+    # continue
+    def continue_(self, args: argparse.Namespace) -> int:
+        data = self.api.continue_upgrade(args.upgrade_id)
+        if self.as_json:
+            self.dump(data)
+        else:
+            self.say(f"{data.get('message', 'continued')} (upgrade {data.get('upgradeId')}, job {data.get('jobId')})")
+        if args.wait:
+            return self.watch(args.upgrade_id, interval=1.0, through_gate=True)
+        return EXIT_OK
+
+    # rollback
+    def rollback(self, args: argparse.Namespace) -> int:
+        data = self.api.rollback(args.upgrade_id, args.customer_id)
+        if self.as_json:
+            self.dump(data)
+        else:
+            self.say(f"{data.get('message', 'rollback started')}: customer {data.get('customerId')} in namespace "
+                     f"{data.get('namespace')} to {data.get('toVersion') or 'its previous version'} "
+                     f"(job {data.get('jobId')})")  # fmt: skip
+        if not args.wait:
+            return EXIT_OK
+        rollback_id = data.get("rollbackId")
+        while True:
+            page = self.api.logs(args.upgrade_id, operation="rollback", customerId=args.customer_id)
+            row = next((e for e in page.get("logs", []) if e.get("id") == rollback_id), None)
+            if row is not None and row["status"] not in ("pending", "in_progress"):
+                ok = row["status"] == "completed"
+                if not self.as_json:
+                    self.say(f"rollback {row['status']}: {row.get('error') or _last_line(row.get('output')) or ''}")
+                return EXIT_OK if ok else EXIT_FAILURES
+            self.sleep(1.0)
+
+
+# --- rendering -------------------------------------------------------------------------------------
+
+
+def progress_line(data: dict[str, Any], *, unicode: bool = True, width: int = 30) -> str:
+    """`[█████░░░]  12/50  completed 10  failed 2  in progress 3  pending 35  in_progress`"""
+    total = max(int(data.get("total") or 0), 0)
+    completed = int(data.get("completed") or 0)
+    failed = int(data.get("failed") or 0)
+    skipped = int(data.get("skipped") or 0)
+    done = completed + failed + skipped
+    full, partial_fail, empty = ("█", "▓", "░") if unicode else ("#", "x", "-")
+    if total:
+        ok_cells = round(width * completed / total)
+        bad_cells = min(width - ok_cells, round(width * (failed + skipped) / total))
+    else:
+        ok_cells = bad_cells = 0
+    bar = full * ok_cells + partial_fail * bad_cells + empty * (width - ok_cells - bad_cells)
+    wave = ""
+    if data.get("totalWaves") and data.get("currentWave") is not None:
+        wave = f"  wave {int(data['currentWave']) + 1}/{data['totalWaves']}"
+    return (
+        f"[{bar}] {done:>4}/{total:<4} completed {completed}  failed {failed}  in progress "
+        f"{data.get('inProgress', 0)}  pending {data.get('pending', 0)}"
+        + (f"  skipped {skipped}" if skipped else "")
+        + f"  {data.get('status', '')}{wave}"
+    )
+
+
+def _status_lines(data: dict[str, Any]) -> str:
+    lines = [
+        f"upgrade {data.get('upgradeId')}: {data.get('component')} {data.get('fromVersion') or '?'} → "
+        f"{data.get('version')} ({data.get('strategy')})  status {data.get('status')}",
+        f"  total {data.get('total')}  completed {data.get('completed')}  failed {data.get('failed')}  "
+        f"in progress {data.get('inProgress')}  pending {data.get('pending', 0)}  skipped {data.get('skipped', 0)}  "
+        f"rolled back {data.get('rolledBack', 0)}",
+        f"  started {data.get('startedAt') or '-'}  completed {data.get('completedAt') or '-'}  "
+        f"by {data.get('requestedBy') or '-'}",
+    ]
+    if data.get("haltReason"):
+        lines.append(f"  halted: {data['haltReason']}")
+    if data.get("status") == "awaiting_continue":
+        lines.append(f"  waiting for: upgrade-customers continue {data.get('upgradeId')}")
+    return "\n".join(lines)
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _duration(entry: dict[str, Any]) -> str:
+    from datetime import datetime
+
+    start, end = entry.get("started_at"), entry.get("completed_at")
+    if not start or not end:
+        return "-"
+    try:
+        parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+        return f"{(parse(end) - parse(start)).total_seconds():.1f}"
+    except ValueError:
+        return "-"
+
+
+def _is_tty(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _unicode_ok(stream: TextIO) -> bool:
+    encoding = (getattr(stream, "encoding", None) or "").lower()
+    return "utf" in encoding
+
+
+# --- entry point -----------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    api = UpgradeApi(args.api_url, sign=args.sign, region=args.region, profile=args.profile, timeout=args.timeout)
+    cli = Cli(api, out=out, err=err, as_json=getattr(args, "json", False))
+    command = args.command or "deploy"
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "deploy": cli.deploy,
+        "list": cli.list,
+        "status": cli.status,
+        "watch": lambda a: cli.watch(a.upgrade_id, interval=a.interval, through_gate=a.through_gate),
+        "logs": cli.logs,
+        "continue": cli.continue_,
+        "rollback": cli.rollback,
+    }
+    try:
+        return handlers[command](args)
+    except ApiError as exc:
+        # The server's message already names every invalid field (422) or the conflicting state (409).
+        print(f"upgrade-customers: error: {exc.message} (HTTP {exc.status})", file=err, flush=True)
+        return EXIT_ERROR
+    except ApiClientError as exc:
+        print(f"upgrade-customers: error: {exc}", file=err, flush=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("\nupgrade-customers: interrupted (the upgrade itself goes on)", file=err, flush=True)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,332 @@
+"""`upgrade-local` (`make run`): the whole product on one machine, at http://localhost:3100.
+
+    PostgreSQL        DATABASE_URL, or an embedded server under .local/pgdata (started and stopped here)
+    API               the real api_* handlers behind a local HTTP server (the spec's paths)
+    Step Functions    the real statemachine/upgrade.asl.json executed by moto, real worker handlers
+    Cluster           SIMULATED (kmock API server + a Job controller playing helm), or a REAL cluster
+                      from a kubeconfig file (--kubeconfig)
+
+Ctrl-C (SIGINT) or SIGTERM stops everything: HTTP server, running executions and moto, the
+simulated cluster, the embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from upgradectl.local.functions import API_FUNCTIONS, ROOT
+
+LOGGER = logging.getLogger("upgrade-local")
+
+DEFAULT_PORT = 3100
+DEFAULT_CUSTOMERS = 50
+EXIT_STARTUP_FAILED = 1
+
+
+class _StopRequested(Exception):
+    """Raised in the main thread by the SIGINT/SIGTERM handler."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="upgrade-local",
+        description="Run the customer-upgrade system locally: API at http://localhost:3100, the real state machine "
+        "on moto, PostgreSQL, and a simulated (default) or real Kubernetes cluster.",
+    )
+    parser.add_argument("--host", default=os.environ.get("UPGRADE_LOCAL_HOST", "127.0.0.1"),
+                        help="address to listen on (default 127.0.0.1)")  # fmt: skip
+    parser.add_argument("--port", type=int, default=int(os.environ.get("UPGRADE_LOCAL_PORT", DEFAULT_PORT)),
+                        help=f"port to listen on (default {DEFAULT_PORT})")  # fmt: skip
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or None,
+                        help="PostgreSQL to use (default: $DATABASE_URL, else an embedded server)")  # fmt: skip
+    parser.add_argument("--data-dir", type=Path, default=ROOT / ".local" / "pgdata",
+                        help="data folder of the embedded PostgreSQL (default .local/pgdata)")  # fmt: skip
+    parser.add_argument("--customers", type=int, default=None,
+                        help=f"demo customers to seed when the inventory is empty (default {DEFAULT_CUSTOMERS} "
+                             "with the simulated cluster, 0 with a real one)")  # fmt: skip
+    parser.add_argument("--kubeconfig", nargs="?", const="", default=None, metavar="PATH",
+                        help="use the REAL cluster of this kubeconfig file's current context (no PATH: $KUBECONFIG "
+                             "or ~/.kube/config). Default: a simulated cluster")  # fmt: skip
+    parser.add_argument("--job-seconds", type=float, default=2.0,
+                        help="simulated cluster: how long a helm Job runs (default 2)")  # fmt: skip
+    parser.add_argument("--failure-rate", type=float, default=0.0,
+                        help="simulated cluster: share of helm Jobs that fail, 0..1 (default 0)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="simulated cluster: random seed of the failures")
+    parser.add_argument("--fail-customer", action="append", default=[], metavar="ID",
+                        help="simulated cluster: every helm Job of this customer fails (repeatable)")  # fmt: skip
+    parser.add_argument("--poll-seconds", type=int, default=1,
+                        help="seconds between two looks at a running helm Job (JOB_POLL_SECONDS, default 1)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=4, help="HTTP worker threads (default 4)")
+    parser.add_argument("--verbose", action="store_true", help="show the handlers' own (JSON) logs")
+    parser.add_argument("--quiet", action="store_true", help="no access log lines")
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.failure_rate <= 1.0:
+        parser.error("--failure-rate must be between 0 and 1")
+    if args.customers is not None and args.customers < 0:
+        parser.error("--customers must be 0 or more")
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be 0..65535")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("botocore", "boto3", "urllib3", "moto", "kubernetes", "aiohttp", "kmock", "pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO" if args.verbose else "WARNING")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+    signals = _SignalState()
+    signals.install()
+    began = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        try:
+            banner = _start(args, stack, began)
+            print(banner, flush=True)
+            signals.wait()
+        except _StopRequested:
+            pass
+        except _StartupError as exc:
+            print(f"upgrade-local: error: {exc}", file=sys.stderr, flush=True)
+            signals.stopping()
+            print("upgrade-local: stopping...", flush=True)
+            stack.close()
+            return EXIT_STARTUP_FAILED
+        signals.stopping()
+        print("upgrade-local: stopping (HTTP server, executions, cluster, PostgreSQL)...", flush=True)
+        stopped_at = time.monotonic()
+    print(f"upgrade-local: stopped cleanly in {time.monotonic() - stopped_at:.1f} s", flush=True)
+    _exit_if_threads_hang()
+    return 0
+
+
+class _StartupError(RuntimeError):
+    pass
+
+
+class _SignalState:
+    """First SIGINT/SIGTERM: stop cleanly. During the stop: say so; a third one forces the exit."""
+
+    def __init__(self) -> None:
+        self._stopping = False
+        self._extra = 0
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def stopping(self) -> None:
+        self._stopping = True
+
+    def wait(self) -> None:
+        while True:  # signal.pause() returns after any signal; the handler raises for ours
+            signal.pause()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self._stopping:
+            self._stopping = True
+            raise _StopRequested
+        self._extra += 1
+        if self._extra >= 2:
+            print("upgrade-local: forced exit (embedded PostgreSQL may still run; the next start reuses it)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            os._exit(130)
+        print("upgrade-local: still stopping; press Ctrl-C again to force", file=sys.stderr, flush=True)
+
+
+def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) -> str:
+    from upgrader import factory
+    from upgrader.migrate import apply_migrations
+
+    from upgradectl.local.postgres import LocalPostgres, PostgresUnavailable
+    from upgradectl.local.runtime import LocalRuntime
+    from upgradectl.local.seed import seed_demo_customers
+    from upgradectl.local.server import LocalApiServer
+
+    timings: dict[str, float] = {}
+
+    # PostgreSQL
+    mark = time.monotonic()
+    postgres = LocalPostgres(database_url=args.database_url, data_dir=args.data_dir)
+    stack.callback(postgres.stop)
+    try:
+        database_url = postgres.start()
+    except PostgresUnavailable as exc:
+        raise _StartupError(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - pgserver fails in many ways; say which part failed
+        raise _StartupError(f"the embedded PostgreSQL did not start in {args.data_dir}: {exc}") from exc
+    applied = apply_migrations(database_url)
+    timings["postgres"] = time.monotonic() - mark
+    LOGGER.info("PostgreSQL ready (%s); migrations applied now: %s", postgres.describe(), ", ".join(applied) or "none")
+
+    # Cluster
+    mark = time.monotonic()
+    real = args.kubeconfig is not None
+    extra_env: dict[str, str] = {}
+    simulated: Any = None
+    if real:
+        path = _kubeconfig_path(args.kubeconfig)
+        cluster_line = _describe_real_cluster(path)
+        extra_env.update({"CLUSTER_MODE": "kubeconfig-file", "KUBECONFIG_PATH": str(path)})
+        kube_api_url = ""
+    else:
+        from upgradectl.local.cluster import SimulatedCluster
+
+        simulated = SimulatedCluster(job_duration_seconds=args.job_seconds, failure_rate=args.failure_rate,
+                                     seed=args.seed, fail_customers=args.fail_customer)  # fmt: skip
+        simulated.start()
+        stack.callback(simulated.stop)
+        kube_api_url = simulated.url
+        cluster_line = (
+            f"SIMULATED (no real cluster is touched): kmock API server at {simulated.url}, helm Jobs finish "
+            f"after {args.job_seconds:g} s, failure rate {args.failure_rate:.0%}"
+            + (f", always failing: {', '.join(args.fail_customer)}" if args.fail_customer else "")
+        )
+    timings["cluster"] = time.monotonic() - mark
+
+    # Step Functions (moto, executing the real ASL) + worker handlers
+    mark = time.monotonic()
+    runtime = LocalRuntime(
+        database_url=database_url, kube_api_url=kube_api_url, poll_seconds=args.poll_seconds, extra_env=extra_env
+    )
+    runtime.start()
+    stack.callback(runtime.stop)
+    timings["stepfunctions"] = time.monotonic() - mark
+
+    # Demo inventory
+    count = args.customers if args.customers is not None else (0 if real else DEFAULT_CUSTOMERS)
+    seeded = seed_demo_customers(factory.repository(), factory.database(), count)
+    inventory = _inventory(factory.database())
+    if simulated is not None:
+        for _, namespace, release, versions in inventory:
+            simulated.add_release(namespace, release, values={f"{c}.image.tag": v for c, v in versions.items()})
+    factory.database().close()  # the main thread's connection; workers keep their own
+
+    # API
+    mark = time.monotonic()
+    _preload_api_handlers(args.workers)
+    try:
+        server = LocalApiServer(
+            (args.host, args.port),
+            workers=args.workers,
+            access_log=not args.quiet,
+            on_worker_exit=lambda: factory.database().close(),
+        )
+    except OSError as exc:
+        raise _StartupError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} (another upgrade-local? use --port)"
+        ) from exc
+    server.start()
+    stack.callback(server.stop)  # runs first on the way out: no request reaches a stopped runtime
+    timings["api"] = time.monotonic() - mark
+
+    host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::1", "localhost") else args.host  # noqa: S104
+    base = f"http://{host}:{server.port}"
+    seeded_line = (
+        f"{len(inventory)} ({len(seeded)} demo customers seeded now: {seeded[0].customer_id} .. {seeded[-1].customer_id})"
+        if seeded
+        else f"{len(inventory)} (existing inventory kept)"
+    )
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+    return "\n".join(
+        [
+            f"upgrade-local: listening on {base}  (bound to {args.host}:{server.port})",
+            f"  API             {base}/api/upgrades  (the spec's paths; identity local:<user>)",
+            f"  PostgreSQL      {postgres.describe()}",
+            "  Step Functions  moto, executing the real statemachine/upgrade.asl.json; worker handlers in-process"
+            f" (JOB_POLL_SECONDS={args.poll_seconds})",
+            f"  Cluster         {cluster_line}",
+            f"  Customers       {seeded_line}",
+            f"  Started in {time.monotonic() - began:.1f} s ({parts}).",
+            f"  Try:  curl -X POST {base}/api/upgrades/deploy -H 'Content-Type: application/json' "
+            """-d '{"component":"api","version":"v1.2.0","strategy":"canary","canaryPercent":10}'""",
+            f"  Stop: Ctrl-C (or kill -TERM {os.getpid()})",
+        ]
+    )
+
+
+def _kubeconfig_path(given: str) -> Path:
+    if given:
+        path = Path(given).expanduser()
+    else:
+        env = os.environ.get("KUBECONFIG", "")
+        path = Path(env.split(os.pathsep)[0]).expanduser() if env else Path.home() / ".kube" / "config"
+    if not path.is_file():
+        raise _StartupError(f"no kubeconfig file at {path}")
+    return path.resolve()
+
+
+def _describe_real_cluster(path: Path) -> str:
+    """Load the kubeconfig now (fail at start-up, not at the first Job) and name what it points at."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    configuration = k8s.Configuration()
+    try:
+        contexts, current = k8s_config.list_kube_config_contexts(config_file=str(path))
+        k8s_config.load_kube_config(config_file=str(path), client_configuration=configuration, persist_config=False)
+    except (k8s_config.ConfigException, OSError, ValueError) as exc:
+        raise _StartupError(f"unusable kubeconfig {path}: {exc}") from exc
+    del contexts
+    name = (current or {}).get("name", "?")
+    return f"REAL cluster from kubeconfig {path}, context {name!r}, server {configuration.host}: helm Jobs run there"
+
+
+def _inventory(db: Any) -> list[tuple[str, str, str, dict[str, str]]]:
+    with db.transaction() as cur:
+        cur.execute(
+            """
+            SELECT c.id, c.namespace, c.release_name,
+                   COALESCE(json_object_agg(v.component, v.version) FILTER (WHERE v.component IS NOT NULL), '{}')
+                       AS versions
+              FROM customers c LEFT JOIN customer_component_versions v ON v.customer_id = c.id
+             GROUP BY c.id, c.namespace, c.release_name ORDER BY c.id
+            """
+        )
+        rows = cur.fetchall()
+    return [(r["id"], r["namespace"], r["release_name"], dict(r["versions"])) for r in rows]
+
+
+def _preload_api_handlers(workers: int) -> None:
+    """Import every API handler instance now, so the first requests do not pay for it."""
+    from upgradectl.local.functions import load_function
+
+    for instance in range(workers):
+        for name in API_FUNCTIONS:
+            load_function(name, instance)
+
+
+def _exit_if_threads_hang(grace_seconds: float = 5.0) -> None:
+    """Everything was stopped; if a non-daemon thread still runs (a stuck interpreter thread), say which and exit."""
+    deadline = time.monotonic() + grace_seconds
+    while True:
+        alive = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+        if not alive:
+            return
+        if time.monotonic() > deadline:
+            names = ", ".join(t.name for t in alive)
+            print(f"upgrade-local: threads still running after stop: {names}; exiting anyway", file=sys.stderr)
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(0)
+        time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

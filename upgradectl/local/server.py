@@ -1,0 +1,325 @@
+"""The REST API of the template on a local HTTP server: request -> API Gateway proxy event -> handler.
+
+Each route goes to the same Lambda handler API Gateway would call (`functions/api_*/app.py`), with
+the same REST proxy event shape (resource, path, pathParameters, query strings, requestContext with
+the caller's identity). Without SigV4 the identity is `local:<os user>`.
+
+Requests are served by a fixed pool of worker threads. Worker i always uses handler instance i:
+Powertools' resolver keeps the current event on the app object (one invocation at a time, as in a
+Lambda execution environment), so a handler instance never serves two requests at once. Each worker
+also keeps its own database connection (upgrader.db hands out one per thread).
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import http.server
+import json
+import logging
+import queue
+import re
+import socket
+import socketserver
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from upgradectl.local import functions
+
+LOGGER = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+STAGE = "local"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    resource: str  # API Gateway resource path, e.g. /api/upgrades/{upgradeId}/status
+    function: str
+    pattern: re.Pattern[str]
+
+
+def _route(method: str, resource: str, function: str) -> Route:
+    regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(resource))
+    return Route(method, resource, function, re.compile(f"^{regex}$"))
+
+
+# The routes of template.yaml (docs/contracts.md), in the same order.
+ROUTES: tuple[Route, ...] = (
+    _route("POST", "/api/upgrades/deploy", "api_deploy"),
+    _route("GET", "/api/upgrades", "api_upgrades"),
+    _route("GET", "/api/upgrades/{upgradeId}/status", "api_upgrades"),
+    _route("GET", "/api/upgrades/{upgradeId}/logs", "api_upgrades"),
+    _route("POST", "/api/upgrades/{upgradeId}/continue", "api_control"),
+    _route("POST", "/api/upgrades/{upgradeId}/rollback/{customerId}", "api_control"),
+    _route("POST", "/api/upgrades/{upgradeId}/rollback", "api_control"),
+    _route("POST", "/api/upgrades/{upgradeId}/abort", "api_control"),
+    _route("GET", "/api/queue/stats", "api_queue"),
+    _route("GET", "/api/queue/jobs/{jobId}", "api_queue"),
+)
+
+Invoker = Callable[[str, dict[str, Any], int], Any]
+
+
+def match_route(method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
+    """(route, path parameters, methods allowed on this path). An unknown path allows nothing."""
+    allowed: list[str] = []
+    for route in ROUTES:
+        found = route.pattern.match(path)
+        if found is None:
+            continue
+        if route.method == method:
+            return route, {k: unquote(v) for k, v in found.groupdict().items()}, [route.method]
+        allowed.append(route.method)
+    return None, {}, allowed
+
+
+def build_event(
+    route: Route,
+    *,
+    method: str,
+    raw_path: str,
+    query: str,
+    headers: dict[str, str],
+    body: bytes,
+    path_params: dict[str, str],
+    source_ip: str,
+    user_arn: str,
+) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event, as the AWS_IAM-authorised API sends it to Lambda."""
+    multi_query = parse_qs(query, keep_blank_values=True) if query else {}
+    try:
+        text: str | None = body.decode("utf-8") if body else None
+        encoded = False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode("ascii"), True
+    now = time.time()
+    path = unquote(raw_path)
+    return {
+        "resource": route.resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": dict(headers) or None,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()} or None,
+        "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": path_params or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": route.resource,
+            "httpMethod": method,
+            "path": f"/{STAGE}{path}",
+            "stage": STAGE,
+            "accountId": "123456789012",
+            "apiId": "local",
+            "requestId": str(uuid.uuid4()),
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "requestTimeEpoch": int(now * 1000),
+            "protocol": "HTTP/1.1",
+            "identity": {
+                "userArn": user_arn,
+                "caller": user_arn,
+                "user": user_arn,
+                "accountId": None,
+                "sourceIp": source_ip,
+                "userAgent": headers.get("User-Agent") or headers.get("user-agent"),
+                "accessKey": None,
+            },
+        },
+        "body": text,
+        "isBase64Encoded": encoded,
+    }
+
+
+def local_identity() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"local:{user}"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: LocalApiServer
+    server_version = "upgrade-local"
+    protocol_version = "HTTP/1.0"  # one request per connection: a worker is never parked on keep-alive
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._dispatch()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        began = time.monotonic()
+        parts = urlsplit(self.path)
+        route, params, allowed = match_route(self.command, parts.path)
+        if route is None:
+            if allowed:
+                self._send_json(
+                    405,
+                    {"message": f"method {self.command} not allowed on {parts.path}; use {', '.join(allowed)}"},
+                    {"Allow": ", ".join(allowed)},
+                )
+            else:
+                self._send_json(404, {"message": f"no route {self.command} {parts.path}"})
+            self._log(began, 404 if not allowed else 405)
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            self._send_json(413, {"message": f"request body larger than {MAX_BODY_BYTES} bytes"})
+            return
+        body = self.rfile.read(length) if length > 0 else b""
+        event = build_event(
+            route,
+            method=self.command,
+            raw_path=parts.path,
+            query=parts.query,
+            headers={k: v for k, v in self.headers.items()},
+            body=body,
+            path_params=params,
+            source_ip=self.client_address[0],
+            user_arn=self.server.identity,
+        )
+        instance = getattr(threading.current_thread(), "instance", 0)
+        try:
+            response = self.server.invoker(route.function, event, instance)
+        except Exception:  # noqa: BLE001 - API Gateway answers an unhandled Lambda error with 502
+            LOGGER.error("handler %s failed:\n%s", route.function, traceback.format_exc())
+            self._send_json(502, {"message": "Internal server error"})
+            self._log(began, 502)
+            return
+        self._send_proxy_response(response)
+        self._log(began, int(response.get("statusCode", 502)) if isinstance(response, dict) else 502)
+
+    def _send_proxy_response(self, response: Any) -> None:
+        if not isinstance(response, dict) or "statusCode" not in response:
+            LOGGER.error("malformed Lambda proxy response: %r", response)
+            self._send_json(502, {"message": "Internal server error"})
+            return
+        raw = response.get("body") or ""
+        data = base64.b64decode(raw) if response.get("isBase64Encoded") else str(raw).encode("utf-8")
+        headers: dict[str, str] = {}
+        for key, values in (response.get("multiValueHeaders") or {}).items():
+            headers[key] = ", ".join(str(v) for v in values)
+        for key, value in (response.get("headers") or {}).items():
+            headers[key] = str(value)
+        self.send_response(int(response["statusCode"]))
+        for key, value in headers.items():
+            if key.lower() not in ("content-length", "connection"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _log(self, began: float, status: int) -> None:
+        if self.server.access_log:
+            LOGGER.info("%s %s -> %s (%.0f ms)", self.command, self.path, status, (time.monotonic() - began) * 1000)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's signature
+        pass  # access lines go through _log (structured, one place)
+
+
+class LocalApiServer(socketserver.TCPServer):
+    """HTTP server with a fixed pool of worker threads (worker i -> handler instance i)."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        workers: int = 4,
+        invoker: Invoker | None = None,
+        identity: str | None = None,
+        access_log: bool = True,
+        on_worker_exit: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(address, _Handler)
+        self.invoker: Invoker = invoker or functions.invoke
+        self.identity = identity or local_identity()
+        self.access_log = access_log
+        self._on_worker_exit = on_worker_exit
+        self._queue: queue.Queue[tuple[socket.socket, Any] | None] = queue.Queue()
+        self._workers = [
+            threading.Thread(target=self._work, args=(i,), name=f"api-worker-{i}", daemon=True) for i in range(workers)
+        ]
+        self._serving: threading.Thread | None = None
+        for index, worker in enumerate(self._workers):
+            worker.instance = index  # type: ignore[attr-defined]  # read by _Handler._dispatch
+            worker.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._queue.put((request, client_address))
+
+    def _work(self, index: int) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                request, client_address = item
+                try:
+                    self.finish_request(request, client_address)
+                except Exception:  # noqa: BLE001 - one broken connection must not kill the worker
+                    self.handle_error(request, client_address)
+                finally:
+                    self.shutdown_request(request)
+        finally:
+            if self._on_worker_exit is not None:
+                try:
+                    self._on_worker_exit()
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    LOGGER.debug("worker exit hook failed", exc_info=True)
+
+    def start(self) -> LocalApiServer:
+        """Serve in a background thread."""
+        self._serving = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.1}, name="api-server", daemon=True
+        )
+        self._serving.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, let the workers finish their current request, close the socket."""
+        if self._serving is not None:
+            self.shutdown()
+            self._serving.join(timeout=10)
+            self._serving = None
+        for _ in self._workers:
+            self._queue.put(None)
+        for worker in self._workers:
+            worker.join(timeout=30)
+        self.server_close()
