@@ -6,11 +6,11 @@ import threading
 
 import psycopg
 import pytest
+from upgrader import orchestration
+from upgrader.errors import DatabaseUnavailable
 
 from tests.api.helpers import deploy, rollback
 from tests.e2e.invariants import assert_invariants
-from upgrader import orchestration
-from upgrader.errors import DatabaseUnavailable
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.api.helpers import call, continue_, deploy, rollback
+from tests.api.helpers import continue_, deploy, rollback
 from tests.conftest import body
 from tests.e2e.invariants import assert_invariants
 from tests.support.events import api_event

@@ -13,6 +13,7 @@ import json
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -279,3 +280,17 @@ def test_without_curl_and_jq_the_same_requests_go_through_urllib(local_stack: St
     assert json.loads(run_spec(SPEC_STATUS, local_stack, uid))["upgradeId"] == uid
     failed = [json.loads(c) for c in _json_stream(run_spec(SPEC_FAILED, local_stack, uid))]
     assert [e["customer_id"] for e in failed] == ["cust_abc142"]
+
+
+def test_a_taken_port_is_reported_before_anything_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        completed = subprocess.run(
+            [sys.executable, "-m", "upgradectl.local", "--port", str(port), "--data-dir", str(tmp_path / "pg")],
+            capture_output=True, text=True, timeout=60, env=stack_env(), cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+    assert completed.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in completed.stderr
+    assert not (tmp_path / "pg").exists()  # PostgreSQL was never started

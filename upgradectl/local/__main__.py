@@ -161,6 +161,20 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
 
     timings: dict[str, float] = {}
 
+    # The port first: when it is taken, say so before starting anything else.
+    try:
+        server = LocalApiServer(
+            (args.host, args.port),
+            workers=args.workers,
+            access_log=not args.quiet,
+            on_worker_exit=lambda: factory.database().close(),
+        )
+    except OSError as exc:
+        raise _StartupError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} (another upgrade-local? use --port)"
+        ) from exc
+    stack.callback(server.stop)  # on a failed start; once serving, stopped again (first) further down
+
     # PostgreSQL
     mark = time.monotonic()
     postgres = LocalPostgres(database_url=args.database_url, data_dir=args.data_dir)
@@ -221,17 +235,6 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     # API
     mark = time.monotonic()
     _preload_api_handlers(args.workers)
-    try:
-        server = LocalApiServer(
-            (args.host, args.port),
-            workers=args.workers,
-            access_log=not args.quiet,
-            on_worker_exit=lambda: factory.database().close(),
-        )
-    except OSError as exc:
-        raise _StartupError(
-            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} (another upgrade-local? use --port)"
-        ) from exc
     server.start()
     stack.callback(server.stop)  # runs first on the way out: no request reaches a stopped runtime
     timings["api"] = time.monotonic() - mark

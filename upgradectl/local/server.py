@@ -273,6 +273,7 @@ class LocalApiServer(socketserver.TCPServer):
             threading.Thread(target=self._work, args=(i,), name=f"api-worker-{i}", daemon=True) for i in range(workers)
         ]
         self._serving: threading.Thread | None = None
+        self._stopped = False
         for index, worker in enumerate(self._workers):
             worker.instance = index  # type: ignore[attr-defined]  # read by _Handler._dispatch
             worker.start()
@@ -313,7 +314,10 @@ class LocalApiServer(socketserver.TCPServer):
         return self
 
     def stop(self) -> None:
-        """Stop accepting, let the workers finish their current request, close the socket."""
+        """Stop accepting, let the workers finish their current request, close the socket (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._serving is not None:
             self.shutdown()
             self._serving.join(timeout=10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +17,9 @@ from upgrader.errors import DatabaseUnavailable
 from upgrader.settings import Settings, SettingsError
 
 Row = dict[str, Any]
+
+# A connection unused for longer than this is probed before use.
+IDLE_PROBE_SECONDS = 30.0
 
 # Every timestamp is stored and read in UTC; statements never wait forever on a lock.
 _SESSION_OPTIONS = "-c timezone=UTC -c statement_timeout=30000 -c lock_timeout=10000"
@@ -67,10 +71,22 @@ class Database:
 
     def connection(self) -> psycopg.Connection[Row]:
         conn: psycopg.Connection[Row] | None = getattr(self._local, "conn", None)
+        if conn is not None and not (conn.closed or conn.broken) and self._idle_too_long():
+            # A warm Lambda may hold a connection the server dropped (failover, idle timeout,
+            # pg_terminate_backend): probe it once rather than fail the caller's first statement.
+            try:
+                conn.execute("SELECT 1")
+                conn.rollback()
+            except psycopg.Error:
+                conn.close()
         if conn is None or conn.closed or conn.broken:
             conn = self._connect()
             self._local.conn = conn
+        self._local.last_used = time.monotonic()
         return conn
+
+    def _idle_too_long(self) -> bool:
+        return time.monotonic() - getattr(self._local, "last_used", 0.0) > IDLE_PROBE_SECONDS
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Cursor[Row]]:

@@ -14,10 +14,9 @@ from upgrader.errors import (
     WrongState,
 )
 from upgrader.models import (
-    AbortResponse,
-    RollbackUpgradeResponse,
     DEFAULT_BATCH_SIZE,
     DEFAULT_CANARY_PERCENT,
+    AbortResponse,
     ContinueResponse,
     DeployRequest,
     DeployResponse,
@@ -26,6 +25,7 @@ from upgrader.models import (
     QueueJobResponse,
     QueueStatsResponse,
     RollbackResponse,
+    RollbackUpgradeResponse,
     StatusResponse,
     UpgradeListResponse,
     UpgradeSummary,

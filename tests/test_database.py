@@ -1,0 +1,79 @@
+"""The connection handling against the real server: reuse, dropped connections, migrations."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from upgrader import db as db_module
+from upgrader.db import Database
+from upgrader.errors import DatabaseUnavailable
+from upgrader.migrate import apply_migrations
+
+
+def _kill(database_url: str, pid: int) -> None:
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_connection_is_reused_across_units_of_work(database_url):
+    database = Database(database_url)
+    with database.transaction() as cur:
+        cur.execute("SELECT pg_backend_pid() AS pid")
+        first = cur.fetchone()["pid"]
+    with database.transaction() as cur:
+        cur.execute("SELECT pg_backend_pid() AS pid")
+        assert cur.fetchone()["pid"] == first
+
+
+def test_a_dropped_connection_fails_one_unit_of_work_then_reconnects(database_url):
+    database = Database(database_url)
+    with database.transaction() as cur:
+        cur.execute("SELECT pg_backend_pid() AS pid")
+        pid = cur.fetchone()["pid"]
+    _kill(database_url, pid)
+    with pytest.raises(DatabaseUnavailable), database.transaction() as cur:
+        cur.execute("SELECT 1")
+    with database.transaction() as cur:
+        cur.execute("SELECT pg_backend_pid() AS pid")
+        assert cur.fetchone()["pid"] != pid
+
+
+def test_an_idle_dropped_connection_is_replaced_before_use(database_url, monkeypatch):
+    database = Database(database_url)
+    with database.transaction() as cur:
+        cur.execute("SELECT pg_backend_pid() AS pid")
+        pid = cur.fetchone()["pid"]
+    _kill(database_url, pid)
+    monkeypatch.setattr(db_module, "IDLE_PROBE_SECONDS", -1.0)  # as if the Lambda sat idle
+    with database.transaction() as cur:
+        cur.execute("SELECT pg_backend_pid() AS pid")
+        assert cur.fetchone()["pid"] != pid
+
+
+def test_sessions_run_in_utc(database_url):
+    with Database(database_url).transaction() as cur:
+        cur.execute("SHOW timezone")
+        assert cur.fetchone()["TimeZone"] == "UTC"
+
+
+def test_migrations_are_rerunnable(database_url):
+    assert apply_migrations(database_url) == []
+    with psycopg.connect(database_url) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
+    assert names == ["001_spec_tables.sql", "002_inventory.sql", "003_orchestration.sql"]
+
+
+def test_spec_columns_keep_their_types(database_url):
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns"
+            " WHERE table_name IN ('system_upgrades', 'customer_upgrade_logs')"
+        ).fetchall()
+    types = {(t, c): d for t, c, d in rows}
+    assert types[("system_upgrades", "id")] == "integer"
+    assert types[("system_upgrades", "metadata")] == "jsonb"
+    assert types[("system_upgrades", "created_at")] == "timestamp without time zone"
+    assert types[("customer_upgrade_logs", "upgrade_id")] == "integer"
+    assert types[("customer_upgrade_logs", "output")] == "text"
+    for column in ("component", "strategy", "status"):
+        assert types[("system_upgrades", column)] == "character varying"
