@@ -58,7 +58,7 @@ openapi: $(STAMP)  ## regenerate docs/openapi.json from the code
 	$(BIN)/python -m upgradectl.openapi > docs/openapi.json
 
 bench: $(STAMP) postgres
-	$(BIN)/python benchmarks/history_events.py
+	$(BIN)/python -m benchmarks.history_events
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .local
