@@ -84,3 +84,81 @@ def test_rollback_during_an_active_customer_upgrade_is_409(stack, make_customers
     stack.cluster.release()
     stack.wait_execution(started["jobId"])
     assert assert_invariants(sql, stack.cluster, started["upgradeId"]) == {"completed": 2}
+
+
+def test_every_worker_delivered_twice_through_the_real_state_machine(stack, make_customers, sql, monkeypatch):
+    # Given every step of the state machine runs twice per delivery (at-least-once delivery)
+    from upgradectl.local.functions import WORKER_FUNCTIONS
+
+    calls: dict[str, int] = dict.fromkeys(WORKER_FUNCTIONS, 0)
+    lock = threading.Lock()
+    for name in WORKER_FUNCTIONS:
+        real = getattr(orchestration, name)
+
+        def twice(event, _real=real, _name=name, **kwargs):
+            _real(event, **kwargs)
+            with lock:
+                calls[_name] += 2
+            return _real(event, **kwargs)
+
+        monkeypatch.setattr(orchestration, name, twice)
+    ids = make_customers(8)
+    stack.cluster.fail_customers.add(ids[3])
+    started = deploy(strategy="canary", canaryPercent=25)
+    stack.wait_for_status(started["upgradeId"], lambda s: s["status"] == "awaiting_continue")
+    from tests.api.helpers import continue_
+
+    assert continue_(started["upgradeId"])[0] == 200
+    assert stack.wait_execution(started["jobId"], timeout=120)["status"] == "SUCCEEDED"
+    # Then the result is the one of a single delivery: one Job per customer, each counted once
+    assert (
+        all(calls[name] > 0 for name in WORKER_FUNCTIONS if name != "await_continue") and calls["await_continue"] == 2
+    )
+    counts = assert_invariants(sql, stack.cluster, started["upgradeId"])
+    assert counts == {"completed": 7, "failed": 1}
+    assert len(stack.cluster.jobs()) == 8
+
+
+@pytest.mark.parametrize("worker", ["prepare_run", "begin_customer", "start_helm_job", "evaluate_wave", "finalize_run"])
+def test_worker_crashing_after_its_side_effect_is_retried_safely(stack, make_customers, sql, monkeypatch, worker):
+    real = getattr(orchestration, worker)
+    crashed: list[int] = []
+    lock = threading.Lock()
+
+    def crash_once(event, **kwargs):
+        result = real(event, **kwargs)
+        with lock:
+            first = not crashed
+            crashed.append(1)
+        if first:
+            raise DatabaseUnavailable(f"{worker}: connection lost after the side effect (injected)")
+        return result
+
+    monkeypatch.setattr(orchestration, worker, crash_once)
+    make_customers(4)
+    started = deploy(strategy="batch", batchSize=2)
+    assert stack.wait_execution(started["jobId"], timeout=120)["status"] == "SUCCEEDED"
+    assert len(crashed) >= 2  # crashed once, then retried by the state machine
+    assert assert_invariants(sql, stack.cluster, started["upgradeId"]) == {"completed": 4}
+    assert stack.status(started["upgradeId"])["status"] == "completed"
+    assert len(stack.cluster.jobs()) == 4
+
+
+def test_racing_deploys_start_one_execution(stack, make_customers, sql):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.events import api_event
+    from tests.support.functions import invoke
+
+    make_customers(3)
+    payload = {"component": "dashboard", "version": "v2.0.0", "strategy": "all"}
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = sorted(
+            pool.map(lambda i: invoke("api_deploy", api_event("api_deploy", body=payload), i)["statusCode"], range(6))
+        )
+    assert codes == [202] + [409] * 5
+    executions = stack.runtime.sfn.list_executions(stateMachineArn=stack.runtime.state_machine_arn)["executions"]
+    assert len(executions) == 1
+    upgrade_id = sql("SELECT id FROM system_upgrades")[0]["id"]
+    stack.wait_execution(executions[0]["name"])
+    assert assert_invariants(sql, stack.cluster, upgrade_id) == {"completed": 3}
