@@ -53,6 +53,19 @@ def _add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) ->
                         help="only this customer (repeatable); default: every active customer")  # fmt: skip
     parser.add_argument("--max-concurrency", type=int, default=default, metavar="N",
                         help="helm upgrades running at once within a wave")  # fmt: skip
+    parser.add_argument("--failure-threshold", default=default, metavar="N|P%",
+                        help="failed customers a wave tolerates before the upgrade halts: a count (2) or a "
+                             "percentage (10%%); default none, and never in the canary wave")  # fmt: skip
+    parser.add_argument("--auto-rollback", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="roll a customer back automatically when its upgrade or health check fails")  # fmt: skip
+    parser.add_argument("--bake-seconds", type=int, default=default, metavar="S",
+                        help="wait between two waves")  # fmt: skip
+    parser.add_argument("--health-path", default=default, metavar="PATH",
+                        help="also probe this HTTP path (e.g. /healthz) through the service proxy")  # fmt: skip
+    parser.add_argument("--health-timeout", type=int, default=default, metavar="S",
+                        help="seconds the rollout may take after helm (default 300)")  # fmt: skip
+    parser.add_argument("--no-health-check", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="skip the post-upgrade rollout check")  # fmt: skip
     parser.add_argument("--wait", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="watch the progress after starting (stops at the canary gate)")  # fmt: skip
 
@@ -113,10 +126,22 @@ def build_parser() -> argparse.ArgumentParser:
     cont.add_argument("upgrade_id")
     cont.add_argument("--wait", action="store_true", help="watch the progress until the upgrade ends")
 
-    rollback = commands.add_parser("rollback", parents=[common], help="roll one customer back to its previous version")
+    rollback = commands.add_parser(
+        "rollback",
+        parents=[common],
+        help="roll one customer (or, with --all, every customer) back to its previous version",
+    )
     rollback.add_argument("upgrade_id")
-    rollback.add_argument("customer_id")
-    rollback.add_argument("--wait", action="store_true", help="wait until the helm rollback Job has finished")
+    rollback.add_argument("customer_id", nargs="?", default=None)
+    rollback.add_argument("--all", action="store_true", help="every customer the upgrade changed, last wave first")
+    rollback.add_argument("--max-concurrency", type=int, default=None, metavar="N", help="with --all: at once")
+    rollback.add_argument("--wait", action="store_true", help="wait until the helm rollback Job(s) have finished")
+
+    abort = commands.add_parser("abort", parents=[common], help="stop an upgrade: no further customer starts")
+    abort.add_argument("upgrade_id")
+    abort.add_argument("--rollback", action="store_true", help="then roll back the customers it upgraded")
+    abort.add_argument("--reason", default=None, help="why (recorded with who asked)")
+    abort.add_argument("--wait", action="store_true", help="watch until the upgrade has stopped")
     return parser
 
 
@@ -155,6 +180,11 @@ class Cli:
             request["customerIds"] = args.customer_ids
         if getattr(args, "max_concurrency", None) is not None:
             request["maxConcurrency"] = args.max_concurrency
+        try:
+            request.update(_safety_options(args))
+        except ValueError as exc:
+            print(f"upgrade-customers: error: {exc}", file=self.err)
+            return EXIT_USAGE
         started = self.api.deploy(request)
         if self.as_json:
             self.dump(started)
@@ -276,8 +306,24 @@ class Cli:
             return self.watch(args.upgrade_id, interval=1.0, through_gate=True)
         return EXIT_OK
 
+    # abort
+    def abort(self, args: argparse.Namespace) -> int:
+        data = self.api.abort(args.upgrade_id, rollback=args.rollback, reason=args.reason)
+        if self.as_json:
+            self.dump(data)
+        else:
+            self.say(f"{data.get('message', 'abort requested')} (upgrade {data.get('upgradeId')})")
+        if args.wait:
+            return self.watch(args.upgrade_id, interval=1.0, through_gate=True)
+        return EXIT_OK
+
     # rollback
     def rollback(self, args: argparse.Namespace) -> int:
+        if args.all == bool(args.customer_id):
+            print("upgrade-customers: error: rollback takes a customer id, or --all (not both)", file=self.err)
+            return EXIT_USAGE
+        if args.all:
+            return self._rollback_all(args)
         data = self.api.rollback(args.upgrade_id, args.customer_id)
         if self.as_json:
             self.dump(data)
@@ -297,6 +343,51 @@ class Cli:
                     self.say(f"rollback {row['status']}: {row.get('error') or _last_line(row.get('output')) or ''}")
                 return EXIT_OK if ok else EXIT_FAILURES
             self.sleep(1.0)
+
+    def _rollback_all(self, args: argparse.Namespace) -> int:
+        data = self.api.rollback_upgrade(args.upgrade_id, max_concurrency=args.max_concurrency)
+        if self.as_json:
+            self.dump(data)
+        else:
+            waves = ", ".join(str(w) for w in data.get("waves", []))
+            self.say(f"{data.get('message', 'rollback started')} (job {data.get('jobId')}, waves {waves})")
+        if not args.wait:
+            return EXIT_OK
+        while True:
+            status = self.api.status(args.upgrade_id)
+            if status.get("status") in ("rolled_back", "rollback_incomplete"):
+                if not self.as_json:
+                    self.say(
+                        f"upgrade {args.upgrade_id}: {status['status']} ({status.get('rolledBack', 0)} rolled back)"
+                    )
+                return EXIT_OK if status["status"] == "rolled_back" else EXIT_FAILURES
+            self.sleep(1.0)
+
+
+def _safety_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The deploy request's safety fields from the flags (only those given)."""
+    options: dict[str, Any] = {}
+    threshold = getattr(args, "failure_threshold", None)
+    if threshold:
+        text = str(threshold).strip()
+        try:
+            options["failureThreshold"] = {"percent": float(text[:-1])} if text.endswith("%") else {"count": int(text)}
+        except ValueError:
+            raise ValueError(f"--failure-threshold takes a count (2) or a percentage (10%), not {text!r}") from None
+    if getattr(args, "auto_rollback", False):
+        options["autoRollback"] = True
+    if getattr(args, "bake_seconds", None) is not None:
+        options["bakeSeconds"] = args.bake_seconds
+    health: dict[str, Any] = {}
+    if getattr(args, "no_health_check", False):
+        health["enabled"] = False
+    if getattr(args, "health_path", None):
+        health["httpPath"] = args.health_path
+    if getattr(args, "health_timeout", None) is not None:
+        health["timeoutSeconds"] = args.health_timeout
+    if health:
+        options["healthCheck"] = health
+    return options
 
 
 # --- rendering -------------------------------------------------------------------------------------
@@ -394,6 +485,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         "logs": cli.logs,
         "continue": cli.continue_,
         "rollback": cli.rollback,
+        "abort": cli.abort,
     }
     try:
         return handlers[command](args)

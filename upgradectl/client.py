@@ -104,6 +104,16 @@ class UpgradeApi:
     def rollback(self, upgrade_id: str, customer_id: str) -> dict[str, Any]:
         return self.request("POST", f"/api/upgrades/{_segment(upgrade_id)}/rollback/{_segment(customer_id)}")
 
+    def rollback_upgrade(self, upgrade_id: str, *, max_concurrency: int | None = None) -> dict[str, Any]:
+        body = {"maxConcurrency": max_concurrency} if max_concurrency else {}
+        return self.request("POST", f"/api/upgrades/{_segment(upgrade_id)}/rollback", body=body)
+
+    def abort(self, upgrade_id: str, *, rollback: bool = False, reason: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"rollback": rollback}
+        if reason:
+            body["reason"] = reason
+        return self.request("POST", f"/api/upgrades/{_segment(upgrade_id)}/abort", body=body)
+
     # --- transport -------------------------------------------------------------------------------
 
     def request(

@@ -261,3 +261,52 @@ def test_aws_urls_are_signed_by_default_and_local_ones_not():
     assert not should_sign("http://localhost:3100") and region_from_url("http://localhost:3100") is None
     assert UpgradeApi(url).sign is True and UpgradeApi("http://localhost:3100").sign is False
     assert UpgradeApi(url, sign=False).sign is False
+
+
+def test_safety_flags_become_the_request_fields(fake_api):
+    fake_api.responder = lambda m, p, b: (202, {**DEPLOYED, "strategy": "batch"})
+    code, _, _ = run(
+        "--api-url", fake_api.url, "--component", "api", "--version", "v1.3.0", "--strategy", "batch",
+        "--failure-threshold", "10%", "--auto-rollback", "--bake-seconds", "60",
+        "--health-path", "/healthz", "--health-timeout", "120",
+    )  # fmt: skip
+    assert code == 0
+    assert fake_api.requests[0].body == {
+        "component": "api", "version": "v1.3.0", "strategy": "batch",
+        "failureThreshold": {"percent": 10.0}, "autoRollback": True, "bakeSeconds": 60,
+        "healthCheck": {"httpPath": "/healthz", "timeoutSeconds": 120},
+    }  # fmt: skip
+    code, _, _ = run("--api-url", fake_api.url, "--component", "api", "--version", "v1", "--strategy", "all",
+                     "--failure-threshold", "2", "--no-health-check")  # fmt: skip
+    assert fake_api.requests[1].body["failureThreshold"] == {"count": 2}
+    assert fake_api.requests[1].body["healthCheck"] == {"enabled": False}
+
+
+def test_a_bad_failure_threshold_is_a_usage_error_and_sends_nothing(fake_api):
+    code, _, err = run("--api-url", fake_api.url, "--component", "api", "--version", "v1", "--strategy", "all",
+                       "--failure-threshold", "ten")  # fmt: skip
+    assert code == cli.EXIT_USAGE and "--failure-threshold" in err
+    assert fake_api.requests == []
+
+
+def test_abort_and_rollback_all_call_their_paths(fake_api):
+    fake_api.responder = lambda m, p, b: (
+        (202, {"message": "Abort requested", "upgradeId": "123", "status": "in_progress",
+               "haltReason": "aborted by x", "rollback": True}) if p.endswith("abort")
+        else (202, {"message": "Rollback of 3 customers started, last wave first", "upgradeId": "123",
+                    "jobId": "rollback-123-all-1", "customers": 3, "waves": [1, 2]})
+    )  # fmt: skip
+    code, out, _ = run("--api-url", fake_api.url, "abort", "123", "--rollback", "--reason", "error rate up")
+    assert code == 0 and "Abort requested" in out
+    code, out, _ = run("--api-url", fake_api.url, "rollback", "123", "--all", "--max-concurrency", "3")
+    assert code == 0 and "rollback-123-all-1" in out
+    assert [(r.method, r.path, r.body) for r in fake_api.requests] == [
+        ("POST", "/api/upgrades/123/abort", {"rollback": True, "reason": "error rate up"}),
+        ("POST", "/api/upgrades/123/rollback", {"maxConcurrency": 3}),
+    ]
+
+
+def test_rollback_needs_a_customer_or_all_but_not_both(fake_api):
+    assert run("--api-url", fake_api.url, "rollback", "123")[0] == cli.EXIT_USAGE
+    assert run("--api-url", fake_api.url, "rollback", "123", "cust_abc123", "--all")[0] == cli.EXIT_USAGE
+    assert fake_api.requests == []
