@@ -175,3 +175,27 @@ def test_rollback_of_a_whole_upgrade_goes_last_wave_first(stack, make_customers,
     assert rollback_all(uid)[0] == 409  # nothing left
     assert rollback(uid, ids[0])[0] == 409  # already rolled back
     assert_invariants(sql, stack.cluster, uid)
+
+
+def test_a_wave_that_cannot_run_halts_the_upgrade(stack, make_customers, sql, monkeypatch):
+    # Given the second wave's manifest disappears before its Map Run reads it
+    from upgrader import orchestration
+
+    make_customers(4)
+    real = orchestration.evaluate_wave
+
+    def lose_next_manifest(event, **kwargs):
+        state = real(event, **kwargs)
+        if state.get("decision") == "next":
+            stack.runtime.engine.s3.delete_object(
+                Bucket=state["bucket"], Key=f"{state['manifestPrefix']}/wave-{state['wave']}.json"
+            )
+        return state
+
+    monkeypatch.setattr(orchestration, "evaluate_wave", lose_next_manifest)
+    started = deploy(strategy="batch", batchSize=2)
+    assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
+    status = stack.status(started["upgradeId"])
+    assert status["status"] == "halted" and "wave 2 of 2 could not run" in status["haltReason"]
+    assert (status["completed"], status["skipped"]) == (2, 2)
+    assert_invariants(sql, stack.cluster, started["upgradeId"])

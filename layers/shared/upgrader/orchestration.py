@@ -80,7 +80,7 @@ def tolerated_failures(state: State, wave_size: int) -> int:
 def evaluate_wave(event: State, *, runs: RunRepository) -> State:
     """Decide what follows a wave: the next wave, the canary gate, or the end (done or halted)."""
     state = dict(event)
-    state.pop("mapError", None)
+    map_error = _failure_text(state.pop("mapError", None))
     wave = int(state["wave"])
     closed = runs.close_unfinished(state["runName"], wave, "the worker did not record a result for this customer")
     counts = runs.wave_counts(state["runName"], wave)
@@ -89,6 +89,9 @@ def evaluate_wave(event: State, *, runs: RunRepository) -> State:
     state["lastWave"] = {"wave": wave, "size": size, "completed": counts.get("completed", 0), "failed": failed,
                          "skipped": counts.get("skipped", 0), "unrecorded": closed}  # fmt: skip
     has_next = wave + 1 < int(state["totalWaves"])
+    if map_error and state["operation"] == "upgrade":
+        # The wave itself could not run (manifest unreadable, Map Run failed): never go on blindly.
+        runs.halt(int(state["upgradeId"]), f"wave {wave + 1} of {state['totalWaves']} could not run: {map_error}")
     if state["operation"] == "upgrade":
         allowed = tolerated_failures(state, size)
         if failed > allowed and has_next:
@@ -133,7 +136,7 @@ def finalize_run(event: State, *, runs: RunRepository) -> State:
         "completed": upgrade["completed_customers"],
         "failed": upgrade["failed_customers"],
         "haltReason": upgrade["halt_reason"],
-        "next": None,  # the state machine's RollBackNext? choice reads it
+        "next": None,  # the state machine's IsRollbackRequested choice reads it
     }
     parameters = upgrade["parameters"] or {}
     if upgrade["status"] == "aborted" and parameters.get("abortRollback"):

@@ -677,8 +677,19 @@ class RunRepository:
             return _one(cur)
 
     def finalize_rollback(self, upgrade_id: int, run_name: str, whole_upgrade: bool) -> dict[str, int]:
-        """Counts of a rollback run; a whole-upgrade rollback also sets the upgrade's final status."""
+        """Counts of a rollback run; a whole-upgrade rollback also sets the upgrade's final status.
+
+        Rows the run never started are closed as skipped, so they do not block a later rollback.
+        """
         with self._db.transaction() as cur:
+            cur.execute(
+                """
+                UPDATE customer_upgrade_logs SET status = 'skipped', completed_at = NOW(), updated_at = NOW(),
+                       error = 'not started: the rollback run ended first'
+                 WHERE run_name = %s AND status = 'pending'
+                """,
+                (run_name,),
+            )
             cur.execute(
                 """
                 SELECT count(*) FILTER (WHERE status = 'completed') AS completed,
