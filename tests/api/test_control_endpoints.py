@@ -156,3 +156,14 @@ def test_rollback_of_whole_upgrade_undone_when_start_fails(make_customers, fake_
     fake_workflow.fail_start = True
     assert _post("rollback", uid)[0] == 503
     assert sql("SELECT count(*) AS n FROM customer_upgrade_logs WHERE operation = 'rollback'")[0]["n"] == 0
+
+
+def test_rollback_of_one_customer_undone_when_start_fails(make_customers, fake_workflow, sql):
+    make_customers(2)
+    uid = deploy()["upgradeId"]
+    sql("UPDATE customer_upgrade_logs SET status = 'completed'")
+    fake_workflow.fail_start = True
+    assert rollback(uid, "cust_0001")[0] == 503
+    assert sql("SELECT count(*) AS n FROM customer_upgrade_logs WHERE operation = 'rollback'")[0]["n"] == 0
+    fake_workflow.fail_start = False
+    assert rollback(uid, "cust_0001")[0] == 202  # nothing left behind blocks a new request

@@ -478,13 +478,6 @@ class UpgradeRepository:
                 (run_name,),
             )
 
-    def delete_rollback(self, log_id: int) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                "DELETE FROM customer_upgrade_logs WHERE id = %s AND operation = 'rollback' AND status = 'pending'",
-                (log_id,),
-            )
-
     # ---------------------------------------------------------------- canary gate
     def release_gate(self, upgrade_id: int, continued_by: str | None, send: Callable[[str], None]) -> Row | None:
         """Atomically move awaiting_continue -> in_progress and call send(token) before committing.

@@ -275,7 +275,7 @@ def request_rollback(
     try:
         workflow.start(row["run_name"], {"upgradeId": upgrade_id, "runName": row["run_name"], "operation": "rollback"})
     except Exception:
-        repo.delete_rollback(row["id"])
+        repo.delete_run(row["run_name"])
         raise
     return RollbackResponse(
         message="Rollback started",
