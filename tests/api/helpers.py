@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.conftest import body
@@ -48,3 +49,12 @@ def rollback(upgrade_id: str, customer_id: str):
         f"/api/upgrades/{upgrade_id}/rollback/{customer_id}",
         {"upgradeId": upgrade_id, "customerId": customer_id},
     )
+
+
+def control(action: str, upgrade_id: str, payload: Any = None, instance: int = 0):
+    """POST /api/upgrades/{id}/abort or /rollback (whole upgrade), with an optional JSON body."""
+    name = {"abort": "api_control_abort", "rollback": "api_control_rollback_upgrade"}[action]
+    event = api_event(name, path=f"/api/upgrades/{upgrade_id}/{action}", path_params={"upgradeId": upgrade_id})
+    event["body"] = json.dumps(payload) if payload is not None else None
+    response = invoke("api_control", event, instance)
+    return response["statusCode"], body(response)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import concurrent.futures
 
-from tests.api.helpers import continue_, deploy, logs, rollback, status
+from tests.api.helpers import continue_, control, deploy, logs, rollback, status
 
 
 def _await_continue(sql, uid: str, token: str = "token-abc") -> None:
@@ -80,32 +80,17 @@ def test_rollback_refusals(make_customers, fake_workflow, sql):
     assert len(fake_workflow.started) == 1  # only the deploy
 
 
-def _post(action: str, upgrade_id: str, payload=None):
-    import json
-
-    from tests.conftest import body
-    from tests.support.events import api_event
-    from tests.support.functions import invoke
-
-    event = api_event(
-        "api_control_continue", path=f"/api/upgrades/{upgrade_id}/{action}", path_params={"upgradeId": upgrade_id}
-    )
-    event["body"] = json.dumps(payload) if payload is not None else None
-    response = invoke("api_control", event)
-    return response["statusCode"], body(response)
-
-
 def test_abort_records_who_and_why_once(make_customers, fake_workflow, sql):
     make_customers(3)
     uid = deploy()["upgradeId"]
-    code, data = _post("abort", uid, {"reason": "pager went off"})
+    code, data = control("abort", uid, {"reason": "pager went off"})
     assert code == 202 and data["rollback"] is False
     assert (
         data["haltReason"] == "aborted by arn:aws:sts::123456789012:assumed-role/PlatformOperator/jane: pager went off"
     )
     row = sql("SELECT halt_reason, parameters FROM system_upgrades")[0]
     assert row["halt_reason"] == data["haltReason"] and row["parameters"]["abortRollback"] is False
-    assert _post("abort", uid)[0] == 409
+    assert control("abort", uid)[0] == 409
     assert fake_workflow.failed_tokens == []  # no gate was open
 
 
@@ -113,7 +98,7 @@ def test_abort_at_the_gate_fails_the_token_once(make_customers, fake_workflow, s
     make_customers(10)
     uid = deploy(strategy="canary")["upgradeId"]
     _await_continue(sql, uid, "gate-token")
-    assert _post("abort", uid, {"rollback": True})[0] == 202
+    assert control("abort", uid, {"rollback": True})[0] == 202
     assert [(t, e) for t, e, _ in fake_workflow.failed_tokens] == [("gate-token", "UpgradeAborted")]
     assert continue_(uid)[0] == 409
     assert sql("SELECT task_token FROM system_upgrades")[0]["task_token"] is None
@@ -123,20 +108,20 @@ def test_abort_of_a_finished_upgrade_is_409_and_unknown_is_404(make_customers, f
     make_customers(2)
     uid = deploy()["upgradeId"]
     sql("UPDATE system_upgrades SET status = 'completed'")
-    code, data = _post("abort", uid)
+    code, data = control("abort", uid)
     assert code == 409 and "completed" in data["message"]
-    assert _post("abort", "8888")[0] == 404
+    assert control("abort", "8888")[0] == 404
 
 
 def test_rollback_of_whole_upgrade(make_customers, fake_workflow, sql):
     make_customers(4)
     uid = deploy(strategy="batch", batchSize=2)["upgradeId"]
-    code, data = _post("rollback", uid)
+    code, data = control("rollback", uid)
     assert code == 409 and "abort it" in data["message"]
     sql("UPDATE system_upgrades SET status = 'completed_with_failures'")
     sql("UPDATE customer_upgrade_logs SET status = 'completed' WHERE customer_id <> 'cust_0004'")
     sql("UPDATE customer_upgrade_logs SET status = 'failed' WHERE customer_id = 'cust_0004'")
-    code, data = _post("rollback", uid, {"maxConcurrency": 2})
+    code, data = control("rollback", uid, {"maxConcurrency": 2})
     assert code == 202 and data["customers"] == 3 and data["waves"] == [1, 2]
     name, payload = fake_workflow.started[-1]
     assert name == data["jobId"] and payload["operation"] == "rollback" and payload["maxConcurrency"] == 2
@@ -144,7 +129,7 @@ def test_rollback_of_whole_upgrade(make_customers, fake_workflow, sql):
         "SELECT customer_id, wave FROM customer_upgrade_logs WHERE operation = 'rollback' ORDER BY wave, customer_id"
     )
     assert [(r["customer_id"], r["wave"]) for r in rows] == [("cust_0003", 0), ("cust_0001", 1), ("cust_0002", 1)]
-    code, data = _post("rollback", uid)
+    code, data = control("rollback", uid)
     assert code == 409 and "no upgraded customer left" in data["message"]
 
 
@@ -154,7 +139,7 @@ def test_rollback_of_whole_upgrade_undone_when_start_fails(make_customers, fake_
     sql("UPDATE system_upgrades SET status = 'completed'")
     sql("UPDATE customer_upgrade_logs SET status = 'completed'")
     fake_workflow.fail_start = True
-    assert _post("rollback", uid)[0] == 503
+    assert control("rollback", uid)[0] == 503
     assert sql("SELECT count(*) AS n FROM customer_upgrade_logs WHERE operation = 'rollback'")[0]["n"] == 0
 
 

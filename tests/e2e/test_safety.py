@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from tests.api.helpers import continue_, deploy, rollback
-from tests.conftest import body
+from tests.api.helpers import continue_, control, deploy, rollback
 from tests.e2e.invariants import assert_invariants
-from tests.support.events import api_event
-from tests.support.functions import invoke
 
 pytestmark = pytest.mark.e2e
 
 
 def abort(upgrade_id: str, **options):
-    event = api_event(
-        "api_control_continue", path=f"/api/upgrades/{upgrade_id}/abort", path_params={"upgradeId": upgrade_id}
-    )
-    event["resource"] = "/api/upgrades/{upgradeId}/abort"
-    event["body"] = json.dumps(options) if options else None
-    response = invoke("api_control", event)
-    return response["statusCode"], body(response)
+    return control("abort", upgrade_id, options or None)
 
 
 def rollback_all(upgrade_id: str, **options):
-    event = api_event(
-        "api_control_continue", path=f"/api/upgrades/{upgrade_id}/rollback", path_params={"upgradeId": upgrade_id}
-    )
-    event["resource"] = "/api/upgrades/{upgradeId}/rollback"
-    event["body"] = json.dumps(options) if options else None
-    response = invoke("api_control", event)
-    return response["statusCode"], body(response)
+    return control("rollback", upgrade_id, options or None)
 
 
 def test_unhealthy_rollout_is_rolled_back_automatically(stack, make_customers, sql):
