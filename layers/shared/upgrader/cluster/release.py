@@ -1,0 +1,144 @@
+"""Helm's release records, read the way Helm 3 stores them (pure: no kubernetes import).
+
+Helm 3 keeps every revision of a release in a Secret ``sh.helm.release.v1.<release>.v<revision>``
+(type ``helm.sh/release.v1``, labels owner=helm, name, status, version). The Secret's ``release``
+key holds base64(gzip(JSON of the release)); the Kubernetes API adds its own base64 around Secret
+data, so what the API answers is base64(base64(gzip(JSON))). In the JSON, ``config`` holds the
+user-supplied values as nested maps (what ``helm get values`` prints), ``chart.values`` the chart's
+defaults and ``chart.metadata.version`` the chart version.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import json
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SECRET_PREFIX = "sh.helm.release.v1."  # noqa: S105 - a name, not a password
+SECRET_TYPE = "helm.sh/release.v1"  # noqa: S105
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+# A release record larger than this (decompressed) is refused rather than decoded (a zip bomb guard).
+MAX_RELEASE_BYTES = 16 * 1024 * 1024
+
+
+class ReleaseDecodeError(ValueError):
+    """A release Secret whose content is not a Helm release record."""
+
+
+def secret_name(release: str, revision: int) -> str:
+    return f"{SECRET_PREFIX}{release}.v{revision}"
+
+
+def decode_release_data(data: str) -> dict[str, Any]:
+    """The release JSON from a Secret's ``data.release`` as the Kubernetes API answers it.
+
+    Accepts Helm's encoding (base64 of gzip of JSON, inside the API's own base64) and, like Helm
+    itself, an uncompressed JSON payload.
+    """
+    try:
+        helm_encoded = base64.b64decode(data, validate=True)
+        raw = base64.b64decode(helm_encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ReleaseDecodeError(f"release data is not base64: {exc}") from exc
+    if raw.startswith(_GZIP_MAGIC):
+        try:
+            decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            raw = decompressor.decompress(raw, MAX_RELEASE_BYTES)
+            if decompressor.unconsumed_tail:
+                raise ReleaseDecodeError(f"release record larger than {MAX_RELEASE_BYTES} bytes")
+        except (zlib.error, EOFError, gzip.BadGzipFile) as exc:
+            raise ReleaseDecodeError(f"release data is not valid gzip: {exc}") from exc
+    try:
+        parsed = json.loads(raw)
+    except ValueError as exc:
+        raise ReleaseDecodeError(f"release data is not JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise ReleaseDecodeError("release data is not a JSON object")
+    return parsed
+
+
+def encode_release_data(record: Mapping[str, Any]) -> str:
+    """The inverse of `decode_release_data` (what the API server would answer for a Secret)."""
+    helm_encoded = base64.b64encode(gzip.compress(json.dumps(record).encode("utf-8")))
+    return base64.b64encode(helm_encoded).decode("ascii")
+
+
+def value_at(values: Mapping[str, Any] | None, dotted_key: str) -> Any:
+    """``values["api"]["image"]["tag"]`` for ``api.image.tag``; None when any part is missing."""
+    node: Any = values
+    for part in dotted_key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRecord:
+    """One revision of a Helm release, decoded."""
+
+    name: str
+    namespace: str
+    revision: int
+    status: str
+    chart_name: str | None
+    chart_version: str | None
+    app_version: str | None
+    config: dict[str, Any] = field(default_factory=dict)  # user-supplied values (nested)
+    chart_values: dict[str, Any] = field(default_factory=dict)  # the chart's defaults (nested)
+    description: str | None = None
+
+    def value(self, dotted_key: str) -> tuple[Any, str | None]:
+        """(value, source): from the user values, else from the chart's defaults; (None, None) if neither."""
+        found = value_at(self.config, dotted_key)
+        if found is not None:
+            return found, "values"
+        found = value_at(self.chart_values, dotted_key)
+        if found is not None:
+            return found, "chart-defaults"
+        return None, None
+
+    def version_of(self, dotted_key: str) -> str | None:
+        """An image tag (or any scalar) at `dotted_key`, as a string; None when the release has none."""
+        found, _ = self.value(dotted_key)
+        if found is None or isinstance(found, Mapping | list):
+            return None
+        return str(found)
+
+
+def parse_release(record: Mapping[str, Any], *, status_label: str | None = None) -> ReleaseRecord:
+    """A `ReleaseRecord` from a decoded release JSON. The Secret's status label wins over the JSON's
+    ``info.status`` (Helm updates both; the label is what Helm's own queries select on)."""
+    info = record.get("info") if isinstance(record.get("info"), Mapping) else {}
+    chart = record.get("chart") if isinstance(record.get("chart"), Mapping) else {}
+    metadata = chart.get("metadata") if isinstance(chart.get("metadata"), Mapping) else {}
+    config = record.get("config") if isinstance(record.get("config"), Mapping) else {}
+    defaults = chart.get("values") if isinstance(chart.get("values"), Mapping) else {}
+    try:
+        revision = int(record.get("version") or 0)
+    except (TypeError, ValueError) as exc:
+        raise ReleaseDecodeError(f"release version is not a number: {record.get('version')!r}") from exc
+    name = record.get("name")
+    if not isinstance(name, str) or not name:
+        raise ReleaseDecodeError("release record has no name")
+    return ReleaseRecord(
+        name=name,
+        namespace=str(record.get("namespace") or ""),
+        revision=revision,
+        status=str(status_label or info.get("status") or "unknown"),
+        chart_name=_str_or_none(metadata.get("name")),
+        chart_version=_str_or_none(metadata.get("version")),
+        app_version=_str_or_none(metadata.get("appVersion")),
+        config=dict(config),
+        chart_values=dict(defaults),
+        description=_str_or_none(info.get("description")),
+    )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
