@@ -57,7 +57,12 @@ def rollback_customer(
 ) -> RollbackResponse:
     who = caller_identity(router)  # type: ignore[arg-type]
     result = service.request_rollback(
-        int(upgradeId), customerId, requested_by=who, repo=factory.repository(), workflow=factory.workflow()
+        int(upgradeId),
+        customerId,
+        requested_by=who,
+        repo=factory.repository(),
+        rollbacks=factory.rollbacks(),
+        workflow=factory.workflow(),
     )
     logger.info("rollback started", extra={"upgrade_id": upgradeId, "customer_id": customerId, "by": who})
     return result
@@ -105,6 +110,7 @@ def rollback_upgrade(
         requested_by=who,
         max_concurrency=(request or RollbackUpgradeRequest()).maxConcurrency,
         repo=factory.repository(),
+        rollbacks=factory.rollbacks(),
         workflow=factory.workflow(),
     )
     logger.info("upgrade rollback started", extra={"upgrade_id": upgradeId, "by": who, "job_id": result.jobId})

@@ -1,4 +1,4 @@
-"""Child step 2: create the customer's Helm Job in the cluster (adopting it on a retry)."""
+"""Child step 2: take the release's lease and create the customer's Helm Job (adopting it on a retry)."""
 
 from __future__ import annotations
 
@@ -14,4 +14,4 @@ logger = Logger()
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(upgrade_id=event.get("upgradeId"), run=event.get("runName"), log_id=event.get("logId"))
-    return orchestration.start_helm_job(event, runs=factory.runs(), cluster=factory.cluster())
+    return orchestration.start_helm_job(event, leases=factory.leases(), cluster=factory.cluster())

@@ -130,7 +130,7 @@ def test_rollback_of_whole_upgrade(make_customers, fake_workflow, sql):
     )
     assert [(r["customer_id"], r["wave"]) for r in rows] == [("cust_0003", 0), ("cust_0001", 1), ("cust_0002", 1)]
     code, data = control("rollback", uid)
-    assert code == 409 and "no upgraded customer left" in data["message"]
+    assert code == 409 and "no changed customer left" in data["message"]
 
 
 def test_rollback_of_whole_upgrade_undone_when_start_fails(make_customers, fake_workflow, sql):

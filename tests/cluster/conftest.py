@@ -49,6 +49,7 @@ def make_spec() -> Callable[..., HelmJobSpec]:
             "release": "stack",
             "operation": "upgrade",
             "version": "v2.0.0",
+            "chart_version": "1.4.0",
             "attempt": 1,
         }
         values.update(overrides)

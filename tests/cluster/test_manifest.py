@@ -24,6 +24,7 @@ def spec(**overrides: Any) -> HelmJobSpec:
         operation="upgrade",
         version="v2.3.1",
         attempt=1,
+        chart_version="1.4.0",
     )
     values.update(overrides)
     return HelmJobSpec(**values)
@@ -53,6 +54,8 @@ def test_upgrade_argv_is_exact(gateway: KubernetesClusterGateway) -> None:
         "oci://registry.example.com/charts/customer-stack",
         "--namespace",
         "customer-0001",
+        "--version",
+        "1.4.0",
         "--reuse-values",
         "--set-string",
         "api.image.tag=v2.3.1",
@@ -60,6 +63,8 @@ def test_upgrade_argv_is_exact(gateway: KubernetesClusterGateway) -> None:
         "--atomic",
         "--timeout",
         "300s",
+        "--history-max",
+        "10",
     ]
     assert c["command"] == ["helm"]
     assert all(isinstance(arg, str) for arg in c["args"])
@@ -70,30 +75,32 @@ def test_component_picks_its_tag_key(gateway: KubernetesClusterGateway) -> None:
     assert "mosquitto.image.tag=2.0.18" in c["args"]
 
 
-def test_rollback_argv_with_and_without_revision(gateway: KubernetesClusterGateway) -> None:
+def test_rollback_argv_always_names_the_revision(gateway: KubernetesClusterGateway) -> None:
     to_three = container(gateway.build_job_manifest(spec(operation="rollback", version=None, revision=3)))
-    previous = container(gateway.build_job_manifest(spec(operation="rollback", version=None)))
     assert to_three["command"] + to_three["args"] == [
-        "helm",
-        "rollback",
-        "stack",
-        "3",
-        "--namespace",
-        "customer-0001",
-        "--wait",
-        "--timeout",
-        "300s",
-    ]
-    assert previous["command"] + previous["args"] == [
-        "helm",
-        "rollback",
-        "stack",
-        "--namespace",
-        "customer-0001",
-        "--wait",
-        "--timeout",
-        "300s",
-    ]
+        "helm", "rollback", "stack", "3", "--namespace", "customer-0001", "--wait", "--timeout", "300s",
+        "--history-max", "10",
+    ]  # fmt: skip
+    # Without a revision helm would go to "current minus one", whatever changed the release last.
+    with pytest.raises(ClusterPermanentError, match="explicit revision"):
+        gateway.build_job_manifest(spec(operation="rollback", version=None))
+
+
+def test_restore_sets_only_the_component_back_on_the_pinned_chart(gateway: KubernetesClusterGateway) -> None:
+    c = container(gateway.build_job_manifest(spec(operation="restore", version="v2.3.0", chart_version="1.5.0")))
+    assert c["command"] + c["args"] == [
+        "helm", "upgrade", "stack", "oci://registry.example.com/charts/customer-stack", "--namespace",
+        "customer-0001", "--version", "1.5.0", "--reuse-values", "--set-string", "api.image.tag=v2.3.0", "--wait",
+        "--atomic", "--timeout", "300s", "--history-max", "10",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("chart_version", [None, "", "../1.0", "1.0 --set x=y", "-1.0.0"])
+def test_an_upgrade_without_a_valid_pinned_chart_version_is_refused(
+    gateway: KubernetesClusterGateway, chart_version: str | None
+) -> None:
+    with pytest.raises(ClusterPermanentError, match="chart version"):
+        gateway.build_job_manifest(spec(chart_version=chart_version))
 
 
 def test_recover_rolls_back_to_the_given_revision(gateway: KubernetesClusterGateway) -> None:
@@ -108,6 +115,8 @@ def test_recover_rolls_back_to_the_given_revision(gateway: KubernetesClusterGate
         "--wait",
         "--timeout",
         "300s",
+        "--history-max",
+        "10",
     ]
 
 
@@ -136,7 +145,8 @@ def test_job_metadata_labels_and_annotations(gateway: KubernetesClusterGateway) 
 def test_job_spec_never_retries_and_is_bounded(gateway: KubernetesClusterGateway) -> None:
     job = gateway.build_job_manifest(spec())["spec"]
     assert job["backoffLimit"] == 0
-    assert job["activeDeadlineSeconds"] == 300 + 120
+    # helm's --timeout, as much again for its --atomic rollback, and a margin
+    assert job["activeDeadlineSeconds"] == 2 * 300 + 300
     assert job["ttlSecondsAfterFinished"] == 900
     pod = job["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
@@ -189,17 +199,18 @@ def test_invalid_spec_is_a_permanent_error(gateway: KubernetesClusterGateway, ov
 def test_job_name_is_deterministic_valid_and_tracks_attempt_and_operation() -> None:
     name = helm_job_name(spec())
     assert name == helm_job_name(spec())
-    assert re.fullmatch(r"helm-upgrade-12-cust-0001-[0-9a-f]{8}-a1", name)
+    assert re.fullmatch(r"helm-upgrade-345-cust-0001-[0-9a-f]{8}-a1", name)
     assert helm_job_name(spec(attempt=2)) != name
     assert helm_job_name(spec(operation="rollback")) != name
-    assert helm_job_name(spec(upgrade_id=13)) != name
-    # Same (upgrade, customer, operation, attempt) -> same name, whatever the log id or version.
-    assert helm_job_name(spec(log_id=1, version="v9")) == name
+    # An automatic rollback (the upgrade's row) and a requested one (its own row) never share a name.
+    assert helm_job_name(spec(log_id=346, operation="rollback")) != helm_job_name(spec(operation="rollback"))
+    # Same (log row, customer, operation, attempt) -> same name, whatever the upgrade id or version.
+    assert helm_job_name(spec(upgrade_id=13, version="v9")) == name
 
 
 def test_job_name_of_a_huge_customer_id_stays_a_dns_label() -> None:
     name = helm_job_name(
-        spec(customer_id="Ä" * 10 + "X" * 200, upgrade_id=9_223_372_036_854_775_807, operation="rollback", attempt=99)
+        spec(customer_id="Ä" * 10 + "X" * 200, log_id=9_223_372_036_854_775_807, operation="rollback", attempt=99)
     )
     assert len(name) <= 63 and DNS_LABEL.match(name)
     assert name.endswith("-a99")

@@ -40,7 +40,7 @@ def rollback_of(spec: HelmJobSpec, operation: str = "rollback") -> HelmJobSpec:
     return HelmJobSpec(
         upgrade_id=spec.upgrade_id, log_id=spec.log_id, customer_id=spec.customer_id, component=spec.component,
         namespace=spec.namespace, release=spec.release, operation=operation,  # type: ignore[arg-type]
-        revision=1 if operation == "recover" else None,
+        revision=1,
     )  # fmt: skip
 
 

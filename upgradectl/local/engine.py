@@ -78,6 +78,16 @@ _ASSUME_ROLE_POLICY = json.dumps(
 )
 
 
+class SimulatedLambdaFailure(Exception):
+    """Raise from a handler (tests) to end the invocation the way the Lambda service reports a function
+    that did not finish: a timeout (``Sandbox.Timedout``) or a crash/out-of-memory (``Lambda.Unknown``),
+    rather than as the exception's own class name."""
+
+    def __init__(self, error_type: str = "Sandbox.Timedout", message: str = "Task timed out after 30.00 seconds"):
+        super().__init__(message)
+        self.error_type = error_type
+
+
 class MotoCompatibilityError(RuntimeError):
     """The installed moto no longer has the Lambda hook this engine patches."""
 
@@ -413,7 +423,7 @@ class LocalStepFunctions:
             except Exception as exc:  # noqa: BLE001 - Lambda reports every unhandled error the same way
                 LOGGER.info("handler %s raised %s: %s", name, type(exc).__name__, exc)
                 response_headers["x-amz-function-error"] = "Unhandled"
-                return _error_envelope(exc)
+                return _error_envelope(exc, exc.error_type if isinstance(exc, SimulatedLambdaFailure) else None)
             try:
                 return json.dumps(result).encode("utf-8")
             except (TypeError, ValueError) as exc:

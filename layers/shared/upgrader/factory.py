@@ -7,7 +7,9 @@ from typing import Any
 
 from upgrader.cluster.types import ClusterGateway
 from upgrader.db import Database, database_for
+from upgrader.leases import LeaseRepository
 from upgrader.repository import RunRepository, UpgradeRepository
+from upgrader.rollbacks import RollbackRepository
 from upgrader.settings import Settings, get_settings
 from upgrader.workflow import StepFunctionsGateway
 
@@ -25,6 +27,16 @@ def repository() -> UpgradeRepository:
 @lru_cache(maxsize=1)
 def runs() -> RunRepository:
     return RunRepository(database())
+
+
+@lru_cache(maxsize=1)
+def leases() -> LeaseRepository:
+    return LeaseRepository(database())
+
+
+@lru_cache(maxsize=1)
+def rollbacks() -> RollbackRepository:
+    return RollbackRepository(database())
 
 
 @lru_cache(maxsize=1)
@@ -58,7 +70,7 @@ def reset() -> None:
     """Forget every cached adapter and the settings (tests and the local stack)."""
     if database.cache_info().currsize:
         database().close()
-    for cached in (database, repository, runs, cluster, workflow, s3_client, get_settings):
+    for cached in (database, repository, runs, leases, rollbacks, cluster, workflow, s3_client, get_settings):
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()

@@ -22,6 +22,8 @@ HTTP_PATH_PATTERN = r"^/[A-Za-z0-9._~/-]{0,254}$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 PORT_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?|[1-9][0-9]{0,4})$"
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$"
+# A Helm chart version (SemVer 2, as Helm requires; build metadata allowed).
+CHART_VERSION_PATTERN = r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]{1,64})?(\+[0-9A-Za-z.-]{1,64})?$"
 
 Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
@@ -113,6 +115,11 @@ class DeployRequest(_Strict):
     healthCheck: HealthCheck = Field(  # noqa: N815
         default_factory=HealthCheck, description="post-upgrade checks (default: rollout within 300 s)"
     )
+    chartVersion: Annotated[str, StringConstraints(pattern=CHART_VERSION_PATTERN)] | None = Field(  # noqa: N815
+        default=None,
+        description="the Helm chart version every customer gets (helm --version); default: each release keeps "
+        "the chart version it runs, so only the component's image changes",
+    )
 
     @model_validator(mode="after")
     def _unique_customers(self) -> DeployRequest:
@@ -155,6 +162,14 @@ class StatusResponse(BaseModel):
     createdAt: str  # noqa: N815
     startedAt: str | None  # noqa: N815
     completedAt: str | None  # noqa: N815
+    chartVersion: str | None = Field(  # noqa: N815
+        description="the chart version pinned for every customer; null: each release keeps its own"
+    )
+    waitingForLease: int = Field(  # noqa: N815
+        description="customers waiting their turn while another operation holds their release"
+    )
+    gate: str | None = Field(description="approval (canary, waiting for /continue) or bake (timed), when waiting")
+    gateUntil: str | None = Field(description="when the bake ends")  # noqa: N815
 
 
 class LogEntry(BaseModel):
@@ -173,6 +188,13 @@ class LogEntry(BaseModel):
     attempt: int
     namespace: str | None
     job_name: str | None
+    revision_before: int | None = Field(description="the release's revision before this helm operation")
+    revision_after: int | None = Field(description="the release's revision after it (read from the release)")
+    version_before: str | None = Field(description="the component's version the release held before")
+    version_after: str | None = Field(description="the component's version the release holds after")
+    chart_version: str | None = Field(description="the chart version this operation pinned")
+    rollback_of: int | None = Field(description="rollback rows: the id of the upgrade row it undoes")
+    waiting_for: str | None = Field(description="why this customer waits (another operation holds its release)")
 
 
 class LogsResponse(BaseModel):
@@ -198,6 +220,7 @@ class AbortResponse(BaseModel):
     status: str
     haltReason: str  # noqa: N815
     rollback: bool
+    stoppedRuns: list[str] = Field(description="executions told to start no further customer")  # noqa: N815
 
 
 class RollbackUpgradeRequest(_Strict):
@@ -206,12 +229,21 @@ class RollbackUpgradeRequest(_Strict):
     )
 
 
+class LeftOutCustomer(BaseModel):
+    customerId: str  # noqa: N815
+    reason: str
+
+
 class RollbackUpgradeResponse(BaseModel):
     message: str
     upgradeId: str  # noqa: N815
     jobId: str  # noqa: N815
     customers: int
     waves: list[int]
+    leftOut: list[LeftOutCustomer] = Field(  # noqa: N815
+        description="customers the upgrade changed that are not rolled back, with the reason (e.g. upgraded "
+        "again since)"
+    )
 
 
 class ContinueResponse(BaseModel):

@@ -1,7 +1,9 @@
 """The state machine's steps as domain functions. Each is idempotent: delivered twice, it acts once.
 
-Parent (one execution per run):  prepare_run -> [wave map] -> evaluate_wave -> await_continue? -> finalize_run
-Child (one per customer):        begin_customer -> start_helm_job -> check_helm_job (loop)
+Parent (one execution per run):  prepare_run -> [wave map] -> evaluate_wave -> gate? -> finalize_run
+                                 (gate: the canary's approval, or a bake an abort can end at once)
+Child (one per customer):        begin_customer -> start_helm_job (takes the release's lease; waits its
+                                 turn while another operation holds it) -> check_helm_job (loop)
                                  -> check_rollout (loop) -> [automatic rollback] -> finish_customer
 """
 
@@ -12,8 +14,10 @@ import time
 from collections import defaultdict
 from typing import Any, Protocol
 
-from upgrader.cluster.types import ClusterGateway, HelmJobSpec, JobState, ReleaseInfo
-from upgrader.errors import GateClosed, ReleaseBusy, ReleaseNotReady, UpgradeHalted
+from upgrader.cluster.types import ClusterGateway, HelmJobSpec, HelmOperation, JobState, ReleaseInfo
+from upgrader.errors import GateClosed, ReleaseNotReady
+from upgrader.leases import LeaseRepository, LeaseSession, describe_holder
+from upgrader.planner import tolerated_failures
 from upgrader.repository import RunRepository
 
 State = dict[str, Any]
@@ -55,26 +59,17 @@ def prepare_run(event: State, *, runs: RunRepository, s3: ManifestStore, bucket:
         "manifestPrefix": prefix,
         "maxConcurrency": int(request.get("maxConcurrency") or parameters.get("maxConcurrency", 10)),
         "pollSeconds": int(parameters.get("pollSeconds", 15)),
+        # How often a customer whose release another operation holds looks again.
+        "leaseWaitSeconds": int(parameters.get("pollSeconds", 15)),
         "bakeSeconds": int(parameters.get("bakeSeconds", 0)),
         "approvalTimeoutSeconds": int(parameters.get("approvalTimeoutSeconds", 7 * 24 * 3600)),
         "failureThreshold": parameters.get("failureThreshold"),
     }
 
 
-def tolerated_failures(state: State, wave_size: int) -> int:
-    """Failed customers a wave may have before the upgrade halts.
-
-    Default: none (a safe default: one failure stops the roll-out, and the operator decides).
-    The canary wave never tolerates a failure.
-    """
-    threshold = state.get("failureThreshold") or {}
-    if state["strategy"] == "canary" and state["wave"] == 0:
-        return 0
-    if "count" in threshold:
-        return int(threshold["count"])
-    if "percent" in threshold:
-        return int(wave_size * float(threshold["percent"]) / 100)
-    return 0
+def tolerated(state: State, wave_size: int) -> int:
+    """The failure budget of the state's current wave (see `planner.tolerated_failures`)."""
+    return tolerated_failures(state["strategy"], int(state["wave"]), wave_size, state.get("failureThreshold"))
 
 
 def evaluate_wave(event: State, *, runs: RunRepository) -> State:
@@ -93,8 +88,10 @@ def evaluate_wave(event: State, *, runs: RunRepository) -> State:
         # The wave itself could not run (manifest unreadable, Map Run failed): never go on blindly.
         runs.halt(int(state["upgradeId"]), f"wave {wave + 1} of {state['totalWaves']} could not run: {map_error}")
     if state["operation"] == "upgrade":
-        allowed = tolerated_failures(state, size)
-        if failed > allowed and has_next:
+        # Each failure is checked against the budget when it is recorded (and each customer checks
+        # it again before helm); this is the backstop, for every wave, the last one included.
+        allowed = tolerated(state, size)
+        if failed > allowed:
             runs.halt(
                 int(state["upgradeId"]),
                 f"wave {wave + 1} of {state['totalWaves']}: {failed} of {size} customers failed (tolerated: {allowed})",
@@ -114,10 +111,17 @@ def evaluate_wave(event: State, *, runs: RunRepository) -> State:
 
 
 def await_continue(event: State, *, runs: RunRepository) -> State:
-    """Open the canary gate: keep the task token where /continue finds it."""
-    if not runs.store_task_token(int(event["upgradeId"]), str(event["taskToken"]), int(event["wave"])):
+    """Open a gate: keep the task token where /continue (the canary's approval) and /abort find it.
+
+    gate "bake": a timed wait between waves (the task times out when the bake is over); an abort fails
+    the task at once, so the upgrade does not wait out the bake.
+    """
+    gate = str(event.get("gate") or "approval")
+    seconds = int(event["seconds"]) if event.get("seconds") is not None else None
+    if not runs.store_task_token(int(event["upgradeId"]), str(event["taskToken"]), int(event["wave"]),
+                                 gate=gate, seconds=seconds):  # fmt: skip
         raise GateClosed(f"upgrade {event['upgradeId']} was halted or aborted; the gate stays closed")
-    return {"waiting": True}
+    return {"waiting": True, "gate": gate}
 
 
 def finalize_run(event: State, *, runs: RunRepository) -> State:
@@ -142,7 +146,7 @@ def finalize_run(event: State, *, runs: RunRepository) -> State:
     if upgrade["status"] == "aborted" and parameters.get("abortRollback"):
         # Aborted with rollback: the same execution goes on to roll back what it changed.
         rollback_run = f"{run_name}-rollback"
-        runs.create_upgrade_rollback(upgrade_id, requested_by=parameters.get("abortedBy"), run_name=rollback_run)
+        runs.create_abort_rollback(upgrade_id, requested_by=parameters.get("abortedBy"), run_name=rollback_run)
         if runs.run_size(rollback_run):
             result["next"] = {"upgradeId": upgrade_id, "runName": rollback_run, "operation": "rollback",
                               "scope": "upgrade"}  # fmt: skip
@@ -151,7 +155,7 @@ def finalize_run(event: State, *, runs: RunRepository) -> State:
 
 # ------------------------------------------------------------------------------------------- child
 def begin_customer(event: State, *, runs: RunRepository) -> State:
-    """Claim the customer's row; 'done' when it is already final or the upgrade was halted."""
+    """Claim the customer's row; 'done' when it is already final or its run was stopped."""
     action, row, parameters = runs.claim_customer(int(event["logId"]))
     upgrading = row["operation"] == "upgrade"
     return {
@@ -169,96 +173,249 @@ def begin_customer(event: State, *, runs: RunRepository) -> State:
     }
 
 
-def _spec(event: State, stage: str, revision: int | None = None) -> HelmJobSpec:
-    customer = event["customer"]
+def _spec(row: State, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
+          chart_version: str | None = None) -> HelmJobSpec:  # fmt: skip
+    """A helm operation of one log row (its id names the Job: one row, one Job per operation)."""
     return HelmJobSpec(
-        upgrade_id=int(event["upgradeId"]),
-        log_id=int(event["logId"]),
-        customer_id=customer["customerId"],
-        component=customer["component"],
-        namespace=customer["namespace"],
-        release=customer["release"],
-        operation=stage,  # type: ignore[arg-type]  # upgrade | rollback | recover
-        version=customer["version"] if stage == "upgrade" else None,
+        upgrade_id=int(row["upgradeId"] if "upgradeId" in row else row["upgrade_id"]),
+        log_id=int(row["logId"] if "logId" in row else row["id"]),
+        customer_id=str(row["customerId"] if "customerId" in row else row["customer_id"]),
+        component=str(row["component"]),
+        namespace=str(row["namespace"]),
+        release=str(row["release"] if "release" in row else row["release_name"]),
+        operation=operation,
+        version=version,
         revision=revision,
-        attempt=int(customer["attempt"]),
+        attempt=int(row["attempt"]),
+        chart_version=chart_version,
     )
 
 
-def start_helm_job(event: State, *, runs: RunRepository, cluster: ClusterGateway) -> State:
-    """Create the customer's Helm Job (or adopt it when a retry finds it already created).
+def _event_row(event: State) -> State:
+    """The parts of a log row a child event carries (BeginCustomer's result plus the ids)."""
+    return {**event["customer"], "upgradeId": event["upgradeId"], "logId": event["logId"]}
 
-    Before an upgrade: re-check the halt flag (Step Functions does not stop children already
-    running when an upgrade halts) and pre-check the release: it must exist; a release stuck in
-    pending-* with no Job of ours working on it is first recovered (rolled back to its last
-    deployed revision), then upgraded.
+
+def start_helm_job(event: State, *, leases: LeaseRepository, cluster: ClusterGateway) -> State:
+    """Take the release's lease and create the customer's helm Job (or adopt the one a retry finds).
+
+    Under the lease, in one transaction: the run's stop flag and the wave's failure budget are
+    checked, the release is read (what it holds before helm is recorded), and the Job is created
+    before the commit (see `upgrader.leases` for why an abort is then airtight). While another
+    operation holds the release, the customer waits its turn ("waiting"); it never fails for that.
     """
-    customer = event["customer"]
-    stage = event.get("stage") or customer["operation"]
-    row, halt_reason = runs.halt_reason_for(int(event["logId"]))
-    if stage != "upgrade":
-        spec = _spec(event, "rollback")
-        name = cluster.start_helm_job(spec)
-        runs.record_job(spec.log_id, name)
-        return {"jobName": name, "stage": "rollback", "phase": "pending"}
+    stage = str(event.get("stage") or "start")
+    with leases.session(int(event["logId"])) as lease:
+        if lease.state == "final":
+            return {"phase": "done", "stage": stage}
+        if lease.state == "busy":
+            why = describe_holder(lease.holder)
+            lease.wait(why)
+            return {"phase": "waiting", "stage": stage, "waitingFor": why}
+        existing = cluster.helm_jobs_of(lease.log_id)
+        if stage in ("autorollback", "recover_after"):
+            return _restore(lease, stage, existing, cluster=cluster)
+        if lease.row["operation"] == "upgrade":
+            return _start_upgrade(lease, existing, cluster=cluster)
+        return _start_rollback(lease, existing, cluster=cluster)
 
-    spec = _spec(event, "upgrade")
-    if row["job_name"] != cluster.job_name(spec):  # the upgrade Job does not exist yet
-        if halt_reason:
-            raise UpgradeHalted(f"not started: {halt_reason}")
-        release = cluster.release_status(spec.namespace, spec.release)
-        if not release.exists:
-            raise ReleaseNotReady(f"Helm release '{spec.release}' not found in namespace '{spec.namespace}'")
-        if release.stuck:
-            return _recover(event, row, release, runs=runs, cluster=cluster)
+
+def _started(name: str, operation: str, **extra: Any) -> State:
+    return {"jobName": name, "stage": operation, "phase": "pending", **extra}
+
+
+def _stopped(lease: LeaseSession, *, recovered: bool) -> str | None:
+    """Why this customer must not start helm: its run was stopped (abort, halt) or its wave is over budget."""
+    reason = lease.stop_reason or lease.budget_exceeded()
+    if reason is None:
+        return None
+    return f"release recovered; not upgraded: {reason}" if recovered else f"not started: {reason}"
+
+
+def _start_upgrade(lease: LeaseSession, existing: dict[str, bool], *, cluster: ClusterGateway) -> State:
+    row = lease.row
+    upgrade_name = cluster.job_name(_spec(row, "upgrade"))
+    if upgrade_name in existing:  # an earlier attempt created it: adopt
+        lease.record_job(upgrade_name)
+        return _started(upgrade_name, "upgrade")
+    recover_name = cluster.job_name(_spec(row, "recover"))
+    if recover_name in existing and not existing[recover_name]:
+        lease.record_job(recover_name)
+        return _started(recover_name, "recover")
+    reason = _stopped(lease, recovered=recover_name in existing)
+    if reason:
+        lease.skip(reason)
+        return {"phase": "skipped", "stage": "upgrade", "reason": reason}
+    release = cluster.release_status(row["namespace"], row["release_name"])
+    if not release.exists:
+        raise ReleaseNotReady(f"Helm release '{row['release_name']}' not found in namespace '{row['namespace']}'")
+    if release.stuck:
+        if recover_name in existing:
+            raise ReleaseNotReady(
+                f"Helm release '{release.release}' is still {release.status} (revision {release.revision}) after "
+                f"the recovery Job {recover_name}; not touching it"
+            )
+        return _recover(lease, release, existing, cluster=cluster)
+    chart_version = row["chart_version"] or release.chart_version
+    if not chart_version:
+        raise ReleaseNotReady(
+            f"Helm release '{release.release}' records no chart version, so the chart cannot be pinned; "
+            "deploy with an explicit chartVersion"
+        )
+    spec = _spec(row, "upgrade", version=row["to_version"], chart_version=chart_version)
+    lease.record_plan(revision_before=release.revision, version_before=release.versions.get(row["component"]),
+                      chart_version=chart_version)  # fmt: skip
     name = cluster.start_helm_job(spec)
-    runs.record_job(spec.log_id, name)
-    return {"jobName": name, "stage": "upgrade", "phase": "pending"}
+    lease.record_job(name)
+    return _started(name, "upgrade")
 
 
-def _recover(event: State, row: dict[str, Any], release: ReleaseInfo, *, runs: RunRepository,
+def _recover(lease: LeaseSession, release: ReleaseInfo, existing: dict[str, bool], *,
              cluster: ClusterGateway) -> State:  # fmt: skip
-    """A release left in pending-* by a helm client that died: roll it back, unless someone is on it."""
+    """A release left in pending-* by a helm that died: roll it back first, unless a Job still works on it."""
+    busy = [job for job in cluster.active_jobs_for_release(release.namespace, release.release) if job not in existing]
+    if busy:
+        # Not ours to touch: the customer waits (a Job of a run the reconciler has not finished yet).
+        why = f"release {release.status}: helm Job(s) {', '.join(busy)} still working on it"
+        lease.give_back()
+        lease.wait(why)
+        return {"phase": "waiting", "stage": "upgrade", "waitingFor": why}
     if release.last_deployed_revision is None:
         raise ReleaseNotReady(
             f"Helm release '{release.release}' is {release.status} and has no deployed revision to recover to"
         )
-    spec = _spec(event, "recover", release.last_deployed_revision)
-    name = cluster.job_name(spec)
-    busy = [job for job in cluster.active_jobs_for_release(release.namespace, release.release) if job != name]
-    if busy:
-        raise ReleaseBusy(
-            f"Helm release '{release.release}' is {release.status} and helm Job(s) {', '.join(busy)} "
-            "are still working on it; not touching it"
-        )
+    spec = _spec(lease.row, "recover", revision=release.last_deployed_revision)
     name = cluster.start_helm_job(spec)
-    runs.record_job(
-        spec.log_id,
+    lease.record_job(
         name,
         note=f"release was stuck in {release.status} (revision {release.revision}); recovering: "
         f"helm rollback to revision {release.last_deployed_revision} (Job {name})",
     )
-    return {"jobName": name, "stage": "recover", "revision": release.last_deployed_revision, "phase": "pending"}
+    return _started(name, "recover", revision=release.last_deployed_revision)
+
+
+def _start_rollback(lease: LeaseSession, existing: dict[str, bool], *, cluster: ClusterGateway) -> State:
+    """Restore the upgrade's component on this customer, and nothing else (see `upgrader.rollbacks`)."""
+    row = lease.row
+    for operation in ("rollback", "restore"):
+        name = cluster.job_name(_spec(row, operation))  # type: ignore[arg-type]
+        if name in existing:
+            lease.record_job(name)
+            return _started(name, operation)
+    if lease.stop_reason:
+        reason = f"not started: {lease.stop_reason}"
+        lease.skip(reason)
+        return {"phase": "skipped", "stage": "rollback", "reason": reason}
+    upgraded = lease.upgraded_row()
+    release = cluster.release_status(row["namespace"], row["release_name"])
+    if not release.exists:
+        raise ReleaseNotReady(f"Helm release '{row['release_name']}' not found in namespace '{row['namespace']}'")
+    if release.stuck:
+        busy = cluster.active_jobs_for_release(release.namespace, release.release)
+        if busy:
+            why = f"release {release.status}: helm Job(s) {', '.join(busy)} still working on it"
+            lease.give_back()
+            lease.wait(why)
+            return {"phase": "waiting", "stage": "rollback", "waitingFor": why}
+        raise ReleaseNotReady(
+            f"Helm release '{release.release}' is {release.status} (revision {release.revision}); "
+            "an upgrade's pre-check recovers such a release, a rollback does not guess"
+        )
+    component, target = row["component"], row["to_version"]
+    current = release.versions.get(component)
+    left_by_upgrade = (upgraded or {}).get("version_after") or row["from_version"]
+    if current == target:
+        reason = f"nothing to roll back: the release already runs {component} {target}"
+        lease.skip(reason)
+        return {"phase": "skipped", "stage": "rollback", "reason": reason}
+    if current != left_by_upgrade:
+        reason = (
+            f"not rolled back: the release runs {component} {current}, not {left_by_upgrade} as upgrade "
+            f"{row['upgrade_id']} left it; it was changed since, and that change is not reverted"
+        )
+        lease.skip(reason)
+        return {"phase": "skipped", "stage": "rollback", "reason": reason}
+    revision_after = (upgraded or {}).get("revision_after")
+    revision_before = (upgraded or {}).get("revision_before")
+    if revision_after and revision_before and release.revision == revision_after:
+        spec = _spec(row, "rollback", revision=int(revision_before))
+        note = (f"release still at revision {release.revision}, as upgrade {row['upgrade_id']} left it: "
+                f"helm rollback to revision {revision_before}")  # fmt: skip
+    else:
+        if not release.chart_version:
+            raise ReleaseNotReady(f"Helm release '{release.release}' records no chart version; cannot pin the chart")
+        spec = _spec(row, "restore", version=target, chart_version=release.chart_version)
+        note = (f"release changed since upgrade {row['upgrade_id']} (now revision {release.revision}): helm upgrade "
+                f"--reuse-values setting only {component} back to {target}, chart {release.chart_version} kept")  # fmt: skip
+    lease.record_plan(revision_before=release.revision, version_before=current, chart_version=release.chart_version,
+                      note=note)  # fmt: skip
+    name = cluster.start_helm_job(spec)
+    lease.record_job(name)
+    return _started(name, spec.operation, revision=spec.revision)
+
+
+def _restore(lease: LeaseSession, stage: str, existing: dict[str, bool], *, cluster: ClusterGateway) -> State:
+    """Under the lease this row already holds: roll back its own upgrade after a failed health check
+    (autorollback: exact, the release is still at the revision it produced), or recover a release its
+    killed Job left pending-* (recover_after). An abort does not stop these: they restore."""
+    row = lease.row
+    operation: HelmOperation = "rollback" if row["operation"] == "upgrade" else "recover"
+    name = cluster.job_name(_spec(row, operation))
+    if name in existing:
+        lease.record_job(name)
+        return _started(name, operation)
+    if stage == "autorollback":
+        if not row["revision_before"]:
+            raise ReleaseNotReady("the revision before the upgrade was not recorded; cannot roll back exactly")
+        revision = int(row["revision_before"])
+    else:
+        release = cluster.release_status(row["namespace"], row["release_name"])
+        if not release.stuck:  # someone (or helm itself) finished it meanwhile
+            return {"phase": "succeeded", "stage": operation, "jobName": None, "release": release.snapshot(),
+                    "output": f"release {release.status} at revision {release.revision}; nothing to recover"}  # fmt: skip
+        if release.last_deployed_revision is None:
+            raise ReleaseNotReady(f"Helm release '{release.release}' is {release.status} with nothing to recover to")
+        revision = release.last_deployed_revision
+    spec = _spec(row, operation, revision=revision)
+    name = cluster.start_helm_job(spec)
+    lease.record_job(name)
+    return _started(name, operation, revision=revision)
 
 
 def check_helm_job(event: State, *, cluster: ClusterGateway) -> State:
-    """Read the current Job of the customer; a finished recovery says 'recovered' (upgrade next)."""
+    """Look at the customer's current Job; once it has ended, read what the release holds now.
+
+    upgrade/restore Job failed and the release left pending-* (killed by its deadline mid-operation):
+    "stuck", so a recovery runs before any result is recorded. A finished pre-check recovery says
+    "recovered" (the upgrade comes next).
+    """
     job = event["job"]
-    stage = job.get("stage", "upgrade")
-    state: JobState = cluster.get_helm_job(_spec(event, stage, job.get("revision")))
+    stage = str(job.get("stage", "upgrade"))
+    row = _event_row(event)
+    if job.get("jobName") is None:  # nothing was started (see _restore): the result is already known
+        return dict(job)
+    state: JobState = cluster.get_helm_job(_spec(row, stage, revision=job.get("revision")))  # type: ignore[arg-type]
     result: State = {"jobName": state.name, "stage": stage, "phase": state.phase}
     if "revision" in job:
         result["revision"] = job["revision"]
-    if state.finished or state.phase == "missing":
-        result["output"] = state.output
-        result["error"] = state.error
+    if not (state.finished or state.phase == "missing"):
+        return result
+    result["output"] = state.output
+    result["error"] = state.error
     if state.phase == "missing":
         result["phase"] = "failed"
         result["error"] = f"Job {state.name} disappeared before it finished"
-    if stage == "recover" and result["phase"] == "succeeded":
-        result["phase"] = "recovered"
-    elif stage == "recover" and result["phase"] == "failed":
-        result["error"] = f"could not recover the stuck release: {result['error']}"
+    release = cluster.release_status(row["namespace"], row["release"])
+    result["release"] = release.snapshot()
+    restoring = event.get("stage") in ("autorollback", "recover_after")
+    if result["phase"] == "failed" and release.stuck and stage in ("upgrade", "restore") and not restoring:
+        result["phase"] = "stuck"
+        result["error"] = f"{result['error']}; the release was left {release.status} (revision {release.revision})"
+    elif stage == "recover" and not restoring:
+        if result["phase"] == "succeeded":
+            result["phase"] = "recovered"
+        else:
+            result["error"] = f"could not recover the stuck release: {result['error']}"
     return result
 
 
@@ -286,21 +443,30 @@ def check_rollout(event: State, *, cluster: ClusterGateway, now: float | None = 
 
 
 def finish_customer(event: State, *, runs: RunRepository) -> State:
-    """Record the customer's outcome, counter and version in one transaction (once)."""
+    """Record the customer's outcome, counter, what its release holds now, and free its lease (once)."""
     failure = event.get("failure")
     job = event.get("job") or {}
     health = event.get("health") or {}
     customer = event.get("customer") or {}
     upgrade_job = event.get("upgradeJob")
+    failed_job = event.get("failedJob")
     output = job.get("output")
+    release = job.get("release")
     if failure:
         status = "skipped" if failure.get("Error") == "UpgradeHalted" else "failed"
         error = _failure_text(failure)
+    elif failed_job is not None:  # the Job was killed mid-operation; a recovery ran before this record
+        output = "\n".join(filter(None, [failed_job.get("output"), "--- recovery ---", job.get("output")]))
+        recovered = job.get("phase") == "succeeded"
+        after = f"release recovered to revision {(release or {}).get('revision')}" if recovered else (
+            f"recovery failed: {job.get('error')}")  # fmt: skip
+        status, error = "failed", f"{failed_job.get('error')}; {after}"
     elif upgrade_job is not None:  # an automatic rollback ran after a failed health check
         reason = health.get("detail") or upgrade_job.get("error") or "upgrade failed"
         output = "\n".join(filter(None, [upgrade_job.get("output"), "--- automatic rollback ---", job.get("output")]))
         if job.get("phase") == "succeeded":
-            status, error = "rolled_back", f"{reason}; rolled back to the previous revision"
+            revision = job.get("revision")
+            status, error = "rolled_back", f"{reason}; rolled back to revision {revision}"
         else:
             status, error = "failed", f"{reason}; automatic rollback failed: {job.get('error')}"
     elif job.get("phase") == "succeeded" and health.get("phase") == "unhealthy":
@@ -312,7 +478,7 @@ def finish_customer(event: State, *, runs: RunRepository) -> State:
         status, error = "rolled_back", f"{job.get('error')}; helm --atomic restored the previous revision"
     else:
         status, error = "failed", job.get("error") or "helm Job failed"
-    changed, row = runs.finish_customer(int(event["logId"]), status, output, error)
+    changed, row = runs.finish_customer(int(event["logId"]), status, output, error, release)
     return {"logId": row["id"], "status": row["status"], "recorded": changed}
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from upgrader.models import DEFAULT_BATCH_SIZE, DEFAULT_CANARY_PERCENT
 
@@ -44,3 +44,19 @@ def plan_waves(
         first = canary_size(len(items), percent)
         return [items[:first], items[first:]] if first < len(items) else [items]
     raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def tolerated_failures(strategy: str, wave: int, wave_size: int, threshold: Mapping[str, Any] | None) -> int:
+    """Failed customers a wave may have before the upgrade halts (the failure budget of one wave).
+
+    Default: none (a safe default: one failure stops the roll-out and the operator decides). A canary
+    wave (the first wave of a canary upgrade) never tolerates a failure.
+    """
+    if strategy == "canary" and wave == 0:
+        return 0
+    threshold = threshold or {}
+    if "count" in threshold:
+        return int(threshold["count"])
+    if "percent" in threshold:
+        return int(wave_size * float(threshold["percent"]) / 100)
+    return 0

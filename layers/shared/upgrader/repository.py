@@ -7,7 +7,7 @@ count, so a retried or duplicated call changes nothing the second time.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,10 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from upgrader.db import Database, Row
-from upgrader.errors import CustomerNotInUpgrade, LogRowNotFound, UpgradeAlreadyActive, UpgradeNotFound, WrongState
+from upgrader.errors import LogRowNotFound, UpgradeAlreadyActive, UpgradeNotFound
+from upgrader.leases import budget_reason
+from upgrader.planner import tolerated_failures
+from upgrader.rollbacks import RollbackRepository, insert_run
 
 ACTIVE_UPGRADE_STATUSES = ("pending", "in_progress", "awaiting_continue")
 FINAL_UPGRADE_STATUSES = (
@@ -31,6 +34,7 @@ class TargetCustomer:
     namespace: str
     release_name: str
     current_version: str | None
+    chart_version: str | None = None  # what the release runs, as last read from the cluster
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class NewLogRow:
     from_version: str | None
     to_version: str
     wave: int
+    chart_version: str | None = None  # pinned for this customer (None: resolved from its release before helm)
 
 
 class UpgradeRepository:
@@ -55,7 +60,7 @@ class UpgradeRepository:
         with self._db.transaction() as cur:
             cur.execute(
                 """
-                SELECT c.id, c.namespace, c.release_name, v.version AS current_version
+                SELECT c.id, c.namespace, c.release_name, c.chart_version, v.version AS current_version
                   FROM customers c
                   LEFT JOIN customer_component_versions v
                          ON v.customer_id = c.id AND v.component = %(component)s
@@ -71,7 +76,8 @@ class UpgradeRepository:
                 },
             )
             return [
-                TargetCustomer(r["id"], r["namespace"], r["release_name"], r["current_version"]) for r in cur.fetchall()
+                TargetCustomer(r["id"], r["namespace"], r["release_name"], r["current_version"], r["chart_version"])
+                for r in cur.fetchall()
             ]
 
     def known_customer_ids(self, customer_ids: Sequence[str]) -> dict[str, str]:
@@ -149,6 +155,7 @@ class UpgradeRepository:
         rows: Sequence[NewLogRow],
         total_waves: int,
         nonce: str,
+        chart_version: str | None = None,
     ) -> Row:
         """Record an upgrade and one pending log row per target customer, atomically.
 
@@ -160,8 +167,8 @@ class UpgradeRepository:
                 cur.execute(
                     """
                     INSERT INTO system_upgrades (component, from_version, to_version, strategy,
-                        total_customers, status, metadata, requested_by, parameters, total_waves)
-                    VALUES (%s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s)
+                        total_customers, status, metadata, requested_by, parameters, total_waves, chart_version)
+                    VALUES (%s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s)
                     RETURNING id
                     """,
                     (
@@ -174,6 +181,7 @@ class UpgradeRepository:
                         requested_by,
                         Jsonb(parameters),
                         total_waves,
+                        chart_version,
                     ),
                 )
                 upgrade_id = _one(cur)["id"]
@@ -183,14 +191,16 @@ class UpgradeRepository:
                     (execution_name, upgrade_id),
                 )
                 upgrade = _one(cur)
+                insert_run(cur, execution_name, upgrade_id, "upgrade", "upgrade", requested_by)
                 cur.execute(
                     """
                     INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version,
-                        to_version, status, operation, run_name, wave, namespace, release_name, requested_by)
+                        to_version, status, operation, run_name, wave, namespace, release_name, requested_by,
+                        chart_version)
                     SELECT %s, t.customer_id, %s, t.from_version, %s, 'pending', 'upgrade', %s, t.wave,
-                           t.namespace, t.release_name, %s
-                      FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[])
-                           AS t(customer_id, from_version, wave, namespace, release_name)
+                           t.namespace, t.release_name, %s, t.chart_version
+                      FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[])
+                           AS t(customer_id, from_version, wave, namespace, release_name, chart_version)
                     """,
                     (
                         upgrade_id,
@@ -203,6 +213,7 @@ class UpgradeRepository:
                         [r.wave for r in rows],
                         [r.namespace for r in rows],
                         [r.release_name for r in rows],
+                        [r.chart_version for r in rows],
                     ),
                 )
                 return upgrade
@@ -253,6 +264,14 @@ class UpgradeRepository:
                 (upgrade_id,),
             )
             counts["rolled_back_by_request"] = int(_one(cur)["n"])
+            cur.execute(
+                """
+                SELECT count(*) AS n FROM customer_upgrade_logs
+                 WHERE upgrade_id = %s AND status = 'in_progress' AND waiting_for IS NOT NULL
+                """,
+                (upgrade_id,),
+            )
+            counts["waiting_for_lease"] = int(_one(cur)["n"])
             return counts
 
     def list_upgrades(
@@ -321,119 +340,6 @@ class UpgradeRepository:
             row = _one(cur)
             return {"waiting": int(row["waiting"]), "awaiting": int(row["awaiting"])}
 
-    # ---------------------------------------------------------------- rollback requests
-    def create_rollback(self, upgrade_id: int, customer_id: str, *, requested_by: str | None) -> Row:
-        """Record a rollback of one customer of an upgrade (pending; its execution runs it).
-
-        Refused when the customer's upgrade has not finished successfully, or when a rollback of
-        that customer is already open or done.
-        """
-        try:
-            with self._db.transaction() as cur:
-                cur.execute(
-                    """
-                    SELECT * FROM customer_upgrade_logs
-                     WHERE upgrade_id = %s AND customer_id = %s AND operation = 'upgrade'
-                       FOR UPDATE
-                    """,
-                    (upgrade_id, customer_id),
-                )
-                upgraded = cur.fetchone()
-                if upgraded is None:
-                    raise CustomerNotInUpgrade(f"customer '{customer_id}' is not part of upgrade {upgrade_id}")
-                if upgraded["status"] in ("pending", "in_progress"):
-                    raise WrongState(
-                        f"the upgrade of customer '{customer_id}' is still {upgraded['status']}; "
-                        "roll it back once it has finished"
-                    )
-                if upgraded["status"] != "completed":
-                    raise WrongState(
-                        f"the upgrade of customer '{customer_id}' ended '{upgraded['status']}': its release "
-                        "was not changed by this upgrade, so there is nothing to roll back"
-                    )
-                cur.execute(
-                    """
-                    SELECT status FROM customer_upgrade_logs
-                     WHERE upgrade_id = %s AND customer_id = %s AND operation = 'rollback'
-                       AND status IN ('pending', 'in_progress', 'completed')
-                    """,
-                    (upgrade_id, customer_id),
-                )
-                existing = cur.fetchone()
-                if existing is not None:
-                    state = "already rolled back" if existing["status"] == "completed" else "being rolled back"
-                    raise WrongState(f"customer '{customer_id}' is {state} for upgrade {upgrade_id}")
-                cur.execute(
-                    """
-                    INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version,
-                        to_version, status, operation, wave, namespace, release_name, requested_by, attempt)
-                    VALUES (%s, %s, %s, %s, %s, 'pending', 'rollback', 0, %s, %s, %s,
-                            (SELECT count(*) + 1 FROM customer_upgrade_logs
-                              WHERE upgrade_id = %s AND customer_id = %s AND operation = 'rollback'))
-                    RETURNING id
-                    """,
-                    (
-                        upgrade_id,
-                        customer_id,
-                        upgraded["component"],
-                        upgraded["to_version"],
-                        upgraded["from_version"] or "previous",
-                        upgraded["namespace"],
-                        upgraded["release_name"],
-                        requested_by,
-                        upgrade_id,
-                        customer_id,
-                    ),
-                )
-                log_id = _one(cur)["id"]
-                cur.execute(
-                    "UPDATE customer_upgrade_logs SET run_name = %s WHERE id = %s RETURNING *",
-                    (f"rollback-{upgrade_id}-{log_id}", log_id),
-                )
-                return _one(cur)
-        except psycopg.errors.UniqueViolation as exc:
-            raise WrongState(f"customer '{customer_id}' is already being rolled back") from exc
-
-    def create_upgrade_rollback(self, upgrade_id: int, *, requested_by: str | None, run_name: str) -> list[Row]:
-        """Record a rollback of every customer the upgrade changed, waves in reverse order.
-
-        Customers already rolled back (or being rolled back) are left out. Refused while the
-        upgrade is still active: abort it first.
-        """
-        with self._db.transaction() as cur:
-            cur.execute("SELECT status FROM system_upgrades WHERE id = %s FOR UPDATE", (upgrade_id,))
-            upgrade = cur.fetchone()
-            if upgrade is None:
-                raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
-            if upgrade["status"] in ACTIVE_UPGRADE_STATUSES:
-                raise WrongState(
-                    f"upgrade {upgrade_id} is still {upgrade['status']}; abort it with "
-                    '{"rollback": true} to stop it and roll back what it changed'
-                )
-            cur.execute(
-                """
-                INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version, to_version,
-                       status, operation, run_name, wave, namespace, release_name, requested_by, attempt)
-                SELECT u.upgrade_id, u.customer_id, u.component, u.to_version, COALESCE(u.from_version, 'previous'),
-                       'pending', 'rollback', %(run)s, m.max_wave - u.wave, u.namespace, u.release_name, %(who)s,
-                       (SELECT count(*) + 1 FROM customer_upgrade_logs r
-                         WHERE r.upgrade_id = u.upgrade_id AND r.customer_id = u.customer_id
-                           AND r.operation = 'rollback')
-                  FROM customer_upgrade_logs u
-                 CROSS JOIN (SELECT max(wave) AS max_wave FROM customer_upgrade_logs
-                              WHERE upgrade_id = %(id)s AND operation = 'upgrade') m
-                 WHERE u.upgrade_id = %(id)s AND u.operation = 'upgrade' AND u.status = 'completed'
-                   AND NOT EXISTS (SELECT 1 FROM customer_upgrade_logs r
-                                    WHERE r.upgrade_id = u.upgrade_id AND r.customer_id = u.customer_id
-                                      AND r.operation = 'rollback'
-                                      AND r.status IN ('pending', 'in_progress', 'completed'))
-                 ORDER BY u.wave DESC, u.id
-                RETURNING id, customer_id, wave
-                """,
-                {"run": run_name, "who": requested_by, "id": upgrade_id},
-            )
-            return cur.fetchall()
-
     def request_abort(
         self,
         upgrade_id: int,
@@ -442,41 +348,50 @@ class UpgradeRepository:
         aborted_by: str | None,
         rollback: bool,
         fail_gate: Callable[[str], None],
-    ) -> Row | None:
-        """Stop starting customers (running ones finish). Releases a waiting canary gate as failed."""
-        with self._db.transaction() as cur:
-            cur.execute(
-                """
-                SELECT status, task_token FROM system_upgrades
-                 WHERE id = %s AND status = ANY(%s) AND (halt_reason IS NULL OR halt_reason NOT LIKE 'aborted%%')
-                   FOR UPDATE
-                """,
-                (upgrade_id, list(ACTIVE_UPGRADE_STATUSES)),
-            )
-            current = cur.fetchone()
-            if current is None:
-                return None
-            cur.execute(
-                """
-                UPDATE system_upgrades SET halt_reason = %s, task_token = NULL, updated_at = NOW(),
-                       parameters = parameters
-                           || jsonb_build_object('abortRollback', %s::boolean, 'abortedBy', %s::text)
-                 WHERE id = %s RETURNING *
-                """,
-                (reason, rollback, aborted_by, upgrade_id),
-            )
-            row = _one(cur)
-            if current["status"] == "awaiting_continue" and current["task_token"]:
-                fail_gate(current["task_token"])
-            return row
+    ) -> tuple[Row, list[str]] | None:
+        """Stop the upgrade's active runs: its own execution and any rollback run of it.
 
-    def delete_run(self, run_name: str) -> None:
-        """Undo recorded rollback rows whose execution could not be started."""
+        Writes each run's stop_reason under an exclusive lock of its row (see `upgrader.leases` for
+        why that makes the abort airtight); running customers finish. A waiting gate (the canary's
+        approval or a bake) is failed before the commit, so the execution moves on at once.
+        Returns (the upgrade, the runs stopped), or None when nothing of it is active.
+        """
         with self._db.transaction() as cur:
+            cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR UPDATE", (upgrade_id,))
+            upgrade = cur.fetchone()
+            if upgrade is None:
+                raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
+            upgrade_active = upgrade["status"] in ACTIVE_UPGRADE_STATUSES and not str(
+                upgrade["halt_reason"] or ""
+            ).startswith("aborted")
             cur.execute(
-                "DELETE FROM customer_upgrade_logs WHERE run_name = %s AND operation = 'rollback' AND status = 'pending'",
-                (run_name,),
+                """
+                UPDATE upgrade_runs SET stop_reason = %s, updated_at = NOW()
+                 WHERE upgrade_id = %s AND status = 'running' AND stop_reason IS NULL
+                   AND (kind = 'rollback' OR %s)
+                RETURNING run_name
+                """,
+                (reason, upgrade_id, upgrade_active),
             )
+            stopped = [r["run_name"] for r in cur.fetchall()]
+            if not upgrade_active and not stopped:
+                return None
+            if upgrade_active:
+                cur.execute(
+                    """
+                    UPDATE system_upgrades SET halt_reason = %s, task_token = NULL, gate = NULL, gate_until = NULL,
+                           updated_at = NOW(),
+                           parameters = parameters
+                               || jsonb_build_object('abortRollback', %s::boolean, 'abortedBy', %s::text)
+                     WHERE id = %s RETURNING *
+                    """,
+                    (reason, rollback, aborted_by, upgrade_id),
+                )
+                row = _one(cur)
+                if upgrade["task_token"]:
+                    fail_gate(upgrade["task_token"])
+                return row, stopped
+            return upgrade, stopped
 
     # ---------------------------------------------------------------- canary gate
     def release_gate(self, upgrade_id: int, continued_by: str | None, send: Callable[[str], None]) -> Row | None:
@@ -582,14 +497,7 @@ class RunRepository:
     def halt(self, upgrade_id: int, reason: str) -> bool:
         """Ask every customer not yet started to stay untouched. First reason wins."""
         with self._db.transaction() as cur:
-            cur.execute(
-                """
-                UPDATE system_upgrades SET halt_reason = %s, updated_at = NOW()
-                 WHERE id = %s AND halt_reason IS NULL RETURNING id
-                """,
-                (reason, upgrade_id),
-            )
-            return cur.fetchone() is not None
+            return _halt(cur, upgrade_id, reason)
 
     def halt_reason(self, upgrade_id: int) -> str | None:
         with self._db.transaction() as cur:
@@ -597,25 +505,40 @@ class RunRepository:
             row = cur.fetchone()
             return row["halt_reason"] if row else None
 
-    def store_task_token(self, upgrade_id: int, token: str, wave: int) -> bool:
-        """The canary gate opens: keep the token so /continue can release the execution."""
+    def store_task_token(self, upgrade_id: int, token: str, wave: int, *, gate: str = "approval",
+                         seconds: int | None = None) -> bool:  # fmt: skip
+        """A gate opens: keep the token so /continue (approval) or /abort (either) can release it.
+
+        approval: the canary waits for /continue (status awaiting_continue). bake: a timed wait between
+        waves; the status stays in_progress and `gate_until` says when the bake ends.
+        """
         with self._db.transaction() as cur:
             cur.execute(
                 """
-                UPDATE system_upgrades SET status = 'awaiting_continue', task_token = %s,
-                       current_wave = %s, updated_at = NOW()
-                 WHERE id = %s AND status IN ('in_progress', 'awaiting_continue') AND halt_reason IS NULL
+                UPDATE system_upgrades SET task_token = %(token)s, current_wave = %(wave)s, gate = %(gate)s,
+                       gate_until = CASE WHEN %(seconds)s::int IS NULL THEN NULL
+                                         ELSE NOW() + make_interval(secs => %(seconds)s::int) END,
+                       status = CASE WHEN %(gate)s = 'approval' THEN 'awaiting_continue' ELSE status END,
+                       updated_at = NOW()
+                 WHERE id = %(id)s AND status IN ('in_progress', 'awaiting_continue') AND halt_reason IS NULL
                 RETURNING id
                 """,
-                (token, wave, upgrade_id),
+                {"token": token, "wave": wave, "gate": gate, "seconds": seconds, "id": upgrade_id},
             )
             return cur.fetchone() is not None
 
     def set_current_wave(self, upgrade_id: int, wave: int) -> None:
+        """The next wave starts: any bake before it is over."""
         with self._db.transaction() as cur:
             cur.execute(
-                "UPDATE system_upgrades SET current_wave = %s, updated_at = NOW() WHERE id = %s AND current_wave < %s",
-                (wave, upgrade_id, wave),
+                """
+                UPDATE system_upgrades SET current_wave = GREATEST(current_wave, %s), updated_at = NOW(),
+                       task_token = CASE WHEN gate = 'bake' THEN NULL ELSE task_token END,
+                       gate_until = CASE WHEN gate = 'bake' THEN NULL ELSE gate_until END,
+                       gate = CASE WHEN gate = 'bake' THEN NULL ELSE gate END
+                 WHERE id = %s
+                """,
+                (wave, upgrade_id),
             )
 
     def finalize_upgrade(self, upgrade_id: int, run_name: str, failure: str | None) -> Row:
@@ -626,6 +549,7 @@ class RunRepository:
             if upgrade is None:
                 raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
             if upgrade["status"] not in ACTIVE_UPGRADE_STATUSES:
+                _end_run(cur, run_name, upgrade["status"])
                 return upgrade
             reason = upgrade["halt_reason"] or failure
             cur.execute(
@@ -661,13 +585,15 @@ class RunRepository:
                 final = "completed_with_failures"
             cur.execute(
                 """
-                UPDATE system_upgrades SET status = %s, completed_at = NOW(), task_token = NULL,
-                       halt_reason = COALESCE(halt_reason, %s), updated_at = NOW()
+                UPDATE system_upgrades SET status = %s, completed_at = NOW(), task_token = NULL, gate = NULL,
+                       gate_until = NULL, halt_reason = COALESCE(halt_reason, %s), updated_at = NOW()
                  WHERE id = %s RETURNING *
                 """,
                 (final, failure, upgrade_id),
             )
-            return _one(cur)
+            finished = _one(cur)
+            _end_run(cur, run_name, final)
+            return finished
 
     def finalize_rollback(self, upgrade_id: int, run_name: str, whole_upgrade: bool) -> dict[str, int]:
         """Counts of a rollback run; a whole-upgrade rollback also sets the upgrade's final status.
@@ -686,12 +612,21 @@ class RunRepository:
             cur.execute(
                 """
                 SELECT count(*) FILTER (WHERE status = 'completed') AS completed,
-                       count(*) FILTER (WHERE status <> 'completed') AS failed
+                       count(*) FILTER (WHERE status = 'skipped' AND error LIKE 'nothing to roll back%%') AS noop,
+                       count(*) FILTER (WHERE status <> 'completed'
+                                          AND NOT (status = 'skipped' AND error LIKE 'nothing to roll back%%'))
+                           AS failed
                   FROM customer_upgrade_logs WHERE run_name = %s
                 """,
                 (run_name,),
             )
             counts = _one(cur)
+            cur.execute("SELECT stop_reason FROM upgrade_runs WHERE run_name = %s", (run_name,))
+            run = cur.fetchone() or {}
+            _end_run(
+                cur, run_name,
+                "stopped" if run.get("stop_reason") else "completed" if counts["failed"] == 0 else "incomplete",
+            )  # fmt: skip
             if whole_upgrade:
                 cur.execute(
                     """
@@ -706,10 +641,12 @@ class RunRepository:
                 )
             return {"completed": int(counts["completed"]), "failed": int(counts["failed"])}
 
-    def create_upgrade_rollback(self, upgrade_id: int, *, requested_by: str | None, run_name: str) -> list[Row]:
-        return UpgradeRepository(self._db).create_upgrade_rollback(
-            upgrade_id, requested_by=requested_by, run_name=run_name
+    def create_abort_rollback(self, upgrade_id: int, *, requested_by: str | None, run_name: str) -> list[Row]:
+        """The rollback an abort with rollback asked for, run by the same execution."""
+        rows, _ = RollbackRepository(self._db).create_upgrade_rollback(
+            upgrade_id, requested_by=requested_by, run_name=run_name, scope="abort"
         )
+        return rows
 
     # ---------------------------------------------------------------- child steps
     def claim_customer(self, log_id: int) -> tuple[str, Row, dict[str, Any]]:
@@ -721,8 +658,11 @@ class RunRepository:
         with self._db.transaction() as cur:
             cur.execute(
                 """
-                SELECT l.*, u.halt_reason, u.status AS upgrade_status, u.parameters AS upgrade_parameters
+                SELECT l.*, COALESCE(r.stop_reason, CASE WHEN l.operation = 'upgrade' THEN u.halt_reason END)
+                           AS halt_reason,
+                       u.status AS upgrade_status, u.parameters AS upgrade_parameters
                   FROM customer_upgrade_logs l JOIN system_upgrades u ON u.id = l.upgrade_id
+                  LEFT JOIN upgrade_runs r ON r.run_name = l.run_name
                  WHERE l.id = %s FOR UPDATE OF l
                 """,
                 (log_id,),
@@ -733,7 +673,7 @@ class RunRepository:
             parameters = row["upgrade_parameters"] or {}
             if row["status"] in FINAL_LOG_STATUSES:
                 return "done", row, parameters
-            if row["status"] == "pending" and row["operation"] == "upgrade" and row["halt_reason"]:
+            if row["status"] == "pending" and row["halt_reason"]:
                 cur.execute(
                     """
                     UPDATE customer_upgrade_logs SET status = 'skipped', completed_at = NOW(), updated_at = NOW(),
@@ -752,48 +692,33 @@ class RunRepository:
             )
             return "run", _one(cur), parameters
 
-    def halt_reason_for(self, log_id: int) -> tuple[Row, str | None]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                """
-                SELECT l.*, u.halt_reason FROM customer_upgrade_logs l
-                  JOIN system_upgrades u ON u.id = l.upgrade_id WHERE l.id = %s
-                """,
-                (log_id,),
-            )
-            row = cur.fetchone()
-            if row is None:
-                raise LogRowNotFound(f"customer log row {log_id} not found")
-            return row, row["halt_reason"]
-
-    def record_job(self, log_id: int, job_name: str, note: str | None = None) -> None:
-        """Remember the customer's current Job; a note (e.g. a recovery) is kept in its output."""
-        with self._db.transaction() as cur:
-            cur.execute(
-                """
-                UPDATE customer_upgrade_logs SET job_name = %s, updated_at = NOW(),
-                       output = CASE WHEN %s::text IS NULL THEN output
-                                     ELSE concat_ws(E'\n', output, %s::text) END
-                 WHERE id = %s AND job_name IS DISTINCT FROM %s
-                """,
-                (job_name, note, note, log_id, job_name),
-            )
-
-    def finish_customer(self, log_id: int, status: str, output: str | None, error: str | None) -> tuple[bool, Row]:
-        """Record a customer's result, its counter and its version, in one transaction, once.
+    def finish_customer(
+        self, log_id: int, status: str, output: str | None, error: str | None,
+        release: Mapping[str, Any] | None = None,
+    ) -> tuple[bool, Row]:  # fmt: skip
+        """Record a customer's result in one transaction, once: its row, the upgrade's counter, what
+        the release holds now (revision, versions: the inventory follows the release, never the
+        request), the lease given back, and the wave's failure budget (exceeded: halt at once).
 
         Returns (changed, row): changed is False when the row was already final (a retry).
         """
+        release = release or {}
+        versions = release.get("versions") or {}
         with self._db.transaction() as cur:
             cur.execute(
                 """
-                UPDATE customer_upgrade_logs SET status = %s, completed_at = NOW(), updated_at = NOW(),
-                       started_at = COALESCE(started_at, NOW()), error = %s,
-                       output = NULLIF(concat_ws(E'\n', output, %s::text), '')
-                 WHERE id = %s AND status IN ('pending', 'in_progress') RETURNING *
+                UPDATE customer_upgrade_logs SET status = %(status)s, completed_at = NOW(), updated_at = NOW(),
+                       started_at = COALESCE(started_at, NOW()), error = %(error)s, waiting_for = NULL,
+                       output = NULLIF(concat_ws(E'
+', output, %(output)s::text), ''),
+                       revision_after = COALESCE(%(revision)s, revision_after),
+                       version_after = CASE WHEN %(revision)s::int IS NULL THEN version_after
+                                            ELSE %(versions)s::jsonb ->> component END
+                 WHERE id = %(id)s AND status IN ('pending', 'in_progress') RETURNING *
                 """,
-                (status, error, output, log_id),
-            )
+                {"status": status, "error": error, "output": output, "revision": release.get("revision"),
+                 "versions": Jsonb(versions), "id": log_id},
+            )  # fmt: skip
             row = cur.fetchone()
             if row is None:
                 cur.execute("SELECT * FROM customer_upgrade_logs WHERE id = %s", (log_id,))
@@ -803,19 +728,95 @@ class RunRepository:
                 return False, existing
             if row["operation"] == "upgrade":
                 _count(cur, [row], status)
-            if status == "completed" and row["to_version"] != "previous":
-                cur.execute(
-                    """
-                    INSERT INTO customer_component_versions (customer_id, component, version, previous_version,
-                           upgrade_id, updated_at)
-                    VALUES (%s, %s, %s, %s, %s, NOW())
-                    ON CONFLICT (customer_id, component) DO UPDATE SET version = EXCLUDED.version,
-                        previous_version = EXCLUDED.previous_version, upgrade_id = EXCLUDED.upgrade_id,
-                        updated_at = NOW()
-                    """,
-                    (row["customer_id"], row["component"], row["to_version"], row["from_version"], row["upgrade_id"]),
-                )
+            if release.get("revision") is not None:
+                _record_release(cur, row, release)
+            cur.execute("DELETE FROM customer_leases WHERE log_id = %s", (log_id,))
+            if row["operation"] == "upgrade" and status in ("failed", "rolled_back"):
+                _halt_when_over_budget(cur, row)
             return True, row
+
+
+def _record_release(cur: psycopg.Cursor[Row], row: Row, release: Mapping[str, Any]) -> None:
+    """The inventory follows what the release holds after a helm operation (every component read)."""
+    versions = {c: v for c, v in (release.get("versions") or {}).items() if v}
+    cur.execute(
+        """
+        INSERT INTO customer_component_versions AS v (customer_id, component, version, upgrade_id, updated_at)
+        SELECT %(customer)s, t.component, t.version, CASE WHEN t.component = %(component)s THEN %(upgrade)s END, NOW()
+          FROM jsonb_each_text(%(versions)s::jsonb) AS t(component, version)
+        ON CONFLICT (customer_id, component) DO UPDATE
+           SET previous_version = CASE WHEN v.version IS DISTINCT FROM EXCLUDED.version THEN v.version
+                                       ELSE v.previous_version END,
+               upgrade_id = CASE WHEN v.version IS DISTINCT FROM EXCLUDED.version
+                                 THEN COALESCE(EXCLUDED.upgrade_id, v.upgrade_id) ELSE v.upgrade_id END,
+               version = EXCLUDED.version,
+               updated_at = CASE WHEN v.version IS DISTINCT FROM EXCLUDED.version THEN NOW() ELSE v.updated_at END
+        """,
+        {"customer": row["customer_id"], "component": row["component"], "upgrade": row["upgrade_id"],
+         "versions": Jsonb(versions)},
+    )  # fmt: skip
+    cur.execute(
+        """
+        UPDATE customers SET release_revision = %s, chart_version = COALESCE(%s, chart_version), updated_at = NOW()
+         WHERE id = %s
+        """,
+        (release.get("revision"), release.get("chartVersion"), row["customer_id"]),
+    )
+
+
+def _halt(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str) -> bool:
+    """Set the upgrade's halt reason (first wins) and stop its running upgrade run(s).
+
+    Lock order as everywhere: the upgrade's row, then its runs' rows (see `upgrader.leases`).
+    """
+    cur.execute(
+        "UPDATE system_upgrades SET halt_reason = %s, updated_at = NOW() WHERE id = %s AND halt_reason IS NULL"
+        " RETURNING id",
+        (reason, upgrade_id),
+    )
+    first = cur.fetchone() is not None
+    cur.execute(
+        """
+        UPDATE upgrade_runs SET stop_reason = %s, updated_at = NOW()
+         WHERE upgrade_id = %s AND kind = 'upgrade' AND status = 'running' AND stop_reason IS NULL
+        """,
+        (reason, upgrade_id),
+    )
+    return first
+
+
+def _halt_when_over_budget(cur: psycopg.Cursor[Row], row: Row) -> None:
+    """A failure was just recorded: when its wave is now over its failure budget, halt the upgrade."""
+    cur.execute(
+        """
+        SELECT u.strategy, u.total_waves, u.parameters, count(*) AS size,
+               count(*) FILTER (WHERE l.status IN ('failed', 'rolled_back')) AS failed
+          FROM customer_upgrade_logs l JOIN system_upgrades u ON u.id = l.upgrade_id
+         WHERE l.upgrade_id = %s AND l.wave = %s AND l.operation = 'upgrade'
+         GROUP BY u.strategy, u.total_waves, u.parameters
+        """,
+        (row["upgrade_id"], row["wave"]),
+    )
+    wave = cur.fetchone()
+    if wave is None:
+        return
+    allowed = tolerated_failures(
+        wave["strategy"], int(row["wave"]), int(wave["size"]), (wave["parameters"] or {}).get("failureThreshold")
+    )
+    if int(wave["failed"]) > allowed:
+        _halt(cur, int(row["upgrade_id"]),
+              budget_reason(int(row["wave"]), int(wave["total_waves"]), int(wave["failed"]), int(wave["size"]),
+                            allowed))  # fmt: skip
+
+
+def _end_run(cur: psycopg.Cursor[Row], run_name: str, status: str) -> None:
+    cur.execute(
+        """
+        UPDATE upgrade_runs SET status = %s, ended_at = COALESCE(ended_at, NOW()), updated_at = NOW()
+         WHERE run_name = %s AND status = 'running'
+        """,
+        (status, run_name),
+    )
 
 
 def _count(cur: psycopg.Cursor[Row], rows: Sequence[Row], status: str) -> None:

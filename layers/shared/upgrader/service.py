@@ -20,6 +20,7 @@ from upgrader.models import (
     ContinueResponse,
     DeployRequest,
     DeployResponse,
+    LeftOutCustomer,
     LogEntry,
     LogsResponse,
     QueueJobResponse,
@@ -33,6 +34,7 @@ from upgrader.models import (
 )
 from upgrader.planner import plan_waves
 from upgrader.repository import NewLogRow, UpgradeRepository
+from upgrader.rollbacks import RollbackRepository
 from upgrader.settings import Settings
 from upgrader.workflow import WorkflowGateway, epoch_ms
 
@@ -67,8 +69,18 @@ def deploy_upgrade(
     canary_percent = request.canaryPercent if request.canaryPercent is not None else DEFAULT_CANARY_PERCENT
     batch_size = request.batchSize if request.batchSize is not None else DEFAULT_BATCH_SIZE
     waves = plan_waves(targets, request.strategy, canary_percent=canary_percent, batch_size=batch_size)
+    # The chart is pinned for every customer: the requested version, else the one its release runs
+    # (known from the inventory, or read from the release right before helm and recorded then).
     rows = [
-        NewLogRow(t.customer_id, t.namespace, t.release_name, t.current_version, request.version, index)
+        NewLogRow(
+            t.customer_id,
+            t.namespace,
+            t.release_name,
+            t.current_version,
+            request.version,
+            index,
+            request.chartVersion or t.chart_version,
+        )  # fmt: skip
         for index, wave in enumerate(waves)
         for t in wave
     ]
@@ -104,6 +116,7 @@ def deploy_upgrade(
         rows=rows,
         total_waves=len(waves),
         nonce=secrets.token_hex(4),
+        chart_version=request.chartVersion,
     )
     name = upgrade["execution_name"]
     try:
@@ -161,6 +174,10 @@ def get_status(upgrade_id: int, *, repo: UpgradeRepository) -> StatusResponse:
         createdAt=iso(upgrade["created_at"]) or "",
         startedAt=iso(upgrade["started_at"]),
         completedAt=iso(upgrade["completed_at"]),
+        chartVersion=upgrade["chart_version"],
+        waitingForLease=counts.get("waiting_for_lease", 0),
+        gate=upgrade["gate"],
+        gateUntil=iso(upgrade["gate_until"]),
     )
 
 
@@ -195,6 +212,13 @@ def get_logs(
             attempt=r["attempt"],
             namespace=r["namespace"],
             job_name=r["job_name"],
+            revision_before=r["revision_before"],
+            revision_after=r["revision_after"],
+            version_before=r["version_before"],
+            version_after=r["version_after"],
+            chart_version=r["chart_version"],
+            rollback_of=r["rollback_of"],
+            waiting_for=r["waiting_for"],
         )
         for r in rows
     ]
@@ -267,15 +291,20 @@ def request_rollback(
     *,
     requested_by: str | None,
     repo: UpgradeRepository,
+    rollbacks: RollbackRepository,
     workflow: WorkflowGateway,
 ) -> RollbackResponse:
-    """Record a rollback of one customer and start its execution (helm rollback runs as a Job)."""
+    """Record a rollback of one customer and start its execution (helm runs as a Job).
+
+    Only the upgrade's component is restored, to that customer's own previous version; other changes
+    made to the release since stay (see `upgrader.rollbacks`).
+    """
     _upgrade_or_404(repo, upgrade_id)
-    row = repo.create_rollback(upgrade_id, customer_id, requested_by=requested_by)
+    row = rollbacks.create_rollback(upgrade_id, customer_id, requested_by=requested_by)
     try:
         workflow.start(row["run_name"], {"upgradeId": upgrade_id, "runName": row["run_name"], "operation": "rollback"})
     except Exception:
-        repo.delete_run(row["run_name"])
+        rollbacks.delete_run(row["run_name"])
         raise
     return RollbackResponse(
         message="Rollback started",
@@ -298,29 +327,37 @@ def abort_upgrade(
     repo: UpgradeRepository,
     workflow: WorkflowGateway,
 ) -> AbortResponse:
-    """Stop starting customers; running ones finish. With rollback, what was changed is undone after."""
+    """Stop starting customers; running ones finish. With rollback, what was changed is undone after.
+
+    Also stops the upgrade's running rollback runs. Once this returns, no helm Job is created for a
+    customer that had not taken its release's lease before (see `upgrader.leases`).
+    """
     _upgrade_or_404(repo, upgrade_id)
     text = f"aborted by {aborted_by or 'unknown'}" + (f": {reason}" if reason else "")
-    row = repo.request_abort(
+    stopped = repo.request_abort(
         upgrade_id,
         text,
         aborted_by=aborted_by,
         rollback=rollback,
         fail_gate=lambda token: workflow.send_failure(token, "UpgradeAborted", text),
     )
-    if row is None:
+    if stopped is None:
         current = repo.get_upgrade(upgrade_id) or {}
         raise WrongState(
-            f"upgrade {upgrade_id} cannot be aborted: it is {current.get('status')}"
-            + (" and already aborting" if str(current.get("halt_reason") or "").startswith("aborted") else "")
+            f"upgrade {upgrade_id} cannot be aborted: it is {current.get('status')} and no rollback run of it is "
+            "running" + (" (already aborting)" if str(current.get("halt_reason") or "").startswith("aborted") else "")
         )
-    then = " then the customers it upgraded are rolled back" if rollback else ""
+    row, runs = stopped
+    upgrade_aborted = str(row.get("halt_reason") or "") == text
+    then = " then the customers it upgraded are rolled back" if rollback and upgrade_aborted else ""
+    what = "no further customer starts" if upgrade_aborted else "its rollback run starts no further customer"
     return AbortResponse(
-        message=f"Abort requested: no further customer starts; running ones finish{then}",
+        message=f"Abort requested: {what}; running ones finish{then}",
         upgradeId=str(upgrade_id),
         status=row["status"],
         haltReason=text,
-        rollback=rollback,
+        rollback=rollback and upgrade_aborted,
+        stoppedRuns=runs,
     )
 
 
@@ -330,14 +367,18 @@ def rollback_upgrade(
     requested_by: str | None,
     max_concurrency: int | None,
     repo: UpgradeRepository,
+    rollbacks: RollbackRepository,
     workflow: WorkflowGateway,
 ) -> RollbackUpgradeResponse:
-    """Roll every customer the upgrade changed back to its own from_version, last wave first."""
+    """Roll every customer the upgrade changed back to its own previous version, last wave first."""
     _upgrade_or_404(repo, upgrade_id)
     run_name = f"rollback-{upgrade_id}-all-{secrets.token_hex(4)}"
-    rows = repo.create_upgrade_rollback(upgrade_id, requested_by=requested_by, run_name=run_name)
+    rows, left_out = rollbacks.create_upgrade_rollback(upgrade_id, requested_by=requested_by, run_name=run_name)
     if not rows:
-        raise WrongState(f"upgrade {upgrade_id} has no upgraded customer left to roll back")
+        detail = "; ".join(f"{c.customer_id}: {c.reason}" for c in left_out[:5])
+        raise WrongState(
+            f"upgrade {upgrade_id} has no changed customer left to roll back" + (f" ({detail})" if detail else "")
+        )
     request: dict[str, Any] = {"scope": "upgrade"}
     if max_concurrency:
         request["maxConcurrency"] = max_concurrency
@@ -347,15 +388,17 @@ def rollback_upgrade(
             {"upgradeId": upgrade_id, "runName": run_name, "operation": "rollback", **request},
         )
     except Exception:
-        repo.delete_run(run_name)
+        rollbacks.delete_run(run_name)
         raise
     sizes = Counter(r["wave"] for r in rows)
+    also = f"; {len(left_out)} left out (see leftOut)" if left_out else ""
     return RollbackUpgradeResponse(
-        message=f"Rollback of {len(rows)} customers started, last wave first",
+        message=f"Rollback of {len(rows)} customers started, last wave first{also}",
         upgradeId=str(upgrade_id),
         jobId=run_name,
         customers=len(rows),
         waves=[sizes[w] for w in sorted(sizes)],
+        leftOut=[LeftOutCustomer(customerId=c.customer_id, reason=c.reason) for c in left_out],
     )
 
 

@@ -17,6 +17,7 @@ import urllib3.exceptions
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from upgrader.cluster.release import ReleaseDecodeError, decode_release_data, parse_release, secret_name
 from upgrader.cluster.types import (
     ClusterConfig,
     ClusterPermanentError,
@@ -44,13 +45,19 @@ LABEL_TARGET_NAMESPACE = f"{LABEL_PREFIX}/target-namespace"
 ANNOTATION_CUSTOMER_ID = f"{LABEL_PREFIX}/customer-id"
 ANNOTATION_VERSION = f"{LABEL_PREFIX}/version"
 ANNOTATION_REVISION = f"{LABEL_PREFIX}/revision"
+ANNOTATION_CHART_VERSION = f"{LABEL_PREFIX}/chart-version"
 
 CONTAINER_NAME = "helm"
 HELM_HOME = "/helm"
 # The Job controller labels its pods with both keys (the short one is the legacy form).
 POD_JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
-# Time the Job gets beyond helm's own --timeout (image pull, chart pull, atomic rollback).
-DEADLINE_MARGIN_SECONDS = 120
+# The Job's activeDeadlineSeconds: helm's own --timeout for the operation, as much again for the
+# `--atomic` rollback helm runs when the operation fails (it waits up to another --timeout), plus a
+# margin for scheduling, the image and chart pulls. Killing helm any earlier could leave the release
+# pending-rollback; a Job that still hits it is followed by a look at the release (orchestration).
+DEADLINE_MARGIN_SECONDS = 300
+# Revisions Helm keeps per release (its own default for upgrades is 10; rollbacks keep all without it).
+HELM_HISTORY_MAX = 10
 RUNNER_UID = 65532
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -58,6 +65,7 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _OCI_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _VALUES_KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _CHART_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
+_CHART_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$")
 # Service proxy probes: a port name (IANA_SVC_NAME: <= 15 chars, at least one letter) or a number,
 # and a path of unreserved URL characters only (no %, ?, #, ;): nothing to re-encode or smuggle.
 _PORT_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -91,13 +99,20 @@ def customer_label(customer_id: str) -> str:
     return f"{slug}-{digest}" if slug else digest
 
 
-def helm_job_name(spec: HelmJobSpec) -> str:
-    """Deterministic DNS-1123 label (<= 63 chars) per (upgrade, customer, operation, attempt).
+def job_deadline_seconds(helm_timeout_seconds: int) -> int:
+    """activeDeadlineSeconds of a helm Job: the operation, helm's --atomic rollback, and a margin."""
+    return 2 * helm_timeout_seconds + DEADLINE_MARGIN_SECONDS
 
-    The hash of the raw customer id keeps two ids apart even when their slugs are equal
+
+def helm_job_name(spec: HelmJobSpec) -> str:
+    """Deterministic DNS-1123 label (<= 63 chars) per (log row, operation, attempt).
+
+    The log row id is unique per customer and operation record (an upgrade's row, each rollback's
+    row), so an automatic rollback and a later requested rollback of the same customer never share a
+    name. The hash of the raw customer id keeps two ids apart even when their slugs are equal
     ("Cust_1" and "cust-1").
     """
-    prefix = f"helm-{spec.operation}-{spec.upgrade_id}-"
+    prefix = f"helm-{spec.operation}-{spec.log_id}-"
     suffix = f"-{_digest(spec.customer_id)}-a{spec.attempt}"
     slug = _slug(spec.customer_id, 63 - len(prefix) - len(suffix))
     name = f"{prefix}{slug}{suffix}" if slug else f"{prefix}{suffix[1:]}"
@@ -176,6 +191,13 @@ def _read_json(response: Any) -> dict[str, Any]:
 def _matches(labels: Mapping[str, str] | None, wanted: Mapping[str, str]) -> bool:
     labels = labels or {}
     return all(labels.get(key) == value for key, value in wanted.items())
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
 
 
 def _selector(wanted: Mapping[str, str]) -> str:
@@ -334,21 +356,27 @@ class KubernetesClusterGateway:
         """The helm command line, as an argv list (no shell ever sees it)."""
         self._validate(spec)
         timeout = f"{self._config.helm_timeout_seconds}s"
-        if spec.operation == "upgrade":
+        history = ["--history-max", str(HELM_HISTORY_MAX)]
+        if spec.operation in ("upgrade", "restore"):
+            # --reuse-values keeps every value of the release (other components included) and
+            # changes only this component's tag; --version pins the chart, so waves days apart
+            # install the same chart.
             chart = self._config.chart_refs[spec.component]
             tag_key = self._config.image_tag_keys[spec.component]
             return [
                 "helm", "upgrade", spec.release, chart,
                 "--namespace", spec.namespace,
+                "--version", str(spec.chart_version),
                 "--reuse-values",
                 "--set-string", f"{tag_key}={spec.version}",
                 "--wait", "--atomic",
                 "--timeout", timeout,
+                *history,
             ]  # fmt: skip
-        # rollback, and recover (a release stuck in pending-*): back to the given revision.
-        revision = [str(spec.revision)] if spec.revision else []
-        return ["helm", "rollback", spec.release, *revision, "--namespace", spec.namespace,
-                "--wait", "--timeout", timeout]  # fmt: skip
+        # rollback and recover: always to an explicit revision (without one helm goes to "current
+        # minus one", whatever changed the release last).
+        return ["helm", "rollback", spec.release, str(spec.revision), "--namespace", spec.namespace,
+                "--wait", "--timeout", timeout, *history]  # fmt: skip
 
     def job_labels(self, spec: HelmJobSpec) -> dict[str, str]:
         return {
@@ -373,6 +401,8 @@ class KubernetesClusterGateway:
             annotations[ANNOTATION_VERSION] = spec.version
         if spec.revision is not None:
             annotations[ANNOTATION_REVISION] = str(spec.revision)
+        if spec.chart_version is not None:
+            annotations[ANNOTATION_CHART_VERSION] = spec.chart_version
         helm_env = [
             {"name": "HOME", "value": HELM_HOME},
             {"name": "HELM_CACHE_HOME", "value": f"{HELM_HOME}/cache"},
@@ -418,7 +448,7 @@ class KubernetesClusterGateway:
             },
             "spec": {
                 "backoffLimit": 0,  # a failed helm run is reported, never retried blindly by Kubernetes
-                "activeDeadlineSeconds": self._config.helm_timeout_seconds + DEADLINE_MARGIN_SECONDS,
+                "activeDeadlineSeconds": job_deadline_seconds(self._config.helm_timeout_seconds),
                 "ttlSecondsAfterFinished": self._config.ttl_seconds_after_finished,
                 "template": {
                     "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
@@ -446,7 +476,7 @@ class KubernetesClusterGateway:
 
     def _validate(self, spec: HelmJobSpec) -> None:
         problems: list[str] = []
-        if spec.operation not in ("upgrade", "rollback", "recover"):
+        if spec.operation not in ("upgrade", "restore", "rollback", "recover"):
             problems.append(f"unknown operation {spec.operation!r}")
         if len(spec.release) > 53 or not _DNS_LABEL.fullmatch(spec.release):
             problems.append(f"invalid release name {spec.release!r}")
@@ -454,19 +484,21 @@ class KubernetesClusterGateway:
             problems.append(f"invalid namespace {spec.namespace!r}")
         if not spec.customer_id:
             problems.append("empty customer id")
-        if spec.attempt < 1 or spec.upgrade_id < 0:
-            problems.append("attempt must be >= 1 and upgrade id >= 0")
-        if spec.operation == "upgrade":
+        if spec.attempt < 1 or spec.upgrade_id < 0 or spec.log_id < 0:
+            problems.append("attempt must be >= 1, upgrade and log ids >= 0")
+        if spec.operation in ("upgrade", "restore"):
             if spec.version is None or not _OCI_TAG.fullmatch(spec.version):
                 problems.append(f"invalid version {spec.version!r}")
+            if spec.chart_version is None or not _CHART_VERSION.fullmatch(spec.chart_version):
+                problems.append(f"invalid or missing chart version {spec.chart_version!r} (charts are always pinned)")
             chart = self._config.chart_refs.get(spec.component)
             tag_key = self._config.image_tag_keys.get(spec.component)
             if not chart or not _CHART_REF.fullmatch(chart):
                 problems.append(f"no valid chart reference for component {spec.component!r}")
             if not tag_key or not _VALUES_KEY.fullmatch(tag_key):
                 problems.append(f"no valid image tag key for component {spec.component!r}")
-        elif spec.revision is not None and spec.revision < 1:
-            problems.append(f"invalid revision {spec.revision!r}")
+        elif spec.revision is None or spec.revision < 1:
+            problems.append(f"a {spec.operation} needs an explicit revision >= 1, not {spec.revision!r}")
         if problems:
             raise ClusterPermanentError("invalid helm job spec: " + "; ".join(problems))
 
@@ -600,36 +632,65 @@ class KubernetesClusterGateway:
     def release_status(self, namespace: str, release: str) -> ReleaseInfo:
         """Helm's view of a release from its Secrets (`sh.helm.release.v1.<release>.v<N>`).
 
-        The newest revision gives status and revision. `last_deployed_revision` is the newest one
-        in status deployed or, when none is (a failed non-atomic upgrade), the newest superseded one:
-        the revision a recover/rollback should return to.
+        The newest revision gives status and revision; its release record (decoded from Helm's
+        storage format) gives the chart version and each component's image tag. The revision a
+        recover should return to (`last_deployed_revision`) is the newest one in status deployed or,
+        when none is (a failed non-atomic upgrade), the newest superseded one.
         """
         wanted = {"owner": "helm", "name": release}
         with _translated_errors(f"list helm secrets of {namespace}/{release}"):
             try:
-                secrets: Any = self._core.list_namespaced_secret(namespace=namespace, label_selector=_selector(wanted))
+                response: Any = self._core.list_namespaced_secret(
+                    namespace=namespace, label_selector=_selector(wanted), _preload_content=False
+                )
             except ApiException as exc:
                 if exc.status != 404:
                     raise
                 return ReleaseInfo(release, namespace, None, None, None)
-        prefix = f"sh.helm.release.v1.{release}.v"
-        revisions: list[tuple[int, str]] = []
-        for secret in secrets.items or []:
-            labels = secret.metadata.labels or {}
-            if not _matches(labels, wanted) or not (secret.metadata.name or "").startswith(prefix):
+            items = _read_json(response).get("items") or []
+        revisions: list[tuple[int, str, dict[str, Any]]] = []
+        for secret in items:
+            meta = secret.get("metadata") or {}
+            labels = meta.get("labels") or {}
+            if not _matches(labels, wanted) or meta.get("name") != secret_name(release, _int(labels.get("version"))):
                 continue
-            try:
-                revisions.append((int(labels.get("version", "")), labels.get("status", "unknown")))
-            except ValueError:
-                continue
+            revisions.append((_int(labels.get("version")), str(labels.get("status", "unknown")), secret))
         if not revisions:
             return ReleaseInfo(release, namespace, None, None, None)
-        revisions.sort()
-        revision, status = revisions[-1]
-        deployed = [r for r, s in revisions if s == "deployed"]
-        superseded = [r for r, s in revisions if s == "superseded"]
+        revisions.sort(key=lambda item: item[0])
+        revision, status, newest = revisions[-1]
+        deployed = [r for r, s, _ in revisions if s == "deployed"]
+        superseded = [r for r, s, _ in revisions if s == "superseded"]
         last_good = max(deployed) if deployed else (max(superseded) if superseded else None)
-        return ReleaseInfo(release, namespace, status, revision, last_good)
+        try:
+            record = parse_release(
+                decode_release_data(str((newest.get("data") or {}).get("release", ""))), status_label=status
+            )
+        except ReleaseDecodeError as exc:
+            raise ClusterPermanentError(
+                f"Helm release Secret {secret_name(release, revision)} in {namespace} is unreadable: {exc}"
+            ) from exc
+        versions = {component: record.version_of(key) for component, key in self._config.image_tag_keys.items()}
+        return ReleaseInfo(
+            release, namespace, status, revision, last_good,
+            chart_name=record.chart_name, chart_version=record.chart_version, versions=versions,
+        )  # fmt: skip
+
+    def helm_jobs_of(self, log_id: int) -> dict[str, bool]:
+        """Our Jobs of one log row (any operation, any attempt): name -> finished.
+
+        A retried StartHelmJob uses it to adopt a Job its earlier attempt created but could not record.
+        """
+        wanted = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_LOG_ID: str(log_id)}
+        with _translated_errors(f"list jobs of log row {log_id}"):
+            jobs: Any = self._batch.list_namespaced_job(
+                namespace=self._config.job_namespace, label_selector=_selector(wanted)
+            )
+        return {
+            job.metadata.name: _is_finished(job.status)[0]
+            for job in jobs.items or []
+            if _matches(job.metadata.labels, wanted)
+        }
 
     # --- post-upgrade health -------------------------------------------------------------------
 

@@ -6,13 +6,13 @@ code import it to talk about Jobs and releases without loading the client.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Component = Literal["api", "dashboard", "exporter", "mosquitto"]
-HelmOperation = Literal["upgrade", "rollback", "recover"]
+HelmOperation = Literal["upgrade", "rollback", "recover", "restore"]
 JobPhase = Literal["pending", "running", "succeeded", "failed", "missing"]
 RolloutPhase = Literal["ready", "progressing", "failed"]
 
@@ -63,9 +63,9 @@ class ClusterConfig(BaseModel):
             "kubeconfig-file": "kubeconfig_path",
             "url": "api_url",
         }
-        field = required[self.mode]
-        if not getattr(self, field):
-            raise ValueError(f"cluster mode {self.mode!r} needs {field}")
+        needed = required[self.mode]
+        if not getattr(self, needed):
+            raise ValueError(f"cluster mode {self.mode!r} needs {needed}")
         return self
 
     @classmethod
@@ -93,7 +93,15 @@ class ClusterConfig(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class HelmJobSpec:
-    """One helm operation for one customer release. Same spec -> same Job name (idempotent create)."""
+    """One helm operation for one customer release. Same spec -> same Job name (idempotent create).
+
+    upgrade  `helm upgrade --reuse-values --set-string <component tag>=<version> --version <chart_version>`
+    restore  the same command with the component's previous version: a component-scoped rollback that
+             keeps every other change made to the release since
+    rollback `helm rollback <release> <revision>` (exact: only while the release is still at the
+             revision the upgrade produced)
+    recover  `helm rollback <release> <revision>` of a release left in pending-* by a helm that died
+    """
 
     upgrade_id: int
     log_id: int
@@ -102,9 +110,10 @@ class HelmJobSpec:
     namespace: str
     release: str
     operation: HelmOperation
-    version: str | None = None  # upgrade only: the image tag to roll out
-    revision: int | None = None  # rollback/recover target; None = the previous revision
+    version: str | None = None  # upgrade/restore: the image tag to set
+    revision: int | None = None  # rollback/recover: the revision to return to (always explicit)
     attempt: int = 1
+    chart_version: str | None = None  # upgrade/restore: the chart version, pinned (helm --version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +132,17 @@ class JobState:
 
 @dataclass(frozen=True, slots=True)
 class ReleaseInfo:
-    """Helm's own view of a release, read from its release Secrets."""
+    """Helm's own view of a release: its newest revision, read from Helm's release Secrets."""
 
     release: str
     namespace: str
     status: str | None  # deployed, failed, superseded, pending-upgrade, ...; None = no such release
     revision: int | None
     last_deployed_revision: int | None
+    chart_name: str | None = None
+    chart_version: str | None = None
+    # Each component's image tag in the newest revision (user values, else the chart's defaults).
+    versions: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def exists(self) -> bool:
@@ -137,8 +150,17 @@ class ReleaseInfo:
 
     @property
     def stuck(self) -> bool:
-        """A previous helm run died mid-operation; helm refuses new operations until recovered."""
+        """A helm operation is in progress, or a helm that died left it mid-operation."""
         return self.status in PENDING_RELEASE_STATES
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the state machine carries and the database records (JSON)."""
+        return {
+            "revision": self.revision,
+            "status": self.status,
+            "chartVersion": self.chart_version,
+            "versions": dict(self.versions),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +194,8 @@ class ClusterGateway(Protocol):
     def start_helm_job(self, spec: HelmJobSpec) -> str: ...
 
     def get_helm_job(self, spec: HelmJobSpec) -> JobState: ...
+
+    def helm_jobs_of(self, log_id: int) -> dict[str, bool]: ...
 
     def release_status(self, namespace: str, release: str) -> ReleaseInfo: ...
 

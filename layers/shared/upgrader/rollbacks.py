@@ -1,0 +1,234 @@
+"""Rollback requests: which customers an upgrade changed, and rollback rows for them.
+
+Whether a customer can be rolled back is decided from what its upgrade recorded from the release
+itself (the component's version before and after helm), never from the row's status alone: a
+customer whose helm upgrade succeeded and whose health check then failed is `failed` and still
+changed; one whose helm failed and whose `--atomic` restored the release was not changed.
+
+A rollback restores only the upgrade's component, to that customer's own previous version. What
+the release changed since (another component's upgrade) is kept. A later upgrade of the SAME
+component on that customer is never reverted behind its back: the rollback is refused with a 409
+naming it (roll that one back first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from upgrader.db import Database, Row
+from upgrader.errors import CustomerNotInUpgrade, UpgradeNotFound, WrongState
+
+ACTIVE_UPGRADE_STATUSES = ("pending", "in_progress", "awaiting_continue")
+
+# Did the upgrade row <t> change its release? From what was read from the release before and after
+# helm; when helm ran but its result was never read, assume it did (the rollback re-reads the release);
+# rows recorded before releases were read: when they completed.
+_CHANGED = """
+CASE WHEN {t}.version_after IS NOT NULL THEN {t}.version_after IS DISTINCT FROM {t}.version_before
+     WHEN {t}.revision_before IS NOT NULL THEN {t}.job_name IS NOT NULL
+     ELSE {t}.status = 'completed'
+END"""
+
+# One row per upgrade row of the upgrade (or of one customer): what it changed and what happened since.
+_CANDIDATES = f"""
+SELECT u.*,
+       {_CHANGED.format(t="u")} AS changed,
+       (u.status = 'rolled_back' OR EXISTS (
+            SELECT 1 FROM customer_upgrade_logs r
+             WHERE r.operation = 'rollback' AND r.status = 'completed'
+               AND (r.rollback_of = u.id
+                    OR (r.rollback_of IS NULL AND r.upgrade_id = u.upgrade_id AND r.customer_id = u.customer_id))
+       )) AS rolled_back,
+       EXISTS (SELECT 1 FROM customer_upgrade_logs r
+                WHERE r.operation = 'rollback' AND r.status IN ('pending', 'in_progress')
+                  AND r.upgrade_id = u.upgrade_id AND r.customer_id = u.customer_id) AS rollback_open,
+       later.upgrade_id AS later_upgrade_id, later.to_version AS later_version, later.status AS later_status
+  FROM customer_upgrade_logs u
+  LEFT JOIN LATERAL (
+       SELECT v.upgrade_id, v.to_version, v.status FROM customer_upgrade_logs v
+        WHERE v.customer_id = u.customer_id AND v.component = u.component AND v.operation = 'upgrade'
+          AND v.id > u.id
+          AND (v.status IN ('pending', 'in_progress')
+               OR (v.status <> 'rolled_back'
+                   AND {_CHANGED.format(t="v")}
+                   AND NOT EXISTS (SELECT 1 FROM customer_upgrade_logs r
+                                    WHERE r.rollback_of = v.id AND r.operation = 'rollback'
+                                      AND r.status = 'completed')))
+        ORDER BY v.id DESC LIMIT 1
+  ) later ON TRUE
+ WHERE u.upgrade_id = %(id)s AND u.operation = 'upgrade'
+   AND (%(customer)s::text IS NULL OR u.customer_id = %(customer)s)
+"""
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    customer_id: str
+    reason: str
+
+
+def why_not(candidate: Row) -> str | None:
+    """Why this customer's change cannot be rolled back now; None when it can."""
+    customer = candidate["customer_id"]
+    if candidate["status"] in ("pending", "in_progress"):
+        return f"the upgrade of customer '{customer}' is still {candidate['status']}; roll it back once it has finished"
+    if candidate["rolled_back"]:
+        return f"customer '{customer}' is already rolled back for upgrade {candidate['upgrade_id']}"
+    if candidate["rollback_open"]:
+        return f"customer '{customer}' is being rolled back for upgrade {candidate['upgrade_id']}"
+    if not candidate["changed"]:
+        return (
+            f"the upgrade of customer '{customer}' ended '{candidate['status']}' without changing its release "
+            f"({candidate['component']} still at {candidate['version_before'] or candidate['from_version']}), "
+            "so there is nothing to roll back"
+        )
+    if candidate["later_upgrade_id"] is not None:
+        state = candidate["later_status"]
+        return (
+            f"customer '{customer}''s {candidate['component']} was upgraded again since, by upgrade "
+            f"{candidate['later_upgrade_id']} ({candidate['later_version']}, {state}); roll that upgrade back "
+            "first, so no later change is reverted behind its back"
+        )
+    return None
+
+
+class RollbackRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create_rollback(self, upgrade_id: int, customer_id: str, *, requested_by: str | None) -> Row:
+        """Record a rollback of one customer of an upgrade, with its own run (pending; its execution runs it).
+
+        Raises CustomerNotInUpgrade, or WrongState with the reason (`why_not`).
+        """
+        try:
+            with self._db.transaction() as cur:
+                cur.execute(
+                    "SELECT id FROM customer_upgrade_logs WHERE upgrade_id = %s AND customer_id = %s"
+                    " AND operation = 'upgrade' FOR UPDATE",
+                    (upgrade_id, customer_id),
+                )
+                if cur.fetchone() is None:
+                    raise CustomerNotInUpgrade(f"customer '{customer_id}' is not part of upgrade {upgrade_id}")
+                cur.execute(_CANDIDATES, {"id": upgrade_id, "customer": customer_id})
+                candidate = _one(cur)
+                reason = why_not(candidate)
+                if reason:
+                    raise WrongState(reason)
+                row = _insert_rollback_row(cur, candidate, run_name=None, wave=0, requested_by=requested_by)
+                run_name = f"rollback-{upgrade_id}-{row['id']}"
+                cur.execute(
+                    "UPDATE customer_upgrade_logs SET run_name = %s WHERE id = %s RETURNING *", (run_name, row["id"])
+                )
+                row = _one(cur)
+                insert_run(cur, run_name, upgrade_id, "rollback", "customer", requested_by)
+                return row
+        except psycopg.errors.UniqueViolation as exc:
+            raise WrongState(f"customer '{customer_id}' is already being rolled back") from exc
+
+    def create_upgrade_rollback(
+        self, upgrade_id: int, *, requested_by: str | None, run_name: str, scope: str = "upgrade"
+    ) -> tuple[list[Row], list[LeftOut]]:
+        """Record a rollback of every customer the upgrade changed, last wave first, and its run.
+
+        Returns (rows to roll back, customers left out with the reason). Refused while the upgrade is
+        still active (abort it with rollback instead); `scope="abort"` is the abort's own rollback run,
+        recorded by the run that ends the upgrade.
+        """
+        with self._db.transaction() as cur:
+            cur.execute("SELECT status FROM system_upgrades WHERE id = %s FOR UPDATE", (upgrade_id,))
+            upgrade = cur.fetchone()
+            if upgrade is None:
+                raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
+            if upgrade["status"] in ACTIVE_UPGRADE_STATUSES:
+                raise WrongState(
+                    f"upgrade {upgrade_id} is still {upgrade['status']}; abort it with "
+                    '{"rollback": true} to stop it and roll back what it changed'
+                )
+            cur.execute(_CANDIDATES + " ORDER BY u.wave DESC, u.id", {"id": upgrade_id, "customer": None})
+            candidates = cur.fetchall()
+            if not candidates:
+                return [], []
+            last_wave = max(int(c["wave"]) for c in candidates)
+            rows: list[Row] = []
+            left_out: list[LeftOut] = []
+            for candidate in candidates:
+                if not candidate["changed"] or candidate["rolled_back"] or candidate["status"] == "skipped":
+                    continue  # nothing of this customer to undo: not worth a line
+                reason = why_not(candidate)
+                if reason:
+                    left_out.append(LeftOut(candidate["customer_id"], reason))
+                    continue
+                rows.append(
+                    _insert_rollback_row(
+                        cur,
+                        candidate,
+                        run_name=run_name,
+                        wave=last_wave - int(candidate["wave"]),
+                        requested_by=requested_by,
+                    )  # fmt: skip
+                )
+            if rows:
+                insert_run(cur, run_name, upgrade_id, "rollback", scope, requested_by)
+            return rows, left_out
+
+    def delete_run(self, run_name: str) -> None:
+        """Undo recorded rollback rows (and their run) whose execution could not be started."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                "DELETE FROM customer_upgrade_logs WHERE run_name = %s AND operation = 'rollback' AND status = 'pending'",
+                (run_name,),
+            )
+            cur.execute("DELETE FROM upgrade_runs WHERE run_name = %s AND kind = 'rollback'", (run_name,))
+
+
+def insert_run(
+    cur: psycopg.Cursor[Row], run_name: str, upgrade_id: int, kind: str, scope: str, requested_by: str | None
+) -> None:
+    cur.execute(
+        """
+        INSERT INTO upgrade_runs (run_name, upgrade_id, kind, scope, requested_by)
+        VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_name) DO NOTHING
+        """,
+        (run_name, upgrade_id, kind, scope, requested_by),
+    )
+
+
+def _insert_rollback_row(
+    cur: psycopg.Cursor[Row], upgraded: Row, *, run_name: str | None, wave: int, requested_by: str | None
+) -> Row:
+    cur.execute(
+        """
+        INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version, to_version,
+               status, operation, run_name, wave, namespace, release_name, requested_by, rollback_of, attempt)
+        VALUES (%(upgrade)s::int, %(customer)s::text, %(component)s, %(from)s, %(to)s, 'pending', 'rollback',
+                %(run)s, %(wave)s, %(namespace)s, %(release)s, %(who)s, %(of)s,
+                (SELECT count(*) + 1 FROM customer_upgrade_logs
+                  WHERE upgrade_id = %(upgrade)s::int AND customer_id = %(customer)s::text
+                    AND operation = 'rollback'))
+        RETURNING *
+        """,
+        {
+            "upgrade": upgraded["upgrade_id"],
+            "customer": upgraded["customer_id"],
+            "component": upgraded["component"],
+            "from": upgraded["version_after"] or upgraded["to_version"],
+            "to": upgraded["version_before"] or upgraded["from_version"] or "previous",
+            "run": run_name,
+            "wave": wave,
+            "namespace": upgraded["namespace"],
+            "release": upgraded["release_name"],
+            "who": requested_by,
+            "of": upgraded["id"],
+        },
+    )
+    return _one(cur)
+
+
+def _one(cur: psycopg.Cursor[Row]) -> Row:
+    row = cur.fetchone()
+    if row is None:  # pragma: no cover - RETURNING always yields a row here
+        raise RuntimeError("statement returned no row")
+    return row
