@@ -17,10 +17,13 @@ from upgrader.models import (
     AbortRequest,
     AbortResponse,
     ContinueResponse,
+    ResumeRequest,
+    ResumeResponse,
     RollbackResponse,
     RollbackUpgradeRequest,
     RollbackUpgradeResponse,
 )
+from upgrader.settings import get_settings
 
 logger = Logger()
 router = APIGatewayRouter()
@@ -88,6 +91,8 @@ def abort_upgrade(
         rollback=options.rollback,
         repo=factory.repository(),
         workflow=factory.workflow(),
+        recon=factory.reconcile(),
+        run_steps=factory.runs(),
     )
     logger.info("upgrade abort requested", extra={"upgrade_id": upgradeId, "by": who, "rollback": options.rollback})
     return result
@@ -114,6 +119,33 @@ def rollback_upgrade(
         workflow=factory.workflow(),
     )
     logger.info("upgrade rollback started", extra={"upgrade_id": upgradeId, "by": who, "job_id": result.jobId})
+    return result
+
+
+@router.post(
+    "/api/upgrades/<upgradeId>/resume",
+    status_code=202,
+    summary="Go on with a halted, aborted or failed upgrade: the customers not yet done, in a new execution",
+    responses={202: {"description": "resumed"}, 404: {"description": "unknown upgrade"},
+               409: {"description": "not halted/aborted/failed, a run of it still runs, nothing left, or another "
+                                    "upgrade of the component is active"},
+               422: {"description": "invalid body, or the resumed plan exceeds an execution's limits"}},
+)  # fmt: skip
+def resume_upgrade(
+    upgradeId: UpgradeIdPath,  # noqa: N803
+    request: Annotated[ResumeRequest | None, Body()] = None,
+) -> ResumeResponse:
+    who = caller_identity(router)  # type: ignore[arg-type]
+    result = service.resume_upgrade(
+        int(upgradeId),
+        request or ResumeRequest(),
+        requested_by=who,
+        repo=factory.repository(),
+        resumes=factory.resumes(),
+        workflow=factory.workflow(),
+        settings=get_settings(),
+    )
+    logger.info("upgrade resumed", extra={"upgrade_id": upgradeId, "by": who, "job_id": result.jobId})
     return result
 
 

@@ -1,4 +1,4 @@
-"""Step 1 of a run: mark the upgrade started and write the wave manifests to S3."""
+"""Step 1 of a run: mark it started and plan its waves."""
 
 from __future__ import annotations
 
@@ -7,20 +7,13 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from upgrader import factory, orchestration
-from upgrader.settings import get_settings
 
 logger = Logger()
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    logger.append_keys(upgrade_id=event.get("upgradeId"), run=event.get("runName"), log_id=event.get("logId"))
-    return orchestration.prepare_run(
-        event, runs=factory.runs(), s3=factory.s3_client(), bucket=event.get("bucket") or _bucket()
-    )
-
-
-def _bucket() -> str:
-    settings = get_settings()
-    settings.require("manifest_bucket")
-    return str(settings.manifest_bucket)
+    logger.append_keys(upgrade_id=event.get("upgradeId"), run=event.get("runName"))
+    state = orchestration.prepare_run(event, runs=factory.runs())
+    state["bucket"] = event.get("bucket")
+    return state

@@ -17,6 +17,7 @@ class FakeWorkflow:
         self.continued: list[tuple[str, dict[str, Any]]] = []
         self.failed_tokens: list[tuple[str, str, str]] = []
         self.fail_start = False
+        self.statuses: dict[str, str] = {}  # execution name -> status (default RUNNING)
         self._lock = threading.Lock()
 
     def start(self, name: str, payload: dict[str, Any]) -> str:
@@ -36,6 +37,9 @@ class FakeWorkflow:
 
     def execution_counts(self) -> dict[str, int]:
         return {"RUNNING": len(self.started), "SUCCEEDED": 0, "FAILED": 0}
+
+    def status(self, name: str) -> dict[str, Any]:
+        return {"status": self.statuses.get(name, "RUNNING"), "error": None, "cause": None}
 
     def describe(self, name: str) -> dict[str, Any]:
         for started, payload in self.started:

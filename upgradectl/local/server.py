@@ -61,6 +61,7 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", "/api/upgrades/{upgradeId}/rollback/{customerId}", "api_control"),
     _route("POST", "/api/upgrades/{upgradeId}/rollback", "api_control"),
     _route("POST", "/api/upgrades/{upgradeId}/abort", "api_control"),
+    _route("POST", "/api/upgrades/{upgradeId}/resume", "api_control"),
     _route("GET", "/api/queue/stats", "api_queue"),
     _route("GET", "/api/queue/jobs/{jobId}", "api_queue"),
 )

@@ -50,6 +50,12 @@ class NoTargetCustomers(UpgradeError):
     http_status = 422
 
 
+class LimitExceeded(UpgradeError):
+    """The request is valid but would not fit the limits of one execution (waves, time)."""
+
+    http_status = 422
+
+
 class TransientError(UpgradeError):
     """Worth retrying: the state machine retries these with back-off; the API answers 503."""
 

@@ -8,7 +8,9 @@ from typing import Any
 from upgrader.cluster.types import ClusterGateway
 from upgrader.db import Database, database_for
 from upgrader.leases import LeaseRepository
+from upgrader.reconciliation import ReconcileRepository
 from upgrader.repository import RunRepository, UpgradeRepository
+from upgrader.resumes import ResumeRepository
 from upgrader.rollbacks import RollbackRepository
 from upgrader.settings import Settings, get_settings
 from upgrader.workflow import StepFunctionsGateway
@@ -32,6 +34,16 @@ def runs() -> RunRepository:
 @lru_cache(maxsize=1)
 def leases() -> LeaseRepository:
     return LeaseRepository(database())
+
+
+@lru_cache(maxsize=1)
+def reconcile() -> ReconcileRepository:
+    return ReconcileRepository(database())
+
+
+@lru_cache(maxsize=1)
+def resumes() -> ResumeRepository:
+    return ResumeRepository(database())
 
 
 @lru_cache(maxsize=1)
@@ -70,7 +82,8 @@ def reset() -> None:
     """Forget every cached adapter and the settings (tests and the local stack)."""
     if database.cache_info().currsize:
         database().close()
-    for cached in (database, repository, runs, leases, rollbacks, cluster, workflow, s3_client, get_settings):
+    for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, workflow, s3_client,
+                   get_settings):  # fmt: skip
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()

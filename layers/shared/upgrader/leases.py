@@ -50,7 +50,10 @@ class LeaseSession:
         return self.run["stop_reason"]
 
     def budget_exceeded(self) -> str | None:
-        """The failure budget of this customer's wave, re-checked before helm (upgrade rows only)."""
+        """The failure budget of this customer's wave in its run, re-checked before helm (upgrade rows only).
+
+        A resumed upgrade's run starts with a fresh budget: the operator chose to go on.
+        """
         if self.row["operation"] != "upgrade":
             return None
         self.cur.execute(
@@ -58,9 +61,9 @@ class LeaseSession:
             SELECT count(*) AS size,
                    count(*) FILTER (WHERE status IN ('failed', 'rolled_back')) AS failed
               FROM customer_upgrade_logs
-             WHERE upgrade_id = %s AND wave = %s AND operation = 'upgrade'
+             WHERE run_name = %s AND wave = %s
             """,
-            (self.row["upgrade_id"], self.row["wave"]),
+            (self.row["run_name"], self.row["wave"]),
         )
         counts = self.cur.fetchone() or {"size": 0, "failed": 0}
         parameters = self.row["upgrade_parameters"] or {}

@@ -138,6 +138,17 @@ class DeployResponse(BaseModel):
     status: str
 
 
+class Attempt(BaseModel):
+    jobId: str  # noqa: N815
+    attempt: int
+    status: str = Field(description="running, or how the execution ended (its final status, or reconciled)")
+    stopReason: str | None  # noqa: N815
+    endReason: str | None = Field(description="why it was ended by the reconciler")  # noqa: N815
+    requestedBy: str | None  # noqa: N815
+    startedAt: str | None  # noqa: N815
+    endedAt: str | None  # noqa: N815
+
+
 class StatusResponse(BaseModel):
     upgradeId: str  # noqa: N815
     component: str
@@ -170,6 +181,7 @@ class StatusResponse(BaseModel):
     )
     gate: str | None = Field(description="approval (canary, waiting for /continue) or bake (timed), when waiting")
     gateUntil: str | None = Field(description="when the bake ends")  # noqa: N815
+    attempts: list[Attempt] = Field(description="the upgrade's executions: the first, then one per resume")
 
 
 class LogEntry(BaseModel):
@@ -227,6 +239,29 @@ class RollbackUpgradeRequest(_Strict):
     maxConcurrency: int | None = Field(  # noqa: N815
         default=None, ge=1, le=1000, description="helm rollbacks running at once (default: the upgrade's)"
     )
+
+
+class ResumeRequest(_Strict):
+    """Go on with a halted, aborted or failed upgrade; every field is optional and overrides the upgrade's."""
+
+    maxConcurrency: int | None = Field(default=None, ge=1, le=1000)  # noqa: N815
+    failureThreshold: FailureThreshold | None = None  # noqa: N815
+    bakeSeconds: int | None = Field(default=None, ge=0, le=86_400)  # noqa: N815
+    autoRollback: bool | None = None  # noqa: N815
+    approvalTimeoutSeconds: int | None = Field(default=None, ge=60, le=31_536_000)  # noqa: N815
+    healthCheck: HealthCheck | None = None  # noqa: N815
+    retryFailed: bool = Field(  # noqa: N815
+        default=False, description="also retry customers that failed without their release being changed"
+    )
+
+
+class ResumeResponse(BaseModel):
+    message: str
+    upgradeId: str  # noqa: N815
+    jobId: str = Field(description="the new execution")  # noqa: N815
+    attempt: int
+    customers: int = Field(description="customers resumed")
+    status: str
 
 
 class LeftOutCustomer(BaseModel):

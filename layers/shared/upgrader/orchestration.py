@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from upgrader.cluster.types import ClusterGateway, HelmJobSpec, HelmOperation, JobState, ReleaseInfo
 from upgrader.errors import GateClosed, ReleaseNotReady
-from upgrader.leases import LeaseRepository, LeaseSession, describe_holder
+from upgrader.leases import LeaseRepository, LeaseSession, budget_reason, describe_holder
 from upgrader.planner import tolerated_failures
 from upgrader.repository import RunRepository
 
@@ -28,22 +28,14 @@ class ManifestStore(Protocol):
 
 
 # ------------------------------------------------------------------------------------------ parent
-def prepare_run(event: State, *, runs: RunRepository, s3: ManifestStore, bucket: str) -> State:
-    """Mark the upgrade started and write one S3 manifest per wave (the Distributed Map's items)."""
+def prepare_run(event: State, *, runs: RunRepository) -> State:
+    """Mark the run started; plan its waves (the wave numbers its rows carry, in order)."""
     upgrade_id, run_name, operation = int(event["upgradeId"]), str(event["runName"]), str(event["operation"])
     upgrade, rows = runs.start_run(upgrade_id, run_name, operation)
-    waves: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    sizes: dict[int, int] = defaultdict(int)
     for row in rows:
-        waves[row["wave"]].append({"logId": row["id"], "customerId": row["customer_id"]})
-    ordered = [waves[w] for w in sorted(waves)]
-    prefix = f"runs/{run_name}"
-    for index, items in enumerate(ordered):
-        s3.put_object(
-            Bucket=bucket,
-            Key=f"{prefix}/wave-{index}.json",
-            Body=json.dumps(items).encode(),
-            ContentType="application/json",
-        )
+        sizes[int(row["wave"])] += 1
+    waves = sorted(sizes)
     parameters = upgrade["parameters"] or {}
     request = event.get("request") or {}
     return {
@@ -52,11 +44,13 @@ def prepare_run(event: State, *, runs: RunRepository, s3: ManifestStore, bucket:
         "operation": operation,
         "scope": request.get("scope", "upgrade" if operation == "upgrade" else "customer"),
         "strategy": upgrade["strategy"] if operation == "upgrade" else "rollback",
-        "totalWaves": len(ordered),
-        "waveSizes": [len(items) for items in ordered],
+        # `wave` is the position in `waves`; `waves` the rows' own wave numbers (a resumed upgrade
+        # runs only the waves it has customers left in).
+        "waves": waves,
+        "totalWaves": len(waves),
+        "waveSizes": [sizes[w] for w in waves],
         "wave": 0,
-        "bucket": bucket,
-        "manifestPrefix": prefix,
+        "manifestPrefix": f"runs/{run_name}",
         "maxConcurrency": int(request.get("maxConcurrency") or parameters.get("maxConcurrency", 10)),
         "pollSeconds": int(parameters.get("pollSeconds", 15)),
         # How often a customer whose release another operation holds looks again.
@@ -67,46 +61,72 @@ def prepare_run(event: State, *, runs: RunRepository, s3: ManifestStore, bucket:
     }
 
 
+def prepare_wave(event: State, *, runs: RunRepository, s3: ManifestStore, bucket: str) -> State:
+    """Write the S3 manifest of the wave about to run (the Distributed Map's items), right before it
+    runs: a wave that follows a long canary gate still finds its manifest, whatever the bucket's
+    expiry. Idempotent (the same rows, the same key)."""
+    state = dict(event)
+    number = _wave_number(state)
+    items = [{"logId": row["id"], "customerId": row["customer_id"]}
+             for row in runs.wave_rows(str(state["runName"]), number)]  # fmt: skip
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{state['manifestPrefix']}/wave-{state['wave']}.json",
+        Body=json.dumps(items).encode(),
+        ContentType="application/json",
+    )
+    state["bucket"] = bucket
+    if state["operation"] == "upgrade":
+        runs.set_current_wave(int(state["upgradeId"]), number)
+    return state
+
+
+def _wave_number(state: State) -> int:
+    """The wave number (the rows' own) of the state's current position."""
+    waves = state.get("waves")
+    return int(waves[int(state["wave"])]) if waves else int(state["wave"])
+
+
 def tolerated(state: State, wave_size: int) -> int:
     """The failure budget of the state's current wave (see `planner.tolerated_failures`)."""
-    return tolerated_failures(state["strategy"], int(state["wave"]), wave_size, state.get("failureThreshold"))
+    return tolerated_failures(state["strategy"], _wave_number(state), wave_size, state.get("failureThreshold"))
 
 
 def evaluate_wave(event: State, *, runs: RunRepository) -> State:
     """Decide what follows a wave: the next wave, the canary gate, or the end (done or halted)."""
     state = dict(event)
     map_error = _failure_text(state.pop("mapError", None))
-    wave = int(state["wave"])
-    closed = runs.close_unfinished(state["runName"], wave, "the worker did not record a result for this customer")
-    counts = runs.wave_counts(state["runName"], wave)
+    position, number = int(state["wave"]), _wave_number(state)
+    closed = runs.close_unfinished(state["runName"], number, "the worker did not record a result for this customer")
+    counts = runs.wave_counts(state["runName"], number)
     failed = counts.get("failed", 0) + counts.get("rolled_back", 0)
     size = sum(counts.values())
-    state["lastWave"] = {"wave": wave, "size": size, "completed": counts.get("completed", 0), "failed": failed,
+    state["lastWave"] = {"wave": number, "size": size, "completed": counts.get("completed", 0), "failed": failed,
                          "skipped": counts.get("skipped", 0), "unrecorded": closed}  # fmt: skip
-    has_next = wave + 1 < int(state["totalWaves"])
-    if map_error and state["operation"] == "upgrade":
-        # The wave itself could not run (manifest unreadable, Map Run failed): never go on blindly.
-        runs.halt(int(state["upgradeId"]), f"wave {wave + 1} of {state['totalWaves']} could not run: {map_error}")
+    has_next = position + 1 < int(state["totalWaves"])
+    upgrade_id = int(state["upgradeId"])
     if state["operation"] == "upgrade":
+        total = runs.total_waves(upgrade_id)
+        if map_error:
+            # The wave itself could not run (manifest unreadable, Map Run failed): never go on blindly.
+            runs.halt(upgrade_id, f"wave {number + 1} of {total} could not run: {map_error}")
         # Each failure is checked against the budget when it is recorded (and each customer checks
         # it again before helm); this is the backstop, for every wave, the last one included.
         allowed = tolerated(state, size)
         if failed > allowed:
-            runs.halt(
-                int(state["upgradeId"]),
-                f"wave {wave + 1} of {state['totalWaves']}: {failed} of {size} customers failed (tolerated: {allowed})",
-            )
-        upgrade_halted = runs.halt_reason(int(state["upgradeId"])) is not None
-        if upgrade_halted:
+            runs.halt(upgrade_id, budget_reason(number, total, failed, size, allowed))
+        if runs.halt_reason(upgrade_id) is not None:
             state["decision"] = "halt"
             return state
+    elif map_error or runs.stop_reason(str(state["runName"])):
+        state["decision"] = "halt"
+        return state
     if not has_next:
         state["decision"] = "done"
         return state
-    state["wave"] = wave + 1
-    if state["operation"] == "upgrade":
-        runs.set_current_wave(int(state["upgradeId"]), wave + 1)
-    state["decision"] = "await_continue" if state["strategy"] == "canary" and wave == 0 else "next"
+    state["wave"] = position + 1
+    canary_gate = state["operation"] == "upgrade" and state["strategy"] == "canary" and number == 0
+    state["decision"] = "await_continue" if canary_gate else "next"
     return state
 
 

@@ -60,3 +60,33 @@ def tolerated_failures(strategy: str, wave: int, wave_size: int, threshold: Mapp
     if "percent" in threshold:
         return int(wave_size * float(threshold["percent"]) / 100)
     return 0
+
+
+# Step Functions' limits for one execution, and what a plan may use of them.
+HISTORY_EVENTS_LIMIT = 25_000
+# The parent's history grows per wave, never per customer: PrepareWave, the wave's Map Run, EvaluateWave,
+# the choice and a gate or bake come to about 30 events (measured by `make bench`); 500 waves stay
+# well under the limit with room for retries.
+EVENTS_PER_WAVE = 30
+MAX_WAVES = 500
+EXECUTION_LIMIT_SECONDS = 365 * 24 * 3600
+# Time the waves themselves need (helm, health checks) beyond the planned waits.
+EXECUTION_MARGIN_SECONDS = 7 * 24 * 3600
+
+
+def plan_limit_problems(waves: int, strategy: str, bake_seconds: int, approval_timeout_seconds: int) -> list[str]:
+    """Why a plan cannot run in one execution (empty when it can)."""
+    problems = []
+    if waves > MAX_WAVES:
+        problems.append(
+            f"{waves} waves: at most {MAX_WAVES} waves fit one execution (its history is capped at "
+            f"{HISTORY_EVENTS_LIMIT} events, about {EVENTS_PER_WAVE} per wave); use a larger batchSize"
+        )
+    waiting = bake_seconds * max(waves - 1, 0) + (approval_timeout_seconds if strategy == "canary" else 0)
+    if waiting > EXECUTION_LIMIT_SECONDS - EXECUTION_MARGIN_SECONDS:
+        problems.append(
+            f"the planned waits (bakeSeconds x {max(waves - 1, 0)} waves + the canary's approvalTimeoutSeconds) "
+            f"come to {waiting} s; an execution may last at most {EXECUTION_LIMIT_SECONDS} s (one year), and "
+            f"{EXECUTION_MARGIN_SECONDS} s are kept for the waves themselves"
+        )
+    return problems

@@ -26,6 +26,8 @@ FINAL_UPGRADE_STATUSES = (
     "completed", "completed_with_failures", "failed", "halted", "aborted", "rolled_back", "rollback_incomplete",
 )  # fmt: skip
 FINAL_LOG_STATUSES = ("completed", "failed", "skipped", "rolled_back")
+# waiting_for of a row whose child ended without recording while its helm Job may still run.
+ORPHANED = "its worker ended without recording a result; the reconciler records its helm Job's outcome"
 
 
 @dataclass(frozen=True)
@@ -329,6 +331,18 @@ class UpgradeRepository:
             )
             return total, cur.fetchall()
 
+    def attempts(self, upgrade_id: int) -> list[Row]:
+        """The upgrade's executions (the first, then one per resume), oldest first."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                """
+                SELECT run_name, attempt, status, stop_reason, end_reason, requested_by, created_at, ended_at
+                  FROM upgrade_runs WHERE upgrade_id = %s AND kind = 'upgrade' ORDER BY attempt, created_at
+                """,
+                (upgrade_id,),
+            )
+            return cur.fetchall()
+
     def queue_counts(self) -> dict[str, int]:
         """Upgrades recorded but not yet started, and upgrades waiting at the canary gate."""
         with self._db.transaction() as cur:
@@ -348,13 +362,14 @@ class UpgradeRepository:
         aborted_by: str | None,
         rollback: bool,
         fail_gate: Callable[[str], None],
-    ) -> tuple[Row, list[str]] | None:
+    ) -> tuple[Row, list[Row]] | None:
         """Stop the upgrade's active runs: its own execution and any rollback run of it.
 
         Writes each run's stop_reason under an exclusive lock of its row (see `upgrader.leases` for
         why that makes the abort airtight); running customers finish. A waiting gate (the canary's
         approval or a bake) is failed before the commit, so the execution moves on at once.
         Returns (the upgrade, the runs stopped), or None when nothing of it is active.
+        (A run whose execution is already gone is ended by the caller: see `upgrader.reconciliation`.)
         """
         with self._db.transaction() as cur:
             cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR UPDATE", (upgrade_id,))
@@ -369,11 +384,11 @@ class UpgradeRepository:
                 UPDATE upgrade_runs SET stop_reason = %s, updated_at = NOW()
                  WHERE upgrade_id = %s AND status = 'running' AND stop_reason IS NULL
                    AND (kind = 'rollback' OR %s)
-                RETURNING run_name
+                RETURNING *
                 """,
                 (reason, upgrade_id, upgrade_active),
             )
-            stopped = [r["run_name"] for r in cur.fetchall()]
+            stopped = cur.fetchall()
             if not upgrade_active and not stopped:
                 return None
             if upgrade_active:
@@ -467,6 +482,27 @@ class RunRepository:
             cur.execute("SELECT count(*) AS n FROM customer_upgrade_logs WHERE run_name = %s", (run_name,))
             return int(_one(cur)["n"])
 
+    def wave_rows(self, run_name: str, wave: int) -> list[Row]:
+        """The run's customers of one wave (the items of its manifest), in order."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                "SELECT id, customer_id FROM customer_upgrade_logs WHERE run_name = %s AND wave = %s ORDER BY id",
+                (run_name, wave),
+            )
+            return cur.fetchall()
+
+    def total_waves(self, upgrade_id: int) -> int:
+        with self._db.transaction() as cur:
+            cur.execute("SELECT total_waves FROM system_upgrades WHERE id = %s", (upgrade_id,))
+            row = cur.fetchone()
+            return int(row["total_waves"]) if row else 0
+
+    def stop_reason(self, run_name: str) -> str | None:
+        with self._db.transaction() as cur:
+            cur.execute("SELECT stop_reason FROM upgrade_runs WHERE run_name = %s", (run_name,))
+            row = cur.fetchone()
+            return row["stop_reason"] if row else None
+
     def wave_counts(self, run_name: str, wave: int) -> dict[str, int]:
         with self._db.transaction() as cur:
             cur.execute(
@@ -479,13 +515,26 @@ class RunRepository:
             return {r["status"]: int(r["n"]) for r in cur.fetchall()}
 
     def close_unfinished(self, run_name: str, wave: int | None, reason: str) -> int:
-        """Rows a wave left in_progress (a child that could not record its result) end as failed."""
+        """Rows a wave left in_progress (a child that could not record its result) end as failed.
+
+        A row still holding its release's lease may have a helm Job running: it is not guessed at but
+        left for the reconciler, which records that Job's real outcome once it ends (ORPHANED).
+        """
         with self._db.transaction() as cur:
             cur.execute(
                 """
-                UPDATE customer_upgrade_logs SET status = 'failed', completed_at = NOW(),
-                       error = COALESCE(error, %s), updated_at = NOW()
-                 WHERE run_name = %s AND (%s::int IS NULL OR wave = %s) AND status = 'in_progress'
+                UPDATE customer_upgrade_logs l SET waiting_for = %s, updated_at = NOW()
+                 WHERE l.run_name = %s AND (%s::int IS NULL OR l.wave = %s) AND l.status = 'in_progress'
+                   AND EXISTS (SELECT 1 FROM customer_leases c WHERE c.log_id = l.id)
+                """,
+                (ORPHANED, run_name, wave, wave),
+            )
+            cur.execute(
+                """
+                UPDATE customer_upgrade_logs l SET status = 'failed', completed_at = NOW(),
+                       error = COALESCE(error, %s), updated_at = NOW(), waiting_for = NULL
+                 WHERE l.run_name = %s AND (%s::int IS NULL OR l.wave = %s) AND l.status = 'in_progress'
+                   AND NOT EXISTS (SELECT 1 FROM customer_leases c WHERE c.log_id = l.id)
                 RETURNING id, upgrade_id, operation
                 """,
                 (reason, run_name, wave, wave),
@@ -560,13 +609,14 @@ class RunRepository:
                 """,
                 (f"not started: {reason}" if reason else "not started", run_name),
             )
+            # Every attempt counts (a resumed upgrade's earlier runs included).
             cur.execute(
                 """
                 SELECT count(*) FILTER (WHERE status = 'completed') AS completed,
                        count(*) FILTER (WHERE status IN ('failed', 'rolled_back')) AS failed
-                  FROM customer_upgrade_logs WHERE run_name = %s
+                  FROM customer_upgrade_logs WHERE upgrade_id = %s AND operation = 'upgrade'
                 """,
-                (run_name,),
+                (upgrade_id,),
             )
             counts = _one(cur)
             if upgrade["halt_reason"] and upgrade["halt_reason"].startswith("aborted"):
@@ -792,10 +842,10 @@ def _halt_when_over_budget(cur: psycopg.Cursor[Row], row: Row) -> None:
         SELECT u.strategy, u.total_waves, u.parameters, count(*) AS size,
                count(*) FILTER (WHERE l.status IN ('failed', 'rolled_back')) AS failed
           FROM customer_upgrade_logs l JOIN system_upgrades u ON u.id = l.upgrade_id
-         WHERE l.upgrade_id = %s AND l.wave = %s AND l.operation = 'upgrade'
+         WHERE l.run_name = %s AND l.wave = %s
          GROUP BY u.strategy, u.total_waves, u.parameters
         """,
-        (row["upgrade_id"], row["wave"]),
+        (row["run_name"], row["wave"]),
     )
     wave = cur.fetchone()
     if wave is None:

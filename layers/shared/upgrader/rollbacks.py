@@ -171,7 +171,8 @@ class RollbackRepository:
                     )  # fmt: skip
                 )
             if rows:
-                insert_run(cur, run_name, upgrade_id, "rollback", scope, requested_by)
+                execution = run_name.removesuffix("-rollback") if scope == "abort" else run_name
+                insert_run(cur, run_name, upgrade_id, "rollback", scope, requested_by, execution_name=execution)
             return rows, left_out
 
     def delete_run(self, run_name: str) -> None:
@@ -185,14 +186,16 @@ class RollbackRepository:
 
 
 def insert_run(
-    cur: psycopg.Cursor[Row], run_name: str, upgrade_id: int, kind: str, scope: str, requested_by: str | None
-) -> None:
+    cur: psycopg.Cursor[Row], run_name: str, upgrade_id: int, kind: str, scope: str, requested_by: str | None,
+    *, execution_name: str | None = None, attempt: int = 1,
+) -> None:  # fmt: skip
+    """Record a run (one execution, or an abort's rollback inside the upgrade's execution)."""
     cur.execute(
         """
-        INSERT INTO upgrade_runs (run_name, upgrade_id, kind, scope, requested_by)
-        VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_name) DO NOTHING
+        INSERT INTO upgrade_runs (run_name, execution_name, upgrade_id, kind, scope, requested_by, attempt)
+        VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_name) DO NOTHING
         """,
-        (run_name, upgrade_id, kind, scope, requested_by),
+        (run_name, execution_name or run_name, upgrade_id, kind, scope, requested_by, attempt),
     )
 
 

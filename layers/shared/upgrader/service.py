@@ -9,6 +9,7 @@ from typing import Any
 
 from upgrader.errors import (
     InvalidRequest,
+    LimitExceeded,
     NoTargetCustomers,
     UpgradeNotFound,
     WrongState,
@@ -17,6 +18,7 @@ from upgrader.models import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CANARY_PERCENT,
     AbortResponse,
+    Attempt,
     ContinueResponse,
     DeployRequest,
     DeployResponse,
@@ -25,6 +27,8 @@ from upgrader.models import (
     LogsResponse,
     QueueJobResponse,
     QueueStatsResponse,
+    ResumeRequest,
+    ResumeResponse,
     RollbackResponse,
     RollbackUpgradeResponse,
     StatusResponse,
@@ -32,8 +36,10 @@ from upgrader.models import (
     UpgradeSummary,
     iso,
 )
-from upgrader.planner import plan_waves
-from upgrader.repository import NewLogRow, UpgradeRepository
+from upgrader.planner import plan_limit_problems, plan_waves
+from upgrader.reconciliation import ReconcileRepository, end_if_dead
+from upgrader.repository import NewLogRow, RunRepository, UpgradeRepository
+from upgrader.resumes import ResumeRepository
 from upgrader.rollbacks import RollbackRepository
 from upgrader.settings import Settings
 from upgrader.workflow import WorkflowGateway, epoch_ms
@@ -69,6 +75,10 @@ def deploy_upgrade(
     canary_percent = request.canaryPercent if request.canaryPercent is not None else DEFAULT_CANARY_PERCENT
     batch_size = request.batchSize if request.batchSize is not None else DEFAULT_BATCH_SIZE
     waves = plan_waves(targets, request.strategy, canary_percent=canary_percent, batch_size=batch_size)
+    approval_timeout = request.approvalTimeoutSeconds or settings.approval_timeout_seconds
+    problems = plan_limit_problems(len(waves), request.strategy, request.bakeSeconds, approval_timeout)
+    if problems:
+        raise LimitExceeded("the upgrade does not fit one execution: " + "; ".join(problems))
     # The chart is pinned for every customer: the requested version, else the one its release runs
     # (known from the inventory, or read from the release right before helm and recorded then).
     rows = [
@@ -89,7 +99,7 @@ def deploy_upgrade(
         "maxConcurrency": request.maxConcurrency or settings.default_max_concurrency,
         "bakeSeconds": request.bakeSeconds,
         "autoRollback": request.autoRollback,
-        "approvalTimeoutSeconds": request.approvalTimeoutSeconds or settings.approval_timeout_seconds,
+        "approvalTimeoutSeconds": approval_timeout,
         "pollSeconds": settings.job_poll_seconds,
         "waveSizes": [len(w) for w in waves],
         "healthCheck": request.healthCheck.model_dump(),
@@ -150,6 +160,19 @@ def _deploy_message(strategy: str, sizes: list[int]) -> str:
 def get_status(upgrade_id: int, *, repo: UpgradeRepository) -> StatusResponse:
     upgrade = _upgrade_or_404(repo, upgrade_id)
     counts = repo.upgrade_counts(upgrade_id)
+    attempts = [
+        Attempt(
+            jobId=a["run_name"],
+            attempt=a["attempt"],
+            status=a["status"],
+            stopReason=a["stop_reason"],
+            endReason=a["end_reason"],
+            requestedBy=a["requested_by"],
+            startedAt=iso(a["created_at"]),
+            endedAt=iso(a["ended_at"]),
+        )
+        for a in repo.attempts(upgrade_id)
+    ]
     return StatusResponse(
         upgradeId=str(upgrade["id"]),
         component=upgrade["component"],
@@ -178,6 +201,7 @@ def get_status(upgrade_id: int, *, repo: UpgradeRepository) -> StatusResponse:
         waitingForLease=counts.get("waiting_for_lease", 0),
         gate=upgrade["gate"],
         gateUntil=iso(upgrade["gate_until"]),
+        attempts=attempts,
     )
 
 
@@ -326,6 +350,8 @@ def abort_upgrade(
     rollback: bool,
     repo: UpgradeRepository,
     workflow: WorkflowGateway,
+    recon: ReconcileRepository,
+    run_steps: RunRepository,
 ) -> AbortResponse:
     """Stop starting customers; running ones finish. With rollback, what was changed is undone after.
 
@@ -348,6 +374,9 @@ def abort_upgrade(
             "running" + (" (already aborting)" if str(current.get("halt_reason") or "").startswith("aborted") else "")
         )
     row, runs = stopped
+    for run in runs:  # an execution already gone (stopped in the console, failed): end its run now
+        end_if_dead(run, executions=workflow, recon=recon, runs=run_steps)
+    row = repo.get_upgrade(upgrade_id) or row
     upgrade_aborted = str(row.get("halt_reason") or "") == text
     then = " then the customers it upgraded are rolled back" if rollback and upgrade_aborted else ""
     what = "no further customer starts" if upgrade_aborted else "its rollback run starts no further customer"
@@ -357,7 +386,7 @@ def abort_upgrade(
         status=row["status"],
         haltReason=text,
         rollback=rollback and upgrade_aborted,
-        stoppedRuns=runs,
+        stoppedRuns=[r["run_name"] for r in runs],
     )
 
 
@@ -399,6 +428,45 @@ def rollback_upgrade(
         customers=len(rows),
         waves=[sizes[w] for w in sorted(sizes)],
         leftOut=[LeftOutCustomer(customerId=c.customer_id, reason=c.reason) for c in left_out],
+    )
+
+
+def resume_upgrade(
+    upgrade_id: int,
+    request: ResumeRequest,
+    *,
+    requested_by: str | None,
+    repo: UpgradeRepository,
+    resumes: ResumeRepository,
+    workflow: WorkflowGateway,
+    settings: Settings,
+) -> ResumeResponse:
+    """Go on with a halted, aborted or failed upgrade: the customers not yet done, in a new execution."""
+    upgrade = _upgrade_or_404(repo, upgrade_id)
+    overrides = request.model_dump(exclude_none=True, exclude={"retryFailed"})
+    parameters = {**(upgrade["parameters"] or {}), **overrides}
+    problems = plan_limit_problems(
+        int(upgrade["total_waves"]), upgrade["strategy"], int(parameters.get("bakeSeconds", 0)),
+        int(parameters.get("approvalTimeoutSeconds", settings.approval_timeout_seconds)),
+    )  # fmt: skip
+    if problems:
+        raise LimitExceeded("the resumed upgrade does not fit one execution: " + "; ".join(problems))
+    row, resumed = resumes.resume(
+        upgrade_id,
+        parameters=overrides,
+        retry_failed=request.retryFailed,
+        requested_by=requested_by,
+        nonce=secrets.token_hex(4),
+        start=lambda name: workflow.start(name, {"upgradeId": upgrade_id, "runName": name, "operation": "upgrade"}),
+    )
+    attempt = len(repo.attempts(upgrade_id))
+    return ResumeResponse(
+        message=f"Upgrade resumed for {resumed} {'customer' if resumed == 1 else 'customers'} (attempt {attempt})",
+        upgradeId=str(upgrade_id),
+        jobId=row["execution_name"],
+        attempt=attempt,
+        customers=resumed,
+        status=row["status"],
     )
 
 

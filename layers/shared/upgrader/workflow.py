@@ -19,6 +19,7 @@ class WorkflowGateway(Protocol):
     def send_failure(self, task_token: str, error: str, cause: str) -> None: ...
     def execution_counts(self) -> dict[str, int]: ...
     def describe(self, name: str) -> dict[str, Any]: ...
+    def status(self, name: str) -> dict[str, Any]: ...
 
 
 class StepFunctionsGateway:
@@ -81,6 +82,18 @@ class StepFunctionsGateway:
         except BotoCoreError as exc:
             raise WorkflowUnavailable(f"Step Functions unreachable: {exc}") from exc
         return counts
+
+    def status(self, name: str) -> dict[str, Any]:
+        """{status, error, cause} of one execution (DescribeExecution only). NotFound when there is none."""
+        try:
+            execution = self._client.describe_execution(executionArn=self.execution_arn(name))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("ExecutionDoesNotExist", "ResourceNotFound"):
+                raise NotFound(f"no execution '{name}' in the upgrade state machine") from exc
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise WorkflowUnavailable(f"Step Functions unreachable: {exc}") from exc
+        return {"status": execution["status"], "error": execution.get("error"), "cause": execution.get("cause")}
 
     def describe(self, name: str) -> dict[str, Any]:
         arn = self.execution_arn(name)

@@ -522,7 +522,10 @@ class KubernetesClusterGateway:
 
     def get_helm_job(self, spec: HelmJobSpec) -> JobState:
         """The Job's phase; for a finished Job also the (bounded) helm output and the failure reason."""
-        name = self.job_name(spec)
+        return self.get_helm_job_named(self.job_name(spec))
+
+    def get_helm_job_named(self, name: str) -> JobState:
+        """`get_helm_job` by the Job's name (the reconciler knows names, not specs)."""
         namespace = self._config.job_namespace
         with _translated_errors(f"read job {name}"):
             try:

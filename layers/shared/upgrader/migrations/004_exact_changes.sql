@@ -1,14 +1,19 @@
 -- Exact changes on a shared release: runs, per-customer leases, what every helm operation changed.
 
--- One row per execution ("run"): an upgrade's execution and every rollback run. A run's stop_reason
--- is the abort flag its customers check, under a share lock, in the transaction that takes their lease.
+-- One row per execution ("run"): an upgrade's executions (the first, then one per resume: attempt 2, 3,
+-- ...) and every rollback run. A run's stop_reason is the abort flag its customers check, under a share
+-- lock, in the transaction that takes their lease; end_reason says why it ended when it did not end by
+-- itself (reconciled after its execution failed, timed out or was stopped).
 CREATE TABLE IF NOT EXISTS upgrade_runs (
   run_name VARCHAR(80) PRIMARY KEY,
+  execution_name VARCHAR(80) NOT NULL,  -- the execution running it (an abort's rollback runs in the upgrade's)
   upgrade_id INT NOT NULL REFERENCES system_upgrades(id) ON DELETE CASCADE,
   kind VARCHAR(20) NOT NULL CHECK (kind IN ('upgrade', 'rollback')),
   scope VARCHAR(20) NOT NULL DEFAULT 'upgrade' CHECK (scope IN ('upgrade', 'customer', 'abort')),
   status VARCHAR(20) NOT NULL DEFAULT 'running',
   stop_reason TEXT,
+  end_reason TEXT,
+  attempt INT NOT NULL DEFAULT 1,
   requested_by VARCHAR(2048),
   created_at TIMESTAMP NOT NULL DEFAULT NOW(),
   ended_at TIMESTAMP,
@@ -16,16 +21,18 @@ CREATE TABLE IF NOT EXISTS upgrade_runs (
 );
 CREATE INDEX IF NOT EXISTS upgrade_runs_by_upgrade ON upgrade_runs (upgrade_id, created_at);
 CREATE INDEX IF NOT EXISTS upgrade_runs_running ON upgrade_runs (status) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS upgrade_runs_by_execution ON upgrade_runs (execution_name);
 
 -- Runs recorded before this migration.
-INSERT INTO upgrade_runs (run_name, upgrade_id, kind, scope, status, requested_by, created_at, ended_at)
-SELECT u.execution_name, u.id, 'upgrade', 'upgrade',
+INSERT INTO upgrade_runs (run_name, execution_name, upgrade_id, kind, scope, status, requested_by, created_at,
+                          ended_at)
+SELECT u.execution_name, u.execution_name, u.id, 'upgrade', 'upgrade',
        CASE WHEN u.status IN ('pending', 'in_progress', 'awaiting_continue') THEN 'running' ELSE 'ended' END,
        u.requested_by, u.created_at, u.completed_at
   FROM system_upgrades u WHERE u.execution_name IS NOT NULL
 ON CONFLICT (run_name) DO NOTHING;
-INSERT INTO upgrade_runs (run_name, upgrade_id, kind, scope, status, created_at)
-SELECT l.run_name, min(l.upgrade_id), 'rollback',
+INSERT INTO upgrade_runs (run_name, execution_name, upgrade_id, kind, scope, status, created_at)
+SELECT l.run_name, regexp_replace(l.run_name, '-rollback$', ''), min(l.upgrade_id), 'rollback',
        CASE WHEN l.run_name LIKE 'rollback-%-all-%' THEN 'upgrade'
             WHEN l.run_name LIKE '%-rollback' THEN 'abort' ELSE 'customer' END,
        CASE WHEN bool_or(l.status IN ('pending', 'in_progress')) THEN 'running' ELSE 'ended' END,
