@@ -66,6 +66,12 @@ def _add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) ->
                         help="seconds the rollout may take after helm (default 300)")  # fmt: skip
     parser.add_argument("--no-health-check", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="skip the post-upgrade rollout check")  # fmt: skip
+    parser.add_argument(
+        "--chart-version",
+        default=default,
+        metavar="X.Y.Z",
+        help="pin this chart version for every customer (default: each keeps the one it runs)",
+    )
     parser.add_argument("--wait", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="watch the progress after starting (stops at the canary gate)")  # fmt: skip
 
@@ -137,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--max-concurrency", type=int, default=None, metavar="N", help="with --all: at once")
     rollback.add_argument("--wait", action="store_true", help="wait until the helm rollback Job(s) have finished")
 
+    resume = commands.add_parser(
+        "resume", parents=[common], help="go on with a halted, aborted or failed upgrade (the customers not yet done)"
+    )
+    resume.add_argument("upgrade_id")
+    resume.add_argument("--retry-failed", action="store_true",
+                        help="also retry customers that failed without their release being changed")  # fmt: skip
+    resume.add_argument("--max-concurrency", type=int, default=None, metavar="N")
+    resume.add_argument("--failure-threshold", default=None, metavar="N|P%")
+    resume.add_argument("--bake-seconds", type=int, default=None, metavar="S")
+    resume.add_argument("--wait", action="store_true", help="watch the progress until the upgrade ends or waits")
+
     abort = commands.add_parser("abort", parents=[common], help="stop an upgrade: no further customer starts")
     abort.add_argument("upgrade_id")
     abort.add_argument("--rollback", action="store_true", help="then roll back the customers it upgraded")
@@ -180,6 +197,8 @@ class Cli:
             request["customerIds"] = args.customer_ids
         if getattr(args, "max_concurrency", None) is not None:
             request["maxConcurrency"] = args.max_concurrency
+        if getattr(args, "chart_version", None):
+            request["chartVersion"] = args.chart_version
         try:
             request.update(_safety_options(args))
         except ValueError as exc:
@@ -306,6 +325,27 @@ class Cli:
             return self.watch(args.upgrade_id, interval=1.0, through_gate=True)
         return EXIT_OK
 
+    # resume
+    def resume(self, args: argparse.Namespace) -> int:
+        options: dict[str, Any] = {}
+        if args.retry_failed:
+            options["retryFailed"] = True
+        if args.max_concurrency is not None:
+            options["maxConcurrency"] = args.max_concurrency
+        try:
+            options.update(_safety_options(args))
+        except ValueError as exc:
+            print(f"upgrade-customers: error: {exc}", file=self.err)
+            return EXIT_USAGE
+        data = self.api.resume(args.upgrade_id, options)
+        if self.as_json:
+            self.dump(data)
+        else:
+            self.say(f"{data.get('message', 'resumed')} (upgrade {data.get('upgradeId')}, job {data.get('jobId')})")
+        if args.wait:
+            return self.watch(args.upgrade_id, interval=1.0, through_gate=False)
+        return EXIT_OK
+
     # abort
     def abort(self, args: argparse.Namespace) -> int:
         data = self.api.abort(args.upgrade_id, rollback=args.rollback, reason=args.reason)
@@ -428,8 +468,19 @@ def _status_lines(data: dict[str, Any]) -> str:
         f"  started {data.get('startedAt') or '-'}  completed {data.get('completedAt') or '-'}  "
         f"by {data.get('requestedBy') or '-'}",
     ]
+    if data.get("chartVersion"):
+        lines.append(f"  chart {data['chartVersion']} (pinned for every customer)")
+    if data.get("waitingForLease"):
+        lines.append(f"  {data['waitingForLease']} waiting their turn: another operation holds their release")
+    if data.get("gate") == "bake" and data.get("gateUntil"):
+        lines.append(f"  baking until {data['gateUntil']}")
     if data.get("haltReason"):
         lines.append(f"  halted: {data['haltReason']}")
+    attempts = data.get("attempts") or []
+    if len(attempts) > 1:
+        lines.append("  attempts: " + ", ".join(f"{a['attempt']} {a['status']}" for a in attempts))
+    if data.get("status") in ("halted", "aborted", "failed"):
+        lines.append(f"  go on with:  upgrade-customers resume {data.get('upgradeId')}")
     if data.get("status") == "awaiting_continue":
         lines.append(f"  waiting for: upgrade-customers continue {data.get('upgradeId')}")
     return "\n".join(lines)
@@ -486,6 +537,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         "continue": cli.continue_,
         "rollback": cli.rollback,
         "abort": cli.abort,
+        "resume": cli.resume,
     }
     try:
         return handlers[command](args)

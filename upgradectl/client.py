@@ -108,6 +108,9 @@ class UpgradeApi:
         body = {"maxConcurrency": max_concurrency} if max_concurrency else {}
         return self.request("POST", f"/api/upgrades/{_segment(upgrade_id)}/rollback", body=body)
 
+    def resume(self, upgrade_id: str, options: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", f"/api/upgrades/{_segment(upgrade_id)}/resume", body=options)
+
     def abort(self, upgrade_id: str, *, rollback: bool = False, reason: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"rollback": rollback}
         if reason:

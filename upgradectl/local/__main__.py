@@ -69,6 +69,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--poll-seconds", type=int, default=1,
                         help="seconds between two looks at a running helm Job (JOB_POLL_SECONDS, default 1)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=4, help="HTTP worker threads (default 4)")
+    parser.add_argument("--sweep-seconds", type=float, default=10.0,
+                        help="how often the reconciler sweeps for runs whose execution ended (default 10; 0: never)")  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="show the handlers' own (JSON) logs")
     parser.add_argument("--quiet", action="store_true", help="no access log lines")
     args = parser.parse_args(argv)
@@ -217,8 +219,9 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     # Step Functions (moto, executing the real ASL) + worker handlers
     mark = time.monotonic()
     runtime = LocalRuntime(
-        database_url=database_url, kube_api_url=kube_api_url, poll_seconds=args.poll_seconds, extra_env=extra_env
-    )
+        database_url=database_url, kube_api_url=kube_api_url, poll_seconds=args.poll_seconds, extra_env=extra_env,
+        sweep_seconds=args.sweep_seconds,
+    )  # fmt: skip
     runtime.start()
     stack.callback(runtime.stop)
     timings["stepfunctions"] = time.monotonic() - mark
@@ -253,7 +256,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
             f"  API             {base}/api/upgrades  (the spec's paths; identity local:<user>)",
             f"  PostgreSQL      {postgres.describe()}",
             "  Step Functions  moto, executing the real statemachine/upgrade.asl.json; worker handlers in-process"
-            f" (JOB_POLL_SECONDS={args.poll_seconds})",
+            f" (JOB_POLL_SECONDS={args.poll_seconds}); reconciler sweep every {args.sweep_seconds:g} s",
             f"  Cluster         {cluster_line}",
             f"  Customers       {seeded_line}",
             f"  Started in {time.monotonic() - began:.1f} s ({parts}).",

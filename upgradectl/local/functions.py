@@ -20,6 +20,9 @@ WORKER_FUNCTIONS = (
     "begin_customer", "start_helm_job", "check_helm_job", "check_rollout", "finish_customer",
 )  # fmt: skip
 
+# Not state machine tasks: run on a schedule / on execution events (EventBridge in AWS, a thread locally).
+BACKGROUND_FUNCTIONS = ("reconcile_runs",)
+
 _modules: dict[tuple[str, int], ModuleType] = {}
 _lock = threading.Lock()
 

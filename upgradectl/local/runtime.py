@@ -5,13 +5,17 @@ Used by the end-to-end tests and by the local stack (`upgrade-local`).
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
 from upgradectl.local.engine import LocalStepFunctions
-from upgradectl.local.functions import STATEMACHINE, WORKER_FUNCTIONS, load_function
+from upgradectl.local.functions import STATEMACHINE, WORKER_FUNCTIONS, FakeContext, load_function
+
+LOGGER = logging.getLogger(__name__)
 
 
 class LocalRuntime:
@@ -25,6 +29,8 @@ class LocalRuntime:
         poll_seconds: int = 0,
         extra_env: Mapping[str, str] | None = None,
         state_machine_name: str = "customer-upgrades-upgrade",
+        sweep_seconds: float | None = None,
+        sweep_min_age_seconds: int = 30,
     ) -> None:
         self.database_url = database_url
         self.kube_api_url = kube_api_url
@@ -34,6 +40,11 @@ class LocalRuntime:
         self.engine: LocalStepFunctions | None = None
         self.state_machine_arn = ""
         self._saved_env: dict[str, str | None] = {}
+        # The reconciler's schedule (EventBridge Scheduler in AWS): None = only when `sweep()` is called.
+        self.sweep_seconds = sweep_seconds
+        self.sweep_min_age_seconds = sweep_min_age_seconds
+        self._sweeper: threading.Thread | None = None
+        self._stop_sweeping = threading.Event()
 
     def __enter__(self) -> LocalRuntime:
         return self.start()
@@ -69,11 +80,32 @@ class LocalRuntime:
         except BaseException:
             self.stop()
             raise
+        if self.sweep_seconds:
+            self._stop_sweeping.clear()
+            self._sweeper = threading.Thread(target=self._sweep_forever, name="reconciler-sweep", daemon=True)
+            self._sweeper.start()
         return self
+
+    def sweep(self, min_age_seconds: int = 0) -> dict[str, Any]:
+        """One run of the reconciler's sweep (what EventBridge Scheduler triggers in AWS)."""
+        handler = load_function("reconcile_runs").lambda_handler
+        return dict(handler({"source": "local.sweep", "minAgeSeconds": min_age_seconds}, FakeContext("reconcile_runs")))
+
+    def _sweep_forever(self) -> None:
+        assert self.sweep_seconds
+        while not self._stop_sweeping.wait(self.sweep_seconds):
+            try:
+                self.sweep(self.sweep_min_age_seconds)
+            except Exception:  # noqa: BLE001 - the next sweep tries again, as the schedule would
+                LOGGER.warning("reconciler sweep failed", exc_info=True)
 
     def stop(self) -> None:
         from upgrader import factory
 
+        self._stop_sweeping.set()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=30)
+            self._sweeper = None
         if self.engine is not None:
             self.engine.stop()
             self.engine = None

@@ -67,12 +67,12 @@ class ResumeRepository:
                     UPDATE customer_upgrade_logs u SET
                            -- a row that ran a Job before gets a new attempt, so new Job names
                            attempt = CASE WHEN u.job_name IS NOT NULL THEN u.attempt + 1 ELSE u.attempt END,
-                           status = 'pending', run_name = %(run)s, error = NULL, started_at = NULL,
+                           status = 'pending', run_name = %(run)s::text, error = NULL, started_at = NULL,
                            completed_at = NULL, waiting_for = NULL, job_name = NULL,
                            revision_before = NULL, revision_after = NULL, version_before = NULL,
                            version_after = NULL, updated_at = NOW(),
                            output = CASE WHEN u.output IS NULL THEN NULL
-                                         ELSE concat_ws(E'\n', u.output, '--- resumed (run ' || %(run)s || ') ---') END
+                                         ELSE concat_ws(E'\n', u.output, '--- resumed (run ' || %(run)s::text || ') ---') END
                      WHERE u.upgrade_id = %(id)s AND u.operation = 'upgrade'
                        AND (u.status IN ('pending', 'skipped')
                             OR (%(retry)s AND u.status = 'failed'

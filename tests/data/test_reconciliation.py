@@ -1,0 +1,207 @@
+"""The reconciler and resume against the real PostgreSQL (the cluster is an in-memory fake here; the
+end-to-end tests run them against the simulated cluster and the real state machine)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from upgrader import factory, reconciliation
+from upgrader.cluster.types import JobState, ReleaseInfo
+
+from tests.api.helpers import control, deploy, status
+from tests.conftest import body
+from tests.support.events import api_event
+from tests.support.functions import invoke
+
+
+class FakeCluster:
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobState] = {}
+        self.releases: dict[str, ReleaseInfo] = {}
+
+    def get_helm_job_named(self, name: str) -> JobState:
+        return self.jobs.get(name, JobState(name, "missing"))
+
+    def release_status(self, namespace: str, release: str) -> ReleaseInfo:
+        return self.releases.get(namespace, ReleaseInfo(release, namespace, "deployed", 2, 2, None, "1.4.0", {}))
+
+
+def _rows(sql: Any, upgrade_id: str) -> dict[str, dict[str, Any]]:
+    rows = sql("SELECT * FROM customer_upgrade_logs WHERE upgrade_id = %s AND operation = 'upgrade'", int(upgrade_id))
+    return {r["customer_id"]: r for r in rows}
+
+
+def _reconcile(name: str, status: str = "ABORTED", cluster: Any = None) -> dict[str, Any]:
+    return reconciliation.reconcile_execution(
+        name, status, "States.Runtime", "stopped in the console",
+        recon=factory.reconcile(), runs=factory.runs(), cluster=cluster,
+    ).as_dict()  # fmt: skip
+
+
+def _mid_wave(make_customers: Any, sql: Any) -> tuple[str, str, FakeCluster]:
+    """An upgrade of 4 customers stopped mid-wave: 1 completed, 1 with its Job running (lease held),
+    1 claimed but not yet started (no lease), 1 pending."""
+    make_customers(4)
+    started = deploy()
+    uid, name = started["upgradeId"], started["jobId"]
+    runs = factory.runs()
+    runs.start_run(int(uid), name, "upgrade")
+    rows = _rows(sql, uid)
+    for customer in ("cust_0001", "cust_0002", "cust_0003"):
+        runs.claim_customer(rows[customer]["id"])
+    for customer in ("cust_0001", "cust_0002"):
+        with factory.leases().session(rows[customer]["id"]) as lease:
+            lease.record_plan(revision_before=1, version_before="v1.1.0", chart_version="1.4.0")
+            lease.record_job(f"helm-upgrade-{rows[customer]['id']}-{customer}")
+    runs.finish_customer(rows["cust_0001"]["id"], "completed", "ok", None,
+                         {"revision": 2, "versions": {"api": "v1.2.0"}, "chartVersion": "1.4.0"})  # fmt: skip
+    cluster = FakeCluster()
+    cluster.jobs[f"helm-upgrade-{rows['cust_0002']['id']}-cust_0002"] = JobState("x", "running")
+    return uid, name, cluster
+
+
+def test_a_stopped_execution_is_finished_in_the_database(make_customers, fake_workflow, sql):
+    uid, name, cluster = _mid_wave(make_customers, sql)
+    result = _reconcile(name, cluster=cluster)
+    rows = _rows(sql, uid)
+    assert result["reconciled"] == [name]
+    assert {c: r["status"] for c, r in rows.items()} == {
+        "cust_0001": "completed", "cust_0002": "in_progress", "cust_0003": "skipped", "cust_0004": "skipped",
+    }  # fmt: skip
+    assert rows["cust_0004"]["error"].startswith(f"not started: execution {name} ended ABORTED (States.Runtime")
+    # the upgrade is final, so a new deploy of the component is accepted
+    upgrade = status(uid)[1]
+    assert upgrade["status"] == "halted" and "ended ABORTED" in upgrade["haltReason"]
+    assert upgrade["attempts"][0]["status"] == "reconciled"
+    assert deploy(version="v1.3.0", customerIds=["cust_0004"])["status"] == "pending"
+    # the customer whose Job still runs keeps its lease until the Job ends
+    assert [r["customer_id"] for r in sql("SELECT customer_id FROM customer_leases")] == ["cust_0002"]
+    assert result["stillRunning"] == [rows["cust_0002"]["id"]]
+    # when it ends, the next sweep records its real outcome and frees the lease
+    job = f"helm-upgrade-{rows['cust_0002']['id']}-cust_0002"
+    cluster.jobs[job] = JobState(job, "failed", "Error: UPGRADE FAILED: boom", "BackoffLimitExceeded")
+    cluster.releases["customer-0002"] = ReleaseInfo("customer-0002", "customer-0002", "deployed", 4, 4, None,
+                                                    "1.4.0", {"api": "v1.1.0"})  # fmt: skip
+    fake_workflow.statuses[name] = "ABORTED"
+    swept = reconciliation.sweep(recon=factory.reconcile(), runs=factory.runs(), executions=fake_workflow,
+                                 cluster=cluster, min_age_seconds=0).as_dict()  # fmt: skip
+    row = _rows(sql, uid)["cust_0002"]
+    assert swept["settled"] == [row["id"]]
+    assert (row["status"], row["error"], row["revision_after"], row["version_after"]) == (
+        "failed", "BackoffLimitExceeded", 4, "v1.1.0")  # fmt: skip
+    assert "recorded by the reconciler" in row["output"]
+    assert sql("SELECT count(*) AS n FROM customer_leases")[0]["n"] == 0
+    counters = sql("SELECT completed_customers, failed_customers FROM system_upgrades WHERE id = %s", int(uid))[0]
+    assert counters == {"completed_customers": 1, "failed_customers": 1}
+
+
+def test_reconciling_twice_changes_nothing(make_customers, fake_workflow, sql):
+    uid, name, cluster = _mid_wave(make_customers, sql)
+    _reconcile(name, cluster=cluster)
+    before = sql("SELECT * FROM customer_upgrade_logs ORDER BY id"), sql("SELECT * FROM system_upgrades")
+    assert _reconcile(name, cluster=cluster)["reconciled"] == []
+    assert (sql("SELECT * FROM customer_upgrade_logs ORDER BY id"), sql("SELECT * FROM system_upgrades")) == before
+
+
+def test_a_succeeded_or_running_execution_is_left_alone(make_customers, fake_workflow, sql):
+    uid, name, _ = _mid_wave(make_customers, sql)
+    assert _reconcile(name, status="SUCCEEDED")["reconciled"] == []
+    swept = reconciliation.sweep(recon=factory.reconcile(), runs=factory.runs(), executions=fake_workflow,
+                                 cluster=None, min_age_seconds=0)  # fmt: skip
+    assert swept.reconciled == []  # the fake says RUNNING
+    assert status(uid)[1]["status"] == "in_progress"
+
+
+def test_the_sweep_finds_a_run_whose_event_was_lost(make_customers, fake_workflow, sql):
+    uid, name, _ = _mid_wave(make_customers, sql)
+    fake_workflow.statuses[name] = "FAILED"
+    swept = reconciliation.sweep(recon=factory.reconcile(), runs=factory.runs(), executions=fake_workflow,
+                                 cluster=None, min_age_seconds=0)  # fmt: skip
+    assert swept.reconciled == [name]
+    assert status(uid)[1]["status"] == "halted"
+
+
+def test_abort_of_an_upgrade_whose_execution_is_gone_ends_it_at_once(make_customers, fake_workflow, sql):
+    uid, name, _ = _mid_wave(make_customers, sql)
+    fake_workflow.statuses[name] = "ABORTED"
+    code, data = control("abort", uid, {"reason": "stuck"})
+    assert code == 202, data
+    assert data["stoppedRuns"] == [name]
+    assert status(uid)[1]["status"] == "aborted"
+
+
+def resume(upgrade_id: str, payload: Any = None):
+    event = api_event("api_control_abort", path=f"/api/upgrades/{upgrade_id}/resume",
+                      path_params={"upgradeId": upgrade_id})  # fmt: skip
+    event["resource"] = "/api/upgrades/{upgradeId}/resume"
+    event["body"] = json.dumps(payload) if payload is not None else None
+    response = invoke("api_control", event)
+    return response["statusCode"], body(response)
+
+
+def test_resume_after_a_halt_takes_only_the_customers_not_yet_done(make_customers, fake_workflow, sql):
+    uid, name, cluster = _mid_wave(make_customers, sql)
+    _reconcile(name, cluster=cluster)
+    counters_before = sql("SELECT completed_customers, failed_customers FROM system_upgrades")[0]
+    code, data = resume(uid, {"maxConcurrency": 3})
+    assert code == 202, data
+    assert (data["customers"], data["attempt"], data["status"]) == (2, 2, "pending")
+    new_run = data["jobId"]
+    assert fake_workflow.started[-1] == (new_run, {"upgradeId": int(uid), "runName": new_run, "operation": "upgrade"})
+    rows = _rows(sql, uid)
+    assert {c: (r["status"], r["run_name"] == new_run) for c, r in rows.items()} == {
+        "cust_0001": ("completed", False), "cust_0002": ("in_progress", False),
+        "cust_0003": ("pending", True), "cust_0004": ("pending", True),
+    }  # fmt: skip
+    upgrade = status(uid)[1]
+    assert (upgrade["status"], upgrade["haltReason"], upgrade["jobId"]) == ("pending", None, new_run)
+    assert upgrade["parameters"]["maxConcurrency"] == 3
+    assert [(a["attempt"], a["status"]) for a in upgrade["attempts"]] == [(1, "reconciled"), (2, "running")]
+    assert sql("SELECT completed_customers, failed_customers FROM system_upgrades")[0] == counters_before
+    # a second resume while the new run runs is refused
+    code, again = resume(uid)
+    assert code == 409 and "is pending" in again["message"], again
+
+
+def test_resume_refuses_what_cannot_go_on(make_customers, fake_workflow, sql):
+    make_customers(2)
+    uid = deploy()["upgradeId"]
+    code, data = resume(uid)
+    assert code == 409 and "only a halted, aborted or failed upgrade" in data["message"]
+    assert resume("999999")[0] == 404
+    sql("UPDATE system_upgrades SET status = 'halted'")
+    sql("UPDATE upgrade_runs SET status = 'halted'")
+    sql("UPDATE customer_upgrade_logs SET status = 'completed'")
+    code, data = resume(uid)
+    assert code == 409 and "nothing to resume" in data["message"]
+    before = sql("SELECT * FROM customer_upgrade_logs ORDER BY id")
+    assert resume(uid, [{"retryFailed": True}])[0] == 422
+    assert resume(uid, {"maxConcurrency": 0})[0] == 422
+    assert sql("SELECT * FROM customer_upgrade_logs ORDER BY id") == before
+
+
+def test_resume_retries_failed_customers_only_when_asked_and_only_unchanged_ones(make_customers, fake_workflow, sql):
+    make_customers(3)
+    uid = deploy()["upgradeId"]
+    sql("UPDATE system_upgrades SET status = 'halted', failed_customers = 2, halt_reason = 'budget'")
+    sql("UPDATE upgrade_runs SET status = 'halted'")
+    sql(
+        "UPDATE customer_upgrade_logs SET status = 'failed', job_name = 'j', version_before = 'v1.1.0',"
+        " version_after = 'v1.1.0' WHERE customer_id = 'cust_0001'"
+    )  # helm failed, --atomic restored
+    sql(
+        "UPDATE customer_upgrade_logs SET status = 'failed', job_name = 'j', version_before = 'v1.1.0',"
+        " version_after = 'v1.2.0' WHERE customer_id = 'cust_0002'"
+    )  # changed, then failed its health check
+    sql("UPDATE customer_upgrade_logs SET status = 'skipped' WHERE customer_id = 'cust_0003'")
+    assert resume(uid)[1]["customers"] == 1
+    sql("UPDATE system_upgrades SET status = 'halted'")
+    sql("UPDATE upgrade_runs SET status = 'halted'")
+    sql("UPDATE customer_upgrade_logs SET status = 'skipped' WHERE customer_id = 'cust_0003'")
+    code, data = resume(uid, {"retryFailed": True})
+    assert code == 202 and data["customers"] == 2, data
+    rows = _rows(sql, uid)
+    assert (rows["cust_0001"]["status"], rows["cust_0001"]["attempt"]) == ("pending", 2)  # a new Job name
+    assert rows["cust_0002"]["status"] == "failed"  # its release was changed: roll it back, not retry
+    assert sql("SELECT failed_customers FROM system_upgrades")[0]["failed_customers"] == 1
