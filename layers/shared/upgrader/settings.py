@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from upgrader.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
+
 
 class SettingsError(RuntimeError):
     """The environment does not describe a usable configuration."""
@@ -34,9 +36,9 @@ class Settings(BaseModel):
     kubeconfig_secret_arn: str | None = None
     kubeconfig_path: str | None = None
     kube_api_url: str | None = None
-    job_namespace: str = "upgrade-system"
+    job_namespace: str = JOB_NAMESPACE
     helm_image: str | None = None
-    job_service_account: str | None = None
+    job_service_account: str = JOB_SERVICE_ACCOUNT
     chart_refs: dict[str, str] = Field(default_factory=dict)
     aws_region: str | None = None
 
