@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.sam import require_sam, sam_environment
 from tests.support.template import (
     ROOT,
     TEMPLATE,
@@ -213,34 +211,13 @@ def test_outputs(template: dict[str, Any]) -> None:
 
 
 # -- sam validate --lint -----------------------------------------------------------------------------------
-def find_sam() -> str | None:
-    candidates = [os.environ.get("SAM_EXECUTABLE"), str(ROOT / ".venv-sam" / "bin" / "sam"), shutil.which("sam")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def test_sam_validate_lint_passes() -> None:
-    sam = find_sam()
-    if sam is None:
-        message = (
-            "aws-sam-cli not found (looked at $SAM_EXECUTABLE, .venv-sam/bin/sam and PATH); "
-            "install it with: python3.11 -m venv .venv-sam && .venv-sam/bin/pip install aws-sam-cli==1.170.0"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    env = {
-        **os.environ,
-        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        "SAM_CLI_TELEMETRY": "0",
-    }
+    sam = require_sam()
 
     result = subprocess.run(
         [sam, "validate", "--lint", "--template-file", str(TEMPLATE)],
         cwd=ROOT,
-        env=env,
+        env=sam_environment(),
         capture_output=True,
         text=True,
         timeout=300,
