@@ -22,6 +22,11 @@ class Settings(BaseModel):
 
     database_url: str | None = Field(default=None, description="local runs and tests only (no password)")
     db_secret_arn: str | None = None
+    # RDS Proxy (AWS, the stack's own database): IAM authentication as db_user, TLS verified in full.
+    db_proxy_endpoint: str | None = None
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_user: str | None = None
+    db_name: str | None = None
     upgrade_state_machine_arn: str | None = None
     manifest_bucket: str | None = None
     # Seconds between two looks at a running Helm Job; tests and the local stack pass 0 or 1.
@@ -29,6 +34,9 @@ class Settings(BaseModel):
     # How long the canary gate waits for /continue before the upgrade times out.
     approval_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=365 * 24 * 3600)
     default_max_concurrency: int = Field(default=10, ge=1, le=1000)
+    # The highest maxConcurrency a deploy or rollback may ask for: in AWS the template sets it to the
+    # reserved concurrency of the per-customer workers, so one run never outgrows them. None: no cap.
+    max_concurrency_cap: int | None = Field(default=None, ge=1, le=1000)
     # eks (AWS), kubeconfig (a kubeconfig in Secrets Manager), kubeconfig-file (a local kubeconfig file:
     # the local stack against a real cluster), url (a plain API server URL: tests, the simulated cluster).
     cluster_mode: Literal["eks", "kubeconfig", "kubeconfig-file", "url"] = "url"
