@@ -119,11 +119,17 @@ def test_no_policy_statement_allows_a_wildcard_action(template: dict[str, Any]) 
             assert isinstance(action, str) and "*" not in action, f"{name} {statement.get('Sid')}: {action!r}"
 
 
-def test_only_known_policy_templates_and_no_managed_policies(template: dict[str, Any]) -> None:
+def test_only_known_policy_templates_and_only_this_templates_managed_policies(template: dict[str, Any]) -> None:
+    own_managed = set(resources_of(template, "AWS::IAM::ManagedPolicy"))
     for kind in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
         for name, res in resources_of(template, kind).items():
             for policy in as_list(res["Properties"].get("Policies", [])):
                 assert isinstance(policy, dict), f"{name}: managed policy {policy!r} (write statements instead)"
+                if set(policy) == {"Ref"}:
+                    assert policy["Ref"] in own_managed, (
+                        f"{name}: {policy['Ref']} is not a managed policy of this template"
+                    )
+                    continue
                 names = set(policy) - {"Statement", "Version"}
                 assert names <= ALLOWED_POLICY_TEMPLATES, f"{name}: policy template(s) {names}"
 

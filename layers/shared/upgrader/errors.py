@@ -50,6 +50,12 @@ class NoTargetCustomers(UpgradeError):
     http_status = 422
 
 
+class LimitExceeded(UpgradeError):
+    """The request asks for more than a configured limit allows; the message names the limit."""
+
+    http_status = 422
+
+
 class TransientError(UpgradeError):
     """Worth retrying: the state machine retries these with back-off; the API answers 503."""
 
