@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.support.sam import require_sam, sam_environment
+from tests.support.sam import require_sam, run_with_sam
 from tests.support.template import (
     ROOT,
     TEMPLATE,
@@ -218,16 +217,6 @@ def test_outputs(template: dict[str, Any]) -> None:
 
 # -- sam validate --lint -----------------------------------------------------------------------------------
 def test_sam_validate_lint_passes() -> None:
-    sam = require_sam()
-
-    result = subprocess.run(
-        [sam, "validate", "--lint", "--template-file", str(TEMPLATE)],
-        cwd=ROOT,
-        env=sam_environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_with_sam([require_sam(), "validate", "--lint", "--template-file", str(TEMPLATE)])
 
     assert result.returncode == 0, f"sam validate --lint failed:\n{result.stdout}\n{result.stderr}"

@@ -83,17 +83,15 @@ def _sam_python(sam: str) -> str:
     return first[2:].strip().split()[0]
 
 
+def run_with_sam(argv: list[str], *, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a SAM tool (the sam CLI, or the SAM virtualenv's python) from the repository, no telemetry."""
+    return subprocess.run(
+        argv, cwd=ROOT, input=stdin, env=sam_environment(), capture_output=True, text=True, timeout=300, check=False
+    )
+
+
 def sam_transform(templates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """CloudFormation that SAM makes of each template (long-form intrinsics, as tests.support.template loads)."""
-    python = _sam_python(require_sam())
-    result = subprocess.run(
-        [python, "-c", _TRANSFORM],
-        input=json.dumps(templates),
-        env=sam_environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_with_sam([_sam_python(require_sam()), "-c", _TRANSFORM], stdin=json.dumps(templates))
     assert result.returncode == 0, f"SAM transform failed:\n{result.stderr[-4000:]}"
     return list(json.loads(result.stdout))
