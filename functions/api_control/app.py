@@ -117,6 +117,7 @@ def rollback_upgrade(
         repo=factory.repository(),
         rollbacks=factory.rollbacks(),
         workflow=factory.workflow(),
+        max_concurrency_cap=get_settings().max_concurrency_cap,
     )
     logger.info("upgrade rollback started", extra={"upgrade_id": upgradeId, "by": who, "job_id": result.jobId})
     return result

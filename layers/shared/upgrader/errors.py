@@ -51,7 +51,8 @@ class NoTargetCustomers(UpgradeError):
 
 
 class LimitExceeded(UpgradeError):
-    """The request is valid but would not fit the limits of one execution (waves, time)."""
+    """The request asks for more than a limit allows (a configured cap, or what one execution can hold:
+    waves, time); the message names the limit."""
 
     http_status = 422
 
