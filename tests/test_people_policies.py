@@ -87,12 +87,12 @@ def test_a_route_added_without_its_policy_line_is_caught() -> None:
     # Given a new POST route in the template that the operator policy does not name
     template = load_template()
     events = template["Resources"]["ApiControlFunction"]["Properties"]["Events"]
-    resume = {**events["Abort"]["Properties"], "Path": "/api/upgrades/{upgradeId}/resume"}
-    events["Resume"] = {**events["Abort"], "Properties": resume}
+    pause = {**events["Abort"]["Properties"], "Path": "/api/upgrades/{upgradeId}/pause"}
+    events["Pause"] = {**events["Abort"], "Properties": pause}
 
     # Then the operator policy does not cover every route any more
     assert api_routes(template) - covered_routes(template, "OperatorPolicy") == {
-        ("POST", "/api/upgrades/{upgradeId}/resume")
+        ("POST", "/api/upgrades/{upgradeId}/pause")
     }
 
 

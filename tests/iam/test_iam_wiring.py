@@ -255,12 +255,12 @@ def test_reachability_follows_the_handler_not_the_imports():
     code = codebase()
     reached = {
         folder: {s.site for s in code.aws_call_sites() if s.site in code.reachable_from(f"functions.{folder}.app")}
-        for folder in ("api_upgrades", "check_rollout", "prepare_run")
+        for folder in ("api_upgrades", "check_rollout", "prepare_wave")
     }
     # api_upgrades imports the factory that builds the Step Functions client, but never asks for it.
     assert reached["api_upgrades"] == {"upgrader.connection.iam_auth_token", "upgrader.connection.read_database_secret"}
     assert "upgrader.connection.read_database_secret" not in reached["check_rollout"]
-    assert "upgrader.orchestration.prepare_run" in reached["prepare_run"]
+    assert "upgrader.orchestration.prepare_wave" in reached["prepare_wave"]
 
 
 @pytest.mark.parametrize(

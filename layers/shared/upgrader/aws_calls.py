@@ -123,9 +123,16 @@ AWS_CALLS: tuple[AwsCall, ...] = (
         resource=_execution,
         when=_always,
     ),  # fmt: skip
-    # S3: the wave manifests (upgrader.orchestration.prepare_run, key runs/<run>/wave-<n>.json)
     AwsCall(
-        "upgrader.orchestration.prepare_run",
+        "upgrader.workflow.StepFunctionsGateway.status",
+        "describe_execution",
+        "states:DescribeExecution",
+        resource=_execution,
+        when=_always,
+    ),  # fmt: skip
+    # S3: the wave manifests (upgrader.orchestration.prepare_wave, key runs/<run>/wave-<n>.json)
+    AwsCall(
+        "upgrader.orchestration.prepare_wave",
         "put_object",
         "s3:PutObject",
         resource=lambda settings, where: (
