@@ -559,6 +559,35 @@ def test_a_missing_release_fails_like_helm(
     )
 
 
+def test_upgrade_install_installs_a_missing_release_as_the_real_helm_does(
+    cluster: SimulatedCluster, real_helm: RealHelm, chart_dirs: dict[str, Path], submit: Callable[..., str], ns: str
+) -> None:
+    cluster.auto_create_releases = False
+    flags = ["--install", "--set-string", "api.image.tag=a1"]
+    before = len(cluster.protobuf_writes)
+    real = real_write(
+        cluster,
+        real_helm.run(
+            "upgrade", "stack", str(chart_dirs["1.5.0"]), *flags, "--disable-openapi-validation", namespace=ns
+        ),
+        before,
+    )
+    cluster.hold()
+    name = submit(upgrade(ns, "--version", "1.5.0", *flags))
+    installing = comparable(pending_record(cluster, ns, 1))
+    expected = comparable(real["release"])
+    installing["info"].pop("first_deployed"), expected["info"].pop("first_deployed")
+    assert installing == expected
+    assert (expected["info"]["status"], expected["info"]["description"]) == (
+        "pending-install", "Initial install underway"
+    )  # fmt: skip
+    cluster.release()
+    result = finished(cluster, name)
+    assert result.log.startswith('Release "stack" does not exist. Installing it now.\nNAME: stack\n')
+    assert statuses(cluster, ns) == [(1, "deployed")]
+    assert record(cluster, ns)["info"]["description"] == "Install complete"
+
+
 def test_rollback_supersedes_deployed_revisions_and_leaves_failed_ones(
     cluster: SimulatedCluster, submit: Callable[..., str], ns: str
 ) -> None:
@@ -596,6 +625,14 @@ def test_atomic_restores_the_previous_values_and_chart_when_pods_never_get_ready
     assert failed["chart"]["metadata"]["version"] == "1.5.0"
     assert restored["info"]["description"] == "Rollback to 1"
     assert (restored["config"], restored["chart"]) == (first["config"], first["chart"])
+
+
+def test_atomic_alone_implies_wait(cluster: SimulatedCluster, submit: Callable[..., str], ns: str) -> None:
+    seed(cluster, ns)
+    cluster.unhealthy_customers.add(ns)
+    result = finished(cluster, submit(upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=a2", "--atomic")))
+    assert result.error_line == ATOMIC + "context deadline exceeded"
+    assert statuses(cluster, ns) == [(1, "superseded"), (2, "failed"), (3, "deployed")]
 
 
 def test_wait_without_atomic_leaves_the_release_failed(
@@ -702,9 +739,9 @@ def test_the_deadline_counts_from_the_job_start_while_the_pod_is_pending(
     cluster: SimulatedCluster, submit: Callable[..., str], ns: str
 ) -> None:
     seed(cluster, ns)
-    cluster.time_scale = 0.05
+    cluster.time_scale = 0.0005
     cluster.pending_when = lambda manifest: "ImagePullBackOff"
-    name = submit(upgrade(ns, "--reuse-values"), deadline=2)  # 0.1 s, scaled
+    name = submit(upgrade(ns, "--reuse-values"), deadline=600)  # 0.3 s, scaled
     result = finished(cluster, name)
     assert (result.phase, result.reason) == ("failed", "DeadlineExceeded")
     assert cluster.pods(name) == {}  # the Job controller deleted its pod
@@ -715,9 +752,9 @@ def test_the_deadline_kills_helm_where_it_stands(
     cluster: SimulatedCluster, submit: Callable[..., str], ns: str
 ) -> None:
     seed(cluster, ns)
-    cluster.time_scale = 0.05
+    cluster.time_scale = 0.0005
     cluster.hold()  # helm has written its pending revision and works on
-    name = submit(upgrade(ns, "--reuse-values"), deadline=2)
+    name = submit(upgrade(ns, "--reuse-values"), deadline=600)  # 0.3 s, scaled (10 minutes unscaled)
     result = finished(cluster, name)
     job = cluster.jobs()[name]
     failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from upgradectl.local.simcluster.argv import HelmCall, parse_helm_argv
 from upgradectl.local.simcluster.charts import ChartCatalog
-from upgradectl.local.simcluster.helm import HelmCall, HelmProcess, HelmSettings, Outcome, parse_helm_argv
+from upgradectl.local.simcluster.helm import HelmProcess, HelmSettings, Outcome
 from upgradectl.local.simcluster.releases import ReleaseStore
 from upgradectl.local.simcluster.workloads import DEPLOYMENTS, Workloads
 

@@ -26,7 +26,8 @@ def deep_copy(values: Mapping[str, Any] | None) -> Values:
 
 
 def nest(values: Mapping[str, Any] | None) -> Values:
-    """Dotted keys (``{"api.image.tag": "v1"}``) and nested maps, as nested maps; values kept as given."""
+    """Dotted keys (``{"api.image.tag": "v1"}``) and nested maps, as nested maps (deep-merged in order);
+    leaf values kept as given."""
     result: Values = {}
     for key, value in (values or {}).items():
         node = result
@@ -36,15 +37,22 @@ def nest(values: Mapping[str, Any] | None) -> Values:
             if not isinstance(child, dict):
                 child = node[part] = {}
             node = child
+        leaf = parts[-1]
         if isinstance(value, Mapping):
-            existing = node.get(parts[-1])
-            merged = existing if isinstance(existing, dict) else {}
-            for sub_key, sub_value in nest(value).items():
-                merged[sub_key] = sub_value
-            node[parts[-1]] = merged
+            existing = node.get(leaf)
+            node[leaf] = _merge(existing if isinstance(existing, dict) else {}, nest(value))
         else:
-            node[parts[-1]] = value
+            node[leaf] = value
     return result
+
+
+def _merge(into: Values, other: Values) -> Values:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
 
 
 def flatten(values: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
