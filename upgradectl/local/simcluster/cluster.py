@@ -444,6 +444,8 @@ class SimulatedCluster:
         plural = getattr(resource, "plural", None)
         if plural == "jobs" and request.method == "POST" and isinstance(request.data, dict):
             meta = request.data.get("metadata") or {}
+            if self._jobs is not None and meta.get("name"):
+                self._jobs.created(str(request.namespace or meta.get("namespace")), str(meta["name"]))
             self.created_jobs.append(
                 CreatedJob(
                     index=len(self.created_jobs),

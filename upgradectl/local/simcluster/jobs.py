@@ -116,21 +116,31 @@ class JobController:
         self._logs, self._emit = logs, emit
         self._is_held, self._decide = is_held, decide
         self.runs: dict[tuple[str, str], JobRun] = {}
+        self._candidates: set[tuple[str, str]] = set()  # Jobs created through the API, maybe not stored
+
+    def created(self, namespace: str, name: str) -> None:
+        """A Job create request arrived (the API server may still refuse it): look at it from now on."""
+        self._candidates.add((namespace, name))
 
     def reconcile(self, now: float) -> None:
-        live: set[tuple[str, str]] = set()
-        for (resource, namespace, name), obj in list(self._api.objects.items()):
-            if resource.plural != "jobs" or resource.group != "batch" or obj.deleted or namespace is None:
+        """One pass of the controller over the Jobs it knows (no scan of every object in the API)."""
+        for key in sorted(self._candidates | set(self.runs)):
+            namespace, name = key
+            try:
+                obj = self._api.objects[JOBS, namespace, name]
+            except KeyError:
+                obj = None
+            if obj is None or obj.deleted:
+                self._candidates.discard(key)
+                run = self.runs.pop(key, None)
+                if run is not None:  # a deleted Job: the garbage collector deletes its pod
+                    self._collect(run)
                 continue
-            key = (namespace, name)
-            live.add(key)
             run = self.runs.get(key)
             if run is None:
                 run = self._begin(namespace, name, obj.raw, now)
             if not run.finished:
                 self._advance(run, now)
-        for key in [k for k in self.runs if k not in live]:  # deleted Jobs: the GC deletes their pods
-            self._collect(self.runs.pop(key))
         for raw in self._workloads.settle(now):
             self._emit(DEPLOYMENTS, {"type": "MODIFIED", "object": raw})
 
