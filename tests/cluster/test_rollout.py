@@ -105,15 +105,24 @@ def generation(cluster: SimulatedCluster, spec: HelmJobSpec) -> int:
     return int((deployment.get("metadata") or {}).get("generation") or 0)
 
 
+def start_waiting_upgrade(
+    cluster: SimulatedCluster, gateway: KubernetesClusterGateway, spec: HelmJobSpec, *, unhealthy: bool = True
+) -> None:
+    """An upgrade whose helm --wait keeps waiting (long timeout), started and applied."""
+    cluster.add_release(spec.namespace, spec.release)
+    if unhealthy:
+        cluster.unhealthy_customers.add(spec.customer_id)
+    cluster.wait_timeout_seconds = 60
+    gateway.start_helm_job(spec)
+    wait_until(lambda: generation(cluster, spec) == 2, what="helm applied the new Deployment")
+
+
 def test_helm_wait_keeps_the_job_running_until_the_rollout_is_done(
     cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
 ) -> None:
     spec = make_spec()
-    cluster.add_release(spec.namespace, spec.release)
     cluster.rollout_seconds = 60
-    cluster.wait_timeout_seconds = 60
-    gateway.start_helm_job(spec)
-    wait_until(lambda: generation(cluster, spec) == 2, what="helm applied the new Deployment")
+    start_waiting_upgrade(cluster, gateway, spec, unhealthy=False)
     state = gateway.rollout_status(spec.namespace, spec.release, "api")
     assert state.phase == "progressing"
     assert state.detail == "deployment stack-api: 2/2 ready, 0/2 updated, observed generation 1 < 2"
@@ -154,10 +163,7 @@ def test_while_helm_waits_an_unhealthy_rollout_reports_its_progress_deadline(
     cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
 ) -> None:
     spec = make_spec()
-    cluster.add_release(spec.namespace, spec.release)
-    cluster.unhealthy_customers.add(spec.customer_id)
-    cluster.wait_timeout_seconds = 60  # helm keeps waiting while the rollout is looked at
-    gateway.start_helm_job(spec)
+    start_waiting_upgrade(cluster, gateway, spec)  # helm keeps waiting while the rollout is looked at
     failed = wait_until(
         lambda: (s := gateway.rollout_status(spec.namespace, spec.release, "api")).phase == "failed" and s,
         what="the rollout to fail",
@@ -176,11 +182,7 @@ def test_recover_job_brings_the_healthy_version_back_after_helm_was_killed(
     cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
 ) -> None:
     spec = make_spec()
-    cluster.add_release(spec.namespace, spec.release)
-    cluster.unhealthy_customers.add(spec.customer_id)
-    cluster.wait_timeout_seconds = 60
-    gateway.start_helm_job(spec)
-    wait_until(lambda: generation(cluster, spec) == 2, what="helm applied the new Deployment")
+    start_waiting_upgrade(cluster, gateway, spec)
     gateway.delete_helm_job(spec)  # the pod goes with the Job: helm dies while it waits
     wait_until(lambda: not cluster.pods(gateway.job_name(spec)), what="the Job's pod to be deleted")
     assert cluster.release_history(spec.namespace, spec.release)[-1][:2] == (2, "pending-upgrade")
@@ -196,12 +198,8 @@ def test_unhealthy_rollout_is_progressing_before_its_deadline_and_without_one(
     cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
 ) -> None:
     spec = make_spec()
-    cluster.add_release(spec.namespace, spec.release)
-    cluster.unhealthy_customers.add(spec.customer_id)
     cluster.stuck_rollout_fails = False
-    cluster.wait_timeout_seconds = 60
-    gateway.start_helm_job(spec)
-    wait_until(lambda: generation(cluster, spec) == 2, what="helm applied the new Deployment")
+    start_waiting_upgrade(cluster, gateway, spec)
     state = gateway.rollout_status(spec.namespace, spec.release, "api")
     assert (state.phase, state.detail) == ("progressing", "deployment stack-api: 0/2 ready, 0/2 available")
 
@@ -210,12 +208,8 @@ def test_stuck_rollout_fails_only_after_rollout_seconds(
     cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
 ) -> None:
     spec = make_spec()
-    cluster.add_release(spec.namespace, spec.release)
-    cluster.unhealthy_customers.add(spec.customer_id)
     cluster.rollout_seconds = 60
-    cluster.wait_timeout_seconds = 60
-    gateway.start_helm_job(spec)
-    wait_until(lambda: generation(cluster, spec) == 2, what="helm applied the new Deployment")
+    start_waiting_upgrade(cluster, gateway, spec)
     assert gateway.rollout_status(spec.namespace, spec.release, "api").phase == "progressing"
     cluster.rollout_seconds = 0  # its progress deadline passes
     assert wait_rollout(gateway, spec, "failed").phase == "failed"

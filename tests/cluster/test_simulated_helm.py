@@ -25,7 +25,8 @@ from upgrader.cluster.release import decode_release_data, parse_release
 
 from tests.cluster.conftest import wait_until
 from tests.support.helm_binary import RealHelm, secret_from_protobuf
-from upgradectl.local.cluster import ChartVersion, SimulatedCluster, write_chart_dir
+from upgradectl.local.cluster import SimulatedCluster
+from upgradectl.local.simcluster import ChartVersion, write_chart_dir
 from upgradectl.local.simcluster.charts import component_defaults
 
 CHART = "oci://registry.example.com/charts/customer-stack"
@@ -186,7 +187,9 @@ def test_release_secret_is_helms_storage_format(
         "type": "application", "description": "One customer's stack: api, dashboard, exporter and mosquitto",
     }  # fmt: skip
     assert release["chart"]["values"] == component_defaults(TAGS_1_4)
-    assert [t["name"] for t in release["chart"]["templates"]] == ["templates/deployment.yaml", "templates/service.yaml"]
+    assert [t["name"] for t in release["chart"]["templates"]] == [
+        "templates/_helpers.tpl", "templates/deployment.yaml", "templates/service.yaml"
+    ]  # fmt: skip
     assert 'image: "registry.example.com/api:v1.1.7"' in release["manifest"]
     assert 'image: "registry.example.com/dashboard:v1.8.2"' in release["manifest"]
 
@@ -767,15 +770,22 @@ def test_the_deadline_kills_helm_where_it_stands(
     cluster.release()
 
 
+def atomic_upgrade_within_a_deadline(
+    cluster: SimulatedCluster, submit: Callable[..., str], ns: str, *, rollout_seconds: float, deadline: int
+) -> Finished:
+    """An upgrade whose new pods never get ready, with --timeout 10s and `deadline`, scaled by 0.1."""
+    seed(cluster, ns)
+    cluster.unhealthy_customers.add(ns)
+    cluster.wait_timeout_seconds, cluster.time_scale, cluster.rollout_seconds = None, 0.1, rollout_seconds
+    argv = upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=a2", "--wait", "--atomic", "--timeout", "10s")
+    return finished(cluster, submit(argv, deadline=deadline))
+
+
 def test_a_deadline_shorter_than_wait_plus_rollback_strands_the_release_in_pending_rollback(
     cluster: SimulatedCluster, submit: Callable[..., str], ns: str
 ) -> None:
-    # --timeout 10s and activeDeadlineSeconds 20, scaled to 1 s and 2 s: the --atomic rollback needs longer
-    seed(cluster, ns)
-    cluster.unhealthy_customers.add(ns)
-    cluster.wait_timeout_seconds, cluster.time_scale, cluster.rollout_seconds = None, 0.1, 600
-    argv = upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=a2", "--wait", "--atomic", "--timeout", "10s")
-    result = finished(cluster, submit(argv, deadline=20))
+    # the wait gives up after 1 s, the deadline comes at 2 s: the --atomic rollback needs longer
+    result = atomic_upgrade_within_a_deadline(cluster, submit, ns, rollout_seconds=600, deadline=20)
     assert (result.phase, result.reason) == ("failed", "DeadlineExceeded")
     assert statuses(cluster, ns) == [(1, "deployed"), (2, "failed"), (3, "pending-rollback")]
 
@@ -783,15 +793,21 @@ def test_a_deadline_shorter_than_wait_plus_rollback_strands_the_release_in_pendi
 def test_a_deadline_that_leaves_room_for_the_atomic_rollback_lets_helm_finish(
     cluster: SimulatedCluster, submit: Callable[..., str], ns: str
 ) -> None:
-    seed(cluster, ns)
-    cluster.unhealthy_customers.add(ns)
-    cluster.wait_timeout_seconds, cluster.time_scale, cluster.rollout_seconds = None, 0.1, 0.2
-    argv = upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=a2", "--wait", "--atomic", "--timeout", "10s")
-    result = finished(cluster, submit(argv, deadline=60))
+    result = atomic_upgrade_within_a_deadline(cluster, submit, ns, rollout_seconds=0.2, deadline=60)
     assert (result.phase, result.reason, result.error_line) == (
         "failed", "BackoffLimitExceeded", ATOMIC + "context deadline exceeded"
     )  # fmt: skip
     assert statuses(cluster, ns) == [(1, "superseded"), (2, "failed"), (3, "deployed")]
+
+
+def test_the_chart_renders_as_the_real_helm_renders_it(
+    cluster: SimulatedCluster, chart_dirs: dict[str, Path], real_helm: RealHelm, ns: str
+) -> None:
+    seed(cluster, ns, chart_version="1.4.0", values={"api.image.tag": "v7", "mosquitto.service.port": 8883})
+    flags = ["--set-string", "api.image.tag=v7", "--set", "mosquitto.service.port=8883"]
+    rendered = real_helm.run("template", "stack", str(chart_dirs["1.4.0"]), *flags, namespace=ns)
+    assert rendered.returncode == 0, rendered.stderr
+    assert record(cluster, ns)["manifest"] == rendered.stdout
 
 
 # --- the API server itself ----------------------------------------------------------------------------

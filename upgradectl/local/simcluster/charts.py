@@ -24,31 +24,40 @@ COMPONENTS = ("api", "dashboard", "exporter", "mosquitto")
 DEFAULT_CHART_NAME = "customer-stack"
 _SEMVER = re.compile(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
 
+HELPERS_TEMPLATE = """\
+{{- define "customer-stack.selector" -}}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "customer-stack.labels" -}}
+app.kubernetes.io/name: {{ .component }}
+{{ include "customer-stack.selector" . }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ .root.Chart.Name }}-{{ .root.Chart.Version }}
+{{- end }}
+"""
+
 DEPLOYMENT_TEMPLATE = """\
 {{- range $component := list "api" "dashboard" "exporter" "mosquitto" }}
 {{- with (index $.Values $component) }}
+{{- $scope := dict "root" $ "component" $component }}
 ---
 apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: {{ $.Release.Name }}-{{ $component }}
   labels:
-    app.kubernetes.io/name: {{ $component }}
-    app.kubernetes.io/instance: {{ $.Release.Name }}
-    app.kubernetes.io/component: {{ $component }}
-    app.kubernetes.io/managed-by: {{ $.Release.Service }}
-    helm.sh/chart: {{ $.Chart.Name }}-{{ $.Chart.Version }}
+    {{- include "customer-stack.labels" $scope | nindent 4 }}
 spec:
   replicas: {{ .replicaCount }}
   selector:
     matchLabels:
-      app.kubernetes.io/instance: {{ $.Release.Name }}
-      app.kubernetes.io/component: {{ $component }}
+      {{- include "customer-stack.selector" $scope | nindent 6 }}
   template:
     metadata:
       labels:
-        app.kubernetes.io/instance: {{ $.Release.Name }}
-        app.kubernetes.io/component: {{ $component }}
+        {{- include "customer-stack.selector" $scope | nindent 8 }}
     spec:
       containers:
         - name: {{ $component }}
@@ -63,21 +72,17 @@ spec:
 SERVICE_TEMPLATE = """\
 {{- range $component := list "api" "dashboard" "exporter" "mosquitto" }}
 {{- with (index $.Values $component) }}
+{{- $scope := dict "root" $ "component" $component }}
 ---
 apiVersion: v1
 kind: Service
 metadata:
   name: {{ $.Release.Name }}-{{ $component }}
   labels:
-    app.kubernetes.io/name: {{ $component }}
-    app.kubernetes.io/instance: {{ $.Release.Name }}
-    app.kubernetes.io/component: {{ $component }}
-    app.kubernetes.io/managed-by: {{ $.Release.Service }}
-    helm.sh/chart: {{ $.Chart.Name }}-{{ $.Chart.Version }}
+    {{- include "customer-stack.labels" $scope | nindent 4 }}
 spec:
   selector:
-    app.kubernetes.io/instance: {{ $.Release.Name }}
-    app.kubernetes.io/component: {{ $component }}
+    {{- include "customer-stack.selector" $scope | nindent 4 }}
   ports:
     - name: {{ .service.portName }}
       port: {{ .service.port }}
@@ -86,7 +91,11 @@ spec:
 {{- end }}
 """
 
-TEMPLATES = {"templates/deployment.yaml": DEPLOYMENT_TEMPLATE, "templates/service.yaml": SERVICE_TEMPLATE}
+TEMPLATES = {
+    "templates/_helpers.tpl": HELPERS_TEMPLATE,
+    "templates/deployment.yaml": DEPLOYMENT_TEMPLATE,
+    "templates/service.yaml": SERVICE_TEMPLATE,
+}
 
 
 def component_defaults(tags: Mapping[str, str]) -> Values:

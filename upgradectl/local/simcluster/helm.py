@@ -210,7 +210,6 @@ class HelmProcess:
             outcome = self._decide()
             if outcome == "timeout":
                 self.phase = "done"
-                self.output += "waiting for resources to become ready\n" if self.call.wait else ""
                 return "killed"
             return self._apply(outcome, now)
         if self.phase in ("waiting", "rolling-back"):
@@ -388,16 +387,11 @@ class HelmProcess:
         )
 
     def _atomic_rollback_failed(self) -> Step:
-        assert self._new is not None and self._current is not None
-        release = self.call.release
-        self._new["info"]["status"] = "failed"
-        self._new["info"]["description"] = f'Release "{release}" failed: {WAIT_EXPIRED}'
-        self._store.update(self._current)
-        self._store.update(self._new)
+        self._rollback_timed_out()
         return self._exit(
             1,
             "Error: UPGRADE FAILED: an error occurred while rolling back the release. original upgrade error: "
-            f"{self._upgrade_error}: release {release} failed: {WAIT_EXPIRED}\n",
+            f"{self._upgrade_error}: release {self.call.release} failed: {WAIT_EXPIRED}\n",
         )
 
     # --- rollback -----------------------------------------------------------------------------------
@@ -452,13 +446,16 @@ class HelmProcess:
         return self._exit(1, f"Error: {error}\n")
 
     def _rollback_wait_failed(self) -> Step:
+        self._rollback_timed_out()
+        return self._exit(1, f"Error: release {self.call.release} failed: {WAIT_EXPIRED}\n")
+
+    def _rollback_timed_out(self) -> None:
+        """Rollback's --wait ran out: the new revision failed; the one it replaced is recorded as is."""
         assert self._new is not None and self._current is not None
-        release = self.call.release
         self._new["info"]["status"] = "failed"
-        self._new["info"]["description"] = f'Release "{release}" failed: {WAIT_EXPIRED}'
+        self._new["info"]["description"] = f'Release "{self.call.release}" failed: {WAIT_EXPIRED}'
         self._store.update(self._current)
         self._store.update(self._new)
-        return self._exit(1, f"Error: release {release} failed: {WAIT_EXPIRED}\n")
 
     def _exit(self, code: int, text: str) -> Step:
         self.phase = "done"

@@ -65,6 +65,7 @@ class JobRun:
     call: HelmCall | None
     deadline_at: float | None = None
     running_since: float | None = None  # the pod left Pending
+    waiting_reason: str | None = None  # why the pod is Pending, as last written
     process: HelmProcess | None = None
     finished: bool = False
     outcome: str | None = None  # "succeed" | "fail" | "timeout", once finished
@@ -264,8 +265,9 @@ class JobController:
 
     def _write_pending_pod(self, run: JobRun, reason: str, stamp: str) -> None:
         pod = self._pod(run)
-        if pod is None:
+        if pod is None or run.waiting_reason == reason:
             return
+        run.waiting_reason = reason
         containers = (pod.raw.get("spec") or {}).get("containers") or [{"name": "helm"}]
         if reason == "Unschedulable":
             status: dict[str, Any] = {"phase": "Pending", "conditions": [
@@ -281,9 +283,8 @@ class JobController:
                 statuses.append(self._container(container, {"waiting": dict(waiting)}, False))
             status = {"phase": "Pending", "startTime": stamp, "conditions": self._pod_conditions(False, stamp),
                       "containerStatuses": statuses}  # fmt: skip
-        if pod.raw.get("status") != status:
-            pod.patch({"status": status})
-            self._emit(PODS, {"type": "MODIFIED", "object": pod.raw})
+        pod.patch({"status": status})
+        self._emit(PODS, {"type": "MODIFIED", "object": pod.raw})
 
     @staticmethod
     def _pod_conditions(ready: bool, stamp: str) -> list[dict[str, Any]]:
