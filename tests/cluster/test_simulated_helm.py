@@ -394,6 +394,27 @@ def test_without_reuse_values_only_the_new_values_remain(
     ]  # fmt: skip
 
 
+def test_reuse_values_reuses_the_deployed_revision_not_a_failed_newer_one(
+    cluster: SimulatedCluster, submit: Callable[..., str], ns: str
+) -> None:
+    seed(cluster, ns)
+    cluster.unhealthy_customers.add(ns)
+    failing = upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=bad", "--wait")
+    assert finished(cluster, submit(failing)).phase == "failed"  # revision 2 failed, revision 1 still deployed
+    cluster.unhealthy_customers.clear()
+    finished(cluster, submit(upgrade(ns, "--reuse-values", "--set-string", "dashboard.image.tag=d2")))
+    assert record(cluster, ns)["config"] == {"api": {"image": {"tag": "v1.0.9"}}, "dashboard": {"image": {"tag": "d2"}}}
+    assert statuses(cluster, ns) == [(1, "superseded"), (2, "failed"), (3, "deployed")]
+
+
+def test_an_upgrade_of_a_release_that_only_ever_failed_starts_from_that_revision(
+    cluster: SimulatedCluster, submit: Callable[..., str], ns: str
+) -> None:
+    seed(cluster, ns, status="failed")
+    assert finished(cluster, submit(upgrade(ns, "--reuse-values"))).phase == "succeeded"
+    assert statuses(cluster, ns) == [(1, "superseded"), (2, "deployed")]
+
+
 def test_set_builds_typed_values_and_set_string_keeps_text(
     cluster: SimulatedCluster, submit: Callable[..., str], ns: str
 ) -> None:
@@ -658,6 +679,36 @@ def test_without_wait_helm_does_not_notice_pods_that_never_get_ready(
     assert result.phase == "succeeded" and 'Release "stack" has been upgraded. Happy Helming!' in result.log
     assert statuses(cluster, ns) == [(1, "superseded"), (2, "deployed")]
     assert gateway.rollout_status(ns, "stack", "api").phase == "failed"
+
+
+def test_a_rollback_whose_pods_never_get_ready_fails_its_wait(
+    cluster: SimulatedCluster, submit: Callable[..., str], ns: str
+) -> None:
+    # revision 2 brought an image that never gets ready (deployed: no --wait); revision 3 a good one
+    seed(cluster, ns)
+    cluster.unhealthy_customers.add(ns)
+    finished(cluster, submit(upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=bad")))
+    cluster.unhealthy_customers.clear()
+    good = upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=good", "--wait")
+    assert finished(cluster, submit(good)).phase == "succeeded"
+    result = finished(cluster, submit(rollback(ns, "2")))
+    assert result.error_line == "Error: release stack failed: context deadline exceeded"
+    assert statuses(cluster, ns) == [(1, "superseded"), (2, "superseded"), (3, "deployed"), (4, "failed")]
+    assert record(cluster, ns)["info"]["description"] == 'Release "stack" failed: context deadline exceeded'
+
+
+def test_an_atomic_rollback_that_cannot_get_ready_either_fails_like_helm(
+    cluster: SimulatedCluster, submit: Callable[..., str], ns: str
+) -> None:
+    seed(cluster, ns)
+    cluster.unhealthy_customers.add(ns)  # every image this customer gets from now on never gets ready
+    finished(cluster, submit(upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=bad")))
+    result = finished(cluster, submit(upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=worse", "--atomic")))
+    assert result.error_line == (
+        "Error: UPGRADE FAILED: an error occurred while rolling back the release. original upgrade error: "
+        "context deadline exceeded: release stack failed: context deadline exceeded"
+    )
+    assert statuses(cluster, ns) == [(1, "superseded"), (2, "deployed"), (3, "failed"), (4, "failed")]
 
 
 def test_the_wait_timeout_can_be_helms_own_times_the_time_scale(ns: str) -> None:
