@@ -441,6 +441,33 @@ def test_release_history_keeps_nested_values_and_flattens_on_request(cluster: Si
     assert flatten_values(values) == {"api.image.tag": "v1.0.9", "dashboard.image.tag": "d1"}
 
 
+@pytest.mark.parametrize(
+    ("seeded", "flags", "left"),
+    [
+        ({"revision": 10}, [], [(2, "superseded")] + [(n, "superseded") for n in range(3, 11)] + [(11, "deployed")]),
+        ({"revision": 5}, ["--history-max", "3"], [(4, "superseded"), (5, "superseded"), (6, "deployed")]),
+        ({"revision": 5, "status": "failed"}, ["--history-max", "2"], [(4, "superseded"), (6, "deployed")]),
+        ({"revision": 12}, ["--history-max", "0"], [(n, "superseded") for n in range(1, 13)] + [(13, "deployed")]),
+    ],
+    ids=["default-10", "max-3", "keeps-the-deployed-one", "no-limit"],
+)
+def test_history_is_pruned_like_helms_history_max(
+    cluster: SimulatedCluster, submit: Callable[..., str], ns: str, seeded: dict[str, Any], flags: list[str],
+    left: list[tuple[int, str]],
+) -> None:  # fmt: skip
+    seed(cluster, ns, **seeded)
+    assert finished(cluster, submit(upgrade(ns, "--reuse-values", *flags))).phase == "succeeded"
+    assert statuses(cluster, ns) == left
+
+
+def test_an_upgrade_description_replaces_upgrade_complete(
+    cluster: SimulatedCluster, submit: Callable[..., str], ns: str
+) -> None:
+    seed(cluster, ns)
+    finished(cluster, submit(upgrade(ns, "--reuse-values", "--description", "api to a2 (upgrade 7)")))
+    assert record(cluster, ns)["info"]["description"] == "api to a2 (upgrade 7)"
+
+
 # --- Helm's lock -----------------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from upgradectl.local.simcluster.values import Values, parse_set
 
 DEFAULT_TIMEOUT_SECONDS = 300.0  # helm's --timeout default: 5m0s
+DEFAULT_HISTORY_MAX = 10  # helm upgrade/rollback --history-max default; 0: no limit
 _VALUE_FLAGS = {"--namespace", "-n", "--set", "--set-string", "--version", "--timeout", "--description",
                 "--history-max", "--kube-context", "--kubeconfig", "--kube-apiserver", "--kube-token"}  # fmt: skip
 _BOOL_FLAGS = {"--reuse-values", "--reset-values", "--reset-then-reuse-values", "--wait", "--atomic", "--install",
@@ -38,6 +39,8 @@ class HelmCall:
     atomic: bool = False
     install: bool = False
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    history_max: int = DEFAULT_HISTORY_MAX
+    description: str = ""  # upgrade --description: replaces "Upgrade complete"
     error: str | None = None  # what helm says when it refuses the command line itself
 
     def overrides(self) -> Values:
@@ -109,6 +112,13 @@ def _apply_value_flag(call: HelmCall, name: str, value: str) -> None:
         call.set_strings.append(value)
     elif name == "--version":
         call.version = value
+    elif name == "--description":
+        call.description = value
+    elif name == "--history-max":
+        try:
+            call.history_max = int(value)
+        except ValueError:
+            call.error = f'invalid argument "{value}" for "--history-max" flag: strconv.ParseInt: parsing "{value}": invalid syntax'
     elif name == "--timeout":
         try:
             call.timeout_seconds = parse_duration(value)

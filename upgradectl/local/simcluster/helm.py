@@ -264,7 +264,7 @@ class HelmProcess:
             chart=chart_record, config=config, manifest=render_manifest(chart_record, config, release),
             description="Preparing upgrade", first_deployed=(current.get("info") or {}).get("first_deployed"),
         )  # fmt: skip
-        self._store.create(self._new)
+        self._store.create(self._new, max_history=self.call.history_max)
         return None
 
     def _create_install(self, chart_record: dict[str, Any], config: Values) -> None:
@@ -275,7 +275,7 @@ class HelmProcess:
             config=config, manifest=render_manifest(chart_record, config, release),
             description="Initial install underway",
         )  # fmt: skip
-        self._store.create(self._new)
+        self._store.create(self._new, max_history=self.call.history_max)
 
     def _apply(self, outcome: Outcome, now: float) -> Step:
         """Helm's KubeClient.Update: the new manifest goes to the cluster (or the API refuses it)."""
@@ -325,7 +325,7 @@ class HelmProcess:
             self._store.update(self._original)
         installing = status_of(new) == "pending-install"
         new["info"]["status"] = "deployed"
-        new["info"]["description"] = "Install complete" if installing else "Upgrade complete"
+        new["info"]["description"] = self.call.description or ("Install complete" if installing else "Upgrade complete")
         self._store.update(new)
         header = "" if installing else f'Release "{release}" has been upgraded. Happy Helming!\n'
         return self._exit(
@@ -369,7 +369,7 @@ class HelmProcess:
         target = good[0]
         self._current = self._new
         self._new = self._rollback_record(self._new, target)
-        self._store.create(self._new)
+        self._store.create(self._new)  # helm's --atomic rollback runs without a history limit
         self._roll_out(self._new, now, marking=False)
         self.phase = "rolling-back"
         self._wait_started = now
@@ -407,7 +407,7 @@ class HelmProcess:
             return f"Error: release has no {target_number} version"
         self._current = current
         self._new = self._rollback_record(current, target)
-        self._store.create(self._new)
+        self._store.create(self._new, max_history=self.call.history_max)
         return None
 
     def _rollback_record(self, current: Record, target: Record) -> Record:

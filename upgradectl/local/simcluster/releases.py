@@ -132,25 +132,49 @@ class ReleaseStore:
         """Revisions in status deployed, newest first (Helm's DeployedAll)."""
         return [r for r in reversed(self.history(namespace, release)) if status_of(r) == "deployed"]
 
-    def create(self, record: Record) -> None:
-        """Helm's Create: a new Secret, labelled createdAt."""
+    def create(self, record: Record, *, max_history: int = 0) -> None:
+        """Helm's Storage.Create: with a history limit, first make room by deleting the oldest
+        revisions (never the newest deployed one); then a new Secret, labelled createdAt."""
+        if max_history > 0:
+            self._remove_least_recent(str(record["namespace"]), str(record["name"]), max_history - 1)
         self._write(record, {"createdAt": str(int(time.time()))}, "ADDED")
+
+    def _remove_least_recent(self, namespace: str, release: str, keep: int) -> None:
+        """Helm's removeLeastRecent: oldest first, until `keep` revisions are left."""
+        revisions = self._releases.get((namespace, release)) or {}
+        if len(revisions) <= keep:
+            return
+        deployed = self.deployed(namespace, release)
+        protected = int(deployed[0]["version"]) if deployed else None
+        doomed: list[int] = []
+        for number in sorted(revisions):
+            if len(revisions) - len(doomed) == keep:
+                break
+            if number != protected:
+                doomed.append(number)
+        for number in doomed:
+            self._delete_revision(namespace, release, number)
 
     def update(self, record: Record) -> None:
         """Helm's Update: the Secret replaced, labelled modifiedAt."""
         self._write(record, {"modifiedAt": str(int(time.time()))}, "MODIFIED")
 
     def delete(self, namespace: str, release: str) -> None:
-        for number in sorted(self._releases.pop((namespace, release), {})):
-            key = (SECRETS, namespace, secret_name(release, number))
-            try:
-                obj = self._api.objects[key]
-            except KeyError:
-                continue
-            if not obj.deleted:
-                raw = copy.deepcopy(obj.raw)
-                obj.delete()
-                self._emit(SECRETS, {"type": "DELETED", "object": raw})
+        """Every revision of the release, gone (as after ``helm uninstall``)."""
+        for number in sorted(self._releases.get((namespace, release)) or {}):
+            self._delete_revision(namespace, release, number)
+        self._releases.pop((namespace, release), None)
+
+    def _delete_revision(self, namespace: str, release: str, number: int) -> None:
+        (self._releases.get((namespace, release)) or {}).pop(number, None)
+        try:
+            obj = self._api.objects[SECRETS, namespace, secret_name(release, number)]
+        except KeyError:
+            return
+        if not obj.deleted:
+            raw = copy.deepcopy(obj.raw)
+            obj.delete()
+            self._emit(SECRETS, {"type": "DELETED", "object": raw})
 
     def _write(self, record: Record, stamp: dict[str, str], event: str) -> None:
         namespace, release, number = str(record["namespace"]), str(record["name"]), int(record["version"])

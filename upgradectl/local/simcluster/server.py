@@ -121,7 +121,7 @@ class ApiServer(KubernetesEmulator):
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         content_type = raw_request.headers.get("Content-Type", "")
-        if content_type.startswith(PROTOBUF) and raw_request.method in ("POST", "PUT", "PATCH"):
+        if content_type.startswith(PROTOBUF) and raw_request.method in ("POST", "PUT", "PATCH", "DELETE"):
             body = await raw_request.read()
             self.protobuf_writes.append(ProtobufWrite(time.time(), raw_request.method, raw_request.path, body))
             message = "the simulated API server accepts JSON only; this protobuf write was recorded, not applied"
