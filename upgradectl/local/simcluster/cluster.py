@@ -31,7 +31,7 @@ from kmock import ResourceInfo, Server
 from kmock import resource as kmock_resource
 
 from upgradectl.local.simcluster.charts import ChartCatalog, ChartVersion
-from upgradectl.local.simcluster.helm import Outcome, seed_release
+from upgradectl.local.simcluster.helm import Outcome, seed_description, seed_release
 from upgradectl.local.simcluster.jobs import JOBS, PODS, JobController, JobRun, PendingRule
 from upgradectl.local.simcluster.releases import PENDING, SECRETS, ReleaseStore, status_of
 from upgradectl.local.simcluster.server import ApiServer, ProtobufWrite, discovery_document, selector_matches
@@ -328,10 +328,8 @@ class SimulatedCluster:
             if last is None:
                 raise KeyError(f"no release {namespace}/{release}")
             if status in PENDING:
-                descriptions = {"pending-upgrade": "Preparing upgrade", "pending-install": "Initial install underway",
-                                "pending-rollback": f"Rollback to {int(last['version']) - 1}"}  # fmt: skip
                 last["version"] = int(last["version"]) + 1
-                last["info"].update(status=status, description=descriptions[status])
+                last["info"].update(status=status, description=seed_description(last["version"], status, release))
                 self._store.create(last)
             else:
                 last["info"]["status"] = status

@@ -93,9 +93,9 @@ def seed_release(
                 chart=chart_record,
                 config=config,
                 manifest=manifest,
-                description=_seed_description(number, state, release),
+                description=seed_description(number, state, release),
                 first_deployed=first,
-            )  # fmt: skip
+            )
         )
     for component, image in effective_images(chart_record, config).items():
         workloads.set_image(namespace, release, component, image, now=now, settle=True)
@@ -105,7 +105,8 @@ def _default_chart_name(catalog: ChartCatalog) -> str:
     return DEFAULT_CHART_NAME if catalog.versions(DEFAULT_CHART_NAME) else catalog.names()[0]
 
 
-def _seed_description(number: int, status: str, release: str) -> str:
+def seed_description(number: int, status: str, release: str) -> str:
+    """What Helm writes as the description of a revision left in `status`."""
     if status == "pending-upgrade":
         return "Preparing upgrade"
     if status == "pending-rollback":
