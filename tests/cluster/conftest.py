@@ -49,7 +49,7 @@ def make_spec() -> Callable[..., HelmJobSpec]:
             "release": "stack",
             "operation": "upgrade",
             "version": "v2.0.0",
-            "chart_version": "1.4.0",
+            "chart_version": "1.5.0",  # the newest chart: the one an auto-created release runs
             "attempt": 1,
         }
         values.update(overrides)

@@ -236,12 +236,34 @@ def test_release_status_deployed_pending_and_missing(
     assert (failed_only.status, failed_only.last_deployed_revision) == ("failed", None)
 
 
-def test_rollback_to_previous_revision(
+def test_rollback_to_a_named_revision(
     cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
 ) -> None:
-    spec = make_spec(operation="rollback", version=None)
+    spec = make_spec(operation="rollback", version=None, revision=1)
     cluster.add_release(spec.namespace, spec.release, revision=2, values={"api.image.tag": "v1"})
     gateway.start_helm_job(spec)
     state = wait_finished(gateway, spec)
     assert state.phase == "succeeded" and "Rollback was a success" in state.output
     assert gateway.release_status(spec.namespace, spec.release).revision == 3
+
+
+def test_release_status_reads_versions_and_chart_from_the_release_record(
+    cluster: SimulatedCluster, gateway: KubernetesClusterGateway
+) -> None:
+    cluster.add_release("customer-v", "stack", revision=2, values={"api.image.tag": "v1.1.0"}, chart_version="1.4.0")
+    info = gateway.release_status("customer-v", "stack")
+    assert (info.status, info.revision, info.last_deployed_revision, info.chart_version) == ("deployed", 2, 2, "1.4.0")
+    assert info.versions["api"] == "v1.1.0"  # the user-supplied value
+    # components the release was not given a tag for show the chart's default
+    defaults = {c: v for c, v in info.versions.items() if c != "api"}
+    assert all(defaults.values()) and set(defaults) == {"dashboard", "exporter", "mosquitto"}
+
+
+def test_an_unreadable_release_secret_is_a_permanent_error_naming_it(
+    cluster: SimulatedCluster, gateway: KubernetesClusterGateway
+) -> None:
+    cluster.add_release("customer-w", "stack")
+    core = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(kubernetes.client.Configuration(host=cluster.url)))
+    core.patch_namespaced_secret("sh.helm.release.v1.stack.v1", "customer-w", {"data": {"release": "bm90IGhlbG0="}})
+    with pytest.raises(ClusterPermanentError, match=r"sh\.helm\.release\.v1\.stack\.v1 in customer-w is unreadable"):
+        gateway.release_status("customer-w", "stack")

@@ -56,7 +56,7 @@ def test_upgrade_argv_is_exact(gateway: KubernetesClusterGateway) -> None:
         "customer-0001",
         "--version",
         "1.4.0",
-        "--reuse-values",
+        "--reset-then-reuse-values",
         "--set-string",
         "api.image.tag=v2.3.1",
         "--wait",
@@ -90,7 +90,7 @@ def test_restore_sets_only_the_component_back_on_the_pinned_chart(gateway: Kuber
     c = container(gateway.build_job_manifest(spec(operation="restore", version="v2.3.0", chart_version="1.5.0")))
     assert c["command"] + c["args"] == [
         "helm", "upgrade", "stack", "oci://registry.example.com/charts/customer-stack", "--namespace",
-        "customer-0001", "--version", "1.5.0", "--reuse-values", "--set-string", "api.image.tag=v2.3.0", "--wait",
+        "customer-0001", "--version", "1.5.0", "--reset-then-reuse-values", "--set-string", "api.image.tag=v2.3.0", "--wait",
         "--atomic", "--timeout", "300s", "--history-max", "10",
     ]  # fmt: skip
 

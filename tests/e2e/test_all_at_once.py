@@ -11,8 +11,8 @@ def test_all_at_once_over_12_customers_with_one_failing_job(stack, make_customer
     # Given 12 customers, one of whose Helm Jobs will fail
     ids = make_customers(12)
     stack.cluster.fail_customers.add(ids[4])
-    # When the upgrade is deployed with strategy all
-    started = deploy(component="api", version="v1.2.0", strategy="all")
+    # When the upgrade is deployed with strategy all, tolerating one failure
+    started = deploy(component="api", version="v1.2.0", strategy="all", failureThreshold={"count": 1})
     execution = stack.wait_execution(started["jobId"])
     # Then the execution succeeds and the status shows 11 completed and 1 failed, in a final status
     assert execution["status"] == "SUCCEEDED", execution
@@ -27,6 +27,15 @@ def test_all_at_once_over_12_customers_with_one_failing_job(stack, make_customer
     completed = stack.logs(started["upgradeId"], status="completed")["logs"]
     assert len(completed) == 11
     assert all("has been upgraded" in entry["output"] for entry in completed)
+    # and each entry says what the release held before and after, read from the release itself
+    assert {(e["version_before"], e["version_after"], e["revision_before"], e["revision_after"], e["chart_version"])
+            for e in completed} == {("v1.1.0", "v1.2.0", 1, 2, "1.5.0")}  # fmt: skip
+    # (--atomic put the failed one back: revision 2 failed, revision 3 its rollback)
+    assert (failed[0]["version_before"], failed[0]["version_after"], failed[0]["revision_after"]) == (
+        "v1.1.0",
+        "v1.1.0",
+        3,
+    )
     # and the counters equal the row counts, and the version inventory moved for the 11
     upgrade = sql("SELECT completed_customers, failed_customers FROM system_upgrades")[0]
     assert (upgrade["completed_customers"], upgrade["failed_customers"]) == (11, 1)

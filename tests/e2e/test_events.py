@@ -12,7 +12,7 @@ import pytest
 from upgrader import orchestration
 
 from tests.api.helpers import continue_, deploy
-from upgradectl.local.functions import API_FUNCTIONS, FUNCTIONS, WORKER_FUNCTIONS
+from upgradectl.local.functions import API_FUNCTIONS, BACKGROUND_FUNCTIONS, FUNCTIONS, WORKER_FUNCTIONS
 
 pytestmark = pytest.mark.e2e
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -29,7 +29,7 @@ def shape(value: Any) -> Any:
 
 def test_every_function_has_an_event():
     folders = sorted(p.name for p in FUNCTIONS.iterdir() if (p / "app.py").is_file())
-    assert set(folders) == {*API_FUNCTIONS, *WORKER_FUNCTIONS, "migrate"}
+    assert set(folders) == {*API_FUNCTIONS, *WORKER_FUNCTIONS, *BACKGROUND_FUNCTIONS, "migrate"}
     events = {p.stem for p in EVENTS.glob("*.json")}
     for name in folders:
         assert any(e == name or e.startswith(f"{name}_") for e in events), f"no events/{name}*.json"

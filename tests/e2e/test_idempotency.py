@@ -105,7 +105,8 @@ class Driver:
         return self.event("PrepareRun", self.payload)
 
     def prepare(self) -> dict[str, Any]:
-        self.state = self.step("PrepareRun", "prepare_run", self.payload)
+        """PrepareRun, then PrepareWave of the first wave (its manifest written)."""
+        self.state = self.step("PrepareWave", "prepare_wave", self.step("PrepareRun", "prepare_run", self.payload))
         return self.state
 
     def manifest(self, wave: int | None = None) -> list[dict[str, Any]]:
@@ -178,24 +179,29 @@ def _log(sql: Any, log_id: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ parent
-def test_prepare_run_twice_writes_the_same_manifests_and_starts_once(driver, sql):
+def test_prepare_run_and_prepare_wave_twice_write_the_same_plan_and_manifest_and_start_once(driver, sql):
     drive = driver(3, strategy="batch", batchSize=2)
     first = invoke("prepare_run", drive.prepare_event())
-    drive.state = first
-    manifests = [drive.manifest(w) for w in range(first["totalWaves"])]
     started = _upgrade(sql)
 
     second = invoke("prepare_run", drive.prepare_event())
 
     assert second == first
-    assert (first["totalWaves"], first["waveSizes"]) == (2, [2, 1])
-    assert [drive.manifest(w) for w in range(second["totalWaves"])] == manifests
+    assert (first["totalWaves"], first["waveSizes"], first["waves"]) == (2, [2, 1], [0, 1])
+    manifests = []
+    for position in range(first["totalWaves"]):
+        state = {**first, "wave": position}
+        once, again = twice("prepare_wave", drive.event("PrepareWave", state))
+        assert once == again
+        drive.state = once
+        manifests.append(drive.manifest(position))
+        assert drive.manifest(position) == manifests[-1]
     assert sorted(i["logId"] for m in manifests for i in m) == [r["id"] for r in sql(
         "SELECT id FROM customer_upgrade_logs ORDER BY id")]  # fmt: skip
     again = _upgrade(sql)
     assert again["status"] == "in_progress"
     assert again["started_at"] == started["started_at"] is not None
-    assert again["current_wave"] == 0
+    assert again["current_wave"] == 1  # the wave PrepareWave prepared last
 
 
 def test_begin_customer_twice_claims_once(driver, sql):

@@ -564,10 +564,10 @@ class RunRepository:
         with self._db.transaction() as cur:
             cur.execute(
                 """
-                UPDATE system_upgrades SET task_token = %(token)s, current_wave = %(wave)s, gate = %(gate)s,
+                UPDATE system_upgrades SET task_token = %(token)s, current_wave = %(wave)s, gate = %(gate)s::text,
                        gate_until = CASE WHEN %(seconds)s::int IS NULL THEN NULL
                                          ELSE NOW() + make_interval(secs => %(seconds)s::int) END,
-                       status = CASE WHEN %(gate)s = 'approval' THEN 'awaiting_continue' ELSE status END,
+                       status = CASE WHEN %(gate)s::text = 'approval' THEN 'awaiting_continue' ELSE status END,
                        updated_at = NOW()
                  WHERE id = %(id)s AND status IN ('in_progress', 'awaiting_continue') AND halt_reason IS NULL
                 RETURNING id

@@ -358,16 +358,17 @@ class KubernetesClusterGateway:
         timeout = f"{self._config.helm_timeout_seconds}s"
         history = ["--history-max", str(HELM_HISTORY_MAX)]
         if spec.operation in ("upgrade", "restore"):
-            # --reuse-values keeps every value of the release (other components included) and
-            # changes only this component's tag; --version pins the chart, so waves days apart
-            # install the same chart.
+            # --reset-then-reuse-values (Helm >= 3.14): the pinned chart's own defaults, then every value
+            # the release was given (other components included), then only this component's tag.
+            # (--reuse-values would keep the OLD chart's defaults when the chart version changes.)
+            # --version pins the chart, so waves days apart install the same chart.
             chart = self._config.chart_refs[spec.component]
             tag_key = self._config.image_tag_keys[spec.component]
             return [
                 "helm", "upgrade", spec.release, chart,
                 "--namespace", spec.namespace,
                 "--version", str(spec.chart_version),
-                "--reuse-values",
+                "--reset-then-reuse-values",
                 "--set-string", f"{tag_key}={spec.version}",
                 "--wait", "--atomic",
                 "--timeout", timeout,

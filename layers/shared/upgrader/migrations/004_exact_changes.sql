@@ -10,7 +10,7 @@ CREATE TABLE IF NOT EXISTS upgrade_runs (
   upgrade_id INT NOT NULL REFERENCES system_upgrades(id) ON DELETE CASCADE,
   kind VARCHAR(20) NOT NULL CHECK (kind IN ('upgrade', 'rollback')),
   scope VARCHAR(20) NOT NULL DEFAULT 'upgrade' CHECK (scope IN ('upgrade', 'customer', 'abort')),
-  status VARCHAR(20) NOT NULL DEFAULT 'running',
+  status VARCHAR(30) NOT NULL DEFAULT 'running',
   stop_reason TEXT,
   end_reason TEXT,
   attempt INT NOT NULL DEFAULT 1,
