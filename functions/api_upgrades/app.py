@@ -47,12 +47,20 @@ def list_upgrades(
     )
 
 
-@router.get("/api/upgrades/<upgradeId>/status", summary="Progress of one upgrade")
+@router.get(
+    "/api/upgrades/<upgradeId>/status",
+    summary="Progress of one upgrade",
+    responses={200: {"description": "the upgrade's progress"}, 404: {"description": "unknown upgrade"}},
+)
 def get_status(upgradeId: UpgradeIdPath) -> StatusResponse:  # noqa: N803 - the route's name
     return service.get_status(int(upgradeId), repo=factory.repository())
 
 
-@router.get("/api/upgrades/<upgradeId>/logs", summary="Per-customer attempts of one upgrade")
+@router.get(
+    "/api/upgrades/<upgradeId>/logs",
+    summary="Per-customer attempts of one upgrade",
+    responses={200: {"description": "one page of log entries"}, 404: {"description": "unknown upgrade"}},
+)
 def get_logs(
     upgradeId: UpgradeIdPath,  # noqa: N803
     status: Annotated[LogStatus | None, Query()] = None,

@@ -165,6 +165,23 @@ def test_wrong_method_is_a_json_405_naming_the_allowed_one(server):
     assert code == 405 and headers["Allow"] == "POST" and "POST" in body["message"]
 
 
+@pytest.mark.parametrize("method", ["PUT", "OPTIONS", "TRACE", "QUERY"])
+def test_any_method_a_path_does_not_serve_is_a_json_405(server, invoker, method):
+    # http.server alone would answer an HTML 501 for TRACE or QUERY
+    code, headers, body = http(server, method, "/api/upgrades/1/status")
+    assert (code, headers["Allow"], headers["Content-Type"]) == (405, "GET", "application/json")
+    assert body == {"message": f"method {method} not allowed on /api/upgrades/1/status; use GET"}
+    assert invoker.events == []
+
+
+def test_head_gets_the_status_and_headers_without_a_body(server):
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}/api/upgrades/deploy", method="HEAD")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 405 and refused.value.headers["Allow"] == "POST"
+    assert refused.value.read() == b""
+
+
 def test_handler_crash_is_a_502_like_api_gateway(invoker):
     invoker.fail = True
     srv = serve(invoker)

@@ -111,14 +111,18 @@ class ReleaseRecord:
         return str(found)
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def parse_release(record: Mapping[str, Any], *, status_label: str | None = None) -> ReleaseRecord:
     """A `ReleaseRecord` from a decoded release JSON. The Secret's status label wins over the JSON's
     ``info.status`` (Helm updates both; the label is what Helm's own queries select on)."""
-    info = record.get("info") if isinstance(record.get("info"), Mapping) else {}
-    chart = record.get("chart") if isinstance(record.get("chart"), Mapping) else {}
-    metadata = chart.get("metadata") if isinstance(chart.get("metadata"), Mapping) else {}
-    config = record.get("config") if isinstance(record.get("config"), Mapping) else {}
-    defaults = chart.get("values") if isinstance(chart.get("values"), Mapping) else {}
+    info = _mapping(record.get("info"))
+    chart = _mapping(record.get("chart"))
+    metadata = _mapping(chart.get("metadata"))
+    config = _mapping(record.get("config"))
+    defaults = _mapping(chart.get("values"))
     try:
         revision = int(record.get("version") or 0)
     except (TypeError, ValueError) as exc:
