@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -72,6 +73,18 @@ def _whole_number(value: Any) -> Any:
 # before the validator so that pydantic writes them as JSON Schema minimum/maximum, even in a union.
 WHOLE = BeforeValidator(_whole_number)
 
+
+def _digits_only(value: Any) -> Any:
+    """A query string integer is written in decimal digits: '+1', ' 1', '1\n' and '1_0' are refused."""
+    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]{1,12}", value):
+        raise ValueError("must be a whole number written in decimal digits")
+    return value
+
+
+# Integer query parameters: `Annotated[int, Field(ge=.., le=..), DIGITS, Query()]` (bounds before
+# the validator, so that the document states them as minimum/maximum).
+DIGITS = BeforeValidator(_digits_only)
+
 DEFAULT_CANARY_PERCENT = 10
 DEFAULT_BATCH_SIZE = 10
 MAX_TARGETED_CUSTOMERS = 10_000
@@ -109,6 +122,13 @@ class FailureThreshold(_Strict):
         if isinstance(data, dict) and len(data) != 1:
             raise ValueError(_ONE_THRESHOLD)
         return data
+
+    @field_validator("percent", "count", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must be a number, not null")
+        return value
 
     @model_validator(mode="after")
     def _one_value(self) -> FailureThreshold:
