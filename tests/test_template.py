@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -264,24 +265,8 @@ def test_outputs(template: dict[str, Any]) -> None:
 
 
 # -- sam validate --lint -----------------------------------------------------------------------------------
-def find_sam() -> str | None:
-    candidates = [os.environ.get("SAM_EXECUTABLE"), str(ROOT / ".venv-sam" / "bin" / "sam"), shutil.which("sam")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def test_sam_validate_lint_passes() -> None:
-    sam = find_sam()
-    if sam is None:
-        message = (
-            "aws-sam-cli not found (looked at $SAM_EXECUTABLE, .venv-sam/bin/sam and PATH); "
-            "install it with: python3.11 -m venv .venv-sam && .venv-sam/bin/pip install aws-sam-cli==1.170.0"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    sam = require_tool("sam", os.environ.get("SAM_EXECUTABLE"), str(ROOT / ".venv-sam" / "bin" / "sam"))
     env = {
         **os.environ,
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
