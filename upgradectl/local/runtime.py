@@ -71,11 +71,12 @@ class LocalRuntime:
             raise
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, process_exits: bool = False) -> None:
+        """Stop the engine; `process_exits`: leave moto in place for threads still finishing (see engine)."""
         from upgrader import factory
 
         if self.engine is not None:
-            self.engine.stop()
+            self.engine.stop(keep_mock=process_exits)
             self.engine = None
         factory.reset()
         for key, value in self._saved_env.items():
