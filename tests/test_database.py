@@ -85,3 +85,24 @@ def test_spec_columns_keep_their_types(database_url):
     assert types[("customer_upgrade_logs", "output")] == "text"
     for column in ("component", "strategy", "status"):
         assert types[("system_upgrades", column)] == "character varying"
+
+
+def test_without_startup_options_the_session_settings_are_sent_as_statements(database_url, monkeypatch):
+    # RDS Proxy refuses libpq's `options` parameter: the same settings must arrive another way.
+    sent: list[object] = []
+    connect = psycopg.connect
+
+    def recording_connect(*a: Any, **kw: Any) -> Any:
+        sent.append(kw.get("options"))
+        return connect(*a, **kw)
+
+    monkeypatch.setattr(psycopg, "connect", recording_connect)
+    database = Database(database_url, startup_options=False)
+
+    with database.transaction() as cur:
+        cur.execute("SELECT current_setting('TimeZone') AS tz, current_setting('statement_timeout') AS st,"
+                    " current_setting('lock_timeout') AS lt")  # fmt: skip
+        settings = cur.fetchone()
+
+    assert sent == [None]
+    assert settings == {"tz": "UTC", "st": "30s", "lt": "10s"}

@@ -3,52 +3,27 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.support.tools import require_tool
+from tests.support.sam import require_sam, run_with_sam
+from tests.support.template import (
+    ROOT,
+    TEMPLATE,
+    as_list,
+    expand_conditionals,
+    functions_by_folder,
+    load_template,
+    resources_of,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = ROOT / "template.yaml"
 CONTRACTS = ROOT / "docs" / "contracts.md"
 KUBERNETES_FUNCTIONS = {"start_helm_job", "check_helm_job", "check_rollout"}
 # SAM policy templates whose expansion has no wildcard action; anything else must be spelled out.
 ALLOWED_POLICY_TEMPLATES = {"LambdaInvokePolicy"}
-
-
-# -- parsing -----------------------------------------------------------------------------------------------
-class CloudFormationLoader(yaml.SafeLoader):
-    """SafeLoader that turns short-form intrinsics (!Ref, !Sub, !GetAtt, ...) into their long form."""
-
-
-def _construct_intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    return {f"Fn::{tag_suffix}": value}
-
-
-CloudFormationLoader.add_multi_constructor("!", _construct_intrinsic)
-
-
-def load_template() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=CloudFormationLoader)  # noqa: S506
 
 
 def contract_functions() -> dict[str, dict[str, Any]]:
@@ -77,32 +52,6 @@ def template() -> dict[str, Any]:
     return load_template()
 
 
-def resources_of(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
-    return {name: res for name, res in template["Resources"].items() if res["Type"] == resource_type}
-
-
-def functions_by_folder(template: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """folder under functions/ -> (logical id, resource)."""
-    result: dict[str, tuple[str, dict[str, Any]]] = {}
-    for name, res in resources_of(template, "AWS::Serverless::Function").items():
-        code_uri = res["Properties"]["CodeUri"]
-        match = re.fullmatch(r"functions/([a-z_0-9]+)/?", code_uri)
-        assert match, f"{name}: CodeUri {code_uri!r} is not functions/<folder>/"
-        result[match.group(1)] = (name, res)
-    return result
-
-
-def expand_conditionals(value: Any) -> Iterator[Any]:
-    """Both branches of Fn::If (AWS::NoValue dropped), so conditional statements are checked too."""
-    if isinstance(value, dict) and set(value) == {"Fn::If"}:
-        _, when_true, when_false = value["Fn::If"]
-        for branch in (when_true, when_false):
-            if branch != {"Ref": "AWS::NoValue"}:
-                yield from expand_conditionals(branch)
-    else:
-        yield value
-
-
 def policy_statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(resource, statement) for every IAM policy statement written in the template."""
     for name, res in template["Resources"].items():
@@ -120,10 +69,6 @@ def policy_statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str,
         elif res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
             for statement in props["PolicyDocument"]["Statement"]:
                 yield from ((name, s) for s in expand_conditionals(statement))
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 # -- API ---------------------------------------------------------------------------------------------------
@@ -173,11 +118,17 @@ def test_no_policy_statement_allows_a_wildcard_action(template: dict[str, Any]) 
             assert isinstance(action, str) and "*" not in action, f"{name} {statement.get('Sid')}: {action!r}"
 
 
-def test_only_known_policy_templates_and_no_managed_policies(template: dict[str, Any]) -> None:
+def test_only_known_policy_templates_and_only_this_templates_managed_policies(template: dict[str, Any]) -> None:
+    own_managed = set(resources_of(template, "AWS::IAM::ManagedPolicy"))
     for kind in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
         for name, res in resources_of(template, kind).items():
             for policy in as_list(res["Properties"].get("Policies", [])):
                 assert isinstance(policy, dict), f"{name}: managed policy {policy!r} (write statements instead)"
+                if set(policy) == {"Ref"}:
+                    assert policy["Ref"] in own_managed, (
+                        f"{name}: {policy['Ref']} is not a managed policy of this template"
+                    )
+                    continue
                 names = set(policy) - {"Statement", "Version"}
                 assert names <= ALLOWED_POLICY_TEMPLATES, f"{name}: policy template(s) {names}"
 
@@ -266,21 +217,6 @@ def test_outputs(template: dict[str, Any]) -> None:
 
 # -- sam validate --lint -----------------------------------------------------------------------------------
 def test_sam_validate_lint_passes() -> None:
-    sam = require_tool("sam", os.environ.get("SAM_EXECUTABLE"), str(ROOT / ".venv-sam" / "bin" / "sam"))
-    env = {
-        **os.environ,
-        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        "SAM_CLI_TELEMETRY": "0",
-    }
-
-    result = subprocess.run(
-        [sam, "validate", "--lint", "--template-file", str(TEMPLATE)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_with_sam([require_sam(), "validate", "--lint", "--template-file", str(TEMPLATE)])
 
     assert result.returncode == 0, f"sam validate --lint failed:\n{result.stdout}\n{result.stderr}"

@@ -21,6 +21,7 @@ from upgrader.models import (
     RollbackUpgradeRequest,
     RollbackUpgradeResponse,
 )
+from upgrader.settings import get_settings
 
 logger = Logger()
 router = APIGatewayRouter()
@@ -112,6 +113,7 @@ def rollback_upgrade(
         max_concurrency=request.maxConcurrency,
         repo=factory.repository(),
         workflow=factory.workflow(),
+        max_concurrency_cap=get_settings().max_concurrency_cap,
     )
     logger.info("upgrade rollback started", extra={"upgrade_id": upgradeId, "by": who, "job_id": result.jobId})
     return result

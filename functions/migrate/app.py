@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from upgrader.db import resolve_conninfo
@@ -12,12 +15,29 @@ from upgrader.settings import get_settings
 
 logger = Logger()
 
+# A freshly created RDS Proxy target needs a few minutes before it accepts connections; the function's
+# timeout (300 s) leaves room to wait that long.
+CONNECT_WAIT_SECONDS = 240.0
+CONNECT_RETRY_SECONDS = 15.0
 
-def run(event: dict[str, Any]) -> dict[str, Any]:
+
+def run(
+    event: dict[str, Any], *, sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic
+) -> dict[str, Any]:
     """Apply migrations on Create/Update; never drop anything on Delete."""
     if event.get("RequestType") == "Delete":
         return {"Applied": ""}
-    applied = apply_migrations(resolve_conninfo(get_settings()))
+    deadline = clock() + CONNECT_WAIT_SECONDS
+    while True:
+        try:
+            # A fresh connection string each try: an RDS IAM token is valid for 15 minutes only.
+            applied = apply_migrations(resolve_conninfo(get_settings()))
+            break
+        except psycopg.OperationalError as exc:
+            if clock() + CONNECT_RETRY_SECONDS > deadline:
+                raise
+            logger.warning("database not reachable yet; retrying", extra={"error": str(exc)})
+            sleep(CONNECT_RETRY_SECONDS)
     logger.info("migrations applied", extra={"applied": applied})
     return {"Applied": ",".join(applied)}
 

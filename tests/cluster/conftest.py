@@ -64,3 +64,15 @@ def wait_finished(gateway: KubernetesClusterGateway, spec: HelmJobSpec, timeout:
         if state.finished or time.monotonic() > deadline:
             return state
         time.sleep(0.02)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll `condition` until it returns something truthy (returned); fail after a generous `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.01)

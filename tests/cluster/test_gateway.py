@@ -17,7 +17,7 @@ from upgrader.cluster.types import (
 )
 
 from tests.cluster.conftest import wait_finished
-from upgradectl.local.cluster import SimulatedCluster
+from upgradectl.local.cluster import SimulatedCluster, flatten_values
 
 MakeSpec = Callable[..., HelmJobSpec]
 
@@ -57,7 +57,7 @@ def test_successful_upgrade_reports_helm_output(
     assert "REVISION: 5" in state.output
     release = gateway.release_status(spec.namespace, spec.release)
     assert (release.status, release.revision, release.last_deployed_revision) == ("deployed", 5, 5)
-    assert cluster.release_history(spec.namespace, spec.release)[-1][2] == {"api.image.tag": "v2.0.0"}
+    assert flatten_values(cluster.release_history(spec.namespace, spec.release)[-1][2]) == {"api.image.tag": "v2.0.0"}
 
 
 def test_failed_upgrade_reports_reason_and_helm_error(

@@ -19,7 +19,7 @@ from upgrader.cluster.types import (
     RolloutState,
 )
 
-from tests.cluster.conftest import wait_finished
+from tests.cluster.conftest import wait_finished, wait_until
 from upgradectl.local.cluster import SimulatedCluster
 
 MakeSpec = Callable[..., HelmJobSpec]
@@ -81,74 +81,125 @@ def test_add_release_creates_a_ready_deployment_per_component(
         assert (state.phase, state.workloads) == ("ready", (f"deployment/stack-{component}",))
 
 
-def test_upgrade_without_seeded_release_still_gets_its_deployment(
-    gateway: KubernetesClusterGateway, make_spec: MakeSpec
+def test_upgrade_without_seeded_release_meets_an_installed_one(
+    cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
 ) -> None:
-    spec = make_spec(component="exporter")  # auto_create_releases: the release appears on first upgrade
+    spec = make_spec(component="exporter")  # auto_create_releases: revision 1 installed on first sight
     run_job(gateway, spec)
     assert gateway.rollout_status(spec.namespace, spec.release, "exporter").phase == "ready"
-    assert gateway.rollout_status(spec.namespace, spec.release, "api").phase == "failed"  # not rolled out
+    assert [(rev, state) for rev, state, _ in cluster.release_history(spec.namespace, spec.release)] == [
+        (1, "superseded"), (2, "deployed")
+    ]  # fmt: skip
+    exporter, api = (cluster.workload(spec.namespace, spec.release, c) for c in ("exporter", "api"))
+    assert exporter is not None and api is not None
+    assert (exporter["metadata"]["generation"], image_of(exporter)) == (2, "registry.example.com/exporter:v2.0.0")
+    assert (api["metadata"]["generation"], image_of(api)) == (1, "registry.example.com/api:v1.1.0")  # chart default
 
 
-def test_rollout_is_progressing_until_rollout_seconds_pass(
+def image_of(deployment: dict[str, Any]) -> str:
+    return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def generation(cluster: SimulatedCluster, spec: HelmJobSpec) -> int:
+    deployment = cluster.workload(spec.namespace, spec.release, spec.component) or {}
+    return int((deployment.get("metadata") or {}).get("generation") or 0)
+
+
+def start_waiting_upgrade(
+    cluster: SimulatedCluster, gateway: KubernetesClusterGateway, spec: HelmJobSpec, *, unhealthy: bool = True
+) -> None:
+    """An upgrade whose helm --wait keeps waiting (long timeout), started and applied."""
+    cluster.add_release(spec.namespace, spec.release)
+    if unhealthy:
+        cluster.unhealthy_customers.add(spec.customer_id)
+    cluster.wait_timeout_seconds = 60
+    gateway.start_helm_job(spec)
+    wait_until(lambda: generation(cluster, spec) == 2, what="helm applied the new Deployment")
+
+
+def test_helm_wait_keeps_the_job_running_until_the_rollout_is_done(
     cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
 ) -> None:
     spec = make_spec()
-    cluster.add_release(spec.namespace, spec.release)
     cluster.rollout_seconds = 60
-    run_job(gateway, spec)
+    start_waiting_upgrade(cluster, gateway, spec, unhealthy=False)
     state = gateway.rollout_status(spec.namespace, spec.release, "api")
     assert state.phase == "progressing"
     assert state.detail == "deployment stack-api: 2/2 ready, 0/2 updated, observed generation 1 < 2"
     assert gateway.http_health(spec.namespace, "stack-api", "http", "/healthz").healthy  # old pods serve
+    assert gateway.get_helm_job(spec).phase == "running"  # helm --wait is still waiting
+    assert cluster.release_history(spec.namespace, spec.release)[-1][:2] == (2, "pending-upgrade")
     cluster.rollout_seconds = 0
-    assert wait_rollout(gateway, spec, "ready").phase == "ready"
+    assert wait_finished(gateway, spec).phase == "succeeded"
+    assert gateway.rollout_status(spec.namespace, spec.release, "api").phase == "ready"
 
 
 @pytest.mark.parametrize("key", ["customer id", "namespace"])
-def test_unhealthy_customer_fails_with_progress_deadline_and_a_rollback_heals_it(
+def test_unhealthy_customer_fails_helm_wait_and_atomic_restores_the_old_version(
     cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec, key: str
 ) -> None:
     spec = make_spec()
     cluster.add_release(spec.namespace, spec.release)
     cluster.unhealthy_customers.add(spec.customer_id if key == "customer id" else spec.namespace)
-    run_job(gateway, spec)  # helm itself succeeded
-
-    failed = gateway.rollout_status(spec.namespace, spec.release, "api")
-    assert failed.phase == "failed"
-    assert failed.detail.startswith("deployment stack-api: ProgressDeadlineExceeded: ")
-    assert "(0/2 ready)" in failed.detail
-    assert gateway.http_health(spec.namespace, "stack-api", "http", "/healthz").status == 503
-    assert gateway.rollout_status(spec.namespace, spec.release, "dashboard").phase == "ready"  # untouched
-
-    run_job(gateway, rollback_of(spec))
+    gateway.start_helm_job(spec)
+    state = wait_finished(gateway, spec)
+    assert state.phase == "failed"
+    assert (
+        "Error: UPGRADE FAILED: release stack failed, and has been rolled back due to atomic being set: "
+        "context deadline exceeded" in (state.error or "")
+    )
+    assert [(rev, status) for rev, status, _ in cluster.release_history(spec.namespace, spec.release)] == [
+        (1, "superseded"), (2, "failed"), (3, "deployed")
+    ]  # fmt: skip
     assert gateway.rollout_status(spec.namespace, spec.release, "api").phase == "ready"
     assert gateway.http_health(spec.namespace, "stack-api", "http", "/healthz").healthy
     deployment = cluster.workload(spec.namespace, spec.release, "api")
     assert deployment is not None
-    assert deployment["metadata"]["generation"] == 3
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":initial")  # old version
+    assert deployment["metadata"]["generation"] == 3  # the new version, then the old one again
+    assert image_of(deployment) == "registry.example.com/api:v1.1.0"
 
 
-def test_recover_job_also_brings_the_healthy_version_back(
+def test_while_helm_waits_an_unhealthy_rollout_reports_its_progress_deadline(
     cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
 ) -> None:
     spec = make_spec()
-    cluster.add_release(spec.namespace, spec.release)
-    cluster.unhealthy_customers.add(spec.customer_id)
-    run_job(gateway, spec)
+    start_waiting_upgrade(cluster, gateway, spec)  # helm keeps waiting while the rollout is looked at
+    failed = wait_until(
+        lambda: (s := gateway.rollout_status(spec.namespace, spec.release, "api")).phase == "failed" and s,
+        what="the rollout to fail",
+    )
+    assert failed.detail.startswith("deployment stack-api: ProgressDeadlineExceeded: ")
+    assert "(0/2 ready)" in failed.detail
+    assert gateway.http_health(spec.namespace, "stack-api", "http", "/healthz").status == 503
+    assert gateway.rollout_status(spec.namespace, spec.release, "dashboard").phase == "ready"  # untouched
+    assert gateway.get_helm_job(spec).phase == "running"
+    cluster.wait_timeout_seconds = 0  # helm's --timeout passes: --atomic restores the old version
+    assert wait_finished(gateway, spec).phase == "failed"
+    assert gateway.rollout_status(spec.namespace, spec.release, "api").phase == "ready"
+
+
+def test_recover_job_brings_the_healthy_version_back_after_helm_was_killed(
+    cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
+) -> None:
+    spec = make_spec()
+    start_waiting_upgrade(cluster, gateway, spec)
+    gateway.delete_helm_job(spec)  # the pod goes with the Job: helm dies while it waits
+    wait_until(lambda: not cluster.pods(gateway.job_name(spec)), what="the Job's pod to be deleted")
+    assert cluster.release_history(spec.namespace, spec.release)[-1][:2] == (2, "pending-upgrade")
+    assert gateway.rollout_status(spec.namespace, spec.release, "api").phase == "failed"
     run_job(gateway, rollback_of(spec, "recover"))
     assert gateway.rollout_status(spec.namespace, spec.release, "api").phase == "ready"
+    assert [(rev, status) for rev, status, _ in cluster.release_history(spec.namespace, spec.release)] == [
+        (1, "superseded"), (2, "pending-upgrade"), (3, "deployed")
+    ]  # fmt: skip  # helm rollback supersedes deployed revisions only
 
 
 def test_unhealthy_rollout_is_progressing_before_its_deadline_and_without_one(
     cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
 ) -> None:
     spec = make_spec()
-    cluster.add_release(spec.namespace, spec.release)
-    cluster.unhealthy_customers.add(spec.customer_id)
     cluster.stuck_rollout_fails = False
-    run_job(gateway, spec)
+    start_waiting_upgrade(cluster, gateway, spec)
     state = gateway.rollout_status(spec.namespace, spec.release, "api")
     assert (state.phase, state.detail) == ("progressing", "deployment stack-api: 0/2 ready, 0/2 available")
 
@@ -157,11 +208,10 @@ def test_stuck_rollout_fails_only_after_rollout_seconds(
     cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
 ) -> None:
     spec = make_spec()
-    cluster.add_release(spec.namespace, spec.release)
-    cluster.unhealthy_customers.add(spec.customer_id)
-    cluster.rollout_seconds = 0.3
-    run_job(gateway, spec)
+    cluster.rollout_seconds = 60
+    start_waiting_upgrade(cluster, gateway, spec)
     assert gateway.rollout_status(spec.namespace, spec.release, "api").phase == "progressing"
+    cluster.rollout_seconds = 0  # its progress deadline passes
     assert wait_rollout(gateway, spec, "failed").phase == "failed"
 
 

@@ -157,8 +157,10 @@ def test_rollback_whose_job_fails_is_recorded_failed_with_the_error(stack, make_
     entry = stack.logs(uid, operation="rollback")["logs"][0]
     assert entry["status"] == "failed"
     assert "BackoffLimitExceeded" in entry["error"]
-    assert "Error: timed out waiting for the condition" in entry["error"]
-    assert "Error: timed out waiting for the condition" in entry["output"]
+    assert 'Error: cannot patch "customer-0001-api" with kind Deployment' in entry["error"]  # helm's apply failed
+    assert 'Error: cannot patch "customer-0001-api" with kind Deployment' in entry["output"]
+    history = stack.cluster.release_history("customer-0001", "customer-0001")
+    assert [(rev, state) for rev, state, _ in history] == [(1, "superseded"), (2, "superseded"), (3, "failed")]
     # the customer stays on the upgraded version; the upgrade's counters do not move
     assert _api_version(sql, ids[0])["version"] == "v1.2.0"
     assert sql("SELECT completed_customers, failed_customers, status FROM system_upgrades")[0] == before

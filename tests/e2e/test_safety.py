@@ -18,14 +18,16 @@ def rollback_all(upgrade_id: str, **options):
     return control("rollback", upgrade_id, options or None)
 
 
-def test_unhealthy_rollout_is_rolled_back_automatically(stack, make_customers, sql):
+def test_failed_health_check_after_helm_succeeded_is_rolled_back_automatically(stack, make_customers, sql):
+    # helm --wait succeeds (the pods get ready) but the new version's health path answers 503
     ids = make_customers(4)
-    stack.cluster.unhealthy_customers.add(ids[1])
-    started = deploy(strategy="all", autoRollback=True, healthCheck={"timeoutSeconds": 10})
+    stack.cluster.probe_unhealthy_customers.add(ids[1])
+    started = deploy(strategy="all", autoRollback=True, healthCheck={"timeoutSeconds": 10, "httpPath": "/healthz"})
     assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
     rows = {r["customer_id"]: r for r in sql("SELECT * FROM customer_upgrade_logs")}
     assert rows[ids[1]]["status"] == "rolled_back"
-    assert "rollout failed" in rows[ids[1]]["error"] and "rolled back to the previous revision" in rows[ids[1]]["error"]
+    assert "HTTP health check /healthz failed" in rows[ids[1]]["error"]
+    assert "rolled back to the previous revision" in rows[ids[1]]["error"]
     assert "automatic rollback" in rows[ids[1]]["output"]
     assert [rows[c]["status"] for c in (ids[0], ids[2], ids[3])] == ["completed"] * 3
     operations = [job.manifest["spec"]["template"]["spec"]["containers"][0]["args"][0]
@@ -40,14 +42,38 @@ def test_unhealthy_rollout_is_rolled_back_automatically(stack, make_customers, s
     assert stack.status(started["upgradeId"])["rolledBack"] == 1
 
 
-def test_unhealthy_rollout_without_auto_rollback_fails_the_customer(stack, make_customers, sql):
+def test_failed_health_check_without_auto_rollback_fails_the_customer(stack, make_customers, sql):
     ids = make_customers(3)
-    stack.cluster.unhealthy_customers.add(ids[0])
-    started = deploy(strategy="all", healthCheck={"timeoutSeconds": 10})
+    stack.cluster.probe_unhealthy_customers.add(ids[0])
+    started = deploy(strategy="all", healthCheck={"timeoutSeconds": 10, "httpPath": "/healthz"})
     stack.wait_execution(started["jobId"])
     failed = stack.logs(started["upgradeId"], status="failed")["logs"]
-    assert [f["customer_id"] for f in failed] == [ids[0]] and "rollout failed" in failed[0]["error"]
+    assert [f["customer_id"] for f in failed] == [ids[0]]
+    assert "HTTP health check /healthz failed" in failed[0]["error"]
     assert len(stack.cluster.created_jobs) == 3  # no rollback Job
+    assert_invariants(sql, stack.cluster, started["upgradeId"])
+
+
+def test_pods_that_never_get_ready_fail_helm_wait_and_atomic_restores_the_release(stack, make_customers, sql):
+    # helm --wait --atomic: the new pods never become ready, helm fails after its timeout and rolls back
+    ids = make_customers(2)
+    stack.cluster.unhealthy_customers.add(ids[1])
+    started = deploy(strategy="all", autoRollback=True)
+    assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
+    rows = {r["customer_id"]: r for r in sql("SELECT * FROM customer_upgrade_logs")}
+    assert rows[ids[0]]["status"] == "completed"
+    assert rows[ids[1]]["status"] == "rolled_back"
+    assert (
+        "Error: UPGRADE FAILED: release customer-0002 failed, and has been rolled back due to atomic being set: "
+        "context deadline exceeded" in rows[ids[1]]["error"]
+    )
+    assert "helm --atomic restored the previous revision" in rows[ids[1]]["error"]
+    operations = [job.manifest["metadata"]["labels"]["upgrades.example.com/operation"]
+                  for job in stack.cluster.created_jobs if "0002" in job.name]  # fmt: skip
+    assert operations == ["upgrade"]  # helm rolled back by itself
+    history = stack.cluster.release_history("customer-0002", "customer-0002")
+    assert [(rev, status) for rev, status, _ in history] == [(1, "superseded"), (2, "failed"), (3, "deployed")]
+    assert history[2][2] == history[0][2]
     assert_invariants(sql, stack.cluster, started["upgradeId"])
 
 

@@ -241,8 +241,14 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     seeded = seed_demo_customers(factory.repository(), factory.database(), count)
     inventory = _inventory(factory.database())
     if simulated is not None:
+        chart_version = simulated.charts.get("customer-stack").version  # the newest in the simulated registry
         for _, namespace, release, versions in inventory:
-            simulated.add_release(namespace, release, values={f"{c}.image.tag": v for c, v in versions.items()})
+            simulated.add_release(
+                namespace,
+                release,
+                values={f"{c}.image.tag": v for c, v in versions.items()},
+                chart_version=chart_version,
+            )
     factory.database().close()  # the main thread's connection; workers keep their own
 
     # API

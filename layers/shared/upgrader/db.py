@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -10,11 +9,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
+from upgrader.connection import resolve_conninfo, uses_startup_options
 from upgrader.errors import DatabaseUnavailable
-from upgrader.settings import Settings, SettingsError
+from upgrader.settings import Settings
 
 Row = dict[str, Any]
 
@@ -22,31 +21,12 @@ Row = dict[str, Any]
 IDLE_PROBE_SECONDS = 30.0
 
 # Every timestamp is stored and read in UTC; statements never wait forever on a lock.
-_SESSION_OPTIONS = "-c timezone=UTC -c statement_timeout=30000 -c lock_timeout=10000"
+_SESSION_SETTINGS = {"timezone": "UTC", "statement_timeout": "30000", "lock_timeout": "10000"}
+_SESSION_OPTIONS = " ".join(f"-c {name}={value}" for name, value in _SESSION_SETTINGS.items())
+# The same as statements, for connections that cannot carry startup options (RDS Proxy).
+_SESSION_SET = "; ".join(f"SET {name} TO '{value}'" for name, value in _SESSION_SETTINGS.items())
 
-
-def conninfo_from_secret(secret: dict[str, Any]) -> str:
-    """Build a libpq connection string from an RDS-style Secrets Manager secret."""
-    return make_conninfo(
-        host=secret["host"],
-        port=str(secret.get("port", 5432)),
-        user=secret["username"],
-        password=secret["password"],
-        dbname=secret.get("dbname", "upgrades"),
-        sslmode="require",
-    )
-
-
-def resolve_conninfo(settings: Settings) -> str:
-    if settings.database_url:
-        return settings.database_url
-    if settings.db_secret_arn:
-        import boto3  # only in AWS: the secret never travels through the environment
-
-        client = boto3.client("secretsmanager", region_name=settings.aws_region)
-        secret = json.loads(client.get_secret_value(SecretId=settings.db_secret_arn)["SecretString"])
-        return conninfo_from_secret(secret)
-    raise SettingsError("set DB_SECRET_ARN (AWS) or DATABASE_URL (local runs and tests)")
+__all__ = ["Database", "Row", "database_for", "resolve_conninfo"]
 
 
 class Database:
@@ -56,16 +36,20 @@ class Database:
     several threads, so each thread gets its own connection.
     """
 
-    def __init__(self, conninfo: str | Callable[[], str]) -> None:
+    def __init__(self, conninfo: str | Callable[[], str], *, startup_options: bool = True) -> None:
         self._conninfo = conninfo
+        self._startup_options = startup_options
         self._local = threading.local()
 
     def _connect(self) -> psycopg.Connection[Row]:
         info = self._conninfo() if callable(self._conninfo) else self._conninfo
+        options = _SESSION_OPTIONS if self._startup_options else None  # None: not sent at all
         try:
-            return psycopg.connect(
-                info, row_factory=dict_row, options=_SESSION_OPTIONS, connect_timeout=10, autocommit=False
-            )
+            conn = psycopg.connect(info, row_factory=dict_row, options=options, connect_timeout=10, autocommit=False)
+            if not self._startup_options:
+                conn.execute(_SESSION_SET)  # type: ignore[arg-type]  # constant text, no parameters
+                conn.commit()  # session settings made in a rolled-back transaction would be undone
+            return conn
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
 
@@ -114,4 +98,4 @@ class Database:
 
 
 def database_for(settings: Settings) -> Database:
-    return Database(lambda: resolve_conninfo(settings))
+    return Database(lambda: resolve_conninfo(settings), startup_options=uses_startup_options(settings))

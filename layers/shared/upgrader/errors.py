@@ -58,6 +58,12 @@ class NoTargetCustomers(Conflict):
     """No active customer matches the deploy's filters: nothing to do until the inventory changes."""
 
 
+class LimitExceeded(UpgradeError):
+    """The request asks for more than a configured limit allows; the message names the limit."""
+
+    http_status = 422
+
+
 class TransientError(UpgradeError):
     """Worth retrying: the state machine retries these with back-off; the API answers 503."""
 

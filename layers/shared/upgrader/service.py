@@ -9,6 +9,7 @@ from typing import Any
 
 from upgrader.errors import (
     InactiveCustomers,
+    LimitExceeded,
     NoTargetCustomers,
     UnknownCustomers,
     UpgradeNotFound,
@@ -53,6 +54,9 @@ def deploy_upgrade(
     If the execution cannot be started the recorded rows are deleted again, so a failed deploy
     leaves nothing behind.
     """
+    max_concurrency = concurrency_within_cap(
+        request.maxConcurrency, settings.max_concurrency_cap, default=settings.default_max_concurrency
+    )
     if request.customerIds is not None:
         known = repo.known_customer_ids(request.customerIds)
         unknown = [c for c in request.customerIds if c not in known]
@@ -75,7 +79,7 @@ def deploy_upgrade(
     ]
     current = Counter(t.current_version for t in targets if t.current_version)
     parameters: dict[str, Any] = {
-        "maxConcurrency": request.maxConcurrency or settings.default_max_concurrency,
+        "maxConcurrency": max_concurrency,
         "bakeSeconds": request.bakeSeconds,
         "autoRollback": request.autoRollback,
         "approvalTimeoutSeconds": request.approvalTimeoutSeconds or settings.approval_timeout_seconds,
@@ -121,6 +125,23 @@ def deploy_upgrade(
         waves=[len(w) for w in waves],
         status=upgrade["status"],
     )
+
+
+def concurrency_within_cap(requested: int | None, cap: int | None, *, default: int | None = None) -> int | None:
+    """The requested maxConcurrency, refused (422) above the cap; when none is requested, the default
+    lowered to the cap.
+
+    The cap is the reserved concurrency of the per-customer workers (MAX_CONCURRENCY_CAP, set by the
+    template): a run asking for more would have its workers throttled instead of running faster.
+    """
+    if requested is None:
+        return default if default is None or cap is None else min(default, cap)
+    if cap is not None and requested > cap:
+        raise LimitExceeded(
+            f"maxConcurrency {requested} exceeds the limit of {cap} (MAX_CONCURRENCY_CAP: the reserved "
+            f"concurrency of the per-customer workers); ask for {cap} or less"
+        )
+    return requested
 
 
 def _deploy_message(strategy: str, sizes: list[int]) -> str:
@@ -332,8 +353,10 @@ def rollback_upgrade(
     max_concurrency: int | None,
     repo: UpgradeRepository,
     workflow: WorkflowGateway,
+    max_concurrency_cap: int | None = None,
 ) -> RollbackUpgradeResponse:
     """Roll every customer the upgrade changed back to its own from_version, last wave first."""
+    concurrency_within_cap(max_concurrency, max_concurrency_cap)
     _upgrade_or_404(repo, upgrade_id)
     run_name = f"rollback-{upgrade_id}-all-{secrets.token_hex(4)}"
     rows = repo.create_upgrade_rollback(upgrade_id, requested_by=requested_by, run_name=run_name)

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from upgrader.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
+
 
 class SettingsError(RuntimeError):
     """The environment does not describe a usable configuration."""
@@ -20,6 +22,11 @@ class Settings(BaseModel):
 
     database_url: str | None = Field(default=None, description="local runs and tests only (no password)")
     db_secret_arn: str | None = None
+    # RDS Proxy (AWS, the stack's own database): IAM authentication as db_user, TLS verified in full.
+    db_proxy_endpoint: str | None = None
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_user: str | None = None
+    db_name: str | None = None
     upgrade_state_machine_arn: str | None = None
     manifest_bucket: str | None = None
     # Seconds between two looks at a running Helm Job; tests and the local stack pass 0 or 1.
@@ -27,6 +34,9 @@ class Settings(BaseModel):
     # How long the canary gate waits for /continue before the upgrade times out.
     approval_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=365 * 24 * 3600)
     default_max_concurrency: int = Field(default=10, ge=1, le=1000)
+    # The highest maxConcurrency a deploy or rollback may ask for: in AWS the template sets it to the
+    # reserved concurrency of the per-customer workers, so one run never outgrows them. None: no cap.
+    max_concurrency_cap: int | None = Field(default=None, ge=1, le=1000)
     # eks (AWS), kubeconfig (a kubeconfig in Secrets Manager), kubeconfig-file (a local kubeconfig file:
     # the local stack against a real cluster), url (a plain API server URL: tests, the simulated cluster).
     cluster_mode: Literal["eks", "kubeconfig", "kubeconfig-file", "url"] = "url"
@@ -34,9 +44,9 @@ class Settings(BaseModel):
     kubeconfig_secret_arn: str | None = None
     kubeconfig_path: str | None = None
     kube_api_url: str | None = None
-    job_namespace: str = "upgrade-system"
+    job_namespace: str = JOB_NAMESPACE
     helm_image: str | None = None
-    job_service_account: str | None = None
+    job_service_account: str = JOB_SERVICE_ACCOUNT
     chart_refs: dict[str, str] = Field(default_factory=dict)
     aws_region: str | None = None
 

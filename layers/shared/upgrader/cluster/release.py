@@ -111,10 +111,6 @@ class ReleaseRecord:
         return str(found)
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
 def parse_release(record: Mapping[str, Any], *, status_label: str | None = None) -> ReleaseRecord:
     """A `ReleaseRecord` from a decoded release JSON. The Secret's status label wins over the JSON's
     ``info.status`` (Helm updates both; the label is what Helm's own queries select on)."""
@@ -142,6 +138,10 @@ def parse_release(record: Mapping[str, Any], *, status_label: str | None = None)
         chart_values=dict(defaults),
         description=_str_or_none(info.get("description")),
     )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -11,6 +11,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from upgrader.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
+
 Component = Literal["api", "dashboard", "exporter", "mosquitto"]
 HelmOperation = Literal["upgrade", "rollback", "recover"]
 JobPhase = Literal["pending", "running", "succeeded", "failed", "missing"]
@@ -45,9 +47,9 @@ class ClusterConfig(BaseModel):
     kubeconfig_secret_arn: str | None = None
     kubeconfig_path: str | None = None  # kubeconfig-file mode (local runs): its current context is used
     api_url: str | None = None
-    job_namespace: str = "upgrade-system"
+    job_namespace: str = JOB_NAMESPACE
     helm_image: str = DEFAULT_HELM_IMAGE
-    service_account: str = "upgrade-runner"
+    service_account: str = JOB_SERVICE_ACCOUNT
     chart_refs: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CHART_REFS))
     image_tag_keys: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_IMAGE_TAG_KEYS))
     helm_timeout_seconds: int = Field(default=600, ge=30, le=6 * 3600)

@@ -1,0 +1,105 @@
+"""One source of truth for names shared by the code, template.yaml and k8s/: upgrader.names.
+
+Each test reads one consumer (template defaults, code defaults, RBAC manifests, docs) and fails when it
+drifts from upgrader.names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from upgrader import names
+from upgrader.cluster.types import ClusterConfig
+from upgrader.settings import Settings
+
+from tests.support.template import ROOT, function_environment, load_template, resources_of
+
+RBAC = ROOT / "k8s" / "rbac"
+# template parameter -> (environment variable it feeds, the name it must default to)
+TEMPLATE_PARAMETERS = {
+    "JobNamespace": ("JOB_NAMESPACE", names.JOB_NAMESPACE),
+    "JobServiceAccount": ("JOB_SERVICE_ACCOUNT", names.JOB_SERVICE_ACCOUNT),
+}
+
+
+def rbac_documents() -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in sorted(RBAC.glob("*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d)
+    assert docs, "no manifests in k8s/rbac"
+    return docs
+
+
+@pytest.mark.parametrize("parameter", sorted(TEMPLATE_PARAMETERS))
+def test_template_parameter_defaults_are_the_shared_names(parameter: str) -> None:
+    assert load_template()["Parameters"][parameter]["Default"] == TEMPLATE_PARAMETERS[parameter][1]
+
+
+@pytest.mark.parametrize("parameter", sorted(TEMPLATE_PARAMETERS))
+def test_every_function_reading_the_name_gets_it_from_the_parameter(parameter: str) -> None:
+    template = load_template()
+    variable = TEMPLATE_PARAMETERS[parameter][0]
+    readers = {
+        name: env[variable]
+        for name in resources_of(template, "AWS::Serverless::Function")
+        if variable in (env := function_environment(template, name))
+    }
+    assert readers, f"no function gets {variable}"
+    assert all(value == {"Ref": parameter} for value in readers.values()), readers
+
+
+def test_code_defaults_are_the_shared_names() -> None:
+    settings = Settings.from_env({})
+    config = ClusterConfig(mode="url", api_url="http://127.0.0.1:1")
+    from_settings = ClusterConfig.from_settings(Settings.from_env({"KUBE_API_URL": "http://127.0.0.1:1"}))
+
+    assert (settings.job_namespace, settings.job_service_account) == (names.JOB_NAMESPACE, names.JOB_SERVICE_ACCOUNT)
+    assert (config.job_namespace, config.service_account) == (names.JOB_NAMESPACE, names.JOB_SERVICE_ACCOUNT)
+    assert (from_settings.job_namespace, from_settings.service_account) == (
+        names.JOB_NAMESPACE,
+        names.JOB_SERVICE_ACCOUNT,
+    )
+
+
+def test_rbac_job_namespace_is_the_shared_name() -> None:
+    docs = rbac_documents()
+    (namespace,) = [d for d in docs if d["kind"] == "Namespace"]
+    namespaced = [d for d in docs if d["kind"] in ("Role", "RoleBinding", "ServiceAccount")]
+
+    assert namespace["metadata"]["name"] == names.JOB_NAMESPACE
+    for doc in namespaced:
+        where = doc["metadata"]["namespace"]
+        assert where == names.JOB_NAMESPACE or where.startswith("customer-"), (doc["kind"], doc["metadata"]["name"])
+
+
+def test_rbac_service_account_is_the_shared_name_everywhere_it_is_named() -> None:
+    docs = rbac_documents()
+    (account,) = [d for d in docs if d["kind"] == "ServiceAccount"]
+    account_subjects = [
+        s for d in docs if d["kind"] == "RoleBinding" for s in d["subjects"] if s["kind"] == "ServiceAccount"
+    ]
+
+    assert (account["metadata"]["name"], account["metadata"]["namespace"]) == (
+        names.JOB_SERVICE_ACCOUNT,
+        names.JOB_NAMESPACE,
+    )
+    assert account_subjects
+    assert all(
+        (s["name"], s["namespace"]) == (names.JOB_SERVICE_ACCOUNT, names.JOB_NAMESPACE) for s in account_subjects
+    )
+
+
+def test_rbac_lambda_group_is_the_shared_name() -> None:
+    groups = {
+        s["name"] for d in rbac_documents() if d["kind"] == "RoleBinding" for s in d["subjects"] if s["kind"] == "Group"
+    }
+    assert groups == {names.LAMBDA_KUBERNETES_GROUP}
+
+
+@pytest.mark.parametrize("doc", ["README.md", "k8s/README.md"])
+def test_docs_name_the_shared_names(doc: str) -> None:
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    for value in (names.JOB_NAMESPACE, names.JOB_SERVICE_ACCOUNT, names.LAMBDA_KUBERNETES_GROUP):
+        assert f"`{value}" in text, f"{doc} does not name {value}"

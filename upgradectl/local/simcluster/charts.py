@@ -1,0 +1,288 @@
+"""The chart registry the simulated helm pulls from: chart versions, their defaults and templates.
+
+A Job's chart reference is e.g. ``oci://registry.example.com/charts/customer-stack``: the last path
+segment names the chart. ``--version V`` picks that version (unknown: helm's "not found" error), no
+``--version`` the newest one, as ``helm upgrade`` does against an OCI registry.
+
+The chart's templates are real Go templates (``write_chart_dir`` writes a chart directory that the
+real helm renders); ``render_manifest`` renders the same documents in Python for the release record.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from upgradectl.local.simcluster.values import Values, coalesce_values, deep_copy
+
+COMPONENTS = ("api", "dashboard", "exporter", "mosquitto")
+DEFAULT_CHART_NAME = "customer-stack"
+_SEMVER = re.compile(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+
+HELPERS_TEMPLATE = """\
+{{- define "customer-stack.selector" -}}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "customer-stack.labels" -}}
+app.kubernetes.io/name: {{ .component }}
+{{ include "customer-stack.selector" . }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ .root.Chart.Name }}-{{ .root.Chart.Version }}
+{{- end }}
+"""
+
+DEPLOYMENT_TEMPLATE = """\
+{{- range $component := list "api" "dashboard" "exporter" "mosquitto" }}
+{{- with (index $.Values $component) }}
+{{- $scope := dict "root" $ "component" $component }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ $.Release.Name }}-{{ $component }}
+  labels:
+    {{- include "customer-stack.labels" $scope | nindent 4 }}
+spec:
+  replicas: {{ .replicaCount }}
+  selector:
+    matchLabels:
+      {{- include "customer-stack.selector" $scope | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "customer-stack.selector" $scope | nindent 8 }}
+    spec:
+      containers:
+        - name: {{ $component }}
+          image: "{{ .image.repository }}:{{ .image.tag }}"
+          ports:
+            - name: {{ .service.portName }}
+              containerPort: {{ .service.port }}
+{{- end }}
+{{- end }}
+"""
+
+SERVICE_TEMPLATE = """\
+{{- range $component := list "api" "dashboard" "exporter" "mosquitto" }}
+{{- with (index $.Values $component) }}
+{{- $scope := dict "root" $ "component" $component }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $.Release.Name }}-{{ $component }}
+  labels:
+    {{- include "customer-stack.labels" $scope | nindent 4 }}
+spec:
+  selector:
+    {{- include "customer-stack.selector" $scope | nindent 4 }}
+  ports:
+    - name: {{ .service.portName }}
+      port: {{ .service.port }}
+      targetPort: {{ .service.portName }}
+{{- end }}
+{{- end }}
+"""
+
+TEMPLATES = {
+    "templates/_helpers.tpl": HELPERS_TEMPLATE,
+    "templates/deployment.yaml": DEPLOYMENT_TEMPLATE,
+    "templates/service.yaml": SERVICE_TEMPLATE,
+}
+
+
+def component_defaults(tags: Mapping[str, str]) -> Values:
+    """Chart default values: per component an image (repository, tag), replicas and its service port."""
+    ports = {"api": ("http", 8080), "dashboard": ("http", 8080), "exporter": ("metrics", 9100),
+             "mosquitto": ("mqtt", 1883)}  # fmt: skip
+    return {
+        component: {
+            "image": {"repository": f"registry.example.com/{component}", "tag": tags[component]},
+            "replicaCount": 2,
+            "service": {"portName": ports[component][0], "port": ports[component][1]},
+        }
+        for component in COMPONENTS
+    }
+
+
+@dataclass(frozen=True)
+class ChartVersion:
+    """One version of a chart in the registry."""
+
+    name: str
+    version: str
+    app_version: str
+    values: Values = field(default_factory=dict)  # the chart's defaults (values.yaml), nested
+    description: str = "One customer's stack: api, dashboard, exporter and mosquitto"
+
+    def metadata(self) -> dict[str, Any]:
+        """Chart.yaml as Helm stores it in a release (``chart.metadata``)."""
+        return {"name": self.name, "version": self.version, "description": self.description,
+                "apiVersion": "v2", "appVersion": self.app_version, "type": "application"}  # fmt: skip
+
+    def record(self, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The chart as stored in a release record (``chart``): metadata, templates (base64), values.
+
+        `values` replaces the defaults (``helm upgrade --reuse-values`` stores the previous release's
+        coalesced values there)."""
+        return {
+            "metadata": self.metadata(),
+            "lock": None,
+            "templates": [
+                {"name": name, "data": base64.b64encode(text.encode()).decode()} for name, text in TEMPLATES.items()
+            ],
+            "values": deep_copy(self.values if values is None else values),
+            "schema": None,
+            "files": None,  # a chart without extra files: Go marshals the nil list as null
+        }
+
+
+def default_charts() -> tuple[ChartVersion, ...]:
+    """customer-stack 1.4.0 and 1.5.0: 1.5.0's defaults are the fleet's current component versions."""
+    older = {"api": "v1.0.3", "dashboard": "v1.8.2", "exporter": "v0.9.1", "mosquitto": "2.0.15"}
+    newer = {"api": "v1.1.0", "dashboard": "v1.9.0", "exporter": "v1.0.0", "mosquitto": "2.0.18"}
+    return (
+        ChartVersion(DEFAULT_CHART_NAME, "1.4.0", "1.4.0", component_defaults(older)),
+        ChartVersion(DEFAULT_CHART_NAME, "1.5.0", "1.5.0", component_defaults(newer)),
+    )
+
+
+def semver_key(version: str) -> tuple[int, int, int, int, str]:
+    """Sort key: numeric major.minor.patch; a pre-release sorts before its release."""
+    match = _SEMVER.match(version)
+    if match is None:
+        return (-1, -1, -1, -1, version)
+    major, minor, patch, pre = match.groups()
+    return (int(major), int(minor or 0), int(patch or 0), 0 if pre else 1, pre or "")
+
+
+class ChartNotFound(LookupError):
+    """The registry has no such chart (version); the text is helm's error message."""
+
+
+class ChartCatalog:
+    """Chart versions by name, the registry the simulated helm resolves chart references against."""
+
+    def __init__(self, charts: Iterable[ChartVersion] | None = None) -> None:
+        self._charts: dict[str, dict[str, ChartVersion]] = {}
+        for chart in default_charts() if charts is None else charts:
+            self.add(chart)
+
+    def add(self, chart: ChartVersion) -> None:
+        self._charts.setdefault(chart.name, {})[chart.version] = chart
+
+    def names(self) -> list[str]:
+        return sorted(self._charts)
+
+    def versions(self, name: str = DEFAULT_CHART_NAME) -> list[str]:
+        return sorted(self._charts.get(name, {}), key=semver_key)
+
+    def get(self, name: str, version: str | None = None) -> ChartVersion:
+        """A chart version (None: the newest). KeyError when unknown."""
+        versions = self._charts.get(name) or {}
+        if not versions:
+            raise KeyError(f"no chart {name!r} in the simulated registry")
+        if version is None:
+            return versions[max(versions, key=semver_key)]
+        if version not in versions:
+            raise KeyError(f"no version {version!r} of chart {name!r} in the simulated registry")
+        return versions[version]
+
+    def resolve(self, ref: str, version: str | None) -> ChartVersion:
+        """What ``helm upgrade <release> <ref> [--version V]`` pulls, or ChartNotFound with helm's text."""
+        location = ref.split("://", 1)[-1].rstrip("/")
+        name = location.rsplit("/", 1)[-1].split("@", 1)[0]
+        versions = self._charts.get(name) or {}
+        if version:
+            if version in versions:
+                return versions[version]
+            # an exact version is pulled as a tag: the registry answers 404 (oras: "<ref>:<tag>: not found")
+            raise ChartNotFound(f"{location}:{version}: not found")
+        if not versions:
+            host, _, path = location.partition("/")
+            raise ChartNotFound(
+                f'GET "https://{host}/v2/{path}/tags/list": response status code 404: name unknown: '
+                "repository name not known to registry"
+            )
+        return versions[max(versions, key=semver_key)]
+
+
+def render_manifest(chart: Mapping[str, Any], config: Mapping[str, Any], release: str) -> str:
+    """The manifest helm renders from a release's chart record and user values: one Service and one
+    Deployment per component, Services first (Helm's install order). Same documents as the templates."""
+    metadata = chart.get("metadata") or {}
+    values = coalesce_values(chart.get("values") or {}, config)
+    source = metadata.get("name")
+    services, deployments = [], []
+    for component in COMPONENTS:
+        mine = values.get(component)
+        if not isinstance(mine, Mapping):
+            continue
+        image, service = mine.get("image") or {}, mine.get("service") or {}
+        port_name, port = _text(service.get("portName")), _text(service.get("port"))
+        labels = [
+            f"app.kubernetes.io/name: {component}", f"app.kubernetes.io/instance: {release}",
+            f"app.kubernetes.io/component: {component}", "app.kubernetes.io/managed-by: Helm",
+            f"helm.sh/chart: {metadata.get('name')}-{metadata.get('version')}",
+        ]  # fmt: skip
+        selector = [f"app.kubernetes.io/instance: {release}", f"app.kubernetes.io/component: {component}"]
+        services += [
+            "---", f"# Source: {source}/templates/service.yaml", "apiVersion: v1", "kind: Service", "metadata:",
+            f"  name: {release}-{component}", "  labels:", *_indent(labels, 4), "spec:", "  selector:",
+            *_indent(selector, 4), "  ports:", f"    - name: {port_name}", f"      port: {port}",
+            f"      targetPort: {port_name}",
+        ]  # fmt: skip
+        deployments += [
+            "---", f"# Source: {source}/templates/deployment.yaml", "apiVersion: apps/v1", "kind: Deployment",
+            "metadata:", f"  name: {release}-{component}", "  labels:", *_indent(labels, 4), "spec:",
+            f"  replicas: {_text(mine.get('replicaCount'))}", "  selector:", "    matchLabels:",
+            *_indent(selector, 6), "  template:", "    metadata:", "      labels:", *_indent(selector, 8),
+            "    spec:", "      containers:", f"        - name: {component}",
+            f'          image: "{_text(image.get("repository"))}:{_text(image.get("tag"))}"', "          ports:",
+            f"            - name: {port_name}", f"              containerPort: {port}",
+        ]  # fmt: skip
+    return "".join(line + "\n" for line in services + deployments)
+
+
+def _indent(lines: list[str], spaces: int) -> list[str]:
+    return [" " * spaces + line for line in lines]
+
+
+def effective_images(chart: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, str]:
+    """component -> the image its Deployment runs, from the chart's values and the user's."""
+    values = coalesce_values(chart.get("values") or {}, config)
+    images = {}
+    for component in COMPONENTS:
+        mine = values.get(component)
+        if isinstance(mine, Mapping):
+            image = mine.get("image") or {}
+            images[component] = f"{_text(image.get('repository'))}:{_text(image.get('tag'))}"
+    return images
+
+
+def _text(value: Any) -> str:
+    """A value as Go's template prints it ({{ x }}): no value -> "<no value>", booleans lower-case."""
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def write_chart_dir(chart: ChartVersion, parent: Path) -> Path:
+    """Write the chart as a directory (Chart.yaml, values.yaml, templates/) that the real helm can load.
+    JSON is YAML, so both files are written as JSON."""
+    root = parent / chart.name
+    (root / "templates").mkdir(parents=True, exist_ok=True)
+    (root / "Chart.yaml").write_text(json.dumps(chart.metadata(), indent=2) + "\n")
+    (root / "values.yaml").write_text(json.dumps(chart.values, indent=2) + "\n")
+    for name, text in TEMPLATES.items():
+        (root / name).write_text(text)
+    return root
