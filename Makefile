@@ -46,7 +46,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/shared/upgrader upgradectl
+	$(BIN)/mypy layers/shared/upgrader upgradectl functions tests
 
 validate: $(SAM_STAMP)
 	$(SAM_VENV)/bin/sam validate --lint

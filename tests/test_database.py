@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 import pytest
 from upgrader import db as db_module
@@ -15,45 +17,51 @@ def _kill(database_url: str, pid: int) -> None:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
+def _one(cur: Any) -> dict[str, Any]:
+    row = cur.fetchone()
+    assert row is not None, "the query returned no row"
+    return row
+
+
 def test_connection_is_reused_across_units_of_work(database_url):
     database = Database(database_url)
     with database.transaction() as cur:
         cur.execute("SELECT pg_backend_pid() AS pid")
-        first = cur.fetchone()["pid"]
+        first = _one(cur)["pid"]
     with database.transaction() as cur:
         cur.execute("SELECT pg_backend_pid() AS pid")
-        assert cur.fetchone()["pid"] == first
+        assert _one(cur)["pid"] == first
 
 
 def test_a_dropped_connection_fails_one_unit_of_work_then_reconnects(database_url):
     database = Database(database_url)
     with database.transaction() as cur:
         cur.execute("SELECT pg_backend_pid() AS pid")
-        pid = cur.fetchone()["pid"]
+        pid = _one(cur)["pid"]
     _kill(database_url, pid)
     with pytest.raises(DatabaseUnavailable), database.transaction() as cur:
         cur.execute("SELECT 1")
     with database.transaction() as cur:
         cur.execute("SELECT pg_backend_pid() AS pid")
-        assert cur.fetchone()["pid"] != pid
+        assert _one(cur)["pid"] != pid
 
 
 def test_an_idle_dropped_connection_is_replaced_before_use(database_url, monkeypatch):
     database = Database(database_url)
     with database.transaction() as cur:
         cur.execute("SELECT pg_backend_pid() AS pid")
-        pid = cur.fetchone()["pid"]
+        pid = _one(cur)["pid"]
     _kill(database_url, pid)
     monkeypatch.setattr(db_module, "IDLE_PROBE_SECONDS", -1.0)  # as if the Lambda sat idle
     with database.transaction() as cur:
         cur.execute("SELECT pg_backend_pid() AS pid")
-        assert cur.fetchone()["pid"] != pid
+        assert _one(cur)["pid"] != pid
 
 
 def test_sessions_run_in_utc(database_url):
     with Database(database_url).transaction() as cur:
         cur.execute("SHOW timezone")
-        assert cur.fetchone()["TimeZone"] == "UTC"
+        assert _one(cur)["TimeZone"] == "UTC"
 
 
 def test_migrations_are_rerunnable(database_url):
@@ -83,7 +91,12 @@ def test_without_startup_options_the_session_settings_are_sent_as_statements(dat
     # RDS Proxy refuses libpq's `options` parameter: the same settings must arrive another way.
     sent: list[object] = []
     connect = psycopg.connect
-    monkeypatch.setattr(psycopg, "connect", lambda *a, **kw: sent.append(kw.get("options")) or connect(*a, **kw))
+
+    def recording_connect(*a: Any, **kw: Any) -> Any:
+        sent.append(kw.get("options"))
+        return connect(*a, **kw)
+
+    monkeypatch.setattr(psycopg, "connect", recording_connect)
     database = Database(database_url, startup_options=False)
 
     with database.transaction() as cur:

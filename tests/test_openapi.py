@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
+
+import pytest
+from upgrader.models import INT4_MAX
 
 from upgradectl.openapi import build_document
 
@@ -37,3 +42,122 @@ def test_document_covers_every_route_of_the_spec_with_its_fields():
         schemas["StatusResponse"]["properties"]
     )
     assert doc["security"] == [{"sigv4": []}]
+
+
+# -- what holds for every operation, today's and tomorrow's -------------------------------------------------
+DOC = build_document()
+METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+OPERATIONS = [
+    (f"{method.upper()} {path}", operation)
+    for path, item in DOC["paths"].items()
+    for method, operation in item.items()
+    if method in METHODS
+]
+OPERATION_IDS = [name for name, _ in OPERATIONS]
+ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = DOC["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def test_sigv4_is_a_security_scheme_of_every_operation_not_a_parameter():
+    assert DOC["components"]["securitySchemes"] == {
+        "sigv4": {
+            "type": "apiKey",
+            "name": "Authorization",
+            "in": "header",
+            "description": DOC["components"]["securitySchemes"]["sigv4"]["description"],
+            "x-amazon-apigateway-authtype": "awsSigv4",
+        }
+    }
+    for name, operation in OPERATIONS:
+        assert operation["security"] == [{"sigv4": []}], name
+        assert not [p for p in operation.get("parameters", []) if p["in"] == "header"], name
+
+
+def test_servers_define_every_variable_they_use():
+    for server in DOC["servers"]:
+        used = set(re.findall(r"\{(\w+)\}", server["url"]))
+        assert used == set(server.get("variables", {})), server
+        assert all("default" in variable for variable in server.get("variables", {}).values()), server
+
+
+@pytest.mark.parametrize(("name", "operation"), OPERATIONS, ids=OPERATION_IDS)
+def test_every_error_status_has_the_error_schema_and_every_status_is_listed(name, operation):
+    responses = operation["responses"]
+    statuses = {int(code) for code in responses}
+    # what API Gateway and the runtime can answer on any route
+    assert {403, 422, 429, 500, 502, 503, 504} <= statuses, name
+    if any(p["in"] == "path" for p in operation.get("parameters", [])):
+        assert 404 in statuses, name
+    if "requestBody" in operation:
+        assert {413, 415} <= statuses, name
+    assert len([s for s in statuses if s < 300]) == 1, name
+    for code, response in responses.items():
+        schema = response["content"]["application/json"]["schema"]
+        if int(code) >= 400:
+            assert schema == ERROR_REF, (name, code)
+        else:
+            assert schema != ERROR_REF, (name, code)
+    error = DOC["components"]["schemas"]["ErrorResponse"]
+    assert error["required"] == ["message"] and {"message", "error", "errors"} == set(error["properties"])
+    assert not {"HTTPValidationError", "ValidationError"} & set(DOC["components"]["schemas"])
+
+
+def _unbounded(schema: dict[str, Any], where: str) -> list[str]:
+    """Places in an input schema that the database or the code could not take whatever their value."""
+    schema = resolve(schema)
+    found: list[str] = []
+    if "anyOf" in schema:
+        for index, option in enumerate(schema["anyOf"]):
+            found += _unbounded(option, f"{where}|{index}")
+        return found
+    kind = schema.get("type")
+    if kind == "integer":
+        if not (schema.get("minimum", -1) >= 0 and schema.get("maximum", INT4_MAX + 1) <= INT4_MAX):
+            found.append(f"{where}: integer without bounds inside 0..{INT4_MAX}")
+    elif kind == "number":
+        if "minimum" not in schema or "maximum" not in schema:
+            found.append(f"{where}: number without bounds")
+    elif kind == "string":
+        pattern = schema.get("pattern", "")
+        anchored = pattern.startswith("^") and pattern.endswith("$") and not re.search(r"[*+]|,\}", pattern)
+        if not ("enum" in schema or "maxLength" in schema or anchored):
+            found.append(f"{where}: string without a length bound")
+    elif kind == "array":
+        if "maxItems" not in schema:
+            found.append(f"{where}: array without maxItems")
+        found += _unbounded(schema["items"], f"{where}[]")
+    elif kind == "object":
+        if schema.get("additionalProperties") is not False:
+            found.append(f"{where}: object that takes any property")
+        if "patternProperties" in schema and "maxProperties" not in schema:
+            found.append(f"{where}: map without maxProperties")
+        for key, value in {**schema.get("properties", {}), **schema.get("patternProperties", {})}.items():
+            found += _unbounded(value, f"{where}.{key}")
+    elif kind not in ("boolean", "null"):
+        found.append(f"{where}: schema without a type {schema}")
+    return found
+
+
+@pytest.mark.parametrize(("name", "operation"), OPERATIONS, ids=OPERATION_IDS)
+def test_every_input_is_bounded_as_the_database_allows(name, operation):
+    problems: list[str] = []
+    for parameter in operation.get("parameters", []):
+        assert parameter["schema"].get("type") != "null" and "anyOf" not in parameter["schema"], (name, parameter)
+        problems += _unbounded(parameter["schema"], f"{parameter['in']} {parameter['name']}")
+    if "requestBody" in operation:
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert resolve(body).get("type") == "object" and "anyOf" not in body, (name, body)
+        problems += _unbounded(body, "body")
+    assert problems == [], name
+
+
+def test_the_bound_check_notices_an_unbounded_input():
+    assert _unbounded({"type": "integer", "minimum": 1}, "x") == [f"x: integer without bounds inside 0..{INT4_MAX}"]
+    assert _unbounded({"type": "string", "pattern": "^[0-9]+$"}, "x") == ["x: string without a length bound"]
+    assert _unbounded({"type": "object", "properties": {}}, "x") == ["x: object that takes any property"]
+    assert _unbounded({"type": "array", "items": {"type": "boolean"}}, "x") == ["x: array without maxItems"]

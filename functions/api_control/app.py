@@ -30,6 +30,9 @@ router = APIGatewayRouter()
 app = build_resolver()
 
 UpgradeIdPath = Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="upgrade id, e.g. 123")]
+# A POST without a body takes the defaults (the spec's curl examples send none).
+_NO_ABORT_OPTIONS = AbortRequest()
+_NO_ROLLBACK_OPTIONS = RollbackUpgradeRequest()
 
 
 @router.post(
@@ -39,7 +42,7 @@ UpgradeIdPath = Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="upg
                409: {"description": "not awaiting continue (or already continued)"}},
 )  # fmt: skip
 def continue_upgrade(upgradeId: UpgradeIdPath) -> ContinueResponse:  # noqa: N803
-    who = caller_identity(router)  # type: ignore[arg-type]
+    who = caller_identity(router)
     result = service.continue_upgrade(
         int(upgradeId), continued_by=who, repo=factory.repository(), workflow=factory.workflow()
     )
@@ -58,7 +61,7 @@ def rollback_customer(
     upgradeId: UpgradeIdPath,  # noqa: N803
     customerId: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, description="customer id, e.g. cust_abc123")],  # noqa: N803
 ) -> RollbackResponse:
-    who = caller_identity(router)  # type: ignore[arg-type]
+    who = caller_identity(router)
     result = service.request_rollback(
         int(upgradeId),
         customerId,
@@ -80,21 +83,22 @@ def rollback_customer(
 )  # fmt: skip
 def abort_upgrade(
     upgradeId: UpgradeIdPath,  # noqa: N803
-    request: Annotated[AbortRequest | None, Body()] = None,
+    request: Annotated[
+        AbortRequest, Body(description="optional; no body means no rollback, no reason")
+    ] = _NO_ABORT_OPTIONS,
 ) -> AbortResponse:
-    who = caller_identity(router)  # type: ignore[arg-type]
-    options = request or AbortRequest()
+    who = caller_identity(router)
     result = service.abort_upgrade(
         int(upgradeId),
         aborted_by=who,
-        reason=options.reason,
-        rollback=options.rollback,
+        reason=request.reason,
+        rollback=request.rollback,
         repo=factory.repository(),
         workflow=factory.workflow(),
         recon=factory.reconcile(),
         run_steps=factory.runs(),
     )
-    logger.info("upgrade abort requested", extra={"upgrade_id": upgradeId, "by": who, "rollback": options.rollback})
+    logger.info("upgrade abort requested", extra={"upgrade_id": upgradeId, "by": who, "rollback": request.rollback})
     return result
 
 
@@ -107,13 +111,15 @@ def abort_upgrade(
 )  # fmt: skip
 def rollback_upgrade(
     upgradeId: UpgradeIdPath,  # noqa: N803
-    request: Annotated[RollbackUpgradeRequest | None, Body()] = None,
+    request: Annotated[
+        RollbackUpgradeRequest, Body(description="optional; no body means the upgrade's own concurrency")
+    ] = _NO_ROLLBACK_OPTIONS,
 ) -> RollbackUpgradeResponse:
-    who = caller_identity(router)  # type: ignore[arg-type]
+    who = caller_identity(router)
     result = service.rollback_upgrade(
         int(upgradeId),
         requested_by=who,
-        max_concurrency=(request or RollbackUpgradeRequest()).maxConcurrency,
+        max_concurrency=request.maxConcurrency,
         repo=factory.repository(),
         rollbacks=factory.rollbacks(),
         workflow=factory.workflow(),

@@ -11,8 +11,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from upgrader import factory, service
 from upgrader.api import build_resolver, caller_identity
-from upgrader.errors import InvalidRequest
-from upgrader.models import DeployRequest, DeployResponse, ErrorResponse
+from upgrader.models import DeployRequest, DeployResponse
 from upgrader.settings import get_settings
 
 logger = Logger()
@@ -26,21 +25,17 @@ app = build_resolver()
     summary="Start an upgrade of one component on every targeted customer",
     responses={
         202: {"description": "upgrade recorded and started"},
-        400: {
-            "description": "unknown or inactive customers",
-            "content": {"application/json": {"model": ErrorResponse}},
+        404: {"description": "a customerIds entry is not in the customer inventory"},
+        409: {
+            "description": "an upgrade of this component is already active, a targeted customer is not active, "
+            "or no active customer matches the filters"
         },
-        409: {"description": "an upgrade of this component is already active"},
-        422: {"description": "invalid request"},
     },
 )
 def deploy(request: Annotated[DeployRequest, Body()]) -> DeployResponse:
-    # The validator would accept a one-element JSON list as the object it holds: refuse it here.
-    if not router.current_event.body.lstrip().startswith("{"):
-        raise InvalidRequest("the request body must be a JSON object")
     result = service.deploy_upgrade(
         request,
-        requested_by=caller_identity(router),  # type: ignore[arg-type]
+        requested_by=caller_identity(router),
         repo=factory.repository(),
         workflow=factory.workflow(),
         settings=get_settings(),

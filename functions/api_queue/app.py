@@ -23,7 +23,11 @@ def queue_stats() -> QueueStatsResponse:
     return service.queue_stats(repo=factory.repository(), workflow=factory.workflow())
 
 
-@router.get("/api/queue/jobs/<jobId>", summary="One execution (the deploy response's jobId)")
+@router.get(
+    "/api/queue/jobs/<jobId>",
+    summary="One execution (the deploy response's jobId)",
+    responses={200: {"description": "the execution"}, 404: {"description": "no execution of that name"}},
+)
 def queue_job(
     jobId: Annotated[str, Path(pattern=JOB_ID_PATTERN, description="execution name, e.g. upgrade-123-1a2b3c4d")],  # noqa: N803
 ) -> QueueJobResponse:

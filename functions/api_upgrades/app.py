@@ -9,10 +9,12 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
 from upgrader import factory, service
 from upgrader.api import build_resolver
 from upgrader.models import (
     CUSTOMER_ID_PATTERN,
+    DIGITS,
     UPGRADE_ID_PATTERN,
     LogsResponse,
     StatusResponse,
@@ -36,7 +38,7 @@ def list_upgrades(
     component: Annotated[Literal["api", "dashboard", "exporter", "mosquitto"] | None, Query()] = None,
     status: Annotated[UpgradeStatus | None, Query()] = None,
     before: Annotated[str | None, Query(pattern=UPGRADE_ID_PATTERN, description="older than this id")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Field(ge=1, le=200), DIGITS, Query()] = 50,
 ) -> UpgradeListResponse:
     return service.list_upgrades(
         repo=factory.repository(),
@@ -47,19 +49,27 @@ def list_upgrades(
     )
 
 
-@router.get("/api/upgrades/<upgradeId>/status", summary="Progress of one upgrade")
+@router.get(
+    "/api/upgrades/<upgradeId>/status",
+    summary="Progress of one upgrade",
+    responses={200: {"description": "the upgrade's progress"}, 404: {"description": "unknown upgrade"}},
+)
 def get_status(upgradeId: UpgradeIdPath) -> StatusResponse:  # noqa: N803 - the route's name
     return service.get_status(int(upgradeId), repo=factory.repository())
 
 
-@router.get("/api/upgrades/<upgradeId>/logs", summary="Per-customer attempts of one upgrade")
+@router.get(
+    "/api/upgrades/<upgradeId>/logs",
+    summary="Per-customer attempts of one upgrade",
+    responses={200: {"description": "one page of log entries"}, 404: {"description": "unknown upgrade"}},
+)
 def get_logs(
     upgradeId: UpgradeIdPath,  # noqa: N803
     status: Annotated[LogStatus | None, Query()] = None,
     operation: Annotated[Literal["upgrade", "rollback"] | None, Query()] = None,
     customerId: Annotated[str | None, Query(pattern=CUSTOMER_ID_PATTERN)] = None,  # noqa: N803
-    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Field(ge=1, le=1000), DIGITS, Query()] = 500,
+    offset: Annotated[int, Field(ge=0, le=10_000_000), DIGITS, Query()] = 0,
 ) -> LogsResponse:
     return service.get_logs(
         int(upgradeId),

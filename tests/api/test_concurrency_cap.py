@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from upgrader.settings import get_settings
 
@@ -13,7 +15,7 @@ from tests.support.functions import invoke
 
 
 @pytest.fixture
-def cap_of_5(env, monkeypatch: pytest.MonkeyPatch) -> int:
+def cap_of_5(env, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     monkeypatch.setenv("MAX_CONCURRENCY_CAP", "5")
     get_settings.cache_clear()
     yield 5

@@ -69,10 +69,12 @@ def test_only_active_customers_are_targeted(make_customers, fake_workflow, sql):
     assert sql("SELECT count(*) AS n FROM customer_upgrade_logs")[0]["n"] == 4
 
 
-def test_no_customers_is_422_and_writes_nothing(env, fake_workflow, database_url):
+def test_no_customers_is_409_and_writes_nothing(env, fake_workflow, database_url):
+    # A well-formed request that the inventory cannot serve: a conflict with its state, not bad input
     before = snapshot(database_url)
     response = deploy({"component": "api", "version": "v1.2.0", "strategy": "all"})
-    assert response["statusCode"] == 422
+    assert response["statusCode"] == 409
+    assert body(response)["error"] == "NoTargetCustomers"
     assert "no active customer" in body(response)["message"]
     assert snapshot(database_url) == before
 
@@ -110,7 +112,7 @@ def test_failed_start_leaves_nothing_written(make_customers, fake_workflow, data
     assert after["customer_upgrade_logs"] == []
 
 
-def test_customer_ids_select_a_subset_and_unknown_ids_are_400(make_customers, fake_workflow, database_url):
+def test_customer_ids_select_a_subset_unknown_ids_are_404_inactive_409(make_customers, fake_workflow, database_url):
     make_customers(5)
     ok = deploy({"component": "api", "version": "v1.2.0", "strategy": "all", "customerIds": ["cust_0002", "cust_0004"]})
     assert body(ok)["total"] == 2
@@ -118,6 +120,12 @@ def test_customer_ids_select_a_subset_and_unknown_ids_are_400(make_customers, fa
     bad = deploy(
         {"component": "dashboard", "version": "v1", "strategy": "all", "customerIds": ["cust_0002", "cust_9999"]}
     )
-    assert bad["statusCode"] == 400
+    assert (bad["statusCode"], body(bad)["error"]) == (404, "UnknownCustomers")
     assert "cust_9999" in body(bad)["message"]
-    assert snapshot(database_url) == before
+    make_customers(1, start=20, status="suspended")
+    inactive = deploy({"component": "dashboard", "version": "v1", "strategy": "all", "customerIds": ["cust_0020"]})
+    assert (inactive["statusCode"], body(inactive)["error"]) == (409, "InactiveCustomers")
+    assert "cust_0020" in body(inactive)["message"]
+    assert snapshot(database_url) != before  # the suspended customer
+    assert snapshot(database_url)["system_upgrades"] == before["system_upgrades"]
+    assert snapshot(database_url)["customer_upgrade_logs"] == before["customer_upgrade_logs"]

@@ -232,7 +232,9 @@ def test_sigv4_signs_for_execute_api(fake_api, aws_credentials):
     auth = headers["Authorization"]
     assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/eu-west-1/execute-api/aws4_request" in auth
-    signed = re.search(r"SignedHeaders=([^,]+)", auth).group(1).split(";")
+    found = re.search(r"SignedHeaders=([^,]+)", auth)
+    assert found is not None, auth
+    signed = found.group(1).split(";")
     assert {"host", "x-amz-date", "content-type"} <= set(signed)
     assert headers["X-Amz-Security-Token"] == "session-token" and headers["X-Amz-Date"]
 

@@ -58,7 +58,7 @@ def make_spec() -> Callable[..., HelmJobSpec]:
     return make
 
 
-def wait_finished(gateway: KubernetesClusterGateway, spec: HelmJobSpec, timeout: float = 5.0) -> JobState:
+def wait_finished(gateway: KubernetesClusterGateway, spec: HelmJobSpec, timeout: float = 60.0) -> JobState:
     deadline = time.monotonic() + timeout
     while True:
         state = gateway.get_helm_job(spec)

@@ -45,7 +45,7 @@ def rollback_of(spec: HelmJobSpec, operation: str = "rollback") -> HelmJobSpec:
 
 
 def wait_rollout(
-    gateway: KubernetesClusterGateway, spec: HelmJobSpec, phase: str, timeout: float = 5.0
+    gateway: KubernetesClusterGateway, spec: HelmJobSpec, phase: str, timeout: float = 60.0
 ) -> RolloutState:
     deadline = time.monotonic() + timeout
     while True:

@@ -201,7 +201,8 @@ def test_an_updated_revision_is_relabelled_like_helms_update(
     assert finished(cluster, submit(upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=v2"))).phase == (
         "succeeded"
     )
-    labels: Any = core.read_namespaced_secret("sh.helm.release.v1.stack.v1", ns).metadata.labels
+    secret: Any = core.read_namespaced_secret("sh.helm.release.v1.stack.v1", ns)
+    labels = secret.metadata.labels
     assert labels["status"] == "superseded" and labels["modifiedAt"].isdigit() and "createdAt" not in labels
 
 

@@ -133,7 +133,7 @@ class Driver:
         child = self.step("BeginCustomer", "begin_customer", child)
         assert child["customer"]["action"] == "run", child
         child = self.step("StartHelmJob", "start_helm_job", child)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while True:
             child = self.step("CheckHelmJob", "check_helm_job", child)
             if child["job"]["phase"] in ("succeeded", "failed"):

@@ -39,7 +39,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def run(engine: LocalStepFunctions, definition: dict[str, Any], payload: Any, timeout: float = 30.0) -> dict:
+def run(engine: LocalStepFunctions, definition: dict[str, Any], payload: Any, timeout: float = 60.0) -> dict:
     machine = engine.create_state_machine_from_definition(unique("sm"), definition)
     execution = engine.sfn.start_execution(stateMachineArn=machine, name=unique("ex"), input=json.dumps(payload))[
         "executionArn"
@@ -292,10 +292,10 @@ def test_wait_for_task_token_is_released_from_the_test_thread(engine: LocalStepF
         stateMachineArn=machine, name=unique("ex"), input=json.dumps({"upgradeId": "u-7"})
     )["executionArn"]
 
-    token = tokens.get(timeout=10)
+    token = tokens.get(timeout=60)
     assert engine.sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
     engine.sfn.send_task_success(taskToken=token, output=json.dumps({"approvedBy": "sre"}))
-    result = engine.wait_for_execution(execution, timeout=10)
+    result = engine.wait_for_execution(execution, timeout=60)
 
     assert result["status"] == "SUCCEEDED"
     assert json.loads(result["output"]) == {"upgradeId": "u-7", "approval": {"approvedBy": "sre"}}
@@ -321,7 +321,7 @@ def test_create_state_machine_substitutes_definition_file(engine: LocalStepFunct
 
     machine = engine.create_state_machine(unique("sm"), asl, substitutions)
     execution = engine.start_execution(machine, {"value": 4}, name=unique("ex"))
-    result = engine.wait_for_execution(execution, timeout=10)
+    result = engine.wait_for_execution(execution, timeout=60)
 
     assert substitutions == {"DoubleFunctionArn": engine.function_arn("double"), "ManifestBucket": engine.bucket}
     assert json.loads(result["output"]) == {"value": 8, "bucket": engine.bucket}

@@ -259,7 +259,11 @@ class Codebase:
                     continue
                 values = [node.args[0]] if node.args else []
                 values += [k.value for k in node.keywords if k.arg == "service_name"]
-                found |= {v.value for v in values if isinstance(v, ast.Constant) and v.value in known}
+                found |= {
+                    v.value
+                    for v in values
+                    if isinstance(v, ast.Constant) and isinstance(v.value, str) and v.value in known
+                }
         return found
 
 

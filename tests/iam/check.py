@@ -44,7 +44,8 @@ def declaration_problems(code: Codebase) -> list[str]:
                  if key not in found]  # fmt: skip
     methods = aws_client_methods(frozenset(code.client_services()))
     for (_, method), call in entries.items():
-        expected = {CLIENT_CUSTOMIZATIONS[method]} if CLIENT_CUSTOMIZATIONS.get(method) else methods.get(method, set())
+        customized = CLIENT_CUSTOMIZATIONS.get(method)
+        expected: set[str] = {customized} if customized else methods.get(method, set())
         if call.action not in expected:
             problems.append(f"{call.site} -> {method} needs one of {sorted(expected)}, declared {call.action}")
     return problems

@@ -164,3 +164,5 @@ def local_stack(stack_database: str, tmp_path_factory: pytest.TempPathFactory) -
     assert code == 0, stack.output
     assert port_is_free(stack.port)
     assert "stopped cleanly" in stack.stdout_path.read_text()
+    # and nothing it ran (not even a task still finishing as it stopped) tried to reach AWS
+    assert "amazonaws.com" not in stack.stderr_path.read_text(), stack.output

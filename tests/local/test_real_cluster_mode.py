@@ -13,7 +13,7 @@ import yaml
 from upgrader.cluster.types import ClusterConfig
 from upgrader.settings import Settings
 
-from tests.api.helpers import deploy
+from tests.api.helpers import deploy, logs, status
 from upgradectl.local import __main__ as local_main
 from upgradectl.local.cluster import SimulatedCluster
 from upgradectl.local.runtime import LocalRuntime
@@ -80,4 +80,14 @@ def test_an_upgrade_runs_through_the_kubeconfig_file_mode(env, database_url, mak
                 cluster.add_release(name, name)
             started = deploy(component="api", version="v1.2.0", strategy="all")
             assert runtime.wait(started["jobId"])["status"] == "SUCCEEDED"
-        assert len(cluster.created_jobs) == 3
+        # The execution succeeds even when customers fail: what counts is each customer's outcome
+        code, final = status(started["upgradeId"])
+        assert code == 200 and (final["status"], final["completed"], final["failed"]) == ("completed", 3, 0), final
+        code, page = logs(started["upgradeId"])
+        assert code == 200 and [e["status"] for e in page["logs"]] == ["completed"] * 3
+        assert all("has been upgraded" in e["output"] and e["error"] is None for e in page["logs"]), page
+        # and each went through the API server of the kubeconfig file: one helm Job per customer
+        customers = [
+            job.manifest["metadata"]["labels"]["upgrades.example.com/customer-id"] for job in cluster.created_jobs
+        ]
+        assert sorted(customers) == ["cust_0001", "cust_0002", "cust_0003"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,9 +17,9 @@ from upgradectl.local.server import ROUTES, LocalApiServer, build_event, match_r
 class RecordingInvoker:
     """Stands in for functions.invoke: records events and which instances ran at the same time."""
 
-    def __init__(self, delay: float = 0.0, response: Any = None, fail: bool = False) -> None:
+    def __init__(self, response: Any = None, fail: bool = False, barrier: threading.Barrier | None = None) -> None:
         self.events: list[tuple[str, dict[str, Any], int]] = []
-        self.delay = delay
+        self.barrier = barrier
         self.response = response
         self.fail = fail
         self.busy: set[tuple[str, int]] = set()
@@ -36,7 +35,8 @@ class RecordingInvoker:
             self.max_parallel = max(self.max_parallel, len(self.busy))
             self.events.append((name, event, instance))
         try:
-            time.sleep(self.delay)
+            if self.barrier is not None:  # hold each request until `parties` requests are in handlers at once
+                self.barrier.wait(timeout=60)
             if self.fail:
                 raise RuntimeError("boom")
             if self.response is not None:
@@ -165,6 +165,23 @@ def test_wrong_method_is_a_json_405_naming_the_allowed_one(server):
     assert code == 405 and headers["Allow"] == "POST" and "POST" in body["message"]
 
 
+@pytest.mark.parametrize("method", ["PUT", "OPTIONS", "TRACE", "QUERY"])
+def test_any_method_a_path_does_not_serve_is_a_json_405(server, invoker, method):
+    # http.server alone would answer an HTML 501 for TRACE or QUERY
+    code, headers, body = http(server, method, "/api/upgrades/1/status")
+    assert (code, headers["Allow"], headers["Content-Type"]) == (405, "GET", "application/json")
+    assert body == {"message": f"method {method} not allowed on /api/upgrades/1/status; use GET"}
+    assert invoker.events == []
+
+
+def test_head_gets_the_status_and_headers_without_a_body(server):
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}/api/upgrades/deploy", method="HEAD")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 405 and refused.value.headers["Allow"] == "POST"
+    assert refused.value.read() == b""
+
+
 def test_handler_crash_is_a_502_like_api_gateway(invoker):
     invoker.fail = True
     srv = serve(invoker)
@@ -194,8 +211,10 @@ def test_handler_status_headers_and_base64_body_pass_through():
 
 
 def test_concurrent_requests_never_share_a_handler_instance():
-    # Given a server with 3 workers and slow handlers
-    invoker = RecordingInvoker(delay=0.2)
+    # Given a server with 3 workers whose handlers return only once 3 requests are inside handlers
+    # together (no timing: a server running fewer than 3 at once never gets past the barrier)
+    barrier = threading.Barrier(3)
+    invoker = RecordingInvoker(barrier=barrier)
     srv = serve(invoker, workers=3)
     try:
         # When 9 requests arrive at once
@@ -207,6 +226,7 @@ def test_concurrent_requests_never_share_a_handler_instance():
     finally:
         srv.stop()
     # Then they ran 3 at a time, each on its own instance, and no instance served two at once
+    assert not barrier.broken
     assert len(invoker.events) == 9
     assert invoker.overlaps == []
     assert invoker.max_parallel == 3

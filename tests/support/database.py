@@ -24,6 +24,8 @@ def temporary_database(prefix: str = "upgrades_test") -> Iterator[str]:
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        # Commits of a throwaway database need not wait for the disk (durability is not under test).
+        conn.execute(sql.SQL("ALTER DATABASE {} SET synchronous_commit = off").format(sql.Identifier(name)))
     url = url_for(name)
     try:
         apply_migrations(url)
@@ -34,8 +36,22 @@ def temporary_database(prefix: str = "upgrades_test") -> Iterator[str]:
 
 
 def truncate_all(url: str) -> None:
+    """Every table empty and every sequence back at 1, as TRUNCATE ... RESTART IDENTITY leaves them.
+
+    DELETE of these few rows takes ~6 ms where TRUNCATE takes ~100 ms (it rewrites the tables), and
+    the suite empties the database before every test; TRUNCATE remains the fallback when a table
+    added later is referenced by one listed after it."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        try:
+            with conn.transaction():
+                for table in [t.strip() for t in TABLES.split(",")]:
+                    conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+                for (sequence,) in conn.execute(
+                    "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()"
+                ).fetchall():
+                    conn.execute("SELECT setval(%s, 1, false)", (sequence,))
+        except psycopg.errors.ForeignKeyViolation:
+            conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
 
 
 def snapshot(url: str) -> dict[str, list[tuple]]:

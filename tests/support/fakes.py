@@ -13,12 +13,16 @@ class FakeWorkflow:
     """Records what the API asks of Step Functions."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every call (a test that rebuilds its state from scratch)."""
         self.started: list[tuple[str, dict[str, Any]]] = []
         self.continued: list[tuple[str, dict[str, Any]]] = []
         self.failed_tokens: list[tuple[str, str, str]] = []
         self.fail_start = False
         self.statuses: dict[str, str] = {}  # execution name -> status (default RUNNING)
-        self._lock = threading.Lock()
 
     def start(self, name: str, payload: dict[str, Any]) -> str:
         if self.fail_start:

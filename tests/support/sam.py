@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.template import ROOT
-
-INSTALL_HINT = (
-    "aws-sam-cli not found (looked at $SAM_EXECUTABLE, .venv-sam/bin/sam and PATH); "
-    "install it with: make setup (python3.11 -m venv .venv-sam && .venv-sam/bin/pip install aws-sam-cli==1.170.0)"
-)
+from tests.support.tools import require_tool
 
 # Runs inside the SAM virtualenv: reads a JSON list of templates, writes the transformed list.
 _TRANSFORM = r"""
@@ -48,22 +42,9 @@ print(json.dumps([transform(s3_uris(t), {}, NoManagedPolicies()) for t in json.l
 """
 
 
-def find_sam() -> str | None:
-    candidates = [os.environ.get("SAM_EXECUTABLE"), str(ROOT / ".venv-sam" / "bin" / "sam"), shutil.which("sam")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def require_sam() -> str:
     """The sam executable; skips the test where it is missing, fails in CI (where it must be)."""
-    sam = find_sam()
-    if sam is None:
-        if os.environ.get("CI"):
-            pytest.fail(INSTALL_HINT)
-        pytest.skip(INSTALL_HINT)
-    return sam
+    return require_tool("sam", os.environ.get("SAM_EXECUTABLE"), str(ROOT / ".venv-sam" / "bin" / "sam"))
 
 
 def sam_environment() -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import ssl
 import warnings
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -74,7 +75,7 @@ def test_proxy_mode_signs_a_token_and_never_reads_the_secret(monkeypatch: pytest
     settings = Settings.from_env({**PROXY_ENV, "DB_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:db"})
 
     # When the connection string is resolved
-    info = conninfo_to_dict(resolve_conninfo(settings))
+    info: dict[str, Any] = conninfo_to_dict(resolve_conninfo(settings))
 
     # Then it carries a freshly signed token, and the session settings go as statements
     assert "X-Amz-Signature=" in info["password"] and info["sslmode"] == "verify-full"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 import pytest
 
@@ -28,7 +30,11 @@ def migrate(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_connection_refusals_are_retried_until_the_database_answers(migrate, monkeypatch):
-    outcomes = [psycopg.OperationalError("connection refused"), psycopg.OperationalError("timeout"), ["004_x.sql"]]
+    outcomes: list[Any] = [
+        psycopg.OperationalError("connection refused"),
+        psycopg.OperationalError("timeout"),
+        ["004_x.sql"],
+    ]
 
     def apply(conninfo: str) -> list[str]:
         outcome = outcomes.pop(0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from upgradectl.local.simcluster.argv import parse_duration, parse_helm_argv
@@ -44,7 +46,7 @@ def test_coalesce_tables_first_wins_and_null_deletes() -> None:
 
 
 def test_coalesce_values_puts_user_values_over_chart_defaults() -> None:
-    defaults = {"api": {"image": {"repository": "r", "tag": "d"}, "replicaCount": 2}, "extra": {"x": 1}}
+    defaults: dict[str, Any] = {"api": {"image": {"repository": "r", "tag": "d"}, "replicaCount": 2}, "extra": {"x": 1}}
     config = {"api": {"image": {"tag": "u"}, "replicaCount": None}, "extra": None}
     assert coalesce_values(defaults, config) == {"api": {"image": {"repository": "r", "tag": "u"}}}
     assert defaults["api"]["replicaCount"] == 2  # the chart's defaults are not modified

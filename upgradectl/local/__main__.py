@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from upgradectl.local.functions import API_FUNCTIONS, ROOT
 
@@ -85,7 +85,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Run the stack until Ctrl-C/SIGTERM, then exit without the interpreter's finalization.
+
+    Everything was stopped in order by then; what may remain are daemon threads of the Step
+    Functions interpreter finishing a task, and CPython can abort (SIGABRT) when such threads touch
+    the standard streams while it finalizes. Flushing and leaving with os._exit avoids that."""
+    code = _main(argv)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("botocore", "boto3", "urllib3", "moto", "kubernetes", "aiohttp", "kmock", "pgserver"):
@@ -223,7 +236,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
         sweep_seconds=args.sweep_seconds,
     )  # fmt: skip
     runtime.start()
-    stack.callback(runtime.stop)
+    stack.callback(runtime.stop, process_exits=True)
     timings["stepfunctions"] = time.monotonic() - mark
 
     # Demo inventory
@@ -341,4 +354,4 @@ def _exit_if_threads_hang(grace_seconds: float = 5.0) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -251,10 +251,18 @@ class LocalStepFunctions:
             raise
         return self
 
-    def stop(self) -> None:
-        """Stop running executions, restore moto's ``invoke`` and the environment, stop moto."""
+    def stop(self, *, keep_mock: bool = False) -> None:
+        """Stop running executions, restore moto's ``invoke`` and the environment, stop moto.
+
+        ``keep_mock``: the process exits next (the local stack). Executions are stopped, but an
+        interpreter thread may still be inside a task; with moto left in place its last calls reach
+        moto, never the real AWS endpoints (which they would once the mock is gone)."""
         if self._mock is None:
             self._restore_env()
+            return
+        if keep_mock:
+            if self._sfn is not None:
+                self._stop_running_executions()
             return
         try:
             if self._sfn is not None:

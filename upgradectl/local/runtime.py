@@ -99,7 +99,8 @@ class LocalRuntime:
             except Exception:  # noqa: BLE001 - the next sweep tries again, as the schedule would
                 LOGGER.warning("reconciler sweep failed", exc_info=True)
 
-    def stop(self) -> None:
+    def stop(self, *, process_exits: bool = False) -> None:
+        """Stop the engine; `process_exits`: leave moto in place for threads still finishing (see engine)."""
         from upgrader import factory
 
         self._stop_sweeping.set()
@@ -107,7 +108,7 @@ class LocalRuntime:
             self._sweeper.join(timeout=30)
             self._sweeper = None
         if self.engine is not None:
-            self.engine.stop()
+            self.engine.stop(keep_mock=process_exits)
             self.engine = None
         factory.reset()
         for key, value in self._saved_env.items():

@@ -152,20 +152,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "upgrade-local"
     protocol_version = "HTTP/1.0"  # one request per connection: a worker is never parked on keep-alive
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._dispatch()
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._dispatch()
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._dispatch()
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._dispatch()
-
-    def do_PATCH(self) -> None:  # noqa: N802
-        self._dispatch()
+    def __getattr__(self, name: str) -> Any:
+        # http.server calls do_<METHOD>. Every method (GET ... TRACE, QUERY) reaches the router, so
+        # one the API does not serve on a path is a JSON 405 naming the allowed ones, never an HTML 501.
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
 
     def _dispatch(self) -> None:
         began = time.monotonic()
@@ -238,7 +230,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def _log(self, began: float, status: int) -> None:
         if self.server.access_log:

@@ -2,25 +2,92 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from upgrader.errors import UpgradeError
 
 logger = Logger()
 
+BODY_NOT_AN_OBJECT = "the request body must be a JSON object"
+
+
+class JsonObjectBodyValidation(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, with the body taken as this API defines it.
+
+    Every request body of this API is one JSON object sent as application/json. Powertools alone
+    would unwrap a JSON list to its first element (`[{"rollback": true}]` validated as the object),
+    take `null` for "no body", and parse form-encoded bodies into strings. Here: no body at all
+    means no body; anything else must be a JSON object, or the request is a 422 (415 for another
+    media type) naming `body`.
+    """
+
+    def _get_body(self, app: Any) -> Any:  # a JSON object, or None when there is no body
+        event = app.current_event
+        if not event.body:
+            return None
+        content_type = (event.headers.get("content-type") or "").strip().lower()
+        if content_type and not content_type.startswith(content_types.APPLICATION_JSON):
+            raise RequestUnsupportedContentType(
+                "Unsupported content type",
+                errors=[
+                    {
+                        "type": "unsupported_content_type",
+                        "loc": ("body",),
+                        "msg": f"send {content_types.APPLICATION_JSON}, not {content_type}",
+                    }
+                ],
+            )
+        try:
+            body = json.loads(event.decoded_body)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body",), "msg": "body is not valid JSON", "input": {}}]
+            ) from exc
+        if not isinstance(body, dict):
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "model_type",
+                        "loc": ("body",),
+                        "msg": f"{BODY_NOT_AN_OBJECT}, not {_json_kind(body)}",
+                        "input": {},
+                    }
+                ]
+            )
+        return body
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {list: "a list", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+
 
 def build_resolver() -> APIGatewayRestResolver:
     app = APIGatewayRestResolver(enable_validation=True)
+    # Powertools runs this instance first on every validated route (it builds it only when absent).
+    app._request_validation_middleware = JsonObjectBodyValidation()
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
         errors = [_describe(err) for err in exc.errors()]
         message = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
         return _json(422, {"message": f"invalid request: {message}", "errors": errors})
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _media_type(exc: RequestUnsupportedContentType) -> Response:
+        errors = [_describe(err) for err in exc.errors()]
+        return _json(415, {"message": f"unsupported media type: {errors[0]['message']}", "errors": errors})
 
     @app.exception_handler(UpgradeError)
     def _domain(exc: UpgradeError) -> Response:
@@ -35,7 +102,7 @@ def build_resolver() -> APIGatewayRestResolver:
     return app
 
 
-def caller_identity(app: APIGatewayRestResolver) -> str | None:
+def caller_identity(app: APIGatewayRestResolver | APIGatewayRouter) -> str | None:
     """Who signed the request (API Gateway's AWS_IAM authorizer fills requestContext.identity)."""
     identity = app.current_event.request_context.identity
     return identity.user_arn or identity.caller or identity.user or None
@@ -59,8 +126,12 @@ _PATTERN_MESSAGES = {
     "not starting with '.' or '-'",
     "customerIds": "customer ids are ASCII letters, digits, '_' and '-', at most 63 characters",
     "customerId": "customer ids are ASCII letters, digits, '_' and '-', at most 63 characters",
-    "upgradeId": "upgrade ids are positive whole numbers",
+    "upgradeId": "upgrade ids are whole numbers from 1 to 2147483647",
     "jobId": "job ids are execution names: letters, digits, '_' and '-', at most 80 characters",
+    "before": "upgrade ids are whole numbers from 1 to 2147483647",
+    "httpPath": "an absolute path: letters, digits, '.', '_', '~', '-' and '/', no '..' segment, at most 255 characters",
+    "service": "a Kubernetes service name: lowercase letters, digits and '-', at most 63 characters",
+    "port": "a port name (lowercase letters, digits, '-', starting with a letter) or a number 1..65535",
 }
 
 

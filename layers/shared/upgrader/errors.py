@@ -34,6 +34,10 @@ class LogRowNotFound(NotFound):
     pass
 
 
+class UnknownCustomers(NotFound):
+    """A deploy names customers that are not in the inventory."""
+
+
 class Conflict(UpgradeError):
     http_status = 409
 
@@ -46,8 +50,12 @@ class WrongState(Conflict):
     pass
 
 
-class NoTargetCustomers(UpgradeError):
-    http_status = 422
+class InactiveCustomers(Conflict):
+    """A deploy names customers whose inventory status is not active (the inventory may change)."""
+
+
+class NoTargetCustomers(Conflict):
+    """No active customer matches the deploy's filters: nothing to do until the inventory changes."""
 
 
 class LimitExceeded(UpgradeError):

@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 COMPONENTS: tuple[str, ...] = ("api", "dashboard", "exporter", "mosquitto")
 Component = Literal["api", "dashboard", "exporter", "mosquitto"]
 Strategy = Literal["all", "canary", "batch"]
+
+INT4_MAX = 2**31 - 1  # PostgreSQL INT / SERIAL: every id and count the database stores
+
+
+def decimal_pattern(maximum: int) -> str:
+    """A regular expression for the decimal numbers 1..maximum, without sign or leading zeros.
+
+    Ids travel as strings (the specification shows "123"); bounding them in the pattern itself keeps
+    an out-of-range id a 422 at the edge instead of an error from PostgreSQL, and the OpenAPI
+    document states the exact range."""
+    digits = str(maximum)
+    shorter = {1: [], 2: ["[1-9]"]}.get(len(digits), [f"[1-9][0-9]{{0,{len(digits) - 2}}}"])
+    alternatives = list(shorter)
+    for index, digit in enumerate(digits):  # as long as `maximum`, with a smaller digit at `index`
+        low, high = (1 if index == 0 else 0), int(digit) - 1
+        if high >= low:
+            rest = len(digits) - index - 1
+            alternatives.append(
+                digits[:index]
+                + (str(low) if low == high else f"[{low}-{high}]")
+                + ("[0-9]" * rest if rest < 2 else f"[0-9]{{{rest}}}")
+            )
+    alternatives.append(digits)
+    return "^(?:" + "|".join(alternatives) + ")$"
+
 
 # OCI tag grammar: what `helm --set-string <key>=<version>` may safely receive (no , = [ spaces).
 VERSION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
@@ -17,10 +44,15 @@ VERSION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$"
 LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
-UPGRADE_ID_PATTERN = r"^[1-9][0-9]{0,9}$"
-HTTP_PATH_PATTERN = r"^/[A-Za-z0-9._~/-]{0,254}$"
+UPGRADE_ID_PATTERN = decimal_pattern(INT4_MAX)
+# An absolute URL path whose segments are never "..": "." and ".." would let a probe leave the
+# component's service (the Kubernetes service proxy resolves them). Length: HTTP_PATH_MAX_LENGTH.
+_SEGMENT = r"(?:\.|[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.\.[A-Za-z0-9._~-]+)?"
+HTTP_PATH_PATTERN = rf"^/(?:{_SEGMENT}/)*{_SEGMENT}$"
+HTTP_PATH_MAX_LENGTH = 255
 DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-PORT_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?|[1-9][0-9]{0,4})$"
+# A service port's name (starts with a letter, at most 15 characters) or number (1..65535).
+PORT_PATTERN = r"^(?:[a-z](?:[a-z0-9-]{0,13}[a-z0-9])?|" + decimal_pattern(65535)[4:-2] + ")$"
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$"
 # A Helm chart version (SemVer 2, as Helm requires; build metadata allowed).
 CHART_VERSION_PATTERN = r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]{1,64})?(\+[0-9A-Za-z.-]{1,64})?$"
@@ -29,6 +61,31 @@ Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
 LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
 LabelValue = Annotated[str, StringConstraints(pattern=LABEL_VALUE_PATTERN)]
+HttpPath = Annotated[str, StringConstraints(pattern=HTTP_PATH_PATTERN, max_length=HTTP_PATH_MAX_LENGTH)]
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON has one number type: 10.0 is the integer 10 (JSON Schema agrees). 10.5, "10" and true stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Integer fields of request bodies: `Annotated[int, Field(ge=.., le=..), WHOLE]`. The bounds come
+# before the validator so that pydantic writes them as JSON Schema minimum/maximum, even in a union.
+WHOLE = BeforeValidator(_whole_number)
+
+
+def _digits_only(value: Any) -> Any:
+    """A query string integer is written in decimal digits: '+1', ' 1', '1\n' and '1_0' are refused."""
+    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]{1,12}", value):
+        raise ValueError("must be a whole number written in decimal digits")
+    return value
+
+
+# Integer query parameters: `Annotated[int, Field(ge=.., le=..), DIGITS, Query()]` (bounds before
+# the validator, so that the document states them as minimum/maximum).
+DIGITS = BeforeValidator(_digits_only)
 
 DEFAULT_CANARY_PERCENT = 10
 DEFAULT_BATCH_SIZE = 10
@@ -41,16 +98,44 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
-class FailureThreshold(_Strict):
-    """How many failed customers a wave tolerates before the upgrade halts (issue: safety)."""
+def _without_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
 
-    percent: float | None = Field(default=None, ge=0, le=100)
-    count: int | None = Field(default=None, ge=0, le=MAX_TARGETED_CUSTOMERS)
+
+_ONE_THRESHOLD = "failureThreshold takes exactly one of 'percent' or 'count'"
+
+
+class FailureThreshold(_Strict):
+    """How many failed customers a wave tolerates before the upgrade halts: exactly one of the two."""
+
+    # The document says what the validators enforce: one key, and its value a number (never null).
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    percent: Annotated[float, Field(ge=0, le=100)] | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_without_default
+    )
+    count: Annotated[int, Field(ge=0, le=MAX_TARGETED_CUSTOMERS), WHOLE] | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_without_default
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and len(data) != 1:
+            raise ValueError(_ONE_THRESHOLD)
+        return data
+
+    @field_validator("percent", "count", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must be a number, not null")
+        return value
 
     @model_validator(mode="after")
-    def _one_of(self) -> FailureThreshold:
+    def _one_value(self) -> FailureThreshold:
         if (self.percent is None) == (self.count is None):
-            raise ValueError("failureThreshold takes exactly one of 'percent' or 'count'")
+            raise ValueError(_ONE_THRESHOLD)
         return self
 
 
@@ -58,10 +143,10 @@ class HealthCheck(_Strict):
     """After helm: wait for the component's workloads to finish rolling out, optionally probe HTTP."""
 
     enabled: bool = Field(default=True, description="check the rollout after helm (default on)")
-    timeoutSeconds: int = Field(  # noqa: N815
-        default=300, ge=10, le=3600, description="how long the rollout may take before the customer fails"
+    timeoutSeconds: Annotated[int, Field(ge=10, le=3600), WHOLE] = Field(  # noqa: N815
+        default=300, description="how long the rollout may take before the customer fails"
     )
-    httpPath: Annotated[str, StringConstraints(pattern=HTTP_PATH_PATTERN)] | None = Field(  # noqa: N815
+    httpPath: HttpPath | None = Field(  # noqa: N815
         default=None, description="optional HTTP path probed through the Kubernetes service proxy, e.g. /healthz"
     )
     service: Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)] | None = Field(
@@ -71,37 +156,36 @@ class HealthCheck(_Strict):
         default="http", description="service port name or number"
     )
 
-    @model_validator(mode="after")
-    def _no_parent_segments(self) -> HealthCheck:
-        if self.httpPath is not None and ".." in self.httpPath.split("/"):
-            raise ValueError("httpPath must not contain '..' segments")
-        return self
+
+# Keys that do not match the label key pattern are refused, so the document says so.
+_ONLY_LABEL_KEYS: dict[str, Any] = {"additionalProperties": False}
 
 
 class DeployRequest(_Strict):
     component: Component = Field(description="api | dashboard | exporter | mosquitto")
     version: Version = Field(description="image tag to roll out, e.g. v1.2.0 (OCI tag grammar)")
     strategy: Strategy = Field(description="all | canary | batch")
-    canaryPercent: int | None = Field(  # noqa: N815 - the specification's JSON name
-        default=None, ge=1, le=100, description="canary: share of customers in the first wave (default 10)"
+    canaryPercent: Annotated[int, Field(ge=1, le=100), WHOLE] | None = Field(  # noqa: N815 - the specification's JSON name
+        default=None, description="canary: share of customers in the first wave (default 10)"
     )
-    batchSize: int | None = Field(  # noqa: N815
-        default=None, ge=1, le=MAX_TARGETED_CUSTOMERS, description="batch: customers per wave (default 10)"
+    batchSize: Annotated[int, Field(ge=1, le=MAX_TARGETED_CUSTOMERS), WHOLE] | None = Field(  # noqa: N815
+        default=None, description="batch: customers per wave (default 10)"
     )
-    maxConcurrency: int | None = Field(  # noqa: N815
-        default=None, ge=1, le=1000, description="Helm upgrades running at once within a wave"
+    maxConcurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(  # noqa: N815
+        default=None, description="Helm upgrades running at once within a wave"
     )
-    customerIds: list[CustomerId] | None = Field(  # noqa: N815
-        default=None,
-        min_length=1,
-        max_length=MAX_TARGETED_CUSTOMERS,
-        description="only these active customers (default: every active customer)",
+    customerIds: (  # noqa: N815
+        Annotated[
+            list[CustomerId],
+            Field(min_length=1, max_length=MAX_TARGETED_CUSTOMERS, json_schema_extra={"uniqueItems": True}),
+        ]
+        | None
+    ) = Field(default=None, description="only these active customers (default: every active customer), each once")
+    labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=20, json_schema_extra=_ONLY_LABEL_KEYS)] | None = (
+        Field(default=None, description="only customers carrying all these labels")
     )
-    labels: dict[LabelKey, LabelValue] | None = Field(
-        default=None, max_length=20, description="only customers carrying all these labels"
-    )
-    bakeSeconds: int = Field(  # noqa: N815
-        default=0, ge=0, le=86_400, description="wait between two waves, after a wave succeeds"
+    bakeSeconds: Annotated[int, Field(ge=0, le=86_400), WHOLE] = Field(  # noqa: N815
+        default=0, description="wait between two waves, after a wave succeeds"
     )
     failureThreshold: FailureThreshold | None = Field(  # noqa: N815
         default=None, description="failed customers tolerated per wave before halting (canary wave: 0)"
@@ -109,8 +193,8 @@ class DeployRequest(_Strict):
     autoRollback: bool = Field(  # noqa: N815
         default=False, description="roll a failed customer back to its previous revision"
     )
-    approvalTimeoutSeconds: int | None = Field(  # noqa: N815
-        default=None, ge=60, le=31_536_000, description="canary: how long to wait for /continue"
+    approvalTimeoutSeconds: Annotated[int, Field(ge=60, le=31_536_000), WHOLE] | None = Field(  # noqa: N815
+        default=None, description="canary: how long to wait for /continue"
     )
     healthCheck: HealthCheck = Field(  # noqa: N815
         default_factory=HealthCheck, description="post-upgrade checks (default: rollout within 300 s)"
@@ -121,11 +205,12 @@ class DeployRequest(_Strict):
         "the chart version it runs, so only the component's image changes",
     )
 
-    @model_validator(mode="after")
-    def _unique_customers(self) -> DeployRequest:
-        if self.customerIds is not None and len(set(self.customerIds)) != len(self.customerIds):
+    @field_validator("customerIds")
+    @classmethod
+    def _unique_customers(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
             raise ValueError("customerIds contains duplicates")
-        return self
+        return value
 
 
 class DeployResponse(BaseModel):
@@ -236,8 +321,8 @@ class AbortResponse(BaseModel):
 
 
 class RollbackUpgradeRequest(_Strict):
-    maxConcurrency: int | None = Field(  # noqa: N815
-        default=None, ge=1, le=1000, description="helm rollbacks running at once (default: the upgrade's)"
+    maxConcurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(  # noqa: N815
+        default=None, description="helm rollbacks running at once (default: the upgrade's)"
     )
 
 
@@ -345,9 +430,18 @@ class QueueJobResponse(BaseModel):
     mapRuns: list[dict[str, Any]]  # noqa: N815
 
 
-class ErrorResponse(BaseModel):
+class FieldError(BaseModel):
+    field: str = Field(description="the invalid input: a path or query parameter, 'body', or a body field path")
     message: str
-    errors: list[dict[str, Any]] | None = None
+    type: str = Field(description="the kind of problem, e.g. missing, string_pattern_mismatch, extra_forbidden")
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: a message for people, plus the error's name or the invalid fields."""
+
+    message: str
+    error: str | None = Field(default=None, description="name of the domain error, e.g. UpgradeNotFound")
+    errors: list[FieldError] | None = Field(default=None, description="422: each invalid field")
 
 
 def iso(ts: datetime | None) -> str | None:

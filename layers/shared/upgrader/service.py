@@ -8,9 +8,10 @@ from collections import Counter
 from typing import Any
 
 from upgrader.errors import (
-    InvalidRequest,
+    InactiveCustomers,
     LimitExceeded,
     NoTargetCustomers,
+    UnknownCustomers,
     UpgradeNotFound,
     WrongState,
 )
@@ -68,9 +69,9 @@ def deploy_upgrade(
         unknown = [c for c in request.customerIds if c not in known]
         inactive = [c for c in request.customerIds if known.get(c, "active") != "active"]
         if unknown:
-            raise InvalidRequest(f"unknown customer id(s): {', '.join(unknown[:20])}")
+            raise UnknownCustomers(f"unknown customer id(s): {', '.join(unknown[:20])}")
         if inactive:
-            raise InvalidRequest(f"customer(s) not active: {', '.join(inactive[:20])}")
+            raise InactiveCustomers(f"customer(s) not active: {', '.join(inactive[:20])}")
     targets = repo.target_customers(request.component, request.customerIds, request.labels)
     if not targets:
         raise NoTargetCustomers("no active customer matches this upgrade; nothing to do")

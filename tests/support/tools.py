@@ -1,0 +1,34 @@
+"""Command-line tools some tests drive (sam, curl, jq; helm later).
+
+Under CI (`CI` set, as `.ci/run` does) a missing tool fails the test: CI must not go green by
+skipping. On a developer machine it skips with the command that installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+INSTALL = {
+    "curl": "apt-get install -y curl",
+    "jq": "apt-get install -y jq",
+    "sam": "make setup (installs aws-sam-cli into .venv-sam)",
+}
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def require_tool(name: str, *candidates: str | None) -> str:
+    """The tool's path: the first executable of `candidates`, else `name` on PATH; fail or skip if none."""
+    for candidate in [*candidates, shutil.which(name)]:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    message = f"{name} is not installed (install: {INSTALL.get(name, name)})"
+    if under_ci():
+        pytest.fail(f"{message}; CI must run every test", pytrace=False)
+    pytest.skip(message)
