@@ -79,6 +79,14 @@ def _finished(world: World) -> dict[str, str]:
     return params
 
 
+def _halted(world: World) -> dict[str, str]:
+    params = _pending(world)
+    world.sql("UPDATE system_upgrades SET status = 'halted', halt_reason = 'wave 1 of 2: 1 of 1 customers failed'")
+    world.sql("UPDATE upgrade_runs SET status = 'halted'")
+    world.sql("UPDATE customer_upgrade_logs SET status = 'skipped'")
+    return params
+
+
 def _job(world: World) -> dict[str, str]:
     world.make_customers(5)
     return {"jobId": helpers.deploy()["jobId"]}
@@ -99,6 +107,9 @@ TARGETS: dict[str, Target] = {
     "POST /api/upgrades/{upgradeId}/rollback/{customerId}": Target(_completed_customer, 202),
     "POST /api/upgrades/{upgradeId}/abort": Target(_pending, 202, body={"rollback": True, "reason": "pager went off"}),
     "POST /api/upgrades/{upgradeId}/rollback": Target(_finished, 202, body={"maxConcurrency": 2}),
+    "POST /api/upgrades/{upgradeId}/resume": Target(
+        _halted, 202, body={"maxConcurrency": 2, "bakeSeconds": 0, "retryFailed": True}
+    ),
     "GET /api/queue/stats": Target(_listed, 200),
     "GET /api/queue/jobs/{jobId}": Target(_job, 200),
 }

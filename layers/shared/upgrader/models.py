@@ -199,7 +199,7 @@ class DeployRequest(_Strict):
     healthCheck: HealthCheck = Field(  # noqa: N815
         default_factory=HealthCheck, description="post-upgrade checks (default: rollout within 300 s)"
     )
-    chartVersion: Annotated[str, StringConstraints(pattern=CHART_VERSION_PATTERN)] | None = Field(  # noqa: N815
+    chartVersion: Annotated[str, StringConstraints(pattern=CHART_VERSION_PATTERN, max_length=128)] | None = Field(  # noqa: N815
         default=None,
         description="the Helm chart version every customer gets (helm --version); default: each release keeps "
         "the chart version it runs, so only the component's image changes",

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from upgrader.cluster.types import ClusterGateway
+from upgrader.cluster.types import JobState, ReleaseInfo
 from upgrader.db import Database, Row
 from upgrader.errors import NotFound
 from upgrader.repository import ORPHANED, RunRepository
@@ -33,6 +33,14 @@ _JOB_OPERATION = re.compile(r"^helm-(upgrade|restore|rollback|recover)-")
 
 class ExecutionStatus(Protocol):
     def status(self, name: str) -> dict[str, Any]: ...
+
+
+class JobReader(Protocol):
+    """What the reconciler needs of the cluster port (`ClusterGateway` has it)."""
+
+    def get_helm_job_named(self, name: str) -> JobState: ...
+
+    def release_status(self, namespace: str, release: str) -> ReleaseInfo: ...
 
 
 @dataclass
@@ -138,7 +146,7 @@ def execution_reason(name: str, status: str, error: str | None, cause: str | Non
 
 def reconcile_execution(
     name: str, status: str, error: str | None, cause: str | None, *,
-    recon: ReconcileRepository, runs: RunRepository, cluster: ClusterGateway | None,
+    recon: ReconcileRepository, runs: RunRepository, cluster: JobReader | None,
 ) -> ReconcileResult:  # fmt: skip
     """An execution ended FAILED, TIMED_OUT or ABORTED: end every run it was running."""
     result = ReconcileResult()
@@ -153,7 +161,7 @@ def reconcile_execution(
 
 
 def sweep(
-    *, recon: ReconcileRepository, runs: RunRepository, executions: ExecutionStatus, cluster: ClusterGateway | None,
+    *, recon: ReconcileRepository, runs: RunRepository, executions: ExecutionStatus, cluster: JobReader | None,
     min_age_seconds: int = 60,
 ) -> ReconcileResult:  # fmt: skip
     """Every run the database calls running whose execution is not RUNNING (an event was lost), then
@@ -195,7 +203,7 @@ def _end_run(run: Mapping[str, Any], reason: str, *, recon: ReconcileRepository,
 
 
 def settle_orphans(
-    *, recon: ReconcileRepository, runs: RunRepository, cluster: ClusterGateway, result: ReconcileResult
+    *, recon: ReconcileRepository, runs: RunRepository, cluster: JobReader, result: ReconcileResult
 ) -> None:
     """Record the real outcome of every leased row no worker will record, once its Job has ended."""
     for row in recon.orphaned_rows():
