@@ -230,8 +230,8 @@ def test_start_helm_job_twice_creates_one_job_and_adopts_it(driver, sql):
 
     assert first == second
     name = first["jobName"]
-    # two create requests reached the API server (the second answered 409) ...
-    assert [job.name for job in drive.stack.cluster.created_jobs] == [name, name]
+    # one create request reached the API server: the second delivery found the Job and adopted it ...
+    assert [job.name for job in drive.stack.cluster.created_jobs] == [name]
     # ... and one Job exists
     assert list(drive.stack.cluster.jobs()) == [name]
     assert _log(sql, child["logId"])["job_name"] == name
@@ -314,10 +314,10 @@ def test_evaluate_wave_twice_closes_unrecorded_rows_and_halts_once(driver, sql):
     drive.prepare()
     failing, lost = drive.items()
     drive.stack.cluster.fail_customers.add(failing["customerId"])
+    invoke("begin_customer", drive.begin_event(lost))  # in_progress, and then nothing
     failed = drive.run_child_until_finished(failing)
     assert failed["job"]["phase"] == "failed"
     invoke("finish_customer", drive.finish_event(failed))
-    invoke("begin_customer", drive.begin_event(lost))  # in_progress, and then nothing
 
     first, second = twice("evaluate_wave", drive.event("EvaluateWave", drive.state))
 
@@ -327,7 +327,8 @@ def test_evaluate_wave_twice_closes_unrecorded_rows_and_halts_once(driver, sql):
     assert first["lastWave"]["failed"] == second["lastWave"]["failed"] == 2
     upgrade = _upgrade(sql)
     assert (upgrade["completed_customers"], upgrade["failed_customers"]) == (0, 2)
-    assert upgrade["halt_reason"] == "wave 1 of 2: 2 of 2 customers failed (tolerated: 0)"
+    # halted when the first failure was recorded (the budget holds inside the wave); first reason wins
+    assert upgrade["halt_reason"] == "wave 1 of 2: 1 of 2 customers failed (tolerated: 0)"
     assert upgrade["current_wave"] == 0
     assert _log(sql, lost["logId"])["status"] == "failed"
 
@@ -343,7 +344,8 @@ def test_evaluate_wave_twice_moves_to_the_gate_once(driver, sql):
     assert first == second
     assert (first["decision"], first["wave"]) == ("await_continue", 1)
     upgrade = _upgrade(sql)
-    assert (upgrade["current_wave"], upgrade["halt_reason"], upgrade["status"]) == (1, None, "in_progress")
+    # the next wave becomes current when it is prepared (after the gate)
+    assert (upgrade["current_wave"], upgrade["halt_reason"], upgrade["status"]) == (0, None, "in_progress")
     assert (upgrade["completed_customers"], upgrade["failed_customers"]) == (2, 0)
 
 
@@ -359,7 +361,7 @@ def test_await_continue_twice_keeps_one_gate_and_continue_releases_it_once(drive
 
     first, second = twice("await_continue", payload)
 
-    assert first == second == {"waiting": True}
+    assert first == second == {"waiting": True, "gate": "approval"}
     upgrade = _upgrade(sql)
     assert (upgrade["status"], upgrade["task_token"], upgrade["current_wave"]) == (
         "awaiting_continue", "token-of-the-gate", 1)  # fmt: skip

@@ -16,7 +16,9 @@ CUSTOMER_LABEL = "upgrades.example.com/customer-id"
 
 
 def _rollback_jobs(cluster: Any) -> list[Any]:
-    return [job for job in cluster.created_jobs if job.manifest["metadata"]["labels"][OPERATION_LABEL] == "rollback"]
+    """Jobs that roll a customer back: `helm rollback` (exact) or a restore (`helm upgrade` of the old tag)."""
+    return [job for job in cluster.created_jobs
+            if job.manifest["metadata"]["labels"][OPERATION_LABEL] in ("rollback", "restore")]  # fmt: skip
 
 
 def _argv(manifest: dict[str, Any]) -> list[str]:
@@ -39,7 +41,7 @@ def _upgraded(stack: Any, make_customers: Any, n: int, *, failing: int | None = 
         stack.cluster.add_release(name, name, values={"api.image.tag": "v1.1.0"})
     if failing is not None:
         stack.cluster.fail_customers.add(ids[failing])
-    started = deploy(component="api", version="v1.2.0", strategy="all")
+    started = deploy(component="api", version="v1.2.0", strategy="all", failureThreshold={"count": 1})
     assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
     stack.cluster.fail_customers.clear()
     return ids, started["upgradeId"]
@@ -67,8 +69,10 @@ def test_rollback_of_one_customer_runs_helm_rollback_and_restores_its_version(st
     assert len(rollbacks) == 1
     job = rollbacks[0]
     assert job.manifest["metadata"]["labels"][CUSTOMER_LABEL] == ids[0]
+    # (the release is still at the revision the upgrade produced: an exact helm rollback to the one before)
     assert _argv(job.manifest) == [
-        "helm", "rollback", "customer-0001", "--namespace", "customer-0001", "--wait", "--timeout", "600s",
+        "helm", "rollback", "customer-0001", "1", "--namespace", "customer-0001", "--wait", "--timeout", "600s",
+        "--history-max", "10",
     ]  # fmt: skip
     # and helm's release went back to the revision before the upgrade
     history = stack.cluster.release_history("customer-0001", "customer-0001")
@@ -185,7 +189,10 @@ def test_rollback_can_be_retried_after_a_failed_rollback(stack, make_customers, 
     executions.append(stack.wait_execution(second["jobId"]))
     attempts = stack.logs(uid, operation="rollback")["logs"]
     assert [a["status"] for a in attempts] == ["failed", "completed"]
-    # a second helm rollback ran, in a Job of its own
-    assert len({job.name for job in _rollback_jobs(stack.cluster)}) == 2
+    # a second rollback ran, in a Job of its own: the release moved on since (a failed rollback revision),
+    # so it restores the old tag with `helm upgrade`, keeping everything else
+    jobs = _rollback_jobs(stack.cluster)
+    assert len({job.name for job in jobs}) == 2
+    assert [job.manifest["metadata"]["labels"][OPERATION_LABEL] for job in jobs] == ["rollback", "restore"]
     assert _api_version(sql, ids[0])["version"] == "v1.1.0"
     assert [e["status"] for e in executions] == ["SUCCEEDED", "SUCCEEDED"]

@@ -27,7 +27,7 @@ def test_failed_health_check_after_helm_succeeded_is_rolled_back_automatically(s
     rows = {r["customer_id"]: r for r in sql("SELECT * FROM customer_upgrade_logs")}
     assert rows[ids[1]]["status"] == "rolled_back"
     assert "HTTP health check /healthz failed" in rows[ids[1]]["error"]
-    assert "rolled back to the previous revision" in rows[ids[1]]["error"]
+    assert "rolled back to revision 1" in rows[ids[1]]["error"]
     assert "automatic rollback" in rows[ids[1]]["output"]
     assert [rows[c]["status"] for c in (ids[0], ids[2], ids[3])] == ["completed"] * 3
     operations = [job.manifest["spec"]["template"]["spec"]["containers"][0]["args"][0]
@@ -187,21 +187,21 @@ def test_rollback_of_a_whole_upgrade_goes_last_wave_first(stack, make_customers,
 
 
 def test_a_wave_that_cannot_run_halts_the_upgrade(stack, make_customers, sql, monkeypatch):
-    # Given the second wave's manifest disappears before its Map Run reads it
+    # Given the second wave's manifest disappears between PrepareWave and its Map Run
     from upgrader import orchestration
 
     make_customers(4)
-    real = orchestration.evaluate_wave
+    real = orchestration.prepare_wave
 
-    def lose_next_manifest(event, **kwargs):
+    def lose_second_manifest(event, **kwargs):
         state = real(event, **kwargs)
-        if state.get("decision") == "next":
+        if state["wave"] == 1:
             stack.runtime.engine.s3.delete_object(
                 Bucket=state["bucket"], Key=f"{state['manifestPrefix']}/wave-{state['wave']}.json"
             )
         return state
 
-    monkeypatch.setattr(orchestration, "evaluate_wave", lose_next_manifest)
+    monkeypatch.setattr(orchestration, "prepare_wave", lose_second_manifest)
     started = deploy(strategy="batch", batchSize=2)
     assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
     status = stack.status(started["upgradeId"])

@@ -344,7 +344,8 @@ def _start_rollback(lease: LeaseSession, existing: dict[str, bool], *, cluster: 
     component, target = row["component"], row["to_version"]
     current = release.versions.get(component)
     left_by_upgrade = (upgraded or {}).get("version_after") or row["from_version"]
-    if current == target:
+    settled = release.status == "deployed"  # a failed newest revision (e.g. a failed rollback): try again
+    if current == target and settled:
         reason = f"nothing to roll back: the release already runs {component} {target}"
         lease.skip(reason)
         return {"phase": "skipped", "stage": "rollback", "reason": reason}

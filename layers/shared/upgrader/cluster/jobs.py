@@ -636,10 +636,10 @@ class KubernetesClusterGateway:
     def release_status(self, namespace: str, release: str) -> ReleaseInfo:
         """Helm's view of a release from its Secrets (`sh.helm.release.v1.<release>.v<N>`).
 
-        The newest revision gives status and revision; its release record (decoded from Helm's
-        storage format) gives the chart version and each component's image tag. The revision a
-        recover should return to (`last_deployed_revision`) is the newest one in status deployed or,
-        when none is (a failed non-atomic upgrade), the newest superseded one.
+        The newest revision gives status and revision. The revision a recover should return to
+        (`last_deployed_revision`) is the newest one in status deployed or, when none is (a failed
+        non-atomic upgrade or rollback), the newest superseded one; its release record (decoded from
+        Helm's storage format) gives the chart version and each component's image tag: what runs.
         """
         wanted = {"owner": "helm", "name": release}
         with _translated_errors(f"list helm secrets of {namespace}/{release}"):
@@ -662,17 +662,20 @@ class KubernetesClusterGateway:
         if not revisions:
             return ReleaseInfo(release, namespace, None, None, None)
         revisions.sort(key=lambda item: item[0])
-        revision, status, newest = revisions[-1]
+        revision, status = revisions[-1][0], revisions[-1][1]
         deployed = [r for r, s, _ in revisions if s == "deployed"]
         superseded = [r for r, s, _ in revisions if s == "superseded"]
         last_good = max(deployed) if deployed else (max(superseded) if superseded else None)
+        # Versions and chart come from the last revision that deployed: while the newest one is failed
+        # or pending, what runs is what that revision left (a failed rollback changed nothing that ran).
+        source = next((item for item in revisions if item[0] == last_good), revisions[-1])
         try:
             record = parse_release(
-                decode_release_data(str((newest.get("data") or {}).get("release", ""))), status_label=status
+                decode_release_data(str((source[2].get("data") or {}).get("release", ""))), status_label=source[1]
             )
         except ReleaseDecodeError as exc:
             raise ClusterPermanentError(
-                f"Helm release Secret {secret_name(release, revision)} in {namespace} is unreadable: {exc}"
+                f"Helm release Secret {secret_name(release, source[0])} in {namespace} is unreadable: {exc}"
             ) from exc
         versions = {component: record.version_of(key) for component, key in self._config.image_tag_keys.items()}
         return ReleaseInfo(
