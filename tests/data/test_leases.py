@@ -144,8 +144,11 @@ def test_abort_waits_for_a_lease_transaction_and_then_no_lease_is_taken(make_cus
     def lease_transaction() -> None:  # takes its lease and "creates its Job" before committing
         with factory.leases().session(first) as lease:
             assert lease.state == "acquired" and lease.stop_reason is None
+            lease.record_plan(revision_before=1, version_before="v1.1.0", chart_version="1.5.0")
             inside.set()
             release.wait(30)
+            # a second update of the row this transaction changed re-runs its foreign key check (a key
+            # share lock of the upgrade's row): it must not wait for the abort that waits for us
             lease.record_job("helm-upgrade-job")
 
     def abort() -> None:

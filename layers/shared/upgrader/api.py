@@ -132,6 +132,8 @@ _PATTERN_MESSAGES = {
     "httpPath": "an absolute path: letters, digits, '.', '_', '~', '-' and '/', no '..' segment, at most 255 characters",
     "service": "a Kubernetes service name: lowercase letters, digits and '-', at most 63 characters",
     "port": "a port name (lowercase letters, digits, '-', starting with a letter) or a number 1..65535",
+    "reason": "free text without control characters (tab and newlines are fine), at most 500 characters",
+    "chartVersion": "a Helm chart version (SemVer): 1.4.0, 1.5.0-rc.1, v2.0.0+build.7",
 }
 
 

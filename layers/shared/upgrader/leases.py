@@ -5,6 +5,12 @@ a release while one runs. So before a helm Job is created for a customer, its lo
 customer's lease (a row in `customer_leases`); the lease is given back in the transaction that
 records the result (`RunRepository.finish_customer`), or by the reconciler when a run died.
 
+Locks. Rows are locked in one order everywhere: the upgrade (`system_upgrades`), its run
+(`upgrade_runs`), the customer's log row, the lease. Explicit row locks are FOR NO KEY UPDATE (never
+FOR UPDATE): a foreign key check (FOR KEY SHARE on the referenced upgrade or log row, which an UPDATE
+of a row this transaction changed before runs again) must never wait for an abort, or the two would
+wait on each other.
+
 Why an abort is airtight. A lease is taken in a transaction that first share-locks the row of its run
 (`upgrade_runs`) and reads the run's `stop_reason`; the caller creates the helm Job before that
 transaction commits. An abort (or a failure-budget halt) writes `stop_reason` under an exclusive lock
@@ -169,7 +175,7 @@ class LeaseRepository:
                 SELECT l.*, u.parameters AS upgrade_parameters, u.strategy, u.total_waves,
                        u.chart_version AS upgrade_chart_version
                   FROM customer_upgrade_logs l JOIN system_upgrades u ON u.id = l.upgrade_id
-                 WHERE l.id = %s FOR UPDATE OF l
+                 WHERE l.id = %s FOR NO KEY UPDATE OF l
                 """,
                 (log_id,),
             )

@@ -304,10 +304,15 @@ class LogsResponse(BaseModel):
     logs: list[LogEntry]
 
 
+# Free text stored in PostgreSQL: no NUL (PostgreSQL text cannot hold it) and no other control
+# character but tab and newlines (they would garble logs and terminals).
+FREE_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+
 class AbortRequest(_Strict):
     rollback: bool = Field(default=False, description="also roll back the customers already upgraded")
-    reason: Annotated[str, StringConstraints(max_length=500)] | None = Field(
-        default=None, description="why (recorded with who asked)"
+    reason: Annotated[str, StringConstraints(max_length=500, pattern=FREE_TEXT_PATTERN)] | None = Field(
+        default=None, description="why (recorded with who asked); no control characters"
     )
 
 
@@ -329,12 +334,20 @@ class RollbackUpgradeRequest(_Strict):
 class ResumeRequest(_Strict):
     """Go on with a halted, aborted or failed upgrade; every field is optional and overrides the upgrade's."""
 
-    maxConcurrency: int | None = Field(default=None, ge=1, le=1000)  # noqa: N815
-    failureThreshold: FailureThreshold | None = None  # noqa: N815
-    bakeSeconds: int | None = Field(default=None, ge=0, le=86_400)  # noqa: N815
-    autoRollback: bool | None = None  # noqa: N815
-    approvalTimeoutSeconds: int | None = Field(default=None, ge=60, le=31_536_000)  # noqa: N815
-    healthCheck: HealthCheck | None = None  # noqa: N815
+    maxConcurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(  # noqa: N815
+        default=None, description="Helm upgrades running at once within a wave"
+    )
+    failureThreshold: FailureThreshold | None = Field(  # noqa: N815
+        default=None, description="failed customers tolerated per wave before halting (the resumed run's budget)"
+    )
+    bakeSeconds: Annotated[int, Field(ge=0, le=86_400), WHOLE] | None = Field(  # noqa: N815
+        default=None, description="wait between two waves"
+    )
+    autoRollback: bool | None = Field(default=None, description="roll a failed customer back")  # noqa: N815
+    approvalTimeoutSeconds: Annotated[int, Field(ge=60, le=31_536_000), WHOLE] | None = Field(  # noqa: N815
+        default=None, description="canary: how long to wait for /continue"
+    )
+    healthCheck: HealthCheck | None = Field(default=None, description="post-upgrade checks")  # noqa: N815
     retryFailed: bool = Field(  # noqa: N815
         default=False, description="also retry customers that failed without their release being changed"
     )

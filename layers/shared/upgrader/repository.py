@@ -372,7 +372,7 @@ class UpgradeRepository:
         (A run whose execution is already gone is ended by the caller: see `upgrader.reconciliation`.)
         """
         with self._db.transaction() as cur:
-            cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR UPDATE", (upgrade_id,))
+            cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
             upgrade = cur.fetchone()
             if upgrade is None:
                 raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
@@ -420,7 +420,7 @@ class UpgradeRepository:
                 """
                 SELECT task_token FROM system_upgrades
                  WHERE id = %s AND status = 'awaiting_continue' AND task_token IS NOT NULL
-                   FOR UPDATE
+                   FOR NO KEY UPDATE
                 """,
                 (upgrade_id,),
             )
@@ -457,7 +457,7 @@ class RunRepository:
     def start_run(self, upgrade_id: int, run_name: str, operation: str) -> tuple[Row, list[Row]]:
         """Mark the upgrade started (once) and return it with the run's rows in wave order."""
         with self._db.transaction() as cur:
-            cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR UPDATE", (upgrade_id,))
+            cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
             upgrade = cur.fetchone()
             if upgrade is None:
                 raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
@@ -593,7 +593,7 @@ class RunRepository:
     def finalize_upgrade(self, upgrade_id: int, run_name: str, failure: str | None) -> Row:
         """Skip what never started, then set the final status once (a retry changes nothing)."""
         with self._db.transaction() as cur:
-            cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR UPDATE", (upgrade_id,))
+            cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
             upgrade = cur.fetchone()
             if upgrade is None:
                 raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
@@ -651,6 +651,8 @@ class RunRepository:
         Rows the run never started are closed as skipped, so they do not block a later rollback.
         """
         with self._db.transaction() as cur:
+            # Lock order as everywhere: the upgrade's row first, then its run's (see `upgrader.leases`).
+            cur.execute("SELECT id FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
             cur.execute(
                 """
                 UPDATE customer_upgrade_logs SET status = 'skipped', completed_at = NOW(), updated_at = NOW(),
@@ -713,7 +715,7 @@ class RunRepository:
                        u.status AS upgrade_status, u.parameters AS upgrade_parameters
                   FROM customer_upgrade_logs l JOIN system_upgrades u ON u.id = l.upgrade_id
                   LEFT JOIN upgrade_runs r ON r.run_name = l.run_name
-                 WHERE l.id = %s FOR UPDATE OF l
+                 WHERE l.id = %s FOR NO KEY UPDATE OF l
                 """,
                 (log_id,),
             )

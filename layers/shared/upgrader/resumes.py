@@ -40,7 +40,7 @@ class ResumeRepository:
         (a failed start leaves everything as it was). Returns (the upgrade, customers resumed)."""
         try:
             with self._db.transaction() as cur:
-                cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR UPDATE", (upgrade_id,))
+                cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
                 upgrade = cur.fetchone()
                 if upgrade is None:
                     raise UpgradeNotFound(f"upgrade {upgrade_id} not found")

@@ -107,7 +107,7 @@ class RollbackRepository:
             with self._db.transaction() as cur:
                 cur.execute(
                     "SELECT id FROM customer_upgrade_logs WHERE upgrade_id = %s AND customer_id = %s"
-                    " AND operation = 'upgrade' FOR UPDATE",
+                    " AND operation = 'upgrade' FOR NO KEY UPDATE",
                     (upgrade_id, customer_id),
                 )
                 if cur.fetchone() is None:
@@ -138,7 +138,7 @@ class RollbackRepository:
         recorded by the run that ends the upgrade.
         """
         with self._db.transaction() as cur:
-            cur.execute("SELECT status FROM system_upgrades WHERE id = %s FOR UPDATE", (upgrade_id,))
+            cur.execute("SELECT status FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
             upgrade = cur.fetchone()
             if upgrade is None:
                 raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
