@@ -176,3 +176,46 @@ def test_config_from_settings_merges_chart_refs() -> None:
     assert config.chart_refs["api"] == "oci://r/charts/api"
     assert config.chart_refs["dashboard"].startswith("oci://")
     assert config.helm_image == "alpine/helm:3.16.4"
+
+
+def test_every_kubernetes_call_has_a_request_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API server that accepts the connection and never answers costs a call the timeout, not forever."""
+    import socket
+    import threading
+    import time
+
+    from upgrader.cluster import access
+    from upgrader.cluster.jobs import KubernetesClusterGateway
+    from upgrader.cluster.types import ClusterConfig, ClusterTransientError
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(silent.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    monkeypatch.setattr(access, "REQUEST_TIMEOUT_SECONDS", (1.0, 1.0))
+    config = ClusterConfig(mode="url", api_url=f"http://127.0.0.1:{silent.getsockname()[1]}")
+    client = access.build_api_client(config)
+    gateway = KubernetesClusterGateway(client, config)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ClusterTransientError, match="timed out|Read timed out|TimeoutError"):
+            gateway.release_status("customer-a", "stack")
+        assert time.monotonic() - started < 3  # one read timeout, not retried behind our back
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        silent.close()

@@ -20,8 +20,12 @@ Row = dict[str, Any]
 # A connection unused for longer than this is probed before use.
 IDLE_PROBE_SECONDS = 30.0
 
-# Every timestamp is stored and read in UTC; statements never wait forever on a lock.
-_SESSION_SETTINGS = {"timezone": "UTC", "statement_timeout": "30000", "lock_timeout": "10000"}
+# Every timestamp is stored and read in UTC; no statement runs or waits on a lock for long. The
+# Lambda timeouts in template.yaml are sized above these (tests/test_timeouts.py).
+STATEMENT_TIMEOUT_MS = 15_000
+LOCK_TIMEOUT_MS = 10_000
+_SESSION_SETTINGS = {"timezone": "UTC", "statement_timeout": str(STATEMENT_TIMEOUT_MS),
+                     "lock_timeout": str(LOCK_TIMEOUT_MS)}  # fmt: skip
 _SESSION_OPTIONS = " ".join(f"-c {name}={value}" for name, value in _SESSION_SETTINGS.items())
 # The same as statements, for connections that cannot carry startup options (RDS Proxy).
 _SESSION_SET = "; ".join(f"SET {name} TO '{value}'" for name, value in _SESSION_SETTINGS.items())

@@ -190,6 +190,15 @@ class LeaseRepository:
 
     @staticmethod
     def _take(cur: psycopg.Cursor[Row], row: Row) -> tuple[LeaseState, Row | None]:
+        # Another lease transaction of this customer still open (its helm Job being created)? Then the
+        # release is busy: look again later rather than wait on its uncommitted lease row.
+        cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 727002)) AS free", (row["customer_id"],))
+        if not (cur.fetchone() or {}).get("free"):
+            cur.execute("SELECT * FROM customer_leases WHERE customer_id = %s", (row["customer_id"],))
+            holder = cur.fetchone()
+            if holder is not None and holder["log_id"] == row["id"]:
+                return "held", None
+            return "busy", holder
         for _ in range(2):  # the holder may give it back between our insert and our look
             cur.execute(
                 """

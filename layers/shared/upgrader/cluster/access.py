@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import urllib3
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -31,6 +32,30 @@ TOKEN_LIFETIME_SECONDS = 15 * 60
 REMINT_AFTER_SECONDS = 14 * 60 - 60  # well before EKS stops accepting it (clock skew, long calls)
 
 Clock = Callable[[], float]
+
+# Every Kubernetes call is bounded: (connect, read) seconds. A stalled API server costs a worker at
+# most this per call, never its whole Lambda timeout (template.yaml sizes the cluster workers'
+# timeouts above the SQL statement timeout plus a few of these).
+REQUEST_TIMEOUT_SECONDS = (5.0, 15.0)
+
+
+class BoundedApiClient(k8s.ApiClient):
+    """The official ApiClient with a request timeout on every call that does not set its own, and no
+    silent retries of a call that timed out or was answered with an error: those surface as
+    ClusterTransientError at once, and the state machine's Retry (or the worker's own wait loop)
+    decides. Only a connection that could not be made is tried again, twice."""
+
+    def __init__(self, configuration: k8s.Configuration) -> None:
+        configuration.retries = urllib3.Retry(total=2, connect=2, read=0, status=0, other=0, redirect=0)
+        super().__init__(configuration)
+
+    def call_api(  # type: ignore[no-untyped-def]
+        self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None
+    ):
+        return super().call_api(
+            method, url, header_params, body, post_params, _request_timeout or REQUEST_TIMEOUT_SECONDS
+        )
+
 
 # Module scope so that warm Lambda invocations reuse the token: (cluster, region) -> (token, minted at).
 _TOKEN_CACHE: dict[tuple[str, str], tuple[str, float]] = {}
@@ -128,7 +153,7 @@ def build_api_client(
     """An ApiClient for the configured cluster. `session` is a boto3 Session (default: a new one)."""
     if config.mode == "url":
         assert config.api_url is not None  # guaranteed by ClusterConfig's validator
-        return k8s.ApiClient(k8s.Configuration(host=config.api_url.rstrip("/")))
+        return BoundedApiClient(k8s.Configuration(host=config.api_url.rstrip("/")))
 
     if config.mode == "kubeconfig-file":
         assert config.kubeconfig_path is not None  # guaranteed by ClusterConfig's validator
@@ -139,7 +164,7 @@ def build_api_client(
             )
         except (k8s_config.ConfigException, OSError) as exc:
             raise ClusterPermanentError(f"unusable kubeconfig file {config.kubeconfig_path}: {exc}") from exc
-        return k8s.ApiClient(configuration)
+        return BoundedApiClient(configuration)
 
     boto = _boto_session(session)
     if config.mode == "kubeconfig":
@@ -162,7 +187,7 @@ def build_api_client(
             )
         except k8s_config.ConfigException as exc:
             raise ClusterPermanentError(f"unusable kubeconfig: {exc}") from exc
-        return k8s.ApiClient(configuration)
+        return BoundedApiClient(configuration)
 
     # eks
     assert config.eks_cluster_name is not None
@@ -176,7 +201,7 @@ def build_api_client(
     tokens = EksTokenSource(boto, config.eks_cluster_name, region, clock=clock)
     tokens.refresh_hook(configuration)
     configuration.refresh_api_key_hook = tokens.refresh_hook  # type: ignore[assignment]
-    return k8s.ApiClient(configuration)
+    return BoundedApiClient(configuration)
 
 
 def build_cluster_gateway(config: ClusterConfig, *, session: Any | None = None) -> KubernetesClusterGateway:
