@@ -105,4 +105,4 @@ def test_without_startup_options_the_session_settings_are_sent_as_statements(dat
         settings = cur.fetchone()
 
     assert sent == [None]
-    assert settings == {"tz": "UTC", "st": "30s", "lt": "10s"}
+    assert settings == {"tz": "UTC", "st": "15s", "lt": "10s"}
