@@ -8,7 +8,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup run test test-fast lint format typecheck validate build openapi bench clean postgres rds-ca-bundle
+.PHONY: setup run test test-fast lint format typecheck validate build openapi bench bench-throughput clean postgres rds-ca-bundle
 
 $(STAMP): requirements-dev.txt constraints.txt layers/shared/requirements.txt layers/kubernetes/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,9 @@ rds-ca-bundle: $(STAMP)  ## regenerate the Amazon RDS / RDS Proxy CA bundle of t
 
 bench: $(STAMP) postgres
 	$(BIN)/python -m benchmarks.history_events
+
+bench-throughput: $(STAMP) postgres  ## local rollout throughput at 100, 500 and 1,000 customers (customers/s, ratio)
+	$(BIN)/python -m benchmarks.sim_throughput
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .local

@@ -143,7 +143,8 @@ def child_listing(sfn: Any, execution_arn: str) -> tuple[int, str]:
 
 def run_once(strategy: str, customers: int) -> dict[str, Any]:
     with temporary_database("upgrades_bench") as url, SimulatedCluster(job_duration_seconds=0.05) as cluster, \
-            LocalRuntime(database_url=url, kube_api_url=cluster.url, poll_seconds=0) as runtime:  # fmt: skip
+            LocalRuntime(database_url=url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
+                         poll_seconds=0) as runtime:  # fmt: skip
         repo = factory.repository()
         for i in range(1, customers + 1):
             name = f"customer-{i:04d}"

@@ -10,7 +10,7 @@ from upgrader import factory
 from upgrader.repository import UpgradeRepository
 
 from tests.support.database import temporary_database, truncate_all
-from tests.support.fakes import FakeWorkflow
+from tests.support.fakes import FakeSyncLauncher, FakeWorkflow
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +48,13 @@ def repo(env: dict[str, str]) -> UpgradeRepository:
 def fake_workflow(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> FakeWorkflow:
     fake = FakeWorkflow()
     monkeypatch.setattr(factory, "workflow", lambda: fake)
+    return fake
+
+
+@pytest.fixture
+def fake_launcher(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> FakeSyncLauncher:
+    fake = FakeSyncLauncher()
+    monkeypatch.setattr(factory, "sync_launcher", lambda: fake)
     return fake
 
 

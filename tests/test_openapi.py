@@ -75,7 +75,9 @@ def test_sigv4_is_a_security_scheme_of_every_operation_not_a_parameter():
     }
     for name, operation in OPERATIONS:
         assert operation["security"] == [{"sigv4": []}], name
-        assert not [p for p in operation.get("parameters", []) if p["in"] == "header"], name
+        # Headers the signature is made of are never parameters (Idempotency-Key is one of the API's own).
+        signing = {"authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"}
+        assert not [p for p in operation.get("parameters", []) if p["in"] == "header" and p["name"].lower() in signing]
 
 
 def test_servers_define_every_variable_they_use():

@@ -21,7 +21,7 @@ from tests.support.template import (
 )
 
 CONTRACTS = ROOT / "docs" / "contracts.md"
-KUBERNETES_FUNCTIONS = {"start_helm_job", "check_helm_job", "check_rollout", "reconcile_runs"}
+KUBERNETES_FUNCTIONS = {"start_helm_job", "check_helm_job", "check_rollout", "reconcile_runs", "sync_customers"}
 # SAM policy templates whose expansion has no wildcard action; anything else must be spelled out.
 ALLOWED_POLICY_TEMPLATES = {"LambdaInvokePolicy"}
 

@@ -5,6 +5,9 @@
     upgrade-customers logs 123 --status failed
     upgrade-customers continue 123
     upgrade-customers rollback 123 cust_abc123
+    upgrade-customers --component api --version v1.2.0 --strategy all --dry-run
+    upgrade-customers customers list --component api --version v1.1.0
+    upgrade-customers fleet
 
 Targets the local stack (http://localhost:3100) unless --api-url / UPGRADE_API_URL names another
 API; requests to an AWS endpoint are signed with SigV4 (standard credential chain).
@@ -20,16 +23,19 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from upgradectl.client import DEFAULT_API_URL, ApiClientError, ApiError, UpgradeApi
+from upgradectl import fleet_cli
+from upgradectl.client import DEFAULT_API_URL, ApiClientError, ApiError, ApiUnreachable, UpgradeApi
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_FAILURES = 3
 EXIT_INTERRUPTED = 130
+DEPLOY_ATTEMPTS = 3
 
 COMPONENTS = ("api", "dashboard", "exporter", "mosquitto")
 STRATEGIES = ("all", "canary", "batch")
@@ -74,6 +80,13 @@ def _add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) ->
     )
     parser.add_argument("--wait", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="watch the progress after starting (stops at the canary gate)")  # fmt: skip
+    parser.add_argument("--include-pinned", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="also upgrade customers whose component is pinned to another version")  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="print the plan (waves, customers, who is left out and why); start nothing")  # fmt: skip
+    parser.add_argument("--idempotency-key", default=default, metavar="KEY",
+                        help="the deploy's Idempotency-Key (default: a new one per run; a retry after a timeout "
+                             "reuses it, so it never starts a second upgrade)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     abort.add_argument("--rollback", action="store_true", help="then roll back the customers it upgraded")
     abort.add_argument("--reason", default=None, help="why (recorded with who asked)")
     abort.add_argument("--wait", action="store_true", help="watch until the upgrade has stopped")
+
+    fleet_cli.add_parsers(commands, common)
     return parser
 
 
@@ -167,12 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 class Cli:
     def __init__(self, api: UpgradeApi, *, out: TextIO, err: TextIO, as_json: bool,
-                 sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
+                 sleep: Callable[[float], None] | None = None) -> None:  # fmt: skip
         self.api = api
         self.out = out
         self.err = err
         self.as_json = as_json
-        self.sleep = sleep
+        self.sleep = sleep or time.sleep  # looked up now: tests replace time.sleep
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -186,7 +201,7 @@ class Cli:
                                             ("--strategy", args.strategy)) if not value]  # fmt: skip
         if missing:
             print(f"upgrade-customers: error: starting an upgrade needs {', '.join(missing)} "
-                  "(or give a command: list, status, watch, logs, continue, rollback)", file=self.err)  # fmt: skip
+                  "(or give a command: list, status, watch, logs, continue, rollback, customers, fleet)", file=self.err)  # fmt: skip
             return EXIT_USAGE
         request: dict[str, Any] = {"component": args.component, "version": args.version, "strategy": args.strategy}
         if args.canary_percent is not None:
@@ -199,12 +214,21 @@ class Cli:
             request["maxConcurrency"] = args.max_concurrency
         if getattr(args, "chart_version", None):
             request["chartVersion"] = args.chart_version
+        if getattr(args, "include_pinned", False):
+            request["includePinned"] = True
         try:
             request.update(_safety_options(args))
         except ValueError as exc:
             print(f"upgrade-customers: error: {exc}", file=self.err)
             return EXIT_USAGE
-        started = self.api.deploy(request)
+        if getattr(args, "dry_run", False):
+            plan = self.api.plan(request)
+            if self.as_json:
+                self.dump(plan)
+            else:
+                self.say(fleet_cli.plan_text(plan))
+            return EXIT_OK
+        started = self._deploy_once(request, getattr(args, "idempotency_key", None) or str(uuid.uuid4()))
         if self.as_json:
             self.dump(started)
         else:
@@ -218,6 +242,22 @@ class Cli:
         if getattr(args, "wait", False):
             return self.watch(str(started["upgradeId"]), interval=1.0, through_gate=False)
         return EXIT_OK
+
+    def _deploy_once(self, request: dict[str, Any], key: str) -> dict[str, Any]:
+        """POST the deploy; when no answer came (timeout, 502/503/504), send it again with the same key: the
+        API answers the first request's result, never a second upgrade."""
+        for attempt in range(DEPLOY_ATTEMPTS):
+            try:
+                return self.api.deploy(request, idempotency_key=key)
+            except ApiUnreachable:
+                if attempt == DEPLOY_ATTEMPTS - 1:
+                    raise
+            except ApiError as exc:
+                if exc.status not in (502, 503, 504) or attempt == DEPLOY_ATTEMPTS - 1:
+                    raise
+            print(f"upgrade-customers: no answer yet; asking again with Idempotency-Key {key}", file=self.err)
+            self.sleep(2.0 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # list
     def list(self, args: argparse.Namespace) -> int:
@@ -538,6 +578,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         "rollback": cli.rollback,
         "abort": cli.abort,
         "resume": cli.resume,
+        "customers": lambda a: fleet_cli.run_customers(cli, a),
+        "fleet": lambda a: fleet_cli.run_fleet(cli, a, unicode=_unicode_ok(out)),
     }
     try:
         return handlers[command](args)

@@ -75,8 +75,39 @@ class UpgradeApi:
 
     # --- routes ----------------------------------------------------------------------------------
 
-    def deploy(self, request: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", "/api/upgrades/deploy", body=request)
+    def deploy(self, request: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self.request("POST", "/api/upgrades/deploy", body=request, headers=headers)
+
+    def plan(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/api/upgrades/plan", body=request)
+
+    def list_customers(self, **query: Any) -> dict[str, Any]:
+        return self.request("GET", "/api/customers", query=query)
+
+    def all_customers(self, **query: Any) -> dict[str, Any]:
+        """Every page of the customer list, as one response."""
+        page = self.list_customers(**query)
+        customers = list(page.get("customers", []))
+        while page.get("nextCursor"):
+            page = self.list_customers(**{**query, "cursor": page["nextCursor"]})
+            customers.extend(page.get("customers", []))
+        return {"count": len(customers), "customers": customers, "nextCursor": None}
+
+    def customer(self, customer_id: str, **query: Any) -> dict[str, Any]:
+        return self.request("GET", f"/api/customers/{_segment(customer_id)}", query=query)
+
+    def patch_customer(self, customer_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self.request("PATCH", f"/api/customers/{_segment(customer_id)}", body=changes)
+
+    def start_sync(self) -> dict[str, Any]:
+        return self.request("POST", "/api/customers/sync")
+
+    def sync(self, sync_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/customers/sync/{_segment(sync_id)}")
+
+    def fleet(self) -> dict[str, Any]:
+        return self.request("GET", "/api/fleet")
 
     def list_upgrades(self, **query: Any) -> dict[str, Any]:
         return self.request("GET", "/api/upgrades", query=query)
@@ -120,14 +151,20 @@ class UpgradeApi:
     # --- transport -------------------------------------------------------------------------------
 
     def request(
-        self, method: str, path: str, *, body: Any = None, query: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         url = self.base_url + path
         clean = {k: _query_value(v) for k, v in (query or {}).items() if v is not None}
         if clean:
             url += "?" + urllib.parse.urlencode(clean)
         data = json.dumps(body).encode("utf-8") if body is not None else None
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
         if data is not None:
             headers["Content-Type"] = "application/json"
         if self.sign:

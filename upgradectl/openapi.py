@@ -7,7 +7,7 @@ the code around the routes does, for every operation alike (new routes included)
 - every error status has the error body (`ErrorResponse`), never the success model;
 - every status the API can answer is listed: the route's own (404, 409, ...), the validation 422,
   415/413 where a body is accepted, and what API Gateway and the runtime answer on any route;
-- a query parameter or a request body is never `null` (neither can be sent as JSON null).
+- a query or header parameter or a request body is never `null` (none can be sent as JSON null).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _operations(doc: dict[str, Any]) -> list[dict[str, Any]]:
 def _describe_operation(operation: dict[str, Any]) -> None:
     operation["security"] = SECURITY
     for parameter in operation.get("parameters", []):
-        if parameter["in"] == "query":
+        if parameter["in"] in ("query", "header"):
             parameter["schema"] = _not_null(parameter["schema"])
     body = operation.get("requestBody")
     if body is not None:

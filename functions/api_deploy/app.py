@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from upgrader import factory, service
 from upgrader.api import build_resolver, caller_identity
+from upgrader.idempotency import IDEMPOTENCY_KEY_PATTERN, Answer, run_once
 from upgrader.models import DeployRequest, DeployResponse
 from upgrader.settings import get_settings
 
@@ -28,20 +30,53 @@ app = build_resolver()
         404: {"description": "a customerIds entry is not in the customer inventory"},
         409: {
             "description": "an upgrade of this component is already active, a targeted customer is not active, "
-            "or no active customer matches the filters"
+            "no active customer is left to upgrade, or the first request with this Idempotency-Key still runs"
         },
+        422: {"description": "invalid request, a limit exceeded, or the Idempotency-Key reused with another body"},
     },
 )
-def deploy(request: Annotated[DeployRequest, Body()]) -> DeployResponse:
-    result = service.deploy_upgrade(
-        request,
-        requested_by=caller_identity(router),
-        repo=factory.repository(),
-        workflow=factory.workflow(),
-        settings=get_settings(),
-    )
-    logger.info("upgrade started", extra={"upgrade_id": result.upgradeId, "job_id": result.jobId})
-    return result
+def deploy(
+    request: Annotated[DeployRequest, Body()],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="the same key with the same body returns the first answer (no second upgrade); with "
+            "another body, a 422. Letters, digits, '.', '_', ':', '-', at most 255 characters; kept 24 hours",
+        ),
+    ] = None,
+) -> Response[DeployResponse]:
+    who = caller_identity(router)
+    settings = get_settings()
+
+    def start() -> tuple[Answer, int | None]:
+        result = service.deploy_upgrade(
+            request,
+            requested_by=who,
+            repo=factory.repository(),
+            inventory=factory.inventory(),
+            workflow=factory.workflow(),
+            settings=settings,
+        )
+        logger.info("upgrade started", extra={"upgrade_id": result.upgradeId, "job_id": result.jobId})
+        return Answer(202, result.model_dump(mode="json")), int(result.upgradeId)
+
+    if idempotency_key is None:
+        answer, _ = start()
+    else:
+        answer = run_once(
+            factory.idempotency(),
+            caller=who or "anonymous",
+            key=idempotency_key,
+            operation="deploy",
+            payload=request.model_dump(mode="json"),
+            ttl_seconds=settings.idempotency_ttl_seconds,
+            run=start,
+        )
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+    body = DeployResponse.model_validate(answer.body)
+    return Response(answer.status_code, content_types.APPLICATION_JSON, body, headers=headers)
 
 
 app.include_router(router)

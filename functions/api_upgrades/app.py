@@ -1,21 +1,24 @@
-"""GET /api/upgrades, /api/upgrades/{upgradeId}/status and /logs: read from PostgreSQL only."""
+"""GET /api/upgrades, /api/upgrades/{upgradeId}/status and /logs, POST /api/upgrades/plan (a dry run):
+read from PostgreSQL only."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 from upgrader import factory, service
 from upgrader.api import build_resolver
+from upgrader.customer_models import PlanResponse
 from upgrader.models import (
     CUSTOMER_ID_PATTERN,
     DIGITS,
     UPGRADE_ID_PATTERN,
+    DeployRequest,
     LogsResponse,
     StatusResponse,
     UpgradeListResponse,
@@ -79,6 +82,23 @@ def get_logs(
         customer_id=customerId,
         limit=limit,
         offset=offset,
+    )
+
+
+@router.post(
+    "/api/upgrades/plan",
+    summary="Dry run of a deploy: the waves with their customers and everyone left out, with the reason",
+    responses={
+        200: {"description": "the plan (nothing was started or recorded)"},
+        404: {"description": "a customerIds entry is not in the customer inventory"},
+        409: {"description": "a targeted customer is not active"},
+    },
+)
+def plan(request: Annotated[DeployRequest, Body(description="the deploy request to plan")]) -> PlanResponse:
+    from upgrader.settings import get_settings
+
+    return service.plan_deploy(
+        request, repo=factory.repository(), inventory=factory.inventory(), settings=get_settings()
     )
 
 

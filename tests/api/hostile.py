@@ -67,6 +67,7 @@ class Case:
     field: str  # the field the error names ("body", "upgradeId", "healthCheck.httpPath", ...)
     path: dict[str, str] = dataclasses.field(default_factory=dict)  # overrides of the valid path parameters
     query: dict[str, str] = dataclasses.field(default_factory=dict)  # overrides of the valid query parameters
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)  # headers added to the valid request
     body: Any = NO_BODY  # replaces the valid body when given
     content_type: str | None = None
     status: int = 422
@@ -125,6 +126,7 @@ def request(key: str, target: Target, path_params: dict[str, str], case: Case | 
     body = case.body if case is not None and case.body is not NO_BODY else target.body
     data = b"" if body is NO_BODY else (body.text if isinstance(body, Raw) else json.dumps(body)).encode()
     headers = {"Content-Type": (case.content_type if case else None) or "application/json"} if data else {}
+    headers.update(case.headers if case else {})
     raw_path = route.resource
     for name, value in params.items():
         raw_path = raw_path.replace("{" + name + "}", quote(value, safe=""))
@@ -247,6 +249,12 @@ def cases_from_document(key: str, target: Target) -> list[Case]:
                 if not value or "/" in value or not route.rule.fullmatch(raw):
                     continue
                 cases.append(Case(key, f"path {name}={value!r}", name, name, path={name: value}))
+            elif where == "header":
+                # only values HTTP can carry in a header (no control characters, Latin-1)
+                if any(ord(c) < 32 or ord(c) > 255 for c in value):
+                    continue
+                shown = header_name(name)
+                cases.append(Case(key, f"header {shown}={value!r}", name, shown, headers={shown: value}))
             else:
                 cases.append(Case(key, f"query {name}={value!r}", name, name, query={name: value}))
     body = operation.get("requestBody")
@@ -299,10 +307,17 @@ def _with(valid: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str,
     return {**valid, path[0]: _with(parent if isinstance(parent, dict) else {}, path[1:], value)}
 
 
+def header_name(name: str) -> str:
+    """`idempotency-key` as people (and the API's errors) write it: `Idempotency-Key`."""
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
 def unique_cases(cases: list[Case]) -> list[Case]:
     seen: dict[str, Case] = {}
     for case in cases:
-        request_key = json.dumps([case.operation, case.path, case.query, repr(case.body), case.content_type])
+        request_key = json.dumps(
+            [case.operation, case.path, case.query, case.headers, repr(case.body), case.content_type]
+        )
         seen.setdefault(request_key, case)
     by_id: dict[str, int] = {}
     out = []
@@ -323,7 +338,10 @@ def validation_removed(key: str, input_name: str) -> Iterator[None]:
     route = powertools_route(key)
     monkeypatch = pytest.MonkeyPatch()
     try:
-        params = {f.alias: f for f in [*route.dependant.path_params, *route.dependant.query_params]}
+        params = {
+            f.alias: f
+            for f in [*route.dependant.path_params, *route.dependant.query_params, *route.dependant.header_params]
+        }
         if input_name in params:
             monkeypatch.setattr(params[input_name], "validate", lambda value, values=None, loc=(): (value, None))
         elif input_name == "body":

@@ -129,3 +129,28 @@ def test_customer_ids_select_a_subset_unknown_ids_are_404_inactive_409(make_cust
     assert snapshot(database_url) != before  # the suspended customer
     assert snapshot(database_url)["system_upgrades"] == before["system_upgrades"]
     assert snapshot(database_url)["customer_upgrade_logs"] == before["customer_upgrade_logs"]
+
+
+def test_a_plan_with_more_waves_than_one_execution_holds_is_refused_naming_the_limit(
+    make_customers, fake_workflow, sql
+):
+    make_customers(501)
+    response = invoke("api_deploy", api_event("api_deploy", body={"component": "api", "version": "v1.2.0",
+                                                                   "strategy": "batch", "batchSize": 1}))  # fmt: skip
+    assert response["statusCode"] == 422, response["body"]
+    message = body(response)["message"]
+    assert "501 waves: at most 500 waves fit one execution" in message and "use a larger batchSize" in message
+    assert sql("SELECT count(*) AS n FROM system_upgrades")[0]["n"] == 0
+    assert fake_workflow.started == []
+
+
+def test_waits_longer_than_an_execution_may_last_are_refused_naming_the_limit(make_customers, fake_workflow, sql):
+    make_customers(20)
+    request = {"component": "api", "version": "v1.2.0", "strategy": "canary", "approvalTimeoutSeconds": 31_536_000}
+    response = invoke("api_deploy", api_event("api_deploy", body=request))
+    assert response["statusCode"] == 422, response["body"]
+    assert "an execution may last at most 31536000 s (one year)" in body(response)["message"]
+    assert sql("SELECT count(*) AS n FROM system_upgrades")[0]["n"] == 0
+    # within the limit it is accepted
+    request["approvalTimeoutSeconds"] = 30 * 24 * 3600
+    assert invoke("api_deploy", api_event("api_deploy", body=request))["statusCode"] == 202

@@ -10,6 +10,7 @@ The mutation tests then remove that validation and show every case getting throu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ from tests.api.hostile import (
     validation_removed,
 )
 from tests.support.database import snapshot, truncate_all
-from tests.support.fakes import FakeWorkflow
+from tests.support.fakes import FakeSyncLauncher, FakeWorkflow
 
 
 @dataclass
@@ -36,9 +37,13 @@ class World:
     make_customers: Any
     sql: Any
     workflow: FakeWorkflow
+    launcher: FakeSyncLauncher
 
-    def recorded(self) -> tuple[int, int, int]:
-        return len(self.workflow.started), len(self.workflow.continued), len(self.workflow.failed_tokens)
+    def recorded(self) -> tuple[int, int, int, int]:
+        return (
+            len(self.workflow.started), len(self.workflow.continued), len(self.workflow.failed_tokens),
+            len(self.launcher.launched),
+        )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- targets
@@ -92,6 +97,37 @@ def _job(world: World) -> dict[str, str]:
     return {"jobId": helpers.deploy()["jobId"]}
 
 
+def _customer(world: World) -> dict[str, str]:
+    world.make_customers(3, labels={"tier": "gold"})
+    return {"customerId": "cust_0002"}
+
+
+def _labelled_fleet(world: World) -> dict[str, str]:
+    world.make_customers(3, labels={"tier": "gold"})
+    return {}
+
+
+def _sync(world: World) -> dict[str, str]:
+    world.sql("INSERT INTO inventory_syncs (status, trigger, counts) VALUES ('completed', 'api', '{\"added\": 3}')")
+    return {"syncId": "1"}
+
+
+IN_A_MONTH = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+WINDOW: dict[str, Any] = {"timezone": "Europe/Berlin", "days": ["sat", "sun"], "start": "02:00", "durationMinutes": 120}
+PATCH: dict[str, Any] = {
+    "labels": {"tier": "platinum", "region": None},
+    "maintenanceWindow": {
+        "timezone": "Europe/Berlin",
+        "days": ["sat", "sun"],
+        "start": "02:00",
+        "durationMinutes": 120,
+    },
+    "pins": {"api": {"version": "v1.1.0", "reason": "customer freeze", "expiresAt": IN_A_MONTH}, "dashboard": None},
+    "status": "suspended",
+    "acknowledgeDrift": True,
+}
+
+
 TARGETS: dict[str, Target] = {
     "POST /api/upgrades/deploy": Target(_fleet, 202, body=DEPLOY),
     "GET /api/upgrades": Target(
@@ -112,6 +148,26 @@ TARGETS: dict[str, Target] = {
     ),
     "GET /api/queue/stats": Target(_listed, 200),
     "GET /api/queue/jobs/{jobId}": Target(_job, 200),
+    "POST /api/upgrades/plan": Target(_fleet, 200, body=DEPLOY),
+    "GET /api/customers": Target(
+        _labelled_fleet,
+        200,
+        query={
+            "component": "api",
+            "version": "v1.1.0",
+            "label": "tier=gold",
+            "status": "active",
+            "drift": "false",
+            "pinned": "false",
+            "cursor": "cust_0001",
+            "limit": "50",
+        },
+    ),  # fmt: skip
+    "GET /api/customers/{customerId}": Target(_customer, 200, query={"limit": "10"}),
+    "PATCH /api/customers/{customerId}": Target(_customer, 200, body=PATCH),
+    "POST /api/customers/sync": Target(_fleet, 202),
+    "GET /api/customers/sync/{syncId}": Target(_sync, 200),
+    "GET /api/fleet": Target(_fleet, 200),
 }
 
 # ----------------------------------------------------------------------------- hand-written cases
@@ -124,6 +180,10 @@ HOSTILE_VERSIONS = [
 
 def _deploy(name: str, field: str, body: Any) -> Case:
     return Case("POST /api/upgrades/deploy", name, "body", field, body=body)
+
+
+def _patch(name: str, field: str, body: Any) -> Case:
+    return Case("PATCH /api/customers/{customerId}", name, "body", field, body=body)
 
 
 def _without(key: str) -> dict[str, Any]:
@@ -183,6 +243,29 @@ HAND_WRITTEN: list[Case] = [
     Case("POST /api/upgrades/{upgradeId}/rollback", "null", "body", "body", body=Raw("null")),
     Case("POST /api/upgrades/{upgradeId}/rollback", "maxConcurrency '5'", "body", "maxConcurrency", body={"maxConcurrency": "5"}),
     Case("POST /api/upgrades/{upgradeId}/rollback", "customers", "body", "customers", body={"customers": ["cust_0001"]}),
+    *(_patch(name, field, body) for name, field, body in [
+        ("nothing to change", "body", {}),
+        ("a null status", "status", {"status": None}),
+        ("status decommissioned", "status", {"status": "decommissioned"}),
+        ("acknowledgeDrift false", "acknowledgeDrift", {"acknowledgeDrift": False}),
+        ("label key with space", "labels", {"labels": {"ti er": "gold"}}),
+        ("label value with $(id)", "labels", {"labels": {"tier": "$(id)"}}),
+        ("pins for an unknown component", "pins.billing", {"pins": {"billing": None}}),
+        ("pins naming nothing", "pins", {"pins": {}}),
+        ("pin without reason", "pins.api.reason", {"pins": {"api": {"expiresAt": IN_A_MONTH}}}),
+        ("pin reason with NUL", "pins.api.reason", {"pins": {"api": {"reason": "a\x00", "expiresAt": IN_A_MONTH}}}),
+        ("pin expiry without offset", "pins.api.expiresAt", {"pins": {"api": {"reason": "x", "expiresAt": "2030-01-01T00:00:00"}}}),
+        ("pin version with shell", "pins.api.version", {"pins": {"api": {"version": "v1;rm", "reason": "x", "expiresAt": IN_A_MONTH}}}),
+        ("window zone path", "maintenanceWindow.timezone", {"maintenanceWindow": {**WINDOW, "timezone": "../etc/passwd"}}),
+        ("window days twice", "maintenanceWindow.days", {"maintenanceWindow": {**WINDOW, "days": ["sat", "sat"]}}),
+        ("window at 24:00", "maintenanceWindow.start", {"maintenanceWindow": {**WINDOW, "start": "24:00"}}),
+        ("window of 5 minutes", "maintenanceWindow.durationMinutes", {"maintenanceWindow": {**WINDOW, "durationMinutes": 5}}),
+    ]),
+    Case("GET /api/customers", "label without a value", "label", "label", query={"label": "tier"}),
+    Case("GET /api/customers", "label selector set-based", "label", "label", query={"label": "tier in (gold)"}),
+    Case("POST /api/upgrades/deploy", "Idempotency-Key with a space", "idempotency-key", "Idempotency-Key",
+         headers={"Idempotency-Key": "my key"}),
+    Case("POST /api/upgrades/plan", "includePinned 'yes'", "body", "includePinned", body={**DEPLOY, "includePinned": "yes"}),
 ]  # fmt: skip
 
 
@@ -195,8 +278,8 @@ KEYS = sorted(TARGETS)
 
 
 @pytest.fixture
-def world(make_customers, sql, fake_workflow) -> World:
-    return World(make_customers, sql, fake_workflow)
+def world(make_customers, sql, fake_workflow, fake_launcher) -> World:
+    return World(make_customers, sql, fake_workflow, fake_launcher)
 
 
 def test_every_route_has_a_target():
@@ -254,6 +337,7 @@ def test_without_its_validation_every_case_gets_through(world, database_url, key
             for case in [c for c in ALL_CASES[key] if c.input == input_name]:
                 truncate_all(database_url)
                 world.workflow.reset()
+                world.launcher.launched.clear()
                 params = target.setup(world)
                 # Then the case is no longer refused as the suite demands: it tests that validation
                 if refusal_problem(request(key, target, params, case), case) is None:

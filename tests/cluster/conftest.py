@@ -7,6 +7,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+from upgrader.cluster.access import FileTokenSource
 from upgrader.cluster.jobs import KubernetesClusterGateway
 from upgrader.cluster.types import ClusterConfig, HelmJobSpec, JobState
 
@@ -23,12 +24,22 @@ def cluster() -> Iterator[SimulatedCluster]:
 
 @pytest.fixture
 def config(cluster: SimulatedCluster) -> ClusterConfig:
-    return ClusterConfig(mode="url", api_url=cluster.url, max_output_bytes=2048)
+    return ClusterConfig(mode="url", api_url=cluster.url, token_file=str(cluster.lambda_token_file),
+                         max_output_bytes=2048)  # fmt: skip
+
+
+def lambda_configuration(cluster: SimulatedCluster) -> kubernetes.client.Configuration:
+    """A client configuration that acts as the product's Lambda identity (its token file), so RBAC applies."""
+    configuration = kubernetes.client.Configuration(host=cluster.url)
+    tokens = FileTokenSource(str(cluster.lambda_token_file))
+    tokens.refresh_hook(configuration)
+    configuration.refresh_api_key_hook = tokens.refresh_hook  # type: ignore[assignment]
+    return configuration
 
 
 @pytest.fixture
-def gateway(config: ClusterConfig) -> Iterator[KubernetesClusterGateway]:
-    configuration = kubernetes.client.Configuration(host=config.api_url)
+def gateway(cluster: SimulatedCluster, config: ClusterConfig) -> Iterator[KubernetesClusterGateway]:
+    configuration = lambda_configuration(cluster)
     configuration.retries = 0  # a simulated fault must surface, not be retried by urllib3
     with kubernetes.client.ApiClient(configuration) as api_client:
         yield KubernetesClusterGateway(api_client, config)

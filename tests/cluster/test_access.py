@@ -6,6 +6,7 @@ import base64
 import json
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
@@ -219,3 +220,45 @@ def test_every_kubernetes_call_has_a_request_timeout(monkeypatch: pytest.MonkeyP
         for conn in accepted:
             conn.close()
         silent.close()
+
+
+def test_url_mode_sends_the_token_of_its_token_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("first-token\n")
+    config = ClusterConfig(mode="url", api_url="http://127.0.0.1:8001", token_file=str(token_file))
+    client = access.build_api_client(config)
+    assert client.configuration.get_api_key_with_prefix("BearerToken") == "Bearer first-token"
+    assert (
+        access.build_api_client(ClusterConfig(mode="url", api_url="http://127.0.0.1:8001")).configuration.api_key == {}
+    )
+
+
+def test_a_token_file_is_read_again_after_a_minute_and_survives_a_bad_read(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("one")
+    now = [0.0]
+    source = access.FileTokenSource(str(token_file), clock=lambda: now[0])
+    assert source.token() == "one"
+    token_file.write_text("two")  # rotated (a projected token is)
+    now[0] = 59.0
+    assert source.token() == "one"
+    now[0] = 61.0
+    assert source.token() == "two"
+    token_file.unlink()
+    now[0] = 200.0
+    assert source.token() == "two"  # kept while the file cannot be read
+
+
+def test_a_missing_or_empty_token_file_is_a_permanent_error(tmp_path: Path) -> None:
+    with pytest.raises(ClusterPermanentError, match="cannot read the Kubernetes token file"):
+        access.FileTokenSource(str(tmp_path / "absent")).token()
+    (tmp_path / "empty").write_text("  \n")
+    with pytest.raises(ClusterPermanentError, match="is empty"):
+        access.FileTokenSource(str(tmp_path / "empty")).token()
+
+
+def test_kube_token_file_reaches_the_cluster_config() -> None:
+    from upgrader.settings import Settings
+
+    settings = Settings.from_env({"KUBE_API_URL": "http://k:1", "KUBE_TOKEN_FILE": "/var/run/token"})
+    assert ClusterConfig.from_settings(settings).token_file == "/var/run/token"

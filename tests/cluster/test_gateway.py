@@ -221,6 +221,7 @@ def test_release_status_deployed_pending_and_missing(
     cluster.add_release("customer-b", "stack", revision=2)
     cluster.set_release_status("customer-b", "stack", "pending-upgrade")
     cluster.add_release("customer-b", "other", status="failed", revision=1)
+    cluster.onboard("customer-c")  # a customer namespace without the release
 
     deployed = gateway.release_status("customer-a", "stack")
     assert (deployed.status, deployed.revision, deployed.last_deployed_revision) == ("deployed", 3, 3)

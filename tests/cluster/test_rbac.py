@@ -29,9 +29,28 @@ def test_no_wildcards_anywhere() -> None:
             assert "*" not in rule.get("apiGroups", []), role["metadata"]["name"]
 
 
-def test_nothing_is_bound_cluster_wide() -> None:
-    assert by_kind("ClusterRoleBinding") == []
+def test_only_namespace_listing_is_bound_cluster_wide() -> None:
+    # Discovery must list namespaces (cluster-scoped); that and nothing else is granted cluster-wide.
+    (binding,) = by_kind("ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "customer-upgrades-namespace-lister",
+    }
+    assert binding["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "customer-upgrades:lambda"}
+    ]
+    (role,) = [r for r in by_kind("ClusterRole") if r["metadata"]["name"] == "customer-upgrades-namespace-lister"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]}]
     assert all(b["metadata"].get("namespace") for b in by_kind("RoleBinding"))
+
+
+def test_discovery_reads_releases_only_through_the_per_namespace_reader() -> None:
+    # What the sync reads inside a customer namespace: its Helm release Secrets (LIST with a selector).
+    (role,) = [r for r in by_kind("ClusterRole") if r["metadata"]["name"] == "customer-upgrades-release-reader"]
+    assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]} in role["rules"]
+    bound = [b for b in by_kind("RoleBinding") if b["roleRef"]["name"] == "customer-upgrades-release-reader"]
+    assert bound and all(b["metadata"]["namespace"].startswith("customer-") for b in bound)
 
 
 def test_lambda_rights_in_the_job_namespace() -> None:

@@ -289,9 +289,10 @@ READY = {"observedGeneration": 3, "readyReplicas": 3, "updatedReplicas": 3, "cur
     ],
 )  # fmt: skip
 def test_statefulset_readiness_rules(
-    gateway: KubernetesClusterGateway, apps: kubernetes.client.AppsV1Api, status: dict[str, Any], phase: str,
-    detail: str,
+    cluster: SimulatedCluster, gateway: KubernetesClusterGateway, apps: kubernetes.client.AppsV1Api,
+    status: dict[str, Any], phase: str, detail: str,
 ) -> None:  # fmt: skip
+    cluster.onboard("customer-sts")
     apps.create_namespaced_stateful_set("customer-sts", body=statefulset("mq", **status))  # type: ignore[arg-type]
     state = gateway.rollout_status("customer-sts", "mq", "mosquitto")
     assert (state.phase, state.detail) == (phase, f"statefulset mq-broker: {detail}")
@@ -359,7 +360,10 @@ def test_http_health_of_an_unhealthy_service_is_503_not_an_error(
     )
 
 
-def test_http_health_of_a_missing_service_is_unhealthy(gateway: KubernetesClusterGateway) -> None:
+def test_http_health_of_a_missing_service_is_unhealthy(
+    cluster: SimulatedCluster, gateway: KubernetesClusterGateway
+) -> None:
+    cluster.onboard("customer-empty")  # an onboarded customer namespace, no such service
     probe = gateway.http_health("customer-empty", "stack-api", "http", "/healthz")
     assert (probe.healthy, probe.status) == (False, 404)
     assert 'services "stack-api" not found' in probe.detail
@@ -449,7 +453,7 @@ def test_a_5xx_on_the_probe_counts_as_unhealthy_not_transient(
 
 
 def test_forbidden_by_the_api_server_is_permanent(cluster: SimulatedCluster, gateway: KubernetesClusterGateway) -> None:
-    cluster.fail_next(1, status=403, path_contains="/proxy")  # services/proxy not granted
+    cluster.add_release("customer-rbac", "stack", onboard=False)  # no RoleBinding: services/proxy not granted
     with pytest.raises(ClusterPermanentError, match="HTTP 403"):
         gateway.http_health("customer-rbac", "stack-api", "http", "/healthz")
 

@@ -79,7 +79,7 @@ def submit(cluster: SimulatedCluster) -> Iterator[Callable[..., str]]:
                 "backoffLimit": 0,
                 "template": {
                     "metadata": {"labels": dict(labels)},
-                    "spec": {"restartPolicy": "Never", "containers": [
+                    "spec": {"restartPolicy": "Never", "serviceAccountName": "upgrade-runner", "containers": [
                         {"name": "helm", "image": "alpine/helm:3.17.2", "command": argv[:1], "args": argv[1:]}]},
                 },
             }  # fmt: skip
@@ -601,6 +601,7 @@ def test_a_missing_release_fails_like_helm(
     cluster: SimulatedCluster, real_helm: RealHelm, chart_dirs: dict[str, Path], submit: Callable[..., str], ns: str
 ) -> None:
     cluster.auto_create_releases = False
+    cluster.onboard(ns)  # a customer namespace, onboarded, without the release
     real_rollback = real_helm.run("rollback", "stack", namespace=ns)
     real_upgrade = real_helm.run("upgrade", "stack", str(chart_dirs["1.5.0"]), namespace=ns)
     assert finished(cluster, submit(rollback(ns))).error_line == real_rollback.error_line == "Error: release: not found"
@@ -615,6 +616,7 @@ def test_upgrade_install_installs_a_missing_release_as_the_real_helm_does(
     cluster: SimulatedCluster, real_helm: RealHelm, chart_dirs: dict[str, Path], submit: Callable[..., str], ns: str
 ) -> None:
     cluster.auto_create_releases = False
+    cluster.onboard(ns)  # a customer namespace, onboarded, without the release
     flags = ["--install", "--set-string", "api.image.tag=a1"]
     before = len(cluster.protobuf_writes)
     real = real_write(
@@ -747,7 +749,8 @@ def test_the_wait_timeout_can_be_helms_own_times_the_time_scale(ns: str) -> None
         seed(cluster, ns)
         argv = upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=a2", "--wait", "--timeout", "100s")
         job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "waiting", "namespace": "upgrade-system"},
-               "spec": {"template": {"spec": {"containers": [{"name": "helm", "command": argv[:1], "args": argv[1:]}]}}}}  # fmt: skip
+               "spec": {"template": {"spec": {"serviceAccountName": "upgrade-runner",
+                                              "containers": [{"name": "helm", "command": argv[:1], "args": argv[1:]}]}}}}  # fmt: skip
         kubernetes.client.BatchV1Api(api_client).create_namespaced_job("upgrade-system", body=job)  # type: ignore[arg-type]
         assert finished(cluster, "waiting").error_line == "Error: UPGRADE FAILED: context deadline exceeded"
 

@@ -43,10 +43,18 @@ def test_canary_10_percent_of_20_waits_for_continue(stack, make_customers, sql):
     assert len(stack.cluster.created_jobs) == 2
     description = stack.runtime.sfn.describe_execution(executionArn=stack.runtime.execution_arn(started["jobId"]))
     assert description["status"] == "RUNNING"
+    # the second wave's manifest is not written yet: it is written right before the wave runs, so a gate
+    # that waits longer than the bucket keeps objects still finds it
+    manifests = stack.runtime.engine.s3.list_objects_v2(Bucket=stack.runtime.engine.bucket,
+                                                        Prefix=f"runs/{started['jobId']}/")  # fmt: skip
+    assert [o["Key"] for o in manifests.get("Contents", [])] == [f"runs/{started['jobId']}/wave-0.json"]
     # continue releases it and the rest complete
     code, body = continue_(uid)
     assert code == 200 and body["message"] == "Upgrade continuation queued"
     assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
+    manifests = stack.runtime.engine.s3.list_objects_v2(Bucket=stack.runtime.engine.bucket,
+                                                        Prefix=f"runs/{started['jobId']}/")  # fmt: skip
+    assert len(manifests["Contents"]) == 2
     final = stack.status(uid)
     assert (final["status"], final["completed"], final["failed"]) == ("completed", 20, 0)
     assert len(stack.cluster.created_jobs) == 20

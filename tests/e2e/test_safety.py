@@ -94,6 +94,7 @@ def test_release_stuck_in_pending_upgrade_is_recovered_then_upgraded(stack, make
 def test_missing_release_fails_that_customer_clearly(stack, make_customers, repo, sql):
     make_customers(2)
     repo.upsert_customer("cust_ghost", "customer-ghost", "customer-ghost", versions={"api": "v1.1.0"})
+    stack.cluster.onboard("customer-ghost")  # onboarded (RBAC bindings), but no Helm release there
     started = deploy(strategy="all")
     stack.wait_execution(started["jobId"])
     failed = stack.logs(started["upgradeId"], status="failed")["logs"]

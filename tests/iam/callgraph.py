@@ -36,6 +36,8 @@ CLIENT_CUSTOMIZATIONS: dict[str, str | None] = {
     "get_waiter": None,
 }
 MODULE_BODY = "<module>"
+# Operations whose IAM action is not named like the operation (the Service Authorization Reference).
+IAM_ACTION_NAMES = {"lambda:Invoke": "lambda:InvokeFunction", "lambda:InvokeAsync": "lambda:InvokeAsync"}
 
 
 @dataclass
@@ -279,7 +281,8 @@ def aws_client_methods(services: frozenset[str]) -> dict[str, set[str]]:
     for service in services:
         model = botocore_session().get_service_model(service)
         for operation in model.operation_names:
-            methods.setdefault(xform_name(operation), set()).add(f"{model.signing_name}:{operation}")
+            action = f"{model.signing_name}:{operation}"
+            methods.setdefault(xform_name(operation), set()).add(IAM_ACTION_NAMES.get(action, action))
     return methods
 
 

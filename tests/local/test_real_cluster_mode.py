@@ -19,14 +19,14 @@ from upgradectl.local.cluster import SimulatedCluster
 from upgradectl.local.runtime import LocalRuntime
 
 
-def write_kubeconfig(path: Path, server: str, context: str = "kind-dev") -> Path:
+def write_kubeconfig(path: Path, server: str, context: str = "kind-dev", token: str = "t0ken") -> Path:
     path.write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
                 "clusters": [{"name": "dev", "cluster": {"server": server}}],
-                "users": [{"name": "dev", "user": {"token": "t0ken"}}],
+                "users": [{"name": "dev", "user": {"token": token}}],
                 "contexts": [{"name": context, "context": {"cluster": "dev", "user": "dev"}}],
                 "current-context": context,
             }
@@ -72,7 +72,7 @@ def test_start_up_names_the_real_cluster_or_refuses_a_missing_file(tmp_path):
 @pytest.mark.e2e
 def test_an_upgrade_runs_through_the_kubeconfig_file_mode(env, database_url, make_customers, tmp_path):
     with SimulatedCluster(job_duration_seconds=0.05) as cluster:
-        path = write_kubeconfig(tmp_path / "config", cluster.url)
+        path = write_kubeconfig(tmp_path / "config", cluster.url, token=cluster.lambda_token)  # RBAC applies
         extra = {"CLUSTER_MODE": "kubeconfig-file", "KUBECONFIG_PATH": str(path)}
         with LocalRuntime(database_url=database_url, kube_api_url="", poll_seconds=0, extra_env=extra) as runtime:
             for cid in make_customers(3):
@@ -91,3 +91,28 @@ def test_an_upgrade_runs_through_the_kubeconfig_file_mode(env, database_url, mak
             job.manifest["metadata"]["labels"]["upgrades.example.com/customer-id"] for job in cluster.created_jobs
         ]
         assert sorted(customers) == ["cust_0001", "cust_0002", "cust_0003"]
+
+
+@pytest.mark.e2e
+def test_discovery_reads_the_cluster_of_the_kubeconfig_file(env, database_url, sql, tmp_path):
+    # Given a "real" cluster (reached only through a kubeconfig file) with two customer releases
+    with SimulatedCluster() as cluster:
+        cluster.add_release("customer-abc123", "customer-abc123", values={"api.image.tag": "v1.1.0"})
+        cluster.add_release("customer-abc124", "customer-abc124", values={"api.image.tag": "v1.0.3"})
+        cluster.add_namespace("kube-system")
+        path = write_kubeconfig(tmp_path / "config", cluster.url)
+        extra = {"CLUSTER_MODE": "kubeconfig-file", "KUBECONFIG_PATH": str(path)}
+        # When the local stack's start-up sync runs in kubeconfig-file mode
+        with LocalRuntime(database_url=database_url, kube_api_url="", extra_env=extra) as runtime:
+            synced = runtime.sync("local.startup")
+    # Then the inventory holds that cluster's customers, with the versions their releases run
+    assert (synced["status"], synced["trigger"], synced["counts"]["added"]) == ("completed", "startup", 2)
+    rows = sql("SELECT c.id, v.version FROM customers c JOIN customer_component_versions v ON v.customer_id = c.id"
+               " WHERE v.component = 'api' ORDER BY c.id")  # fmt: skip
+    assert [(r["id"], r["version"]) for r in rows] == [("cust_abc123", "v1.1.0"), ("cust_abc124", "v1.0.3")]
+
+
+def test_demo_customers_are_for_the_simulated_cluster_only(capsys):
+    with pytest.raises(SystemExit):
+        local_main.parse_args(["--kubeconfig", "/k/config", "--customers", "5"])
+    assert "discovery" in capsys.readouterr().err

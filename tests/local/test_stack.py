@@ -49,6 +49,36 @@ def run_spec(command: str, stack: StackProcess, upgrade_id: str = "123") -> str:
     return completed.stdout
 
 
+def test_the_fleet_is_what_the_simulated_clusters_releases_hold(local_stack: StackProcess):
+    """The demo customers entered the inventory by discovery: read the simulated cluster's releases over
+    HTTP (Helm's own encoding), as an outside check would, and compare with GET /api/fleet."""
+    import kubernetes
+    from upgrader.cluster.discovery import KubernetesFleetReader
+    from upgrader.cluster.types import ClusterConfig
+
+    banner = local_stack.stdout_path.read_text()
+    found = re.search(r"kmock API server at (http://127\.0\.0\.1:\d+)", banner)
+    assert found and "discovered at start-up" in banner and "20 new" in banner, banner
+    url = found.group(1)
+    with kubernetes.client.ApiClient(kubernetes.client.Configuration(host=url)) as api_client:
+        reader = KubernetesFleetReader(api_client, ClusterConfig(mode="url", api_url=url))
+        releases = [
+            reader.release_in(ns.name, ns.name) for ns in reader.namespaces() if ns.name.startswith("customer-")
+        ]
+    spread: dict[str, dict[str, int]] = {}
+    for release in releases:
+        assert release is not None
+        for component, version in release.versions.items():
+            spread.setdefault(component, {}).setdefault(str(version), 0)
+            spread[component][str(version)] += 1
+    fleet = local_stack.get("/api/fleet")
+    assert fleet["customers"] == len(releases) == 20
+    assert {
+        c["component"]: {v["version"]: v["customers"] for v in c["versions"]} for c in fleet["components"]
+    } == spread
+    assert local_stack.get("/api/customers?limit=1")["customers"][0]["customerId"] == "cust_abc123"
+
+
 def test_every_curl_example_of_the_spec_works_as_written(local_stack: StackProcess):
     # Deploy canary: the spec's response fields
     started = json.loads(run_spec(SPEC_DEPLOY, local_stack))

@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from upgrader.errors import NotFound, WorkflowUnavailable
+from upgrader.errors import NotFound, SyncUnavailable, WorkflowUnavailable
 
 
 class FakeWorkflow:
@@ -59,3 +59,16 @@ class FakeWorkflow:
                     "mapRuns": [],
                 }
         raise NotFound(f"no job '{name}' in the upgrade state machine")
+
+
+class FakeSyncLauncher:
+    """Records the syncs the API starts (the sync function itself does not run)."""
+
+    def __init__(self) -> None:
+        self.launched: list[tuple[int, str | None]] = []
+        self.fail = False
+
+    def launch(self, sync_id: int, requested_by: str | None) -> None:
+        if self.fail:
+            raise SyncUnavailable("the sync could not be started (TooManyRequestsException): test")
+        self.launched.append((sync_id, requested_by))

@@ -4,6 +4,8 @@
   our code (every subclass of TransientError, ClusterTransientError) and Lambda's own service errors.
 - Every Task of the per-customer child (the Map's ItemProcessor) catches States.ALL into the state that
   records the customer as failed, so one customer never fails the wave.
+- Every Task of the parent catches States.ALL: no error ends an execution without a step that tells the
+  database (FinalizeRun, or a Fail state the reconciler reacts to).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ LAMBDA_SERVICE_ERRORS = {
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
+    "Lambda.ClientExecutionTimeoutException",
+    # A Lambda that timed out or died (every task is idempotent, so running it again is safe).
+    "Lambda.Unknown",
+    "Sandbox.Timedout",
 }
 
 
@@ -136,3 +142,21 @@ def test_no_arns_in_the_definition(path):
     text = path.read_text(encoding="utf-8")
     for fragment in ("arn:aws:lambda:", "arn:aws:states:us-", "arn:aws:s3:::"):
         assert fragment not in text
+
+
+@pytest.mark.parametrize("path", DEFINITIONS, ids=lambda p: p.name)
+def test_every_parent_task_catches_everything(path):
+    definition = load(path)
+    problems = []
+    for name, state, inside, block in walk(definition):
+        if inside or state["Type"] not in ("Task", "Map"):
+            continue
+        catch_all = [rule for rule in state.get("Catch", []) if rule["ErrorEquals"] == ["States.ALL"]]
+        if not catch_all:
+            problems.append(f"{name}: no Catch on States.ALL")
+            continue
+        target = block[catch_all[-1]["Next"]]
+        if not (target["Type"] == "Fail" or target.get("Resource") == "${FinalizeRunFunctionArn}"
+                or catch_all[-1]["Next"] == "EvaluateWave"):  # fmt: skip
+            problems.append(f"{name}: Catch goes to {catch_all[-1]['Next']}, which does not end the run")
+    assert not problems, "\n".join(problems)

@@ -3,7 +3,7 @@
     PostgreSQL        DATABASE_URL, or an embedded server under .local/pgdata (started and stopped here)
     API               the real api_* handlers behind a local HTTP server (the spec's paths)
     Step Functions    the real statemachine/upgrade.asl.json executed by moto, real worker handlers
-    Cluster           SIMULATED (kmock API server + a Job controller playing helm), or a REAL cluster
+    Cluster           SIMULATED (an API server with RBAC + a Job controller playing helm), or a REAL cluster
                       from a kubeconfig file (--kubeconfig)
 
 Ctrl-C (SIGINT) or SIGTERM stops everything: HTTP server, running executions and moto, the
@@ -54,8 +54,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".local" / "pgdata",
                         help="data folder of the embedded PostgreSQL (default .local/pgdata)")  # fmt: skip
     parser.add_argument("--customers", type=int, default=None,
-                        help=f"demo customers to seed when the inventory is empty (default {DEFAULT_CUSTOMERS} "
-                             "with the simulated cluster, 0 with a real one)")  # fmt: skip
+                        help=f"simulated cluster: demo customers (namespaces and Helm releases) to create when the "
+                             f"inventory is empty (default {DEFAULT_CUSTOMERS}); discovery then finds them")  # fmt: skip
     parser.add_argument("--kubeconfig", nargs="?", const="", default=None, metavar="PATH",
                         help="use the REAL cluster of this kubeconfig file's current context (no PATH: $KUBECONFIG "
                              "or ~/.kube/config). Default: a simulated cluster")  # fmt: skip
@@ -71,6 +71,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4, help="HTTP worker threads (default 4)")
     parser.add_argument("--sweep-seconds", type=float, default=10.0,
                         help="how often the reconciler sweeps for runs whose execution ended (default 10; 0: never)")  # fmt: skip
+    parser.add_argument("--sync-seconds", type=float, default=60.0,
+                        help="how often the inventory is synced with the cluster (default 60; 0: only at start-up "
+                             "and on POST /api/customers/sync)")  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="show the handlers' own (JSON) logs")
     parser.add_argument("--quiet", action="store_true", help="no access log lines")
     args = parser.parse_args(argv)
@@ -78,6 +81,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--failure-rate must be between 0 and 1")
     if args.customers is not None and args.customers < 0:
         parser.error("--customers must be 0 or more")
+    if args.customers and args.kubeconfig is not None:
+        parser.error("--customers creates demo customers in the simulated cluster; with --kubeconfig the customers "
+                     "are the real cluster's, found by discovery")  # fmt: skip
     if not 0 <= args.port <= 65535:
         parser.error("--port must be 0..65535")
     if args.workers < 1:
@@ -101,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 def _main(argv: Sequence[str] | None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("botocore", "boto3", "urllib3", "moto", "kubernetes", "aiohttp", "kmock", "pgserver"):
+    for noisy in ("botocore", "boto3", "urllib3", "moto", "kubernetes", "aiohttp", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO" if args.verbose else "WARNING")
@@ -169,9 +175,9 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     from upgrader import factory
     from upgrader.migrate import apply_migrations
 
+    from upgradectl.local import seed
     from upgradectl.local.postgres import LocalPostgres, PostgresUnavailable
     from upgradectl.local.runtime import LocalRuntime
-    from upgradectl.local.seed import seed_demo_customers
     from upgradectl.local.server import LocalApiServer
 
     timings: dict[str, float] = {}
@@ -209,6 +215,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     real = args.kubeconfig is not None
     extra_env: dict[str, str] = {}
     simulated: Any = None
+    kube_token_file: str | None = None
     if real:
         path = _kubeconfig_path(args.kubeconfig)
         cluster_line = _describe_real_cluster(path)
@@ -222,37 +229,48 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
         simulated.start()
         stack.callback(simulated.stop)
         kube_api_url = simulated.url
+        kube_token_file = str(simulated.lambda_token_file)  # the workers act as the Lambda identity (RBAC)
+        # The line keeps its first words ("kmock API server at <url>, helm Jobs finish after ..."): scripts
+        # find the simulated cluster's URL there. (The server is our indexed successor of kmock's.)
         cluster_line = (
             f"SIMULATED (no real cluster is touched): kmock API server at {simulated.url}, helm Jobs finish "
             f"after {args.job_seconds:g} s, failure rate {args.failure_rate:.0%}"
             + (f", always failing: {', '.join(args.fail_customer)}" if args.fail_customer else "")
+            + f"; RBAC from k8s/rbac enforced (workers use the Lambda identity's token in {kube_token_file})"
         )
     timings["cluster"] = time.monotonic() - mark
 
     # Step Functions (moto, executing the real ASL) + worker handlers
     mark = time.monotonic()
     runtime = LocalRuntime(
-        database_url=database_url, kube_api_url=kube_api_url, poll_seconds=args.poll_seconds, extra_env=extra_env,
-        sweep_seconds=args.sweep_seconds,
+        database_url=database_url, kube_api_url=kube_api_url, kube_token_file=kube_token_file,
+        poll_seconds=args.poll_seconds, extra_env=extra_env, sweep_seconds=args.sweep_seconds,
+        sync_seconds=args.sync_seconds or None,
     )  # fmt: skip
     runtime.start()
     stack.callback(runtime.stop, process_exits=True)
     timings["stepfunctions"] = time.monotonic() - mark
 
-    # Demo inventory
-    count = args.customers if args.customers is not None else (0 if real else DEFAULT_CUSTOMERS)
-    seeded = seed_demo_customers(factory.repository(), factory.database(), count)
-    inventory = _inventory(factory.database())
+    # The fleet: demo customers created in the simulated cluster (an empty inventory), or the inventory's
+    # customers given their releases again (a restart); then discovery brings the inventory in line.
+    mark = time.monotonic()
+    demo: list[Any] = []
     if simulated is not None:
         chart_version = simulated.charts.get("customer-stack").version  # the newest in the simulated registry
-        for _, namespace, release, versions in inventory:
-            simulated.add_release(
-                namespace,
-                release,
-                values={f"{c}.image.tag": v for c, v in versions.items()},
-                chart_version=chart_version,
-            )
+        inventory = _inventory(factory.database())
+        if not inventory:
+            demo = seed.demo_customers(DEFAULT_CUSTOMERS if args.customers is None else args.customers)
+            seed.install_demo_releases(simulated, demo, chart_version)
+        for _, namespace, release, versions, chart in inventory:
+            simulated.add_release(namespace, release, values={f"{c}.image.tag": v for c, v in versions.items()},
+                                  chart_version=chart or chart_version)  # fmt: skip
+    synced = runtime.sync("local.startup")
+    if demo:
+        seed.label_demo_customers(factory.database(), demo)
+        seed.start_upgrade_ids_at(factory.database())
+    count = seed.customer_count(factory.database())
     factory.database().close()  # the main thread's connection; workers keep their own
+    timings["discovery"] = time.monotonic() - mark
 
     # API
     mark = time.monotonic()
@@ -263,10 +281,11 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
 
     host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::1", "localhost") else args.host  # noqa: S104
     base = f"http://{host}:{server.port}"
-    seeded_line = (
-        f"{len(inventory)} ({len(seeded)} demo customers seeded now: {seeded[0].customer_id} .. {seeded[-1].customer_id})"
-        if seeded
-        else f"{len(inventory)} (existing inventory kept)"
+    seeded_line = f"{count} in the inventory; {_sync_line(synced)}" + (
+        f" ({len(demo)} demo customers created in the simulated cluster: {demo[0].customer_id} .. "
+        f"{demo[-1].customer_id})"
+        if demo
+        else ""
     )
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
     return "\n".join(
@@ -313,19 +332,32 @@ def _describe_real_cluster(path: Path) -> str:
     return f"REAL cluster from kubeconfig {path}, context {name!r}, server {configuration.host}: helm Jobs run there"
 
 
-def _inventory(db: Any) -> list[tuple[str, str, str, dict[str, str]]]:
+def _inventory(db: Any) -> list[tuple[str, str, str, dict[str, str], str | None]]:
+    """The customers that exist (not decommissioned): id, namespace, release, versions, chart version."""
     with db.transaction() as cur:
         cur.execute(
             """
-            SELECT c.id, c.namespace, c.release_name,
+            SELECT c.id, c.namespace, c.release_name, c.chart_version,
                    COALESCE(json_object_agg(v.component, v.version) FILTER (WHERE v.component IS NOT NULL), '{}')
                        AS versions
               FROM customers c LEFT JOIN customer_component_versions v ON v.customer_id = c.id
-             GROUP BY c.id, c.namespace, c.release_name ORDER BY c.id
+             WHERE c.status <> 'decommissioned'
+             GROUP BY c.id, c.namespace, c.release_name, c.chart_version ORDER BY c.id
             """
         )
         rows = cur.fetchall()
-    return [(r["id"], r["namespace"], r["release_name"], dict(r["versions"])) for r in rows]
+    return [(r["id"], r["namespace"], r["release_name"], dict(r["versions"]), r["chart_version"]) for r in rows]
+
+
+def _sync_line(synced: dict[str, Any]) -> str:
+    counts = synced.get("counts") or {}
+    if synced.get("status") != "completed":
+        return f"discovery at start-up {synced.get('status')}: {synced.get('error')}"
+    return (
+        f"discovered at start-up (sync {synced.get('syncId')}): {counts.get('customers', 0)} customers in "
+        f"{counts.get('matched', 0)} namespaces, {counts.get('added', 0)} new, {counts.get('drifted', 0)} with drift, "
+        f"{counts.get('decommissioned', 0)} decommissioned, {counts.get('problems', 0)} problems"
+    )
 
 
 def _preload_api_handlers(workers: int) -> None:

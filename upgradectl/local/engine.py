@@ -13,17 +13,21 @@ stack (``engine.start()`` ... ``engine.stop()``). Not deployed.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import io
 import json
 import logging
 import os
+import random
 import re
+import threading
 import time
 import traceback
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +40,8 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.config import DefaultConfig
 
 Handler = Callable[[dict, object], object]
+# Threads handlers run on (warm Lambda containers); more invocations at once wait for a free one.
+LAMBDA_CONTAINERS = 128
 
 LOGGER = logging.getLogger(__name__)
 
@@ -113,6 +119,55 @@ def check_moto_compat() -> None:
         )
 
 
+# Modules of moto's ASL interpreter that build a boto3 client on every task (``boto_client_for``): a new
+# client per Lambda invoke costs about 10 % of a local rollout's CPU. While the engine runs they get
+# one client per (region, service), built once (boto3 clients are thread-safe once built).
+_CLIENT_BUILDERS = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3",
+)
+
+
+class _CachedClients:
+    """``boto_client_for`` with its clients kept: installed by `LocalStepFunctions.start`, removed by stop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str, bool], Any] = {}
+        self._originals: dict[Any, Any] = {}
+
+    def install(self) -> None:
+        for name in _CLIENT_BUILDERS:
+            module = importlib.import_module(name)
+            original = module.__dict__.get("boto_client_for")
+            if original is None:
+                raise MotoCompatibilityError(f"{name}.boto_client_for is missing (pin moto==5.2.*)")
+            self._originals[module] = original
+            module.boto_client_for = self._cached(original)  # type: ignore[attr-defined]
+
+    def remove(self) -> None:
+        for module, original in self._originals.items():
+            module.boto_client_for = original
+        self._originals.clear()
+        with self._lock:
+            self._clients.clear()
+
+    def _cached(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        from moto.core.models import botocore_stubber
+
+        def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+            key = (region, service, bool(botocore_stubber.enabled))
+            with self._lock:
+                client = self._clients.get(key)
+                if client is None:
+                    client = self._clients[key] = original(region=region, service=service,
+                                                           state_credentials=state_credentials)  # fmt: skip
+            return client
+
+        return boto_client_for
+
+
 def substitution_key(function_name: str) -> str:
     """``prepare_run`` -> ``PrepareRunFunctionArn`` (the template's DefinitionSubstitutions key)."""
     return "".join(part.capitalize() for part in function_name.split("_") if part) + "FunctionArn"
@@ -140,6 +195,14 @@ def function_name_from(name_or_arn: str) -> str:
     return name_or_arn.split(":", 1)[0]
 
 
+_REQUEST_IDS = random.Random()  # noqa: S311 - request ids, not secrets
+
+
+def _request_id() -> str:
+    """A UUID4 without a getrandom syscall (per invoke, with many threads waiting for the GIL)."""
+    return str(uuid.UUID(int=_REQUEST_IDS.getrandbits(128), version=4))
+
+
 @dataclass(frozen=True)
 class FakeLambdaContext:
     """The parts of the Lambda context object that our handlers and Powertools read."""
@@ -149,7 +212,7 @@ class FakeLambdaContext:
     memory_limit_in_mb: int = 512
     timeout_seconds: float = 60.0
     function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    aws_request_id: str = field(default_factory=lambda: _request_id())
     log_group_name: str = ""
     log_stream_name: str = "local"
     _started: float = field(default_factory=time.monotonic)
@@ -177,6 +240,13 @@ def _decode_payload(body: Any) -> Any:
     if isinstance(body, bytes | bytearray):
         body = body.decode("utf-8")
     return json.loads(body)
+
+
+def _run_async(name: str, handler: Handler, body: Any, context: FakeLambdaContext) -> None:
+    try:
+        handler(_decode_payload(body), context)
+    except Exception as exc:  # noqa: BLE001 - Lambda logs an async invocation's error; nobody waits for it
+        LOGGER.warning("asynchronous invocation of %s raised %s: %s", name, type(exc).__name__, exc)
 
 
 class LocalStepFunctions:
@@ -208,6 +278,11 @@ class LocalStepFunctions:
         self._original_invoke: Any = None
         self._sfn: Any = None
         self._s3: Any = None
+        self._clients = _CachedClients()
+        # Warm "Lambda containers": handlers run on long-lived threads, so what a warm Lambda keeps
+        # between invocations (its database connection, per thread) is reused, not opened per invoke
+        # on moto's short-lived interpreter threads.
+        self._containers: ThreadPoolExecutor | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def __enter__(self) -> LocalStepFunctions:
@@ -239,7 +314,9 @@ class LocalStepFunctions:
         self._mock.start()
         try:
             self._original_invoke = LambdaSimpleBackend.__dict__["invoke"]
+            self._containers = ThreadPoolExecutor(max_workers=LAMBDA_CONTAINERS, thread_name_prefix="lambda")
             LambdaSimpleBackend.invoke = self._make_dispatcher()  # type: ignore[method-assign]
+            self._clients.install()
             self._sfn = boto3.client("stepfunctions", region_name=self.region)
             self._s3 = boto3.client("s3", region_name=self.region)
             self._create_role()
@@ -263,6 +340,7 @@ class LocalStepFunctions:
         if keep_mock:
             if self._sfn is not None:
                 self._stop_running_executions()
+            self._stop_containers()
             return
         try:
             if self._sfn is not None:
@@ -271,6 +349,8 @@ class LocalStepFunctions:
             if self._original_invoke is not None:
                 LambdaSimpleBackend.invoke = self._original_invoke  # type: ignore[method-assign]
                 self._original_invoke = None
+            self._clients.remove()
+            self._stop_containers()
             mock, self._mock = self._mock, None
             try:
                 mock.stop()
@@ -279,6 +359,11 @@ class LocalStepFunctions:
                 self._sfn = None
                 self._s3 = None
                 self._function_arns = {}
+
+    def _stop_containers(self) -> None:
+        containers, self._containers = self._containers, None
+        if containers is not None:
+            containers.shutdown(wait=False)  # idle ones end now, busy ones after their invocation
 
     # -- public API ----------------------------------------------------------------------------------
     @property
@@ -399,6 +484,7 @@ class LocalStepFunctions:
 
     def _make_dispatcher(self) -> Callable[..., bytes]:
         handlers = dict(self.handlers)
+        engine = self
         memory = self.memory_limit_in_mb
         timeout = self.function_timeout_seconds
 
@@ -425,9 +511,17 @@ class LocalStepFunctions:
                 timeout_seconds=timeout,
                 log_group_name=f"/aws/lambda/{name}",
             )
+            if (headers or {}).get("X-Amz-Invocation-Type") == "Event":
+                # An asynchronous invocation: Lambda queues it and answers 202 at once.
+                thread = threading.Thread(
+                    target=_run_async, args=(name, handler, body, context), name=f"async-{name}", daemon=True
+                )
+                thread.start()
+                return b""
             try:
                 event = _decode_payload(body)
-                result = handler(event, context)
+                result = engine._containers.submit(handler, event, context).result() if engine._containers else (
+                    handler(event, context))  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - Lambda reports every unhandled error the same way
                 LOGGER.info("handler %s raised %s: %s", name, type(exc).__name__, exc)
                 response_headers["x-amz-function-error"] = "Unhandled"

@@ -14,14 +14,14 @@ ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
 STATEMACHINE = ROOT / "statemachine" / "upgrade.asl.json"
 
-API_FUNCTIONS = ("api_deploy", "api_upgrades", "api_control", "api_queue")
+API_FUNCTIONS = ("api_deploy", "api_upgrades", "api_control", "api_queue", "api_customers", "api_sync")
 WORKER_FUNCTIONS = (
     "prepare_run", "prepare_wave", "evaluate_wave", "await_continue", "finalize_run",
     "begin_customer", "start_helm_job", "check_helm_job", "check_rollout", "finish_customer",
 )  # fmt: skip
 
 # Not state machine tasks: run on a schedule / on execution events (EventBridge in AWS, a thread locally).
-BACKGROUND_FUNCTIONS = ("reconcile_runs",)
+BACKGROUND_FUNCTIONS = ("reconcile_runs", "sync_customers")
 
 _modules: dict[tuple[str, int], ModuleType] = {}
 _lock = threading.Lock()

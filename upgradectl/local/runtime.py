@@ -15,6 +15,8 @@ from typing import Any
 from upgradectl.local.engine import LocalStepFunctions
 from upgradectl.local.functions import STATEMACHINE, WORKER_FUNCTIONS, FakeContext, load_function
 
+SYNC_FUNCTION = "sync_customers"
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -26,14 +28,18 @@ class LocalRuntime:
         *,
         database_url: str,
         kube_api_url: str,
+        kube_token_file: str | None = None,
         poll_seconds: int = 0,
         extra_env: Mapping[str, str] | None = None,
         state_machine_name: str = "customer-upgrades-upgrade",
         sweep_seconds: float | None = None,
         sweep_min_age_seconds: int = 30,
+        sync_seconds: float | None = None,
     ) -> None:
         self.database_url = database_url
         self.kube_api_url = kube_api_url
+        # The bearer token the cluster workers send (url mode): a file, like a projected token.
+        self.kube_token_file = kube_token_file
         self.poll_seconds = poll_seconds
         self.extra_env = dict(extra_env or {})
         self.state_machine_name = state_machine_name
@@ -45,6 +51,9 @@ class LocalRuntime:
         self.sweep_min_age_seconds = sweep_min_age_seconds
         self._sweeper: threading.Thread | None = None
         self._stop_sweeping = threading.Event()
+        # The inventory sync's schedule (EventBridge Scheduler in AWS): None = only `sync()` or the API.
+        self.sync_seconds = sync_seconds
+        self._syncer: threading.Thread | None = None
 
     def __enter__(self) -> LocalRuntime:
         return self.start()
@@ -57,7 +66,8 @@ class LocalRuntime:
     def start(self) -> LocalRuntime:
         from upgrader import factory
 
-        handlers = {name: load_function(name).lambda_handler for name in WORKER_FUNCTIONS}
+        # The workers, and the sync function that POST /api/customers/sync invokes asynchronously.
+        handlers = {name: load_function(name).lambda_handler for name in (*WORKER_FUNCTIONS, SYNC_FUNCTION)}
         self.engine = LocalStepFunctions(handlers)
         self.engine.start()
         try:
@@ -71,7 +81,9 @@ class LocalRuntime:
                     "MANIFEST_BUCKET": self.engine.bucket,
                     "CLUSTER_MODE": "url",
                     "KUBE_API_URL": self.kube_api_url,
+                    **({"KUBE_TOKEN_FILE": self.kube_token_file} if self.kube_token_file else {}),
                     "JOB_POLL_SECONDS": str(self.poll_seconds),
+                    "SYNC_FUNCTION_NAME": SYNC_FUNCTION,
                     "POWERTOOLS_SERVICE_NAME": "customer-upgrades",
                     **self.extra_env,
                 }
@@ -80,11 +92,27 @@ class LocalRuntime:
         except BaseException:
             self.stop()
             raise
+        self._stop_sweeping.clear()
         if self.sweep_seconds:
-            self._stop_sweeping.clear()
             self._sweeper = threading.Thread(target=self._sweep_forever, name="reconciler-sweep", daemon=True)
             self._sweeper.start()
+        if self.sync_seconds:
+            self._syncer = threading.Thread(target=self._sync_forever, name="inventory-sync", daemon=True)
+            self._syncer.start()
         return self
+
+    def sync(self, source: str = "local.startup") -> dict[str, Any]:
+        """One inventory sync, run here and now (what EventBridge Scheduler triggers in AWS)."""
+        handler = load_function(SYNC_FUNCTION).lambda_handler
+        return dict(handler({"source": source}, FakeContext(SYNC_FUNCTION)))
+
+    def _sync_forever(self) -> None:
+        assert self.sync_seconds
+        while not self._stop_sweeping.wait(self.sync_seconds):
+            try:
+                self.sync("scheduler.sync")
+            except Exception:  # noqa: BLE001 - the next one tries again, as the schedule would
+                LOGGER.warning("inventory sync failed", exc_info=True)
 
     def sweep(self, min_age_seconds: int = 0) -> dict[str, Any]:
         """One run of the reconciler's sweep (what EventBridge Scheduler triggers in AWS)."""
@@ -104,9 +132,10 @@ class LocalRuntime:
         from upgrader import factory
 
         self._stop_sweeping.set()
-        if self._sweeper is not None:
-            self._sweeper.join(timeout=30)
-            self._sweeper = None
+        for thread in (self._sweeper, self._syncer):
+            if thread is not None:
+                thread.join(timeout=30)
+        self._sweeper = self._syncer = None
         if self.engine is not None:
             self.engine.stop(keep_mock=process_exits)
             self.engine = None

@@ -1,24 +1,29 @@
-"""Demo customers for the local stack: seeded only when the inventory is empty.
+"""Demo customers for the local stack: created in the SIMULATED cluster, found by discovery.
 
 Ids follow the specification's example (`cust_abc123`, namespace `customer-abc123`): the n demo
 customers are cust_abc123, cust_abc124, ... so the spec's rollback example names a real customer.
-A fresh database also starts upgrade ids at 123, so the spec's curl examples (`/api/upgrades/123/...`)
-address the first upgrade deployed, exactly as written.
+Each gets a namespace and a Helm release of the same name, written in Helm's own storage format
+(`SimulatedCluster.add_release`); the inventory then learns them the way it learns a real fleet, by a
+sync at start-up (`upgrader.discovery`). A fresh database also starts upgrade ids at 123, so the
+spec's curl examples (`/api/upgrades/123/...`) address the first upgrade deployed, exactly as written.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from psycopg.types.json import Jsonb
 from upgrader.db import Database
-from upgrader.models import COMPONENTS
-from upgrader.repository import UpgradeRepository
 
 FIRST_NUMBER = 123
 FIRST_UPGRADE_ID = 123
 CURRENT_VERSIONS: dict[str, str] = {"api": "v1.1.0", "dashboard": "v1.9.0", "exporter": "v1.0.0", "mosquitto": "2.0.18"}
 # Every tenth customer lags one version behind: real fleets are never uniform.
 LAGGING_VERSIONS: dict[str, str] = {"api": "v1.0.3", "dashboard": "v1.8.2", "exporter": "v0.9.1", "mosquitto": "2.0.15"}
+# Components whose tag an up-to-date demo release leaves to the chart's defaults (customer-stack 1.5.0
+# ships mosquitto 2.0.18): discovery reads those versions from the chart, as Helm would render them.
+FROM_CHART_DEFAULTS = ("mosquitto",)
 TIERS = ("standard", "standard", "premium")
 REGIONS = ("eu-west-1", "us-east-1")
 
@@ -30,24 +35,40 @@ class DemoCustomer:
     release_name: str
     labels: dict[str, str]
     versions: dict[str, str]
+    values: dict[str, str]  # the release's user values (dotted keys); the rest comes from the chart
 
 
 def demo_customers(count: int) -> list[DemoCustomer]:
-    """The demo inventory: ids cust_abc123.., one namespace and Helm release each, current versions."""
+    """The demo fleet: ids cust_abc123.., one namespace and Helm release each."""
     customers = []
     for index in range(count):
         suffix = f"abc{FIRST_NUMBER + index}"
-        versions = LAGGING_VERSIONS if index % 10 == 9 else CURRENT_VERSIONS
+        lagging = index % 10 == 9
+        versions = dict(LAGGING_VERSIONS if lagging else CURRENT_VERSIONS)
+        values = {
+            f"{component}.image.tag": version
+            for component, version in versions.items()
+            if lagging or component not in FROM_CHART_DEFAULTS
+        }
         customers.append(
             DemoCustomer(
                 customer_id=f"cust_{suffix}",
                 namespace=f"customer-{suffix}",
                 release_name=f"customer-{suffix}",
                 labels={"tier": TIERS[index % len(TIERS)], "region": REGIONS[index % len(REGIONS)]},
-                versions=dict(versions),
+                versions=versions,
+                values=values,
             )
         )
     return customers
+
+
+def install_demo_releases(cluster: Any, customers: list[DemoCustomer], chart_version: str) -> None:
+    """Each demo customer's namespace and Helm release, in the simulated cluster."""
+    for customer in customers:
+        cluster.add_release(
+            customer.namespace, customer.release_name, values=customer.values, chart_version=chart_version
+        )
 
 
 def customer_count(db: Database) -> int:
@@ -57,32 +78,19 @@ def customer_count(db: Database) -> int:
     return int(row["n"]) if row else 0
 
 
-def seed_demo_customers(repo: UpgradeRepository, db: Database, count: int) -> list[DemoCustomer]:
-    """Insert `count` demo customers when the inventory is empty; return those inserted ([] otherwise)."""
-    if count <= 0 or customer_count(db) > 0:
-        return []
-    customers = demo_customers(count)
-    for customer in customers:
-        repo.upsert_customer(
-            customer.customer_id,
-            customer.namespace,
-            customer.release_name,
-            labels=customer.labels,
-            versions=customer.versions,
+def label_demo_customers(db: Database, customers: list[DemoCustomer]) -> None:
+    """The demo labels (tier, region), as an operator would set them once the customers are known."""
+    with db.transaction() as cur:
+        cur.executemany(
+            "UPDATE customers SET labels = labels || %s WHERE id = %s",
+            [(Jsonb(c.labels), c.customer_id) for c in customers],
         )
-    _start_upgrade_ids_at(db, FIRST_UPGRADE_ID)
-    return customers
 
 
-def _start_upgrade_ids_at(db: Database, first: int) -> None:
+def start_upgrade_ids_at(db: Database, first: int = FIRST_UPGRADE_ID) -> None:
     """On a database that never recorded an upgrade, make the first upgrade id `first`."""
     with db.transaction() as cur:
         cur.execute("SELECT is_called FROM system_upgrades_id_seq")
         row = cur.fetchone()
         if row is not None and not row["is_called"]:
             cur.execute("SELECT setval('system_upgrades_id_seq', %s, false)", (first,))
-
-
-def release_values(customer: DemoCustomer) -> dict[str, str]:
-    """The Helm values a demo customer's release was installed with (image tag per component)."""
-    return {f"{component}.image.tag": customer.versions[component] for component in COMPONENTS}

@@ -54,6 +54,7 @@ def _route(method: str, resource: str, function: str) -> Route:
 # The routes of template.yaml (docs/contracts.md), in the same order.
 ROUTES: tuple[Route, ...] = (
     _route("POST", "/api/upgrades/deploy", "api_deploy"),
+    _route("POST", "/api/upgrades/plan", "api_upgrades"),
     _route("GET", "/api/upgrades", "api_upgrades"),
     _route("GET", "/api/upgrades/{upgradeId}/status", "api_upgrades"),
     _route("GET", "/api/upgrades/{upgradeId}/logs", "api_upgrades"),
@@ -64,15 +65,26 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", "/api/upgrades/{upgradeId}/resume", "api_control"),
     _route("GET", "/api/queue/stats", "api_queue"),
     _route("GET", "/api/queue/jobs/{jobId}", "api_queue"),
+    # A static path before the parameter at the same depth (API Gateway prefers it too).
+    _route("POST", "/api/customers/sync", "api_sync"),
+    _route("GET", "/api/customers/sync/{syncId}", "api_customers"),
+    _route("GET", "/api/customers", "api_customers"),
+    _route("GET", "/api/customers/{customerId}", "api_customers"),
+    _route("PATCH", "/api/customers/{customerId}", "api_customers"),
+    _route("GET", "/api/fleet", "api_customers"),
 )
 
 Invoker = Callable[[str, dict[str, Any], int], Any]
 
 
 def match_route(method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
-    """(route, path parameters, methods allowed on this path). An unknown path allows nothing."""
+    """(route, path parameters, methods allowed on this path). An unknown path allows nothing.
+
+    As in API Gateway, a path that is a static resource (`/api/customers/sync`) is that resource only,
+    never a value of a parameter at its place (`/api/customers/{customerId}`)."""
     allowed: list[str] = []
-    for route in ROUTES:
+    static = [r for r in ROUTES if "{" not in r.resource and r.pattern.match(path)]
+    for route in static or ROUTES:
         found = route.pattern.match(path)
         if found is None:
             continue

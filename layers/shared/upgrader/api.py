@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from upgrader.errors import UpgradeError
+from upgrader.errors import InvalidValue, UpgradeError
 
 logger = Logger()
 
@@ -93,7 +93,10 @@ def build_resolver() -> APIGatewayRestResolver:
     def _domain(exc: UpgradeError) -> Response:
         if exc.http_status >= 500:
             logger.warning("request failed", extra={"error": type(exc).__name__, "detail": exc.message})
-        return _json(exc.http_status, {"message": exc.message, "error": type(exc).__name__})
+        answer: dict[str, Any] = {"message": exc.message, "error": type(exc).__name__}
+        if isinstance(exc, InvalidValue):  # named like a validation error: the field and why
+            answer["errors"] = [{"field": exc.field, "message": exc.reason, "type": "value_error"}]
+        return _json(exc.http_status, answer)
 
     @app.not_found
     def _not_found(_: Exception) -> Response:
@@ -112,7 +115,10 @@ def _describe(err: dict[str, Any]) -> dict[str, Any]:
     kind = str(err.get("type", "value_error"))
     if kind == "json_invalid":
         return {"field": "body", "message": "body is not valid JSON", "type": kind}
-    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+    raw_loc = list(err.get("loc", ()))
+    loc = [str(p) for p in raw_loc if p not in ("body", "query", "path", "header")]
+    if raw_loc[:1] == ["header"]:  # headers arrive lower-cased: name them as people write them
+        loc = ["-".join(part.capitalize() for part in str(p).split("-")) for p in loc]
     field = ".".join(loc) or str((err.get("loc") or ["request"])[0])
     message = err.get("msg") or _MESSAGES.get(kind, kind)
     if kind == "string_pattern_mismatch":
@@ -134,6 +140,13 @@ _PATTERN_MESSAGES = {
     "port": "a port name (lowercase letters, digits, '-', starting with a letter) or a number 1..65535",
     "reason": "free text without control characters (tab and newlines are fine), at most 500 characters",
     "chartVersion": "a Helm chart version (SemVer): 1.4.0, 1.5.0-rc.1, v2.0.0+build.7",
+    "Idempotency-Key": "letters, digits, '.', '_', ':' and '-', at most 255 characters, starting with a letter or digit",
+    "label": "key=value terms separated by commas (at most 10), keys and values as Kubernetes labels",
+    "timezone": "an IANA time zone name such as Europe/Berlin",
+    "start": "a local time HH:MM (00:00 to 23:59)",
+    "expiresAt": "an RFC 3339 time with its offset, e.g. 2026-12-01T00:00:00Z",
+    "cursor": "customer ids are ASCII letters, digits, '_' and '-', at most 63 characters",
+    "syncId": "sync ids are whole numbers from 1 to 2147483647",
 }
 
 

@@ -140,6 +140,16 @@ AWS_CALLS: tuple[AwsCall, ...] = (
         ),
         when=_always,
     ),
+    # Lambda: a sync requested through the API runs in the sync function (upgrader.sync_launcher)
+    AwsCall(
+        "upgrader.sync_launcher.LambdaSyncLauncher.launch",
+        "invoke",
+        "lambda:InvokeFunction",
+        resource=lambda settings, where: (
+            f"arn:{where.partition}:lambda:{where.region}:{where.account_id}:function:{settings.sync_function_name}"
+        ),
+        when=_always,
+    ),
     # Kubernetes access (upgrader.cluster.access)
     AwsCall(
         "upgrader.cluster.access.build_api_client",

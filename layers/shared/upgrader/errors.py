@@ -58,6 +58,17 @@ class NoTargetCustomers(Conflict):
     """No active customer matches the deploy's filters: nothing to do until the inventory changes."""
 
 
+class InvalidValue(UpgradeError):
+    """A value that is well-formed but cannot be used here: the answer names the field and why."""
+
+    http_status = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
 class LimitExceeded(UpgradeError):
     """The request asks for more than a limit allows (a configured cap, or what one execution can hold:
     waves, time); the message names the limit."""
@@ -77,6 +88,32 @@ class DatabaseUnavailable(TransientError):
 
 class WorkflowUnavailable(TransientError):
     pass
+
+
+class SyncUnavailable(UpgradeError):
+    """The background sync could not be started (the Lambda service refused or was unreachable): 503, retry.
+
+    Not a TransientError: no state machine task meets it (those are what the ASL retries)."""
+
+    http_status = 503
+
+
+class CustomerNotFound(NotFound):
+    pass
+
+
+class SyncNotFound(NotFound):
+    pass
+
+
+class IdempotencyKeyReused(UpgradeError):
+    """The same Idempotency-Key came with a different request body."""
+
+    http_status = 422
+
+
+class IdempotencyInProgress(Conflict):
+    """The first request with this Idempotency-Key has not finished yet: retry in a moment."""
 
 
 class UpgradeHalted(UpgradeError):

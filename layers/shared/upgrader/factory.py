@@ -7,12 +7,17 @@ from typing import Any
 
 from upgrader.cluster.types import ClusterGateway
 from upgrader.db import Database, database_for
+from upgrader.discovery import DiscoveryRules, FleetReader
+from upgrader.idempotency import IdempotencyRepository
+from upgrader.inventory import InventoryRepository
 from upgrader.leases import LeaseRepository
 from upgrader.reconciliation import ReconcileRepository
 from upgrader.repository import RunRepository, UpgradeRepository
 from upgrader.resumes import ResumeRepository
 from upgrader.rollbacks import RollbackRepository
 from upgrader.settings import Settings, get_settings
+from upgrader.sync_launcher import LambdaSyncLauncher
+from upgrader.syncs import SyncRepository
 from upgrader.workflow import StepFunctionsGateway
 
 
@@ -52,6 +57,49 @@ def rollbacks() -> RollbackRepository:
 
 
 @lru_cache(maxsize=1)
+def inventory() -> InventoryRepository:
+    return InventoryRepository(database())
+
+
+@lru_cache(maxsize=1)
+def syncs() -> SyncRepository:
+    return SyncRepository(database())
+
+
+@lru_cache(maxsize=1)
+def idempotency() -> IdempotencyRepository:
+    return IdempotencyRepository(database())
+
+
+@lru_cache(maxsize=1)
+def discovery_rules() -> DiscoveryRules:
+    """Built at cold start: rules that cannot work fail here, with the setting named."""
+    from upgrader.discovery import RuleError
+    from upgrader.settings import SettingsError
+
+    try:
+        return DiscoveryRules.from_settings(get_settings())
+    except RuleError as exc:
+        raise SettingsError(f"invalid discovery rules (CUSTOMER_ID_TEMPLATE, CUSTOMER_RELEASE_TEMPLATE or "
+                            f"CUSTOMER_NAMESPACE_PATTERN): {exc}") from exc  # fmt: skip
+
+
+def fleet_reader() -> FleetReader:
+    """A new reader per sync (it counts that sync's requests); loads the kubernetes client."""
+    from upgrader.cluster.access import build_fleet_reader
+    from upgrader.cluster.types import ClusterConfig
+
+    return build_fleet_reader(ClusterConfig.from_settings(get_settings()))
+
+
+@lru_cache(maxsize=1)
+def sync_launcher() -> LambdaSyncLauncher:
+    settings = get_settings()
+    settings.require("sync_function_name")
+    return LambdaSyncLauncher(aws_client("lambda", settings), str(settings.sync_function_name))
+
+
+@lru_cache(maxsize=1)
 def cluster() -> ClusterGateway:
     """The Kubernetes adapter; importing it loads the kubernetes client (cluster workers only)."""
     from upgrader.cluster.access import build_cluster_gateway
@@ -83,7 +131,7 @@ def reset() -> None:
     if database.cache_info().currsize:
         database().close()
     for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, workflow, s3_client,
-                   get_settings):  # fmt: skip
+                   inventory, syncs, idempotency, discovery_rules, sync_launcher, get_settings):  # fmt: skip
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()

@@ -5,19 +5,21 @@ a release while one runs. So before a helm Job is created for a customer, its lo
 customer's lease (a row in `customer_leases`); the lease is given back in the transaction that
 records the result (`RunRepository.finish_customer`), or by the reconciler when a run died.
 
-Locks. Rows are locked in one order everywhere: the upgrade (`system_upgrades`), its run
-(`upgrade_runs`), the customer's log row, the lease. Explicit row locks are FOR NO KEY UPDATE (never
+Locks. Taken in one order everywhere: the upgrade (`system_upgrades`), its runs' stop gates, its
+runs' rows (`upgrade_runs`), the customer's log row, the lease. Explicit row locks are FOR NO KEY UPDATE (never
 FOR UPDATE): a foreign key check (FOR KEY SHARE on the referenced upgrade or log row, which an UPDATE
 of a row this transaction changed before runs again) must never wait for an abort, or the two would
 wait on each other.
 
-Why an abort is airtight. A lease is taken in a transaction that first share-locks the row of its run
-(`upgrade_runs`) and reads the run's `stop_reason`; the caller creates the helm Job before that
-transaction commits. An abort (or a failure-budget halt) writes `stop_reason` under an exclusive lock
-of the same row. The two serialize: a lease transaction that got the share lock first has created its
-Job before the abort can commit; one that comes after the abort committed reads the stop reason and
-creates nothing. So once `POST /abort` has answered, no Job is created for a customer that had not
-taken its lease before.
+Why an abort is airtight. Each run has a stop gate: a PostgreSQL advisory lock keyed by the run's
+name. A lease is taken in a transaction that first takes the gate SHARED and then reads the run's
+`stop_reason`; the caller creates the helm Job before that transaction commits. An abort (or a halt
+by the failure budget) takes the gate EXCLUSIVELY, writes `stop_reason` and commits. The lock manager
+queues requests in order, so the abort waits only for the lease transactions already inside (each
+has created its Job before the abort can commit) and every lease transaction that comes later waits
+for the abort and then reads its stop reason: it creates nothing. So once `POST /abort` has answered,
+no Job is created for a customer that had not taken its lease before. (A row lock would not do: a
+stream of share lockers can starve an exclusive one.)
 """
 
 from __future__ import annotations
@@ -39,13 +41,19 @@ FINAL_LOG_STATUSES = ("completed", "failed", "skipped", "rolled_back")
 
 @dataclass
 class LeaseSession:
-    """What a worker sees inside the lease transaction, and the writes it may make there."""
+    """What a worker sees inside the lease transaction, and the writes it may make there.
+
+    The row carries what the transaction read in one statement, after passing the run's stop gate:
+    the log row (locked), its upgrade's parameters, the run's stop_reason, its wave's size and
+    failures (the budget), the current lease holder, and for a rollback row what its upgrade row
+    recorded (`upgraded_*`). What the worker records goes out in one UPDATE.
+    """
 
     cur: psycopg.Cursor[Row]
     state: LeaseState
-    row: Row  # the customer's log row (locked), with the upgrade's parameters
-    run: Row  # its run (share-locked): stop_reason is the abort flag
+    row: Row  # the customer's log row (locked), with what the session read along with it
     holder: Row | None  # busy: the lease of the other operation
+    _plan: dict[str, Any] | None = None
 
     @property
     def log_id(self) -> int:
@@ -53,7 +61,7 @@ class LeaseSession:
 
     @property
     def stop_reason(self) -> str | None:
-        return self.run["stop_reason"]
+        return self.row["stop_reason"]
 
     def budget_exceeded(self) -> str | None:
         """The failure budget of this customer's wave in its run, re-checked before helm (upgrade rows only).
@@ -62,49 +70,42 @@ class LeaseSession:
         """
         if self.row["operation"] != "upgrade":
             return None
-        self.cur.execute(
-            """
-            SELECT count(*) AS size,
-                   count(*) FILTER (WHERE status IN ('failed', 'rolled_back')) AS failed
-              FROM customer_upgrade_logs
-             WHERE run_name = %s AND wave = %s
-            """,
-            (self.row["run_name"], self.row["wave"]),
-        )
-        counts = self.cur.fetchone() or {"size": 0, "failed": 0}
         parameters = self.row["upgrade_parameters"] or {}
+        size, failed = int(self.row["wave_size"]), int(self.row["wave_failed"])
         allowed = tolerated_failures(
-            self.row["strategy"], int(self.row["wave"]), int(counts["size"]), parameters.get("failureThreshold")
+            self.row["strategy"], int(self.row["wave"]), size, parameters.get("failureThreshold")
         )
-        if int(counts["failed"]) > allowed:
-            return budget_reason(int(self.row["wave"]), int(self.row["total_waves"]), int(counts["failed"]),
-                                 int(counts["size"]), allowed)  # fmt: skip
+        if failed > allowed:
+            return budget_reason(int(self.row["wave"]), int(self.row["total_waves"]), failed, size, allowed)
         return None
 
     def upgraded_row(self) -> Row | None:
         """A rollback row's upgrade row: what that upgrade recorded from the release."""
         if self.row["rollback_of"] is None:
             return None
-        self.cur.execute("SELECT * FROM customer_upgrade_logs WHERE id = %s", (self.row["rollback_of"],))
-        return self.cur.fetchone()
+        return {key.removeprefix("upgraded_"): value for key, value in self.row.items() if key.startswith("upgraded_")}
 
     def skip(self, reason: str) -> None:
         """This customer is not started (or not upgraded after a recovery): skipped, lease given back."""
+        self._plan = None
         self.cur.execute(
             """
-            UPDATE customer_upgrade_logs SET status = 'skipped', completed_at = NOW(), updated_at = NOW(),
-                   started_at = COALESCE(started_at, NOW()), waiting_for = NULL, error = %s
-             WHERE id = %s AND status IN ('pending', 'in_progress')
+            WITH skipped AS (
+                UPDATE customer_upgrade_logs SET status = 'skipped', completed_at = NOW(), updated_at = NOW(),
+                       started_at = COALESCE(started_at, NOW()), waiting_for = NULL, error = %s
+                 WHERE id = %s AND status IN ('pending', 'in_progress')
+            )
+            DELETE FROM customer_leases WHERE log_id = %s
             """,
-            (reason, self.log_id),
+            (reason, self.log_id, self.log_id),
         )
-        self.give_back()
 
     def give_back(self) -> None:
         self.cur.execute("DELETE FROM customer_leases WHERE log_id = %s", (self.log_id,))
 
     def wait(self, why: str) -> None:
         """Another operation holds the release: say so on the row (status shows it), take nothing."""
+        self._plan = None
         self.cur.execute(
             "UPDATE customer_upgrade_logs SET waiting_for = %s, updated_at = NOW() WHERE id = %s",
             (why, self.log_id),
@@ -114,26 +115,37 @@ class LeaseSession:
         self, *, revision_before: int | None, version_before: str | None, chart_version: str | None,
         note: str | None = None,
     ) -> None:  # fmt: skip
-        """What the release held before this helm operation, read from the release itself."""
-        self.cur.execute(
-            """
-            UPDATE customer_upgrade_logs SET revision_before = %s, version_before = %s,
-                   chart_version = COALESCE(%s, chart_version), waiting_for = NULL, updated_at = NOW(),
-                   output = CASE WHEN %s::text IS NULL THEN output ELSE concat_ws(E'\n', output, %s::text) END
-             WHERE id = %s
-            """,
-            (revision_before, version_before, chart_version, note, note, self.log_id),
-        )
+        """What the release held before this helm operation, read from the release itself (written with
+        the Job's name by `record_job`, or when the session ends)."""
+        self._plan = {"revision": revision_before, "version": version_before, "chart": chart_version, "note": note}
 
-    def record_job(self, job_name: str, note: str | None = None) -> None:
+    def record_job(self, job_name: str | None, note: str | None = None) -> None:
+        """Remember the customer's current Job (and the plan, if one was recorded), in one UPDATE."""
+        plan, self._plan = self._plan, None
+        notes = "\n".join(n for n in ((plan or {}).get("note"), note) if n) or None
         self.cur.execute(
             """
-            UPDATE customer_upgrade_logs SET job_name = %s, waiting_for = NULL, updated_at = NOW(),
-                   output = CASE WHEN %s::text IS NULL THEN output ELSE concat_ws(E'\n', output, %s::text) END
-             WHERE id = %s
+            UPDATE customer_upgrade_logs SET job_name = COALESCE(%(job)s, job_name), waiting_for = NULL,
+                   updated_at = NOW(),
+                   revision_before = CASE WHEN %(planned)s THEN %(revision)s ELSE revision_before END,
+                   version_before = CASE WHEN %(planned)s THEN %(version)s ELSE version_before END,
+                   chart_version = COALESCE(%(chart)s, chart_version),
+                   output = CASE WHEN %(note)s::text IS NULL THEN output ELSE concat_ws(E'\n', output, %(note)s::text) END
+             WHERE id = %(id)s
             """,
-            (job_name, note, note, self.log_id),
-        )
+            {"job": job_name, "planned": plan is not None, "revision": (plan or {}).get("revision"),
+             "version": (plan or {}).get("version"), "chart": (plan or {}).get("chart"), "note": notes,
+             "id": self.log_id},
+        )  # fmt: skip
+
+    def _flush(self) -> None:
+        if self._plan is not None:
+            self.record_job(None)
+
+
+# The advisory lock key of a run's stop gate, from its name (the second seed keeps it apart from
+# other advisory locks of the product: migrations 727001, lease hand-over 727002).
+STOP_GATE = "hashtextextended(%s, 727003)"
 
 
 def budget_reason(wave: int, total_waves: int, failed: int, size: int, allowed: int) -> str:
@@ -150,6 +162,26 @@ def describe_holder(holder: Row | None) -> str:
     )
 
 
+_SESSION_READ = """
+SELECT l.*, u.parameters AS upgrade_parameters, u.strategy, u.total_waves, u.chart_version AS upgrade_chart_version,
+       r.stop_reason,
+       (SELECT count(*) FROM customer_upgrade_logs w WHERE w.run_name = l.run_name AND w.wave = l.wave) AS wave_size,
+       (SELECT count(*) FROM customer_upgrade_logs w
+         WHERE w.run_name = l.run_name AND w.wave = l.wave AND w.status IN ('failed', 'rolled_back')) AS wave_failed,
+       c.log_id AS holder_log_id, c.upgrade_id AS holder_upgrade_id, c.run_name AS holder_run_name,
+       c.operation AS holder_operation, c.component AS holder_component, c.acquired_at AS holder_acquired_at,
+       up.version_before AS upgraded_version_before, up.version_after AS upgraded_version_after,
+       up.revision_before AS upgraded_revision_before, up.revision_after AS upgraded_revision_after
+  FROM customer_upgrade_logs l
+  JOIN system_upgrades u ON u.id = l.upgrade_id
+  LEFT JOIN upgrade_runs r ON r.run_name = l.run_name
+  LEFT JOIN customer_leases c ON c.customer_id = l.customer_id
+  LEFT JOIN customer_upgrade_logs up ON up.id = l.rollback_of
+ WHERE l.id = %s
+   FOR NO KEY UPDATE OF l
+"""
+
+
 class LeaseRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -163,59 +195,57 @@ class LeaseRepository:
         Everything the caller writes through the session commits with the lease, or not at all.
         """
         with self._db.transaction() as cur:
-            cur.execute("SELECT run_name FROM customer_upgrade_logs WHERE id = %s", (log_id,))
-            found = cur.fetchone()
-            if found is None:
-                raise LogRowNotFound(f"customer log row {log_id} not found")
-            # Lock order: run (share) -> log row -> lease. See the module docstring.
-            cur.execute("SELECT * FROM upgrade_runs WHERE run_name = %s FOR SHARE", (found["run_name"],))
-            run = cur.fetchone() or {"run_name": found["run_name"], "stop_reason": None, "kind": None}
+            # 1. The run's stop gate, shared (see the module docstring). Its own statement: what follows
+            #    must read with a snapshot taken after the gate was passed.
             cur.execute(
-                """
-                SELECT l.*, u.parameters AS upgrade_parameters, u.strategy, u.total_waves,
-                       u.chart_version AS upgrade_chart_version
-                  FROM customer_upgrade_logs l JOIN system_upgrades u ON u.id = l.upgrade_id
-                 WHERE l.id = %s FOR NO KEY UPDATE OF l
-                """,
+                f"SELECT pg_advisory_xact_lock_shared({STOP_GATE.replace('%s', 'run_name')}) AS gate"
+                " FROM customer_upgrade_logs WHERE id = %s",
                 (log_id,),
             )
+            if cur.fetchone() is None:
+                raise LogRowNotFound(f"customer log row {log_id} not found")
+            # 2. The log row (locked) and everything decided under the lease, in one statement.
+            cur.execute(_SESSION_READ, (log_id,))
             row = cur.fetchone()
             if row is None:
                 raise LogRowNotFound(f"customer log row {log_id} not found")
             if row["status"] in FINAL_LOG_STATUSES:
-                yield LeaseSession(cur, "final", row, run, None)
-                return
-            state, holder = self._take(cur, row)
-            yield LeaseSession(cur, state, row, run, holder)
+                session = LeaseSession(cur, "final", row, None)
+            else:
+                state, holder = self._take(cur, row)
+                session = LeaseSession(cur, state, row, holder)
+            yield session
+            session._flush()
 
     @staticmethod
     def _take(cur: psycopg.Cursor[Row], row: Row) -> tuple[LeaseState, Row | None]:
-        # Another lease transaction of this customer still open (its helm Job being created)? Then the
-        # release is busy: look again later rather than wait on its uncommitted lease row.
-        cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 727002)) AS free", (row["customer_id"],))
-        if not (cur.fetchone() or {}).get("free"):
-            cur.execute("SELECT * FROM customer_leases WHERE customer_id = %s", (row["customer_id"],))
-            holder = cur.fetchone()
-            if holder is not None and holder["log_id"] == row["id"]:
-                return "held", None
-            return "busy", holder
-        for _ in range(2):  # the holder may give it back between our insert and our look
-            cur.execute(
-                """
-                INSERT INTO customer_leases (customer_id, log_id, upgrade_id, run_name, operation, component)
-                VALUES (%s, %s, %s, %s, %s, %s)
-                ON CONFLICT (customer_id) DO NOTHING RETURNING log_id
-                """,
-                (row["customer_id"], row["id"], row["upgrade_id"], row["run_name"], row["operation"],
-                 row["component"]),
-            )  # fmt: skip
-            if cur.fetchone() is not None:
-                return "acquired", None
-            cur.execute("SELECT * FROM customer_leases WHERE customer_id = %s FOR UPDATE", (row["customer_id"],))
-            holder = cur.fetchone()
-            if holder is not None:
-                return ("held", None) if holder["log_id"] == row["id"] else ("busy", holder)
+        """3. The lease: already ours, someone else's, or taken now."""
+        if row["holder_log_id"] is not None:
+            holder = {key.removeprefix("holder_"): value for key, value in row.items() if key.startswith("holder_")}
+            return ("held", None) if holder["log_id"] == row["id"] else ("busy", holder)
+        # Taken only when no other lease transaction of this customer is open right now (its insert not
+        # committed yet): then the release is busy, look again later rather than wait on it.
+        cur.execute(
+            """
+            INSERT INTO customer_leases (customer_id, log_id, upgrade_id, run_name, operation, component)
+            SELECT %s, %s, %s, %s, %s, %s WHERE pg_try_advisory_xact_lock(hashtextextended(%s, 727002))
+            ON CONFLICT (customer_id) DO NOTHING RETURNING log_id
+            """,
+            (row["customer_id"], row["id"], row["upgrade_id"], row["run_name"], row["operation"], row["component"],
+             row["customer_id"]),
+        )  # fmt: skip
+        if cur.fetchone() is not None:
+            return "acquired", None
         return "busy", None
+
+    def note_waiting(self, log_id: int, why: str) -> None:
+        """Say on the row why the customer waits (outside a lease transaction)."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                "UPDATE customer_upgrade_logs SET waiting_for = %s, updated_at = NOW()"
+                " WHERE id = %s AND status = 'in_progress'",
+                (why, log_id),
+            )
 
     def holder_of(self, customer_id: str) -> Row | None:
         with self._db.transaction() as cur:

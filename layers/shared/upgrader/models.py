@@ -45,6 +45,9 @@ CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$"
 LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 UPGRADE_ID_PATTERN = decimal_pattern(INT4_MAX)
+# A label selector of equality terms: key=value[,key=value...], at most 10 terms.
+_LABEL_TERM = LABEL_KEY_PATTERN[1:-1] + "=" + LABEL_VALUE_PATTERN[1:-1]
+LABEL_SELECTOR_PATTERN = rf"^{_LABEL_TERM}(,{_LABEL_TERM}){{0,9}}$"
 # An absolute URL path whose segments are never "..": "." and ".." would let a probe leave the
 # component's service (the Kubernetes service proxy resolves them). Length: HTTP_PATH_MAX_LENGTH.
 _SEGMENT = r"(?:\.|[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.\.[A-Za-z0-9._~-]+)?"
@@ -204,6 +207,11 @@ class DeployRequest(_Strict):
         description="the Helm chart version every customer gets (helm --version); default: each release keeps "
         "the chart version it runs, so only the component's image changes",
     )
+    includePinned: bool = Field(  # noqa: N815
+        default=False,
+        description="also upgrade customers whose component is pinned to another version (default: they are "
+        "left out, recorded as skipped with the pin's reason)",
+    )
 
     @field_validator("customerIds")
     @classmethod
@@ -218,9 +226,15 @@ class DeployResponse(BaseModel):
     jobId: str  # noqa: N815
     strategy: Strategy
     message: str
-    total: int
+    total: int = Field(description="customers in the upgrade: in a wave, or skipped (left out: pinned, already at it)")
     waves: list[int] = Field(description="number of customers in each wave, in order")
     status: str
+    skipped: int = Field(default=0, description="customers left out and recorded as skipped (see leftOut)")
+    leftOut: dict[str, int] = Field(  # noqa: N815
+        default_factory=dict,
+        description="customers not upgraded, by reason: already_at_version, pinned (both recorded as skipped), "
+        "suspended, decommissioned, not_matching",
+    )
 
 
 class Attempt(BaseModel):
@@ -267,6 +281,10 @@ class StatusResponse(BaseModel):
     gate: str | None = Field(description="approval (canary, waiting for /continue) or bake (timed), when waiting")
     gateUntil: str | None = Field(description="when the bake ends")  # noqa: N815
     attempts: list[Attempt] = Field(description="the upgrade's executions: the first, then one per resume")
+    leftOut: dict[str, int] = Field(  # noqa: N815
+        default_factory=dict,
+        description="customers the deploy left out and recorded as skipped, by reason (already_at_version, pinned)",
+    )
 
 
 class LogEntry(BaseModel):
@@ -292,6 +310,10 @@ class LogEntry(BaseModel):
     chart_version: str | None = Field(description="the chart version this operation pinned")
     rollback_of: int | None = Field(description="rollback rows: the id of the upgrade row it undoes")
     waiting_for: str | None = Field(description="why this customer waits (another operation holds its release)")
+    left_out: str | None = Field(
+        default=None,
+        description="why the deploy left this customer out (already_at_version, pinned); its wave is then -1",
+    )
 
 
 class LogsResponse(BaseModel):

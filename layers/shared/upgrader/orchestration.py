@@ -14,7 +14,16 @@ import time
 from collections import defaultdict
 from typing import Any, Protocol
 
-from upgrader.cluster.types import ClusterGateway, HelmJobSpec, HelmOperation, JobState, ReleaseInfo
+from upgrader.cluster.types import (
+    ClusterGateway,
+    ClusterTransientError,
+    HelmJobSpec,
+    HelmOperation,
+    HttpHealth,
+    JobState,
+    ReleaseInfo,
+    RolloutState,
+)
 from upgrader.errors import GateClosed, ReleaseNotReady
 from upgrader.leases import LeaseRepository, LeaseSession, budget_reason, describe_holder
 from upgrader.planner import tolerated_failures
@@ -225,19 +234,45 @@ def start_helm_job(event: State, *, leases: LeaseRepository, cluster: ClusterGat
     operation holds the release, the customer waits its turn ("waiting"); it never fails for that.
     """
     stage = str(event.get("stage") or "start")
-    with leases.session(int(event["logId"])) as lease:
-        if lease.state == "final":
-            return {"phase": "done", "stage": stage}
-        if lease.state == "busy":
-            why = describe_holder(lease.holder)
-            lease.wait(why)
-            return {"phase": "waiting", "stage": stage, "waitingFor": why}
-        existing = cluster.helm_jobs_of(lease.log_id)
-        if stage in ("autorollback", "recover_after"):
-            return _restore(lease, stage, existing, cluster=cluster)
-        if lease.row["operation"] == "upgrade":
-            return _start_upgrade(lease, existing, cluster=cluster)
-        return _start_rollback(lease, existing, cluster=cluster)
+    try:
+        with leases.session(int(event["logId"])) as lease:
+            if lease.state == "final":
+                return {"phase": "done", "stage": stage}
+            if lease.state == "busy":
+                why = describe_holder(lease.holder)
+                lease.wait(why)
+                return {"phase": "waiting", "stage": stage, "waitingFor": why}
+            existing = cluster.helm_jobs_of(lease.log_id)
+            if stage in ("autorollback", "recover_after"):
+                return _restore(lease, stage, existing, cluster=cluster)
+            if lease.row["operation"] == "upgrade":
+                return _start_upgrade(lease, existing, cluster=cluster)
+            return _start_rollback(lease, existing, cluster=cluster)
+    except ClusterTransientError as exc:
+        # The lease transaction rolled back (nothing taken, nothing recorded). A Job whose create
+        # reached the cluster anyway is adopted next time. The customer waits for the API to come back.
+        since = _outage_since(event.get("job"), exc)
+        why = f"Kubernetes API unreachable since {_stamp(since)}: {exc}"
+        leases.note_waiting(int(event["logId"]), why)
+        return {"phase": "waiting", "stage": stage, "waitingFor": why, "unreachableSince": since}
+
+
+# How long a customer waits for an unreachable Kubernetes API before it fails (the Job, if it was
+# created, keeps running in the cluster: the reconciler records its outcome).
+MAX_OUTAGE_SECONDS = 3600
+
+
+def _outage_since(previous: Any, exc: Exception, now: float | None = None) -> float:
+    """When the outage began (kept across the wait loop); past MAX_OUTAGE_SECONDS the error is raised."""
+    now = time.time() if now is None else now
+    since = float((previous or {}).get("unreachableSince") or now) if isinstance(previous, dict) else now
+    if now - since > MAX_OUTAGE_SECONDS:
+        raise exc
+    return since
+
+
+def _stamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _started(name: str, operation: str, **extra: Any) -> State:
@@ -415,6 +450,18 @@ def check_helm_job(event: State, *, cluster: ClusterGateway) -> State:
     row = _event_row(event)
     if job.get("jobName") is None:  # nothing was started (see _restore): the result is already known
         return dict(job)
+    try:
+        return _check_helm_job(event, job, stage, row, cluster)
+    except ClusterTransientError as exc:  # the Job runs on; look again until the API answers
+        since = _outage_since(job, exc)
+        unreachable: State = {"jobName": job["jobName"], "stage": stage, "phase": "unreachable",
+                              "unreachableSince": since, "error": f"Kubernetes API unreachable: {exc}"}  # fmt: skip
+        if "revision" in job:
+            unreachable["revision"] = job["revision"]
+        return unreachable
+
+
+def _check_helm_job(event: State, job: State, stage: str, row: State, cluster: ClusterGateway) -> State:
     state: JobState = cluster.get_helm_job(_spec(row, stage, revision=job.get("revision")))  # type: ignore[arg-type]
     result: State = {"jobName": state.name, "stage": stage, "phase": state.phase}
     if "revision" in job:
@@ -445,7 +492,10 @@ def check_rollout(event: State, *, cluster: ClusterGateway, now: float | None = 
     customer, check = event["customer"], event["customer"]["healthCheck"]
     now = time.time() if now is None else now
     deadline = float((event.get("health") or {}).get("deadline") or now + int(check.get("timeoutSeconds", 300)))
-    rollout = cluster.rollout_status(customer["namespace"], customer["release"], customer["component"])
+    try:
+        rollout = cluster.rollout_status(customer["namespace"], customer["release"], customer["component"])
+    except ClusterTransientError as exc:  # not a verdict on the workloads: wait, up to the check's deadline
+        rollout = RolloutState("progressing", f"Kubernetes API unreachable: {exc}")
     detail = rollout.detail
     if rollout.phase == "failed":
         return {"phase": "unhealthy", "deadline": deadline, "detail": f"rollout failed: {detail}"}
@@ -453,7 +503,11 @@ def check_rollout(event: State, *, cluster: ClusterGateway, now: float | None = 
         if not check.get("httpPath"):
             return {"phase": "healthy", "deadline": deadline, "detail": detail}
         service = check.get("service") or f"{customer['release']}-{customer['component']}"
-        probe = cluster.http_health(customer["namespace"], service, str(check.get("port", "http")), check["httpPath"])
+        try:
+            probe = cluster.http_health(customer["namespace"], service, str(check.get("port", "http")),
+                                        check["httpPath"])  # fmt: skip
+        except ClusterTransientError as exc:
+            probe = HttpHealth(False, None, f"Kubernetes API unreachable: {exc}")
         if probe.healthy:
             return {"phase": "healthy", "deadline": deadline, "detail": f"{detail}; {probe.detail}"}
         detail = f"HTTP health check {check['httpPath']} failed: {probe.detail}"

@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from upgrader.db import Database, Row
 from upgrader.errors import LogRowNotFound, UpgradeAlreadyActive, UpgradeNotFound
-from upgrader.leases import budget_reason
+from upgrader.leases import STOP_GATE, budget_reason
 from upgrader.planner import tolerated_failures
 from upgrader.rollbacks import RollbackRepository, insert_run
 
@@ -46,8 +46,10 @@ class NewLogRow:
     release_name: str
     from_version: str | None
     to_version: str
-    wave: int
+    wave: int  # -1: left out of every wave (see left_out)
     chart_version: str | None = None  # pinned for this customer (None: resolved from its release before helm)
+    left_out: str | None = None  # why the deploy left it out (pinned, already_at_version): a skipped row
+    detail: str | None = None  # the reason in words, recorded as the skipped row's error
 
 
 class UpgradeRepository:
@@ -55,39 +57,6 @@ class UpgradeRepository:
         self._db = db
 
     # ---------------------------------------------------------------- inventory
-    def target_customers(
-        self, component: str, customer_ids: Sequence[str] | None, labels: dict[str, str] | None
-    ) -> list[TargetCustomer]:
-        """Active customers to upgrade, canary-labelled ones first, then by id (a stable order)."""
-        with self._db.transaction() as cur:
-            cur.execute(
-                """
-                SELECT c.id, c.namespace, c.release_name, c.chart_version, v.version AS current_version
-                  FROM customers c
-                  LEFT JOIN customer_component_versions v
-                         ON v.customer_id = c.id AND v.component = %(component)s
-                 WHERE c.status = 'active'
-                   AND (%(ids)s::text[] IS NULL OR c.id = ANY(%(ids)s::text[]))
-                   AND c.labels @> %(labels)s
-                 ORDER BY (c.labels->>'canary' = 'true') IS TRUE DESC, c.id
-                """,
-                {
-                    "component": component,
-                    "ids": list(customer_ids) if customer_ids is not None else None,
-                    "labels": Jsonb(labels or {}),
-                },
-            )
-            return [
-                TargetCustomer(r["id"], r["namespace"], r["release_name"], r["current_version"], r["chart_version"])
-                for r in cur.fetchall()
-            ]
-
-    def known_customer_ids(self, customer_ids: Sequence[str]) -> dict[str, str]:
-        """id -> status for the ids that exist in the inventory."""
-        with self._db.transaction() as cur:
-            cur.execute("SELECT id, status FROM customers WHERE id = ANY(%s::text[])", (list(customer_ids),))
-            return {r["id"]: r["status"] for r in cur.fetchall()}
-
     def upsert_customer(
         self,
         customer_id: str,
@@ -194,15 +163,20 @@ class UpgradeRepository:
                 )
                 upgrade = _one(cur)
                 insert_run(cur, execution_name, upgrade_id, "upgrade", "upgrade", requested_by)
+                # A customer left out is a skipped row in no run (never in a manifest, never resumed).
                 cur.execute(
                     """
                     INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version,
                         to_version, status, operation, run_name, wave, namespace, release_name, requested_by,
-                        chart_version)
-                    SELECT %s, t.customer_id, %s, t.from_version, %s, 'pending', 'upgrade', %s, t.wave,
-                           t.namespace, t.release_name, %s, t.chart_version
-                      FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[])
-                           AS t(customer_id, from_version, wave, namespace, release_name, chart_version)
+                        chart_version, left_out, error, completed_at)
+                    SELECT %s, t.customer_id, %s, t.from_version, %s,
+                           CASE WHEN t.left_out IS NULL THEN 'pending' ELSE 'skipped' END, 'upgrade',
+                           CASE WHEN t.left_out IS NULL THEN %s END, t.wave,
+                           t.namespace, t.release_name, %s, t.chart_version, t.left_out, t.detail,
+                           CASE WHEN t.left_out IS NOT NULL THEN NOW() END
+                      FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[],
+                                  %s::text[])
+                           AS t(customer_id, from_version, wave, namespace, release_name, chart_version, left_out, detail)
                     """,
                     (
                         upgrade_id,
@@ -216,6 +190,8 @@ class UpgradeRepository:
                         [r.namespace for r in rows],
                         [r.release_name for r in rows],
                         [r.chart_version for r in rows],
+                        [r.left_out for r in rows],
+                        [r.detail for r in rows],
                     ),
                 )
                 return upgrade
@@ -274,6 +250,14 @@ class UpgradeRepository:
                 (upgrade_id,),
             )
             counts["waiting_for_lease"] = int(_one(cur)["n"])
+            cur.execute(
+                """
+                SELECT left_out, count(*) AS n FROM customer_upgrade_logs
+                 WHERE upgrade_id = %s AND left_out IS NOT NULL GROUP BY left_out
+                """,
+                (upgrade_id,),
+            )
+            counts.update({f"left_out:{r['left_out']}": int(r["n"]) for r in cur.fetchall()})
             return counts
 
     def list_upgrades(
@@ -379,6 +363,21 @@ class UpgradeRepository:
             upgrade_active = upgrade["status"] in ACTIVE_UPGRADE_STATUSES and not str(
                 upgrade["halt_reason"] or ""
             ).startswith("aborted")
+            cur.execute(
+                """
+                SELECT run_name FROM upgrade_runs
+                 WHERE upgrade_id = %s AND status = 'running' AND stop_reason IS NULL AND (kind = 'rollback' OR %s)
+                 ORDER BY run_name
+                """,
+                (upgrade_id, upgrade_active),
+            )
+            gates = [run["run_name"] for run in cur.fetchall()]
+            # Close each run's stop gate: wait for the lease transactions inside (each creates its Job, a
+            # few bounded Kubernetes calls); longer than other lock waits, still within API Gateway's 29 s.
+            cur.execute("SET LOCAL lock_timeout = '25s'")
+            cur.execute("SET LOCAL statement_timeout = '26s'")
+            for run_name in gates:
+                cur.execute(f"SELECT pg_advisory_xact_lock({STOP_GATE})", (run_name,))
             cur.execute(
                 """
                 UPDATE upgrade_runs SET stop_reason = %s, updated_at = NOW()
@@ -705,44 +704,45 @@ class RunRepository:
         """Begin a customer: ('run', row) once claimed; ('done', row) when there is nothing to do.
 
         A row already finished (a duplicated or retried delivery) is never started again, and
-        a customer whose upgrade was halted before it began is skipped.
+        a customer whose run was stopped (halt, abort) before it began is skipped. One statement.
         """
         with self._db.transaction() as cur:
             cur.execute(
                 """
-                SELECT l.*, COALESCE(r.stop_reason, CASE WHEN l.operation = 'upgrade' THEN u.halt_reason END)
-                           AS halt_reason,
-                       u.status AS upgrade_status, u.parameters AS upgrade_parameters
-                  FROM customer_upgrade_logs l JOIN system_upgrades u ON u.id = l.upgrade_id
-                  LEFT JOIN upgrade_runs r ON r.run_name = l.run_name
-                 WHERE l.id = %s FOR NO KEY UPDATE OF l
+                UPDATE customer_upgrade_logs l
+                   SET status = CASE WHEN l.status = 'pending' AND x.halt_reason IS NOT NULL THEN 'skipped'
+                                     ELSE 'in_progress' END,
+                       completed_at = CASE WHEN l.status = 'pending' AND x.halt_reason IS NOT NULL THEN NOW()
+                                           ELSE l.completed_at END,
+                       error = CASE WHEN l.status = 'pending' AND x.halt_reason IS NOT NULL
+                                    THEN 'not started: ' || x.halt_reason ELSE l.error END,
+                       started_at = COALESCE(l.started_at, NOW()), updated_at = NOW()
+                  FROM (SELECT u.parameters,
+                               COALESCE(r.stop_reason, CASE WHEN l2.operation = 'upgrade' THEN u.halt_reason END)
+                                   AS halt_reason
+                          FROM customer_upgrade_logs l2 JOIN system_upgrades u ON u.id = l2.upgrade_id
+                          LEFT JOIN upgrade_runs r ON r.run_name = l2.run_name
+                         WHERE l2.id = %(id)s) x
+                 WHERE l.id = %(id)s AND l.status IN ('pending', 'in_progress')
+                RETURNING l.*, x.parameters AS upgrade_parameters
                 """,
-                (log_id,),
+                {"id": log_id},
             )
             row = cur.fetchone()
-            if row is None:
-                raise LogRowNotFound(f"customer log row {log_id} not found")
-            parameters = row["upgrade_parameters"] or {}
-            if row["status"] in FINAL_LOG_STATUSES:
-                return "done", row, parameters
-            if row["status"] == "pending" and row["halt_reason"]:
+            if row is None:  # already final (or unknown): nothing to do
                 cur.execute(
                     """
-                    UPDATE customer_upgrade_logs SET status = 'skipped', completed_at = NOW(), updated_at = NOW(),
-                           error = %s WHERE id = %s RETURNING *
+                    SELECT l.*, u.parameters AS upgrade_parameters FROM customer_upgrade_logs l
+                      JOIN system_upgrades u ON u.id = l.upgrade_id WHERE l.id = %s
                     """,
-                    (f"not started: {row['halt_reason']}", log_id),
+                    (log_id,),
                 )
-                return "done", _one(cur), parameters
-            cur.execute(
-                """
-                UPDATE customer_upgrade_logs SET status = 'in_progress', started_at = COALESCE(started_at, NOW()),
-                       updated_at = NOW()
-                 WHERE id = %s RETURNING *
-                """,
-                (log_id,),
-            )
-            return "run", _one(cur), parameters
+                row = cur.fetchone()
+                if row is None:
+                    raise LogRowNotFound(f"customer log row {log_id} not found")
+                return "done", row, row["upgrade_parameters"] or {}
+            action = "done" if row["status"] == "skipped" else "run"
+            return action, row, row["upgrade_parameters"] or {}
 
     def finish_customer(
         self, log_id: int, status: str, output: str | None, error: str | None,
@@ -755,21 +755,12 @@ class RunRepository:
         Returns (changed, row): changed is False when the row was already final (a retry).
         """
         release = release or {}
-        versions = release.get("versions") or {}
+        versions = {c: v for c, v in (release.get("versions") or {}).items() if v}
         with self._db.transaction() as cur:
             cur.execute(
-                """
-                UPDATE customer_upgrade_logs SET status = %(status)s, completed_at = NOW(), updated_at = NOW(),
-                       started_at = COALESCE(started_at, NOW()), error = %(error)s, waiting_for = NULL,
-                       output = NULLIF(concat_ws(E'
-', output, %(output)s::text), ''),
-                       revision_after = COALESCE(%(revision)s, revision_after),
-                       version_after = CASE WHEN %(revision)s::int IS NULL THEN version_after
-                                            ELSE %(versions)s::jsonb ->> component END
-                 WHERE id = %(id)s AND status IN ('pending', 'in_progress') RETURNING *
-                """,
+                _FINISH,
                 {"status": status, "error": error, "output": output, "revision": release.get("revision"),
-                 "versions": Jsonb(versions), "id": log_id},
+                 "versions": Jsonb(versions), "chart": release.get("chartVersion"), "id": log_id},
             )  # fmt: skip
             row = cur.fetchone()
             if row is None:
@@ -778,42 +769,54 @@ class RunRepository:
                 if existing is None:
                     raise LogRowNotFound(f"customer log row {log_id} not found")
                 return False, existing
-            if row["operation"] == "upgrade":
-                _count(cur, [row], status)
-            if release.get("revision") is not None:
-                _record_release(cur, row, release)
-            cur.execute("DELETE FROM customer_leases WHERE log_id = %s", (log_id,))
             if row["operation"] == "upgrade" and status in ("failed", "rolled_back"):
                 _halt_when_over_budget(cur, row)
             return True, row
 
 
-def _record_release(cur: psycopg.Cursor[Row], row: Row, release: Mapping[str, Any]) -> None:
-    """The inventory follows what the release holds after a helm operation (every component read)."""
-    versions = {c: v for c, v in (release.get("versions") or {}).items() if v}
-    cur.execute(
-        """
-        INSERT INTO customer_component_versions AS v (customer_id, component, version, upgrade_id, updated_at)
-        SELECT %(customer)s, t.component, t.version, CASE WHEN t.component = %(component)s THEN %(upgrade)s END, NOW()
-          FROM jsonb_each_text(%(versions)s::jsonb) AS t(component, version)
-        ON CONFLICT (customer_id, component) DO UPDATE
-           SET previous_version = CASE WHEN v.version IS DISTINCT FROM EXCLUDED.version THEN v.version
-                                       ELSE v.previous_version END,
-               upgrade_id = CASE WHEN v.version IS DISTINCT FROM EXCLUDED.version
-                                 THEN COALESCE(EXCLUDED.upgrade_id, v.upgrade_id) ELSE v.upgrade_id END,
-               version = EXCLUDED.version,
-               updated_at = CASE WHEN v.version IS DISTINCT FROM EXCLUDED.version THEN NOW() ELSE v.updated_at END
-        """,
-        {"customer": row["customer_id"], "component": row["component"], "upgrade": row["upgrade_id"],
-         "versions": Jsonb(versions)},
-    )  # fmt: skip
-    cur.execute(
-        """
-        UPDATE customers SET release_revision = %s, chart_version = COALESCE(%s, chart_version), updated_at = NOW()
-         WHERE id = %s
-        """,
-        (release.get("revision"), release.get("chartVersion"), row["customer_id"]),
-    )
+# A customer's result, in one statement: its row, the upgrade's counter (upgrade rows; a customer rolled
+# back after a failed upgrade counts as failed: the spec has two counters), the inventory from what the
+# release holds afterwards (every component read; previous_version and upgrade_id move only when the
+# version changed), the customer's release revision and chart, and its lease given back.
+_FINISH = """
+WITH done AS (
+    UPDATE customer_upgrade_logs SET status = %(status)s, completed_at = NOW(), updated_at = NOW(),
+           started_at = COALESCE(started_at, NOW()), error = %(error)s, waiting_for = NULL,
+           output = NULLIF(concat_ws(E'\\n', output, %(output)s::text), ''),
+           revision_after = COALESCE(%(revision)s::int, revision_after),
+           version_after = CASE WHEN %(revision)s::int IS NULL THEN version_after
+                                ELSE %(versions)s::jsonb ->> component END
+     WHERE id = %(id)s AND status IN ('pending', 'in_progress')
+    RETURNING *
+), counted AS (
+    UPDATE system_upgrades u
+       SET completed_customers = u.completed_customers + (d.status = 'completed')::int,
+           failed_customers = u.failed_customers + (d.status IN ('failed', 'rolled_back'))::int,
+           updated_at = NOW()
+      FROM done d
+     WHERE u.id = d.upgrade_id AND d.operation = 'upgrade' AND d.status IN ('completed', 'failed', 'rolled_back')
+), inventory AS (
+    INSERT INTO customer_component_versions AS v (customer_id, component, version, upgrade_id, updated_at)
+    SELECT d.customer_id, t.component, t.version, CASE WHEN t.component = d.component THEN d.upgrade_id END, NOW()
+      FROM done d CROSS JOIN jsonb_each_text(%(versions)s::jsonb) AS t(component, version)
+     WHERE %(revision)s::int IS NOT NULL
+    ON CONFLICT (customer_id, component) DO UPDATE
+       SET previous_version = CASE WHEN v.version IS DISTINCT FROM EXCLUDED.version THEN v.version
+                                   ELSE v.previous_version END,
+           upgrade_id = CASE WHEN v.version IS DISTINCT FROM EXCLUDED.version
+                             THEN COALESCE(EXCLUDED.upgrade_id, v.upgrade_id) ELSE v.upgrade_id END,
+           version = EXCLUDED.version,
+           updated_at = CASE WHEN v.version IS DISTINCT FROM EXCLUDED.version THEN NOW() ELSE v.updated_at END
+), customer AS (
+    UPDATE customers c SET release_revision = %(revision)s::int, chart_version = COALESCE(%(chart)s, c.chart_version),
+           updated_at = NOW()
+      FROM done d
+     WHERE c.id = d.customer_id AND %(revision)s::int IS NOT NULL
+), freed AS (
+    DELETE FROM customer_leases WHERE log_id IN (SELECT id FROM done)
+)
+SELECT * FROM done
+"""
 
 
 def _halt(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str) -> bool:

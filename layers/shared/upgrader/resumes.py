@@ -74,6 +74,7 @@ class ResumeRepository:
                            output = CASE WHEN u.output IS NULL THEN NULL
                                          ELSE concat_ws(E'\n', u.output, '--- resumed (run ' || %(run)s::text || ') ---') END
                      WHERE u.upgrade_id = %(id)s AND u.operation = 'upgrade'
+                       AND u.left_out IS NULL  -- left out by the deploy (pinned, already at it): stays so
                        AND (u.status IN ('pending', 'skipped')
                             OR (%(retry)s AND u.status = 'failed'
                                 AND (u.version_after IS NOT DISTINCT FROM u.version_before OR u.job_name IS NULL)))

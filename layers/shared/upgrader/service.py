@@ -7,17 +7,15 @@ import secrets
 from collections import Counter
 from typing import Any
 
+from upgrader.customer_models import LeftOut, PlannedCustomer, PlannedWave, PlanResponse
 from upgrader.errors import (
-    InactiveCustomers,
     LimitExceeded,
     NoTargetCustomers,
-    UnknownCustomers,
     UpgradeNotFound,
     WrongState,
 )
+from upgrader.inventory import InventoryRepository
 from upgrader.models import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CANARY_PERCENT,
     AbortResponse,
     Attempt,
     ContinueResponse,
@@ -37,11 +35,12 @@ from upgrader.models import (
     UpgradeSummary,
     iso,
 )
-from upgrader.planner import plan_limit_problems, plan_waves
+from upgrader.planner import plan_limit_problems
 from upgrader.reconciliation import ReconcileRepository, end_if_dead
 from upgrader.repository import NewLogRow, RunRepository, UpgradeRepository
 from upgrader.resumes import ResumeRepository
 from upgrader.rollbacks import RollbackRepository
+from upgrader.selection import describe_left_out, plan_upgrade
 from upgrader.settings import Settings
 from upgrader.workflow import WorkflowGateway, epoch_ms
 
@@ -53,71 +52,63 @@ def deploy_upgrade(
     *,
     requested_by: str | None,
     repo: UpgradeRepository,
+    inventory: InventoryRepository,
     workflow: WorkflowGateway,
     settings: Settings,
 ) -> DeployResponse:
-    """Record the upgrade and its per-customer rows in one transaction, then start the execution.
+    """Plan the upgrade (`upgrader.selection`: the same plan the dry run answers), record it and its
+    per-customer rows in one transaction, then start the execution.
 
-    If the execution cannot be started the recorded rows are deleted again, so a failed deploy
+    Customers left out as pinned or already at the version are recorded as skipped rows with the
+    reason. If the execution cannot be started the recorded rows are deleted again, so a failed deploy
     leaves nothing behind.
     """
     max_concurrency = concurrency_within_cap(
         request.maxConcurrency, settings.max_concurrency_cap, default=settings.default_max_concurrency
     )
-    if request.customerIds is not None:
-        known = repo.known_customer_ids(request.customerIds)
-        unknown = [c for c in request.customerIds if c not in known]
-        inactive = [c for c in request.customerIds if known.get(c, "active") != "active"]
-        if unknown:
-            raise UnknownCustomers(f"unknown customer id(s): {', '.join(unknown[:20])}")
-        if inactive:
-            raise InactiveCustomers(f"customer(s) not active: {', '.join(inactive[:20])}")
-    targets = repo.target_customers(request.component, request.customerIds, request.labels)
-    if not targets:
-        raise NoTargetCustomers("no active customer matches this upgrade; nothing to do")
-
-    canary_percent = request.canaryPercent if request.canaryPercent is not None else DEFAULT_CANARY_PERCENT
-    batch_size = request.batchSize if request.batchSize is not None else DEFAULT_BATCH_SIZE
-    waves = plan_waves(targets, request.strategy, canary_percent=canary_percent, batch_size=batch_size)
-    approval_timeout = request.approvalTimeoutSeconds or settings.approval_timeout_seconds
-    problems = plan_limit_problems(len(waves), request.strategy, request.bakeSeconds, approval_timeout)
-    if problems:
-        raise LimitExceeded("the upgrade does not fit one execution: " + "; ".join(problems))
+    plan = plan_upgrade(
+        request,
+        inventory.deploy_candidates(request.component),
+        approval_timeout_seconds=settings.approval_timeout_seconds,
+    )
+    if not plan.waves:
+        left_out = describe_left_out(plan.counts, request.version) or "the inventory has no customer"
+        raise NoTargetCustomers(f"no active customer to upgrade: {left_out}; nothing to do")
     # The chart is pinned for every customer: the requested version, else the one its release runs
     # (known from the inventory, or read from the release right before helm and recorded then).
     rows = [
-        NewLogRow(
-            t.customer_id,
-            t.namespace,
-            t.release_name,
-            t.current_version,
-            request.version,
-            index,
-            request.chartVersion or t.chart_version,
-        )  # fmt: skip
-        for index, wave in enumerate(waves)
+        NewLogRow(t.customer_id, t.namespace, t.release_name, t.current_version, request.version, index,
+                  request.chartVersion or t.chart_version)
+        for index, wave in enumerate(plan.waves)
         for t in wave
-    ]
-    current = Counter(t.current_version for t in targets if t.current_version)
+    ] + [
+        NewLogRow(e.candidate.customer_id, e.candidate.namespace, e.candidate.release_name,
+                  e.candidate.current_version, request.version, -1, None, left_out=e.reason, detail=e.detail)
+        for e in plan.skipped
+    ]  # fmt: skip
+    current = Counter(t.current_version for t in plan.targets if t.current_version)
+    sizes = [len(w) for w in plan.waves]
     parameters: dict[str, Any] = {
         "maxConcurrency": max_concurrency,
         "bakeSeconds": request.bakeSeconds,
         "autoRollback": request.autoRollback,
-        "approvalTimeoutSeconds": approval_timeout,
+        "approvalTimeoutSeconds": plan.approval_timeout_seconds,
         "pollSeconds": settings.job_poll_seconds,
-        "waveSizes": [len(w) for w in waves],
+        "waveSizes": sizes,
         "healthCheck": request.healthCheck.model_dump(),
     }
     if request.strategy == "canary":
-        parameters["canaryPercent"] = canary_percent
+        parameters["canaryPercent"] = plan.canary_percent
     if request.strategy == "batch":
-        parameters["batchSize"] = batch_size
+        parameters["batchSize"] = plan.batch_size
     if request.failureThreshold is not None:
         parameters["failureThreshold"] = request.failureThreshold.model_dump(exclude_none=True)
     if request.customerIds is not None:
         parameters["customerIds"] = request.customerIds
     if request.labels:
         parameters["labels"] = request.labels
+    if request.includePinned:
+        parameters["includePinned"] = True
 
     upgrade = repo.create_upgrade(
         component=request.component,
@@ -125,10 +116,10 @@ def deploy_upgrade(
         to_version=request.version,
         strategy=request.strategy,
         parameters=parameters,
-        metadata={"fromVersions": dict(current)},
+        metadata={"fromVersions": dict(current), "leftOut": plan.counts},
         requested_by=requested_by,
         rows=rows,
-        total_waves=len(waves),
+        total_waves=len(plan.waves),
         nonce=secrets.token_hex(4),
         chart_version=request.chartVersion,
     )
@@ -138,15 +129,78 @@ def deploy_upgrade(
     except Exception:
         repo.delete_upgrade(upgrade["id"])
         raise
+    also = describe_left_out(plan.counts, request.version)
     return DeployResponse(
         upgradeId=str(upgrade["id"]),
         jobId=name,
         strategy=request.strategy,
-        message=_deploy_message(request.strategy, [len(w) for w in waves]),
-        total=len(rows),
-        waves=[len(w) for w in waves],
+        message=_deploy_message(request.strategy, sizes) + (f"; {also}" if also else ""),
+        total=plan.total,
+        waves=sizes,
         status=upgrade["status"],
+        skipped=len(plan.skipped),
+        leftOut=plan.counts,
     )
+
+
+def plan_deploy(
+    request: DeployRequest, *, repo: UpgradeRepository, inventory: InventoryRepository, settings: Settings
+) -> PlanResponse:
+    """What `deploy_upgrade` would do with this request now, without starting anything: the same plan."""
+    concurrency_within_cap(request.maxConcurrency, settings.max_concurrency_cap)
+    plan = plan_upgrade(
+        request,
+        inventory.deploy_candidates(request.component),
+        approval_timeout_seconds=settings.approval_timeout_seconds,
+    )
+    gates = _gates(request, len(plan.waves))
+    waves = [
+        PlannedWave(
+            wave=index,
+            size=len(wave),
+            gate=gates[index],
+            customers=[
+                PlannedCustomer(customerId=c.customer_id, namespace=c.namespace, fromVersion=c.current_version)
+                for c in wave
+            ],
+        )  # fmt: skip
+        for index, wave in enumerate(plan.waves)
+    ]
+    active = repo.active_upgrade_for(request.component)
+    also = describe_left_out(plan.counts, request.version)
+    if plan.waves:
+        message = _deploy_message(request.strategy, [len(w) for w in plan.waves]).replace(" started", " would start")
+    else:
+        message = "nothing to do: no active customer to upgrade (a deploy would be refused)"
+    return PlanResponse(
+        component=request.component,
+        version=request.version,
+        strategy=request.strategy,
+        total=plan.total,
+        waves=waves,
+        skipped=len(plan.skipped),
+        leftOut=[
+            LeftOut(customerId=e.candidate.customer_id, reason=e.reason, detail=e.detail)  # type: ignore[arg-type]
+            for e in plan.left_out
+        ],  # fmt: skip
+        leftOutCounts=plan.counts,
+        activeUpgrade=str(active["id"]) if active else None,
+        message=message + (f"; {also}" if also else ""),
+    )
+
+
+def _gates(request: DeployRequest, waves: int) -> list[str | None]:
+    """What follows each wave: the canary's approval gate after its first wave, a bake between waves."""
+    gates: list[str | None] = []
+    for index in range(waves):
+        last = index == waves - 1
+        if request.strategy == "canary" and index == 0 and not last:
+            gates.append("approval")
+        elif not last and request.bakeSeconds:
+            gates.append("bake")
+        else:
+            gates.append(None)
+    return gates
 
 
 def concurrency_within_cap(requested: int | None, cap: int | None, *, default: int | None = None) -> int | None:
@@ -223,6 +277,7 @@ def get_status(upgrade_id: int, *, repo: UpgradeRepository) -> StatusResponse:
         gate=upgrade["gate"],
         gateUntil=iso(upgrade["gate_until"]),
         attempts=attempts,
+        leftOut={k.removeprefix("left_out:"): n for k, n in counts.items() if k.startswith("left_out:")},
     )
 
 
@@ -264,6 +319,7 @@ def get_logs(
             chart_version=r["chart_version"],
             rollback_of=r["rollback_of"],
             waiting_for=r["waiting_for"],
+            left_out=r["left_out"],
         )
         for r in rows
     ]

@@ -44,13 +44,30 @@ class Settings(BaseModel):
     kubeconfig_secret_arn: str | None = None
     kubeconfig_path: str | None = None
     kube_api_url: str | None = None
+    # url mode: a file holding the bearer token to send (like a projected service-account token; it is
+    # read again when it changes). Never the token itself in the environment.
+    kube_token_file: str | None = None
     job_namespace: str = JOB_NAMESPACE
     helm_image: str | None = None
     job_service_account: str = JOB_SERVICE_ACCOUNT
     chart_refs: dict[str, str] = Field(default_factory=dict)
+    # JSON object component -> the Helm value key holding its image tag (default <component>.image.tag):
+    # read by discovery and the release checks, set by helm upgrades.
+    image_tag_keys: dict[str, str] = Field(default_factory=dict)
     aws_region: str | None = None
+    # Discovery (upgrader.discovery): which namespaces are customers and how their ids are made.
+    customer_namespace_pattern: str = "customer-*"
+    customer_namespace_selector: str | None = Field(default=None, description="a label selector for the namespace LIST")
+    customer_id_template: str = "cust_{suffix}"
+    customer_id_label: str | None = Field(default=None, description="a namespace label whose value is the id")
+    customer_release_template: str = "{namespace}"
+    discovery_concurrency: int = Field(default=8, ge=1, le=64)
+    # The function that runs a sync (api_sync invokes it asynchronously).
+    sync_function_name: str | None = None
+    # How long a deploy's Idempotency-Key is remembered.
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
 
-    @field_validator("chart_refs", mode="before")
+    @field_validator("chart_refs", "image_tag_keys", mode="before")
     @classmethod
     def _parse_json(cls, value: object) -> object:
         if isinstance(value, str):
@@ -74,7 +91,9 @@ class Settings(BaseModel):
             )
             raise SettingsError(f"invalid configuration in the environment: {problems}") from exc
         except json.JSONDecodeError as exc:
-            raise SettingsError(f"invalid configuration in the environment: CHART_REFS is not JSON: {exc}") from exc
+            raise SettingsError(
+                f"invalid configuration in the environment: CHART_REFS or IMAGE_TAG_KEYS is not JSON: {exc}"
+            ) from exc
 
     def require(self, *fields: str) -> None:
         missing = [f.upper() for f in fields if getattr(self, f) in (None, "")]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -85,28 +87,29 @@ class StepFunctionsGateway:
 
     def status(self, name: str) -> dict[str, Any]:
         """{status, error, cause} of one execution (DescribeExecution only). NotFound when there is none."""
-        try:
+        with _execution_call(f"no execution '{name}' in the upgrade state machine"):
             execution = self._client.describe_execution(executionArn=self.execution_arn(name))
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("ExecutionDoesNotExist", "ResourceNotFound"):
-                raise NotFound(f"no execution '{name}' in the upgrade state machine") from exc
-            raise _translate(exc) from exc
-        except BotoCoreError as exc:
-            raise WorkflowUnavailable(f"Step Functions unreachable: {exc}") from exc
         return {"status": execution["status"], "error": execution.get("error"), "cause": execution.get("cause")}
 
     def describe(self, name: str) -> dict[str, Any]:
         arn = self.execution_arn(name)
-        try:
+        with _execution_call(f"no job '{name}' in the upgrade state machine"):
             execution = self._client.describe_execution(executionArn=arn)
             runs = self._client.list_map_runs(executionArn=arn).get("mapRuns", [])
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("ExecutionDoesNotExist", "ResourceNotFound"):
-                raise NotFound(f"no job '{name}' in the upgrade state machine") from exc
-            raise _translate(exc) from exc
-        except BotoCoreError as exc:
-            raise WorkflowUnavailable(f"Step Functions unreachable: {exc}") from exc
         return {"execution": execution, "mapRuns": runs}
+
+
+@contextmanager
+def _execution_call(missing: str) -> Iterator[None]:
+    """Calls about one execution: a missing one is NotFound(missing); the rest as everywhere."""
+    try:
+        yield
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("ExecutionDoesNotExist", "ResourceNotFound"):
+            raise NotFound(missing) from exc
+        raise _translate(exc) from exc
+    except BotoCoreError as exc:
+        raise WorkflowUnavailable(f"Step Functions unreachable: {exc}") from exc
 
 
 def _translate(exc: ClientError) -> Exception:

@@ -1,88 +1,108 @@
 """SimulatedCluster: the fake Kubernetes API server, Job controller and helm, behind one object.
 
-kmock's ``KubernetesEmulator`` serves a real HTTP API on 127.0.0.1, so the official client (and the
-real helm binary, for reads) run unchanged against it. This adds what kmock does not do: pod logs as
-text/plain, ``labelSelector`` on LIST (equality terms), real discovery documents, fault injection,
-the Job/pod lifecycle, helm itself (`upgradectl.local.simcluster.helm`: Helm's storage format, lock,
-values, --wait/--atomic, rollback), the component workloads and the service proxy in front of them.
-Watches see client writes and the simulation's own changes (best effort).
+Its own API server (`upgradectl.local.simcluster.server`) serves a real HTTP API on 127.0.0.1 from
+an indexed object store (`store`: O(1) work per request, labelSelector / fieldSelector, pagination,
+watches), so the official client, kubectl-style discovery and the real helm binary (for reads) run
+unchanged against it. RBAC is enforced (`rbac`: k8s/rbac loaded as objects, the per-customer
+bindings applied to every customer namespace the simulation onboards). Behind it: the Job/pod
+lifecycle (`jobs`), helm itself (`helm`: Helm's storage format, lock, values, --wait/--atomic,
+rollback, run as the Job's service account), the component workloads and the service proxy in
+front of them, fault injection (`faults`) and the accounting tests assert invariants with.
 
     with SimulatedCluster(fail_customers={"c-2"}) as cluster:
-        api_client = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=cluster.url))
+        configuration = kubernetes.client.Configuration(host=cluster.url)
+        configuration.api_key = {"authorization": "Bearer " + cluster.lambda_token}  # the product's identity
         ...
+
+Identities: ``lambda_token`` (also written to ``lambda_token_file``, what the product reads through
+``KUBE_TOKEN_FILE``) is the product's Lambda identity (group ``customer-upgrades:lambda``);
+``runner_token`` is helm's service account; `token_for` mints others. No token, or an unknown one, is
+cluster-admin (operators' kubectl, the real helm with ``--kube-token x``, test set-up).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
 import random
-import re
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aiohttp.web
-from kmock import ResourceInfo, Server
-from kmock import resource as kmock_resource
 
 from upgradectl.local.simcluster.charts import ChartCatalog, ChartVersion
+from upgradectl.local.simcluster.faults import Fault, FaultBook, Outage
 from upgradectl.local.simcluster.helm import Outcome, seed_description, seed_release
 from upgradectl.local.simcluster.jobs import JOBS, PODS, JobController, JobRun, PendingRule
+from upgradectl.local.simcluster.rbac import (
+    LAMBDA_USER,
+    NAMESPACES,
+    RBAC_DIR,
+    RUNNER_USER,
+    Attributes,
+    Authorizer,
+    Identities,
+    RbacManifests,
+    User,
+    apply_documents,
+)
 from upgradectl.local.simcluster.releases import PENDING, SECRETS, ReleaseStore, status_of
-from upgradectl.local.simcluster.server import ApiServer, ProtobufWrite, discovery_document, selector_matches
-from upgradectl.local.simcluster.server import status_body as _status_body
+from upgradectl.local.simcluster.selectors import LabelSelector, Requirement
+from upgradectl.local.simcluster.server import ApiServer, Hooks, ProtobufWrite, RequestInfo, error_response
+from upgradectl.local.simcluster.store import ObjectStore, StoreError
 from upgradectl.local.simcluster.values import flatten
 from upgradectl.local.simcluster.workloads import DEPLOYMENTS, Workloads
 
 OutcomeFn = Callable[[dict[str, Any]], "Outcome | None"]
+_ALL = LabelSelector(())
 HoldTarget = str | Callable[[dict[str, Any]], bool] | None
 History = list[tuple[int, str, dict[str, Any]]]
-
-_DECLARED = {
-    JOBS: ResourceInfo(kind="Job", singular="job", namespaced=True),
-    PODS: ResourceInfo(kind="Pod", singular="pod", namespaced=True, subresources={"log"}),
-    SECRETS: ResourceInfo(kind="Secret", singular="secret", namespaced=True),
-    "v1/namespaces": ResourceInfo(kind="Namespace", singular="namespace", namespaced=False),
-    DEPLOYMENTS: ResourceInfo(kind="Deployment", singular="deployment", namespaced=True),
-    "apps/v1/statefulsets": ResourceInfo(kind="StatefulSet", singular="statefulset", namespaced=True),
-}
-# GET /api/v1/namespaces/<ns>/services/[<scheme>:]<name>[:<port>]/proxy[/<path>] (path %-decoded)
-_SERVICE_PROXY = re.compile(r"^/api/v1/namespaces/([^/]+)/services/([^/]+)/proxy(?:/(.*))?$")
-_DISCOVERY = re.compile(r"^/(version|api|apis|api/v1|apis/[^/]+/[^/]+)/?$")
 
 
 @dataclass(frozen=True)
 class CreatedJob:
-    """One Job create request as the API server saw it (duplicates included)."""
+    """One Job create request the API server processed (duplicates included; not faults, not 403s)."""
 
     index: int
-    time: float  # time.time() when the request arrived
+    time: float  # time.time() when the API server answered it
     name: str
     namespace: str
     manifest: dict[str, Any]
+    status: int = 201  # 201 created, 409 AlreadyExists (a retried create), 4xx invalid
+    user: str = ""
 
 
-@dataclass
-class _Fault:
-    remaining: int
-    status: int
-    path_contains: str | None
+@dataclass(frozen=True)
+class JobCreateRequest:
+    """Every Job create request that reached the API server, with the status it was answered."""
+
+    index: int
+    time: float
+    name: str
+    namespace: str
+    status: int  # 201, 409, 403 (RBAC), or an injected fault's status
+    user: str  # "" when a fault answered before authentication
 
 
 class SimulatedCluster:
     """In-process fake Kubernetes API + Job controller + Helm 3.
 
     Outcome of a helm Job, first match wins: helm itself refuses (chart version unknown, release
-    missing, Helm's lock: the newest revision is pending-*) -> fail; ``outcome(manifest)`` returning
-    "succeed" / "fail" / "timeout"; customer id (or namespace) in ``fail_customers`` -> fail;
-    ``failure_rate`` (seeded) -> fail; else succeed. "fail" is an error applying the manifest
-    (``--atomic`` then rolls back); "timeout" plays a Job killed by its deadline while helm works,
-    leaving the release stuck in pending-*.
+    missing, Helm's lock: the newest revision is pending-*, RBAC: a request of its service account
+    forbidden) -> fail; ``outcome(manifest)`` returning "succeed" / "fail" / "timeout"; customer id
+    (or namespace) in ``fail_customers`` -> fail; ``failure_rate`` (seeded) -> fail; else succeed.
+    "fail" is an error applying the manifest (``--atomic`` then rolls back); "timeout" plays a Job
+    killed by its deadline while helm works, leaving the release stuck in pending-*.
 
     Time: helm works for ``job_duration_seconds`` after its pod starts (the new revision is pending
     all along); ``--wait`` then waits for every workload of the release to be ready, at most
@@ -96,6 +116,11 @@ class SimulatedCluster:
     there: ``--wait`` fails after its timeout and ``--atomic`` restores the previous revision. For one
     in ``probe_unhealthy_customers`` the pods get ready (helm succeeds) but the service proxy answers
     503 for the new version: a post-upgrade HTTP health check fails after helm succeeded.
+
+    RBAC (``rbac``; ``rbac_dir``: where the manifests are, default k8s/rbac): a customer namespace is
+    onboarded (Namespace object + the template's RoleBindings) by `onboard`, by `add_release` and when
+    a helm Job meets a release that ``auto_create_releases`` installs. Namespaces never onboarded give
+    neither identity any right, as in a cluster where onboarding forgot a step.
     """
 
     def __init__(
@@ -118,6 +143,8 @@ class SimulatedCluster:
         time_scale: float = 1.0,
         pending_seconds: float = 0.0,
         pending_when: PendingRule | None = None,
+        rbac: bool = True,
+        rbac_dir: Path | None = None,
     ) -> None:
         self.job_duration_seconds = job_duration_seconds
         self.failure_rate = failure_rate
@@ -142,16 +169,26 @@ class SimulatedCluster:
         # manifest -> a waiting reason ("ImagePullBackOff", "ErrImagePull", "Unschedulable") or True
         # ("ContainerCreating") to keep that Job's pod Pending; asked again on every tick.
         self.pending_when = pending_when
+        self.rbac = rbac
+        self.rbac_dir = rbac_dir or RBAC_DIR
         self.created_jobs: list[CreatedJob] = []
+        self.job_create_requests: list[JobCreateRequest] = []
         self._random = random.Random(seed)  # noqa: S311 - simulation, not security
-        self._faults: list[_Fault] = []
+        self._faults = FaultBook()
+        self._identities = Identities()
+        self.lambda_token = self._identities.mint(LAMBDA_USER)
+        self.runner_token = self._identities.mint(RUNNER_USER)
+        self._token_dir: Path | None = None
         self._hold_all = False
         self._held_names: set[str] = set()
         self._hold_predicates: list[Callable[[dict[str, Any]], bool]] = []
         self._released: set[str] = set()
         self._logs: dict[tuple[str, str], str] = {}
-        self._events: list[tuple[str, dict[str, Any]]] = []
-        self._api: ApiServer | None = None
+        self._objects: ObjectStore | None = None
+        self._manifests: RbacManifests | None = None
+        self._authorizer: Authorizer | None = None
+        self._onboarded: set[str] = set()
+        self._server: ApiServer | None = None
         self._store: ReleaseStore | None = None
         self._workloads: Workloads | None = None
         self._jobs: JobController | None = None
@@ -175,15 +212,28 @@ class SimulatedCluster:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self._url is not None
 
+    @property
+    def lambda_token_file(self) -> Path:
+        """A file holding the Lambda identity's bearer token (like a projected service-account
+        token): what the product reads through KUBE_TOKEN_FILE. Exists while the cluster runs."""
+        if self._token_dir is None:
+            raise RuntimeError("the simulated cluster is not running")
+        return self._token_dir / "lambda.token"
+
     def start(self) -> SimulatedCluster:
         if self._thread is not None:
             raise RuntimeError("a SimulatedCluster starts once")
+        self._token_dir = Path(tempfile.mkdtemp(prefix="simcluster-tokens-"))
+        descriptor = os.open(self._token_dir / "lambda.token", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(self.lambda_token)
         self._thread = threading.Thread(target=self._run, name="simulated-cluster", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout=30):
             raise RuntimeError("the simulated cluster did not start within 30 s")
         if self._startup_error is not None:
             self._thread.join(timeout=5)
+            self._remove_tokens()
             raise RuntimeError("the simulated cluster failed to start") from self._startup_error
         return self
 
@@ -199,6 +249,12 @@ class SimulatedCluster:
         if thread.is_alive():
             raise RuntimeError("the simulated cluster thread did not stop")
         self._url = None
+        self._remove_tokens()
+
+    def _remove_tokens(self) -> None:
+        if self._token_dir is not None:
+            shutil.rmtree(self._token_dir, ignore_errors=True)
+            self._token_dir = None
 
     def __enter__(self) -> SimulatedCluster:
         return self.start()
@@ -219,49 +275,156 @@ class SimulatedCluster:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        api = ApiServer(intercept=self._intercept)
-        for resource, info in _DECLARED.items():  # LIST of a kind with no objects yet must answer 200
-            api.resources[resource] = info
-        self._api = api
-        self._store = ReleaseStore(api, self._emit)
-        self._workloads = Workloads(api, self)
+        objects = self._objects = ObjectStore()
+        self._manifests = RbacManifests(self.rbac_dir)
+        apply_documents(objects, self._manifests.cluster_documents)
+        self._authorizer = Authorizer(objects, enabled=self.rbac)
+        self._store = ReleaseStore(objects)
+        self._workloads = Workloads(objects, self)
         self._jobs = JobController(
-            api, self, store=self._store, workloads=self._workloads, catalog=self.charts, logs=self._logs,
-            emit=self._emit, is_held=self._is_held, decide=self._decide,
+            objects, self, releases=self._store, workloads=self._workloads, catalog=self.charts, logs=self._logs,
+            is_held=self._is_held, decide=self._decide, authorize=self._authorize, onboard=self._onboard,
         )  # fmt: skip
-        async with api, Server(api, host="127.0.0.1") as server:
-            self._url = f"http://127.0.0.1:{server.port}"
-            controller = asyncio.create_task(self._controller())
-            self._ready.set()
-            try:
-                await self._stop.wait()
-            finally:
-                controller.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await controller
+        hooks = Hooks(pod_log=self._serve_log, service_proxy=self._serve_service_proxy, observers=[self._observe])
+        server = self._server = ApiServer(objects, self._authorizer, self._identities, self._faults, hooks)
+        port = await server.listen("127.0.0.1")
+        self._url = f"http://127.0.0.1:{port}"
+        controller = asyncio.create_task(self._controller())
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            controller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await controller
+            await server.close()
 
     def _call(self, fn: Callable[[], Any]) -> Any:
-        """Run `fn` on the server's loop under the emulator's lock and return its result."""
-        if self._loop is None or self._api is None or not self.running:
+        """Run `fn` on the server's loop (where every store write happens) and return its result."""
+        if self._loop is None or self._objects is None or not self.running:
             raise RuntimeError("start the simulated cluster first")
-        api = self._api
 
-        async def locked() -> Any:
-            async with api._lock:
-                return fn()
+        async def run() -> Any:
+            return fn()
 
-        return asyncio.run_coroutine_threadsafe(locked(), self._loop).result(timeout=30)
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=30)
 
-    def _emit(self, resource: str, event: dict[str, Any]) -> None:
-        """Queue a watch event (sent by the controller loop, outside the lock)."""
-        self._events.append((resource, json.loads(json.dumps(event))))
+    # --- identities and RBAC ---------------------------------------------------------------------
+
+    def token_for(self, user: str, groups: Iterable[str] = ()) -> str:
+        """A bearer token for any identity (a test's own user or group)."""
+        return self._identities.mint(User(user, (*groups, "system:authenticated")))
+
+    def onboard(self, namespace: str) -> None:
+        """A customer namespace as onboarding leaves it: the Namespace and the template's RoleBindings."""
+        self._call(lambda: self._onboard(namespace))
+
+    def _onboard(self, namespace: str) -> None:
+        assert self._objects is not None and self._manifests is not None
+        if namespace in self._onboarded:
+            return
+        if self._objects.get(NAMESPACES, "", namespace) is None:
+            self._objects.put(NAMESPACES, {"metadata": {"name": namespace}, "spec": {"finalizers": ["kubernetes"]},
+                                           "status": {"phase": "Active"}})  # fmt: skip
+        apply_documents(self._objects, self._manifests.for_namespace(namespace))
+        self._onboarded.add(namespace)
+
+    def _authorize(self, user: User, verb: str, group: str, resource: str, namespace: str, name: str) -> str | None:
+        """The simulated helm's own requests, authorized as the API server would (message when denied)."""
+        assert self._authorizer is not None
+        denied = self._authorizer.check(Attributes(user, verb, namespace, group, resource, "", name))
+        return denied.message if denied is not None else None
+
+    def can(self, token: str | None, verb: str, resource: str, namespace: str = "", *, group: str = "",
+            subresource: str = "", name: str = "") -> bool:  # fmt: skip
+        """Would the API server allow this request of the identity `token` names? (kubectl auth can-i)"""
+        user = self._identities.authenticate(f"Bearer {token}" if token else None)
+        attrs = Attributes(user, verb, namespace, group, resource, subresource, name)
+        return bool(self._call(lambda: self._authorizer is not None and self._authorizer.allowed(attrs)))
+
+    # --- faults ----------------------------------------------------------------------------------
+
+    def fail(
+        self,
+        status: int = 500,
+        *,
+        times: int | None = None,
+        seconds: float | None = None,
+        method: str | None = None,
+        path_contains: str | None = None,
+        retry_after: int | None = None,
+    ) -> Fault:
+        """Answer matching requests (`method`, `path_contains`) with HTTP `status`: the next `times`
+        of them, or every one for `seconds`, or both (whichever ends first). 429 and 503 carry
+        Retry-After (`retry_after`, default 1). Returns the fault: ``served`` counts its answers."""
+        if times is None and seconds is None:
+            raise ValueError("a fault needs times (a count of requests) or seconds (a time window)")
+        until = time.monotonic() + seconds if seconds is not None else None
+        return self._faults.add(Fault(status, times, until, method, path_contains, retry_after))
+
+    def fail_next(
+        self, n: int = 1, *, status: int = 500, path_contains: str | None = None, method: str | None = None
+    ) -> Fault:
+        """Answer the next `n` matching requests with HTTP `status` (see `fail`)."""
+        return self.fail(status, times=n, method=method, path_contains=path_contains)
+
+    def unreachable(self, seconds: float, *, mode: str = "refuse") -> Outage:
+        """The API server unreachable for `seconds`: "refuse" (not listening: connections refused,
+        open ones cut) or "reset" (every request's connection reset). Jobs and helm keep running."""
+        if mode not in ("refuse", "reset"):
+            raise ValueError("mode is 'refuse' or 'reset'")
+        outage = Outage(seconds, mode)
+        with self._faults._lock:
+            self._faults.outages.append(outage)
+        if mode == "refuse":
+            self._call(lambda: self._server.refuse(outage) if self._server is not None else None)
+        return outage
+
+    def end_outage(self, outage: Outage) -> None:
+        """End an outage now (a test that need not wait for its time to pass)."""
+        outage.ended = True
+        if outage.mode == "refuse" and self._server is not None and self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._server.listen_again(outage), self._loop).result(timeout=30)
+
+    @property
+    def faults(self) -> list[Fault]:
+        """Every HTTP fault added, in order (``served`` says how often each answered)."""
+        return list(self._faults.faults)
+
+    def unserved_faults(self) -> list[Fault]:
+        """Count-limited faults that have not answered as many requests as they were meant to."""
+        return self._faults.unserved()
+
+    def _take_fault(self, path: str, method: str = "GET") -> Fault | None:
+        """Serve one request of `method` to `path` from the faults (as the API server would)."""
+        return self._faults.take(method, path)
+
+    # --- accounting ------------------------------------------------------------------------------
+
+    def _observe(self, info: RequestInfo, user: User | None, body: Any, status: int) -> None:
+        if info.kind is None or info.kind.key != JOBS or info.verb != "create" or info.subresource:
+            return
+        meta = (body.get("metadata") if isinstance(body, dict) else None) or {}
+        name, namespace, now = str(meta.get("name")), str(info.namespace or meta.get("namespace")), time.time()
+        self.job_create_requests.append(JobCreateRequest(
+            len(self.job_create_requests), now, name, namespace, status, user.name if user else ""))  # fmt: skip
+        if user is not None and status != 403:
+            self.created_jobs.append(CreatedJob(len(self.created_jobs), now, name, namespace,
+                                                json.loads(json.dumps(body)), status, user.name))  # fmt: skip
+
+    def running_jobs(self, upgrade_id: int | str | None = None) -> int:
+        """helm Jobs running now (begun by the Job controller, not finished), overall or of one upgrade."""
+        if self._jobs is None:
+            return 0
+        return self._jobs.running if upgrade_id is None else self._jobs.running_by_upgrade[str(upgrade_id)]
+
+    def peak_running_jobs(self, upgrade_id: int | str | None = None) -> int:
+        """The most helm Jobs that ran at once, overall or with the label upgrade-id=`upgrade_id`."""
+        if self._jobs is None:
+            return 0
+        return self._jobs.peak if upgrade_id is None else self._jobs.peak_by_upgrade.get(str(upgrade_id), 0)
 
     # --- test controls ---------------------------------------------------------------------------
-
-    def fail_next(self, n: int = 1, *, status: int = 500, path_contains: str | None = None) -> None:
-        """Answer the next `n` requests (whose path contains `path_contains`) with HTTP `status`."""
-        with self._lock:
-            self._faults.append(_Fault(remaining=n, status=status, path_contains=path_contains))
 
     def hold(self, target: HoldTarget = None) -> None:
         """Keep Jobs running until `release`: all (None), one Job name, or those a predicate picks.
@@ -301,20 +464,75 @@ class SimulatedCluster:
         values: Mapping[str, Any] | None = None,
         chart_version: str | None = None,
         chart_name: str | None = None,
+        onboard: bool = True,
     ) -> None:
         """Seed a Helm release in Helm's storage format: revisions 1..revision installed from the chart
         version (None: the newest) with `values` (dotted keys like ``{"api.image.tag": "v1.1.0"}`` or
         nested maps; stored nested in ``config``). The newest revision is in `status`; the one before a
         pending-* or failed revision stays deployed (as Helm leaves it), earlier ones are superseded.
-        Each component gets a ready Deployment running the release's image."""
+        Each component gets a ready Deployment running the release's image. The namespace is
+        onboarded (RBAC bindings) unless `onboard` is False."""
 
         def apply() -> None:
             assert self._store is not None and self._workloads is not None
+            if onboard:
+                self._onboard(namespace)
             seed_release(
                 self._store, self._workloads, self.charts, namespace=namespace, release=release, status=status,
                 revision=revision, values=values, chart_version=chart_version, chart_name=chart_name,
                 now=time.monotonic(),
             )  # fmt: skip
+
+        self._call(apply)
+
+    def add_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> None:
+        """A namespace (`labels` added when it exists). Not onboarded: `onboard` or `add_release` do that."""
+
+        def apply() -> None:
+            assert self._objects is not None
+            existing = self._objects.get(NAMESPACES, "", name)
+            if existing is None:
+                self._objects.put(NAMESPACES, {"metadata": {"name": name, "labels": {
+                    "kubernetes.io/metadata.name": name, **dict(labels or {})}},
+                    "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})  # fmt: skip
+            elif labels:
+                self._objects.merge(NAMESPACES, "", name, {"metadata": {"labels": dict(labels)}})
+
+        self._call(apply)
+
+    def remove_namespace(self, name: str) -> None:
+        """The namespace is gone, with everything in it (as once Kubernetes has finalized its deletion):
+        its Helm releases, their Secrets, the workloads, Jobs and pods."""
+
+        def apply() -> None:
+            assert self._objects is not None and self._store is not None and self._workloads is not None
+            for release in {r for (ns, r) in self._store.releases() if ns == name}:
+                self._store.delete(name, release)
+            self._workloads.forget_namespace(name)
+            for resource, kind in self._objects.kinds.items():
+                if kind.namespaced:
+                    for obj_name in self._objects.names(resource, name):
+                        self._objects.delete(resource, name, obj_name)
+            if self._objects.get(NAMESPACES, "", name) is not None:
+                self._objects.delete(NAMESPACES, "", name)
+            self._onboarded.discard(name)
+
+        self._call(apply)
+
+    def namespaces(self) -> list[str]:
+        """Every namespace's name, sorted (for assertions)."""
+        return sorted(self._call(lambda: list(self._objects.names(NAMESPACES, "")) if self._objects else []))
+
+    def corrupt_release_secret(self, namespace: str, release: str, revision: int | None = None) -> None:
+        """Overwrite a revision's Secret (None: the newest) with data that is not Helm's encoding (base64 of
+        bytes that are neither gzip nor JSON), as a hand-edited or truncated Secret would be."""
+
+        def apply() -> None:
+            assert self._objects is not None and self._store is not None
+            number = revision if revision is not None else int((self._store.last(namespace, release) or {})["version"])
+            name = f"sh.helm.release.v1.{release}.v{number}"
+            data = base64.b64encode(base64.b64encode(b"\x1f\x8b\x08 not a release")).decode()
+            self._objects.merge(SECRETS, namespace, name, {"data": {"release": data}})
 
         self._call(apply)
 
@@ -344,8 +562,7 @@ class SimulatedCluster:
 
         def apply() -> None:
             assert self._workloads is not None
-            raw = self._workloads.set_health(namespace, release, component, healthy, now=time.monotonic())
-            self._emit(DEPLOYMENTS, {"type": "MODIFIED", "object": raw})
+            self._workloads.set_health(namespace, release, component, healthy, now=time.monotonic())
 
         self._call(apply)
 
@@ -353,11 +570,11 @@ class SimulatedCluster:
         """The simulated Deployment `<release>-<component>` (raw dict) or None, for assertions."""
 
         def read() -> dict[str, Any] | None:
-            assert self._api is not None and self._workloads is not None
+            assert self._objects is not None and self._workloads is not None
             if self._workloads.get(namespace, release, component) is None:
                 return None
-            obj = self._api.objects[DEPLOYMENTS, namespace, f"{release}-{component}"]
-            return None if obj.deleted else json.loads(json.dumps(obj.raw))
+            obj = self._objects.get(DEPLOYMENTS, namespace, f"{release}-{component}")
+            return None if obj is None else _copy(obj)
 
         return self._call(read)
 
@@ -390,12 +607,8 @@ class SimulatedCluster:
         """Current Jobs by name (raw dicts), for assertions."""
 
         def collect() -> dict[str, dict[str, Any]]:
-            assert self._api is not None
-            return {
-                name: obj.raw
-                for (resource, _, name), obj in self._api.objects.items()
-                if resource.plural == "jobs" and not obj.deleted
-            }
+            assert self._objects is not None
+            return {obj["metadata"]["name"]: _copy(obj) for obj in self._objects.select(JOBS, None, _ALL)}
 
         return self._call(collect)
 
@@ -403,116 +616,48 @@ class SimulatedCluster:
         """Current pods by name (raw dicts; only those of one Job when given), for assertions."""
 
         def collect() -> dict[str, dict[str, Any]]:
-            assert self._api is not None
-            return {
-                name: json.loads(json.dumps(obj.raw))
-                for (resource, _, name), obj in self._api.objects.items()
-                if resource.plural == "pods" and not obj.deleted
-                and (job_name is None or (obj.raw.get("metadata") or {}).get("labels", {}).get("job-name") == job_name)
-            }  # fmt: skip
+            assert self._objects is not None
+            selector = (
+                _ALL if job_name is None else LabelSelector((Requirement("job-name", "=", frozenset({job_name})),))
+            )
+            return {obj["metadata"]["name"]: _copy(obj) for obj in self._objects.select(PODS, None, selector)}
 
         return self._call(collect)
 
     @property
     def protobuf_writes(self) -> list[ProtobufWrite]:
         """Writes refused because they came as protobuf (client-go's default, e.g. a real helm's)."""
-        return list(self._api.protobuf_writes) if self._api is not None else []
+        return list(self._server.protobuf_writes) if self._server is not None else []
 
-    # --- the HTTP interception point (runs on the server loop) ------------------------------------
+    # --- what the API server lets the simulation answer (runs on the server loop) ------------------
 
-    async def _intercept(self, request: Any) -> aiohttp.web.StreamResponse | None:
-        path = request.url.path
-        fault = self._take_fault(path)
-        if fault is not None:
-            headers = {"Retry-After": "1"} if fault.status == 429 else {}
-            reason = "TooManyRequests" if fault.status == 429 else "InternalError"
-            body = _status_body(fault.status, reason, f"simulated fault on {path}")
-            return aiohttp.web.json_response(body, status=fault.status, headers=headers)
-
-        if request.method == "GET" and _DISCOVERY.match(path):
-            document = discovery_document(path)
-            if document is not None:
-                return aiohttp.web.json_response(document)
-
-        proxied = _SERVICE_PROXY.match(path)
-        if proxied is not None:
-            return await self._serve_service_proxy(request.method, *proxied.groups())
-
-        resource = request.resource
-        plural = getattr(resource, "plural", None)
-        if plural == "jobs" and request.method == "POST" and isinstance(request.data, dict):
-            meta = request.data.get("metadata") or {}
-            if self._jobs is not None and meta.get("name"):
-                self._jobs.created(str(request.namespace or meta.get("namespace")), str(meta["name"]))
-            self.created_jobs.append(
-                CreatedJob(
-                    index=len(self.created_jobs),
-                    time=time.time(),
-                    name=str(meta.get("name")),
-                    namespace=str(request.namespace or meta.get("namespace")),
-                    manifest=json.loads(json.dumps(request.data)),
-                )
-            )
-        if plural == "pods" and request.subresource == "log" and request.method == "GET":
-            return self._serve_log(request.namespace, request.name)
-        selector = request.params.get("labelSelector")
-        is_list = request.method == "GET" and request.name is None and resource is not None
-        if selector and is_list and request.params.get("watch") not in ("true", "1"):
-            return await self._serve_selected_list(request, selector)
-        return None
-
-    def _take_fault(self, path: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.remaining > 0 and (fault.path_contains is None or fault.path_contains in path):
-                    fault.remaining -= 1
-                    return fault
-            self._faults = [f for f in self._faults if f.remaining > 0]
-        return None
-
-    def _serve_log(self, namespace: str, pod: str) -> aiohttp.web.StreamResponse:
+    def _serve_log(self, info: RequestInfo) -> aiohttp.web.StreamResponse:
+        namespace, pod = info.namespace, info.name
+        assert self._objects is not None
         log = self._logs.get((namespace, pod))
-        if log is None:
-            body = _status_body(404, "NotFound", f'pods "{pod}" not found')
-            return aiohttp.web.json_response(body, status=404)
-        # The client only accepts pod logs as text/plain (kmock would send str as JSON).
+        if log is None or self._objects.get(PODS, namespace, pod) is None:
+            return error_response(StoreError(404, "NotFound", f'pods "{pod}" not found', {"name": pod, "kind": "pods"}))
+        # The client only accepts pod logs as text/plain.
         return aiohttp.web.Response(text=log, content_type="text/plain", charset="utf-8")
 
-    async def _serve_selected_list(self, request: Any, selector: str) -> aiohttp.web.StreamResponse:
-        assert self._api is not None
-        async with self._api._lock:
-            items = [
-                obj.raw
-                for (resource, namespace, _), obj in self._api.objects.items()
-                if resource == request.resource
-                and not obj.deleted
-                and (request.namespace is None or namespace == request.namespace)
-                and selector_matches(selector, dict((obj.raw.get("metadata") or {}).get("labels") or {}))
-            ]
-        return aiohttp.web.json_response({"metadata": {"resourceVersion": "1"}, "items": items})
-
-    async def _serve_service_proxy(
-        self, method: Any, namespace: str, target: str, rest: str | None
-    ) -> aiohttp.web.StreamResponse:
+    async def _serve_service_proxy(self, info: RequestInfo) -> aiohttp.web.StreamResponse:
         """The API server's service proxy in front of the simulated workloads: 200 "ok" when the pods
         behind the service are ready, 503 "no endpoints available" when not, and the application's
         own 503 when its health path fails (``probe_unhealthy_customers``)."""
-        if method != "GET":
-            body = _status_body(405, "MethodNotAllowed", "the simulated service proxy serves GET only")
-            return aiohttp.web.json_response(body, status=405)
-        parts = target.split(":")  # [scheme:]name[:port]
+        if info.method != "GET":
+            return error_response(StoreError(405, "MethodNotAllowed", "the simulated service proxy serves GET only"))
+        parts = info.name.split(":")  # [scheme:]name[:port]
         service = parts[1] if len(parts) == 3 else parts[0]
-        assert self._api is not None and self._workloads is not None
-        async with self._api._lock:
-            answer = self._workloads.proxy_answer(namespace, service)
+        assert self._workloads is not None
+        answer = self._workloads.proxy_answer(info.namespace, service)
         if answer is None:
-            body = _status_body(404, "NotFound", f'services "{service}" not found')
-            return aiohttp.web.json_response(body, status=404)
+            return error_response(StoreError(404, "NotFound", f'services "{service}" not found',
+                                             {"name": service, "kind": "services"}))  # fmt: skip
         status, text = answer
         if status == 200:
             return aiohttp.web.Response(text=text, content_type="text/plain", charset="utf-8")
         if text.startswith("no endpoints"):  # said by the API server itself
-            return aiohttp.web.json_response(_status_body(503, "ServiceUnavailable", text), status=503)
+            return error_response(StoreError(503, "ServiceUnavailable", text))
         return aiohttp.web.Response(text=text, status=status, content_type="text/plain", charset="utf-8")
 
     # --- the controller loop ----------------------------------------------------------------------
@@ -520,13 +665,8 @@ class SimulatedCluster:
     async def _controller(self) -> None:
         while True:
             await asyncio.sleep(self.poll_interval)
-            assert self._api is not None and self._jobs is not None
-            async with self._api._lock:
-                self._jobs.reconcile(time.monotonic())
-                events, self._events = self._events, []
-            for resource, event in events:
-                with contextlib.suppress(Exception):  # watchers are best effort here
-                    await self._api._buses[kmock_resource(resource)].put(event)
+            assert self._jobs is not None
+            self._jobs.reconcile(time.monotonic())
 
     def _is_held(self, run: JobRun) -> bool:
         with self._lock:
@@ -553,3 +693,8 @@ class SimulatedCluster:
 def flatten_values(values: Mapping[str, Any] | None) -> dict[str, Any]:
     """Nested Helm values as dotted keys: ``{"api": {"image": {"tag": "v1"}}}`` -> ``{"api.image.tag": "v1"}``."""
     return flatten(values)
+
+
+def _copy(obj: Mapping[str, Any]) -> dict[str, Any]:
+    copied: dict[str, Any] = json.loads(json.dumps(obj))
+    return copied

@@ -16,6 +16,14 @@ rollback  target = REVISION, or the newest revision minus one whatever it is -> 
 
 A process killed in between (a Job deadline, a deleted Job) leaves whatever it wrote: a release
 stuck in pending-*.
+
+RBAC: helm runs as its pod's service account, and every request it makes is authorized as the API
+server would (`authorize`): listing the release's Secrets (history), creating the new revision's
+Secret, getting and patching each Service and Deployment of the manifest, ``--wait``'s reads
+(Deployments, ReplicaSets) and updating the revision's Secret at the end. A forbidden request
+fails helm with the error helm prints for it (``query: failed to query with labels: secrets is
+forbidden: User "system:serviceaccount:..." cannot list resource "secrets" ...``). The writes of
+the failure paths (failed revision, --atomic's rollback) are not checked.
 """
 
 from __future__ import annotations
@@ -32,12 +40,23 @@ from upgradectl.local.simcluster.charts import (
     effective_images,
     render_manifest,
 )
-from upgradectl.local.simcluster.releases import PENDING, Record, ReleaseStore, ansic, go_time, new_record, status_of
+from upgradectl.local.simcluster.releases import (
+    PENDING,
+    Record,
+    ReleaseStore,
+    ansic,
+    go_time,
+    new_record,
+    secret_name,
+    status_of,
+)
 from upgradectl.local.simcluster.values import Values, ValuesError, coalesce_tables, coalesce_values, nest
 from upgradectl.local.simcluster.workloads import Workloads
 
 Outcome = Literal["succeed", "fail", "timeout"]
 Step = Literal["running", "exited", "killed"]
+# (verb, API group, resource, namespace, name) -> None when allowed, else the API server's 403 message
+Authorize = Callable[..., "str | None"]
 
 LOCKED = "another operation (install/upgrade/rollback) is in progress"
 WAIT_EXPIRED = "context deadline exceeded"
@@ -161,14 +180,16 @@ class HelmProcess:
         customer_keys: Iterable[str],
         component: str | None,
         decide: Callable[[], Outcome],
-        emit_workload: Callable[[dict[str, Any]], None],
+        authorize: Authorize | None = None,
+        onboard: Callable[[str], None] | None = None,
     ) -> None:
         self.call = call
         self._store, self._workloads, self._catalog, self._settings = store, workloads, catalog, settings
         self._keys = set(customer_keys)
         self._component = component
         self._decide = decide
-        self._emit_workload = emit_workload
+        self._authorize = authorize
+        self._onboard = onboard
         self.phase: Literal["working", "waiting", "rolling-back", "done"] = "working"
         self.exit_code: int | None = None
         self.output = ""
@@ -195,6 +216,44 @@ class HelmProcess:
             self._refusal = self._start_upgrade(now)
         else:
             self._refusal = self._start_rollback()
+
+    # --- RBAC -----------------------------------------------------------------------------------------
+
+    def _denied(self, verb: str, group: str, resource: str, name: str = "") -> str | None:
+        if self._authorize is None:
+            return None
+        return self._authorize(verb, group, resource, self.call.namespace, name)
+
+    @property
+    def _failed_prefix(self) -> str:
+        """How helm's command reports an error: upgrade wraps it, rollback does not."""
+        return "Error: UPGRADE FAILED: " if self.call.operation == "upgrade" else "Error: "
+
+    def _apply_denied(self, record: Record) -> str | None:
+        """Helm's KubeClient.Update: get every object of the manifest, then patch it."""
+        components = list(effective_images(record.get("chart") or {}, record.get("config") or {}))
+        objects = [("", "services", "Service"), ("apps", "deployments", "Deployment")]
+        for group, resource, _ in objects:
+            for component in components:
+                denied = self._denied("get", group, resource, f"{self.call.release}-{component}")
+                if denied:
+                    return f"could not get information about the resource: {denied}"
+        for group, resource, kind in objects:
+            for component in components:
+                name = f"{self.call.release}-{component}"
+                denied = self._denied("patch", group, resource, name)
+                if denied:
+                    return f'cannot patch "{name}" with kind {kind}: {denied}'
+        return None
+
+    def _wait_denied(self, record: Record) -> str | None:
+        """--wait's ready checks: each Deployment, and the ReplicaSets behind it."""
+        for component in effective_images(record.get("chart") or {}, record.get("config") or {}):
+            denied = self._denied("get", "apps", "deployments", f"{self.call.release}-{component}")
+            denied = denied or self._denied("list", "apps", "replicasets")
+            if denied:
+                return denied
+        return None
 
     def step(self, now: float, held: bool) -> Step:
         """Advance: "running" (not done yet), "exited" (exit_code and output set) or "killed" (the
@@ -239,12 +298,17 @@ class HelmProcess:
             return f"Error: failed parsing --set data: {exc}"
         last = self._store.last(namespace, release)
         if last is None and not call.install and self._settings.auto_create_releases:
+            # The customer existed before this Job (installed and onboarded); helm only meets it now.
+            if self._onboard is not None:
+                self._onboard(namespace)
             seed_release(self._store, self._workloads, self._catalog, namespace=namespace, release=release, now=now)
             last = self._store.last(namespace, release)
+        denied = self._denied("list", "", "secrets")
+        if denied:
+            return f"Error: UPGRADE FAILED: query: failed to query with labels: {denied}"
         if last is None:
             if call.install:
-                self._create_install(chart.record(), overrides)
-                return None
+                return self._create_install(chart.record(), overrides)
             return f'Error: UPGRADE FAILED: "{release}" has no deployed releases'
         if status_of(last) in PENDING:
             return f"Error: UPGRADE FAILED: {LOCKED}"
@@ -265,18 +329,26 @@ class HelmProcess:
             chart=chart_record, config=config, manifest=render_manifest(chart_record, config, release),
             description="Preparing upgrade", first_deployed=(current.get("info") or {}).get("first_deployed"),
         )  # fmt: skip
+        denied = self._denied("create", "", "secrets")
+        if denied:
+            self._new = None
+            return f"Error: UPGRADE FAILED: create: failed to create: {denied}"
         self._store.create(self._new, max_history=self.call.history_max)
         return None
 
-    def _create_install(self, chart_record: dict[str, Any], config: Values) -> None:
+    def _create_install(self, chart_record: dict[str, Any], config: Values) -> str | None:
         release = self.call.release
         self.output += f'Release "{release}" does not exist. Installing it now.\n'
+        denied = self._denied("create", "", "secrets")
+        if denied:
+            return f"Error: INSTALLATION FAILED: create: failed to create: {denied}"
         self._new = new_record(
             name=release, namespace=self.call.namespace, version=1, status="pending-install", chart=chart_record,
             config=config, manifest=render_manifest(chart_record, config, release),
             description="Initial install underway",
         )  # fmt: skip
         self._store.create(self._new, max_history=self.call.history_max)
+        return None
 
     def _apply(self, outcome: Outcome, now: float) -> Step:
         """Helm's KubeClient.Update: the new manifest goes to the cluster (or the API refuses it)."""
@@ -286,7 +358,13 @@ class HelmProcess:
             error = (f'cannot patch "{name}" with kind Deployment: admission webhook "validate.policy.example.com" '
                      "denied the request: simulated failure")  # fmt: skip
             return self._operation_failed(error, now)
+        denied = self._apply_denied(self._new)
+        if denied:
+            return self._operation_failed(denied, now)
         self._roll_out(self._new, now, marking=self.call.operation == "upgrade")
+        denied = self._wait_denied(self._new) if self.call.wait else None
+        if denied:
+            return self._operation_failed(denied, now)
         if not self.call.wait:
             return self._wait_succeeded()
         self.phase = "waiting"
@@ -310,14 +388,15 @@ class HelmProcess:
                 self._workloads.mark_image(namespace, release, component, image, probe_only=False)
             if marking and changed and self._keys & self._settings.probe_unhealthy_customers:
                 self._workloads.mark_image(namespace, release, component, image, probe_only=True)
-            raw = self._workloads.set_image(namespace, release, component, image, now=now)
-            if raw is not None:
-                self._emit_workload(raw)
+            self._workloads.set_image(namespace, release, component, image, now=now)
 
     def _wait_succeeded(self) -> Step:
         assert self._new is not None
         if self.phase == "rolling-back":
             return self._atomic_rollback_done()
+        denied = self._denied("update", "", "secrets", secret_name(self.call.release, int(self._new["version"])))
+        if denied:  # the new revision stays pending-*: what a helm that cannot record its result leaves
+            return self._exit(1, f"{self._failed_prefix}update: failed to update: {denied}\n")
         if self.call.operation == "rollback":
             return self._rollback_done()
         release, new = self.call.release, self._new
@@ -399,6 +478,9 @@ class HelmProcess:
 
     def _start_rollback(self) -> str | None:
         namespace, release = self.call.namespace, self.call.release
+        denied = self._denied("list", "", "secrets")
+        if denied:
+            return f"Error: query: failed to query with labels: {denied}"
         current = self._store.last(namespace, release)
         if current is None:
             return "Error: release: not found"
@@ -406,6 +488,9 @@ class HelmProcess:
         target = self._store.get(namespace, release, target_number)
         if target is None:
             return f"Error: release has no {target_number} version"
+        denied = self._denied("create", "", "secrets")
+        if denied:
+            return f"Error: create: failed to create: {denied}"
         self._current = current
         self._new = self._rollback_record(current, target)
         self._store.create(self._new, max_history=self.call.history_max)

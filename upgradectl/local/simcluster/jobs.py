@@ -7,22 +7,25 @@ a `HelmProcess`. When helm exits the Job completes (exit 0) or fails (BackoffLim
 Jobs have backoffLimit 0) and the pod keeps helm's output as its log. ``activeDeadlineSeconds``
 (counted from startTime, times ``time_scale``) is enforced: the Job fails with DeadlineExceeded and
 its pod is deleted, whatever helm was doing. Deleting a Job deletes its pod (the garbage collector)
-and so kills helm.
+and so kills helm. helm runs as the pod's service account (``serviceAccountName`` in the Job's
+namespace): RBAC decides what it may read and write in the customer namespace.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from upgradectl.local.simcluster.argv import HelmCall, parse_helm_argv
 from upgradectl.local.simcluster.charts import ChartCatalog
-from upgradectl.local.simcluster.helm import HelmProcess, HelmSettings, Outcome
+from upgradectl.local.simcluster.helm import Authorize, HelmProcess, HelmSettings, Outcome
+from upgradectl.local.simcluster.rbac import User, service_account_user
 from upgradectl.local.simcluster.releases import ReleaseStore
-from upgradectl.local.simcluster.workloads import DEPLOYMENTS, Workloads
+from upgradectl.local.simcluster.store import ObjectStore
+from upgradectl.local.simcluster.workloads import Workloads
 
 JOBS = "batch/v1/jobs"
 PODS = "v1/pods"
@@ -30,6 +33,7 @@ CUSTOMER_ANNOTATION = "upgrades.example.com/customer-id"
 CUSTOMER_LABEL = "upgrades.example.com/customer-id"
 TARGET_NS_LABEL = "upgrades.example.com/target-namespace"
 COMPONENT_LABEL = "upgrades.example.com/component"
+UPGRADE_ID_LABEL = "upgrades.example.com/upgrade-id"
 PENDING_MESSAGES = {
     "ContainerCreating": None,
     "ImagePullBackOff": 'Back-off pulling image "{image}"',
@@ -40,7 +44,6 @@ UNSCHEDULABLE = (
     "3 No preemption victims found for incoming pod."
 )
 
-Emit = Callable[[str, dict[str, Any]], None]
 PendingRule = Callable[[dict[str, Any]], "str | bool | None"]
 
 
@@ -97,97 +100,114 @@ def _condition(kind: str, reason: str, message: str, stamp: str) -> dict[str, An
 
 
 class JobController:
-    """Plays the Job controller and the helm clients of the Jobs' pods. Call under the API lock."""
+    """Plays the Job controller and the helm clients of the Jobs' pods. Runs on the API server's loop.
+
+    Work per tick is proportional to the Jobs still running (new Jobs arrive through the store's
+    change notification), never to every object of the cluster. It also keeps the accounting tests
+    assert on: how many helm Jobs run at once, overall and per upgrade-id label, and the peaks.
+    """
 
     def __init__(
         self,
-        api: Any,
+        store: ObjectStore,
         settings: JobSettings,
         *,
-        store: ReleaseStore,
+        releases: ReleaseStore,
         workloads: Workloads,
         catalog: ChartCatalog,
         logs: dict[tuple[str, str], str],
-        emit: Emit,
         is_held: Callable[[JobRun], bool],
         decide: Callable[[dict[str, Any], set[str]], Outcome],
+        authorize: Callable[[User, str, str, str, str, str], str | None],
+        onboard: Callable[[str], None] | None = None,
     ) -> None:
-        self._api, self._settings = api, settings
-        self._store, self._workloads, self._catalog = store, workloads, catalog
-        self._logs, self._emit = logs, emit
-        self._is_held, self._decide = is_held, decide
+        self._store, self._settings = store, settings
+        self._releases, self._workloads, self._catalog = releases, workloads, catalog
+        self._logs = logs
+        self._is_held, self._decide, self._authorize, self._onboard = is_held, decide, authorize, onboard
         self.runs: dict[tuple[str, str], JobRun] = {}
-        self._candidates: set[tuple[str, str]] = set()  # Jobs created through the API, maybe not stored
+        self._new: set[tuple[str, str]] = set()  # created, not begun yet
+        self._active: dict[tuple[str, str], JobRun] = {}  # begun, not finished
+        self.running = 0
+        self.peak = 0
+        self.running_by_upgrade: Counter[str] = Counter()
+        self.peak_by_upgrade: dict[str, int] = {}
+        self.last_pass = 0  # Jobs the last reconcile pass looked at (the running ones, not all)
+        store.on_change(JOBS, self._job_changed)
 
-    def created(self, namespace: str, name: str) -> None:
-        """A Job create request arrived (the API server may still refuse it): look at it from now on."""
-        self._candidates.add((namespace, name))
+    def _job_changed(self, event: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        meta = (new or old or {}).get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if event == "ADDED":
+            self._new.add(key)
+        elif event == "DELETED":  # the garbage collector deletes its pod, which kills helm
+            self._new.discard(key)
+            run = self.runs.pop(key, None)
+            if run is not None:
+                self._collect(run)
 
     def reconcile(self, now: float) -> None:
-        """One pass of the controller over the Jobs it knows (no scan of every object in the API)."""
-        for key in sorted(self._candidates | set(self.runs)):
-            namespace, name = key
-            try:
-                obj = self._api.objects[JOBS, namespace, name]
-            except KeyError:
-                obj = None
-            if obj is None or obj.deleted:
-                self._candidates.discard(key)
-                run = self.runs.pop(key, None)
-                if run is not None:  # a deleted Job: the garbage collector deletes its pod
-                    self._collect(run)
-                continue
-            run = self.runs.get(key)
-            if run is None:
-                run = self._begin(namespace, name, obj.raw, now)
-            if not run.finished:
+        """One pass over the new and the running Jobs (no scan of every object in the API)."""
+        for key in sorted(self._new):
+            self._new.discard(key)
+            job = self._store.get(JOBS, *key)
+            if job is not None:
+                self._begin(key[0], key[1], job, now)
+        active = sorted(self._active)
+        self.last_pass = len(active)
+        for key in active:
+            run = self._active.get(key)
+            if run is not None and not run.finished:
                 self._advance(run, now)
-        for raw in self._workloads.settle(now):
-            self._emit(DEPLOYMENTS, {"type": "MODIFIED", "object": raw})
+        self._workloads.settle(now)
+
+    # --- accounting ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _upgrade_of(run: JobRun) -> str:
+        return str(((run.manifest.get("metadata") or {}).get("labels") or {}).get(UPGRADE_ID_LABEL, ""))
+
+    def _started(self, run: JobRun) -> None:
+        self._active[(run.namespace, run.name)] = run
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        upgrade = self._upgrade_of(run)
+        self.running_by_upgrade[upgrade] += 1
+        self.peak_by_upgrade[upgrade] = max(self.peak_by_upgrade.get(upgrade, 0), self.running_by_upgrade[upgrade])
+
+    def _stopped(self, run: JobRun) -> None:
+        if self._active.pop((run.namespace, run.name), None) is None:
+            return
+        self.running -= 1
+        self.running_by_upgrade[self._upgrade_of(run)] -= 1
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
-    def _begin(self, namespace: str, name: str, manifest: dict[str, Any], now: float) -> JobRun:
-        uid = str(uuid.uuid4())
-        call = parse_helm_argv(_argv(manifest))
-        run = JobRun(namespace, name, manifest, now, f"{name[:57]}-{uid[:5]}", uid, call)
-        deadline = (manifest.get("spec") or {}).get("activeDeadlineSeconds")
+    def _begin(self, namespace: str, name: str, job: dict[str, Any], now: float) -> JobRun:
+        uid = str((job.get("metadata") or {}).get("uid", ""))
+        call = parse_helm_argv(_argv(job))
+        run = JobRun(namespace, name, job, now, f"{name[:57]}-{uid[:5]}", uid, call)
+        deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
         if isinstance(deadline, int | float) and deadline > 0:
             run.deadline_at = now + deadline * self._settings.time_scale
         self.runs[(namespace, name)] = run
+        self._started(run)
         stamp = now_iso()
-        job = self._api.objects[JOBS, namespace, name]
-        job.patch({"metadata": {"uid": uid, "creationTimestamp": stamp, "resourceVersion": "1"},
-                   "status": {"active": 1, "ready": 0, "startTime": stamp}})  # fmt: skip
-        self._emit(JOBS, {"type": "MODIFIED", "object": job.raw})
-        template = manifest.get("spec", {}).get("template", {})
+        self._store.merge(JOBS, namespace, name, {"status": {"active": 1, "ready": 0, "startTime": stamp}})
+        template = job.get("spec", {}).get("template", {})
         labels = dict(template.get("metadata", {}).get("labels") or {})
-        labels.update({"job-name": name, "batch.kubernetes.io/job-name": name, "controller-uid": uid})
+        labels.update({"job-name": name, "batch.kubernetes.io/job-name": name, "controller-uid": uid,
+                       "batch.kubernetes.io/controller-uid": uid})  # fmt: skip
         spec = template.get("spec") or {"containers": [{"name": "helm", "image": "helm"}]}
-        self._api.objects[PODS, namespace, run.pod_name] = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": run.pod_name,
-                "namespace": namespace,
-                "uid": str(uuid.uuid4()),
-                "creationTimestamp": stamp,
-                "labels": labels,
-                "ownerReferences": [
-                    {
-                        "apiVersion": "batch/v1",
-                        "kind": "Job",
-                        "name": name,
-                        "uid": uid,
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],  # fmt: skip
-            },
+        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid, "controller": True,
+                 "blockOwnerDeletion": True}  # fmt: skip
+        self._store.put(PODS, {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": run.pod_name, "namespace": namespace, "creationTimestamp": stamp, "labels": labels,
+                         "ownerReferences": [owner]},
             "spec": spec,
             "status": {"phase": "Pending"},
-        }
-        self._emit(PODS, {"type": "ADDED", "object": self._api.objects[PODS, namespace, run.pod_name].raw})
+        })  # fmt: skip
         self._logs[(namespace, run.pod_name)] = ""
         pending = self._pending_reason(run, now)
         if pending is not None:
@@ -232,6 +252,11 @@ class JobController:
             return "ContainerCreating"
         return None
 
+    def _runner(self, run: JobRun) -> User:
+        """Who helm runs as: the pod's service account, in the Job's namespace."""
+        pod_spec = ((run.manifest.get("spec") or {}).get("template") or {}).get("spec") or {}
+        return service_account_user(run.namespace, str(pod_spec.get("serviceAccountName") or "default"))
+
     def _start(self, run: JobRun, now: float) -> None:
         """The pod runs: its container starts, and helm with it."""
         run.running_since = now
@@ -239,27 +264,31 @@ class JobController:
         pod = self._pod(run)
         if pod is None:  # deleted through the API: the Job controller would make a new one; not simulated
             return
-        containers = (pod.raw.get("spec") or {}).get("containers") or [{"name": "helm"}]
-        pod.patch({"status": {
+        containers = (pod.get("spec") or {}).get("containers") or [{"name": "helm"}]
+        self._store.merge(PODS, run.namespace, run.pod_name, {"status": {
             "phase": "Running", "startTime": stamp, "conditions": self._pod_conditions(True, stamp),
             "containerStatuses": [self._container(c, {"running": {"startedAt": stamp}}, True) for c in containers],
         }})  # fmt: skip
-        self._emit(PODS, {"type": "MODIFIED", "object": pod.raw})
-        job = self._api.objects[JOBS, run.namespace, run.name]
-        job.patch({"status": {"ready": 1}})
-        self._emit(JOBS, {"type": "MODIFIED", "object": job.raw})
+        self._store.merge(JOBS, run.namespace, run.name, {"status": {"ready": 1}})
         if run.call is not None:
             labels = (run.manifest.get("metadata") or {}).get("labels") or {}
+            runner = self._runner(run)
+
+            def authorize(verb: str, group: str, resource: str, namespace: str, name: str = "") -> str | None:
+                return self._authorize(runner, verb, group, resource, namespace, name)
+
+            allowed: Authorize = authorize
             run.process = HelmProcess(
                 run.call,
-                store=self._store,
+                store=self._releases,
                 workloads=self._workloads,
                 catalog=self._catalog,
                 settings=self._settings,
                 customer_keys=customer_keys(run.manifest, run.call),
                 component=labels.get(COMPONENT_LABEL),
                 decide=lambda: self._decide(run.manifest, customer_keys(run.manifest, run.call)),
-                emit_workload=lambda raw: self._emit(DEPLOYMENTS, {"type": "MODIFIED", "object": raw}),
+                authorize=allowed,
+                onboard=self._onboard,
             )
             run.process.start(now)
 
@@ -268,7 +297,7 @@ class JobController:
         if pod is None or run.waiting_reason == reason:
             return
         run.waiting_reason = reason
-        containers = (pod.raw.get("spec") or {}).get("containers") or [{"name": "helm"}]
+        containers = (pod.get("spec") or {}).get("containers") or [{"name": "helm"}]
         if reason == "Unschedulable":
             status: dict[str, Any] = {"phase": "Pending", "conditions": [
                 {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": UNSCHEDULABLE,
@@ -283,8 +312,7 @@ class JobController:
                 statuses.append(self._container(container, {"waiting": dict(waiting)}, False))
             status = {"phase": "Pending", "startTime": stamp, "conditions": self._pod_conditions(False, stamp),
                       "containerStatuses": statuses}  # fmt: skip
-        pod.patch({"status": status})
-        self._emit(PODS, {"type": "MODIFIED", "object": pod.raw})
+        self._store.merge(PODS, run.namespace, run.pod_name, {"status": status})
 
     @staticmethod
     def _pod_conditions(ready: bool, stamp: str) -> list[dict[str, Any]]:
@@ -302,19 +330,15 @@ class JobController:
         return {"name": container.get("name", "helm"), "image": container.get("image", ""), "imageID": "",
                 "ready": ready, "restartCount": 0, "started": ready, "state": state}  # fmt: skip
 
-    def _pod(self, run: JobRun) -> Any:
-        """The Job's pod object, or None when it is gone."""
-        # NB: `key in kmock.objects` only matches pre-parsed resource keys; indexing parses strings.
-        try:
-            pod = self._api.objects[PODS, run.namespace, run.pod_name]
-        except KeyError:
-            return None
-        return None if pod.deleted else pod
+    def _pod(self, run: JobRun) -> dict[str, Any] | None:
+        """The Job's pod, or None when it is gone."""
+        return self._store.get(PODS, run.namespace, run.pod_name)
 
     def _finish(self, run: JobRun, succeeded: bool, log: str) -> None:
         if self._settings.log_text is not None:
             log = self._settings.log_text(run.manifest, log)
         run.finished, run.outcome = True, "succeed" if succeeded else "fail"
+        self._stopped(run)
         stamp = now_iso()
         if succeeded:
             message = "Reached expected number of succeeded pods"
@@ -334,18 +358,15 @@ class JobController:
             }  # fmt: skip
             terminated = {"exitCode": 1, "reason": "Error", "finishedAt": stamp}
             pod_patch = {"phase": "Failed"}
-        job = self._api.objects[JOBS, run.namespace, run.name]
-        job.patch({"status": job_status})
-        self._emit(JOBS, {"type": "MODIFIED", "object": job.raw})
+        self._store.merge(JOBS, run.namespace, run.name, {"status": job_status})
         pod = self._pod(run)
         if pod is not None:
-            containers = (pod.raw.get("spec") or {}).get("containers") or [{"name": "helm"}]
+            containers = (pod.get("spec") or {}).get("containers") or [{"name": "helm"}]
             pod_patch["conditions"] = self._pod_conditions(False, stamp)
             pod_patch["containerStatuses"] = [
                 self._container(c, {"terminated": dict(terminated)}, False) for c in containers
             ]
-            pod.patch({"status": pod_patch})
-            self._emit(PODS, {"type": "MODIFIED", "object": pod.raw})
+            self._store.merge(PODS, run.namespace, run.pod_name, {"status": pod_patch})
         self._logs[(run.namespace, run.pod_name)] = log
 
     def _kill(self, run: JobRun, *, deadline: bool) -> None:
@@ -354,27 +375,24 @@ class JobController:
         if run.process is not None:
             run.process.kill()
         run.finished, run.outcome = True, "timeout"
+        self._stopped(run)
         stamp = now_iso()
         message = "Job was active longer than specified deadline"
-        job = self._api.objects[JOBS, run.namespace, run.name]
-        job.patch({"status": {
+        self._store.merge(JOBS, run.namespace, run.name, {"status": {
             "active": None, "ready": 0, "failed": 1,
             "conditions": [_condition("FailureTarget", "DeadlineExceeded", message, stamp),
                            _condition("Failed", "DeadlineExceeded", message, stamp)],
         }})  # fmt: skip
-        self._emit(JOBS, {"type": "MODIFIED", "object": job.raw})
         self._delete_pod(run)
 
     def _collect(self, run: JobRun) -> None:
         """The Job was deleted: the garbage collector deletes its pod, which kills helm."""
         if run.process is not None:
             run.process.kill()
+        self._stopped(run)
         self._delete_pod(run)
 
     def _delete_pod(self, run: JobRun) -> None:
-        pod = self._pod(run)
-        if pod is not None:
-            raw = dict(pod.raw)
-            pod.delete()
-            self._emit(PODS, {"type": "DELETED", "object": raw})
+        if self._pod(run) is not None:
+            self._store.delete(PODS, run.namespace, run.pod_name)
         self._logs.pop((run.namespace, run.pod_name), None)

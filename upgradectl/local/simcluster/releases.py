@@ -17,10 +17,10 @@ import datetime as dt
 import gzip
 import json
 import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from upgradectl.local.simcluster.store import ObjectStore, new_uid
 from upgradectl.local.simcluster.values import deep_copy
 
 SECRETS = "v1/secrets"
@@ -28,7 +28,6 @@ SECRET_TYPE = "helm.sh/release.v1"  # noqa: S105 - a type name, not a password
 PENDING = frozenset({"pending-install", "pending-upgrade", "pending-rollback"})
 
 Record = dict[str, Any]
-Emit = Callable[[str, dict[str, Any]], None]
 
 
 def go_time(moment: dt.datetime | None = None) -> str:
@@ -107,13 +106,16 @@ class ReleaseStore:
     """Release records by (namespace, release) -> revision, and their Secrets in the API server.
 
     The records are the source of truth for the simulated helm (indexed: no scan of the API's objects);
-    every write also stores the Secret exactly as Helm's Secrets driver would. Call under the API lock.
+    every write also stores the Secret exactly as Helm's Secrets driver would. Runs on the API server's loop.
     """
 
-    def __init__(self, api: Any, emit: Emit) -> None:
-        self._api = api
-        self._emit = emit
+    def __init__(self, objects: ObjectStore) -> None:
+        self._objects = objects
         self._releases: dict[tuple[str, str], dict[int, Record]] = {}
+
+    def releases(self) -> list[tuple[str, str]]:
+        """(namespace, release) of every release with a revision."""
+        return [key for key, revisions in self._releases.items() if revisions]
 
     def history(self, namespace: str, release: str) -> list[Record]:
         """Every revision, oldest first (copies)."""
@@ -137,7 +139,7 @@ class ReleaseStore:
         revisions (never the newest deployed one); then a new Secret, labelled createdAt."""
         if max_history > 0:
             self._remove_least_recent(str(record["namespace"]), str(record["name"]), max_history - 1)
-        self._write(record, {"createdAt": str(int(time.time()))}, "ADDED")
+        self._write(record, {"createdAt": str(int(time.time()))})
 
     def _remove_least_recent(self, namespace: str, release: str, keep: int) -> None:
         """Helm's removeLeastRecent: oldest first, until `keep` revisions are left."""
@@ -157,7 +159,7 @@ class ReleaseStore:
 
     def update(self, record: Record) -> None:
         """Helm's Update: the Secret replaced, labelled modifiedAt."""
-        self._write(record, {"modifiedAt": str(int(time.time()))}, "MODIFIED")
+        self._write(record, {"modifiedAt": str(int(time.time()))})
 
     def delete(self, namespace: str, release: str) -> None:
         """Every revision of the release, gone (as after ``helm uninstall``)."""
@@ -167,28 +169,15 @@ class ReleaseStore:
 
     def _delete_revision(self, namespace: str, release: str, number: int) -> None:
         (self._releases.get((namespace, release)) or {}).pop(number, None)
-        try:
-            obj = self._api.objects[SECRETS, namespace, secret_name(release, number)]
-        except KeyError:
-            return
-        if not obj.deleted:
-            raw = copy.deepcopy(obj.raw)
-            obj.delete()
-            self._emit(SECRETS, {"type": "DELETED", "object": raw})
+        if self._objects.get(SECRETS, namespace, secret_name(release, number)) is not None:
+            self._objects.delete(SECRETS, namespace, secret_name(release, number))
 
-    def _write(self, record: Record, stamp: dict[str, str], event: str) -> None:
+    def _write(self, record: Record, stamp: dict[str, str]) -> None:
         namespace, release, number = str(record["namespace"]), str(record["name"]), int(record["version"])
         self._releases.setdefault((namespace, release), {})[number] = copy.deepcopy(record)
         name = secret_name(release, number)
         labels = {**stamp, "name": release, "owner": "helm", "status": status_of(record), "version": str(number)}
-        uid, created = str(uuid.uuid4()), dt.datetime.now(tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        try:
-            existing = self._api.objects[SECRETS, namespace, name]
-        except KeyError:
-            existing = None
-        if existing is not None and not existing.deleted:  # an update keeps the object's identity
-            meta = existing.raw.get("metadata") or {}
-            uid, created = meta.get("uid", uid), meta.get("creationTimestamp", created)
+        uid, created = new_uid(), dt.datetime.now(tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -203,5 +192,4 @@ class ReleaseStore:
             # The API answers Secret data base64-encoded: base64(Helm's base64(gzip(JSON))).
             "data": {"release": base64.b64encode(encode_release(record).encode("ascii")).decode("ascii")},
         }
-        self._api.objects[SECRETS, namespace, name] = secret
-        self._emit(SECRETS, {"type": event, "object": secret})
+        self._objects.put(SECRETS, secret)  # an update keeps the object's identity (uid, creationTimestamp)

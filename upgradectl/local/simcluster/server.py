@@ -1,55 +1,50 @@
-"""kmock's emulator, with the interception point for what kmock does not do (or does wrongly).
+"""The simulated Kubernetes API server: HTTP on 127.0.0.1 (aiohttp), in front of `ObjectStore`.
 
-- Discovery: kmock's core discovery says ``groupVersion: "/v1"``, kind "Pods", no verbs and no
-  ``namespaced``; client-go (helm, kubectl) then cannot map kinds to resources. The simulated API
-  answers /api, /api/v1, /apis and /apis/<group>/<version> with real documents.
-- Protobuf: client-go writes built-in kinds as protobuf, which kmock cannot parse (it fails inside its
-  request parsing). Such writes are recorded (``ProtobufWrite``) and answered 415 with a JSON Status,
-  so a real helm that gets as far as writing a release shows what it would have written.
+Per request, as kube-apiserver orders it: faults (`FaultBook`: what stands in front of it failing),
+authentication (bearer token -> `User`), request info (verb, API group, resource, subresource,
+namespace, name, parsed as apiserver's RequestInfoFactory does), RBAC authorization (`Authorizer`),
+then the verb:
+
+- get / list (labelSelector, fieldSelector, limit + continue) / watch (JSON lines; resourceVersion,
+  timeoutSeconds) / create / update (PUT; resourceVersion precondition) / patch (merge, strategic
+  merge as merge, JSON patch) / delete / deletecollection, on every resource of `kinds.KINDS`;
+  the ``status`` subresource of those that have one; ``pods/log`` and ``services/proxy`` through
+  hooks (the simulation answers them).
+- Discovery (/version, /api, /api/v1, /apis, /apis/<g>, /apis/<g>/<v>) from `kinds`.
+- Protobuf writes (client-go's default for built-in kinds, e.g. a real helm's) are recorded as
+  `ProtobufWrite` and refused with 415: the simulation reads JSON only.
+- Errors are the API server's Status objects (NotFound, AlreadyExists, Conflict, Forbidden, ...).
+
+What it does not do: admission, defaulting and validation of specs, finalizers and graceful
+deletion, garbage collection (the Job controller deletes its pods), server-side apply, and a
+status on create or on a main-resource write is kept as sent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp.web
-import attrs
-from kmock import KubernetesEmulator
+from aiohttp.web_request import BaseRequest
+
+from upgradectl.local.simcluster.faults import FaultBook, Outage
+from upgradectl.local.simcluster.kinds import BY_PATH, Kind, discovery_document
+from upgradectl.local.simcluster.rbac import Attributes, Authorizer, Identities, User
+from upgradectl.local.simcluster.selectors import SelectorError, parse_field_selector, parse_label_selector
+from upgradectl.local.simcluster.store import ObjectStore, StoreError, Watch
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
-_RW = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-# (name, singular, kind, namespaced, verbs) per group/version, as a v1.32 API server lists them
-DISCOVERY: dict[str, list[tuple[str, str, str, bool, list[str]]]] = {
-    "v1": [
-        ("configmaps", "configmap", "ConfigMap", True, _RW),
-        ("namespaces", "namespace", "Namespace", False, ["create", "delete", "get", "list", "patch", "update", "watch"]),
-        ("pods", "pod", "Pod", True, _RW),
-        ("pods/log", "", "Pod", True, ["get"]),
-        ("secrets", "secret", "Secret", True, _RW),
-        ("serviceaccounts", "serviceaccount", "ServiceAccount", True, _RW),
-        ("services", "service", "Service", True, ["create", "delete", "deletecollection", "get", "list", "patch",
-                                                   "update", "watch"]),
-        ("services/proxy", "", "ServiceProxyOptions", True, ["create", "delete", "get", "patch", "update"]),
-    ],
-    "apps/v1": [
-        ("deployments", "deployment", "Deployment", True, _RW),
-        ("deployments/status", "", "Deployment", True, ["get", "patch", "update"]),
-        ("statefulsets", "statefulset", "StatefulSet", True, _RW),
-        ("statefulsets/status", "", "StatefulSet", True, ["get", "patch", "update"]),
-    ],
-    "batch/v1": [
-        ("jobs", "job", "Job", True, _RW),
-        ("jobs/status", "", "Job", True, ["get", "patch", "update"]),
-    ],
-}  # fmt: skip
-SERVER_VERSION = {
-    "major": "1", "minor": "32", "gitVersion": "v1.32.2", "gitCommit": "67a30c0adcf52bd3f56ff0893ce19966be12991f",
-    "gitTreeState": "clean", "buildDate": "2025-02-12T21:19:47Z", "goVersion": "go1.23.6", "compiler": "gc",
-    "platform": "linux/amd64",
-}  # fmt: skip
+NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_METHOD_VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
 @dataclass(frozen=True)
@@ -62,75 +57,359 @@ class ProtobufWrite:
     body: bytes
 
 
-def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
-            "code": code, "reason": reason, "message": message}  # fmt: skip
+@dataclass
+class RequestInfo:
+    """A request as the API server understands it (apiserver's request.RequestInfo)."""
+
+    method: str
+    path: str
+    verb: str
+    kind: Kind | None = None
+    group: str = ""
+    version: str = ""
+    resource: str = ""
+    subresource: str = ""
+    namespace: str = ""
+    name: str = ""
+    rest: str = ""  # what follows the subresource (a proxied path)
+    resource_request: bool = False
+    query: Any = None
 
 
-def selector_matches(selector: str, labels: dict[str, str]) -> bool:
-    """Equality-based label selectors: `a=b`, `a==b`, `a!=b`, `a`, `!a`, comma-separated."""
-    for term in (t.strip() for t in selector.split(",") if t.strip()):
-        if "!=" in term:
-            key, value = (p.strip() for p in term.split("!=", 1))
-            if labels.get(key) == value:
-                return False
-        elif "=" in term:
-            key, value = (p.strip() for p in term.replace("==", "=").split("=", 1))
-            if labels.get(key) != value:
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
+def status_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                            "message": message, "reason": reason, "code": code}  # fmt: skip
+    if details:
+        body["details"] = details
+    return body
 
 
-def discovery_document(path: str) -> dict[str, Any] | None:
-    """The discovery answer for /version, /api, /api/v1, /apis or /apis/<group>/<version>; None otherwise."""
-    path = path.rstrip("/")
-    if path == "/version":
-        return dict(SERVER_VERSION)
-    if path == "/api":
-        return {"kind": "APIVersions", "versions": ["v1"],
-                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}  # fmt: skip
-    if path == "/apis":
-        groups = []
-        for group_version in DISCOVERY:
-            if "/" in group_version:
-                group, version = group_version.split("/")
-                entry = {"groupVersion": group_version, "version": version}
-                groups.append({"name": group, "versions": [entry], "preferredVersion": entry})
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
-    group_version = "v1" if path == "/api/v1" else path.removeprefix("/apis/")
-    if group_version not in DISCOVERY or not (path == "/api/v1" or path.startswith("/apis/")):
-        return None
-    resources = [
-        {"name": name, "singularName": singular, "namespaced": namespaced, "kind": kind, "verbs": verbs}
-        for name, singular, kind, namespaced, verbs in DISCOVERY[group_version]
-    ]
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> aiohttp.web.Response:
+    return aiohttp.web.Response(body=json.dumps(payload, separators=(",", ":")).encode(), status=status,
+                                content_type="application/json", headers=headers)  # fmt: skip
 
 
-@attrs.define(kw_only=True)
-class ApiServer(KubernetesEmulator):
-    """kmock's emulator with one interception point (`intercept`) and protobuf writes refused."""
+def error_response(error: StoreError, headers: dict[str, str] | None = None) -> aiohttp.web.Response:
+    return json_response(status_body(error.code, error.reason, error.message, error.details), error.code, headers)
 
-    intercept: Callable[[Any], Awaitable[aiohttp.web.StreamResponse | None]] | None = None
-    protobuf_writes: list[ProtobufWrite] = attrs.field(factory=list)
 
-    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        content_type = raw_request.headers.get("Content-Type", "")
-        if content_type.startswith(PROTOBUF) and raw_request.method in ("POST", "PUT", "PATCH", "DELETE"):
-            body = await raw_request.read()
-            self.protobuf_writes.append(ProtobufWrite(time.time(), raw_request.method, raw_request.path, body))
+def parse_request(method: str, path: str, query: Any) -> RequestInfo:
+    """Verb and resource attributes from method, path and query (RequestInfoFactory.NewRequestInfo)."""
+    info = RequestInfo(method=method, path=path, verb=method.lower(), query=query)
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 3 and parts[0] == "api":
+        info.version, rest = parts[1], parts[2:]
+    elif len(parts) >= 4 and parts[0] == "apis":
+        info.group, info.version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return info  # non-resource: discovery, /version, ...
+    info.resource_request = True
+    info.verb = _METHOD_VERBS.get(method, method.lower())
+    if rest[0] == "namespaces" and len(rest) > 1:
+        info.namespace = rest[1]
+        if len(rest) > 2 and rest[2] not in NAMESPACE_SUBRESOURCES:
+            rest = rest[2:]
+    info.resource = rest[0]
+    if len(rest) > 1:
+        info.name = rest[1]
+    if len(rest) > 2:
+        info.subresource = rest[2]
+        info.rest = "/".join(rest[3:])
+    if info.verb == "get" and not info.name:
+        info.verb = "watch" if query.get("watch") in ("true", "1") else "list"
+    elif info.verb == "delete" and not info.name:
+        info.verb = "deletecollection"
+    if info.verb in ("list", "watch") and not info.name:
+        for term in (query.get("fieldSelector") or "").split(","):
+            key, _, value = term.partition("=")
+            if key.strip() == "metadata.name" and value and not value.startswith("="):
+                info.name = value.strip()  # as the API server does, for resourceNames
+    info.kind = BY_PATH.get((info.group, info.version, info.resource))
+    return info
+
+
+LogHook = Callable[[RequestInfo], aiohttp.web.StreamResponse]
+ProxyHook = Callable[[RequestInfo], Awaitable[aiohttp.web.StreamResponse]]
+Observer = Callable[[RequestInfo, "User | None", Any, int], None]  # user None: a fault answered first
+
+
+@dataclass
+class Hooks:
+    """What the simulation answers itself, and who wants to see requests."""
+
+    pod_log: LogHook | None = None
+    service_proxy: ProxyHook | None = None
+    # called after every resource request with (request info, user, parsed body or None, status)
+    observers: list[Observer] = field(default_factory=list)
+
+
+class ApiServer:
+    """The HTTP server. Everything runs on one event loop: store writes never interleave."""
+
+    def __init__(
+        self, store: ObjectStore, authorizer: Authorizer, identities: Identities, faults: FaultBook, hooks: Hooks
+    ) -> None:
+        self.store, self.authorizer, self.identities, self.faults, self.hooks = (
+            store, authorizer, identities, faults, hooks)  # fmt: skip
+        self.protobuf_writes: list[ProtobufWrite] = []
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._http: aiohttp.web.Server | None = None
+        self._listener: asyncio.base_events.Server | None = None
+        self._closed = False
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def listen(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        loop = asyncio.get_running_loop()
+        self._http = aiohttp.web.Server(self._handle, access_log=None)
+        self._listener = await loop.create_server(self._http, host, port, reuse_address=True)
+        sock = self._listener.sockets[0]
+        self.host, self.port = host, int(sock.getsockname()[1])
+        return self.port
+
+    async def close(self) -> None:
+        self._closed = True
+        self.store.close_all_watches()
+        if self._listener is not None:
+            self._listener.close()
+        if self._http is not None:
+            await self._http.shutdown(timeout=2)
+        if self._listener is not None:
+            await self._listener.wait_closed()
+
+    def refuse(self, outage: Outage) -> None:
+        """Stop listening and cut every open connection; listen again when the outage ends."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self._cut_connections(outage)
+        loop = asyncio.get_running_loop()
+        loop.call_later(max(0.0, outage.started + outage.seconds - time.monotonic()),
+                        lambda: loop.create_task(self.listen_again(outage)))  # fmt: skip
+
+    def _cut_connections(self, outage: Outage) -> None:
+        for handler in self._http.connections if self._http is not None else []:
+            transport = getattr(handler, "transport", None)
+            if transport is not None:
+                outage.count()
+                _reset(transport)
+
+    async def listen_again(self, outage: Outage) -> None:
+        """The outage is over (its time, or ended early): listen on the same port again."""
+        outage.ended = True
+        if self._closed or self._http is None or self._listener is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(self._http, self.host, self.port, reuse_address=True)
+
+    # --- one request ------------------------------------------------------------------------------
+
+    async def _handle(self, request: BaseRequest) -> aiohttp.web.StreamResponse:
+        outage = self.faults.outage()
+        if outage is not None and outage.mode == "reset":
+            outage.count()
+            if request.transport is not None:
+                _reset(request.transport)
+            return aiohttp.web.Response(status=503)  # never reaches the client: the connection is gone
+        method, path = request.method, request.path
+        info = parse_request(method, path, request.query)
+        body: Any = None
+        raw = await request.read() if method in WRITE_METHODS and request.can_read_body else b""
+        content_type = request.headers.get("Content-Type", "")
+
+        fault = self.faults.take(method, path)
+        if fault is not None:
+            if info.resource_request:
+                self._observe(info, None, _try_json(raw, content_type), fault.status)
+            headers = {"Retry-After": str(fault.retry_after or 1)} if fault.status in (429, 503) else None
+            return error_response(StoreError(fault.status, fault.reason, f"simulated fault on {path}"), headers)
+
+        if content_type.startswith(PROTOBUF) and method in WRITE_METHODS:
+            self.protobuf_writes.append(ProtobufWrite(time.time(), method, path, raw))
             message = "the simulated API server accepts JSON only; this protobuf write was recorded, not applied"
-            return aiohttp.web.json_response(status_body(415, "UnsupportedMediaType", message), status=415)
-        return await super().__call__(raw_request)
+            return error_response(StoreError(415, "UnsupportedMediaType", message))
 
-    async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
-        if self.intercept is not None:
-            intercepted = await self.intercept(request)
-            if intercepted is not None:
-                return intercepted
-        return await super()._handle(request)
+        user = self.identities.authenticate(request.headers.get("Authorization"))
+        if not info.resource_request:
+            document = discovery_document(path) if method in ("GET", "HEAD") else None
+            if document is None:
+                return error_response(StoreError(404, "NotFound", "the server could not find the requested resource"))
+            return json_response(document)
+
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:
+                self._observe(info, user, None, 400)
+                return error_response(
+                    StoreError(400, "BadRequest", f"the body of the request was not valid JSON: {exc}")
+                )
+        status = 500
+        try:
+            response = await self._serve(request, info, user, body, content_type)
+            status = response.status
+            return response
+        except StoreError as error:
+            status = error.code
+            return error_response(error)
+        finally:
+            self._observe(info, user, body, status)
+
+    def _observe(self, info: RequestInfo, user: User | None, body: Any, status: int) -> None:
+        for observer in self.hooks.observers:
+            observer(info, user, body, status)
+
+    async def _serve(
+        self, request: BaseRequest, info: RequestInfo, user: User, body: Any, content_type: str
+    ) -> aiohttp.web.StreamResponse:
+        kind = info.kind
+        if kind is None or (info.subresource and not kind.has_subresource(info.subresource)):
+            raise StoreError(404, "NotFound", "the server could not find the requested resource")
+        if not kind.namespaced:
+            # /api/v1/namespaces/<name>: the namespace attribute is the object itself (RBAC sees it so)
+            namespace = ""
+        elif info.namespace:
+            namespace = info.namespace
+        elif info.verb in ("list", "watch"):
+            namespace = ""  # every namespace
+        else:
+            raise StoreError(404, "NotFound", "the server could not find the requested resource")
+        attrs = Attributes(user, info.verb, info.namespace, info.group, info.resource, info.subresource, info.name,
+                           info.path)  # fmt: skip
+        denied = self.authorizer.check(attrs)
+        if denied is not None:
+            raise denied
+
+        if info.subresource == "log":
+            if info.verb != "get" or self.hooks.pod_log is None:
+                raise StoreError(
+                    405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+                )
+            return self.hooks.pod_log(info)
+        if info.subresource == "proxy":
+            if self.hooks.service_proxy is None:
+                raise StoreError(404, "NotFound", "the server could not find the requested resource")
+            return await self.hooks.service_proxy(info)
+
+        verb, store = info.verb, self.store
+        if verb == "get":
+            obj = store.get(kind.key, namespace, info.name)
+            if obj is None:
+                raise StoreError(404, "NotFound", f'{kind.qualified} "{info.name}" not found',
+                                 {"name": info.name, "group": kind.group, "kind": kind.plural} if kind.group
+                                 else {"name": info.name, "kind": kind.plural})  # fmt: skip
+            return json_response(obj)
+        if verb in ("list", "watch", "deletecollection"):
+            try:
+                labels = parse_label_selector(info.query.get("labelSelector"))
+                fields = parse_field_selector(info.query.get("fieldSelector"), kind.plural)
+            except SelectorError as exc:
+                raise StoreError(400, "BadRequest", str(exc)) from exc
+            scope = namespace or None
+            if verb == "watch":
+                return await self._watch(request, info, kind, scope, labels, fields)
+            if verb == "deletecollection":
+                doomed = list(store.list_objects(kind.key, scope, labels, fields, None, None).items)
+                for obj in doomed:
+                    meta = obj.get("metadata") or {}
+                    store.delete(kind.key, meta.get("namespace", ""), meta["name"])
+                return json_response(self._list_body(kind, doomed, store.revision, None, None))
+            limit = _int(info.query.get("limit"))
+            page = store.list_objects(kind.key, scope, labels, fields, limit, info.query.get("continue") or None)
+            return json_response(self._list_body(kind, page.items, page.resource_version, page.continue_token,
+                                                 page.remaining))  # fmt: skip
+        if not isinstance(body, dict) and not (verb == "patch" and isinstance(body, list)):
+            if verb == "delete":
+                body = {}
+            else:
+                raise StoreError(400, "BadRequest", "the request body must be a JSON object")
+        if verb == "create":
+            return json_response(store.create(kind.key, body, namespace or None), 201)
+        if verb == "update":
+            return json_response(
+                store.replace(kind.key, namespace, info.name, body, subresource=info.subresource or None)
+            )
+        if verb == "patch":
+            if "json-patch" in content_type:
+                patch_type = "json"
+            elif "merge-patch" in content_type or "strategic-merge-patch" in content_type:
+                patch_type = "merge"
+            else:
+                raise StoreError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                                                              "accepted media types include: application/json-patch+json, "
+                                                              "application/merge-patch+json, "
+                                                              "application/strategic-merge-patch+json")  # fmt: skip
+            patched = store.patch(kind.key, namespace, info.name, body, content_type=patch_type,
+                                  subresource=info.subresource or None)  # fmt: skip
+            return json_response(patched)
+        if verb == "delete":
+            return json_response(store.delete(kind.key, namespace, info.name))
+        raise StoreError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    @staticmethod
+    def _list_body(
+        kind: Kind, items: list[Any], revision: int, continue_token: str | None, remaining: int | None
+    ) -> dict[str, Any]:
+        meta: dict[str, Any] = {"resourceVersion": str(revision)}
+        if continue_token:
+            meta["continue"] = continue_token
+        if remaining is not None:
+            meta["remainingItemCount"] = remaining
+        return {"kind": f"{kind.kind}List", "apiVersion": kind.group_version, "metadata": meta, "items": items}
+
+    async def _watch(
+        self, request: BaseRequest, info: RequestInfo, kind: Kind, namespace: str | None, labels: Any, fields: Any
+    ) -> aiohttp.web.StreamResponse:
+        """A watch: JSON lines until the client leaves, ``timeoutSeconds`` pass or the server stops."""
+        watch = Watch(kind, namespace, labels, fields)
+        self.store.open_watch(watch, info.query.get("resourceVersion"))
+        response = aiohttp.web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        try:
+            await response.prepare(request)
+            timeout = _int(info.query.get("timeoutSeconds"))
+            deadline = time.monotonic() + timeout if timeout else None
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                try:
+                    event = await asyncio.wait_for(watch.queue.get(), left)
+                except TimeoutError:
+                    break
+                if event is None:
+                    break
+                await response.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+            with contextlib.suppress(ConnectionError):
+                await response.write_eof()
+        except ConnectionError:
+            pass
+        finally:
+            self.store.close_watch(watch)
+        return response
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _try_json(raw: bytes, content_type: str) -> Any:
+    if not raw or content_type.startswith(PROTOBUF):
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _reset(transport: Any) -> None:
+    """Close a connection with a TCP RST (SO_LINGER 0), as a crashed or unreachable server does."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

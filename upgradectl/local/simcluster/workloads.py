@@ -12,9 +12,10 @@ although its pods are ready (``probe_unhealthy_customers``).
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from upgradectl.local.simcluster.store import ObjectStore, new_uid
 
 DEPLOYMENTS = "apps/v1/deployments"
 INSTANCE = "app.kubernetes.io/instance"
@@ -62,18 +63,25 @@ def _stamp() -> str:
 
 
 class Workloads:
-    """The Deployments of every release, indexed by release. Call under the API lock."""
+    """The Deployments of every release, indexed by release and namespace. Runs on the API server's loop."""
 
-    def __init__(self, api: Any, settings: RolloutSettings) -> None:
-        self._api = api
+    def __init__(self, objects: ObjectStore, settings: RolloutSettings) -> None:
+        self._objects = objects
         self._settings = settings
         self._by_release: dict[tuple[str, str], dict[str, Workload]] = {}
+        self._releases_in: dict[str, set[str]] = {}  # namespace -> releases with workloads
+        self._unsettled: dict[tuple[str, str, str], Workload] = {}  # rollouts still under way
 
     def get(self, namespace: str, release: str, component: str) -> Workload | None:
         return (self._by_release.get((namespace, release)) or {}).get(component)
 
     def of_release(self, namespace: str, release: str) -> list[Workload]:
         return list((self._by_release.get((namespace, release)) or {}).values())
+
+    def forget_namespace(self, namespace: str) -> None:
+        """The namespace is gone: its workloads are no longer simulated."""
+        for key in [k for k in self._by_release if k[0] == namespace]:
+            del self._by_release[key]
 
     def all(self) -> list[Workload]:
         return [w for workloads in self._by_release.values() for w in workloads.values()]
@@ -101,6 +109,7 @@ class Workloads:
         workload.changed_at = now
         workload.ready_before = workload.ready
         workload.settled = settle or self._settings.rollout_seconds <= 0
+        self._track(workload)
         return self.write(workload)
 
     def set_health(self, namespace: str, release: str, component: str, healthy: bool, *, now: float) -> dict[str, Any]:
@@ -109,22 +118,32 @@ class Workloads:
         if workload.generation == 0:
             workload.generation, workload.image, workload.changed_at = 1, f"registry.example.com/{component}", now
         workload.healthy, workload.settled = healthy, True
+        self._track(workload)
         return self.write(workload)
 
+    def _track(self, workload: Workload) -> None:
+        key = (workload.namespace, workload.release, workload.component)
+        if workload.settled:
+            self._unsettled.pop(key, None)
+        else:
+            self._unsettled[key] = workload
+
     def settle(self, now: float) -> list[dict[str, Any]]:
-        """Rollouts whose rollout_seconds have passed: written again (ready, or past their deadline)."""
+        """Rollouts whose rollout_seconds have passed: written again (ready, or past their deadline).
+        Looks only at the rollouts under way."""
         changed = []
-        for workload in self.all():
-            if not workload.settled and now - workload.changed_at >= self._settings.rollout_seconds:
+        for key, workload in list(self._unsettled.items()):
+            if now - workload.changed_at >= self._settings.rollout_seconds:
                 workload.settled = True
+                del self._unsettled[key]
                 changed.append(self.write(workload))
         return changed
 
     def proxy_answer(self, namespace: str, service: str) -> tuple[int, str] | None:
         """(HTTP status, text) of the service proxy for `service`; None when there is no such service."""
         behind = [
-            w for workloads in self._by_release.values() for w in workloads.values()
-            if w.namespace == namespace and service in (w.name, w.release)
+            w for release in self._releases_in.get(namespace, ()) for w in self.of_release(namespace, release)
+            if service in (w.name, w.release)
         ]  # fmt: skip
         if not behind:
             return None
@@ -138,8 +157,9 @@ class Workloads:
         workloads = self._by_release.setdefault((namespace, release), {})
         workload = workloads.get(component)
         if workload is None:
-            workload = Workload(namespace, release, component, uid=str(uuid.uuid4()), created=_stamp())
+            workload = Workload(namespace, release, component, uid=new_uid(), created=_stamp())
             workloads[component] = workload
+            self._releases_in.setdefault(namespace, set()).add(release)
         return workload
 
     def write(self, w: Workload) -> dict[str, Any]:
@@ -214,5 +234,4 @@ class Workloads:
             },
             "status": status,
         }
-        self._api.objects[DEPLOYMENTS, w.namespace, w.name] = raw
-        return raw
+        return self._objects.put(DEPLOYMENTS, raw)

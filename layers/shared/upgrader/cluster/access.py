@@ -1,5 +1,7 @@
 """Build an authenticated Kubernetes ApiClient from a ClusterConfig (EKS, kubeconfig, kubeconfig file or URL).
 
+URL mode sends the bearer token of a token file when one is configured (KUBE_TOKEN_FILE), else none.
+
 EKS: the endpoint and CA come from eks:DescribeCluster; the bearer token is minted the way
 `aws eks get-token` does it: a presigned STS GetCallerIdentity URL whose signature covers the header
 `x-k8s-aws-id: <cluster>`, base64url-encoded behind "k8s-aws-v1.". EKS accepts such a token for
@@ -22,6 +24,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from upgrader.cluster.discovery import KubernetesFleetReader
 from upgrader.cluster.jobs import KubernetesClusterGateway
 from upgrader.cluster.types import ClusterConfig, ClusterPermanentError, ClusterTransientError
 
@@ -30,6 +33,7 @@ CLUSTER_ID_HEADER = "x-k8s-aws-id"
 PRESIGNED_URL_EXPIRY_SECONDS = 60
 TOKEN_LIFETIME_SECONDS = 15 * 60
 REMINT_AFTER_SECONDS = 14 * 60 - 60  # well before EKS stops accepting it (clock skew, long calls)
+TOKEN_FILE_REREAD_SECONDS = 60  # client-go re-reads a token file every minute
 
 Clock = Callable[[], float]
 
@@ -147,13 +151,55 @@ def _aws_call(action: str, call: Callable[[], Any]) -> Any:
         raise ClusterTransientError(f"{action}: {exc}") from exc
 
 
+class FileTokenSource:
+    """A bearer token kept in a file (a projected service-account token; KUBE_TOKEN_FILE), read again
+    at most every TOKEN_FILE_REREAD_SECONDS as client-go does, so a rotated token is picked up. A file
+    that cannot be read later keeps the last token; one that cannot be read at first is an error."""
+
+    def __init__(self, path: str, *, clock: Clock = time.monotonic) -> None:
+        self._path = path
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._read_at = 0.0
+
+    def token(self) -> str:
+        now = self._clock()
+        with self._lock:
+            if self._token is not None and 0 <= now - self._read_at < TOKEN_FILE_REREAD_SECONDS:
+                return self._token
+            try:
+                with open(self._path, encoding="utf-8") as handle:
+                    token = handle.read().strip()
+            except OSError as exc:
+                if self._token is not None:
+                    return self._token
+                raise ClusterPermanentError(f"cannot read the Kubernetes token file {self._path}: {exc}") from exc
+            if not token:
+                if self._token is not None:
+                    return self._token
+                raise ClusterPermanentError(f"the Kubernetes token file {self._path} is empty")
+            self._token, self._read_at = token, now
+            return token
+
+    def refresh_hook(self, configuration: k8s.Configuration) -> None:
+        """For `Configuration.refresh_api_key_hook`: runs before every request (cheap when cached)."""
+        configuration.api_key["BearerToken"] = self.token()
+        configuration.api_key_prefix["BearerToken"] = "Bearer"
+
+
 def build_api_client(
     config: ClusterConfig, *, session: Any | None = None, clock: Clock = time.monotonic
 ) -> k8s.ApiClient:
     """An ApiClient for the configured cluster. `session` is a boto3 Session (default: a new one)."""
     if config.mode == "url":
         assert config.api_url is not None  # guaranteed by ClusterConfig's validator
-        return BoundedApiClient(k8s.Configuration(host=config.api_url.rstrip("/")))
+        configuration = k8s.Configuration(host=config.api_url.rstrip("/"))
+        if config.token_file:
+            token_file = FileTokenSource(config.token_file, clock=clock)
+            token_file.refresh_hook(configuration)
+            configuration.refresh_api_key_hook = token_file.refresh_hook  # type: ignore[assignment]
+        return BoundedApiClient(configuration)
 
     if config.mode == "kubeconfig-file":
         assert config.kubeconfig_path is not None  # guaranteed by ClusterConfig's validator
@@ -213,6 +259,11 @@ def build_cluster_gateway(config: ClusterConfig, *, session: Any | None = None) 
             gateway = KubernetesClusterGateway(build_api_client(config, session=session), config)
             _GATEWAYS[key] = gateway
         return gateway
+
+
+def build_fleet_reader(config: ClusterConfig, *, session: Any | None = None) -> KubernetesFleetReader:
+    """A fleet reader for discovery (a new one per sync: it counts the sync's requests)."""
+    return KubernetesFleetReader(build_api_client(config, session=session), config)
 
 
 def clear_caches() -> None:

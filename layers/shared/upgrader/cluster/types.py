@@ -6,10 +6,11 @@ code import it to talk about Jobs and releases without loading the client.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from upgrader.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
 
@@ -33,6 +34,8 @@ DEFAULT_IMAGE_TAG_KEYS: dict[str, str] = {
     "mosquitto": "mosquitto.image.tag",
 }
 
+_VALUE_KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
 # Helm release states in which another helm operation is refused ("another operation is in progress").
 PENDING_RELEASE_STATES = frozenset({"pending-install", "pending-upgrade", "pending-rollback"})
 
@@ -47,6 +50,7 @@ class ClusterConfig(BaseModel):
     kubeconfig_secret_arn: str | None = None
     kubeconfig_path: str | None = None  # kubeconfig-file mode (local runs): its current context is used
     api_url: str | None = None
+    token_file: str | None = None  # url mode: a file holding the bearer token (KUBE_TOKEN_FILE)
     job_namespace: str = JOB_NAMESPACE
     helm_image: str = DEFAULT_HELM_IMAGE
     service_account: str = JOB_SERVICE_ACCOUNT
@@ -56,6 +60,17 @@ class ClusterConfig(BaseModel):
     ttl_seconds_after_finished: int = Field(default=3600, ge=0)
     max_output_bytes: int = Field(default=16384, ge=256)
     region: str | None = None
+
+    @field_validator("image_tag_keys")
+    @classmethod
+    def _known_components_and_keys(cls, keys: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(keys) - set(DEFAULT_IMAGE_TAG_KEYS))
+        if unknown:
+            raise ValueError(f"image tag keys for unknown components: {', '.join(unknown)}")
+        bad = sorted(k for k, v in keys.items() if not _VALUE_KEY.match(v))
+        if bad:
+            raise ValueError(f"image tag keys must be dotted Helm value keys such as api.image.tag: {', '.join(bad)}")
+        return {**DEFAULT_IMAGE_TAG_KEYS, **keys}
 
     @model_validator(mode="after")
     def _mode_has_its_target(self) -> ClusterConfig:
@@ -82,8 +97,10 @@ class ClusterConfig(BaseModel):
             "kubeconfig_secret_arn": settings.kubeconfig_secret_arn,
             "kubeconfig_path": getattr(settings, "kubeconfig_path", None),
             "api_url": settings.kube_api_url,
+            "token_file": getattr(settings, "kube_token_file", None),
             "job_namespace": settings.job_namespace,
             "chart_refs": {**DEFAULT_CHART_REFS, **(settings.chart_refs or {})},
+            "image_tag_keys": dict(getattr(settings, "image_tag_keys", None) or {}),
             "region": settings.aws_region,
         }
         if settings.helm_image:

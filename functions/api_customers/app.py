@@ -1,0 +1,123 @@
+"""The customer inventory: list, read, change (audited) customers; a sync's result; the fleet's spread."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
+from upgrader import customers, factory
+from upgrader.api import build_resolver, caller_identity
+from upgrader.customer_models import (
+    CustomerDetail,
+    CustomerList,
+    CustomerPatch,
+    CustomerPatchResponse,
+    FleetResponse,
+    SyncSummary,
+)
+from upgrader.inventory import CustomerFilter
+from upgrader.models import CUSTOMER_ID_PATTERN, DIGITS, LABEL_SELECTOR_PATTERN, UPGRADE_ID_PATTERN, VERSION_PATTERN
+
+logger = Logger()
+router = APIGatewayRouter()
+app = build_resolver()
+
+CustomerIdPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, description="customer id, e.g. cust_abc123")]
+Flag = Literal["true", "false"]
+
+
+@router.get(
+    "/api/customers",
+    summary="List customers: filter by component version, labels, status, drift, pins; cursor pagination",
+)
+def list_customers(
+    component: Annotated[
+        Literal["api", "dashboard", "exporter", "mosquitto"] | None,
+        Query(description="customers whose release runs this component (at `version`, when given)"),
+    ] = None,
+    version: Annotated[
+        str | None,
+        Query(
+            pattern=VERSION_PATTERN,
+            max_length=128,
+            description="customers running this version (of `component`, when given)",
+        ),
+    ] = None,
+    label: Annotated[
+        str | None, Query(pattern=LABEL_SELECTOR_PATTERN, description="key=value[,key=value...]: carrying all of them")
+    ] = None,
+    status: Annotated[Literal["active", "suspended", "decommissioned"] | None, Query()] = None,
+    drift: Annotated[Flag | None, Query(description="true: only customers marked with drift")] = None,
+    pinned: Annotated[Flag | None, Query(description="true: only customers with a pin in force")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=CUSTOMER_ID_PATTERN, description="nextCursor of the page before")
+    ] = None,
+    limit: Annotated[int, Field(ge=1, le=500), DIGITS, Query()] = 100,
+) -> CustomerList:
+    where = CustomerFilter(
+        status=status,
+        drift=None if drift is None else drift == "true",
+        pinned=None if pinned is None else pinned == "true",
+        labels=dict(term.split("=", 1) for term in label.split(",")) if label else None,
+        component=component,
+        version=version,
+    )
+    return customers.list_customers(where, cursor=cursor, limit=limit, inventory=factory.inventory())
+
+
+@router.get(
+    "/api/customers/<customerId>",
+    summary="One customer: versions, labels, window, pins, drift, every operation on it and its history",
+    responses={200: {"description": "the customer"}, 404: {"description": "unknown customer"}},
+)
+def get_customer(
+    customerId: CustomerIdPath,  # noqa: N803 - the route's name
+    limit: Annotated[int, Field(ge=1, le=500), DIGITS, Query(description="operations and history entries")] = 100,
+) -> CustomerDetail:
+    return customers.get_customer(customerId, limit=limit, inventory=factory.inventory())
+
+
+@router.patch(
+    "/api/customers/<customerId>",
+    summary="Change a customer: labels, maintenance window, pins, status (active/suspended), drift acknowledged",
+    responses={
+        200: {"description": "changed (or nothing to change); what changed, who and when"},
+        404: {"description": "unknown customer"},
+        409: {"description": "a decommissioned customer's status cannot be changed"},
+    },
+)
+def patch_customer(
+    customerId: CustomerIdPath,  # noqa: N803
+    patch: Annotated[CustomerPatch, Body()],
+) -> CustomerPatchResponse:
+    who = caller_identity(router)
+    result = customers.patch_customer(customerId, patch, changed_by=who, inventory=factory.inventory())
+    logger.info("customer changed", extra={"customer_id": customerId, "by": who, "changes": sorted(result.changes)})
+    return result
+
+
+@router.get(
+    "/api/customers/sync/<syncId>",
+    summary="One inventory sync: its status, counts and the problems it met",
+    responses={200: {"description": "the sync"}, 404: {"description": "unknown sync"}},
+)
+def get_sync(syncId: Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="sync id")]) -> SyncSummary:  # noqa: N803
+    return customers.get_sync(int(syncId), syncs=factory.syncs())
+
+
+@router.get("/api/fleet", summary="The fleet: per component, how many customers run each version; drift, pins, status")
+def get_fleet() -> FleetResponse:
+    return customers.fleet(inventory=factory.inventory(), syncs=factory.syncs())
+
+
+app.include_router(router)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)
