@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import psycopg
@@ -59,18 +60,29 @@ def test_database_connections_killed_mid_run(stack, make_customers, sql, databas
         dbname,
     )
     assert killed, "expected worker connections to terminate"
+    failures_before = len(stack.runtime.engine.failures)
     stack.cluster.release()
-    # Then the run finishes and nothing is lost or counted twice
+    # Then the workers met their dropped connections (their own error, reported to the state machine),
+    # the state machine's Retry ran them again, and nothing is lost or counted twice
     assert stack.wait_execution(started["jobId"], timeout=120)["status"] == "SUCCEEDED"
+    met = [f for f in stack.runtime.engine.failures[failures_before:] if f.error_type == "DatabaseUnavailable"]
+    assert met and all("connection lost" in f.message for f in met), stack.runtime.engine.failures
     assert assert_invariants(sql, stack.cluster, uid) == {"completed": 6}
 
 
 def test_kubernetes_api_errors_are_retried(stack, make_customers, sql):
+    # Given the API server answers 500 twice and then 429 to the next requests, whoever makes them
     make_customers(3)
     stack.cluster.fail_next(2, status=500)
     stack.cluster.fail_next(1, status=429)
     started = deploy(strategy="all")
     assert stack.wait_execution(started["jobId"], timeout=120)["status"] == "SUCCEEDED"
+    # Then every injected answer was served to a request of ours, once per request (the client does not
+    # retry them silently): the workers turned each into a wait, and the state machine's poll loop,
+    # not luck, carried the customers on ...
+    assert not stack.cluster.unserved_faults() and sum(f.served for f in stack.cluster.faults) == 3
+    assert [f.status for f in stack.cluster.faults] == [500, 429]
+    # ... and nothing is lost or counted twice
     assert assert_invariants(sql, stack.cluster, started["upgradeId"]) == {"completed": 3}
 
 
@@ -162,3 +174,58 @@ def test_racing_deploys_start_one_execution(stack, make_customers, sql):
     upgrade_id = sql("SELECT id FROM system_upgrades")[0]["id"]
     stack.wait_execution(executions[0]["name"])
     assert assert_invariants(sql, stack.cluster, upgrade_id) == {"completed": 3}
+
+
+def test_every_worker_delivered_twice_at_the_same_moment(stack, make_customers, sql, monkeypatch):
+    # Given every step of the state machine is delivered twice AT ONCE (two invocations overlapping,
+    # released together): the state machine gets the first one's outcome, the second is a ghost
+    from upgradectl.local.functions import WORKER_FUNCTIONS
+
+    overlapped: dict[str, int] = dict.fromkeys(WORKER_FUNCTIONS, 0)
+    lock = threading.Lock()
+    for name in WORKER_FUNCTIONS:
+        real = getattr(orchestration, name)
+
+        def both_at_once(event, _real=real, _name=name, **kwargs):
+            barrier = threading.Barrier(2, timeout=60)
+            outcomes: list[tuple[bool, object]] = [(False, None), (False, None)]
+
+            def deliver(i: int) -> None:
+                barrier.wait()
+                try:
+                    outcomes[i] = (True, _real(copy.deepcopy(event), **kwargs))
+                except Exception as exc:  # noqa: BLE001 - the ghost's error is only recorded
+                    outcomes[i] = (False, exc)
+
+            ghost = threading.Thread(target=deliver, args=(1,))
+            ghost.start()
+            deliver(0)
+            ghost.join()
+            with lock:
+                overlapped[_name] += 1
+            ok, value = outcomes[0]
+            if not ok:
+                raise value  # type: ignore[misc]
+            return value
+
+        monkeypatch.setattr(orchestration, name, both_at_once)
+    ids = make_customers(8)
+    stack.cluster.fail_customers.add(ids[3])
+
+    # When a canary upgrade runs through its gate to the end
+    started = deploy(strategy="canary", canaryPercent=25, maxConcurrency=4, failureThreshold={"count": 1})
+    stack.wait_for_status(started["upgradeId"], lambda s: s["status"] == "awaiting_continue")
+    from tests.api.helpers import continue_
+
+    assert continue_(started["upgradeId"])[0] == 200
+    assert stack.wait_execution(started["jobId"], timeout=180)["status"] == "SUCCEEDED"
+
+    # Then the result is the one of a single delivery: one Job per customer (counted at the API
+    # server), each customer counted once, never more Jobs at once than allowed
+    assert all(
+        overlapped[name] > 0 for name in ("begin_customer", "start_helm_job", "check_helm_job", "finish_customer")
+    )
+    counts = assert_invariants(sql, stack.cluster, started["upgradeId"])
+    assert counts == {"completed": 7, "failed": 1}
+    assert sum(1 for job in stack.cluster.created_jobs if job.status == 201) == 8
+    assert stack.status(started["upgradeId"])["completed"] == 7

@@ -4,6 +4,7 @@ and a halted upgrade can be resumed; through the real state machine, PostgreSQL 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,41 @@ def test_resume_after_a_threshold_halt_upgrades_only_the_customers_not_yet_done(
     assert upgraded_now == set(ids) - done_before and len(new_jobs) == len(upgraded_now)
     # and the counters stay exact
     assert_invariants(sql, stack.cluster, started["upgradeId"])
+
+
+def test_the_kubernetes_api_unreachable_for_two_minutes_while_jobs_run(stack, make_customers, sql):
+    # Given an upgrade whose first three helm Jobs run, one customer's helm failing
+    ids = make_customers(6)
+    stack.cluster.fail_customers.add(ids[0])
+    stack.cluster.hold()
+    started = deploy(component="api", version="v1.2.0", strategy="all", maxConcurrency=3,
+                     failureThreshold={"count": 5})  # fmt: skip
+    stack.wait_for(lambda: stack.cluster.running_jobs(started["upgradeId"]) == 3)
+
+    # When the Kubernetes API is unreachable for two minutes while those Jobs run and end
+    outage = stack.cluster.unreachable(120)
+    ends = time.time() + 120
+    stack.cluster.release()
+    stack.wait_for(lambda: stack.cluster.running_jobs(started["upgradeId"]) == 0)
+    assert outage.active  # the three Jobs ended behind the outage
+    assert stack.wait_execution(started["jobId"], timeout=600)["status"] == "SUCCEEDED"
+
+    # Then the other customers' Jobs were only created once the API was back, and every customer still
+    # ends with its Job's real outcome: helm's own error for the failing one, the new version for the others
+    assert len(stack.cluster.created_jobs) == 6
+    assert all(job.time >= ends - 1 for job in stack.cluster.created_jobs[3:]), stack.cluster.created_jobs
+    status = stack.status(started["upgradeId"])
+    assert (status["status"], status["completed"], status["failed"]) == ("completed_with_failures", 5, 1), status
+    logs = {row["customer_id"]: row for row in stack.logs(started["upgradeId"])["logs"]}
+    assert "unreachable" not in (logs[ids[0]]["error"] or "") and logs[ids[0]]["version_after"] == "v1.1.0"
+    for customer in ids[1:]:
+        assert (logs[customer]["status"], logs[customer]["version_after"]) == ("completed", "v1.2.0"), logs[customer]
+        assert inventory_of(sql, customer) == "v1.2.0"
+    assert sql("SELECT count(*) AS n FROM customer_leases")[0]["n"] == 0
+    assert_invariants(sql, stack.cluster, started["upgradeId"])
+
+
+def inventory_of(sql: Any, customer_id: str) -> str:
+    rows = sql("SELECT version FROM customer_component_versions WHERE customer_id = %s AND component = 'api'",
+               customer_id)  # fmt: skip
+    return str(rows[0]["version"])

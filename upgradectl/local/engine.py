@@ -84,6 +84,15 @@ _ASSUME_ROLE_POLICY = json.dumps(
 )
 
 
+@dataclass(frozen=True)
+class HandlerFailure:
+    """One invocation that ended in an unhandled error, as Lambda reported it to Step Functions."""
+
+    function: str
+    error_type: str
+    message: str
+
+
 class SimulatedLambdaFailure(Exception):
     """Raise from a handler (tests) to end the invocation the way the Lambda service reports a function
     that did not finish: a timeout (``Sandbox.Timedout``) or a crash/out-of-memory (``Lambda.Unknown``),
@@ -283,6 +292,8 @@ class LocalStepFunctions:
         # between invocations (its database connection, per thread) is reused, not opened per invoke
         # on moto's short-lived interpreter threads.
         self._containers: ThreadPoolExecutor | None = None
+        # Every unhandled handler error, in order: what the state machine's Retry/Catch then met.
+        self.failures: list[HandlerFailure] = []
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def __enter__(self) -> LocalStepFunctions:
@@ -524,8 +535,10 @@ class LocalStepFunctions:
                     handler(event, context))  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - Lambda reports every unhandled error the same way
                 LOGGER.info("handler %s raised %s: %s", name, type(exc).__name__, exc)
+                error_type = exc.error_type if isinstance(exc, SimulatedLambdaFailure) else None
+                engine.failures.append(HandlerFailure(name, error_type or type(exc).__name__, str(exc)))
                 response_headers["x-amz-function-error"] = "Unhandled"
-                return _error_envelope(exc, exc.error_type if isinstance(exc, SimulatedLambdaFailure) else None)
+                return _error_envelope(exc, error_type)
             try:
                 return json.dumps(result).encode("utf-8")
             except (TypeError, ValueError) as exc:
