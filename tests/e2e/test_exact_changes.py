@@ -279,7 +279,17 @@ def test_an_abort_during_a_one_hour_bake_ends_the_upgrade_at_once(stack, make_cu
 
 
 # ------------------------------------------------------------- a retried StartHelmJob adopts its Job
-def test_start_helm_job_dying_after_the_create_is_retried_and_adopts_the_job(stack, make_customers, sql, monkeypatch):
+# Step Functions reports a Lambda that timed out or died as Sandbox.Timedout or as Lambda.Unknown.
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        ("Sandbox.Timedout", "Task timed out after 120.00 seconds"),
+        ("Lambda.Unknown", "The cause could not be determined"),
+    ],
+)
+def test_start_helm_job_dying_after_the_create_is_retried_and_adopts_the_job(
+    stack, make_customers, sql, monkeypatch, error, message
+):
     from upgrader.cluster.jobs import KubernetesClusterGateway
 
     from upgradectl.local.engine import SimulatedLambdaFailure
@@ -292,7 +302,7 @@ def test_start_helm_job_dying_after_the_create_is_retried_and_adopts_the_job(sta
         name = real(self, spec)
         if spec.log_id not in died:  # the Lambda times out after the Job exists, before anything is recorded
             died.add(spec.log_id)
-            raise SimulatedLambdaFailure("Sandbox.Timedout", "Task timed out after 120.00 seconds")
+            raise SimulatedLambdaFailure(error, message)
         return name
 
     monkeypatch.setattr(KubernetesClusterGateway, "start_helm_job", create_then_die)
@@ -300,6 +310,7 @@ def test_start_helm_job_dying_after_the_create_is_retried_and_adopts_the_job(sta
     status = finished(stack, started)
 
     assert len(died) == 5
+    assert [f.error_type for f in stack.runtime.engine.failures] == [error] * 5
     assert (status["status"], status["completed"]) == ("completed", 5)
     # one Job per customer: the retry found it and adopted it instead of creating a second
     assert sorted(j.manifest["metadata"]["annotations"]["upgrades.example.com/customer-id"]
