@@ -84,7 +84,7 @@ def seq_scans(url: str, queries: list[tuple[Any, Any]]) -> list[str]:
     inner side, a subplan: O(N^2)). Reading the whole fleet once (planning a deploy) is a scan by design."""
     found: list[str] = []
     with psycopg.connect(url) as conn:
-        sizes = dict(conn.execute("SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%s)",
+        sizes: dict[str, float] = dict(conn.execute("SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%s)",
                                   (list(FLEET_TABLES),)).fetchall())  # fmt: skip
         for query, params in queries:
             text = query if isinstance(query, str) else query.as_string(conn)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -89,15 +89,15 @@ class SqlCounter:
             counter._add(len(params), 0, 0 if cur.connection._pipeline else 1)
             return original_many(cur, query, params, **kwargs)
 
-        base._exec_command = exec_command  # type: ignore[method-assign]
-        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
-        psycopg.Cursor.executemany = executemany  # type: ignore[method-assign]
+        base._exec_command = exec_command  # type: ignore[method-assign,assignment]
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign,assignment]
+        psycopg.Cursor.executemany = executemany  # type: ignore[method-assign,assignment]
         try:
             yield self
         finally:
-            base._exec_command = original_command  # type: ignore[method-assign]
-            psycopg.Cursor.execute = original_execute  # type: ignore[method-assign]
-            psycopg.Cursor.executemany = original_many  # type: ignore[method-assign]
+            base._exec_command = original_command  # type: ignore[method-assign,assignment]
+            psycopg.Cursor.execute = original_execute  # type: ignore[method-assign,assignment]
+            psycopg.Cursor.executemany = original_many  # type: ignore[method-assign,assignment]
 
 
 class LambdaCounter:
@@ -105,7 +105,7 @@ class LambdaCounter:
 
     def __init__(self) -> None:
         self.invocations: Counter[str] = Counter()
-        self.seconds: Counter[str] = Counter()
+        self.seconds: dict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
 
     @contextmanager
@@ -124,11 +124,11 @@ class LambdaCounter:
                     counter.seconds[name] += time.perf_counter() - began
 
         invoke._local_engine_dispatcher = True  # type: ignore[attr-defined]
-        LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
+        LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]
         try:
             yield self
         finally:
-            LambdaSimpleBackend.invoke = dispatcher  # type: ignore[method-assign]
+            LambdaSimpleBackend.invoke = dispatcher  # type: ignore[method-assign,assignment]
 
 
 class HistoryEvents:
@@ -176,17 +176,17 @@ class HistoryEvents:
             tracker._local.item = getattr(thread, "_bench_item", None)
             original_run(thread)
 
-        EventManager.add_event = add_event  # type: ignore[method-assign]
-        worker._eval_job = eval_job  # type: ignore[method-assign]
-        threading.Thread.start = start  # type: ignore[method-assign]
-        threading.Thread.run = run  # type: ignore[method-assign]
+        EventManager.add_event = add_event  # type: ignore[method-assign,assignment]
+        worker._eval_job = eval_job  # type: ignore[method-assign,assignment]
+        threading.Thread.start = start  # type: ignore[method-assign,assignment]
+        threading.Thread.run = run  # type: ignore[method-assign,assignment]
         try:
             yield self
         finally:
-            EventManager.add_event = original_add  # type: ignore[method-assign]
-            worker._eval_job = original_eval  # type: ignore[method-assign]
-            threading.Thread.start = original_start  # type: ignore[method-assign]
-            threading.Thread.run = original_run  # type: ignore[method-assign]
+            EventManager.add_event = original_add  # type: ignore[method-assign,assignment]
+            worker._eval_job = original_eval  # type: ignore[method-assign,assignment]
+            threading.Thread.start = original_start  # type: ignore[method-assign,assignment]
+            threading.Thread.run = original_run  # type: ignore[method-assign,assignment]
 
 
 def parent_history(sfn: Any, execution_arn: str) -> Counter[str]:

@@ -77,9 +77,9 @@ def library_imports(files: list[str]) -> list[str]:
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names if a.name.split(".")[0] not in own]
                 statements += [f"import {name}" for name in names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                if node.module.split(".")[0] not in own and node.module != "__future__":
-                    statements.append(ast.unparse(node))
+            elif (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                  and node.module.split(".")[0] not in own and node.module != "__future__"):  # fmt: skip
+                statements.append(ast.unparse(node))
     return sorted(set(statements))
 
 
