@@ -8,7 +8,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup run test test-fast lint format typecheck validate build openapi bench bench-throughput clean postgres rds-ca-bundle
+.PHONY: setup run test test-fast lint format typecheck validate build openapi bench bench-large bench-throughput clean postgres rds-ca-bundle
 
 $(STAMP): requirements-dev.txt constraints.txt layers/shared/requirements.txt layers/kubernetes/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,8 +60,11 @@ openapi: $(STAMP)  ## regenerate docs/openapi.json from the code
 rds-ca-bundle: $(STAMP)  ## regenerate the Amazon RDS / RDS Proxy CA bundle of the Shared layer (needs npm, node)
 	$(BIN)/python scripts/update-rds-ca-bundle.py
 
-bench: $(STAMP) postgres
-	$(BIN)/python -m benchmarks.history_events
+bench: $(STAMP) postgres  ## one table of ratios, measured in one run (about 15 minutes; not in CI)
+	$(BIN)/python -m benchmarks.suite
+
+bench-large: $(STAMP) postgres  ## a 10,000-customer simulated rollout, every customer accounted for (not in CI)
+	$(BIN)/python -m benchmarks.large
 
 bench-throughput: $(STAMP) postgres  ## local rollout throughput at 100, 500 and 1,000 customers (customers/s, ratio)
 	$(BIN)/python -m benchmarks.sim_throughput

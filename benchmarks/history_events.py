@@ -21,11 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,75 +40,14 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "customer-upgrades")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
-from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (  # noqa: E402
-    distributed_item_processor_worker as dist_worker,
-)
-from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager  # noqa: E402
 from upgrader import factory  # noqa: E402
 from upgrader.models import DeployRequest  # noqa: E402
 
+from benchmarks.counting import HistoryEvents  # noqa: E402
 from tests.api.helpers import continue_, deploy, status  # noqa: E402
 from tests.support.database import temporary_database  # noqa: E402
 from upgradectl.local.cluster import SimulatedCluster  # noqa: E402
 from upgradectl.local.runtime import LocalRuntime  # noqa: E402
-
-
-# ------------------------------------------------------------------ child event attribution (moto)
-class ChildEvents:
-    """Counts the history events written for each item (customer) of a Distributed Map.
-
-    moto evaluates an item on a map worker thread, and each state of it on further threads it starts
-    from there; the item being evaluated is handed down to every thread started on its behalf.
-    The per-map-run totals (moto's throwaway EventManager per map run) are kept as a cross-check.
-    """
-
-    def __init__(self) -> None:
-        self.by_customer: Counter[str] = Counter()
-        self.by_manager: Counter[int] = Counter()
-        self._local = threading.local()
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def installed(self) -> Iterator[ChildEvents]:
-        worker = dist_worker.DistributedItemProcessorWorker
-        original_add, original_eval = EventManager.add_event, worker._eval_job
-        original_start, original_run = threading.Thread.start, threading.Thread.run
-        tracker = self
-
-        def add_event(manager: Any, *args: Any, **kwargs: Any) -> Any:
-            item = getattr(tracker._local, "item", None)
-            if item is not None:
-                with tracker._lock:
-                    tracker.by_customer[item] += 1
-                    tracker.by_manager[id(manager)] += 1
-            return original_add(manager, *args, **kwargs)
-
-        def eval_job(self: Any, env: Any, job: Any) -> Any:
-            tracker._local.item = str((job.job_input or {}).get("customerId", "?"))
-            try:
-                return original_eval(self, env, job)
-            finally:
-                tracker._local.item = None
-
-        def start(thread: threading.Thread) -> None:
-            thread._bench_item = getattr(tracker._local, "item", None)  # type: ignore[attr-defined]
-            original_start(thread)
-
-        def run(thread: threading.Thread) -> None:
-            tracker._local.item = getattr(thread, "_bench_item", None)
-            original_run(thread)
-
-        EventManager.add_event = add_event  # type: ignore[method-assign]
-        worker._eval_job = eval_job  # type: ignore[method-assign]
-        threading.Thread.start = start  # type: ignore[method-assign]
-        threading.Thread.run = run  # type: ignore[method-assign]
-        try:
-            yield self
-        finally:
-            EventManager.add_event = original_add  # type: ignore[method-assign]
-            worker._eval_job = original_eval  # type: ignore[method-assign]
-            threading.Thread.start = original_start  # type: ignore[method-assign]
-            threading.Thread.run = original_run  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------------------------------- one run
@@ -141,7 +76,7 @@ def child_listing(sfn: Any, execution_arn: str) -> tuple[int, str]:
         return len(runs), f"list_executions(mapRunArn) unsupported ({type(exc).__name__})"
 
 
-def run_once(strategy: str, customers: int) -> dict[str, Any]:
+def run_once(strategy: str, customers: int, timeout: float) -> dict[str, Any]:
     with temporary_database("upgrades_bench") as url, SimulatedCluster(job_duration_seconds=0.05) as cluster, \
             LocalRuntime(database_url=url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
                          poll_seconds=0) as runtime:  # fmt: skip
@@ -155,11 +90,11 @@ def run_once(strategy: str, customers: int) -> dict[str, Any]:
             request["canaryPercent"] = 10
         if "healthCheck" in DeployRequest.model_fields:  # the simulated cluster runs no workloads
             request["healthCheck"] = {"enabled": False}
-        with ChildEvents().installed() as children:
+        with HistoryEvents().installed() as children:
             began = time.monotonic()
             started = deploy(**request)
             if strategy == "canary":
-                deadline = time.monotonic() + 120
+                deadline = time.monotonic() + timeout
                 while status(started["upgradeId"])[1]["status"] != "awaiting_continue":
                     if time.monotonic() > deadline:
                         raise RuntimeError("the canary gate never opened")
@@ -167,7 +102,7 @@ def run_once(strategy: str, customers: int) -> dict[str, Any]:
                 code, answer = continue_(started["upgradeId"])
                 if code != 200:
                     raise RuntimeError(f"/continue answered {code}: {answer}")
-            execution = runtime.wait(started["jobId"], timeout=300)
+            execution = runtime.wait(started["jobId"], timeout=timeout)
             seconds = time.monotonic() - began
         final = status(started["upgradeId"])[1]
         arn = runtime.execution_arn(started["jobId"])
@@ -193,8 +128,10 @@ def run_once(strategy: str, customers: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 40])
+    parser.add_argument("--timeout", type=float, help="seconds per run (default: 600, or 1 s per customer)")
     args = parser.parse_args(argv)
-    results = [run_once(strategy, n) for strategy in ("all", "canary") for n in args.sizes]
+    results = [run_once(strategy, n, args.timeout or max(600.0, float(n)))
+               for strategy in ("all", "canary") for n in args.sizes]  # fmt: skip
 
     header = (f"{'strategy':<16}{'customers':>9}  {'execution':<10}{'upgrade':<15}{'parent':>7}{'children':>9}"
               f"{'child min/med/max':>19}{'child sum':>10}{'map runs':>9}{'secs':>7}")  # fmt: skip

@@ -75,7 +75,7 @@ def profiled(path: str | None) -> Iterator[None]:
     original_run = threading.Thread.run
 
     def run(thread: threading.Thread) -> None:
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.thread_time)
         with lock:
             profiles.append(profile)
         profile.enable()
@@ -84,8 +84,8 @@ def profiled(path: str | None) -> Iterator[None]:
         finally:
             profile.disable()
 
-    main = cProfile.Profile()
-    threading.Thread.run = run  # type: ignore[method-assign]
+    main = cProfile.Profile(time.thread_time)
+    threading.Thread.run = run  # type: ignore[method-assign,assignment]
     main.enable()
     try:
         yield

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from upgrader import factory, orchestration
+from upgrader.settings import get_settings
 
 logger = Logger()
 
@@ -14,4 +15,6 @@ logger = Logger()
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(upgrade_id=event.get("upgradeId"), run=event.get("runName"), log_id=event.get("logId"))
-    return orchestration.start_helm_job(event, leases=factory.leases(), cluster=factory.cluster())
+    return orchestration.start_helm_job(
+        event, leases=factory.leases(), cluster=factory.cluster(), learn_first_wait=get_settings().learn_helm_duration
+    )

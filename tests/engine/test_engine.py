@@ -411,3 +411,24 @@ def test_real_state_machine_definitions_parse_with_template_substitutions() -> N
         for path in definitions:
             arn = local.create_state_machine(unique("parse"), path, local.substitutions_for(WORKERS))
             assert arn.startswith("arn:aws:states:")
+
+
+def test_json_copies_are_deep_and_keep_other_types_to_deepcopy() -> None:
+    original: dict[str, Any] = {"job": {"phase": "running", "waves": [1, [2, 3]]}, "n": 1.5, "none": None}
+    copied = engine_module.copy_json(original)
+    copied["job"]["waves"][1].append(4)
+    copied["job"]["phase"] = "done"
+    assert original == {"job": {"phase": "running", "waves": [1, [2, 3]]}, "n": 1.5, "none": None}
+    odd = (["a"],)  # not JSON: copy.deepcopy's job
+    assert engine_module.copy_json(odd) == odd and engine_module.copy_json(odd)[0] is not odd[0]
+
+
+def test_stop_restores_the_interpreter_parts_it_sped_up() -> None:
+    from moto.stepfunctions.parser.asl.eval import states
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    parse, copier = json_path.parse, states.copy
+    with LocalStepFunctions({}):
+        assert json_path.parse is not parse and states.copy is not copier
+        assert json_path.parse("$.a.b") is json_path.parse("$.a.b")  # parsed once, then kept
+    assert json_path.parse is parse and states.copy is copier

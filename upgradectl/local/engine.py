@@ -13,6 +13,8 @@ stack (``engine.start()`` ... ``engine.stop()``). Not deployed.
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 import inspect
 import io
@@ -24,6 +26,7 @@ import re
 import threading
 import time
 import traceback
+import types
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
@@ -177,6 +180,63 @@ class _CachedClients:
         return boto_client_for
 
 
+# moto's ASL interpreter parses a JSONPath (building a new PLY parser each time) on every evaluation,
+# and deep-copies each state's input and output with copy.deepcopy: together about half of a local
+# rollout's interpreter CPU. While the engine runs, parsed paths are kept (a parsed path is only read)
+# and those copies of JSON values use a copier that knows JSON's few types.
+_JSONPATH_PARSERS = (
+    "moto.stepfunctions.parser.asl.utils.json_path",
+    "moto.stepfunctions.parser.asl.component.common.path.result_path",
+)
+_JSON_COPIERS = (
+    "moto.stepfunctions.parser.asl.eval.states",
+    "moto.stepfunctions.parser.asl.component.common.string.string_expression",
+    "moto.stepfunctions.parser.asl.component.common.path.result_path",
+    "moto.stepfunctions.parser.asl.component.state.exec.execute_state",
+)
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON value (dicts, lists, atoms); anything else goes to `copy.deepcopy`."""
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_json(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_json(item) for item in value]
+    if kind in _ATOMS:
+        return value
+    return copy.deepcopy(value)
+
+
+class _FastInterpreter:
+    """Cached JSONPath parsing and JSON copies in moto's interpreter: installed by start, removed by stop."""
+
+    def __init__(self) -> None:
+        self._originals: list[tuple[Any, str, Any]] = []
+
+    def install(self) -> None:
+        for name in _JSONPATH_PARSERS:
+            module = importlib.import_module(name)
+            original = module.__dict__.get("parse")
+            if original is None:
+                raise MotoCompatibilityError(f"{name}.parse is missing (pin moto==5.2.*)")
+            self._originals.append((module, "parse", original))
+            module.parse = functools.lru_cache(maxsize=4096)(original)  # type: ignore[attr-defined]
+        shim = types.SimpleNamespace(deepcopy=copy_json, copy=copy.copy)
+        for name in _JSON_COPIERS:
+            module = importlib.import_module(name)
+            if module.__dict__.get("copy") is not copy:
+                raise MotoCompatibilityError(f"{name} no longer imports copy (pin moto==5.2.*)")
+            self._originals.append((module, "copy", copy))
+            module.copy = shim  # type: ignore[attr-defined]
+
+    def remove(self) -> None:
+        for module, attribute, original in reversed(self._originals):
+            setattr(module, attribute, original)
+        self._originals.clear()
+
+
 def substitution_key(function_name: str) -> str:
     """``prepare_run`` -> ``PrepareRunFunctionArn`` (the template's DefinitionSubstitutions key)."""
     return "".join(part.capitalize() for part in function_name.split("_") if part) + "FunctionArn"
@@ -288,6 +348,7 @@ class LocalStepFunctions:
         self._sfn: Any = None
         self._s3: Any = None
         self._clients = _CachedClients()
+        self._interpreter = _FastInterpreter()
         # Warm "Lambda containers": handlers run on long-lived threads, so what a warm Lambda keeps
         # between invocations (its database connection, per thread) is reused, not opened per invoke
         # on moto's short-lived interpreter threads.
@@ -328,6 +389,7 @@ class LocalStepFunctions:
             self._containers = ThreadPoolExecutor(max_workers=LAMBDA_CONTAINERS, thread_name_prefix="lambda")
             LambdaSimpleBackend.invoke = self._make_dispatcher()  # type: ignore[method-assign]
             self._clients.install()
+            self._interpreter.install()
             self._sfn = boto3.client("stepfunctions", region_name=self.region)
             self._s3 = boto3.client("s3", region_name=self.region)
             self._create_role()
@@ -361,6 +423,7 @@ class LocalStepFunctions:
                 LambdaSimpleBackend.invoke = self._original_invoke  # type: ignore[method-assign]
                 self._original_invoke = None
             self._clients.remove()
+            self._interpreter.remove()
             self._stop_containers()
             mock, self._mock = self._mock, None
             try:

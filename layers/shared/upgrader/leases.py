@@ -46,7 +46,9 @@ class LeaseSession:
     The row carries what the transaction read in one statement, after passing the run's stop gate:
     the log row (locked), its upgrade's parameters, the run's stop_reason, its wave's size and
     failures (the budget), the current lease holder, and for a rollback row what its upgrade row
-    recorded (`upgraded_*`). What the worker records goes out in one UPDATE.
+    recorded (`upgraded_*`), and the component's typical helm duration (`typical_helm_seconds`: the
+    median of its last 20 successful operations of the same kind). What the worker records goes out
+    in one UPDATE.
     """
 
     cur: psycopg.Cursor[Row]
@@ -171,7 +173,11 @@ SELECT l.*, u.parameters AS upgrade_parameters, u.strategy, u.total_waves, u.cha
        c.log_id AS holder_log_id, c.upgrade_id AS holder_upgrade_id, c.run_name AS holder_run_name,
        c.operation AS holder_operation, c.component AS holder_component, c.acquired_at AS holder_acquired_at,
        up.version_before AS upgraded_version_before, up.version_after AS upgraded_version_after,
-       up.revision_before AS upgraded_revision_before, up.revision_after AS upgraded_revision_after
+       up.revision_before AS upgraded_revision_before, up.revision_after AS upgraded_revision_after,
+       (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY recent.helm_seconds)
+          FROM (SELECT h.helm_seconds FROM customer_upgrade_logs h
+                 WHERE h.component = l.component AND h.operation = l.operation AND h.helm_seconds IS NOT NULL
+                 ORDER BY h.id DESC LIMIT 20) recent) AS typical_helm_seconds
   FROM customer_upgrade_logs l
   JOIN system_upgrades u ON u.id = l.upgrade_id
   LEFT JOIN upgrade_runs r ON r.run_name = l.run_name

@@ -225,13 +225,17 @@ def _event_row(event: State) -> State:
     return {**event["customer"], "upgradeId": event["upgradeId"], "logId": event["logId"]}
 
 
-def start_helm_job(event: State, *, leases: LeaseRepository, cluster: ClusterGateway) -> State:
+def start_helm_job(event: State, *, leases: LeaseRepository, cluster: ClusterGateway,
+                   learn_first_wait: bool = True) -> State:  # fmt: skip
     """Take the release's lease and create the customer's helm Job (or adopt the one a retry finds).
 
     Under the lease, in one transaction: the run's stop flag and the wave's failure budget are
     checked, the release is read (what it holds before helm is recorded), and the Job is created
     before the commit (see `upgrader.leases` for why an abort is then airtight). While another
     operation holds the release, the customer waits its turn ("waiting"); it never fails for that.
+
+    A started Job carries `firstWaitSeconds`, how long the state machine waits before its first look:
+    the component's typical helm duration (`first_wait_seconds`), then it polls at `pollSeconds`.
     """
     stage = str(event.get("stage") or "start")
     try:
@@ -244,10 +248,15 @@ def start_helm_job(event: State, *, leases: LeaseRepository, cluster: ClusterGat
                 return {"phase": "waiting", "stage": stage, "waitingFor": why}
             existing = cluster.helm_jobs_of(lease.log_id)
             if stage in ("autorollback", "recover_after"):
-                return _restore(lease, stage, existing, cluster=cluster)
-            if lease.row["operation"] == "upgrade":
-                return _start_upgrade(lease, existing, cluster=cluster)
-            return _start_rollback(lease, existing, cluster=cluster)
+                started = _restore(lease, stage, existing, cluster=cluster)
+            elif lease.row["operation"] == "upgrade":
+                started = _start_upgrade(lease, existing, cluster=cluster)
+            else:
+                started = _start_rollback(lease, existing, cluster=cluster)
+            if started.get("phase") == "pending":
+                typical = lease.row.get("typical_helm_seconds") if learn_first_wait else None
+                started["firstWaitSeconds"] = first_wait_seconds(typical, int(event.get("pollSeconds", 15)))
+            return started
     except ClusterTransientError as exc:
         # The lease transaction rolled back (nothing taken, nothing recorded). A Job whose create
         # reached the cluster anyway is adopted next time. The customer waits for the API to come back.
@@ -255,6 +264,19 @@ def start_helm_job(event: State, *, leases: LeaseRepository, cluster: ClusterGat
         why = f"Kubernetes API unreachable since {_stamp(since)}: {exc}"
         leases.note_waiting(int(event["logId"]), why)
         return {"phase": "waiting", "stage": stage, "waitingFor": why, "unreachableSince": since}
+
+
+# The longest first wait: a Job that typically runs longer is still looked at within the hour.
+MAX_FIRST_WAIT_SECONDS = 3600
+
+
+def first_wait_seconds(typical_helm_seconds: float | None, poll_seconds: int) -> int:
+    """How long to wait before the first look at a Job just started: the component's typical helm
+    duration (rounded down: the Job has likely not finished any earlier, so no poll is spent before
+    then), or the configured interval while nothing is recorded yet."""
+    if typical_helm_seconds is None:
+        return poll_seconds
+    return min(MAX_FIRST_WAIT_SECONDS, max(0, int(typical_helm_seconds)))
 
 
 # How long a customer waits for an unreachable Kubernetes API before it fails (the Job, if it was
@@ -470,6 +492,8 @@ def _check_helm_job(event: State, job: State, stage: str, row: State, cluster: C
         return result
     result["output"] = state.output
     result["error"] = state.error
+    if state.seconds is not None:
+        result["helmSeconds"] = state.seconds
     if state.phase == "missing":
         result["phase"] = "failed"
         result["error"] = f"Job {state.name} disappeared before it finished"
@@ -553,7 +577,11 @@ def finish_customer(event: State, *, runs: RunRepository) -> State:
         status, error = "rolled_back", f"{job.get('error')}; helm --atomic restored the previous revision"
     else:
         status, error = "failed", job.get("error") or "helm Job failed"
-    changed, row = runs.finish_customer(int(event["logId"]), status, output, error, release)
+    # How long helm ran, learned by the next customers' first wait: only a plain success (not a recovery,
+    # not an automatic rollback) says how long this operation of the component takes.
+    plain = status == "completed" and upgrade_job is None and failed_job is None
+    helm_seconds = job.get("helmSeconds") if plain else None
+    changed, row = runs.finish_customer(int(event["logId"]), status, output, error, release, helm_seconds=helm_seconds)
     return {"logId": row["id"], "status": row["status"], "recorded": changed}
 
 

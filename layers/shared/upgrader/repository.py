@@ -746,7 +746,7 @@ class RunRepository:
 
     def finish_customer(
         self, log_id: int, status: str, output: str | None, error: str | None,
-        release: Mapping[str, Any] | None = None,
+        release: Mapping[str, Any] | None = None, *, helm_seconds: float | None = None,
     ) -> tuple[bool, Row]:  # fmt: skip
         """Record a customer's result in one transaction, once: its row, the upgrade's counter, what
         the release holds now (revision, versions: the inventory follows the release, never the
@@ -760,7 +760,8 @@ class RunRepository:
             cur.execute(
                 _FINISH,
                 {"status": status, "error": error, "output": output, "revision": release.get("revision"),
-                 "versions": Jsonb(versions), "chart": release.get("chartVersion"), "id": log_id},
+                 "versions": Jsonb(versions), "chart": release.get("chartVersion"), "id": log_id,
+                 "helm_seconds": helm_seconds},
             )  # fmt: skip
             row = cur.fetchone()
             if row is None:
@@ -784,6 +785,7 @@ WITH done AS (
            started_at = COALESCE(started_at, NOW()), error = %(error)s, waiting_for = NULL,
            output = NULLIF(concat_ws(E'\\n', output, %(output)s::text), ''),
            revision_after = COALESCE(%(revision)s::int, revision_after),
+           helm_seconds = COALESCE(%(helm_seconds)s::real, helm_seconds),
            version_after = CASE WHEN %(revision)s::int IS NULL THEN version_after
                                 ELSE %(versions)s::jsonb ->> component END
      WHERE id = %(id)s AND status IN ('pending', 'in_progress')

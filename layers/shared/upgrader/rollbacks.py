@@ -152,7 +152,7 @@ class RollbackRepository:
             if not candidates:
                 return [], []
             last_wave = max(int(c["wave"]) for c in candidates)
-            rows: list[Row] = []
+            chosen: list[Row] = []
             left_out: list[LeftOut] = []
             for candidate in candidates:
                 if not candidate["changed"] or candidate["rolled_back"] or candidate["status"] == "skipped":
@@ -161,15 +161,9 @@ class RollbackRepository:
                 if reason:
                     left_out.append(LeftOut(candidate["customer_id"], reason))
                     continue
-                rows.append(
-                    _insert_rollback_row(
-                        cur,
-                        candidate,
-                        run_name=run_name,
-                        wave=last_wave - int(candidate["wave"]),
-                        requested_by=requested_by,
-                    )  # fmt: skip
-                )
+                chosen.append(candidate)
+            rows = _insert_rollback_rows(cur, upgrade_id, chosen, run_name=run_name, last_wave=last_wave,
+                                         requested_by=requested_by)  # fmt: skip
             if rows:
                 execution = run_name.removesuffix("-rollback") if scope == "abort" else run_name
                 insert_run(cur, run_name, upgrade_id, "rollback", scope, requested_by, execution_name=execution)
@@ -228,6 +222,49 @@ def _insert_rollback_row(
         },
     )
     return _one(cur)
+
+
+def _insert_rollback_rows(
+    cur: psycopg.Cursor[Row], upgrade_id: int, upgraded: list[Row], *, run_name: str, last_wave: int,
+    requested_by: str | None,
+) -> list[Row]:  # fmt: skip
+    """`_insert_rollback_row` for many customers of one upgrade in one statement (last wave first).
+
+    A fleet's rollback is one INSERT of N rows, not N statements; each row's attempt counts the
+    customer's earlier rollback rows of the upgrade, read in one pass over the upgrade's rows."""
+    if not upgraded:
+        return []
+    cur.execute(
+        """
+        INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version, to_version,
+               status, operation, run_name, wave, namespace, release_name, requested_by, rollback_of, attempt)
+        SELECT %(upgrade)s::int, t.customer_id, t.component, t.from_version, t.to_version, 'pending', 'rollback',
+               %(run)s, t.wave, t.namespace, t.release_name, %(who)s, t.rollback_of, COALESCE(prior.n, 0) + 1
+          FROM unnest(%(customers)s::text[], %(components)s::text[], %(froms)s::text[], %(tos)s::text[],
+                      %(waves)s::int[], %(namespaces)s::text[], %(releases)s::text[], %(ofs)s::int[])
+               WITH ORDINALITY AS t(customer_id, component, from_version, to_version, wave, namespace,
+                                    release_name, rollback_of, position)
+          LEFT JOIN (SELECT r.customer_id, count(*) AS n FROM customer_upgrade_logs r
+                      WHERE r.upgrade_id = %(upgrade)s::int AND r.operation = 'rollback'
+                      GROUP BY r.customer_id) prior ON prior.customer_id = t.customer_id
+         ORDER BY t.position
+        RETURNING *
+        """,
+        {
+            "upgrade": upgrade_id,
+            "run": run_name,
+            "who": requested_by,
+            "customers": [u["customer_id"] for u in upgraded],
+            "components": [u["component"] for u in upgraded],
+            "froms": [u["version_after"] or u["to_version"] for u in upgraded],
+            "tos": [u["version_before"] or u["from_version"] or "previous" for u in upgraded],
+            "waves": [last_wave - int(u["wave"]) for u in upgraded],
+            "namespaces": [u["namespace"] for u in upgraded],
+            "releases": [u["release_name"] for u in upgraded],
+            "ofs": [u["id"] for u in upgraded],
+        },
+    )
+    return cur.fetchall()
 
 
 def _one(cur: psycopg.Cursor[Row]) -> Row:

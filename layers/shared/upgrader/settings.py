@@ -31,6 +31,9 @@ class Settings(BaseModel):
     manifest_bucket: str | None = None
     # Seconds between two looks at a running Helm Job; tests and the local stack pass 0 or 1.
     job_poll_seconds: int = Field(default=15, ge=0, le=3600)
+    # The first look at a running Job waits the component's typical helm duration learned from recorded
+    # attempts (off: it waits job_poll_seconds, like every later look).
+    learn_helm_duration: bool = True
     # How long the canary gate waits for /continue before the upgrade times out.
     approval_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=365 * 24 * 3600)
     default_max_concurrency: int = Field(default=10, ge=1, le=1000)

@@ -137,6 +137,14 @@ def _is_finished(status: Any) -> tuple[bool, bool]:
     return False, False
 
 
+def _run_seconds(status: Any) -> float | None:
+    """How long a finished Job ran, from its own status (startTime to completionTime); None if unknown."""
+    started, completed = getattr(status, "start_time", None), getattr(status, "completion_time", None)
+    if started is None or completed is None:
+        return None
+    return max(0.0, (completed - started).total_seconds())
+
+
 def bound_output(text: str, max_bytes: int) -> str:
     """Keep the tail of `text` within `max_bytes` UTF-8 bytes, prefixed by a truncation note."""
     data = text.encode("utf-8")
@@ -542,7 +550,8 @@ class KubernetesClusterGateway:
 
         log, pod_problem = self._read_job_log(name)
         if succeeded:
-            return JobState(name=name, phase="succeeded", output=bound_output(log, self._max_bytes))
+            return JobState(name=name, phase="succeeded", output=bound_output(log, self._max_bytes),
+                            seconds=_run_seconds(job.status))  # fmt: skip
         reasons: list[str] = []
         for condition in job.status.conditions or []:
             if condition.type == "Failed" and condition.status == "True":

@@ -143,6 +143,7 @@ class JobState:
     phase: JobPhase
     output: str = ""  # tail of the pod log, bounded; starts with "[truncated N bytes]" when cut
     error: str | None = None  # failure reason: Job condition, pod termination, helm's "Error:" line
+    seconds: float | None = None  # a succeeded Job: status.startTime to completionTime (a second's resolution)
 
     @property
     def finished(self) -> bool:
