@@ -20,14 +20,17 @@ from tests.support.tools import require_module, require_tool
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts" / "console"
+FAILING = "cust_abc142"
+HEALTHY = [f"cust_abc{n}" for n in range(123, 142)]
 
 
 @pytest.fixture(scope="package")
 def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    """A local stack of 20 demo customers (cust_abc123..cust_abc142) with quick helm Jobs."""
+    """A local stack of 20 demo customers (cust_abc123..cust_abc142) with quick helm Jobs; every helm Job of
+    cust_abc142 fails."""
     with temporary_database(prefix="upgrades_console") as url:
         stack = StackProcess(
-            ["--customers", "20", "--job-seconds", "0.2", "--poll-seconds", "0"],
+            ["--customers", "20", "--job-seconds", "0.2", "--poll-seconds", "0", "--fail-customer", FAILING],
             stack_env(DATABASE_URL=url),
             tmp_path_factory.mktemp("console-stack"),
         )

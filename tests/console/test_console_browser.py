@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 import urllib.request
 from typing import Any
 
 import pytest
 
-from tests.console.conftest import screenshot
+from tests.console.conftest import ARTIFACTS, FAILING, HEALTHY, ROOT, screenshot
 from tests.local.conftest import StackProcess
 
 pytestmark = pytest.mark.slow
@@ -25,7 +27,7 @@ def expect() -> Any:
 def deploy_canary(stack: StackProcess, component: str, version: str) -> str:
     code, body = stack.request(
         "POST", "/api/upgrades/deploy",
-        {"component": component, "version": version, "strategy": "canary", "canaryPercent": 10},
+        {"component": component, "version": version, "strategy": "canary", "canaryPercent": 10, "customerIds": HEALTHY},
     )  # fmt: skip
     assert code == 202, body
     upgrade_id = str(body["upgradeId"])
@@ -195,3 +197,37 @@ def test_the_queue_view_shows_executions_by_state(page: Any, console_stack: Stac
     page.goto(f"{console_stack.url}/admin/queues?interval=300#/queue/completed")
     expect()(page.locator("#tab-completed .n")).to_have_text(str(console_stack.get("/api/queue/stats")["completed"]))
     screenshot(page, "queue")
+
+
+def test_a_failed_customer_shows_in_red_with_helms_error(page: Any, console_stack: StackProcess) -> None:
+    """Also the README's screenshot: UPDATE_DOCS_SCREENSHOT=1 copies it to docs/console.png."""
+    code, body = console_stack.request(
+        "POST", "/api/upgrades/deploy",
+        {"component": "api", "version": "v1.3.0", "strategy": "batch", "batchSize": 5, "maxConcurrency": 5,
+         "failureThreshold": {"count": 1}},
+    )  # fmt: skip
+    assert code == 202, body
+    upgrade_id = str(body["upgradeId"])
+    final = console_stack.wait_status(upgrade_id, {"completed_with_failures", "halted", "failed", "completed"})
+    assert final["status"] == "completed_with_failures" and final["failed"] == 1, final
+    failed = console_stack.get(f"/api/upgrades/{upgrade_id}/logs?status=failed")["logs"]
+    assert [e["customer_id"] for e in failed] == [FAILING] and failed[0]["error"]
+
+    open_upgrade(page, console_stack, upgrade_id)
+    expect()(page.locator("#detail-summary .detail-head .status")).to_have_text("completed with failures")
+    assert wave_percents(page) == [100, 100, 100, 100]
+    last_wave = page.locator("#waves .wave").last
+    expect()(last_wave.locator("rect.fail")).to_have_count(1)
+    expect()(last_wave).to_contain_text("4 ok · 1 failed")
+    page.get_by_label("Status").select_option("failed")
+    row = page.locator(f"#customers tbody tr[data-customer='{FAILING}']")
+    row.get_by_role("button", name="Error").click()
+    expect()(page.locator("#customers pre[aria-label='error']")).to_have_text(failed[0]["error"])
+    page.get_by_label("Status").select_option("")  # the last wave's customers, the error still open
+    page.get_by_label("Wave", exact=True).select_option("3")
+    expect()(page.locator("#customers tbody tr[data-customer]")).to_have_count(5)
+    expect()(page.locator("#customers pre[aria-label='error']")).to_be_visible()
+    shot = screenshot(page, "readme")
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT"):
+        shutil.copyfile(shot, ROOT / "docs" / "console.png")
+    assert ARTIFACTS in shot.parents

@@ -328,7 +328,7 @@ function renderUpgradeDetail() {
     ["Requested by", esc(s.requestedBy || "–")],
     ["Strategy", esc(s.strategy) + (params.canaryPercent ? ` ${esc(params.canaryPercent)} %` : "") + (params.batchSize ? ` of ${esc(params.batchSize)}` : "")],
     ["Wave", current ? `${current.wave + 1} of ${esc(s.totalWaves)}` : `– of ${esc(s.totalWaves)}`],
-    ["Customers", `${esc(s.completed)} done · ${esc(s.failed)} failed · ${esc(s.inProgress)} running · ${esc(s.pending)} pending · ${esc(s.skipped)} skipped`],
+    ["Customers", [`${esc(s.completed)} done`, ...[[s.failed, "failed"], [s.inProgress, "running"], [s.pending, "pending"], [s.skipped, "skipped"], [s.rolledBack, "rolled back"]].filter(([n]) => n).map(([n, what]) => `${esc(n)} ${what}`)].join(" · ")],
     ["Created", when(s.createdAt)],
     ["Started", when(s.startedAt)],
     ["Finished", when(s.completedAt)],
@@ -431,8 +431,8 @@ function renderCustomerTable() {
         <td class="num">${e.wave < 0 ? "–" : e.wave + 1}</td>
         <td>${esc(e.operation)}</td>
         <td>${statusBadge(e.status)}${e.waiting_for ? `<br><small class="muted">waits for ${esc(e.waiting_for)}</small>` : ""}${e.left_out ? `<br><small class="muted">${esc(e.left_out)}</small>` : ""}</td>
-        <td>${esc(e.from_version || "?")} → ${esc(e.to_version)}</td>
-        <td>${when(e.started_at)}</td>
+        <td class="nowrap">${esc(e.from_version || "?")} → ${esc(e.to_version)}</td>
+        <td class="nowrap">${when(e.started_at)}</td>
         <td class="num">${e.started_at ? seconds(e.started_at, e.completed_at) : "–"}</td>
         <td>${hasOutput ? `<button class="small" data-toggle="${esc(e.id)}" aria-expanded="${open}" aria-controls="out-${esc(e.id)}">${open ? "Hide" : e.error ? "Error" : "Output"}</button>` : '<span class="muted">–</span>'}</td>
         <td>${canRollBack ? `<button class="small" data-action="rollbackCustomer" data-id="${esc(state.status.upgradeId)}" data-customer="${esc(e.customer_id)}">Roll back…</button>` : ""}</td>
