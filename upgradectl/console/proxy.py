@@ -27,10 +27,10 @@ from typing import Any
 
 from upgradectl import console
 from upgradectl.client import region_from_url, should_sign
+from upgradectl.http_body import read_body
 
 LOGGER = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 6 * 1024 * 1024
 TOKEN_HEADER = "X-Console-Token"  # noqa: S105 - a header name, not a secret
 # Request headers the page may send on; everything else (cookies, the browser's own headers) stays here.
 FORWARDED_HEADERS = ("Accept", "Content-Type", "Idempotency-Key")
@@ -216,11 +216,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if origin and urllib.parse.urlsplit(origin).netloc.lower() != (self.headers.get("Host") or "").lower():
             self._send_json(403, {"error": "CrossOrigin", "message": "cross-origin requests are not signed"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._send_json(413, {"message": f"request body larger than {MAX_BODY_BYTES} bytes"})
+        body = read_body(self)
+        if body is None:
             return
-        body = self.rfile.read(length) if length > 0 else b""
         headers = {k: v for k in FORWARDED_HEADERS if (v := self.headers.get(k))}
         path_and_query = parts.path + (f"?{parts.query}" if parts.query else "")
         status, content_type, data = state.forward(self.command, path_and_query, body, headers)

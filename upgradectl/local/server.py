@@ -31,11 +31,11 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from upgradectl import console
+from upgradectl.http_body import read_body
 from upgradectl.local import functions
 
 LOGGER = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
 STAGE = "local"
 
 
@@ -191,11 +191,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._send_json(404, {"message": f"no route {self.command} {parts.path}"})
             self._log(began, 404 if not allowed else 405)
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._send_json(413, {"message": f"request body larger than {MAX_BODY_BYTES} bytes"})
+        body = read_body(self)
+        if body is None:
             return
-        body = self.rfile.read(length) if length > 0 else b""
         event = build_event(
             route,
             method=self.command,
