@@ -231,3 +231,51 @@ def test_a_failed_customer_shows_in_red_with_helms_error(page: Any, console_stac
     if os.environ.get("UPDATE_DOCS_SCREENSHOT"):
         shutil.copyfile(shot, ROOT / "docs" / "console.png")
     assert ARTIFACTS in shot.parents
+
+
+def test_resume_and_both_rollbacks_go_through_the_api(page: Any, console_stack: StackProcess) -> None:
+    code, body = console_stack.request(
+        "POST", "/api/upgrades/deploy",
+        {"component": "dashboard", "version": "v2.1.0", "strategy": "batch", "batchSize": 10, "maxConcurrency": 10},
+    )  # fmt: skip
+    assert code == 202, body
+    upgrade_id = str(body["upgradeId"])
+    console_stack.wait_status(upgrade_id, {"halted"})  # cust_abc142 fails, nothing is tolerated
+    open_upgrade(page, console_stack, upgrade_id)
+
+    # resume, retrying the failed customer: a second execution, requested by the console's identity
+    page.get_by_role("button", name="Resume…").click()
+    page.get_by_label("Also retry customers whose upgrade failed").check()
+    page.locator("#confirm-ok").click()
+    expect()(page.locator("#detail-summary")).to_contain_text("Resumed (attempt 2)")
+    expect()(page.locator("#activity")).to_contain_text(f"Resume upgrade {upgrade_id}: ")
+    status = console_stack.wait_status(upgrade_id, {"halted"})
+    assert [a["attempt"] for a in status["attempts"]] == [1, 2]
+    assert status["attempts"][1]["requestedBy"].startswith("local:")
+
+    # one customer back, from its row
+    row = page.locator("#customers tbody tr[data-customer='cust_abc123']").first
+    row.get_by_role("button", name="Roll back…").click()
+    expect()(page.locator("#confirm-title")).to_have_text("Roll back cust_abc123?")
+    page.locator("#confirm-ok").click()
+    rollback_row = page.locator("#customers tbody tr[data-customer='cust_abc123']", has_text="rollback")
+    expect()(rollback_row).to_have_count(1)
+
+    def rolled_back() -> bool:
+        rows = console_stack.get(f"/api/upgrades/{upgrade_id}/logs?operation=rollback&customerId=cust_abc123")["logs"]
+        return bool(rows) and rows[0]["status"] == "completed"
+
+    wait_for(rolled_back)
+
+    # then the whole upgrade: every other customer it changed
+    page.get_by_role("button", name="Roll back upgrade…").click()
+    page.get_by_label("Rollbacks at once (optional)").fill("5")
+    page.locator("#confirm-ok").click()
+    expect()(page.locator("#activity")).to_contain_text(f"Roll back upgrade {upgrade_id}: ")
+    final = console_stack.wait_status(upgrade_id, {"rolled_back", "rollback_incomplete"})
+    assert final["status"] == "rolled_back", final
+    expect()(page.locator("#detail-summary .detail-head .status")).to_have_text("rolled back")
+    expect()(page.locator("[data-action='rollbackCustomer']")).to_have_count(0)  # nothing left to roll back
+    activity = page.locator("#activity li")
+    expect()(activity).to_have_count(3)
+    assert all(text.split(" · ")[1].startswith("local:") for text in activity.all_inner_texts())

@@ -421,10 +421,14 @@ function renderCustomerTable() {
   setHTML(form.elements.operation, option("", "any", !f.operation) + operations.map((o) => option(o, o, o === f.operation)).join(""));
   $("#row-count").textContent = `${rows.length} of ${state.logs.length} rows`;
   const readOnly = state.config.readOnly;
+  // upgrade rows already undone (or being undone) by a rollback row: nothing left to roll back there
+  const undone = new Set(
+    state.logs.filter((e) => e.rollback_of && !["failed", "skipped"].includes(e.status)).map((e) => e.rollback_of),
+  );
   const body = rows
     .map((e) => {
       const open = state.openRows.has(e.id);
-      const canRollBack = !readOnly && e.operation === "upgrade" && (e.status === "completed" || (e.status === "failed" && e.version_after && e.version_after !== e.version_before));
+      const canRollBack = !readOnly && e.operation === "upgrade" && !undone.has(e.id) && (e.status === "completed" || (e.status === "failed" && e.version_after && e.version_after !== e.version_before));
       const hasOutput = e.output || e.error;
       const main = `<tr data-customer="${esc(e.customer_id)}" data-status="${esc(e.status)}">
         <th scope="row">${esc(e.customer_id)}</th>
