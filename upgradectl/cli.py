@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 from upgradectl import fleet_cli
 from upgradectl.client import DEFAULT_API_URL, ApiClientError, ApiError, ApiUnreachable, UpgradeApi
+from upgradectl.console import command as console_command
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     abort.add_argument("--wait", action="store_true", help="watch until the upgrade has stopped")
 
     fleet_cli.add_parsers(commands, common)
+    console_command.add_parser(commands, common)
     return parser
 
 
@@ -580,6 +582,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         "resume": cli.resume,
         "customers": lambda a: fleet_cli.run_customers(cli, a),
         "fleet": lambda a: fleet_cli.run_fleet(cli, a, unicode=_unicode_ok(out)),
+        "console": lambda a: console_command.run(a, out=out, err=err),
     }
     try:
         return handlers[command](args)

@@ -14,11 +14,16 @@ def test_continue_releases_the_gate_once(make_customers, fake_workflow, sql):
     upgrade = deploy(strategy="canary", canaryPercent=10)
     uid = upgrade["upgradeId"]
     _await_continue(sql, uid)
+    assert status(uid)[1]["continuedBy"] is None
     code, data = continue_(uid)
     assert code == 200
     assert data == {"message": "Upgrade continuation queued", "upgradeId": uid, "jobId": upgrade["jobId"]}
     assert [token for token, _ in fake_workflow.continued] == ["token-abc"]
-    assert status(uid)[1]["status"] == "in_progress"
+    released = status(uid)[1]
+    assert released["status"] == "in_progress"
+    # who released the gate, and when (the console shows it)
+    assert released["continuedBy"] == fake_workflow.continued[0][1]["continuedBy"] != "unknown"
+    assert released["continuedAt"] is not None
     # a second continue is a 409 and never a second callback
     code, again = continue_(uid)
     assert code == 409 and "not awaiting continue" in again["message"]

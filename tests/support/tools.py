@@ -16,11 +16,23 @@ INSTALL = {
     "curl": "apt-get install -y curl",
     "jq": "apt-get install -y jq",
     "sam": "make setup (installs aws-sam-cli into .venv-sam)",
+    "chromium": "apt-get install -y chromium",
 }
 
 
 def under_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def require_module(name: str, install: str) -> None:
+    """Import `name` (a test dependency); fail under CI, skip elsewhere, naming `install`, if it is missing."""
+    try:
+        __import__(name)
+    except ImportError:
+        message = f"the Python package {name} is not installed (install: {install})"
+        if under_ci():
+            pytest.fail(f"{message}; CI must run every test", pytrace=False)
+        pytest.skip(message)
 
 
 def require_tool(name: str, *candidates: str | None) -> str:

@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from upgradectl import console
+from upgradectl.http_body import read_body
 from upgradectl.local import functions
 
 LOGGER = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
 STAGE = "local"
 
 
@@ -174,6 +175,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         began = time.monotonic()
         parts = urlsplit(self.path)
+        if self.command in ("GET", "HEAD") and console.is_console_path(parts.path):
+            self._send_console(parts.path)
+            self._log(began, 200)
+            return
         route, params, allowed = match_route(self.command, parts.path)
         if route is None:
             if allowed:
@@ -186,11 +191,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._send_json(404, {"message": f"no route {self.command} {parts.path}"})
             self._log(began, 404 if not allowed else 405)
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._send_json(413, {"message": f"request body larger than {MAX_BODY_BYTES} bytes"})
+        body = read_body(self)
+        if body is None:
             return
-        body = self.rfile.read(length) if length > 0 else b""
         event = build_event(
             route,
             method=self.command,
@@ -212,6 +215,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self._send_proxy_response(response)
         self._log(began, int(response.get("statusCode", 502)) if isinstance(response, dict) else 502)
+
+    def _send_console(self, path: str) -> None:
+        """The web console (`/admin/queues`, `/`), its files, and its configuration: the local identity."""
+        if path == console.CONFIG_PATH:
+            config = {"mode": "local", "identity": self.server.identity, "readOnly": False, "token": None}
+            data, content_type = json.dumps(config).encode("utf-8"), "application/json"
+        else:
+            found = console.asset(path)
+            assert found is not None  # is_console_path said so
+            data, content_type = found.body, found.content_type
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        for key, value in console.SECURITY_HEADERS.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def _send_proxy_response(self, response: Any) -> None:
         if not isinstance(response, dict) or "statusCode" not in response:

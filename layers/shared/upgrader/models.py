@@ -281,6 +281,10 @@ class StatusResponse(BaseModel):
     gate: str | None = Field(description="approval (canary, waiting for /continue) or bake (timed), when waiting")
     gateUntil: str | None = Field(description="when the bake ends")  # noqa: N815
     attempts: list[Attempt] = Field(description="the upgrade's executions: the first, then one per resume")
+    continuedBy: str | None = Field(  # noqa: N815
+        default=None, description="who released the canary gate (POST /continue), once someone did"
+    )
+    continuedAt: str | None = Field(default=None, description="when the canary gate was released")  # noqa: N815
     leftOut: dict[str, int] = Field(  # noqa: N815
         default_factory=dict,
         description="customers the deploy left out and recorded as skipped, by reason (already_at_version, pinned)",

@@ -277,6 +277,8 @@ def get_status(upgrade_id: int, *, repo: UpgradeRepository) -> StatusResponse:
         gate=upgrade["gate"],
         gateUntil=iso(upgrade["gate_until"]),
         attempts=attempts,
+        continuedBy=upgrade.get("continued_by"),
+        continuedAt=iso(upgrade.get("continued_at")),
         leftOut={k.removeprefix("left_out:"): n for k, n in counts.items() if k.startswith("left_out:")},
     )
 
