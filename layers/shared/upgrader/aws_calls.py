@@ -140,6 +140,16 @@ AWS_CALLS: tuple[AwsCall, ...] = (
         ),
         when=_always,
     ),
+    # EventBridge: the lifecycle events' custom bus (upgrader.publisher, the publish_events function)
+    AwsCall(
+        "upgrader.publisher.EventBridgeChannel.send",
+        "put_events",
+        "events:PutEvents",
+        resource=lambda settings, where: (
+            f"arn:{where.partition}:events:{where.region}:{where.account_id}:event-bus/{settings.event_bus_name}"
+        ),
+        when=_always,
+    ),
     # Lambda: a sync requested through the API runs in the sync function (upgrader.sync_launcher)
     AwsCall(
         "upgrader.sync_launcher.LambdaSyncLauncher.launch",

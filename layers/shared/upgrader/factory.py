@@ -11,6 +11,7 @@ from upgrader.discovery import DiscoveryRules, FleetReader
 from upgrader.idempotency import IdempotencyRepository
 from upgrader.inventory import InventoryRepository
 from upgrader.leases import LeaseRepository
+from upgrader.publisher import EventBridgeChannel, OutboxRepository
 from upgrader.reconciliation import ReconcileRepository
 from upgrader.repository import RunRepository, UpgradeRepository
 from upgrader.resumes import ResumeRepository
@@ -109,6 +110,18 @@ def cluster() -> ClusterGateway:
 
 
 @lru_cache(maxsize=1)
+def outbox() -> OutboxRepository:
+    return OutboxRepository(database())
+
+
+@lru_cache(maxsize=1)
+def event_channel() -> EventBridgeChannel:
+    settings = get_settings()
+    settings.require("event_bus_name")
+    return EventBridgeChannel(aws_client("events", settings), str(settings.event_bus_name))
+
+
+@lru_cache(maxsize=1)
 def workflow() -> StepFunctionsGateway:
     settings = get_settings()
     settings.require("upgrade_state_machine_arn")
@@ -131,7 +144,7 @@ def reset() -> None:
     if database.cache_info().currsize:
         database().close()
     for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, workflow, s3_client,
-                   inventory, syncs, idempotency, discovery_rules, sync_launcher, get_settings):  # fmt: skip
+                   inventory, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, get_settings):  # fmt: skip
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()
