@@ -75,6 +75,7 @@ ROUTES: tuple[Route, ...] = (
 )
 
 Invoker = Callable[[str, dict[str, Any], int], Any]
+Page = Callable[[], tuple[str, bytes]]  # (content type, body)
 
 
 def match_route(method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
@@ -174,6 +175,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         began = time.monotonic()
         parts = urlsplit(self.path)
+        page = self.server.pages.get(parts.path)
+        if page is not None and self.command in ("GET", "HEAD"):
+            self._send_page(page)
+            self._log(began, 200)
+            return
         route, params, allowed = match_route(self.command, parts.path)
         if route is None:
             if allowed:
@@ -234,6 +240,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def _send_page(self, page: Page) -> None:
+        """A local-only page (GET /metrics): not an API route, not in the template."""
+        try:
+            content_type, data = page()
+        except Exception:  # noqa: BLE001 - a broken page answers 500 and says why in the log
+            LOGGER.error("page %s failed:\n%s", self.path, traceback.format_exc())
+            self._send_json(500, {"message": "Internal server error"})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
     def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode("utf-8")
         self.send_response(status)
@@ -268,8 +289,10 @@ class LocalApiServer(socketserver.TCPServer):
         identity: str | None = None,
         access_log: bool = True,
         on_worker_exit: Callable[[], None] | None = None,
+        pages: dict[str, Page] | None = None,
     ) -> None:
         super().__init__(address, _Handler)
+        self.pages: dict[str, Page] = dict(pages or {})
         self.invoker: Invoker = invoker or functions.invoke
         self.identity = identity or local_identity()
         self.access_log = access_log
