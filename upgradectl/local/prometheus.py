@@ -10,12 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from upgrader import metrics
 from upgrader.db import Database
 from upgrader.publisher import OutboxEvent
+
+disable_created_metrics()  # no `_created` series: counters and histograms as Prometheus users expect them
 
 # Every metric name /metrics exposes (families; counters get a `_total` sample, histograms `_bucket`,
 # `_sum`, `_count`). The dashboards test checks each panel queries one of them.

@@ -150,6 +150,15 @@ AWS_CALLS: tuple[AwsCall, ...] = (
         ),
         when=_always,
     ),
+    # Secrets Manager: the Slack bot token (upgrader.factory.slack_channel, the notify_slack function)
+    AwsCall(
+        "upgrader.slack.read_bot_token",
+        "get_secret_value",
+        "secretsmanager:GetSecretValue",
+        # the secret's full ARN: the name given, then the 6 characters Secrets Manager appends
+        resource=lambda settings, _: f"{settings.slack_token_secret_arn}-AbC123",
+        when=lambda settings: bool(settings.slack_channel),
+    ),
     # Lambda: a sync requested through the API runs in the sync function (upgrader.sync_launcher)
     AwsCall(
         "upgrader.sync_launcher.LambdaSyncLauncher.launch",

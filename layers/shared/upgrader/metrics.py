@@ -41,6 +41,19 @@ EMF_METRICS: dict[str, str] = {
     EVENTS_PUBLISHED: "Count",
 }
 
+# The dimension sets each metric is emitted with (besides `service`); () = fleet-wide.
+EMF_DIMENSIONS: dict[str, tuple[tuple[str, ...], ...]] = {
+    CUSTOMERS_BY_OUTCOME: (("component", "strategy", "outcome"),),
+    HELM_DURATION: (("component", "strategy"),),
+    BUDGET_CONSUMED: (("component", "strategy"), ()),
+    GATE_WAIT: (("component", "strategy"),),
+    RECONCILIATIONS: (("component",), ()),
+    UPGRADES_BY_OUTCOME: (("component", "strategy", "outcome"),),
+    UPGRADES_HALTED: (("component",), ()),
+    RUNS_WITHOUT_PROGRESS: (("component",), ()),
+    EVENTS_PUBLISHED: (("detailType",),),
+}
+
 _CUSTOMER_OUTCOMES = {
     events.CUSTOMER_UPGRADED: "completed",
     events.CUSTOMER_FAILED: "failed",

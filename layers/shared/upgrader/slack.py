@@ -271,3 +271,29 @@ class SlackChannel:
 
 def _hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_bot_token(client: Any, secret_arn: str) -> str:
+    """The bot token from Secrets Manager: the secret's string, or its `token` / `botToken` key when JSON."""
+    text = str(client.get_secret_value(SecretId=secret_arn)["SecretString"]).strip()
+    if text.startswith("{"):
+        data = json.loads(text)
+        return str(data.get("token") or data.get("botToken") or "")
+    return text
+
+
+def event_from_envelope(envelope: dict[str, Any]) -> OutboxEvent:
+    """An event as EventBridge delivers it to a target, back in the shape the channels take."""
+    from datetime import datetime
+
+    detail = dict(envelope.get("detail") or {})
+    common = {key: detail.pop(key, None) for key in ("eventId", "eventKey", "severity", "component", "occurredAt")}
+    upgrade = detail.get("upgrade") or {}
+    customer = detail.get("customer") or {}
+    stamp = str(common["occurredAt"] or envelope.get("time") or "1970-01-01T00:00:00Z").replace("Z", "")
+    return OutboxEvent(
+        id=int(common["eventId"] or 0), key=str(common["eventKey"] or ""), detail_type=str(envelope["detail-type"]),
+        severity=str(common["severity"] or "info"), component=common["component"],
+        upgrade_id=int(upgrade["upgradeId"]) if upgrade.get("upgradeId") else None,
+        customer_id=customer.get("customerId"), detail=detail, created_at=datetime.fromisoformat(stamp),
+    )  # fmt: skip
