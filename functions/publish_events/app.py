@@ -1,5 +1,7 @@
 """The outbox publisher: every minute (EventBridge Scheduler), drain the event outbox to the custom bus.
 
+Before each drain, the customer notices that are due (NOTICE_LEAD_MINUTES before a planned start) are written.
+
 It keeps draining for PUBLISH_DRAIN_SECONDS (one invocation at a time: reserved concurrency 1), so an
 event reaches the bus seconds after the change that caused it. Each published event also becomes
 CloudWatch metrics (EMF), and each invocation reports the runs that make no progress.
@@ -27,7 +29,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     def observe(sent: list[publisher.OutboxEvent]) -> None:
         metrics.emit_emf((o for e in sent for o in metrics.observations(e)), service=service)
 
-    result = publisher.drain_for(factory.outbox(), [factory.event_channel()], seconds=seconds, on_sent=observe)
+    lead = settings.notice_lead_minutes * 60
+    result = publisher.drain_for(factory.outbox(), [factory.event_channel()], seconds=seconds, on_sent=observe,
+                                 before_each=lambda: factory.notices().upcoming(lead))  # fmt: skip
     stuck = metrics.runs_without_progress(factory.database(), settings.no_progress_minutes)
     metrics.emit_emf(
         [metrics.Observation(metrics.RUNS_WITHOUT_PROGRESS, float(n), {"component": c}) for c, n in stuck.items()]

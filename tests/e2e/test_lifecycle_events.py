@@ -91,6 +91,7 @@ def test_a_canary_tells_every_step_once_in_order(hooked, make_customers, webhook
     assert sorted(d["customer"]["customerId"] for d in by_type[events.CUSTOMER_UPGRADED]) == [
         f"cust_{i:04d}" for i in range(1, 11)]  # fmt: skip
     assert len(by_type[events.NOTICE_DONE]) == 10
+    assert len(by_type[events.NOTICE_UPCOMING]) == 10  # no windows: each told as its wave is reached
     continued = by_type[events.GATE_CONTINUED][0]
     assert continued["gate"]["continuedBy"] and continued["gate"]["waitedSeconds"] >= 0
     finished = by_type[events.UPGRADE_FINISHED][0]

@@ -112,8 +112,10 @@ class LocalEventPublisher:
     """A thread draining the outbox to the channels every `interval` seconds (and at stop, once more)."""
 
     def __init__(self, outbox: OutboxRepository, channels: Sequence[Channel], *, interval: float = 0.2,
-                 on_sent: Callable[[list[OutboxEvent]], None] | None = None) -> None:  # fmt: skip
+                 on_sent: Callable[[list[OutboxEvent]], None] | None = None,
+                 before_each: Callable[[], object] | None = None) -> None:  # fmt: skip
         self.channels = [BackoffChannel(c) for c in channels]
+        self._before_each = before_each
         self._outbox = outbox
         self._interval = interval
         self._on_sent = on_sent
@@ -126,7 +128,9 @@ class LocalEventPublisher:
         return self
 
     def publish(self) -> dict[str, Any]:
-        """One drain, here and now."""
+        """One drain, here and now (after writing the customer notices that are due)."""
+        if self._before_each is not None:
+            self._before_each()
         return drain(self._outbox, self.channels, on_sent=self._on_sent).as_dict()
 
     def _run(self) -> None:

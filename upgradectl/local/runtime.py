@@ -106,7 +106,9 @@ class LocalRuntime:
             factory.reset()
             factory.aws_client("events", get_settings()).create_event_bus(Name=EVENT_BUS)
             self.publisher = LocalEventPublisher(factory.outbox(), [factory.event_channel(), *self.event_channels],
-                                                 interval=self.publish_seconds or 0.2, on_sent=self.on_events_sent)  # fmt: skip
+                                                 interval=self.publish_seconds or 0.2, on_sent=self.on_events_sent,
+                                                 before_each=lambda: factory.notices().upcoming(
+                                                     get_settings().notice_lead_minutes * 60))  # fmt: skip
             if self.publish_seconds:
                 self.publisher.start()
         except BaseException:

@@ -11,6 +11,7 @@ from upgrader.discovery import DiscoveryRules, FleetReader
 from upgrader.idempotency import IdempotencyRepository
 from upgrader.inventory import InventoryRepository
 from upgrader.leases import LeaseRepository
+from upgrader.notices import NoticeRepository
 from upgrader.publisher import EventBridgeChannel, OutboxRepository
 from upgrader.reconciliation import ReconcileRepository
 from upgrader.repository import RunRepository, UpgradeRepository
@@ -118,6 +119,11 @@ def outbox() -> OutboxRepository:
 
 
 @lru_cache(maxsize=1)
+def notices() -> NoticeRepository:
+    return NoticeRepository(database())
+
+
+@lru_cache(maxsize=1)
 def event_channel() -> EventBridgeChannel:
     settings = get_settings()
     settings.require("event_bus_name")
@@ -162,7 +168,7 @@ def reset() -> None:
     if database.cache_info().currsize:
         database().close()
     for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, workflow, s3_client,
-                   inventory, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, slack_channel, get_settings):  # fmt: skip
+                   inventory, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, slack_channel, notices, get_settings):  # fmt: skip
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()

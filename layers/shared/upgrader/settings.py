@@ -73,6 +73,8 @@ class Settings(BaseModel):
     powertools_service_name: str = "customer-upgrades"  # the `service` dimension of every metric
     publish_drain_seconds: int = Field(default=50, ge=0, le=840)
     no_progress_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
+    # Customer notices (upgrader.notices): how long before a customer's planned start it is told.
+    notice_lead_minutes: int = Field(default=60, ge=0, le=30 * 24 * 60)
     # Team notifications (upgrader.slack): the bot token's secret, the channel, the Web API's base URL
     # (a local stand-in in tests), links in messages, at most one message update per upgrade this often.
     slack_token_secret_arn: str | None = None
