@@ -67,8 +67,10 @@ def test_every_event_reaches_the_webhook_once_and_slack_keeps_one_message(events
         def recorded() -> list[int]:
             return [r[0] for r in conn.execute("SELECT id FROM event_outbox ORDER BY id").fetchall()]
 
-        _wait(lambda: conn.execute("SELECT count(*) FROM event_outbox WHERE sent_at IS NULL").fetchone()[0] == 0
-              and len(hook.bodies("/events")) >= len(recorded()))  # fmt: skip
+        def unsent() -> int:
+            return len(conn.execute("SELECT id FROM event_outbox WHERE sent_at IS NULL").fetchall())
+
+        _wait(lambda: unsent() == 0 and len(hook.bodies("/events")) >= len(recorded()))
         ids = [int(b["detail"]["eventId"]) for b in hook.bodies("/events")]
         assert sorted(ids) == recorded() and len(ids) == len(set(ids))
     types = [b["detail-type"] for b in hook.bodies("/events")]

@@ -24,8 +24,9 @@ def main() -> None:
         def do_POST(self) -> None:  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             detail = body.get("detail") or {}
-            if detail.get("eventId") not in seen:
-                seen.add(detail.get("eventId"))
+            event_id = str(detail.get("eventId"))
+            if event_id not in seen:
+                seen.add(event_id)
                 if args.json:
                     print(json.dumps(body), flush=True)
                 else:
