@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from upgradectl.local.server import write_json
+
 Reply = Callable[[str, dict[str, Any], dict[str, str]], tuple[int, dict[str, Any]]]
 
 
@@ -30,12 +32,7 @@ class Receiver:
                     status, answer = outer.reply(self.path, body, headers)
                     if status < 300:
                         outer.requests.append((self.path, body, headers, time.monotonic()))
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                write_json(self, status, answer)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass

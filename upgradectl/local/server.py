@@ -152,6 +152,20 @@ def build_event(
     }
 
 
+def write_json(handler: http.server.BaseHTTPRequestHandler, status: int, body: Any,
+               headers: dict[str, str] | None = None) -> None:  # fmt: skip
+    """Answer a request with a JSON body (the local servers and stand-ins share it)."""
+    data = json.dumps(body).encode("utf-8")
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(data)
+
+
 def local_identity() -> str:
     try:
         user = getpass.getuser()
@@ -256,15 +270,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        write_json(self, status, body, headers)
 
     def _log(self, began: float, status: int) -> None:
         if self.server.access_log:

@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any
 
+from upgradectl.local.server import write_json
+
 
 class SlackStandIn:
     def __init__(self, *, token: str = "xoxb-local", host: str = "127.0.0.1", port: int = 0) -> None:  # noqa: S107 - a stand-in's token
@@ -41,12 +43,7 @@ class SlackStandIn:
                 self._send({"ok": True, "messages": outer.snapshot(), "problems": outer.problems})
 
             def _send(self, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(200)  # Slack answers errors with 200 and ok: false
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                write_json(self, 200, body)  # Slack answers errors with 200 and ok: false
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
