@@ -8,7 +8,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup run test test-fast lint format typecheck validate build openapi bench bench-large bench-throughput clean postgres rds-ca-bundle
+.PHONY: setup run test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput clean postgres rds-ca-bundle
 
 $(STAMP): requirements-dev.txt constraints.txt layers/shared/requirements.txt layers/kubernetes/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,9 @@ build: $(SAM_STAMP)
 
 openapi: $(STAMP)  ## regenerate docs/openapi.json from the code
 	$(BIN)/python -m upgradectl.openapi > docs/openapi.json
+
+event-schemas: $(STAMP)  ## regenerate the lifecycle events' JSON Schemas under docs/events/
+	$(BIN)/python -m upgradectl.event_schemas docs/events
 
 rds-ca-bundle: $(STAMP)  ## regenerate the Amazon RDS / RDS Proxy CA bundle of the Shared layer (needs npm, node)
 	$(BIN)/python scripts/update-rds-ca-bundle.py

@@ -195,8 +195,43 @@ class Scenario:
         return grants
 
 
+GRANTING_TYPES = ("AWS::Lambda::Function", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+
+
 def condition_parameters(template: dict[str, Any]) -> list[str]:
-    """Parameters some Condition depends on: they decide which grants exist."""
+    """Parameters the Conditions of functions and their IAM roles and policies depend on: they decide which
+    grants exist and what each function's environment says. (Conditions of other resources, such as
+    the notification rules and subscriptions, decide no grant of a function.)"""
+    conditions = template.get("Conditions", {})
+    used: set[str] = set()
+
+    def conditions_in(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "Fn::If" and isinstance(item, list) and item and isinstance(item[0], str):
+                    add(item[0])
+                if key == "Condition" and isinstance(item, str):
+                    add(item)
+                conditions_in(item)
+        elif isinstance(value, list):
+            for item in value:
+                conditions_in(item)
+
+    def add(name: str) -> None:
+        if name in conditions and name not in used:
+            used.add(name)
+            conditions_in(conditions[name])
+
+    resources = template.get("Resources", {})
+    roles = {
+        r["Properties"]["Role"]["Fn::GetAtt"][0]
+        for r in resources.values()
+        if r.get("Type") == "AWS::Lambda::Function" and isinstance(r["Properties"].get("Role"), dict)
+        and "Fn::GetAtt" in r["Properties"]["Role"]
+    }  # fmt: skip
+    for name, resource in resources.items():
+        if resource.get("Type") in GRANTING_TYPES or name in roles:  # functions' own roles, not EventBridge's
+            conditions_in(resource)
     found: set[str] = set()
 
     def walk(value: Any) -> None:
@@ -209,7 +244,7 @@ def condition_parameters(template: dict[str, Any]) -> list[str]:
             for item in value:
                 walk(item)
 
-    walk(template.get("Conditions", {}))
+    walk([conditions[name] for name in sorted(used)])
     return sorted(found)
 
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from upgradectl.local.functions import API_FUNCTIONS, ROOT
 
@@ -74,6 +75,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sync-seconds", type=float, default=60.0,
                         help="how often the inventory is synced with the cluster (default 60; 0: only at start-up "
                              "and on POST /api/customers/sync)")  # fmt: skip
+    parser.add_argument("--webhook", metavar="URL", default=None,
+                        help="POST every lifecycle event there as JSON (EventBridge's event shape), in order, "
+                             "retried with backoff until taken (2xx)")  # fmt: skip
+    parser.add_argument("--slack-api", metavar="URL", default=None,
+                        help="Slack Web API base URL for the team notifications (a local stand-in: "
+                             "python -m upgradectl.local.slack_standin); token from $SLACK_BOT_TOKEN")  # fmt: skip
+    parser.add_argument("--slack-channel", default="#upgrades", help="Slack channel of the notifications")
     parser.add_argument("--verbose", action="store_true", help="show the handlers' own (JSON) logs")
     parser.add_argument("--quiet", action="store_true", help="no access log lines")
     args = parser.parse_args(argv)
@@ -88,6 +96,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--port must be 0..65535")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    for flag, url in (("--webhook", args.webhook), ("--slack-api", args.slack_api)):
+        if url is not None and not (urlsplit(url).scheme in ("http", "https") and urlsplit(url).netloc):
+            parser.error(f"{flag} must be an http:// or https:// URL, got {url!r}")
     return args
 
 
@@ -177,6 +188,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
 
     from upgradectl.local import seed
     from upgradectl.local.postgres import LocalPostgres, PostgresUnavailable
+    from upgradectl.local.prometheus import LocalMetrics
     from upgradectl.local.runtime import LocalRuntime
     from upgradectl.local.server import LocalApiServer
 
@@ -242,12 +254,16 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
 
     # Step Functions (moto, executing the real ASL) + worker handlers
     mark = time.monotonic()
+    local_metrics = LocalMetrics(factory.database)
+    channels, events_line = _event_channels(args, base_hint=f"http://localhost:{server.port}")
     runtime = LocalRuntime(
         database_url=database_url, kube_api_url=kube_api_url, kube_token_file=kube_token_file,
         poll_seconds=args.poll_seconds, extra_env=extra_env, sweep_seconds=args.sweep_seconds,
-        sync_seconds=args.sync_seconds or None,
+        sync_seconds=args.sync_seconds or None, publish_seconds=0.2, event_channels=channels,
+        on_events_sent=local_metrics.observe,
     )  # fmt: skip
     runtime.start()
+    server.pages["/metrics"] = local_metrics.render
     stack.callback(runtime.stop, process_exits=True)
     timings["stepfunctions"] = time.monotonic() - mark
 
@@ -297,6 +313,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
             f" (JOB_POLL_SECONDS={args.poll_seconds}); reconciler sweep every {args.sweep_seconds:g} s",
             f"  Cluster         {cluster_line}",
             f"  Customers       {seeded_line}",
+            f"  Events          {events_line}; Prometheus metrics at {base}/metrics",
             f"  Started in {time.monotonic() - began:.1f} s ({parts}).",
             f"  Try:  curl -X POST {base}/api/upgrades/deploy -H 'Content-Type: application/json' "
             """-d '{"component":"api","version":"v1.2.0","strategy":"canary","canaryPercent":10}'""",
@@ -304,6 +321,25 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
             f"  Stop: Ctrl-C (or kill -TERM {os.getpid()})",
         ]
     )
+
+
+def _event_channels(args: argparse.Namespace, base_hint: str) -> tuple[list[Any], str]:
+    """The channels the local publisher feeds besides the (moto) EventBridge bus, and the banner's words."""
+    from upgradectl.local.events import WebhookChannel
+
+    channels: list[Any] = []
+    where = ["outbox -> EventBridge bus customer-upgrades-events (moto)"]
+    if args.webhook:
+        channels.append(WebhookChannel(args.webhook))
+        where.append(f"webhook POST {args.webhook}")
+    if args.slack_api:
+        from upgradectl.local.slack import local_slack_channel
+
+        channels.append(local_slack_channel(args.slack_api, args.slack_channel, base_hint))
+        where.append(f"Slack {args.slack_channel} via {args.slack_api}")
+    if len(where) == 1:
+        where.append("no webhook (--webhook URL sends every event there)")
+    return channels, ", ".join(where)
 
 
 def _kubeconfig_path(given: str) -> Path:

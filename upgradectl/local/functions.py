@@ -21,7 +21,7 @@ WORKER_FUNCTIONS = (
 )  # fmt: skip
 
 # Not state machine tasks: run on a schedule / on execution events (EventBridge in AWS, a thread locally).
-BACKGROUND_FUNCTIONS = ("reconcile_runs", "sync_customers")
+BACKGROUND_FUNCTIONS = ("reconcile_runs", "sync_customers", "publish_events", "notify_slack")
 
 _modules: dict[tuple[str, int], ModuleType] = {}
 _lock = threading.Lock()

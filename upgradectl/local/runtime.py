@@ -8,14 +8,18 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from upgrader.publisher import Channel, OutboxEvent
+
 from upgradectl.local.engine import LocalStepFunctions
+from upgradectl.local.events import LocalEventPublisher
 from upgradectl.local.functions import STATEMACHINE, WORKER_FUNCTIONS, FakeContext, load_function
 
 SYNC_FUNCTION = "sync_customers"
+EVENT_BUS = "customer-upgrades-events"
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,6 +39,9 @@ class LocalRuntime:
         sweep_seconds: float | None = None,
         sweep_min_age_seconds: int = 30,
         sync_seconds: float | None = None,
+        publish_seconds: float | None = None,
+        event_channels: Sequence[Channel] = (),
+        on_events_sent: Callable[[list[OutboxEvent]], None] | None = None,
     ) -> None:
         self.database_url = database_url
         self.kube_api_url = kube_api_url
@@ -54,6 +61,12 @@ class LocalRuntime:
         # The inventory sync's schedule (EventBridge Scheduler in AWS): None = only `sync()` or the API.
         self.sync_seconds = sync_seconds
         self._syncer: threading.Thread | None = None
+        # The outbox publisher (publish_events on a schedule in AWS): None = only when `publish()` is called.
+        # It drains to the (moto) EventBridge bus and to these channels (webhook, Slack, metrics).
+        self.publish_seconds = publish_seconds
+        self.event_channels = list(event_channels)
+        self.on_events_sent = on_events_sent
+        self.publisher: LocalEventPublisher | None = None
 
     def __enter__(self) -> LocalRuntime:
         return self.start()
@@ -65,6 +78,7 @@ class LocalRuntime:
 
     def start(self) -> LocalRuntime:
         from upgrader import factory
+        from upgrader.settings import get_settings
 
         # The workers, and the sync function that POST /api/customers/sync invokes asynchronously.
         handlers = {name: load_function(name).lambda_handler for name in (*WORKER_FUNCTIONS, SYNC_FUNCTION)}
@@ -85,10 +99,18 @@ class LocalRuntime:
                     "JOB_POLL_SECONDS": str(self.poll_seconds),
                     "SYNC_FUNCTION_NAME": SYNC_FUNCTION,
                     "POWERTOOLS_SERVICE_NAME": "customer-upgrades",
+                    "EVENT_BUS_NAME": EVENT_BUS,
                     **self.extra_env,
                 }
             )
             factory.reset()
+            factory.aws_client("events", get_settings()).create_event_bus(Name=EVENT_BUS)
+            self.publisher = LocalEventPublisher(factory.outbox(), [factory.event_channel(), *self.event_channels],
+                                                 interval=self.publish_seconds or 0.2, on_sent=self.on_events_sent,
+                                                 before_each=lambda: factory.notices().upcoming(
+                                                     get_settings().notice_lead_minutes * 60))  # fmt: skip
+            if self.publish_seconds:
+                self.publisher.start()
         except BaseException:
             self.stop()
             raise
@@ -114,6 +136,11 @@ class LocalRuntime:
             except Exception:  # noqa: BLE001 - the next one tries again, as the schedule would
                 LOGGER.warning("inventory sync failed", exc_info=True)
 
+    def publish(self) -> dict[str, Any]:
+        """One drain of the event outbox, here and now (what the scheduled publish_events does in AWS)."""
+        assert self.publisher is not None
+        return self.publisher.publish()
+
     def sweep(self, min_age_seconds: int = 0) -> dict[str, Any]:
         """One run of the reconciler's sweep (what EventBridge Scheduler triggers in AWS)."""
         handler = load_function("reconcile_runs").lambda_handler
@@ -132,6 +159,9 @@ class LocalRuntime:
         from upgrader import factory
 
         self._stop_sweeping.set()
+        if self.publisher is not None:
+            self.publisher.stop()
+            self.publisher = None
         for thread in (self._sweeper, self._syncer):
             if thread is not None:
                 thread.join(timeout=30)

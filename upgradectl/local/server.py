@@ -76,6 +76,7 @@ ROUTES: tuple[Route, ...] = (
 )
 
 Invoker = Callable[[str, dict[str, Any], int], Any]
+Page = Callable[[], tuple[str, bytes]]  # (content type, body)
 
 
 def match_route(method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
@@ -152,6 +153,20 @@ def build_event(
     }
 
 
+def write_json(handler: http.server.BaseHTTPRequestHandler, status: int, body: Any,
+               headers: dict[str, str] | None = None) -> None:  # fmt: skip
+    """Answer a request with a JSON body (the local servers and stand-ins share it)."""
+    data = json.dumps(body).encode("utf-8")
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(data)
+
+
 def local_identity() -> str:
     try:
         user = getpass.getuser()
@@ -177,6 +192,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if self.command in ("GET", "HEAD") and console.is_console_path(parts.path):
             self._send_console(parts.path)
+            self._log(began, 200)
+            return
+        page = self.server.pages.get(parts.path)
+        if page is not None and self.command in ("GET", "HEAD"):
+            self._send_page(page)
             self._log(began, 200)
             return
         route, params, allowed = match_route(self.command, parts.path)
@@ -255,16 +275,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
+    def _send_page(self, page: Page) -> None:
+        """A local-only page (GET /metrics): not an API route, not in the template."""
+        try:
+            content_type, data = page()
+        except Exception:  # noqa: BLE001 - a broken page answers 500 and says why in the log
+            LOGGER.error("page %s failed:\n%s", self.path, traceback.format_exc())
+            self._send_json(500, {"message": "Internal server error"})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+    def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        write_json(self, status, body, headers)
 
     def _log(self, began: float, status: int) -> None:
         if self.server.access_log:
@@ -289,8 +316,10 @@ class LocalApiServer(socketserver.TCPServer):
         identity: str | None = None,
         access_log: bool = True,
         on_worker_exit: Callable[[], None] | None = None,
+        pages: dict[str, Page] | None = None,
     ) -> None:
         super().__init__(address, _Handler)
+        self.pages: dict[str, Page] = dict(pages or {})
         self.invoker: Invoker = invoker or functions.invoke
         self.identity = identity or local_identity()
         self.access_log = access_log

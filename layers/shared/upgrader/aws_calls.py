@@ -140,6 +140,25 @@ AWS_CALLS: tuple[AwsCall, ...] = (
         ),
         when=_always,
     ),
+    # EventBridge: the lifecycle events' custom bus (upgrader.publisher, the publish_events function)
+    AwsCall(
+        "upgrader.publisher.EventBridgeChannel.send",
+        "put_events",
+        "events:PutEvents",
+        resource=lambda settings, where: (
+            f"arn:{where.partition}:events:{where.region}:{where.account_id}:event-bus/{settings.event_bus_name}"
+        ),
+        when=_always,
+    ),
+    # Secrets Manager: the Slack bot token (upgrader.factory.slack_channel, the notify_slack function)
+    AwsCall(
+        "upgrader.slack.read_bot_token",
+        "get_secret_value",
+        "secretsmanager:GetSecretValue",
+        # the secret's full ARN: the name given, then the 6 characters Secrets Manager appends
+        resource=lambda settings, _: f"{settings.slack_token_secret_arn}-AbC123",
+        when=lambda settings: bool(settings.slack_channel),
+    ),
     # Lambda: a sync requested through the API runs in the sync function (upgrader.sync_launcher)
     AwsCall(
         "upgrader.sync_launcher.LambdaSyncLauncher.launch",

@@ -144,3 +144,7 @@ class ReleaseBusy(PermanentError):
 
 def http_status(exc: Exception) -> int:
     return exc.http_status if isinstance(exc, UpgradeError) else 500
+
+
+class NotificationFailed(TransientError):
+    """A notification channel (Slack) did not take an event; it is delivered again later."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from upgrader.cluster.types import ClusterGateway
 from upgrader.db import Database, database_for
@@ -11,6 +11,8 @@ from upgrader.discovery import DiscoveryRules, FleetReader
 from upgrader.idempotency import IdempotencyRepository
 from upgrader.inventory import InventoryRepository
 from upgrader.leases import LeaseRepository
+from upgrader.notices import NoticeRepository
+from upgrader.publisher import EventBridgeChannel, OutboxRepository
 from upgrader.reconciliation import ReconcileRepository
 from upgrader.repository import RunRepository, UpgradeRepository
 from upgrader.resumes import ResumeRepository
@@ -19,6 +21,9 @@ from upgrader.settings import Settings, get_settings
 from upgrader.sync_launcher import LambdaSyncLauncher
 from upgrader.syncs import SyncRepository
 from upgrader.workflow import StepFunctionsGateway
+
+if TYPE_CHECKING:
+    from upgrader.slack import SlackChannel
 
 
 @lru_cache(maxsize=1)
@@ -109,6 +114,38 @@ def cluster() -> ClusterGateway:
 
 
 @lru_cache(maxsize=1)
+def outbox() -> OutboxRepository:
+    return OutboxRepository(database())
+
+
+@lru_cache(maxsize=1)
+def notices() -> NoticeRepository:
+    return NoticeRepository(database())
+
+
+@lru_cache(maxsize=1)
+def event_channel() -> EventBridgeChannel:
+    settings = get_settings()
+    settings.require("event_bus_name")
+    return EventBridgeChannel(aws_client("events", settings), str(settings.event_bus_name))
+
+
+@lru_cache(maxsize=1)
+def slack_channel() -> SlackChannel:
+    """Slack, as the settings describe it: the bot token read once per cold start from Secrets Manager."""
+    from upgrader.slack import Links, SlackChannel, SlackWebApi, read_bot_token
+
+    settings = get_settings()
+    settings.require("slack_token_secret_arn", "slack_channel")
+    token = read_bot_token(aws_client("secretsmanager", settings), str(settings.slack_token_secret_arn))
+    links = Links(api_base_url=settings.api_base_url, state_machine_arn=settings.upgrade_state_machine_arn,
+                  region=settings.aws_region)  # fmt: skip
+    return SlackChannel(api=SlackWebApi(settings.slack_api_url, lambda: token), database=database,
+                        channel=str(settings.slack_channel), links=links, min_interval=settings.slack_min_update_seconds,
+                        components=settings.notify_components, severities=settings.notify_severities)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
 def workflow() -> StepFunctionsGateway:
     settings = get_settings()
     settings.require("upgrade_state_machine_arn")
@@ -131,7 +168,7 @@ def reset() -> None:
     if database.cache_info().currsize:
         database().close()
     for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, workflow, s3_client,
-                   inventory, syncs, idempotency, discovery_rules, sync_launcher, get_settings):  # fmt: skip
+                   inventory, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, slack_channel, notices, get_settings):  # fmt: skip
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()

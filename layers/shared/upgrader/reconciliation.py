@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from upgrader import events
 from upgrader.cluster.types import JobState, ReleaseInfo
 from upgrader.db import Database, Row
 from upgrader.errors import NotFound
@@ -101,7 +102,11 @@ class ReconcileRepository:
                 """,
                 (reason, reason, run_name),
             )
-            return cur.fetchone()
+            ended = cur.fetchone()
+            if ended is not None:
+                events.upgrade_event(cur, events.RUN_RECONCILED, int(ended["upgrade_id"]), f"reconciled:{run_name}",
+                                     {"run": {"runName": run_name, "kind": ended["kind"], "reason": reason}})  # fmt: skip
+            return ended
 
     def orphaned_rows(self) -> list[Row]:
         """Rows holding a lease that no worker will record: their run ended, or their worker did."""

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from upgrader import events
 from upgrader.db import Database, Row
 from upgrader.errors import LogRowNotFound, UpgradeAlreadyActive, UpgradeNotFound
 from upgrader.leases import STOP_GATE, budget_reason
@@ -402,9 +403,12 @@ class UpgradeRepository:
                     (reason, rollback, aborted_by, upgrade_id),
                 )
                 row = _one(cur)
+                _aborted_events(cur, row, reason, aborted_by, rollback, stopped, f"aborted:{row['execution_name']}")
                 if upgrade["task_token"]:
                     fail_gate(upgrade["task_token"])
                 return row, stopped
+            runs = sorted(str(r["run_name"]) for r in stopped)
+            _aborted_events(cur, upgrade, reason, aborted_by, rollback, stopped, f"aborted:{','.join(runs)}")
             return upgrade, stopped
 
     # ---------------------------------------------------------------- canary gate
@@ -435,6 +439,16 @@ class UpgradeRepository:
                 (continued_by, upgrade_id),
             )
             row = _one(cur)
+            cur.execute(
+                "SELECT EXTRACT(EPOCH FROM (NOW() - created_at)) AS waited FROM event_outbox WHERE event_key = %s",
+                (f"gate:{row['execution_name']}:{row['current_wave']}:approval",),
+            )
+            opened = cur.fetchone()
+            events.upgrade_event(
+                cur, events.GATE_CONTINUED, upgrade_id, f"gate-continued:{row['execution_name']}:{row['current_wave']}",
+                {"gate": {"kind": "approval", "wave": row["current_wave"], "continuedBy": continued_by,
+                          "waitedSeconds": round(float(opened["waited"]), 3) if opened else None}},
+            )  # fmt: skip
             send(locked["task_token"])
             return row
 
@@ -469,7 +483,11 @@ class RunRepository:
                     """,
                     (upgrade_id,),
                 )
-                upgrade = cur.fetchone() or upgrade
+                started = cur.fetchone()
+                if started is not None:
+                    upgrade = started
+                    events.upgrade_event(cur, events.UPGRADE_STARTED, upgrade_id, f"upgrade-started:{run_name}",
+                                         {"run": {"runName": run_name}})  # fmt: skip
             cur.execute(
                 "SELECT id, customer_id, wave FROM customer_upgrade_logs WHERE run_name = %s ORDER BY wave, id",
                 (run_name,),
@@ -534,12 +552,16 @@ class RunRepository:
                        error = COALESCE(error, %s), updated_at = NOW(), waiting_for = NULL
                  WHERE l.run_name = %s AND (%s::int IS NULL OR l.wave = %s) AND l.status = 'in_progress'
                    AND NOT EXISTS (SELECT 1 FROM customer_leases c WHERE c.log_id = l.id)
-                RETURNING id, upgrade_id, operation
+                RETURNING id, upgrade_id, operation, status, run_name, attempt
                 """,
                 (reason, run_name, wave, wave),
             )
             closed = cur.fetchall()
             _count(cur, [r for r in closed if r["operation"] == "upgrade"], "failed")
+            for row in closed:
+                events.customer_outcome(cur, row)
+            if wave is not None:
+                _wave_finished(cur, run_name, wave)
             return len(closed)
 
     def halt(self, upgrade_id: int, reason: str) -> bool:
@@ -569,11 +591,21 @@ class RunRepository:
                        status = CASE WHEN %(gate)s::text = 'approval' THEN 'awaiting_continue' ELSE status END,
                        updated_at = NOW()
                  WHERE id = %(id)s AND status IN ('in_progress', 'awaiting_continue') AND halt_reason IS NULL
-                RETURNING id
+                RETURNING id, execution_name
                 """,
                 {"token": token, "wave": wave, "gate": gate, "seconds": seconds, "id": upgrade_id},
             )
-            return cur.fetchone() is not None
+            opened = cur.fetchone()
+            if opened is None:
+                return False
+            events.upgrade_event(
+                cur, events.GATE_WAITING, upgrade_id, f"gate:{opened['execution_name']}:{wave}:{gate}",
+                {"gate": {"kind": gate, "wave": wave, "seconds": seconds,
+                          "continueCommand": events.continue_command(upgrade_id) if gate == "approval" else None,
+                          "abortCommand": events.abort_command(upgrade_id)}},
+                severity="attention" if gate == "approval" else "info",
+            )  # fmt: skip
+            return True
 
     def set_current_wave(self, upgrade_id: int, wave: int) -> None:
         """The next wave starts: any bake before it is over."""
@@ -584,10 +616,20 @@ class RunRepository:
                        task_token = CASE WHEN gate = 'bake' THEN NULL ELSE task_token END,
                        gate_until = CASE WHEN gate = 'bake' THEN NULL ELSE gate_until END,
                        gate = CASE WHEN gate = 'bake' THEN NULL ELSE gate END
-                 WHERE id = %s
+                 WHERE id = %s RETURNING execution_name
                 """,
                 (wave, upgrade_id),
             )
+            current = cur.fetchone()
+            if current is None:
+                return
+            cur.execute(
+                "SELECT count(*) AS n FROM customer_upgrade_logs WHERE run_name = %s AND wave = %s",
+                (current["execution_name"], wave),
+            )
+            size = int(_one(cur)["n"])
+            events.upgrade_event(cur, events.WAVE_STARTED, upgrade_id,
+                                 f"wave-started:{current['execution_name']}:{wave}", {"wave": {"wave": wave, "size": size}})  # fmt: skip
 
     def finalize_upgrade(self, upgrade_id: int, run_name: str, failure: str | None) -> Row:
         """Skip what never started, then set the final status once (a retry changes nothing)."""
@@ -642,6 +684,11 @@ class RunRepository:
             )
             finished = _one(cur)
             _end_run(cur, run_name, final)
+            events.upgrade_event(
+                cur, events.UPGRADE_FINISHED, upgrade_id, f"finished:{run_name}",
+                {"run": {"runName": run_name, "failure": failure}},
+                severity="info" if final in ("completed", "aborted") else "attention",
+            )  # fmt: skip
             return finished
 
     def finalize_rollback(self, upgrade_id: int, run_name: str, whole_upgrade: bool) -> dict[str, int]:
@@ -690,6 +737,12 @@ class RunRepository:
                         list(ACTIVE_UPGRADE_STATUSES),
                     ),
                 )
+            events.upgrade_event(
+                cur, events.ROLLBACK_FINISHED, upgrade_id, f"rollback-finished:{run_name}",
+                {"run": {"runName": run_name, "wholeUpgrade": whole_upgrade, "completed": int(counts["completed"]),
+                         "failed": int(counts["failed"])}},
+                severity="info" if counts["failed"] == 0 else "attention",
+            )  # fmt: skip
             return {"completed": int(counts["completed"]), "failed": int(counts["failed"])}
 
     def create_abort_rollback(self, upgrade_id: int, *, requested_by: str | None, run_name: str) -> list[Row]:
@@ -770,6 +823,7 @@ class RunRepository:
                 if existing is None:
                     raise LogRowNotFound(f"customer log row {log_id} not found")
                 return False, existing
+            events.customer_outcome(cur, row)
             if row["operation"] == "upgrade" and status in ("failed", "rolled_back"):
                 _halt_when_over_budget(cur, row)
             return True, row
@@ -821,17 +875,21 @@ SELECT * FROM done
 """
 
 
-def _halt(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str) -> bool:
+def _halt(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str, budget: dict[str, Any] | None = None) -> bool:
     """Set the upgrade's halt reason (first wins) and stop its running upgrade run(s).
 
     Lock order as everywhere: the upgrade's row, then its runs' rows (see `upgrader.leases`).
     """
     cur.execute(
         "UPDATE system_upgrades SET halt_reason = %s, updated_at = NOW() WHERE id = %s AND halt_reason IS NULL"
-        " RETURNING id",
+        " RETURNING id, execution_name",
         (reason, upgrade_id),
     )
-    first = cur.fetchone() is not None
+    halted = cur.fetchone()
+    first = halted is not None
+    if halted is not None:
+        events.upgrade_event(cur, events.UPGRADE_HALTED, upgrade_id, f"halted:{halted['execution_name']}",
+                             {"halt": {"reason": reason, "budget": budget}})  # fmt: skip
     cur.execute(
         """
         UPDATE upgrade_runs SET stop_reason = %s, updated_at = NOW()
@@ -863,7 +921,8 @@ def _halt_when_over_budget(cur: psycopg.Cursor[Row], row: Row) -> None:
     if int(wave["failed"]) > allowed:
         _halt(cur, int(row["upgrade_id"]),
               budget_reason(int(row["wave"]), int(wave["total_waves"]), int(wave["failed"]), int(wave["size"]),
-                            allowed))  # fmt: skip
+                            allowed),
+              budget_of(int(row["wave"]), int(wave["failed"]), int(wave["size"]), allowed))  # fmt: skip
 
 
 def _end_run(cur: psycopg.Cursor[Row], run_name: str, status: str) -> None:
@@ -891,3 +950,69 @@ def _count(cur: psycopg.Cursor[Row], rows: Sequence[Row], status: str) -> None:
             ),
             (n, upgrade_id),
         )
+
+
+def budget_of(wave: int, failed: int, size: int, allowed: int) -> dict[str, Any]:
+    """A wave's failure budget as events carry it: consumed is failed / (tolerated + 1), since the
+    wave halts on the first failure past what it tolerates (1.0 and more: over budget)."""
+    return {"wave": wave, "failed": failed, "size": size, "tolerated": allowed,
+            "consumed": round(failed / (allowed + 1), 4)}  # fmt: skip
+
+
+def _wave_finished(cur: psycopg.Cursor[Row], run_name: str, wave: int) -> None:
+    """A wave of a run is over (EvaluateWave closed what it left open): its counts and failure budget."""
+    cur.execute(
+        """
+        SELECT r.upgrade_id, r.kind, u.strategy, u.parameters,
+               count(l.id) AS size,
+               count(l.id) FILTER (WHERE l.status = 'completed') AS completed,
+               count(l.id) FILTER (WHERE l.status IN ('failed', 'rolled_back')) AS failed,
+               count(l.id) FILTER (WHERE l.status = 'skipped') AS skipped
+          FROM upgrade_runs r JOIN system_upgrades u ON u.id = r.upgrade_id
+          LEFT JOIN customer_upgrade_logs l ON l.run_name = r.run_name AND l.wave = %s
+         WHERE r.run_name = %s
+         GROUP BY r.upgrade_id, r.kind, u.strategy, u.parameters
+        """,
+        (wave, run_name),
+    )
+    found = cur.fetchone()
+    if found is None:
+        return
+    size, failed = int(found["size"]), int(found["failed"])
+    detail: dict[str, Any] = {"wave": wave, "runName": run_name, "operation": found["kind"], "size": size,
+                              "completed": int(found["completed"]), "failed": failed,
+                              "skipped": int(found["skipped"]), "budget": None}  # fmt: skip
+    severity: events.Severity = "info"
+    if found["kind"] == "upgrade":
+        allowed = tolerated_failures(found["strategy"], wave, size, (found["parameters"] or {}).get("failureThreshold"))
+        detail["budget"] = budget_of(wave, failed, size, allowed)
+        if detail["budget"]["consumed"] >= 0.5:
+            severity = "attention"
+    events.upgrade_event(cur, events.WAVE_FINISHED, int(found["upgrade_id"]), f"wave-finished:{run_name}:{wave}",
+                         {"wave": detail}, severity=severity)  # fmt: skip
+
+
+def _aborted_events(
+    cur: psycopg.Cursor[Row], upgrade: Row, reason: str, aborted_by: str | None, rollback: bool,
+    stopped: Sequence[Row], key: str,
+) -> None:  # fmt: skip
+    """An abort was recorded: its event, and a cancellation to every customer told of an upcoming change
+    that it will now not get."""
+    upgrade_id = int(upgrade["id"])
+    events.upgrade_event(
+        cur, events.UPGRADE_ABORTED, upgrade_id, key,
+        {"abort": {"reason": reason, "abortedBy": aborted_by, "rollback": rollback,
+                   "stoppedRuns": sorted(str(r["run_name"]) for r in stopped)}},
+    )  # fmt: skip
+    cur.execute(
+        """
+        SELECT l.id FROM customer_upgrade_logs l
+         WHERE l.upgrade_id = %s AND l.operation = 'upgrade' AND l.status = 'pending'
+           AND EXISTS (SELECT 1 FROM event_outbox o WHERE o.event_key = 'notice-upcoming:' || l.id::text)
+         ORDER BY l.id
+        """,
+        (upgrade_id,),
+    )
+    for row in cur.fetchall():
+        events.customer_event(cur, events.NOTICE_CANCELLED, int(row["id"]), f"notice-cancelled:{row['id']}",
+                              {"notice": {"reason": reason}})  # fmt: skip

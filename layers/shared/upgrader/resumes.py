@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from upgrader import events
 from upgrader.db import Database, Row
 from upgrader.errors import UpgradeAlreadyActive, UpgradeNotFound, WrongState
 from upgrader.rollbacks import insert_run
@@ -101,6 +102,11 @@ class ResumeRepository:
                 row = cur.fetchone()
                 assert row is not None
                 insert_run(cur, run_name, upgrade_id, "upgrade", "upgrade", requested_by, attempt=attempt)
+                events.upgrade_event(
+                    cur, events.UPGRADE_RESUMED, upgrade_id, f"resumed:{run_name}",
+                    {"resume": {"runName": run_name, "attempt": attempt, "customers": len(resumed),
+                                "retryFailed": retry_failed, "requestedBy": requested_by}},
+                )  # fmt: skip
                 start(run_name)
                 return row, len(resumed)
         except psycopg.errors.UniqueViolation as exc:

@@ -70,6 +70,32 @@ class Settings(BaseModel):
     # How long a deploy's Idempotency-Key is remembered.
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
 
+    # Lifecycle events (upgrader.publisher): the EventBridge custom bus the outbox drains to, how long one
+    # publisher invocation keeps draining, and when a running upgrade counts as making no progress.
+    event_bus_name: str | None = None
+    powertools_service_name: str = "customer-upgrades"  # the `service` dimension of every metric
+    publish_drain_seconds: int = Field(default=50, ge=0, le=840)
+    no_progress_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
+    # Customer notices (upgrader.notices): how long before a customer's planned start it is told.
+    notice_lead_minutes: int = Field(default=60, ge=0, le=30 * 24 * 60)
+    # Team notifications (upgrader.slack): the bot token's secret, the channel, the Web API's base URL
+    # (a local stand-in in tests), links in messages, at most one message update per upgrade this often.
+    slack_token_secret_arn: str | None = None
+    slack_channel: str | None = None
+    slack_api_url: str = "https://slack.com/api"
+    slack_min_update_seconds: float = Field(default=1.0, ge=0, le=60)
+    api_base_url: str | None = None
+    # Subscriptions: which components' upgrades and which severities notify (empty: every component).
+    notify_components: list[str] = Field(default_factory=list)
+    notify_severities: list[str] = Field(default_factory=lambda: ["info", "attention", "critical"])
+
+    @field_validator("notify_components", "notify_severities", mode="before")
+    @classmethod
+    def _parse_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("chart_refs", "image_tag_keys", mode="before")
     @classmethod
     def _parse_json(cls, value: object) -> object:

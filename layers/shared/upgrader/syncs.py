@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from upgrader import events
 from upgrader.db import Database, Row
 from upgrader.discovery import Assessment, KnownCustomer
 from upgrader.models import iso
@@ -240,6 +241,14 @@ def _write(cur: psycopg.Cursor[Row], sync_id: int, decisions: Sequence[Assessmen
         """,
         [(d.customer_id, c, v) for d in decisions if d.changed and not d.busy for c, v in sorted(d.versions.items())],
     )
+    for d in seen:
+        for component, values in sorted((d.drift or {}).items()):
+            events.plain_event(
+                cur, events.DRIFT_FOUND, f"drift:{d.customer_id}:{component}:{sync_id}",
+                {"customer": {"customerId": d.customer_id, "namespace": d.namespace},
+                 "drift": {"component": component, **values}, "syncId": sync_id},
+                component=component, customer_id=d.customer_id,
+            )  # fmt: skip
     cur.executemany(
         "INSERT INTO customer_events (customer_id, kind, detail, sync_id) VALUES (%s, %s, %s, %s)",
         [
