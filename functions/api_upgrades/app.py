@@ -98,7 +98,11 @@ def plan(request: Annotated[DeployRequest, Body(description="the deploy request 
     from upgrader.settings import get_settings
 
     return service.plan_deploy(
-        request, repo=factory.repository(), inventory=factory.inventory(), settings=get_settings()
+        request,
+        repo=factory.repository(),
+        inventory=factory.inventory(),
+        rules=factory.rules(),
+        settings=get_settings(),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from upgrader.compatibility import IncompatibleCustomer
 from upgrader.models import (
     FREE_TEXT_PATTERN,
     WHOLE,
@@ -296,7 +297,7 @@ class SyncStarted(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------- plans
-LeftOutReason = Literal["already_at_version", "pinned", "suspended", "decommissioned", "not_matching"]
+LeftOutReason = Literal["already_at_version", "pinned", "incompatible", "suspended", "decommissioned", "not_matching"]
 
 
 class PlannedCustomer(BaseModel):
@@ -324,9 +325,16 @@ class PlanResponse(BaseModel):
     strategy: str
     total: int = Field(description="customers in the upgrade: in a wave, or recorded as skipped")
     waves: list[PlannedWave]
-    skipped: int = Field(description="customers a deploy would record as skipped (pinned, already at version)")
+    skipped: int = Field(
+        description="customers a deploy would record as skipped (pinned, already at version, incompatible)"
+    )
     leftOut: list[LeftOut] = Field(description="every customer not upgraded, with the reason")  # noqa: N815
     leftOutCounts: dict[str, int]  # noqa: N815
+    incompatible: list[IncompatibleCustomer] = Field(
+        default_factory=list,
+        description="customers the version would break a compatibility rule for (each rule broken): a deploy "
+        "would be refused (422) unless skipIncompatible, which leaves them out (then listed in leftOut)",
+    )
     activeUpgrade: str | None = Field(  # noqa: N815
         description="an upgrade of this component that is active now: a deploy would be refused (409) until it ends"
     )

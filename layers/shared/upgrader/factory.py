@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from upgrader.cluster.types import ClusterGateway
+from upgrader.compatibility import RuleRepository
 from upgrader.db import Database, database_for
 from upgrader.discovery import DiscoveryRules, FleetReader
 from upgrader.idempotency import IdempotencyRepository
@@ -59,6 +60,11 @@ def rollbacks() -> RollbackRepository:
 @lru_cache(maxsize=1)
 def inventory() -> InventoryRepository:
     return InventoryRepository(database())
+
+
+@lru_cache(maxsize=1)
+def rules() -> RuleRepository:
+    return RuleRepository(database())
 
 
 @lru_cache(maxsize=1)
@@ -131,7 +137,7 @@ def reset() -> None:
     if database.cache_info().currsize:
         database().close()
     for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, workflow, s3_client,
-                   inventory, syncs, idempotency, discovery_rules, sync_launcher, get_settings):  # fmt: skip
+                   inventory, rules, syncs, idempotency, discovery_rules, sync_launcher, get_settings):  # fmt: skip
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()

@@ -67,6 +67,8 @@ def prepare_run(event: State, *, runs: RunRepository) -> State:
         "bakeSeconds": int(parameters.get("bakeSeconds", 0)),
         "approvalTimeoutSeconds": int(parameters.get("approvalTimeoutSeconds", 7 * 24 * 3600)),
         "failureThreshold": parameters.get("failureThreshold"),
+        # progressive: "manual" (every step waits for /continue) or "bake" (bakeSeconds between steps)
+        "stepGate": parameters.get("stepGate") if operation == "upgrade" else None,
     }
 
 
@@ -102,7 +104,8 @@ def tolerated(state: State, wave_size: int) -> int:
 
 
 def evaluate_wave(event: State, *, runs: RunRepository) -> State:
-    """Decide what follows a wave: the next wave, the canary gate, or the end (done or halted)."""
+    """Decide what follows a wave: the next wave, the canary gate (or a progressive step's manual gate),
+    or the end (done or halted)."""
     state = dict(event)
     map_error = _failure_text(state.pop("mapError", None))
     position, number = int(state["wave"]), _wave_number(state)
@@ -134,8 +137,10 @@ def evaluate_wave(event: State, *, runs: RunRepository) -> State:
         state["decision"] = "done"
         return state
     state["wave"] = position + 1
-    canary_gate = state["operation"] == "upgrade" and state["strategy"] == "canary" and number == 0
-    state["decision"] = "await_continue" if canary_gate else "next"
+    upgrading = state["operation"] == "upgrade"
+    canary_gate = upgrading and state["strategy"] == "canary" and number == 0
+    step_gate = upgrading and state["strategy"] == "progressive" and state.get("stepGate") == "manual"
+    state["decision"] = "await_continue" if canary_gate or step_gate else "next"
     return state
 
 

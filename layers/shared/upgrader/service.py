@@ -7,6 +7,7 @@ import secrets
 from collections import Counter
 from typing import Any
 
+from upgrader.compatibility import RuleRepository, refusal, violations
 from upgrader.customer_models import LeftOut, PlannedCustomer, PlannedWave, PlanResponse
 from upgrader.errors import (
     LimitExceeded,
@@ -53,6 +54,7 @@ def deploy_upgrade(
     requested_by: str | None,
     repo: UpgradeRepository,
     inventory: InventoryRepository,
+    rules: RuleRepository,
     workflow: WorkflowGateway,
     settings: Settings,
 ) -> DeployResponse:
@@ -70,7 +72,11 @@ def deploy_upgrade(
         request,
         inventory.deploy_candidates(request.component),
         approval_timeout_seconds=settings.approval_timeout_seconds,
+        rules=rules.rules(request.component),
     )
+    if plan.incompatible:
+        raise refusal(plan.incompatible, f"{request.component} {request.version}",
+                      hint="send skipIncompatible to leave them out, or change the rules")  # fmt: skip
     if not plan.waves:
         left_out = describe_left_out(plan.counts, request.version) or "the inventory has no customer"
         raise NoTargetCustomers(f"no active customer to upgrade: {left_out}; nothing to do")
@@ -101,6 +107,9 @@ def deploy_upgrade(
         parameters["canaryPercent"] = plan.canary_percent
     if request.strategy == "batch":
         parameters["batchSize"] = plan.batch_size
+    if request.strategy == "progressive":
+        parameters["steps"] = plan.steps
+        parameters["stepGate"] = plan.step_gate
     if request.failureThreshold is not None:
         parameters["failureThreshold"] = request.failureThreshold.model_dump(exclude_none=True)
     if request.customerIds is not None:
@@ -134,7 +143,7 @@ def deploy_upgrade(
         upgradeId=str(upgrade["id"]),
         jobId=name,
         strategy=request.strategy,
-        message=_deploy_message(request.strategy, sizes) + (f"; {also}" if also else ""),
+        message=_deploy_message(request.strategy, sizes, plan.step_gate) + (f"; {also}" if also else ""),
         total=plan.total,
         waves=sizes,
         status=upgrade["status"],
@@ -144,7 +153,12 @@ def deploy_upgrade(
 
 
 def plan_deploy(
-    request: DeployRequest, *, repo: UpgradeRepository, inventory: InventoryRepository, settings: Settings
+    request: DeployRequest,
+    *,
+    repo: UpgradeRepository,
+    inventory: InventoryRepository,
+    rules: RuleRepository,
+    settings: Settings,
 ) -> PlanResponse:
     """What `deploy_upgrade` would do with this request now, without starting anything: the same plan."""
     concurrency_within_cap(request.maxConcurrency, settings.max_concurrency_cap)
@@ -152,8 +166,9 @@ def plan_deploy(
         request,
         inventory.deploy_candidates(request.component),
         approval_timeout_seconds=settings.approval_timeout_seconds,
+        rules=rules.rules(request.component),
     )
-    gates = _gates(request, len(plan.waves))
+    gates = _gates(request, len(plan.waves), plan.step_gate)
     waves = [
         PlannedWave(
             wave=index,
@@ -168,8 +183,13 @@ def plan_deploy(
     ]
     active = repo.active_upgrade_for(request.component)
     also = describe_left_out(plan.counts, request.version)
-    if plan.waves:
-        message = _deploy_message(request.strategy, [len(w) for w in plan.waves]).replace(" started", " would start")
+    if plan.incompatible:
+        broken = len({v.customer_id for v in plan.incompatible})
+        message = (f"a deploy would be refused (422): the version breaks compatibility rules for {broken} "
+                   "customer(s) (see incompatible); skipIncompatible leaves them out")  # fmt: skip
+    elif plan.waves:
+        sizes = [len(w) for w in plan.waves]
+        message = _deploy_message(request.strategy, sizes, plan.step_gate).replace(" started", " would start")
     else:
         message = "nothing to do: no active customer to upgrade (a deploy would be refused)"
     return PlanResponse(
@@ -184,17 +204,19 @@ def plan_deploy(
             for e in plan.left_out
         ],  # fmt: skip
         leftOutCounts=plan.counts,
+        incompatible=[v.view() for v in plan.incompatible],
         activeUpgrade=str(active["id"]) if active else None,
         message=message + (f"; {also}" if also else ""),
     )
 
 
-def _gates(request: DeployRequest, waves: int) -> list[str | None]:
-    """What follows each wave: the canary's approval gate after its first wave, a bake between waves."""
+def _gates(request: DeployRequest, waves: int, step_gate: str | None) -> list[str | None]:
+    """What follows each wave: the canary's approval gate after its first wave, a progressive step's
+    approval after every step (stepGate manual), a bake between waves."""
     gates: list[str | None] = []
     for index in range(waves):
         last = index == waves - 1
-        if request.strategy == "canary" and index == 0 and not last:
+        if request.strategy == "canary" and index == 0 and not last or step_gate == "manual" and not last:
             gates.append("approval")
         elif not last and request.bakeSeconds:
             gates.append("bake")
@@ -220,9 +242,14 @@ def concurrency_within_cap(requested: int | None, cap: int | None, *, default: i
     return requested
 
 
-def _deploy_message(strategy: str, sizes: list[int]) -> str:
+def _deploy_message(strategy: str, sizes: list[int], step_gate: str | None = None) -> str:
     total = sum(sizes)
     noun = "customer" if total == 1 else "customers"
+    if strategy == "progressive":
+        then = {"manual": "each step waits for /continue", "bake": "each step bakes, then the next starts"}
+        gate = f"; {then[step_gate or 'manual']}" if len(sizes) > 1 else ""
+        return (f"Progressive upgrade started for {total} {noun} in {len(sizes)} steps of "
+                f"{', '.join(str(s) for s in sizes)}{gate}")  # fmt: skip
     if strategy == "canary":
         first = sizes[0]
         rest = f"; {total - first} more after /continue" if len(sizes) > 1 else ""
@@ -379,7 +406,8 @@ def continue_upgrade(
         current = repo.get_upgrade(upgrade_id) or upgrade
         raise WrongState(
             f"upgrade {upgrade_id} is not awaiting continue (status: {current['status']}); "
-            "only a canary upgrade whose canary wave has finished can be continued, once"
+            "only a canary upgrade whose canary wave has finished (or a progressive one at a manual step gate) "
+            "can be continued, once per gate"
         )
     return ContinueResponse(
         message="Upgrade continuation queued", upgradeId=str(upgrade_id), jobId=released["execution_name"]
@@ -393,7 +421,9 @@ def request_rollback(
     requested_by: str | None,
     repo: UpgradeRepository,
     rollbacks: RollbackRepository,
+    rules: RuleRepository,
     workflow: WorkflowGateway,
+    force: bool = False,
 ) -> RollbackResponse:
     """Record a rollback of one customer and start its execution (helm runs as a Job).
 
@@ -401,6 +431,8 @@ def request_rollback(
     made to the release since stay (see `upgrader.rollbacks`).
     """
     _upgrade_or_404(repo, upgrade_id)
+    if not force:
+        _refuse_breaking_rollback(rollbacks.rollback_targets(upgrade_id, customer_id), rules=rules)
     row = rollbacks.create_rollback(upgrade_id, customer_id, requested_by=requested_by)
     try:
         workflow.start(row["run_name"], {"upgradeId": upgrade_id, "runName": row["run_name"], "operation": "rollback"})
@@ -417,6 +449,26 @@ def request_rollback(
         toVersion=row["to_version"],
         status=row["status"],
     )
+
+
+def _refuse_breaking_rollback(rows: list[dict[str, Any]], *, rules: RuleRepository) -> None:
+    """A requested rollback that would break a compatibility rule is refused (422, nothing recorded)
+    unless forced. Automatic rollbacks (autoRollback, abort with rollback) restore what was there and
+    are not checked."""
+    if not rows:
+        return  # nothing to restore: the request's own checks answer (404, 409)
+    component = str(rows[0]["component"])
+    applicable = rules.rules(component)
+    if not applicable:
+        return
+    versions = rules.customer_versions([r["customer_id"] for r in rows])
+    found = [
+        v
+        for r in rows
+        for v in violations(applicable, r["customer_id"], versions[r["customer_id"]], component, r["to_version"])
+    ]
+    if found:
+        raise refusal(found, f"rolling {component} back", hint='send {"force": true} to roll back anyway')
 
 
 def abort_upgrade(
@@ -474,12 +526,16 @@ def rollback_upgrade(
     max_concurrency: int | None,
     repo: UpgradeRepository,
     rollbacks: RollbackRepository,
+    rules: RuleRepository,
     workflow: WorkflowGateway,
     max_concurrency_cap: int | None = None,
+    force: bool = False,
 ) -> RollbackUpgradeResponse:
     """Roll every customer the upgrade changed back to its own previous version, last wave first."""
     concurrency_within_cap(max_concurrency, max_concurrency_cap)
     _upgrade_or_404(repo, upgrade_id)
+    if not force:
+        _refuse_breaking_rollback(rollbacks.rollback_targets(upgrade_id), rules=rules)
     run_name = f"rollback-{upgrade_id}-all-{secrets.token_hex(4)}"
     rows, left_out = rollbacks.create_upgrade_rollback(upgrade_id, requested_by=requested_by, run_name=run_name)
     if not rows:
@@ -528,6 +584,7 @@ def resume_upgrade(
     problems = plan_limit_problems(
         int(upgrade["total_waves"]), upgrade["strategy"], int(parameters.get("bakeSeconds", 0)),
         int(parameters.get("approvalTimeoutSeconds", settings.approval_timeout_seconds)),
+        step_gate=parameters.get("stepGate"),
     )  # fmt: skip
     if problems:
         raise LimitExceeded("the resumed upgrade does not fit one execution: " + "; ".join(problems))

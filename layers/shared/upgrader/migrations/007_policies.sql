@@ -1,0 +1,18 @@
+-- Roll-out policies: version compatibility rules (and, per upgrade, the progressive steps, windows and
+-- blue-green slots the other policies record).
+
+-- Compatibility rules, compared as versions by the code (packaging), never by SQL.
+--   requires:     customers whose `component` is in `versions` must run `requires_component` in `requires_versions`
+--   upgrade_from: moving `component` to a version in `versions` needs its current version in `requires_versions`
+CREATE TABLE IF NOT EXISTS compatibility_rules (
+  id SERIAL PRIMARY KEY,
+  component VARCHAR(50) NOT NULL,
+  versions VARCHAR(200) NOT NULL,
+  kind VARCHAR(20) NOT NULL CHECK (kind IN ('requires', 'upgrade_from')),
+  requires_component VARCHAR(50),
+  requires_versions VARCHAR(200) NOT NULL,
+  reason TEXT,
+  created_by VARCHAR(2048),
+  created_at TIMESTAMP NOT NULL DEFAULT NOW(),
+  CHECK ((kind = 'requires') = (requires_component IS NOT NULL))
+);
