@@ -99,6 +99,15 @@ def _add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) ->
                         help="watch the progress after starting (stops at the canary gate)")  # fmt: skip
     parser.add_argument("--include-pinned", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="also upgrade customers whose component is pinned to another version")  # fmt: skip
+    parser.add_argument("--ignore-windows", dest="respect_windows", action="store_const", const=False,
+                        default=default, help="start customers whatever their maintenance windows say")  # fmt: skip
+    parser.add_argument("--respect-windows", dest="respect_windows", action="store_const", const=True,
+                        default=default, help="start each customer only inside its maintenance window (default when "
+                                              "a targeted customer has one)")  # fmt: skip
+    parser.add_argument("--window-deadline", default=default, metavar="TIME",
+                        help="RFC 3339: customers whose window does not open by then are skipped (default 14 days)")  # fmt: skip
+    parser.add_argument("--expected-minutes", type=int, default=default, metavar="M",
+                        help="how long one customer's upgrade takes; it must fit before the window closes (default 15)")  # fmt: skip
     parser.add_argument("--skip-incompatible", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="leave out (skipped, the rule as the reason) the customers the version would break a "
                              "compatibility rule for; default: the deploy is refused listing them")  # fmt: skip
@@ -245,6 +254,10 @@ class Cli:
             request["includePinned"] = True
         if getattr(args, "skip_incompatible", False):
             request["skipIncompatible"] = True
+        for flag, field in (("respect_windows", "respectWindows"), ("window_deadline", "windowDeadline"),
+                            ("expected_minutes", "expectedDurationMinutes")):  # fmt: skip
+            if getattr(args, flag, None) is not None:
+                request[field] = getattr(args, flag)
         try:
             request.update(_safety_options(args))
         except ValueError as exc:
@@ -543,6 +556,10 @@ def _status_lines(data: dict[str, Any]) -> str:
         lines.append(f"  chart {data['chartVersion']} (pinned for every customer)")
     if data.get("waitingForLease"):
         lines.append(f"  {data['waitingForLease']} waiting their turn: another operation holds their release")
+    windows = data.get("waitingForWindow") or []
+    if windows:
+        lines.append(f"  {len(windows)} waiting for their maintenance window: " + ", ".join(
+            f"{w['customerId']} at {w['nextOpening']}" for w in windows[:5]) + (" …" if len(windows) > 5 else ""))  # fmt: skip
     if data.get("gate") == "bake" and data.get("gateUntil"):
         lines.append(f"  baking until {data['gateUntil']}")
     if data.get("haltReason"):

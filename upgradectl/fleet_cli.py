@@ -333,6 +333,9 @@ def plan_text(plan: dict[str, Any]) -> str:
         )
         gate = {"approval": ", then wait for continue", "bake": ", then bake"}.get(wave.get("gate") or "", "")
         lines.append(f"  wave {wave['wave'] + 1} ({wave['size']} customers{gate}): {shown}")
+        waits = [c for c in wave["customers"] if c.get("waitsForWindow")]
+        for customer in waits[:SHOWN_PER_WAVE]:
+            lines.append(f"    {customer['customerId']} waits for its maintenance window: {customer['waitsForWindow']}")
     left = plan.get("leftOut", [])
     if left:
         counts = ", ".join(f"{n} {reason}" for reason, n in sorted(plan.get("leftOutCounts", {}).items()))

@@ -63,6 +63,7 @@ def deploy(
             rules=factory.rules(),
             workflow=factory.workflow(),
             settings=settings,
+            now=factory.clock().now(),
         )
         logger.info("upgrade started", extra={"upgrade_id": result.upgradeId, "job_id": result.jobId})
         return Answer(202, result.model_dump(mode="json")), int(result.upgradeId)

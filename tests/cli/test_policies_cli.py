@@ -88,3 +88,16 @@ def test_progressive_steps_set_the_strategy(fake_api):
 def test_progressive_steps_must_be_numbers(fake_api, capsys):
     code, _, err = run(fake_api, *DEPLOY[:4], "--progressive", "1,five,100")
     assert code == 2 and "whole percentages" in err + capsys.readouterr().err and not fake_api.requests
+
+
+def test_window_flags_are_sent_and_waiting_customers_shown(fake_api):
+    fake_api.responder = lambda m, p, b: (202, STARTED)
+    run(fake_api, *DEPLOY, "--window-deadline", "2026-12-24T00:00:00Z", "--expected-minutes", "30")
+    assert (sent(fake_api)["windowDeadline"], sent(fake_api)["expectedDurationMinutes"]) == ("2026-12-24T00:00:00Z", 30)
+    run(fake_api, *DEPLOY, "--ignore-windows")
+    assert sent(fake_api, 1)["respectWindows"] is False
+    status = {"upgradeId": "7", "status": "in_progress", "waitingForWindow": [
+        {"customerId": "cust_abc124", "nextOpening": "2026-12-05T01:00:00.000Z"}]}  # fmt: skip
+    fake_api.responder = lambda m, p, b: (200, status)
+    code, out, _ = run(fake_api, "status", "7")
+    assert code == 0 and "1 waiting for their maintenance window: cust_abc124 at 2026-12-05T01:00:00.000Z" in out

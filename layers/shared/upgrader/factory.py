@@ -19,6 +19,7 @@ from upgrader.rollbacks import RollbackRepository
 from upgrader.settings import Settings, get_settings
 from upgrader.sync_launcher import LambdaSyncLauncher
 from upgrader.syncs import SyncRepository
+from upgrader.windows import Clock, SystemClock, WindowRepository
 from upgrader.workflow import StepFunctionsGateway
 
 
@@ -65,6 +66,17 @@ def inventory() -> InventoryRepository:
 @lru_cache(maxsize=1)
 def rules() -> RuleRepository:
     return RuleRepository(database())
+
+
+@lru_cache(maxsize=1)
+def windows() -> WindowRepository:
+    return WindowRepository(database())
+
+
+@lru_cache(maxsize=1)
+def clock() -> Clock:
+    """The time maintenance windows are decided at (tests replace it with a controllable clock)."""
+    return SystemClock()
 
 
 @lru_cache(maxsize=1)
@@ -137,7 +149,7 @@ def reset() -> None:
     if database.cache_info().currsize:
         database().close()
     for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, workflow, s3_client,
-                   inventory, rules, syncs, idempotency, discovery_rules, sync_launcher, get_settings):  # fmt: skip
+                   inventory, rules, windows, clock, syncs, idempotency, discovery_rules, sync_launcher, get_settings):  # fmt: skip
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()

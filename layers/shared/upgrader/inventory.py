@@ -43,7 +43,7 @@ class InventoryRepository:
         with self._db.transaction() as cur:
             cur.execute(
                 """
-                SELECT c.id, c.namespace, c.release_name, c.status, c.labels, c.chart_version,
+                SELECT c.id, c.namespace, c.release_name, c.status, c.labels, c.chart_version, c.maintenance_window,
                        v.version AS current_version, p.version AS pin_version, p.reason AS pin_reason,
                        p.expires_at AS pin_expires_at, p.pinned_by,
                        COALESCE((SELECT jsonb_object_agg(a.component, a.version) FROM customer_component_versions a
@@ -69,6 +69,7 @@ class InventoryRepository:
                     if r["pin_version"] is not None
                     else None,
                     dict(r["versions"]),
+                    r["maintenance_window"],
                 )  # fmt: skip
                 for r in cur.fetchall()
             ]

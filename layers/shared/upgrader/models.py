@@ -41,6 +41,8 @@ def decimal_pattern(maximum: int) -> str:
     return "^(?:" + "|".join(alternatives) + ")$"
 
 
+# An RFC 3339 time with its offset: 2026-12-01T00:00:00Z, 2026-12-01T02:00:00+01:00.
+TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
 # OCI tag grammar: what `helm --set-string <key>=<version>` may safely receive (no , = [ spaces).
 VERSION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
 # Customer ids become Kubernetes label values and object-name parts: ASCII only, no / or dots.
@@ -237,6 +239,22 @@ class DeployRequest(_Strict):
         description="also upgrade customers whose component is pinned to another version (default: they are "
         "left out, recorded as skipped with the pin's reason)",
     )
+    respectWindows: bool | None = Field(  # noqa: N815
+        default=None,
+        description="start each customer only inside its maintenance window, when the expected duration fits "
+        "before it closes (default: true when any targeted customer has a window)",
+    )
+    windowDeadline: Annotated[str, StringConstraints(pattern=TIMESTAMP_PATTERN, max_length=40)] | None = Field(  # noqa: N815
+        default=None,
+        description="with windows respected: a customer whose window does not open (with room for the expected "
+        "duration) by then is skipped with the reason; RFC 3339, in the future, at most 300 days ahead "
+        "(default: 14 days after the deploy)",
+    )
+    expectedDurationMinutes: Annotated[int, Field(ge=1, le=1440), WHOLE] | None = Field(  # noqa: N815
+        default=None,
+        description="with windows respected: how long one customer's upgrade is expected to take (helm and its "
+        "checks); a customer starts only when this fits before its window closes (default 15)",
+    )
     skipIncompatible: bool = Field(  # noqa: N815
         default=False,
         description="leave out (recorded as skipped, the rule as the reason) the customers the new version would "
@@ -297,6 +315,11 @@ class Attempt(BaseModel):
     endedAt: str | None  # noqa: N815
 
 
+class WindowWait(BaseModel):
+    customerId: str  # noqa: N815
+    nextOpening: str = Field(description="when its window opens with room for the expected duration")  # noqa: N815
+
+
 class StatusResponse(BaseModel):
     upgradeId: str  # noqa: N815
     component: str
@@ -333,7 +356,12 @@ class StatusResponse(BaseModel):
     leftOut: dict[str, int] = Field(  # noqa: N815
         default_factory=dict,
         description="customers the deploy left out and recorded as skipped, by reason (already_at_version, pinned, "
-        "incompatible)",
+        "incompatible, outside_window)",
+    )
+    waitingForWindow: list[WindowWait] = Field(  # noqa: N815
+        default_factory=list,
+        description="customers waiting for their maintenance window (each child execution sleeps until then), "
+        "soonest first, at most 100",
     )
 
 

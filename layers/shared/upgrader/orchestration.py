@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from upgrader.cluster.types import (
@@ -28,6 +29,7 @@ from upgrader.errors import GateClosed, ReleaseNotReady
 from upgrader.leases import LeaseRepository, LeaseSession, budget_reason, describe_holder
 from upgrader.planner import tolerated_failures
 from upgrader.repository import RunRepository
+from upgrader.windows import WindowRepository, check_window
 
 State = dict[str, Any]
 
@@ -69,6 +71,8 @@ def prepare_run(event: State, *, runs: RunRepository) -> State:
         "failureThreshold": parameters.get("failureThreshold"),
         # progressive: "manual" (every step waits for /continue) or "bake" (bakeSeconds between steps)
         "stepGate": parameters.get("stepGate") if operation == "upgrade" else None,
+        # maintenance windows: each customer waits for its own (rollbacks never wait)
+        "respectWindows": bool(parameters.get("respectWindows")) and operation == "upgrade",
     }
 
 
@@ -188,8 +192,18 @@ def finalize_run(event: State, *, runs: RunRepository) -> State:
 
 
 # ------------------------------------------------------------------------------------------- child
-def begin_customer(event: State, *, runs: RunRepository) -> State:
-    """Claim the customer's row; 'done' when it is already final or its run was stopped."""
+def begin_customer(
+    event: State, *, runs: RunRepository, windows: WindowRepository | None = None, now: datetime | None = None
+) -> State:
+    """Claim the customer's row; 'done' when it is already final or its run was stopped.
+
+    With maintenance windows respected (the run says so), first: 'wait' until the window opens (the
+    child sleeps in a Wait state, no Lambda runs), or 'done' when it does not open before the deadline
+    (skipped with the reason); see `upgrader.windows`."""
+    if event.get("respectWindows") and windows is not None:
+        waiting = check_window(event, windows=windows, now=now or datetime.now(UTC))
+        if waiting is not None:
+            return waiting
     action, row, parameters = runs.claim_customer(int(event["logId"]))
     upgrading = row["operation"] == "upgrade"
     return {

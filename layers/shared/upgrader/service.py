@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from upgrader.compatibility import RuleRepository, refusal, violations
@@ -34,6 +35,7 @@ from upgrader.models import (
     StatusResponse,
     UpgradeListResponse,
     UpgradeSummary,
+    WindowWait,
     iso,
 )
 from upgrader.planner import plan_limit_problems
@@ -43,6 +45,7 @@ from upgrader.resumes import ResumeRepository
 from upgrader.rollbacks import RollbackRepository
 from upgrader.selection import describe_left_out, plan_upgrade
 from upgrader.settings import Settings
+from upgrader.windows import WindowRepository
 from upgrader.workflow import WorkflowGateway, epoch_ms
 
 STRATEGY_WORDS = {"all": "Upgrade", "canary": "Canary upgrade", "batch": "Batch upgrade"}
@@ -57,6 +60,7 @@ def deploy_upgrade(
     rules: RuleRepository,
     workflow: WorkflowGateway,
     settings: Settings,
+    now: datetime | None = None,
 ) -> DeployResponse:
     """Plan the upgrade (`upgrader.selection`: the same plan the dry run answers), record it and its
     per-customer rows in one transaction, then start the execution.
@@ -73,6 +77,7 @@ def deploy_upgrade(
         inventory.deploy_candidates(request.component),
         approval_timeout_seconds=settings.approval_timeout_seconds,
         rules=rules.rules(request.component),
+        now=now,
     )
     if plan.incompatible:
         raise refusal(plan.incompatible, f"{request.component} {request.version}",
@@ -110,6 +115,10 @@ def deploy_upgrade(
     if request.strategy == "progressive":
         parameters["steps"] = plan.steps
         parameters["stepGate"] = plan.step_gate
+    if plan.windows is not None:
+        parameters["respectWindows"] = True
+        parameters["windowDeadline"] = iso(plan.windows.deadline)
+        parameters["expectedDurationSeconds"] = int(plan.windows.expected.total_seconds())
     if request.failureThreshold is not None:
         parameters["failureThreshold"] = request.failureThreshold.model_dump(exclude_none=True)
     if request.customerIds is not None:
@@ -159,6 +168,7 @@ def plan_deploy(
     inventory: InventoryRepository,
     rules: RuleRepository,
     settings: Settings,
+    now: datetime | None = None,
 ) -> PlanResponse:
     """What `deploy_upgrade` would do with this request now, without starting anything: the same plan."""
     concurrency_within_cap(request.maxConcurrency, settings.max_concurrency_cap)
@@ -167,6 +177,7 @@ def plan_deploy(
         inventory.deploy_candidates(request.component),
         approval_timeout_seconds=settings.approval_timeout_seconds,
         rules=rules.rules(request.component),
+        now=now,
     )
     gates = _gates(request, len(plan.waves), plan.step_gate)
     waves = [
@@ -175,7 +186,12 @@ def plan_deploy(
             size=len(wave),
             gate=gates[index],
             customers=[
-                PlannedCustomer(customerId=c.customer_id, namespace=c.namespace, fromVersion=c.current_version)
+                PlannedCustomer(
+                    customerId=c.customer_id,
+                    namespace=c.namespace,
+                    fromVersion=c.current_version,
+                    waitsForWindow=iso(plan.waits.get(c.customer_id)),
+                )
                 for c in wave
             ],
         )  # fmt: skip
@@ -205,6 +221,7 @@ def plan_deploy(
         ],  # fmt: skip
         leftOutCounts=plan.counts,
         incompatible=[v.view() for v in plan.incompatible],
+        respectWindows=plan.windows is not None,
         activeUpgrade=str(active["id"]) if active else None,
         message=message + (f"; {also}" if also else ""),
     )
@@ -259,7 +276,7 @@ def _deploy_message(strategy: str, sizes: list[int], step_gate: str | None = Non
     return f"Upgrade started for all {total} {noun}"
 
 
-def get_status(upgrade_id: int, *, repo: UpgradeRepository) -> StatusResponse:
+def get_status(upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepository) -> StatusResponse:
     upgrade = _upgrade_or_404(repo, upgrade_id)
     counts = repo.upgrade_counts(upgrade_id)
     attempts = [
@@ -305,6 +322,10 @@ def get_status(upgrade_id: int, *, repo: UpgradeRepository) -> StatusResponse:
         gateUntil=iso(upgrade["gate_until"]),
         attempts=attempts,
         leftOut={k.removeprefix("left_out:"): n for k, n in counts.items() if k.startswith("left_out:")},
+        waitingForWindow=[
+            WindowWait(customerId=w["customer_id"], nextOpening=iso(w["window_opens_at"]) or "")
+            for w in windows.waiting(upgrade_id)
+        ],
     )
 
 

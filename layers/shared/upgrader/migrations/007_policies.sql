@@ -1,5 +1,5 @@
--- Roll-out policies: version compatibility rules (and, per upgrade, the progressive steps, windows and
--- blue-green slots the other policies record).
+-- Roll-out policies: version compatibility rules, maintenance window waits. (Progressive steps and
+-- window settings live in system_upgrades.parameters.)
 
 -- Compatibility rules, compared as versions by the code (packaging), never by SQL.
 --   requires:     customers whose `component` is in `versions` must run `requires_component` in `requires_versions`
@@ -16,3 +16,9 @@ CREATE TABLE IF NOT EXISTS compatibility_rules (
   created_at TIMESTAMP NOT NULL DEFAULT NOW(),
   CHECK ((kind = 'requires') = (requires_component IS NOT NULL))
 );
+
+-- Maintenance windows: when a pending customer's window next opens (with room for the expected helm
+-- duration) while its child execution waits for it in a Step Functions Wait state; NULL otherwise.
+ALTER TABLE customer_upgrade_logs ADD COLUMN IF NOT EXISTS window_opens_at TIMESTAMP;
+CREATE INDEX IF NOT EXISTS customer_upgrade_logs_waiting_for_window
+  ON customer_upgrade_logs (upgrade_id, window_opens_at) WHERE window_opens_at IS NOT NULL;
