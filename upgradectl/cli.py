@@ -39,7 +39,7 @@ EXIT_INTERRUPTED = 130
 DEPLOY_ATTEMPTS = 3
 
 COMPONENTS = ("api", "dashboard", "exporter", "mosquitto")
-STRATEGIES = ("all", "canary", "batch")
+STRATEGIES = ("all", "canary", "batch", "progressive")
 FINAL_STATUSES = frozenset({"completed", "completed_with_failures", "failed", "halted", "aborted", "cancelled"})
 FAILED_STATUSES = FINAL_STATUSES - {"completed"}
 
@@ -47,11 +47,28 @@ FAILED_STATUSES = FINAL_STATUSES - {"completed"}
 # --- argument parsing ------------------------------------------------------------------------------
 
 
+def _percent_steps(text: str) -> list[int]:
+    try:
+        steps = [int(part) for part in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"steps are comma-separated whole percentages, not {text!r}") from exc
+    return steps
+
+
 def _add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument("--component", choices=COMPONENTS, default=default, help="component to upgrade")
     parser.add_argument("--version", default=default, help="image tag to roll out, e.g. v1.2.0")
-    parser.add_argument("--strategy", choices=STRATEGIES, default=default, help="all | canary | batch")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=default, help="all | canary | batch | progressive")
+    parser.add_argument("--progressive", default=default, metavar="P1,P2,..,100", type=_percent_steps,
+                        help="progressive strategy with these cumulative percent steps, e.g. 1,5,25,100 "
+                             "(implies --strategy progressive)")  # fmt: skip
+    parser.add_argument("--progression", choices=("linear", "exponential"), default=default,
+                        help="progressive preset instead of steps: linear (10, 20, .. 100) or exponential "
+                             "(1, 2, 4, .. 64, 100)")  # fmt: skip
+    parser.add_argument("--step-gate", choices=("manual", "bake"), default=default,
+                        help="progressive: after each step wait for `continue` (manual, default) or "
+                             "--bake-seconds (bake)")  # fmt: skip
     parser.add_argument("--canary-percent", type=int, default=default, metavar="N",
                         help="canary: percent of customers in the first wave (server default 10)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=default, metavar="N",
@@ -83,6 +100,18 @@ def _add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) ->
                         help="watch the progress after starting (stops at the canary gate)")  # fmt: skip
     parser.add_argument("--include-pinned", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="also upgrade customers whose component is pinned to another version")  # fmt: skip
+    parser.add_argument("--ignore-windows", dest="respect_windows", action="store_const", const=False,
+                        default=default, help="start customers whatever their maintenance windows say")  # fmt: skip
+    parser.add_argument("--respect-windows", dest="respect_windows", action="store_const", const=True,
+                        default=default, help="start each customer only inside its maintenance window (default when "
+                                              "a targeted customer has one)")  # fmt: skip
+    parser.add_argument("--window-deadline", default=default, metavar="TIME",
+                        help="RFC 3339: customers whose window does not open by then are skipped (default 14 days)")  # fmt: skip
+    parser.add_argument("--expected-minutes", type=int, default=default, metavar="M",
+                        help="how long one customer's upgrade takes; it must fit before the window closes (default 15)")  # fmt: skip
+    parser.add_argument("--skip-incompatible", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="leave out (skipped, the rule as the reason) the customers the version would break a "
+                             "compatibility rule for; default: the deploy is refused listing them")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="print the plan (waves, customers, who is left out and why); start nothing")  # fmt: skip
     parser.add_argument("--idempotency-key", default=default, metavar="KEY",
@@ -156,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--all", action="store_true", help="every customer the upgrade changed, last wave first")
     rollback.add_argument("--max-concurrency", type=int, default=None, metavar="N", help="with --all: at once")
     rollback.add_argument("--wait", action="store_true", help="wait until the helm rollback Job(s) have finished")
+    rollback.add_argument("--force", action="store_true",
+                          help="roll back even where the version restored would break a compatibility rule")  # fmt: skip
 
     resume = commands.add_parser(
         "resume", parents=[common], help="go on with a halted, aborted or failed upgrade (the customers not yet done)"
@@ -199,6 +230,8 @@ class Cli:
 
     # deploy
     def deploy(self, args: argparse.Namespace) -> int:
+        if getattr(args, "progressive", None) or getattr(args, "progression", None):
+            args.strategy = args.strategy or "progressive"
         missing = [flag for flag, value in (("--component", args.component), ("--version", args.version),
                                             ("--strategy", args.strategy)) if not value]  # fmt: skip
         if missing:
@@ -210,6 +243,9 @@ class Cli:
             request["canaryPercent"] = args.canary_percent
         if args.batch_size is not None:
             request["batchSize"] = args.batch_size
+        for flag, field in (("progressive", "steps"), ("progression", "progression"), ("step_gate", "stepGate")):
+            if getattr(args, flag, None):
+                request[field] = getattr(args, flag)
         if getattr(args, "customer_ids", None):
             request["customerIds"] = args.customer_ids
         if getattr(args, "max_concurrency", None) is not None:
@@ -218,6 +254,12 @@ class Cli:
             request["chartVersion"] = args.chart_version
         if getattr(args, "include_pinned", False):
             request["includePinned"] = True
+        if getattr(args, "skip_incompatible", False):
+            request["skipIncompatible"] = True
+        for flag, field in (("respect_windows", "respectWindows"), ("window_deadline", "windowDeadline"),
+                            ("expected_minutes", "expectedDurationMinutes")):  # fmt: skip
+            if getattr(args, flag, None) is not None:
+                request[field] = getattr(args, flag)
         try:
             request.update(_safety_options(args))
         except ValueError as exc:
@@ -241,6 +283,8 @@ class Cli:
             self.say(f"  watch:    upgrade-customers watch {uid}")
             if args.strategy == "canary":
                 self.say(f"  continue: upgrade-customers continue {uid}   (after checking the canary customers)")
+            if args.strategy == "progressive" and request.get("stepGate", "manual") == "manual":
+                self.say(f"  continue: upgrade-customers continue {uid}   (after checking each step)")
         if getattr(args, "wait", False):
             return self.watch(str(started["upgradeId"]), interval=1.0, through_gate=False)
         return EXIT_OK
@@ -406,7 +450,7 @@ class Cli:
             return EXIT_USAGE
         if args.all:
             return self._rollback_all(args)
-        data = self.api.rollback(args.upgrade_id, args.customer_id)
+        data = self.api.rollback(args.upgrade_id, args.customer_id, force=args.force)
         if self.as_json:
             self.dump(data)
         else:
@@ -427,7 +471,7 @@ class Cli:
             self.sleep(1.0)
 
     def _rollback_all(self, args: argparse.Namespace) -> int:
-        data = self.api.rollback_upgrade(args.upgrade_id, max_concurrency=args.max_concurrency)
+        data = self.api.rollback_upgrade(args.upgrade_id, max_concurrency=args.max_concurrency, force=args.force)
         if self.as_json:
             self.dump(data)
         else:
@@ -514,6 +558,10 @@ def _status_lines(data: dict[str, Any]) -> str:
         lines.append(f"  chart {data['chartVersion']} (pinned for every customer)")
     if data.get("waitingForLease"):
         lines.append(f"  {data['waitingForLease']} waiting their turn: another operation holds their release")
+    windows = data.get("waitingForWindow") or []
+    if windows:
+        lines.append(f"  {len(windows)} waiting for their maintenance window: " + ", ".join(
+            f"{w['customerId']} at {w['nextOpening']}" for w in windows[:5]) + (" …" if len(windows) > 5 else ""))  # fmt: skip
     if data.get("gate") == "bake" and data.get("gateUntil"):
         lines.append(f"  baking until {data['gateUntil']}")
     if data.get("haltReason"):
@@ -583,6 +631,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         "customers": lambda a: fleet_cli.run_customers(cli, a),
         "fleet": lambda a: fleet_cli.run_fleet(cli, a, unicode=_unicode_ok(out)),
         "console": lambda a: console_command.run(a, out=out, err=err),
+        "rules": lambda a: fleet_cli.run_rules(cli, a),
     }
     try:
         return handlers[command](args)

@@ -132,12 +132,26 @@ class UpgradeApi:
     def continue_upgrade(self, upgrade_id: str) -> dict[str, Any]:
         return self.request("POST", f"/api/upgrades/{_segment(upgrade_id)}/continue")
 
-    def rollback(self, upgrade_id: str, customer_id: str) -> dict[str, Any]:
-        return self.request("POST", f"/api/upgrades/{_segment(upgrade_id)}/rollback/{_segment(customer_id)}")
+    def rollback(self, upgrade_id: str, customer_id: str, *, force: bool = False) -> dict[str, Any]:
+        return self.request("POST", f"/api/upgrades/{_segment(upgrade_id)}/rollback/{_segment(customer_id)}",
+                            body={"force": True} if force else None)  # fmt: skip
 
-    def rollback_upgrade(self, upgrade_id: str, *, max_concurrency: int | None = None) -> dict[str, Any]:
-        body = {"maxConcurrency": max_concurrency} if max_concurrency else {}
+    def rollback_upgrade(
+        self, upgrade_id: str, *, max_concurrency: int | None = None, force: bool = False
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"maxConcurrency": max_concurrency} if max_concurrency else {}
+        if force:
+            body["force"] = True
         return self.request("POST", f"/api/upgrades/{_segment(upgrade_id)}/rollback", body=body)
+
+    def rules(self) -> dict[str, Any]:
+        return self.request("GET", "/api/compatibility-rules")
+
+    def add_rule(self, rule: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/api/compatibility-rules", body=rule)
+
+    def delete_rule(self, rule_id: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/api/compatibility-rules/{_segment(rule_id)}")
 
     def resume(self, upgrade_id: str, options: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", f"/api/upgrades/{_segment(upgrade_id)}/resume", body=options)

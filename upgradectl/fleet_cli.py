@@ -8,6 +8,10 @@ upgrade-customers customers pin cust_abc123 api --reason "waiting for sign-off" 
 upgrade-customers customers unpin cust_abc123 api
 upgrade-customers customers window cust_abc123 --timezone Europe/Berlin --days sat,sun --start 02:00 --duration 120
 upgrade-customers fleet
+upgrade-customers rules add dashboard '>=2.0' --requires api '>=1.2' --reason "new auth API"
+upgrade-customers rules add api '==2.*' --upgrade-from '>=1.4'
+upgrade-customers rules list
+upgrade-customers rules delete 3
 """
 
 from __future__ import annotations
@@ -91,6 +95,20 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         command.add_argument("customer_id")
 
     commands.add_parser("fleet", parents=[common], help="each component's version spread, as bars")
+
+    rules = commands.add_parser("rules", parents=[common], help="version compatibility rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", required=True)
+    rules_sub.add_parser("list", parents=[common], help="every rule")
+    add = rules_sub.add_parser("add", parents=[common], help="add a rule (exactly one of --requires, --upgrade-from)")
+    add.add_argument("component", choices=COMPONENTS)
+    add.add_argument("versions", help="its versions the rule is about, e.g. '>=2.0' or '==2.*'")
+    kind = add.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--requires", nargs=2, metavar=("COMPONENT", "VERSIONS"),
+                      help="customers at those versions must run COMPONENT at VERSIONS, e.g. api '>=1.2'")  # fmt: skip
+    kind.add_argument("--upgrade-from", metavar="VERSIONS", help="upgrades to those versions only from VERSIONS")
+    add.add_argument("--reason", help="why (quoted by every refusal)")
+    delete = rules_sub.add_parser("delete", parents=[common], help="delete a rule")
+    delete.add_argument("rule_id")
 
 
 def run_customers(cli: Output, args: argparse.Namespace) -> int:
@@ -278,6 +296,33 @@ def fleet_text(data: dict[str, Any], *, unicode: bool = True, width: int = 30) -
     return "\n".join(lines)
 
 
+def run_rules(cli: Output, args: argparse.Namespace) -> int:
+    if args.rules_command == "add":
+        rule: dict[str, Any] = {"component": args.component, "versions": args.versions}
+        if args.requires:
+            rule["requires"] = {"component": args.requires[0], "versions": args.requires[1]}
+        else:
+            rule["upgradeFrom"] = args.upgrade_from
+        if args.reason:
+            rule["reason"] = args.reason
+        result = cli.api.add_rule(rule)
+        cli.dump(result) if cli.as_json else cli.say(f"added {result['description']}")
+        return EXIT_OK
+    if args.rules_command == "delete":
+        result = cli.api.delete_rule(args.rule_id)
+        cli.dump(result) if cli.as_json else cli.say(result["message"])
+        return EXIT_OK
+    data = cli.api.rules()
+    if cli.as_json:
+        cli.dump(data)
+    elif not data.get("rules"):
+        cli.say("no compatibility rules")
+    else:
+        for rule in data["rules"]:
+            cli.say(f"{rule['description']}   (by {rule.get('createdBy') or '-'} at {rule['createdAt']})")
+    return EXIT_OK
+
+
 def plan_text(plan: dict[str, Any]) -> str:
     """`--dry-run`: the waves and who is left out, as the deploy would run them."""
     lines = [f"Plan (nothing started): {plan['message']}"]
@@ -288,6 +333,9 @@ def plan_text(plan: dict[str, Any]) -> str:
         )
         gate = {"approval": ", then wait for continue", "bake": ", then bake"}.get(wave.get("gate") or "", "")
         lines.append(f"  wave {wave['wave'] + 1} ({wave['size']} customers{gate}): {shown}")
+        waits = [c for c in wave["customers"] if c.get("waitsForWindow")]
+        for customer in waits[:SHOWN_PER_WAVE]:
+            lines.append(f"    {customer['customerId']} waits for its maintenance window: {customer['waitsForWindow']}")
     left = plan.get("leftOut", [])
     if left:
         counts = ", ".join(f"{n} {reason}" for reason, n in sorted(plan.get("leftOutCounts", {}).items()))
@@ -296,6 +344,11 @@ def plan_text(plan: dict[str, Any]) -> str:
             lines.append(f"    {entry['customerId']:<18} {entry['reason']:<20} {entry['detail']}")
         if len(left) > SHOWN_LEFT_OUT:
             lines.append(f"    … and {len(left) - SHOWN_LEFT_OUT} more (--json shows everyone)")
+    broken = plan.get("incompatible", [])
+    if broken:
+        lines.append(f"  incompatible (a deploy is refused; --skip-incompatible leaves them out): {len(broken)}")
+        for entry in broken[:SHOWN_LEFT_OUT]:
+            lines.append(f"    {entry['customerId']:<18} {entry['detail']}: breaks {entry['rule']}")
     if plan.get("activeUpgrade"):
         lines.append(f"  note: upgrade {plan['activeUpgrade']} of this component is active; a deploy now is refused")
     return "\n".join(lines)

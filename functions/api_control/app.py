@@ -19,6 +19,7 @@ from upgrader.models import (
     ContinueResponse,
     ResumeRequest,
     ResumeResponse,
+    RollbackCustomerRequest,
     RollbackResponse,
     RollbackUpgradeRequest,
     RollbackUpgradeResponse,
@@ -33,6 +34,7 @@ UpgradeIdPath = Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="upg
 # A POST without a body takes the defaults (the spec's curl examples send none).
 _NO_ABORT_OPTIONS = AbortRequest()
 _NO_ROLLBACK_OPTIONS = RollbackUpgradeRequest()
+_NO_CUSTOMER_ROLLBACK_OPTIONS = RollbackCustomerRequest()
 
 
 @router.post(
@@ -55,11 +57,16 @@ def continue_upgrade(upgradeId: UpgradeIdPath) -> ContinueResponse:  # noqa: N80
     status_code=202,
     summary="Roll one customer back to its version before this upgrade (helm rollback, as a Job)",
     responses={202: {"description": "rollback started"}, 404: {"description": "unknown upgrade or customer"},
-               409: {"description": "the customer's upgrade is still running, failed, or already rolled back"}},
+               409: {"description": "the customer's upgrade is still running, failed, or already rolled back"},
+               422: {"description": "invalid request, or the version restored would break a compatibility rule "
+                                    "(IncompatibleVersions, listed in incompatible; force overrides)"}},
 )  # fmt: skip
 def rollback_customer(
     upgradeId: UpgradeIdPath,  # noqa: N803
     customerId: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, description="customer id, e.g. cust_abc123")],  # noqa: N803
+    request: Annotated[
+        RollbackCustomerRequest, Body(description="optional; no body means no force")
+    ] = _NO_CUSTOMER_ROLLBACK_OPTIONS,
 ) -> RollbackResponse:
     who = caller_identity(router)
     result = service.request_rollback(
@@ -68,7 +75,9 @@ def rollback_customer(
         requested_by=who,
         repo=factory.repository(),
         rollbacks=factory.rollbacks(),
+        rules=factory.rules(),
         workflow=factory.workflow(),
+        force=request.force,
     )
     logger.info("rollback started", extra={"upgrade_id": upgradeId, "customer_id": customerId, "by": who})
     return result
@@ -107,7 +116,9 @@ def abort_upgrade(
     status_code=202,
     summary="Roll every customer of a finished upgrade back to its own previous version, last wave first",
     responses={202: {"description": "rollback started"}, 404: {"description": "unknown upgrade"},
-               409: {"description": "the upgrade is still active, or nothing is left to roll back"}},
+               409: {"description": "the upgrade is still active, or nothing is left to roll back"},
+               422: {"description": "invalid request, or a version restored would break a compatibility rule "
+                                    "(IncompatibleVersions, listed in incompatible; force overrides)"}},
 )  # fmt: skip
 def rollback_upgrade(
     upgradeId: UpgradeIdPath,  # noqa: N803
@@ -122,8 +133,10 @@ def rollback_upgrade(
         max_concurrency=request.maxConcurrency,
         repo=factory.repository(),
         rollbacks=factory.rollbacks(),
+        rules=factory.rules(),
         workflow=factory.workflow(),
         max_concurrency_cap=get_settings().max_concurrency_cap,
+        force=request.force,
     )
     logger.info("upgrade rollback started", extra={"upgrade_id": upgradeId, "by": who, "job_id": result.jobId})
     return result

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
-from upgrader import customers, factory
+from upgrader import compatibility, customers, factory
 from upgrader.api import build_resolver, caller_identity
 from upgrader.customer_models import (
     CustomerDetail,
@@ -113,6 +113,39 @@ def get_sync(syncId: Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description
 @router.get("/api/fleet", summary="The fleet: per component, how many customers run each version; drift, pins, status")
 def get_fleet() -> FleetResponse:
     return customers.fleet(inventory=factory.inventory(), syncs=factory.syncs())
+
+
+@router.get("/api/compatibility-rules", summary="The version compatibility rules deploys, plans and rollbacks obey")
+def rules_in_force() -> compatibility.RuleList:
+    return compatibility.rules_in_force(rules=factory.rules())
+
+
+@router.post(
+    "/api/compatibility-rules",
+    status_code=201,
+    summary="Add a version compatibility rule (requires another component's versions, or upgrades only from)",
+    responses={201: {"description": "the rule, in force for every deploy, plan and rollback from now on"},
+               422: {"description": "invalid rule (a version specifier that does not parse names its field)"}},
+)  # fmt: skip
+def record_rule(rule: Annotated[compatibility.RuleRequest, Body()]) -> compatibility.RuleView:
+    who = caller_identity(router)
+    result = compatibility.record_rule(rule, created_by=who, rules=factory.rules())
+    logger.info("compatibility rule added", extra={"rule_id": result.ruleId, "by": who})
+    return result
+
+
+@router.delete(
+    "/api/compatibility-rules/<ruleId>",
+    summary="Delete a version compatibility rule",
+    responses={200: {"description": "deleted"}, 404: {"description": "unknown rule"}},
+)
+def remove_rule(
+    ruleId: Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="rule id")],
+) -> compatibility.RuleDeleted:  # noqa: N803
+    who = caller_identity(router)
+    result = compatibility.remove_rule(int(ruleId), rules=factory.rules())
+    logger.info("compatibility rule deleted", extra={"rule_id": ruleId, "by": who})
+    return result
 
 
 app.include_router(router)

@@ -32,7 +32,11 @@ app = build_resolver()
             "description": "an upgrade of this component is already active, a targeted customer is not active, "
             "no active customer is left to upgrade, or the first request with this Idempotency-Key still runs"
         },
-        422: {"description": "invalid request, a limit exceeded, or the Idempotency-Key reused with another body"},
+        422: {
+            "description": "invalid request, a limit exceeded, the Idempotency-Key reused with another body, or "
+            "the version breaks a compatibility rule for some customers (IncompatibleVersions: listed in "
+            "incompatible; skipIncompatible leaves them out)"
+        },
     },
 )
 def deploy(
@@ -56,8 +60,10 @@ def deploy(
             requested_by=who,
             repo=factory.repository(),
             inventory=factory.inventory(),
+            rules=factory.rules(),
             workflow=factory.workflow(),
             settings=settings,
+            now=factory.clock().now(),
         )
         logger.info("upgrade started", extra={"upgrade_id": result.upgradeId, "job_id": result.jobId})
         return Answer(202, result.model_dump(mode="json")), int(result.upgradeId)

@@ -58,7 +58,7 @@ def list_upgrades(
     responses={200: {"description": "the upgrade's progress"}, 404: {"description": "unknown upgrade"}},
 )
 def get_status(upgradeId: UpgradeIdPath) -> StatusResponse:  # noqa: N803 - the route's name
-    return service.get_status(int(upgradeId), repo=factory.repository())
+    return service.get_status(int(upgradeId), repo=factory.repository(), windows=factory.windows())
 
 
 @router.get(
@@ -98,7 +98,12 @@ def plan(request: Annotated[DeployRequest, Body(description="the deploy request 
     from upgrader.settings import get_settings
 
     return service.plan_deploy(
-        request, repo=factory.repository(), inventory=factory.inventory(), settings=get_settings()
+        request,
+        repo=factory.repository(),
+        inventory=factory.inventory(),
+        rules=factory.rules(),
+        settings=get_settings(),
+        now=factory.clock().now(),
     )
 
 

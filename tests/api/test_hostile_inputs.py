@@ -107,6 +107,25 @@ def _labelled_fleet(world: World) -> dict[str, str]:
     return {}
 
 
+def _rule(world: World) -> dict[str, str]:
+    world.sql("INSERT INTO compatibility_rules (component, versions, kind, requires_component, requires_versions)"
+              " VALUES ('dashboard', '>=2.0', 'requires', 'api', '>=1.2')")  # fmt: skip
+    return {"ruleId": str(world.sql("SELECT max(id) AS id FROM compatibility_rules")[0]["id"])}
+
+
+def _rules(world: World) -> dict[str, str]:
+    _rule(world)
+    return {}
+
+
+RULE: dict[str, Any] = {
+    "component": "dashboard",
+    "versions": ">=2.0",
+    "requires": {"component": "api", "versions": ">=1.2"},
+    "reason": "dashboard 2 calls the api 1.2 auth endpoints",
+}
+
+
 def _sync(world: World) -> dict[str, str]:
     world.sql("INSERT INTO inventory_syncs (status, trigger, counts) VALUES ('completed', 'api', '{\"added\": 3}')")
     return {"syncId": "1"}
@@ -140,9 +159,9 @@ TARGETS: dict[str, Target] = {
         query={"status": "pending", "operation": "upgrade", "customerId": "cust_0001", "limit": "10", "offset": "0"},
     ),
     "POST /api/upgrades/{upgradeId}/continue": Target(_awaiting_continue, 200),
-    "POST /api/upgrades/{upgradeId}/rollback/{customerId}": Target(_completed_customer, 202),
+    "POST /api/upgrades/{upgradeId}/rollback/{customerId}": Target(_completed_customer, 202, body={"force": True}),
     "POST /api/upgrades/{upgradeId}/abort": Target(_pending, 202, body={"rollback": True, "reason": "pager went off"}),
-    "POST /api/upgrades/{upgradeId}/rollback": Target(_finished, 202, body={"maxConcurrency": 2}),
+    "POST /api/upgrades/{upgradeId}/rollback": Target(_finished, 202, body={"maxConcurrency": 2, "force": False}),
     "POST /api/upgrades/{upgradeId}/resume": Target(
         _halted, 202, body={"maxConcurrency": 2, "bakeSeconds": 0, "retryFailed": True}
     ),
@@ -168,6 +187,9 @@ TARGETS: dict[str, Target] = {
     "POST /api/customers/sync": Target(_fleet, 202),
     "GET /api/customers/sync/{syncId}": Target(_sync, 200),
     "GET /api/fleet": Target(_fleet, 200),
+    "GET /api/compatibility-rules": Target(_rules, 200),
+    "POST /api/compatibility-rules": Target(_fleet, 201, body=RULE),
+    "DELETE /api/compatibility-rules/{ruleId}": Target(_rule, 200),
 }
 
 # ----------------------------------------------------------------------------- hand-written cases

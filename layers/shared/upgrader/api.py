@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
+from upgrader.compatibility import IncompatibleVersions
 from upgrader.errors import InvalidValue, UpgradeError
 
 logger = Logger()
@@ -96,6 +97,8 @@ def build_resolver() -> APIGatewayRestResolver:
         answer: dict[str, Any] = {"message": exc.message, "error": type(exc).__name__}
         if isinstance(exc, InvalidValue):  # named like a validation error: the field and why
             answer["errors"] = [{"field": exc.field, "message": exc.reason, "type": "value_error"}]
+        if isinstance(exc, IncompatibleVersions):  # every customer and the rule it would break
+            answer["incompatible"] = exc.customers
         return _json(exc.http_status, answer)
 
     @app.not_found

@@ -8,8 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from upgrader.compatibility import IncompatibleCustomer
 from upgrader.models import (
     FREE_TEXT_PATTERN,
+    TIMESTAMP_PATTERN,
     WHOLE,
     Component,
     LabelKey,
@@ -24,7 +26,6 @@ MAX_PIN_DAYS = 366
 TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]{0,31}(/[A-Za-z0-9_+-]{1,32}){0,2}$"
 CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 # An RFC 3339 time with its offset: 2026-12-01T00:00:00Z, 2026-12-01T02:00:00+01:00.
-TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
 REASON_PATTERN = FREE_TEXT_PATTERN
 
 
@@ -296,13 +297,20 @@ class SyncStarted(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------- plans
-LeftOutReason = Literal["already_at_version", "pinned", "suspended", "decommissioned", "not_matching"]
+LeftOutReason = Literal[
+    "already_at_version", "pinned", "incompatible", "outside_window", "suspended", "decommissioned", "not_matching"
+]
 
 
 class PlannedCustomer(BaseModel):
     customerId: str  # noqa: N815
     namespace: str
     fromVersion: str | None  # noqa: N815
+    waitsForWindow: str | None = Field(  # noqa: N815
+        default=None,
+        description="windows respected: when its maintenance window next opens with room for the expected "
+        "duration, if not now (it then waits for it, without holding the wave's others)",
+    )
 
 
 class PlannedWave(BaseModel):
@@ -324,9 +332,19 @@ class PlanResponse(BaseModel):
     strategy: str
     total: int = Field(description="customers in the upgrade: in a wave, or recorded as skipped")
     waves: list[PlannedWave]
-    skipped: int = Field(description="customers a deploy would record as skipped (pinned, already at version)")
+    skipped: int = Field(
+        description="customers a deploy would record as skipped (pinned, already at version, incompatible)"
+    )
     leftOut: list[LeftOut] = Field(description="every customer not upgraded, with the reason")  # noqa: N815
     leftOutCounts: dict[str, int]  # noqa: N815
+    incompatible: list[IncompatibleCustomer] = Field(
+        default_factory=list,
+        description="customers the version would break a compatibility rule for (each rule broken): a deploy "
+        "would be refused (422) unless skipIncompatible, which leaves them out (then listed in leftOut)",
+    )
+    respectWindows: bool = Field(  # noqa: N815
+        default=False, description="customers start only inside their maintenance windows"
+    )
     activeUpgrade: str | None = Field(  # noqa: N815
         description="an upgrade of this component that is active now: a deploy would be refused (409) until it ends"
     )

@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from upgrader.cluster.types import ClusterGateway
+from upgrader.compatibility import RuleRepository
 from upgrader.db import Database, database_for
 from upgrader.discovery import DiscoveryRules, FleetReader
 from upgrader.idempotency import IdempotencyRepository
@@ -20,6 +21,7 @@ from upgrader.rollbacks import RollbackRepository
 from upgrader.settings import Settings, get_settings
 from upgrader.sync_launcher import LambdaSyncLauncher
 from upgrader.syncs import SyncRepository
+from upgrader.windows import Clock, SystemClock, WindowRepository
 from upgrader.workflow import StepFunctionsGateway
 
 if TYPE_CHECKING:
@@ -64,6 +66,22 @@ def rollbacks() -> RollbackRepository:
 @lru_cache(maxsize=1)
 def inventory() -> InventoryRepository:
     return InventoryRepository(database())
+
+
+@lru_cache(maxsize=1)
+def rules() -> RuleRepository:
+    return RuleRepository(database())
+
+
+@lru_cache(maxsize=1)
+def windows() -> WindowRepository:
+    return WindowRepository(database())
+
+
+@lru_cache(maxsize=1)
+def clock() -> Clock:
+    """The time maintenance windows are decided at (tests replace it with a controllable clock)."""
+    return SystemClock()
 
 
 @lru_cache(maxsize=1)
@@ -168,7 +186,7 @@ def reset() -> None:
     if database.cache_info().currsize:
         database().close()
     for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, workflow, s3_client,
-                   inventory, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, slack_channel, notices, get_settings):  # fmt: skip
+                   inventory, rules, windows, clock, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, slack_channel, notices, get_settings):  # fmt: skip
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()

@@ -43,9 +43,11 @@ class InventoryRepository:
         with self._db.transaction() as cur:
             cur.execute(
                 """
-                SELECT c.id, c.namespace, c.release_name, c.status, c.labels, c.chart_version,
+                SELECT c.id, c.namespace, c.release_name, c.status, c.labels, c.chart_version, c.maintenance_window,
                        v.version AS current_version, p.version AS pin_version, p.reason AS pin_reason,
-                       p.expires_at AS pin_expires_at, p.pinned_by
+                       p.expires_at AS pin_expires_at, p.pinned_by,
+                       COALESCE((SELECT jsonb_object_agg(a.component, a.version) FROM customer_component_versions a
+                                  WHERE a.customer_id = c.id), '{}'::jsonb) AS versions
                   FROM customers c
                   LEFT JOIN customer_component_versions v ON v.customer_id = c.id AND v.component = %(component)s
                   LEFT JOIN customer_pins p ON p.customer_id = c.id AND p.component = %(component)s
@@ -66,6 +68,8 @@ class InventoryRepository:
                     PinInForce(r["pin_version"], r["pin_reason"], r["pin_expires_at"], r["pinned_by"])
                     if r["pin_version"] is not None
                     else None,
+                    dict(r["versions"]),
+                    r["maintenance_window"],
                 )  # fmt: skip
                 for r in cur.fetchall()
             ]

@@ -11,7 +11,10 @@ from pydantic.json_schema import SkipJsonSchema
 
 COMPONENTS: tuple[str, ...] = ("api", "dashboard", "exporter", "mosquitto")
 Component = Literal["api", "dashboard", "exporter", "mosquitto"]
-Strategy = Literal["all", "canary", "batch"]
+Strategy = Literal["all", "canary", "batch", "progressive"]
+StepGate = Literal["manual", "bake"]
+Progression = Literal["linear", "exponential"]
+MAX_STEPS = 20
 
 INT4_MAX = 2**31 - 1  # PostgreSQL INT / SERIAL: every id and count the database stores
 
@@ -38,6 +41,8 @@ def decimal_pattern(maximum: int) -> str:
     return "^(?:" + "|".join(alternatives) + ")$"
 
 
+# An RFC 3339 time with its offset: 2026-12-01T00:00:00Z, 2026-12-01T02:00:00+01:00.
+TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
 # OCI tag grammar: what `helm --set-string <key>=<version>` may safely receive (no , = [ spaces).
 VERSION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
 # Customer ids become Kubernetes label values and object-name parts: ASCII only, no / or dots.
@@ -167,12 +172,34 @@ _ONLY_LABEL_KEYS: dict[str, Any] = {"additionalProperties": False}
 class DeployRequest(_Strict):
     component: Component = Field(description="api | dashboard | exporter | mosquitto")
     version: Version = Field(description="image tag to roll out, e.g. v1.2.0 (OCI tag grammar)")
-    strategy: Strategy = Field(description="all | canary | batch")
+    strategy: Strategy = Field(description="all | canary | batch | progressive")
     canaryPercent: Annotated[int, Field(ge=1, le=100), WHOLE] | None = Field(  # noqa: N815 - the specification's JSON name
         default=None, description="canary: share of customers in the first wave (default 10)"
     )
     batchSize: Annotated[int, Field(ge=1, le=MAX_TARGETED_CUSTOMERS), WHOLE] | None = Field(  # noqa: N815
         default=None, description="batch: customers per wave (default 10)"
+    )
+    steps: (
+        Annotated[
+            list[Annotated[int, Field(ge=1, le=100), WHOLE]],
+            Field(min_length=1, max_length=MAX_STEPS, json_schema_extra={"uniqueItems": True}),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="progressive: cumulative percentages of the customers upgraded after each step, increasing, "
+        "ending at 100, e.g. [1, 5, 25, 100]; each step is followed by its gate (stepGate)",
+    )
+    progression: Progression | None = Field(
+        default=None,
+        description="progressive, instead of steps: linear = 10, 20, ... 100 %; exponential = 1, 2, 4, ... 64, "
+        "100 % (the default)",
+    )
+    stepGate: StepGate | None = Field(  # noqa: N815
+        default=None,
+        description="progressive: what follows each step but the last: manual (wait for /continue, as the canary "
+        "gate) or bake (wait bakeSeconds, then go on); default manual. The failure budget is checked at "
+        "every step",
     )
     maxConcurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(  # noqa: N815
         default=None, description="Helm upgrades running at once within a wave"
@@ -212,6 +239,27 @@ class DeployRequest(_Strict):
         description="also upgrade customers whose component is pinned to another version (default: they are "
         "left out, recorded as skipped with the pin's reason)",
     )
+    respectWindows: bool | None = Field(  # noqa: N815
+        default=None,
+        description="start each customer only inside its maintenance window, when the expected duration fits "
+        "before it closes (default: true when any targeted customer has a window)",
+    )
+    windowDeadline: Annotated[str, StringConstraints(pattern=TIMESTAMP_PATTERN, max_length=40)] | None = Field(  # noqa: N815
+        default=None,
+        description="with windows respected: a customer whose window does not open (with room for the expected "
+        "duration) by then is skipped with the reason; RFC 3339, in the future, at most 300 days ahead "
+        "(default: 14 days after the deploy)",
+    )
+    expectedDurationMinutes: Annotated[int, Field(ge=1, le=1440), WHOLE] | None = Field(  # noqa: N815
+        default=None,
+        description="with windows respected: how long one customer's upgrade is expected to take (helm and its "
+        "checks); a customer starts only when this fits before its window closes (default 15)",
+    )
+    skipIncompatible: bool = Field(  # noqa: N815
+        default=False,
+        description="leave out (recorded as skipped, the rule as the reason) the customers the new version would "
+        "break a compatibility rule for; default: the deploy is refused (422) listing them",
+    )
 
     @field_validator("customerIds")
     @classmethod
@@ -219,6 +267,25 @@ class DeployRequest(_Strict):
         if value is not None and len(set(value)) != len(value):
             raise ValueError("customerIds contains duplicates")
         return value
+
+    @field_validator("steps")
+    @classmethod
+    def _cumulative(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (value != sorted(set(value)) or value[-1] != 100):
+            raise ValueError("steps are cumulative percentages: strictly increasing, the last one 100")
+        return value
+
+    @model_validator(mode="after")
+    def _progressive_fields(self) -> DeployRequest:
+        progressive = self.strategy == "progressive"
+        named = [f for f in ("steps", "progression", "stepGate") if getattr(self, f) is not None]
+        if named and not progressive:
+            raise ValueError(f"{', '.join(named)} only go with strategy progressive")
+        if self.steps is not None and self.progression is not None:
+            raise ValueError("give steps or progression, not both")
+        if progressive and self.stepGate == "bake" and not self.bakeSeconds:
+            raise ValueError("stepGate bake needs bakeSeconds (how long each step bakes)")
+        return self
 
 
 class DeployResponse(BaseModel):
@@ -232,8 +299,8 @@ class DeployResponse(BaseModel):
     skipped: int = Field(default=0, description="customers left out and recorded as skipped (see leftOut)")
     leftOut: dict[str, int] = Field(  # noqa: N815
         default_factory=dict,
-        description="customers not upgraded, by reason: already_at_version, pinned (both recorded as skipped), "
-        "suspended, decommissioned, not_matching",
+        description="customers not upgraded, by reason: already_at_version, pinned, incompatible (recorded as "
+        "skipped), suspended, decommissioned, not_matching",
     )
 
 
@@ -246,6 +313,11 @@ class Attempt(BaseModel):
     requestedBy: str | None  # noqa: N815
     startedAt: str | None  # noqa: N815
     endedAt: str | None  # noqa: N815
+
+
+class WindowWait(BaseModel):
+    customerId: str  # noqa: N815
+    nextOpening: str = Field(description="when its window opens with room for the expected duration")  # noqa: N815
 
 
 class StatusResponse(BaseModel):
@@ -287,7 +359,13 @@ class StatusResponse(BaseModel):
     continuedAt: str | None = Field(default=None, description="when the canary gate was released")  # noqa: N815
     leftOut: dict[str, int] = Field(  # noqa: N815
         default_factory=dict,
-        description="customers the deploy left out and recorded as skipped, by reason (already_at_version, pinned)",
+        description="customers the deploy left out and recorded as skipped, by reason (already_at_version, pinned, "
+        "incompatible, outside_window)",
+    )
+    waitingForWindow: list[WindowWait] = Field(  # noqa: N815
+        default_factory=list,
+        description="customers waiting for their maintenance window (each child execution sleeps until then), "
+        "soonest first, at most 100",
     )
 
 
@@ -316,7 +394,8 @@ class LogEntry(BaseModel):
     waiting_for: str | None = Field(description="why this customer waits (another operation holds its release)")
     left_out: str | None = Field(
         default=None,
-        description="why the deploy left this customer out (already_at_version, pinned); its wave is then -1",
+        description="why the deploy left this customer out (already_at_version, pinned, incompatible); its wave "
+        "is then -1",
     )
 
 
@@ -351,10 +430,21 @@ class AbortResponse(BaseModel):
     stoppedRuns: list[str] = Field(description="executions told to start no further customer")  # noqa: N815
 
 
+_FORCE = (
+    "roll back even where the version restored would break a compatibility rule (default: refused, 422, "
+    "naming each customer and rule)"
+)
+
+
 class RollbackUpgradeRequest(_Strict):
     maxConcurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(  # noqa: N815
         default=None, description="helm rollbacks running at once (default: the upgrade's)"
     )
+    force: bool = Field(default=False, description=_FORCE)
+
+
+class RollbackCustomerRequest(_Strict):
+    force: bool = Field(default=False, description=_FORCE)
 
 
 class ResumeRequest(_Strict):
@@ -481,6 +571,11 @@ class ErrorResponse(BaseModel):
     message: str
     error: str | None = Field(default=None, description="name of the domain error, e.g. UpgradeNotFound")
     errors: list[FieldError] | None = Field(default=None, description="422: each invalid field")
+    incompatible: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="422 IncompatibleVersions: each customer and the compatibility rule the change would break "
+        "(customerId, ruleId, rule, detail)",
+    )
 
 
 def iso(ts: datetime | None) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from upgrader.cluster.types import (
@@ -28,6 +29,7 @@ from upgrader.errors import GateClosed, ReleaseNotReady
 from upgrader.leases import LeaseRepository, LeaseSession, budget_reason, describe_holder
 from upgrader.planner import tolerated_failures
 from upgrader.repository import RunRepository
+from upgrader.windows import WindowRepository, check_window
 
 State = dict[str, Any]
 
@@ -67,6 +69,10 @@ def prepare_run(event: State, *, runs: RunRepository) -> State:
         "bakeSeconds": int(parameters.get("bakeSeconds", 0)),
         "approvalTimeoutSeconds": int(parameters.get("approvalTimeoutSeconds", 7 * 24 * 3600)),
         "failureThreshold": parameters.get("failureThreshold"),
+        # progressive: "manual" (every step waits for /continue) or "bake" (bakeSeconds between steps)
+        "stepGate": parameters.get("stepGate") if operation == "upgrade" else None,
+        # maintenance windows: each customer waits for its own (rollbacks never wait)
+        "respectWindows": bool(parameters.get("respectWindows")) and operation == "upgrade",
     }
 
 
@@ -102,7 +108,8 @@ def tolerated(state: State, wave_size: int) -> int:
 
 
 def evaluate_wave(event: State, *, runs: RunRepository) -> State:
-    """Decide what follows a wave: the next wave, the canary gate, or the end (done or halted)."""
+    """Decide what follows a wave: the next wave, the canary gate (or a progressive step's manual gate),
+    or the end (done or halted)."""
     state = dict(event)
     map_error = _failure_text(state.pop("mapError", None))
     position, number = int(state["wave"]), _wave_number(state)
@@ -134,8 +141,10 @@ def evaluate_wave(event: State, *, runs: RunRepository) -> State:
         state["decision"] = "done"
         return state
     state["wave"] = position + 1
-    canary_gate = state["operation"] == "upgrade" and state["strategy"] == "canary" and number == 0
-    state["decision"] = "await_continue" if canary_gate else "next"
+    upgrading = state["operation"] == "upgrade"
+    canary_gate = upgrading and state["strategy"] == "canary" and number == 0
+    step_gate = upgrading and state["strategy"] == "progressive" and state.get("stepGate") == "manual"
+    state["decision"] = "await_continue" if canary_gate or step_gate else "next"
     return state
 
 
@@ -183,8 +192,18 @@ def finalize_run(event: State, *, runs: RunRepository) -> State:
 
 
 # ------------------------------------------------------------------------------------------- child
-def begin_customer(event: State, *, runs: RunRepository) -> State:
-    """Claim the customer's row; 'done' when it is already final or its run was stopped."""
+def begin_customer(
+    event: State, *, runs: RunRepository, windows: WindowRepository | None = None, now: datetime | None = None
+) -> State:
+    """Claim the customer's row; 'done' when it is already final or its run was stopped.
+
+    With maintenance windows respected (the run says so), first: 'wait' until the window opens (the
+    child sleeps in a Wait state, no Lambda runs), or 'done' when it does not open before the deadline
+    (skipped with the reason); see `upgrader.windows`."""
+    if event.get("respectWindows") and windows is not None:
+        waiting = check_window(event, windows=windows, now=now or datetime.now(UTC))
+        if waiting is not None:
+            return waiting
     action, row, parameters = runs.claim_customer(int(event["logId"]))
     upgrading = row["operation"] == "upgrade"
     return {

@@ -18,18 +18,46 @@ def canary_size(total: int, percent: int) -> int:
     return min(total, max(1, math.ceil(total * percent / 100)))
 
 
+# Cumulative percentages of the progressive presets.
+PROGRESSIONS: dict[str, list[int]] = {
+    "linear": [10, 20, 30, 40, 50, 60, 70, 80, 90, 100],
+    "exponential": [1, 2, 4, 8, 16, 32, 64, 100],
+}
+
+
+def progressive_steps(steps: Sequence[int] | None, progression: str | None) -> list[int]:
+    """The cumulative percentages of a progressive upgrade: the request's own, or a preset's."""
+    if steps:
+        return list(steps)
+    return list(PROGRESSIONS[progression or "exponential"])
+
+
 def plan_waves(
-    customers: Sequence[T], strategy: str, *, canary_percent: int | None = None, batch_size: int | None = None
-) -> list[list[T]]:
+    customers: Sequence[T], strategy: str, *, canary_percent: int | None = None, batch_size: int | None = None,
+    steps: Sequence[int] | None = None,
+) -> list[list[T]]:  # fmt: skip
     """Split the ordered target customers into waves.
 
-    all    -> one wave with everyone;
-    batch  -> waves of batch_size, run one after another;
-    canary -> the canary wave, then (after /continue) everyone else.
+    all         -> one wave with everyone;
+    batch       -> waves of batch_size, run one after another;
+    canary      -> the canary wave, then (after /continue) everyone else;
+    progressive -> one wave per cumulative step: step i ends at ceil(total x steps[i] / 100) customers
+                   (at least one in the first); steps that would add nobody are merged away.
     """
     items = list(customers)
     if not items:
         return []
+    if strategy == "progressive":
+        if not steps or list(steps) != sorted(set(steps)) or steps[-1] != 100 or steps[0] < 1:
+            raise ValueError("progressive steps must be increasing percentages ending at 100")
+        waves: list[list[T]] = []
+        start = 0
+        for percent in steps:
+            end = canary_size(len(items), percent)
+            if end > start:
+                waves.append(items[start:end])
+                start = end
+        return waves
     if strategy == "all":
         return [items]
     if strategy == "batch":
@@ -74,7 +102,9 @@ EXECUTION_LIMIT_SECONDS = 365 * 24 * 3600
 EXECUTION_MARGIN_SECONDS = 7 * 24 * 3600
 
 
-def plan_limit_problems(waves: int, strategy: str, bake_seconds: int, approval_timeout_seconds: int) -> list[str]:
+def plan_limit_problems(
+    waves: int, strategy: str, bake_seconds: int, approval_timeout_seconds: int, *, step_gate: str | None = None
+) -> list[str]:
     """Why a plan cannot run in one execution (empty when it can)."""
     problems = []
     if waves > MAX_WAVES:
@@ -82,10 +112,12 @@ def plan_limit_problems(waves: int, strategy: str, bake_seconds: int, approval_t
             f"{waves} waves: at most {MAX_WAVES} waves fit one execution (its history is capped at "
             f"{HISTORY_EVENTS_LIMIT} events, about {EVENTS_PER_WAVE} per wave); use a larger batchSize"
         )
-    waiting = bake_seconds * max(waves - 1, 0) + (approval_timeout_seconds if strategy == "canary" else 0)
+    approvals = 1 if strategy == "canary" else max(waves - 1, 0) if step_gate == "manual" else 0
+    waiting = bake_seconds * max(waves - 1, 0) + approval_timeout_seconds * approvals
     if waiting > EXECUTION_LIMIT_SECONDS - EXECUTION_MARGIN_SECONDS:
         problems.append(
-            f"the planned waits (bakeSeconds x {max(waves - 1, 0)} waves + the canary's approvalTimeoutSeconds) "
+            f"the planned waits (bakeSeconds x {max(waves - 1, 0)} waves + approvalTimeoutSeconds x {approvals} "
+            "approval gates) "
             f"come to {waiting} s; an execution may last at most {EXECUTION_LIMIT_SECONDS} s (one year), and "
             f"{EXECUTION_MARGIN_SECONDS} s are kept for the waves themselves"
         )

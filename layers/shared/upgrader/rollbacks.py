@@ -169,6 +169,21 @@ class RollbackRepository:
                 insert_run(cur, run_name, upgrade_id, "rollback", scope, requested_by, execution_name=execution)
             return rows, left_out
 
+    def rollback_targets(self, upgrade_id: int, customer_id: str | None = None) -> list[Row]:
+        """What a rollback request would restore now (customer_id, component, to_version), read before
+        anything is recorded: the customers `create_rollback` / `create_upgrade_rollback` would accept."""
+        with self._db.transaction() as cur:
+            cur.execute(_CANDIDATES, {"id": upgrade_id, "customer": customer_id})
+            return [
+                {
+                    "customer_id": c["customer_id"],
+                    "component": c["component"],
+                    "to_version": c["version_before"] or c["from_version"],
+                }  # fmt: skip
+                for c in cur.fetchall()
+                if c["status"] != "skipped" and why_not(c) is None and (c["version_before"] or c["from_version"])
+            ]
+
     def delete_run(self, run_name: str) -> None:
         """Undo recorded rollback rows (and their run) whose execution could not be started."""
         with self._db.transaction() as cur:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
+from upgrader.compatibility import RuleRepository, refusal, violations
 from upgrader.customer_models import LeftOut, PlannedCustomer, PlannedWave, PlanResponse
 from upgrader.errors import (
     LimitExceeded,
@@ -33,6 +35,7 @@ from upgrader.models import (
     StatusResponse,
     UpgradeListResponse,
     UpgradeSummary,
+    WindowWait,
     iso,
 )
 from upgrader.planner import plan_limit_problems
@@ -42,6 +45,7 @@ from upgrader.resumes import ResumeRepository
 from upgrader.rollbacks import RollbackRepository
 from upgrader.selection import describe_left_out, plan_upgrade
 from upgrader.settings import Settings
+from upgrader.windows import WindowRepository
 from upgrader.workflow import WorkflowGateway, epoch_ms
 
 STRATEGY_WORDS = {"all": "Upgrade", "canary": "Canary upgrade", "batch": "Batch upgrade"}
@@ -53,8 +57,10 @@ def deploy_upgrade(
     requested_by: str | None,
     repo: UpgradeRepository,
     inventory: InventoryRepository,
+    rules: RuleRepository,
     workflow: WorkflowGateway,
     settings: Settings,
+    now: datetime | None = None,
 ) -> DeployResponse:
     """Plan the upgrade (`upgrader.selection`: the same plan the dry run answers), record it and its
     per-customer rows in one transaction, then start the execution.
@@ -70,7 +76,12 @@ def deploy_upgrade(
         request,
         inventory.deploy_candidates(request.component),
         approval_timeout_seconds=settings.approval_timeout_seconds,
+        rules=rules.rules(request.component),
+        now=now,
     )
+    if plan.incompatible:
+        raise refusal(plan.incompatible, f"{request.component} {request.version}",
+                      hint="send skipIncompatible to leave them out, or change the rules")  # fmt: skip
     if not plan.waves:
         left_out = describe_left_out(plan.counts, request.version) or "the inventory has no customer"
         raise NoTargetCustomers(f"no active customer to upgrade: {left_out}; nothing to do")
@@ -101,6 +112,13 @@ def deploy_upgrade(
         parameters["canaryPercent"] = plan.canary_percent
     if request.strategy == "batch":
         parameters["batchSize"] = plan.batch_size
+    if request.strategy == "progressive":
+        parameters["steps"] = plan.steps
+        parameters["stepGate"] = plan.step_gate
+    if plan.windows is not None:
+        parameters["respectWindows"] = True
+        parameters["windowDeadline"] = iso(plan.windows.deadline)
+        parameters["expectedDurationSeconds"] = int(plan.windows.expected.total_seconds())
     if request.failureThreshold is not None:
         parameters["failureThreshold"] = request.failureThreshold.model_dump(exclude_none=True)
     if request.customerIds is not None:
@@ -134,7 +152,7 @@ def deploy_upgrade(
         upgradeId=str(upgrade["id"]),
         jobId=name,
         strategy=request.strategy,
-        message=_deploy_message(request.strategy, sizes) + (f"; {also}" if also else ""),
+        message=_deploy_message(request.strategy, sizes, plan.step_gate) + (f"; {also}" if also else ""),
         total=plan.total,
         waves=sizes,
         status=upgrade["status"],
@@ -144,7 +162,13 @@ def deploy_upgrade(
 
 
 def plan_deploy(
-    request: DeployRequest, *, repo: UpgradeRepository, inventory: InventoryRepository, settings: Settings
+    request: DeployRequest,
+    *,
+    repo: UpgradeRepository,
+    inventory: InventoryRepository,
+    rules: RuleRepository,
+    settings: Settings,
+    now: datetime | None = None,
 ) -> PlanResponse:
     """What `deploy_upgrade` would do with this request now, without starting anything: the same plan."""
     concurrency_within_cap(request.maxConcurrency, settings.max_concurrency_cap)
@@ -152,15 +176,22 @@ def plan_deploy(
         request,
         inventory.deploy_candidates(request.component),
         approval_timeout_seconds=settings.approval_timeout_seconds,
+        rules=rules.rules(request.component),
+        now=now,
     )
-    gates = _gates(request, len(plan.waves))
+    gates = _gates(request, len(plan.waves), plan.step_gate)
     waves = [
         PlannedWave(
             wave=index,
             size=len(wave),
             gate=gates[index],
             customers=[
-                PlannedCustomer(customerId=c.customer_id, namespace=c.namespace, fromVersion=c.current_version)
+                PlannedCustomer(
+                    customerId=c.customer_id,
+                    namespace=c.namespace,
+                    fromVersion=c.current_version,
+                    waitsForWindow=iso(plan.waits.get(c.customer_id)),
+                )
                 for c in wave
             ],
         )  # fmt: skip
@@ -168,8 +199,13 @@ def plan_deploy(
     ]
     active = repo.active_upgrade_for(request.component)
     also = describe_left_out(plan.counts, request.version)
-    if plan.waves:
-        message = _deploy_message(request.strategy, [len(w) for w in plan.waves]).replace(" started", " would start")
+    if plan.incompatible:
+        broken = len({v.customer_id for v in plan.incompatible})
+        message = (f"a deploy would be refused (422): the version breaks compatibility rules for {broken} "
+                   "customer(s) (see incompatible); skipIncompatible leaves them out")  # fmt: skip
+    elif plan.waves:
+        sizes = [len(w) for w in plan.waves]
+        message = _deploy_message(request.strategy, sizes, plan.step_gate).replace(" started", " would start")
     else:
         message = "nothing to do: no active customer to upgrade (a deploy would be refused)"
     return PlanResponse(
@@ -184,17 +220,20 @@ def plan_deploy(
             for e in plan.left_out
         ],  # fmt: skip
         leftOutCounts=plan.counts,
+        incompatible=[v.view() for v in plan.incompatible],
+        respectWindows=plan.windows is not None,
         activeUpgrade=str(active["id"]) if active else None,
         message=message + (f"; {also}" if also else ""),
     )
 
 
-def _gates(request: DeployRequest, waves: int) -> list[str | None]:
-    """What follows each wave: the canary's approval gate after its first wave, a bake between waves."""
+def _gates(request: DeployRequest, waves: int, step_gate: str | None) -> list[str | None]:
+    """What follows each wave: the canary's approval gate after its first wave, a progressive step's
+    approval after every step (stepGate manual), a bake between waves."""
     gates: list[str | None] = []
     for index in range(waves):
         last = index == waves - 1
-        if request.strategy == "canary" and index == 0 and not last:
+        if request.strategy == "canary" and index == 0 and not last or step_gate == "manual" and not last:
             gates.append("approval")
         elif not last and request.bakeSeconds:
             gates.append("bake")
@@ -220,9 +259,14 @@ def concurrency_within_cap(requested: int | None, cap: int | None, *, default: i
     return requested
 
 
-def _deploy_message(strategy: str, sizes: list[int]) -> str:
+def _deploy_message(strategy: str, sizes: list[int], step_gate: str | None = None) -> str:
     total = sum(sizes)
     noun = "customer" if total == 1 else "customers"
+    if strategy == "progressive":
+        then = {"manual": "each step waits for /continue", "bake": "each step bakes, then the next starts"}
+        gate = f"; {then[step_gate or 'manual']}" if len(sizes) > 1 else ""
+        return (f"Progressive upgrade started for {total} {noun} in {len(sizes)} steps of "
+                f"{', '.join(str(s) for s in sizes)}{gate}")  # fmt: skip
     if strategy == "canary":
         first = sizes[0]
         rest = f"; {total - first} more after /continue" if len(sizes) > 1 else ""
@@ -232,7 +276,7 @@ def _deploy_message(strategy: str, sizes: list[int]) -> str:
     return f"Upgrade started for all {total} {noun}"
 
 
-def get_status(upgrade_id: int, *, repo: UpgradeRepository) -> StatusResponse:
+def get_status(upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepository) -> StatusResponse:
     upgrade = _upgrade_or_404(repo, upgrade_id)
     counts = repo.upgrade_counts(upgrade_id)
     attempts = [
@@ -280,6 +324,10 @@ def get_status(upgrade_id: int, *, repo: UpgradeRepository) -> StatusResponse:
         continuedBy=upgrade.get("continued_by"),
         continuedAt=iso(upgrade.get("continued_at")),
         leftOut={k.removeprefix("left_out:"): n for k, n in counts.items() if k.startswith("left_out:")},
+        waitingForWindow=[
+            WindowWait(customerId=w["customer_id"], nextOpening=iso(w["window_opens_at"]) or "")
+            for w in windows.waiting(upgrade_id)
+        ],
     )
 
 
@@ -381,7 +429,8 @@ def continue_upgrade(
         current = repo.get_upgrade(upgrade_id) or upgrade
         raise WrongState(
             f"upgrade {upgrade_id} is not awaiting continue (status: {current['status']}); "
-            "only a canary upgrade whose canary wave has finished can be continued, once"
+            "only a canary upgrade whose canary wave has finished (or a progressive one at a manual step gate) "
+            "can be continued, once per gate"
         )
     return ContinueResponse(
         message="Upgrade continuation queued", upgradeId=str(upgrade_id), jobId=released["execution_name"]
@@ -395,7 +444,9 @@ def request_rollback(
     requested_by: str | None,
     repo: UpgradeRepository,
     rollbacks: RollbackRepository,
+    rules: RuleRepository,
     workflow: WorkflowGateway,
+    force: bool = False,
 ) -> RollbackResponse:
     """Record a rollback of one customer and start its execution (helm runs as a Job).
 
@@ -403,6 +454,8 @@ def request_rollback(
     made to the release since stay (see `upgrader.rollbacks`).
     """
     _upgrade_or_404(repo, upgrade_id)
+    if not force:
+        _refuse_breaking_rollback(rollbacks.rollback_targets(upgrade_id, customer_id), rules=rules)
     row = rollbacks.create_rollback(upgrade_id, customer_id, requested_by=requested_by)
     try:
         workflow.start(row["run_name"], {"upgradeId": upgrade_id, "runName": row["run_name"], "operation": "rollback"})
@@ -419,6 +472,26 @@ def request_rollback(
         toVersion=row["to_version"],
         status=row["status"],
     )
+
+
+def _refuse_breaking_rollback(rows: list[dict[str, Any]], *, rules: RuleRepository) -> None:
+    """A requested rollback that would break a compatibility rule is refused (422, nothing recorded)
+    unless forced. Automatic rollbacks (autoRollback, abort with rollback) restore what was there and
+    are not checked."""
+    if not rows:
+        return  # nothing to restore: the request's own checks answer (404, 409)
+    component = str(rows[0]["component"])
+    applicable = rules.rules(component)
+    if not applicable:
+        return
+    versions = rules.customer_versions([r["customer_id"] for r in rows])
+    found = [
+        v
+        for r in rows
+        for v in violations(applicable, r["customer_id"], versions[r["customer_id"]], component, r["to_version"])
+    ]
+    if found:
+        raise refusal(found, f"rolling {component} back", hint='send {"force": true} to roll back anyway')
 
 
 def abort_upgrade(
@@ -476,12 +549,16 @@ def rollback_upgrade(
     max_concurrency: int | None,
     repo: UpgradeRepository,
     rollbacks: RollbackRepository,
+    rules: RuleRepository,
     workflow: WorkflowGateway,
     max_concurrency_cap: int | None = None,
+    force: bool = False,
 ) -> RollbackUpgradeResponse:
     """Roll every customer the upgrade changed back to its own previous version, last wave first."""
     concurrency_within_cap(max_concurrency, max_concurrency_cap)
     _upgrade_or_404(repo, upgrade_id)
+    if not force:
+        _refuse_breaking_rollback(rollbacks.rollback_targets(upgrade_id), rules=rules)
     run_name = f"rollback-{upgrade_id}-all-{secrets.token_hex(4)}"
     rows, left_out = rollbacks.create_upgrade_rollback(upgrade_id, requested_by=requested_by, run_name=run_name)
     if not rows:
@@ -530,6 +607,7 @@ def resume_upgrade(
     problems = plan_limit_problems(
         int(upgrade["total_waves"]), upgrade["strategy"], int(parameters.get("bakeSeconds", 0)),
         int(parameters.get("approvalTimeoutSeconds", settings.approval_timeout_seconds)),
+        step_gate=parameters.get("stepGate"),
     )  # fmt: skip
     if problems:
         raise LimitExceeded("the resumed upgrade does not fit one execution: " + "; ".join(problems))

@@ -1,0 +1,94 @@
+"""Blue-green per customer: the chart contract and the helm steps of an upgrade and its rollback.
+
+The contract (docs/blue-green.md, sample chart charts/customer-stack-bluegreen): per component two
+slots, `<component>.slots.blue.tag` and `<component>.slots.green.tag` (a slot without a tag is not
+deployed), and `<component>.activeSlot` (blue | green), the value the component's Service follows. The
+component's version is the active slot's tag.
+
+An upgrade puts the new version on the idle slot (the active one keeps serving), waits until that slot's
+Deployment is healthy, then switches `activeSlot`: one value, no image pulled at the switch. A rollback
+switches back at once (the old slot still runs). The old slot stays until the next upgrade (which deploys
+onto it) or an explicit finalize (its tag emptied). Every step is `helm upgrade --reuse-values --set ...`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+SLOTS = ("blue", "green")
+SLOT_LABEL = "upgrades.example.com/slot"
+
+
+class BlueGreenError(ValueError):
+    """The release's values do not follow the contract, or the step is impossible (e.g. no old slot)."""
+
+
+@dataclass(frozen=True)
+class Slots:
+    active: str
+    tags: dict[str, str]  # slot -> image tag ("" when the slot is not deployed)
+
+    @property
+    def idle(self) -> str:
+        return SLOTS[1 - SLOTS.index(self.active)]
+
+    @property
+    def version(self) -> str | None:
+        return self.tags.get(self.active) or None
+
+
+def slots_of(values: Mapping[str, Any], component: str) -> Slots:
+    """The component's slots in a release's (coalesced) values."""
+    mine = values.get(component)
+    if not isinstance(mine, Mapping) or not isinstance(mine.get("slots"), Mapping):
+        raise BlueGreenError(f"{component}: the release's values have no {component}.slots (not a blue-green chart)")
+    active = str(mine.get("activeSlot") or "blue")
+    if active not in SLOTS:
+        raise BlueGreenError(f"{component}.activeSlot must be blue or green, not {active!r}")
+    tags = {slot: str((mine["slots"].get(slot) or {}).get("tag") or "") for slot in SLOTS}
+    return Slots(active, tags)
+
+
+@dataclass(frozen=True)
+class BlueGreenPlan:
+    """The helm --set values of each step of one component's blue-green upgrade."""
+
+    component: str
+    version: str
+    active: str
+    idle: str
+    deploy: list[str]  # put the version on the idle slot (empty: it already runs it)
+    switch: list[str]  # make the idle slot active
+    rollback: list[str]  # switch back to the slot that was active
+
+    @property
+    def deployment(self) -> str:
+        """The workload to wait for before switching: `<release>-<component>-<idle>`."""
+        return f"{self.component}-{self.idle}"
+
+
+def plan_upgrade(values: Mapping[str, Any], component: str, version: str) -> BlueGreenPlan:
+    """The steps that move `component` to `version` by way of its idle slot."""
+    slots = slots_of(values, component)
+    if slots.version == version:
+        raise BlueGreenError(f"{component} already runs {version} on its active slot {slots.active}")
+    idle = slots.idle
+    deploy = [] if slots.tags[idle] == version else [f"{component}.slots.{idle}.tag={version}"]
+    return BlueGreenPlan(component, version, slots.active, idle, deploy, [f"{component}.activeSlot={idle}"],
+                         [f"{component}.activeSlot={slots.active}"])  # fmt: skip
+
+
+def plan_rollback(values: Mapping[str, Any], component: str) -> list[str]:
+    """Switch back to the other slot at once; refused when it holds nothing to go back to."""
+    slots = slots_of(values, component)
+    if not slots.tags[slots.idle]:
+        raise BlueGreenError(f"{component}: the {slots.idle} slot holds no version to switch back to (finalized)")
+    return [f"{component}.activeSlot={slots.idle}"]
+
+
+def plan_finalize(values: Mapping[str, Any], component: str) -> list[str]:
+    """Remove the old (idle) slot's Deployment: its tag emptied."""
+    slots = slots_of(values, component)
+    return [f"{component}.slots.{slots.idle}.tag="]

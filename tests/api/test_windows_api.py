@@ -1,0 +1,79 @@
+"""Maintenance windows in the plan and the deploy: who waits until when, who is left out, the defaults."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from psycopg.types.json import Jsonb
+from upgrader import factory
+
+from tests.conftest import body
+from tests.support.events import api_event
+from tests.support.functions import invoke
+
+BERLIN_SAT = {"timezone": "Europe/Berlin", "days": ["sat"], "start": "02:00", "durationMinutes": 120}
+
+
+class FixedClock:
+    def now(self) -> datetime:
+        return datetime(2026, 3, 20, 12, tzinfo=UTC)  # a Friday
+
+
+@pytest.fixture
+def fleet(make_customers, sql, monkeypatch) -> list[str]:
+    monkeypatch.setattr(factory, "clock", FixedClock)
+    ids = make_customers(3)
+    sql("UPDATE customers SET maintenance_window = %s WHERE id = %s", Jsonb(BERLIN_SAT), ids[1])
+    return ids
+
+
+def call(function: str, event: str, payload: dict[str, Any]) -> tuple[int, Any]:
+    response = invoke(function, api_event(event, body=payload))
+    return response["statusCode"], body(response)
+
+
+REQUEST = {"component": "api", "version": "v1.2.0", "strategy": "all"}
+
+
+def test_the_plan_shows_who_waits_for_its_window_until_when(fleet):
+    code, planned = call("api_upgrades", "api_upgrades_plan", REQUEST)
+    assert code == 200, planned
+    assert planned["respectWindows"] is True  # the default: a targeted customer has a window
+    waits = {c["customerId"]: c["waitsForWindow"] for c in planned["waves"][0]["customers"]}
+    assert waits == {fleet[0]: None, fleet[1]: "2026-03-21T01:00:00.000Z", fleet[2]: None}
+
+
+def test_windows_can_be_ignored_on_request(fleet):
+    _, planned = call("api_upgrades", "api_upgrades_plan", {**REQUEST, "respectWindows": False})
+    assert planned["respectWindows"] is False
+    assert all(c["waitsForWindow"] is None for c in planned["waves"][0]["customers"])
+
+
+def test_a_window_past_the_deadline_or_too_short_is_left_out_and_recorded(fleet, fake_workflow, sql):
+    request = {**REQUEST, "windowDeadline": "2026-03-21T00:00:00Z"}
+    _, planned = call("api_upgrades", "api_upgrades_plan", request)
+    (entry,) = planned["leftOut"]
+    assert (entry["customerId"], entry["reason"]) == (fleet[1], "outside_window")
+    assert "before the deadline 2026-03-21T00:00:00.000Z" in entry["detail"]
+    code, started = call("api_deploy", "api_deploy", request)
+    assert code == 202 and started["leftOut"] == {"outside_window": 1} and started["waves"] == [2]
+    (upgrade,) = sql("SELECT parameters FROM system_upgrades")
+    assert upgrade["parameters"]["windowDeadline"] == "2026-03-21T00:00:00.000Z"
+    assert upgrade["parameters"]["expectedDurationSeconds"] == 900
+    _, too_long = call("api_upgrades", "api_upgrades_plan", {**REQUEST, "expectedDurationMinutes": 121})
+    assert "shorter than the expected 121 min" in too_long["leftOut"][0]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"windowDeadline": "2026-03-19T00:00:00Z"}, "windowDeadline"),
+        ({"windowDeadline": "2027-03-19T00:00:00Z"}, "windowDeadline"),
+        ({"respectWindows": False, "expectedDurationMinutes": 30}, "respectWindows"),
+    ],
+)
+def test_deadline_and_duration_are_checked(fleet, extra, field):
+    code, answer = call("api_upgrades", "api_upgrades_plan", {**REQUEST, **extra})
+    assert code == 422 and answer["errors"][0]["field"] == field, answer

@@ -1,0 +1,96 @@
+"""Maintenance windows through the real ASL, handlers, PostgreSQL and Kubernetes over HTTP, on a
+controllable clock: the handlers read "now" from it, never the wall clock, and nothing sleeps for a window.
+
+The clock stands in March 2026 (before the wall clock), so the timestamps of the children's Wait states
+lie in the past and a wait ends at once; a waiting customer then asks again, and the test moves the clock
+to let it start. In AWS the same Wait state sleeps until the window opens, without running any Lambda.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from psycopg.types.json import Jsonb
+from upgrader import factory
+
+from tests.api.helpers import deploy
+
+pytestmark = pytest.mark.e2e
+
+BERLIN_SAT = {"timezone": "Europe/Berlin", "days": ["sat"], "start": "02:00", "durationMinutes": 120}
+TOKYO_WEEKDAYS = {"timezone": "Asia/Tokyo", "days": ["mon", "tue", "wed", "thu", "fri"], "start": "03:00",
+                  "durationMinutes": 60}  # fmt: skip
+SHORT = {"timezone": "UTC", "days": ["sun"], "start": "00:00", "durationMinutes": 15}
+
+
+class ControllableClock:
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, moment: datetime) -> None:
+        with self._lock:
+            self._now = moment
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> ControllableClock:
+    fake = ControllableClock(utc("2026-03-20T12:00:00"))  # a Friday
+    monkeypatch.setattr(factory, "clock", lambda: fake)
+    return fake
+
+
+def test_each_customer_starts_in_its_own_window_and_waiting_holds_nobody(stack, make_customers, sql, clock):
+    ids = make_customers(4)  # cust_0001 has no window
+    for cid, window in zip(ids[1:], (BERLIN_SAT, TOKYO_WEEKDAYS, SHORT), strict=True):
+        sql("UPDATE customers SET maintenance_window = %s WHERE id = %s", Jsonb(window), cid)
+    started = deploy(component="api", version="v2.0.0", strategy="all", expectedDurationMinutes=20,
+                     windowDeadline="2026-03-23T00:00:00Z")  # fmt: skip
+    # a 15-minute window never fits 20 minutes: left out at once, with the reason
+    assert (started["waves"], started["leftOut"]) == ([3], {"outside_window": 1})
+    uid = started["upgradeId"]
+
+    # the customer without a window is upgraded at once; the others wait, each until its own opening
+    waiting = stack.wait_for_status(uid, lambda s: s["completed"] == 1 and len(s["waitingForWindow"]) == 2)
+    assert waiting["waitingForWindow"] == [
+        {"customerId": ids[1], "nextOpening": "2026-03-21T01:00:00.000Z"},  # Saturday 02:00 in Berlin (UTC+1)
+        {"customerId": ids[2], "nextOpening": "2026-03-22T18:00:00.000Z"},  # Monday 03:00 in Tokyo
+    ]
+    assert waiting["parameters"]["respectWindows"] is True and waiting["pending"] == 2
+    assert [j.manifest["metadata"]["labels"]["upgrades.example.com/customer-id"]
+            for j in stack.cluster.created_jobs] == [ids[0]]  # fmt: skip
+
+    # Saturday 02:30 in Berlin: the Berlin customer starts; Tokyo's still waits
+    clock.set(utc("2026-03-21T01:30:00"))
+    after = stack.wait_for_status(uid, lambda s: s["completed"] == 2)
+    assert [w["customerId"] for w in after["waitingForWindow"]] == [ids[2]]
+
+    # Sunday 19:30 UTC: Tokyo's Monday window has closed and the next one is past the deadline
+    clock.set(utc("2026-03-22T19:30:00"))
+    assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
+    final = stack.status(uid)
+    assert (final["status"], final["completed"], final["skipped"], final["waitingForWindow"]) == (
+        "completed", 2, 2, []
+    )  # fmt: skip
+    errors = {r["customer_id"]: r["error"] for r in sql("SELECT customer_id, error FROM customer_upgrade_logs")}
+    assert "before the deadline 2026-03-23T00:00:00.000Z" in errors[ids[2]]
+    assert "shorter than the expected 20 min" in errors[ids[3]]
+    assert len(stack.cluster.created_jobs) == 2
+
+
+def test_without_windows_nothing_waits(stack, make_customers, clock):
+    make_customers(3)
+    started = deploy(component="api", version="v2.0.1", strategy="all")
+    assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
+    final = stack.status(started["upgradeId"])
+    assert (final["completed"], final["parameters"].get("respectWindows")) == (3, None)
