@@ -133,6 +133,7 @@ function notice(text, isError = false) {
   const box = $("#notice");
   box.textContent = text;
   box.className = isError ? "error" : "";
+  box.dataset.source = ""; // a poll's error notice says so itself; the next good poll clears only that one
 }
 
 function activity(text, isError = false) {
