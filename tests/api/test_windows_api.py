@@ -77,3 +77,8 @@ def test_a_window_past_the_deadline_or_too_short_is_left_out_and_recorded(fleet,
 def test_deadline_and_duration_are_checked(fleet, extra, field):
     code, answer = call("api_upgrades", "api_upgrades_plan", {**REQUEST, **extra})
     assert code == 422 and answer["errors"][0]["field"] == field, answer
+
+
+def test_a_deadline_that_is_no_real_time_is_refused(fleet):
+    code, answer = call("api_upgrades", "api_upgrades_plan", {**REQUEST, "windowDeadline": "9484-04-69T96:03:59Z"})
+    assert code == 422 and answer["errors"][0]["field"] == "windowDeadline", answer

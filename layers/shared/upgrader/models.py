@@ -268,6 +268,16 @@ class DeployRequest(_Strict):
             raise ValueError("customerIds contains duplicates")
         return value
 
+    @field_validator("windowDeadline")
+    @classmethod
+    def _a_real_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError as exc:
+                raise ValueError(f"not a valid time: {exc}") from exc
+        return value
+
     @field_validator("steps")
     @classmethod
     def _cumulative(cls, value: list[int] | None) -> list[int] | None:
