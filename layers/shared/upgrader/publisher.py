@@ -29,6 +29,7 @@ LOGGER = logging.getLogger(__name__)
 
 BATCH_SIZE = 10  # PutEvents takes at most 10 entries
 ENTRY_RETRIES = 3  # immediate retries of the entries a channel refused, within one batch
+RETENTION_DAYS = 90  # sent events are kept this long (the customer notices of a long upgrade look them up)
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,15 @@ class OutboxRepository:
             except Exception:  # noqa: BLE001 - metrics must never hold events back
                 LOGGER.exception("recording metrics of sent events failed")
         return result
+
+    def purge_sent(self, days: int = RETENTION_DAYS) -> int:
+        """Forget events sent more than `days` ago (unsent ones are kept, whatever their age)."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                "DELETE FROM event_outbox WHERE sent_at IS NOT NULL AND sent_at < NOW() - make_interval(days => %s)",
+                (days,),
+            )
+            return cur.rowcount
 
     def unsent(self) -> int:
         with self._db.transaction() as cur:
