@@ -32,6 +32,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     lead = settings.notice_lead_minutes * 60
     result = publisher.drain_for(factory.outbox(), [factory.event_channel()], seconds=seconds, on_sent=observe,
                                  before_each=lambda: factory.notices().upcoming(lead))  # fmt: skip
+    factory.outbox().purge_sent()
     stuck = metrics.runs_without_progress(factory.database(), settings.no_progress_minutes)
     metrics.emit_emf(
         [metrics.Observation(metrics.RUNS_WITHOUT_PROGRESS, float(n), {"component": c}) for c, n in stuck.items()]

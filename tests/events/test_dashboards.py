@@ -42,6 +42,7 @@ def _scraped_families(make_customers: Any, sql: Any) -> set[str]:
 
 class _Taken:
     name = "test"
+    batch_size = 100
 
     def send(self, events: Any) -> list[str | None]:
         return [None] * len(events)

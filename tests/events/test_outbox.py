@@ -108,10 +108,10 @@ class FlakyEvents:
         return self.client.put_events(Entries=sent)
 
 
-def _record(n: int, upgrade_id: int) -> None:
+def _record(n: int, upgrade_id: int, prefix: str = "test") -> None:
     with factory.database().transaction() as cur:
         for i in range(n):
-            events.upgrade_event(cur, events.UPGRADE_STARTED, upgrade_id, f"test:{i}")
+            events.upgrade_event(cur, events.UPGRADE_STARTED, upgrade_id, f"{prefix}:{i}")
 
 
 def test_partial_failures_are_retried_and_sent_once(make_customers, fake_workflow, sql, bus):
@@ -166,3 +166,14 @@ def test_concurrent_publishers_never_send_an_event_twice(make_customers, fake_wo
     ids = [int(e["detail"]["eventId"]) for e in bus.receive()]
     assert sorted(ids) == list(range(1, total + 1))  # each once
     assert sum(r.sent for r in results) == total
+
+
+def test_sent_events_are_purged_after_the_retention_unsent_ones_never(make_customers, fake_workflow, sql, bus):
+    uid, _, _ = _start(make_customers, sql, n=1)
+    _record(3, uid)
+    drain(factory.outbox(), [factory.event_channel()])
+    _record(1, uid, prefix="later")  # event 5: not sent
+    sql("UPDATE event_outbox SET created_at = NOW() - interval '200 days',"
+        " sent_at = CASE WHEN sent_at IS NULL THEN NULL ELSE NOW() - interval '100 days' END WHERE id IN (1, 2, 5)")  # fmt: skip
+    assert factory.outbox().purge_sent() == 2
+    assert [r["id"] for r in sql("SELECT id FROM event_outbox ORDER BY id")] == [3, 4, 5]

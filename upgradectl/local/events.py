@@ -34,6 +34,7 @@ class WebhookChannel:
     receiver can drop the one duplicate a crash between its answer and our record could cause."""
 
     name = "webhook"
+    batch_size = 100  # posted one at a time anyway
 
     def __init__(self, url: str, *, timeout: float = 5.0, tries: int = 3,
                  pause: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
@@ -85,6 +86,7 @@ class BackoffChannel:
     def __init__(self, inner: Channel, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.inner = inner
         self.name = inner.name
+        self.batch_size = inner.batch_size
         self._clock = clock
         self._not_before = 0.0
         self._backoff = 0.0

@@ -146,5 +146,6 @@ def http_status(exc: Exception) -> int:
     return exc.http_status if isinstance(exc, UpgradeError) else 500
 
 
-class NotificationFailed(TransientError):
-    """A notification channel (Slack) did not take an event; it is delivered again later."""
+class NotificationFailed(UpgradeError):
+    """A notification channel (Slack) did not take an event; EventBridge delivers it again (no state machine
+    task raises it, so it is not a TransientError the ASL must retry)."""

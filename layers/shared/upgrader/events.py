@@ -81,7 +81,7 @@ _UPGRADE_JSON = f"""jsonb_build_object(
 _CUSTOMER_JSON = f"""jsonb_build_object(
     'customerId', l.customer_id, 'logId', l.id, 'operation', l.operation, 'status', l.status, 'wave', l.wave,
     'attempt', l.attempt, 'runName', l.run_name, 'fromVersion', l.from_version, 'toVersion', l.to_version,
-    'versionBefore', l.version_before, 'versionAfter', l.version_after, 'error', l.error,
+    'versionBefore', l.version_before, 'versionAfter', l.version_after, 'error', left(l.error, 2000),
     'startedAt', {_TS.format(c="l.started_at")}, 'completedAt', {_TS.format(c="l.completed_at")},
     'durationSeconds', round(EXTRACT(EPOCH FROM (l.completed_at - l.started_at))::numeric, 3))"""
 

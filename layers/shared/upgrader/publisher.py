@@ -29,6 +29,7 @@ LOGGER = logging.getLogger(__name__)
 
 BATCH_SIZE = 10  # PutEvents takes at most 10 entries
 ENTRY_RETRIES = 3  # immediate retries of the entries a channel refused, within one batch
+RETENTION_DAYS = 90  # sent events are kept this long (the customer notices of a long upgrade look them up)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Channel(Protocol):
     An ordered channel (a webhook) stops at its first failure and reports the rest as not sent."""
 
     name: str
+    batch_size: int  # at most this many events a call (PutEvents: 10)
 
     def send(self, events: Sequence[OutboxEvent]) -> list[str | None]: ...
 
@@ -78,6 +80,7 @@ class EventBridgeChannel:
     """PutEvents to the custom bus, 10 entries a call; refused entries are retried (the same call)."""
 
     name = "eventbridge"
+    batch_size = BATCH_SIZE
 
     def __init__(self, client: Any, bus_name: str, *, pause: Callable[[float], None] = time.sleep) -> None:
         self._client = client
@@ -141,8 +144,9 @@ class OutboxRepository:
     ) -> PublishResult:  # fmt: skip
         """Lock, send and mark one batch of unsent rows, in id order, in one transaction.
 
-        With several channels each takes, in order, the first `limit` rows it has not taken yet (of up to
-        ten times as many locked), so a channel that is down holds back only itself for a while."""
+        With several channels each takes, in order, the rows it has not taken yet, up to its batch size, of up
+        to ten times `limit` locked rows; so a channel that is down holds back only itself for a while, and
+        a slow one (Slack's pace) sees many events at once and coalesces them."""
         result = PublishResult()
         sent: list[OutboxEvent] = []
         track = len(channels) > 1
@@ -168,7 +172,9 @@ class OutboxRepository:
                     done = {int(r["event_id"]) for r in cur.fetchall()}
                 for event_id in done:
                     missing[event_id] -= 1
-                todo = [e for e in batch if e.id not in done][:limit]
+                todo = [e for e in batch if e.id not in done][
+                    : min(limit, channel.batch_size) if not track else channel.batch_size
+                ]
                 if not todo:
                     continue
                 outcomes = channel.send(todo)
@@ -202,6 +208,15 @@ class OutboxRepository:
             except Exception:  # noqa: BLE001 - metrics must never hold events back
                 LOGGER.exception("recording metrics of sent events failed")
         return result
+
+    def purge_sent(self, days: int = RETENTION_DAYS) -> int:
+        """Forget events sent more than `days` ago (unsent ones are kept, whatever their age)."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                "DELETE FROM event_outbox WHERE sent_at IS NOT NULL AND sent_at < NOW() - make_interval(days => %s)",
+                (days,),
+            )
+            return cur.rowcount
 
     def unsent(self) -> int:
         with self._db.transaction() as cur:

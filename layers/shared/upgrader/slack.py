@@ -106,12 +106,13 @@ def render_message(upgrade: dict[str, Any], links: Links) -> str:
     icon = {"completed": ":white_check_mark:", "awaiting_continue": ":double_vertical_bar:", "halted": ":octagonal_sign:",
             "aborted": ":no_entry_sign:", "failed": ":x:", "completed_with_failures": ":warning:",
             "rolled_back": ":rewind:"}.get(status, ":arrows_counterclockwise:")  # fmt: skip
-    wave = upgrade.get("currentWave")
+    wave = int(upgrade.get("currentWave") or 0)
+    where = (f"Waiting before wave {wave + 1} of {upgrade['totalWaves']}" if upgrade.get("gate")
+             else f"Wave {wave + 1} of {upgrade['totalWaves']}")  # fmt: skip
     lines = [
         f"{icon} *Upgrade {uid}*: {upgrade['component']} → {upgrade['version']} ({upgrade['strategy']}) · "
         f"*{status.replace('_', ' ')}*",
-        f"Wave {(wave or 0) + 1} of {upgrade['totalWaves']} · {upgrade['completed']} completed · "
-        f"{upgrade['failed']} failed · {upgrade['total']} customers",
+        f"{where} · {upgrade['completed']} completed · {upgrade['failed']} failed · {upgrade['total']} customers",
     ]
     if upgrade.get("requestedBy"):
         lines.append(f"Requested by {upgrade['requestedBy']}")
@@ -182,6 +183,7 @@ class SlackChannel:
     severities: Sequence[str] = ("attention", "critical")
     pause: Callable[[float], None] = time.sleep
     name: str = "slack"
+    batch_size: int = 100  # a batch's events of one upgrade make one update
 
     def wanted(self, event: OutboxEvent) -> bool:
         if event.detail_type in events.CUSTOMER_NOTICES:
