@@ -1,4 +1,5 @@
-"""Canary gate (.waitForTaskToken): store the task token that /continue will use."""
+"""Gates (.waitForTaskToken): store the task token that /continue or /abort will use: the canary's
+approval and the bake between waves (on the upgrade), a maintenance-window wait (on the customer's row)."""
 
 from __future__ import annotations
 
@@ -14,4 +15,6 @@ logger = Logger()
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(upgrade_id=event.get("upgradeId"), run=event.get("runName"), log_id=event.get("logId"))
+    if event.get("gate") == "window":
+        return orchestration.await_window(event, windows=factory.windows())
     return orchestration.await_continue(event, runs=factory.runs())

@@ -16,4 +16,5 @@ logger = Logger()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(upgrade_id=event.get("upgradeId"), run=event.get("runName"), log_id=event.get("logId"))
     return orchestration.begin_customer(event, runs=factory.runs(), windows=factory.windows(),
-                                        now=factory.clock().now())  # fmt: skip
+                                        now=factory.clock().now(),
+                                        recheck=factory.window_recheck_seconds())  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from psycopg.types.json import Jsonb
 from upgrader import factory
+from upgrader.errors import GateClosed
 
 from tests.conftest import body
 from tests.support.events import api_event
@@ -82,3 +83,28 @@ def test_deadline_and_duration_are_checked(fleet, extra, field):
 def test_a_deadline_that_is_no_real_time_is_refused(fleet):
     code, answer = call("api_upgrades", "api_upgrades_plan", {**REQUEST, "windowDeadline": "9484-04-69T96:03:59Z"})
     assert code == 422 and answer["errors"][0]["field"] == "windowDeadline", answer
+
+
+def test_abort_releases_every_stored_window_wait_and_no_wait_starts_after_it(fleet, sql, fake_workflow):
+    code, started = call("api_deploy", "api_deploy", REQUEST)
+    assert code == 202, started
+    uid = started["upgradeId"]
+    log_ids = [r["id"] for r in sql("SELECT id FROM customer_upgrade_logs WHERE upgrade_id = %s ORDER BY id",
+                                    int(uid))]  # fmt: skip
+    for n, log_id in enumerate(log_ids[:2]):  # two children asleep in WaitForWindow
+        answer = invoke("await_continue", {"upgradeId": int(uid), "logId": log_id, "taskToken": f"window-{n}",
+                                           "gate": "window"})  # fmt: skip
+        assert answer == {"waiting": True, "gate": "window"}
+    fake_workflow.reset()
+
+    response = invoke("api_control", api_event("api_control_abort", path=f"/api/upgrades/{uid}/abort",
+                                               path_params={"upgradeId": uid}))  # fmt: skip
+    assert response["statusCode"] == 202, response["body"]
+    released = sorted((token, error) for token, error, _ in fake_workflow.failed_tokens)
+    assert released == [("window-0", "UpgradeAborted"), ("window-1", "UpgradeAborted")]
+    assert sql("SELECT id FROM customer_upgrade_logs WHERE window_token IS NOT NULL") == []
+
+    # a child that reaches WaitForWindow after the abort stores nothing: its wait ends at once
+    with pytest.raises(GateClosed):
+        invoke("await_continue", {"upgradeId": int(uid), "logId": log_ids[2], "taskToken": "late", "gate": "window"})
+    assert sql("SELECT id FROM customer_upgrade_logs WHERE window_token IS NOT NULL") == []

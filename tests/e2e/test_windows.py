@@ -1,9 +1,10 @@
 """Maintenance windows through the real ASL, handlers, PostgreSQL and Kubernetes over HTTP, on a
 controllable clock: the handlers read "now" from it, never the wall clock, and nothing sleeps for a window.
 
-The clock stands in March 2026 (before the wall clock), so the timestamps of the children's Wait states
-lie in the past and a wait ends at once; a waiting customer then asks again, and the test moves the clock
-to let it start. In AWS the same Wait state sleeps until the window opens, without running any Lambda.
+A waiting child sleeps in the WaitForWindow task (.waitForTaskToken) that times out when the window
+opens by the clock, at most WINDOW_RECHECK_SECONDS later: 1 s here, so a waiting customer asks again each
+second and the test moves the clock to let it start. In AWS the same task sleeps until the window opens
+(or a day, then asks again), without running any Lambda; an abort wakes it at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from psycopg.types.json import Jsonb
 from upgrader import factory
 
-from tests.api.helpers import deploy
+from tests.api.helpers import control, deploy
 
 pytestmark = pytest.mark.e2e
 
@@ -47,6 +48,7 @@ def utc(text: str) -> datetime:
 def clock(monkeypatch: pytest.MonkeyPatch) -> ControllableClock:
     fake = ControllableClock(utc("2026-03-20T12:00:00"))  # a Friday
     monkeypatch.setattr(factory, "clock", lambda: fake)
+    monkeypatch.setenv("WINDOW_RECHECK_SECONDS", "1")
     return fake
 
 
@@ -94,3 +96,32 @@ def test_without_windows_nothing_waits(stack, make_customers, clock):
     assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
     final = stack.status(started["upgradeId"])
     assert (final["completed"], final["parameters"].get("respectWindows")) == (3, None)
+
+
+def test_abort_wakes_customers_asleep_until_a_far_window(stack, make_customers, sql, clock, monkeypatch):
+    # the waits end only at the opening (a day's re-check at most): only the abort can end them early
+    monkeypatch.setenv("WINDOW_RECHECK_SECONDS", "86400")
+    ids = make_customers(3)  # cust_0001 has no window
+    for cid in ids[1:]:
+        sql("UPDATE customers SET maintenance_window = %s WHERE id = %s", Jsonb(BERLIN_SAT), cid)
+    started = deploy(component="api", version="v2.0.0", strategy="all", expectedDurationMinutes=20,
+                     windowDeadline="2026-04-01T00:00:00Z")  # fmt: skip
+    uid = started["upgradeId"]
+    stack.wait_for_status(uid, lambda s: s["completed"] == 1 and len(s["waitingForWindow"]) == 2)
+    # each sleeping child keeps its task token on its customer's row
+    stack.wait_for(lambda: len(sql("SELECT id FROM customer_upgrade_logs WHERE window_token IS NOT NULL")) == 2)
+
+    code, answer = control("abort", uid, {"reason": "bad release"})
+    assert code == 202, answer
+    # the waits are released: the execution ends now, not at Saturday's opening
+    assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
+    final = stack.status(uid)
+    assert (final["status"], final["completed"], final["skipped"], final["waitingForWindow"]) == (
+        "aborted", 1, 2, []
+    )  # fmt: skip
+    rows = {r["customer_id"]: r for r in sql("SELECT * FROM customer_upgrade_logs")}
+    assert [rows[c]["status"] for c in ids[1:]] == ["skipped", "skipped"]
+    assert all("bad release" in rows[c]["error"] for c in ids[1:])
+    assert all(rows[c]["window_token"] is None for c in ids)
+    assert [j.manifest["metadata"]["labels"]["upgrades.example.com/customer-id"]
+            for j in stack.cluster.created_jobs] == [ids[0]]  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from upgrader.windows import decide, next_start, stamp
+from upgrader.windows import decide, next_start, stamp, wait_seconds
 
 BERLIN_SAT = {"timezone": "Europe/Berlin", "days": ["sat"], "start": "02:00", "durationMinutes": 120}
 TOKYO_WEEKDAYS = {"timezone": "Asia/Tokyo", "days": ["mon", "tue", "wed", "thu", "fri"], "start": "03:00",
@@ -76,3 +76,12 @@ def test_no_window_starts_at_once():
 def test_the_wait_state_gets_whole_seconds_never_early():
     assert stamp(utc("2026-03-28T00:00:00")) == "2026-03-28T00:00:00Z"
     assert stamp(utc("2026-03-28T00:00:00.250000")) == "2026-03-28T00:00:01Z"
+
+
+def test_the_window_wait_times_out_at_the_opening_or_at_the_recheck():
+    now = datetime(2026, 3, 20, 12, tzinfo=UTC)
+    assert wait_seconds(now + timedelta(hours=2), now) == 7200
+    assert wait_seconds(now + timedelta(seconds=0.2), now) == 1  # whole seconds, up: never before the opening
+    assert wait_seconds(now + timedelta(days=3), now) == 86_400  # a day's re-check at most
+    assert wait_seconds(now + timedelta(days=3), now, recheck=1) == 1
+    assert wait_seconds(now - timedelta(minutes=1), now) == 1  # Step Functions needs a positive timeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from upgrader.rollbacks import RollbackRepository
 from upgrader.settings import Settings, get_settings
 from upgrader.sync_launcher import LambdaSyncLauncher
 from upgrader.syncs import SyncRepository
-from upgrader.windows import Clock, SystemClock, WindowRepository
+from upgrader.windows import DEFAULT_RECHECK_SECONDS, Clock, SystemClock, WindowRepository
 from upgrader.workflow import StepFunctionsGateway
 
 if TYPE_CHECKING:
@@ -82,6 +83,11 @@ def windows() -> WindowRepository:
 def clock() -> Clock:
     """The time maintenance windows are decided at (tests replace it with a controllable clock)."""
     return SystemClock()
+
+
+def window_recheck_seconds() -> int:
+    """How long a customer waits for its window before it asks again (WINDOW_RECHECK_SECONDS, >= 1)."""
+    return max(1, int(os.environ.get("WINDOW_RECHECK_SECONDS") or DEFAULT_RECHECK_SECONDS))
 
 
 @lru_cache(maxsize=1)

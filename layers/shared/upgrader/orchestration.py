@@ -29,7 +29,7 @@ from upgrader.errors import GateClosed, ReleaseNotReady
 from upgrader.leases import LeaseRepository, LeaseSession, budget_reason, describe_holder
 from upgrader.planner import tolerated_failures
 from upgrader.repository import RunRepository
-from upgrader.windows import WindowRepository, check_window
+from upgrader.windows import DEFAULT_RECHECK_SECONDS, WindowRepository, check_window
 
 State = dict[str, Any]
 
@@ -162,6 +162,14 @@ def await_continue(event: State, *, runs: RunRepository) -> State:
     return {"waiting": True, "gate": gate}
 
 
+def await_window(event: State, *, windows: WindowRepository) -> State:
+    """WaitForWindow (.waitForTaskToken): keep the token on the customer's row, where an abort finds it.
+    The task times out when the window opens; a stopped run closes the wait at once (GateClosed)."""
+    if not windows.store_token(int(event["logId"]), str(event["taskToken"])):
+        raise GateClosed(f"customer row {event['logId']}: its upgrade was halted or aborted; no window wait")
+    return {"waiting": True, "gate": "window"}
+
+
 def finalize_run(event: State, *, runs: RunRepository) -> State:
     """Close the run: leftover rows, final status, completed_at. Safe to run twice."""
     failure = _failure_text(event.get("failure"))
@@ -193,15 +201,16 @@ def finalize_run(event: State, *, runs: RunRepository) -> State:
 
 # ------------------------------------------------------------------------------------------- child
 def begin_customer(
-    event: State, *, runs: RunRepository, windows: WindowRepository | None = None, now: datetime | None = None
-) -> State:
+    event: State, *, runs: RunRepository, windows: WindowRepository | None = None, now: datetime | None = None,
+    recheck: int = DEFAULT_RECHECK_SECONDS,
+) -> State:  # fmt: skip
     """Claim the customer's row; 'done' when it is already final or its run was stopped.
 
-    With maintenance windows respected (the run says so), first: 'wait' until the window opens (the
-    child sleeps in a Wait state, no Lambda runs), or 'done' when it does not open before the deadline
-    (skipped with the reason); see `upgrader.windows`."""
+    With maintenance windows respected (the run says so), first: 'wait' `waitSeconds` until the window
+    opens (the child sleeps in the WaitForWindow task, no Lambda runs, an abort ends it at once), or
+    'done' when it does not open before the deadline (skipped with the reason); see `upgrader.windows`."""
     if event.get("respectWindows") and windows is not None:
-        waiting = check_window(event, windows=windows, now=now or datetime.now(UTC))
+        waiting = check_window(event, windows=windows, now=now or datetime.now(UTC), recheck=recheck)
         if waiting is not None:
             return waiting
     action, row, parameters = runs.claim_customer(int(event["logId"]))

@@ -81,7 +81,8 @@ class ReconcileRepository:
             cur.execute(
                 """
                 UPDATE customer_upgrade_logs l SET status = 'skipped', completed_at = NOW(), updated_at = NOW(),
-                       started_at = COALESCE(started_at, NOW()), waiting_for = NULL, error = %s
+                       started_at = COALESCE(started_at, NOW()), waiting_for = NULL, error = %s,
+                       window_opens_at = NULL, window_token = NULL
                  WHERE l.run_name = %s AND l.status IN ('pending', 'in_progress')
                    AND NOT EXISTS (SELECT 1 FROM customer_leases c WHERE c.log_id = l.id)
                 """,

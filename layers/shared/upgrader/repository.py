@@ -347,6 +347,7 @@ class UpgradeRepository:
         aborted_by: str | None,
         rollback: bool,
         fail_gate: Callable[[str], None],
+        release_windows: Callable[[list[str]], object] | None = None,
     ) -> tuple[Row, list[Row]] | None:
         """Stop the upgrade's active runs: its own execution and any rollback run of it.
 
@@ -355,7 +356,23 @@ class UpgradeRepository:
         approval or a bake) is failed before the commit, so the execution moves on at once.
         Returns (the upgrade, the runs stopped), or None when nothing of it is active.
         (A run whose execution is already gone is ended by the caller: see `upgrader.reconciliation`.)
+
+        Customers asleep in a maintenance-window wait: their task tokens are taken (cleared) in the same
+        transaction and handed to `release_windows` after the commit, so each child wakes, finds the
+        abort and skips its customer (`upgrader.windows.WindowRepository.store_token` explains why no
+        token escapes). After the commit, because there may be many and none holds anything.
         """
+        windows: list[str] = []
+        result = self._request_abort(upgrade_id, reason, aborted_by=aborted_by, rollback=rollback,
+                                     fail_gate=fail_gate, windows=windows)  # fmt: skip
+        if windows and release_windows is not None:
+            release_windows(windows)
+        return result
+
+    def _request_abort(
+        self, upgrade_id: int, reason: str, *, aborted_by: str | None, rollback: bool,
+        fail_gate: Callable[[str], None], windows: list[str],
+    ) -> tuple[Row, list[Row]] | None:  # fmt: skip
         with self._db.transaction() as cur:
             cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
             upgrade = cur.fetchone()
@@ -404,8 +421,21 @@ class UpgradeRepository:
                 )
                 row = _one(cur)
                 _aborted_events(cur, row, reason, aborted_by, rollback, stopped, f"aborted:{row['execution_name']}")
+                cur.execute(
+                    """
+                    UPDATE customer_upgrade_logs l SET window_token = NULL, updated_at = NOW()
+                      FROM (SELECT id, window_token FROM customer_upgrade_logs
+                             WHERE upgrade_id = %s AND window_token IS NOT NULL
+                             ORDER BY id FOR NO KEY UPDATE) old
+                     WHERE l.id = old.id
+                    RETURNING old.window_token AS token
+                    """,
+                    (upgrade_id,),
+                )
+                tokens = [r["token"] for r in cur.fetchall()]
                 if upgrade["task_token"]:
                     fail_gate(upgrade["task_token"])
+                windows.extend(tokens)
                 return row, stopped
             runs = sorted(str(r["run_name"]) for r in stopped)
             _aborted_events(cur, upgrade, reason, aborted_by, rollback, stopped, f"aborted:{','.join(runs)}")

@@ -5,15 +5,19 @@ opens on each listed weekday at `start` local time, as the zone's clock says tha
 included), and stays open for `durationMinutes` of elapsed time. A customer starts only inside its
 window and only when the upgrade's expected helm duration still fits before the window closes.
 
-The wait itself costs no Lambda time: `begin_customer` answers "wait until <timestamp>" and the child
-execution sleeps in a Step Functions Wait state (TimestampPath), then asks again. Each child waits on its
-own, so a customer whose window is closed never holds the wave's others. A window that does not open
+The wait itself costs no Lambda time: `begin_customer` answers "wait <seconds> (until <timestamp>)" and the
+child execution sleeps in a `.waitForTaskToken` task (WaitForWindow) whose Lambda only stores the token
+on the customer's log row and returns; the task times out when the window opens (TimeoutSecondsPath),
+then BeginCustomer asks again. An abort releases every stored token of the upgrade at once, so a
+customer asleep until next week is skipped within seconds. Each child waits on its own, so a customer
+whose window is closed never holds the wave's others. A window that does not open
 (with room for the expected duration) before the request's deadline leaves the customer `skipped` with
 the reason. Every decision takes "now" as an argument: tests drive a controllable clock.
 """
 
 from __future__ import annotations
 
+import math
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +31,9 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_EXPECTED_SECONDS = 900  # a helm upgrade plus its rollout check, unless the request says otherwise
 DEFAULT_DEADLINE = timedelta(days=14)
 MAX_DEADLINE = timedelta(days=300)  # an execution lasts at most a year; keep room for the waves themselves
+# A waiting customer asks again at least this often (its window may have changed meanwhile); each ask
+# is one short Lambda call. WINDOW_RECHECK_SECONDS overrides it (the local stack's tests use 1).
+DEFAULT_RECHECK_SECONDS = 86_400
 
 
 class Clock(Protocol):
@@ -101,6 +108,11 @@ def policy(parameters: Mapping[str, Any]) -> tuple[timedelta, datetime]:
     return expected, deadline
 
 
+def wait_seconds(at: datetime, now: datetime, recheck: int = DEFAULT_RECHECK_SECONDS) -> int:
+    """The WaitForWindow task's timeout: whole seconds until `at` (at least 1, at most `recheck`)."""
+    return max(1, min(int(recheck), math.ceil((at - now).total_seconds())))
+
+
 def stamp(moment: datetime) -> str:
     """A timestamp Step Functions' Wait state reads (TimestampPath): RFC 3339, UTC, whole seconds up."""
     rounded = moment.astimezone(UTC).replace(microsecond=0) + (timedelta(seconds=1) if moment.microsecond else
@@ -132,13 +144,41 @@ class WindowRepository:
             return cur.fetchone()
 
     def wait(self, log_id: int, opens_at: datetime | None) -> None:
-        """Record when the customer's window opens (None: it is open now)."""
+        """Record when the customer's window opens (None: it is open now); a token of an earlier wait is
+        spent (that task timed out or was released), so it is forgotten."""
         with self._db.transaction() as cur:
             cur.execute(
-                "UPDATE customer_upgrade_logs SET window_opens_at = %s, updated_at = NOW()"
+                "UPDATE customer_upgrade_logs SET window_opens_at = %s, window_token = NULL, updated_at = NOW()"
                 " WHERE id = %s AND status = 'pending'",
                 (opens_at.astimezone(UTC).replace(tzinfo=None) if opens_at else None, log_id),
             )
+
+    def store_token(self, log_id: int, token: str) -> bool:
+        """WaitForWindow's task token, kept where an abort finds it. False (nothing stored) when the
+        upgrade or run was stopped meanwhile: the caller ends the wait at once.
+
+        The upgrade's row is read FOR SHARE: an abort holds it FOR NO KEY UPDATE while it sets the halt
+        and takes the tokens, so either the abort sees this token, or this sees the abort."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                """
+                SELECT u.halt_reason, r.stop_reason FROM customer_upgrade_logs l
+                  JOIN system_upgrades u ON u.id = l.upgrade_id
+                  LEFT JOIN upgrade_runs r ON r.run_name = l.run_name
+                 WHERE l.id = %s
+                   FOR SHARE OF u
+                """,
+                (log_id,),
+            )
+            found = cur.fetchone()
+            if found is None or found["halt_reason"] is not None or found["stop_reason"] is not None:
+                return False
+            cur.execute(
+                "UPDATE customer_upgrade_logs SET window_token = %s, updated_at = NOW()"
+                " WHERE id = %s AND status = 'pending' RETURNING id",
+                (token, log_id),
+            )
+            return cur.fetchone() is not None
 
     def skip(self, log_id: int, reason: str) -> None:
         """The window does not fit before the deadline: the customer is skipped, counted, with the reason."""
@@ -146,6 +186,7 @@ class WindowRepository:
             cur.execute(
                 """
                 UPDATE customer_upgrade_logs SET status = 'skipped', error = %s, window_opens_at = NULL,
+                       window_token = NULL,
                        completed_at = NOW(), updated_at = NOW()
                  WHERE id = %s AND status = 'pending'
                 """,
@@ -166,7 +207,9 @@ class WindowRepository:
             return cur.fetchall()
 
 
-def check_window(event: Mapping[str, Any], *, windows: WindowRepository, now: datetime) -> dict[str, Any] | None:
+def check_window(
+    event: Mapping[str, Any], *, windows: WindowRepository, now: datetime, recheck: int = DEFAULT_RECHECK_SECONDS
+) -> dict[str, Any] | None:
     """Before a customer is claimed: wait for its window, skip it, or (None) go on and claim it."""
     row = windows.waiting_row(int(event["logId"]))
     if row is None:
@@ -178,7 +221,8 @@ def check_window(event: Mapping[str, Any], *, windows: WindowRepository, now: da
         return {"action": "done", "status": "skipped", "customerId": row["customer_id"], "reason": decision.reason}
     if decision.action == "wait" and decision.at is not None:
         windows.wait(int(row["id"]), decision.at)
-        return {"action": "wait", "customerId": row["customer_id"], "waitUntil": stamp(decision.at)}
+        return {"action": "wait", "customerId": row["customer_id"], "waitUntil": stamp(decision.at),
+                "waitSeconds": wait_seconds(decision.at, now, recheck)}  # fmt: skip
     if row["window_opens_at"] is not None:
         windows.wait(int(row["id"]), None)
     return None
