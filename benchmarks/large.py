@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                          poll_seconds=0) as runtime:  # fmt: skip
         print(f"seeding {n:,} customers and releases ...", file=sys.stderr, flush=True)
         seed_customers(runtime, cluster, n)
+        print(f"rollout of {n:,} customers starts", file=sys.stderr, flush=True)
         began = time.monotonic()
         started = deploy(**deploy_request("all", n, args.concurrency))
         execution = runtime.wait(started["jobId"], timeout=max(3600.0, n * 1.0))
