@@ -32,7 +32,7 @@ run: $(STAMP)  ## the local stack at http://localhost:3100 (embedded PostgreSQL,
 	$(BIN)/upgrade-local
 
 test: setup postgres lint typecheck  ## every test: unit, PostgreSQL, Kubernetes over HTTP, state machine end to end
-	SAM_EXECUTABLE=$(SAM_VENV)/bin/sam $(BIN)/python -m pytest
+	SAM_EXECUTABLE=$(SAM_VENV)/bin/sam $(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP) postgres
 	$(BIN)/python -m pytest -m "not e2e"

@@ -45,8 +45,8 @@ from moto.core.config import DefaultConfig
 Handler = Callable[[dict, object], object]
 # Threads handlers run on (warm Lambda containers); more invocations at once wait for a free one. Each
 # keeps its own database connection, so this also bounds the connections one local stack opens (well
-# under PostgreSQL's default max_connections of 100, with room for a second stack on the machine).
-LAMBDA_CONTAINERS = 40
+# under PostgreSQL's default max_connections of 100, with room for the second test worker and a second stack).
+LAMBDA_CONTAINERS = 24
 
 LOGGER = logging.getLogger(__name__)
 
