@@ -112,6 +112,12 @@ def _add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) ->
     parser.add_argument("--skip-incompatible", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="leave out (skipped, the rule as the reason) the customers the version would break a "
                              "compatibility rule for; default: the deploy is refused listing them")  # fmt: skip
+    parser.add_argument("--blue-green", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="blue-green per customer: the version onto the idle slot, switch once it is healthy; a "
+                             "rollback switches back at once (the releases must follow docs/blue-green.md)")  # fmt: skip
+    parser.add_argument("--finalize-old-slot", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="with --blue-green: once switched, remove the previous slot (a rollback is then no "
+                             "longer an instant switch back)")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="print the plan (waves, customers, who is left out and why); start nothing")  # fmt: skip
     parser.add_argument("--idempotency-key", default=default, metavar="KEY",
@@ -256,6 +262,10 @@ class Cli:
             request["includePinned"] = True
         if getattr(args, "skip_incompatible", False):
             request["skipIncompatible"] = True
+        if getattr(args, "blue_green", False):
+            request["blueGreen"] = True
+        if getattr(args, "finalize_old_slot", False):
+            request["finalizeOldSlot"] = True
         for flag, field in (("respect_windows", "respectWindows"), ("window_deadline", "windowDeadline"),
                             ("expected_minutes", "expectedDurationMinutes")):  # fmt: skip
             if getattr(args, flag, None) is not None:

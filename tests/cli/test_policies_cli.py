@@ -1,4 +1,4 @@
-"""The CLI's policy flags against a fake API: --skip-incompatible, rollback --force, rules."""
+"""The CLI's policy flags against a fake API: --skip-incompatible, --blue-green, rollback --force, rules."""
 
 from __future__ import annotations
 
@@ -29,6 +29,16 @@ def test_skip_incompatible_is_sent_with_the_deploy(fake_api):
     assert sent(fake_api)["skipIncompatible"] is True
     assert run(fake_api, *DEPLOY)[0] == 0
     assert "skipIncompatible" not in sent(fake_api, 1)
+
+
+def test_blue_green_is_sent_with_the_deploy(fake_api):
+    fake_api.responder = lambda m, p, b: (202, STARTED)
+    assert run(fake_api, *DEPLOY, "--blue-green")[0] == 0
+    assert sent(fake_api)["blueGreen"] is True and "finalizeOldSlot" not in sent(fake_api)
+    assert run(fake_api, *DEPLOY)[0] == 0
+    assert "blueGreen" not in sent(fake_api, 1)
+    assert run(fake_api, *DEPLOY, "--blue-green", "--finalize-old-slot")[0] == 0
+    assert (sent(fake_api, 2)["blueGreen"], sent(fake_api, 2)["finalizeOldSlot"]) == (True, True)
 
 
 def test_a_refused_deploy_prints_the_rule(fake_api):

@@ -86,6 +86,10 @@ def test_an_upgrade_deploys_the_idle_slot_then_switches_and_a_rollback_switches_
     assert images(deployed, "api") == {"blue": "registry.example.com/api:v1.1.0",
                                        "green": "registry.example.com/api:v2.0.0"}  # fmt: skip
     assert selected_slot(deployed, "api") == "blue"
+    # each deployed slot has a preview Service, so the idle slot can be probed before any traffic moves
+    preview = deployed[("Service", f"{RELEASE}-api-green")]
+    assert preview["spec"]["selector"]["upgrades.example.com/slot"] == "green"
+    assert ("Service", f"{RELEASE}-api-green") not in render()  # green not deployed: no preview Service
     # step 2 (after the green Deployment is healthy): one value switches the Service
     switched = render(*plan.deploy, *plan.switch)
     assert selected_slot(switched, "api") == "green"

@@ -372,6 +372,40 @@ def test_an_upgrade_writes_what_the_real_helm_writes(
     cluster.release()
 
 
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--set-string", "api.slots.green.tag=v2.0.0"],  # a slot step: the new version onto the idle slot
+        ["--set-string", "api.activeSlot=green"],  # the switch (green was deployed before)
+        ["--set-string", "api.slots.blue.tag="],  # finalize: the old slot's Deployment and preview Service go
+    ],
+    ids=["slot", "switch", "finalize"],
+)
+def test_a_blue_green_step_writes_what_the_real_helm_writes(
+    cluster: SimulatedCluster, real_helm: RealHelm, submit: Callable[..., str], tmp_path: Path, ns: str,
+    flags: list[str],
+) -> None:  # fmt: skip
+    # Given a release of the blue-green sample chart whose api has v1.9.0 on green, blue active
+    chart = write_chart_dir(cluster.charts.get("customer-stack-bluegreen", "2.0.0"), tmp_path / "bluegreen")
+    seed(cluster, ns, chart_name="customer-stack-bluegreen",
+         values={"api.slots.green.tag": "v1.9.0"} if "api.slots.green.tag=v2.0.0" not in flags else {})  # fmt: skip
+    if "api.slots.blue.tag=" in flags:  # finalize: green serves, blue is the old slot
+        seed(cluster, ns, chart_name="customer-stack-bluegreen",
+             values={"api.slots.green.tag": "v1.9.0", "api.activeSlot": "green"})  # fmt: skip
+    common = ["--reset-then-reuse-values", *flags, "--wait", "--atomic", "--timeout", "600s"]
+    # When the real helm and the simulated one run the same step
+    before = len(cluster.protobuf_writes)
+    run = real_helm.run("upgrade", "stack", str(chart), *common, "--disable-openapi-validation", namespace=ns)
+    real = real_write(cluster, run, before)
+    cluster.hold()
+    submit(["helm", "upgrade", "stack", "oci://registry.example.com/charts/customer-stack-bluegreen",
+            "--namespace", ns, "--version", "2.0.0", *common])  # fmt: skip
+    simulated = pending_record(cluster, ns, 2)
+    # Then both wrote the same release, manifest included (slots' Deployments, Services, preview Services)
+    assert comparable(simulated) == comparable(real["release"])
+    cluster.release()
+
+
 def test_reuse_values_merges_the_new_values_into_the_previous_ones(
     cluster: SimulatedCluster, submit: Callable[..., str], ns: str
 ) -> None:

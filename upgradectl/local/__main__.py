@@ -57,6 +57,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--customers", type=int, default=None,
                         help=f"simulated cluster: demo customers (namespaces and Helm releases) to create when the "
                              f"inventory is empty (default {DEFAULT_CUSTOMERS}); discovery then finds them")  # fmt: skip
+    parser.add_argument("--blue-green-customers", type=int, default=0, metavar="N",
+                        help="simulated cluster: N more demo customers whose releases run the blue-green sample chart "
+                             "(charts/customer-stack-bluegreen), labelled rollout=blue-green (default 0)")  # fmt: skip
     parser.add_argument("--kubeconfig", nargs="?", const="", default=None, metavar="PATH",
                         help="use the REAL cluster of this kubeconfig file's current context (no PATH: $KUBECONFIG "
                              "or ~/.kube/config). Default: a simulated cluster")  # fmt: skip
@@ -89,6 +92,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--failure-rate must be between 0 and 1")
     if args.customers is not None and args.customers < 0:
         parser.error("--customers must be 0 or more")
+    if args.blue_green_customers < 0:
+        parser.error("--blue-green-customers must be 0 or more")
+    if args.blue_green_customers and args.kubeconfig is not None:
+        parser.error("--blue-green-customers creates demo customers in the simulated cluster, not with --kubeconfig")
     if args.customers and args.kubeconfig is not None:
         parser.error("--customers creates demo customers in the simulated cluster; with --kubeconfig the customers "
                      "are the real cluster's, found by discovery")  # fmt: skip
@@ -275,9 +282,16 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
         chart_version = simulated.charts.get("customer-stack").version  # the newest in the simulated registry
         inventory = _inventory(factory.database())
         if not inventory:
-            demo = seed.demo_customers(DEFAULT_CUSTOMERS if args.customers is None else args.customers)
+            demo = seed.demo_customers(DEFAULT_CUSTOMERS if args.customers is None else args.customers,
+                                       blue_green=args.blue_green_customers)  # fmt: skip
             seed.install_demo_releases(simulated, demo, chart_version)
+        plain_charts = simulated.charts.versions("customer-stack")
         for _, namespace, release, versions, chart in inventory:
+            if chart and chart not in plain_charts and chart in simulated.charts.versions(seed.BLUE_GREEN_CHART):
+                # a blue-green release (a restart): each component's version back on its blue slot
+                simulated.add_release(namespace, release, values={f"{c}.slots.blue.tag": v for c, v in versions.items()},
+                                      chart_version=chart, chart_name=seed.BLUE_GREEN_CHART)  # fmt: skip
+                continue
             simulated.add_release(namespace, release, values={f"{c}.image.tag": v for c, v in versions.items()},
                                   chart_version=chart or chart_version)  # fmt: skip
     synced = runtime.sync("local.startup")
@@ -313,6 +327,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
             f" (JOB_POLL_SECONDS={args.poll_seconds}); reconciler sweep every {args.sweep_seconds:g} s",
             f"  Cluster         {cluster_line}",
             f"  Customers       {seeded_line}",
+            *_blue_green_line(demo),
             f"  Events          {events_line}; Prometheus metrics at {base}/metrics",
             f"  Started in {time.monotonic() - began:.1f} s ({parts}).",
             f"  Try:  curl -X POST {base}/api/upgrades/deploy -H 'Content-Type: application/json' "
@@ -321,6 +336,15 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
             f"  Stop: Ctrl-C (or kill -TERM {os.getpid()})",
         ]
     )
+
+
+def _blue_green_line(demo: list[Any]) -> list[str]:
+    """A banner line naming the blue-green demo customers, when there are any."""
+    ids = [c.customer_id for c in demo if c.chart_name is not None]
+    if not ids:
+        return []
+    return [f"  Blue-green      {len(ids)} demo customers on charts/customer-stack-bluegreen, labelled rollout=blue-green: "
+            f"{ids[0]} .. {ids[-1]}"]  # fmt: skip
 
 
 def _event_channels(args: argparse.Namespace, base_hint: str) -> tuple[list[Any], str]:

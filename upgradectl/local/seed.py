@@ -25,6 +25,10 @@ LAGGING_VERSIONS: dict[str, str] = {"api": "v1.0.3", "dashboard": "v1.8.2", "exp
 # ships mosquitto 2.0.18): discovery reads those versions from the chart, as Helm would render them.
 FROM_CHART_DEFAULTS = ("mosquitto",)
 TIERS = ("standard", "standard", "premium")
+# Demo customers on the blue-green sample chart (docs/blue-green.md) carry this label, so a deploy can
+# target them: {"labels": {"rollout": "blue-green"}, "blueGreen": true}.
+BLUE_GREEN_LABEL = ("rollout", "blue-green")
+BLUE_GREEN_CHART = "customer-stack-bluegreen"
 REGIONS = ("eu-west-1", "us-east-1")
 
 
@@ -36,10 +40,12 @@ class DemoCustomer:
     labels: dict[str, str]
     versions: dict[str, str]
     values: dict[str, str]  # the release's user values (dotted keys); the rest comes from the chart
+    chart_name: str | None = None  # None: customer-stack; else e.g. the blue-green sample chart
 
 
-def demo_customers(count: int) -> list[DemoCustomer]:
-    """The demo fleet: ids cust_abc123.., one namespace and Helm release each."""
+def demo_customers(count: int, blue_green: int = 0) -> list[DemoCustomer]:
+    """The demo fleet: ids cust_abc123.., one namespace and Helm release each; then `blue_green` more whose
+    releases run the blue-green sample chart (each component's current version on its blue slot)."""
     customers = []
     for index in range(count):
         suffix = f"abc{FIRST_NUMBER + index}"
@@ -60,6 +66,23 @@ def demo_customers(count: int) -> list[DemoCustomer]:
                 values=values,
             )
         )
+    for index in range(count, count + blue_green):
+        suffix = f"abc{FIRST_NUMBER + index}"
+        customers.append(
+            DemoCustomer(
+                customer_id=f"cust_{suffix}",
+                namespace=f"customer-{suffix}",
+                release_name=f"customer-{suffix}",
+                labels={
+                    "tier": TIERS[index % len(TIERS)],
+                    "region": REGIONS[index % len(REGIONS)],
+                    BLUE_GREEN_LABEL[0]: BLUE_GREEN_LABEL[1],
+                },  # fmt: skip
+                versions=dict(CURRENT_VERSIONS),
+                values={f"{component}.slots.blue.tag": version for component, version in CURRENT_VERSIONS.items()},
+                chart_name=BLUE_GREEN_CHART,
+            )
+        )
     return customers
 
 
@@ -67,8 +90,9 @@ def install_demo_releases(cluster: Any, customers: list[DemoCustomer], chart_ver
     """Each demo customer's namespace and Helm release, in the simulated cluster."""
     for customer in customers:
         cluster.add_release(
-            customer.namespace, customer.release_name, values=customer.values, chart_version=chart_version
-        )
+            customer.namespace, customer.release_name, values=customer.values,
+            chart_version=chart_version if customer.chart_name is None else None, chart_name=customer.chart_name,
+        )  # fmt: skip
 
 
 def customer_count(db: Database) -> int:

@@ -255,6 +255,19 @@ class DeployRequest(_Strict):
         description="with windows respected: how long one customer's upgrade is expected to take (helm and its "
         "checks); a customer starts only when this fits before its window closes (default 15)",
     )
+    blueGreen: bool = Field(  # noqa: N815
+        default=False,
+        description="blue-green per customer (docs/blue-green.md): the new version goes onto the component's idle "
+        "slot, which must become healthy (rollout, and healthCheck.httpPath through the slot's preview Service) "
+        "before the Service is switched to it; a rollback switches back at once. Every targeted release must "
+        "follow the blue-green chart contract; a release that does is only ever upgraded this way",
+    )
+    finalizeOldSlot: bool = Field(  # noqa: N815
+        default=False,
+        description="blue-green: once switched, remove the previous slot (its Deployment; its tag emptied): frees "
+        "its pods, and a rollback is then no longer an instant switch back (default: the old slot stays until "
+        "the next upgrade, which deploys onto it)",
+    )
     skipIncompatible: bool = Field(  # noqa: N815
         default=False,
         description="leave out (recorded as skipped, the rule as the reason) the customers the new version would "
@@ -295,6 +308,8 @@ class DeployRequest(_Strict):
             raise ValueError("give steps or progression, not both")
         if progressive and self.stepGate == "bake" and not self.bakeSeconds:
             raise ValueError("stepGate bake needs bakeSeconds (how long each step bakes)")
+        if self.finalizeOldSlot and not self.blueGreen:
+            raise ValueError("finalizeOldSlot only goes with blueGreen")
         return self
 
 
@@ -371,6 +386,9 @@ class StatusResponse(BaseModel):
         default_factory=dict,
         description="customers the deploy left out and recorded as skipped, by reason (already_at_version, pinned, "
         "incompatible, outside_window)",
+    )
+    blueGreen: bool = Field(  # noqa: N815
+        default=False, description="the upgrade goes onto each customer's idle slot, then switches (blue-green)"
     )
     waitingForWindow: list[WindowWait] = Field(  # noqa: N815
         default_factory=list,

@@ -5,6 +5,9 @@ Parent (one execution per run):  prepare_run -> [wave map] -> evaluate_wave -> g
 Child (one per customer):        begin_customer -> start_helm_job (takes the release's lease; waits its
                                  turn while another operation holds it) -> check_helm_job (loop)
                                  -> check_rollout (loop) -> [automatic rollback] -> finish_customer
+Blue-green (per customer):       start_helm_job "slot" (the version onto the idle slot) -> check_helm_job
+                                 -> check_rollout of the idle slot -> start_helm_job "switch" (the Service
+                                 follows the idle slot) -> check_helm_job -> finish_customer
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from upgrader.bluegreen import Slots
 from upgrader.cluster.types import (
     ClusterGateway,
     ClusterTransientError,
@@ -227,11 +231,13 @@ def begin_customer(
         "attempt": row["attempt"],
         "autoRollback": bool(parameters.get("autoRollback")) and upgrading,
         "healthCheck": (parameters.get("healthCheck") if upgrading else None) or {"enabled": False},
+        "blueGreen": bool(parameters.get("blueGreen")) and upgrading,
+        "finalizeOldSlot": bool(parameters.get("blueGreen") and parameters.get("finalizeOldSlot")) and upgrading,
     }
 
 
 def _spec(row: State, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
-          chart_version: str | None = None) -> HelmJobSpec:  # fmt: skip
+          chart_version: str | None = None, slot: str | None = None, chart_name: str | None = None) -> HelmJobSpec:  # fmt: skip
     """A helm operation of one log row (its id names the Job: one row, one Job per operation)."""
     return HelmJobSpec(
         upgrade_id=int(row["upgradeId"] if "upgradeId" in row else row["upgrade_id"]),
@@ -245,6 +251,8 @@ def _spec(row: State, operation: HelmOperation, *, version: str | None = None, r
         revision=revision,
         attempt=int(row["attempt"]),
         chart_version=chart_version,
+        slot=slot,
+        chart_name=chart_name,
     )
 
 
@@ -277,6 +285,10 @@ def start_helm_job(event: State, *, leases: LeaseRepository, cluster: ClusterGat
             existing = cluster.helm_jobs_of(lease.log_id)
             if stage in ("autorollback", "recover_after"):
                 started = _restore(lease, stage, existing, cluster=cluster)
+            elif stage == "switch":
+                started = _switch(lease, event, existing, cluster=cluster)
+            elif stage == "finalize":
+                started = _finalize(lease, existing, cluster=cluster)
             elif lease.row["operation"] == "upgrade":
                 started = _start_upgrade(lease, existing, cluster=cluster)
             else:
@@ -343,6 +355,13 @@ def _start_upgrade(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
     if upgrade_name in existing:  # an earlier attempt created it: adopt
         lease.record_job(upgrade_name)
         return _started(upgrade_name, "upgrade")
+    slot_name = cluster.job_name(_spec(row, "slot"))
+    if slot_name in existing:  # blue-green: the slot step never moves activeSlot, so its slot is the idle one
+        release = cluster.release_status(row["namespace"], row["release_name"])
+        found = release.slots.get(row["component"])
+        lease.record_job(slot_name)
+        return _started(slot_name, "slot", slot=Slots(found["active"], found["tags"]).idle if found else None,
+                        chartVersion=row["chart_version"] or release.chart_version)  # fmt: skip
     recover_name = cluster.job_name(_spec(row, "recover"))
     if recover_name in existing and not existing[recover_name]:
         lease.record_job(recover_name)
@@ -367,12 +386,109 @@ def _start_upgrade(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
             f"Helm release '{release.release}' records no chart version, so the chart cannot be pinned; "
             "deploy with an explicit chartVersion"
         )
+    blue_green = bool((row.get("upgrade_parameters") or {}).get("blueGreen"))
+    if blue_green or row["component"] in release.slots:
+        return _start_slot(lease, release, chart_version, blue_green=blue_green, cluster=cluster)
     spec = _spec(row, "upgrade", version=row["to_version"], chart_version=chart_version)
     lease.record_plan(revision_before=release.revision, version_before=release.versions.get(row["component"]),
                       chart_version=chart_version)  # fmt: skip
     name = cluster.start_helm_job(spec)
     lease.record_job(name)
     return _started(name, "upgrade")
+
+
+def _start_slot(lease: LeaseSession, release: ReleaseInfo, chart_version: str, *, blue_green: bool,
+                cluster: ClusterGateway) -> State:  # fmt: skip
+    """Blue-green, step 1: the new version onto the idle slot; the active slot keeps serving.
+
+    A release that follows the blue-green contract is only ever upgraded this way (an in-place image
+    change would set a value its chart does not read), and only when the deploy asked for it: a plain
+    deploy is refused for it, as a blue-green deploy is for a release without slots."""
+    row = lease.row
+    component = row["component"]
+    found = release.slots.get(component)
+    if found is None:
+        raise ReleaseNotReady(
+            f"Helm release '{release.release}' does not follow the blue-green contract: its values have no "
+            f"{component}.slots (docs/blue-green.md); deploy without blueGreen"
+        )
+    if not blue_green:
+        raise ReleaseNotReady(
+            f"Helm release '{release.release}' runs {component} in blue-green slots (active "
+            f"{found['active']}): deploy with blueGreen so the new version goes onto the idle slot"
+        )
+    slots = Slots(found["active"], dict(found["tags"]))
+    if slots.active not in ("blue", "green") or not slots.version:
+        raise ReleaseNotReady(
+            f"Helm release '{release.release}': {component}.activeSlot {slots.active!r} runs no version"
+        )
+    idle, version = slots.idle, str(row["to_version"])
+    note = (f"blue-green: {component} {version} onto the idle slot {idle}; {slots.active} keeps serving "
+            f"{slots.version} until the switch")  # fmt: skip
+    lease.record_plan(revision_before=release.revision, version_before=slots.version, chart_version=chart_version,
+                      note=note)  # fmt: skip
+    spec = _spec(row, "slot", version=version, chart_version=chart_version, slot=idle, chart_name=release.chart_name)
+    name = cluster.start_helm_job(spec)
+    lease.record_job(name)
+    return _started(name, "slot", slot=idle, chartVersion=chart_version)
+
+
+def _switch(lease: LeaseSession, event: State, existing: dict[str, bool], *, cluster: ClusterGateway) -> State:
+    """Blue-green, step 2 (under the lease the row still holds, after the idle slot proved healthy): the
+    Service follows the idle slot. Not when the run was stopped meanwhile: the new version then stays
+    on the idle slot, unused, and the active slot keeps serving."""
+    row, slot_job = lease.row, event.get("slotJob") or {}
+    slot, chart_version = slot_job.get("slot"), slot_job.get("chartVersion") or row["chart_version"]
+    name = cluster.job_name(_spec(row, "switch"))
+    if name in existing:
+        lease.record_job(name)
+        return _started(name, "switch", slot=slot)
+    if lease.stop_reason:
+        reason = (f"not switched: {lease.stop_reason}; {row['to_version']} stays on the idle slot {slot}, the "
+                  "active slot keeps serving")  # fmt: skip
+        lease.skip(reason)
+        return {"phase": "skipped", "stage": "switch", "reason": reason}
+    release = cluster.release_status(row["namespace"], row["release_name"])
+    found = release.slots.get(row["component"]) or {}
+    if slot is None and found:
+        slot = Slots(found["active"], found["tags"]).idle
+    if release.stuck or (found.get("tags") or {}).get(slot) != row["to_version"]:
+        raise ReleaseNotReady(
+            f"Helm release '{release.release}' changed under the upgrade: slot {slot} no longer runs "
+            f"{row['to_version']} ({release.status}, revision {release.revision}); not switching"
+        )
+    spec = _spec(row, "switch", slot=slot, chart_version=str(chart_version or release.chart_version),
+                 chart_name=release.chart_name)  # fmt: skip
+    name = cluster.start_helm_job(spec)
+    lease.record_job(name, note=f"blue-green: slot {slot} is healthy; switching {row['component']} to it")
+    return _started(name, "switch", slot=slot)
+
+
+def _finalize(lease: LeaseSession, existing: dict[str, bool], *, cluster: ClusterGateway) -> State:
+    """Blue-green, step 3 (finalizeOldSlot, after the switch): the old slot's tag emptied, its Deployment
+    removed. The upgrade itself is done: a run stopped meanwhile, or an old slot already empty, keeps
+    what is there and says so."""
+    row = lease.row
+    name = cluster.job_name(_spec(row, "finalize"))
+    if name in existing:
+        lease.record_job(name)
+        return _started(name, "finalize")
+    release = cluster.release_status(row["namespace"], row["release_name"])
+    found = release.slots.get(row["component"])
+    old = Slots(found["active"], dict(found["tags"])).idle if found else None
+    kept = None
+    if lease.stop_reason:
+        kept = f"old slot {old} kept (not finalized): {lease.stop_reason}"
+    elif found is None or old is None or not found["tags"].get(old):
+        kept = "nothing to finalize: the old slot holds no version"
+    if kept is not None or found is None:
+        return {"phase": "succeeded", "stage": "finalize", "jobName": None, "release": release.snapshot(),
+                "output": kept}  # fmt: skip
+    spec = _spec(row, "finalize", slot=old, chart_version=row["chart_version"] or release.chart_version,
+                 chart_name=release.chart_name)  # fmt: skip
+    name = cluster.start_helm_job(spec)
+    lease.record_job(name, note=f"blue-green: finalizing, the old slot {old} ({found['tags'][old]}) is removed")
+    return _started(name, "finalize", slot=old)
 
 
 def _recover(lease: LeaseSession, release: ReleaseInfo, existing: dict[str, bool], *,
@@ -402,7 +518,7 @@ def _recover(lease: LeaseSession, release: ReleaseInfo, existing: dict[str, bool
 def _start_rollback(lease: LeaseSession, existing: dict[str, bool], *, cluster: ClusterGateway) -> State:
     """Restore the upgrade's component on this customer, and nothing else (see `upgrader.rollbacks`)."""
     row = lease.row
-    for operation in ("rollback", "restore"):
+    for operation in ("rollback", "restore", "switch"):
         name = cluster.job_name(_spec(row, operation))  # type: ignore[arg-type]
         if name in existing:
             lease.record_job(name)
@@ -441,6 +557,8 @@ def _start_rollback(lease: LeaseSession, existing: dict[str, bool], *, cluster: 
         )
         lease.skip(reason)
         return {"phase": "skipped", "stage": "rollback", "reason": reason}
+    if component in release.slots:
+        return _switch_back(lease, release, cluster=cluster)
     revision_after = (upgraded or {}).get("revision_after")
     revision_before = (upgraded or {}).get("revision_before")
     if revision_after and revision_before and release.revision == revision_after:
@@ -458,6 +576,32 @@ def _start_rollback(lease: LeaseSession, existing: dict[str, bool], *, cluster: 
     name = cluster.start_helm_job(spec)
     lease.record_job(name)
     return _started(name, spec.operation, revision=spec.revision)
+
+
+def _switch_back(lease: LeaseSession, release: ReleaseInfo, *, cluster: ClusterGateway) -> State:
+    """Blue-green rollback: the Service goes back to the other slot at once; it still runs the version
+    to return to, so no image is pulled. Refused (skipped, with the reason) when that slot was
+    finalized or holds another version: rolling forward again is a deploy."""
+    row = lease.row
+    component, target = row["component"], row["to_version"]
+    found = release.slots[component]
+    slots = Slots(found["active"], dict(found["tags"]))
+    if slots.tags.get(slots.idle) != target:
+        held = slots.tags.get(slots.idle) or "nothing (finalized)"
+        reason = (f"not rolled back: blue-green slot {slots.idle} holds {held}, not {target}, so there is nothing "
+                  f"to switch back to; deploy {target} to go back")  # fmt: skip
+        lease.skip(reason)
+        return {"phase": "skipped", "stage": "rollback", "reason": reason}
+    if not release.chart_version:
+        raise ReleaseNotReady(f"Helm release '{release.release}' records no chart version; cannot pin the chart")
+    note = (f"blue-green: switching {component} back to slot {slots.idle}, which still runs {target} "
+            "(no image pulled)")  # fmt: skip
+    lease.record_plan(revision_before=release.revision, version_before=slots.version,
+                      chart_version=release.chart_version, note=note)  # fmt: skip
+    name = cluster.start_helm_job(_spec(row, "switch", slot=slots.idle, chart_version=release.chart_version,
+                                        chart_name=release.chart_name))  # fmt: skip
+    lease.record_job(name)
+    return _started(name, "switch", slot=slots.idle)
 
 
 def _restore(lease: LeaseSession, stage: str, existing: dict[str, bool], *, cluster: ClusterGateway) -> State:
@@ -506,16 +650,12 @@ def check_helm_job(event: State, *, cluster: ClusterGateway) -> State:
         since = _outage_since(job, exc)
         unreachable: State = {"jobName": job["jobName"], "stage": stage, "phase": "unreachable",
                               "unreachableSince": since, "error": f"Kubernetes API unreachable: {exc}"}  # fmt: skip
-        if "revision" in job:
-            unreachable["revision"] = job["revision"]
-        return unreachable
+        return _carried(job, unreachable)
 
 
 def _check_helm_job(event: State, job: State, stage: str, row: State, cluster: ClusterGateway) -> State:
     state: JobState = cluster.get_helm_job(_spec(row, stage, revision=job.get("revision")))  # type: ignore[arg-type]
-    result: State = {"jobName": state.name, "stage": stage, "phase": state.phase}
-    if "revision" in job:
-        result["revision"] = job["revision"]
+    result = _carried(job, {"jobName": state.name, "stage": stage, "phase": state.phase})
     if not (state.finished or state.phase == "missing"):
         return result
     result["output"] = state.output
@@ -528,7 +668,12 @@ def _check_helm_job(event: State, job: State, stage: str, row: State, cluster: C
     release = cluster.release_status(row["namespace"], row["release"])
     result["release"] = release.snapshot()
     restoring = event.get("stage") in ("autorollback", "recover_after")
-    if result["phase"] == "failed" and release.stuck and stage in ("upgrade", "restore") and not restoring:
+    if (
+        result["phase"] == "failed"
+        and release.stuck
+        and stage in ("upgrade", "restore", "slot", "switch", "finalize")
+        and (not restoring)
+    ):
         result["phase"] = "stuck"
         result["error"] = f"{result['error']}; the release was left {release.status} (revision {release.revision})"
     elif stage == "recover" and not restoring:
@@ -539,13 +684,33 @@ def _check_helm_job(event: State, job: State, stage: str, row: State, cluster: C
     return result
 
 
+def _carried(job: State, result: State) -> State:
+    """What a Job's later looks keep from its start: the revision it goes to, its blue-green slot."""
+    for key in ("revision", "slot", "chartVersion"):
+        if key in job:
+            result[key] = job[key]
+    return result
+
+
 def check_rollout(event: State, *, cluster: ClusterGateway, now: float | None = None) -> State:
-    """After a successful helm upgrade: are the component's workloads rolled out (and healthy)?"""
+    """After a successful helm upgrade: are the component's workloads rolled out (and healthy)?
+
+    Blue-green, after the slot step: the idle slot's workloads (and its HTTP path, through the slot's
+    preview Service `<release>-<component>-<slot>`), before any traffic is switched to it."""
     customer, check = event["customer"], event["customer"]["healthCheck"]
-    now = time.time() if now is None else now
+    job = event.get("job") or {}
+    slot = job.get("slot") if job.get("stage") == "slot" else None
+    result = _rollout_verdict(event, customer, check, slot, cluster, time.time() if now is None else now)
+    if slot is not None and result["phase"] == "unhealthy":
+        result["detail"] = f"idle slot {slot}: {result['detail']}; nothing switched, the active slot keeps serving"
+    return result
+
+
+def _rollout_verdict(event: State, customer: State, check: State, slot: str | None, cluster: ClusterGateway,
+                     now: float) -> State:  # fmt: skip
     deadline = float((event.get("health") or {}).get("deadline") or now + int(check.get("timeoutSeconds", 300)))
     try:
-        rollout = cluster.rollout_status(customer["namespace"], customer["release"], customer["component"])
+        rollout = cluster.rollout_status(customer["namespace"], customer["release"], customer["component"], slot)
     except ClusterTransientError as exc:  # not a verdict on the workloads: wait, up to the check's deadline
         rollout = RolloutState("progressing", f"Kubernetes API unreachable: {exc}")
     detail = rollout.detail
@@ -555,6 +720,8 @@ def check_rollout(event: State, *, cluster: ClusterGateway, now: float | None = 
         if not check.get("httpPath"):
             return {"phase": "healthy", "deadline": deadline, "detail": detail}
         service = check.get("service") or f"{customer['release']}-{customer['component']}"
+        if slot is not None:  # the slot's preview Service: the component's own one still selects the active slot
+            service = f"{customer['release']}-{customer['component']}-{slot}"
         try:
             probe = cluster.http_health(customer["namespace"], service, str(check.get("port", "http")),
                                         check["httpPath"])  # fmt: skip
@@ -577,7 +744,13 @@ def finish_customer(event: State, *, runs: RunRepository) -> State:
     customer = event.get("customer") or {}
     upgrade_job = event.get("upgradeJob")
     failed_job = event.get("failedJob")
+    slot_job = event.get("slotJob")  # blue-green: the slot step before this switch
+    switch_job = event.get("switchJob")  # blue-green with finalizeOldSlot: the switch before this finalize
     output = job.get("output")
+    if switch_job is not None:
+        output = "\n".join(filter(None, [switch_job.get("output"), "--- finalize ---", output]))
+    if slot_job is not None:
+        output = "\n".join(filter(None, [slot_job.get("output"), "--- switch ---", output]))
     release = job.get("release")
     if failure:
         status = "skipped" if failure.get("Error") == "UpgradeHalted" else "failed"
@@ -600,6 +773,10 @@ def finish_customer(event: State, *, runs: RunRepository) -> State:
         status, error = "failed", health.get("detail")
     elif job.get("phase") == "succeeded":
         status, error = "completed", None
+    elif job.get("stage") == "slot":  # blue-green: the idle slot's helm step failed (helm --wait --atomic)
+        status = "failed"
+        error = (f"{job.get('error') or 'helm Job failed'}; nothing switched: helm --atomic undid the idle slot "
+                 "step, the active slot kept serving")  # fmt: skip
     elif customer.get("autoRollback") and job.get("stage") == "upgrade":
         # helm --atomic already restored the previous revision: that is the rollback
         status, error = "rolled_back", f"{job.get('error')}; helm --atomic restored the previous revision"
@@ -607,7 +784,7 @@ def finish_customer(event: State, *, runs: RunRepository) -> State:
         status, error = "failed", job.get("error") or "helm Job failed"
     # How long helm ran, learned by the next customers' first wait: only a plain success (not a recovery,
     # not an automatic rollback) says how long this operation of the component takes.
-    plain = status == "completed" and upgrade_job is None and failed_job is None
+    plain = status == "completed" and upgrade_job is None and failed_job is None and slot_job is None
     helm_seconds = job.get("helmSeconds") if plain else None
     changed, row = runs.finish_customer(int(event["logId"]), status, output, error, release, helm_seconds=helm_seconds)
     return {"logId": row["id"], "status": row["status"], "recorded": changed}

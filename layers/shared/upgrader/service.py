@@ -112,6 +112,9 @@ def deploy_upgrade(
         "waveSizes": sizes,
         "healthCheck": request.healthCheck.model_dump(),
     }
+    if request.blueGreen:
+        parameters["blueGreen"] = True
+        parameters["finalizeOldSlot"] = request.finalizeOldSlot
     if request.strategy == "canary":
         parameters["canaryPercent"] = plan.canary_percent
     if request.strategy == "batch":
@@ -327,6 +330,7 @@ def get_status(upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepos
         attempts=attempts,
         continuedBy=upgrade.get("continued_by"),
         continuedAt=iso(upgrade.get("continued_at")),
+        blueGreen=bool((upgrade["parameters"] or {}).get("blueGreen")),
         leftOut={k.removeprefix("left_out:"): n for k, n in counts.items() if k.startswith("left_out:")},
         waitingForWindow=[
             WindowWait(customerId=w["customer_id"], nextOpening=iso(w["window_opens_at"]) or "")

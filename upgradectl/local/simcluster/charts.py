@@ -18,10 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from upgradectl.local.simcluster.values import Values, coalesce_values, deep_copy
 
 COMPONENTS = ("api", "dashboard", "exporter", "mosquitto")
 DEFAULT_CHART_NAME = "customer-stack"
+# The blue-green sample chart (docs/blue-green.md): its templates are the repository's own chart files.
+BLUEGREEN_CHART_NAME = "customer-stack-bluegreen"
+BLUEGREEN_CHART_DIR = Path(__file__).resolve().parents[3] / "charts" / BLUEGREEN_CHART_NAME
+SLOTS = ("blue", "green")
+SLOT_LABEL = "upgrades.example.com/slot"
+ACTIVE_LABEL = "upgrades.example.com/active"
 _SEMVER = re.compile(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
 
 HELPERS_TEMPLATE = """\
@@ -112,6 +120,27 @@ def component_defaults(tags: Mapping[str, str]) -> Values:
     }
 
 
+def bluegreen_chart() -> ChartVersion:
+    """charts/customer-stack-bluegreen as the registry serves it: its Chart.yaml, values.yaml and templates,
+    read from the repository (the simulated helm renders the same documents, see `_render_bluegreen`)."""
+    meta = yaml.safe_load((BLUEGREEN_CHART_DIR / "Chart.yaml").read_text())
+    values = yaml.safe_load((BLUEGREEN_CHART_DIR / "values.yaml").read_text())
+    templates = {f"templates/{p.name}": p.read_text() for p in sorted((BLUEGREEN_CHART_DIR / "templates").iterdir())}
+    return ChartVersion(str(meta["name"]), str(meta["version"]), str(meta["appVersion"]), values,
+                        str(meta["description"]), templates)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One Deployment a release's values ask for: a component, or a blue-green component's slot."""
+
+    key: str  # "api", or "api-green" (the Deployment is `<release>-<key>`)
+    component: str
+    slot: str | None
+    image: str
+    active: bool = True  # blue-green: the slot the component's Service selects
+
+
 @dataclass(frozen=True)
 class ChartVersion:
     """One version of a chart in the registry."""
@@ -121,6 +150,7 @@ class ChartVersion:
     app_version: str
     values: Values = field(default_factory=dict)  # the chart's defaults (values.yaml), nested
     description: str = "One customer's stack: api, dashboard, exporter and mosquitto"
+    templates: Mapping[str, str] = field(default_factory=lambda: dict(TEMPLATES))
 
     def metadata(self) -> dict[str, Any]:
         """Chart.yaml as Helm stores it in a release (``chart.metadata``)."""
@@ -136,7 +166,8 @@ class ChartVersion:
             "metadata": self.metadata(),
             "lock": None,
             "templates": [
-                {"name": name, "data": base64.b64encode(text.encode()).decode()} for name, text in TEMPLATES.items()
+                {"name": name, "data": base64.b64encode(text.encode()).decode()}
+                for name, text in self.templates.items()
             ],
             "values": deep_copy(self.values if values is None else values),
             "schema": None,
@@ -145,12 +176,14 @@ class ChartVersion:
 
 
 def default_charts() -> tuple[ChartVersion, ...]:
-    """customer-stack 1.4.0 and 1.5.0: 1.5.0's defaults are the fleet's current component versions."""
+    """customer-stack 1.4.0 and 1.5.0: 1.5.0's defaults are the fleet's current component versions; and
+    customer-stack-bluegreen 2.0.0, the blue-green sample chart with the same versions on its blue slots."""
     older = {"api": "v1.0.3", "dashboard": "v1.8.2", "exporter": "v0.9.1", "mosquitto": "2.0.15"}
     newer = {"api": "v1.1.0", "dashboard": "v1.9.0", "exporter": "v1.0.0", "mosquitto": "2.0.18"}
     return (
         ChartVersion(DEFAULT_CHART_NAME, "1.4.0", "1.4.0", component_defaults(older)),
         ChartVersion(DEFAULT_CHART_NAME, "1.5.0", "1.5.0", component_defaults(newer)),
+        bluegreen_chart(),
     )
 
 
@@ -216,23 +249,19 @@ class ChartCatalog:
 
 def render_manifest(chart: Mapping[str, Any], config: Mapping[str, Any], release: str) -> str:
     """The manifest helm renders from a release's chart record and user values: one Service and one
-    Deployment per component, Services first (Helm's install order). Same documents as the templates."""
+    Deployment per component, Services first (Helm's install order). Same documents as the templates.
+    A blue-green chart's values (`<component>.slots`): see `_render_bluegreen`."""
     metadata = chart.get("metadata") or {}
     values = coalesce_values(chart.get("values") or {}, config)
+    if any(isinstance((values.get(c) or {}).get("slots"), Mapping) for c in COMPONENTS):
+        return _render_bluegreen(metadata, values, release)
     source = metadata.get("name")
     services, deployments = [], []
     for component in COMPONENTS:
         mine = values.get(component)
         if not isinstance(mine, Mapping):
             continue
-        image, service = mine.get("image") or {}, mine.get("service") or {}
-        port_name, port = _text(service.get("portName")), _text(service.get("port"))
-        labels = [
-            f"app.kubernetes.io/name: {component}", f"app.kubernetes.io/instance: {release}",
-            f"app.kubernetes.io/component: {component}", "app.kubernetes.io/managed-by: Helm",
-            f"helm.sh/chart: {metadata.get('name')}-{metadata.get('version')}",
-        ]  # fmt: skip
-        selector = [f"app.kubernetes.io/instance: {release}", f"app.kubernetes.io/component: {component}"]
+        image, port_name, port, labels, selector = _component_parts(metadata, mine, release, component)
         services += [
             "---", f"# Source: {source}/templates/service.yaml", "apiVersion: v1", "kind: Service", "metadata:",
             f"  name: {release}-{component}", "  labels:", *_indent(labels, 4), "spec:", "  selector:",
@@ -251,20 +280,93 @@ def render_manifest(chart: Mapping[str, Any], config: Mapping[str, Any], release
     return "".join(line + "\n" for line in services + deployments)
 
 
+def _component_parts(
+    metadata: Mapping[str, Any], mine: Mapping[str, Any], release: str, component: str
+) -> tuple[Mapping[str, Any], str, str, list[str], list[str]]:
+    """(image values, port name, port, labels, selector lines) of one component's documents."""
+    image, service = mine.get("image") or {}, mine.get("service") or {}
+    labels = [
+        f"app.kubernetes.io/name: {component}", f"app.kubernetes.io/instance: {release}",
+        f"app.kubernetes.io/component: {component}", "app.kubernetes.io/managed-by: Helm",
+        f"helm.sh/chart: {metadata.get('name')}-{metadata.get('version')}",
+    ]  # fmt: skip
+    selector = [f"app.kubernetes.io/instance: {release}", f"app.kubernetes.io/component: {component}"]
+    return image, _text(service.get("portName")), _text(service.get("port")), labels, selector
+
+
+def _render_bluegreen(metadata: Mapping[str, Any], values: Mapping[str, Any], release: str) -> str:
+    """charts/customer-stack-bluegreen's documents: per component a Service following the active slot,
+    a preview Service and a Deployment per deployed slot (a slot with a tag)."""
+    source = metadata.get("name")
+    services, previews, deployments = [], [], []
+    for component in COMPONENTS:
+        mine = values.get(component)
+        if not isinstance(mine, Mapping):
+            continue
+        image, port_name, port, labels, selector = _component_parts(metadata, mine, release, component)
+        active = str(mine.get("activeSlot") or "blue")
+        ports = ["  ports:", f"    - name: {port_name}", f"      port: {port}", f"      targetPort: {port_name}"]
+        services += [
+            "---", f"# Source: {source}/templates/service.yaml", "apiVersion: v1", "kind: Service", "metadata:",
+            f"  name: {release}-{component}", "  labels:", *_indent(labels, 4), "spec:",
+            "  # The Service follows the active slot: switching is one value, `<component>.activeSlot`.",
+            "  selector:", *_indent(selector, 4), f"    {SLOT_LABEL}: {active}", *ports,
+        ]  # fmt: skip
+        for slot in SLOTS:
+            tag = _text(((mine.get("slots") or {}).get(slot) or {}).get("tag"))
+            if tag in ("", "<no value>"):
+                continue
+            slot_labels = [*labels, f"{SLOT_LABEL}: {slot}"]
+            previews += [
+                "---", f"# Source: {source}/templates/service.yaml", "apiVersion: v1", "kind: Service", "metadata:",
+                f"  name: {release}-{component}-{slot}", "  labels:", *_indent(slot_labels, 4), "spec:",
+                "  selector:", *_indent(selector, 4), f"    {SLOT_LABEL}: {slot}", *ports,
+            ]  # fmt: skip
+            deployments += [
+                "---", f"# Source: {source}/templates/deployment.yaml", "apiVersion: apps/v1", "kind: Deployment",
+                "metadata:", f"  name: {release}-{component}-{slot}", "  labels:", *_indent(slot_labels, 4),
+                f'    {ACTIVE_LABEL}: "{"true" if slot == active else "false"}"', "spec:",
+                f"  replicas: {_text(mine.get('replicaCount'))}", "  selector:", "    matchLabels:",
+                *_indent(selector, 6), f"      {SLOT_LABEL}: {slot}", "  template:", "    metadata:", "      labels:",
+                *_indent(selector, 8), f"        {SLOT_LABEL}: {slot}", "    spec:", "      containers:",
+                f"        - name: {component}", f'          image: "{_text(image.get("repository"))}:{tag}"',
+                "          ports:", f"            - name: {port_name}", f"              containerPort: {port}",
+            ]  # fmt: skip
+    return "".join(line + "\n" for line in services + previews + deployments)
+
+
 def _indent(lines: list[str], spaces: int) -> list[str]:
     return [" " * spaces + line for line in lines]
 
 
 def effective_images(chart: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, str]:
-    """component -> the image its Deployment runs, from the chart's values and the user's."""
+    """Deployment key (component, or `<component>-<slot>`) -> the image it runs."""
+    return {unit.key: unit.image for unit in workload_units(chart, config)}
+
+
+def workload_units(chart: Mapping[str, Any], config: Mapping[str, Any]) -> list[Unit]:
+    """The Deployments a release's chart and user values ask for: one per component, or on a blue-green
+    chart one per deployed slot (a slot with a tag), the active one marked."""
     values = coalesce_values(chart.get("values") or {}, config)
-    images = {}
+    units = []
     for component in COMPONENTS:
         mine = values.get(component)
-        if isinstance(mine, Mapping):
-            image = mine.get("image") or {}
-            images[component] = f"{_text(image.get('repository'))}:{_text(image.get('tag'))}"
-    return images
+        if not isinstance(mine, Mapping):
+            continue
+        image = mine.get("image") or {}
+        slots = mine.get("slots")
+        if not isinstance(slots, Mapping):
+            units.append(
+                Unit(component, component, None, f"{_text(image.get('repository'))}:{_text(image.get('tag'))}")
+            )
+            continue
+        active = str(mine.get("activeSlot") or "blue")
+        for slot in SLOTS:
+            tag = (slots.get(slot) or {}).get("tag")
+            if tag not in (None, ""):
+                units.append(Unit(f"{component}-{slot}", component, slot, f"{_text(image.get('repository'))}:{_text(tag)}",
+                                  active=slot == active))  # fmt: skip
+    return units
 
 
 def _text(value: Any) -> str:
@@ -283,6 +385,6 @@ def write_chart_dir(chart: ChartVersion, parent: Path) -> Path:
     (root / "templates").mkdir(parents=True, exist_ok=True)
     (root / "Chart.yaml").write_text(json.dumps(chart.metadata(), indent=2) + "\n")
     (root / "values.yaml").write_text(json.dumps(chart.values, indent=2) + "\n")
-    for name, text in TEMPLATES.items():
+    for name, text in chart.templates.items():
         (root / name).write_text(text)
     return root

@@ -39,6 +39,7 @@ from upgradectl.local.simcluster.charts import (
     ChartNotFound,
     effective_images,
     render_manifest,
+    workload_units,
 )
 from upgradectl.local.simcluster.releases import (
     PENDING,
@@ -116,8 +117,10 @@ def seed_release(
                 first_deployed=first,
             )
         )
-    for component, image in effective_images(chart_record, config).items():
-        workloads.set_image(namespace, release, component, image, now=now, settle=True)
+    units = workload_units(chart_record, config)
+    for unit in units:
+        workloads.set_image(namespace, release, unit.key, unit.image, now=now, settle=True, active=unit.active)
+    workloads.remove_others(namespace, release, {unit.key for unit in units})
 
 
 def _default_chart_name(catalog: ChartCatalog) -> str:
@@ -380,15 +383,17 @@ class HelmProcess:
         """The workloads take the images of `record`; an upgrade for an unhealthy customer brings
         images that never get ready (or whose health path fails) for that customer."""
         namespace, release = self.call.namespace, self.call.release
-        images = effective_images(record.get("chart") or {}, record.get("config") or {})
-        for component, image in images.items():
-            workload = self._workloads.get(namespace, release, component)
+        units = workload_units(record.get("chart") or {}, record.get("config") or {})
+        for unit in units:
+            key, image = unit.key, unit.image
+            workload = self._workloads.get(namespace, release, key)
             changed = workload is None or workload.image != image
             if marking and changed and self._keys & self._settings.unhealthy_customers:
-                self._workloads.mark_image(namespace, release, component, image, probe_only=False)
+                self._workloads.mark_image(namespace, release, key, image, probe_only=False)
             if marking and changed and self._keys & self._settings.probe_unhealthy_customers:
-                self._workloads.mark_image(namespace, release, component, image, probe_only=True)
-            self._workloads.set_image(namespace, release, component, image, now=now)
+                self._workloads.mark_image(namespace, release, key, image, probe_only=True)
+            self._workloads.set_image(namespace, release, key, image, now=now, active=unit.active)
+        self._workloads.remove_others(namespace, release, {unit.key for unit in units})
 
     def _wait_succeeded(self) -> Step:
         assert self._new is not None

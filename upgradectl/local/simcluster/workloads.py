@@ -1,4 +1,6 @@
-"""The component workloads a release runs: one Deployment ``<release>-<component>`` per component.
+"""The component workloads a release runs: one Deployment ``<release>-<component>`` per component (on
+the blue-green chart one ``<release>-<component>-<slot>`` per deployed slot; the component's Service
+follows the active slot, each slot's preview Service that slot).
 
 A helm upgrade or rollback that changes a component's image starts a new rollout (generation + 1);
 it is ready ``rollout_seconds`` later, unless the image is one that never becomes ready for this
@@ -20,6 +22,9 @@ from upgradectl.local.simcluster.store import ObjectStore, new_uid
 DEPLOYMENTS = "apps/v1/deployments"
 INSTANCE = "app.kubernetes.io/instance"
 APP_COMPONENT = "app.kubernetes.io/component"
+SLOT_LABEL = "upgrades.example.com/slot"
+ACTIVE_LABEL = "upgrades.example.com/active"
+SLOTS = ("blue", "green")
 REPLICAS = 2
 
 
@@ -30,11 +35,12 @@ class RolloutSettings(Protocol):
 
 @dataclass
 class Workload:
-    """The simulated Deployment `<release>-<component>` and where its rollout stands."""
+    """The simulated Deployment `<release>-<key>` and where its rollout stands (key: the component, or
+    `<component>-<slot>` on the blue-green chart)."""
 
     namespace: str
     release: str
-    component: str
+    key: str
     uid: str
     created: str
     generation: int = 0
@@ -48,8 +54,24 @@ class Workload:
     bad_images: set[str] = field(default_factory=set)  # images that never get ready here
     failing_probe_images: set[str] = field(default_factory=set)  # images whose health path fails here
 
+    active: bool = True  # blue-green: the slot the component's Service selects
+
+    @property
+    def component(self) -> str:
+        return self.key.split("-", 1)[0]
+
+    @property
+    def slot(self) -> str | None:
+        _, _, slot = self.key.partition("-")
+        return slot if slot in SLOTS else None
+
     @property
     def name(self) -> str:
+        return f"{self.release}-{self.key}"
+
+    @property
+    def service(self) -> str:
+        """The Service that sends traffic to it: the component's (only the active slot's, on blue-green)."""
         return f"{self.release}-{self.component}"
 
     @property
@@ -95,13 +117,19 @@ class Workloads:
         (workload.failing_probe_images if probe_only else workload.bad_images).add(image)
 
     def set_image(
-        self, namespace: str, release: str, component: str, image: str, *, now: float, settle: bool = False
-    ) -> dict[str, Any] | None:
+        self, namespace: str, release: str, component: str, image: str, *, now: float, settle: bool = False,
+        active: bool = True,
+    ) -> dict[str, Any] | None:  # fmt: skip
         """Helm applied a pod template with `image`: a new rollout when it changed (returns the written
-        object), nothing when the template is the same (Kubernetes starts no rollout then)."""
+        object), nothing when the template is the same (Kubernetes starts no rollout then; a blue-green
+        slot whose `active` label changed is written again, same generation)."""
         workload = self._ensure(namespace, release, component)
         if workload.generation > 0 and workload.image == image:
-            return None
+            if workload.active == active:
+                return None
+            workload.active = active
+            return self.write(workload)
+        workload.active = active
         workload.image = image
         workload.generation += 1
         workload.healthy = image not in workload.bad_images
@@ -121,8 +149,17 @@ class Workloads:
         self._track(workload)
         return self.write(workload)
 
+    def remove_others(self, namespace: str, release: str, keep: set[str]) -> None:
+        """Helm deletes what the new manifest no longer has: e.g. a finalized blue-green slot's Deployment."""
+        workloads = self._by_release.get((namespace, release)) or {}
+        for key in [k for k in workloads if k not in keep]:
+            workload = workloads.pop(key)
+            self._unsettled.pop((namespace, release, key), None)
+            if self._objects.get(DEPLOYMENTS, namespace, workload.name) is not None:
+                self._objects.delete(DEPLOYMENTS, namespace, workload.name)
+
     def _track(self, workload: Workload) -> None:
-        key = (workload.namespace, workload.release, workload.component)
+        key = (workload.namespace, workload.release, workload.key)
         if workload.settled:
             self._unsettled.pop(key, None)
         else:
@@ -143,7 +180,7 @@ class Workloads:
         """(HTTP status, text) of the service proxy for `service`; None when there is no such service."""
         behind = [
             w for release in self._releases_in.get(namespace, ()) for w in self.of_release(namespace, release)
-            if service in (w.name, w.release)
+            if service in (w.name, w.release) or (service == w.service and (w.slot is None or w.active))
         ]  # fmt: skip
         if not behind:
             return None
@@ -157,7 +194,7 @@ class Workloads:
         workloads = self._by_release.setdefault((namespace, release), {})
         workload = workloads.get(component)
         if workload is None:
-            workload = Workload(namespace, release, component, uid=new_uid(), created=_stamp())
+            workload = Workload(namespace, release, component, uid=new_uid(), created=_stamp())  # component: its key
             workloads[component] = workload
             self._releases_in.setdefault(namespace, set()).add(release)
         return workload
@@ -196,6 +233,8 @@ class Workloads:
         )
         w.ready = ready
         selector = {INSTANCE: w.release, APP_COMPONENT: w.component}
+        if w.slot is not None:
+            selector[SLOT_LABEL] = w.slot
         status: dict[str, Any] = {
             "observedGeneration": observed, "replicas": REPLICAS, "updatedReplicas": updated,
             "readyReplicas": ready, "availableReplicas": ready, "conditions": [available, progressing],
@@ -211,7 +250,12 @@ class Workloads:
                 "uid": w.uid,
                 "generation": w.generation,
                 "creationTimestamp": w.created,
-                "labels": {**selector, "app.kubernetes.io/name": w.component, "app.kubernetes.io/managed-by": "Helm"},
+                "labels": {
+                    **selector,
+                    "app.kubernetes.io/name": w.component,
+                    "app.kubernetes.io/managed-by": "Helm",
+                    **({ACTIVE_LABEL: "true" if w.active else "false"} if w.slot is not None else {}),
+                },
                 "annotations": {
                     "deployment.kubernetes.io/revision": str(w.generation),
                     "meta.helm.sh/release-name": w.release,

@@ -104,8 +104,7 @@ class KubernetesFleetReader:
         versions: dict[str, str | None] = {}
         sources: dict[str, str | None] = {}
         for component, key in self._config.image_tag_keys.items():
-            versions[component] = record.version_of(key)
-            sources[component] = record.value(key)[1] if versions[component] is not None else None
+            versions[component], sources[component] = record.component_version(component, key)
         return ReleaseSnapshot(
             name=name,
             revision=record.revision or _int(labels.get("version")),

@@ -17,8 +17,10 @@ import urllib3.exceptions
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from upgrader.bluegreen import SLOT_LABEL, SLOTS
 from upgrader.cluster.release import ReleaseDecodeError, decode_release_data, parse_release, secret_name
 from upgrader.cluster.types import (
+    DEFAULT_IMAGE_TAG_KEYS,
     ClusterConfig,
     ClusterPermanentError,
     ClusterTransientError,
@@ -46,6 +48,7 @@ ANNOTATION_CUSTOMER_ID = f"{LABEL_PREFIX}/customer-id"
 ANNOTATION_VERSION = f"{LABEL_PREFIX}/version"
 ANNOTATION_REVISION = f"{LABEL_PREFIX}/revision"
 ANNOTATION_CHART_VERSION = f"{LABEL_PREFIX}/chart-version"
+ANNOTATION_SLOT = f"{LABEL_PREFIX}/slot"
 
 CONTAINER_NAME = "helm"
 HELM_HOME = "/helm"
@@ -75,6 +78,7 @@ _PROBE_PATH = re.compile(r"^[A-Za-z0-9._~/-]{0,255}$")
 # Workload labels of the customer chart (Helm's recommended labels).
 LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_APP_COMPONENT = "app.kubernetes.io/component"
+LABEL_SLOT = SLOT_LABEL  # blue-green: the slot a Deployment runs (docs/blue-green.md)
 PROBE_TIMEOUT_SECONDS = 10.0
 PROBE_BODY_BYTES = 512  # read at most this much of a probe's answer
 PROBE_EXCERPT_CHARS = 200  # and quote at most this much of it in the detail
@@ -382,10 +386,36 @@ class KubernetesClusterGateway:
                 "--timeout", timeout,
                 *history,
             ]  # fmt: skip
+        if spec.operation in ("slot", "switch", "finalize"):
+            # Blue-green (docs/blue-green.md): one value of this component changes, every other value is
+            # kept. A slot step waits for every Deployment (the idle slot's new one included) and is
+            # atomic, so a slot that never gets ready is undone and traffic never left the active slot.
+            if spec.operation in ("slot", "finalize"):
+                value = f"{spec.component}.slots.{spec.slot}.tag={spec.version or ''}"
+            else:
+                value = f"{spec.component}.activeSlot={spec.slot}"
+            return [
+                "helm", "upgrade", spec.release, self._slot_chart_ref(spec),
+                "--namespace", spec.namespace,
+                "--version", str(spec.chart_version),
+                "--reset-then-reuse-values",
+                "--set-string", value,
+                "--wait", "--atomic",
+                "--timeout", timeout,
+                *history,
+            ]  # fmt: skip
         # rollback and recover: always to an explicit revision (without one helm goes to "current
         # minus one", whatever changed the release last).
         return ["helm", "rollback", spec.release, str(spec.revision), "--namespace", spec.namespace,
                 "--wait", "--timeout", timeout, *history]  # fmt: skip
+
+    def _slot_chart_ref(self, spec: HelmJobSpec) -> str:
+        """A blue-green step keeps the chart the release runs: the component's chart reference with its
+        last path segment (the chart's name) replaced by that chart's name."""
+        ref = self._config.chart_refs[spec.component]
+        if not spec.chart_name:
+            return ref
+        return f"{ref.rsplit('/', 1)[0]}/{spec.chart_name}"
 
     def job_labels(self, spec: HelmJobSpec) -> dict[str, str]:
         return {
@@ -412,6 +442,8 @@ class KubernetesClusterGateway:
             annotations[ANNOTATION_REVISION] = str(spec.revision)
         if spec.chart_version is not None:
             annotations[ANNOTATION_CHART_VERSION] = spec.chart_version
+        if spec.slot is not None:
+            annotations[ANNOTATION_SLOT] = spec.slot
         helm_env = [
             {"name": "HOME", "value": HELM_HOME},
             {"name": "HELM_CACHE_HOME", "value": f"{HELM_HOME}/cache"},
@@ -485,7 +517,7 @@ class KubernetesClusterGateway:
 
     def _validate(self, spec: HelmJobSpec) -> None:
         problems: list[str] = []
-        if spec.operation not in ("upgrade", "restore", "rollback", "recover"):
+        if spec.operation not in ("upgrade", "restore", "rollback", "recover", "slot", "switch", "finalize"):
             problems.append(f"unknown operation {spec.operation!r}")
         if len(spec.release) > 53 or not _DNS_LABEL.fullmatch(spec.release):
             problems.append(f"invalid release name {spec.release!r}")
@@ -506,6 +538,22 @@ class KubernetesClusterGateway:
                 problems.append(f"no valid chart reference for component {spec.component!r}")
             if not tag_key or not _VALUES_KEY.fullmatch(tag_key):
                 problems.append(f"no valid image tag key for component {spec.component!r}")
+        elif spec.operation in ("slot", "switch", "finalize"):
+            if spec.slot not in SLOTS:
+                problems.append(f"a {spec.operation} step needs the slot blue or green, not {spec.slot!r}")
+            if spec.operation == "slot" and (spec.version is None or not _OCI_TAG.fullmatch(spec.version)):
+                problems.append(f"invalid version {spec.version!r}")
+            if spec.operation == "finalize" and spec.version:
+                problems.append("a finalize empties the slot: no version")
+            if spec.chart_version is None or not _CHART_VERSION.fullmatch(spec.chart_version):
+                problems.append(f"invalid or missing chart version {spec.chart_version!r} (charts are always pinned)")
+            chart = self._config.chart_refs.get(spec.component)
+            if not chart or not _CHART_REF.fullmatch(chart):
+                problems.append(f"no valid chart reference for component {spec.component!r}")
+            if spec.component not in DEFAULT_IMAGE_TAG_KEYS:
+                problems.append(f"unknown component {spec.component!r}")
+            if spec.chart_name is not None and (len(spec.chart_name) > 63 or not _DNS_LABEL.fullmatch(spec.chart_name)):
+                problems.append(f"invalid chart name {spec.chart_name!r}")
         elif spec.revision is None or spec.revision < 1:
             problems.append(f"a {spec.operation} needs an explicit revision >= 1, not {spec.revision!r}")
         if problems:
@@ -686,10 +734,11 @@ class KubernetesClusterGateway:
             raise ClusterPermanentError(
                 f"Helm release Secret {secret_name(release, source[0])} in {namespace} is unreadable: {exc}"
             ) from exc
-        versions = {component: record.version_of(key) for component, key in self._config.image_tag_keys.items()}
+        versions = {c: record.component_version(c, key)[0] for c, key in self._config.image_tag_keys.items()}
+        slots = {c: found for c in self._config.image_tag_keys if (found := record.slots_of(c)) is not None}
         return ReleaseInfo(
             release, namespace, status, revision, last_good,
-            chart_name=record.chart_name, chart_version=record.chart_version, versions=versions,
+            chart_name=record.chart_name, chart_version=record.chart_version, versions=versions, slots=slots,
         )  # fmt: skip
 
     def helm_jobs_of(self, log_id: int) -> dict[str, bool]:
@@ -710,12 +759,13 @@ class KubernetesClusterGateway:
 
     # --- post-upgrade health -------------------------------------------------------------------
 
-    def rollout_status(self, namespace: str, release: str, component: str) -> RolloutState:
+    def rollout_status(self, namespace: str, release: str, component: str, slot: str | None = None) -> RolloutState:
         """Have the component's Deployments and StatefulSets of this release finished rolling out?
 
         Workloads are those labelled app.kubernetes.io/instance=<release> and
-        app.kubernetes.io/component=<component> in the namespace. None at all is "failed": the chart
-        does not label them as expected, or the release is not where we think it is.
+        app.kubernetes.io/component=<component> in the namespace (with `slot`, a blue-green slot: also
+        upgrades.example.com/slot=<slot>). None at all is "failed": the chart does not label them as
+        expected, or the release is not where we think it is.
         """
         problems = []
         if len(namespace) > 63 or not _DNS_LABEL.fullmatch(namespace):
@@ -724,9 +774,13 @@ class KubernetesClusterGateway:
             problems.append(f"invalid release name {release!r}")
         if len(component) > 63 or not _LABEL_VALUE.fullmatch(component):
             problems.append(f"invalid component {component!r}")
+        if slot is not None and slot not in SLOTS:
+            problems.append(f"invalid slot {slot!r}")
         if problems:
             raise ClusterPermanentError("invalid rollout check: " + "; ".join(problems))
         wanted = {LABEL_INSTANCE: release, LABEL_APP_COMPONENT: component}
+        if slot is not None:
+            wanted[LABEL_SLOT] = slot
         selector = _selector(wanted)
         verdicts: dict[str, tuple[str, str]] = {}
         listings = (

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from upgrader.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
 
 Component = Literal["api", "dashboard", "exporter", "mosquitto"]
-HelmOperation = Literal["upgrade", "rollback", "recover", "restore"]
+HelmOperation = Literal["upgrade", "rollback", "recover", "restore", "slot", "switch", "finalize"]
 JobPhase = Literal["pending", "running", "succeeded", "failed", "missing"]
 RolloutPhase = Literal["ready", "progressing", "failed"]
 
@@ -120,6 +120,11 @@ class HelmJobSpec:
     rollback `helm rollback <release> <revision>` (exact: only while the release is still at the
              revision the upgrade produced)
     recover  `helm rollback <release> <revision>` of a release left in pending-* by a helm that died
+    slot     blue-green: `helm upgrade --reset-then-reuse-values --set-string <component>.slots.<slot>.tag=<version>`
+             puts the version on the idle slot (the active one keeps serving); an empty version removes the
+             slot's Deployment (finalize)
+    switch   blue-green: the same with `<component>.activeSlot=<slot>`: the Service follows that slot at once
+    finalize blue-green: the same with `<component>.slots.<slot>.tag=` (empty): the old slot's Deployment goes
     """
 
     upgrade_id: int
@@ -132,7 +137,10 @@ class HelmJobSpec:
     version: str | None = None  # upgrade/restore: the image tag to set
     revision: int | None = None  # rollback/recover: the revision to return to (always explicit)
     attempt: int = 1
-    chart_version: str | None = None  # upgrade/restore: the chart version, pinned (helm --version)
+    chart_version: str | None = None  # upgrade/restore/slot/switch: the chart version, pinned (helm --version)
+    slot: str | None = None  # slot/switch: the blue-green slot (blue | green) the step sets
+    # slot/switch: the chart the release runs (its name), pulled from the component's registry path
+    chart_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +169,11 @@ class ReleaseInfo:
     last_deployed_revision: int | None
     chart_name: str | None = None
     chart_version: str | None = None
-    # Each component's image tag in the newest revision (user values, else the chart's defaults).
+    # Each component's image tag in the newest revision (user values, else the chart's defaults); on a
+    # blue-green release the active slot's tag.
     versions: dict[str, str | None] = field(default_factory=dict)
+    # Blue-green components only: {"active": "blue", "tags": {"blue": "v1", "green": "v2"}}.
+    slots: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def exists(self) -> bool:
@@ -180,6 +191,11 @@ class ReleaseInfo:
             "status": self.status,
             "chartVersion": self.chart_version,
             "versions": dict(self.versions),
+            **(
+                {"slots": {c: {"active": s["active"], "tags": dict(s["tags"])} for c, s in self.slots.items()}}
+                if self.slots
+                else {}
+            ),
         }
 
 
@@ -223,7 +239,7 @@ class ClusterGateway(Protocol):
 
     def active_jobs_for_release(self, namespace: str, release: str) -> list[str]: ...
 
-    def rollout_status(self, namespace: str, release: str, component: str) -> RolloutState: ...
+    def rollout_status(self, namespace: str, release: str, component: str, slot: str | None = None) -> RolloutState: ...
 
     def http_health(self, namespace: str, service: str, port: str, path: str) -> HttpHealth: ...
 
