@@ -29,7 +29,7 @@ from upgrader.errors import NotFound
 from upgrader.repository import ORPHANED, RunRepository
 
 TERMINAL_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
-_JOB_OPERATION = re.compile(r"^helm-(upgrade|restore|rollback|recover)-")
+_JOB_OPERATION = re.compile(r"^helm-(upgrade|restore|rollback|recover|slot|switch|finalize)-")
 
 
 class ExecutionStatus(Protocol):
@@ -253,6 +253,13 @@ def _outcome(row: Mapping[str, Any], operation: str, succeeded: bool, error: str
     if row["operation"] == "upgrade":
         if operation == "upgrade":
             return ("completed", None) if succeeded else ("failed", failed)
+        if operation == "slot":  # blue-green: never switched to, the active slot kept serving
+            return "failed", ("the new version is on the idle slot but its run ended before the switch; nothing "
+                              "switched" if succeeded else f"{failed}; nothing switched")  # fmt: skip
+        if operation == "switch":
+            return ("completed", None) if succeeded else ("failed", f"{failed}; the switch did not happen")
+        if operation == "finalize":  # switched already: the upgrade is done, the old slot maybe not removed
+            return ("completed", None if succeeded else f"switched; removing the old slot failed: {failed}")
         if operation == "recover":
             if succeeded:
                 return "skipped", "release recovered; not upgraded: its run ended"
@@ -260,6 +267,6 @@ def _outcome(row: Mapping[str, Any], operation: str, succeeded: bool, error: str
         # an automatic rollback, or a recovery after a killed upgrade: the upgrade did not stick
         after = f"rolled back to revision {revision}" if succeeded else f"rollback failed: {failed}"
         return "failed", f"the upgrade did not complete; {after}"
-    if operation in ("rollback", "restore"):
+    if operation in ("rollback", "restore", "switch"):
         return ("completed", None) if succeeded else ("failed", failed)
     return "failed", "the rollback did not complete" + ("" if succeeded else f": {failed}")
