@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from upgrader.cluster.release import parse_release
 
-from tests.api.helpers import deploy, rollback
+from tests.api.helpers import control, deploy, rollback
 from tests.e2e.invariants import assert_invariants
 from tests.support.events import api_event
 from tests.support.functions import invoke
@@ -217,6 +217,28 @@ def test_finalize_old_slot_removes_the_previous_slot_after_the_switch(stack, blu
     )
     assert entry["status"] == "skipped" and "slot blue holds nothing (finalized)" in entry["error"]
     assert api_slots(stack.cluster, cid)["active"] == "green"
+
+
+def test_an_abort_after_the_slot_step_switches_nothing(stack, bluegreen_customers, sql):
+    # Given a blue-green upgrade whose slot step is still running
+    [cid] = bluegreen_customers(1)
+    stack.cluster.hold()
+    started = deploy(component="api", version="v1.2.0", strategy="all", blueGreen=True)
+    stack.wait_for(lambda: [op for op, _ in jobs_of(stack.cluster, cid)] == ["slot"])
+
+    # When the upgrade is aborted, then the slot step finishes
+    code, data = control("abort", started["upgradeId"], {"reason": "wrong build"})
+    assert code == 202, data
+    stack.cluster.release()
+    assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
+
+    # Then the customer is not switched: the new version sits unused on green, blue serves
+    [row] = stack.logs(started["upgradeId"])["logs"]
+    assert row["status"] == "skipped" and row["error"].startswith("not switched: ")
+    assert "wrong build" in row["error"]
+    assert [op for op, _ in jobs_of(stack.cluster, cid)] == ["slot"]
+    assert api_slots(stack.cluster, cid) == {"active": "blue", "tags": {"blue": "v1.1.0", "green": "v1.2.0"}}
+    assert inventory(sql, cid) == "v1.1.0"
 
 
 def test_finalize_old_slot_needs_blue_green():
