@@ -1,4 +1,5 @@
-"""Child last step: record the outcome, the counter and the customer's version, once."""
+"""Child last step: record the outcome, the counter and the customer's version, once. A failure over the
+wave's budget halts the upgrade; its customers asleep until their maintenance window are woken at once."""
 
 from __future__ import annotations
 
@@ -14,4 +15,4 @@ logger = Logger()
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(upgrade_id=event.get("upgradeId"), run=event.get("runName"), log_id=event.get("logId"))
-    return orchestration.finish_customer(event, runs=factory.runs())
+    return orchestration.finish_customer(event, runs=factory.runs(), release_windows=factory.halt_window_release())

@@ -32,6 +32,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             recon=factory.reconcile(),
             runs=factory.runs(),
             cluster=factory.cluster(),
+            release_windows=factory.halt_window_release(),
         )
     else:
         result = reconciliation.sweep(
@@ -40,6 +41,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             executions=factory.workflow(),
             cluster=factory.cluster(),
             min_age_seconds=int(event.get("minAgeSeconds", 60)),
+            release_windows=factory.halt_window_release(),
         )
     summary = result.as_dict()
     if result.reconciled or result.settled:

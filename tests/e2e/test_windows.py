@@ -125,3 +125,38 @@ def test_abort_wakes_customers_asleep_until_a_far_window(stack, make_customers, 
     assert all(rows[c]["window_token"] is None for c in ids)
     assert [j.manifest["metadata"]["labels"]["upgrades.example.com/customer-id"]
             for j in stack.cluster.created_jobs] == [ids[0]]  # fmt: skip
+
+
+def test_a_failure_budget_halt_wakes_customers_asleep_until_a_far_window(stack, make_customers, sql, clock,
+                                                                         monkeypatch):  # fmt: skip
+    # the waits end only at the opening (a day's re-check at most): only the halt can end them early
+    monkeypatch.setenv("WINDOW_RECHECK_SECONDS", "86400")
+    ids = make_customers(4)  # wave 1: cust_0001 (no window, its helm fails), cust_0002, cust_0003; wave 2: cust_0004
+    for cid in ids[1:3]:
+        sql("UPDATE customers SET maintenance_window = %s WHERE id = %s", Jsonb(BERLIN_SAT), cid)
+    stack.cluster.fail_customers.add(ids[0])
+    stack.cluster.hold()  # the failing helm runs until both others are asleep
+    started = deploy(component="api", version="v2.0.0", strategy="batch", batchSize=3, expectedDurationMinutes=20,
+                     windowDeadline="2026-04-01T00:00:00Z")  # fmt: skip
+    uid = started["upgradeId"]
+    assert started["waves"] == [3, 1]
+    stack.wait_for(lambda: len(sql("SELECT id FROM customer_upgrade_logs WHERE window_token IS NOT NULL")) == 2)
+    waiting = stack.status(uid)
+    assert [w["customerId"] for w in waiting["waitingForWindow"]] == ids[1:3]
+
+    stack.cluster.release()  # cust_0001 fails: wave 1 is over its budget (none tolerated), the upgrade halts
+    # the sleeping customers are woken by the halt: the execution ends now, not at Saturday's opening
+    assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
+    reason = "wave 1 of 2: 1 of 3 customers failed (tolerated: 0)"
+    final = stack.status(uid)
+    assert (final["status"], final["haltReason"], final["completed"], final["failed"], final["skipped"],
+            final["waitingForWindow"]) == ("halted", reason, 0, 1, 3, [])  # fmt: skip
+    rows = {r["customer_id"]: r for r in sql("SELECT * FROM customer_upgrade_logs")}
+    assert [rows[c]["status"] for c in ids] == ["failed", "skipped", "skipped", "skipped"]
+    assert [rows[c]["error"] for c in ids[1:]] == [f"not started: {reason}"] * 3
+    assert all(rows[c]["window_token"] is None for c in ids)
+    counters = sql("SELECT completed_customers, failed_customers FROM system_upgrades WHERE id = %s", int(uid))
+    assert counters == [{"completed_customers": 0, "failed_customers": 1}]
+    # no helm Job for a woken customer, nor for the wave that never started
+    assert [j.manifest["metadata"]["labels"]["upgrades.example.com/customer-id"]
+            for j in stack.cluster.created_jobs] == [ids[0]]  # fmt: skip

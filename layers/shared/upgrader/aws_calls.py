@@ -87,7 +87,9 @@ AWS_CALLS: tuple[AwsCall, ...] = (
         when=_always,
     ),  # fmt: skip
     # Task-token callbacks have no resource type of their own; AWS authorizes them against the state
-    # machine that issued the token, so the grant names the state machine.
+    # machine that issued the token, so the grant names the state machine. send_failure is also how a
+    # failure-budget halt wakes the customers asleep in a maintenance-window wait
+    # (upgrader.windows.release_window_waits): the FinishCustomer and ReconcileRuns workers make it too.
     AwsCall(
         "upgrader.workflow.StepFunctionsGateway.send_continue",
         "send_task_success",

@@ -16,13 +16,13 @@ from upgrader.leases import LeaseRepository
 from upgrader.notices import NoticeRepository
 from upgrader.publisher import EventBridgeChannel, OutboxRepository
 from upgrader.reconciliation import ReconcileRepository
-from upgrader.repository import RunRepository, UpgradeRepository
+from upgrader.repository import RunRepository, UpgradeRepository, WindowRelease
 from upgrader.resumes import ResumeRepository
 from upgrader.rollbacks import RollbackRepository
 from upgrader.settings import Settings, get_settings
 from upgrader.sync_launcher import LambdaSyncLauncher
 from upgrader.syncs import SyncRepository
-from upgrader.windows import DEFAULT_RECHECK_SECONDS, Clock, SystemClock, WindowRepository
+from upgrader.windows import DEFAULT_RECHECK_SECONDS, Clock, SystemClock, WindowRepository, release_window_waits
 from upgrader.workflow import StepFunctionsGateway
 
 if TYPE_CHECKING:
@@ -174,6 +174,12 @@ def workflow() -> StepFunctionsGateway:
     settings = get_settings()
     settings.require("upgrade_state_machine_arn")
     return StepFunctionsGateway(aws_client("stepfunctions", settings), str(settings.upgrade_state_machine_arn))
+
+
+def halt_window_release() -> WindowRelease:
+    """How a worker that halts an upgrade (failure budget) wakes its customers asleep in a window wait:
+    SendTaskFailure `UpgradeHalted` with each token. The Step Functions client is built only then."""
+    return lambda tokens, reason: release_window_waits(tokens, reason, workflow=workflow(), error="UpgradeHalted")
 
 
 @lru_cache(maxsize=1)

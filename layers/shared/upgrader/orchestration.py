@@ -32,7 +32,7 @@ from upgrader.cluster.types import (
 from upgrader.errors import GateClosed, ReleaseNotReady
 from upgrader.leases import LeaseRepository, LeaseSession, budget_reason, describe_holder
 from upgrader.planner import tolerated_failures
-from upgrader.repository import RunRepository
+from upgrader.repository import RunRepository, WindowRelease
 from upgrader.windows import DEFAULT_RECHECK_SECONDS, WindowRepository, check_window
 
 State = dict[str, Any]
@@ -131,7 +131,9 @@ def evaluate_wave(event: State, *, runs: RunRepository) -> State:
             # The wave itself could not run (manifest unreadable, Map Run failed): never go on blindly.
             runs.halt(upgrade_id, f"wave {number + 1} of {total} could not run: {map_error}")
         # Each failure is checked against the budget when it is recorded (and each customer checks
-        # it again before helm); this is the backstop, for every wave, the last one included.
+        # it again before helm); this is the backstop, for every wave, the last one included. No
+        # customer of this run sleeps in a window wait now (the Map ended with all its children; a
+        # failed Map Run stops them), so these halts have no window wait to release.
         allowed = tolerated(state, size)
         if failed > allowed:
             runs.halt(upgrade_id, budget_reason(number, total, failed, size, allowed))
@@ -736,8 +738,12 @@ def _rollout_verdict(event: State, customer: State, check: State, slot: str | No
     return {"phase": "waiting", "deadline": deadline, "detail": detail}
 
 
-def finish_customer(event: State, *, runs: RunRepository) -> State:
-    """Record the customer's outcome, counter, what its release holds now, and free its lease (once)."""
+def finish_customer(event: State, *, runs: RunRepository, release_windows: WindowRelease | None = None) -> State:
+    """Record the customer's outcome, counter, what its release holds now, and free its lease (once).
+
+    A failure that puts its wave over the failure budget halts the upgrade in the same transaction; the
+    upgrade's customers asleep until their maintenance window are then woken through `release_windows`
+    (each goes back to BeginCustomer, which skips it with the halt's reason)."""
     failure = event.get("failure")
     job = event.get("job") or {}
     health = event.get("health") or {}
@@ -786,7 +792,8 @@ def finish_customer(event: State, *, runs: RunRepository) -> State:
     # not an automatic rollback) says how long this operation of the component takes.
     plain = status == "completed" and upgrade_job is None and failed_job is None and slot_job is None
     helm_seconds = job.get("helmSeconds") if plain else None
-    changed, row = runs.finish_customer(int(event["logId"]), status, output, error, release, helm_seconds=helm_seconds)
+    changed, row = runs.finish_customer(int(event["logId"]), status, output, error, release, helm_seconds=helm_seconds,
+                                        release_windows=release_windows)  # fmt: skip
     return {"logId": row["id"], "status": row["status"], "recorded": changed}
 
 

@@ -26,7 +26,7 @@ from upgrader import events
 from upgrader.cluster.types import JobState, ReleaseInfo
 from upgrader.db import Database, Row
 from upgrader.errors import NotFound
-from upgrader.repository import ORPHANED, RunRepository
+from upgrader.repository import ORPHANED, RunRepository, WindowRelease
 
 TERMINAL_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 _JOB_OPERATION = re.compile(r"^helm-(upgrade|restore|rollback|recover|slot|switch|finalize)-")
@@ -153,6 +153,7 @@ def execution_reason(name: str, status: str, error: str | None, cause: str | Non
 def reconcile_execution(
     name: str, status: str, error: str | None, cause: str | None, *,
     recon: ReconcileRepository, runs: RunRepository, cluster: JobReader | None,
+    release_windows: WindowRelease | None = None,
 ) -> ReconcileResult:  # fmt: skip
     """An execution ended FAILED, TIMED_OUT or ABORTED: end every run it was running."""
     result = ReconcileResult()
@@ -162,13 +163,13 @@ def reconcile_execution(
             if _end_run(run, reason, recon=recon, runs=runs):
                 result.reconciled.append(run["run_name"])
     if cluster is not None:
-        settle_orphans(recon=recon, runs=runs, cluster=cluster, result=result)
+        settle_orphans(recon=recon, runs=runs, cluster=cluster, result=result, release_windows=release_windows)
     return result
 
 
 def sweep(
     *, recon: ReconcileRepository, runs: RunRepository, executions: ExecutionStatus, cluster: JobReader | None,
-    min_age_seconds: int = 60,
+    min_age_seconds: int = 60, release_windows: WindowRelease | None = None,
 ) -> ReconcileResult:  # fmt: skip
     """Every run the database calls running whose execution is not RUNNING (an event was lost), then
     every lease nobody will give back. `min_age_seconds` spares a run whose execution is being started."""
@@ -177,7 +178,7 @@ def sweep(
         if end_if_dead(run, executions=executions, recon=recon, runs=runs):
             result.reconciled.append(run["run_name"])
     if cluster is not None:
-        settle_orphans(recon=recon, runs=runs, cluster=cluster, result=result)
+        settle_orphans(recon=recon, runs=runs, cluster=cluster, result=result, release_windows=release_windows)
     return result
 
 
@@ -209,9 +210,14 @@ def _end_run(run: Mapping[str, Any], reason: str, *, recon: ReconcileRepository,
 
 
 def settle_orphans(
-    *, recon: ReconcileRepository, runs: RunRepository, cluster: JobReader, result: ReconcileResult
-) -> None:
-    """Record the real outcome of every leased row no worker will record, once its Job has ended."""
+    *, recon: ReconcileRepository, runs: RunRepository, cluster: JobReader, result: ReconcileResult,
+    release_windows: WindowRelease | None = None,
+) -> None:  # fmt: skip
+    """Record the real outcome of every leased row no worker will record, once its Job has ended.
+
+    An orphan of an earlier wave recorded failed can put that wave over its failure budget while the
+    run goes on with a later one: the upgrade halts then, and its customers asleep until their
+    maintenance window are woken through `release_windows` (see `RunRepository.finish_customer`)."""
     for row in recon.orphaned_rows():
         log_id = int(row["id"])
         if row["status"] not in ("pending", "in_progress"):  # final already: only the lease was left over
@@ -240,7 +246,8 @@ def settle_orphans(
             error = f"Job {name} is gone before its outcome was read; the release holds revision {release.revision}"
             status = "failed"
         output = "\n".join(filter(None, [state.output, f"--- {note} ---"]))
-        changed, _ = runs.finish_customer(log_id, status, output, error, release.snapshot() if release.exists else None)
+        changed, _ = runs.finish_customer(log_id, status, output, error, release.snapshot() if release.exists else None,
+                                          release_windows=release_windows)  # fmt: skip
         if changed:
             result.settled.append(log_id)
             recon.refresh_final_status(int(row["upgrade_id"]))

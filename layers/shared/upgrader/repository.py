@@ -29,6 +29,9 @@ FINAL_UPGRADE_STATUSES = (
 FINAL_LOG_STATUSES = ("completed", "failed", "skipped", "rolled_back")
 # waiting_for of a row whose child ended without recording while its helm Job may still run.
 ORPHANED = "its worker ended without recording a result; the reconciler records its helm Job's outcome"
+# Wakes the customers asleep in a maintenance-window wait whose task tokens a halt took: (tokens, the
+# halt's reason), called after the halt's commit (`upgrader.windows.release_window_waits`).
+WindowRelease = Callable[[list[str], str], object]
 
 
 @dataclass(frozen=True)
@@ -421,18 +424,7 @@ class UpgradeRepository:
                 )
                 row = _one(cur)
                 _aborted_events(cur, row, reason, aborted_by, rollback, stopped, f"aborted:{row['execution_name']}")
-                cur.execute(
-                    """
-                    UPDATE customer_upgrade_logs l SET window_token = NULL, updated_at = NOW()
-                      FROM (SELECT id, window_token FROM customer_upgrade_logs
-                             WHERE upgrade_id = %s AND window_token IS NOT NULL
-                             ORDER BY id FOR NO KEY UPDATE) old
-                     WHERE l.id = old.id
-                    RETURNING old.window_token AS token
-                    """,
-                    (upgrade_id,),
-                )
-                tokens = [r["token"] for r in cur.fetchall()]
+                tokens = _take_window_tokens(cur, upgrade_id)
                 if upgrade["task_token"]:
                     fail_gate(upgrade["task_token"])
                 windows.extend(tokens)
@@ -595,7 +587,11 @@ class RunRepository:
             return len(closed)
 
     def halt(self, upgrade_id: int, reason: str) -> bool:
-        """Ask every customer not yet started to stay untouched. First reason wins."""
+        """Ask every customer not yet started to stay untouched. First reason wins.
+
+        EvaluateWave's halt: its wave's Map has ended with every child (a failed Map Run stops them), so
+        no customer of the run sleeps in a window wait and no token is taken (`finish_customer` is the
+        halt that wakes sleepers)."""
         with self._db.transaction() as cur:
             return _halt(cur, upgrade_id, reason)
 
@@ -830,13 +826,29 @@ class RunRepository:
     def finish_customer(
         self, log_id: int, status: str, output: str | None, error: str | None,
         release: Mapping[str, Any] | None = None, *, helm_seconds: float | None = None,
+        release_windows: WindowRelease | None = None,
     ) -> tuple[bool, Row]:  # fmt: skip
         """Record a customer's result in one transaction, once: its row, the upgrade's counter, what
         the release holds now (revision, versions: the inventory follows the release, never the
         request), the lease given back, and the wave's failure budget (exceeded: halt at once).
 
+        A halt recorded here also takes the window-wait tokens of the upgrade's customers asleep until
+        their maintenance window, and hands them to `release_windows` after the commit (see `halt`).
+        A retry records nothing, so it halts and releases nothing a second time.
+
         Returns (changed, row): changed is False when the row was already final (a retry).
         """
+        windows: list[str] | None = [] if release_windows is not None else None
+        changed, row, halted = self._finish_customer(log_id, status, output, error, release, helm_seconds, windows)
+        if windows and halted and release_windows is not None:
+            release_windows(windows, halted)
+        return changed, row
+
+    def _finish_customer(
+        self, log_id: int, status: str, output: str | None, error: str | None,
+        release: Mapping[str, Any] | None, helm_seconds: float | None, windows: list[str] | None,
+    ) -> tuple[bool, Row, str | None]:  # fmt: skip
+        """finish_customer's transaction: (changed, row, the halt's reason when it halted the upgrade)."""
         release = release or {}
         versions = {c: v for c, v in (release.get("versions") or {}).items() if v}
         with self._db.transaction() as cur:
@@ -852,11 +864,12 @@ class RunRepository:
                 existing = cur.fetchone()
                 if existing is None:
                     raise LogRowNotFound(f"customer log row {log_id} not found")
-                return False, existing
+                return False, existing, None
             events.customer_outcome(cur, row)
+            halted = None
             if row["operation"] == "upgrade" and status in ("failed", "rolled_back"):
-                _halt_when_over_budget(cur, row)
-            return True, row
+                halted = _halt_when_over_budget(cur, row, windows)
+            return True, row, halted
 
 
 # A customer's result, in one statement: its row, the upgrade's counter (upgrade rows; a customer rolled
@@ -905,10 +918,31 @@ SELECT * FROM done
 """
 
 
-def _halt(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str, budget: dict[str, Any] | None = None) -> bool:
-    """Set the upgrade's halt reason (first wins) and stop its running upgrade run(s).
+def _take_window_tokens(cur: psycopg.Cursor[Row], upgrade_id: int) -> list[str]:
+    """The task tokens of the upgrade's customers asleep in a maintenance-window wait, cleared (taken)
+    in the caller's transaction, which has stopped the upgrade (abort, halt): the caller wakes each
+    after its commit. A token taken once is never sent twice, and none is stored after the stop
+    (`upgrader.windows.WindowRepository.store_token` reads the upgrade's row FOR SHARE)."""
+    cur.execute(
+        """
+        UPDATE customer_upgrade_logs l SET window_token = NULL, updated_at = NOW()
+          FROM (SELECT id, window_token FROM customer_upgrade_logs
+                 WHERE upgrade_id = %s AND window_token IS NOT NULL
+                 ORDER BY id FOR NO KEY UPDATE) old
+         WHERE l.id = old.id
+        RETURNING old.window_token AS token
+        """,
+        (upgrade_id,),
+    )
+    return [r["token"] for r in cur.fetchall()]
 
-    Lock order as everywhere: the upgrade's row, then its runs' rows (see `upgrader.leases`).
+
+def _halt(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str, budget: dict[str, Any] | None = None, *,
+          windows: list[str] | None = None) -> bool:  # fmt: skip
+    """Set the upgrade's halt reason (first wins) and stop its running upgrade run(s); with `windows`,
+    take the window-wait tokens of its sleeping customers into it (the caller wakes them after the commit).
+
+    Lock order as everywhere: the upgrade's row, then its runs' rows, then log rows (see `upgrader.leases`).
     """
     cur.execute(
         "UPDATE system_upgrades SET halt_reason = %s, updated_at = NOW() WHERE id = %s AND halt_reason IS NULL"
@@ -927,11 +961,14 @@ def _halt(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str, budget: dict[s
         """,
         (reason, upgrade_id),
     )
+    if windows is not None:
+        windows.extend(_take_window_tokens(cur, upgrade_id))
     return first
 
 
-def _halt_when_over_budget(cur: psycopg.Cursor[Row], row: Row) -> None:
-    """A failure was just recorded: when its wave is now over its failure budget, halt the upgrade."""
+def _halt_when_over_budget(cur: psycopg.Cursor[Row], row: Row, windows: list[str] | None = None) -> str | None:
+    """A failure was just recorded: when its wave is now over its failure budget, halt the upgrade (and
+    take the window-wait tokens into `windows`, see `_halt`). Returns the halt's reason, None if none."""
     cur.execute(
         """
         SELECT u.strategy, u.total_waves, u.parameters, count(*) AS size,
@@ -944,15 +981,16 @@ def _halt_when_over_budget(cur: psycopg.Cursor[Row], row: Row) -> None:
     )
     wave = cur.fetchone()
     if wave is None:
-        return
+        return None
     allowed = tolerated_failures(
         wave["strategy"], int(row["wave"]), int(wave["size"]), (wave["parameters"] or {}).get("failureThreshold")
     )
-    if int(wave["failed"]) > allowed:
-        _halt(cur, int(row["upgrade_id"]),
-              budget_reason(int(row["wave"]), int(wave["total_waves"]), int(wave["failed"]), int(wave["size"]),
-                            allowed),
-              budget_of(int(row["wave"]), int(wave["failed"]), int(wave["size"]), allowed))  # fmt: skip
+    if int(wave["failed"]) <= allowed:
+        return None
+    reason = budget_reason(int(row["wave"]), int(wave["total_waves"]), int(wave["failed"]), int(wave["size"]), allowed)
+    _halt(cur, int(row["upgrade_id"]), reason, budget_of(int(row["wave"]), int(wave["failed"]), int(wave["size"]),
+                                                         allowed), windows=windows)  # fmt: skip
+    return reason
 
 
 def _end_run(cur: psycopg.Cursor[Row], run_name: str, status: str) -> None:

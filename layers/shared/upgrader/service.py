@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -47,10 +45,8 @@ from upgrader.resumes import ResumeRepository
 from upgrader.rollbacks import RollbackRepository
 from upgrader.selection import describe_left_out, plan_upgrade
 from upgrader.settings import Settings
-from upgrader.windows import WindowRepository
+from upgrader.windows import WindowRepository, release_window_waits
 from upgrader.workflow import WorkflowGateway, epoch_ms
-
-logger = logging.getLogger(__name__)
 
 STRATEGY_WORDS = {"all": "Upgrade", "canary": "Canary upgrade", "batch": "Batch upgrade"}
 
@@ -549,24 +545,6 @@ def abort_upgrade(
         rollback=rollback and upgrade_aborted,
         stoppedRuns=[r["run_name"] for r in runs],
     )
-
-
-def release_window_waits(tokens: list[str], reason: str, *, workflow: WorkflowGateway, parallel: int = 8) -> int:
-    """Wake customers asleep in a maintenance-window wait (their WaitForWindow tasks fail with
-    UpgradeAborted, and BeginCustomer then skips them). A token that cannot be sent is left: its task
-    still times out when the window opens, and BeginCustomer finds the abort then. Returns how many
-    were sent."""
-
-    def send(token: str) -> bool:
-        try:
-            workflow.send_failure(token, "UpgradeAborted", reason)
-            return True
-        except Exception:  # noqa: BLE001 - one wait not woken must not fail the abort (see above)
-            logger.warning("window wait not released; it ends when its window opens", exc_info=True)
-            return False
-
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(tokens)))) as pool:
-        return sum(pool.map(send, tokens))
 
 
 def rollback_upgrade(

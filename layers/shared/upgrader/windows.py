@@ -8,8 +8,10 @@ window and only when the upgrade's expected helm duration still fits before the 
 The wait itself costs no Lambda time: `begin_customer` answers "wait <seconds> (until <timestamp>)" and the
 child execution sleeps in a `.waitForTaskToken` task (WaitForWindow) whose Lambda only stores the token
 on the customer's log row and returns; the task times out when the window opens (TimeoutSecondsPath),
-then BeginCustomer asks again. An abort releases every stored token of the upgrade at once, so a
-customer asleep until next week is skipped within seconds. Each child waits on its own, so a customer
+then BeginCustomer asks again. A stop releases every stored token of the upgrade at once, so a
+customer asleep until next week is skipped within seconds: an abort (the API), and a halt by the failure
+budget (the worker that records the failure over budget: FinishCustomer, or the reconciler settling a
+Job's outcome), both through `release_window_waits`. Each child waits on its own, so a customer
 whose window is closed never holds the wave's others. A window that does not open
 (with room for the expected duration) before the request's deadline leaves the customer `skipped` with
 the reason. Every decision takes "now" as an argument: tests drive a controllable clock.
@@ -17,15 +19,22 @@ the reason. Every decision takes "now" as an argument: tests drive a controllabl
 
 from __future__ import annotations
 
+import logging
 import math
 import zoneinfo
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from upgrader.db import Database, Row
 from upgrader.models import iso
+
+if TYPE_CHECKING:  # a Protocol: the Step Functions client (botocore) stays out of the workers that never call it
+    from upgrader.workflow import WorkflowGateway
+
+logger = logging.getLogger(__name__)
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_EXPECTED_SECONDS = 900  # a helm upgrade plus its rollout check, unless the request says otherwise
@@ -118,6 +127,28 @@ def stamp(moment: datetime) -> str:
     rounded = moment.astimezone(UTC).replace(microsecond=0) + (timedelta(seconds=1) if moment.microsecond else
                                                                 timedelta())  # fmt: skip
     return rounded.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def release_window_waits(
+    tokens: list[str], reason: str, *, workflow: WorkflowGateway, error: str = "UpgradeAborted", parallel: int = 8
+) -> int:
+    """Wake customers asleep in a maintenance-window wait, whose tokens a stop (abort: `UpgradeAborted`;
+    failure-budget halt: `UpgradeHalted`) took from their rows in its transaction: each WaitForWindow
+    task fails with `error`, and BeginCustomer then skips its customer with the stop's reason. A token
+    already spent (its task timed out or was released) is ignored by the gateway; one that cannot be
+    sent is left: its task still times out when the window opens, and BeginCustomer finds the stop then.
+    Returns how many were sent."""
+
+    def send(token: str) -> bool:
+        try:
+            workflow.send_failure(token, error, reason)
+            return True
+        except Exception:  # noqa: BLE001 - one wait not woken must not fail the stop (see above)
+            logger.warning("window wait not released; it ends when its window opens", exc_info=True)
+            return False
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(tokens)))) as pool:
+        return sum(pool.map(send, tokens))
 
 
 # -------------------------------------------------------------------------------------- repository
