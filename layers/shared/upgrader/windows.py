@@ -25,7 +25,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
 
 from upgrader.db import Database, Row
-from upgrader.models import iso
+from upgrader.timestamps import iso
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_EXPECTED_SECONDS = 900  # a helm upgrade plus its rollout check, unless the request says otherwise
