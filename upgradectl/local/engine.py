@@ -7,6 +7,9 @@ canned results. ``LocalStepFunctions`` replaces that single method with a dispat
 handler for the function name and answers like the Lambda service does, including the error
 envelope that lets ASL ``Retry``/``Catch`` match on the exception class name.
 
+Lambda tasks reach the dispatcher without the HTTP layer in between (`_DirectLambda`): botocore and
+moto's request handling cost more CPU than most handlers.
+
 Used by pytest (``with LocalStepFunctions(handlers) as engine: ...``) and by the long-running local
 stack (``engine.start()`` ... ``engine.stop()``). Not deployed.
 """
