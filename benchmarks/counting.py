@@ -3,8 +3,11 @@
 
 Counted, not estimated. psycopg 3 sends a transaction's BEGIN and COMMIT as their own exchanges
 (`_exec_command`, outside pipeline mode) and every `Cursor.execute` as one more; `executemany` runs in
-one pipeline (one exchange for all its statements). Connection set-up is not counted (a warm Lambda
-keeps its connection). The psycopg objects themselves are untouched: the wrappers call them.
+one pipeline (one exchange for all its statements). In pipeline mode (`Database.transaction(pipeline=True)`)
+statements and BEGIN/COMMIT are queued and sent without waiting: a round trip there is each time the
+client waits for results (a fetch, a sync, the pipeline's end) while some are outstanding. Connection
+set-up is not counted (a warm Lambda keeps its connection). The psycopg objects themselves are
+untouched: the wrappers call them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.item
     distributed_item_processor_worker as dist_worker,
 )
 from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
-from psycopg import _connection_base
+from psycopg import _connection_base, _pipeline_base
 
 TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
@@ -70,9 +73,25 @@ class SqlCounter:
     @contextmanager
     def installed(self) -> Iterator[SqlCounter]:
         base = _connection_base.BaseConnection
+        pipeline = _pipeline_base.BasePipeline
         original_command = base._exec_command
         original_execute, original_many = psycopg.Cursor.execute, psycopg.Cursor.executemany
+        waits = {name: getattr(pipeline, name) for name in ("_sync_gen", "_exit_gen", "_fetch_gen")}
+        local = threading.local()  # depth: a wait inside another (a sync fetches) is the same round trip
         counter = self
+
+        def waiting(original: Any) -> Any:
+            def wait(pipe: Any, *args: Any, **kwargs: Any) -> Any:
+                depth = getattr(local, "depth", 0)
+                if depth == 0 and not getattr(local, "many", False) and (pipe.command_queue or pipe.result_queue):
+                    counter._add(0, 0, 1)
+                local.depth = depth + 1
+                try:
+                    return (yield from original(pipe, *args, **kwargs))
+                finally:
+                    local.depth = depth
+
+            return wait
 
         def exec_command(conn: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
             text = bytes(command).decode(errors="replace") if isinstance(command, bytes | bytearray) else str(command)
@@ -81,20 +100,30 @@ class SqlCounter:
             return (yield from original_command(conn, command, *args, **kwargs))
 
         def execute(cur: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            counter._add(1, 0, 0 if cur.connection._pipeline else 1, query, params)
+            control = isinstance(query, str) and query.lstrip().upper().startswith(TRANSACTION_CONTROL)
+            counter._add(0 if control else 1, 1 if control else 0, 0 if cur.connection._pipeline else 1, query, params)
             return original_execute(cur, query, params, **kwargs)
 
         def executemany(cur: Any, query: Any, params_seq: Any, **kwargs: Any) -> Any:
             params = list(params_seq)
-            counter._add(len(params), 0, 0 if cur.connection._pipeline else 1)
-            return original_many(cur, query, params, **kwargs)
+            own = not cur.connection._pipeline  # its own pipeline: one exchange, counted here
+            counter._add(len(params), 0, 1 if own else 0)
+            local.many = own
+            try:
+                return original_many(cur, query, params, **kwargs)
+            finally:
+                local.many = False
 
         base._exec_command = exec_command  # type: ignore[method-assign,assignment]
         psycopg.Cursor.execute = execute  # type: ignore[method-assign,assignment]
         psycopg.Cursor.executemany = executemany  # type: ignore[method-assign,assignment]
+        for name, original in waits.items():
+            setattr(pipeline, name, waiting(original))
         try:
             yield self
         finally:
+            for name, original in waits.items():
+                setattr(pipeline, name, original)
             base._exec_command = original_command  # type: ignore[method-assign,assignment]
             psycopg.Cursor.execute = original_execute  # type: ignore[method-assign,assignment]
             psycopg.Cursor.executemany = original_many  # type: ignore[method-assign,assignment]

@@ -20,34 +20,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-for entry in (ROOT / "layers" / "shared", ROOT):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
+from upgrader.models import DeployRequest
 
-import logging  # noqa: E402
-import os  # noqa: E402
-
-# moto logs every caught JSONPath miss at ERROR level; keep the table readable.
-logging.getLogger("moto").setLevel(logging.CRITICAL)
-
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "customer-upgrades")
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-
-from upgrader import factory  # noqa: E402
-from upgrader.models import DeployRequest  # noqa: E402
-
-from benchmarks.counting import HistoryEvents  # noqa: E402
-from tests.api.helpers import continue_, deploy, status  # noqa: E402
-from tests.support.database import temporary_database  # noqa: E402
-from upgradectl.local.cluster import SimulatedCluster  # noqa: E402
-from upgradectl.local.runtime import LocalRuntime  # noqa: E402
+from benchmarks.counting import HistoryEvents
+from benchmarks.stack import local_stack, seed_customers
+from tests.api.helpers import continue_, deploy, status
 
 
 # ---------------------------------------------------------------------------------------- one run
@@ -77,14 +57,9 @@ def child_listing(sfn: Any, execution_arn: str) -> tuple[int, str]:
 
 
 def run_once(strategy: str, customers: int, timeout: float) -> dict[str, Any]:
-    with temporary_database("upgrades_bench") as url, SimulatedCluster(job_duration_seconds=0.05) as cluster, \
-            LocalRuntime(database_url=url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
-                         poll_seconds=0) as runtime:  # fmt: skip
-        repo = factory.repository()
-        for i in range(1, customers + 1):
-            name = f"customer-{i:04d}"
-            repo.upsert_customer(f"cust_{i:04d}", name, name, versions={"api": "v1.1.0"})
-            cluster.add_release(name, name, values={"api.image.tag": "v1.1.0"})
+    with local_stack() as stack:
+        runtime = stack.runtime
+        seed_customers(stack.cluster, customers)
         request: dict[str, Any] = {"component": "api", "version": "v1.2.0", "strategy": strategy}
         if strategy == "canary":
             request["canaryPercent"] = 10

@@ -17,11 +17,10 @@ from collections import Counter
 
 import psycopg
 
-from benchmarks.rollouts import deploy_request, seed_customers
+from benchmarks.rollouts import deploy_request
+from benchmarks.stack import local_stack, seed_customers
 from tests.api.helpers import deploy, status
-from tests.support.database import temporary_database
 from upgradectl.local.cluster import SimulatedCluster
-from upgradectl.local.runtime import LocalRuntime
 
 
 def _api_tag(cluster: SimulatedCluster, name: str) -> str | None:
@@ -37,11 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     args = parser.parse_args(argv)
     n = args.customers
-    with temporary_database("upgrades_bench_large") as url, SimulatedCluster(job_duration_seconds=0.05) as cluster, \
-            LocalRuntime(database_url=url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
-                         poll_seconds=0) as runtime:  # fmt: skip
+    with local_stack(database="upgrades_bench_large") as stack:
+        url, cluster, runtime = stack.url, stack.cluster, stack.runtime
         print(f"seeding {n:,} customers and releases ...", file=sys.stderr, flush=True)
-        seed_customers(runtime, cluster, n)
+        seed_customers(cluster, n)
         print(f"rollout of {n:,} customers starts", file=sys.stderr, flush=True)
         began = time.monotonic()
         started = deploy(**deploy_request("all", n, args.concurrency))

@@ -1,34 +1,18 @@
 """One real rollout, counted: the real ASL on moto's executing Step Functions, the real handlers, a
 temporary database on the machine's PostgreSQL and the SimulatedCluster over HTTP (RBAC enforced, the
-Lambda identity's token from a file), like tests/e2e. Shared by `benchmarks.suite` and `benchmarks.large`."""
+Lambda identity's token from a file), like tests/e2e (`benchmarks.stack`). Shared by `benchmarks.suite`
+and `benchmarks.large`."""
 
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-for entry in (ROOT / "layers" / "shared", ROOT):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
-
-import logging  # noqa: E402
-
-# moto logs every caught JSONPath miss at ERROR level; keep the output readable.
-logging.getLogger("moto").setLevel(logging.CRITICAL)
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "customer-upgrades")
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-
-from upgrader import factory  # noqa: E402
-
-from benchmarks.counting import (  # noqa: E402
+from benchmarks.counting import (
     HistoryEvents,
     LambdaCounter,
     SqlCounter,
@@ -36,10 +20,8 @@ from benchmarks.counting import (  # noqa: E402
     parent_history,
     transitions,
 )
-from tests.api.helpers import continue_, control, deploy, status  # noqa: E402
-from tests.support.database import temporary_database  # noqa: E402
-from upgradectl.local.cluster import SimulatedCluster  # noqa: E402
-from upgradectl.local.runtime import LocalRuntime  # noqa: E402
+from benchmarks.stack import local_stack, seed_customers
+from tests.api.helpers import continue_, control, deploy, status
 
 CANARY_PERCENT = 10
 BATCH_WAVES = 4  # batch: the batch size is a quarter of the fleet, so 10 and 1,000 customers both run 4 waves
@@ -87,14 +69,6 @@ def deploy_request(strategy: str, customers: int, concurrency: int) -> dict[str,
     return request
 
 
-def seed_customers(runtime: LocalRuntime, cluster: SimulatedCluster, customers: int) -> None:
-    repo = factory.repository()
-    for i in range(1, customers + 1):
-        name = f"customer-{i:05d}"
-        repo.upsert_customer(f"cust_{i:05d}", name, name, versions={"api": "v1.1.0"})
-        cluster.add_release(name, name, values={"api.image.tag": "v1.1.0"})
-
-
 def _through_gate(upgrade_id: str, timeout: float) -> float:
     """Wait for the canary gate, then /continue at once; the seconds the gate was open before that."""
     deadline = time.monotonic() + timeout
@@ -127,10 +101,9 @@ def rollout(
     env = {"LEARN_HELM_DURATION": "true" if learn else "false"}
     if progress:
         print(f"  {progress}: {strategy}, {customers} customers ...", file=sys.stderr, flush=True)
-    with temporary_database("upgrades_bench") as url, SimulatedCluster(job_duration_seconds=job_seconds) as cluster, \
-            LocalRuntime(database_url=url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
-                         poll_seconds=poll_seconds, extra_env=env) as runtime:  # fmt: skip
-        seed_customers(runtime, cluster, customers)
+    with local_stack(job_seconds=job_seconds, poll_seconds=poll_seconds, extra_env=env) as stack:
+        url, runtime = stack.url, stack.runtime
+        seed_customers(stack.cluster, customers)
         sql = SqlCounter()
         with HistoryEvents().installed() as history, LambdaCounter().installed() as lambdas, sql.installed():
             before = sql.snapshot()

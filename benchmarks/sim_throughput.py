@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import logging
 import os
 import pstats
 import sys
@@ -25,27 +24,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-for entry in (ROOT / "layers" / "shared", ROOT):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
+from upgrader.models import DeployRequest
+from upgrader.settings import get_settings
 
-logging.getLogger("moto").setLevel(logging.CRITICAL)
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "customer-upgrades")
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-
-from upgrader import factory  # noqa: E402
-from upgrader.models import DeployRequest  # noqa: E402
-from upgrader.settings import get_settings  # noqa: E402
-
-from tests.api.helpers import deploy, status  # noqa: E402
-from tests.support.database import temporary_database  # noqa: E402
-from upgradectl.local.cluster import SimulatedCluster  # noqa: E402
-from upgradectl.local.runtime import LocalRuntime  # noqa: E402
+from benchmarks.stack import local_stack, seed_customers
+from tests.api.helpers import deploy, status
 
 JOB_SECONDS = 0.05
 WANTED_CONCURRENCY = 50
@@ -103,32 +88,25 @@ def profiled(path: str | None) -> Iterator[None]:
 
 
 def run_once(customers: int, concurrency: int, profile: str | None) -> dict[str, Any]:
-    with temporary_database("upgrades_bench") as url, SimulatedCluster(job_duration_seconds=JOB_SECONDS) as cluster:
-        token_file = str(cluster.lambda_token_file)
-        with LocalRuntime(
-            database_url=url, kube_api_url=cluster.url, kube_token_file=token_file, poll_seconds=0
-        ) as runtime:
-            repo = factory.repository()
-            for i in range(1, customers + 1):
-                name = f"customer-{i:05d}"
-                repo.upsert_customer(f"cust_{i:05d}", name, name, versions={"api": "v1.1.0"})
-                cluster.add_release(name, name, values={"api.image.tag": "v1.1.0"})
-            print(f"rollout of {customers} customers starts (pid {os.getpid()})", file=sys.stderr, flush=True)
-            with profiled(profile):
-                began, cpu_began = time.monotonic(), time.process_time()
-                started = deploy(component="api", version="v1.2.0", strategy="all", maxConcurrency=concurrency)
-                execution = runtime.wait(started["jobId"], timeout=max(600.0, customers * 2.0))
-                seconds, cpu = time.monotonic() - began, time.process_time() - cpu_began
-            final = status(started["upgradeId"])[1]
-            return {
-                "customers": customers,
-                "execution": execution["status"],
-                "upgrade": f"{final['status']} {final['completed']}/{final['total']}",
-                "seconds": seconds,
-                "rate": customers / seconds,
-                "cpu": cpu / seconds,
-                "peak": cluster.peak_running_jobs(started["upgradeId"]),
-            }
+    with local_stack(job_seconds=JOB_SECONDS) as stack:
+        cluster, runtime = stack.cluster, stack.runtime
+        seed_customers(cluster, customers)
+        print(f"rollout of {customers} customers starts (pid {os.getpid()})", file=sys.stderr, flush=True)
+        with profiled(profile):
+            began, cpu_began = time.monotonic(), time.process_time()
+            started = deploy(component="api", version="v1.2.0", strategy="all", maxConcurrency=concurrency)
+            execution = runtime.wait(started["jobId"], timeout=max(600.0, customers * 2.0))
+            seconds, cpu = time.monotonic() - began, time.process_time() - cpu_began
+        final = status(started["upgradeId"])[1]
+        return {
+            "customers": customers,
+            "execution": execution["status"],
+            "upgrade": f"{final['status']} {final['completed']}/{final['total']}",
+            "seconds": seconds,
+            "rate": customers / seconds,
+            "cpu": cpu / seconds,
+            "peak": cluster.peak_running_jobs(started["upgradeId"]),
+        }
 
 
 def main(argv: list[str] | None = None) -> int:

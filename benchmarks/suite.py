@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import api_latency, imports
-from benchmarks.rollouts import ROOT, Rollout, rollout
+from benchmarks import ROOT, api_latency, imports
+from benchmarks.rollouts import Rollout, rollout
 
 # List prices, us-east-1, 2026-11 (no free tier): Step Functions Standard per state transition;
 # Lambda per request and per GB-second (x86_64, the template's architecture).

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from upgrader.models import DEFAULT_BATCH_SIZE, DEFAULT_CANARY_PERCENT
-from upgrader.planner import canary_size, plan_waves
+from upgrader.planner import DEFAULT_BATCH_SIZE, DEFAULT_CANARY_PERCENT, canary_size, plan_waves
 
 
 def customers(n: int) -> list[str]:

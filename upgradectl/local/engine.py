@@ -7,6 +7,9 @@ canned results. ``LocalStepFunctions`` replaces that single method with a dispat
 handler for the function name and answers like the Lambda service does, including the error
 envelope that lets ASL ``Retry``/``Catch`` match on the exception class name.
 
+Lambda tasks reach the dispatcher without the HTTP layer in between (`_DirectLambda`): botocore and
+moto's request handling cost more CPU than most handlers.
+
 Used by pytest (``with LocalStepFunctions(handlers) as engine: ...``) and by the long-running local
 stack (``engine.start()`` ... ``engine.stop()``). Not deployed.
 """
@@ -175,11 +178,60 @@ class _CachedClients:
             with self._lock:
                 client = self._clients.get(key)
                 if client is None:
-                    client = self._clients[key] = original(region=region, service=service,
-                                                           state_credentials=state_credentials)  # fmt: skip
+                    client = original(region=region, service=service, state_credentials=state_credentials)
+                    if service == "lambda" and botocore_stubber.enabled:
+                        client = _DirectLambda(region, client)
+                    self._clients[key] = client
             return client
 
         return boto_client_for
+
+
+class _DirectLambda:
+    """The Lambda client moto's interpreter runs Lambda tasks with, without the HTTP round trip inside the
+    process: botocore serializing the request, moto's stubber matching its URL and moto's Lambda responses
+    parsing it again cost more CPU than most handlers (a local rollout's largest harness cost).
+
+    `invoke` hands the task to ``LambdaSimpleBackend.invoke`` (the engine's dispatcher, looked up at each
+    call so that wrappers of it still see every invocation) with what moto's Lambda API would pass it, and
+    answers as the client does (StatusCode, FunctionError, Payload as a stream). A function the dispatcher
+    does not know, and every other operation, goes through the real client (its errors are the service's).
+    """
+
+    def __init__(self, region: str, client: Any) -> None:
+        self._region = region
+        self._client = client
+
+    def invoke(self, **parameters: Any) -> dict[str, Any]:
+        from moto.awslambda_simple.models import lambda_simple_backends
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        if set(parameters) - {"FunctionName", "Payload", "InvocationType", "Qualifier"}:
+            return dict(self._client.invoke(**parameters))
+        name = str(parameters["FunctionName"])
+        region, account = self._region, DEFAULT_ACCOUNT_ID
+        if name.startswith("arn:"):  # arn:aws:lambda:region:account:function:name[:qualifier]
+            region, account = name.split(":")[3:5]
+        invocation = str(parameters.get("InvocationType") or "RequestResponse")
+        payload = parameters.get("Payload")
+        body = payload if isinstance(payload, bytes | str) or payload is None else payload.read()
+        response_headers: dict[str, str] = {}
+        try:
+            answer = LambdaSimpleBackend.invoke(
+                lambda_simple_backends[account][region], name, parameters.get("Qualifier"), body,
+                {"X-Amz-Invocation-Type": invocation}, response_headers,
+            )  # fmt: skip
+        except UnknownFunctionException:
+            return dict(self._client.invoke(**parameters))
+        data = answer.encode("utf-8") if isinstance(answer, str) else bytes(answer or b"")
+        result: dict[str, Any] = {"StatusCode": 202 if invocation == "Event" else 200,
+                                  "ExecutedVersion": "$LATEST", "Payload": io.BytesIO(data)}  # fmt: skip
+        if "x-amz-function-error" in response_headers:
+            result["FunctionError"] = response_headers["x-amz-function-error"]
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
 
 
 # moto's ASL interpreter parses a JSONPath (building a new PLY parser each time) on every evaluation,

@@ -21,11 +21,11 @@ from typing import Annotated, Any, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from upgrader.db import Database, Row
 from upgrader.errors import InvalidValue, NotFound, UpgradeError
-from upgrader.models import FREE_TEXT_PATTERN, Component, iso
+from upgrader.models import FREE_TEXT_PATTERN, Component, Model, iso
 
 # A PEP 440 version specifier set, e.g. ">=2.0", ">=1.4,<2", "==2.*", "~=1.2" (a leading v allowed).
 SPECIFIER_PATTERN = r"^[0-9A-Za-z.*!=<>~+, -]{1,200}$"
@@ -60,7 +60,7 @@ class IncompatibleVersions(UpgradeError):
 
 
 # ------------------------------------------------------------------------------------------ models
-class _Strict(BaseModel):
+class _Strict(Model):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
@@ -93,7 +93,7 @@ class RuleRequest(_Strict):
         return self
 
 
-class RuleView(BaseModel):
+class RuleView(Model):
     ruleId: str  # noqa: N815
     component: str
     versions: str
@@ -105,17 +105,17 @@ class RuleView(BaseModel):
     createdAt: str  # noqa: N815
 
 
-class RuleList(BaseModel):
+class RuleList(Model):
     count: int
     rules: list[RuleView]
 
 
-class RuleDeleted(BaseModel):
+class RuleDeleted(Model):
     message: str
     ruleId: str  # noqa: N815
 
 
-class IncompatibleCustomer(BaseModel):
+class IncompatibleCustomer(Model):
     customerId: str  # noqa: N815
     ruleId: str  # noqa: N815
     rule: str = Field(description="the rule in words")

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from upgrader.compatibility import IncompatibleCustomer
 from upgrader.models import (
@@ -16,6 +16,7 @@ from upgrader.models import (
     Component,
     LabelKey,
     LabelValue,
+    Model,
     Version,
 )
 
@@ -46,7 +47,7 @@ def _only_true_schema(schema: dict[str, Any]) -> None:
     schema["const"] = True
 
 
-class _Strict(BaseModel):
+class _Strict(Model):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
@@ -171,7 +172,7 @@ class CustomerPatch(_Strict):
         return self
 
 
-class Pin(BaseModel):
+class Pin(Model):
     version: str
     reason: str
     expiresAt: str  # noqa: N815
@@ -180,13 +181,13 @@ class Pin(BaseModel):
     expired: bool = Field(description="the pin has expired: deploys no longer leave the customer out for it")
 
 
-class DriftEntry(BaseModel):
+class DriftEntry(Model):
     recorded: str | None = Field(description="what the inventory had recorded")
     release: str | None = Field(description="what the release held when the sync read it")
     detectedAt: str | None = None  # noqa: N815
 
 
-class Customer(BaseModel):
+class Customer(Model):
     customerId: str  # noqa: N815
     namespace: str
     releaseName: str  # noqa: N815
@@ -207,13 +208,13 @@ class Customer(BaseModel):
     updatedBy: str | None  # noqa: N815
 
 
-class CustomerList(BaseModel):
+class CustomerList(Model):
     count: int
     customers: list[Customer]
     nextCursor: str | None = Field(description="pass as ?cursor= for the next page")  # noqa: N815
 
 
-class CustomerOperation(BaseModel):
+class CustomerOperation(Model):
     """One helm operation (or a skip) on this customer, in any upgrade."""
 
     id: int
@@ -233,7 +234,7 @@ class CustomerOperation(BaseModel):
     createdAt: str  # noqa: N815
 
 
-class CustomerEvent(BaseModel):
+class CustomerEvent(Model):
     id: int
     kind: str = Field(description="discovered, drift, decommissioned, reappeared, release_unreadable, updated")
     detail: dict[str, Any]
@@ -249,25 +250,25 @@ class CustomerDetail(Customer):
     historyTotal: int  # noqa: N815
 
 
-class CustomerPatchResponse(BaseModel):
+class CustomerPatchResponse(Model):
     customer: Customer
     changes: dict[str, Any] = Field(description="field -> {before, after}; empty when nothing changed")
     changedBy: str | None  # noqa: N815
     changedAt: str | None  # noqa: N815
 
 
-class VersionCount(BaseModel):
+class VersionCount(Model):
     version: str
     customers: int
 
 
-class ComponentSpread(BaseModel):
+class ComponentSpread(Model):
     component: str
     versions: list[VersionCount] = Field(description="most customers first")
     unknown: int = Field(description="customers whose release does not say this component's version")
 
 
-class SyncSummary(BaseModel):
+class SyncSummary(Model):
     syncId: str  # noqa: N815
     status: str
     trigger: str
@@ -280,7 +281,7 @@ class SyncSummary(BaseModel):
     completedAt: str | None  # noqa: N815
 
 
-class FleetResponse(BaseModel):
+class FleetResponse(Model):
     customers: int = Field(description="customers that exist (active and suspended)")
     byStatus: dict[str, int]  # noqa: N815
     drift: int = Field(description="customers marked with drift")
@@ -289,7 +290,7 @@ class FleetResponse(BaseModel):
     lastSync: SyncSummary | None  # noqa: N815
 
 
-class SyncStarted(BaseModel):
+class SyncStarted(Model):
     message: str
     syncId: str  # noqa: N815
     status: str
@@ -302,7 +303,7 @@ LeftOutReason = Literal[
 ]
 
 
-class PlannedCustomer(BaseModel):
+class PlannedCustomer(Model):
     customerId: str  # noqa: N815
     namespace: str
     fromVersion: str | None  # noqa: N815
@@ -313,20 +314,20 @@ class PlannedCustomer(BaseModel):
     )
 
 
-class PlannedWave(BaseModel):
+class PlannedWave(Model):
     wave: int
     size: int
     gate: str | None = Field(description="what follows the wave: approval (canary /continue), bake, or null")
     customers: list[PlannedCustomer]
 
 
-class LeftOut(BaseModel):
+class LeftOut(Model):
     customerId: str  # noqa: N815
     reason: LeftOutReason
     detail: str
 
 
-class PlanResponse(BaseModel):
+class PlanResponse(Model):
     component: Component
     version: str
     strategy: str

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from upgrader.connection import resolve_conninfo, uses_startup_options
@@ -49,10 +50,11 @@ class Database:
         info = self._conninfo() if callable(self._conninfo) else self._conninfo
         options = _SESSION_OPTIONS if self._startup_options else None  # None: not sent at all
         try:
-            conn = psycopg.connect(info, row_factory=dict_row, options=options, connect_timeout=10, autocommit=False)
+            # Autocommit: a unit of work of one statement (`statement()`) is its own transaction, with no
+            # BEGIN/COMMIT round trips; `transaction()` opens an explicit one.
+            conn = psycopg.connect(info, row_factory=dict_row, options=options, connect_timeout=10, autocommit=True)
             if not self._startup_options:
                 conn.execute(_SESSION_SET)  # type: ignore[arg-type]  # constant text, no parameters
-                conn.commit()  # session settings made in a rolled-back transaction would be undone
             return conn
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -64,7 +66,6 @@ class Database:
             # pg_terminate_backend): probe it once rather than fail the caller's first statement.
             try:
                 conn.execute("SELECT 1")
-                conn.rollback()
             except psycopg.Error:
                 conn.close()
         if conn is None or conn.closed or conn.broken:
@@ -77,16 +78,48 @@ class Database:
         return time.monotonic() - getattr(self._local, "last_used", 0.0) > IDLE_PROBE_SECONDS
 
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Cursor[Row]]:
+    def transaction(self, *, pipeline: bool = False) -> Iterator[psycopg.Cursor[Row]]:
         """One unit of work: committed when the block ends, rolled back when it raises.
+
+        pipeline: the statements go out in psycopg's pipeline mode: BEGIN and the statements queue up
+        and are sent together when a result is fetched, the rest with the COMMIT when the block ends
+        (a unit of work that reads once and writes after costs two round trips, not one per statement
+        plus BEGIN and COMMIT). Each statement still runs on its own, in order, with its own snapshot.
 
         A dropped connection (failover, pg_terminate_backend) surfaces as DatabaseUnavailable,
         which callers treat as transient: the whole unit of work is retried, never half of it.
         """
         conn = self.connection()
+        with self._guard(conn):
+            if not pipeline:
+                with conn.transaction(), conn.cursor() as cur:
+                    yield cur
+                return
+            # BEGIN and COMMIT are queued as statements: psycopg's transaction() syncs the pipeline on
+            # entering and leaving (a round trip each). A Sync does not end an explicit transaction.
+            try:
+                with conn.pipeline(), conn.cursor() as cur:
+                    cur.execute("BEGIN")
+                    yield cur
+                    cur.execute("COMMIT")
+            except BaseException:
+                if not (conn.closed or conn.broken) and conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.rollback()
+                raise
+
+    @contextmanager
+    def statement(self) -> Iterator[psycopg.Cursor[Row]]:
+        """A unit of work of ONE statement: it runs in autocommit (the statement is its own transaction),
+        so it costs one round trip. Each further statement on the cursor would be a unit of its own:
+        use `transaction()` for more than one."""
+        conn = self.connection()
+        with self._guard(conn), conn.cursor() as cur:
+            yield cur
+
+    @contextmanager
+    def _guard(self, conn: psycopg.Connection[Row]) -> Iterator[None]:
         try:
-            with conn.transaction(), conn.cursor() as cur:
-                yield cur
+            yield
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             if conn.broken or conn.closed:
                 self._local.conn = None

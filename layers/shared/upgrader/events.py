@@ -152,23 +152,67 @@ def plain_event(
     return cur.fetchone() is not None
 
 
+# A customer's final status -> its outcome event, by operation (skipped: none).
+_OUTCOME_TYPES = {
+    "upgrade": {"completed": CUSTOMER_UPGRADED, "failed": CUSTOMER_FAILED, "rolled_back": CUSTOMER_ROLLED_BACK},
+    "rollback": {"completed": CUSTOMER_ROLLED_BACK, "failed": CUSTOMER_ROLLBACK_FAILED},
+}
+
+
+def _outcome_events(operation: str, status: str) -> list[tuple[str, str, Row]]:
+    """(detail type, key prefix, extra) of the events a row of `operation` reaching `status` records."""
+    detail_type = _OUTCOME_TYPES.get(operation, _OUTCOME_TYPES["rollback"]).get(status)
+    if detail_type is None:
+        return []
+    found: list[tuple[str, str, Row]] = [(detail_type, "customer", {})]
+    if status in ("completed", "rolled_back"):
+        outcome = "upgraded" if detail_type == CUSTOMER_UPGRADED else "rolled_back"
+        found.append((NOTICE_DONE, "notice-done", {"notice": {"outcome": outcome}}))
+    return found
+
+
 def customer_outcome(cur: psycopg.Cursor[Row], row: Mapping[str, Any]) -> None:
     """A customer's row just reached a final status: its event (none for skipped), and the customer's
     notice that the change is done (upgraded or rolled back). Once per row and run."""
-    status, operation = str(row["status"]), str(row["operation"])
-    if operation == "upgrade":
-        detail_type = {"completed": CUSTOMER_UPGRADED, "failed": CUSTOMER_FAILED,
-                       "rolled_back": CUSTOMER_ROLLED_BACK}.get(status)  # fmt: skip
-    else:
-        detail_type = {"completed": CUSTOMER_ROLLED_BACK, "failed": CUSTOMER_ROLLBACK_FAILED}.get(status)
-    if detail_type is None:
-        return
     log_id = int(row["id"])
     suffix = f"{log_id}:{row['run_name']}:{row['attempt']}"
-    customer_event(cur, detail_type, log_id, f"customer:{suffix}")
-    if status in ("completed", "rolled_back"):
-        outcome = "upgraded" if detail_type == CUSTOMER_UPGRADED else "rolled_back"
-        customer_event(cur, NOTICE_DONE, log_id, f"notice-done:{suffix}", {"notice": {"outcome": outcome}})
+    for detail_type, prefix, extra in _outcome_events(str(row["operation"]), str(row["status"])):
+        customer_event(cur, detail_type, log_id, f"{prefix}:{suffix}", extra)
+
+
+def outcome_parameter(status: str) -> Jsonb:
+    """The %(outcomes)s parameter of `outcome_insert`: the outcome events of `status`, for either operation."""
+    return Jsonb([
+        {"operation": operation, "type": detail_type, "severity": DETAIL_TYPES[detail_type], "prefix": prefix,
+         "extra": extra, "position": position}
+        for operation in _OUTCOME_TYPES
+        for position, (detail_type, prefix, extra) in enumerate(_outcome_events(operation, status))
+    ])  # fmt: skip
+
+
+def outcome_insert(rows: str, upgrades: str) -> str:
+    """`customer_outcome` as a data-modifying WITH query of the statement that makes rows final: the events
+    of the log rows `rows` (a WITH query returning them as changed), with their upgrade as `upgrades` (a WITH
+    query returning each upgrade row as the statement leaves it). Parameter: %(outcomes)s, `outcome_parameter`.
+
+    The rows and upgrades come from those queries' RETURNING, not from the tables: the other parts of one
+    statement all see the snapshot taken before it.
+    """
+    return (
+        _INSERT
+        + f"""
+SELECT e.prefix || ':' || l.id::text || ':' || COALESCE(l.run_name, 'None') || ':' || l.attempt::text,
+       e.type, e.severity, u.component, u.id, l.customer_id,
+       jsonb_build_object('upgrade', {_UPGRADE_JSON}, 'customer', {_CUSTOMER_JSON}) || e.extra
+  FROM {rows} l
+  JOIN {upgrades} u ON u.id = l.upgrade_id
+  JOIN jsonb_to_recordset(%(outcomes)s::jsonb)
+       AS e(operation text, type text, severity text, prefix text, extra jsonb, position int)
+    ON e.operation = l.operation
+ ORDER BY l.id, e.position
+ON CONFLICT (event_key) DO NOTHING
+"""
+    )
 
 
 def continue_command(upgrade_id: Any) -> str:

@@ -1,4 +1,8 @@
-"""Builds the adapters once per cold start (and lets tests and the local stack swap them)."""
+"""Builds the adapters once per cold start (and lets tests and the local stack swap them).
+
+Each adapter's module is imported when the adapter is first built, not when this module is: a function
+loads only what it uses (its cold start does not pay for the pydantic models, the kubernetes client or
+boto3 of the others)."""
 
 from __future__ import annotations
 
@@ -6,104 +10,132 @@ import os
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from upgrader.cluster.types import ClusterGateway
-from upgrader.compatibility import RuleRepository
-from upgrader.db import Database, database_for
-from upgrader.discovery import DiscoveryRules, FleetReader
-from upgrader.idempotency import IdempotencyRepository
-from upgrader.inventory import InventoryRepository
-from upgrader.leases import LeaseRepository
-from upgrader.notices import NoticeRepository
-from upgrader.publisher import EventBridgeChannel, OutboxRepository
-from upgrader.reconciliation import ReconcileRepository
-from upgrader.repository import RunRepository, UpgradeRepository, WindowRelease
-from upgrader.resumes import ResumeRepository
-from upgrader.rollbacks import RollbackRepository
 from upgrader.settings import Settings, get_settings
-from upgrader.sync_launcher import LambdaSyncLauncher
-from upgrader.syncs import SyncRepository
-from upgrader.windows import DEFAULT_RECHECK_SECONDS, Clock, SystemClock, WindowRepository, release_window_waits
-from upgrader.workflow import StepFunctionsGateway
 
 if TYPE_CHECKING:
+    from upgrader.cluster.types import ClusterGateway
+    from upgrader.compatibility import RuleRepository
+    from upgrader.db import Database
+    from upgrader.discovery import DiscoveryRules, FleetReader
+    from upgrader.idempotency import IdempotencyRepository
+    from upgrader.inventory import InventoryRepository
+    from upgrader.leases import LeaseRepository
+    from upgrader.notices import NoticeRepository
+    from upgrader.publisher import EventBridgeChannel, OutboxRepository
+    from upgrader.reconciliation import ReconcileRepository
+    from upgrader.repository import RunRepository, UpgradeRepository, WindowRelease
+    from upgrader.resumes import ResumeRepository
+    from upgrader.rollbacks import RollbackRepository
     from upgrader.slack import SlackChannel
+    from upgrader.sync_launcher import LambdaSyncLauncher
+    from upgrader.syncs import SyncRepository
+    from upgrader.windows import Clock, WindowRepository
+    from upgrader.workflow import StepFunctionsGateway
 
 
 @lru_cache(maxsize=1)
 def database() -> Database:
+    from upgrader.db import database_for
+
     return database_for(get_settings())
 
 
 @lru_cache(maxsize=1)
 def repository() -> UpgradeRepository:
+    from upgrader.repository import UpgradeRepository
+
     return UpgradeRepository(database())
 
 
 @lru_cache(maxsize=1)
 def runs() -> RunRepository:
+    from upgrader.repository import RunRepository
+
     return RunRepository(database())
 
 
 @lru_cache(maxsize=1)
 def leases() -> LeaseRepository:
+    from upgrader.leases import LeaseRepository
+
     return LeaseRepository(database())
 
 
 @lru_cache(maxsize=1)
 def reconcile() -> ReconcileRepository:
+    from upgrader.reconciliation import ReconcileRepository
+
     return ReconcileRepository(database())
 
 
 @lru_cache(maxsize=1)
 def resumes() -> ResumeRepository:
+    from upgrader.resumes import ResumeRepository
+
     return ResumeRepository(database())
 
 
 @lru_cache(maxsize=1)
 def rollbacks() -> RollbackRepository:
+    from upgrader.rollbacks import RollbackRepository
+
     return RollbackRepository(database())
 
 
 @lru_cache(maxsize=1)
 def inventory() -> InventoryRepository:
+    from upgrader.inventory import InventoryRepository
+
     return InventoryRepository(database())
 
 
 @lru_cache(maxsize=1)
 def rules() -> RuleRepository:
+    from upgrader.compatibility import RuleRepository
+
     return RuleRepository(database())
 
 
 @lru_cache(maxsize=1)
 def windows() -> WindowRepository:
+    from upgrader.windows import WindowRepository
+
     return WindowRepository(database())
 
 
 @lru_cache(maxsize=1)
 def clock() -> Clock:
     """The time maintenance windows are decided at (tests replace it with a controllable clock)."""
+    from upgrader.windows import SystemClock
+
     return SystemClock()
 
 
 def window_recheck_seconds() -> int:
     """How long a customer waits for its window before it asks again (WINDOW_RECHECK_SECONDS, >= 1)."""
+    from upgrader.windows import DEFAULT_RECHECK_SECONDS
+
     return max(1, int(os.environ.get("WINDOW_RECHECK_SECONDS") or DEFAULT_RECHECK_SECONDS))
 
 
 @lru_cache(maxsize=1)
 def syncs() -> SyncRepository:
+    from upgrader.syncs import SyncRepository
+
     return SyncRepository(database())
 
 
 @lru_cache(maxsize=1)
 def idempotency() -> IdempotencyRepository:
+    from upgrader.idempotency import IdempotencyRepository
+
     return IdempotencyRepository(database())
 
 
 @lru_cache(maxsize=1)
 def discovery_rules() -> DiscoveryRules:
     """Built at cold start: rules that cannot work fail here, with the setting named."""
-    from upgrader.discovery import RuleError
+    from upgrader.discovery import DiscoveryRules, RuleError
     from upgrader.settings import SettingsError
 
     try:
@@ -123,6 +155,8 @@ def fleet_reader() -> FleetReader:
 
 @lru_cache(maxsize=1)
 def sync_launcher() -> LambdaSyncLauncher:
+    from upgrader.sync_launcher import LambdaSyncLauncher
+
     settings = get_settings()
     settings.require("sync_function_name")
     return LambdaSyncLauncher(aws_client("lambda", settings), str(settings.sync_function_name))
@@ -139,16 +173,22 @@ def cluster() -> ClusterGateway:
 
 @lru_cache(maxsize=1)
 def outbox() -> OutboxRepository:
+    from upgrader.publisher import OutboxRepository
+
     return OutboxRepository(database())
 
 
 @lru_cache(maxsize=1)
 def notices() -> NoticeRepository:
+    from upgrader.notices import NoticeRepository
+
     return NoticeRepository(database())
 
 
 @lru_cache(maxsize=1)
 def event_channel() -> EventBridgeChannel:
+    from upgrader.publisher import EventBridgeChannel
+
     settings = get_settings()
     settings.require("event_bus_name")
     return EventBridgeChannel(aws_client("events", settings), str(settings.event_bus_name))
@@ -171,6 +211,8 @@ def slack_channel() -> SlackChannel:
 
 @lru_cache(maxsize=1)
 def workflow() -> StepFunctionsGateway:
+    from upgrader.workflow import StepFunctionsGateway
+
     settings = get_settings()
     settings.require("upgrade_state_machine_arn")
     return StepFunctionsGateway(aws_client("stepfunctions", settings), str(settings.upgrade_state_machine_arn))
@@ -179,6 +221,8 @@ def workflow() -> StepFunctionsGateway:
 def halt_window_release() -> WindowRelease:
     """How a worker that halts an upgrade (failure budget) wakes its customers asleep in a window wait:
     SendTaskFailure `UpgradeHalted` with each token. The Step Functions client is built only then."""
+    from upgrader.windows import release_window_waits
+
     return lambda tokens, reason: release_window_waits(tokens, reason, workflow=workflow(), error="UpgradeHalted")
 
 

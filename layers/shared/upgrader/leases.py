@@ -164,7 +164,13 @@ def describe_holder(holder: Row | None) -> str:
     )
 
 
+# The log row (locked), everything decided under the lease, and the lease itself when it is free, in one
+# statement. The lease is taken (inserted) only when no one holds it, the row is not final, and no other
+# lease transaction of this customer is open right now (its insert not committed yet: the hand-over
+# lock 727002 is held): then the release is busy, look again later rather than wait on it. The CASE
+# keeps the try-lock from being taken for a row that does not insert.
 _SESSION_READ = """
+WITH s AS (
 SELECT l.*, u.parameters AS upgrade_parameters, u.strategy, u.total_waves, u.chart_version AS upgrade_chart_version,
        r.stop_reason,
        (SELECT count(*) FROM customer_upgrade_logs w WHERE w.run_name = l.run_name AND w.wave = l.wave) AS wave_size,
@@ -185,6 +191,14 @@ SELECT l.*, u.parameters AS upgrade_parameters, u.strategy, u.total_waves, u.cha
   LEFT JOIN customer_upgrade_logs up ON up.id = l.rollback_of
  WHERE l.id = %s
    FOR NO KEY UPDATE OF l
+), taken AS (
+    INSERT INTO customer_leases (customer_id, log_id, upgrade_id, run_name, operation, component)
+    SELECT s.customer_id, s.id, s.upgrade_id, s.run_name, s.operation, s.component FROM s
+     WHERE CASE WHEN s.holder_log_id IS NULL AND s.status <> ALL(%s)
+                THEN pg_try_advisory_xact_lock(hashtextextended(s.customer_id, 727002)) ELSE false END
+    ON CONFLICT (customer_id) DO NOTHING RETURNING log_id
+)
+SELECT s.*, EXISTS (SELECT 1 FROM taken) AS lease_taken FROM s
 """
 
 
@@ -200,53 +214,46 @@ class LeaseRepository:
         operation of the same customer), busy (another operation holds it), final (the row is done).
         Everything the caller writes through the session commits with the lease, or not at all.
         """
-        with self._db.transaction() as cur:
+        # Pipelined: BEGIN, the gate and the read go out together (one round trip), what the caller
+        # records goes out with the COMMIT (one more).
+        with self._db.transaction(pipeline=True) as cur:
             # 1. The run's stop gate, shared (see the module docstring). Its own statement: what follows
-            #    must read with a snapshot taken after the gate was passed.
-            cur.execute(
+            #    must read with a snapshot taken after the gate was passed (statements run in order, and
+            #    each takes its snapshot when it starts, after the one before has taken the gate).
+            #    On a cursor of its own: in pipeline mode its result may arrive while the next statement is
+            #    sent, and must not become that statement's.
+            cur.connection.execute(
                 f"SELECT pg_advisory_xact_lock_shared({STOP_GATE.replace('%s', 'run_name')}) AS gate"
                 " FROM customer_upgrade_logs WHERE id = %s",
                 (log_id,),
             )
-            if cur.fetchone() is None:
-                raise LogRowNotFound(f"customer log row {log_id} not found")
-            # 2. The log row (locked) and everything decided under the lease, in one statement.
-            cur.execute(_SESSION_READ, (log_id,))
+            # 2. The log row (locked), everything decided under the lease, and the lease when it is free.
+            cur.execute(_SESSION_READ, (log_id, list(FINAL_LOG_STATUSES)))
             row = cur.fetchone()
             if row is None:
                 raise LogRowNotFound(f"customer log row {log_id} not found")
+            taken = bool(row.pop("lease_taken"))
             if row["status"] in FINAL_LOG_STATUSES:
                 session = LeaseSession(cur, "final", row, None)
             else:
-                state, holder = self._take(cur, row)
+                state, holder = self._state(row, taken)
                 session = LeaseSession(cur, state, row, holder)
             yield session
             session._flush()
 
     @staticmethod
-    def _take(cur: psycopg.Cursor[Row], row: Row) -> tuple[LeaseState, Row | None]:
-        """3. The lease: already ours, someone else's, or taken now."""
+    def _state(row: Row, taken: bool) -> tuple[LeaseState, Row | None]:
+        """3. The lease: taken now, already ours, or someone else's (or changing hands: busy, no holder)."""
+        if taken:
+            return "acquired", None
         if row["holder_log_id"] is not None:
             holder = {key.removeprefix("holder_"): value for key, value in row.items() if key.startswith("holder_")}
             return ("held", None) if holder["log_id"] == row["id"] else ("busy", holder)
-        # Taken only when no other lease transaction of this customer is open right now (its insert not
-        # committed yet): then the release is busy, look again later rather than wait on it.
-        cur.execute(
-            """
-            INSERT INTO customer_leases (customer_id, log_id, upgrade_id, run_name, operation, component)
-            SELECT %s, %s, %s, %s, %s, %s WHERE pg_try_advisory_xact_lock(hashtextextended(%s, 727002))
-            ON CONFLICT (customer_id) DO NOTHING RETURNING log_id
-            """,
-            (row["customer_id"], row["id"], row["upgrade_id"], row["run_name"], row["operation"], row["component"],
-             row["customer_id"]),
-        )  # fmt: skip
-        if cur.fetchone() is not None:
-            return "acquired", None
         return "busy", None
 
     def note_waiting(self, log_id: int, why: str) -> None:
         """Say on the row why the customer waits (outside a lease transaction)."""
-        with self._db.transaction() as cur:
+        with self._db.statement() as cur:
             cur.execute(
                 "UPDATE customer_upgrade_logs SET waiting_for = %s, updated_at = NOW()"
                 " WHERE id = %s AND status = 'in_progress'",
@@ -254,11 +261,11 @@ class LeaseRepository:
             )
 
     def holder_of(self, customer_id: str) -> Row | None:
-        with self._db.transaction() as cur:
+        with self._db.statement() as cur:
             cur.execute("SELECT * FROM customer_leases WHERE customer_id = %s", (customer_id,))
             return cur.fetchone()
 
     def leases(self) -> list[dict[str, Any]]:
-        with self._db.transaction() as cur:
+        with self._db.statement() as cur:
             cur.execute("SELECT * FROM customer_leases ORDER BY customer_id")
             return cur.fetchall()

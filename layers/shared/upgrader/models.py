@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
+
+from upgrader.timestamps import iso as iso  # re-exported: the API modules format timestamps with it
 
 COMPONENTS: tuple[str, ...] = ("api", "dashboard", "exporter", "mosquitto")
 Component = Literal["api", "dashboard", "exporter", "mosquitto"]
@@ -95,12 +97,17 @@ def _digits_only(value: Any) -> Any:
 # the validator, so that the document states them as minimum/maximum).
 DIGITS = BeforeValidator(_digits_only)
 
-DEFAULT_CANARY_PERCENT = 10
-DEFAULT_BATCH_SIZE = 10
 MAX_TARGETED_CUSTOMERS = 10_000
 
 
-class _Strict(BaseModel):
+class Model(BaseModel):
+    """The base of the API's models: each builds its validator and serializer when it is first used, not
+    when its module is imported (a function's cold start builds only the models that function uses)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Strict(Model):
     # Unknown fields are refused (a misspelt "canarypercent" must not be silently ignored) and
     # numbers must be JSON numbers ("ten" and "10" are refused alike).
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
@@ -313,7 +320,7 @@ class DeployRequest(_Strict):
         return self
 
 
-class DeployResponse(BaseModel):
+class DeployResponse(Model):
     upgradeId: str  # noqa: N815
     jobId: str  # noqa: N815
     strategy: Strategy
@@ -329,7 +336,7 @@ class DeployResponse(BaseModel):
     )
 
 
-class Attempt(BaseModel):
+class Attempt(Model):
     jobId: str  # noqa: N815
     attempt: int
     status: str = Field(description="running, or how the execution ended (its final status, or reconciled)")
@@ -340,12 +347,12 @@ class Attempt(BaseModel):
     endedAt: str | None  # noqa: N815
 
 
-class WindowWait(BaseModel):
+class WindowWait(Model):
     customerId: str  # noqa: N815
     nextOpening: str = Field(description="when its window opens with room for the expected duration")  # noqa: N815
 
 
-class StatusResponse(BaseModel):
+class StatusResponse(Model):
     upgradeId: str  # noqa: N815
     component: str
     version: str
@@ -397,7 +404,7 @@ class StatusResponse(BaseModel):
     )
 
 
-class LogEntry(BaseModel):
+class LogEntry(Model):
     id: int
     customer_id: str
     component: str
@@ -427,7 +434,7 @@ class LogEntry(BaseModel):
     )
 
 
-class LogsResponse(BaseModel):
+class LogsResponse(Model):
     upgradeId: str  # noqa: N815
     count: int = Field(description="entries in this page")
     total: int = Field(description="entries matching the filter")
@@ -449,7 +456,7 @@ class AbortRequest(_Strict):
     )
 
 
-class AbortResponse(BaseModel):
+class AbortResponse(Model):
     message: str
     upgradeId: str  # noqa: N815
     status: str
@@ -497,7 +504,7 @@ class ResumeRequest(_Strict):
     )
 
 
-class ResumeResponse(BaseModel):
+class ResumeResponse(Model):
     message: str
     upgradeId: str  # noqa: N815
     jobId: str = Field(description="the new execution")  # noqa: N815
@@ -506,12 +513,12 @@ class ResumeResponse(BaseModel):
     status: str
 
 
-class LeftOutCustomer(BaseModel):
+class LeftOutCustomer(Model):
     customerId: str  # noqa: N815
     reason: str
 
 
-class RollbackUpgradeResponse(BaseModel):
+class RollbackUpgradeResponse(Model):
     message: str
     upgradeId: str  # noqa: N815
     jobId: str  # noqa: N815
@@ -523,13 +530,13 @@ class RollbackUpgradeResponse(BaseModel):
     )
 
 
-class ContinueResponse(BaseModel):
+class ContinueResponse(Model):
     message: str
     upgradeId: str  # noqa: N815
     jobId: str  # noqa: N815
 
 
-class RollbackResponse(BaseModel):
+class RollbackResponse(Model):
     message: str
     customerId: str  # noqa: N815
     namespace: str
@@ -540,7 +547,7 @@ class RollbackResponse(BaseModel):
     status: str
 
 
-class UpgradeSummary(BaseModel):
+class UpgradeSummary(Model):
     upgradeId: str  # noqa: N815
     component: str
     version: str
@@ -555,13 +562,13 @@ class UpgradeSummary(BaseModel):
     requestedBy: str | None  # noqa: N815
 
 
-class UpgradeListResponse(BaseModel):
+class UpgradeListResponse(Model):
     count: int
     upgrades: list[UpgradeSummary]
     nextBefore: str | None = Field(description="pass as ?before= for the next (older) page")  # noqa: N815
 
 
-class QueueStatsResponse(BaseModel):
+class QueueStatsResponse(Model):
     queue: str
     waiting: int
     active: int
@@ -573,7 +580,7 @@ class QueueStatsResponse(BaseModel):
     source: str
 
 
-class QueueJobResponse(BaseModel):
+class QueueJobResponse(Model):
     id: str
     name: str
     state: str
@@ -587,13 +594,13 @@ class QueueJobResponse(BaseModel):
     mapRuns: list[dict[str, Any]]  # noqa: N815
 
 
-class FieldError(BaseModel):
+class FieldError(Model):
     field: str = Field(description="the invalid input: a path or query parameter, 'body', or a body field path")
     message: str
     type: str = Field(description="the kind of problem, e.g. missing, string_pattern_mismatch, extra_forbidden")
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Model):
     """Every error answer: a message for people, plus the error's name or the invalid fields."""
 
     message: str
@@ -604,12 +611,3 @@ class ErrorResponse(BaseModel):
         description="422 IncompatibleVersions: each customer and the compatibility rule the change would break "
         "(customerId, ruleId, rule, detail)",
     )
-
-
-def iso(ts: datetime | None) -> str | None:
-    """Timestamps as the specification shows them: 2025-10-22T17:00:00.000Z (UTC)."""
-    if ts is None:
-        return None
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"

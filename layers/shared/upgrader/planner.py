@@ -6,9 +6,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from upgrader.models import DEFAULT_BATCH_SIZE, DEFAULT_CANARY_PERCENT
-
 T = TypeVar("T")
+
+# The defaults of a deploy request (`upgrader.models` states them in the API); here so that the workers,
+# which plan but never parse a request, do not load the request models.
+DEFAULT_CANARY_PERCENT = 10
+DEFAULT_BATCH_SIZE = 10
 
 
 def canary_size(total: int, percent: int) -> int:

@@ -783,9 +783,10 @@ class RunRepository:
         """Begin a customer: ('run', row) once claimed; ('done', row) when there is nothing to do.
 
         A row already finished (a duplicated or retried delivery) is never started again, and
-        a customer whose run was stopped (halt, abort) before it began is skipped. One statement.
+        a customer whose run was stopped (halt, abort) before it began is skipped. One statement, in
+        autocommit (a retry that finds the row final reads it with a second one).
         """
-        with self._db.transaction() as cur:
+        with self._db.statement() as cur:
             cur.execute(
                 """
                 UPDATE customer_upgrade_logs l
@@ -837,6 +838,9 @@ class RunRepository:
         A retry records nothing, so it halts and releases nothing a second time.
 
         Returns (changed, row): changed is False when the row was already final (a retry).
+
+        One statement (`_FINISH`, its events included); a failure, which may exceed the budget, checks
+        it after that statement in the same transaction, any other result is one statement in autocommit.
         """
         windows: list[str] | None = [] if release_windows is not None else None
         changed, row, halted = self._finish_customer(log_id, status, output, error, release, helm_seconds, windows)
@@ -851,12 +855,13 @@ class RunRepository:
         """finish_customer's transaction: (changed, row, the halt's reason when it halted the upgrade)."""
         release = release or {}
         versions = {c: v for c, v in (release.get("versions") or {}).items() if v}
-        with self._db.transaction() as cur:
+        may_halt = status in ("failed", "rolled_back")
+        with self._db.transaction() if may_halt else self._db.statement() as cur:
             cur.execute(
                 _FINISH,
                 {"status": status, "error": error, "output": output, "revision": release.get("revision"),
                  "versions": Jsonb(versions), "chart": release.get("chartVersion"), "id": log_id,
-                 "helm_seconds": helm_seconds},
+                 "helm_seconds": helm_seconds, "outcomes": events.outcome_parameter(status)},
             )  # fmt: skip
             row = cur.fetchone()
             if row is None:
@@ -865,9 +870,8 @@ class RunRepository:
                 if existing is None:
                     raise LogRowNotFound(f"customer log row {log_id} not found")
                 return False, existing, None
-            events.customer_outcome(cur, row)
             halted = None
-            if row["operation"] == "upgrade" and status in ("failed", "rolled_back"):
+            if row["operation"] == "upgrade" and may_halt:
                 halted = _halt_when_over_budget(cur, row, windows)
             return True, row, halted
 
@@ -875,8 +879,9 @@ class RunRepository:
 # A customer's result, in one statement: its row, the upgrade's counter (upgrade rows; a customer rolled
 # back after a failed upgrade counts as failed: the spec has two counters), the inventory from what the
 # release holds afterwards (every component read; previous_version and upgrade_id move only when the
-# version changed), the customer's release revision and chart, and its lease given back.
-_FINISH = """
+# version changed), the customer's release revision and chart, its lease given back, and its outcome
+# events (`events.customer_outcome`, from the row and the upgrade as this statement leaves them).
+_FINISH = f"""
 WITH done AS (
     UPDATE customer_upgrade_logs SET status = %(status)s, completed_at = NOW(), updated_at = NOW(),
            started_at = COALESCE(started_at, NOW()), error = %(error)s, waiting_for = NULL,
@@ -894,6 +899,12 @@ WITH done AS (
            updated_at = NOW()
       FROM done d
      WHERE u.id = d.upgrade_id AND d.operation = 'upgrade' AND d.status IN ('completed', 'failed', 'rolled_back')
+    RETURNING u.*
+), upgrade_now AS (
+    SELECT * FROM counted
+    UNION ALL
+    SELECT u.* FROM system_upgrades u JOIN done d ON u.id = d.upgrade_id WHERE NOT EXISTS (SELECT 1 FROM counted)
+), outcome AS ({events.outcome_insert("done", "upgrade_now")}
 ), inventory AS (
     INSERT INTO customer_component_versions AS v (customer_id, component, version, upgrade_id, updated_at)
     SELECT d.customer_id, t.component, t.version, CASE WHEN t.component = d.component THEN d.upgrade_id END, NOW()

@@ -23,8 +23,14 @@ from typing import Any
 
 from upgrader.compatibility import Rule, Violation, violations
 from upgrader.errors import InactiveCustomers, InvalidValue, LimitExceeded, UnknownCustomers
-from upgrader.models import DEFAULT_BATCH_SIZE, DEFAULT_CANARY_PERCENT, DeployRequest, iso
-from upgrader.planner import plan_limit_problems, plan_waves, progressive_steps
+from upgrader.models import DeployRequest, iso
+from upgrader.planner import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CANARY_PERCENT,
+    plan_limit_problems,
+    plan_waves,
+    progressive_steps,
+)
 from upgrader.windows import DEFAULT_DEADLINE, DEFAULT_EXPECTED_SECONDS, MAX_DEADLINE, decide
 
 # Left out, but part of the upgrade: recorded as skipped with the reason.

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from upgrader import events
 from upgrader.db import Database, Row
 from upgrader.discovery import Assessment, KnownCustomer
-from upgrader.models import iso
+from upgrader.timestamps import iso
 
 # A sync still pending or running after this long died with its Lambda (15 minutes at most): the next
 # request marks it failed and starts a new one.

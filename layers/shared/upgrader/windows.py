@@ -29,7 +29,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from upgrader.db import Database, Row
-from upgrader.models import iso
+from upgrader.timestamps import iso
 
 if TYPE_CHECKING:  # a Protocol: the Step Functions client (botocore) stays out of the workers that never call it
     from upgrader.workflow import WorkflowGateway

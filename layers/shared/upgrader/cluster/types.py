@@ -43,7 +43,8 @@ PENDING_RELEASE_STATES = frozenset({"pending-install", "pending-upgrade", "pendi
 class ClusterConfig(BaseModel):
     """How to reach the cluster and how to shape the Helm Jobs. Built once per cold start."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Built when first used: only the cluster workers validate one (the others import this module for its types).
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     mode: Literal["eks", "kubeconfig", "kubeconfig-file", "url"]
     eks_cluster_name: str | None = None

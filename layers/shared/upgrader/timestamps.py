@@ -1,0 +1,14 @@
+"""Timestamps as the API shows them (no pydantic: the workers use it without loading the API models)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def iso(ts: datetime | None) -> str | None:
+    """Timestamps as the specification shows them: 2025-10-22T17:00:00.000Z (UTC)."""
+    if ts is None:
+        return None
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
