@@ -69,3 +69,28 @@ def test_a_later_wave_is_announced_once_it_is_reached(repo, make_customers, fake
     factory.runs().set_current_wave(uid, 1)
     assert factory.notices().upcoming(3600) == 2
     assert len(_notices(sql, events.NOTICE_UPCOMING)) == 4
+
+
+def test_a_customer_started_before_any_drain_is_told_at_its_start_once(make_customers, fake_workflow, sql):
+    # Given a customer whose wave started and who is claimed before the publisher's drain ran
+    make_customers(2)
+    started = deploy(strategy="all")
+    uid, name = int(started["upgradeId"]), started["jobId"]
+    runs = factory.runs()
+    runs.start_run(uid, name, "upgrade")
+    [row] = sql("SELECT id FROM customer_upgrade_logs WHERE upgrade_id = %s AND customer_id = 'cust_0001'", uid)
+
+    # When it is claimed (twice: a retried delivery) and finishes, and only then a drain runs
+    runs.claim_customer(row["id"])
+    runs.claim_customer(row["id"])
+    runs.finish_customer(row["id"], "completed", "ok", None)
+    factory.notices().upcoming(3600)
+
+    # Then it was told once, at its start, before it was told it is done; the other customer by the drain
+    upcoming = _notices(sql, events.NOTICE_UPCOMING)
+    assert set(upcoming) == {"cust_0001", "cust_0002"}
+    assert upcoming["cust_0001"]["customer"]["status"] == "in_progress"
+    assert upcoming["cust_0001"]["notice"]["leadSeconds"] == 3600 and upcoming["cust_0001"]["notice"]["window"] is None
+    order = [r["detail_type"] for r in sql(
+        "SELECT detail_type FROM event_outbox WHERE customer_id = 'cust_0001' ORDER BY id")]  # fmt: skip
+    assert order == [events.NOTICE_UPCOMING, events.CUSTOMER_UPGRADED, events.NOTICE_DONE]

@@ -215,6 +215,28 @@ ON CONFLICT (event_key) DO NOTHING
     )
 
 
+def notice_at_start_insert(rows: str) -> str:
+    """The upcoming-change notice of every customer in `rows` (a WITH query returning log rows as the
+    statement that starts them leaves them) that no drain has told yet: a customer is never started without
+    it, whatever the drain's timing (its planned start is then now). Parameter: %(lead)s, the lead seconds.
+    Written once per row (its event key is the drain's), always before the row's outcome events."""
+    return (
+        _INSERT
+        + f"""
+SELECT 'notice-upcoming:' || l.id::text, '{NOTICE_UPCOMING}', '{DETAIL_TYPES[NOTICE_UPCOMING]}', u.component, u.id,
+       l.customer_id,
+       jsonb_build_object('upgrade', {_UPGRADE_JSON}, 'customer', {_CUSTOMER_JSON},
+                          'notice', jsonb_build_object('plannedStart', {_TS.format(c="NOW()")},
+                                                       'leadSeconds', %(lead)s::int, 'window', c.maintenance_window))
+  FROM {rows} l
+  JOIN system_upgrades u ON u.id = l.upgrade_id
+  LEFT JOIN customers c ON c.id = l.customer_id
+ WHERE l.operation = 'upgrade' AND l.status = 'in_progress' AND l.left_out IS NULL
+ON CONFLICT (event_key) DO NOTHING
+"""
+    )
+
+
 def continue_command(upgrade_id: Any) -> str:
     return f"upgrade-customers continue {upgrade_id}"
 

@@ -782,6 +782,9 @@ class RunRepository:
     def claim_customer(self, log_id: int) -> tuple[str, Row, dict[str, Any]]:
         """Begin a customer: ('run', row) once claimed; ('done', row) when there is nothing to do.
 
+        A customer started before the publisher's drain told it of the upcoming change is told now, in the
+        same statement (`events.notice_at_start_insert`), so its notices always come in order.
+
         A row already finished (a duplicated or retried delivery) is never started again, and
         a customer whose run was stopped (halt, abort) before it began is skipped. One statement, in
         autocommit (a retry that finds the row final reads it with a second one).
@@ -789,6 +792,7 @@ class RunRepository:
         with self._db.statement() as cur:
             cur.execute(
                 """
+                WITH claimed AS (
                 UPDATE customer_upgrade_logs l
                    SET status = CASE WHEN l.status = 'pending' AND x.halt_reason IS NOT NULL THEN 'skipped'
                                      ELSE 'in_progress' END,
@@ -805,8 +809,12 @@ class RunRepository:
                          WHERE l2.id = %(id)s) x
                  WHERE l.id = %(id)s AND l.status IN ('pending', 'in_progress')
                 RETURNING l.*, x.parameters AS upgrade_parameters
+                ), notice AS ("""
+                + events.notice_at_start_insert("claimed")
+                + """)
+                SELECT * FROM claimed
                 """,
-                {"id": log_id},
+                {"id": log_id, "lead": notice_lead_seconds()},
             )
             row = cur.fetchone()
             if row is None:  # already final (or unknown): nothing to do
@@ -975,6 +983,13 @@ def _halt(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str, budget: dict[s
     if windows is not None:
         windows.extend(_take_window_tokens(cur, upgrade_id))
     return first
+
+
+def notice_lead_seconds() -> int:
+    """How long before a planned start customers are told (NOTICE_LEAD_MINUTES)."""
+    from upgrader.settings import get_settings
+
+    return int(get_settings().notice_lead_minutes) * 60
 
 
 def _halt_when_over_budget(cur: psycopg.Cursor[Row], row: Row, windows: list[str] | None = None) -> str | None:
