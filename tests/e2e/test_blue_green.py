@@ -51,7 +51,7 @@ def api_slots(cluster: SimulatedCluster, customer_id: str) -> dict[str, Any]:
     assert record is not None
     slots = parse_release(record).slots_of("api")
     assert slots is not None
-    return slots
+    return {"active": slots.active, "tags": slots.tags}
 
 
 def jobs_of(cluster: SimulatedCluster, customer_id: str) -> list[tuple[str, list[str]]]:

@@ -47,7 +47,8 @@ def slots(stack: StackProcess, customer_id: str) -> dict[str, Any]:
         release = KubernetesClusterGateway(api_client, ClusterConfig(mode="url", api_url=url)).release_status(
             name, name
         )
-    return release.slots["api"]
+    slots = release.slots["api"]
+    return {"active": slots.active, "tags": slots.tags}
 
 
 def test_the_banner_names_the_blue_green_customers_and_discovery_reads_their_active_slot(bluegreen_stack):

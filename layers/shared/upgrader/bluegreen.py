@@ -39,16 +39,27 @@ class Slots:
         return self.tags.get(self.active) or None
 
 
+def component_slots(mine: Any) -> Slots | None:
+    """The slots in one component's (coalesced) values; None when it has none (not a blue-green chart).
+    The active slot is taken as written (`slots_of` checks it)."""
+    if not isinstance(mine, Mapping) or not isinstance(mine.get("slots"), Mapping):
+        return None
+    tags = {slot: _tag((mine["slots"].get(slot) or {}).get("tag")) for slot in SLOTS}
+    return Slots(str(mine.get("activeSlot") or SLOTS[0]), tags)
+
+
+def _tag(value: Any) -> str:
+    return "" if value is None or isinstance(value, Mapping | list) else str(value)
+
+
 def slots_of(values: Mapping[str, Any], component: str) -> Slots:
     """The component's slots in a release's (coalesced) values."""
-    mine = values.get(component)
-    if not isinstance(mine, Mapping) or not isinstance(mine.get("slots"), Mapping):
+    found = component_slots(values.get(component))
+    if found is None:
         raise BlueGreenError(f"{component}: the release's values have no {component}.slots (not a blue-green chart)")
-    active = str(mine.get("activeSlot") or "blue")
-    if active not in SLOTS:
-        raise BlueGreenError(f"{component}.activeSlot must be blue or green, not {active!r}")
-    tags = {slot: str((mine["slots"].get(slot) or {}).get("tag") or "") for slot in SLOTS}
-    return Slots(active, tags)
+    if found.active not in SLOTS:
+        raise BlueGreenError(f"{component}.activeSlot must be blue or green, not {found.active!r}")
+    return found
 
 
 @dataclass(frozen=True)

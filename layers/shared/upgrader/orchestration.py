@@ -18,7 +18,6 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from upgrader.bluegreen import Slots
 from upgrader.cluster.types import (
     ClusterGateway,
     ClusterTransientError,
@@ -362,7 +361,7 @@ def _start_upgrade(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
         release = cluster.release_status(row["namespace"], row["release_name"])
         found = release.slots.get(row["component"])
         lease.record_job(slot_name)
-        return _started(slot_name, "slot", slot=Slots(found["active"], found["tags"]).idle if found else None,
+        return _started(slot_name, "slot", slot=found.idle if found else None,
                         chartVersion=row["chart_version"] or release.chart_version)  # fmt: skip
     recover_name = cluster.job_name(_spec(row, "recover"))
     if recover_name in existing and not existing[recover_name]:
@@ -408,8 +407,8 @@ def _start_slot(lease: LeaseSession, release: ReleaseInfo, chart_version: str, *
     deploy is refused for it, as a blue-green deploy is for a release without slots."""
     row = lease.row
     component = row["component"]
-    found = release.slots.get(component)
-    if found is None:
+    slots = release.slots.get(component)
+    if slots is None:
         raise ReleaseNotReady(
             f"Helm release '{release.release}' does not follow the blue-green contract: its values have no "
             f"{component}.slots (docs/blue-green.md); deploy without blueGreen"
@@ -417,9 +416,8 @@ def _start_slot(lease: LeaseSession, release: ReleaseInfo, chart_version: str, *
     if not blue_green:
         raise ReleaseNotReady(
             f"Helm release '{release.release}' runs {component} in blue-green slots (active "
-            f"{found['active']}): deploy with blueGreen so the new version goes onto the idle slot"
+            f"{slots.active}): deploy with blueGreen so the new version goes onto the idle slot"
         )
-    slots = Slots(found["active"], dict(found["tags"]))
     if slots.active not in ("blue", "green") or not slots.version:
         raise ReleaseNotReady(
             f"Helm release '{release.release}': {component}.activeSlot {slots.active!r} runs no version"
@@ -451,10 +449,10 @@ def _switch(lease: LeaseSession, event: State, existing: dict[str, bool], *, clu
         lease.skip(reason)
         return {"phase": "skipped", "stage": "switch", "reason": reason}
     release = cluster.release_status(row["namespace"], row["release_name"])
-    found = release.slots.get(row["component"]) or {}
-    if slot is None and found:
-        slot = Slots(found["active"], found["tags"]).idle
-    if release.stuck or (found.get("tags") or {}).get(slot) != row["to_version"]:
+    found = release.slots.get(row["component"])
+    if slot is None and found is not None:
+        slot = found.idle
+    if release.stuck or found is None or found.tags.get(str(slot)) != row["to_version"]:
         raise ReleaseNotReady(
             f"Helm release '{release.release}' changed under the upgrade: slot {slot} no longer runs "
             f"{row['to_version']} ({release.status}, revision {release.revision}); not switching"
@@ -477,19 +475,20 @@ def _finalize(lease: LeaseSession, existing: dict[str, bool], *, cluster: Cluste
         return _started(name, "finalize")
     release = cluster.release_status(row["namespace"], row["release_name"])
     found = release.slots.get(row["component"])
-    old = Slots(found["active"], dict(found["tags"])).idle if found else None
-    kept = None
+    old = found.idle if found else None
     if lease.stop_reason:
         kept = f"old slot {old} kept (not finalized): {lease.stop_reason}"
-    elif found is None or old is None or not found["tags"].get(old):
+    elif found is None or old is None or not found.tags.get(old):
         kept = "nothing to finalize: the old slot holds no version"
-    if kept is not None or found is None:
+    else:
+        kept = None
+    if kept is not None or found is None or old is None:
         return {"phase": "succeeded", "stage": "finalize", "jobName": None, "release": release.snapshot(),
                 "output": kept}  # fmt: skip
     spec = _spec(row, "finalize", slot=old, chart_version=row["chart_version"] or release.chart_version,
                  chart_name=release.chart_name)  # fmt: skip
     name = cluster.start_helm_job(spec)
-    lease.record_job(name, note=f"blue-green: finalizing, the old slot {old} ({found['tags'][old]}) is removed")
+    lease.record_job(name, note=f"blue-green: finalizing, the old slot {old} ({found.tags[old]}) is removed")
     return _started(name, "finalize", slot=old)
 
 
@@ -586,8 +585,7 @@ def _switch_back(lease: LeaseSession, release: ReleaseInfo, *, cluster: ClusterG
     finalized or holds another version: rolling forward again is a deploy."""
     row = lease.row
     component, target = row["component"], row["to_version"]
-    found = release.slots[component]
-    slots = Slots(found["active"], dict(found["tags"]))
+    slots = release.slots[component]
     if slots.tags.get(slots.idle) != target:
         held = slots.tags.get(slots.idle) or "nothing (finalized)"
         reason = (f"not rolled back: blue-green slot {slots.idle} holds {held}, not {target}, so there is nothing "

@@ -482,6 +482,35 @@ def _one(cur: psycopg.Cursor[Row]) -> Row:
     return row
 
 
+# Claim a customer's row (see `RunRepository.claim_customer`), and tell it of the upcoming change when no
+# drain has yet, in the same statement.
+_CLAIM = (
+    """
+WITH claimed AS (
+UPDATE customer_upgrade_logs l
+   SET status = CASE WHEN l.status = 'pending' AND x.halt_reason IS NOT NULL THEN 'skipped'
+                     ELSE 'in_progress' END,
+       completed_at = CASE WHEN l.status = 'pending' AND x.halt_reason IS NOT NULL THEN NOW()
+                           ELSE l.completed_at END,
+       error = CASE WHEN l.status = 'pending' AND x.halt_reason IS NOT NULL
+                    THEN 'not started: ' || x.halt_reason ELSE l.error END,
+       started_at = COALESCE(l.started_at, NOW()), updated_at = NOW()
+  FROM (SELECT u.parameters,
+               COALESCE(r.stop_reason, CASE WHEN l2.operation = 'upgrade' THEN u.halt_reason END)
+                   AS halt_reason
+          FROM customer_upgrade_logs l2 JOIN system_upgrades u ON u.id = l2.upgrade_id
+          LEFT JOIN upgrade_runs r ON r.run_name = l2.run_name
+         WHERE l2.id = %(id)s) x
+ WHERE l.id = %(id)s AND l.status IN ('pending', 'in_progress')
+RETURNING l.*, x.parameters AS upgrade_parameters
+), notice AS ("""
+    + events.notice_at_start_insert("claimed")
+    + """)
+SELECT * FROM claimed
+"""
+)
+
+
 class RunRepository:
     """SQL of the state machine's steps. A run is one execution: an upgrade or a rollback."""
 
@@ -791,29 +820,7 @@ class RunRepository:
         """
         with self._db.statement() as cur:
             cur.execute(
-                """
-                WITH claimed AS (
-                UPDATE customer_upgrade_logs l
-                   SET status = CASE WHEN l.status = 'pending' AND x.halt_reason IS NOT NULL THEN 'skipped'
-                                     ELSE 'in_progress' END,
-                       completed_at = CASE WHEN l.status = 'pending' AND x.halt_reason IS NOT NULL THEN NOW()
-                                           ELSE l.completed_at END,
-                       error = CASE WHEN l.status = 'pending' AND x.halt_reason IS NOT NULL
-                                    THEN 'not started: ' || x.halt_reason ELSE l.error END,
-                       started_at = COALESCE(l.started_at, NOW()), updated_at = NOW()
-                  FROM (SELECT u.parameters,
-                               COALESCE(r.stop_reason, CASE WHEN l2.operation = 'upgrade' THEN u.halt_reason END)
-                                   AS halt_reason
-                          FROM customer_upgrade_logs l2 JOIN system_upgrades u ON u.id = l2.upgrade_id
-                          LEFT JOIN upgrade_runs r ON r.run_name = l2.run_name
-                         WHERE l2.id = %(id)s) x
-                 WHERE l.id = %(id)s AND l.status IN ('pending', 'in_progress')
-                RETURNING l.*, x.parameters AS upgrade_parameters
-                ), notice AS ("""
-                + events.notice_at_start_insert("claimed")
-                + """)
-                SELECT * FROM claimed
-                """,
+                _CLAIM,
                 {"id": log_id, "lead": notice_lead_seconds()},
             )
             row = cur.fetchone()

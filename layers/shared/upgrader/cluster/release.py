@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# Blue-green releases: per component two slots, the active one serves (upgrader.bluegreen).
-BLUE_GREEN_SLOTS = ("blue", "green")
+from upgrader.bluegreen import Slots, component_slots
+
 SECRET_PREFIX = "sh.helm.release.v1."  # noqa: S105 - a name, not a password
 SECRET_TYPE = "helm.sh/release.v1"  # noqa: S105
 _GZIP_MAGIC = b"\x1f\x8b\x08"
@@ -112,24 +112,20 @@ class ReleaseRecord:
             return None
         return str(found)
 
-    def slots_of(self, component: str) -> dict[str, Any] | None:
-        """The component's blue-green slots when the release follows that contract (docs/blue-green.md):
-        ``{"active": "blue", "tags": {"blue": "v1", "green": ""}}`` from the chart's defaults coalesced
-        with the user values; None for a release that runs the component in one Deployment."""
-        mine = _coalesced(_mapping(self.chart_values.get(component)), _mapping(self.config.get(component)))
-        slots = mine.get("slots")
-        if not isinstance(slots, Mapping):
-            return None
-        tags = {slot: _tag(_mapping(slots.get(slot)).get("tag")) for slot in BLUE_GREEN_SLOTS}
-        active = str(mine.get("activeSlot") or BLUE_GREEN_SLOTS[0])
-        return {"active": active, "tags": tags}
+    def slots_of(self, component: str) -> Slots | None:
+        """The component's blue-green slots when the release follows that contract (docs/blue-green.md),
+        from the chart's defaults coalesced with the user values; None for a release that runs the
+        component in one Deployment."""
+        return component_slots(
+            _coalesced(_mapping(self.chart_values.get(component)), _mapping(self.config.get(component)))
+        )
 
     def component_version(self, component: str, dotted_key: str) -> tuple[str | None, str | None]:
         """(version, source) of a component: the active slot's tag on a blue-green release (source
         "active-slot"), else the image tag at `dotted_key` (source "values" or "chart-defaults")."""
         slots = self.slots_of(component)
         if slots is not None:
-            return (slots["tags"].get(slots["active"]) or None), "active-slot"
+            return slots.version, "active-slot"
         version = self.version_of(dotted_key)
         return version, (self.value(dotted_key)[1] if version is not None else None)
 
@@ -172,10 +168,6 @@ def _coalesced(defaults: Mapping[str, Any], values: Mapping[str, Any]) -> dict[s
         else:
             merged[key] = value
     return merged
-
-
-def _tag(value: Any) -> str:
-    return "" if value is None or isinstance(value, Mapping | list) else str(value)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from upgrader.bluegreen import Slots
 from upgrader.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
 
 Component = Literal["api", "dashboard", "exporter", "mosquitto"]
@@ -173,8 +174,8 @@ class ReleaseInfo:
     # Each component's image tag in the newest revision (user values, else the chart's defaults); on a
     # blue-green release the active slot's tag.
     versions: dict[str, str | None] = field(default_factory=dict)
-    # Blue-green components only: {"active": "blue", "tags": {"blue": "v1", "green": "v2"}}.
-    slots: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Blue-green components only: their slots (active one, each slot's tag).
+    slots: dict[str, Slots] = field(default_factory=dict)
 
     @property
     def exists(self) -> bool:
@@ -193,7 +194,7 @@ class ReleaseInfo:
             "chartVersion": self.chart_version,
             "versions": dict(self.versions),
             **(
-                {"slots": {c: {"active": s["active"], "tags": dict(s["tags"])} for c, s in self.slots.items()}}
+                {"slots": {c: {"active": s.active, "tags": dict(s.tags)} for c, s in self.slots.items()}}
                 if self.slots
                 else {}
             ),
