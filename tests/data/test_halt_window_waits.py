@@ -13,7 +13,7 @@ from upgrader.cluster.types import JobState
 from upgrader.errors import GateClosed
 
 from tests.api.helpers import deploy
-from tests.data.test_reconciliation import FakeCluster
+from tests.data.test_reconciliation import FakeCluster, job_running
 from tests.support.functions import invoke
 
 
@@ -92,11 +92,7 @@ def test_an_orphan_settled_over_budget_by_the_reconciler_wakes_a_later_waves_sle
     runs = factory.runs()
     runs.start_run(int(uid), name, "upgrade")
     rows = _rows(sql, uid)
-    job = f"helm-upgrade-{rows['cust_0001']['id']}-cust_0001"
-    runs.claim_customer(rows["cust_0001"]["id"])
-    with factory.leases().session(rows["cust_0001"]["id"]) as lease:
-        lease.record_plan(revision_before=1, version_before="v1.1.0", chart_version="1.4.0")
-        lease.record_job(job)
+    job = job_running(sql, uid, "cust_0001")
     runs.finish_customer(rows["cust_0002"]["id"], "completed", "ok", None)
     # wave 1 ends with cust_0001's worker gone while its Job runs: left to the reconciler, the run goes on
     runs.close_unfinished(name, 0, "the worker did not record a result for this customer")

@@ -39,21 +39,34 @@ def _reconcile(name: str, status: str = "ABORTED", cluster: Any = None) -> dict[
     ).as_dict()  # fmt: skip
 
 
-def _mid_wave(make_customers: Any, sql: Any) -> tuple[str, str, FakeCluster]:
-    """An upgrade of 4 customers stopped mid-wave: 1 completed, 1 with its Job running (lease held),
-    1 claimed but not yet started (no lease), 1 pending."""
-    make_customers(4)
+def job_running(sql: Any, upgrade_id: str, customer_id: str) -> str:
+    """The customer is claimed, takes its release's lease and its helm Job is created: the Job's name."""
+    row = _rows(sql, upgrade_id)[customer_id]
+    job = f"helm-upgrade-{row['id']}-{customer_id}"
+    factory.runs().claim_customer(row["id"])
+    with factory.leases().session(row["id"]) as lease:
+        lease.record_plan(revision_before=1, version_before="v1.1.0", chart_version="1.4.0")
+        lease.record_job(job)
+    return job
+
+
+def _started(make_customers: Any, sql: Any, n: int) -> tuple[str, str, Any, dict[str, dict[str, Any]]]:
+    """An upgrade of n customers (all at once) whose run has started: (id, run name, RunRepository, rows)."""
+    make_customers(n)
     started = deploy()
     uid, name = started["upgradeId"], started["jobId"]
     runs = factory.runs()
     runs.start_run(int(uid), name, "upgrade")
-    rows = _rows(sql, uid)
-    for customer in ("cust_0001", "cust_0002", "cust_0003"):
-        runs.claim_customer(rows[customer]["id"])
+    return uid, name, runs, _rows(sql, uid)
+
+
+def _mid_wave(make_customers: Any, sql: Any) -> tuple[str, str, FakeCluster]:
+    """An upgrade of 4 customers stopped mid-wave: 1 completed, 1 with its Job running (lease held),
+    1 claimed but not yet started (no lease), 1 pending."""
+    uid, name, runs, rows = _started(make_customers, sql, 4)
     for customer in ("cust_0001", "cust_0002"):
-        with factory.leases().session(rows[customer]["id"]) as lease:
-            lease.record_plan(revision_before=1, version_before="v1.1.0", chart_version="1.4.0")
-            lease.record_job(f"helm-upgrade-{rows[customer]['id']}-{customer}")
+        job_running(sql, uid, customer)
+    runs.claim_customer(rows["cust_0003"]["id"])
     runs.finish_customer(rows["cust_0001"]["id"], "completed", "ok", None,
                          {"revision": 2, "versions": {"api": "v1.2.0"}, "chartVersion": "1.4.0"})  # fmt: skip
     cluster = FakeCluster()
@@ -205,3 +218,46 @@ def test_resume_retries_failed_customers_only_when_asked_and_only_unchanged_ones
     assert (rows["cust_0001"]["status"], rows["cust_0001"]["attempt"]) == ("pending", 2)  # a new Job name
     assert rows["cust_0002"]["status"] == "failed"  # its release was changed: roll it back, not retry
     assert sql("SELECT failed_customers FROM system_upgrades")[0]["failed_customers"] == 1
+
+
+def test_a_dead_runs_job_ending_after_a_resume_counts_in_its_own_run_and_never_halts_the_new_one(
+    make_customers, fake_workflow, sql
+):  # fmt: skip
+    """Issue 27, defect 2. Breakage tried: `_halt_when_over_budget` without its check that the row's run
+    still runs (the old run's wave, 1 of 2 failed, halted the resumed run): caught here."""
+    # Given an upgrade whose execution was stopped while cust_0001's helm Job ran (cust_0002 done, cust_0003
+    # never started), reconciled, and resumed: the new run has started cust_0003
+    uid, old, runs, rows = _started(make_customers, sql, 3)
+    job = job_running(sql, uid, "cust_0001")
+    runs.claim_customer(rows["cust_0002"]["id"])
+    runs.finish_customer(rows["cust_0002"]["id"], "completed", "ok", None)
+    cluster = FakeCluster()
+    cluster.jobs[job] = JobState(job, "running")
+    _reconcile(old, cluster=cluster)
+    code, resumed = resume(uid)
+    assert code == 202 and resumed["customers"] == 1, resumed
+    new = resumed["jobId"]
+    runs.start_run(int(uid), new, "upgrade")
+    runs.claim_customer(rows["cust_0003"]["id"])
+
+    # When the old run's Job fails and the sweep records it (the new execution runs)
+    cluster.jobs[job] = JobState(job, "failed", "Error: UPGRADE FAILED: boom", "BackoffLimitExceeded")
+    fake_workflow.statuses[old] = "ABORTED"
+    swept = reconciliation.sweep(recon=factory.reconcile(), runs=runs, executions=fake_workflow, cluster=cluster,
+                                 min_age_seconds=0).as_dict()  # fmt: skip
+
+    # Then its outcome is recorded against its own run: the row, the counters, the event
+    row = _rows(sql, uid)["cust_0001"]
+    assert swept["settled"] == [row["id"]] and swept["reconciled"] == []
+    assert (row["status"], row["run_name"], row["error"]) == ("failed", old, "BackoffLimitExceeded")
+    counters = sql("SELECT completed_customers, failed_customers FROM system_upgrades WHERE id = %s", int(uid))[0]
+    assert counters == {"completed_customers": 1, "failed_customers": 1}
+    [failed] = sql("SELECT detail FROM event_outbox WHERE detail_type = 'Customer Upgrade Failed'")
+    assert failed["detail"]["customer"]["runName"] == old
+    # and the resumed run goes on with its own, fresh failure budget: nothing halted, cust_0003 starts helm
+    assert sql("SELECT halt_reason, status FROM system_upgrades WHERE id = %s", int(uid)) == [
+        {"halt_reason": None, "status": "in_progress"}]  # fmt: skip
+    assert sql("SELECT stop_reason FROM upgrade_runs WHERE run_name = %s", new) == [{"stop_reason": None}]
+    assert sql("SELECT 1 FROM event_outbox WHERE detail_type = 'Upgrade Halted'") == []
+    with factory.leases().session(rows["cust_0003"]["id"]) as lease:
+        assert (lease.state, lease.stop_reason, lease.budget_exceeded()) == ("acquired", None, None)

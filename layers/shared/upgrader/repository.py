@@ -1001,19 +1001,24 @@ def notice_lead_seconds() -> int:
 
 def _halt_when_over_budget(cur: psycopg.Cursor[Row], row: Row, windows: list[str] | None = None) -> str | None:
     """A failure was just recorded: when its wave is now over its failure budget, halt the upgrade (and
-    take the window-wait tokens into `windows`, see `_halt`). Returns the halt's reason, None if none."""
+    take the window-wait tokens into `windows`, see `_halt`). Returns the halt's reason, None if none.
+
+    Only while the row's own run runs: the late outcome of a Job whose run has ended (settled by the
+    reconciler) counts in that run's wave and the upgrade's counters, and never halts the upgrade, whose
+    current run (a resume's) has a failure budget of its own."""
     cur.execute(
         """
-        SELECT u.strategy, u.total_waves, u.parameters, count(*) AS size,
+        SELECT u.strategy, u.total_waves, u.parameters, r.status AS run_status, count(*) AS size,
                count(*) FILTER (WHERE l.status IN ('failed', 'rolled_back')) AS failed
           FROM customer_upgrade_logs l JOIN system_upgrades u ON u.id = l.upgrade_id
+          LEFT JOIN upgrade_runs r ON r.run_name = l.run_name
          WHERE l.run_name = %s AND l.wave = %s
-         GROUP BY u.strategy, u.total_waves, u.parameters
+         GROUP BY u.strategy, u.total_waves, u.parameters, r.status
         """,
         (row["run_name"], row["wave"]),
     )
     wave = cur.fetchone()
-    if wave is None:
+    if wave is None or wave["run_status"] != "running":
         return None
     allowed = tolerated_failures(
         wave["strategy"], int(row["wave"]), int(wave["size"]), (wave["parameters"] or {}).get("failureThreshold")
