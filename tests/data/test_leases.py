@@ -131,6 +131,23 @@ def test_the_budget_is_rechecked_under_the_lease(make_customers, fake_workflow, 
         assert lease.budget_exceeded() == "wave 1 of 1: 1 of 3 customers failed (tolerated: 0)"
 
 
+def _inside_the_gate_then(lease_transaction: Any, inside: threading.Event, stop: Any, sql: Any) -> list[Any]:
+    """Run `lease_transaction` until it is inside its run's stop gate (it sets `inside`), then `stop` (an
+    abort, a failure that halts), until `stop` has ended or waits at the gate (waited on as a condition).
+    Returns both threads, still running where they wait."""
+    worker = threading.Thread(target=lease_transaction)
+    worker.start()
+    assert inside.wait(30)
+    stopper = threading.Thread(target=stop)
+    stopper.start()
+    deadline = time.monotonic() + 20
+    while stopper.is_alive() and not sql("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                         " AND query LIKE '%%pg_advisory_xact_lock(hashtextextended%%'"):  # fmt: skip
+        assert time.monotonic() < deadline, "the stop neither ended nor waited at the gate"
+        time.sleep(0.01)
+    return [worker, stopper]
+
+
 def test_abort_waits_for_a_lease_transaction_and_then_no_lease_is_taken(make_customers, fake_workflow, sql):
     """The abort's commit is ordered after every lease taken before it; nothing is taken after it."""
     make_customers(2)
@@ -154,26 +171,63 @@ def test_abort_waits_for_a_lease_transaction_and_then_no_lease_is_taken(make_cus
     def abort() -> None:
         answered["result"] = control("abort", uid, {"reason": "stop"}, instance=3)
 
-    worker = threading.Thread(target=lease_transaction)
-    worker.start()
-    assert inside.wait(30)
-    aborter = threading.Thread(target=abort)
-    aborter.start()
-    # Then the abort waits at the run's stop gate, which the lease transaction holds (wait on the condition)
-    deadline = time.monotonic() + 20
-    while not sql("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                  " AND query LIKE '%%pg_advisory_xact_lock(hashtextextended%%'"):  # fmt: skip
-        assert time.monotonic() < deadline, "the abort never waited for the lease transaction"
-        time.sleep(0.01)
+    threads = _inside_the_gate_then(lease_transaction, inside, abort, sql)
+    # Then the abort waits at the run's stop gate, which the lease transaction holds
     assert "result" not in answered
     release.set()
-    worker.join(30)
-    aborter.join(30)
+    for thread in threads:
+        thread.join(30)
     assert answered["result"][0] == 202
     # and the lease taken before the abort committed stays (its Job exists); none is taken after
     assert sql("SELECT log_id FROM customer_leases") == [{"log_id": first}]
     with factory.leases().session(second) as lease:
         assert lease.stop_reason and lease.stop_reason.startswith("aborted by")
+
+
+def test_a_budget_halt_waits_for_the_lease_transactions_inside_the_gate(make_customers, fake_workflow, sql):
+    """Issue 27, defect 5: a halt is as airtight as an abort. Driven step by step: a lease transaction has
+    passed the gate and read no stop; then a failure over the budget is recorded; only then does the lease
+    transaction create its Job. The halt must not have committed by then (it waits at the run's stop gate),
+    and the next customer reads the stop.
+    Breakage tried: `_halt` without `_close_stop_gates` (the halt committed while the Job was being created
+    by a transaction that had read no stop): caught here."""
+    make_customers(3)
+    uid = deploy()["upgradeId"]  # tolerates no failure
+    failing, starting, later = (_row(sql, uid, c)["id"] for c in ("cust_0001", "cust_0002", "cust_0003"))
+    for log_id in (failing, starting, later):
+        _begin(log_id)
+    with factory.leases().session(failing) as lease:
+        lease.record_job("helm-upgrade-failing")
+    inside, go = threading.Event(), threading.Event()
+    seen: dict[str, Any] = {}
+
+    def lease_transaction() -> None:
+        with factory.leases().session(starting) as lease:
+            seen["read"] = (lease.state, lease.stop_reason, lease.budget_exceeded())
+            inside.set()
+            go.wait(30)
+            # the worker creates the customer's Job now (it read no stop): what does the database say?
+            seen["halt when the Job is created"] = sql("SELECT halt_reason FROM system_upgrades")[0]["halt_reason"]
+            lease.record_job("helm-upgrade-starting")
+
+    def record_failure() -> None:
+        seen["recorded"] = factory.runs().finish_customer(failing, "failed", None, "helm failed", None)[0]
+
+    # the failure's transaction either has committed (and halted) or waits at the run's stop gate
+    threads = _inside_the_gate_then(lease_transaction, inside, record_failure, sql)
+    go.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert seen["read"] == ("acquired", None, None)
+    assert seen["halt when the Job is created"] is None
+    halt = "wave 1 of 1: 1 of 3 customers failed (tolerated: 0)"
+    assert seen["recorded"] is True
+    assert sql("SELECT halt_reason FROM system_upgrades")[0]["halt_reason"] == halt
+    # the lease taken inside the gate stays (its Job exists); every later lease transaction reads the stop
+    assert sql("SELECT log_id FROM customer_leases") == [{"log_id": starting}]
+    with factory.leases().session(later) as lease:
+        assert lease.stop_reason == halt
 
 
 def test_a_lease_session_of_an_unknown_row_is_a_named_error(env):

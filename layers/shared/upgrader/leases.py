@@ -20,6 +20,16 @@ has created its Job before the abort can commit) and every lease transaction tha
 for the abort and then reads its stop reason: it creates nothing. So once `POST /abort` has answered,
 no Job is created for a customer that had not taken its lease before. (A row lock would not do: a
 stream of share lockers can starve an exclusive one.)
+
+A halt is as airtight: every halt (`repository._halt`) closes the gates of the runs it stops before it
+writes their stop reason, so once it has committed no lease transaction that read no stop is still
+creating a Job. A failure-budget halt is found by the transaction that records a failure
+(`RunRepository.finish_customer`), which holds that customer's log row and the upgrade's row when it
+takes the gates: out of the order above, and safe, because a lease transaction inside the gate waits
+for nothing but its own log row (its foreign key checks take KEY SHARE locks, which NO KEY UPDATE
+does not block). The one wait cycle left is a lease transaction of the very row being recorded (a
+stopped child's Lambda still running), as for an abort: PostgreSQL fails one of the two, which is
+retried (DatabaseUnavailable), nothing half-written.
 """
 
 from __future__ import annotations

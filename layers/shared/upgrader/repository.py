@@ -397,8 +397,7 @@ class UpgradeRepository:
             # few bounded Kubernetes calls); longer than other lock waits, still within API Gateway's 29 s.
             cur.execute("SET LOCAL lock_timeout = '25s'")
             cur.execute("SET LOCAL statement_timeout = '26s'")
-            for run_name in gates:
-                cur.execute(f"SELECT pg_advisory_xact_lock({STOP_GATE})", (run_name,))
+            _close_stop_gates(cur, gates)
             cur.execute(
                 """
                 UPDATE upgrade_runs SET stop_reason = %s, updated_at = NOW()
@@ -963,12 +962,25 @@ def _take_window_tokens(cur: psycopg.Cursor[Row], upgrade_id: int) -> list[str]:
     return [r["token"] for r in cur.fetchall()]
 
 
+def _close_stop_gates(cur: psycopg.Cursor[Row], run_names: Sequence[str]) -> None:
+    """Take each run's stop gate exclusively, in the transaction that writes its stop (see `upgrader.leases`):
+    this waits for the lease transactions inside, each of which creates its Job before it commits, and every
+    lease transaction that comes later waits for this one and reads the stop. In name order, so two stops
+    of the same runs never wait on each other."""
+    for run_name in sorted(run_names):
+        cur.execute(f"SELECT pg_advisory_xact_lock({STOP_GATE})", (run_name,))
+
+
 def _halt(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str, budget: dict[str, Any] | None = None, *,
           windows: list[str] | None = None) -> bool:  # fmt: skip
-    """Set the upgrade's halt reason (first wins) and stop its running upgrade run(s); with `windows`,
-    take the window-wait tokens of its sleeping customers into it (the caller wakes them after the commit).
+    """Set the upgrade's halt reason (first wins) and stop its running upgrade run(s) as an abort does: their
+    stop gates closed first, so once this commits no lease transaction that read no stop is still creating a
+    Job; then `Customer Notice Cancelled` to the customers told that will not now start (once). With
+    `windows`, take the window-wait tokens of its sleeping customers into it (the caller wakes them after
+    the commit).
 
-    Lock order as everywhere: the upgrade's row, then its runs' rows, then log rows (see `upgrader.leases`).
+    Lock order as everywhere: the upgrade's row, then its runs' stop gates and rows, then log rows (see
+    `upgrader.leases`; `finish_customer` holds its own log row already: see there).
     """
     cur.execute(
         "UPDATE system_upgrades SET halt_reason = %s, updated_at = NOW() WHERE id = %s AND halt_reason IS NULL"
@@ -980,6 +992,14 @@ def _halt(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str, budget: dict[s
     if halted is not None:
         events.upgrade_event(cur, events.UPGRADE_HALTED, upgrade_id, f"halted:{halted['execution_name']}",
                              {"halt": {"reason": reason, "budget": budget}})  # fmt: skip
+    cur.execute(
+        """
+        SELECT run_name FROM upgrade_runs
+         WHERE upgrade_id = %s AND kind = 'upgrade' AND status = 'running' AND stop_reason IS NULL
+        """,
+        (upgrade_id,),
+    )
+    _close_stop_gates(cur, [r["run_name"] for r in cur.fetchall()])
     cur.execute(
         """
         UPDATE upgrade_runs SET stop_reason = %s, updated_at = NOW()
