@@ -133,6 +133,32 @@ def test_halt_resume_and_abort_are_events_with_the_budget(stack, make_customers,
                                                                   strict=True)])  # fmt: skip
 
 
+def test_a_canary_aborted_at_its_gate_and_resumed_tells_its_customers_again(stack, make_customers, sql):
+    """Issue 27, defect 3, as reproduced, through the real state machine: a canary of 25 % of 4 customers,
+    the drain tells the next wave at the gate, an abort, a resume. Breakage tried: notice keys per log row
+    alone (the former `'notice-upcoming:' || l.id`): the resumed customers heard [upcoming, cancelled,
+    upgraded, done], never told before their real upgrade."""
+    make_customers(4)
+    started = deploy(component="api", version="v1.2.0", strategy="canary", canaryPercent=25)
+    uid = started["upgradeId"]
+    stack.wait_for_status(uid, lambda s: s["status"] == "awaiting_continue")
+    assert factory.notices().upcoming(3600) == 3  # the publisher's drain: the next wave is reached
+    assert control("abort", uid, {"reason": "bad canary metrics"})[0] == 202
+    assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
+
+    code, resumed = resume(uid)
+    assert code == 202 and resumed["customers"] == 3, resumed
+    assert stack.wait_execution(resumed["jobId"])["status"] == "SUCCEEDED"
+
+    heard: dict[str, list[str]] = {}
+    for row in sql("SELECT customer_id, detail_type FROM event_outbox WHERE customer_id IS NOT NULL ORDER BY id"):
+        heard.setdefault(row["customer_id"], []).append(row["detail_type"])
+    assert heard["cust_0001"] == [events.NOTICE_UPCOMING, events.CUSTOMER_UPGRADED, events.NOTICE_DONE]
+    for customer in ("cust_0002", "cust_0003", "cust_0004"):
+        assert heard[customer] == [events.NOTICE_UPCOMING, events.NOTICE_CANCELLED, events.NOTICE_UPCOMING,
+                                   events.CUSTOMER_UPGRADED, events.NOTICE_DONE], customer  # fmt: skip
+
+
 def _details(sql: Any, detail_type: str) -> list[dict[str, Any]]:
     rows = sql("SELECT id FROM event_outbox WHERE detail_type = %s ORDER BY id", detail_type)
     found = [factory.outbox().event(int(r["id"])) for r in rows]

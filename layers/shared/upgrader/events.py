@@ -215,15 +215,22 @@ ON CONFLICT (event_key) DO NOTHING
     )
 
 
+def notice_key(kind: str, rows: str = "l") -> str:
+    """The event key of a customer notice (`upcoming`, `cancelled`) of the log rows `rows`, as SQL: once per
+    row and run. A resume re-points a row to a new run, so a resumed customer is told again (and told of a
+    second stop again); the outcome events and `Customer Notice Done` are keyed per row, run and attempt."""
+    return f"'notice-{kind}:' || {rows}.id::text || ':' || {rows}.run_name"
+
+
 def notice_at_start_insert(rows: str) -> str:
     """The upcoming-change notice of every customer in `rows` (a WITH query returning log rows as the
     statement that starts them leaves them) that no drain has told yet: a customer is never started without
     it, whatever the drain's timing (its planned start is then now). Parameter: %(lead)s, the lead seconds.
-    Written once per row (its event key is the drain's), always before the row's outcome events."""
+    Written once per row and run (its event key is the drain's), always before the row's outcome events."""
     return (
         _INSERT
         + f"""
-SELECT 'notice-upcoming:' || l.id::text, '{NOTICE_UPCOMING}', '{DETAIL_TYPES[NOTICE_UPCOMING]}', u.component, u.id,
+SELECT {notice_key("upcoming")}, '{NOTICE_UPCOMING}', '{DETAIL_TYPES[NOTICE_UPCOMING]}', u.component, u.id,
        l.customer_id,
        jsonb_build_object('upgrade', {_UPGRADE_JSON}, 'customer', {_CUSTOMER_JSON},
                           'notice', jsonb_build_object('plannedStart', {_TS.format(c="NOW()")},
@@ -235,6 +242,39 @@ SELECT 'notice-upcoming:' || l.id::text, '{NOTICE_UPCOMING}', '{DETAIL_TYPES[NOT
 ON CONFLICT (event_key) DO NOTHING
 """
     )
+
+
+# The customers of an upgrade told of an upcoming change in their current run that will now not get it:
+# not started (pending, or claimed without ever taking the release's lease) when a stop is written.
+_CANCEL_NOTICES = (
+    _INSERT
+    + f"""
+SELECT {notice_key("cancelled")}, '{NOTICE_CANCELLED}', '{DETAIL_TYPES[NOTICE_CANCELLED]}', u.component, u.id,
+       l.customer_id,
+       jsonb_build_object('upgrade', {_UPGRADE_JSON}, 'customer', {_CUSTOMER_JSON},
+                          'notice', jsonb_build_object('reason', %(reason)s::text))
+  FROM customer_upgrade_logs l JOIN system_upgrades u ON u.id = l.upgrade_id
+ WHERE l.upgrade_id = %(upgrade)s AND l.operation = 'upgrade' AND l.left_out IS NULL
+   AND (%(run)s::text IS NULL OR l.run_name = %(run)s::text)
+   AND (l.status = 'pending'
+        OR (l.status = 'in_progress' AND l.job_name IS NULL
+            AND NOT EXISTS (SELECT 1 FROM customer_leases c WHERE c.log_id = l.id)))
+   AND EXISTS (SELECT 1 FROM event_outbox o WHERE o.event_key = {notice_key("upcoming")})
+ ORDER BY l.id
+ON CONFLICT (event_key) DO NOTHING
+RETURNING id
+"""
+)
+
+
+def cancel_notices(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str, *, run_name: str | None = None) -> int:
+    """A stop (abort, halt, the end of a run that did not reach everyone) was written in this transaction:
+    `Customer Notice Cancelled` to every customer of the upgrade (of `run_name` only, when given) told of an
+    upcoming change in its current run that has not started it, and will not now. Once per row and run (a
+    second stop of the same run adds nothing); the caller has closed the run's stop gate, or the run has
+    ended, so no customer counted here starts helm afterwards. Returns how many were written."""
+    cur.execute(_CANCEL_NOTICES, {"upgrade": upgrade_id, "run": run_name, "reason": reason})
+    return len(cur.fetchall())
 
 
 def continue_command(upgrade_id: Any) -> str:

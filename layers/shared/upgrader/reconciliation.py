@@ -10,7 +10,8 @@ case an event is lost). For such a run:
   the execution's error and cause as the reason;
 - a customer holding its release's lease may have a helm Job running: it is not guessed at. The
   sweep looks at its Job and, once the Job has ended, records the Job's real outcome (and what the
-  release holds) and gives the lease back;
+  release holds) against the row's own run and gives the lease back (a resumed run goes on unaffected);
+- customers told of the change that the run will now not start are told it is cancelled;
 - the upgrade (or the rollback run) gets its final status, so a new deploy of that component, an
   abort or a rollback are accepted again.
 """
@@ -78,6 +79,8 @@ class ReconcileRepository:
             run = cur.fetchone()
             if run is None or run["status"] != "running":
                 return None
+            # Customers told of the change that this run will now not start (those holding a lease go on).
+            events.cancel_notices(cur, int(run["upgrade_id"]), reason, run_name=run_name)
             cur.execute(
                 """
                 UPDATE customer_upgrade_logs l SET status = 'skipped', completed_at = NOW(), updated_at = NOW(),
@@ -217,7 +220,9 @@ def settle_orphans(
 
     An orphan of an earlier wave recorded failed can put that wave over its failure budget while the
     run goes on with a later one: the upgrade halts then, and its customers asleep until their
-    maintenance window are woken through `release_windows` (see `RunRepository.finish_customer`)."""
+    maintenance window are woken through `release_windows` (see `RunRepository.finish_customer`).
+    The orphan of a run that has ended (reconciled, then maybe resumed) is recorded against that run and
+    halts nothing: a resumed run's failure budget is its own."""
     for row in recon.orphaned_rows():
         log_id = int(row["id"])
         if row["status"] not in ("pending", "in_progress"):  # final already: only the lease was left over

@@ -696,6 +696,9 @@ class RunRepository:
                 _end_run(cur, run_name, upgrade["status"])
                 return upgrade
             reason = upgrade["halt_reason"] or failure
+            # Customers told of the change that this run will not start now (a halt or an abort told them
+            # already; a failure of the run, such as the canary's approval timing out, tells them here).
+            events.cancel_notices(cur, upgrade_id, reason or "its run ended before it started", run_name=run_name)
             cur.execute(
                 """
                 UPDATE customer_upgrade_logs SET status = 'skipped', completed_at = NOW(), updated_at = NOW(),
@@ -1007,6 +1010,8 @@ def _halt(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str, budget: dict[s
         """,
         (reason, upgrade_id),
     )
+    if first:
+        events.cancel_notices(cur, upgrade_id, reason)
     if windows is not None:
         windows.extend(_take_window_tokens(cur, upgrade_id))
     return first
@@ -1123,22 +1128,11 @@ def _aborted_events(
     stopped: Sequence[Row], key: str,
 ) -> None:  # fmt: skip
     """An abort was recorded: its event, and a cancellation to every customer told of an upcoming change
-    that it will now not get."""
+    that it will now not get (`events.cancel_notices`)."""
     upgrade_id = int(upgrade["id"])
     events.upgrade_event(
         cur, events.UPGRADE_ABORTED, upgrade_id, key,
         {"abort": {"reason": reason, "abortedBy": aborted_by, "rollback": rollback,
                    "stoppedRuns": sorted(str(r["run_name"]) for r in stopped)}},
     )  # fmt: skip
-    cur.execute(
-        """
-        SELECT l.id FROM customer_upgrade_logs l
-         WHERE l.upgrade_id = %s AND l.operation = 'upgrade' AND l.status = 'pending'
-           AND EXISTS (SELECT 1 FROM event_outbox o WHERE o.event_key = 'notice-upcoming:' || l.id::text)
-         ORDER BY l.id
-        """,
-        (upgrade_id,),
-    )
-    for row in cur.fetchall():
-        events.customer_event(cur, events.NOTICE_CANCELLED, int(row["id"]), f"notice-cancelled:{row['id']}",
-                              {"notice": {"reason": reason}})  # fmt: skip
+    events.cancel_notices(cur, upgrade_id, reason)
