@@ -39,8 +39,10 @@ def _stamp(moment: datetime) -> str:
 
 # The customers whose wave is reached and who were not told yet in their current run. The upgrade's row
 # is read FOR SHARE: a stop (abort, halt) holds it FOR NO KEY UPDATE while it writes the stop and cancels
-# the notices sent, so either the stop sees the notice written here (and cancels it), or this drain sees
-# the stop (and writes none).
+# the notices sent, so either the stop sees the notice written here (and cancels it), or this drain does
+# not tell that upgrade's customers now. SKIP LOCKED: an upgrade whose row is being changed (a stop, a
+# customer's result) is left to the next drain, seconds later, rather than waited for (an abort may wait
+# for the lease transactions at its stop gate), and a customer started meanwhile is told at its start.
 _UNTOLD = f"""
 SELECT l.id, {events.notice_key("upcoming")} AS key, c.maintenance_window, u.parameters
   FROM customer_upgrade_logs l
@@ -51,7 +53,7 @@ SELECT l.id, {events.notice_key("upcoming")} AS key, c.maintenance_window, u.par
    AND (l.wave = 0 OR (u.current_wave IS NOT NULL AND l.wave <= u.current_wave))
    AND NOT EXISTS (SELECT 1 FROM event_outbox o WHERE o.event_key = {events.notice_key("upcoming")})
  ORDER BY l.id LIMIT %s
-   FOR SHARE OF u
+   FOR SHARE OF u SKIP LOCKED
 """
 
 
