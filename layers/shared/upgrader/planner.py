@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -81,7 +82,11 @@ def tolerated_failures(strategy: str, wave: int, wave_size: int, threshold: Mapp
     """Failed customers a wave may have before the upgrade halts (the failure budget of one wave).
 
     Default: none (a safe default: one failure stops the roll-out and the operator decides). A canary
-    wave (the first wave of a canary upgrade) never tolerates a failure.
+    wave (the first wave of a canary upgrade) never tolerates a failure. A percentage is of the wave's
+    size, rounded down: `{"percent": 30}` of 9 customers tolerates 2 (2.7), of 7 also 2 (2.1).
+
+    The share is computed in decimal, from the percentage as it was written: in binary floating point
+    375 x 18.4 / 100 comes to 68.99999999999999, which would tolerate 68 failures instead of 69.
     """
     if strategy == "canary" and wave == 0:
         return 0
@@ -89,7 +94,8 @@ def tolerated_failures(strategy: str, wave: int, wave_size: int, threshold: Mapp
     if "count" in threshold:
         return int(threshold["count"])
     if "percent" in threshold:
-        return int(wave_size * float(threshold["percent"]) / 100)
+        # str() of a float is the shortest decimal that reads back as it: the percentage as written
+        return math.floor(wave_size * Decimal(str(threshold["percent"])) / 100)
     return 0
 
 

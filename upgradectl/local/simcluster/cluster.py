@@ -43,7 +43,7 @@ import aiohttp.web
 from upgradectl.local.simcluster.charts import ChartCatalog, ChartVersion
 from upgradectl.local.simcluster.faults import Fault, FaultBook, Outage
 from upgradectl.local.simcluster.helm import Outcome, seed_description, seed_release
-from upgradectl.local.simcluster.jobs import JOBS, PODS, JobController, JobRun, PendingRule
+from upgradectl.local.simcluster.jobs import JOBS, PODS, JobController, JobRun, PendingRule, UnstartedRule
 from upgradectl.local.simcluster.rbac import (
     LAMBDA_USER,
     NAMESPACES,
@@ -108,7 +108,8 @@ class SimulatedCluster:
     all along); ``--wait`` then waits for every workload of the release to be ready, at most
     ``wait_timeout_seconds`` (None: helm's own ``--timeout`` times ``time_scale``); the Job's
     ``activeDeadlineSeconds`` times ``time_scale`` is enforced. Pods may sit Pending first
-    (``pending_seconds``, ``pending_when``).
+    (``pending_seconds``, ``pending_when``); a Job may not be started at all yet (``unstarted_when``:
+    no startTime, no pod, until the rule lets it go).
 
     Workloads: a release has one Deployment ``<release>-<component>`` per component. A helm run that
     changes a component's image rolls it out again (ready ``rollout_seconds`` later). An upgrade of a
@@ -143,6 +144,7 @@ class SimulatedCluster:
         time_scale: float = 1.0,
         pending_seconds: float = 0.0,
         pending_when: PendingRule | None = None,
+        unstarted_when: UnstartedRule | None = None,
         rbac: bool = True,
         rbac_dir: Path | None = None,
     ) -> None:
@@ -169,6 +171,9 @@ class SimulatedCluster:
         # manifest -> a waiting reason ("ImagePullBackOff", "ErrImagePull", "Unschedulable") or True
         # ("ContainerCreating") to keep that Job's pod Pending; asked again on every tick.
         self.pending_when = pending_when
+        # manifest -> True: the Job controller has not started that Job yet (kube-controller-manager down
+        # or behind): it has no status (no startTime, no active pod) and no pod; asked again on every tick.
+        self.unstarted_when = unstarted_when
         self.rbac = rbac
         self.rbac_dir = rbac_dir or RBAC_DIR
         self.created_jobs: list[CreatedJob] = []

@@ -1,6 +1,8 @@
 """The Job controller (and kubelet) of the simulated cluster, for the helm Jobs our code creates.
 
-A new Job gets status.startTime and one pod labelled ``job-name=<job>``. The pod may sit Pending
+A new Job gets status.startTime and one pod labelled ``job-name=<job>``, unless the Job controller has
+not started it yet (``unstarted_when(manifest)`` True, asked on every tick: the Job keeps no status at
+all, no startTime, no pod, as while kube-controller-manager is down or behind). The pod may sit Pending
 first (``pending_seconds``; ``pending_when(manifest)`` returning a waiting reason such as
 "ImagePullBackOff", or True for "ContainerCreating"), then runs: its container's argv is played by
 a `HelmProcess`. When helm exits the Job completes (exit 0) or fails (BackoffLimitExceeded; the
@@ -45,11 +47,13 @@ UNSCHEDULABLE = (
 )
 
 PendingRule = Callable[[dict[str, Any]], "str | bool | None"]
+UnstartedRule = Callable[[dict[str, Any]], bool]
 
 
 class JobSettings(HelmSettings, Protocol):
     pending_seconds: float
     pending_when: PendingRule | None
+    unstarted_when: UnstartedRule | None
     log_text: Callable[[dict[str, Any], str], str] | None
 
 
@@ -148,9 +152,12 @@ class JobController:
 
     def reconcile(self, now: float) -> None:
         """One pass over the new and the running Jobs (no scan of every object in the API)."""
+        unstarted = self._settings.unstarted_when
         for key in sorted(self._new):
-            self._new.discard(key)
             job = self._store.get(JOBS, *key)
+            if job is not None and unstarted is not None and unstarted(job):
+                continue  # not picked up by the Job controller yet: no status, no pod
+            self._new.discard(key)
             if job is not None:
                 self._begin(key[0], key[1], job, now)
         active = sorted(self._active)
