@@ -55,10 +55,10 @@ async function api(method, path, body) {
   const headers = { Accept: "application/json" };
   if (state.config.token) headers["X-Console-Token"] = state.config.token;
   const init = { method, headers };
-  if (body !== undefined) {
-    headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
+  // every write says it is JSON, with a body or without: the servers refuse writes that do not (no
+  // other web page can send that header to them without a CORS preflight, which they never grant)
+  if (method !== "GET" && method !== "HEAD") headers["Content-Type"] = "application/json";
+  if (body !== undefined) init.body = JSON.stringify(body);
   const response = await fetch(path, init);
   const text = await response.text();
   let data = null;
