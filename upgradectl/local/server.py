@@ -254,7 +254,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _send_console(self, path: str) -> None:
         """The web console (`/admin/queues`, `/`), its files, and its configuration: the local identity."""
         if path == console.CONFIG_PATH:
-            config = {"mode": "local", "identity": self.server.identity, "readOnly": False, "token": None}
+            config = {"mode": "local", "identity": self.server.identity, "readOnly": False}
             data, content_type = json.dumps(config).encode("utf-8"), "application/json"
         else:
             found = console.asset(path)
