@@ -46,8 +46,10 @@ class ConsoleProcess:
     `wrapper` runs it under another command (e.g. a shell that ignores SIGINT, as a script's background
     job does)."""
 
-    def __init__(self, api_url: str, keys: tuple[str, str], logs: Path, *extra: str, wrapper: tuple[str, ...] = ()) -> None:  # fmt: skip
+    def __init__(self, api_url: str, keys: tuple[str, str], logs: Path, *extra: str, wrapper: tuple[str, ...] = (),
+                 environment: dict[str, str] | None = None) -> None:  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "UPGRADE_API_URL"}
+        env.update(environment or {})
         env.update(
             AWS_ACCESS_KEY_ID=keys[0], AWS_SECRET_ACCESS_KEY=keys[1], AWS_REGION=REGION,
             AWS_CONFIG_FILE=str(logs / "no-config"), AWS_SHARED_CREDENTIALS_FILE=str(logs / "no-credentials"),
@@ -365,3 +367,33 @@ def test_a_page_on_another_port_cannot_make_the_console_sign(
     assert answered == [("POST", "/api/upgrades/1/continue", 403), ("GET", "/api/fleet", 403),
                         ("HEAD", "/api/upgrades", 403), ("GET", "/console/config.json", 403)]  # fmt: skip
     assert len(gateway.gateway.seen) == before, "nothing reached the API"
+
+
+def test_open_hands_the_browser_a_private_page_not_the_key(tmp_path: Path) -> None:
+    """`--open` must not put the key on the browser's command line, which every local user can read in
+    /proc. The "browser" here records its arguments and what it finds at the address it was given.
+    Breakage tried: `webbrowser.open(url)` with the sign-in link itself: the key was in the recorded
+    argv; this test failed."""
+    browser = tmp_path / "browser"
+    browser.write_text(
+        '#!/bin/sh\nprintf %s "$*" > "$0.argv"\npage="${1#file://}"\n'
+        'stat -c %a "$page" > "$0.mode"\ncat "$page" > "$0.page"\ntouch "$0.done"\n'
+    )
+    browser.chmod(0o700)
+    console = ConsoleProcess(
+        "http://127.0.0.1:9/v1", OPERATOR, tmp_path, "--open", environment={"BROWSER": str(browser)}
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "browser.done").exists():
+            assert time.monotonic() < deadline, "the browser was not started"
+            time.sleep(0.1)
+        argv = (tmp_path / "browser.argv").read_text()
+        key = console.sign_in_path.split("token=", 1)[1]
+        assert argv.startswith("file:///") and key not in argv
+        assert (tmp_path / "browser.mode").read_text().strip() == "600"  # only this user can read it
+        assert f"{console.url}{console.sign_in_path}" in (tmp_path / "browser.page").read_text()
+        opened = Path(argv.removeprefix("file://"))
+    finally:
+        assert console.stop() == 0
+    assert not opened.exists()  # removed when the console stops
