@@ -179,7 +179,7 @@ class UpgradeApi:
             url += "?" + urllib.parse.urlencode(clean)
         data = json.dumps(body).encode("utf-8") if body is not None else None
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
-        if data is not None:
+        if data is not None or method not in ("GET", "HEAD"):  # the local stack refuses writes without it
             headers["Content-Type"] = "application/json"
         if self.sign:
             headers = self._signed_headers(method, url, data, headers)

@@ -9,14 +9,23 @@ MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit, as API G
 
 
 def read_body(handler: http.server.BaseHTTPRequestHandler) -> bytes | None:
-    """The request's body; None once a JSON 413 has been answered for one larger than the limit."""
-    length = int(handler.headers.get("Content-Length") or 0)
+    """The request's body; None once a JSON 400 (a Content-Length that is not a number) or 413 (larger than
+    the limit) has been answered."""
+    sent = (handler.headers.get("Content-Length") or "0").strip()
+    if not sent.isdecimal() or not sent.isascii():
+        _refuse(handler, 400, "Content-Length is not a number")
+        return None
+    length = int(sent)
     if length > MAX_BODY_BYTES:
-        data = json.dumps({"message": f"request body larger than {MAX_BODY_BYTES} bytes"}).encode("utf-8")
-        handler.send_response(413)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        _refuse(handler, 413, f"request body larger than {MAX_BODY_BYTES} bytes")
         return None
     return handler.rfile.read(length) if length > 0 else b""
+
+
+def _refuse(handler: http.server.BaseHTTPRequestHandler, status: int, message: str) -> None:
+    data = json.dumps({"message": message}).encode("utf-8")
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

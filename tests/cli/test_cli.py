@@ -197,6 +197,9 @@ def test_continue_and_rollback_call_the_spec_paths(fake_api):
         ("POST", "/api/upgrades/123/continue"),
         ("POST", "/api/upgrades/123/rollback/cust_abc123"),
     ]
+    # bodiless writes say they are JSON too: the local stack refuses writes without it (upgradectl/loopback.py).
+    # Breakage tried: Content-Type only with a body (main): both requests lacked it and this failed.
+    assert [(r.body, r.headers.get("Content-Type")) for r in fake_api.requests] == [(None, "application/json")] * 2
 
 
 @pytest.fixture

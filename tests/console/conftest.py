@@ -7,7 +7,9 @@ these tests; elsewhere they skip, naming the install command. Screenshots go to 
 
 from __future__ import annotations
 
+import http.server
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from tests.support.tools import require_module, require_tool
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts" / "console"
 FAILING = "cust_abc142"
+REBOUND_NAME = "rebind.test"
 HEALTHY = [f"cust_abc{n}" for n in range(123, 142)]
 
 
@@ -46,8 +49,10 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        # --no-sandbox: the tests run as root (CI too), where chromium's sandbox refuses to start
-        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        # --no-sandbox: the tests run as root (CI too), where chromium's sandbox refuses to start.
+        # rebind.test resolves to 127.0.0.1: what DNS rebinding does to an attacker's name (test_cross_site.py)
+        args = ["--no-sandbox", f"--host-resolver-rules=MAP {REBOUND_NAME} 127.0.0.1"]
+        launched = playwright.chromium.launch(executable_path=executable, args=args)
         yield launched
         launched.close()
 
@@ -80,3 +85,59 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+class OtherSite:
+    """Another web site for the browser (an attacker's page): a server on 127.0.0.1 answering every GET with
+    one page whose script the test writes. Reached as http://127.0.0.1:<port> it is another site than
+    http://localhost:<any port>; reached as http://localhost:<port> it is the same site on another port.
+    The script runs as an async function; `window.done` is set when it has finished."""
+
+    def __init__(self) -> None:
+        self.script = ""
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                data = page_with_script(outer.script)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def page_with_script(script: str) -> bytes:
+    return (
+        "<!doctype html><title>another site</title><script>window.done = false; window.results = [];"
+        f"(async () => {{ try {{ {script} }} finally {{ window.done = true; }} }})();</script>"
+    ).encode()
+
+
+@pytest.fixture
+def other_site() -> Iterator[OtherSite]:
+    site = OtherSite()
+    yield site
+    site.stop()
+
+
+def run_other_page(page: Any, url: str, script: str, site: OtherSite | None = None) -> list[tuple[str, str, int]]:
+    """Open another site's page running `script`; every response the browser got: (method, URL, status)."""
+    seen: list[tuple[str, str, int]] = []
+    page.on("response", lambda r: seen.append((r.request.method, r.url, r.status)))
+    if site is not None:
+        site.script = script
+    page.goto(url)
+    page.wait_for_function("window.done === true")
+    return seen

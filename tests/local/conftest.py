@@ -100,7 +100,7 @@ class StackProcess:
             f"http://127.0.0.1:{self.port}{path}",
             data=data,
             method=method,
-            headers={"Content-Type": "application/json"} if data else {},
+            headers={"Content-Type": "application/json"} if data or method not in ("GET", "HEAD") else {},
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -12,6 +14,8 @@ from typing import Any
 import pytest
 
 from upgradectl.local.server import ROUTES, LocalApiServer, build_event, match_route
+
+JSON = {"Content-Type": "application/json"}
 
 
 class RecordingInvoker:
@@ -149,7 +153,7 @@ def test_request_becomes_a_rest_proxy_event_with_the_local_identity(server, invo
 
 
 def test_path_parameters_are_decoded(server, invoker):
-    http(server, "POST", "/api/upgrades/7/rollback/cust%5Fx")
+    http(server, "POST", "/api/upgrades/7/rollback/cust%5Fx", headers=JSON)
     assert invoker.events[-1][1]["pathParameters"] == {"upgradeId": "7", "customerId": "cust_x"}
 
 
@@ -204,7 +208,7 @@ def test_handler_status_headers_and_base64_body_pass_through():
     )
     srv = serve(invoker)
     try:
-        code, headers, body = http(srv, "POST", "/api/upgrades/1/continue")
+        code, headers, body = http(srv, "POST", "/api/upgrades/1/continue", headers=JSON)
     finally:
         srv.stop()
     assert (code, body, headers["X-A"]) == (409, {"message": "no"}, "1, 2")
@@ -261,3 +265,133 @@ def test_build_event_base64_encodes_binary_bodies():
         user_arn="local:x",
     )
     assert event["isBase64Encoded"] is True and event["body"] == "//4="
+
+
+def raw_request(server: LocalApiServer, head: bytes) -> tuple[int, Any]:
+    """Send bytes as they are (no Host added, nothing normalised); (status, JSON body)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(head)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2] or b"null")
+
+
+# --- who the local stack answers: loopback Host, its own Origin, JSON writes (upgradectl/loopback.py) ----
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["rebind.example:{port}", "evil.example", "127.0.0.1.evil.example:{port}", "localhost.evil.example:{port}",
+     "10.0.0.5:{port}", "localhost:nope", "[::1", ""],
+)  # fmt: skip
+@pytest.mark.parametrize(("method", "path"), [("POST", "/api/upgrades/1/continue"), ("GET", "/api/upgrades"),
+                                              ("GET", "/console/config.json"), ("GET", "/admin/queues")])  # fmt: skip
+def test_a_host_that_is_not_a_loopback_name_is_refused(server, invoker, host, method, path):
+    """DNS rebinding: a page whose own name now resolves to 127.0.0.1 is same-origin with the stack in its
+    browser, so only the Host names it. Breakage tried: no Host check in `_dispatch` (main): every case
+    reached the handler or the page; a loopback test by prefix (`name.startswith(("localhost", "127."))`)
+    let `localhost.evil.example` and `127.0.0.1.evil.example` through. Both failed this test."""
+    code, _, body = http(server, method, path, headers={"Host": host.format(port=server.port), **JSON})
+    assert code == 421, body
+    assert body["error"] == "MisdirectedRequest" and "localhost, 127.0.0.1 or [::1]" in body["message"]
+    assert invoker.events == []
+
+
+def test_a_request_without_host_is_refused(server, invoker):
+    code, body = raw_request(
+        server, b"POST /api/upgrades/1/continue HTTP/1.0\r\nContent-Type: application/json\r\n\r\n"
+    )
+    assert code == 421 and "(Host: none)" in body["message"]
+    assert invoker.events == []
+
+
+@pytest.mark.parametrize("host", ["localhost:{port}", "127.0.0.1:{port}", "[::1]:{port}", "LOCALHOST:{port}",
+                                  "127.0.0.2:{port}", "localhost", "localhost:8080"])  # fmt: skip
+def test_every_loopback_name_is_answered(server, invoker, host):
+    """Any port: behind a port mapping (a container) the browser names the mapped one."""
+    code, _, _ = http(
+        server, "POST", "/api/upgrades/1/continue", headers={"Host": host.format(port=server.port), **JSON}
+    )
+    assert code == 200 and len(invoker.events) == 1
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "http://localhost:{other}", "http://127.0.0.1:{port}", "null", "http://localhost"]
+)  # fmt: skip
+@pytest.mark.parametrize(("method", "path"), [("POST", "/api/upgrades/1/continue"), ("GET", "/api/upgrades")])
+def test_a_request_from_another_origin_is_refused(server, invoker, origin, method, path):
+    """Another site, the same host on another port, another name for it, a sandboxed frame: all other
+    origins. Breakage tried: no Origin check (main): 200 and the handler ran; an Origin check that
+    compares host names only (not ports) let `http://localhost:<other port>` through. Both failed it."""
+    port = server.port
+    headers = {"Host": f"localhost:{port}", "Origin": origin.format(port=port, other=port + 1), **JSON}
+    code, _, body = http(server, method, path, headers=headers)
+    assert code == 403, body
+    assert body["error"] == "CrossOrigin" and "other web pages" in body["message"]
+    assert invoker.events == []
+
+
+def test_the_own_origin_is_answered(server, invoker):
+    """What the console's page sends: its own origin, JSON."""
+    headers = {"Host": f"localhost:{server.port}", "Origin": f"http://localhost:{server.port}", **JSON}
+    code, _, _ = http(server, "POST", "/api/upgrades/1/continue", headers=headers)
+    assert code == 200 and len(invoker.events) == 1
+
+
+WRITES = [r for r in ROUTES if r.method not in ("GET", "HEAD")]
+
+
+@pytest.mark.parametrize("route", WRITES, ids=[f"{r.method} {r.resource}" for r in WRITES])
+@pytest.mark.parametrize(("content_type", "body"), [(None, None), (None, b'{"a": 1}'), ("text/plain", b'{"a": 1}'),
+                                                    ("application/x-www-form-urlencoded", b"a=1"),
+                                                    ("multipart/form-data; boundary=x", None)])  # fmt: skip
+def test_every_write_without_json_content_type_is_refused(server, invoker, route, content_type, body):
+    """What a web page can send anywhere without a preflight: no Content-Type (a bodiless POST, a Blob body),
+    text/plain, a form. Breakage tried: no Content-Type rule in `_dispatch` (main): every case reached
+    the handler; the rule applied only to requests with a body (Content-Length > 0) let every bodiless
+    write through. Both failed this test."""
+    path = re.sub(r"\{\w+\}", "x1", route.resource)
+    headers = {"Content-Type": content_type} if content_type else {}
+    code, _, answer = http(server, route.method, path, body, headers)
+    assert code == 415, answer
+    assert answer["error"] == "JsonContentTypeRequired"
+    assert "send the header 'Content-Type: application/json'" in answer["message"]
+    assert "-H 'Content-Type: application/json'" in answer["message"]  # exactly what to add to curl
+    assert invoker.events == []
+
+
+@pytest.mark.parametrize("route", WRITES, ids=[f"{r.method} {r.resource}" for r in WRITES])
+def test_every_write_with_json_content_type_is_answered(server, invoker, route):
+    path = re.sub(r"\{\w+\}", "x1", route.resource)
+    code, _, _ = http(server, route.method, path, None, {"Content-Type": "application/json; charset=utf-8"})
+    assert code == 200 and len(invoker.events) == 1
+
+
+def test_reads_need_no_content_type(server, invoker):
+    code, _, _ = http(server, "GET", "/api/upgrades")
+    assert code == 200 and len(invoker.events) == 1
+
+
+def test_curls_bodiless_post_gets_a_415_saying_what_to_add(server, invoker):
+    """The specification's `curl -X POST .../continue`, byte for byte as curl sends it."""
+    head = (f"POST /api/upgrades/123/continue HTTP/1.1\r\nHost: localhost:{server.port}\r\n"
+            "User-Agent: curl/7.88.1\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
+    code, body = raw_request(server, head)
+    assert code == 415
+    assert body["message"] == (
+        "POST without a Content-Type is refused: send the header 'Content-Type: application/json' with every "
+        "POST, PATCH and DELETE, with a body or without (curl: -H 'Content-Type: application/json'); it keeps "
+        "other web pages from sending them"
+    )
+    assert invoker.events == []
+
+
+def test_a_content_length_that_is_not_a_number_is_a_400(server, invoker):
+    """Breakage tried: `int(Content-Length)` as main had it: the worker raised ValueError, no answer."""
+    head = (f"POST /api/upgrades/1/continue HTTP/1.0\r\nHost: localhost:{server.port}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 12x\r\n\r\n").encode()  # fmt: skip
+    code, body = raw_request(server, head)
+    assert (code, body) == (400, {"message": "Content-Length is not a number"})
+    assert invoker.events == []

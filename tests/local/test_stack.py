@@ -1,8 +1,11 @@
-"""The local stack end to end, as a separate process: the spec's curl examples, the CLI, a clean stop.
+"""The local stack end to end, as a separate process: the README's curl walkthrough, the CLI, a clean stop.
 
-The curl commands are the specification's, verbatim; only `localhost:3100` becomes the test's port
-and the spec's example upgrade id `123` the id the deploy returned (on a fresh stack that is 123).
-They run through the real `curl` and `jq` (`.ci/run` installs them; under CI a missing one fails).
+The curl commands are read from the README's walkthrough ("Try the specification's examples"): the
+specification's, with `-H "Content-Type: application/json"` on every write (the local stack refuses
+writes without it: upgradectl/loopback.py); only `localhost:3100` becomes the test's port and the
+example upgrade id `123` the id the deploy returned (on a fresh stack that is 123). The
+specification's bare `curl -X POST …/continue` gets a 415 that says what to add. They run through the
+real `curl` and `jq` (`.ci/run` installs them; under CI a missing one fails).
 """
 
 from __future__ import annotations
@@ -19,25 +22,29 @@ from pathlib import Path
 
 import pytest
 
-from tests.local.conftest import StackProcess, port_is_free, postgres_processes, stack_env
+from tests.local.conftest import ROOT, StackProcess, port_is_free, postgres_processes, stack_env
 from tests.support.tools import require_tool
 from upgradectl import cli
 
 pytestmark = pytest.mark.e2e
 
-SPEC_DEPLOY = """curl -X POST http://localhost:3100/api/upgrades/deploy \\
-  -H "Content-Type: application/json" \\
-  -d '{
-    "component": "api",
-    "version": "v1.2.0",
-    "strategy": "canary",
-    "canaryPercent": 10
-  }'"""
-SPEC_STATUS = "curl http://localhost:3100/api/upgrades/123/status"
-SPEC_LOGS = "curl http://localhost:3100/api/upgrades/123/logs"
-SPEC_CONTINUE = "curl -X POST http://localhost:3100/api/upgrades/123/continue"
-SPEC_ROLLBACK = "curl -X POST http://localhost:3100/api/upgrades/123/rollback/cust_abc123"
-SPEC_FAILED = """curl http://localhost:3100/api/upgrades/123/logs | jq '.logs[] | select(.status=="failed")'"""
+
+def readme_walkthrough() -> list[str]:
+    """The commands of the README's curl walkthrough, each with its continuation lines."""
+    section = (ROOT / "README.md").read_text().split("#### Try the specification's examples", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands, current = [], ""
+    for line in block.splitlines():
+        current += line + "\n"
+        if not line.endswith("\\"):
+            commands.append(current.strip())
+            current = ""
+    return commands
+
+
+WALKTHROUGH = readme_walkthrough()
+SPEC_DEPLOY, SPEC_STATUS, SPEC_LOGS, SPEC_CONTINUE, SPEC_ROLLBACK, SPEC_FAILED = WALKTHROUGH
+SPEC_BARE_CONTINUE = "curl -X POST http://localhost:3100/api/upgrades/123/continue"  # the specification's
 
 
 def run_spec(command: str, stack: StackProcess, upgrade_id: str = "123") -> str:
@@ -79,7 +86,34 @@ def test_the_fleet_is_what_the_simulated_clusters_releases_hold(local_stack: Sta
     assert local_stack.get("/api/customers?limit=1")["customers"][0]["customerId"] == "cust_abc123"
 
 
-def test_every_curl_example_of_the_spec_works_as_written(local_stack: StackProcess):
+def test_the_walkthrough_is_the_specs_examples_with_the_json_header_on_writes():
+    assert SPEC_DEPLOY.startswith("curl -X POST http://localhost:3100/api/upgrades/deploy")
+    assert SPEC_STATUS == "curl http://localhost:3100/api/upgrades/123/status"
+    assert SPEC_LOGS == "curl http://localhost:3100/api/upgrades/123/logs"
+    assert SPEC_CONTINUE == SPEC_BARE_CONTINUE + ' -H "Content-Type: application/json"'
+    assert SPEC_ROLLBACK == (
+        'curl -X POST http://localhost:3100/api/upgrades/123/rollback/cust_abc123 -H "Content-Type: application/json"'
+    )
+    assert (
+        SPEC_FAILED == """curl http://localhost:3100/api/upgrades/123/logs | jq '.logs[] | select(.status=="failed")'"""
+    )
+
+
+def test_the_specs_bare_post_is_refused_saying_what_to_add(local_stack: StackProcess):
+    """An operator who types the specification's `curl -X POST …/continue`: nothing happens, and the answer
+    names the header. Breakage tried: the Content-Type rule off in the local server: the continue was
+    answered (404 for an unknown upgrade, 200 at a gate) and this test failed."""
+    command = SPEC_BARE_CONTINUE.replace("curl ", "curl -s -w '\\n%{http_code}' ").replace("/123/", "/999999/")
+    answer, code = run_spec(command, local_stack).rsplit("\n", 1)
+    assert code == "415"
+    message = json.loads(answer)["message"]
+    assert message.startswith(
+        "POST without a Content-Type is refused: send the header 'Content-Type: application/json'"
+    )
+    assert "(curl: -H 'Content-Type: application/json')" in message
+
+
+def test_every_curl_example_of_the_readme_works_as_written(local_stack: StackProcess):
     # Deploy canary: the spec's response fields
     started = json.loads(run_spec(SPEC_DEPLOY, local_stack))
     assert {"upgradeId", "jobId", "strategy", "message"} <= set(started)

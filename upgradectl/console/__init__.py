@@ -3,8 +3,8 @@ steers the upgrade API of the origin serving it.
 
 Two servers serve it: the local stack (`upgradectl/local/server.py`, at `/admin/queues` and `/`), and
 `upgrade-customers console` (`upgradectl/console/proxy.py`), which proxies `/api/*` to the API in AWS,
-signing each request with SigV4. Both answer `/console/config.json`: who the console acts as, whether
-it is read-only, and (proxy only) the token its page must send with every API request.
+signing each request with SigV4. Both answer `/console/config.json`: who the console acts as and
+whether it is read-only (the proxy only to the browser that signed in with its link).
 """
 
 from __future__ import annotations

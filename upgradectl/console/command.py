@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import html
 import os
+import signal
+import tempfile
+import threading
 import webbrowser
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 from upgradectl.client import DEFAULT_API_URL
@@ -60,17 +68,59 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     except OSError as exc:
         print(f"upgrade-customers: error: cannot listen on 127.0.0.1:{args.port}: {exc}", file=err, flush=True)
         return 1
-    url = f"http://localhost:{server.port}/admin/queues"
+    url = server.sign_in_url
     print(f"Console: {url}", file=out, flush=True)
+    print("  Sign in: open this link once; it signs your browser in (a cookie) and then no longer works",
+          file=out, flush=True)  # fmt: skip
     print(f"  API     {api_url}  (SigV4, region {signer.region}, as {state.identity})", file=out, flush=True)
     print("  Stop:   Ctrl-C", file=out, flush=True)
-    if args.open:
-        webbrowser.open(url)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    with _stop_on_signals(), contextlib.ExitStack() as opened:
+        if args.open:
+            webbrowser.open(opened.enter_context(_sign_in_file(url)))
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except (_StopRequested, KeyboardInterrupt):
+            pass
+        finally:
+            server.server_close()
     print("Console stopped.", file=out, flush=True)
     return 0
+
+
+class _StopRequested(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _StopRequested
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop the console, as they stop the local stack, even when SIGINT was inherited as
+    ignored (a background job of a script, nohup), which turns off Python's own KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _sign_in_file(url: str) -> Iterator[str]:
+    """A file:// URL of a page (readable by this user only) that forwards to the sign-in link, for --open:
+    the key stays out of the browser's command line, which every local user can read (as Jupyter does)."""
+    with tempfile.TemporaryDirectory(prefix="upgrade-console-") as folder:  # created 0700
+        page = Path(folder) / "open.html"
+        target = html.escape(url, quote=True)
+        descriptor = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as written:
+            written.write(
+                f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={target}">'
+                f'<title>Upgrade console</title><p><a href="{target}">Open the upgrade console</a></p>\n'
+            )
+        yield page.as_uri()

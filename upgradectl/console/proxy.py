@@ -5,9 +5,20 @@ the API URL and signed there with SigV4 (botocore's SigV4Auth, service `execute-
 operator's own credentials from the standard chain, so IAM stays the only authentication: a viewer's
 credentials make a read-only console (actions hidden, and refused by API Gateway anyway).
 
-A local server holding the operator's credentials must not sign for anyone else: it only answers
-requests whose Host is its own address (no DNS rebinding), and an `/api/*` request must carry the
-per-process token that only its own page can read (no cross-site request is ever signed).
+A local server holding the operator's credentials must not sign for anyone else: not for another
+local process or user, not for another web page. So:
+
+- it answers only requests whose Host is its own address, `localhost:<port>` (no DNS rebinding);
+- it acts only for the browser that opened its sign-in link. The link, printed to the operator's
+  terminal and nowhere else (as Jupyter does), holds a random key that works once: it is exchanged for
+  an `HttpOnly; SameSite=Strict` session cookie, which `/console/config.json` and every `/api/*`
+  request must carry. No page script and no other process can read the cookie, and nothing it can
+  fetch hands out the key;
+- a request that comes from another web page (an Origin that is not its own, `Sec-Fetch-Site` other
+  than same-origin: another site, or another port of localhost, which shares the browser's cookies) is
+  refused, and every write must be `Content-Type: application/json` (see upgradectl/loopback.py);
+- a request whose target or headers another server could read differently (dot segments, encoded
+  slashes, control characters, folded or repeated headers) is refused with 400 before it is signed.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import re
 import secrets
 import socketserver
 import threading
@@ -25,15 +37,22 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from upgradectl import console
+from upgradectl import console, loopback
 from upgradectl.client import region_from_url, should_sign
 from upgradectl.http_body import read_body
 
 LOGGER = logging.getLogger(__name__)
 
-TOKEN_HEADER = "X-Console-Token"  # noqa: S105 - a header name, not a secret
+SIGN_IN_PARAMETER = "token"  # noqa: S105 - a query parameter's name, not a secret
+SESSION_COOKIE = "upgrade-console-{port}"  # one per port: every port of localhost shares the browser's cookies
 # Request headers the page may send on; everything else (cookies, the browser's own headers) stays here.
 FORWARDED_HEADERS = ("Accept", "Content-Type", "Idempotency-Key")
+# Headers read here or sent on: one of each, printable ASCII only. (Cookie is parsed apart: other servers on
+# localhost may have set cookies of any kind in the same browser.)
+CHECKED_HEADERS = ("Host", "Origin", "Sec-Fetch-Site", "Content-Length", "Transfer-Encoding", *FORWARDED_HEADERS)
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")  # a request target: visible ASCII, no space or control
+_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
+_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # An operator may call this route; a viewer may not (API Gateway answers 403 before any function runs).
 # An empty body is a 422 from the function: nothing is planned, written or started.
 PROBE = ("POST", "/api/upgrades/plan", b"{}")
@@ -111,11 +130,25 @@ class ProxyState:
     signer: Signer
     identity: str
     timeout: float = 30.0
-    token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    sign_in_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))  # the link's, used once
     forced_read_only: bool | None = None  # --read-only
+    _session: str | None = None  # the cookie's value, once the link was used
     _read_only: bool | None = None
     _probed_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _session_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sign_in(self, offered: str) -> str | None:
+        """The session for the sign-in key; None for a wrong key or once the key was used (it works once)."""
+        with self._session_lock:
+            if self._session is not None or not same_secret(offered, self.sign_in_key):
+                return None
+            self._session = secrets.token_urlsafe(32)
+            return self._session
+
+    def is_session(self, offered: str) -> bool:
+        session = self._session
+        return session is not None and same_secret(offered, session)
 
     def forward(self, method: str, path_and_query: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
         """Send one request to the API, signed; (status, content type, body). Never raises for HTTP errors."""
@@ -172,13 +205,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:  # noqa: N802
         self._handle()
 
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._handle()
+
     def _handle(self) -> None:
+        problem = request_problem(self.path, self.headers)
+        if problem is not None:
+            self._send_json(400, {"error": "BadRequest", "message": problem})
+            return
         if not self._host_is_ours():
             self._send_json(
                 421, {"error": "MisdirectedRequest", "message": "this console answers only on its own address"}
             )
             return
+        refusal = loopback.origin_refusal(self.headers)
+        if refusal is not None:
+            self._send_json(refusal.status, refusal.body())
+            return
         parts = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if self.command == "GET" and parts.path in console.PAGE_PATHS and any(k == SIGN_IN_PARAMETER for k, _ in query):
+            self._sign_in(parts.path, query)
+            return
+        if parts.path.startswith("/api/") or parts.path == console.CONFIG_PATH:
+            refusal = self._session_refusal()
+            if refusal is not None:
+                self._send_json(refusal.status, refusal.body())
+                return
         if parts.path.startswith("/api/"):
             self._proxy(parts)
         elif self.command in ("GET", "HEAD") and parts.path == console.CONFIG_PATH:
@@ -191,7 +244,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     "apiHost": urllib.parse.urlsplit(state.api_url).hostname,
                     "identity": state.identity,
                     "readOnly": state.read_only(),
-                    "token": state.token,
                 },
                 console.SECURITY_HEADERS,
             )
@@ -205,16 +257,53 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         port = self.server.port
         return host in {f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
 
+    def _sign_in(self, path: str, query: list[tuple[str, str]]) -> None:
+        """The sign-in link: its key, once, for a session cookie; then the page without the key in its URL."""
+        offered = [value for name, value in query if name == SIGN_IN_PARAMETER]
+        session = self.server.state.sign_in(offered[0]) if len(offered) == 1 else None
+        if session is None:
+            message = (
+                "This sign-in link is not valid: it was already used (it works once), or it belongs to another "
+                "run of `upgrade-customers console`. Use the browser that opened it, or restart the console "
+                "for a new link.\n"
+            )
+            self._send(403, "text/plain; charset=utf-8", message.encode(), console.SECURITY_HEADERS)
+            return
+        rest = urllib.parse.urlencode([(name, value) for name, value in query if name != SIGN_IN_PARAMETER])
+        cookie = f"{self.server.cookie_name}={session}; Path=/; HttpOnly; SameSite=Strict"
+        LOGGER.info("signed in: the browser that opened the link now holds the console's session")
+        self._send(
+            303,
+            "text/plain; charset=utf-8",
+            b"",
+            {**console.SECURITY_HEADERS, "Location": path + (f"?{rest}" if rest else ""), "Set-Cookie": cookie},
+        )
+
+    def _session_refusal(self) -> loopback.Refusal | None:
+        """Why config.json or an API request is not answered: another page, or not the signed-in browser."""
+        site = self.headers.get("Sec-Fetch-Site")
+        if site not in (None, "same-origin", "none"):
+            return loopback.Refusal(
+                403, "CrossSite", f"requests from other web pages are not signed (Sec-Fetch-Site: {site})"
+            )
+        name = self.server.cookie_name
+        for header in self.headers.get_all("Cookie") or []:
+            for pair in header.split(";"):
+                key, _, value = pair.strip().partition("=")
+                if key == name and self.server.state.is_session(value):
+                    return None
+        return loopback.Refusal(
+            401,
+            "SignInRequired",
+            "this console acts only for the browser that opened its sign-in link: open the link "
+            "`upgrade-customers console` printed in its terminal",
+        )
+
     def _proxy(self, parts: urllib.parse.SplitResult) -> None:
         state = self.server.state
-        if not secrets.compare_digest(self.headers.get(TOKEN_HEADER, ""), state.token):
-            self._send_json(
-                403, {"error": "ConsoleTokenMissing", "message": f"requests need the console's {TOKEN_HEADER}"}
-            )
-            return
-        origin = self.headers.get("Origin")
-        if origin and urllib.parse.urlsplit(origin).netloc.lower() != (self.headers.get("Host") or "").lower():
-            self._send_json(403, {"error": "CrossOrigin", "message": "cross-origin requests are not signed"})
+        refusal = loopback.json_write_refusal(self.command, self.headers)
+        if refusal is not None:
+            self._send_json(refusal.status, refusal.body())
             return
         body = read_body(self)
         if body is None:
@@ -255,3 +344,58 @@ class ConsoleServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     @property
     def port(self) -> int:
         return int(self.server_address[1])
+
+    @property
+    def cookie_name(self) -> str:
+        return SESSION_COOKIE.format(port=self.port)
+
+    @property
+    def sign_in_url(self) -> str:
+        """The link for the operator's terminal (and nowhere else): the page, with the one-time key."""
+        key = urllib.parse.quote(self.state.sign_in_key, safe="")
+        return f"http://localhost:{self.port}/admin/queues?{SIGN_IN_PARAMETER}={key}"
+
+
+def same_secret(offered: str, secret: str) -> bool:
+    """Constant-time comparison that is simply False for anything not ASCII (compare_digest would raise)."""
+    try:
+        data = offered.encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return secrets.compare_digest(data, secret.encode("ascii"))
+
+
+def request_problem(target: str, headers: Any) -> str | None:
+    """Why a request is refused before anything else looks at it; None when it is plain.
+
+    Refused: a target that is not a path of visible ASCII; a path with `.`/`..` or empty segments,
+    encoded slashes or backslashes, encoded control characters or broken percent-escapes (API Gateway
+    or a server behind it could resolve them to another stage or route than the one this console
+    checked); a folded header; a header read or sent on here that is repeated or not printable ASCII;
+    a Transfer-Encoding (bodies come with a Content-Length)."""
+    if not target.startswith("/") or not _PRINTABLE.fullmatch(target):
+        return "the request target must be a path of visible ASCII characters"
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    if _PERCENT.search(path):
+        return "the path has a '%' that is not a percent-escape"
+    segments = path.split("/")[1:]
+    for index, raw in enumerate(segments):
+        segment = urllib.parse.unquote(raw)
+        if segment in (".", "..") or (not segment and index < len(segments) - 1):
+            return "the path has an empty, '.' or '..' segment"
+        if "/" in segment or "\\" in segment:
+            return "the path has an encoded slash or a backslash"
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in segment):
+            return "the path has an encoded control character"
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value:
+            return f"header {name} is folded over several lines"
+    for name in CHECKED_HEADERS:
+        values = headers.get_all(name) or []
+        if len(values) > 1:
+            return f"header {name} is sent more than once"
+        if values and not _HEADER_VALUE.fullmatch(values[0]):
+            return f"header {name} has a control or non-ASCII character"
+    if headers.get("Transfer-Encoding") is not None:
+        return "Transfer-Encoding is not accepted: send the body with a Content-Length"
+    return None

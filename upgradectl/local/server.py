@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from upgradectl import console
+from upgradectl import console, loopback
 from upgradectl.http_body import read_body
 from upgradectl.local import functions
 
@@ -193,6 +193,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         began = time.monotonic()
         parts = urlsplit(self.path)
+        refusal = loopback.local_refusal(self.headers, "the local stack")  # DNS rebinding, other web pages
+        if refusal is not None:
+            self._refuse(began, refusal)
+            return
         if self.command in ("GET", "HEAD") and console.is_console_path(parts.path):
             self._send_console(parts.path)
             self._log(began, 200)
@@ -213,6 +217,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             else:
                 self._send_json(404, {"message": f"no route {self.command} {parts.path}"})
             self._log(began, 404 if not allowed else 405)
+            return
+        refusal = loopback.json_write_refusal(self.command, self.headers)  # no "simple" cross-site write
+        if refusal is not None:
+            self._refuse(began, refusal)
             return
         body = read_body(self)
         if body is None:
@@ -239,10 +247,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send_proxy_response(response)
         self._log(began, int(response.get("statusCode", 502)) if isinstance(response, dict) else 502)
 
+    def _refuse(self, began: float, refusal: loopback.Refusal) -> None:
+        self._send_json(refusal.status, refusal.body())
+        self._log(began, refusal.status)
+
     def _send_console(self, path: str) -> None:
         """The web console (`/admin/queues`, `/`), its files, and its configuration: the local identity."""
         if path == console.CONFIG_PATH:
-            config = {"mode": "local", "identity": self.server.identity, "readOnly": False, "token": None}
+            config = {"mode": "local", "identity": self.server.identity, "readOnly": False}
             data, content_type = json.dumps(config).encode("utf-8"), "application/json"
         else:
             found = console.asset(path)

@@ -29,7 +29,7 @@ class JsonObjectBodyValidation(OpenAPIRequestValidationMiddleware):
     would unwrap a JSON list to its first element (`[{"rollback": true}]` validated as the object),
     take `null` for "no body", and parse form-encoded bodies into strings. Here: no body at all
     means no body; anything else must be a JSON object, or the request is a 422 (415 for another
-    media type) naming `body`.
+    media type, or none) naming `body`.
     """
 
     def _get_body(self, app: Any) -> Any:  # a JSON object, or None when there is no body
@@ -37,14 +37,14 @@ class JsonObjectBodyValidation(OpenAPIRequestValidationMiddleware):
         if not event.body:
             return None
         content_type = (event.headers.get("content-type") or "").strip().lower()
-        if content_type and not content_type.startswith(content_types.APPLICATION_JSON):
+        if not content_type.startswith(content_types.APPLICATION_JSON):  # no Content-Type is not JSON either
             raise RequestUnsupportedContentType(
                 "Unsupported content type",
                 errors=[
                     {
                         "type": "unsupported_content_type",
                         "loc": ("body",),
-                        "msg": f"send {content_types.APPLICATION_JSON}, not {content_type}",
+                        "msg": f"send {content_types.APPLICATION_JSON}, not {content_type or 'no Content-Type'}",
                     }
                 ],
             )

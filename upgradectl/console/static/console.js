@@ -9,7 +9,7 @@ const QUEUE_STATES = ["waiting", "active", "completed", "failed", "delayed", "pa
 const QUEUE_UPGRADES = 20; // the queue view follows the executions of the most recent upgrades
 
 const state = {
-  config: { mode: "local", identity: "", readOnly: false, token: null },
+  config: { mode: "local", identity: "", readOnly: false },
   view: "upgrades",
   selected: null, // upgrade id
   upgrades: [],
@@ -53,12 +53,11 @@ class ApiError extends Error {
 
 async function api(method, path, body) {
   const headers = { Accept: "application/json" };
-  if (state.config.token) headers["X-Console-Token"] = state.config.token;
-  const init = { method, headers };
-  if (body !== undefined) {
-    headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
+  const init = { method, headers, credentials: "same-origin" };
+  // every write says it is JSON, with a body or without: the servers refuse writes that do not (no
+  // other web page can send that header to them without a CORS preflight, which they never grant)
+  if (method !== "GET" && method !== "HEAD") headers["Content-Type"] = "application/json";
+  if (body !== undefined) init.body = JSON.stringify(body);
   const response = await fetch(path, init);
   const text = await response.text();
   let data = null;
@@ -754,6 +753,12 @@ async function start() {
   if (interval >= 250) state.intervalMs = interval;
   try {
     const response = await fetch("/console/config.json", { headers: { Accept: "application/json" } });
+    if (response.status === 401) {
+      // `upgrade-customers console` acts only for the browser that opened its one-time sign-in link
+      notice("Not signed in: open the link `upgrade-customers console` printed in its terminal (it works once).", true);
+      document.body.dataset.ready = "true";
+      return;
+    }
     if (response.ok) Object.assign(state.config, await response.json());
   } catch {
     // served without the console's config: a plain local stack

@@ -1,0 +1,109 @@
+"""Which requests a local server acting with the operator's authority answers (the local stack, the console).
+
+A browser lets any web page send "simple" requests to localhost: a GET, or a POST whose body is text,
+a form or nothing, with no custom header and no preflight (fetch `mode: "no-cors"`, a form, an
+image). Its answer stays unreadable to the page, but the request has done its work. Three rules close
+that door for the servers on 127.0.0.1:
+
+- **Host** must be a loopback name (`localhost`, `127.x.x.x`, `[::1]`): a page whose own name was
+  rebound to 127.0.0.1 (DNS rebinding) is same-origin with the server in the browser's eyes, and only
+  its Host gives it away.
+- **Origin**, when the browser sends one, must be the server's own (`http://<Host>`): another site,
+  another port of the same host and `null` (sandboxed frames, files) are other origins.
+- **Writes are JSON**: every POST, PATCH and DELETE, with a body or without, carries
+  `Content-Type: application/json`. A page can send that header to another origin only after a CORS
+  preflight, which these servers never grant; curl and the CLI just send it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from email.message import Message
+
+JSON = "application/json"
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+JSON_HEADER_HINT = f"-H 'Content-Type: {JSON}'"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    error: str
+    message: str
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "message": self.message}
+
+
+def host_name(host: str) -> str | None:
+    """The name of a Host header value (`localhost:3100` -> `localhost`, `[::1]:3100` -> `::1`); None if malformed."""
+    if host.startswith("["):
+        name, bracket, rest = host[1:].partition("]")
+        if not bracket or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+        return name
+    name, colon, port = host.partition(":")
+    if colon and not port.isdigit():
+        return None
+    return name
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether a Host header names this machine's loopback interface (a name no DNS answer can change)."""
+    name = host_name((host or "").strip().lower())
+    if not name:
+        return False
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def same_origin(origin: str, host: str) -> bool:
+    """Whether a browser's Origin header is the origin the request was addressed to (scheme http or https)."""
+    origin, host = origin.strip().lower(), host.strip().lower()
+    return bool(host) and origin in (f"http://{host}", f"https://{host}")
+
+
+def origin_refusal(headers: Message) -> Refusal | None:
+    """403 when the request comes from another web page: an Origin that is not this server's own."""
+    origin = headers.get("Origin")
+    if origin is None or same_origin(origin, headers.get("Host") or ""):
+        return None
+    return Refusal(
+        403,
+        "CrossOrigin",
+        f"requests from other web pages are refused (Origin {origin[:100]!r} is not this server's own)",
+    )
+
+
+def local_refusal(headers: Message, server: str) -> Refusal | None:
+    """421 for a Host that is not a loopback name, 403 for another page's Origin; None when both are ours."""
+    host = headers.get("Host")
+    if not is_loopback_host(host):
+        shown = repr(host[:100]) if host is not None else "none"
+        return Refusal(
+            421,
+            "MisdirectedRequest",
+            f"{server} answers only requests addressed to localhost, 127.0.0.1 or [::1] (Host: {shown})",
+        )
+    return origin_refusal(headers)
+
+
+def json_write_refusal(method: str, headers: Message) -> Refusal | None:
+    """415 for a POST, PATCH or DELETE (body or not) without `Content-Type: application/json`."""
+    if method in SAFE_METHODS:
+        return None
+    sent = headers.get("Content-Type")
+    if sent is not None and sent.split(";", 1)[0].strip().lower() == JSON:
+        return None
+    what = "without a Content-Type" if sent is None else f"with Content-Type {sent[:100]!r}"
+    return Refusal(
+        415,
+        "JsonContentTypeRequired",
+        f"{method} {what} is refused: send the header 'Content-Type: {JSON}' with every POST, PATCH and "
+        f"DELETE, with a body or without (curl: {JSON_HEADER_HINT}); it keeps other web pages from sending them",
+    )
