@@ -13,6 +13,14 @@ that door for the servers on 127.0.0.1:
 - **Writes are JSON**: every POST, PATCH and DELETE, with a body or without, carries
   `Content-Type: application/json`. A page can send that header to another origin only after a CORS
   preflight, which these servers never grant; curl and the CLI just send it.
+
+One exception keeps the specification's own commands working on the local stack: a bodiless write
+without any Content-Type (`curl -X POST .../continue`) is answered when the request carries none of
+the headers every browser adds to a POST, PATCH or DELETE (`Origin`, `Sec-Fetch-Site`,
+`Sec-Fetch-Mode`). Browsers send `Origin` with every request whose method is not GET or HEAD (the
+Fetch standard; `null` when they hide it), so no web page can send such a request; a program on this
+machine could call the stack anyway. The console proxy, which signs with the operator's AWS
+credentials, makes no exception.
 """
 
 from __future__ import annotations
@@ -93,12 +101,28 @@ def local_refusal(headers: Message, server: str) -> Refusal | None:
     return origin_refusal(headers)
 
 
-def json_write_refusal(method: str, headers: Message) -> Refusal | None:
-    """415 for a POST, PATCH or DELETE (body or not) without `Content-Type: application/json`."""
+BROWSER_HEADERS = ("Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode")
+
+
+def is_bare_non_browser_write(headers: Message) -> bool:
+    """A write with no body, no Content-Type and none of the headers a browser adds to every POST: curl's
+    `curl -X POST URL`, which no web page can send (see the module's docstring)."""
+    if headers.get("Content-Type") is not None or headers.get("Transfer-Encoding") is not None:
+        return False
+    if (headers.get("Content-Length") or "0").strip() != "0":
+        return False
+    return all(headers.get(name) is None for name in BROWSER_HEADERS)
+
+
+def json_write_refusal(method: str, headers: Message, *, allow_bare_non_browser: bool = False) -> Refusal | None:
+    """415 for a POST, PATCH or DELETE (body or not) without `Content-Type: application/json`; with
+    `allow_bare_non_browser`, a bodiless write no browser can send passes (the local stack's spec commands)."""
     if method in SAFE_METHODS:
         return None
     sent = headers.get("Content-Type")
     if sent is not None and sent.split(";", 1)[0].strip().lower() == JSON:
+        return None
+    if allow_bare_non_browser and is_bare_non_browser_write(headers):
         return None
     what = "without a Content-Type" if sent is None else f"with Content-Type {sent[:100]!r}"
     return Refusal(

@@ -349,11 +349,15 @@ WRITES = [r for r in ROUTES if r.method not in ("GET", "HEAD")]
                                                     ("multipart/form-data; boundary=x", None)])  # fmt: skip
 def test_every_write_without_json_content_type_is_refused(server, invoker, route, content_type, body):
     """What a web page can send anywhere without a preflight: no Content-Type (a bodiless POST, a Blob body),
-    text/plain, a form. Breakage tried: no Content-Type rule in `_dispatch` (main): every case reached
-    the handler; the rule applied only to requests with a body (Content-Length > 0) let every bodiless
-    write through. Both failed this test."""
+    text/plain, a form; sent as a browser sends it (its own `Origin` and `Sec-Fetch-*` headers). Breakage
+    tried: no Content-Type rule in `_dispatch` (main): every case reached the handler; the rule applied only
+    to requests with a body (Content-Length > 0) let every bodiless write through; the bare-write exception
+    ignoring the browser's headers let the bodiless case through. Each failed this test."""
     path = re.sub(r"\{\w+\}", "x1", route.resource)
-    headers = {"Content-Type": content_type} if content_type else {}
+    headers = {"Origin": f"http://localhost:{server.port}", "Host": f"localhost:{server.port}",
+               "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "no-cors"}  # fmt: skip
+    if content_type:
+        headers["Content-Type"] = content_type
     code, _, answer = http(server, route.method, path, body, headers)
     assert code == 415, answer
     assert answer["error"] == "JsonContentTypeRequired"
@@ -374,10 +378,24 @@ def test_reads_need_no_content_type(server, invoker):
     assert code == 200 and len(invoker.events) == 1
 
 
-def test_curls_bodiless_post_gets_a_415_saying_what_to_add(server, invoker):
-    """The specification's `curl -X POST .../continue`, byte for byte as curl sends it."""
+def test_curls_bare_bodiless_post_is_answered(server, invoker):
+    """The specification's `curl -X POST .../continue`, byte for byte as curl sends it: no body, no
+    Content-Type, none of a browser's headers. No web page can send that (a browser adds `Origin` to every
+    write), so the spec's command works as written. Breakage tried: the strict rule (no exception): 415."""
     head = (f"POST /api/upgrades/123/continue HTTP/1.1\r\nHost: localhost:{server.port}\r\n"
             "User-Agent: curl/7.88.1\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
+    code, _ = raw_request(server, head)
+    assert code == 200 and len(invoker.events) == 1
+
+
+@pytest.mark.parametrize("browser_header", ["Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode"])
+def test_a_bodiless_write_with_any_browser_header_gets_a_415_saying_what_to_add(server, invoker, browser_header):
+    """The same bare POST with any one header a browser adds is refused, naming the header to send.
+    Breakage tried: checking only `Origin` let the `Sec-Fetch-*` cases through."""
+    value = {"Origin": f"http://localhost:{server.port}", "Sec-Fetch-Site": "same-origin",
+             "Sec-Fetch-Mode": "no-cors"}[browser_header]  # fmt: skip
+    head = (f"POST /api/upgrades/123/continue HTTP/1.1\r\nHost: localhost:{server.port}\r\n"
+            f"{browser_header}: {value}\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
     code, body = raw_request(server, head)
     assert code == 415
     assert body["message"] == (
