@@ -129,3 +129,21 @@ def test_a_stopped_run_starts_nobody_and_waits_for_nothing(run, sql):
     assert judged["decision"] == "halt"
     # the wave is over after all: its event, with the waiting customers still pending (skipped at the run's end)
     assert len(sql("SELECT event_key FROM event_outbox WHERE event_key LIKE 'wave-finished:%%'")) == 1
+
+
+def test_a_run_waiting_for_windows_is_not_a_run_without_progress(run, sql):
+    """Breakage tried: `runs_without_progress` without the `window_token` condition: the waiting run was
+    counted (the NoProgress alarm would fire on every weekend window), caught by the first assertion."""
+    from upgrader import metrics
+
+    invoke_wait = orchestration.await_window(
+        {"upgradeId": run["upgradeId"], "runName": run["runName"], "wave": 0, "taskToken": "t", "gate": "window"},
+        windows=factory.windows(),
+    )
+    assert invoke_wait == {"waiting": True, "gate": "window"}
+    sql("UPDATE upgrade_runs SET updated_at = NOW() - interval '2 hours'")
+    sql("UPDATE system_upgrades SET updated_at = NOW() - interval '2 hours'")
+    sql("UPDATE customer_upgrade_logs SET updated_at = NOW() - interval '2 hours'")
+    assert metrics.runs_without_progress(factory.database(), 30) == {}
+    sql("UPDATE upgrade_runs SET window_token = NULL")  # the same run, not waiting: it is stuck
+    assert metrics.runs_without_progress(factory.database(), 30) == {"api": 1}
