@@ -147,3 +147,19 @@ def test_a_run_waiting_for_windows_is_not_a_run_without_progress(run, sql):
     assert metrics.runs_without_progress(factory.database(), 30) == {}
     sql("UPDATE upgrade_runs SET window_token = NULL")  # the same run, not waiting: it is stuck
     assert metrics.runs_without_progress(factory.database(), 30) == {"api": 1}
+
+
+def test_a_customer_whose_window_closed_while_queued_is_deferred_before_its_claim(run, sql):
+    """The Map may queue a child behind maxConcurrency: BeginCustomer decides again before claiming, so a
+    customer whose window closed meanwhile is neither claimed nor told of an upcoming change.
+
+    Breakage tried: begin_customer without its window check: the row was claimed (in_progress) and told
+    "Upcoming", caught by the answer's assertion."""
+    log_id = _ids(sql)["cust_0002"]  # its Saturday window is closed on the clock's Friday
+    event = {"upgradeId": run["upgradeId"], "logId": log_id, "runName": run["runName"], "respectWindows": True}
+    begun = orchestration.begin_customer(event, runs=factory.runs(), windows=factory.windows(), now=FRIDAY)
+    assert begun == {"action": "done", "status": "pending", "customerId": "cust_0002",
+                     "deferredUntil": "2026-03-21T01:00:00Z"}  # fmt: skip
+    row = sql("SELECT status, started_at, window_opens_at FROM customer_upgrade_logs WHERE id = %s", log_id)[0]
+    assert row == {"status": "pending", "started_at": None, "window_opens_at": datetime(2026, 3, 21, 1)}
+    assert sql("SELECT event_key FROM event_outbox WHERE event_key = %s", f"notice-upcoming:{log_id}") == []

@@ -154,8 +154,8 @@ def test_a_customer_without_a_window_starts_at_once_while_the_others_wait(stack,
     """The issue's reproduction: two customers with a Saturday window, first by id, one without, maxConcurrency 2,
     on a Friday. The waiting two hold no slot: the third is upgraded at once.
 
-    Breakage tried: the window wait back in the child (BeginCustomer's check answering "wait" and the child
-    sleeping in the Map, the design before): the third never started (0 Jobs), caught here by the first wait."""
+    Breakage tried: the code before this change (children sleeping in WaitForWindow inside the Map): the
+    third never started (0 Jobs, 3 pending), caught by the first wait_for_status."""
     ids = make_customers(3)
     for cid in ids[:2]:
         sql("UPDATE customers SET maintenance_window = %s WHERE id = %s", Jsonb(BERLIN_SAT), cid)
@@ -182,10 +182,9 @@ def test_a_wave_of_200_with_50_closed_windows_first_runs_every_open_customer_bef
     """Fleet shape: one wave of 200, the 50 first by id with a closed window, maxConcurrency 5. The 150 open
     ones all complete while the windows stay closed; when the windows open the 50 start, within maxConcurrency.
 
-    Breakage tried: every customer of the wave in the first slice's manifest (PrepareWave not leaving out the
-    closed windows, the child deferring them): caught by the Jobs the 50 got while their windows were closed
-    (each child claimed its customer and then deferred it, so the status said so too); and the child sleeping
-    in the Map (the design before): no open customer completed."""
+    Breakage tried: the code before this change (children sleeping in WaitForWindow inside the Map): none of
+    the 150 completed (200 pending), caught by the first wait_for_status; the Map without its
+    MaxConcurrencyPath: 26 helm Jobs ran at once, caught by the first peak assertion."""
     ids = make_customers(200)
     closed, open_ = ids[:50], ids[50:]
     sql("UPDATE customers SET maintenance_window = %s WHERE id = ANY(%s)", Jsonb(BERLIN_SAT), closed)
@@ -215,9 +214,9 @@ def test_a_customer_whose_window_closes_during_a_kubernetes_outage_waits_for_its
     past the point where its upgrade fits its window goes back to waiting (no slot held), and starts in its
     next window.
 
-    Breakage tried: StartHelmJob without the window check (the decision made once, before the lease): the Job
-    was created at 12:50 for a window that closes at 13:00 with 20 minutes expected; caught by the Jobs
-    asserted empty while the customer waits."""
+    Breakage tried: the code before this change, and StartHelmJob without `_window_closed` in `_start_upgrade`
+    (the decision made once, before the lease): the Job was created at 12:50 for a window that closes at 13:00
+    with 20 minutes expected and the customer completed, caught by the waitingForWindow assertion."""
     (cid,) = make_customers(1)
     sql("UPDATE customers SET maintenance_window = %s WHERE id = %s", Jsonb(FRIDAY_NOON), cid)
     outage = stack.cluster.unreachable(600)
@@ -228,7 +227,7 @@ def test_a_customer_whose_window_closes_during_a_kubernetes_outage_waits_for_its
 
     clock.set(utc("2026-03-20T12:50:00"))  # 20 minutes no longer fit before 13:00
     stack.cluster.end_outage(outage)
-    waiting = stack.wait_for_status(uid, lambda s: len(s["waitingForWindow"]) == 1)
+    waiting = stack.wait_for_status(uid, lambda s: len(s["waitingForWindow"]) == 1 or s["status"] != "in_progress")
     assert waiting["waitingForWindow"] == [{"customerId": cid, "nextOpening": "2026-03-27T11:00:00.000Z"}]
     assert (waiting["pending"], waiting["inProgress"]) == (1, 0)
     stack.wait_for(lambda: run_window_token(sql, started["jobId"]) is not None)  # the run waits, not the customer
@@ -348,8 +347,8 @@ def test_a_customer_waiting_for_its_release_when_its_window_closes_goes_back_to_
 ):  # fmt: skip
     """It would wait for the lease and then for its window: it waits for its window, without a slot.
 
-    Breakage tried: the busy branch of StartHelmJob without the window check: the step answered "waiting"
-    (for the lease) again, caught by the phase assertion."""
+    Breakage tried: the code before this change, and the busy branch of StartHelmJob without
+    `_window_closed`: the step answered "waiting" (for the lease) again, caught by the phase assertion."""
     child, _ = _claimed_behind_another_operation(make_customers, sql)
     clock.set(utc("2026-03-20T12:50:00"))  # 20 minutes no longer fit before 13:00
 
@@ -366,8 +365,9 @@ def test_the_window_is_decided_again_under_the_lease_right_before_the_job(stack,
     """The lease comes free after the window stopped fitting: no Job; the customer waits for its next window
     (pending, no lease), and a second delivery of the step changes nothing.
 
-    Breakage tried: `_start_upgrade` without `_window_closed` (the window decided once, before the lease): a
-    helm Job was created at 12:50, caught by the `created_jobs` assertion."""
+    Breakage tried: the code before this change, and `_start_upgrade` without `_window_closed` (the window
+    decided once, before the lease): a helm Job was started at 12:50 (phase "pending" with its jobName),
+    caught by the first assertion of the loop."""
     child, holder = _claimed_behind_another_operation(make_customers, sql)
     factory.runs().finish_customer(holder, "completed", "ok", None)  # the other operation gives the release back
     clock.set(utc("2026-03-20T12:50:00"))
