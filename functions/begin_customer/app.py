@@ -1,5 +1,5 @@
-"""Child step 1: wait for the customer's maintenance window; claim its log row (or skip it when halted or
-already done)."""
+"""Child step 1: claim the customer's log row (or skip it when halted or already done; or, its maintenance
+window closed since its slice was prepared, defer it to a later slice)."""
 
 from __future__ import annotations
 
@@ -16,5 +16,4 @@ logger = Logger()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(upgrade_id=event.get("upgradeId"), run=event.get("runName"), log_id=event.get("logId"))
     return orchestration.begin_customer(event, runs=factory.runs(), windows=factory.windows(),
-                                        now=factory.clock().now(),
-                                        recheck=factory.window_recheck_seconds())  # fmt: skip
+                                        now=factory.clock().now())  # fmt: skip

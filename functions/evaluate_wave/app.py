@@ -1,4 +1,5 @@
-"""After each wave: count its results, apply the failure threshold, choose what comes next."""
+"""After each slice of a wave: count the wave's results, apply the failure threshold, choose what comes
+next (the wave's next slice while customers of it wait for their maintenance window)."""
 
 from __future__ import annotations
 
@@ -14,4 +15,4 @@ logger = Logger()
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(upgrade_id=event.get("upgradeId"), run=event.get("runName"), log_id=event.get("logId"))
-    return orchestration.evaluate_wave(event, runs=factory.runs())
+    return orchestration.evaluate_wave(event, runs=factory.runs(), windows=factory.windows())

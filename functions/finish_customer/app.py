@@ -1,5 +1,5 @@
 """Child last step: record the outcome, the counter and the customer's version, once. A failure over the
-wave's budget halts the upgrade; its customers asleep until their maintenance window are woken at once."""
+wave's budget halts the upgrade; a run waiting for its customers' maintenance windows goes on at once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Before each wave: write its S3 manifest (the Distributed Map's items), right before it runs."""
+"""Before each slice of a wave: write its S3 manifest (the Distributed Map's items: the wave's customers
+that may start now; with maintenance windows, those whose window is closed wait for a later slice)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ logger = Logger()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(upgrade_id=event.get("upgradeId"), run=event.get("runName"), wave=event.get("wave"))
     return orchestration.prepare_wave(
-        event, runs=factory.runs(), s3=factory.s3_client(), bucket=event.get("bucket") or _bucket()
-    )
+        event, runs=factory.runs(), s3=factory.s3_client(), bucket=event.get("bucket") or _bucket(),
+        windows=factory.windows(), now=factory.clock().now(), recheck=factory.window_recheck_seconds(),
+    )  # fmt: skip
 
 
 def _bucket() -> str:

@@ -85,26 +85,32 @@ def test_a_deadline_that_is_no_real_time_is_refused(fleet):
     assert code == 422 and answer["errors"][0]["field"] == "windowDeadline", answer
 
 
-def test_abort_releases_every_stored_window_wait_and_no_wait_starts_after_it(fleet, sql, fake_workflow):
+def test_abort_ends_the_runs_window_wait_once_and_no_wait_starts_after_it(fleet, sql, fake_workflow):
+    """Abort wakes window sleepers, asserted on the SendTaskFailure itself: the run's stored WaitForWindows
+    token is failed once with UpgradeAborted, taken from the run in the abort's transaction.
+
+    Breakage tried: `_take_window_tokens` returning nothing (the abort not taking the run's token): caught by
+    the `failed_tokens` assertion; `store_run_token` not checking the run's stop: caught by the GateClosed
+    expectation after the abort."""
     code, started = call("api_deploy", "api_deploy", REQUEST)
     assert code == 202, started
-    uid = started["upgradeId"]
-    log_ids = [r["id"] for r in sql("SELECT id FROM customer_upgrade_logs WHERE upgrade_id = %s ORDER BY id",
-                                    int(uid))]  # fmt: skip
-    for n, log_id in enumerate(log_ids[:2]):  # two children asleep in WaitForWindow
-        answer = invoke("await_continue", {"upgradeId": int(uid), "logId": log_id, "taskToken": f"window-{n}",
-                                           "gate": "window"})  # fmt: skip
-        assert answer == {"waiting": True, "gate": "window"}
+    uid, name = started["upgradeId"], started["jobId"]
+    # the run waits for its customers' windows (WaitForWindows): its token is kept on the run
+    answer = invoke("await_continue", {"upgradeId": int(uid), "runName": name, "wave": 0, "taskToken": "window-run",
+                                       "gate": "window"})  # fmt: skip
+    assert answer == {"waiting": True, "gate": "window"}
+    assert sql("SELECT window_token FROM upgrade_runs WHERE run_name = %s", name) == [{"window_token": "window-run"}]
     fake_workflow.reset()
 
     response = invoke("api_control", api_event("api_control_abort", path=f"/api/upgrades/{uid}/abort",
                                                path_params={"upgradeId": uid}))  # fmt: skip
     assert response["statusCode"] == 202, response["body"]
-    released = sorted((token, error) for token, error, _ in fake_workflow.failed_tokens)
-    assert released == [("window-0", "UpgradeAborted"), ("window-1", "UpgradeAborted")]
-    assert sql("SELECT id FROM customer_upgrade_logs WHERE window_token IS NOT NULL") == []
+    assert [(token, error) for token, error, _ in fake_workflow.failed_tokens] == [("window-run", "UpgradeAborted")]
+    assert sql("SELECT window_token FROM upgrade_runs WHERE run_name = %s", name) == [{"window_token": None}]
 
-    # a child that reaches WaitForWindow after the abort stores nothing: its wait ends at once
+    # a wait that begins after the abort stores nothing: it ends at once
     with pytest.raises(GateClosed):
-        invoke("await_continue", {"upgradeId": int(uid), "logId": log_ids[2], "taskToken": "late", "gate": "window"})
-    assert sql("SELECT id FROM customer_upgrade_logs WHERE window_token IS NOT NULL") == []
+        invoke("await_continue", {"upgradeId": int(uid), "runName": name, "wave": 0, "taskToken": "late",
+                                  "gate": "window"})  # fmt: skip
+    assert sql("SELECT window_token FROM upgrade_runs WHERE run_name = %s", name) == [{"window_token": None}]
+    assert len(fake_workflow.failed_tokens) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from upgrader.windows import decide, next_start, stamp, wait_seconds
+from upgrader.windows import decide, next_start, plan_slice, stamp, wait_seconds
 
 BERLIN_SAT = {"timezone": "Europe/Berlin", "days": ["sat"], "start": "02:00", "durationMinutes": 120}
 TOKYO_WEEKDAYS = {"timezone": "Asia/Tokyo", "days": ["mon", "tue", "wed", "thu", "fri"], "start": "03:00",
@@ -85,3 +85,26 @@ def test_the_window_wait_times_out_at_the_opening_or_at_the_recheck():
     assert wait_seconds(now + timedelta(days=3), now) == 86_400  # a day's re-check at most
     assert wait_seconds(now + timedelta(days=3), now, recheck=1) == 1
     assert wait_seconds(now - timedelta(minutes=1), now) == 1  # Step Functions needs a positive timeout
+
+
+def test_a_slice_holds_the_customers_that_may_start_now_and_records_when_the_others_may():
+    """Breakage tried: `plan_slice` deciding only rows that have a window recorded (not every pending row):
+    the customer with a closed window and nothing recorded yet was in the slice, caught by `ready`."""
+    now, deadline = utc("2026-03-20T12:00:00"), utc("2026-04-01T00:00:00")
+    rows = [
+        {"id": 1, "customer_id": "a", "status": "pending", "window_opens_at": None, "maintenance_window": None},
+        {"id": 2, "customer_id": "b", "status": "pending", "window_opens_at": None, "maintenance_window": BERLIN_SAT},
+        {"id": 3, "customer_id": "c", "status": "pending", "window_opens_at": utc("2026-03-20T11:00:00"),
+         "maintenance_window": {"timezone": "UTC", "days": ["fri"], "start": "11:00", "durationMinutes": 120}},
+        {"id": 4, "customer_id": "d", "status": "pending", "window_opens_at": None,
+         "maintenance_window": {"timezone": "UTC", "days": ["fri"], "start": "11:00", "durationMinutes": 10}},
+        {"id": 5, "customer_id": "e", "status": "in_progress", "window_opens_at": None, "maintenance_window": BERLIN_SAT},
+    ]  # fmt: skip
+    planned = plan_slice(rows, now, expected=FIFTEEN, deadline=deadline)
+    assert planned.ready == [{"logId": 1, "customerId": "a"}, {"logId": 3, "customerId": "c"},
+                             {"logId": 5, "customerId": "e"}]  # fmt: skip
+    assert planned.waiting == {2: utc("2026-03-21T01:00:00")}
+    assert list(planned.skipped) == [4] and "shorter than the expected 15 min" in planned.skipped[4]
+    assert planned.opened == [3]
+    assert planned.next_opening == utc("2026-03-21T01:00:00")
+    assert plan_slice([], now, expected=FIFTEEN, deadline=deadline).next_opening is None

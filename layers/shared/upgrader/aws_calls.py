@@ -88,7 +88,7 @@ AWS_CALLS: tuple[AwsCall, ...] = (
     ),  # fmt: skip
     # Task-token callbacks have no resource type of their own; AWS authorizes them against the state
     # machine that issued the token, so the grant names the state machine. send_failure is also how a
-    # failure-budget halt wakes the customers asleep in a maintenance-window wait
+    # failure-budget halt ends a run's wait for its customers' maintenance windows
     # (upgrader.windows.release_window_waits): the FinishCustomer and ReconcileRuns workers make it too.
     AwsCall(
         "upgrader.workflow.StepFunctionsGateway.send_continue",

@@ -112,7 +112,7 @@ def clock() -> Clock:
 
 
 def window_recheck_seconds() -> int:
-    """How long a customer waits for its window before it asks again (WINDOW_RECHECK_SECONDS, >= 1)."""
+    """How long a run waits for its customers' windows before it looks again (WINDOW_RECHECK_SECONDS, >= 1)."""
     from upgrader.windows import DEFAULT_RECHECK_SECONDS
 
     return max(1, int(os.environ.get("WINDOW_RECHECK_SECONDS") or DEFAULT_RECHECK_SECONDS))
@@ -219,7 +219,7 @@ def workflow() -> StepFunctionsGateway:
 
 
 def halt_window_release() -> WindowRelease:
-    """How a worker that halts an upgrade (failure budget) wakes its customers asleep in a window wait:
+    """How a worker that halts an upgrade (failure budget) ends its runs' waits for maintenance windows:
     SendTaskFailure `UpgradeHalted` with each token. The Step Functions client is built only then."""
     from upgrader.windows import release_window_waits
 

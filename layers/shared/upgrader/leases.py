@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
@@ -55,7 +56,8 @@ class LeaseSession:
 
     The row carries what the transaction read in one statement, after passing the run's stop gate:
     the log row (locked), its upgrade's parameters, the run's stop_reason, its wave's size and
-    failures (the budget), the current lease holder, and for a rollback row what its upgrade row
+    failures (the budget), the customer's maintenance window (decided again right before helm: see
+    `upgrader.orchestration.start_helm_job`), the current lease holder, and for a rollback row what its upgrade row
     recorded (`upgraded_*`), and the component's typical helm duration (`typical_helm_seconds`: the
     median of its last 20 successful operations of the same kind). What the worker records goes out
     in one UPDATE.
@@ -110,6 +112,23 @@ class LeaseSession:
             DELETE FROM customer_leases WHERE log_id = %s
             """,
             (reason, self.log_id, self.log_id),
+        )
+
+    def defer(self, until: datetime) -> None:
+        """Its maintenance window closed while it waited (for a concurrency slot, the lease or the
+        Kubernetes API): back to `pending` until its next opening `until`, nothing started, the lease
+        given back; a later slice of its wave starts it (`upgrader.windows`)."""
+        self._plan = None
+        self.cur.execute(
+            """
+            WITH deferred AS (
+                UPDATE customer_upgrade_logs SET status = 'pending', started_at = NULL, waiting_for = NULL,
+                       window_opens_at = %s, updated_at = NOW()
+                 WHERE id = %s AND status IN ('pending', 'in_progress')
+            )
+            DELETE FROM customer_leases WHERE log_id = %s
+            """,
+            (until.astimezone(UTC).replace(tzinfo=None), self.log_id, self.log_id),
         )
 
     def give_back(self) -> None:
@@ -182,7 +201,7 @@ def describe_holder(holder: Row | None) -> str:
 _SESSION_READ = """
 WITH s AS (
 SELECT l.*, u.parameters AS upgrade_parameters, u.strategy, u.total_waves, u.chart_version AS upgrade_chart_version,
-       r.stop_reason,
+       r.stop_reason, cw.maintenance_window,
        (SELECT count(*) FROM customer_upgrade_logs w WHERE w.run_name = l.run_name AND w.wave = l.wave) AS wave_size,
        (SELECT count(*) FROM customer_upgrade_logs w
          WHERE w.run_name = l.run_name AND w.wave = l.wave AND w.status IN ('failed', 'rolled_back')) AS wave_failed,
@@ -198,6 +217,7 @@ SELECT l.*, u.parameters AS upgrade_parameters, u.strategy, u.total_waves, u.cha
   JOIN system_upgrades u ON u.id = l.upgrade_id
   LEFT JOIN upgrade_runs r ON r.run_name = l.run_name
   LEFT JOIN customer_leases c ON c.customer_id = l.customer_id
+  LEFT JOIN customers cw ON cw.id = l.customer_id
   LEFT JOIN customer_upgrade_logs up ON up.id = l.rollback_of
  WHERE l.id = %s
    FOR NO KEY UPDATE OF l

@@ -129,14 +129,15 @@ def emit_emf(observed: Iterable[Observation], *, service: str) -> None:
 
 
 def runs_without_progress(db: Database, minutes: int) -> dict[str, int]:
-    """Running upgrade runs, per component, where no customer row changed for `minutes` and no gate is
-    open (a canary waiting for its go-ahead is not stuck)."""
+    """Running upgrade runs, per component, where no customer row changed for `minutes`, no gate is open
+    (a canary waiting for its go-ahead is not stuck) and the run does not wait for its customers'
+    maintenance windows (WaitForWindows holds its token: waiting until Saturday is not stuck either)."""
     with db.transaction() as cur:
         cur.execute(
             """
             SELECT u.component, count(*) AS n
               FROM upgrade_runs r JOIN system_upgrades u ON u.id = r.upgrade_id
-             WHERE r.status = 'running' AND u.gate IS NULL
+             WHERE r.status = 'running' AND u.gate IS NULL AND r.window_token IS NULL
                AND GREATEST(r.updated_at, u.updated_at,
                             (SELECT max(l.updated_at) FROM customer_upgrade_logs l WHERE l.run_name = r.run_name))
                    < NOW() - make_interval(mins => %s::int)

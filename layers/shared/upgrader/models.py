@@ -399,8 +399,8 @@ class StatusResponse(Model):
     )
     waitingForWindow: list[WindowWait] = Field(  # noqa: N815
         default_factory=list,
-        description="customers waiting for their maintenance window (each child execution sleeps until then), "
-        "soonest first, at most 100",
+        description="customers waiting for their maintenance window (not started, holding no concurrency slot: a "
+        "later slice of their wave starts them at nextOpening), soonest first, at most 100",
     )
 
 

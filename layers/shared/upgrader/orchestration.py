@@ -1,6 +1,9 @@
 """The state machine's steps as domain functions. Each is idempotent: delivered twice, it acts once.
 
-Parent (one execution per run):  prepare_run -> [wave map] -> evaluate_wave -> gate? -> finalize_run
+Parent (one execution per run):  prepare_run -> for each wave: [prepare_wave (a slice: the customers
+                                 that may start now) -> wave map | window wait -> evaluate_wave]
+                                 (again while customers of the wave wait for their maintenance window)
+                                 -> gate? -> finalize_run
                                  (gate: the canary's approval, or a bake an abort can end at once)
 Child (one per customer):        begin_customer -> start_helm_job (takes the release's lease; waits its
                                  turn while another operation holds it) -> check_helm_job (loop)
@@ -32,7 +35,17 @@ from upgrader.errors import GateClosed, ReleaseNotReady
 from upgrader.leases import LeaseRepository, LeaseSession, budget_reason, describe_holder
 from upgrader.planner import tolerated_failures
 from upgrader.repository import RunRepository, WindowRelease
-from upgrader.windows import DEFAULT_RECHECK_SECONDS, WindowRepository, check_window
+from upgrader.windows import (
+    DEFAULT_RECHECK_SECONDS,
+    Clock,
+    SystemClock,
+    WindowRepository,
+    check_window,
+    decide,
+    policy,
+    stamp,
+    wait_seconds,
+)
 
 State = dict[str, Any]
 
@@ -64,6 +77,7 @@ def prepare_run(event: State, *, runs: RunRepository) -> State:
         "totalWaves": len(waves),
         "waveSizes": [sizes[w] for w in waves],
         "wave": 0,
+        "slice": 0,  # the slice of the wave (see prepare_wave)
         "manifestPrefix": f"runs/{run_name}",
         "maxConcurrency": int(request.get("maxConcurrency") or parameters.get("maxConcurrency", 10)),
         "pollSeconds": int(parameters.get("pollSeconds", 15)),
@@ -74,27 +88,50 @@ def prepare_run(event: State, *, runs: RunRepository) -> State:
         "failureThreshold": parameters.get("failureThreshold"),
         # progressive: "manual" (every step waits for /continue) or "bake" (bakeSeconds between steps)
         "stepGate": parameters.get("stepGate") if operation == "upgrade" else None,
-        # maintenance windows: each customer waits for its own (rollbacks never wait)
+        # maintenance windows: a customer starts only in its own (rollbacks never wait for one)
         "respectWindows": bool(parameters.get("respectWindows")) and operation == "upgrade",
     }
 
 
-def prepare_wave(event: State, *, runs: RunRepository, s3: ManifestStore, bucket: str) -> State:
-    """Write the S3 manifest of the wave about to run (the Distributed Map's items), right before it
+def prepare_wave(
+    event: State, *, runs: RunRepository, s3: ManifestStore, bucket: str, windows: WindowRepository | None = None,
+    now: datetime | None = None, recheck: int = DEFAULT_RECHECK_SECONDS,
+) -> State:  # fmt: skip
+    """Write the S3 manifest of the wave's next slice (the Distributed Map's items), right before it
     runs: a wave that follows a long canary gate still finds its manifest, whatever the bucket's
-    expiry. Idempotent (the same rows, the same key)."""
+    expiry. Idempotent (the same rows, the same key).
+
+    Without maintenance windows a wave is one slice: all its customers. With them, the slice holds only
+    the customers that may start now; those whose window is closed stay pending until their next
+    opening (`windowWaits` of them; the run waits `windowWaitSeconds` for the earliest, `nextOpening`,
+    when nobody is ready) and get no child execution, so they hold no concurrency slot
+    (`upgrader.windows`). `slice` is the slice's number in its wave (0: the first, which offers every
+    customer of the wave; later ones only those that waited)."""
     state = dict(event)
-    number = _wave_number(state)
-    items = [{"logId": row["id"], "customerId": row["customer_id"]}
-             for row in runs.wave_rows(str(state["runName"]), number)]  # fmt: skip
-    s3.put_object(
-        Bucket=bucket,
-        Key=f"{state['manifestPrefix']}/wave-{state['wave']}.json",
-        Body=json.dumps(items).encode(),
-        ContentType="application/json",
-    )
+    number, run_name = _wave_number(state), str(state["runName"])
+    first = int(state.get("slice") or 0) == 0
+    state["slice"] = int(state.get("slice") or 0)
+    state["windowWaits"], state["nextOpening"], state["windowWaitSeconds"] = 0, None, 0
+    if state.get("respectWindows") and windows is not None:
+        moment = now or datetime.now(UTC)
+        sliced = windows.prepare_slice(run_name, number, first=first, now=moment)
+        items = sliced.ready
+        opening = sliced.next_opening
+        if opening is not None:
+            state["windowWaits"], state["nextOpening"] = len(sliced.waiting), stamp(opening)
+            state["windowWaitSeconds"] = wait_seconds(opening, moment, recheck)
+    else:
+        items = [{"logId": row["id"], "customerId": row["customer_id"]} for row in runs.wave_rows(run_name, number)]
+    if items:
+        s3.put_object(
+            Bucket=bucket,
+            Key=f"{state['manifestPrefix']}/wave-{state['wave']}.json",
+            Body=json.dumps(items).encode(),
+            ContentType="application/json",
+        )
+    state["sliceSize"] = len(items)
     state["bucket"] = bucket
-    if state["operation"] == "upgrade":
+    if state["operation"] == "upgrade" and first:
         runs.set_current_wave(int(state["upgradeId"]), number)
     return state
 
@@ -110,14 +147,19 @@ def tolerated(state: State, wave_size: int) -> int:
     return tolerated_failures(state["strategy"], _wave_number(state), wave_size, state.get("failureThreshold"))
 
 
-def evaluate_wave(event: State, *, runs: RunRepository) -> State:
-    """Decide what follows a wave: the next wave, the canary gate (or a progressive step's manual gate),
-    or the end (done or halted)."""
+def evaluate_wave(event: State, *, runs: RunRepository, windows: WindowRepository | None = None) -> State:
+    """Decide what follows a slice of a wave: the wave's next slice (customers of it still wait for their
+    maintenance window), the next wave, the canary gate (or a progressive step's manual gate), or the
+    end (done or halted). The failure budget is judged after every slice, over the whole wave."""
     state = dict(event)
     map_error = _failure_text(state.pop("mapError", None))
-    position, number = int(state["wave"]), _wave_number(state)
-    closed = runs.close_unfinished(state["runName"], number, "the worker did not record a result for this customer")
-    counts = runs.wave_counts(state["runName"], number)
+    position, number, run_name = int(state["wave"]), _wave_number(state), str(state["runName"])
+    waiting = 0
+    if state.get("respectWindows") and windows is not None and not map_error:
+        waiting = windows.waiting_in_wave(run_name, number)
+    closed = runs.close_unfinished(run_name, number, "the worker did not record a result for this customer",
+                                   wave_over=not waiting)  # fmt: skip
+    counts = runs.wave_counts(run_name, number)
     failed = counts.get("failed", 0) + counts.get("rolled_back", 0)
     size = sum(counts.values())
     state["lastWave"] = {"wave": number, "size": size, "completed": counts.get("completed", 0), "failed": failed,
@@ -130,22 +172,29 @@ def evaluate_wave(event: State, *, runs: RunRepository) -> State:
             # The wave itself could not run (manifest unreadable, Map Run failed): never go on blindly.
             runs.halt(upgrade_id, f"wave {number + 1} of {total} could not run: {map_error}")
         # Each failure is checked against the budget when it is recorded (and each customer checks
-        # it again before helm); this is the backstop, for every wave, the last one included. No
-        # customer of this run sleeps in a window wait now (the Map ended with all its children; a
-        # failed Map Run stops them), so these halts have no window wait to release.
+        # it again before helm); this is the backstop, for every slice of every wave, the last one
+        # included. No child of this run is running now (the Map ended with all its children; a failed
+        # Map Run stops them) and the run is not in a window wait, so these halts have no wait to end.
         allowed = tolerated(state, size)
         if failed > allowed:
             runs.halt(upgrade_id, budget_reason(number, total, failed, size, allowed))
         if runs.halt_reason(upgrade_id) is not None:
+            if waiting:  # the wave is over after all: its customers still waiting are skipped at the end
+                runs.wave_over(run_name, number)
             state["decision"] = "halt"
             return state
-    elif map_error or runs.stop_reason(str(state["runName"])):
+    elif map_error or runs.stop_reason(run_name):
         state["decision"] = "halt"
+        return state
+    if waiting:
+        state["slice"] = int(state.get("slice") or 0) + 1
+        state["decision"] = "slice"
         return state
     if not has_next:
         state["decision"] = "done"
         return state
     state["wave"] = position + 1
+    state["slice"] = 0
     upgrading = state["operation"] == "upgrade"
     canary_gate = upgrading and state["strategy"] == "canary" and number == 0
     step_gate = upgrading and state["strategy"] == "progressive" and state.get("stepGate") == "manual"
@@ -168,10 +217,11 @@ def await_continue(event: State, *, runs: RunRepository) -> State:
 
 
 def await_window(event: State, *, windows: WindowRepository) -> State:
-    """WaitForWindow (.waitForTaskToken): keep the token on the customer's row, where an abort finds it.
-    The task times out when the window opens; a stopped run closes the wait at once (GateClosed)."""
-    if not windows.store_token(int(event["logId"]), str(event["taskToken"])):
-        raise GateClosed(f"customer row {event['logId']}: its upgrade was halted or aborted; no window wait")
+    """WaitForWindows (.waitForTaskToken): keep the run's task token where an abort or a failure-budget
+    halt finds it. The task times out at the earliest opening of a waiting customer's window (or the
+    recheck); a stopped run ends the wait at once (GateClosed)."""
+    if not windows.store_run_token(str(event["runName"]), str(event["taskToken"])):
+        raise GateClosed(f"run {event['runName']} was halted or aborted; no window wait")
     return {"waiting": True, "gate": "window"}
 
 
@@ -206,18 +256,18 @@ def finalize_run(event: State, *, runs: RunRepository) -> State:
 
 # ------------------------------------------------------------------------------------------- child
 def begin_customer(
-    event: State, *, runs: RunRepository, windows: WindowRepository | None = None, now: datetime | None = None,
-    recheck: int = DEFAULT_RECHECK_SECONDS,
-) -> State:  # fmt: skip
+    event: State, *, runs: RunRepository, windows: WindowRepository | None = None, now: datetime | None = None
+) -> State:
     """Claim the customer's row; 'done' when it is already final or its run was stopped.
 
-    With maintenance windows respected (the run says so), first: 'wait' `waitSeconds` until the window
-    opens (the child sleeps in the WaitForWindow task, no Lambda runs, an abort ends it at once), or
-    'done' when it does not open before the deadline (skipped with the reason); see `upgrader.windows`."""
+    With maintenance windows respected (the run says so), first: 'done' with status 'pending' when its
+    window has closed since its slice was prepared (the Map may have queued it; back to waiting for its
+    next opening, a later slice starts it), or 'done' with status 'skipped' when the window does not
+    open before the deadline; see `upgrader.windows`."""
     if event.get("respectWindows") and windows is not None:
-        waiting = check_window(event, windows=windows, now=now or datetime.now(UTC), recheck=recheck)
-        if waiting is not None:
-            return waiting
+        deferred = check_window(event, windows=windows, now=now or datetime.now(UTC))
+        if deferred is not None:
+            return deferred
     action, row, parameters = runs.claim_customer(int(event["logId"]))
     upgrading = row["operation"] == "upgrade"
     return {
@@ -263,13 +313,17 @@ def _event_row(event: State) -> State:
 
 
 def start_helm_job(event: State, *, leases: LeaseRepository, cluster: ClusterGateway,
-                   learn_first_wait: bool = True) -> State:  # fmt: skip
+                   learn_first_wait: bool = True, clock: Clock | None = None) -> State:  # fmt: skip
     """Take the release's lease and create the customer's helm Job (or adopt the one a retry finds).
 
-    Under the lease, in one transaction: the run's stop flag and the wave's failure budget are
-    checked, the release is read (what it holds before helm is recorded), and the Job is created
-    before the commit (see `upgrader.leases` for why an abort is then airtight). While another
-    operation holds the release, the customer waits its turn ("waiting"); it never fails for that.
+    Under the lease, in one transaction: the run's stop flag, the wave's failure budget and the
+    customer's maintenance window are checked, the release is read (what it holds before helm is
+    recorded), and the Job is created before the commit (see `upgrader.leases` for why an abort is then
+    airtight). While another operation holds the release, the customer waits its turn ("waiting"); it
+    never fails for that. A customer whose window closed meanwhile (while it waited for the lease, for
+    the Kubernetes API, or in the Map's queue) goes back to waiting for its next opening ("deferred":
+    `pending` again, no lease, its child ends; a later slice of its wave starts it), or is skipped when
+    that opening is past the deadline. `clock` says "now" for that decision (tests drive one).
 
     A started Job carries `firstWaitSeconds`, how long the state machine waits before its first look:
     the component's typical helm duration (`first_wait_seconds`), then it polls at `pollSeconds`.
@@ -280,6 +334,9 @@ def start_helm_job(event: State, *, leases: LeaseRepository, cluster: ClusterGat
             if lease.state == "final":
                 return {"phase": "done", "stage": stage}
             if lease.state == "busy":
+                closed = _window_closed(lease, clock) if stage == "start" else None
+                if closed is not None:  # it would wait for the lease, then for its window: wait for the window
+                    return closed
                 why = describe_holder(lease.holder)
                 lease.wait(why)
                 return {"phase": "waiting", "stage": stage, "waitingFor": why}
@@ -291,7 +348,7 @@ def start_helm_job(event: State, *, leases: LeaseRepository, cluster: ClusterGat
             elif stage == "finalize":
                 started = _finalize(lease, existing, cluster=cluster)
             elif lease.row["operation"] == "upgrade":
-                started = _start_upgrade(lease, existing, cluster=cluster)
+                started = _start_upgrade(lease, existing, cluster=cluster, clock=clock)
             else:
                 started = _start_rollback(lease, existing, cluster=cluster)
             if started.get("phase") == "pending":
@@ -350,7 +407,34 @@ def _stopped(lease: LeaseSession, *, recovered: bool) -> str | None:
     return f"release recovered; not upgraded: {reason}" if recovered else f"not started: {reason}"
 
 
-def _start_upgrade(lease: LeaseSession, existing: dict[str, bool], *, cluster: ClusterGateway) -> State:
+def _window_closed(lease: LeaseSession, clock: Clock | None) -> State | None:
+    """The window decision made again under the lease, right before helm (upgrade rows of a run that
+    respects windows): None to go on; else the customer is deferred to its next opening, or skipped.
+
+    A row still `pending` here was deferred by an earlier delivery of this step: it stays deferred."""
+    row = lease.row
+    parameters = row.get("upgrade_parameters") or {}
+    if row["operation"] != "upgrade" or not parameters.get("respectWindows"):
+        return None
+    if row["status"] == "pending" and row["window_opens_at"] is not None:
+        opens = row["window_opens_at"].replace(tzinfo=UTC)  # a timestamp column: UTC
+        lease.defer(opens)
+        return {"phase": "deferred", "stage": "upgrade", "waitUntil": stamp(opens)}
+    expected, deadline = policy(parameters)
+    decision = decide(row["maintenance_window"], (clock or SystemClock()).now(), expected=expected,
+                      deadline=deadline)  # fmt: skip
+    if decision.action == "skip":
+        reason = f"not started: {decision.reason}"
+        lease.skip(reason)
+        return {"phase": "skipped", "stage": "upgrade", "reason": reason}
+    if decision.action == "wait" and decision.at is not None:
+        lease.defer(decision.at)
+        return {"phase": "deferred", "stage": "upgrade", "waitUntil": stamp(decision.at)}
+    return None
+
+
+def _start_upgrade(lease: LeaseSession, existing: dict[str, bool], *, cluster: ClusterGateway,
+                   clock: Clock | None = None) -> State:  # fmt: skip
     row = lease.row
     upgrade_name = cluster.job_name(_spec(row, "upgrade"))
     if upgrade_name in existing:  # an earlier attempt created it: adopt
@@ -371,6 +455,9 @@ def _start_upgrade(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
     if reason:
         lease.skip(reason)
         return {"phase": "skipped", "stage": "upgrade", "reason": reason}
+    closed = _window_closed(lease, clock)
+    if closed is not None:
+        return closed
     release = cluster.release_status(row["namespace"], row["release_name"])
     if not release.exists:
         raise ReleaseNotReady(f"Helm release '{row['release_name']}' not found in namespace '{row['namespace']}'")
@@ -739,9 +826,9 @@ def _rollout_verdict(event: State, customer: State, check: State, slot: str | No
 def finish_customer(event: State, *, runs: RunRepository, release_windows: WindowRelease | None = None) -> State:
     """Record the customer's outcome, counter, what its release holds now, and free its lease (once).
 
-    A failure that puts its wave over the failure budget halts the upgrade in the same transaction; the
-    upgrade's customers asleep until their maintenance window are then woken through `release_windows`
-    (each goes back to BeginCustomer, which skips it with the halt's reason)."""
+    A failure that puts its wave over the failure budget halts the upgrade in the same transaction; a
+    run of it waiting for its customers' maintenance windows then goes on at once through
+    `release_windows` (it finds the halt and ends; its waiting customers are skipped with the reason)."""
     failure = event.get("failure")
     job = event.get("job") or {}
     health = event.get("health") or {}

@@ -218,9 +218,9 @@ def settle_orphans(
 ) -> None:  # fmt: skip
     """Record the real outcome of every leased row no worker will record, once its Job has ended.
 
-    An orphan of an earlier wave recorded failed can put that wave over its failure budget while the
-    run goes on with a later one: the upgrade halts then, and its customers asleep until their
-    maintenance window are woken through `release_windows` (see `RunRepository.finish_customer`).
+    An orphan recorded failed can put its wave over its failure budget while the run goes on (with a
+    later wave, or waiting for its customers' maintenance windows): the upgrade halts then, and a run's
+    window wait ends at once through `release_windows` (see `RunRepository.finish_customer`).
     The orphan of a run that has ended (reconciled, then maybe resumed) is recorded against that run and
     halts nothing: a resumed run's failure budget is its own."""
     for row in recon.orphaned_rows():

@@ -29,7 +29,7 @@ FINAL_UPGRADE_STATUSES = (
 FINAL_LOG_STATUSES = ("completed", "failed", "skipped", "rolled_back")
 # waiting_for of a row whose child ended without recording while its helm Job may still run.
 ORPHANED = "its worker ended without recording a result; the reconciler records its helm Job's outcome"
-# Wakes the customers asleep in a maintenance-window wait whose task tokens a halt took: (tokens, the
+# Ends the maintenance-window waits of the runs a halt stopped, whose task tokens it took: (tokens, the
 # halt's reason), called after the halt's commit (`upgrader.windows.release_window_waits`).
 WindowRelease = Callable[[list[str], str], object]
 
@@ -360,10 +360,10 @@ class UpgradeRepository:
         Returns (the upgrade, the runs stopped), or None when nothing of it is active.
         (A run whose execution is already gone is ended by the caller: see `upgrader.reconciliation`.)
 
-        Customers asleep in a maintenance-window wait: their task tokens are taken (cleared) in the same
-        transaction and handed to `release_windows` after the commit, so each child wakes, finds the
-        abort and skips its customer (`upgrader.windows.WindowRepository.store_token` explains why no
-        token escapes). After the commit, because there may be many and none holds anything.
+        A run waiting for its customers' maintenance windows (WaitForWindows): its task token is taken
+        (cleared) in the same transaction and handed to `release_windows` after the commit, so the run
+        goes on at once, finds the abort and ends; its waiting customers are skipped with the abort's
+        reason (`upgrader.windows.WindowRepository.store_run_token` explains why no token escapes).
         """
         windows: list[str] = []
         result = self._request_abort(upgrade_id, reason, aborted_by=aborted_by, rollback=rollback,
@@ -581,8 +581,10 @@ class RunRepository:
             )
             return {r["status"]: int(r["n"]) for r in cur.fetchall()}
 
-    def close_unfinished(self, run_name: str, wave: int | None, reason: str) -> int:
-        """Rows a wave left in_progress (a child that could not record its result) end as failed.
+    def close_unfinished(self, run_name: str, wave: int | None, reason: str, *, wave_over: bool = True) -> int:
+        """Rows a wave (or a slice of it) left in_progress (a child that could not record its result) end
+        as failed. With a wave that is over (`wave_over`: none of its customers waits for its window any
+        more), its Wave Finished event is written in the same transaction (see `wave_over`).
 
         A row still holding its release's lease may have a helm Job running: it is not guessed at but
         left for the reconciler, which records that Job's real outcome once it ends (ORPHANED).
@@ -610,16 +612,22 @@ class RunRepository:
             _count(cur, [r for r in closed if r["operation"] == "upgrade"], "failed")
             for row in closed:
                 events.customer_outcome(cur, row)
-            if wave is not None:
+            if wave is not None and wave_over:
                 _wave_finished(cur, run_name, wave)
             return len(closed)
+
+    def wave_over(self, run_name: str, wave: int) -> None:
+        """A wave whose customers still wait for their windows is over after all (its run halted): its
+        counts and failure budget (Wave Finished, once)."""
+        with self._db.transaction() as cur:
+            _wave_finished(cur, run_name, wave)
 
     def halt(self, upgrade_id: int, reason: str) -> bool:
         """Ask every customer not yet started to stay untouched. First reason wins.
 
-        EvaluateWave's halt: its wave's Map has ended with every child (a failed Map Run stops them), so
-        no customer of the run sleeps in a window wait and no token is taken (`finish_customer` is the
-        halt that wakes sleepers)."""
+        EvaluateWave's halt: its wave's Map has ended with every child (a failed Map Run stops them) and
+        the run is not in a window wait, so no token is taken (`finish_customer` is the halt that ends
+        a run's window wait)."""
         with self._db.transaction() as cur:
             return _halt(cur, upgrade_id, reason)
 
@@ -850,8 +858,8 @@ class RunRepository:
         the release holds now (revision, versions: the inventory follows the release, never the
         request), the lease given back, and the wave's failure budget (exceeded: halt at once).
 
-        A halt recorded here also takes the window-wait tokens of the upgrade's customers asleep until
-        their maintenance window, and hands them to `release_windows` after the commit (see `halt`).
+        A halt recorded here also takes the window-wait tokens of the upgrade's runs waiting for their
+        customers' maintenance windows, and hands them to `release_windows` after the commit (see `halt`).
         A retry records nothing, so it halts and releases nothing a second time.
 
         Returns (changed, row): changed is False when the row was already final (a retry).
@@ -947,17 +955,18 @@ SELECT * FROM done
 
 
 def _take_window_tokens(cur: psycopg.Cursor[Row], upgrade_id: int) -> list[str]:
-    """The task tokens of the upgrade's customers asleep in a maintenance-window wait, cleared (taken)
-    in the caller's transaction, which has stopped the upgrade (abort, halt): the caller wakes each
-    after its commit. A token taken once is never sent twice, and none is stored after the stop
-    (`upgrader.windows.WindowRepository.store_token` reads the upgrade's row FOR SHARE)."""
+    """The task tokens of the upgrade's running runs waiting for their customers' maintenance windows
+    (WaitForWindows), cleared (taken) in the caller's transaction, which has stopped those runs (abort,
+    halt: their `stop_reason` is written, their rows locked): the caller ends each wait after its commit.
+    A token taken once is never sent twice, and none is stored after the stop
+    (`upgrader.windows.WindowRepository.store_run_token` reads the run's row as the stop left it)."""
     cur.execute(
         """
-        UPDATE customer_upgrade_logs l SET window_token = NULL, updated_at = NOW()
-          FROM (SELECT id, window_token FROM customer_upgrade_logs
-                 WHERE upgrade_id = %s AND window_token IS NOT NULL
-                 ORDER BY id FOR NO KEY UPDATE) old
-         WHERE l.id = old.id
+        UPDATE upgrade_runs r SET window_token = NULL, updated_at = NOW()
+          FROM (SELECT run_name, window_token FROM upgrade_runs
+                 WHERE upgrade_id = %s AND status = 'running' AND window_token IS NOT NULL
+                 ORDER BY run_name FOR NO KEY UPDATE) old
+         WHERE r.run_name = old.run_name
         RETURNING old.window_token AS token
         """,
         (upgrade_id,),
@@ -979,8 +988,7 @@ def _halt(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str, budget: dict[s
     """Set the upgrade's halt reason (first wins) and stop its running upgrade run(s) as an abort does: their
     stop gates closed first, so once this commits no lease transaction that read no stop is still creating a
     Job; then `Customer Notice Cancelled` to the customers told that will not now start (once). With
-    `windows`, take the window-wait tokens of its sleeping customers into it (the caller wakes them after
-    the commit).
+    `windows`, take the window-wait tokens of its runs into it (the caller ends those waits after the commit).
 
     Lock order as everywhere: the upgrade's row, then its runs' stop gates and rows, then log rows (see
     `upgrader.leases`; `finish_customer` holds its own log row already: see there).
