@@ -5,8 +5,9 @@ the code around the routes does, for every operation alike (new routes included)
 
 - SigV4 is a security scheme (API Gateway's `awsSigv4` extension) required by every operation;
 - every error status has the error body (`ErrorResponse`), never the success model;
-- every status the API can answer is listed: the route's own (404, 409, ...), the validation 422,
-  415/413 where a body is accepted, and what API Gateway and the runtime answer on any route;
+- every status the API can answer is listed: the route's own (404, 409, ...), the validation 422, the
+  400/415 of a body that is not one JSON object (any route: one that takes no body refuses one), 413
+  where a body is accepted, and what API Gateway and the runtime answer on any route;
 - a query or header parameter or a request body is never `null` (none can be sent as JSON null).
 """
 
@@ -30,6 +31,9 @@ METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 # What any operation can answer besides its own outcomes.
 COMMON_ERRORS = {
+    400: "the request body is not one JSON object (not JSON, or a list, a string, a number, a boolean, null; on "
+    "every route, one that takes no body included): `errors` names `body`",
+    415: "the request body is not application/json",
     403: "missing or invalid SigV4 signature, or the caller's IAM policy does not allow this route (API Gateway)",
     422: "invalid request: `errors` names each invalid parameter or field",
     429: "too many requests (API Gateway throttling); retry with back-off",
@@ -40,7 +44,6 @@ COMMON_ERRORS = {
 }
 BODY_ERRORS = {
     413: "request body too large",
-    415: "the request body is not application/json",
 }
 RESOURCE_ERROR = (404, "no such resource (see the path parameters)")
 

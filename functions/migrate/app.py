@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import cfnresponse_min  # this folder's module: the tiny CloudFormation response protocol
 import psycopg
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -44,11 +45,22 @@ def run(
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
-    from cfnresponse_min import send  # local module: the tiny CloudFormation response protocol
+    """Apply the migrations, then tell CloudFormation how it went: SUCCESS or FAILED, never both.
 
+    Delivering the answer is retried (`cfnresponse_min.send`). A SUCCESS that still cannot be
+    delivered is never turned into FAILED (the migrations are applied): the invocation raises, so
+    Lambda runs this asynchronous invocation again, which finds nothing left to apply and answers
+    SUCCESS; failing that, CloudFormation times the resource out, without a failed update."""
     try:
         data = run(event)
-        send(event, context, "SUCCESS", data)
     except Exception as exc:  # report every failure to CloudFormation, or the stack hangs for an hour
         logger.exception("migration failed")
-        send(event, context, "FAILED", {}, reason=f"{type(exc).__name__}: {exc}"[:500])
+        cfnresponse_min.send(event, context, "FAILED", {}, reason=f"{type(exc).__name__}: {exc}"[:500])
+        return
+    try:
+        attempts = cfnresponse_min.send(event, context, "SUCCESS", data)
+    except cfnresponse_min.ResponseNotDelivered:
+        logger.exception("migrations applied, but CloudFormation did not take the SUCCESS answer; raising for a retry")
+        raise
+    if attempts > 1:
+        logger.warning("SUCCESS delivered after retries", extra={"attempts": attempts})

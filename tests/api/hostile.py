@@ -3,10 +3,11 @@
 Every API route (upgradectl.local.server.ROUTES, checked against template.yaml) has a *target*: a
 database state the route accepts (an existing upgrade in the right status, a completed customer,
 ...) and a valid request for it. A hostile case changes one input of that valid request (a path or
-query parameter, or the body) and names the field the 422 (or 415) must name. Cases come from two
-places: the OpenAPI document (every parameter and body property, by its declared type, pattern,
-enum and bounds, so new routes and fields get them without a hand-written list) and hand-written
-lists of known-dangerous values.
+query parameter, or the body) and names the field the 422 (400 for a body that is not one JSON
+object, 415 for another media type) must name. Cases come from two places: the OpenAPI document
+(every parameter and body property, by its declared type, pattern, enum, bounds and uniqueItems; a
+body of every wrong JSON type on every route, one that takes no body included; so new routes and
+fields get them without a hand-written list) and hand-written lists of known-dangerous values.
 
 The mutation check (`validation_removed`) turns off the validation of one input of one route, as if
 its pattern, bounds or request model accepted anything, so the suite can prove that each case is
@@ -57,6 +58,8 @@ class Target:
     success: int
     query: dict[str, str] = dataclasses.field(default_factory=dict)
     body: Any = NO_BODY
+    # dotted body property -> a valid body that carries it, for properties the valid body cannot hold
+    examples: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -236,7 +239,8 @@ def _invalid_json_values(schema: dict[str, Any]) -> list[Any]:
 
 
 def cases_from_document(key: str, target: Target) -> list[Case]:
-    """Every input of the operation, given each value its declared schema refuses."""
+    """Every input of the operation, given each value its declared schema refuses; and a body of every
+    wrong JSON type on every operation, whether it takes a body or none."""
     operation = operation_doc(key)
     route = powertools_route(key)
     cases: list[Case] = []
@@ -260,27 +264,41 @@ def cases_from_document(key: str, target: Target) -> list[Case]:
     body = operation.get("requestBody")
     if body is not None:
         cases += _body_cases(key, target, body)
+    else:
+        cases += _shape_cases(key, {})
     return cases
 
 
-def _body_cases(key: str, target: Target, body: dict[str, Any]) -> list[Case]:
-    valid = target.body if isinstance(target.body, dict) else {}
-    shapes: list[tuple[str, Any]] = [
-        ("body wrapped in a list", [valid]), ("body is an empty list", []), ("body is null", None),
-        ("body is a string", "deploy"), ("body is a number", 1), ("body is true", True),
+# Bodies that are not one JSON object: each a 400 naming `body`, on every route (issue 27: a list sent
+# to /continue, which takes no body, released a canary gate).
+def _wrong_json_types(valid: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [
+        ("body wrapped in a list", [valid or {"x": 1}]), ("body is an empty list", []), ("body is null", None),
+        ("body is a string", "deploy"), ("body is a number", 1), ("body is a float", 1.5), ("body is true", True),
         ("body is not JSON", Raw("{component: api")), ("body is truncated JSON", Raw('{"rollback": tru')),
         ("body is two objects", Raw("{} {}")),
     ]  # fmt: skip
-    cases = [Case(key, name, "body", "body", body=value) for name, value in shapes]
-    if body.get("required"):
-        cases.append(Case(key, "body is empty", "body", "body", body=Raw("")))
+
+
+def _shape_cases(key: str, valid: dict[str, Any]) -> list[Case]:
+    """The body of the wrong JSON type (400), of another media type (415), with an unknown field (422)."""
+    cases = [Case(key, name, "body", "body", body=value, status=400) for name, value in _wrong_json_types(valid)]
     for content_type in ("text/plain", "application/x-www-form-urlencoded"):
         cases.append(
             Case(key, f"body as {content_type}", "body", "body", body=valid, content_type=content_type, status=415)
         )
     cases.append(Case(key, "unknown field", "body", "unexpectedField", body={**valid, "unexpectedField": 1}))
+    return cases
+
+
+def _body_cases(key: str, target: Target, body: dict[str, Any]) -> list[Case]:
+    valid = target.body if isinstance(target.body, dict) else {}
+    cases = _shape_cases(key, valid)
+    if body.get("required"):
+        cases.append(Case(key, "body is empty", "body", "body", body=Raw("")))
     schema = resolve(body["content"]["application/json"]["schema"])
     cases += _property_cases(key, valid, schema, ())
+    cases += _duplicate_item_cases(key, target, schema)
     return cases
 
 
@@ -293,10 +311,58 @@ def _property_cases(key: str, valid: dict[str, Any], schema: dict[str, Any], pre
             cases.append(
                 Case(key, f"{dotted}={json.dumps(value)[:40]}", "body", dotted, body=_with(valid, path, value))
             )
-        nested = [resolve(o) for o in prop.get("anyOf", [prop]) if o != {"type": "null"}]
-        if len(nested) == 1 and nested[0].get("type") == "object" and nested[0].get("properties"):
-            cases += _property_cases(key, valid, nested[0], path)
+        nested = _object_schema(prop)
+        if nested is not None:
+            cases += _property_cases(key, valid, nested, path)
     return cases
+
+
+def _object_schema(prop: dict[str, Any]) -> dict[str, Any] | None:
+    nested = [resolve(o) for o in prop.get("anyOf", [prop]) if o != {"type": "null"}]
+    if len(nested) == 1 and nested[0].get("type") == "object" and nested[0].get("properties"):
+        return nested[0]
+    return None
+
+
+def unique_items_properties(schema: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Paths of the body properties whose schema says `uniqueItems` (nested objects included)."""
+    found: list[tuple[str, ...]] = []
+    for name, prop in schema.get("properties", {}).items():
+        path = (*prefix, name)
+        options = [resolve(o) for o in prop.get("anyOf", [prop]) if o != {"type": "null"}]
+        if any(o.get("type") == "array" and o.get("uniqueItems") for o in options):
+            found.append(path)
+        nested = _object_schema(prop)
+        if nested is not None:
+            found += unique_items_properties(nested, path)
+    return found
+
+
+def _duplicate_item_cases(key: str, target: Target, schema: dict[str, Any]) -> list[Case]:
+    """For every property that says `uniqueItems`: a valid body whose list repeats its first item.
+
+    The valid list comes from the target's body, or from `target.examples[dotted path]` (a valid body
+    where the property is allowed: `steps` needs strategy progressive). Repeating the first item keeps
+    an increasing list in order, so only the duplicate can be refused."""
+    cases: list[Case] = []
+    for path in unique_items_properties(schema):
+        dotted = ".".join(path)
+        base = target.examples.get(dotted, target.body)
+        value = _lookup(base, path)
+        if not isinstance(value, list) or not value:
+            raise KeyError(f"{key}: {dotted} says uniqueItems; give its target a valid example (Target.examples)")
+        duplicated = [value[0], *value]
+        cases.append(
+            Case(key, f"{dotted} with a duplicate {json.dumps(duplicated)[:40]}", "body", dotted,
+                 body=_with(base, path, duplicated))
+        )  # fmt: skip
+    return cases
+
+
+def _lookup(body: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        body = body.get(part) if isinstance(body, dict) else None
+    return body
 
 
 def _with(valid: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
@@ -344,6 +410,16 @@ def validation_removed(key: str, input_name: str) -> Iterator[None]:
         }
         if input_name in params:
             monkeypatch.setattr(params[input_name], "validate", lambda value, values=None, loc=(): (value, None))
+        elif input_name == "body" and not route.dependant.body_params:
+            # a route that takes no body: as if it never looked at one (Powertools' own behaviour)
+            middleware = load_function(OPERATIONS[key].function).app._request_validation_middleware
+            checked = middleware._refuse_any_body
+
+            def ignore_body(app: Any) -> None:
+                if app.context.get("_route") is not route:
+                    checked(app)
+
+            monkeypatch.setattr(middleware, "_refuse_any_body", ignore_body)
         elif input_name == "body":
             (model_field,) = route.dependant.body_params
             model: Any = model_field.field_info.annotation

@@ -3,6 +3,10 @@ from __future__ import annotations
 import concurrent.futures
 
 from tests.api.helpers import continue_, control, deploy, logs, rollback, status
+from tests.conftest import body
+from tests.support.database import snapshot
+from tests.support.events import api_event
+from tests.support.functions import invoke
 
 
 def _await_continue(sql, uid: str, token: str = "token-abc") -> None:
@@ -28,6 +32,37 @@ def test_continue_releases_the_gate_once(make_customers, fake_workflow, sql):
     code, again = continue_(uid)
     assert code == 409 and "not awaiting continue" in again["message"]
     assert len(fake_workflow.continued) == 1
+
+
+def test_a_continue_with_a_body_of_the_wrong_json_type_is_a_400_and_the_gate_stays_closed(
+    make_customers, fake_workflow, sql, database_url
+):
+    """Issue 27, defect 7: `[{"x": 1}]` sent to /continue (a route that takes no body) released the gate.
+    Breakage tried: JsonObjectBodyValidation.handler without its `_refuse_any_body` call (main's
+    behaviour: Powertools never looks at the body of a route without one): 200, the gate released."""
+    make_customers(10)
+    uid = deploy(strategy="canary", canaryPercent=10)["upgradeId"]
+    _await_continue(sql, uid)
+    before = snapshot(database_url)
+
+    def send(raw: str) -> tuple[int, dict]:
+        event = api_event("api_control_continue", path=f"/api/upgrades/{uid}/continue",
+                          path_params={"upgradeId": uid}, raw_body=raw)  # fmt: skip
+        response = invoke("api_control", event)
+        return response["statusCode"], body(response)
+
+    for raw, kind in (('[{"x": 1}]', "a list"), ("[]", "a list"), ("null", "null"), ('"go"', "a string"),
+                      ("1", "a number"), ("true", "a boolean")):  # fmt: skip
+        code, answer = send(raw)
+        assert code == 400, (raw, answer)
+        assert answer["errors"] == [{"field": "body", "message": f"the request body must be a JSON object, not {kind}",
+                                     "type": "model_type"}]  # fmt: skip
+    # nothing changed: the gate still waits, no callback was sent
+    assert snapshot(database_url) == before and fake_workflow.continued == []
+    # a field in an object body is named (the route takes none); an empty object is no body
+    code, answer = send('{"force": true}')
+    assert (code, answer["errors"][0]["field"]) == (422, "force") and fake_workflow.continued == []
+    assert send("{}")[0] == 200 and len(fake_workflow.continued) == 1
 
 
 def test_concurrent_continues_send_one_callback(make_customers, fake_workflow, sql):

@@ -3,12 +3,15 @@
 Each route gets a target: an existing upgrade in the state the route accepts (pending for abort,
 awaiting_continue for continue, a completed customer for its rollback, a finished upgrade for the
 whole-upgrade rollback, ...). The valid request on that target succeeds, so when a case changes one
-input and gets the exact 422 (415 for a media type) naming that input, only validation refused it.
+input and gets the exact 422 (400 for a body that is not one JSON object, 415 for a media type)
+naming that input, only validation refused it. Every route, one that takes no body included, gets a
+body of every wrong JSON type, and nothing may change (database, Step Functions, sync launches).
 The mutation tests then remove that validation and show every case getting through.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,15 +20,17 @@ import pytest
 
 from tests.api import helpers
 from tests.api.hostile import (
-    NO_BODY,
     OPERATIONS,
     Case,
     Raw,
     Target,
     cases_from_document,
+    operation_doc,
     refusal_problem,
     request,
+    resolve,
     unique_cases,
+    unique_items_properties,
     validation_removed,
 )
 from tests.support.database import snapshot, truncate_all
@@ -38,6 +43,7 @@ class World:
     sql: Any
     workflow: FakeWorkflow
     launcher: FakeSyncLauncher
+    database_url: str
 
     def recorded(self) -> tuple[int, int, int, int]:
         return (
@@ -45,9 +51,20 @@ class World:
             len(self.launcher.launched),
         )  # fmt: skip
 
+    def reset(self) -> None:
+        """An empty database and no recorded calls: the next target is set up from scratch."""
+        truncate_all(self.database_url)
+        self.workflow.reset()
+        self.launcher.launched.clear()
+
 
 # ------------------------------------------------------------------------------------------- targets
 DEPLOY = {"component": "api", "version": "v1.2.0", "strategy": "canary", "canaryPercent": 10}
+# Valid deploys carrying the list fields the canary deploy cannot (their duplicate-item cases start here).
+DEPLOY_EXAMPLES: dict[str, Any] = {
+    "steps": {"component": "api", "version": "v1.2.0", "strategy": "progressive", "steps": [10, 50, 100]},
+    "customerIds": {**DEPLOY, "customerIds": ["cust_0001", "cust_0002"]},
+}
 
 
 def _fleet(world: World) -> dict[str, str]:
@@ -148,7 +165,7 @@ PATCH: dict[str, Any] = {
 
 
 TARGETS: dict[str, Target] = {
-    "POST /api/upgrades/deploy": Target(_fleet, 202, body=DEPLOY),
+    "POST /api/upgrades/deploy": Target(_fleet, 202, body=DEPLOY, examples=DEPLOY_EXAMPLES),
     "GET /api/upgrades": Target(
         _listed, 200, query={"component": "api", "status": "pending", "before": "2147483647", "limit": "50"}
     ),
@@ -167,7 +184,7 @@ TARGETS: dict[str, Target] = {
     ),
     "GET /api/queue/stats": Target(_listed, 200),
     "GET /api/queue/jobs/{jobId}": Target(_job, 200),
-    "POST /api/upgrades/plan": Target(_fleet, 200, body=DEPLOY),
+    "POST /api/upgrades/plan": Target(_fleet, 200, body=DEPLOY, examples=DEPLOY_EXAMPLES),
     "GET /api/customers": Target(
         _labelled_fleet,
         200,
@@ -259,10 +276,10 @@ HAND_WRITTEN: list[Case] = [
     Case("POST /api/upgrades/{upgradeId}/abort", "rollback 1", "body", "rollback", body={"rollback": 1}),
     Case("POST /api/upgrades/{upgradeId}/abort", "reason 501 characters", "body", "reason", body={"reason": "x" * 501}),
     Case("POST /api/upgrades/{upgradeId}/abort", "force", "body", "force", body={"force": True}),
-    Case("POST /api/upgrades/{upgradeId}/abort", "list-wrapped", "body", "body", body=[{"rollback": True}]),
-    Case("POST /api/upgrades/{upgradeId}/abort", "null", "body", "body", body=Raw("null")),
-    Case("POST /api/upgrades/{upgradeId}/rollback", "list-wrapped", "body", "body", body=[{"maxConcurrency": 2}]),
-    Case("POST /api/upgrades/{upgradeId}/rollback", "null", "body", "body", body=Raw("null")),
+    Case("POST /api/upgrades/{upgradeId}/abort", "list-wrapped", "body", "body", body=[{"rollback": True}], status=400),
+    Case("POST /api/upgrades/{upgradeId}/abort", "null", "body", "body", body=Raw("null"), status=400),
+    Case("POST /api/upgrades/{upgradeId}/rollback", "list-wrapped", "body", "body", body=[{"maxConcurrency": 2}], status=400),
+    Case("POST /api/upgrades/{upgradeId}/rollback", "null", "body", "body", body=Raw("null"), status=400),
     Case("POST /api/upgrades/{upgradeId}/rollback", "maxConcurrency '5'", "body", "maxConcurrency", body={"maxConcurrency": "5"}),
     Case("POST /api/upgrades/{upgradeId}/rollback", "customers", "body", "customers", body={"customers": ["cust_0001"]}),
     *(_patch(name, field, body) for name, field, body in [
@@ -300,8 +317,8 @@ KEYS = sorted(TARGETS)
 
 
 @pytest.fixture
-def world(make_customers, sql, fake_workflow, fake_launcher) -> World:
-    return World(make_customers, sql, fake_workflow, fake_launcher)
+def world(make_customers, sql, fake_workflow, fake_launcher, database_url) -> World:
+    return World(make_customers, sql, fake_workflow, fake_launcher, database_url)
 
 
 def test_every_route_has_a_target():
@@ -312,12 +329,38 @@ def test_every_route_has_a_target():
     assert {case.operation for case in HAND_WRITTEN} <= set(TARGETS)
 
 
-def test_every_route_with_an_input_has_cases():
+def test_every_route_gets_a_body_of_every_wrong_json_type():
+    # A route that takes no body included: it must refuse one, not ignore it (issue 27: /continue).
+    kinds = {"body wrapped in a list", "body is an empty list", "body is null", "body is a string",
+             "body is a number", "body is a float", "body is true"}  # fmt: skip
     for key in KEYS:
-        method, path = key.split(" ", 1)
-        target = TARGETS[key]
-        has_input = "{" in path or target.query or target.body is not NO_BODY
-        assert bool(ALL_CASES[key]) == bool(has_input), key
+        refused = {case.name for case in ALL_CASES[key] if case.field == "body" and case.status == 400}
+        assert kinds <= refused, f"{key}: no case for {sorted(kinds - refused)}"
+
+
+def test_every_unique_items_property_has_a_duplicate_case():
+    # Given every body property whose schema says uniqueItems (customerIds, steps, maintenanceWindow.days, ...)
+    for key in KEYS:
+        body = operation_doc(key).get("requestBody")
+        if body is None:
+            continue
+        schema = resolve(body["content"]["application/json"]["schema"])
+        wanted = {".".join(path) for path in unique_items_properties(schema)}
+        # Then each has a case whose list repeats an item, refused naming that property
+        covered = {case.field for case in ALL_CASES[key] if "with a duplicate" in case.name}
+        assert wanted == covered, key
+    assert {"steps", "customerIds"} <= {c.field for c in ALL_CASES["POST /api/upgrades/plan"] if "duplicate" in c.name}
+
+
+@pytest.mark.parametrize("key", [k for k in KEYS if TARGETS[k].examples])
+def test_each_example_body_is_accepted(world, key):
+    # The duplicate-item cases start from these bodies: only the duplicate may be wrong in them.
+    target = TARGETS[key]
+    for dotted, example in target.examples.items():
+        world.reset()
+        params = target.setup(world)
+        outcome = request(key, dataclasses.replace(target, body=example), params)
+        assert outcome.status == target.success, (dotted, outcome.body)
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -331,6 +374,12 @@ def test_the_valid_request_on_the_target_succeeds(world, key):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_hostile_inputs_are_refused_naming_the_field_and_nothing_changes(world, database_url, key):
+    """Breakage tried (each caught here): JsonObjectBodyValidation.handler without `_refuse_any_body`
+    (main: a route without a body never looks at one): /continue answered 200 to `[{"x": 1}]` and
+    released the gate, /customers/sync started a sync; `_get_body` without its JSON-object check:
+    /abort accepted `[{"rollback": true}]` (202, aborted), GETs answered 200 to `[]`, numbers crashed
+    the handler (502); DeployRequest._cumulative allowing duplicate steps: "steps with a duplicate"
+    answered 502 on /plan."""
     target = TARGETS[key]
     params = target.setup(world)
     before, recorded = snapshot(database_url), world.recorded()
@@ -357,9 +406,7 @@ def test_without_its_validation_every_case_gets_through(world, database_url, key
     for input_name in inputs:
         with validation_removed(key, input_name):
             for case in [c for c in ALL_CASES[key] if c.input == input_name]:
-                truncate_all(database_url)
-                world.workflow.reset()
-                world.launcher.launched.clear()
+                world.reset()
                 params = target.setup(world)
                 # Then the case is no longer refused as the suite demands: it tests that validation
                 if refusal_problem(request(key, target, params, case), case) is None:

@@ -51,3 +51,19 @@ def test_invalid_steps_are_refused_and_nothing_is_written(make_customers, fake_w
         code, answer = call("api_deploy", "api_deploy", payload)
         assert code == 422 and words in answer["message"], answer
     assert snapshot(database_url) == before and not fake_workflow.started
+
+
+def test_duplicate_steps_are_refused_on_deploy_and_plan_naming_steps(make_customers, fake_workflow, database_url):
+    """Issue 27, class "Duplicate progressive steps". Breakage tried: DeployRequest._cumulative comparing
+    with sorted(value) instead of sorted(set(value)) (duplicates allowed): the request got past validation
+    to the planner, whose own check raised ValueError (an unhandled error, API Gateway's 502), not a 422
+    naming steps; this test and the derived hostile case ("steps with a duplicate", from the schema's
+    uniqueItems, tests/api/test_hostile_inputs.py) failed."""
+    make_customers(10)
+    before = snapshot(database_url)
+    for steps in ([10, 10, 100], [10, 50, 50, 100], [100, 100]):
+        for function, event in (("api_deploy", "api_deploy"), ("api_upgrades", "api_upgrades_plan")):
+            code, answer = call(function, event, {**PROGRESSIVE, "steps": steps})
+            assert code == 422, (event, steps, answer)
+            assert [e["field"] for e in answer["errors"]] == ["steps"] and "strictly increasing" in answer["message"]
+    assert snapshot(database_url) == before and not fake_workflow.started

@@ -194,16 +194,58 @@ def test_server_error_while_reading_a_job_is_transient(
         gateway.get_helm_job(spec)
 
 
-def test_log_read_failure_is_transient(
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_succeeded_job_whose_log_the_kubelet_cannot_serve_is_succeeded(
+    cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec, status: int
+) -> None:
+    """Breakage tried: `_read_job_log` raising on 5xx again (main: `if exc.status not in (400, 404): raise`):
+    get_helm_job raises ClusterTransientError on every look and this test fails."""
+    # Given a helm Job that succeeds, on a node whose kubelet the API server cannot reach (a real
+    # kube-apiserver answers pods/log with 5xx then)
+    spec = make_spec()
+    fault = cluster.kubelet_unreachable(status, seconds=600, pod_contains=gateway.job_name(spec))
+    gateway.start_helm_job(spec)
+    # When the finished Job is looked at
+    state = wait_finished(gateway, spec)
+    # Then its outcome is the Job's own (succeeded, with its run time), and the record says why there is
+    # no helm output: the API server's answer, the kubelet it could not reach
+    assert (state.phase, state.error) == ("succeeded", None) and state.seconds is not None
+    assert state.output.startswith(f"[helm output unavailable: pod log unavailable: HTTP {status} ")
+    assert "10250/containerLogs/upgrade-system/" in state.output and "connection refused" in state.output
+    assert fault.served >= 1
+    # and the release holds the new version (the outcome the orchestration reads next)
+    assert gateway.release_status(spec.namespace, spec.release).versions["api"] == "v2.0.0"
+
+
+def test_a_failed_job_whose_log_is_unreadable_is_failed_for_the_reasons_its_status_gives(
     cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
 ) -> None:
+    """Breakage tried: as above (5xx raised): ClusterTransientError, never a failed outcome."""
+    spec = make_spec()
+    cluster.fail_customers.add(spec.customer_id)
+    cluster.kubelet_unreachable(500, seconds=600, pod_contains=gateway.job_name(spec))
+    gateway.start_helm_job(spec)
+    state = wait_finished(gateway, spec)
+    assert state.phase == "failed" and state.error is not None
+    # the Job's condition and its pod's exit code, and why helm's own "Error:" line is missing
+    assert "BackoffLimitExceeded" in state.error and "exit code 1" in state.error
+    assert "pod log unavailable: HTTP 500" in state.error and "Error: UPGRADE FAILED" not in state.error
+    assert state.output.startswith("[helm output unavailable: ")
+
+
+@pytest.mark.parametrize("status", [401, 429])
+def test_a_log_read_refused_for_our_token_or_rate_is_transient(
+    cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec, status: int
+) -> None:
+    # A token that expired between mint and use, or throttling: the next look gets the log
     spec = make_spec()
     gateway.start_helm_job(spec)
     wait_finished(gateway, spec)
-    cluster.fail_next(1, status=502, path_contains="/log")
-    with pytest.raises(ClusterTransientError):
+    cluster.fail_next(1, status=status, path_contains="/log")
+    with pytest.raises(ClusterTransientError, match=str(status)):
         gateway.get_helm_job(spec)
-    assert gateway.get_helm_job(spec).phase == "succeeded"
+    state = gateway.get_helm_job(spec)
+    assert state.phase == "succeeded" and "helm output unavailable" not in state.output
 
 
 def test_unreachable_api_is_transient(make_spec: MakeSpec) -> None:

@@ -5,6 +5,7 @@ tests assert invariants with: every Job create request with its status, peak run
 
 from __future__ import annotations
 
+import json
 import socket
 import urllib.error
 import urllib.request
@@ -123,6 +124,55 @@ def test_jobs_keep_running_while_the_api_is_unreachable(
     wait_until(lambda: cluster.running_jobs() == 0, what="the Job finished behind the outage")
     cluster.end_outage(outage)
     assert wait_finished(gateway, spec).phase == "succeeded"
+
+
+def log_status(cluster: SimulatedCluster, namespace: str, pod: str, token: str | None = None) -> tuple[int, str]:
+    """(status, body) of GET pods/<pod>/log as `token`'s identity (none: an admin)."""
+    request = urllib.request.Request(f"{cluster.url}/api/v1/namespaces/{namespace}/pods/{pod}/log?container=helm",
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read().decode()
+
+
+def test_an_unreachable_kubelet_refuses_the_logs_of_matching_pods_only(
+    cluster: SimulatedCluster, gateway: KubernetesClusterGateway, make_spec: MakeSpec
+) -> None:
+    """Breakage tried: `_serve_log` without its kubelet check: the log is served (200), the test fails."""
+    # Given two finished Jobs, and the kubelet of the first one's node unreachable twice
+    first, second = make_spec(), make_spec()
+    for spec in (first, second):
+        gateway.start_helm_job(spec)
+        wait_finished(gateway, spec)
+    (pod,) = cluster.pods(gateway.job_name(first))
+    (other,) = cluster.pods(gateway.job_name(second))
+    fault = cluster.kubelet_unreachable(502, times=2, pod_contains=gateway.job_name(first))
+    # Then another pod's log, a pod that does not exist (404 first, as kube-apiserver looks it up before
+    # the node) and a reader RBAC forbids (403) are not served the fault ...
+    assert log_status(cluster, "upgrade-system", other)[0] == 200
+    assert log_status(cluster, "upgrade-system", pod + "-x")[0] == 404
+    assert log_status(cluster, "upgrade-system", pod, cluster.runner_token)[0] == 403
+    assert fault.served == 0 and cluster.unserved_faults() == [fault]
+    # ... the pod's own log is: the API server's Status naming the kubelet it could not reach, twice
+    status, body = log_status(cluster, "upgrade-system", pod, cluster.lambda_token)
+    assert status == 502
+    error = json.loads(body)
+    assert (error["kind"], error["code"], error["reason"]) == ("Status", 502, "BadGateway")
+    assert error["message"] == (f'Get "https://127.0.0.1:10250/containerLogs/upgrade-system/{pod}/helm": '
+                                "dial tcp 127.0.0.1:10250: connect: connection refused")  # fmt: skip
+    assert log_status(cluster, "upgrade-system", pod)[0] == 502
+    # and then the log again; nothing else of the Job changed
+    assert log_status(cluster, "upgrade-system", pod) == (200, cluster.job_log("upgrade-system", pod))
+    assert (fault.served, cluster.unserved_faults(), cluster.kubelet_faults) == (2, [], [fault])
+    assert cluster.faults == []  # not a fault in front of the API server
+    assert gateway.get_helm_job(first).phase == "succeeded"
+
+
+def test_a_kubelet_fault_needs_a_count_or_a_window(cluster: SimulatedCluster) -> None:
+    with pytest.raises(ValueError, match="times"):
+        cluster.kubelet_unreachable()
 
 
 # --- accounting ----------------------------------------------------------------------------------------

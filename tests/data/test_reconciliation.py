@@ -189,7 +189,7 @@ def test_resume_refuses_what_cannot_go_on(make_customers, fake_workflow, sql):
     code, data = resume(uid)
     assert code == 409 and "nothing to resume" in data["message"]
     before = sql("SELECT * FROM customer_upgrade_logs ORDER BY id")
-    assert resume(uid, [{"retryFailed": True}])[0] == 422
+    assert resume(uid, [{"retryFailed": True}])[0] == 400  # a list body: not one JSON object
     assert resume(uid, {"maxConcurrency": 0})[0] == 422
     assert sql("SELECT * FROM customer_upgrade_logs ORDER BY id") == before
 

@@ -86,6 +86,29 @@ def test_kubernetes_api_errors_are_retried(stack, make_customers, sql):
     assert assert_invariants(sql, stack.cluster, started["upgradeId"]) == {"completed": 3}
 
 
+def test_finished_jobs_whose_pod_logs_cannot_be_read_are_recorded_from_their_status(stack, make_customers, sql):
+    """Issue 27, defect 10 (seen on a real kube-apiserver: pods/log answers 5xx when it cannot reach the
+    node's kubelet). Breakage tried: `_read_job_log` raising on 5xx again (main): CheckHelmJob looped as
+    "unreachable" (for up to MAX_OUTAGE_SECONDS), the execution was still RUNNING after 120 s and the
+    customers in_progress: the test failed."""
+    # Given every pod log unreadable for the whole run, helm succeeding for every customer
+    make_customers(4)
+    fault = stack.cluster.kubelet_unreachable(500, seconds=3600)
+    # When an upgrade runs through the real state machine
+    started = deploy(strategy="all")
+    assert stack.wait_execution(started["jobId"], timeout=120)["status"] == "SUCCEEDED"
+    # Then every customer is recorded from its Job's status and its release (the new version), once
+    assert assert_invariants(sql, stack.cluster, started["upgradeId"]) == {"completed": 4}
+    rows = sql("SELECT output, error, version_after FROM customer_upgrade_logs WHERE upgrade_id = %s",
+               int(started["upgradeId"]))  # fmt: skip
+    assert {(r["version_after"], r["error"]) for r in rows} == {("v1.2.0", None)}
+    # and each record says why helm's output is missing: the API server's answer about the kubelet
+    for row in rows:
+        assert row["output"].startswith("[helm output unavailable: pod log unavailable: HTTP 500 "), row
+        assert "10250/containerLogs" in row["output"], row
+    assert fault.served >= 4
+
+
 def test_rollback_during_an_active_customer_upgrade_is_409(stack, make_customers, sql):
     ids = make_customers(2)
     stack.cluster.hold()

@@ -421,6 +421,11 @@ def test_cluster_api_errors_are_retried_and_every_customer_completes_once(
     assert customers == ids
     assert len({job.name for job in stack.cluster.created_jobs}) == 4
     logs = stack.logs(started["upgradeId"])["logs"]
-    assert all(entry["error"] is None and "has been upgraded" in entry["output"] for entry in logs)
+    assert all(entry["error"] is None for entry in logs)
+    # helm's output, except where the log read met the fault: the log is best effort (issue 27), the
+    # outcome the Job's status, and the record says why the output is missing
+    unavailable = [e for e in logs if e["output"].startswith("[helm output unavailable: pod log unavailable: HTTP 500")]
+    assert len(unavailable) == (2 if path_contains == "/log" else 0), logs
+    assert all("has been upgraded" in e["output"] for e in logs if e not in unavailable)
     upgrade = sql("SELECT completed_customers, failed_customers FROM system_upgrades")[0]
     assert (upgrade["completed_customers"], upgrade["failed_customers"]) == (4, 0)

@@ -20,17 +20,43 @@ from upgrader.errors import InvalidValue, UpgradeError
 logger = Logger()
 
 BODY_NOT_AN_OBJECT = "the request body must be a JSON object"
+NO_BODY_TAKEN = "this route takes no request body (send none, or {})"
+
+
+class BadRequestBody(Exception):
+    """A request body that is not one JSON object (not JSON at all, a list, a string, a number, a
+    boolean, null): a 400 naming `body`, answered before any field is looked at."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
 
 
 class JsonObjectBodyValidation(OpenAPIRequestValidationMiddleware):
-    """Powertools' request validation, with the body taken as this API defines it.
+    """Powertools' request validation, with the body taken as this API defines it, on every route.
 
     Every request body of this API is one JSON object sent as application/json. Powertools alone
     would unwrap a JSON list to its first element (`[{"rollback": true}]` validated as the object),
-    take `null` for "no body", and parse form-encoded bodies into strings. Here: no body at all
-    means no body; anything else must be a JSON object, or the request is a 422 (415 for another
-    media type, or none) naming `body`.
+    take `null` for "no body", parse form-encoded bodies into strings, and not look at the body at all
+    on a route that takes none (`[{"x": 1}]` sent to /continue released the gate). Here: no body at
+    all means no body; anything else must be a JSON object (400 naming `body`; 415 for another media
+    type, or none), and a route that takes no body accepts only an empty one (`{}`; any field in it is a
+    422 naming the field).
     """
+
+    def handler(self, app: Any, next_middleware: Any) -> Any:
+        if not app.context["_route"].dependant.body_params:
+            self._refuse_any_body(app)
+        return super().handler(app, next_middleware)
+
+    def _refuse_any_body(self, app: Any) -> None:
+        """A route without a request body: none, or `{}`; what else arrives is refused, never ignored."""
+        body = self._get_body(app)
+        if body:
+            raise RequestValidationError(
+                [{"type": "extra_forbidden", "loc": ("body", key), "msg": NO_BODY_TAKEN, "input": {}} for key in body]
+            )
 
     def _get_body(self, app: Any) -> Any:  # a JSON object, or None when there is no body
         event = app.current_event
@@ -51,20 +77,9 @@ class JsonObjectBodyValidation(OpenAPIRequestValidationMiddleware):
         try:
             body = json.loads(event.decoded_body)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise RequestValidationError(
-                [{"type": "json_invalid", "loc": ("body",), "msg": "body is not valid JSON", "input": {}}]
-            ) from exc
+            raise BadRequestBody("json_invalid", "body is not valid JSON") from exc
         if not isinstance(body, dict):
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "model_type",
-                        "loc": ("body",),
-                        "msg": f"{BODY_NOT_AN_OBJECT}, not {_json_kind(body)}",
-                        "input": {},
-                    }
-                ]
-            )
+            raise BadRequestBody("model_type", f"{BODY_NOT_AN_OBJECT}, not {_json_kind(body)}")
         return body
 
 
@@ -84,6 +99,11 @@ def build_resolver() -> APIGatewayRestResolver:
         errors = [_describe(err) for err in exc.errors()]
         message = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
         return _json(422, {"message": f"invalid request: {message}", "errors": errors})
+
+    @app.exception_handler(BadRequestBody)
+    def _bad_body(exc: BadRequestBody) -> Response:
+        errors = [{"field": "body", "message": exc.message, "type": exc.kind}]
+        return _json(400, {"message": f"invalid request: body: {exc.message}", "errors": errors})
 
     @app.exception_handler(RequestUnsupportedContentType)
     def _media_type(exc: RequestUnsupportedContentType) -> Response:
@@ -116,8 +136,6 @@ def caller_identity(app: APIGatewayRestResolver | APIGatewayRouter) -> str | Non
 
 def _describe(err: dict[str, Any]) -> dict[str, Any]:
     kind = str(err.get("type", "value_error"))
-    if kind == "json_invalid":
-        return {"field": "body", "message": "body is not valid JSON", "type": kind}
     raw_loc = list(err.get("loc", ()))
     loc = [str(p) for p in raw_loc if p not in ("body", "query", "path", "header")]
     if raw_loc[:1] == ["header"]:  # headers arrive lower-cased: name them as people write them
@@ -155,7 +173,6 @@ _PATTERN_MESSAGES = {
 
 _MESSAGES = {
     "missing": "field required",
-    "json_invalid": "body is not valid JSON",
     "extra_forbidden": "unknown field",
     "string_pattern_mismatch": "value has characters or a length that are not allowed",
 }

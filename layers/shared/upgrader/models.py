@@ -605,7 +605,9 @@ class ErrorResponse(Model):
 
     message: str
     error: str | None = Field(default=None, description="name of the domain error, e.g. UpgradeNotFound")
-    errors: list[FieldError] | None = Field(default=None, description="422: each invalid field")
+    errors: list[FieldError] | None = Field(
+        default=None, description="422: each invalid field; 400: `body` (not one JSON object)"
+    )
     incompatible: list[dict[str, Any]] | None = Field(
         default=None,
         description="422 IncompatibleVersions: each customer and the compatibility rule the change would break "

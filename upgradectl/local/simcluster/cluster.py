@@ -7,7 +7,8 @@ unchanged against it. RBAC is enforced (`rbac`: k8s/rbac loaded as objects, the 
 bindings applied to every customer namespace the simulation onboards). Behind it: the Job/pod
 lifecycle (`jobs`), helm itself (`helm`: Helm's storage format, lock, values, --wait/--atomic,
 rollback, run as the Job's service account), the component workloads and the service proxy in
-front of them, fault injection (`faults`) and the accounting tests assert invariants with.
+front of them, fault injection (`faults`: in front of the API server; `kubelet_unreachable`: behind
+it, pod logs the API server cannot fetch) and the accounting tests assert invariants with.
 
     with SimulatedCluster(fail_customers={"c-2"}) as cluster:
         configuration = kubernetes.client.Configuration(host=cluster.url)
@@ -180,6 +181,7 @@ class SimulatedCluster:
         self.job_create_requests: list[JobCreateRequest] = []
         self._random = random.Random(seed)  # noqa: S311 - simulation, not security
         self._faults = FaultBook()
+        self._kubelet_faults = FaultBook()  # pods/log answered by the API server without the kubelet
         self._identities = Identities()
         self.lambda_token = self._identities.mint(LAMBDA_USER)
         self.runner_token = self._identities.mint(RUNNER_USER)
@@ -362,16 +364,30 @@ class SimulatedCluster:
         """Answer matching requests (`method`, `path_contains`) with HTTP `status`: the next `times`
         of them, or every one for `seconds`, or both (whichever ends first). 429 and 503 carry
         Retry-After (`retry_after`, default 1). Returns the fault: ``served`` counts its answers."""
-        if times is None and seconds is None:
-            raise ValueError("a fault needs times (a count of requests) or seconds (a time window)")
-        until = time.monotonic() + seconds if seconds is not None else None
-        return self._faults.add(Fault(status, times, until, method, path_contains, retry_after))
+        return self._faults.add(Fault.lasting(status, times, seconds, method, path_contains, retry_after))
 
     def fail_next(
         self, n: int = 1, *, status: int = 500, path_contains: str | None = None, method: str | None = None
     ) -> Fault:
         """Answer the next `n` matching requests with HTTP `status` (see `fail`)."""
         return self.fail(status, times=n, method=method, path_contains=path_contains)
+
+    def kubelet_unreachable(
+        self,
+        status: int = 500,
+        *,
+        times: int | None = None,
+        seconds: float | None = None,
+        pod_contains: str | None = None,
+    ) -> Fault:
+        """The API server cannot reach the kubelet of the node a pod ran on (the node scaled down or
+        replaced after its Job finished, a kubelet restart, a firewall on the kubelet port): reading a
+        matching pod's log (`pods/log`, pod name containing `pod_contains`) answers HTTP `status` with
+        kube-apiserver's own error ("Get https://<node>:10250/containerLogs/...: dial tcp ...: connect:
+        connection refused"), after authentication and RBAC and only for a pod that exists, as the real
+        one does. The next `times` such reads, or every one for `seconds`, or both (whichever ends
+        first). Everything else (Jobs, pods, helm) is unaffected. Returns the fault (``served``)."""
+        return self._kubelet_faults.add(Fault.lasting(status, times, seconds, "GET", pod_contains))
 
     def unreachable(self, seconds: float, *, mode: str = "refuse") -> Outage:
         """The API server unreachable for `seconds`: "refuse" (not listening: connections refused,
@@ -396,9 +412,15 @@ class SimulatedCluster:
         """Every HTTP fault added, in order (``served`` says how often each answered)."""
         return list(self._faults.faults)
 
+    @property
+    def kubelet_faults(self) -> list[Fault]:
+        """Every `kubelet_unreachable` fault added, in order."""
+        return list(self._kubelet_faults.faults)
+
     def unserved_faults(self) -> list[Fault]:
-        """Count-limited faults that have not answered as many requests as they were meant to."""
-        return self._faults.unserved()
+        """Count-limited faults (kubelet ones included) that have not answered as many requests as they
+        were meant to."""
+        return self._faults.unserved() + self._kubelet_faults.unserved()
 
     def _take_fault(self, path: str, method: str = "GET") -> Fault | None:
         """Serve one request of `method` to `path` from the faults (as the API server would)."""
@@ -640,8 +662,17 @@ class SimulatedCluster:
         namespace, pod = info.namespace, info.name
         assert self._objects is not None
         log = self._logs.get((namespace, pod))
-        if log is None or self._objects.get(PODS, namespace, pod) is None:
-            return error_response(StoreError(404, "NotFound", f'pods "{pod}" not found', {"name": pod, "kind": "pods"}))
+        missing = StoreError(404, "NotFound", f'pods "{pod}" not found', {"name": pod, "kind": "pods"})
+        if self._objects.get(PODS, namespace, pod) is None:
+            return error_response(missing)
+        fault = self._kubelet_faults.take("GET", pod)
+        if fault is not None:  # the pod is known; its node's kubelet does not answer the API server
+            container = info.query.get("container") or "helm"
+            message = (f'Get "https://127.0.0.1:10250/containerLogs/{namespace}/{pod}/{container}": '
+                       "dial tcp 127.0.0.1:10250: connect: connection refused")  # fmt: skip
+            return error_response(StoreError(fault.status, fault.reason, message))
+        if log is None:
+            return error_response(missing)
         # The client only accepts pod logs as text/plain.
         return aiohttp.web.Response(text=log, content_type="text/plain", charset="utf-8")
 

@@ -12,6 +12,9 @@
 Faults come before authentication: they play what stands in front of the API server or its
 failures (overload, a restart, the network), and they only affect HTTP requests, not the simulated
 cluster's own controllers and helm (which keep running while the API is unreachable to clients).
+One exception: `SimulatedCluster.kubelet_unreachable` keeps its `Fault`s (matching pod names) in a
+book of their own, which the API server consults itself, after authentication and RBAC, for a
+`pods/log` read of a pod that exists: kube-apiserver could not reach that node's kubelet.
 """
 
 from __future__ import annotations
@@ -37,6 +40,15 @@ class Fault:
     retry_after: int | None = None
     served: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def lasting(cls, status: int, times: int | None, seconds: float | None, method: str | None = None,
+                path_contains: str | None = None, retry_after: int | None = None) -> Fault:  # fmt: skip
+        """A fault for the next `times` matching requests, or every one for `seconds` from now, or both."""
+        if times is None and seconds is None:
+            raise ValueError("a fault needs times (a count of requests) or seconds (a time window)")
+        until = time.monotonic() + seconds if seconds is not None else None
+        return cls(status, times, until, method, path_contains, retry_after)
 
     @property
     def active(self) -> bool:

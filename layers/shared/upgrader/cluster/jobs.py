@@ -163,6 +163,11 @@ def bound_output(text: str, max_bytes: int) -> str:
     return f"[truncated {dropped} bytes]\n{tail}"
 
 
+def _no_log(problem: str | None) -> str:
+    """What a finished Job's record holds instead of an empty or unreadable helm output."""
+    return f"[helm output unavailable: {problem}]" if problem else ""
+
+
 def _helm_error_line(log: str) -> str | None:
     for line in reversed(log.splitlines()):
         if line.startswith("Error:"):
@@ -597,9 +602,9 @@ class KubernetesClusterGateway:
             return JobState(name=name, phase="running" if started else "pending")
 
         log, pod_problem = self._read_job_log(name)
-        if succeeded:
-            return JobState(name=name, phase="succeeded", output=bound_output(log, self._max_bytes),
-                            seconds=_run_seconds(job.status))  # fmt: skip
+        output = bound_output(log or _no_log(pod_problem), self._max_bytes)
+        if succeeded:  # the outcome is the Job's status; an unreadable log only says why it is missing
+            return JobState(name=name, phase="succeeded", output=output, seconds=_run_seconds(job.status))
         reasons: list[str] = []
         for condition in job.status.conditions or []:
             if condition.type == "Failed" and condition.status == "True":
@@ -612,7 +617,7 @@ class KubernetesClusterGateway:
         return JobState(
             name=name,
             phase="failed",
-            output=bound_output(log, self._max_bytes),
+            output=output,
             error="; ".join(r for r in reasons if r) or "helm job failed",
         )
 
@@ -649,7 +654,11 @@ class KubernetesClusterGateway:
         return self._config.max_output_bytes
 
     def _read_job_log(self, job_name: str) -> tuple[str, str | None]:
-        """(log text, pod termination summary) of the Job's newest pod; ("", note) when gone."""
+        """(log text, pod termination summary) of the Job's newest pod; ("", note) when gone or unreadable.
+
+        The log is best effort: the Job's status decides the outcome. A log the API server cannot give
+        (400, 404, any 5xx) gives ("", why); not reaching the API server at all is transient (the
+        release must be read too), and so are 401/429."""
         namespace = self._config.job_namespace
         with _translated_errors(f"list pods of job {job_name}"):
             pods: Any = self._core.list_namespaced_pod(namespace=namespace, label_selector=f"job-name={job_name}")
@@ -669,9 +678,13 @@ class KubernetesClusterGateway:
                     name=pod.metadata.name, namespace=namespace, container=CONTAINER_NAME
                 )
             except ApiException as exc:
-                if exc.status not in (400, 404):  # 400: container never started; 404: pod gone
+                # 400: container never started; 404: pod gone; 5xx: the API server could not reach the
+                # node's kubelet (node gone, kubelet restarting, its port firewalled). Anything else is
+                # about us (401 token, 429 rate: transient; 403 RBAC: permanent, a broken install).
+                if exc.status not in (400, 404) and (exc.status or 0) < 500:
                     raise
-                return "", problem or f"pod log unavailable (HTTP {exc.status})"
+                unavailable = f"pod log unavailable: HTTP {exc.status} {exc.reason}: {_excerpt(exc.body)}"
+                return "", "; ".join(p for p in (problem, unavailable) if p)
         return str(log or ""), problem
 
     @staticmethod
