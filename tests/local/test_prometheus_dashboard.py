@@ -283,6 +283,9 @@ def _run_and_check(stack: StackProcess, prom: Prometheus, webhook: Receiver, arg
     assert code == 202, orphan
     stack.wait_status(orphan["upgradeId"], {"awaiting_continue"})
     _wait(lambda: _caught_up(prom, stack, webhook), "Prometheus caught up before the stop")
+    told = Counter((e["detail-type"], component(e)) for e in _events(webhook))
+    assert (told[("Upgrade Gate Continued", "api")], told[("Upgrade Halted", "dashboard")]) == (1, 1), told
+    assert told[("Customer Upgraded", "api")] == 6 and told[("Customer Upgrade Failed", "dashboard")] == 1, told
     checked = check_every_panel(prom, stack, _events(webhook), _events(webhook))
     assert checked == sum(len(p["targets"]) for p in PANELS) >= 13
 
