@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from upgrader.models import INT4_MAX
+from upgrader.models import INT4_MAX, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN
+from upgrader.vocabulary import UPGRADE_STATUSES
 
 from upgradectl.openapi import build_document
 
@@ -102,7 +103,11 @@ def test_every_error_status_has_the_error_schema_and_every_status_is_listed(name
     assert len([s for s in statuses if s < 300]) == 1, name
     for code, response in responses.items():
         schema = response["content"]["application/json"]["schema"]
-        if int(code) >= 400:
+        if code == "403":  # API Gateway's own body: `message`, or `Message` for an IAM denial
+            assert schema == {"$ref": "#/components/schemas/GatewayError"}, (name, code)
+            gateway = DOC["components"]["schemas"]["GatewayError"]
+            assert set(gateway["properties"]) == {"message", "Message"} and "required" not in gateway
+        elif int(code) >= 400:
             assert schema == ERROR_REF, (name, code)
         else:
             assert schema != ERROR_REF, (name, code)
@@ -138,11 +143,15 @@ def _unbounded(schema: dict[str, Any], where: str) -> list[str]:
             found.append(f"{where}: array without maxItems")
         found += _unbounded(schema["items"], f"{where}[]")
     elif kind == "object":
-        if schema.get("additionalProperties") is not False:
+        values = schema.get("additionalProperties")
+        if isinstance(values, dict):  # a map: bounded keys (propertyNames), bounded values, a bounded size
+            if "maxProperties" not in schema:
+                found.append(f"{where}: map without maxProperties")
+            found += _unbounded({"type": "string", **schema.get("propertyNames", {})}, f"{where}.<key>")
+            found += _unbounded(values, f"{where}.<value>")
+        elif values is not False:
             found.append(f"{where}: object that takes any property")
-        if "patternProperties" in schema and "maxProperties" not in schema:
-            found.append(f"{where}: map without maxProperties")
-        for key, value in {**schema.get("properties", {}), **schema.get("patternProperties", {})}.items():
+        for key, value in schema.get("properties", {}).items():
             found += _unbounded(value, f"{where}.{key}")
     elif kind not in ("boolean", "null"):
         found.append(f"{where}: schema without a type {schema}")
@@ -167,3 +176,43 @@ def test_the_bound_check_notices_an_unbounded_input():
     assert _unbounded({"type": "string", "pattern": "^[0-9]+$"}, "x") == ["x: string without a length bound"]
     assert _unbounded({"type": "object", "properties": {}}, "x") == ["x: object that takes any property"]
     assert _unbounded({"type": "array", "items": {"type": "boolean"}}, "x") == ["x: array without maxItems"]
+    assert _unbounded({"type": "object", "additionalProperties": {"type": "boolean"}, "maxProperties": 2}, "x") == [
+        "x.<key>: string without a length bound"
+    ]
+
+
+# -- what client generators read ----------------------------------------------------------------------------
+def _schemas_in(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, dict):
+        return [node, *(s for value in node.values() for s in _schemas_in(value))]
+    if isinstance(node, list):
+        return [s for value in node for s in _schemas_in(value)]
+    return []
+
+
+def test_label_maps_are_described_as_client_generators_read_them():
+    """openapi-python-client ignores `patternProperties`: beside `additionalProperties: false` it generated a
+    model without fields that sent `"labels": {}`. Maps carry their value schema in `additionalProperties`
+    and their key pattern in `propertyNames`.
+
+    Breakage tried: the label fields without `label_map_schema` (pydantic's patternProperties + false, as
+    before) fail here."""
+    assert not [s for s in _schemas_in(DOC) if "patternProperties" in s]
+    schemas = DOC["components"]["schemas"]
+    deploy = resolve(schemas["DeployRequest"]["properties"]["labels"]["anyOf"][0])
+    patch = schemas["CustomerPatch"]["properties"]["labels"]
+    for labels in (deploy, patch):
+        assert labels["type"] == "object" and labels["minProperties"] == 1 and labels["maxProperties"] == 20
+        assert labels["propertyNames"] == {"pattern": LABEL_KEY_PATTERN}
+    assert deploy["additionalProperties"] == {"type": "string", "pattern": LABEL_VALUE_PATTERN}
+    assert patch["additionalProperties"] == {
+        "anyOf": [{"type": "string", "pattern": LABEL_VALUE_PATTERN}, {"type": "null"}]
+    }
+
+
+def test_the_upgrade_list_filters_by_every_status_an_upgrade_can_have():
+    """Breakage tried: the route's own Literal without rolled_back/rollback_incomplete (as before) fails here."""
+    parameters = DOC["paths"]["/api/upgrades"]["get"]["parameters"]
+    status = next(p for p in parameters if p["name"] == "status")
+    assert status["schema"]["enum"] == list(UPGRADE_STATUSES)
+    assert {"rolled_back", "rollback_incomplete"} <= set(status["schema"]["enum"])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from tests.support.template import (
     load_template,
     resources_of,
 )
+from tests.support.tools import require_module, require_tool
 
 CONTRACTS = ROOT / "docs" / "contracts.md"
 KUBERNETES_FUNCTIONS = {"start_helm_job", "check_helm_job", "check_rollout", "reconcile_runs", "sync_customers"}
@@ -220,3 +223,70 @@ def test_sam_validate_lint_passes() -> None:
     result = run_with_sam([require_sam(), "validate", "--lint", "--template-file", str(TEMPLATE)])
 
     assert result.returncode == 0, f"sam validate --lint failed:\n{result.stdout}\n{result.stderr}"
+
+
+# -- what a stack delete or a replacing update keeps ---------------------------------------------------------
+def _policies(resource: dict[str, Any]) -> tuple[str | None, str | None]:
+    return resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy")
+
+
+def test_a_stack_delete_or_replacement_keeps_the_records_the_secret_and_the_audit_trail(template):
+    """Every upgrade record and audit trail lives in the created database and the state machine's log group.
+
+    Breakage tried: no DeletionPolicy/UpdateReplacePolicy on DatabaseSecret (as before): fails here and in
+    the cfn-lint test below (I3011)."""
+    resources = template["Resources"]
+    assert _policies(resources["DatabaseCluster"]) == ("Snapshot", "Snapshot")  # the data: a final snapshot
+    # an Aurora member instance holds no data of its own (compute on the cluster's volume): nothing to keep
+    assert resources["DatabaseInstance"]["Properties"]["DBClusterIdentifier"] == {"Ref": "DatabaseCluster"}
+    assert _policies(resources["DatabaseInstance"]) == ("Delete", "Delete")
+    assert _policies(resources["DatabaseSecret"]) == ("Retain", "Retain")  # the snapshot's password
+    assert _policies(resources["UpgradeStateMachineLogGroup"]) == ("Retain", "Retain")
+    stateful = {"AWS::RDS::DBCluster", "AWS::RDS::DBInstance", "AWS::SecretsManager::Secret", "AWS::Logs::LogGroup"}
+    unset = [k for k, v in resources.items() if v["Type"] in stateful and None in _policies(v)]
+    assert unset == [], "stateful resources without an explicit delete/replace policy"
+
+
+def test_cfn_lint_with_informational_checks_is_clean():
+    """`cfn-lint --include-checks I` (the version pinned in constraints.txt) finds nothing.
+
+    Breakage tried: the DatabaseSecret's policies removed (I3011) and one `!Join ["", ...]` back (I1022):
+    each fails here."""
+    cfn_lint = require_tool("cfn-lint", str(ROOT / ".venv" / "bin" / "cfn-lint"))
+    result = subprocess.run([cfn_lint, "--include-checks", "I", "--", str(TEMPLATE)], capture_output=True, text=True,
+                            timeout=600, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, f"cfn-lint --include-checks I:\n{result.stdout}\n{result.stderr}"
+
+
+def _regions_lacking(resource_types: set[str]) -> dict[str, set[str]]:
+    """type -> the regions whose CloudFormation lacks it, from the pinned cfn-lint's region data (E3006)."""
+    import cfnlint
+
+    providers = Path(cfnlint.__file__).parent / "data" / "schemas" / "providers"
+    lacking: dict[str, set[str]] = {}
+    for region_file in sorted(providers.glob("*-*-*.json")):
+        known = set(json.loads(region_file.read_text()))
+        for missing in resource_types - known:
+            lacking.setdefault(missing, set()).add(region_file.stem)
+    return lacking
+
+
+def test_the_readme_names_the_regions_lacking_a_resource_type_and_the_template_makes_those_only_on_request(template):
+    """Breakage tried: RDS Proxy made without the CreateDatabase condition (unconditional), and a region dropped
+    from the README's list: each fails here."""
+    require_module("cfnlint", "make setup (requirements-dev.txt)")
+    types = {
+        r["Type"]
+        for r in template["Resources"].values()
+        if r["Type"].startswith("AWS::") and not r["Type"].startswith("AWS::Serverless::")
+    }
+    lacking = _regions_lacking(types)
+    assert lacking, "cfn-lint's region data knows every type everywhere: the README note is out of date"
+    section = (ROOT / "README.md").read_text().split("**Regions without some resource types**", 1)[1].split("\n\n")[0]
+    named = " ".join(section.split())  # the paragraph, one line
+    for resource_type, regions in lacking.items():
+        assert f"`{resource_type}`" in named, resource_type
+        for region in regions:
+            assert region in named, (resource_type, region)
+        conditions = {r.get("Condition") for r in template["Resources"].values() if r["Type"] == resource_type}
+        assert conditions and None not in conditions, f"{resource_type} is made in every stack"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader import events
+from upgrader.vocabulary import STRATEGIES, UPGRADE_STATUSES
 
 Schema = dict[str, Any]
 
@@ -28,7 +29,7 @@ def _object(properties: dict[str, Any], required: list[str] | None = None, *, ex
 
 UPGRADE = _object({
     "upgradeId": {"type": "string", "pattern": "^[0-9]+$"}, "component": _STR, "version": _STR,
-    "fromVersion": _OPT_STR, "strategy": {"enum": ["all", "canary", "batch"]}, "status": _STR,
+    "fromVersion": _OPT_STR, "strategy": {"enum": list(STRATEGIES)}, "status": {"enum": list(UPGRADE_STATUSES)},
     "total": _INT, "completed": _INT, "failed": _INT, "currentWave": _OPT_INT, "totalWaves": _INT,
     "haltReason": _OPT_STR, "requestedBy": _OPT_STR, "continuedBy": _OPT_STR, "executionName": _OPT_STR,
     "gate": {"enum": ["approval", "bake", None]}, "startedAt": _TIME, "completedAt": _TIME,

@@ -4,7 +4,8 @@ Powertools writes the paths, parameters and models from the code. This module th
 the code around the routes does, for every operation alike (new routes included):
 
 - SigV4 is a security scheme (API Gateway's `awsSigv4` extension) required by every operation;
-- every error status has the error body (`ErrorResponse`), never the success model;
+- every error status has the error body (`ErrorResponse`), never the success model; 403, answered by API
+  Gateway before the API sees the request, has API Gateway's own body (`GatewayError`);
 - every status the API can answer is listed: the route's own (404, 409, ...), the validation 422, the
   400/415 of a body that is not one JSON object (any route: one that takes no body refuses one), 413
   where a body is accepted, and what API Gateway and the runtime answer on any route;
@@ -25,6 +26,17 @@ from upgradectl.local.functions import API_FUNCTIONS, load_function
 TITLE = "Customer upgrades API"
 VERSION = "1.0.0"
 ERROR_SCHEMA = "ErrorResponse"
+# API Gateway's own 403 body: `message` ("Missing Authentication Token", a signature mismatch), but
+# `Message` (capital M) when the caller's IAM policy denies the route. Clients must parse both.
+GATEWAY_ERROR_SCHEMA = "GatewayError"
+GATEWAY_ERROR = {
+    "type": "object",
+    "title": GATEWAY_ERROR_SCHEMA,
+    "description": "API Gateway's answer to a request it refused before the API saw it (403): `message`, or "
+    "`Message` for an IAM policy denial",
+    "properties": {"message": {"type": "string"}, "Message": {"type": "string"}},
+}
+GATEWAY_STATUSES = ("403",)
 SECURITY_SCHEME = "sigv4"
 SECURITY: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -81,7 +93,9 @@ def build_document() -> dict[str, Any]:
             "type": "apiKey",
             "name": "Authorization",
             "in": "header",
-            "description": "AWS Signature Version 4 for the service execute-api (API Gateway AWS_IAM authorization)",
+            "description": "AWS Signature Version 4 for the service execute-api (API Gateway AWS_IAM authorization). "
+            "OpenAPI has no SigV4 scheme: a generated client signs each request itself, e.g. with the httpx auth "
+            "upgradectl.sigv4.SigV4 (README: Generated clients)",
             "x-amazon-apigateway-authtype": "awsSigv4",
         }
     }
@@ -89,6 +103,7 @@ def build_document() -> dict[str, Any]:
     schemas = components.setdefault("schemas", {})
     schemas[ERROR_SCHEMA] = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(schemas[ERROR_SCHEMA].pop("$defs", {}))
+    schemas[GATEWAY_ERROR_SCHEMA] = GATEWAY_ERROR
     for operation in _operations(doc):
         _describe_operation(operation)
     _drop_unreferenced_schemas(doc)
@@ -120,7 +135,8 @@ def _describe_operation(operation: dict[str, Any]) -> None:
         if int(status) >= 400:
             if response.get("description") == "Validation Error":  # Powertools' own wording
                 response["description"] = COMMON_ERRORS[422]
-            response["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}}}
+            schema = GATEWAY_ERROR_SCHEMA if status in GATEWAY_STATUSES else ERROR_SCHEMA
+            response["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
     operation["responses"] = dict(sorted(responses.items()))
 
 

@@ -22,16 +22,13 @@ from upgrader.models import (
     LogsResponse,
     StatusResponse,
     UpgradeListResponse,
+    UpgradeStatus,
 )
 
 logger = Logger()
 router = APIGatewayRouter()
 app = build_resolver()
 
-UpgradeStatus = Literal[
-    "pending", "in_progress", "awaiting_continue", "completed", "completed_with_failures", "failed",
-    "halted", "aborted", "cancelled",
-]  # fmt: skip
 LogStatus = Literal["pending", "in_progress", "completed", "failed", "skipped", "rolled_back"]
 UpgradeIdPath = Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="upgrade id, e.g. 123")]
 

@@ -90,6 +90,20 @@ def test_not_matching_customers_are_listed_too(fleet):
     assert left_out(by_label)["cust_0001"] == "not_matching"
 
 
+def test_an_empty_label_filter_is_refused_never_read_as_everyone(fleet, fake_workflow, sql):
+    """A generated client that lost the labels sent `"labels": {}`; read as "no filter" it planned the whole
+    fleet. Both the plan and the deploy refuse it (422 naming labels) and nothing is written.
+
+    Breakage tried: DeployRequest.labels without its empty-map check (min_length and the validator): the
+    plan answers 200 with every active customer and the deploy starts an upgrade: both fail here."""
+    for answer in (plan({**API_120, "labels": {}}), deploy({**API_120, "labels": {}})[:2]):
+        code, refused = answer
+        assert code == 422, refused
+        assert [e["field"] for e in refused["errors"]] == ["labels"], refused
+        assert "empty label filter would match every customer" in refused["errors"][0]["message"]
+    assert sql("SELECT count(*) AS n FROM system_upgrades")[0]["n"] == 0
+
+
 def test_a_plan_names_the_active_upgrade_a_deploy_would_be_refused_for(fleet, fake_workflow):
     assert deploy(API_120)[0] == 202
     _, planned = plan({**API_120, "version": "v1.3.0"})

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from tests.api.helpers import call, deploy, logs, status
 
 SPEC_STATUS_FIELDS = {
@@ -75,6 +77,19 @@ def test_list_is_newest_first_with_filters_and_pages(make_customers, fake_workfl
     assert [u["upgradeId"] for u in older["upgrades"]] == [first]
     code, bad = call("api_upgrades", "api_upgrades_list", "/api/upgrades", {}, {"status": "bogus"})
     assert code == 422
+
+
+@pytest.mark.parametrize("final", ["rolled_back", "rollback_incomplete"])
+def test_list_filters_by_the_statuses_a_whole_upgrade_rollback_leaves(final, make_customers, fake_workflow, sql):
+    """Breakage tried: the route's status Literal without the rollback statuses (as before: a 422) fails here."""
+    make_customers(2)
+    rolled = deploy(component="api")["upgradeId"]
+    other = deploy(component="dashboard")["upgradeId"]
+    sql("UPDATE system_upgrades SET status = %s WHERE id = %s", final, int(rolled))
+    sql("UPDATE system_upgrades SET status = 'completed' WHERE id = %s", int(other))
+    code, found = call("api_upgrades", "api_upgrades_list", "/api/upgrades", {}, {"status": final})
+    assert code == 200, found
+    assert [(u["upgradeId"], u["status"]) for u in found["upgrades"]] == [(rolled, final)]
 
 
 def test_queue_stats_and_job(make_customers, fake_workflow):

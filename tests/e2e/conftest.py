@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import call
+from tests.support.event_schemas import recorded_events, schema_errors
 from upgradectl.local.cluster import SimulatedCluster
 from upgradectl.local.runtime import LocalRuntime
 
@@ -74,3 +75,18 @@ def stack(env: dict[str, str], cluster: SimulatedCluster, database_url: str) -> 
     with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
                       poll_seconds=0) as runtime:  # fmt: skip
         yield Stack(runtime, cluster)
+
+
+@pytest.fixture(autouse=True)
+def every_event_matches_its_published_schema(request: pytest.FixtureRequest, database_url: str) -> Iterator[None]:
+    """After each test that ran the stack: every event it recorded (what the publisher sends, progressive
+    upgrades' included) passes its schema in docs/events/ under an independent Draft 2020-12 validator.
+
+    Breakage tried: the schemas' strategy enum without progressive (as it was): tests/e2e/test_progressive.py
+    fails here; and an event detail with an extra field the schema does not name fails the test that sent it."""
+    yield
+    if "env" not in request.fixturenames:  # the database was not this test's (env truncates it first)
+        return
+    sent = recorded_events(database_url)
+    problems = schema_errors(sent)
+    assert problems == [], f"{len(problems)} of {len(sent)} events do not match their schema: {problems[:5]}"

@@ -56,8 +56,8 @@ def postgres_processes(data_dir: Path | None = None) -> list[psutil.Process]:
 
 
 class StackProcess:
-    def __init__(self, args: list[str], env: dict[str, str], logs: Path) -> None:
-        self.port = free_port()
+    def __init__(self, args: list[str], env: dict[str, str], logs: Path, *, port: int | None = None) -> None:
+        self.port = port or free_port()  # a port: the same stack again after a restart
         self.url = f"http://localhost:{self.port}"
         self.stdout_path = logs / f"stack-{self.port}.out"
         self.stderr_path = logs / f"stack-{self.port}.err"

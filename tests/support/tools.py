@@ -1,4 +1,4 @@
-"""Command-line tools some tests drive (sam, curl, jq; helm later).
+"""Command-line tools some tests drive (sam, curl, jq, prometheus, cfn-lint, openapi-python-client).
 
 Under CI (`CI` set, as `.ci/run` does) a missing tool fails the test: CI must not go green by
 skipping. On a developer machine it skips with the command that installs it.
@@ -17,6 +17,9 @@ INSTALL = {
     "jq": "apt-get install -y jq",
     "sam": "make setup (installs aws-sam-cli into .venv-sam)",
     "chromium": "apt-get install -y chromium",
+    "prometheus": "apt-get install -y prometheus (Debian's package; .ci/run installs it)",
+    "cfn-lint": "make setup (requirements-dev.txt installs it into .venv)",
+    "openapi-python-client": "make setup (requirements-dev.txt installs it into .venv)",
 }
 
 

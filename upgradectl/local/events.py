@@ -30,7 +30,7 @@ class WebhookChannel:
     """POST each event, one at a time and in order, as JSON (EventBridge's event shape) to a URL.
 
     Transient failures (connection refused or reset, timeouts, 5xx, 429) are retried a few times with
-    backoff right away; a 2xx answer is delivery. The event id is also sent as `Idempotency-Key`, so a
+    backoff right away; a 2xx answer is delivery. The event id (`detail.eventId`) is also the `Idempotency-Key`, so a
     receiver can drop the one duplicate a crash between its answer and our record could cause."""
 
     name = "webhook"
@@ -63,7 +63,7 @@ class WebhookChannel:
                 self._pause(0.25 * 2**attempt)
             request = urllib.request.Request(self.url, data=data, method="POST", headers={  # noqa: S310 - http(s) only
                 "Content-Type": "application/json", "User-Agent": "upgrade-local-events",
-                "Idempotency-Key": f"event-{event.id}", "X-Event-Type": event.detail_type,
+                "Idempotency-Key": event.payload()["eventId"], "X-Event-Type": event.detail_type,
             })  # fmt: skip
             try:
                 with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310 - operator's URL

@@ -3,6 +3,11 @@
 Counters and histograms follow the published lifecycle events (the same `upgrader.metrics.observations`
 that become CloudWatch EMF metrics in AWS); gauges are read from PostgreSQL at each scrape (fleet
 versions, active upgrades, runs without progress, events not yet published).
+
+Every labelled series the product can emit (`upgrader.metrics.label_sets`) exists from start-up at 0:
+`increase()` and `rate()` only count what happens after a series' first sample, so a series born at its
+first event would never count that event. For the same reason the gauges always have their series (0
+when nothing is active or stuck), so a panel reads 0 instead of "no data".
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from prometheus_client.registry import Collector
 from upgrader import metrics
 from upgrader.db import Database
 from upgrader.publisher import OutboxEvent
+from upgrader.vocabulary import ACTIVE_UPGRADE_STATUSES, COMPONENTS
 
 disable_created_metrics()  # no `_created` series: counters and histograms as Prometheus users expect them
 
@@ -72,17 +78,19 @@ class _DatabaseGauges(Collector):
             for row in cur.fetchall():
                 fleet.add_metric([row["component"], row["version"]], int(row["n"]))
             cur.execute(
-                "SELECT component, status, count(*) AS n FROM system_upgrades"
-                " WHERE status IN ('pending', 'in_progress', 'awaiting_continue') GROUP BY 1, 2 ORDER BY 1, 2"
+                "SELECT component, status, count(*) AS n FROM system_upgrades WHERE status = ANY(%s) GROUP BY 1, 2",
+                (list(ACTIVE_UPGRADE_STATUSES),),
             )
-            for row in cur.fetchall():
-                active.add_metric([row["component"], row["status"]], int(row["n"]))
+            counts = {(row["component"], row["status"]): int(row["n"]) for row in cur.fetchall()}
+            for key in sorted({*((c, s) for c in COMPONENTS for s in ACTIVE_UPGRADE_STATUSES), *counts}):
+                active.add_metric(list(key), counts.get(key, 0))
             cur.execute("SELECT count(*) AS n FROM event_outbox WHERE sent_at IS NULL")
             unsent_count = int((cur.fetchone() or {"n": 0})["n"])
         stuck = GaugeMetricFamily(NO_PROGRESS, f"Running upgrades with no customer change for {self._minutes} min",
                                   labels=["component"])  # fmt: skip
-        for component, n in metrics.runs_without_progress(db, self._minutes).items():
-            stuck.add_metric([component], n)
+        without_progress = metrics.runs_without_progress(db, self._minutes)
+        for component in sorted({*COMPONENTS, *without_progress}):
+            stuck.add_metric([component], without_progress.get(component, 0))
         unsent = GaugeMetricFamily(UNSENT, "Lifecycle events recorded and not yet published")
         unsent.add_metric([], unsent_count)
         yield from (fleet, active, stuck, unsent)
@@ -126,11 +134,18 @@ class LocalMetrics:
         self._budget = Gauge(BUDGET, "Failure budget consumed by the last finished wave (1 = halted)",
                              ["component", "strategy"], registry=self.registry)  # fmt: skip
         self.registry.register(_DatabaseGauges(db, no_progress_minutes))
+        for name, family in [
+            *self._counters.items(),
+            *self._histograms.items(),
+            (metrics.BUDGET_CONSUMED, self._budget),
+        ]:
+            for dimensions in metrics.label_sets(name):
+                family.labels(**_labels(dimensions))  # the series, at 0
 
     def observe(self, sent: list[OutboxEvent]) -> None:
         for event in sent:
             for item in metrics.observations(event):
-                labels = {("detail_type" if k == "detailType" else k): v for k, v in item.dimensions.items()}
+                labels = _labels(item.dimensions)
                 if item.name in self._counters:
                     self._counters[item.name].labels(**labels).inc(item.value)
                 elif item.name in self._histograms:
@@ -140,3 +155,8 @@ class LocalMetrics:
 
     def render(self) -> tuple[str, bytes]:
         return CONTENT_TYPE_LATEST, generate_latest(self.registry)
+
+
+def _labels(dimensions: dict[str, str]) -> dict[str, str]:
+    """An observation's dimensions as Prometheus labels (snake_case names)."""
+    return {("detail_type" if k == "detailType" else k): v for k, v in dimensions.items()}

@@ -18,6 +18,7 @@ from upgrader.models import (
     LabelValue,
     Model,
     Version,
+    label_map_schema,
 )
 
 CustomerStatus = Literal["active", "suspended", "decommissioned"]
@@ -126,7 +127,7 @@ class CustomerPatch(_Strict):
     labels: (
         Annotated[
             dict[LabelKey, LabelValue | None],
-            Field(min_length=1, max_length=20, json_schema_extra={"additionalProperties": False}),
+            Field(min_length=1, max_length=20, json_schema_extra=label_map_schema),
         ]
         | None
     ) = Field(

@@ -153,7 +153,7 @@ def plain_event(
 
 
 # A customer's final status -> its outcome event, by operation (skipped: none).
-_OUTCOME_TYPES = {
+OUTCOME_TYPES = {
     "upgrade": {"completed": CUSTOMER_UPGRADED, "failed": CUSTOMER_FAILED, "rolled_back": CUSTOMER_ROLLED_BACK},
     "rollback": {"completed": CUSTOMER_ROLLED_BACK, "failed": CUSTOMER_ROLLBACK_FAILED},
 }
@@ -161,7 +161,7 @@ _OUTCOME_TYPES = {
 
 def _outcome_events(operation: str, status: str) -> list[tuple[str, str, Row]]:
     """(detail type, key prefix, extra) of the events a row of `operation` reaching `status` records."""
-    detail_type = _OUTCOME_TYPES.get(operation, _OUTCOME_TYPES["rollback"]).get(status)
+    detail_type = OUTCOME_TYPES.get(operation, OUTCOME_TYPES["rollback"]).get(status)
     if detail_type is None:
         return []
     found: list[tuple[str, str, Row]] = [(detail_type, "customer", {})]
@@ -185,7 +185,7 @@ def outcome_parameter(status: str) -> Jsonb:
     return Jsonb([
         {"operation": operation, "type": detail_type, "severity": DETAIL_TYPES[detail_type], "prefix": prefix,
          "extra": extra, "position": position}
-        for operation in _OUTCOME_TYPES
+        for operation in OUTCOME_TYPES
         for position, (detail_type, prefix, extra) in enumerate(_outcome_events(operation, status))
     ])  # fmt: skip
 

@@ -15,6 +15,7 @@ from typing import Any
 from upgrader import events
 from upgrader.db import Database
 from upgrader.publisher import OutboxEvent
+from upgrader.vocabulary import COMPONENTS, FINAL_UPGRADE_STATUSES, STRATEGIES
 
 NAMESPACE = "CustomerUpgrades"
 
@@ -62,6 +63,39 @@ _CUSTOMER_OUTCOMES = {
 }
 
 
+# The `strategy` dimension of a rollback run's customers (every other observation carries the upgrade's).
+ROLLBACK_STRATEGY = "rollback"
+# How an upgrade run ends (`UpgradeRepository.finalize_upgrade`): the final statuses but a whole-upgrade
+# rollback's, which a rollback run sets (Rollback Finished, not counted as an upgrade's outcome).
+UPGRADE_OUTCOMES = tuple(s for s in FINAL_UPGRADE_STATUSES if s not in ("rolled_back", "rollback_incomplete"))
+
+
+def label_sets(name: str) -> list[dict[str, str]]:
+    """Every dimension set `observations` can give the metric `name` for a known component: the series a
+    dashboard may query, so a scrape can show each of them from the start (at 0), before its first event."""
+    by_component = [{"component": c} for c in COMPONENTS]
+    by_strategy = [{"component": c, "strategy": s} for c in COMPONENTS for s in STRATEGIES]
+    if name == CUSTOMERS_BY_OUTCOME:
+        return [
+            {"component": c, "strategy": s, "outcome": _CUSTOMER_OUTCOMES[detail_type]}
+            for c in COMPONENTS
+            for operation, outcomes in events.OUTCOME_TYPES.items()
+            for s in (STRATEGIES if operation == "upgrade" else (ROLLBACK_STRATEGY,))
+            for detail_type in outcomes.values()
+        ]
+    if name == HELM_DURATION:
+        return [*by_strategy, *({"component": c, "strategy": ROLLBACK_STRATEGY} for c in COMPONENTS)]
+    if name == UPGRADES_BY_OUTCOME:
+        return [{**dims, "outcome": outcome} for dims in by_strategy for outcome in UPGRADE_OUTCOMES]
+    if name in (BUDGET_CONSUMED, GATE_WAIT):
+        return by_strategy
+    if name in (RECONCILIATIONS, UPGRADES_HALTED, RUNS_WITHOUT_PROGRESS):
+        return by_component
+    if name == EVENTS_PUBLISHED:
+        return [{"detailType": detail_type} for detail_type in events.DETAIL_TYPES]
+    raise KeyError(name)
+
+
 @dataclass(frozen=True)
 class Observation:
     name: str
@@ -88,7 +122,7 @@ def observations(event: OutboxEvent) -> list[Observation]:
     found: list[Observation] = [Observation(EVENTS_PUBLISHED, 1, {"detailType": event.detail_type}, meta)]
     kind = event.detail_type
     if kind in _CUSTOMER_OUTCOMES:
-        strategy = strategy if customer.get("operation") == "upgrade" else "rollback"
+        strategy = strategy if customer.get("operation") == "upgrade" else ROLLBACK_STRATEGY
         dims = {"component": component, "strategy": strategy}
         found.append(Observation(CUSTOMERS_BY_OUTCOME, 1, {**dims, "outcome": _CUSTOMER_OUTCOMES[kind]}, meta))
         if customer.get("durationSeconds") is not None:

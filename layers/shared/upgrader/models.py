@@ -10,10 +10,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from pydantic.json_schema import SkipJsonSchema
 
 from upgrader.timestamps import iso as iso  # re-exported: the API modules format timestamps with it
+from upgrader.vocabulary import COMPONENTS as COMPONENTS  # re-exported: the API's words, defined once there
+from upgrader.vocabulary import Component as Component
+from upgrader.vocabulary import Strategy as Strategy
+from upgrader.vocabulary import UpgradeStatus as UpgradeStatus
 
-COMPONENTS: tuple[str, ...] = ("api", "dashboard", "exporter", "mosquitto")
-Component = Literal["api", "dashboard", "exporter", "mosquitto"]
-Strategy = Literal["all", "canary", "batch", "progressive"]
 StepGate = Literal["manual", "bake"]
 Progression = Literal["linear", "exponential"]
 MAX_STEPS = 20
@@ -172,8 +173,18 @@ class HealthCheck(_Strict):
     )
 
 
-# Keys that do not match the label key pattern are refused, so the document says so.
-_ONLY_LABEL_KEYS: dict[str, Any] = {"additionalProperties": False}
+def label_map_schema(schema: dict[str, Any]) -> None:
+    """A label map as client generators read it: the value schema as `additionalProperties`, the key pattern
+    as `propertyNames`.
+
+    Pydantic writes `dict[LabelKey, ...]` as `patternProperties`; with `additionalProperties: false` beside
+    it, generators (openapi-python-client) make a model without fields and send `{}` whatever the caller
+    gave. Keys that do not match the pattern are refused either way, so the document says so."""
+    patterns = schema.pop("patternProperties", None)
+    if patterns:
+        ((key_pattern, value_schema),) = patterns.items()
+        schema["propertyNames"] = {"pattern": key_pattern}
+        schema["additionalProperties"] = value_schema
 
 
 class DeployRequest(_Strict):
@@ -218,8 +229,13 @@ class DeployRequest(_Strict):
         ]
         | None
     ) = Field(default=None, description="only these active customers (default: every active customer), each once")
-    labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=20, json_schema_extra=_ONLY_LABEL_KEYS)] | None = (
-        Field(default=None, description="only customers carrying all these labels")
+    labels: (
+        Annotated[dict[LabelKey, LabelValue], Field(min_length=1, max_length=20, json_schema_extra=label_map_schema)]
+        | None
+    ) = Field(
+        default=None,
+        description="only customers carrying all these labels (at least one label: leave the field out to target "
+        "every active customer; an empty map is refused, never read as everyone)",
     )
     bakeSeconds: Annotated[int, Field(ge=0, le=86_400), WHOLE] = Field(  # noqa: N815
         default=0, description="wait between two waves, after a wave succeeds"
@@ -286,6 +302,16 @@ class DeployRequest(_Strict):
     def _unique_customers(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and len(set(value)) != len(value):
             raise ValueError("customerIds contains duplicates")
+        return value
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _some_label(cls, value: Any) -> Any:
+        if value == {}:
+            raise ValueError(
+                "an empty label filter would match every customer: give at least one label, or leave labels out "
+                "to target every active customer"
+            )
         return value
 
     @field_validator("windowDeadline")

@@ -21,11 +21,8 @@ from upgrader.errors import LogRowNotFound, UpgradeAlreadyActive, UpgradeNotFoun
 from upgrader.leases import STOP_GATE, budget_reason
 from upgrader.planner import tolerated_failures
 from upgrader.rollbacks import RollbackRepository, insert_run
+from upgrader.vocabulary import ACTIVE_UPGRADE_STATUSES
 
-ACTIVE_UPGRADE_STATUSES = ("pending", "in_progress", "awaiting_continue")
-FINAL_UPGRADE_STATUSES = (
-    "completed", "completed_with_failures", "failed", "halted", "aborted", "rolled_back", "rollback_incomplete",
-)  # fmt: skip
 FINAL_LOG_STATUSES = ("completed", "failed", "skipped", "rolled_back")
 # waiting_for of a row whose child ended without recording while its helm Job may still run.
 ORPHANED = "its worker ended without recording a result; the reconciler records its helm Job's outcome"

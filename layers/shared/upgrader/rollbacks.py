@@ -19,8 +19,7 @@ import psycopg
 
 from upgrader.db import Database, Row
 from upgrader.errors import CustomerNotInUpgrade, UpgradeNotFound, WrongState
-
-ACTIVE_UPGRADE_STATUSES = ("pending", "in_progress", "awaiting_continue")
+from upgrader.vocabulary import ACTIVE_UPGRADE_STATUSES
 
 # Did the upgrade row <t> change its release? From what was read from the release before and after
 # helm; when helm ran but its result was never read, assume it did (the rollback re-reads the release);
