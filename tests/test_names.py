@@ -6,13 +6,14 @@ drifts from upgrader.names.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 import yaml
 from upgrader import names
 from upgrader.cluster.types import ClusterConfig
-from upgrader.settings import Settings
+from upgrader.settings import Settings, SettingsError
 
 from tests.support.template import ROOT, function_environment, load_template, resources_of
 
@@ -21,6 +22,7 @@ RBAC = ROOT / "k8s" / "rbac"
 TEMPLATE_PARAMETERS = {
     "JobNamespace": ("JOB_NAMESPACE", names.JOB_NAMESPACE),
     "JobServiceAccount": ("JOB_SERVICE_ACCOUNT", names.JOB_SERVICE_ACCOUNT),
+    "HelmImage": ("HELM_IMAGE", names.HELM_IMAGE),
 }
 
 
@@ -61,6 +63,37 @@ def test_code_defaults_are_the_shared_names() -> None:
         names.JOB_NAMESPACE,
         names.JOB_SERVICE_ACCOUNT,
     )
+
+
+def test_the_helm_image_is_one_definition_pinned_by_digest_in_template_and_code() -> None:
+    """Issue 29 item 7: the template said alpine/helm:3.16.2 while the code said 3.16.4, both mutable tags.
+
+    Breakage tried: the template's HelmImage default back to alpine/helm:3.16.2 (the parametrized default
+    test fails), its AllowedPattern dropped (this test fails), DEFAULT_HELM_IMAGE a literal tag (fails)."""
+    parameter = load_template()["Parameters"]["HelmImage"]
+    config = ClusterConfig(mode="url", api_url="http://127.0.0.1:1")
+
+    assert "@sha256:" in names.HELM_IMAGE and f":{names.HELM_VERSION}@" in names.HELM_IMAGE
+    assert parameter["AllowedPattern"] == names.HELM_IMAGE_PATTERN
+    assert re.fullmatch(names.HELM_IMAGE_PATTERN, parameter["Default"])
+    assert config.helm_image == names.HELM_IMAGE
+    assert ClusterConfig.from_settings(Settings.from_env({"KUBE_API_URL": "http://k:1"})).helm_image == names.HELM_IMAGE
+
+
+@pytest.mark.parametrize("image", ["alpine/helm:3.17.3", "alpine/helm:latest", "alpine/helm@sha256:abc",
+                                   "alpine/helm:3.17.3@sha256:" + "A" * 64, "-x@sha256:" + "0" * 64])  # fmt: skip
+def test_a_helm_image_without_a_digest_is_refused_at_cold_start(image: str) -> None:
+    """Breakage tried: Settings without the helm_image validator: from_env accepts a bare tag."""
+    with pytest.raises(SettingsError, match="HELM_IMAGE: .*must be pinned by digest"):
+        Settings.from_env({"HELM_IMAGE": image})
+    with pytest.raises(ValueError, match="must be pinned by digest"):
+        ClusterConfig(mode="url", api_url="http://127.0.0.1:1", helm_image=image)
+
+
+def test_a_mirrored_image_pinned_by_digest_is_accepted() -> None:
+    mirror = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mirror/alpine/helm:3.17.3@sha256:" + "0" * 64
+    assert Settings.from_env({"HELM_IMAGE": mirror}).helm_image == mirror
+    assert ClusterConfig(mode="url", api_url="http://127.0.0.1:1", helm_image=mirror).helm_image == mirror
 
 
 def test_rbac_job_namespace_is_the_shared_name() -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from upgrader.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
+from upgrader.names import HELM_IMAGE_PATTERN, JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
 
 
 class SettingsError(RuntimeError):
@@ -51,7 +52,7 @@ class Settings(BaseModel):
     # read again when it changes). Never the token itself in the environment.
     kube_token_file: str | None = None
     job_namespace: str = JOB_NAMESPACE
-    helm_image: str | None = None
+    helm_image: str | None = None  # None: upgrader.names.HELM_IMAGE; always pinned by digest
     job_service_account: str = JOB_SERVICE_ACCOUNT
     chart_refs: dict[str, str] = Field(default_factory=dict)
     # JSON object component -> the Helm value key holding its image tag (default <component>.image.tag):
@@ -95,6 +96,14 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("helm_image")
+    @classmethod
+    def _helm_image_pinned(cls, image: str | None) -> str | None:
+        # told at cold start, naming HELM_IMAGE (the cluster config checks it again, for every caller)
+        if image is not None and not re.fullmatch(HELM_IMAGE_PATTERN, image):
+            raise ValueError(f"must be pinned by digest, <repository>[:tag]@sha256:<64 hex digits>, not {image!r}")
+        return image
 
     @field_validator("chart_refs", "image_tag_keys", mode="before")
     @classmethod

@@ -13,14 +13,14 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from upgrader.bluegreen import Slots
-from upgrader.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
+from upgrader.names import HELM_IMAGE, HELM_IMAGE_PATTERN, JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
 
 Component = Literal["api", "dashboard", "exporter", "mosquitto"]
 HelmOperation = Literal["upgrade", "rollback", "recover", "restore", "slot", "switch", "finalize"]
 JobPhase = Literal["pending", "running", "succeeded", "failed", "missing"]
 RolloutPhase = Literal["ready", "progressing", "failed"]
 
-DEFAULT_HELM_IMAGE = "alpine/helm:3.16.4"
+DEFAULT_HELM_IMAGE = HELM_IMAGE  # upgrader.names: the one definition
 DEFAULT_CHART_REF = "oci://registry.example.com/charts/customer-stack"
 DEFAULT_CHART_REFS: dict[str, str] = {
     "api": DEFAULT_CHART_REF,
@@ -36,6 +36,18 @@ DEFAULT_IMAGE_TAG_KEYS: dict[str, str] = {
 }
 
 _VALUE_KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+_HELM_IMAGE = re.compile(HELM_IMAGE_PATTERN)
+
+
+def require_digest(image: str) -> str:
+    """The helm image when it is pinned by digest (`<repository>[:tag]@sha256:<64 hex>`); ValueError else."""
+    if not _HELM_IMAGE.fullmatch(image):
+        raise ValueError(
+            f"the helm image must be pinned by digest, <repository>[:tag]@sha256:<64 hex digits>, not {image!r} "
+            f"(the default is {HELM_IMAGE}; README: Mirroring the helm image)"
+        )
+    return image
+
 
 # Helm release states in which another helm operation is refused ("another operation is in progress").
 PENDING_RELEASE_STATES = frozenset({"pending-install", "pending-upgrade", "pending-rollback"})
@@ -62,6 +74,11 @@ class ClusterConfig(BaseModel):
     ttl_seconds_after_finished: int = Field(default=3600, ge=0)
     max_output_bytes: int = Field(default=16384, ge=256)
     region: str | None = None
+
+    @field_validator("helm_image")
+    @classmethod
+    def _pinned_by_digest(cls, image: str) -> str:
+        return require_digest(image)
 
     @field_validator("image_tag_keys")
     @classmethod
