@@ -146,8 +146,8 @@ def test_every_job_create_request_is_counted_with_its_status(
             kubernetes.client.BatchV1Api(api_client).create_namespaced_job("upgrade-system", job)
     requests = [(r.name == gateway.job_name(spec), r.status, r.user) for r in cluster.job_create_requests]
     assert requests == [
-        (True, 500, ""), (True, 201, "customer-upgrades-lambda:simulated"),
-        (True, 409, "customer-upgrades-lambda:simulated"),
+        (True, 500, ""), (True, 201, "customer-upgrades-jobs:simulated"),
+        (True, 409, "customer-upgrades-jobs:simulated"),
         (False, 403, "system:serviceaccount:upgrade-system:upgrade-runner"),
     ]  # fmt: skip
     assert [(j.name, j.status) for j in cluster.created_jobs] == [(gateway.job_name(spec), 201),

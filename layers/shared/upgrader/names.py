@@ -9,8 +9,15 @@ from __future__ import annotations
 # Where the helm Jobs run, and the identity helm runs as inside them (k8s/rbac/00, 10 and 30).
 JOB_NAMESPACE = "upgrade-system"
 JOB_SERVICE_ACCOUNT = "upgrade-runner"
-# The Kubernetes group the cluster workers' IAM role is mapped to (EKS access entry or aws-auth).
-LAMBDA_KUBERNETES_GROUP = "customer-upgrades:lambda"
+# The Kubernetes groups the cluster workers' IAM roles are mapped to (EKS access entries or aws-auth), one
+# per identity (k8s/README.md): the reader (sync_customers, which parses untrusted release data, and
+# check_rollout) reads releases and workloads and can create nothing; the jobs identity (start_helm_job,
+# check_helm_job, reconcile_runs) creates and reads the helm Jobs, and reads release state.
+READER_KUBERNETES_GROUP = "customer-upgrades:reader"
+JOBS_KUBERNETES_GROUP = "customer-upgrades:jobs"
+# Which identity each cluster worker acts as (the template maps each function's role; tests check both).
+READER_FUNCTIONS = ("sync_customers", "check_rollout")
+JOBS_FUNCTIONS = ("start_helm_job", "check_helm_job", "reconcile_runs")
 
 # The image of the helm Job's container: the template's HelmImage default, the code's HELM_IMAGE default and
 # the admission policy in k8s/ (which admits only Jobs running it) all read it here. Always pinned by

@@ -51,6 +51,10 @@ class Settings(BaseModel):
     # url mode: a file holding the bearer token to send (like a projected service-account token; it is
     # read again when it changes). Never the token itself in the environment.
     kube_token_file: str | None = None
+    # url mode: the token file of the reader identity (k8s/README.md), sent by the reading adapters (the
+    # sync's fleet reader, the rollout checks); unset: KUBE_TOKEN_FILE. In AWS each function's own role is
+    # its identity (EKS access entries), so this is for local runs, where every function shares a process.
+    kube_reader_token_file: str | None = None
     job_namespace: str = JOB_NAMESPACE
     helm_image: str | None = None  # None: upgrader.names.HELM_IMAGE; always pinned by digest
     job_service_account: str = JOB_SERVICE_ACCOUNT

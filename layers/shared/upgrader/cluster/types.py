@@ -105,10 +105,11 @@ class ClusterConfig(BaseModel):
         return self
 
     @classmethod
-    def from_settings(cls, settings: Any) -> ClusterConfig:
+    def from_settings(cls, settings: Any, *, reader: bool = False) -> ClusterConfig:
         """Build from `upgrader.settings.Settings` (duck-typed to keep this module import-light).
 
-        Chart references given in the environment override the defaults per component.
+        Chart references given in the environment override the defaults per component. `reader`: the
+        configuration of the reader identity's adapters (in url mode its own token file, when one is set).
         """
         values: dict[str, Any] = {
             "mode": settings.cluster_mode,
@@ -116,7 +117,8 @@ class ClusterConfig(BaseModel):
             "kubeconfig_secret_arn": settings.kubeconfig_secret_arn,
             "kubeconfig_path": getattr(settings, "kubeconfig_path", None),
             "api_url": settings.kube_api_url,
-            "token_file": getattr(settings, "kube_token_file", None),
+            "token_file": (reader and getattr(settings, "kube_reader_token_file", None))
+            or getattr(settings, "kube_token_file", None),
             "job_namespace": settings.job_namespace,
             "chart_refs": {**DEFAULT_CHART_REFS, **(settings.chart_refs or {})},
             "image_tag_keys": dict(getattr(settings, "image_tag_keys", None) or {}),
