@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from upgrader.compatibility import RuleRepository
     from upgrader.db import Database
     from upgrader.discovery import DiscoveryRules, FleetReader
+    from upgrader.helm_output import HelmOutputRepository
     from upgrader.idempotency import IdempotencyRepository
     from upgrader.inventory import InventoryRepository
     from upgrader.leases import LeaseRepository
@@ -116,6 +117,13 @@ def window_recheck_seconds() -> int:
     from upgrader.windows import DEFAULT_RECHECK_SECONDS
 
     return max(1, int(os.environ.get("WINDOW_RECHECK_SECONDS") or DEFAULT_RECHECK_SECONDS))
+
+
+@lru_cache(maxsize=1)
+def helm_outputs() -> HelmOutputRepository:
+    from upgrader.helm_output import HelmOutputRepository
+
+    return HelmOutputRepository(database())
 
 
 @lru_cache(maxsize=1)
@@ -253,7 +261,7 @@ def reset() -> None:
     if database.cache_info().currsize:
         database().close()
     for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, reader_cluster, workflow, s3_client,
-                   inventory, rules, windows, clock, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, slack_channel, notices, get_settings):  # fmt: skip
+                   inventory, rules, windows, clock, helm_outputs, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, slack_channel, notices, get_settings):  # fmt: skip
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()

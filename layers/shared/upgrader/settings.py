@@ -72,6 +72,8 @@ class Settings(BaseModel):
     discovery_concurrency: int = Field(default=8, ge=1, le=64)
     # The function that runs a sync (api_sync invokes it asynchronously).
     sync_function_name: str | None = None
+    # How long helm's full output (upgrader.helm_output) is kept: the reconciler's sweep deletes older ones.
+    helm_output_retention_days: int = Field(default=30, ge=1, le=3650)
     # How long a deploy's Idempotency-Key is remembered.
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
 

@@ -195,6 +195,9 @@ class ReleaseInfo:
     versions: dict[str, str | None] = field(default_factory=dict)
     # Blue-green components only: their slots (active one, each slot's tag).
     slots: dict[str, Slots] = field(default_factory=dict)
+    # The release's secret values (upgrader.redaction): what redacts helm's output and errors. Never in
+    # the snapshot, a repr or a comparison.
+    secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
     @property
     def exists(self) -> bool:
