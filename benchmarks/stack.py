@@ -26,7 +26,7 @@ class Stack:
 def local_stack(*, job_seconds: float = 0.05, poll_seconds: int = 0, extra_env: dict[str, str] | None = None,
                 database: str = "upgrades_bench") -> Iterator[Stack]:  # fmt: skip
     with temporary_database(database) as url, SimulatedCluster(job_duration_seconds=job_seconds) as cluster, \
-            LocalRuntime(database_url=url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
+            LocalRuntime(database_url=url, kube_api_url=cluster.url, kube_token_file=str(cluster.jobs_token_file), kube_reader_token_file=str(cluster.reader_token_file),
                          poll_seconds=poll_seconds, extra_env=extra_env or {}) as runtime:  # fmt: skip
         yield Stack(url, cluster, runtime)
 

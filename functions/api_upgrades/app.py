@@ -1,5 +1,5 @@
-"""GET /api/upgrades, /api/upgrades/{upgradeId}/status and /logs, POST /api/upgrades/plan (a dry run):
-read from PostgreSQL only."""
+"""GET /api/upgrades, /api/upgrades/{upgradeId}/status, /logs and /logs/{logId}/output, POST
+/api/upgrades/plan (a dry run): read from PostgreSQL only."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from upgrader.models import (
     DIGITS,
     UPGRADE_ID_PATTERN,
     DeployRequest,
+    HelmOutputResponse,
     LogsResponse,
     StatusResponse,
     UpgradeListResponse,
@@ -31,6 +32,7 @@ app = build_resolver()
 
 LogStatus = Literal["pending", "in_progress", "completed", "failed", "skipped", "rolled_back"]
 UpgradeIdPath = Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="upgrade id, e.g. 123")]
+LogIdPath = Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="a log entry's id (`id` in .../logs)")]
 
 
 @router.get("/api/upgrades", summary="List upgrades, newest first")
@@ -80,6 +82,19 @@ def get_logs(
         limit=limit,
         offset=offset,
     )
+
+
+@router.get(
+    "/api/upgrades/<upgradeId>/logs/<logId>/output",
+    summary="The full helm output of one log entry's Jobs (redacted; behind its own permission)",
+    responses={200: {"description": "the entry's helm outputs"}, 404: {"description": "unknown upgrade or entry"}},
+)
+def get_helm_output(upgradeId: UpgradeIdPath, logId: LogIdPath) -> HelmOutputResponse:  # noqa: N803
+    from upgrader.helm_output import get_helm_output as read
+    from upgrader.settings import get_settings
+
+    return read(int(upgradeId), int(logId), outputs=factory.helm_outputs(),
+                retention_days=get_settings().helm_output_retention_days)  # fmt: skip
 
 
 @router.post(

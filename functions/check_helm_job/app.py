@@ -1,4 +1,5 @@
-"""Child step 3 (looped): read the Helm Job's state, and its pod log when it has finished."""
+"""Child step 3 (looped): read the Helm Job's state, and its pod log when it has finished (written, redacted,
+to PostgreSQL here: never returned into the execution's state)."""
 
 from __future__ import annotations
 
@@ -14,4 +15,4 @@ logger = Logger()
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(upgrade_id=event.get("upgradeId"), run=event.get("runName"), log_id=event.get("logId"))
-    return orchestration.check_helm_job(event, cluster=factory.cluster())
+    return orchestration.check_helm_job(event, cluster=factory.cluster(), outputs=factory.helm_outputs())

@@ -14,4 +14,4 @@ logger = Logger()
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(upgrade_id=event.get("upgradeId"), run=event.get("runName"), log_id=event.get("logId"))
-    return orchestration.check_rollout(event, cluster=factory.cluster())
+    return orchestration.check_rollout(event, cluster=factory.reader_cluster())  # the reader identity

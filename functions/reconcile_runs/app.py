@@ -14,6 +14,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from upgrader import factory, reconciliation
+from upgrader.settings import get_settings
 
 logger = Logger()
 
@@ -33,6 +34,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             runs=factory.runs(),
             cluster=factory.cluster(),
             release_windows=factory.halt_window_release(),
+            outputs=factory.helm_outputs(),
         )
     else:
         result = reconciliation.sweep(
@@ -42,6 +44,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             cluster=factory.cluster(),
             min_age_seconds=int(event.get("minAgeSeconds", 60)),
             release_windows=factory.halt_window_release(),
+            outputs=factory.helm_outputs(),
+            output_retention_days=get_settings().helm_output_retention_days,
         )
     summary = result.as_dict()
     if result.reconciled or result.settled:

@@ -24,14 +24,16 @@ def cluster() -> Iterator[SimulatedCluster]:
 
 @pytest.fixture
 def config(cluster: SimulatedCluster) -> ClusterConfig:
-    return ClusterConfig(mode="url", api_url=cluster.url, token_file=str(cluster.lambda_token_file),
+    return ClusterConfig(mode="url", api_url=cluster.url, token_file=str(cluster.jobs_token_file),
                          max_output_bytes=2048)  # fmt: skip
 
 
-def lambda_configuration(cluster: SimulatedCluster) -> kubernetes.client.Configuration:
-    """A client configuration that acts as the product's Lambda identity (its token file), so RBAC applies."""
+def jobs_configuration(cluster: SimulatedCluster, *, reader: bool = False) -> kubernetes.client.Configuration:
+    """A client configuration that acts as one of the product's identities (its token file), so RBAC
+    applies: the jobs identity (start, check, reconcile), or with `reader` the reader identity (sync,
+    rollout checks)."""
     configuration = kubernetes.client.Configuration(host=cluster.url)
-    tokens = FileTokenSource(str(cluster.lambda_token_file))
+    tokens = FileTokenSource(str(cluster.reader_token_file if reader else cluster.jobs_token_file))
     tokens.refresh_hook(configuration)
     configuration.refresh_api_key_hook = tokens.refresh_hook  # type: ignore[assignment]
     return configuration
@@ -39,10 +41,22 @@ def lambda_configuration(cluster: SimulatedCluster) -> kubernetes.client.Configu
 
 @pytest.fixture
 def gateway(cluster: SimulatedCluster, config: ClusterConfig) -> Iterator[KubernetesClusterGateway]:
-    configuration = lambda_configuration(cluster)
+    """The product's gateway as the jobs identity."""
+    configuration = jobs_configuration(cluster)
     configuration.retries = 0  # a simulated fault must surface, not be retried by urllib3
     with kubernetes.client.ApiClient(configuration) as api_client:
         yield KubernetesClusterGateway(api_client, config)
+
+
+@pytest.fixture
+def reader_gateway(cluster: SimulatedCluster, config: ClusterConfig) -> Iterator[KubernetesClusterGateway]:
+    """The product's gateway as the reader identity (what check_rollout and the sync use)."""
+    configuration = jobs_configuration(cluster, reader=True)
+    configuration.retries = 0
+    with kubernetes.client.ApiClient(configuration) as api_client:
+        yield KubernetesClusterGateway(
+            api_client, config.model_copy(update={"token_file": str(cluster.reader_token_file)})
+        )
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import boto3
 import pytest
 import yaml
 from moto import mock_aws
+from upgrader import names
 from upgrader.cluster import access
 from upgrader.cluster.types import ClusterConfig, ClusterPermanentError
 
@@ -176,7 +177,7 @@ def test_config_from_settings_merges_chart_refs() -> None:
     assert config.api_url == "http://k:1" and config.service_account == "runner"
     assert config.chart_refs["api"] == "oci://r/charts/api"
     assert config.chart_refs["dashboard"].startswith("oci://")
-    assert config.helm_image == "alpine/helm:3.16.4"
+    assert config.helm_image == names.HELM_IMAGE
 
 
 def test_every_kubernetes_call_has_a_request_timeout(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+from upgrader import names
 from upgrader.cluster.jobs import KubernetesClusterGateway, bound_output, customer_label, helm_job_name
 from upgrader.cluster.types import ClusterConfig, ClusterPermanentError, HelmJobSpec
 
@@ -163,7 +164,7 @@ def test_pod_is_locked_down(gateway: KubernetesClusterGateway) -> None:
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
     c = pod["containers"][0]
-    assert c["image"] == "alpine/helm:3.16.4"
+    assert c["image"] == names.HELM_IMAGE
     assert set(c["resources"]["requests"]) >= {"cpu", "memory"}
     assert set(c["resources"]["limits"]) >= {"cpu", "memory"}
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 RBAC = Path(__file__).resolve().parents[2] / "k8s" / "rbac"
+CHARTS = Path(__file__).resolve().parents[2] / "charts"
 
 
 def documents() -> list[dict[str, Any]]:
@@ -38,7 +40,7 @@ def test_only_namespace_listing_is_bound_cluster_wide() -> None:
         "name": "customer-upgrades-namespace-lister",
     }
     assert binding["subjects"] == [
-        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "customer-upgrades:lambda"}
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "customer-upgrades:reader"}
     ]
     (role,) = [r for r in by_kind("ClusterRole") if r["metadata"]["name"] == "customer-upgrades-namespace-lister"]
     assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]}]
@@ -87,3 +89,60 @@ def test_release_reader_grants_exactly_the_health_check_reads() -> None:
         (("apps",), ("deployments", "statefulsets")): {"get", "list"},
         (("",), ("services/proxy",)): {"get"},  # GET through the service proxy only, nothing else
     }
+
+
+def test_only_the_jobs_identity_may_create_jobs() -> None:
+    """Issue 29 item 6: the reader (sync_customers, check_rollout) is bound nowhere Jobs can be created.
+
+    Breakage tried: the reader group added to 10-lambda-job-namespace.yaml's RoleBinding: this fails."""
+    job_rights = {r["metadata"]["name"] for r in by_kind("Role") + by_kind("ClusterRole")
+                  if any("jobs" in rule["resources"] and "create" in rule["verbs"] for rule in r["rules"])}  # fmt: skip
+    holders = {
+        s["name"] for b in by_kind("RoleBinding") + by_kind("ClusterRoleBinding") if b["roleRef"]["name"] in job_rights
+        for s in b["subjects"]
+    }  # fmt: skip
+    assert holders == {"customer-upgrades:jobs"}
+    (binding,) = [b for b in by_kind("RoleBinding") if b["roleRef"]["name"] == "customer-upgrades-lambda-jobs"]
+    assert binding["metadata"]["namespace"] == "upgrade-system"
+
+
+def test_the_jobs_identity_reads_only_release_secrets_in_customer_namespaces() -> None:
+    (role,) = [r for r in by_kind("ClusterRole") if r["metadata"]["name"] == "customer-upgrades-release-state"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]
+    bound = [b for b in by_kind("RoleBinding") if b["roleRef"]["name"] == "customer-upgrades-release-state"]
+    assert bound and all(b["metadata"]["namespace"].startswith("customer-") for b in bound)
+    assert all(b["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                  "name": "customer-upgrades:jobs"}] for b in bound)  # fmt: skip
+
+
+# kind a chart renders -> (API group, resource) the runner needs to apply it. A chart with a kind missing
+# here fails the test below: add the kind here AND a rule to 30-helm-runner.yaml (the place to extend).
+KIND_RESOURCES = {"Deployment": ("apps", "deployments"), "Service": ("", "services")}
+WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
+
+
+def rendered_kinds() -> set[str]:
+    kinds: set[str] = set()
+    for template in CHARTS.glob("*/templates/*.yaml"):
+        kinds |= set(re.findall(r"^kind:\s*(\w+)\s*$", template.read_text(encoding="utf-8"), re.M))
+    assert kinds, "no kind found in charts/*/templates"
+    return kinds
+
+
+def test_the_runner_writes_exactly_the_kinds_the_charts_render() -> None:
+    """Issue 29 item 6: the runner could write ConfigMaps, Jobs, CronJobs, Ingresses, NetworkPolicies, PDBs,
+    HPAs, StatefulSets, DaemonSets, ServiceAccounts and PVCs in every customer namespace, none of which the
+    charts render.
+
+    Breakage tried: the old rule for configmaps (or batch jobs/cronjobs) put back: this test fails."""
+    (role,) = [r for r in by_kind("ClusterRole") if r["metadata"]["name"] == "customer-upgrades-helm-runner"]
+    writes = {(group, resource) for rule in role["rules"] if {"create", "patch", "delete"} & set(rule["verbs"])
+              for group in rule["apiGroups"] for resource in rule["resources"]}  # fmt: skip
+    unknown = rendered_kinds() - set(KIND_RESOURCES)
+    assert not unknown, f"charts render {unknown}: map them in KIND_RESOURCES and grant them in 30-helm-runner.yaml"
+    needed = {KIND_RESOURCES[kind] for kind in rendered_kinds()}
+    assert writes == needed | {("", "secrets")}  # Helm's own release storage
+    assert all(rule["verbs"] == WRITE for rule in role["rules"] if {"create"} & set(rule["verbs"]))
+    reads = {(g, r) for rule in role["rules"] if set(rule["verbs"]) == {"get", "list", "watch"}
+             for g in rule["apiGroups"] for r in rule["resources"]}  # fmt: skip
+    assert reads == {("", "pods"), ("", "events"), ("apps", "replicasets")}  # what --wait follows

@@ -10,6 +10,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+from upgrader import names
 from upgrader.cluster.jobs import KubernetesClusterGateway, deployment_verdict
 from upgrader.cluster.types import (
     ClusterConfig,
@@ -23,6 +24,19 @@ from tests.cluster.conftest import wait_finished, wait_until
 from upgradectl.local.cluster import SimulatedCluster
 
 MakeSpec = Callable[..., HelmJobSpec]
+
+
+@pytest.fixture
+def gateway(cluster: SimulatedCluster, config: ClusterConfig) -> Iterator[KubernetesClusterGateway]:
+    """These tests run helm Jobs (the jobs identity's part) and check the rollout (the reader's part) with
+    one gateway: it acts as a test identity in both groups, so RBAC still applies to every call. Which
+    identity may do which is tests/cluster/test_simulated_rbac.py's subject."""
+    token = cluster.token_for("both-identities", [names.JOBS_KUBERNETES_GROUP, names.READER_KUBERNETES_GROUP])
+    configuration = kubernetes.client.Configuration(host=cluster.url)
+    configuration.api_key = {"authorization": f"Bearer {token}"}
+    configuration.retries = 0  # a simulated fault must surface, not be retried by urllib3
+    with kubernetes.client.ApiClient(configuration) as api_client:
+        yield KubernetesClusterGateway(api_client, config)
 
 
 @pytest.fixture

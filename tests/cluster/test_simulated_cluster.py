@@ -15,16 +15,16 @@ import pytest
 from upgrader.cluster.jobs import KubernetesClusterGateway
 from upgrader.cluster.types import ClusterConfig, HelmJobSpec
 
-from tests.cluster.conftest import lambda_configuration, wait_finished, wait_until
+from tests.cluster.conftest import jobs_configuration, wait_finished, wait_until
 from upgradectl.local.cluster import SimulatedCluster
 
 MakeSpec = Callable[..., HelmJobSpec]
 
 
 def gateway_for(cluster: SimulatedCluster) -> KubernetesClusterGateway:
-    """The product's gateway, acting as the Lambda identity (RBAC applies)."""
-    config = ClusterConfig(mode="url", api_url=cluster.url, token_file=str(cluster.lambda_token_file))
-    return KubernetesClusterGateway(kubernetes.client.ApiClient(lambda_configuration(cluster)), config)
+    """The product's gateway, acting as the jobs identity (RBAC applies)."""
+    config = ClusterConfig(mode="url", api_url=cluster.url, token_file=str(cluster.jobs_token_file))
+    return KubernetesClusterGateway(kubernetes.client.ApiClient(jobs_configuration(cluster)), config)
 
 
 def test_stop_joins_the_thread_and_frees_the_port() -> None:

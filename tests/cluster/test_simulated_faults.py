@@ -156,7 +156,7 @@ def test_an_unreachable_kubelet_refuses_the_logs_of_matching_pods_only(
     assert log_status(cluster, "upgrade-system", pod, cluster.runner_token)[0] == 403
     assert fault.served == 0 and cluster.unserved_faults() == [fault]
     # ... the pod's own log is: the API server's Status naming the kubelet it could not reach, twice
-    status, body = log_status(cluster, "upgrade-system", pod, cluster.lambda_token)
+    status, body = log_status(cluster, "upgrade-system", pod, cluster.jobs_token)
     assert status == 502
     error = json.loads(body)
     assert (error["kind"], error["code"], error["reason"]) == ("Status", 502, "BadGateway")
@@ -196,8 +196,8 @@ def test_every_job_create_request_is_counted_with_its_status(
             kubernetes.client.BatchV1Api(api_client).create_namespaced_job("upgrade-system", job)
     requests = [(r.name == gateway.job_name(spec), r.status, r.user) for r in cluster.job_create_requests]
     assert requests == [
-        (True, 500, ""), (True, 201, "customer-upgrades-lambda:simulated"),
-        (True, 409, "customer-upgrades-lambda:simulated"),
+        (True, 500, ""), (True, 201, "customer-upgrades-jobs:simulated"),
+        (True, 409, "customer-upgrades-jobs:simulated"),
         (False, 403, "system:serviceaccount:upgrade-system:upgrade-runner"),
     ]  # fmt: skip
     assert [(j.name, j.status) for j in cluster.created_jobs] == [(gateway.job_name(spec), 201),

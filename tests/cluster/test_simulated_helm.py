@@ -724,25 +724,25 @@ def test_atomic_alone_implies_wait(cluster: SimulatedCluster, submit: Callable[.
 
 
 def test_wait_without_atomic_leaves_the_release_failed(
-    cluster: SimulatedCluster, gateway: KubernetesClusterGateway, submit: Callable[..., str], ns: str
+    cluster: SimulatedCluster, reader_gateway: KubernetesClusterGateway, submit: Callable[..., str], ns: str
 ) -> None:
     seed(cluster, ns)
     cluster.unhealthy_customers.add(ns)
     result = finished(cluster, submit(upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=a2", "--wait")))
     assert result.error_line == "Error: UPGRADE FAILED: context deadline exceeded"
     assert statuses(cluster, ns) == [(1, "deployed"), (2, "failed")]  # the previous one stays deployed
-    assert gateway.rollout_status(ns, "stack", "api").phase == "failed"  # nothing rolled the pods back
+    assert reader_gateway.rollout_status(ns, "stack", "api").phase == "failed"  # nothing rolled the pods back
 
 
 def test_without_wait_helm_does_not_notice_pods_that_never_get_ready(
-    cluster: SimulatedCluster, gateway: KubernetesClusterGateway, submit: Callable[..., str], ns: str
+    cluster: SimulatedCluster, reader_gateway: KubernetesClusterGateway, submit: Callable[..., str], ns: str
 ) -> None:
     seed(cluster, ns)
     cluster.unhealthy_customers.add(ns)
     result = finished(cluster, submit(upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=a2")))
     assert result.phase == "succeeded" and 'Release "stack" has been upgraded. Happy Helming!' in result.log
     assert statuses(cluster, ns) == [(1, "superseded"), (2, "deployed")]
-    assert gateway.rollout_status(ns, "stack", "api").phase == "failed"
+    assert reader_gateway.rollout_status(ns, "stack", "api").phase == "failed"
 
 
 def test_a_rollback_whose_pods_never_get_ready_fails_its_wait(
@@ -790,19 +790,19 @@ def test_the_wait_timeout_can_be_helms_own_times_the_time_scale(ns: str) -> None
 
 
 def test_a_failing_health_path_does_not_stop_helm(
-    cluster: SimulatedCluster, gateway: KubernetesClusterGateway, submit: Callable[..., str], ns: str
+    cluster: SimulatedCluster, reader_gateway: KubernetesClusterGateway, submit: Callable[..., str], ns: str
 ) -> None:
     seed(cluster, ns)
     cluster.probe_unhealthy_customers.add(ns)
     argv = upgrade(ns, "--reuse-values", "--set-string", "api.image.tag=a2", "--wait", "--atomic")
     assert finished(cluster, submit(argv)).phase == "succeeded"  # the pods got ready
-    assert gateway.rollout_status(ns, "stack", "api").phase == "ready"
-    probe = gateway.http_health(ns, "stack-api", "http", "/healthz")
+    assert reader_gateway.rollout_status(ns, "stack", "api").phase == "ready"
+    probe = reader_gateway.http_health(ns, "stack-api", "http", "/healthz")
     assert (probe.healthy, probe.status) == (False, 503)
     assert "the application's health check failed" in probe.detail
-    assert gateway.http_health(ns, "stack-dashboard", "http", "/healthz").healthy  # not changed by the upgrade
+    assert reader_gateway.http_health(ns, "stack-dashboard", "http", "/healthz").healthy  # not changed by the upgrade
     assert finished(cluster, submit(rollback(ns))).phase == "succeeded"
-    assert gateway.http_health(ns, "stack-api", "http", "/healthz").healthy
+    assert reader_gateway.http_health(ns, "stack-api", "http", "/healthz").healthy
 
 
 # --- pods that wait, and the Job's deadline -------------------------------------------------------------

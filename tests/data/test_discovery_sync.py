@@ -212,3 +212,40 @@ def test_a_customer_our_own_helm_operation_holds_is_left_to_that_operation(env, 
     assert (counts["busy"], counts["drifted"]) == (1, 0)
     assert inventory(sql)["cust_0001"]["api"] == "v1.1.0"
     assert sql("SELECT drift FROM customers WHERE id = 'cust_0001'")[0]["drift"] is None
+
+
+def test_a_release_with_a_bad_image_tag_is_that_namespaces_problem_never_the_syncs(env, small_fleet, sql):
+    """Issue 29 item 5: a tag of 201 characters failed every sync (StringDataRightTruncation on
+    varchar(128)), so nobody was added or checked after it; hostile tags that fit were stored as they were.
+
+    Breakage tried: observe() without the invalid_release_data check: the sync fails with
+    StringDataRightTruncation, and (with the long tag removed) `<!channel>` is stored in the inventory."""
+    # Given one new namespace whose api tag is 201 characters, one whose tag is markup, and a known
+    # customer whose release changes to a bad tag
+    assert sync(small_fleet)["counts"]["added"] == 3
+    small_fleet.add_release(
+        "customer-long", "customer-long", values=_tags({**CURRENT, "api": "v" + "9" * 200}, *CURRENT)
+    )
+    small_fleet.add_release("customer-markup", "customer-markup",
+                            values=_tags({**CURRENT, "dashboard": "<!channel>"}, *CURRENT))  # fmt: skip
+    small_fleet.add_release("customer-new", "customer-new", values=_tags(CURRENT, *CURRENT))
+    small_fleet.add_release("customer-0001", "customer-0001", values=_tags({**CURRENT, "exporter": "v 2"}, *CURRENT))
+
+    # When the inventory is synced
+    finished = sync(small_fleet)
+
+    # Then the sync completes: the good namespace is added, each bad one is reported with a bounded quote
+    assert finished["status"] == "completed"
+    counts = finished["counts"]
+    assert (counts["added"], counts["unreadable"], counts["problems"]) == (1, 1, 3)
+    problems = {p["namespace"]: p["message"] for p in finished["problems"]}
+    assert "component api's image tag 'v99999999" in problems["customer-long"]
+    assert "(201 characters)" in problems["customer-long"] and "9" * 60 not in problems["customer-long"]
+    assert "component dashboard's image tag '<!channel>' is not a valid version" in problems["customer-markup"]
+    assert "component exporter's image tag 'v 2'" in problems["customer-0001"]
+    # nothing of the bad releases reached the inventory; the known customer keeps its versions, marked
+    assert {r["id"] for r in sql("SELECT id FROM customers")} == {"cust_0000", "cust_0001", "cust_0002", "cust_new"}
+    assert inventory(sql)["cust_0001"] == CURRENT
+    (known,) = sql("SELECT status, release_error FROM customers WHERE id = 'cust_0001'")
+    assert known["status"] == "active" and "'v 2' is not a valid version" in known["release_error"]
+    assert not sql("SELECT 1 FROM customer_component_versions WHERE version !~ '^[A-Za-z0-9_][A-Za-z0-9._-]*$'")

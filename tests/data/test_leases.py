@@ -293,7 +293,9 @@ def test_an_unreachable_api_while_a_job_runs_keeps_looking(make_customers, fake_
     event = _child_event(sql, uid, "cust_0001")
     job = {"jobName": "helm-upgrade-1-cust-0001-abcdef12-a1", "stage": "upgrade", "phase": "running"}
 
-    looked = orchestration.check_helm_job({**event, "job": job}, cluster=UnreachableCluster())
+    looked = orchestration.check_helm_job(
+        {**event, "job": job}, cluster=UnreachableCluster(), outputs=factory.helm_outputs()
+    )
 
     assert (looked["phase"], looked["jobName"], looked["stage"]) == ("unreachable", job["jobName"], "upgrade")
     health = orchestration.check_rollout({**event, "customer": {**event["customer"], "healthCheck": {"enabled": True}}},

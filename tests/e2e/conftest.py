@@ -72,7 +72,7 @@ def make_customers(make_customers: Callable[..., list[str]], cluster: SimulatedC
 
 @pytest.fixture
 def stack(env: dict[str, str], cluster: SimulatedCluster, database_url: str) -> Iterator[Stack]:
-    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
+    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.jobs_token_file), kube_reader_token_file=str(cluster.reader_token_file),
                       poll_seconds=0) as runtime:  # fmt: skip
         yield Stack(runtime, cluster)
 

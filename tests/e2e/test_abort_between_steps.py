@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 def gateway_env(env: dict[str, str], cluster: SimulatedCluster, monkeypatch: pytest.MonkeyPatch) -> None:
     """The workers' cluster gateway (`factory.cluster()`) pointed at the simulated cluster, as a Lambda's."""
     for key, value in {"CLUSTER_MODE": "url", "KUBE_API_URL": cluster.url,
-                       "KUBE_TOKEN_FILE": str(cluster.lambda_token_file)}.items():  # fmt: skip
+                       "KUBE_TOKEN_FILE": str(cluster.jobs_token_file)}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
     factory.reset()
 

@@ -249,7 +249,9 @@ def test_check_helm_job_twice_reads_without_side_effects(driver, sql):
 
     assert first == second
     assert first["phase"] == "succeeded"
-    assert "has been upgraded" in first["output"]
+    assert "output" not in first  # written to PostgreSQL by the worker, once (issue 29 item 4)
+    (stored,) = sql("SELECT output FROM helm_outputs WHERE log_id = %s", child["logId"])
+    assert "has been upgraded" in stored["output"]
     assert drive.stack.cluster.jobs() == jobs
     assert len(drive.stack.cluster.created_jobs) == 1
     assert _log(sql, child["logId"]) == row

@@ -43,7 +43,7 @@ def webhook() -> Iterator[Receiver]:
 @pytest.fixture
 def hooked(env: dict[str, str], cluster: SimulatedCluster, database_url: str, webhook: Receiver) -> Iterator[Stack]:
     """The stack with its event publisher running, sending to the webhook."""
-    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
+    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.jobs_token_file), kube_reader_token_file=str(cluster.reader_token_file),
                       poll_seconds=0, publish_seconds=0.05,
                       event_channels=[WebhookChannel(webhook.url)]) as runtime:  # fmt: skip
         yield Stack(runtime, cluster)
@@ -173,7 +173,7 @@ def test_a_failing_webhook_loses_nothing_and_says_why(env, cluster, database_url
         return next(answers, 200), {}
 
     with Receiver(flaky) as receiver, LocalRuntime(
-        database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
+        database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.jobs_token_file), kube_reader_token_file=str(cluster.reader_token_file),
         poll_seconds=0, event_channels=[WebhookChannel(receiver.url, pause=lambda s: None)],
     ) as runtime:  # fmt: skip
         make_customers(3)
@@ -193,7 +193,7 @@ def test_a_webhook_url_nothing_listens_on_keeps_the_events(env, cluster, databas
     caplog.set_level(logging.ERROR, logger="upgrade-local.events")
     with Receiver() as closed:
         url = closed.url + "/hook"
-    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
+    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.jobs_token_file), kube_reader_token_file=str(cluster.reader_token_file),
                       poll_seconds=0, event_channels=[WebhookChannel(url, pause=lambda s: None)]) as runtime:  # fmt: skip
         make_customers(2)
         started = deploy(component="api", version="v1.2.0", strategy="all")

@@ -41,7 +41,7 @@ def token() -> list[str]:
 @pytest.fixture
 def notified(env: dict[str, str], cluster: SimulatedCluster, database_url: str, slack: SlackStandIn,
              token: list[str]) -> Iterator[Stack]:  # fmt: skip
-    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
+    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.jobs_token_file), kube_reader_token_file=str(cluster.reader_token_file),
                       poll_seconds=0, publish_seconds=0.05, event_channels=[_channel(slack, token)]) as runtime:  # fmt: skip
         yield Stack(runtime, cluster)
 
@@ -94,7 +94,7 @@ def test_one_message_per_upgrade_updated_in_place_across_a_canary(notified, make
 def test_a_bad_token_says_so_and_loses_nothing(env, cluster, database_url, make_customers, slack, sql, caplog):
     caplog.set_level(logging.ERROR, logger="upgrade-local.events")
     token = ["xoxb-revoked"]
-    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
+    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.jobs_token_file), kube_reader_token_file=str(cluster.reader_token_file),
                       poll_seconds=0, event_channels=[_channel(slack, token)]) as runtime:  # fmt: skip
         make_customers(3)
         started = deploy(component="dashboard", version="v2.0.0", strategy="canary", canaryPercent=30)
@@ -130,6 +130,6 @@ def test_subscriptions_filter_by_component_and_severity(notified_filtered, make_
 def notified_filtered(env: dict[str, str], cluster: SimulatedCluster, database_url: str, slack: SlackStandIn,
                       token: list[str]) -> Iterator[Stack]:  # fmt: skip
     channel = _channel(slack, token, components=["dashboard"], severities=["critical"])
-    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.lambda_token_file),
+    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.jobs_token_file), kube_reader_token_file=str(cluster.reader_token_file),
                       poll_seconds=0, publish_seconds=0.05, event_channels=[channel]) as runtime:  # fmt: skip
         yield Stack(runtime, cluster)

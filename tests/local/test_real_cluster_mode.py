@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from upgrader import names
 from upgrader.cluster.types import ClusterConfig
 from upgrader.settings import Settings
 
@@ -72,7 +73,9 @@ def test_start_up_names_the_real_cluster_or_refuses_a_missing_file(tmp_path):
 @pytest.mark.e2e
 def test_an_upgrade_runs_through_the_kubeconfig_file_mode(env, database_url, make_customers, tmp_path):
     with SimulatedCluster(job_duration_seconds=0.05) as cluster:
-        path = write_kubeconfig(tmp_path / "config", cluster.url, token=cluster.lambda_token)  # RBAC applies
+        # an operator's kubeconfig (one context for every worker): both of the product's identities; RBAC applies
+        token = cluster.token_for("operator", [names.JOBS_KUBERNETES_GROUP, names.READER_KUBERNETES_GROUP])
+        path = write_kubeconfig(tmp_path / "config", cluster.url, token=token)
         extra = {"CLUSTER_MODE": "kubeconfig-file", "KUBECONFIG_PATH": str(path)}
         with LocalRuntime(database_url=database_url, kube_api_url="", poll_seconds=0, extra_env=extra) as runtime:
             for cid in make_customers(3):

@@ -109,6 +109,13 @@ def http(
             {"upgradeId": "123", "customerId": "cust_abc123"},
         ),
         ("GET", "/api/queue/stats", "api_queue", "/api/queue/stats", {}),
+        (
+            "GET",
+            "/api/upgrades/12/logs/345/output",
+            "api_upgrades",
+            "/api/upgrades/{upgradeId}/logs/{logId}/output",
+            {"upgradeId": "12", "logId": "345"},
+        ),
         ("GET", "/api/queue/jobs/upgrade-1-ab", "api_queue", "/api/queue/jobs/{jobId}", {"jobId": "upgrade-1-ab"}),
     ],
 )

@@ -235,6 +235,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     extra_env: dict[str, str] = {}
     simulated: Any = None
     kube_token_file: str | None = None
+    kube_reader_token_file: str | None = None
     if real:
         path = _kubeconfig_path(args.kubeconfig)
         cluster_line = _describe_real_cluster(path)
@@ -248,14 +249,17 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
         simulated.start()
         stack.callback(simulated.stop)
         kube_api_url = simulated.url
-        kube_token_file = str(simulated.lambda_token_file)  # the workers act as the Lambda identity (RBAC)
+        # The workers act as the product's two identities (RBAC): jobs (start, check, reconcile) and reader.
+        kube_token_file = str(simulated.jobs_token_file)
+        kube_reader_token_file = str(simulated.reader_token_file)
         # The line keeps its first words ("kmock API server at <url>, helm Jobs finish after ..."): scripts
         # find the simulated cluster's URL there. (The server is our indexed successor of kmock's.)
         cluster_line = (
             f"SIMULATED (no real cluster is touched): kmock API server at {simulated.url}, helm Jobs finish "
             f"after {args.job_seconds:g} s, failure rate {args.failure_rate:.0%}"
             + (f", always failing: {', '.join(args.fail_customer)}" if args.fail_customer else "")
-            + f"; RBAC from k8s/rbac enforced (workers use the Lambda identity's token in {kube_token_file})"
+            + f"; RBAC from k8s/rbac enforced (workers use the jobs and reader identities' tokens in "
+            f"{kube_token_file}, {kube_reader_token_file})"
         )
     timings["cluster"] = time.monotonic() - mark
 
@@ -265,7 +269,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     channels, events_line = _event_channels(args, base_hint=f"http://localhost:{server.port}")
     runtime = LocalRuntime(
         database_url=database_url, kube_api_url=kube_api_url, kube_token_file=kube_token_file,
-        poll_seconds=args.poll_seconds, extra_env=extra_env, sweep_seconds=args.sweep_seconds,
+        kube_reader_token_file=kube_reader_token_file, poll_seconds=args.poll_seconds, extra_env=extra_env, sweep_seconds=args.sweep_seconds,
         sync_seconds=args.sync_seconds or None, publish_seconds=0.2, event_channels=channels,
         on_events_sent=local_metrics.observe,
     )  # fmt: skip

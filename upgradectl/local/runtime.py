@@ -33,6 +33,7 @@ class LocalRuntime:
         database_url: str,
         kube_api_url: str,
         kube_token_file: str | None = None,
+        kube_reader_token_file: str | None = None,
         poll_seconds: int = 0,
         extra_env: Mapping[str, str] | None = None,
         state_machine_name: str = "customer-upgrades-upgrade",
@@ -47,6 +48,8 @@ class LocalRuntime:
         self.kube_api_url = kube_api_url
         # The bearer token the cluster workers send (url mode): a file, like a projected token.
         self.kube_token_file = kube_token_file
+        # The reader identity's token (sync, rollout checks): KUBE_READER_TOKEN_FILE; None: KUBE_TOKEN_FILE's.
+        self.kube_reader_token_file = kube_reader_token_file
         self.poll_seconds = poll_seconds
         self.extra_env = dict(extra_env or {})
         self.state_machine_name = state_machine_name
@@ -96,6 +99,7 @@ class LocalRuntime:
                     "CLUSTER_MODE": "url",
                     "KUBE_API_URL": self.kube_api_url,
                     **({"KUBE_TOKEN_FILE": self.kube_token_file} if self.kube_token_file else {}),
+                    **({"KUBE_READER_TOKEN_FILE": self.kube_reader_token_file} if self.kube_reader_token_file else {}),
                     "JOB_POLL_SECONDS": str(self.poll_seconds),
                     "SYNC_FUNCTION_NAME": SYNC_FUNCTION,
                     "POWERTOOLS_SERVICE_NAME": "customer-upgrades",

@@ -59,6 +59,7 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", "/api/upgrades", "api_upgrades"),
     _route("GET", "/api/upgrades/{upgradeId}/status", "api_upgrades"),
     _route("GET", "/api/upgrades/{upgradeId}/logs", "api_upgrades"),
+    _route("GET", "/api/upgrades/{upgradeId}/logs/{logId}/output", "api_upgrades"),
     _route("POST", "/api/upgrades/{upgradeId}/continue", "api_control"),
     _route("POST", "/api/upgrades/{upgradeId}/rollback/{customerId}", "api_control"),
     _route("POST", "/api/upgrades/{upgradeId}/rollback", "api_control"),

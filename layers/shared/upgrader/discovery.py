@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from upgrader.cluster.types import ClusterPermanentError, ClusterTransientError
-from upgrader.models import CUSTOMER_ID_PATTERN
+from upgrader.models import CUSTOMER_ID_PATTERN, DNS_LABEL_PATTERN, VERSION_PATTERN
 
 DEFAULT_NAMESPACE_PATTERN = "customer-*"
 DEFAULT_ID_TEMPLATE = "cust_{suffix}"
@@ -40,6 +40,12 @@ DEFAULT_RELEASE_TEMPLATE = "{namespace}"
 CHUNK = 200  # namespaces read and written per transaction
 MAX_PROBLEMS = 200  # problems kept in a sync's result (the count is always exact)
 _ID = re.compile(CUSTOMER_ID_PATTERN)
+# What a release may record for the inventory: the API's version grammar (an OCI tag) for every image tag,
+# Helm's chart version grammar (SemVer characters) and a release name Helm accepts (a DNS label, <= 53).
+_VERSION = re.compile(VERSION_PATTERN)
+_CHART_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$")
+_RELEASE_NAME = re.compile(DNS_LABEL_PATTERN)
+_QUOTED = 40  # characters of a bad value quoted in the problem (the value is the customer's, untrusted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,14 +165,43 @@ def observe(reader: FleetReader, rules: DiscoveryRules, namespace: NamespaceRef)
     except RuleError as exc:
         return Observation(namespace.name, None, None, str(exc))
     try:
-        return Observation(
-            namespace.name, customer_id, reader.release_in(namespace.name, rules.release_name(namespace.name))
-        )
+        release = reader.release_in(namespace.name, rules.release_name(namespace.name))
     except ReleaseUnreadable as exc:
         hint = "" if "403" not in str(exc) else " (apply k8s/rbac/31-customer-namespace-bindings.yaml to it)"
         return Observation(namespace.name, customer_id, None, f"{exc}{hint}")
     except ClusterTransientError as exc:
         return Observation(namespace.name, customer_id, None, f"not read this time: {exc}")
+    if release is not None and (problem := invalid_release_data(namespace.name, release)):
+        return Observation(namespace.name, customer_id, None, problem)
+    return Observation(namespace.name, customer_id, release)
+
+
+def invalid_release_data(namespace: str, release: ReleaseSnapshot) -> str | None:
+    """Why what a release records cannot go into the inventory as it is, or None when it can.
+
+    A release's values are the customer's data: an image tag the API would refuse as a version (too long,
+    spaces, markup), a chart version or release name Helm could not have written are that namespace's
+    problem (reported, nothing about the customer changes); the sync goes on with the others.
+    """
+    problems = [
+        f"component {component}'s image tag {_quote(version)} is not a valid version ({VERSION_PATTERN})"
+        for component, version in sorted(release.versions.items())
+        if version is not None and not _VERSION.fullmatch(version)
+    ]
+    if release.chart_version is not None and not _CHART_VERSION.fullmatch(release.chart_version):
+        problems.append(f"chart version {_quote(release.chart_version)} is not a valid chart version")
+    if len(release.name) > 53 or not _RELEASE_NAME.fullmatch(release.name):
+        problems.append(f"release name {_quote(release.name)} is not a valid Helm release name")
+    if not problems:
+        return None
+    return f"Helm release in {namespace} records data the inventory refuses: " + "; ".join(problems)
+
+
+def _quote(value: str) -> str:
+    """A bounded, printable quote of an untrusted value, with its length when cut."""
+    if len(value) <= _QUOTED:
+        return ascii(value)
+    return f"{ascii(value[:_QUOTED])}... ({len(value)} characters)"
 
 
 # --------------------------------------------------------------------------------------- comparing

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from upgrader.compatibility import RuleRepository
     from upgrader.db import Database
     from upgrader.discovery import DiscoveryRules, FleetReader
+    from upgrader.helm_output import HelmOutputRepository
     from upgrader.idempotency import IdempotencyRepository
     from upgrader.inventory import InventoryRepository
     from upgrader.leases import LeaseRepository
@@ -119,6 +120,13 @@ def window_recheck_seconds() -> int:
 
 
 @lru_cache(maxsize=1)
+def helm_outputs() -> HelmOutputRepository:
+    from upgrader.helm_output import HelmOutputRepository
+
+    return HelmOutputRepository(database())
+
+
+@lru_cache(maxsize=1)
 def syncs() -> SyncRepository:
     from upgrader.syncs import SyncRepository
 
@@ -146,11 +154,11 @@ def discovery_rules() -> DiscoveryRules:
 
 
 def fleet_reader() -> FleetReader:
-    """A new reader per sync (it counts that sync's requests); loads the kubernetes client."""
+    """A new reader per sync (it counts that sync's requests), as the reader identity; loads the client."""
     from upgrader.cluster.access import build_fleet_reader
     from upgrader.cluster.types import ClusterConfig
 
-    return build_fleet_reader(ClusterConfig.from_settings(get_settings()))
+    return build_fleet_reader(ClusterConfig.from_settings(get_settings(), reader=True))
 
 
 @lru_cache(maxsize=1)
@@ -164,11 +172,22 @@ def sync_launcher() -> LambdaSyncLauncher:
 
 @lru_cache(maxsize=1)
 def cluster() -> ClusterGateway:
-    """The Kubernetes adapter; importing it loads the kubernetes client (cluster workers only)."""
+    """The Kubernetes adapter as the jobs identity (start_helm_job, check_helm_job, reconcile_runs);
+    importing it loads the kubernetes client (cluster workers only)."""
     from upgrader.cluster.access import build_cluster_gateway
     from upgrader.cluster.types import ClusterConfig
 
     return build_cluster_gateway(ClusterConfig.from_settings(get_settings()))
+
+
+@lru_cache(maxsize=1)
+def reader_cluster() -> ClusterGateway:
+    """The Kubernetes adapter as the reader identity (check_rollout): it reads releases and workloads and
+    may create nothing (k8s/README.md). The same adapter as `cluster()`; only the identity differs."""
+    from upgrader.cluster.access import build_cluster_gateway
+    from upgrader.cluster.types import ClusterConfig
+
+    return build_cluster_gateway(ClusterConfig.from_settings(get_settings(), reader=True))
 
 
 @lru_cache(maxsize=1)
@@ -241,8 +260,8 @@ def reset() -> None:
     """Forget every cached adapter and the settings (tests and the local stack)."""
     if database.cache_info().currsize:
         database().close()
-    for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, workflow, s3_client,
-                   inventory, rules, windows, clock, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, slack_channel, notices, get_settings):  # fmt: skip
+    for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, reader_cluster, workflow, s3_client,
+                   inventory, rules, windows, clock, helm_outputs, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, slack_channel, notices, get_settings):  # fmt: skip
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()

@@ -460,6 +460,22 @@ class LogEntry(Model):
     )
 
 
+class HelmOutput(Model):
+    jobName: str  # noqa: N815
+    stage: str = Field(description="the helm step: upgrade, rollback, restore, recover, slot, switch, finalize")
+    phase: str = Field(description="how the Job ended: succeeded or failed")
+    recordedAt: str  # noqa: N815
+    output: str = Field(description="the Job's pod log, redacted (secrets replaced by [redacted]), its tail bounded")
+
+
+class HelmOutputResponse(Model):
+    upgradeId: str  # noqa: N815
+    logId: str  # noqa: N815
+    customerId: str  # noqa: N815
+    retentionDays: int = Field(description="how long full outputs are kept (older ones are deleted)")  # noqa: N815
+    outputs: list[HelmOutput] = Field(description="one per helm Job of this log row, oldest first")
+
+
 class LogsResponse(Model):
     upgradeId: str  # noqa: N815
     count: int = Field(description="entries in this page")

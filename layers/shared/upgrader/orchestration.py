@@ -32,8 +32,10 @@ from upgrader.cluster.types import (
     RolloutState,
 )
 from upgrader.errors import GateClosed, ReleaseNotReady
+from upgrader.helm_output import HelmOutputStore, header_for
 from upgrader.leases import LeaseRepository, LeaseSession, budget_reason, describe_holder
 from upgrader.planner import tolerated_failures
+from upgrader.redaction import Redactor
 from upgrader.repository import RunRepository, WindowRelease
 from upgrader.windows import (
     DEFAULT_RECHECK_SECONDS,
@@ -719,12 +721,15 @@ def _restore(lease: LeaseSession, stage: str, existing: dict[str, bool], *, clus
     return _started(name, operation, revision=revision)
 
 
-def check_helm_job(event: State, *, cluster: ClusterGateway) -> State:
+def check_helm_job(event: State, *, cluster: ClusterGateway, outputs: HelmOutputStore) -> State:
     """Look at the customer's current Job; once it has ended, read what the release holds now.
 
     upgrade/restore Job failed and the release left pending-* (killed by its deadline mid-operation):
     "stuck", so a recovery runs before any result is recorded. A finished pre-check recovery says
     "recovered" (the upgrade comes next).
+
+    A finished Job's output is redacted with the release's secrets (`upgrader.redaction`) and written to
+    the database here (`outputs`); the result carries none of it, only the redacted error.
     """
     job = event["job"]
     stage = str(job.get("stage", "upgrade"))
@@ -732,7 +737,7 @@ def check_helm_job(event: State, *, cluster: ClusterGateway) -> State:
     if job.get("jobName") is None:  # nothing was started (see _restore): the result is already known
         return dict(job)
     try:
-        return _check_helm_job(event, job, stage, row, cluster)
+        return _check_helm_job(event, job, stage, row, cluster, outputs)
     except ClusterTransientError as exc:  # the Job runs on; look again until the API answers
         since = _outage_since(job, exc)
         unreachable: State = {"jobName": job["jobName"], "stage": stage, "phase": "unreachable",
@@ -740,19 +745,24 @@ def check_helm_job(event: State, *, cluster: ClusterGateway) -> State:
         return _carried(job, unreachable)
 
 
-def _check_helm_job(event: State, job: State, stage: str, row: State, cluster: ClusterGateway) -> State:
+def _check_helm_job(event: State, job: State, stage: str, row: State, cluster: ClusterGateway,
+                    outputs: HelmOutputStore) -> State:  # fmt: skip
     state: JobState = cluster.get_helm_job(_spec(row, stage, revision=job.get("revision")))  # type: ignore[arg-type]
     result = _carried(job, {"jobName": state.name, "stage": stage, "phase": state.phase})
     if not (state.finished or state.phase == "missing"):
         return result
-    result["output"] = state.output
-    result["error"] = state.error
+    release = cluster.release_status(row["namespace"], row["release"])
+    redactor = Redactor(release.secrets)
+    result["error"] = redactor.text(state.error)
     if state.seconds is not None:
         result["helmSeconds"] = state.seconds
     if state.phase == "missing":
         result["phase"] = "failed"
         result["error"] = f"Job {state.name} disappeared before it finished"
-    release = cluster.release_status(row["namespace"], row["release"])
+    elif state.output:
+        # Written here, never returned into Step Functions state (its history, CloudWatch Logs).
+        outputs.record(int(event["logId"]), state.name, stage=stage, phase=state.phase,
+                       output=str(redactor.text(state.output)), header=header_for(stage, event.get("stage")))  # fmt: skip
     result["release"] = release.snapshot()
     restoring = event.get("stage") in ("autorollback", "recover_after")
     if (
@@ -837,24 +847,20 @@ def finish_customer(event: State, *, runs: RunRepository, release_windows: Windo
     failed_job = event.get("failedJob")
     slot_job = event.get("slotJob")  # blue-green: the slot step before this switch
     switch_job = event.get("switchJob")  # blue-green with finalizeOldSlot: the switch before this finalize
-    output = job.get("output")
-    if switch_job is not None:
-        output = "\n".join(filter(None, [switch_job.get("output"), "--- finalize ---", output]))
-    if slot_job is not None:
-        output = "\n".join(filter(None, [slot_job.get("output"), "--- switch ---", output]))
+    # Helm's own output is already on the row (check_helm_job wrote it); what a step says without a Job
+    # (nothing to finalize, nothing to recover) is the product's own text, recorded here.
+    output = "\n".join(filter(None, [(j or {}).get("output") for j in (slot_job, switch_job, job)])) or None
     release = job.get("release")
     if failure:
         status = "skipped" if failure.get("Error") == "UpgradeHalted" else "failed"
         error = _failure_text(failure)
     elif failed_job is not None:  # the Job was killed mid-operation; a recovery ran before this record
-        output = "\n".join(filter(None, [failed_job.get("output"), "--- recovery ---", job.get("output")]))
         recovered = job.get("phase") == "succeeded"
         after = f"release recovered to revision {(release or {}).get('revision')}" if recovered else (
             f"recovery failed: {job.get('error')}")  # fmt: skip
         status, error = "failed", f"{failed_job.get('error')}; {after}"
     elif upgrade_job is not None:  # an automatic rollback ran after a failed health check
         reason = health.get("detail") or upgrade_job.get("error") or "upgrade failed"
-        output = "\n".join(filter(None, [upgrade_job.get("output"), "--- automatic rollback ---", job.get("output")]))
         if job.get("phase") == "succeeded":
             revision = job.get("revision")
             status, error = "rolled_back", f"{reason}; rolled back to revision {revision}"

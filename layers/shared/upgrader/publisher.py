@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from upgrader.db import Database, Row
 from upgrader.events import SOURCE
+from upgrader.redaction import PATTERNS
 
 LOGGER = logging.getLogger(__name__)
 
@@ -46,8 +47,10 @@ class OutboxEvent:
 
     @classmethod
     def from_row(cls, row: Row) -> OutboxEvent:
+        """An outbox row as every channel sends it: its detail redacted (`upgrader.redaction`), so an error
+        or a reason quoting a credential reaches neither EventBridge, the webhook nor Slack."""
         return cls(int(row["id"]), str(row["event_key"]), str(row["detail_type"]), str(row["severity"]),
-                   row["component"], row["upgrade_id"], row["customer_id"], dict(row["detail"]),
+                   row["component"], row["upgrade_id"], row["customer_id"], PATTERNS.value(dict(row["detail"])),
                    row["created_at"])  # fmt: skip
 
     @property

@@ -27,6 +27,8 @@ from upgrader import events
 from upgrader.cluster.types import JobState, ReleaseInfo
 from upgrader.db import Database, Row
 from upgrader.errors import NotFound
+from upgrader.helm_output import HelmOutputStore
+from upgrader.redaction import Redactor
 from upgrader.repository import ORPHANED, RunRepository, WindowRelease
 
 TERMINAL_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
@@ -50,9 +52,11 @@ class ReconcileResult:
     reconciled: list[str] = field(default_factory=list)  # runs ended here
     settled: list[int] = field(default_factory=list)  # log rows whose Job outcome was recorded here
     still_running: list[int] = field(default_factory=list)  # log rows whose Job still runs
+    expired_outputs: int = 0  # full helm outputs deleted by this sweep (retention)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"reconciled": self.reconciled, "settled": self.settled, "stillRunning": self.still_running}
+        expired = {"expiredOutputs": self.expired_outputs} if self.expired_outputs else {}
+        return {"reconciled": self.reconciled, "settled": self.settled, "stillRunning": self.still_running, **expired}
 
 
 class ReconcileRepository:
@@ -156,7 +160,7 @@ def execution_reason(name: str, status: str, error: str | None, cause: str | Non
 def reconcile_execution(
     name: str, status: str, error: str | None, cause: str | None, *,
     recon: ReconcileRepository, runs: RunRepository, cluster: JobReader | None,
-    release_windows: WindowRelease | None = None,
+    release_windows: WindowRelease | None = None, outputs: HelmOutputStore | None = None,
 ) -> ReconcileResult:  # fmt: skip
     """An execution ended FAILED, TIMED_OUT or ABORTED: end every run it was running."""
     result = ReconcileResult()
@@ -166,22 +170,28 @@ def reconcile_execution(
             if _end_run(run, reason, recon=recon, runs=runs):
                 result.reconciled.append(run["run_name"])
     if cluster is not None:
-        settle_orphans(recon=recon, runs=runs, cluster=cluster, result=result, release_windows=release_windows)
+        settle_orphans(recon=recon, runs=runs, cluster=cluster, result=result, release_windows=release_windows,
+                       outputs=outputs)  # fmt: skip
     return result
 
 
 def sweep(
     *, recon: ReconcileRepository, runs: RunRepository, executions: ExecutionStatus, cluster: JobReader | None,
-    min_age_seconds: int = 60, release_windows: WindowRelease | None = None,
+    min_age_seconds: int = 60, release_windows: WindowRelease | None = None, outputs: HelmOutputStore | None = None,
+    output_retention_days: int | None = None,
 ) -> ReconcileResult:  # fmt: skip
     """Every run the database calls running whose execution is not RUNNING (an event was lost), then
-    every lease nobody will give back. `min_age_seconds` spares a run whose execution is being started."""
+    every lease nobody will give back. `min_age_seconds` spares a run whose execution is being started.
+    With `output_retention_days`, full helm outputs older than that are deleted (a bounded batch)."""
     result = ReconcileResult()
     for run in recon.running_runs(min_age_seconds=min_age_seconds):
         if end_if_dead(run, executions=executions, recon=recon, runs=runs):
             result.reconciled.append(run["run_name"])
     if cluster is not None:
-        settle_orphans(recon=recon, runs=runs, cluster=cluster, result=result, release_windows=release_windows)
+        settle_orphans(recon=recon, runs=runs, cluster=cluster, result=result, release_windows=release_windows,
+                       outputs=outputs)  # fmt: skip
+    if outputs is not None and output_retention_days is not None:
+        result.expired_outputs = outputs.expire(output_retention_days)
     return result
 
 
@@ -214,7 +224,7 @@ def _end_run(run: Mapping[str, Any], reason: str, *, recon: ReconcileRepository,
 
 def settle_orphans(
     *, recon: ReconcileRepository, runs: RunRepository, cluster: JobReader, result: ReconcileResult,
-    release_windows: WindowRelease | None = None,
+    release_windows: WindowRelease | None = None, outputs: HelmOutputStore | None = None,
 ) -> None:  # fmt: skip
     """Record the real outcome of every leased row no worker will record, once its Job has ended.
 
@@ -250,8 +260,12 @@ def settle_orphans(
         if state.phase == "missing":
             error = f"Job {name} is gone before its outcome was read; the release holds revision {release.revision}"
             status = "failed"
-        output = "\n".join(filter(None, [state.output, f"--- {note} ---"]))
-        changed, _ = runs.finish_customer(log_id, status, output, error, release.snapshot() if release.exists else None,
+        redactor = Redactor(release.secrets)
+        if state.output and outputs is not None:  # written by this worker, redacted, like check_helm_job does
+            outputs.record(log_id, name, stage=operation, phase=state.phase, output=str(redactor.text(state.output)),
+                           header=None)  # fmt: skip
+        changed, _ = runs.finish_customer(log_id, status, f"--- {note} ---", redactor.text(error),
+                                          release.snapshot() if release.exists else None,
                                           release_windows=release_windows)  # fmt: skip
         if changed:
             result.settled.append(log_id)

@@ -20,6 +20,7 @@ from upgrader.db import Database, Row
 from upgrader.errors import LogRowNotFound, UpgradeAlreadyActive, UpgradeNotFound
 from upgrader.leases import STOP_GATE, budget_reason
 from upgrader.planner import tolerated_failures
+from upgrader.redaction import redact
 from upgrader.rollbacks import RollbackRepository, insert_run
 from upgrader.vocabulary import ACTIVE_UPGRADE_STATUSES
 
@@ -865,6 +866,9 @@ class RunRepository:
         it after that statement in the same transaction, any other result is one statement in autocommit.
         """
         windows: list[str] | None = [] if release_windows is not None else None
+        # Whatever reaches the row (and from it the events, the webhook and Slack) is redacted: a Catch's
+        # cause or an API error can quote what a customer's chart or webhook said.
+        output, error = redact(output), redact(error)
         changed, row, halted = self._finish_customer(log_id, status, output, error, release, helm_seconds, windows)
         if windows and halted and release_windows is not None:
             release_windows(windows, halted)

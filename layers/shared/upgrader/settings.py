@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from upgrader.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
+from upgrader.names import HELM_IMAGE_PATTERN, JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
 
 
 class SettingsError(RuntimeError):
@@ -50,8 +51,12 @@ class Settings(BaseModel):
     # url mode: a file holding the bearer token to send (like a projected service-account token; it is
     # read again when it changes). Never the token itself in the environment.
     kube_token_file: str | None = None
+    # url mode: the token file of the reader identity (k8s/README.md), sent by the reading adapters (the
+    # sync's fleet reader, the rollout checks); unset: KUBE_TOKEN_FILE. In AWS each function's own role is
+    # its identity (EKS access entries), so this is for local runs, where every function shares a process.
+    kube_reader_token_file: str | None = None
     job_namespace: str = JOB_NAMESPACE
-    helm_image: str | None = None
+    helm_image: str | None = None  # None: upgrader.names.HELM_IMAGE; always pinned by digest
     job_service_account: str = JOB_SERVICE_ACCOUNT
     chart_refs: dict[str, str] = Field(default_factory=dict)
     # JSON object component -> the Helm value key holding its image tag (default <component>.image.tag):
@@ -67,6 +72,8 @@ class Settings(BaseModel):
     discovery_concurrency: int = Field(default=8, ge=1, le=64)
     # The function that runs a sync (api_sync invokes it asynchronously).
     sync_function_name: str | None = None
+    # How long helm's full output (upgrader.helm_output) is kept: the reconciler's sweep deletes older ones.
+    helm_output_retention_days: int = Field(default=30, ge=1, le=3650)
     # How long a deploy's Idempotency-Key is remembered.
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
 
@@ -95,6 +102,14 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("helm_image")
+    @classmethod
+    def _helm_image_pinned(cls, image: str | None) -> str | None:
+        # told at cold start, naming HELM_IMAGE (the cluster config checks it again, for every caller)
+        if image is not None and not re.fullmatch(HELM_IMAGE_PATTERN, image):
+            raise ValueError(f"must be pinned by digest, <repository>[:tag]@sha256:<64 hex digits>, not {image!r}")
+        return image
 
     @field_validator("chart_refs", "image_tag_keys", mode="before")
     @classmethod

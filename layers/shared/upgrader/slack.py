@@ -6,6 +6,11 @@ to continue or abort while it is active. Events of one upgrade are coalesced (on
 updates of one upgrade are at most one per `min_interval` seconds (Slack allows about one a second per
 channel), and an update whose text would not change is not sent.
 
+Every value from outside the product's own code (helm errors a customer's chart controls, versions read
+from releases, abort and halt reasons, names) is escaped as Slack's mrkdwn requires (`&`, `<`, `>`), so
+none can mention a channel (`<!channel>`) or plant a link (`<https://x|text>`); helm text is shown in
+a code span. Only the product's own links (status, logs, execution) are live.
+
 Never duplicated: the message's `ts` and each reply are recorded in PostgreSQL under a row lock, in the
 transaction that posts them, so concurrent or retried deliveries post once. (A crash after Slack answered
 and before the commit could repeat that one post; nothing else can.)
@@ -22,6 +27,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from upgrader import events
 from upgrader.db import Database, Row
@@ -29,6 +35,7 @@ from upgrader.publisher import OutboxEvent
 
 LOGGER = logging.getLogger(__name__)
 
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~._-"  # RFC 3986 reserved and unreserved characters, nothing else
 ACTIVE = ("pending", "in_progress", "awaiting_continue")
 _HINTS = {
     "invalid_auth": "the bot token is wrong or revoked: check the token secret",
@@ -36,6 +43,28 @@ _HINTS = {
     "channel_not_found": "the channel does not exist or the bot is not in it: invite the bot",
     "not_in_channel": "the bot is not in the channel: invite it",
 }
+
+
+def escape(value: Any) -> str:
+    """A value as Slack mrkdwn text: `&`, `<` and `>` replaced by their entities (Slack's only control
+    characters), so nothing in it becomes a mention, a link or a special command."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code(value: Any) -> str:
+    """Escaped text in a code span (helm output, errors): no formatting, no link. A backtick would end
+    the span, so it becomes a prime; a multi-line text gets a code block."""
+    text = escape(value).replace("`", "\u02cb")
+    if "\n" in text.strip():
+        return f"```{text.strip()}```"
+    return f"`{text.strip()}`" if text.strip() else ""
+
+
+def _link(url: str, label: str) -> str:
+    """One of the product's own links (built from its configuration): the only live markup we send. The
+    URL is percent-encoded past what a URL needs, so a `|`, `<`, `>` or space in a part of it (an execution
+    name) can neither end the link nor relabel it."""
+    return f"<{escape(quote(url, safe=_URL_SAFE))}|{escape(label)}>"
 
 
 class SlackError(RuntimeError):
@@ -100,40 +129,42 @@ class Links:
 
 
 def render_message(upgrade: dict[str, Any], links: Links) -> str:
-    """The upgrade's one message, from the state an event carries."""
+    """The upgrade's one message, from the state an event carries (every value escaped)."""
     uid = str(upgrade["upgradeId"])
     status = str(upgrade["status"])
     icon = {"completed": ":white_check_mark:", "awaiting_continue": ":double_vertical_bar:", "halted": ":octagonal_sign:",
             "aborted": ":no_entry_sign:", "failed": ":x:", "completed_with_failures": ":warning:",
             "rolled_back": ":rewind:"}.get(status, ":arrows_counterclockwise:")  # fmt: skip
     wave = int(upgrade.get("currentWave") or 0)
-    where = (f"Waiting before wave {wave + 1} of {upgrade['totalWaves']}" if upgrade.get("gate")
-             else f"Wave {wave + 1} of {upgrade['totalWaves']}")  # fmt: skip
+    total_waves = escape(upgrade["totalWaves"])
+    where = (f"Waiting before wave {wave + 1} of {total_waves}" if upgrade.get("gate")
+             else f"Wave {wave + 1} of {total_waves}")  # fmt: skip
     lines = [
-        f"{icon} *Upgrade {uid}*: {upgrade['component']} → {upgrade['version']} ({upgrade['strategy']}) · "
-        f"*{status.replace('_', ' ')}*",
-        f"{where} · {upgrade['completed']} completed · {upgrade['failed']} failed · {upgrade['total']} customers",
+        f"{icon} *Upgrade {escape(uid)}*: {escape(upgrade['component'])} → {escape(upgrade['version'])} "
+        f"({escape(upgrade['strategy'])}) · *{escape(status.replace('_', ' '))}*",
+        f"{where} · {escape(upgrade['completed'])} completed · {escape(upgrade['failed'])} failed · "
+        f"{escape(upgrade['total'])} customers",
     ]
     if upgrade.get("requestedBy"):
-        lines.append(f"Requested by {upgrade['requestedBy']}")
+        lines.append(f"Requested by {escape(upgrade['requestedBy'])}")
     if upgrade.get("continuedBy"):
-        lines.append(f"Continued by {upgrade['continuedBy']}")
+        lines.append(f"Continued by {escape(upgrade['continuedBy'])}")
     if upgrade.get("haltReason"):
-        lines.append(f"Stopped: {upgrade['haltReason']}")
+        lines.append(f"Stopped: {escape(upgrade['haltReason'])}")
     found = [(name, url) for name, url in (("status", links.status(uid)), ("logs", links.logs(uid)),
              ("execution", links.execution(upgrade.get("executionName")))) if url]  # fmt: skip
     if found:
-        lines.append(" · ".join(f"<{url}|{name}>" for name, url in found))
+        lines.append(" · ".join(_link(url, name) for name, url in found))
     if status in ACTIVE:
-        commands = [f"abort: `{events.abort_command(uid)}`"]
+        commands = [f"abort: {code(events.abort_command(uid))}"]
         if status == "awaiting_continue":
-            commands.insert(0, f"continue: `{events.continue_command(uid)}`")
+            commands.insert(0, f"continue: {code(events.continue_command(uid))}")
         lines.append(" · ".join(commands))
     return "\n".join(lines)
 
 
 def render_reply(event: OutboxEvent) -> str:
-    """A threaded reply for an event that needs attention."""
+    """A threaded reply for an event that needs attention (every value escaped, helm text in code)."""
     detail = event.detail
     customer = detail.get("customer") or {}
     upgrade = detail.get("upgrade") or {}
@@ -141,33 +172,37 @@ def render_reply(event: OutboxEvent) -> str:
     kind = event.detail_type
     if kind == events.GATE_WAITING:
         return (f":raising_hand: The canary waits for your go-ahead. Check its customers, then "
-                f"`{events.continue_command(uid)}` (or `{events.abort_command(uid)}`)")  # fmt: skip
+                f"{code(events.continue_command(uid))} (or {code(events.abort_command(uid))})")  # fmt: skip
     if kind in (events.CUSTOMER_FAILED, events.CUSTOMER_ROLLED_BACK, events.CUSTOMER_ROLLBACK_FAILED):
-        return f":warning: {customer.get('customerId')}: {kind.lower()}: {customer.get('error') or ''}".rstrip(": ")
+        error = customer.get("error")
+        head = f":warning: {escape(customer.get('customerId'))}: {escape(kind.lower())}"
+        return f"{head}: {code(error)}" if error else head
     if kind == events.UPGRADE_HALTED:
-        return f":octagonal_sign: Halted: {(detail.get('halt') or {}).get('reason')}"
+        return f":octagonal_sign: Halted: {escape((detail.get('halt') or {}).get('reason'))}"
     if kind == events.UPGRADE_ABORTED:
         abort = detail.get("abort") or {}
-        return f":no_entry_sign: Aborted by {abort.get('abortedBy')}: {abort.get('reason')}"
+        return f":no_entry_sign: Aborted by {escape(abort.get('abortedBy'))}: {escape(abort.get('reason'))}"
     if kind == events.WAVE_FINISHED:
         wave = detail.get("wave") or {}
         budget = wave.get("budget") or {}
-        return (f":warning: Wave {int(wave.get('wave') or 0) + 1}: {wave.get('failed')} of {wave.get('size')} failed; "
-                f"failure budget {100 * float(budget.get('consumed') or 0):.0f}% used "
-                f"(tolerated: {budget.get('tolerated')})")  # fmt: skip
+        return (f":warning: Wave {int(wave.get('wave') or 0) + 1}: {escape(wave.get('failed'))} of "
+                f"{escape(wave.get('size'))} failed; failure budget {100 * float(budget.get('consumed') or 0):.0f}% "
+                f"used (tolerated: {escape(budget.get('tolerated'))})")  # fmt: skip
     if kind == events.UPGRADE_FINISHED:
-        return (f":warning: Finished {str(upgrade.get('status')).replace('_', ' ')}: {upgrade.get('completed')} "
-                f"completed, {upgrade.get('failed')} failed")  # fmt: skip
+        return (f":warning: Finished {escape(str(upgrade.get('status')).replace('_', ' '))}: "
+                f"{escape(upgrade.get('completed'))} completed, {escape(upgrade.get('failed'))} failed")  # fmt: skip
     if kind == events.ROLLBACK_FINISHED:
         run = detail.get("run") or {}
-        return f":rewind: Rollback finished: {run.get('completed')} rolled back, {run.get('failed')} not"
+        return (
+            f":rewind: Rollback finished: {escape(run.get('completed'))} rolled back, {escape(run.get('failed'))} not"
+        )
     if kind == events.RUN_RECONCILED:
-        return f":wrench: Run reconciled: {(detail.get('run') or {}).get('reason')}"
+        return f":wrench: Run reconciled: {escape((detail.get('run') or {}).get('reason'))}"
     if kind == events.DRIFT_FOUND:
         drift = detail.get("drift") or {}
-        return (f":mag: Drift on {customer.get('customerId')}: {drift.get('component')} runs {drift.get('release')}, "
-                f"the inventory says {drift.get('recorded')}")  # fmt: skip
-    return f"{kind}: {json.dumps(detail)[:300]}"
+        return (f":mag: Drift on {escape(customer.get('customerId'))}: {escape(drift.get('component'))} runs "
+                f"{code(drift.get('release'))}, the inventory says {code(drift.get('recorded'))}")  # fmt: skip
+    return f"{escape(kind)}: {code(json.dumps(detail)[:300])}"
 
 
 @dataclass

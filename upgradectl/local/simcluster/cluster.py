@@ -12,12 +12,13 @@ it, pod logs the API server cannot fetch) and the accounting tests assert invari
 
     with SimulatedCluster(fail_customers={"c-2"}) as cluster:
         configuration = kubernetes.client.Configuration(host=cluster.url)
-        configuration.api_key = {"authorization": "Bearer " + cluster.lambda_token}  # the product's identity
+        configuration.api_key = {"authorization": "Bearer " + cluster.jobs_token}  # the product's jobs identity
         ...
 
-Identities: ``lambda_token`` (also written to ``lambda_token_file``, what the product reads through
-``KUBE_TOKEN_FILE``) is the product's Lambda identity (group ``customer-upgrades:lambda``);
-``runner_token`` is helm's service account; `token_for` mints others. No token, or an unknown one, is
+Identities: ``jobs_token`` (also written to ``jobs_token_file``, what the product reads through
+``KUBE_TOKEN_FILE``) is the product's jobs identity (group ``customer-upgrades:jobs``: start, check,
+reconcile); ``reader_token`` (``reader_token_file``, ``KUBE_READER_TOKEN_FILE``) its reader identity (group
+``customer-upgrades:reader``: sync, rollout checks); ``runner_token`` is helm's service account; `token_for` mints others. No token, or an unknown one, is
 cluster-admin (operators' kubectl, the real helm with ``--kube-token x``, test set-up).
 """
 
@@ -46,9 +47,10 @@ from upgradectl.local.simcluster.faults import Fault, FaultBook, Outage
 from upgradectl.local.simcluster.helm import Outcome, seed_description, seed_release
 from upgradectl.local.simcluster.jobs import JOBS, PODS, JobController, JobRun, PendingRule, UnstartedRule
 from upgradectl.local.simcluster.rbac import (
-    LAMBDA_USER,
+    JOBS_USER,
     NAMESPACES,
     RBAC_DIR,
+    READER_USER,
     RUNNER_USER,
     Attributes,
     Authorizer,
@@ -183,7 +185,8 @@ class SimulatedCluster:
         self._faults = FaultBook()
         self._kubelet_faults = FaultBook()  # pods/log answered by the API server without the kubelet
         self._identities = Identities()
-        self.lambda_token = self._identities.mint(LAMBDA_USER)
+        self.jobs_token = self._identities.mint(JOBS_USER)
+        self.reader_token = self._identities.mint(READER_USER)
         self.runner_token = self._identities.mint(RUNNER_USER)
         self._token_dir: Path | None = None
         self._hold_all = False
@@ -220,20 +223,30 @@ class SimulatedCluster:
         return self._thread is not None and self._thread.is_alive() and self._url is not None
 
     @property
-    def lambda_token_file(self) -> Path:
-        """A file holding the Lambda identity's bearer token (like a projected service-account
-        token): what the product reads through KUBE_TOKEN_FILE. Exists while the cluster runs."""
+    def jobs_token_file(self) -> Path:
+        """A file holding the jobs identity's bearer token (like a projected service-account token): what
+        the product reads through KUBE_TOKEN_FILE. Exists while the cluster runs."""
+        return self._token_path("jobs.token")
+
+    @property
+    def reader_token_file(self) -> Path:
+        """A file holding the reader identity's bearer token: what the product's reading adapters (sync,
+        rollout checks) read through KUBE_READER_TOKEN_FILE. Exists while the cluster runs."""
+        return self._token_path("reader.token")
+
+    def _token_path(self, name: str) -> Path:
         if self._token_dir is None:
             raise RuntimeError("the simulated cluster is not running")
-        return self._token_dir / "lambda.token"
+        return self._token_dir / name
 
     def start(self) -> SimulatedCluster:
         if self._thread is not None:
             raise RuntimeError("a SimulatedCluster starts once")
         self._token_dir = Path(tempfile.mkdtemp(prefix="simcluster-tokens-"))
-        descriptor = os.open(self._token_dir / "lambda.token", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(self.lambda_token)
+        for name, token in (("jobs.token", self.jobs_token), ("reader.token", self.reader_token)):
+            descriptor = os.open(self._token_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(token)
         self._thread = threading.Thread(target=self._run, name="simulated-cluster", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout=30):

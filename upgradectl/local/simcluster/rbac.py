@@ -2,7 +2,8 @@
 real API server's RBAC authorizer.
 
 - Authentication: a bearer token names an identity (`Identities`): the product's Lambda identity
-  (group ``customer-upgrades:lambda``), the helm runner's service account, or any a test mints.
+  identities (groups ``customer-upgrades:jobs`` and ``customer-upgrades:reader``), the helm runner's
+  service account, or any a test mints.
   A request with no token or an unknown one is served as cluster-admin (``system:admin``, group
   ``system:masters``): operators' kubectl, the real helm binary with ``--kube-token x`` and
   tests that set things up keep working. A real API server would answer 401 instead.
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from upgrader.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT, LAMBDA_KUBERNETES_GROUP
+from upgrader.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT, JOBS_KUBERNETES_GROUP, READER_KUBERNETES_GROUP
 
 from upgradectl.local.simcluster.kinds import BY_KIND, RBAC_GROUP
 from upgradectl.local.simcluster.selectors import LabelSelector
@@ -56,8 +57,10 @@ class User:
 
 
 ADMIN = User("system:admin", ("system:masters", "system:authenticated"))
-# The product's cluster workers, as EKS maps their IAM role (k8s/README.md: aws-auth username pattern).
-LAMBDA_USER = User("customer-upgrades-lambda:simulated", (LAMBDA_KUBERNETES_GROUP, "system:authenticated"))
+# The product's cluster workers, as EKS maps their IAM roles (k8s/README.md: aws-auth username pattern): the
+# jobs identity (start, check, reconcile) and the reader identity (sync, rollout checks).
+JOBS_USER = User("customer-upgrades-jobs:simulated", (JOBS_KUBERNETES_GROUP, "system:authenticated"))
+READER_USER = User("customer-upgrades-reader:simulated", (READER_KUBERNETES_GROUP, "system:authenticated"))
 
 
 def service_account_user(namespace: str, name: str) -> User:

@@ -168,6 +168,10 @@ def _no_log(problem: str | None) -> str:
     return f"[helm output unavailable: {problem}]" if problem else ""
 
 
+def _valid_tag(version: str | None) -> str | None:
+    return version if version is not None and _OCI_TAG.fullmatch(version) else None
+
+
 def _helm_error_line(log: str) -> str | None:
     for line in reversed(log.splitlines()):
         if line.startswith("Error:"):
@@ -747,11 +751,16 @@ class KubernetesClusterGateway:
             raise ClusterPermanentError(
                 f"Helm release Secret {secret_name(release, source[0])} in {namespace} is unreadable: {exc}"
             ) from exc
-        versions = {c: record.component_version(c, key)[0] for c, key in self._config.image_tag_keys.items()}
+        # A tag the API's version grammar refuses (the release's values are the customer's: 201 characters,
+        # markup) is not a version the inventory records: None, as if the release did not set it.
+        versions = {
+            c: _valid_tag(record.component_version(c, key)[0]) for c, key in self._config.image_tag_keys.items()
+        }
         slots = {c: found for c in self._config.image_tag_keys if (found := record.slots_of(c)) is not None}
         return ReleaseInfo(
             release, namespace, status, revision, last_good,
             chart_name=record.chart_name, chart_version=record.chart_version, versions=versions, slots=slots,
+            secrets=record.secret_values(),
         )  # fmt: skip
 
     def helm_jobs_of(self, log_id: int) -> dict[str, bool]:

@@ -94,6 +94,14 @@ class ReleaseRecord:
     config: dict[str, Any] = field(default_factory=dict)  # user-supplied values (nested)
     chart_values: dict[str, Any] = field(default_factory=dict)  # the chart's defaults (nested)
     description: str | None = None
+    manifest: str | None = field(default=None, repr=False)  # the rendered manifest (its Secrets: redaction)
+
+    def secret_values(self) -> frozenset[str]:
+        """What this revision holds that must never be shown: its Secrets' values and the user values at
+        secret-like keys (`upgrader.redaction.secret_values_of`). Parsed on demand (discovery never asks)."""
+        from upgrader.redaction import secret_values_of
+
+        return secret_values_of({"manifest": self.manifest, "config": self.config})
 
     def value(self, dotted_key: str) -> tuple[Any, str | None]:
         """(value, source): from the user values, else from the chart's defaults; (None, None) if neither."""
@@ -156,6 +164,7 @@ def parse_release(record: Mapping[str, Any], *, status_label: str | None = None)
         config=dict(config),
         chart_values=dict(defaults),
         description=_str_or_none(info.get("description")),
+        manifest=record["manifest"] if isinstance(record.get("manifest"), str) else None,
     )
 
 

@@ -13,14 +13,14 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from upgrader.bluegreen import Slots
-from upgrader.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
+from upgrader.names import HELM_IMAGE, HELM_IMAGE_PATTERN, JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
 
 Component = Literal["api", "dashboard", "exporter", "mosquitto"]
 HelmOperation = Literal["upgrade", "rollback", "recover", "restore", "slot", "switch", "finalize"]
 JobPhase = Literal["pending", "running", "succeeded", "failed", "missing"]
 RolloutPhase = Literal["ready", "progressing", "failed"]
 
-DEFAULT_HELM_IMAGE = "alpine/helm:3.16.4"
+DEFAULT_HELM_IMAGE = HELM_IMAGE  # upgrader.names: the one definition
 DEFAULT_CHART_REF = "oci://registry.example.com/charts/customer-stack"
 DEFAULT_CHART_REFS: dict[str, str] = {
     "api": DEFAULT_CHART_REF,
@@ -36,6 +36,18 @@ DEFAULT_IMAGE_TAG_KEYS: dict[str, str] = {
 }
 
 _VALUE_KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+_HELM_IMAGE = re.compile(HELM_IMAGE_PATTERN)
+
+
+def require_digest(image: str) -> str:
+    """The helm image when it is pinned by digest (`<repository>[:tag]@sha256:<64 hex>`); ValueError else."""
+    if not _HELM_IMAGE.fullmatch(image):
+        raise ValueError(
+            f"the helm image must be pinned by digest, <repository>[:tag]@sha256:<64 hex digits>, not {image!r} "
+            f"(the default is {HELM_IMAGE}; README: Mirroring the helm image)"
+        )
+    return image
+
 
 # Helm release states in which another helm operation is refused ("another operation is in progress").
 PENDING_RELEASE_STATES = frozenset({"pending-install", "pending-upgrade", "pending-rollback"})
@@ -63,6 +75,11 @@ class ClusterConfig(BaseModel):
     max_output_bytes: int = Field(default=16384, ge=256)
     region: str | None = None
 
+    @field_validator("helm_image")
+    @classmethod
+    def _pinned_by_digest(cls, image: str) -> str:
+        return require_digest(image)
+
     @field_validator("image_tag_keys")
     @classmethod
     def _known_components_and_keys(cls, keys: dict[str, str]) -> dict[str, str]:
@@ -88,10 +105,11 @@ class ClusterConfig(BaseModel):
         return self
 
     @classmethod
-    def from_settings(cls, settings: Any) -> ClusterConfig:
+    def from_settings(cls, settings: Any, *, reader: bool = False) -> ClusterConfig:
         """Build from `upgrader.settings.Settings` (duck-typed to keep this module import-light).
 
-        Chart references given in the environment override the defaults per component.
+        Chart references given in the environment override the defaults per component. `reader`: the
+        configuration of the reader identity's adapters (in url mode its own token file, when one is set).
         """
         values: dict[str, Any] = {
             "mode": settings.cluster_mode,
@@ -99,7 +117,8 @@ class ClusterConfig(BaseModel):
             "kubeconfig_secret_arn": settings.kubeconfig_secret_arn,
             "kubeconfig_path": getattr(settings, "kubeconfig_path", None),
             "api_url": settings.kube_api_url,
-            "token_file": getattr(settings, "kube_token_file", None),
+            "token_file": (reader and getattr(settings, "kube_reader_token_file", None))
+            or getattr(settings, "kube_token_file", None),
             "job_namespace": settings.job_namespace,
             "chart_refs": {**DEFAULT_CHART_REFS, **(settings.chart_refs or {})},
             "image_tag_keys": dict(getattr(settings, "image_tag_keys", None) or {}),
@@ -176,6 +195,9 @@ class ReleaseInfo:
     versions: dict[str, str | None] = field(default_factory=dict)
     # Blue-green components only: their slots (active one, each slot's tag).
     slots: dict[str, Slots] = field(default_factory=dict)
+    # The release's secret values (upgrader.redaction): what redacts helm's output and errors. Never in
+    # the snapshot, a repr or a comparison.
+    secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
     @property
     def exists(self) -> bool:
