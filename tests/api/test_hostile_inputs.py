@@ -109,6 +109,14 @@ def _halted(world: World) -> dict[str, str]:
     return params
 
 
+def _helm_output(world: World) -> dict[str, str]:
+    params = _completed_customer(world)
+    (row,) = world.sql("SELECT id FROM customer_upgrade_logs WHERE customer_id = 'cust_0002'")
+    world.sql("INSERT INTO helm_outputs (log_id, job_name, stage, phase, output)"
+              f" VALUES ({int(row['id'])}, 'upgrade-1-cust-0002-1', 'upgrade', 'succeeded', 'Release upgraded')")  # fmt: skip
+    return {**params, "logId": str(row["id"])}
+
+
 def _job(world: World) -> dict[str, str]:
     world.make_customers(5)
     return {"jobId": helpers.deploy()["jobId"]}
@@ -175,6 +183,7 @@ TARGETS: dict[str, Target] = {
         200,
         query={"status": "pending", "operation": "upgrade", "customerId": "cust_0001", "limit": "10", "offset": "0"},
     ),
+    "GET /api/upgrades/{upgradeId}/logs/{logId}/output": Target(_helm_output, 200),
     "POST /api/upgrades/{upgradeId}/continue": Target(_awaiting_continue, 200),
     "POST /api/upgrades/{upgradeId}/rollback/{customerId}": Target(_completed_customer, 202, body={"force": True}),
     "POST /api/upgrades/{upgradeId}/abort": Target(_pending, 202, body={"rollback": True, "reason": "pager went off"}),
