@@ -108,6 +108,17 @@ class Database:
                 raise
 
     @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads that must agree with each other (a status made of several queries): every unit of work
+        opened inside the block on this thread reads one REPEATABLE READ, READ ONLY snapshot (the inner
+        transactions become savepoints of this one), so a change committed between two of the reads
+        is either seen by all of them or by none."""
+        conn = self.connection()
+        with self._guard(conn), conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
+    @contextmanager
     def statement(self) -> Iterator[psycopg.Cursor[Row]]:
         """A unit of work of ONE statement: it runs in autocommit (the statement is its own transaction),
         so it costs one round trip. Each further statement on the cursor would be a unit of its own:

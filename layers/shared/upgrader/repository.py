@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,10 @@ class NewLogRow:
 class UpgradeRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Several reads that must agree (`Database.snapshot`)."""
+        return self._db.snapshot()
 
     # ---------------------------------------------------------------- inventory
     def upsert_customer(

@@ -280,6 +280,13 @@ def _deploy_message(strategy: str, sizes: list[int], step_gate: str | None = Non
 
 
 def get_status(upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepository) -> StatusResponse:
+    """The upgrade's figures, all read from one snapshot: a customer that moves meanwhile (deferred to its
+    window, claimed, finished) is counted once, where the lists say it is."""
+    with repo.snapshot():
+        return _status(upgrade_id, repo=repo, windows=windows)
+
+
+def _status(upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepository) -> StatusResponse:
     upgrade = _upgrade_or_404(repo, upgrade_id)
     counts = repo.upgrade_counts(upgrade_id)
     attempts = [
