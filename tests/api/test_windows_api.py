@@ -114,3 +114,34 @@ def test_abort_ends_the_runs_window_wait_once_and_no_wait_starts_after_it(fleet,
                                   "gate": "window"})  # fmt: skip
     assert sql("SELECT window_token FROM upgrade_runs WHERE run_name = %s", name) == [{"window_token": None}]
     assert len(fake_workflow.failed_tokens) == 1
+
+
+def test_the_status_counts_a_customer_deferred_meanwhile_where_its_list_says_it_is(fleet, fake_workflow, sql,
+                                                                                   monkeypatch):  # fmt: skip
+    """The status is read from one snapshot: a customer deferred to its window between the count and the
+    list of waiting customers (another connection commits in between) is counted in progress and not
+    listed, or counted pending and listed, never both.
+
+    Breakage tried: `get_status` without `repo.snapshot()` (each read its own transaction, as before): the
+    customer came back counted in progress and listed as waiting for its window, caught by the last
+    assertion (the flaky end-to-end failure this reproduces deterministically)."""
+    _, started = call("api_deploy", "api_deploy", REQUEST)
+    uid = started["upgradeId"]
+    sql("UPDATE customer_upgrade_logs SET status = 'in_progress', started_at = NOW() WHERE customer_id = %s",
+        fleet[1])  # fmt: skip
+    repo = factory.repository()
+    counts = type(repo).upgrade_counts
+
+    def count_then_defer(self, upgrade_id):  # the StartHelmJob of another Lambda commits right after the count
+        found = counts(self, upgrade_id)
+        sql("UPDATE customer_upgrade_logs SET status = 'pending', started_at = NULL,"
+            " window_opens_at = '2026-03-21T01:00:00' WHERE customer_id = %s", fleet[1])  # fmt: skip
+        return found
+
+    monkeypatch.setattr(type(repo), "upgrade_counts", count_then_defer)
+    event = api_event("api_upgrades_status", path=f"/api/upgrades/{uid}/status", path_params={"upgradeId": str(uid)})
+    response = invoke("api_upgrades", event)
+    answer = body(response)
+    assert response["statusCode"] == 200, answer
+    listed = [w["customerId"] for w in answer["waitingForWindow"]]
+    assert (answer["inProgress"], listed) in ((1, []), (0, [fleet[1]])), answer
