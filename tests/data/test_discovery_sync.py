@@ -13,7 +13,8 @@ from upgrader import discovery, factory
 from upgrader.cluster import discovery as adapter
 from upgrader.cluster.discovery import KubernetesFleetReader
 from upgrader.cluster.types import ClusterConfig
-from upgrader.discovery import DiscoveryRules, SyncFailed
+from upgrader.discovery import SyncFailed
+from upgrader.discovery_rules import DiscoveryRules
 
 from tests.api.helpers import call
 from upgradectl.local.cluster import SimulatedCluster

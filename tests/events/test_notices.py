@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 from upgrader import events, factory
+from upgrader.halts import halt as _halt
 from upgrader.notices import planned_start
-from upgrader.repository import _halt
 
 from tests.api.helpers import control, deploy
 from tests.data.test_reconciliation import FakeCluster, resume

@@ -260,7 +260,7 @@ def test_reachability_follows_the_handler_not_the_imports():
     # api_upgrades imports the factory that builds the Step Functions client, but never asks for it.
     assert reached["api_upgrades"] == {"upgrader.connection.iam_auth_token", "upgrader.connection.read_database_secret"}
     assert "upgrader.connection.read_database_secret" not in reached["check_rollout"]
-    assert "upgrader.orchestration.prepare_wave" in reached["prepare_wave"]
+    assert "upgrader.orchestration.parent_steps.prepare_wave" in reached["prepare_wave"]
 
 
 @pytest.mark.parametrize(

@@ -132,9 +132,9 @@ AWS_CALLS: tuple[AwsCall, ...] = (
         resource=_execution,
         when=_always,
     ),  # fmt: skip
-    # S3: the wave manifests (upgrader.orchestration.prepare_wave, key runs/<run>/wave-<n>.json)
+    # S3: the wave manifests (upgrader.orchestration.parent_steps.prepare_wave, key runs/<run>/wave-<n>.json)
     AwsCall(
-        "upgrader.orchestration.prepare_wave",
+        "upgrader.orchestration.parent_steps.prepare_wave",
         "put_object",
         "s3:PutObject",
         resource=lambda settings, where: (

@@ -147,3 +147,11 @@ class Database:
 
 def database_for(settings: Settings) -> Database:
     return Database(lambda: resolve_conninfo(settings), startup_options=uses_startup_options(settings))
+
+
+def one_row(cur: psycopg.Cursor[Row]) -> Row:
+    """The row a statement that always yields one (RETURNING, count(*)) returned."""
+    row = cur.fetchone()
+    if row is None:  # pragma: no cover - RETURNING always yields a row here
+        raise RuntimeError("statement returned no row")
+    return row

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from upgrader.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from upgrader.cluster.types import ClusterGateway
+    from upgrader.cluster.types import ClusterGateway, FleetReader
     from upgrader.compatibility import RuleRepository
     from upgrader.db import Database
-    from upgrader.discovery import DiscoveryRules, FleetReader
+    from upgrader.discovery_rules import DiscoveryRules
+    from upgrader.halts import WindowRelease
     from upgrader.helm_output import HelmOutputRepository
     from upgrader.idempotency import IdempotencyRepository
     from upgrader.inventory import InventoryRepository
@@ -24,12 +25,13 @@ if TYPE_CHECKING:
     from upgrader.notices import NoticeRepository
     from upgrader.publisher import EventBridgeChannel, OutboxRepository
     from upgrader.reconciliation import ReconcileRepository
-    from upgrader.repository import RunRepository, UpgradeRepository, WindowRelease
     from upgrader.resumes import ResumeRepository
     from upgrader.rollbacks import RollbackRepository
+    from upgrader.run_repository import RunRepository
     from upgrader.slack import SlackChannel
     from upgrader.sync_launcher import LambdaSyncLauncher
     from upgrader.syncs import SyncRepository
+    from upgrader.upgrade_repository import UpgradeRepository
     from upgrader.windows import Clock, WindowRepository
     from upgrader.workflow import StepFunctionsGateway
 
@@ -43,14 +45,14 @@ def database() -> Database:
 
 @lru_cache(maxsize=1)
 def repository() -> UpgradeRepository:
-    from upgrader.repository import UpgradeRepository
+    from upgrader.upgrade_repository import UpgradeRepository
 
     return UpgradeRepository(database())
 
 
 @lru_cache(maxsize=1)
 def runs() -> RunRepository:
-    from upgrader.repository import RunRepository
+    from upgrader.run_repository import RunRepository
 
     return RunRepository(database())
 
@@ -143,7 +145,7 @@ def idempotency() -> IdempotencyRepository:
 @lru_cache(maxsize=1)
 def discovery_rules() -> DiscoveryRules:
     """Built at cold start: rules that cannot work fail here, with the setting named."""
-    from upgrader.discovery import DiscoveryRules, RuleError
+    from upgrader.discovery_rules import DiscoveryRules, RuleError
     from upgrader.settings import SettingsError
 
     try:

@@ -21,7 +21,7 @@ for the abort and then reads its stop reason: it creates nothing. So once `POST 
 no Job is created for a customer that had not taken its lease before. (A row lock would not do: a
 stream of share lockers can starve an exclusive one.)
 
-A halt is as airtight: every halt (`repository._halt`) closes the gates of the runs it stops before it
+A halt is as airtight: every halt (`halts.halt`) closes the gates of the runs it stops before it
 writes their stop reason, so once it has committed no lease transaction that read no stop is still
 creating a Job. A failure-budget halt is found by the transaction that records a failure
 (`RunRepository.finish_customer`), which holds that customer's log row and the upgrade's row when it
@@ -44,7 +44,7 @@ import psycopg
 
 from upgrader.db import Database, Row
 from upgrader.errors import LogRowNotFound
-from upgrader.planner import tolerated_failures
+from upgrader.failure_budget import WaveBudget
 
 LeaseState = Literal["acquired", "held", "busy", "final"]
 FINAL_LOG_STATUSES = ("completed", "failed", "skipped", "rolled_back")
@@ -84,14 +84,14 @@ class LeaseSession:
         """
         if self.row["operation"] != "upgrade":
             return None
-        parameters = self.row["upgrade_parameters"] or {}
-        size, failed = int(self.row["wave_size"]), int(self.row["wave_failed"])
-        allowed = tolerated_failures(
-            self.row["strategy"], int(self.row["wave"]), size, parameters.get("failureThreshold")
+        budget = WaveBudget(
+            self.row["strategy"],
+            int(self.row["wave"]),
+            int(self.row["wave_size"]),
+            int(self.row["wave_failed"]),
+            (self.row["upgrade_parameters"] or {}).get("failureThreshold"),
         )
-        if failed > allowed:
-            return budget_reason(int(self.row["wave"]), int(self.row["total_waves"]), failed, size, allowed)
-        return None
+        return budget.reason(int(self.row["total_waves"])) if budget.exceeded else None
 
     def upgraded_row(self) -> Row | None:
         """A rollback row's upgrade row: what that upgrade recorded from the release."""
@@ -177,10 +177,6 @@ class LeaseSession:
 # The advisory lock key of a run's stop gate, from its name (the second seed keeps it apart from
 # other advisory locks of the product: migrations 727001, lease hand-over 727002).
 STOP_GATE = "hashtextextended(%s, 727003)"
-
-
-def budget_reason(wave: int, total_waves: int, failed: int, size: int, allowed: int) -> str:
-    return f"wave {wave + 1} of {total_waves}: {failed} of {size} customers failed (tolerated: {allowed})"
 
 
 def describe_holder(holder: Row | None) -> str:

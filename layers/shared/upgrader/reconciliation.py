@@ -27,9 +27,10 @@ from upgrader import events
 from upgrader.cluster.types import JobState, ReleaseInfo
 from upgrader.db import Database, Row
 from upgrader.errors import NotFound
+from upgrader.halts import WindowRelease
 from upgrader.helm_output import HelmOutputStore
 from upgrader.redaction import Redactor
-from upgrader.repository import ORPHANED, RunRepository, WindowRelease
+from upgrader.run_repository import ORPHANED, RunRepository
 
 TERMINAL_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 _JOB_OPERATION = re.compile(r"^helm-(upgrade|restore|rollback|recover|slot|switch|finalize)-")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from upgrader.db import Database, Row
+from upgrader.db import Database, Row, one_row
 from upgrader.errors import CustomerNotInUpgrade, UpgradeNotFound, WrongState
 from upgrader.vocabulary import ACTIVE_UPGRADE_STATUSES
 
@@ -112,7 +112,7 @@ class RollbackRepository:
                 if cur.fetchone() is None:
                     raise CustomerNotInUpgrade(f"customer '{customer_id}' is not part of upgrade {upgrade_id}")
                 cur.execute(_CANDIDATES, {"id": upgrade_id, "customer": customer_id})
-                candidate = _one(cur)
+                candidate = one_row(cur)
                 reason = why_not(candidate)
                 if reason:
                     raise WrongState(reason)
@@ -121,7 +121,7 @@ class RollbackRepository:
                 cur.execute(
                     "UPDATE customer_upgrade_logs SET run_name = %s WHERE id = %s RETURNING *", (run_name, row["id"])
                 )
-                row = _one(cur)
+                row = one_row(cur)
                 insert_run(cur, run_name, upgrade_id, "rollback", "customer", requested_by)
                 return row
         except psycopg.errors.UniqueViolation as exc:
@@ -235,7 +235,7 @@ def _insert_rollback_row(
             "of": upgraded["id"],
         },
     )
-    return _one(cur)
+    return one_row(cur)
 
 
 def _insert_rollback_rows(
@@ -279,10 +279,3 @@ def _insert_rollback_rows(
         },
     )
     return cur.fetchall()
-
-
-def _one(cur: psycopg.Cursor[Row]) -> Row:
-    row = cur.fetchone()
-    if row is None:  # pragma: no cover - RETURNING always yields a row here
-        raise RuntimeError("statement returned no row")
-    return row

@@ -16,7 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from upgrader import events
-from upgrader.db import Database, Row
+from upgrader.db import Database, Row, one_row
 from upgrader.discovery import Assessment, KnownCustomer
 from upgrader.timestamps import iso
 
@@ -49,7 +49,7 @@ class SyncRepository:
                     """,
                     ("running" if running else "pending", trigger, requested_by, running),
                 )
-                return _one(cur), True
+                return one_row(cur), True
         except psycopg.errors.UniqueViolation:
             with self._db.transaction() as cur:
                 cur.execute(
@@ -97,7 +97,7 @@ class SyncRepository:
                 """,
                 (Jsonb(counts), Jsonb(problems), sync_id),
             )
-            return _one(cur)
+            return one_row(cur)
 
     def fail(self, sync_id: int, error: str) -> None:
         with self._db.transaction() as cur:
@@ -123,7 +123,7 @@ class SyncRepository:
     def current_customers(self) -> int:
         with self._db.transaction() as cur:
             cur.execute("SELECT count(*) AS n FROM customers WHERE status <> 'decommissioned'")
-            return int(_one(cur)["n"])
+            return int(one_row(cur)["n"])
 
     def apply(self, sync_id: int, namespaces: Sequence[str], ids: Sequence[str], decide: Decide) -> list[Assessment]:
         """In one transaction: lock and read the customers of these namespaces (and the owners of these
@@ -263,10 +263,3 @@ def _write(cur: psycopg.Cursor[Row], sync_id: int, decisions: Sequence[Assessmen
 def _stamped(drift: dict[str, dict[str, str]]) -> dict[str, Any]:
     now = iso(datetime.now(UTC))
     return {component: {**values, "detectedAt": now} for component, values in drift.items()}
-
-
-def _one(cur: psycopg.Cursor[Row]) -> Row:
-    row = cur.fetchone()
-    if row is None:  # pragma: no cover - RETURNING always yields a row here
-        raise RuntimeError("statement returned no row")
-    return row

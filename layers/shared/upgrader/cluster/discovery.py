@@ -19,8 +19,14 @@ from kubernetes.client.exceptions import ApiException
 
 from upgrader.cluster.jobs import _int, _read_json, _translated_errors
 from upgrader.cluster.release import ReleaseDecodeError, decode_release_data, parse_release
-from upgrader.cluster.types import ClusterConfig, ClusterPermanentError, ClusterTransientError
-from upgrader.discovery import NamespaceRef, ReleaseSnapshot, ReleaseUnreadable
+from upgrader.cluster.types import (
+    ClusterConfig,
+    ClusterPermanentError,
+    ClusterTransientError,
+    NamespaceRef,
+    ReleaseSnapshot,
+    ReleaseUnreadable,
+)
 
 PAGE_SIZE = 500  # items per LIST request (the API server's chunking; kubectl uses 500 too)
 HELM_DEPLOYED = {"owner": "helm", "status": "deployed"}

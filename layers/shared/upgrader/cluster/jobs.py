@@ -17,7 +17,7 @@ import urllib3.exceptions
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from upgrader.bluegreen import SLOT_LABEL, SLOTS
+from upgrader.cluster.bluegreen import SLOT_LABEL, SLOTS
 from upgrader.cluster.release import ReleaseDecodeError, decode_release_data, parse_release, secret_name
 from upgrader.cluster.types import (
     DEFAULT_IMAGE_TAG_KEYS,

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from upgrader.bluegreen import Slots, component_slots
+from upgrader.cluster.bluegreen import Slots, component_slots
 
 SECRET_PREFIX = "sh.helm.release.v1."  # noqa: S105 - a name, not a password
 SECRET_TYPE = "helm.sh/release.v1"  # noqa: S105

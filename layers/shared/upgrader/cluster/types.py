@@ -7,12 +7,13 @@ code import it to talk about Jobs and releases without loading the client.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from upgrader.bluegreen import Slots
+from upgrader.cluster.bluegreen import Slots
 from upgrader.names import HELM_IMAGE, HELM_IMAGE_PATTERN, JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
 
 Component = Literal["api", "dashboard", "exporter", "mosquitto"]
@@ -278,3 +279,38 @@ class ClusterPermanentError(Exception):
 
 class JobNotFoundError(Exception):
     """The Helm Job is not (or no longer) in the cluster."""
+
+
+# ---------------------------------------------------------------- the fleet reader (discovery's port)
+@dataclass(frozen=True, slots=True)
+class NamespaceRef:
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseSnapshot:
+    """A release as its deployed revision records it."""
+
+    name: str
+    revision: int
+    status: str
+    chart_name: str | None
+    chart_version: str | None
+    versions: dict[str, str | None]  # component -> image tag (None: neither the values nor the chart set it)
+    sources: dict[str, str | None]  # component -> "values" | "chart-defaults" | None
+
+
+class ReleaseUnreadable(Exception):
+    """The namespace's release cannot be read: reported for that namespace, the sync goes on."""
+
+
+class FleetReader(Protocol):
+    """The port discovery reads the cluster through (`upgrader.discovery`; `upgrader.cluster.discovery` is the adapter)."""
+
+    @property
+    def requests(self) -> int: ...
+
+    def namespaces(self, label_selector: str | None = None) -> Iterator[NamespaceRef]: ...
+
+    def release_in(self, namespace: str, preferred: str) -> ReleaseSnapshot | None: ...
