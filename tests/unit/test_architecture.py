@@ -8,6 +8,7 @@ dependency); imports under `if TYPE_CHECKING:` do not (they never run).
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from pathlib import Path
 
@@ -192,3 +193,15 @@ def test_every_package_is_installed():
     found = {module_name(init.parent / "__init__.py") for init in PACKAGE.rglob("__init__.py")}
     found |= {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "upgradectl").rglob("__init__.py")}
     assert found - listed == set()
+
+
+def _places(pattern: str) -> list[str]:
+    return sorted(
+        path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py") if re.search(pattern, path.read_text())
+    )
+
+
+def test_one_timestamp_formatter_and_one_strict_base_model():
+    """Each of these facts is written once: how a timestamp is formatted, and what a strict request model is."""
+    assert _places(r"%Y-%m-%dT") == ["timestamps.py"]
+    assert _places(r"extra=\"forbid\", strict=True") == ["models.py"]

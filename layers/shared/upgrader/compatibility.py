@@ -25,7 +25,7 @@ from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model
 
 from upgrader.db import Database, Row
 from upgrader.errors import InvalidValue, NotFound, UpgradeError
-from upgrader.models import FREE_TEXT_PATTERN, Component, Model, iso
+from upgrader.models import FREE_TEXT_PATTERN, Component, Model, StrictModel, iso
 
 # A PEP 440 version specifier set, e.g. ">=2.0", ">=1.4,<2", "==2.*", "~=1.2" (a leading v allowed).
 SPECIFIER_PATTERN = r"^[0-9A-Za-z.*!=<>~+, -]{1,200}$"
@@ -60,16 +60,12 @@ class IncompatibleVersions(UpgradeError):
 
 
 # ------------------------------------------------------------------------------------------ models
-class _Strict(Model):
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
-
-
-class Requirement(_Strict):
+class Requirement(StrictModel):
     component: Component = Field(description="the component that must be at a compatible version")
     versions: Specifier = Field(description="its versions that comply, as a version specifier, e.g. >=1.2")
 
 
-class RuleRequest(_Strict):
+class RuleRequest(StrictModel):
     """Exactly one of `requires` or `upgradeFrom`."""
 
     model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["requires"]}, {"required": ["upgradeFrom"]}]})

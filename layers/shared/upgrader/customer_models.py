@@ -17,6 +17,7 @@ from upgrader.models import (
     LabelKey,
     LabelValue,
     Model,
+    StrictModel,
     Version,
     label_map_schema,
 )
@@ -48,11 +49,7 @@ def _only_true_schema(schema: dict[str, Any]) -> None:
     schema["const"] = True
 
 
-class _Strict(Model):
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
-
-
-class MaintenanceWindow(_Strict):
+class MaintenanceWindow(StrictModel):
     """When a customer may be changed: on these days, from `start` (local time in `timezone`) for
     `durationMinutes`. That the zone exists is checked with the customer (`check_patch`)."""
 
@@ -75,7 +72,7 @@ class MaintenanceWindow(_Strict):
         return value
 
 
-class PinRequest(_Strict):
+class PinRequest(StrictModel):
     """Keep a component at a version: deploys of it leave the customer out until the pin expires."""
 
     version: Version | None = Field(
@@ -99,7 +96,7 @@ def parse_timestamp(value: str) -> datetime:
         raise ValueError(f"not a valid time: {exc}") from exc
 
 
-class PinsPatch(_Strict):
+class PinsPatch(StrictModel):
     """Per component: a pin to set, or null to remove the component's pin."""
 
     model_config = ConfigDict(json_schema_extra={"minProperties": 1})
@@ -116,7 +113,7 @@ class PinsPatch(_Strict):
         return self
 
 
-class CustomerPatch(_Strict):
+class CustomerPatch(StrictModel):
     """What may change about a customer; every field is optional, at least one is given.
 
     labels merge (a null value removes that label); maintenanceWindow null removes the window; a pin

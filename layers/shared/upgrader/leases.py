@@ -45,6 +45,7 @@ import psycopg
 from upgrader.db import Database, Row
 from upgrader.errors import LogRowNotFound
 from upgrader.failure_budget import WaveBudget
+from upgrader.timestamps import iso_seconds
 
 LeaseState = Literal["acquired", "held", "busy", "final"]
 FINAL_LOG_STATUSES = ("completed", "failed", "skipped", "rolled_back")
@@ -185,7 +186,7 @@ def describe_holder(holder: Row | None) -> str:
     what = "rollback" if holder["operation"] == "rollback" else f"upgrade of {holder['component']}"
     return (
         f"release busy: {what} (upgrade {holder['upgrade_id']}, run {holder['run_name']}) holds it "
-        f"since {holder['acquired_at']:%Y-%m-%dT%H:%M:%SZ}"
+        f"since {iso_seconds(holder['acquired_at'])}"
     )
 
 

@@ -108,9 +108,9 @@ class Model(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
 
-class _Strict(Model):
-    # Unknown fields are refused (a misspelt "canarypercent" must not be silently ignored) and
-    # numbers must be JSON numbers ("ten" and "10" are refused alike).
+class StrictModel(Model):
+    # The base of every request (and its parts): unknown fields are refused (a misspelt "canarypercent"
+    # must not be silently ignored) and numbers must be JSON numbers ("ten" and "10" are refused alike).
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
@@ -121,7 +121,7 @@ def _without_default(schema: dict[str, Any]) -> None:
 _ONE_THRESHOLD = "failureThreshold takes exactly one of 'percent' or 'count'"
 
 
-class FailureThreshold(_Strict):
+class FailureThreshold(StrictModel):
     """How many failed customers a wave tolerates before the upgrade halts: exactly one of the two."""
 
     # The document says what the validators enforce: one key, and its value a number (never null).
@@ -155,7 +155,7 @@ class FailureThreshold(_Strict):
         return self
 
 
-class HealthCheck(_Strict):
+class HealthCheck(StrictModel):
     """After helm: wait for the component's workloads to finish rolling out, optionally probe HTTP."""
 
     enabled: bool = Field(default=True, description="check the rollout after helm (default on)")
@@ -187,7 +187,7 @@ def label_map_schema(schema: dict[str, Any]) -> None:
         schema["additionalProperties"] = value_schema
 
 
-class DeployRequest(_Strict):
+class DeployRequest(StrictModel):
     component: Component = Field(description="api | dashboard | exporter | mosquitto")
     version: Version = Field(description="image tag to roll out, e.g. v1.2.0 (OCI tag grammar)")
     strategy: Strategy = Field(description="all | canary | batch | progressive")
@@ -491,7 +491,7 @@ class LogsResponse(Model):
 FREE_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 
-class AbortRequest(_Strict):
+class AbortRequest(StrictModel):
     rollback: bool = Field(default=False, description="also roll back the customers already upgraded")
     reason: Annotated[str, StringConstraints(max_length=500, pattern=FREE_TEXT_PATTERN)] | None = Field(
         default=None, description="why (recorded with who asked); no control characters"
@@ -513,18 +513,18 @@ _FORCE = (
 )
 
 
-class RollbackUpgradeRequest(_Strict):
+class RollbackUpgradeRequest(StrictModel):
     maxConcurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(  # noqa: N815
         default=None, description="helm rollbacks running at once (default: the upgrade's)"
     )
     force: bool = Field(default=False, description=_FORCE)
 
 
-class RollbackCustomerRequest(_Strict):
+class RollbackCustomerRequest(StrictModel):
     force: bool = Field(default=False, description=_FORCE)
 
 
-class ResumeRequest(_Strict):
+class ResumeRequest(StrictModel):
     """Go on with a halted, aborted or failed upgrade; every field is optional and overrides the upgrade's."""
 
     maxConcurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(  # noqa: N815

@@ -19,6 +19,7 @@ from typing import Any
 
 from upgrader import events, windows
 from upgrader.db import Database
+from upgrader.timestamps import iso
 
 
 def planned_start(window: Mapping[str, Any] | None, parameters: Mapping[str, Any], now: datetime) -> datetime | None:
@@ -31,10 +32,6 @@ def planned_start(window: Mapping[str, Any] | None, parameters: Mapping[str, Any
     if decision.action == "skip":
         return None
     return decision.at or now
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 # The customers whose wave is reached and who were not told yet in their current run. The upgrade's row
@@ -72,7 +69,7 @@ class NoticeRepository:
                 planned = planned_start(window, row["parameters"] or {}, now)
                 if planned is None or (planned - now).total_seconds() > lead_seconds:
                     continue
-                notice = {"plannedStart": _stamp(planned), "leadSeconds": lead_seconds, "window": window}
+                notice = {"plannedStart": iso(planned), "leadSeconds": lead_seconds, "window": window}
                 written += events.customer_event(cur, events.NOTICE_UPCOMING, int(row["id"]), str(row["key"]),
                                                  {"notice": notice})  # fmt: skip
         return written

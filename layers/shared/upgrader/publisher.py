@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from upgrader.db import Database, Row
 from upgrader.events import SOURCE
 from upgrader.redaction import PATTERNS
+from upgrader.timestamps import iso
 
 LOGGER = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class OutboxEvent:
 
     @property
     def time(self) -> str:
-        return self.created_at.replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return iso(self.created_at.replace(tzinfo=UTC))
 
     def payload(self) -> dict[str, Any]:
         """The event's detail as every channel sends it: the recorded state plus its identity."""

@@ -39,7 +39,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from upgrader.db import Database, Row
-from upgrader.timestamps import iso
+from upgrader.timestamps import iso, iso_seconds
 
 if TYPE_CHECKING:  # a Protocol: the Step Functions client (botocore) stays out of the workers that never call it
     from upgrader.workflow import WorkflowGateway
@@ -136,7 +136,7 @@ def stamp(moment: datetime) -> str:
     """A timestamp Step Functions' Wait state reads (TimestampPath): RFC 3339, UTC, whole seconds up."""
     rounded = moment.astimezone(UTC).replace(microsecond=0) + (timedelta(seconds=1) if moment.microsecond else
                                                                 timedelta())  # fmt: skip
-    return rounded.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_seconds(rounded)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from upgrader.cluster.types import (
-    HelmJobSpec,
-    HelmOperation,
-)
+from upgrader.cluster.types import HelmJobSpec, HelmOperation
+from upgrader.timestamps import iso_seconds
 
 State = dict[str, Any]
 
@@ -70,7 +69,7 @@ def outage_since(previous: Any, exc: Exception, now: float | None = None) -> flo
 
 
 def epoch_stamp(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    return iso_seconds(datetime.fromtimestamp(epoch, UTC))
 
 
 def failure_text(failure: Any) -> str | None:
