@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from upgrader.cluster.types import NamespaceRef, ReleaseSnapshot
-from upgrader.discovery import KnownCustomer, Observation, assess
-from upgrader.discovery_rules import DiscoveryRules, RuleError
+from upgrader.fleet.discovery import KnownCustomer, Observation, assess
+from upgrader.fleet.discovery_rules import DiscoveryRules, RuleError
 
 V1 = {"api": "v1.1.0", "dashboard": "v1.9.0", "exporter": "v1.0.0", "mosquitto": "2.0.18"}
 

@@ -98,8 +98,8 @@ class ReleaseRecord:
 
     def secret_values(self) -> frozenset[str]:
         """What this revision holds that must never be shown: its Secrets' values and the user values at
-        secret-like keys (`upgrader.redaction.secret_values_of`). Parsed on demand (discovery never asks)."""
-        from upgrader.redaction import secret_values_of
+        secret-like keys (`upgrader.infra.redaction.secret_values_of`). Parsed on demand (discovery never asks)."""
+        from upgrader.infra.redaction import secret_values_of
 
         return secret_values_of({"manifest": self.manifest, "config": self.config})
 

@@ -14,14 +14,14 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from upgrader.cluster.bluegreen import Slots
-from upgrader.names import HELM_IMAGE, HELM_IMAGE_PATTERN, JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
+from upgrader.infra.names import HELM_IMAGE, HELM_IMAGE_PATTERN, JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
 
 Component = Literal["api", "dashboard", "exporter", "mosquitto"]
 HelmOperation = Literal["upgrade", "rollback", "recover", "restore", "slot", "switch", "finalize"]
 JobPhase = Literal["pending", "running", "succeeded", "failed", "missing"]
 RolloutPhase = Literal["ready", "progressing", "failed"]
 
-DEFAULT_HELM_IMAGE = HELM_IMAGE  # upgrader.names: the one definition
+DEFAULT_HELM_IMAGE = HELM_IMAGE  # upgrader.infra.names: the one definition
 DEFAULT_CHART_REF = "oci://registry.example.com/charts/customer-stack"
 DEFAULT_CHART_REFS: dict[str, str] = {
     "api": DEFAULT_CHART_REF,
@@ -107,7 +107,7 @@ class ClusterConfig(BaseModel):
 
     @classmethod
     def from_settings(cls, settings: Any, *, reader: bool = False) -> ClusterConfig:
-        """Build from `upgrader.settings.Settings` (duck-typed to keep this module import-light).
+        """Build from `upgrader.infra.settings.Settings` (duck-typed to keep this module import-light).
 
         Chart references given in the environment override the defaults per component. `reader`: the
         configuration of the reader identity's adapters (in url mode its own token file, when one is set).
@@ -196,7 +196,7 @@ class ReleaseInfo:
     versions: dict[str, str | None] = field(default_factory=dict)
     # Blue-green components only: their slots (active one, each slot's tag).
     slots: dict[str, Slots] = field(default_factory=dict)
-    # The release's secret values (upgrader.redaction): what redacts helm's output and errors. Never in
+    # The release's secret values (upgrader.infra.redaction): what redacts helm's output and errors. Never in
     # the snapshot, a repr or a comparison.
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
@@ -306,7 +306,7 @@ class ReleaseUnreadable(Exception):
 
 
 class FleetReader(Protocol):
-    """The port discovery reads the cluster through (`upgrader.discovery`; `upgrader.cluster.discovery` is the adapter)."""
+    """The port discovery reads the cluster through (`upgrader.fleet.discovery`; `upgrader.cluster.discovery` is the adapter)."""
 
     @property
     def requests(self) -> int: ...
