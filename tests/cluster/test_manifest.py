@@ -6,7 +6,9 @@ import re
 from typing import Any
 
 import pytest
-from upgrader.cluster.jobs import KubernetesClusterGateway, bound_output, customer_label, helm_job_name
+from upgrader.cluster.job_reading import bound_output
+from upgrader.cluster.job_spec import customer_label, helm_job_name
+from upgrader.cluster.jobs import KubernetesClusterGateway
 from upgrader.cluster.types import ClusterConfig, ClusterPermanentError, HelmJobSpec
 from upgrader.infra import names
 

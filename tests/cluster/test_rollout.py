@@ -10,7 +10,8 @@ from typing import Any
 
 import kubernetes
 import pytest
-from upgrader.cluster.jobs import KubernetesClusterGateway, deployment_verdict
+from upgrader.cluster.jobs import KubernetesClusterGateway
+from upgrader.cluster.release_reading import deployment_verdict
 from upgrader.cluster.types import (
     ClusterConfig,
     ClusterPermanentError,

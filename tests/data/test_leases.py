@@ -241,7 +241,7 @@ class UnreachableCluster:
     """The Kubernetes API does not answer (connection refused, timeouts)."""
 
     def job_name(self, spec: Any) -> str:
-        from upgrader.cluster.jobs import helm_job_name
+        from upgrader.cluster.job_spec import helm_job_name
 
         return helm_job_name(spec)
 

@@ -21,7 +21,6 @@ SOURCES = [ROOT / "layers", ROOT / "functions", ROOT / "upgradectl"]
 MAX_LINES = 400
 # Modules still over the limit, each with the size it may not grow past: the list only shrinks.
 TOO_BIG_FOR_NOW = {
-    "layers/shared/upgrader/cluster/jobs.py": 866,
     "layers/shared/upgrader/contract/models.py": 657,
     "upgradectl/cli.py": 661,
     "upgradectl/console/proxy.py": 401,
