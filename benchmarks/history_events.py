@@ -23,7 +23,7 @@ import statistics
 import time
 from typing import Any
 
-from upgrader.models import DeployRequest
+from upgrader.contract.models import DeployRequest
 
 from benchmarks.counting import HistoryEvents
 from benchmarks.stack import local_stack, seed_customers

@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from upgrader.models import DeployRequest
-from upgrader.settings import get_settings
+from upgrader.contract.models import DeployRequest
+from upgrader.infra.settings import get_settings
 
 from benchmarks.stack import local_stack, seed_customers
 from tests.api.helpers import deploy, status

@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 from upgrader import factory
-from upgrader.repository import UpgradeRepository
+from upgrader.rollout.upgrade_repository import UpgradeRepository
 
 from tests.support.database import temporary_database, truncate_all
 from tests.support.fakes import FakeSyncLauncher, FakeWorkflow

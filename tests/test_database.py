@@ -6,10 +6,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from upgrader import db as db_module
-from upgrader.db import Database
-from upgrader.errors import DatabaseUnavailable
-from upgrader.migrate import apply_migrations
+from upgrader.infra import db as db_module
+from upgrader.infra.db import Database
+from upgrader.infra.errors import DatabaseUnavailable
+from upgrader.infra.migrate import apply_migrations
 
 
 def _kill(database_url: str, pid: int) -> None:

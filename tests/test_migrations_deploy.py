@@ -1,7 +1,7 @@
 """Migrations run on every `sam deploy` that changes them, with no hand-edited version.
 
 RunMigrations (the custom resource) carries the Shared layer's version ARN. The layer holds
-upgrader/migrations/*.sql, and SAM publishes a new layer version whenever the layer's content
+upgrader/infra/migrations/*.sql, and SAM publishes a new layer version whenever the layer's content
 changes; CloudFormation then sees a changed property and sends an Update, which applies the files.
 """
 
@@ -11,8 +11,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import upgrader.migrate as migrate
-from upgrader.migrate import migration_files
+import upgrader.infra.migrate as migrate
+from upgrader.infra.migrate import migration_files
 
 from tests.support.sam import sam_transform
 from tests.support.template import ROOT, functions_by_folder, load_template, resources_of

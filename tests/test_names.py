@@ -1,7 +1,7 @@
-"""One source of truth for names shared by the code, template.yaml and k8s/: upgrader.names.
+"""One source of truth for names shared by the code, template.yaml and k8s/: upgrader.infra.names.
 
 Each test reads one consumer (template defaults, code defaults, RBAC manifests, docs) and fails when it
-drifts from upgrader.names.
+drifts from upgrader.infra.names.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
-from upgrader import names
 from upgrader.cluster.types import ClusterConfig
-from upgrader.settings import Settings, SettingsError
+from upgrader.infra import names
+from upgrader.infra.settings import Settings, SettingsError
 
 from tests.support.template import ROOT, function_environment, functions_by_folder, load_template, resources_of
 

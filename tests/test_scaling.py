@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from upgrader.settings import Settings
+from upgrader.infra.settings import Settings
 
 from tests.support.template import ROOT, load_template, resources_of
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from upgrader.cluster.access import REQUEST_TIMEOUT_SECONDS
-from upgrader.db import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS
+from upgrader.infra.db import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS
 
 from tests.test_template import functions_by_folder, load_template
 

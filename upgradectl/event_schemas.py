@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from upgrader import events
-from upgrader.vocabulary import STRATEGIES, UPGRADE_STATUSES
+from upgrader.infra.vocabulary import STRATEGIES, UPGRADE_STATUSES
+from upgrader.notifications import events
 
 Schema = dict[str, Any]
 

@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from upgrader.models import ErrorResponse
+from upgrader.contract.models import ErrorResponse
 
 from upgradectl.local.functions import API_FUNCTIONS, load_function
 

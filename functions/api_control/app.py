@@ -9,9 +9,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from upgrader import factory, service
-from upgrader.api import build_resolver, caller_identity
-from upgrader.models import (
+from upgrader import factory
+from upgrader.api import service
+from upgrader.api.http import build_resolver, caller_identity
+from upgrader.contract.models import (
     CUSTOMER_ID_PATTERN,
     UPGRADE_ID_PATTERN,
     AbortRequest,
@@ -24,7 +25,7 @@ from upgrader.models import (
     RollbackUpgradeRequest,
     RollbackUpgradeResponse,
 )
-from upgrader.settings import get_settings
+from upgrader.infra.settings import get_settings
 
 logger = Logger()
 router = APIGatewayRouter()

@@ -10,9 +10,10 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
-from upgrader import compatibility, customers, factory
-from upgrader.api import build_resolver, caller_identity
-from upgrader.customer_models import (
+from upgrader import factory
+from upgrader.api import customers
+from upgrader.api.http import build_resolver, caller_identity
+from upgrader.contract.customer_models import (
     CustomerDetail,
     CustomerList,
     CustomerPatch,
@@ -20,8 +21,15 @@ from upgrader.customer_models import (
     FleetResponse,
     SyncSummary,
 )
-from upgrader.inventory import CustomerFilter
-from upgrader.models import CUSTOMER_ID_PATTERN, DIGITS, LABEL_SELECTOR_PATTERN, UPGRADE_ID_PATTERN, VERSION_PATTERN
+from upgrader.contract.models import (
+    CUSTOMER_ID_PATTERN,
+    DIGITS,
+    LABEL_SELECTOR_PATTERN,
+    UPGRADE_ID_PATTERN,
+    VERSION_PATTERN,
+)
+from upgrader.fleet.inventory import CustomerFilter
+from upgrader.rollout import compatibility
 
 logger = Logger()
 router = APIGatewayRouter()

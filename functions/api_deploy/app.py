@@ -10,11 +10,12 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from upgrader import factory, service
-from upgrader.api import build_resolver, caller_identity
-from upgrader.idempotency import IDEMPOTENCY_KEY_PATTERN, Answer, run_once
-from upgrader.models import DeployRequest, DeployResponse
-from upgrader.settings import get_settings
+from upgrader import factory
+from upgrader.api import service
+from upgrader.api.http import build_resolver, caller_identity
+from upgrader.api.idempotency import IDEMPOTENCY_KEY_PATTERN, Answer, run_once
+from upgrader.contract.models import DeployRequest, DeployResponse
+from upgrader.infra.settings import get_settings
 
 logger = Logger()
 router = APIGatewayRouter()

@@ -9,9 +9,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from upgrader import factory, service
-from upgrader.api import build_resolver
-from upgrader.models import JOB_ID_PATTERN, QueueJobResponse, QueueStatsResponse
+from upgrader import factory
+from upgrader.api import service
+from upgrader.api.http import build_resolver
+from upgrader.contract.models import JOB_ID_PATTERN, QueueJobResponse, QueueStatsResponse
 
 logger = Logger()
 router = APIGatewayRouter()

@@ -6,9 +6,10 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from upgrader import customers, factory
-from upgrader.api import build_resolver, caller_identity
-from upgrader.customer_models import SyncStarted
+from upgrader import factory
+from upgrader.api import customers
+from upgrader.api.http import build_resolver, caller_identity
+from upgrader.contract.customer_models import SyncStarted
 
 logger = Logger()
 router = APIGatewayRouter()

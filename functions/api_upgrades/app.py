@@ -11,10 +11,11 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
-from upgrader import factory, service
-from upgrader.api import build_resolver
-from upgrader.customer_models import PlanResponse
-from upgrader.models import (
+from upgrader import factory
+from upgrader.api import service
+from upgrader.api.http import build_resolver
+from upgrader.contract.customer_models import PlanResponse
+from upgrader.contract.models import (
     CUSTOMER_ID_PATTERN,
     DIGITS,
     UPGRADE_ID_PATTERN,
@@ -90,8 +91,8 @@ def get_logs(
     responses={200: {"description": "the entry's helm outputs"}, 404: {"description": "unknown upgrade or entry"}},
 )
 def get_helm_output(upgradeId: UpgradeIdPath, logId: LogIdPath) -> HelmOutputResponse:  # noqa: N803
-    from upgrader.helm_output import get_helm_output as read
-    from upgrader.settings import get_settings
+    from upgrader.infra.settings import get_settings
+    from upgrader.rollout.helm_output import get_helm_output as read
 
     return read(int(upgradeId), int(logId), outputs=factory.helm_outputs(),
                 retention_days=get_settings().helm_output_retention_days)  # fmt: skip
@@ -107,7 +108,7 @@ def get_helm_output(upgradeId: UpgradeIdPath, logId: LogIdPath) -> HelmOutputRes
     },
 )
 def plan(request: Annotated[DeployRequest, Body(description="the deploy request to plan")]) -> PlanResponse:
-    from upgrader.settings import get_settings
+    from upgrader.infra.settings import get_settings
 
     return service.plan_deploy(
         request,

@@ -7,7 +7,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from upgrader import factory, orchestration
+from upgrader import factory
+from upgrader.rollout import orchestration
 
 logger = Logger()
 

@@ -10,9 +10,9 @@ import cfnresponse_min  # this folder's module: the tiny CloudFormation response
 import psycopg
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from upgrader.db import resolve_conninfo
-from upgrader.migrate import apply_migrations
-from upgrader.settings import get_settings
+from upgrader.infra.db import resolve_conninfo
+from upgrader.infra.migrate import apply_migrations
+from upgrader.infra.settings import get_settings
 
 logger = Logger()
 

@@ -1,6 +1,6 @@
 """Slack notifications: an EventBridge rule on the events bus invokes this for each lifecycle event.
 
-One message per upgrade, updated in place; threaded replies for what needs attention (upgrader.slack).
+One message per upgrade, updated in place; threaded replies for what needs attention (upgrader.notifications.slack).
 Slack refusing the event raises, so EventBridge's retry policy delivers it again (nothing is posted twice:
 what was posted is recorded in PostgreSQL).
 """
@@ -12,9 +12,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from upgrader import factory
-from upgrader.errors import NotificationFailed
-from upgrader.settings import get_settings
-from upgrader.slack import event_from_envelope
+from upgrader.infra.errors import NotificationFailed
+from upgrader.infra.settings import get_settings
+from upgrader.notifications.slack import event_from_envelope
 
 logger = Logger()
 

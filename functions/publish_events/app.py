@@ -13,8 +13,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from upgrader import factory, metrics, publisher
-from upgrader.settings import get_settings
+from upgrader import factory
+from upgrader.infra.settings import get_settings
+from upgrader.notifications import metrics, publisher
 
 logger = Logger()
 

@@ -12,9 +12,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from upgrader import discovery, factory
-from upgrader.customers import sync_view
-from upgrader.settings import get_settings
+from upgrader import factory
+from upgrader.api.customers import sync_view
+from upgrader.fleet import discovery
+from upgrader.infra.settings import get_settings
 
 logger = Logger()
 TRIGGERS = {"scheduler.sync": "schedule", "local.startup": "startup"}

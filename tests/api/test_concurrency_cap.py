@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from upgrader.settings import get_settings
+from upgrader.infra.settings import get_settings
 
 from tests.api.helpers import control, deploy
 from tests.conftest import body

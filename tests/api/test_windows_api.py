@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from psycopg.types.json import Jsonb
 from upgrader import factory
-from upgrader.errors import GateClosed
+from upgrader.infra.errors import GateClosed
 
 from tests.conftest import body
 from tests.support.events import api_event

@@ -12,9 +12,9 @@ import boto3
 import pytest
 import yaml
 from moto import mock_aws
-from upgrader import names
 from upgrader.cluster import access
 from upgrader.cluster.types import ClusterConfig, ClusterPermanentError
+from upgrader.infra import names
 
 REGION = "eu-west-1"
 
@@ -163,7 +163,7 @@ def test_gateway_is_built_once_per_config() -> None:
 
 
 def test_config_from_settings_merges_chart_refs() -> None:
-    from upgrader.settings import Settings
+    from upgrader.infra.settings import Settings
 
     settings = Settings.from_env(
         {
@@ -259,7 +259,7 @@ def test_a_missing_or_empty_token_file_is_a_permanent_error(tmp_path: Path) -> N
 
 
 def test_kube_token_file_reaches_the_cluster_config() -> None:
-    from upgrader.settings import Settings
+    from upgrader.infra.settings import Settings
 
     settings = Settings.from_env({"KUBE_API_URL": "http://k:1", "KUBE_TOKEN_FILE": "/var/run/token"})
     assert ClusterConfig.from_settings(settings).token_file == "/var/run/token"

@@ -12,9 +12,9 @@ from typing import Any
 import celpy
 import pytest
 import yaml
-from upgrader import names
 from upgrader.cluster.jobs import KubernetesClusterGateway
 from upgrader.cluster.types import ClusterConfig, HelmJobSpec
+from upgrader.infra import names
 
 ADMISSION = Path(__file__).resolve().parents[2] / "k8s" / "admission"
 
@@ -81,7 +81,7 @@ def test_the_policy_is_bound_to_the_job_namespace_and_denies() -> None:
 
 
 def test_the_policy_names_the_shared_names() -> None:
-    """Breakage tried: the policy's image left at another tag than upgrader.names.HELM_IMAGE: this fails
+    """Breakage tried: the policy's image left at another tag than upgrader.infra.names.HELM_IMAGE: this fails
     (and the product's own Job is refused by the next test)."""
     text = "\n".join(v["expression"] for v in policy()["spec"]["validations"])
     assert f"'{names.HELM_IMAGE}'" in text and f"'{names.JOB_SERVICE_ACCOUNT}'" in text and "['helm']" in text

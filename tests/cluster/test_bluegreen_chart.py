@@ -1,5 +1,5 @@
 """The sample blue-green chart follows the documented contract, proved with the real helm (v3.17.2):
-`helm lint`, and `helm template` with the values each step of `upgrader.bluegreen` sets."""
+`helm lint`, and `helm template` with the values each step of `upgrader.cluster.bluegreen` sets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from upgrader.bluegreen import BlueGreenError, plan_finalize, plan_rollback, plan_upgrade, slots_of
+from upgrader.cluster.bluegreen import BlueGreenError, plan_finalize, plan_rollback, plan_upgrade, slots_of
 
 from tests.support.helm_binary import helm_binary
 

@@ -8,8 +8,7 @@ import kubernetes
 import pytest
 from upgrader.cluster import discovery as adapter
 from upgrader.cluster.discovery import KubernetesFleetReader
-from upgrader.cluster.types import ClusterConfig
-from upgrader.discovery import ReleaseUnreadable
+from upgrader.cluster.types import ClusterConfig, ReleaseUnreadable
 
 from upgradectl.local.cluster import SimulatedCluster
 

@@ -6,9 +6,11 @@ import re
 from typing import Any
 
 import pytest
-from upgrader import names
-from upgrader.cluster.jobs import KubernetesClusterGateway, bound_output, customer_label, helm_job_name
+from upgrader.cluster.job_reading import bound_output
+from upgrader.cluster.job_spec import customer_label, helm_job_name
+from upgrader.cluster.jobs import KubernetesClusterGateway
 from upgrader.cluster.types import ClusterConfig, ClusterPermanentError, HelmJobSpec
+from upgrader.infra import names
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")

@@ -10,8 +10,8 @@ from typing import Any
 
 import kubernetes
 import pytest
-from upgrader import names
-from upgrader.cluster.jobs import KubernetesClusterGateway, deployment_verdict
+from upgrader.cluster.jobs import KubernetesClusterGateway
+from upgrader.cluster.release_reading import deployment_verdict
 from upgrader.cluster.types import (
     ClusterConfig,
     ClusterPermanentError,
@@ -19,6 +19,7 @@ from upgrader.cluster.types import (
     HelmJobSpec,
     RolloutState,
 )
+from upgrader.infra import names
 
 from tests.cluster.conftest import wait_finished, wait_until
 from upgradectl.local.cluster import SimulatedCluster

@@ -9,11 +9,13 @@ from typing import Any
 
 import kubernetes
 import pytest
-from upgrader import discovery, factory
+from upgrader import factory
 from upgrader.cluster import discovery as adapter
 from upgrader.cluster.discovery import KubernetesFleetReader
 from upgrader.cluster.types import ClusterConfig
-from upgrader.discovery import DiscoveryRules, SyncFailed
+from upgrader.fleet import discovery
+from upgrader.fleet.discovery import SyncFailed
+from upgrader.fleet.discovery_rules import DiscoveryRules
 
 from tests.api.helpers import call
 from upgradectl.local.cluster import SimulatedCluster

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from upgrader import factory
 from upgrader.cluster.types import JobState
-from upgrader.errors import GateClosed
+from upgrader.infra.errors import GateClosed
 
 from tests.api.helpers import deploy
 from tests.data.test_reconciliation import FakeCluster, job_running

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from upgrader import factory, orchestration, reconciliation
+from upgrader import factory
 from upgrader.cluster.types import JobState, ReleaseInfo
+from upgrader.rollout import orchestration, reconciliation
 
 from tests.api.helpers import call, deploy, logs
 

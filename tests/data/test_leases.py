@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from upgrader import factory
-from upgrader.errors import UpgradeNotFound
+from upgrader.infra.errors import UpgradeNotFound
 
 from tests.api.helpers import control, deploy
 
@@ -241,7 +241,7 @@ class UnreachableCluster:
     """The Kubernetes API does not answer (connection refused, timeouts)."""
 
     def job_name(self, spec: Any) -> str:
-        from upgrader.cluster.jobs import helm_job_name
+        from upgrader.cluster.job_spec import helm_job_name
 
         return helm_job_name(spec)
 
@@ -255,7 +255,7 @@ class UnreachableCluster:
 
 
 def _child_event(sql: Any, upgrade_id: str, customer_id: str) -> dict[str, Any]:
-    from upgrader import orchestration
+    from upgrader.rollout import orchestration
 
     row = _row(sql, upgrade_id, customer_id)
     customer = orchestration.begin_customer({"logId": row["id"]}, runs=factory.runs())
@@ -263,8 +263,8 @@ def _child_event(sql: Any, upgrade_id: str, customer_id: str) -> dict[str, Any]:
 
 
 def test_an_unreachable_api_makes_a_customer_wait_not_fail(make_customers, fake_workflow, sql):
-    from upgrader import orchestration
     from upgrader.cluster.types import ClusterTransientError
+    from upgrader.rollout import orchestration
 
     make_customers(1)
     uid = deploy()["upgradeId"]
@@ -286,7 +286,7 @@ def test_an_unreachable_api_makes_a_customer_wait_not_fail(make_customers, fake_
 
 
 def test_an_unreachable_api_while_a_job_runs_keeps_looking(make_customers, fake_workflow, sql):
-    from upgrader import orchestration
+    from upgrader.rollout import orchestration
 
     make_customers(1)
     uid = deploy()["upgradeId"]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from upgrader import factory, reconciliation
+from upgrader import factory
 from upgrader.cluster.types import JobState, ReleaseInfo
+from upgrader.rollout import reconciliation
 
 from tests.api.helpers import control, deploy, status
 from tests.conftest import body

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from psycopg.types.json import Jsonb
-from upgrader import factory, orchestration
+from upgrader import factory
+from upgrader.rollout import orchestration
 
 from tests.api.helpers import deploy
 
@@ -134,7 +135,7 @@ def test_a_stopped_run_starts_nobody_and_waits_for_nothing(run, sql):
 def test_a_run_waiting_for_windows_is_not_a_run_without_progress(run, sql):
     """Breakage tried: `runs_without_progress` without the `window_token` condition: the waiting run was
     counted (the NoProgress alarm would fire on every weekend window), caught by the first assertion."""
-    from upgrader import metrics
+    from upgrader.notifications import metrics
 
     invoke_wait = orchestration.await_window(
         {"upgradeId": run["upgradeId"], "runName": run["runName"], "wave": 0, "taskToken": "t", "gate": "window"},

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from upgrader import factory, orchestration
+from upgrader import factory
+from upgrader.rollout import orchestration
 
 from tests.api.helpers import control, deploy
 from upgradectl.local.cluster import SimulatedCluster

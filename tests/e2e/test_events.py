@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from upgrader import orchestration
+from upgrader.rollout import orchestration
 
 from tests.api.helpers import continue_, deploy
 from upgradectl.local.functions import API_FUNCTIONS, BACKGROUND_FUNCTIONS, FUNCTIONS, WORKER_FUNCTIONS

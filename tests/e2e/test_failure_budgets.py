@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from upgrader import orchestration
+from upgrader.rollout import orchestration
 
 from tests.api.helpers import deploy
 from tests.e2e.invariants import assert_invariants

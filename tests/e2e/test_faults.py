@@ -7,8 +7,8 @@ import threading
 
 import psycopg
 import pytest
-from upgrader import orchestration
-from upgrader.errors import DatabaseUnavailable
+from upgrader.infra.errors import DatabaseUnavailable
+from upgrader.rollout import orchestration
 
 from tests.api.helpers import deploy, rollback
 from tests.e2e.invariants import assert_invariants

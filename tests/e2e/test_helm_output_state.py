@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 def test_no_task_of_the_state_machine_carries_helm_output(stack, make_customers, sql, monkeypatch):
     """Breakage tried: check_helm_job returning `output` in its result again (as before the fix): helm's
     "has been upgraded" is in CheckHelmJob's result and FinishCustomer's input."""
-    from upgrader import orchestration
+    from upgrader.rollout import orchestration
 
     carried: list[tuple[str, str]] = []
     for name in ("begin_customer", "start_helm_job", "check_helm_job", "check_rollout", "finish_customer"):

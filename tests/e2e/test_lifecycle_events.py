@@ -11,7 +11,8 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
-from upgrader import events, factory
+from upgrader import factory
+from upgrader.notifications import events
 
 from tests.api.helpers import continue_, control, deploy
 from tests.e2e.conftest import Stack

@@ -97,7 +97,7 @@ def test_an_execution_that_hit_the_history_limit_is_reconciled(stack, make_custo
 
 
 def test_when_finalize_run_keeps_failing_the_reconciler_ends_the_run(stack, make_customers, sql, monkeypatch):
-    from upgrader import orchestration
+    from upgrader.rollout import orchestration
 
     def broken(event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         raise RuntimeError("the database refused the final update")

@@ -189,7 +189,7 @@ def test_rollback_of_a_whole_upgrade_goes_last_wave_first(stack, make_customers,
 
 def test_a_wave_that_cannot_run_halts_the_upgrade(stack, make_customers, sql, monkeypatch):
     # Given the second wave's manifest disappears between PrepareWave and its Map Run
-    from upgrader import orchestration
+    from upgrader.rollout import orchestration
 
     make_customers(4)
     real = orchestration.prepare_wave

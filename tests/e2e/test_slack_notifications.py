@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from upgrader import factory
-from upgrader.slack import Links, SlackChannel, SlackWebApi
+from upgrader.notifications.slack import Links, SlackChannel, SlackWebApi
 
 from tests.api.helpers import continue_, control, deploy
 from tests.e2e.conftest import Stack

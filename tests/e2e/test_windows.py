@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 from psycopg.types.json import Jsonb
-from upgrader import factory, orchestration
+from upgrader import factory
+from upgrader.rollout import orchestration
 
 from tests.api.helpers import control, deploy
 from tests.support.functions import invoke

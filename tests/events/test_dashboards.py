@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
-from upgrader import factory, metrics
+from upgrader import factory
+from upgrader.notifications import metrics
 
 from tests.api.helpers import deploy
 from tests.support.template import load_template

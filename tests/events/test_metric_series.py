@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from upgrader import events, factory, metrics
-from upgrader.publisher import OutboxEvent
-from upgrader.vocabulary import COMPONENTS, STRATEGIES
+from upgrader import factory
+from upgrader.infra.vocabulary import COMPONENTS, STRATEGIES
+from upgrader.notifications import events, metrics
+from upgrader.notifications.publisher import OutboxEvent
 
 from upgradectl.local import prometheus
 

@@ -10,15 +10,16 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from upgrader import events, factory
-from upgrader.notices import planned_start
-from upgrader.repository import _halt
+from upgrader import factory
+from upgrader.notifications import events
+from upgrader.rollout.halts import halt as _halt
+from upgrader.rollout.notices import planned_start
 
 from tests.api.helpers import control, deploy
 from tests.data.test_reconciliation import FakeCluster, resume
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-MIGRATION = Path(__file__).resolve().parents[2] / "layers/shared/upgrader/migrations/020_notice_keys_per_run.sql"
+MIGRATION = Path(__file__).resolve().parents[2] / "layers/shared/upgrader/infra/migrations/020_notice_keys_per_run.sql"
 
 
 def _window(opens: datetime, minutes: int = 60, days: tuple[str, ...] | None = None) -> dict[str, object]:
@@ -221,7 +222,7 @@ def test_a_run_that_ends_before_reaching_told_customers_cancels_their_notices(ma
     assert code == 202, resumed
     runs.start_run(uid, resumed["jobId"], "upgrade")
     assert factory.notices().upcoming(3600) == 4
-    from upgrader import reconciliation
+    from upgrader.rollout import reconciliation
 
     reconciliation.reconcile_execution(resumed["jobId"], "ABORTED", "Stopped", "stopped in the console",
                                        recon=factory.reconcile(), runs=runs, cluster=FakeCluster())  # fmt: skip

@@ -7,8 +7,9 @@ import json
 import threading
 from typing import Any
 
-from upgrader import events, factory
-from upgrader.publisher import EventBridgeChannel, OutboxRepository, drain
+from upgrader import factory
+from upgrader.notifications import events
+from upgrader.notifications.publisher import EventBridgeChannel, OutboxRepository, drain
 
 from tests.api.helpers import deploy
 

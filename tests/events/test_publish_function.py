@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from upgrader import factory, metrics
+from upgrader import factory
+from upgrader.notifications import metrics
 
 from tests.api.helpers import deploy
 from tests.support.functions import invoke

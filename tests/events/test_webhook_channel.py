@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from upgrader import events
-from upgrader.publisher import OutboxEvent
+from upgrader.notifications import events
+from upgrader.notifications.publisher import OutboxEvent
 
 from tests.support.receiver import Receiver
 from upgradectl.local.events import WebhookChannel

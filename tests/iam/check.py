@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from upgrader.aws_calls import AWS_CALLS, AwsCall
-from upgrader.settings import Settings, SettingsError
+from upgrader.infra.aws_calls import AWS_CALLS, AwsCall
+from upgrader.infra.settings import Settings, SettingsError
 
 from tests.iam.callgraph import CLIENT_CUSTOMIZATIONS, Codebase, aws_client_methods
 from tests.iam.grants import ACCOUNT, Scenario, arn_matches, scenarios
@@ -37,10 +37,10 @@ def declaration_problems(code: Codebase) -> list[str]:
     """Call sites without a declaration, declarations without a call site, actions that do not fit."""
     sites = code.aws_call_sites()
     entries = declared()
-    problems = [f"undeclared AWS call {site}: add it to upgrader/aws_calls.py" for site in sites
+    problems = [f"undeclared AWS call {site}: add it to upgrader/infra/aws_calls.py" for site in sites
                 if (site.site, site.method) not in entries]  # fmt: skip
     found = {(site.site, site.method) for site in sites}
-    problems += [f"upgrader/aws_calls.py declares {key[0]} -> {key[1]}, which no code calls" for key in entries
+    problems += [f"upgrader/infra/aws_calls.py declares {key[0]} -> {key[1]}, which no code calls" for key in entries
                  if key not in found]  # fmt: skip
     methods = aws_client_methods(frozenset(code.client_services()))
     for (_, method), call in entries.items():

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from upgrader.aws_calls import Account
+from upgrader.infra.aws_calls import Account
 
 ACCOUNT = Account(partition="aws", region="us-east-1", account_id="123456789012")
 STACK = "stack"

@@ -1,5 +1,5 @@
 """Static IAM check: for every function in template.yaml, the AWS calls its code can make (from the code,
-tests/iam/callgraph.py + upgrader/aws_calls.py) equal what the template grants it (SAM's transform,
+tests/iam/callgraph.py + upgrader/infra/aws_calls.py) equal what the template grants it (SAM's transform,
 tests/iam/grants.py), in every configuration, at action and resource level.
 
 The mutation tests change a copy of the parsed template and show the check fails both ways: a grant
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from upgrader.aws_calls import AWS_CALLS
+from upgrader.infra.aws_calls import AWS_CALLS
 
 from tests.iam.callgraph import FUNCTIONS, PACKAGE_ROOT, Codebase
 from tests.iam.check import codebase, declaration_problems, wiring_problems
@@ -121,10 +121,10 @@ def test_every_aws_call_of_the_code_is_declared_with_its_action():
 def test_fails_when_a_function_that_reads_postgresql_may_not(checked):
     assert checked["without_database_access"] == [
         "ApiQueueFunction: missing grant rds-db:connect on (its resource), called by "
-        "upgrader.connection.iam_auth_token [ClusterMode='eks', ExistingDatabaseSecretArn=''; "
+        "upgrader.infra.connection.iam_auth_token [ClusterMode='eks', ExistingDatabaseSecretArn=''; "
         "ClusterMode='kubeconfig', ExistingDatabaseSecretArn=''; ClusterMode='url', ExistingDatabaseSecretArn='']",
         "ApiQueueFunction: missing grant secretsmanager:GetSecretValue on example-existingdatabasesecretarn, called by "
-        "upgrader.connection.read_database_secret [ClusterMode='eks', ExistingDatabaseSecretArn="
+        "upgrader.infra.connection.read_database_secret [ClusterMode='eks', ExistingDatabaseSecretArn="
         "'example-existingdatabasesecretarn'; ClusterMode='kubeconfig', ExistingDatabaseSecretArn="
         "'example-existingdatabasesecretarn'; ClusterMode='url', ExistingDatabaseSecretArn="
         "'example-existingdatabasesecretarn']",
@@ -134,7 +134,7 @@ def test_fails_when_a_function_that_reads_postgresql_may_not(checked):
 def test_fails_when_the_deploy_function_may_not_start_executions(checked):
     (problem,) = checked["without_start_execution"]
     assert problem.startswith("ApiDeployFunction: missing grant states:StartExecution on arn:aws:states:")
-    assert problem.endswith("called by upgrader.workflow.StepFunctionsGateway.start [every configuration]")
+    assert problem.endswith("called by upgrader.infra.workflow.StepFunctionsGateway.start [every configuration]")
 
 
 def test_fails_only_in_the_configuration_that_needs_the_removed_grant(checked):
@@ -198,7 +198,7 @@ def code_copy(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_an_undeclared_boto3_call_fails_the_check(code_copy):
     package, functions = code_copy
-    workflow = package / "upgrader" / "workflow.py"
+    workflow = package / "upgrader" / "infra" / "workflow.py"
     workflow.write_text(
         workflow.read_text()
         + "\n\ndef history(client, arn):\n    return client.get_execution_history(executionArn=arn)\n"
@@ -209,10 +209,10 @@ def test_an_undeclared_boto3_call_fails_the_check(code_copy):
     assert (
         len(problems) == 1
         and problems[0].startswith(
-            "undeclared AWS call upgrader.workflow.history -> get_execution_history (layers/shared/upgrader/workflow.py:"
+            "undeclared AWS call upgrader.infra.workflow.history -> get_execution_history (layers/shared/upgrader/infra/workflow.py:"
         )
         is False
-        or "undeclared AWS call upgrader.workflow.history -> get_execution_history" in problems[0]
+        or "undeclared AWS call upgrader.infra.workflow.history -> get_execution_history" in problems[0]
     )
 
 
@@ -229,13 +229,13 @@ def test_a_new_service_client_is_found_too(code_copy):
 
 def test_a_declaration_whose_call_is_gone_fails_the_check(code_copy):
     package, functions = code_copy
-    workflow = package / "upgrader" / "workflow.py"
+    workflow = package / "upgrader" / "infra" / "workflow.py"
     workflow.write_text(workflow.read_text().replace("self._client.list_map_runs(executionArn=arn)", "{}"))
 
     problems = declaration_problems(Codebase(package, functions))
 
     assert problems == [
-        "upgrader/aws_calls.py declares upgrader.workflow.StepFunctionsGateway.describe -> list_map_runs, "
+        "upgrader/infra/aws_calls.py declares upgrader.infra.workflow.StepFunctionsGateway.describe -> list_map_runs, "
         "which no code calls"
     ]
 
@@ -246,7 +246,7 @@ def test_declared_actions_must_be_the_ones_the_methods_need(monkeypatch):
     monkeypatch.setattr("tests.iam.check.AWS_CALLS", tuple(wrong))
 
     assert declaration_problems(codebase()) == [
-        "upgrader.workflow.StepFunctionsGateway.start -> start_execution needs one of ['states:StartExecution'], "
+        "upgrader.infra.workflow.StepFunctionsGateway.start -> start_execution needs one of ['states:StartExecution'], "
         "declared states:StartSyncExecution"
     ]
 
@@ -258,9 +258,12 @@ def test_reachability_follows_the_handler_not_the_imports():
         for folder in ("api_upgrades", "check_rollout", "prepare_wave")
     }
     # api_upgrades imports the factory that builds the Step Functions client, but never asks for it.
-    assert reached["api_upgrades"] == {"upgrader.connection.iam_auth_token", "upgrader.connection.read_database_secret"}
-    assert "upgrader.connection.read_database_secret" not in reached["check_rollout"]
-    assert "upgrader.orchestration.prepare_wave" in reached["prepare_wave"]
+    assert reached["api_upgrades"] == {
+        "upgrader.infra.connection.iam_auth_token",
+        "upgrader.infra.connection.read_database_secret",
+    }
+    assert "upgrader.infra.connection.read_database_secret" not in reached["check_rollout"]
+    assert "upgrader.rollout.orchestration.parent_steps.prepare_wave" in reached["prepare_wave"]
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from upgrader.events import DETAIL_TYPES
+from upgrader.notifications.events import DETAIL_TYPES
 
 from tests.local.conftest import StackProcess, free_port, stack_env
 from tests.support.database import temporary_database

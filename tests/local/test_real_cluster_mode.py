@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from upgrader import names
 from upgrader.cluster.types import ClusterConfig
-from upgrader.settings import Settings
+from upgrader.infra import names
+from upgrader.infra.settings import Settings
 
 from tests.api.helpers import deploy, logs, status
 from upgradectl.local import __main__ as local_main

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
-from upgrader.migrate import apply_migrations
+from upgrader.infra.migrate import apply_migrations
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TABLES = (

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from jsonschema import Draft202012Validator
 from psycopg.rows import dict_row
-from upgrader.publisher import OutboxEvent
+from upgrader.notifications.publisher import OutboxEvent
 
 from upgradectl.event_schemas import file_name
 

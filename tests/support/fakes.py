@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from upgrader.errors import NotFound, SyncUnavailable, WorkflowUnavailable
+from upgrader.infra.errors import NotFound, SyncUnavailable, WorkflowUnavailable
 
 
 class FakeWorkflow:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from upgrader import errors
 from upgrader.cluster.types import ClusterTransientError
+from upgrader.infra import errors
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = sorted((ROOT / "statemachine").glob("*.asl.json"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from upgrader.compatibility import Rule, violations, within
+from upgrader.rollout.compatibility import Rule, violations, within
 
 DASHBOARD_NEEDS_API = Rule(1, "dashboard", ">=2.0", "requires", "api", ">=1.2")
 API2_FROM_14 = Rule(2, "api", "==2.*", "upgrade_from", None, ">=1.4")

@@ -16,8 +16,8 @@ import pytest
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 from psycopg.conninfo import conninfo_to_dict
-from upgrader import connection
-from upgrader.connection import (
+from upgrader.infra import connection
+from upgrader.infra.connection import (
     RDS_CA_BUNDLE,
     conninfo_from_secret,
     database_access,
@@ -26,7 +26,7 @@ from upgrader.connection import (
     resolve_conninfo,
     uses_startup_options,
 )
-from upgrader.settings import Settings, SettingsError
+from upgrader.infra.settings import Settings, SettingsError
 
 PROXY_HOST = "stack-db.proxy-c0ffee123456.eu-west-1.rds.amazonaws.com"
 PROXY_ENV = {

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from upgrader.discovery import (
-    DiscoveryRules,
-    KnownCustomer,
-    NamespaceRef,
-    Observation,
-    ReleaseSnapshot,
-    RuleError,
-    assess,
-)
+from upgrader.cluster.types import NamespaceRef, ReleaseSnapshot
+from upgrader.fleet.discovery import KnownCustomer, Observation, assess
+from upgrader.fleet.discovery_rules import DiscoveryRules, RuleError
 
 V1 = {"api": "v1.1.0", "dashboard": "v1.9.0", "exporter": "v1.0.0", "mosquitto": "2.0.18"}
 

@@ -4,7 +4,7 @@ whole number of customers (rounded down, exactly, whatever the wave's size)."""
 from __future__ import annotations
 
 import pytest
-from upgrader.planner import tolerated_failures
+from upgrader.rollout.planner import tolerated_failures
 
 
 @pytest.mark.parametrize(

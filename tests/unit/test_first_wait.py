@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from upgrader.orchestration import MAX_FIRST_WAIT_SECONDS, first_wait_seconds
+from upgrader.rollout.orchestration import MAX_FIRST_WAIT_SECONDS, first_wait_seconds
 
 
 def test_nothing_recorded_waits_the_poll_interval():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from upgrader.planner import DEFAULT_BATCH_SIZE, DEFAULT_CANARY_PERCENT, canary_size, plan_waves
+from upgrader.rollout.planner import DEFAULT_BATCH_SIZE, DEFAULT_CANARY_PERCENT, canary_size, plan_waves
 
 
 def customers(n: int) -> list[str]:

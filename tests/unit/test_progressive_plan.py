@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
-from upgrader.models import DeployRequest
-from upgrader.planner import PROGRESSIONS, plan_limit_problems, plan_waves
+from upgrader.contract.models import DeployRequest
+from upgrader.rollout.planner import PROGRESSIONS, plan_limit_problems, plan_waves
 
 BASE = {"component": "api", "version": "v1.2.0", "strategy": "progressive"}
 

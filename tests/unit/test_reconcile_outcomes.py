@@ -4,7 +4,7 @@ every Job a customer can run: the plain and blue-green upgrade steps, and the ro
 from __future__ import annotations
 
 import pytest
-from upgrader.reconciliation import _JOB_OPERATION, _outcome
+from upgrader.rollout.reconciliation import _JOB_OPERATION, _outcome
 
 UPGRADE, ROLLBACK = {"operation": "upgrade"}, {"operation": "rollback"}
 

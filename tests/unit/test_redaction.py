@@ -1,4 +1,4 @@
-"""upgrader.redaction: what is replaced by [redacted] in stored or sent text (issue 29 item 4), and what
+"""upgrader.infra.redaction: what is replaced by [redacted] in stored or sent text (issue 29 item 4), and what
 is left alone (helm's own lines, Kubernetes' errors)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import base64
 
 import pytest
 from upgrader.cluster.release import parse_release
-from upgrader.redaction import REDACTED, Redactor, redact, secret_values_of
+from upgrader.infra.redaction import REDACTED, Redactor, redact, secret_values_of
 
 PAIRS = [
     ("password: hunter22", f"password: {REDACTED}"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from upgrader.settings import Settings, SettingsError
+from upgrader.infra.settings import Settings, SettingsError
 
 
 def test_defaults_from_an_empty_environment():

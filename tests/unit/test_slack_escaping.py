@@ -7,9 +7,9 @@ import re
 from datetime import datetime
 from typing import Any
 
-from upgrader import events
-from upgrader.publisher import OutboxEvent
-from upgrader.slack import Links, code, escape, render_message, render_reply
+from upgrader.notifications import events
+from upgrader.notifications.publisher import OutboxEvent
+from upgrader.notifications.slack import Links, code, escape, render_message, render_reply
 
 HOSTILE = "<!channel> <https://evil.example|https://console.aws.amazon.com> & <@U123>"
 LINKS = Links(api_base_url="https://api.example.com/v1",

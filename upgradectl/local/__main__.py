@@ -191,7 +191,7 @@ class _SignalState:
 
 def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) -> str:
     from upgrader import factory
-    from upgrader.migrate import apply_migrations
+    from upgrader.infra.migrate import apply_migrations
 
     from upgradectl.local import seed
     from upgradectl.local.postgres import LocalPostgres, PostgresUnavailable

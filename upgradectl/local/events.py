@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from upgrader.publisher import Channel, OutboxEvent, OutboxRepository, drain
+from upgrader.notifications.publisher import Channel, OutboxEvent, OutboxRepository, drain
 
 LOGGER = logging.getLogger("upgrade-local.events")
 

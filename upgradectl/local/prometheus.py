@@ -1,10 +1,10 @@
 """`GET /metrics` of the local stack, in the Prometheus text format (prometheus_client).
 
-Counters and histograms follow the published lifecycle events (the same `upgrader.metrics.observations`
+Counters and histograms follow the published lifecycle events (the same `upgrader.notifications.metrics.observations`
 that become CloudWatch EMF metrics in AWS); gauges are read from PostgreSQL at each scrape (fleet
 versions, active upgrades, runs without progress, events not yet published).
 
-Every labelled series the product can emit (`upgrader.metrics.label_sets`) exists from start-up at 0:
+Every labelled series the product can emit (`upgrader.notifications.metrics.label_sets`) exists from start-up at 0:
 `increase()` and `rate()` only count what happens after a series' first sample, so a series born at its
 first event would never count that event. For the same reason the gauges always have their series (0
 when nothing is active or stuck), so a panel reads 0 instead of "no data".
@@ -26,10 +26,10 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from upgrader import metrics
-from upgrader.db import Database
-from upgrader.publisher import OutboxEvent
-from upgrader.vocabulary import ACTIVE_UPGRADE_STATUSES, COMPONENTS
+from upgrader.infra.db import Database
+from upgrader.infra.vocabulary import ACTIVE_UPGRADE_STATUSES, COMPONENTS
+from upgrader.notifications import metrics
+from upgrader.notifications.publisher import OutboxEvent
 
 disable_created_metrics()  # no `_created` series: counters and histograms as Prometheus users expect them
 

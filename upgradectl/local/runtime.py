@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from upgrader.publisher import Channel, OutboxEvent
+from upgrader.notifications.publisher import Channel, OutboxEvent
 
 from upgradectl.local.engine import LocalStepFunctions
 from upgradectl.local.events import LocalEventPublisher
@@ -81,7 +81,7 @@ class LocalRuntime:
 
     def start(self) -> LocalRuntime:
         from upgrader import factory
-        from upgrader.settings import get_settings
+        from upgrader.infra.settings import get_settings
 
         # The workers, and the sync function that POST /api/customers/sync invokes asynchronously.
         handlers = {name: load_function(name).lambda_handler for name in (*WORKER_FUNCTIONS, SYNC_FUNCTION)}

@@ -4,7 +4,7 @@ Ids follow the specification's example (`cust_abc123`, namespace `customer-abc12
 customers are cust_abc123, cust_abc124, ... so the spec's rollback example names a real customer.
 Each gets a namespace and a Helm release of the same name, written in Helm's own storage format
 (`SimulatedCluster.add_release`); the inventory then learns them the way it learns a real fleet, by a
-sync at start-up (`upgrader.discovery`). A fresh database also starts upgrade ids at 123, so the
+sync at start-up (`upgrader.fleet.discovery`). A fresh database also starts upgrade ids at 123, so the
 spec's curl examples (`/api/upgrades/123/...`) address the first upgrade deployed, exactly as written.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from upgrader.db import Database
+from upgrader.infra.db import Database
 
 FIRST_NUMBER = 123
 FIRST_UPGRADE_ID = 123

@@ -7,7 +7,7 @@ the caller's identity). Without SigV4 the identity is `local:<os user>`.
 Requests are served by a fixed pool of worker threads. Worker i always uses handler instance i:
 Powertools' resolver keeps the current event on the app object (one invocation at a time, as in a
 Lambda execution environment), so a handler instance never serves two requests at once. Each worker
-also keeps its own database connection (upgrader.db hands out one per thread).
+also keeps its own database connection (upgrader.infra.db hands out one per thread).
 """
 
 from __future__ import annotations

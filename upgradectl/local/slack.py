@@ -1,11 +1,11 @@
-"""The local stack's Slack channel: the real notifier (`upgrader.slack`) against `--slack-api URL`."""
+"""The local stack's Slack channel: the real notifier (`upgrader.notifications.slack`) against `--slack-api URL`."""
 
 from __future__ import annotations
 
 import os
 
 from upgrader import factory
-from upgrader.slack import Links, SlackChannel, SlackWebApi
+from upgrader.notifications.slack import Links, SlackChannel, SlackWebApi
 
 
 def local_slack_channel(api_url: str, channel: str, api_base_url: str, *, min_interval: float = 1.0) -> SlackChannel:

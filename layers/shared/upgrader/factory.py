@@ -10,96 +10,98 @@ import os
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from upgrader.settings import Settings, get_settings
+from upgrader.infra.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from upgrader.cluster.types import ClusterGateway
-    from upgrader.compatibility import RuleRepository
-    from upgrader.db import Database
-    from upgrader.discovery import DiscoveryRules, FleetReader
-    from upgrader.helm_output import HelmOutputRepository
-    from upgrader.idempotency import IdempotencyRepository
-    from upgrader.inventory import InventoryRepository
-    from upgrader.leases import LeaseRepository
-    from upgrader.notices import NoticeRepository
-    from upgrader.publisher import EventBridgeChannel, OutboxRepository
-    from upgrader.reconciliation import ReconcileRepository
-    from upgrader.repository import RunRepository, UpgradeRepository, WindowRelease
-    from upgrader.resumes import ResumeRepository
-    from upgrader.rollbacks import RollbackRepository
-    from upgrader.slack import SlackChannel
-    from upgrader.sync_launcher import LambdaSyncLauncher
-    from upgrader.syncs import SyncRepository
-    from upgrader.windows import Clock, WindowRepository
-    from upgrader.workflow import StepFunctionsGateway
+    from upgrader.api.idempotency import IdempotencyRepository
+    from upgrader.cluster.types import ClusterGateway, FleetReader
+    from upgrader.fleet.discovery_rules import DiscoveryRules
+    from upgrader.fleet.inventory import InventoryRepository
+    from upgrader.fleet.sync_launcher import LambdaSyncLauncher
+    from upgrader.fleet.syncs import SyncRepository
+    from upgrader.infra.db import Database
+    from upgrader.infra.workflow import StepFunctionsGateway
+    from upgrader.notifications.publisher import EventBridgeChannel, OutboxRepository
+    from upgrader.notifications.slack import SlackChannel
+    from upgrader.rollout.compatibility import RuleRepository
+    from upgrader.rollout.halts import WindowRelease
+    from upgrader.rollout.helm_output import HelmOutputRepository
+    from upgrader.rollout.leases import LeaseRepository
+    from upgrader.rollout.notices import NoticeRepository
+    from upgrader.rollout.reconciliation import ReconcileRepository
+    from upgrader.rollout.resumes import ResumeRepository
+    from upgrader.rollout.rollbacks import RollbackRepository
+    from upgrader.rollout.run_repository import RunRepository
+    from upgrader.rollout.upgrade_repository import UpgradeRepository
+    from upgrader.rollout.windows import Clock, WindowRepository
 
 
 @lru_cache(maxsize=1)
 def database() -> Database:
-    from upgrader.db import database_for
+    from upgrader.infra.db import database_for
 
     return database_for(get_settings())
 
 
 @lru_cache(maxsize=1)
 def repository() -> UpgradeRepository:
-    from upgrader.repository import UpgradeRepository
+    from upgrader.rollout.upgrade_repository import UpgradeRepository
 
     return UpgradeRepository(database())
 
 
 @lru_cache(maxsize=1)
 def runs() -> RunRepository:
-    from upgrader.repository import RunRepository
+    from upgrader.rollout.run_repository import RunRepository
 
     return RunRepository(database())
 
 
 @lru_cache(maxsize=1)
 def leases() -> LeaseRepository:
-    from upgrader.leases import LeaseRepository
+    from upgrader.rollout.leases import LeaseRepository
 
     return LeaseRepository(database())
 
 
 @lru_cache(maxsize=1)
 def reconcile() -> ReconcileRepository:
-    from upgrader.reconciliation import ReconcileRepository
+    from upgrader.rollout.reconciliation import ReconcileRepository
 
     return ReconcileRepository(database())
 
 
 @lru_cache(maxsize=1)
 def resumes() -> ResumeRepository:
-    from upgrader.resumes import ResumeRepository
+    from upgrader.rollout.resumes import ResumeRepository
 
     return ResumeRepository(database())
 
 
 @lru_cache(maxsize=1)
 def rollbacks() -> RollbackRepository:
-    from upgrader.rollbacks import RollbackRepository
+    from upgrader.rollout.rollbacks import RollbackRepository
 
     return RollbackRepository(database())
 
 
 @lru_cache(maxsize=1)
 def inventory() -> InventoryRepository:
-    from upgrader.inventory import InventoryRepository
+    from upgrader.fleet.inventory import InventoryRepository
 
     return InventoryRepository(database())
 
 
 @lru_cache(maxsize=1)
 def rules() -> RuleRepository:
-    from upgrader.compatibility import RuleRepository
+    from upgrader.rollout.compatibility import RuleRepository
 
     return RuleRepository(database())
 
 
 @lru_cache(maxsize=1)
 def windows() -> WindowRepository:
-    from upgrader.windows import WindowRepository
+    from upgrader.rollout.windows import WindowRepository
 
     return WindowRepository(database())
 
@@ -107,35 +109,35 @@ def windows() -> WindowRepository:
 @lru_cache(maxsize=1)
 def clock() -> Clock:
     """The time maintenance windows are decided at (tests replace it with a controllable clock)."""
-    from upgrader.windows import SystemClock
+    from upgrader.rollout.windows import SystemClock
 
     return SystemClock()
 
 
 def window_recheck_seconds() -> int:
     """How long a run waits for its customers' windows before it looks again (WINDOW_RECHECK_SECONDS, >= 1)."""
-    from upgrader.windows import DEFAULT_RECHECK_SECONDS
+    from upgrader.rollout.windows import DEFAULT_RECHECK_SECONDS
 
     return max(1, int(os.environ.get("WINDOW_RECHECK_SECONDS") or DEFAULT_RECHECK_SECONDS))
 
 
 @lru_cache(maxsize=1)
 def helm_outputs() -> HelmOutputRepository:
-    from upgrader.helm_output import HelmOutputRepository
+    from upgrader.rollout.helm_output import HelmOutputRepository
 
     return HelmOutputRepository(database())
 
 
 @lru_cache(maxsize=1)
 def syncs() -> SyncRepository:
-    from upgrader.syncs import SyncRepository
+    from upgrader.fleet.syncs import SyncRepository
 
     return SyncRepository(database())
 
 
 @lru_cache(maxsize=1)
 def idempotency() -> IdempotencyRepository:
-    from upgrader.idempotency import IdempotencyRepository
+    from upgrader.api.idempotency import IdempotencyRepository
 
     return IdempotencyRepository(database())
 
@@ -143,8 +145,8 @@ def idempotency() -> IdempotencyRepository:
 @lru_cache(maxsize=1)
 def discovery_rules() -> DiscoveryRules:
     """Built at cold start: rules that cannot work fail here, with the setting named."""
-    from upgrader.discovery import DiscoveryRules, RuleError
-    from upgrader.settings import SettingsError
+    from upgrader.fleet.discovery_rules import DiscoveryRules, RuleError
+    from upgrader.infra.settings import SettingsError
 
     try:
         return DiscoveryRules.from_settings(get_settings())
@@ -163,7 +165,7 @@ def fleet_reader() -> FleetReader:
 
 @lru_cache(maxsize=1)
 def sync_launcher() -> LambdaSyncLauncher:
-    from upgrader.sync_launcher import LambdaSyncLauncher
+    from upgrader.fleet.sync_launcher import LambdaSyncLauncher
 
     settings = get_settings()
     settings.require("sync_function_name")
@@ -192,21 +194,21 @@ def reader_cluster() -> ClusterGateway:
 
 @lru_cache(maxsize=1)
 def outbox() -> OutboxRepository:
-    from upgrader.publisher import OutboxRepository
+    from upgrader.notifications.publisher import OutboxRepository
 
     return OutboxRepository(database())
 
 
 @lru_cache(maxsize=1)
 def notices() -> NoticeRepository:
-    from upgrader.notices import NoticeRepository
+    from upgrader.rollout.notices import NoticeRepository
 
     return NoticeRepository(database())
 
 
 @lru_cache(maxsize=1)
 def event_channel() -> EventBridgeChannel:
-    from upgrader.publisher import EventBridgeChannel
+    from upgrader.notifications.publisher import EventBridgeChannel
 
     settings = get_settings()
     settings.require("event_bus_name")
@@ -216,7 +218,7 @@ def event_channel() -> EventBridgeChannel:
 @lru_cache(maxsize=1)
 def slack_channel() -> SlackChannel:
     """Slack, as the settings describe it: the bot token read once per cold start from Secrets Manager."""
-    from upgrader.slack import Links, SlackChannel, SlackWebApi, read_bot_token
+    from upgrader.notifications.slack import Links, SlackChannel, SlackWebApi, read_bot_token
 
     settings = get_settings()
     settings.require("slack_token_secret_arn", "slack_channel")
@@ -230,7 +232,7 @@ def slack_channel() -> SlackChannel:
 
 @lru_cache(maxsize=1)
 def workflow() -> StepFunctionsGateway:
-    from upgrader.workflow import StepFunctionsGateway
+    from upgrader.infra.workflow import StepFunctionsGateway
 
     settings = get_settings()
     settings.require("upgrade_state_machine_arn")
@@ -240,7 +242,7 @@ def workflow() -> StepFunctionsGateway:
 def halt_window_release() -> WindowRelease:
     """How a worker that halts an upgrade (failure budget) ends its runs' waits for maintenance windows:
     SendTaskFailure `UpgradeHalted` with each token. The Step Functions client is built only then."""
-    from upgrader.windows import release_window_waits
+    from upgrader.rollout.windows import release_window_waits
 
     return lambda tokens, reason: release_window_waits(tokens, reason, workflow=workflow(), error="UpgradeHalted")
 

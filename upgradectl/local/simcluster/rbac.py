@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from upgrader.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT, JOBS_KUBERNETES_GROUP, READER_KUBERNETES_GROUP
+from upgrader.infra.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT, JOBS_KUBERNETES_GROUP, READER_KUBERNETES_GROUP
 
 from upgradectl.local.simcluster.kinds import BY_KIND, RBAC_GROUP
 from upgradectl.local.simcluster.selectors import LabelSelector

@@ -17,10 +17,16 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from upgrader.cluster.jobs import _int, _read_json, _translated_errors
+from upgrader.cluster.kube_calls import as_int, read_json, translated_errors
 from upgrader.cluster.release import ReleaseDecodeError, decode_release_data, parse_release
-from upgrader.cluster.types import ClusterConfig, ClusterPermanentError, ClusterTransientError
-from upgrader.discovery import NamespaceRef, ReleaseSnapshot, ReleaseUnreadable
+from upgrader.cluster.types import (
+    ClusterConfig,
+    ClusterPermanentError,
+    ClusterTransientError,
+    NamespaceRef,
+    ReleaseSnapshot,
+    ReleaseUnreadable,
+)
 
 PAGE_SIZE = 500  # items per LIST request (the API server's chunking; kubectl uses 500 too)
 HELM_DEPLOYED = {"owner": "helm", "status": "deployed"}
@@ -107,7 +113,7 @@ class KubernetesFleetReader:
             versions[component], sources[component] = record.component_version(component, key)
         return ReleaseSnapshot(
             name=name,
-            revision=record.revision or _int(labels.get("version")),
+            revision=record.revision or as_int(labels.get("version")),
             status=record.status,
             chart_name=record.chart_name,
             chart_version=record.chart_version,
@@ -134,14 +140,14 @@ class KubernetesFleetReader:
             if token:
                 arguments["_continue"] = token
             self._count()
-            with _translated_errors(action):
+            with translated_errors(action):
                 try:
                     response = call(limit=PAGE_SIZE, _preload_content=False, **arguments)
                 except ApiException as exc:
                     if exc.status == 410 and token:
                         raise _ListExpired from exc
                     raise
-                body = _read_json(response)
+                body = read_json(response)
             yield list(body.get("items") or [])
             token = (body.get("metadata") or {}).get("continue") or None
             if not token:
@@ -162,5 +168,5 @@ def _last_good(secrets: list[dict[str, Any]]) -> dict[str, Any] | None:
     for status in ("deployed", "superseded"):
         matching = [s for s in secrets if (s["metadata"].get("labels") or {}).get("status") == status]
         if matching:
-            return max(matching, key=lambda s: _int((s["metadata"].get("labels") or {}).get("version")))
+            return max(matching, key=lambda s: as_int((s["metadata"].get("labels") or {}).get("version")))
     return None

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from upgrader.bluegreen import Slots, component_slots
+from upgrader.cluster.bluegreen import Slots, component_slots
 
 SECRET_PREFIX = "sh.helm.release.v1."  # noqa: S105 - a name, not a password
 SECRET_TYPE = "helm.sh/release.v1"  # noqa: S105
@@ -98,8 +98,8 @@ class ReleaseRecord:
 
     def secret_values(self) -> frozenset[str]:
         """What this revision holds that must never be shown: its Secrets' values and the user values at
-        secret-like keys (`upgrader.redaction.secret_values_of`). Parsed on demand (discovery never asks)."""
-        from upgrader.redaction import secret_values_of
+        secret-like keys (`upgrader.infra.redaction.secret_values_of`). Parsed on demand (discovery never asks)."""
+        from upgrader.infra.redaction import secret_values_of
 
         return secret_values_of({"manifest": self.manifest, "config": self.config})
 

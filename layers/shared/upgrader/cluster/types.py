@@ -7,20 +7,21 @@ code import it to talk about Jobs and releases without loading the client.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from upgrader.bluegreen import Slots
-from upgrader.names import HELM_IMAGE, HELM_IMAGE_PATTERN, JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
+from upgrader.cluster.bluegreen import Slots
+from upgrader.infra.names import HELM_IMAGE, HELM_IMAGE_PATTERN, JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
 
 Component = Literal["api", "dashboard", "exporter", "mosquitto"]
 HelmOperation = Literal["upgrade", "rollback", "recover", "restore", "slot", "switch", "finalize"]
 JobPhase = Literal["pending", "running", "succeeded", "failed", "missing"]
 RolloutPhase = Literal["ready", "progressing", "failed"]
 
-DEFAULT_HELM_IMAGE = HELM_IMAGE  # upgrader.names: the one definition
+DEFAULT_HELM_IMAGE = HELM_IMAGE  # upgrader.infra.names: the one definition
 DEFAULT_CHART_REF = "oci://registry.example.com/charts/customer-stack"
 DEFAULT_CHART_REFS: dict[str, str] = {
     "api": DEFAULT_CHART_REF,
@@ -106,7 +107,7 @@ class ClusterConfig(BaseModel):
 
     @classmethod
     def from_settings(cls, settings: Any, *, reader: bool = False) -> ClusterConfig:
-        """Build from `upgrader.settings.Settings` (duck-typed to keep this module import-light).
+        """Build from `upgrader.infra.settings.Settings` (duck-typed to keep this module import-light).
 
         Chart references given in the environment override the defaults per component. `reader`: the
         configuration of the reader identity's adapters (in url mode its own token file, when one is set).
@@ -195,7 +196,7 @@ class ReleaseInfo:
     versions: dict[str, str | None] = field(default_factory=dict)
     # Blue-green components only: their slots (active one, each slot's tag).
     slots: dict[str, Slots] = field(default_factory=dict)
-    # The release's secret values (upgrader.redaction): what redacts helm's output and errors. Never in
+    # The release's secret values (upgrader.infra.redaction): what redacts helm's output and errors. Never in
     # the snapshot, a repr or a comparison.
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
@@ -278,3 +279,38 @@ class ClusterPermanentError(Exception):
 
 class JobNotFoundError(Exception):
     """The Helm Job is not (or no longer) in the cluster."""
+
+
+# ---------------------------------------------------------------- the fleet reader (discovery's port)
+@dataclass(frozen=True, slots=True)
+class NamespaceRef:
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseSnapshot:
+    """A release as its deployed revision records it."""
+
+    name: str
+    revision: int
+    status: str
+    chart_name: str | None
+    chart_version: str | None
+    versions: dict[str, str | None]  # component -> image tag (None: neither the values nor the chart set it)
+    sources: dict[str, str | None]  # component -> "values" | "chart-defaults" | None
+
+
+class ReleaseUnreadable(Exception):
+    """The namespace's release cannot be read: reported for that namespace, the sync goes on."""
+
+
+class FleetReader(Protocol):
+    """The port discovery reads the cluster through (`upgrader.fleet.discovery`; `upgrader.cluster.discovery` is the adapter)."""
+
+    @property
+    def requests(self) -> int: ...
+
+    def namespaces(self, label_selector: str | None = None) -> Iterator[NamespaceRef]: ...
+
+    def release_in(self, namespace: str, preferred: str) -> ReleaseSnapshot | None: ...

@@ -1,0 +1,1 @@
+"""The HTTP API: what every API function shares (`http`: the resolver, the error map, the caller), the use cases (`service`: deploy, control, queries; `customers`: the fleet) and idempotent requests."""

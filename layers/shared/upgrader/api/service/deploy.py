@@ -1,0 +1,253 @@
+"""A deploy: the plan (waves, gates, who is left out and why), its preview, and recording and starting it."""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from upgrader.contract.customer_models import LeftOut, PlannedCustomer, PlannedWave, PlanResponse
+from upgrader.contract.models import (
+    DeployRequest,
+    DeployResponse,
+    iso,
+)
+from upgrader.fleet.inventory import InventoryRepository
+from upgrader.infra.errors import (
+    LimitExceeded,
+    NoTargetCustomers,
+)
+from upgrader.infra.settings import Settings
+from upgrader.infra.workflow import WorkflowGateway
+from upgrader.rollout.compatibility import RuleRepository, refusal
+from upgrader.rollout.selection import describe_left_out, plan_upgrade
+from upgrader.rollout.upgrade_repository import NewLogRow, UpgradeRepository
+
+
+def deploy_upgrade(
+    request: DeployRequest,
+    *,
+    requested_by: str | None,
+    repo: UpgradeRepository,
+    inventory: InventoryRepository,
+    rules: RuleRepository,
+    workflow: WorkflowGateway,
+    settings: Settings,
+    now: datetime | None = None,
+) -> DeployResponse:
+    """Plan the upgrade (`upgrader.rollout.selection`: the same plan the dry run answers), record it and its
+    per-customer rows in one transaction, then start the execution.
+
+    Customers left out as pinned or already at the version are recorded as skipped rows with the
+    reason. If the execution cannot be started the recorded rows are deleted again, so a failed deploy
+    leaves nothing behind.
+    """
+    max_concurrency = concurrency_within_cap(
+        request.maxConcurrency, settings.max_concurrency_cap, default=settings.default_max_concurrency
+    )
+    plan = plan_upgrade(
+        request,
+        inventory.deploy_candidates(request.component),
+        approval_timeout_seconds=settings.approval_timeout_seconds,
+        rules=rules.rules(request.component),
+        now=now,
+    )
+    if plan.incompatible:
+        raise refusal(plan.incompatible, f"{request.component} {request.version}",
+                      hint="send skipIncompatible to leave them out, or change the rules")  # fmt: skip
+    if not plan.waves:
+        left_out = describe_left_out(plan.counts, request.version) or "the inventory has no customer"
+        raise NoTargetCustomers(f"no active customer to upgrade: {left_out}; nothing to do")
+    # The chart is pinned for every customer: the requested version, else the one its release runs
+    # (known from the inventory, or read from the release right before helm and recorded then).
+    rows = [
+        NewLogRow(t.customer_id, t.namespace, t.release_name, t.current_version, request.version, index,
+                  request.chartVersion or t.chart_version)
+        for index, wave in enumerate(plan.waves)
+        for t in wave
+    ] + [
+        NewLogRow(e.candidate.customer_id, e.candidate.namespace, e.candidate.release_name,
+                  e.candidate.current_version, request.version, -1, None, left_out=e.reason, detail=e.detail)
+        for e in plan.skipped
+    ]  # fmt: skip
+    current = Counter(t.current_version for t in plan.targets if t.current_version)
+    sizes = [len(w) for w in plan.waves]
+    parameters: dict[str, Any] = {
+        "maxConcurrency": max_concurrency,
+        "bakeSeconds": request.bakeSeconds,
+        "autoRollback": request.autoRollback,
+        "approvalTimeoutSeconds": plan.approval_timeout_seconds,
+        "pollSeconds": settings.job_poll_seconds,
+        "waveSizes": sizes,
+        "healthCheck": request.healthCheck.model_dump(),
+    }
+    if request.blueGreen:
+        parameters["blueGreen"] = True
+        parameters["finalizeOldSlot"] = request.finalizeOldSlot
+    if request.strategy == "canary":
+        parameters["canaryPercent"] = plan.canary_percent
+    if request.strategy == "batch":
+        parameters["batchSize"] = plan.batch_size
+    if request.strategy == "progressive":
+        parameters["steps"] = plan.steps
+        parameters["stepGate"] = plan.step_gate
+    if plan.windows is not None:
+        parameters["respectWindows"] = True
+        parameters["windowDeadline"] = iso(plan.windows.deadline)
+        parameters["expectedDurationSeconds"] = int(plan.windows.expected.total_seconds())
+    if request.failureThreshold is not None:
+        parameters["failureThreshold"] = request.failureThreshold.model_dump(exclude_none=True)
+    if request.customerIds is not None:
+        parameters["customerIds"] = request.customerIds
+    if request.labels:
+        parameters["labels"] = request.labels
+    if request.includePinned:
+        parameters["includePinned"] = True
+
+    upgrade = repo.create_upgrade(
+        component=request.component,
+        from_version=current.most_common(1)[0][0] if current else None,
+        to_version=request.version,
+        strategy=request.strategy,
+        parameters=parameters,
+        metadata={"fromVersions": dict(current), "leftOut": plan.counts},
+        requested_by=requested_by,
+        rows=rows,
+        total_waves=len(plan.waves),
+        nonce=secrets.token_hex(4),
+        chart_version=request.chartVersion,
+    )
+    name = upgrade["execution_name"]
+    try:
+        workflow.start(name, {"upgradeId": upgrade["id"], "runName": name, "operation": "upgrade"})
+    except Exception:
+        repo.delete_upgrade(upgrade["id"])
+        raise
+    also = describe_left_out(plan.counts, request.version)
+    return DeployResponse(
+        upgradeId=str(upgrade["id"]),
+        jobId=name,
+        strategy=request.strategy,
+        message=_deploy_message(request.strategy, sizes, plan.step_gate) + (f"; {also}" if also else ""),
+        total=plan.total,
+        waves=sizes,
+        status=upgrade["status"],
+        skipped=len(plan.skipped),
+        leftOut=plan.counts,
+    )
+
+
+def plan_deploy(
+    request: DeployRequest,
+    *,
+    repo: UpgradeRepository,
+    inventory: InventoryRepository,
+    rules: RuleRepository,
+    settings: Settings,
+    now: datetime | None = None,
+) -> PlanResponse:
+    """What `deploy_upgrade` would do with this request now, without starting anything: the same plan."""
+    concurrency_within_cap(request.maxConcurrency, settings.max_concurrency_cap)
+    plan = plan_upgrade(
+        request,
+        inventory.deploy_candidates(request.component),
+        approval_timeout_seconds=settings.approval_timeout_seconds,
+        rules=rules.rules(request.component),
+        now=now,
+    )
+    gates = _gates(request, len(plan.waves), plan.step_gate)
+    waves = [
+        PlannedWave(
+            wave=index,
+            size=len(wave),
+            gate=gates[index],
+            customers=[
+                PlannedCustomer(
+                    customerId=c.customer_id,
+                    namespace=c.namespace,
+                    fromVersion=c.current_version,
+                    waitsForWindow=iso(plan.waits.get(c.customer_id)),
+                )
+                for c in wave
+            ],
+        )  # fmt: skip
+        for index, wave in enumerate(plan.waves)
+    ]
+    active = repo.active_upgrade_for(request.component)
+    also = describe_left_out(plan.counts, request.version)
+    if plan.incompatible:
+        broken = len({v.customer_id for v in plan.incompatible})
+        message = (f"a deploy would be refused (422): the version breaks compatibility rules for {broken} "
+                   "customer(s) (see incompatible); skipIncompatible leaves them out")  # fmt: skip
+    elif plan.waves:
+        sizes = [len(w) for w in plan.waves]
+        message = _deploy_message(request.strategy, sizes, plan.step_gate).replace(" started", " would start")
+    else:
+        message = "nothing to do: no active customer to upgrade (a deploy would be refused)"
+    return PlanResponse(
+        component=request.component,
+        version=request.version,
+        strategy=request.strategy,
+        total=plan.total,
+        waves=waves,
+        skipped=len(plan.skipped),
+        leftOut=[
+            LeftOut(customerId=e.candidate.customer_id, reason=e.reason, detail=e.detail)  # type: ignore[arg-type]
+            for e in plan.left_out
+        ],  # fmt: skip
+        leftOutCounts=plan.counts,
+        incompatible=[v.view() for v in plan.incompatible],
+        respectWindows=plan.windows is not None,
+        activeUpgrade=str(active["id"]) if active else None,
+        message=message + (f"; {also}" if also else ""),
+    )
+
+
+def _gates(request: DeployRequest, waves: int, step_gate: str | None) -> list[str | None]:
+    """What follows each wave: the canary's approval gate after its first wave, a progressive step's
+    approval after every step (stepGate manual), a bake between waves."""
+    gates: list[str | None] = []
+    for index in range(waves):
+        last = index == waves - 1
+        if request.strategy == "canary" and index == 0 and not last or step_gate == "manual" and not last:
+            gates.append("approval")
+        elif not last and request.bakeSeconds:
+            gates.append("bake")
+        else:
+            gates.append(None)
+    return gates
+
+
+def concurrency_within_cap(requested: int | None, cap: int | None, *, default: int | None = None) -> int | None:
+    """The requested maxConcurrency, refused (422) above the cap; when none is requested, the default
+    lowered to the cap.
+
+    The cap is the reserved concurrency of the per-customer workers (MAX_CONCURRENCY_CAP, set by the
+    template): a run asking for more would have its workers throttled instead of running faster.
+    """
+    if requested is None:
+        return default if default is None or cap is None else min(default, cap)
+    if cap is not None and requested > cap:
+        raise LimitExceeded(
+            f"maxConcurrency {requested} exceeds the limit of {cap} (MAX_CONCURRENCY_CAP: the reserved "
+            f"concurrency of the per-customer workers); ask for {cap} or less"
+        )
+    return requested
+
+
+def _deploy_message(strategy: str, sizes: list[int], step_gate: str | None = None) -> str:
+    total = sum(sizes)
+    noun = "customer" if total == 1 else "customers"
+    if strategy == "progressive":
+        then = {"manual": "each step waits for /continue", "bake": "each step bakes, then the next starts"}
+        gate = f"; {then[step_gate or 'manual']}" if len(sizes) > 1 else ""
+        return (f"Progressive upgrade started for {total} {noun} in {len(sizes)} steps of "
+                f"{', '.join(str(s) for s in sizes)}{gate}")  # fmt: skip
+    if strategy == "canary":
+        first = sizes[0]
+        rest = f"; {total - first} more after /continue" if len(sizes) > 1 else ""
+        return f"Canary upgrade started for {first} {'customer' if first == 1 else 'customers'}{rest}"
+    if strategy == "batch":
+        return f"Batch upgrade started for {total} {noun} in {len(sizes)} batches"
+    return f"Upgrade started for all {total} {noun}"

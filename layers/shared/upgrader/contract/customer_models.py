@@ -1,0 +1,356 @@
+"""Request and response models of the fleet API: customers, pins, windows, syncs, the fleet, plans."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from upgrader.contract.models import (
+    FREE_TEXT_PATTERN,
+    TIMESTAMP_PATTERN,
+    WHOLE,
+    Component,
+    LabelKey,
+    LabelValue,
+    Model,
+    StrictModel,
+    Version,
+    label_map_schema,
+)
+
+CustomerStatus = Literal["active", "suspended", "decommissioned"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+MAX_PIN_DAYS = 366
+# An IANA time zone name (Europe/Berlin, UTC, America/Argentina/Buenos_Aires): no dots, no leading '/'.
+TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]{0,31}(/[A-Za-z0-9_+-]{1,32}){0,2}$"
+CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+# An RFC 3339 time with its offset: 2026-12-01T00:00:00Z, 2026-12-01T02:00:00+01:00.
+REASON_PATTERN = FREE_TEXT_PATTERN
+
+
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """The document says what the validators enforce: this field may be left out, never sent as null.
+
+    (`X | None` keeps pydantic's error locations plain, "pins.api.reason"; the null is removed here.)"""
+    schema.pop("default", None)
+    options = [o for o in schema.pop("anyOf", []) if o != {"type": "null"}]
+    if len(options) == 1:
+        schema.update({k: v for k, v in options[0].items() if k not in schema})
+    elif options:
+        schema["anyOf"] = options
+
+
+def _only_true_schema(schema: dict[str, Any]) -> None:
+    _not_nullable(schema)
+    schema["const"] = True
+
+
+class IncompatibleCustomer(Model):
+    customerId: str  # noqa: N815
+    ruleId: str  # noqa: N815
+    rule: str = Field(description="the rule in words")
+    detail: str = Field(description="what the customer would run that breaks it")
+
+
+class MaintenanceWindow(StrictModel):
+    """When a customer may be changed: on these days, from `start` (local time in `timezone`) for
+    `durationMinutes`. That the zone exists is checked with the customer (`check_patch`)."""
+
+    timezone: Annotated[str, StringConstraints(pattern=TIMEZONE_PATTERN, max_length=64)] = Field(
+        description="IANA time zone, e.g. Europe/Berlin"
+    )
+    days: Annotated[list[Weekday], Field(min_length=1, max_length=7, json_schema_extra={"uniqueItems": True})] = Field(
+        description="weekdays the window opens on"
+    )
+    start: Annotated[str, StringConstraints(pattern=CLOCK_PATTERN)] = Field(description="local opening time, HH:MM")
+    durationMinutes: Annotated[int, Field(ge=15, le=1440), WHOLE] = Field(  # noqa: N815
+        description="how long the window stays open"
+    )
+
+    @field_validator("days")
+    @classmethod
+    def _unique_days(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("days contains duplicates")
+        return value
+
+
+class PinRequest(StrictModel):
+    """Keep a component at a version: deploys of it leave the customer out until the pin expires."""
+
+    version: Version | None = Field(
+        default=None, description="the version to keep (default: the version the customer runs now)"
+    )
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=REASON_PATTERN)] = Field(
+        description="why (shown wherever the customer is left out)"
+    )
+    expiresAt: Annotated[str, StringConstraints(pattern=TIMESTAMP_PATTERN, max_length=40)] = Field(  # noqa: N815
+        description=f"when the pin ends: RFC 3339, in the future, at most {MAX_PIN_DAYS} days ahead (checked with "
+        "the customer: a 422 naming the field)"
+    )
+
+
+def parse_timestamp(value: str) -> datetime:
+    if not re.match(TIMESTAMP_PATTERN, value):
+        raise ValueError("not an RFC 3339 time with offset, e.g. 2026-12-01T00:00:00Z")
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError as exc:
+        raise ValueError(f"not a valid time: {exc}") from exc
+
+
+class PinsPatch(StrictModel):
+    """Per component: a pin to set, or null to remove the component's pin."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    api: PinRequest | None = None
+    dashboard: PinRequest | None = None
+    exporter: PinRequest | None = None
+    mosquitto: PinRequest | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> PinsPatch:
+        if not self.model_fields_set:
+            raise ValueError("pins names no component")
+        return self
+
+
+class CustomerPatch(StrictModel):
+    """What may change about a customer; every field is optional, at least one is given.
+
+    labels merge (a null value removes that label); maintenanceWindow null removes the window; a pin
+    null removes that component's pin."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    labels: (
+        Annotated[
+            dict[LabelKey, LabelValue | None],
+            Field(min_length=1, max_length=20, json_schema_extra=label_map_schema),
+        ]
+        | None
+    ) = Field(
+        default=None, description="labels to set; a null value removes the label", json_schema_extra=_not_nullable
+    )
+    maintenanceWindow: MaintenanceWindow | None = Field(  # noqa: N815
+        default=None, description="the customer's maintenance window; null removes it"
+    )
+    pins: PinsPatch | None = Field(
+        default=None, description="pins to set (or null to remove), per component", json_schema_extra=_not_nullable
+    )
+    status: Literal["active", "suspended"] | None = Field(
+        default=None,
+        description="active, or suspended (left out of every deploy); decommissioned is for discovery",
+        json_schema_extra=_not_nullable,
+    )
+    acknowledgeDrift: bool | None = Field(  # noqa: N815
+        default=None,
+        description="true: the drift was looked at; clear the customer's drift mark (only true)",
+        json_schema_extra=_only_true_schema,
+    )
+
+    @field_validator("labels", "pins", "status", "acknowledgeDrift", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null (leave the field out to keep it as it is)")
+        return value
+
+    @field_validator("acknowledgeDrift")
+    @classmethod
+    def _only_true(cls, value: bool) -> bool:
+        if value is not True:
+            raise ValueError("only true (acknowledging the drift clears it)")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> CustomerPatch:
+        if not self.model_fields_set:
+            raise ValueError(
+                "the patch changes nothing: give labels, maintenanceWindow, pins, status or acknowledgeDrift"
+            )
+        return self
+
+
+class Pin(Model):
+    version: str
+    reason: str
+    expiresAt: str  # noqa: N815
+    pinnedBy: str | None  # noqa: N815
+    pinnedAt: str  # noqa: N815
+    expired: bool = Field(description="the pin has expired: deploys no longer leave the customer out for it")
+
+
+class DriftEntry(Model):
+    recorded: str | None = Field(description="what the inventory had recorded")
+    release: str | None = Field(description="what the release held when the sync read it")
+    detectedAt: str | None = None  # noqa: N815
+
+
+class Customer(Model):
+    customerId: str  # noqa: N815
+    namespace: str
+    releaseName: str  # noqa: N815
+    status: CustomerStatus
+    labels: dict[str, str]
+    versions: dict[str, str] = Field(description="component -> version the release holds (as last read)")
+    chartVersion: str | None  # noqa: N815
+    releaseRevision: int | None  # noqa: N815
+    drift: dict[str, DriftEntry] | None = Field(description="where the release and the inventory disagreed")
+    driftDetectedAt: str | None  # noqa: N815
+    pins: dict[str, Pin]
+    maintenanceWindow: MaintenanceWindow | None  # noqa: N815
+    releaseError: str | None = Field(description="why the last sync could not read the release")  # noqa: N815
+    discoveredAt: str | None  # noqa: N815
+    lastSeenAt: str | None  # noqa: N815
+    decommissionedAt: str | None  # noqa: N815
+    updatedAt: str  # noqa: N815
+    updatedBy: str | None  # noqa: N815
+
+
+class CustomerList(Model):
+    count: int
+    customers: list[Customer]
+    nextCursor: str | None = Field(description="pass as ?cursor= for the next page")  # noqa: N815
+
+
+class CustomerOperation(Model):
+    """One helm operation (or a skip) on this customer, in any upgrade."""
+
+    id: int
+    upgradeId: str  # noqa: N815
+    operation: str
+    component: str
+    fromVersion: str | None  # noqa: N815
+    toVersion: str  # noqa: N815
+    status: str
+    wave: int
+    leftOut: str | None  # noqa: N815
+    revisionBefore: int | None  # noqa: N815
+    revisionAfter: int | None  # noqa: N815
+    error: str | None
+    startedAt: str | None  # noqa: N815
+    completedAt: str | None  # noqa: N815
+    createdAt: str  # noqa: N815
+
+
+class CustomerEvent(Model):
+    id: int
+    kind: str = Field(description="discovered, drift, decommissioned, reappeared, release_unreadable, updated")
+    detail: dict[str, Any]
+    actor: str | None = Field(description="who (the API caller), or null for discovery")
+    syncId: str | None  # noqa: N815
+    at: str
+
+
+class CustomerDetail(Customer):
+    operations: list[CustomerOperation] = Field(description="helm operations on it across upgrades, newest first")
+    operationsTotal: int  # noqa: N815
+    history: list[CustomerEvent] = Field(description="discovery events and changes through the API, newest first")
+    historyTotal: int  # noqa: N815
+
+
+class CustomerPatchResponse(Model):
+    customer: Customer
+    changes: dict[str, Any] = Field(description="field -> {before, after}; empty when nothing changed")
+    changedBy: str | None  # noqa: N815
+    changedAt: str | None  # noqa: N815
+
+
+class VersionCount(Model):
+    version: str
+    customers: int
+
+
+class ComponentSpread(Model):
+    component: str
+    versions: list[VersionCount] = Field(description="most customers first")
+    unknown: int = Field(description="customers whose release does not say this component's version")
+
+
+class SyncSummary(Model):
+    syncId: str  # noqa: N815
+    status: str
+    trigger: str
+    requestedBy: str | None  # noqa: N815
+    counts: dict[str, int]
+    problems: list[dict[str, Any]]
+    error: str | None
+    createdAt: str  # noqa: N815
+    startedAt: str | None  # noqa: N815
+    completedAt: str | None  # noqa: N815
+
+
+class FleetResponse(Model):
+    customers: int = Field(description="customers that exist (active and suspended)")
+    byStatus: dict[str, int]  # noqa: N815
+    drift: int = Field(description="customers marked with drift")
+    pinned: int = Field(description="customers with at least one pin in force")
+    components: list[ComponentSpread]
+    lastSync: SyncSummary | None  # noqa: N815
+
+
+class SyncStarted(Model):
+    message: str
+    syncId: str  # noqa: N815
+    status: str
+    alreadyRunning: bool = Field(description="a sync was already pending or running: this is that one")  # noqa: N815
+
+
+# ------------------------------------------------------------------------------------------- plans
+LeftOutReason = Literal[
+    "already_at_version", "pinned", "incompatible", "outside_window", "suspended", "decommissioned", "not_matching"
+]
+
+
+class PlannedCustomer(Model):
+    customerId: str  # noqa: N815
+    namespace: str
+    fromVersion: str | None  # noqa: N815
+    waitsForWindow: str | None = Field(  # noqa: N815
+        default=None,
+        description="windows respected: when its maintenance window next opens with room for the expected "
+        "duration, if not now (it then waits for it, without holding the wave's others)",
+    )
+
+
+class PlannedWave(Model):
+    wave: int
+    size: int
+    gate: str | None = Field(description="what follows the wave: approval (canary /continue), bake, or null")
+    customers: list[PlannedCustomer]
+
+
+class LeftOut(Model):
+    customerId: str  # noqa: N815
+    reason: LeftOutReason
+    detail: str
+
+
+class PlanResponse(Model):
+    component: Component
+    version: str
+    strategy: str
+    total: int = Field(description="customers in the upgrade: in a wave, or recorded as skipped")
+    waves: list[PlannedWave]
+    skipped: int = Field(
+        description="customers a deploy would record as skipped (pinned, already at version, incompatible)"
+    )
+    leftOut: list[LeftOut] = Field(description="every customer not upgraded, with the reason")  # noqa: N815
+    leftOutCounts: dict[str, int]  # noqa: N815
+    incompatible: list[IncompatibleCustomer] = Field(
+        default_factory=list,
+        description="customers the version would break a compatibility rule for (each rule broken): a deploy "
+        "would be refused (422) unless skipIncompatible, which leaves them out (then listed in leftOut)",
+    )
+    respectWindows: bool = Field(  # noqa: N815
+        default=False, description="customers start only inside their maintenance windows"
+    )
+    activeUpgrade: str | None = Field(  # noqa: N815
+        description="an upgrade of this component that is active now: a deploy would be refused (409) until it ends"
+    )
+    message: str

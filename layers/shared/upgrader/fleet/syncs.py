@@ -1,0 +1,265 @@
+"""SQL of inventory syncs: their rows (requested, running, finished) and what each writes.
+
+Locks. A chunk's customers are locked FOR NO KEY UPDATE (in id order) while the sync decides and
+writes; the helm operations that change versions do so under the customer's lease, which the sync
+reads under that lock: a leased customer's versions are not touched, so the sync and an operation
+never wait on each other's rows in opposite orders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from upgrader.fleet.discovery import Assessment, KnownCustomer
+from upgrader.infra.db import Database, Row, one_row
+from upgrader.infra.timestamps import iso
+from upgrader.notifications import events
+
+# A sync still pending or running after this long died with its Lambda (15 minutes at most): the next
+# request marks it failed and starts a new one.
+STALE_SYNC_SECONDS = 20 * 60
+ACTIVE = ("pending", "running")
+
+Decide = Callable[[dict[str, KnownCustomer], dict[str, str]], list[Assessment]]
+
+
+class SyncRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # ------------------------------------------------------------------------------ the sync's row
+    def request(self, trigger: str, requested_by: str | None, *, running: bool = False) -> tuple[Row, bool]:
+        """A new sync (pending, or running for a worker that runs it itself), or the one already active.
+
+        Returns (the sync, created). One sync at a time: a partial unique index decides between
+        concurrent requests. A sync active for longer than a Lambda can run is failed first.
+        """
+        self._fail_stale()
+        try:
+            with self._db.transaction() as cur:
+                cur.execute(
+                    """
+                    INSERT INTO inventory_syncs (status, trigger, requested_by, started_at)
+                    VALUES (%s, %s, %s, CASE WHEN %s THEN NOW() END) RETURNING *
+                    """,
+                    ("running" if running else "pending", trigger, requested_by, running),
+                )
+                return one_row(cur), True
+        except psycopg.errors.UniqueViolation:
+            with self._db.transaction() as cur:
+                cur.execute(
+                    "SELECT * FROM inventory_syncs WHERE status = ANY(%s) ORDER BY id DESC LIMIT 1", (list(ACTIVE),)
+                )
+                active = cur.fetchone()
+            if active is None:  # it ended meanwhile: ask again
+                return self.request(trigger, requested_by, running=running)
+            return active, False
+
+    def _fail_stale(self) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                """
+                UPDATE inventory_syncs SET status = 'failed', completed_at = NOW(), updated_at = NOW(),
+                       error = 'did not finish: its worker ended without recording a result'
+                 WHERE status = ANY(%s) AND updated_at < NOW() - make_interval(secs => %s)
+                """,
+                (list(ACTIVE), STALE_SYNC_SECONDS),
+            )
+
+    def claim(self, sync_id: int) -> Row | None:
+        """pending -> running, once (a second delivery of the same request gets None)."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                """
+                UPDATE inventory_syncs SET status = 'running', started_at = NOW(), updated_at = NOW()
+                 WHERE id = %s AND status = 'pending' RETURNING *
+                """,
+                (sync_id,),
+            )
+            return cur.fetchone()
+
+    def discard(self, sync_id: int, error: str) -> None:
+        """A requested sync whose worker could not be started."""
+        self.fail(sync_id, error)
+
+    def finish(self, sync_id: int, counts: dict[str, int], problems: list[dict[str, Any]]) -> Row:
+        with self._db.transaction() as cur:
+            cur.execute(
+                """
+                UPDATE inventory_syncs SET status = 'completed', counts = %s, problems = %s, completed_at = NOW(),
+                       updated_at = NOW()
+                 WHERE id = %s RETURNING *
+                """,
+                (Jsonb(counts), Jsonb(problems), sync_id),
+            )
+            return one_row(cur)
+
+    def fail(self, sync_id: int, error: str) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                """
+                UPDATE inventory_syncs SET status = 'failed', error = %s, completed_at = NOW(), updated_at = NOW()
+                 WHERE id = %s AND status = ANY(%s)
+                """,
+                (error[:2000], sync_id, list(ACTIVE)),
+            )
+
+    def get(self, sync_id: int) -> Row | None:
+        with self._db.transaction() as cur:
+            cur.execute("SELECT * FROM inventory_syncs WHERE id = %s", (sync_id,))
+            return cur.fetchone()
+
+    def latest(self) -> Row | None:
+        with self._db.transaction() as cur:
+            cur.execute("SELECT * FROM inventory_syncs ORDER BY id DESC LIMIT 1")
+            return cur.fetchone()
+
+    # ----------------------------------------------------------------------------- what a sync writes
+    def current_customers(self) -> int:
+        with self._db.transaction() as cur:
+            cur.execute("SELECT count(*) AS n FROM customers WHERE status <> 'decommissioned'")
+            return int(one_row(cur)["n"])
+
+    def apply(self, sync_id: int, namespaces: Sequence[str], ids: Sequence[str], decide: Decide) -> list[Assessment]:
+        """In one transaction: lock and read the customers of these namespaces (and the owners of these
+        ids), let `decide` compare them with what was read, write its decisions; return them."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                """
+                SELECT c.id, c.namespace, c.release_name, c.status, c.release_revision, c.release_error,
+                       EXISTS (SELECT 1 FROM customer_leases l WHERE l.customer_id = c.id) AS leased,
+                       COALESCE((SELECT jsonb_object_agg(v.component, v.version) FROM customer_component_versions v
+                                  WHERE v.customer_id = c.id), '{}'::jsonb) AS versions
+                  FROM customers c
+                 WHERE c.namespace = ANY(%s) OR c.id = ANY(%s)
+                 ORDER BY c.id
+                   FOR NO KEY UPDATE OF c
+                """,
+                (list(namespaces), list(ids)),
+            )
+            rows = cur.fetchall()
+            wanted = set(namespaces)
+            known = {
+                r["namespace"]: KnownCustomer(
+                    r["id"],
+                    r["namespace"],
+                    r["release_name"],
+                    r["status"],
+                    dict(r["versions"]),
+                    r["release_revision"],
+                    r["release_error"],
+                    bool(r["leased"]),
+                )  # fmt: skip
+                for r in rows
+                if r["namespace"] in wanted
+            }
+            owners = {r["id"]: r["namespace"] for r in rows}
+            decisions = decide(known, owners)
+            _write(cur, sync_id, decisions)
+            return decisions
+
+    def decommission_unseen(self, sync_id: int) -> int:
+        """Every customer (not yet decommissioned) whose namespace this complete sync did not see."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                """
+                UPDATE customers SET status = 'decommissioned', decommissioned_at = NOW(), updated_at = NOW()
+                 WHERE status <> 'decommissioned' AND last_seen_sync_id IS DISTINCT FROM %s
+                RETURNING id, namespace
+                """,
+                (sync_id,),
+            )
+            gone = cur.fetchall()
+            cur.executemany(
+                "INSERT INTO customer_events (customer_id, kind, detail, sync_id) VALUES (%s, 'decommissioned', %s, %s)",
+                [(r["id"], Jsonb({"reason": f"namespace {r['namespace']} is gone"}), sync_id) for r in gone],
+            )
+            return len(gone)
+
+
+def _write(cur: psycopg.Cursor[Row], sync_id: int, decisions: Sequence[Assessment]) -> None:
+    added = [d for d in decisions if d.action == "add"]
+    cur.executemany(
+        """
+        INSERT INTO customers (id, namespace, release_name, status, discovered_at, last_seen_at, last_seen_sync_id,
+                               chart_version, release_revision)
+        VALUES (%s, %s, %s, 'active', NOW(), NOW(), %s, %s, %s)
+        ON CONFLICT DO NOTHING
+        """,
+        [(d.customer_id, d.namespace, d.release.name, sync_id, d.release.chart_version, d.release.revision)
+         for d in added if d.release is not None],
+    )  # fmt: skip
+    seen = [d for d in decisions if d.action not in ("add", "skip")]
+    cur.executemany(
+        """
+        UPDATE customers SET
+               status = CASE %(action)s WHEN 'decommission' THEN 'decommissioned' WHEN 'reappear' THEN 'active'
+                                        ELSE status END,
+               decommissioned_at = CASE %(action)s WHEN 'decommission' THEN NOW() WHEN 'reappear' THEN NULL
+                                                   ELSE decommissioned_at END,
+               release_name = COALESCE(%(release)s, release_name),
+               chart_version = CASE WHEN %(fresh)s THEN %(chart)s ELSE chart_version END,
+               release_revision = CASE WHEN %(fresh)s THEN GREATEST(release_revision, %(revision)s)
+                                       ELSE release_revision END,
+               release_error = CASE WHEN %(action)s = 'unreadable' THEN %(problem)s ELSE NULL END,
+               drift = CASE WHEN %(drift)s::jsonb IS NULL THEN drift ELSE COALESCE(drift, '{}'::jsonb) || %(drift)s END,
+               drift_detected_at = CASE WHEN %(drift)s::jsonb IS NULL THEN drift_detected_at ELSE NOW() END,
+               last_seen_at = NOW(), last_seen_sync_id = %(sync)s, updated_at = NOW()
+         WHERE id = %(id)s
+        """,
+        [
+            {
+                "id": d.customer_id,
+                "action": d.action,
+                "sync": sync_id,
+                "problem": d.problem,
+                "release": d.release.name if d.release else None,
+                "fresh": d.release is not None and not d.busy,
+                "chart": d.release.chart_version if d.release else None,
+                "revision": d.release.revision if d.release else None,
+                "drift": Jsonb(_stamped(d.drift)) if d.drift else None,
+            }  # fmt: skip
+            for d in seen
+        ],
+    )
+    cur.executemany(
+        """
+        INSERT INTO customer_component_versions AS v (customer_id, component, version)
+        VALUES (%s, %s, %s)
+        ON CONFLICT (customer_id, component) DO UPDATE
+           SET previous_version = CASE WHEN v.version IS DISTINCT FROM EXCLUDED.version THEN v.version
+                                       ELSE v.previous_version END,
+               upgrade_id = CASE WHEN v.version IS DISTINCT FROM EXCLUDED.version THEN NULL ELSE v.upgrade_id END,
+               updated_at = CASE WHEN v.version IS DISTINCT FROM EXCLUDED.version THEN NOW() ELSE v.updated_at END,
+               version = EXCLUDED.version
+         WHERE v.version IS DISTINCT FROM EXCLUDED.version
+        """,
+        [(d.customer_id, c, v) for d in decisions if d.changed and not d.busy for c, v in sorted(d.versions.items())],
+    )
+    for d in seen:
+        for component, values in sorted((d.drift or {}).items()):
+            events.plain_event(
+                cur, events.DRIFT_FOUND, f"drift:{d.customer_id}:{component}:{sync_id}",
+                {"customer": {"customerId": d.customer_id, "namespace": d.namespace},
+                 "drift": {"component": component, **values}, "syncId": sync_id},
+                component=component, customer_id=d.customer_id,
+            )  # fmt: skip
+    cur.executemany(
+        "INSERT INTO customer_events (customer_id, kind, detail, sync_id) VALUES (%s, %s, %s, %s)",
+        [
+            (d.customer_id, kind, Jsonb(detail), sync_id)
+            for d in decisions
+            if d.action != "skip"
+            for kind, detail in d.events
+        ],
+    )
+
+
+def _stamped(drift: dict[str, dict[str, str]]) -> dict[str, Any]:
+    now = iso(datetime.now(UTC))
+    return {component: {**values, "detectedAt": now} for component, values in drift.items()}

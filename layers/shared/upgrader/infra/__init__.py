@@ -1,0 +1,1 @@
+"""Infrastructure: settings, PostgreSQL (connection, database, migrations), Step Functions, every AWS call, names shared with the template, errors, timestamps, redaction and shared words. Imports nothing of the domain."""

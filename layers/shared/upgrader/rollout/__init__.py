@@ -1,0 +1,1 @@
+"""The rollout itself: the plan (planner, selection, compatibility), the state machine's steps (orchestration), the failure budget and halts, leases, maintenance windows and customer notices, rollbacks, resumes and reconciliation, helm output, and the SQL of upgrades, runs and outcomes."""

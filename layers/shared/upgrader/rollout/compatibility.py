@@ -1,0 +1,292 @@
+"""Version compatibility rules: kept in the database, managed through the API, checked by deploys,
+plans and rollbacks.
+
+Two kinds of rule, both compared as versions (`packaging`: PEP 440, a leading `v` allowed), never as
+strings:
+
+- requires:     "dashboard >=2.0 requires api >=1.2": a customer whose dashboard is (after the
+                change) in `versions` must run api in `requires.versions`.
+- upgradeFrom:  "api ==2.* upgrades only from >=1.4": moving a customer's api to a version in
+                `versions` needs its current api in `upgradeFrom`.
+
+A version that is not a version (`latest`) or not known matches no rule's `versions` (the rule does
+not apply); as a required version it breaks the rule (it cannot be shown to comply).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
+
+from upgrader.contract.customer_models import IncompatibleCustomer
+from upgrader.contract.models import FREE_TEXT_PATTERN, Component, Model, StrictModel, iso
+from upgrader.infra.db import Database, Row
+from upgrader.infra.errors import InvalidValue, NotFound, UpgradeError
+
+# A PEP 440 version specifier set, e.g. ">=2.0", ">=1.4,<2", "==2.*", "~=1.2" (a leading v allowed).
+SPECIFIER_PATTERN = r"^[0-9A-Za-z.*!=<>~+, -]{1,200}$"
+
+
+def _parses(text: str) -> str:
+    try:
+        SpecifierSet(text)
+    except InvalidSpecifier as exc:
+        raise ValueError(f"not a version specifier ({exc}); e.g. >=2.0, ==2.*, >=1.4,<2") from exc
+    return text
+
+
+Specifier = Annotated[
+    str, StringConstraints(pattern=SPECIFIER_PATTERN, min_length=1, max_length=200), AfterValidator(_parses)
+]
+MAX_RULES = 500
+
+
+class RuleNotFound(NotFound):
+    pass
+
+
+class IncompatibleVersions(UpgradeError):
+    """The change would break compatibility rules for these customers (a 422 listing them)."""
+
+    http_status = 422
+
+    def __init__(self, message: str, customers: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.customers = customers
+
+
+# ------------------------------------------------------------------------------------------ models
+class Requirement(StrictModel):
+    component: Component = Field(description="the component that must be at a compatible version")
+    versions: Specifier = Field(description="its versions that comply, as a version specifier, e.g. >=1.2")
+
+
+class RuleRequest(StrictModel):
+    """Exactly one of `requires` or `upgradeFrom`."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["requires"]}, {"required": ["upgradeFrom"]}]})
+
+    component: Component = Field(description="the component the rule is about")
+    versions: Specifier = Field(description="its versions the rule applies to, e.g. >=2.0, ==2.*, >=1.4,<2")
+    requires: Requirement | None = Field(
+        default=None, description="customers at those versions must run this component at these versions"
+    )
+    upgradeFrom: Specifier | None = Field(  # noqa: N815
+        default=None, description="a customer moves to those versions only from a current version in this set"
+    )
+    reason: Annotated[str, StringConstraints(max_length=500, pattern=FREE_TEXT_PATTERN)] | None = Field(
+        default=None, description="why (shown with every refusal); no control characters"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RuleRequest:
+        if (self.requires is None) == (self.upgradeFrom is None):
+            raise ValueError("give exactly one of requires or upgradeFrom")
+        return self
+
+
+class RuleView(Model):
+    ruleId: str  # noqa: N815
+    component: str
+    versions: str
+    requires: Requirement | None
+    upgradeFrom: str | None  # noqa: N815
+    reason: str | None
+    description: str = Field(description="the rule in words, as refusals quote it")
+    createdBy: str | None  # noqa: N815
+    createdAt: str  # noqa: N815
+
+
+class RuleList(Model):
+    count: int
+    rules: list[RuleView]
+
+
+class RuleDeleted(Model):
+    message: str
+    ruleId: str  # noqa: N815
+
+
+# ------------------------------------------------------------------------------------------ domain
+@dataclass(frozen=True)
+class Rule:
+    id: int
+    component: str
+    versions: str
+    kind: Literal["requires", "upgrade_from"]
+    requires_component: str | None
+    requires_versions: str
+    reason: str | None = None
+
+    def wording(self) -> str:
+        if self.kind == "requires":
+            text = f"{self.component} {self.versions} requires {self.requires_component} {self.requires_versions}"
+        else:
+            text = f"{self.component} {self.versions} upgrades only from {self.component} {self.requires_versions}"
+        return f"rule {self.id}: {text}" + (f" ({self.reason})" if self.reason else "")
+
+
+@dataclass(frozen=True)
+class Violation:
+    customer_id: str
+    rule: Rule
+    detail: str
+
+    def view(self) -> IncompatibleCustomer:
+        return IncompatibleCustomer(
+            customerId=self.customer_id, ruleId=str(self.rule.id), rule=self.rule.wording(), detail=self.detail
+        )
+
+
+def within(version: str | None, specifier: str) -> bool | None:
+    """Whether `version` is in the specifier set; None when it is unknown or not a version."""
+    if version is None:
+        return None
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return None
+    return SpecifierSet(specifier).contains(parsed, prereleases=True)
+
+
+def violations(
+    rules: Iterable[Rule], customer_id: str, versions: Mapping[str, str], component: str, new_version: str
+) -> list[Violation]:
+    """The rules broken by moving this customer's `component` from what it runs (`versions`) to `new_version`."""
+    before = versions.get(component)
+    after = {**versions, component: new_version}
+    found: list[Violation] = []
+    for rule in rules:
+        if rule.kind == "upgrade_from":
+            if rule.component != component or within(new_version, rule.versions) is not True:
+                continue
+            if within(before, rule.requires_versions) is not True:
+                found.append(Violation(customer_id, rule, f"{component} would go from {before or 'unknown'} to "
+                                                          f"{new_version}"))  # fmt: skip
+            continue
+        if component not in (rule.component, rule.requires_component):
+            continue
+        if within(after.get(rule.component), rule.versions) is not True:
+            continue
+        required = after.get(str(rule.requires_component))
+        if within(required, rule.requires_versions) is not True:
+            found.append(Violation(customer_id, rule, f"{rule.component} {after.get(rule.component)} with "
+                                                      f"{rule.requires_component} {required or 'unknown'}"))  # fmt: skip
+    return found
+
+
+def refusal(found: Sequence[Violation], what: str, *, hint: str) -> IncompatibleVersions:
+    """The 422 of a change that breaks rules: the first few in the message, every customer in the body."""
+    shown = "; ".join(f"{v.customer_id}: {v.detail} breaks {v.rule.wording()}" for v in found[:5])
+    more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+    customers = len({v.customer_id for v in found})
+    return IncompatibleVersions(
+        f"{what} would break compatibility rules for {customers} customer(s): {shown}{more}; {hint}",
+        [v.view().model_dump() for v in found],
+    )
+
+
+# -------------------------------------------------------------------------------------- repository
+class RuleRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def rules(self, component: str | None = None) -> list[Rule]:
+        """Every rule (or those that concern `component`: about it, or requiring it)."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                "SELECT * FROM compatibility_rules WHERE %(c)s::text IS NULL OR component = %(c)s"
+                " OR requires_component = %(c)s ORDER BY id",
+                {"c": component},
+            )
+            return [_rule(r) for r in cur.fetchall()]
+
+    def rows(self) -> list[Row]:
+        with self._db.transaction() as cur:
+            cur.execute("SELECT * FROM compatibility_rules ORDER BY id")
+            return cur.fetchall()
+
+    def create(self, request: RuleRequest, created_by: str | None) -> Row:
+        with self._db.transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(727002)")  # the count below stays true
+            cur.execute("SELECT count(*) AS n FROM compatibility_rules")
+            if int(cur.fetchone()["n"]) >= MAX_RULES:  # type: ignore[index]
+                raise InvalidValue("body", f"at most {MAX_RULES} rules; delete one first")
+            requires = request.requires
+            cur.execute(
+                """
+                INSERT INTO compatibility_rules (component, versions, kind, requires_component, requires_versions,
+                                                 reason, created_by)
+                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *
+                """,
+                (request.component, request.versions, "requires" if requires else "upgrade_from",
+                 requires.component if requires else None,
+                 requires.versions if requires else request.upgradeFrom, request.reason, created_by),
+            )  # fmt: skip
+            return cur.fetchone()  # type: ignore[return-value]
+
+    def delete(self, rule_id: int) -> bool:
+        with self._db.transaction() as cur:
+            cur.execute("DELETE FROM compatibility_rules WHERE id = %s", (rule_id,))
+            return cur.rowcount == 1
+
+    def customer_versions(self, customer_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """What each customer runs, per component (the inventory's versions)."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                "SELECT customer_id, component, version FROM customer_component_versions WHERE customer_id = ANY(%s)",
+                (list(customer_ids),),
+            )
+            found: dict[str, dict[str, str]] = {c: {} for c in customer_ids}
+            for r in cur.fetchall():
+                found[r["customer_id"]][r["component"]] = r["version"]
+            return found
+
+
+def _rule(row: Row) -> Rule:
+    return Rule(int(row["id"]), row["component"], row["versions"], row["kind"], row["requires_component"],
+                row["requires_versions"], row["reason"])  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------- API functions
+def record_rule(request: RuleRequest, *, created_by: str | None, rules: RuleRepository) -> RuleView:
+    """Record a rule (its specifiers parse: the request model checks them)."""
+    if request.requires is not None and request.requires.component == request.component:
+        raise InvalidValue("requires.component", "a component cannot require itself; use upgradeFrom")
+    return rule_view(rules.create(request, created_by))
+
+
+def rules_in_force(*, rules: RuleRepository) -> RuleList:
+    views = [rule_view(r) for r in rules.rows()]
+    return RuleList(count=len(views), rules=views)
+
+
+def remove_rule(rule_id: int, *, rules: RuleRepository) -> RuleDeleted:
+    if not rules.delete(rule_id):
+        raise RuleNotFound(f"compatibility rule {rule_id} not found")
+    return RuleDeleted(message=f"compatibility rule {rule_id} deleted", ruleId=str(rule_id))
+
+
+def rule_view(row: Row) -> RuleView:
+    rule = _rule(row)
+    requires = (
+        Requirement(component=row["requires_component"], versions=row["requires_versions"])
+        if rule.kind == "requires"
+        else None
+    )
+    return RuleView(
+        ruleId=str(rule.id),
+        component=rule.component,
+        versions=rule.versions,
+        requires=requires,
+        upgradeFrom=rule.requires_versions if rule.kind == "upgrade_from" else None,
+        reason=rule.reason,
+        description=rule.wording(),
+        createdBy=row["created_by"],
+        createdAt=iso(row["created_at"]) or "",
+    )

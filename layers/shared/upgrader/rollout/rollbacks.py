@@ -1,0 +1,281 @@
+"""Rollback requests: which customers an upgrade changed, and rollback rows for them.
+
+Whether a customer can be rolled back is decided from what its upgrade recorded from the release
+itself (the component's version before and after helm), never from the row's status alone: a
+customer whose helm upgrade succeeded and whose health check then failed is `failed` and still
+changed; one whose helm failed and whose `--atomic` restored the release was not changed.
+
+A rollback restores only the upgrade's component, to that customer's own previous version. What
+the release changed since (another component's upgrade) is kept. A later upgrade of the SAME
+component on that customer is never reverted behind its back: the rollback is refused with a 409
+naming it (roll that one back first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from upgrader.infra.db import Database, Row, one_row
+from upgrader.infra.errors import CustomerNotInUpgrade, UpgradeNotFound, WrongState
+from upgrader.infra.vocabulary import ACTIVE_UPGRADE_STATUSES
+
+# Did the upgrade row <t> change its release? From what was read from the release before and after
+# helm; when helm ran but its result was never read, assume it did (the rollback re-reads the release);
+# rows recorded before releases were read: when they completed.
+_CHANGED = """
+CASE WHEN {t}.version_after IS NOT NULL THEN {t}.version_after IS DISTINCT FROM {t}.version_before
+     WHEN {t}.revision_before IS NOT NULL THEN {t}.job_name IS NOT NULL
+     ELSE {t}.status = 'completed'
+END"""
+
+# One row per upgrade row of the upgrade (or of one customer): what it changed and what happened since.
+_CANDIDATES = f"""
+SELECT u.*,
+       {_CHANGED.format(t="u")} AS changed,
+       (u.status = 'rolled_back' OR EXISTS (
+            SELECT 1 FROM customer_upgrade_logs r
+             WHERE r.operation = 'rollback' AND r.status = 'completed'
+               AND (r.rollback_of = u.id
+                    OR (r.rollback_of IS NULL AND r.upgrade_id = u.upgrade_id AND r.customer_id = u.customer_id))
+       )) AS rolled_back,
+       EXISTS (SELECT 1 FROM customer_upgrade_logs r
+                WHERE r.operation = 'rollback' AND r.status IN ('pending', 'in_progress')
+                  AND r.upgrade_id = u.upgrade_id AND r.customer_id = u.customer_id) AS rollback_open,
+       later.upgrade_id AS later_upgrade_id, later.to_version AS later_version, later.status AS later_status
+  FROM customer_upgrade_logs u
+  LEFT JOIN LATERAL (
+       SELECT v.upgrade_id, v.to_version, v.status FROM customer_upgrade_logs v
+        WHERE v.customer_id = u.customer_id AND v.component = u.component AND v.operation = 'upgrade'
+          AND v.id > u.id
+          AND (v.status IN ('pending', 'in_progress')
+               OR (v.status <> 'rolled_back'
+                   AND {_CHANGED.format(t="v")}
+                   AND NOT EXISTS (SELECT 1 FROM customer_upgrade_logs r
+                                    WHERE r.rollback_of = v.id AND r.operation = 'rollback'
+                                      AND r.status = 'completed')))
+        ORDER BY v.id DESC LIMIT 1
+  ) later ON TRUE
+ WHERE u.upgrade_id = %(id)s AND u.operation = 'upgrade'
+   AND (%(customer)s::text IS NULL OR u.customer_id = %(customer)s)
+"""
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    customer_id: str
+    reason: str
+
+
+def why_not(candidate: Row) -> str | None:
+    """Why this customer's change cannot be rolled back now; None when it can."""
+    customer = candidate["customer_id"]
+    if candidate["status"] in ("pending", "in_progress"):
+        return f"the upgrade of customer '{customer}' is still {candidate['status']}; roll it back once it has finished"
+    if candidate["rolled_back"]:
+        return f"customer '{customer}' is already rolled back for upgrade {candidate['upgrade_id']}"
+    if candidate["rollback_open"]:
+        return f"customer '{customer}' is being rolled back for upgrade {candidate['upgrade_id']}"
+    if not candidate["changed"]:
+        return (
+            f"the upgrade of customer '{customer}' ended '{candidate['status']}' without changing its release "
+            f"({candidate['component']} still at {candidate['version_before'] or candidate['from_version']}), "
+            "so there is nothing to roll back"
+        )
+    if candidate["later_upgrade_id"] is not None:
+        state = candidate["later_status"]
+        return (
+            f"customer '{customer}''s {candidate['component']} was upgraded again since, by upgrade "
+            f"{candidate['later_upgrade_id']} ({candidate['later_version']}, {state}); roll that upgrade back "
+            "first, so no later change is reverted behind its back"
+        )
+    return None
+
+
+class RollbackRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create_rollback(self, upgrade_id: int, customer_id: str, *, requested_by: str | None) -> Row:
+        """Record a rollback of one customer of an upgrade, with its own run (pending; its execution runs it).
+
+        Raises CustomerNotInUpgrade, or WrongState with the reason (`why_not`).
+        """
+        try:
+            with self._db.transaction() as cur:
+                cur.execute(
+                    "SELECT id FROM customer_upgrade_logs WHERE upgrade_id = %s AND customer_id = %s"
+                    " AND operation = 'upgrade' FOR NO KEY UPDATE",
+                    (upgrade_id, customer_id),
+                )
+                if cur.fetchone() is None:
+                    raise CustomerNotInUpgrade(f"customer '{customer_id}' is not part of upgrade {upgrade_id}")
+                cur.execute(_CANDIDATES, {"id": upgrade_id, "customer": customer_id})
+                candidate = one_row(cur)
+                reason = why_not(candidate)
+                if reason:
+                    raise WrongState(reason)
+                row = _insert_rollback_row(cur, candidate, run_name=None, wave=0, requested_by=requested_by)
+                run_name = f"rollback-{upgrade_id}-{row['id']}"
+                cur.execute(
+                    "UPDATE customer_upgrade_logs SET run_name = %s WHERE id = %s RETURNING *", (run_name, row["id"])
+                )
+                row = one_row(cur)
+                insert_run(cur, run_name, upgrade_id, "rollback", "customer", requested_by)
+                return row
+        except psycopg.errors.UniqueViolation as exc:
+            raise WrongState(f"customer '{customer_id}' is already being rolled back") from exc
+
+    def create_upgrade_rollback(
+        self, upgrade_id: int, *, requested_by: str | None, run_name: str, scope: str = "upgrade"
+    ) -> tuple[list[Row], list[LeftOut]]:
+        """Record a rollback of every customer the upgrade changed, last wave first, and its run.
+
+        Returns (rows to roll back, customers left out with the reason). Refused while the upgrade is
+        still active (abort it with rollback instead); `scope="abort"` is the abort's own rollback run,
+        recorded by the run that ends the upgrade.
+        """
+        with self._db.transaction() as cur:
+            cur.execute("SELECT status FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
+            upgrade = cur.fetchone()
+            if upgrade is None:
+                raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
+            if upgrade["status"] in ACTIVE_UPGRADE_STATUSES:
+                raise WrongState(
+                    f"upgrade {upgrade_id} is still {upgrade['status']}; abort it with "
+                    '{"rollback": true} to stop it and roll back what it changed'
+                )
+            cur.execute(_CANDIDATES + " ORDER BY u.wave DESC, u.id", {"id": upgrade_id, "customer": None})
+            candidates = cur.fetchall()
+            if not candidates:
+                return [], []
+            last_wave = max(int(c["wave"]) for c in candidates)
+            chosen: list[Row] = []
+            left_out: list[LeftOut] = []
+            for candidate in candidates:
+                if not candidate["changed"] or candidate["rolled_back"] or candidate["status"] == "skipped":
+                    continue  # nothing of this customer to undo: not worth a line
+                reason = why_not(candidate)
+                if reason:
+                    left_out.append(LeftOut(candidate["customer_id"], reason))
+                    continue
+                chosen.append(candidate)
+            rows = _insert_rollback_rows(cur, upgrade_id, chosen, run_name=run_name, last_wave=last_wave,
+                                         requested_by=requested_by)  # fmt: skip
+            if rows:
+                execution = run_name.removesuffix("-rollback") if scope == "abort" else run_name
+                insert_run(cur, run_name, upgrade_id, "rollback", scope, requested_by, execution_name=execution)
+            return rows, left_out
+
+    def rollback_targets(self, upgrade_id: int, customer_id: str | None = None) -> list[Row]:
+        """What a rollback request would restore now (customer_id, component, to_version), read before
+        anything is recorded: the customers `create_rollback` / `create_upgrade_rollback` would accept."""
+        with self._db.transaction() as cur:
+            cur.execute(_CANDIDATES, {"id": upgrade_id, "customer": customer_id})
+            return [
+                {
+                    "customer_id": c["customer_id"],
+                    "component": c["component"],
+                    "to_version": c["version_before"] or c["from_version"],
+                }  # fmt: skip
+                for c in cur.fetchall()
+                if c["status"] != "skipped" and why_not(c) is None and (c["version_before"] or c["from_version"])
+            ]
+
+    def delete_run(self, run_name: str) -> None:
+        """Undo recorded rollback rows (and their run) whose execution could not be started."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                "DELETE FROM customer_upgrade_logs WHERE run_name = %s AND operation = 'rollback' AND status = 'pending'",
+                (run_name,),
+            )
+            cur.execute("DELETE FROM upgrade_runs WHERE run_name = %s AND kind = 'rollback'", (run_name,))
+
+
+def insert_run(
+    cur: psycopg.Cursor[Row], run_name: str, upgrade_id: int, kind: str, scope: str, requested_by: str | None,
+    *, execution_name: str | None = None, attempt: int = 1,
+) -> None:  # fmt: skip
+    """Record a run (one execution, or an abort's rollback inside the upgrade's execution)."""
+    cur.execute(
+        """
+        INSERT INTO upgrade_runs (run_name, execution_name, upgrade_id, kind, scope, requested_by, attempt)
+        VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_name) DO NOTHING
+        """,
+        (run_name, execution_name or run_name, upgrade_id, kind, scope, requested_by, attempt),
+    )
+
+
+def _insert_rollback_row(
+    cur: psycopg.Cursor[Row], upgraded: Row, *, run_name: str | None, wave: int, requested_by: str | None
+) -> Row:
+    cur.execute(
+        """
+        INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version, to_version,
+               status, operation, run_name, wave, namespace, release_name, requested_by, rollback_of, attempt)
+        VALUES (%(upgrade)s::int, %(customer)s::text, %(component)s, %(from)s, %(to)s, 'pending', 'rollback',
+                %(run)s, %(wave)s, %(namespace)s, %(release)s, %(who)s, %(of)s,
+                (SELECT count(*) + 1 FROM customer_upgrade_logs
+                  WHERE upgrade_id = %(upgrade)s::int AND customer_id = %(customer)s::text
+                    AND operation = 'rollback'))
+        RETURNING *
+        """,
+        {
+            "upgrade": upgraded["upgrade_id"],
+            "customer": upgraded["customer_id"],
+            "component": upgraded["component"],
+            "from": upgraded["version_after"] or upgraded["to_version"],
+            "to": upgraded["version_before"] or upgraded["from_version"] or "previous",
+            "run": run_name,
+            "wave": wave,
+            "namespace": upgraded["namespace"],
+            "release": upgraded["release_name"],
+            "who": requested_by,
+            "of": upgraded["id"],
+        },
+    )
+    return one_row(cur)
+
+
+def _insert_rollback_rows(
+    cur: psycopg.Cursor[Row], upgrade_id: int, upgraded: list[Row], *, run_name: str, last_wave: int,
+    requested_by: str | None,
+) -> list[Row]:  # fmt: skip
+    """`_insert_rollback_row` for many customers of one upgrade in one statement (last wave first).
+
+    A fleet's rollback is one INSERT of N rows, not N statements; each row's attempt counts the
+    customer's earlier rollback rows of the upgrade, read in one pass over the upgrade's rows."""
+    if not upgraded:
+        return []
+    cur.execute(
+        """
+        INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version, to_version,
+               status, operation, run_name, wave, namespace, release_name, requested_by, rollback_of, attempt)
+        SELECT %(upgrade)s::int, t.customer_id, t.component, t.from_version, t.to_version, 'pending', 'rollback',
+               %(run)s, t.wave, t.namespace, t.release_name, %(who)s, t.rollback_of, COALESCE(prior.n, 0) + 1
+          FROM unnest(%(customers)s::text[], %(components)s::text[], %(froms)s::text[], %(tos)s::text[],
+                      %(waves)s::int[], %(namespaces)s::text[], %(releases)s::text[], %(ofs)s::int[])
+               WITH ORDINALITY AS t(customer_id, component, from_version, to_version, wave, namespace,
+                                    release_name, rollback_of, position)
+          LEFT JOIN (SELECT r.customer_id, count(*) AS n FROM customer_upgrade_logs r
+                      WHERE r.upgrade_id = %(upgrade)s::int AND r.operation = 'rollback'
+                      GROUP BY r.customer_id) prior ON prior.customer_id = t.customer_id
+         ORDER BY t.position
+        RETURNING *
+        """,
+        {
+            "upgrade": upgrade_id,
+            "run": run_name,
+            "who": requested_by,
+            "customers": [u["customer_id"] for u in upgraded],
+            "components": [u["component"] for u in upgraded],
+            "froms": [u["version_after"] or u["to_version"] for u in upgraded],
+            "tos": [u["version_before"] or u["from_version"] or "previous" for u in upgraded],
+            "waves": [last_wave - int(u["wave"]) for u in upgraded],
+            "namespaces": [u["namespace"] for u in upgraded],
+            "releases": [u["release_name"] for u in upgraded],
+            "ofs": [u["id"] for u in upgraded],
+        },
+    )
+    return cur.fetchall()
