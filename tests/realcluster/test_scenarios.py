@@ -161,3 +161,23 @@ def test_the_agent_refuses_a_job_whose_image_is_not_the_helm_it_runs(stack: Stac
         cluster.request(
             "DELETE", "/apis/batch/v1/namespaces/upgrade-system/jobs/wrong-helm?propagationPolicy=Background"
         )
+
+
+def test_an_abort_mid_wave_creates_no_job_after_its_202(stack: Stack, customers) -> None:
+    fleet = customers(3)
+    agent = stack.cluster.agent
+    assert agent is not None
+    # the first customer's helm keeps waiting (its pods never get Ready) while the abort comes
+    uid = stack.deploy(component="api", version="v6.0.0-broken", strategy="batch", batchSize=1,
+                       customerIds=[c for c, _ in fleet], autoRollback=False)  # fmt: skip
+    stack.wait(lambda: agent.helm_processes(), what="the first helm Job running")
+    code, data = stack.call("POST", f"/api/upgrades/{uid}/abort", {"reason": "stop now"})
+    assert code == 202, data
+    final = stack.wait_status(uid, done, timeout=HELM_TIMEOUT_SECONDS * 6 + 120)
+    assert final["status"] == "aborted" and final["skipped"] == 2, final
+    namespaces = {ns for _, ns in fleet}
+    jobs = [j for j in stack.cluster.request("GET", "/apis/batch/v1/namespaces/upgrade-system/jobs")["items"]
+            if j["metadata"]["labels"].get("upgrades.example.com/target-namespace") in namespaces]  # fmt: skip
+    assert len(jobs) == 1, [j["metadata"]["name"] for j in jobs]  # only the Job that ran before the abort
+    untouched = [ns for _, ns in fleet if len(stack.history(ns, ns)) == 1]
+    assert len(untouched) == 2

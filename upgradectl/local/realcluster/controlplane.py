@@ -182,9 +182,8 @@ class ControlPlane:
         return path
 
     def _admin_get(self, path: str) -> bool:
-        request = urllib.request.Request(
-            self.url + path, headers={"Authorization": f"Bearer {self.tokens[ADMIN_USER]}"}
-        )  # noqa: S310
+        headers = {"Authorization": f"Bearer {self.tokens[ADMIN_USER]}"}
+        request = urllib.request.Request(self.url + path, headers=headers)  # noqa: S310 - https, our own URL
         context = ssl.create_default_context(cafile=str(self.ca_file))
         with urllib.request.urlopen(request, timeout=3, context=context) as response:  # noqa: S310
             return bool(response.status == 200)

@@ -307,7 +307,13 @@ def _render_bluegreen(metadata: Mapping[str, Any], values: Mapping[str, Any], re
             continue
         image, port_name, port, labels, selector = _component_parts(metadata, mine, release, component)
         active = str(mine.get("activeSlot") or "blue")
-        ports = ["  ports:", f"    - name: {port_name}", f"      port: {port}", f"      targetPort: {port_name}", "      protocol: TCP"]
+        ports = [
+            "  ports:",
+            f"    - name: {port_name}",
+            f"      port: {port}",
+            f"      targetPort: {port_name}",
+            "      protocol: TCP",
+        ]
         services += [
             "---", f"# Source: {source}/templates/service.yaml", "apiVersion: v1", "kind: Service", "metadata:",
             f"  name: {release}-{component}", "  labels:", *_indent(labels, 4), "spec:",
