@@ -58,8 +58,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".local" / "pgdata",
                         help="data folder of the embedded PostgreSQL (default .local/pgdata)")  # fmt: skip
     parser.add_argument("--customers", type=int, default=None,
-                        help=f"simulated cluster: demo customers (namespaces and Helm releases) to create when the "
-                             f"inventory is empty (default {DEFAULT_CUSTOMERS}); discovery then finds them")  # fmt: skip
+                        help=f"demo customers (namespaces and Helm releases) to create when the "
+                             f"inventory is empty (default {DEFAULT_CUSTOMERS}, {DEFAULT_REAL_CUSTOMERS} with --cluster real); discovery then "
+                             "finds them")  # fmt: skip
     parser.add_argument("--blue-green-customers", type=int, default=0, metavar="N",
                         help="simulated cluster: N more demo customers whose releases run the blue-green sample chart "
                              "(charts/customer-stack-bluegreen), labelled rollout=blue-green (default 0)")  # fmt: skip
