@@ -181,3 +181,29 @@ def test_an_abort_mid_wave_creates_no_job_after_its_202(stack: Stack, customers)
     assert len(jobs) == 1, [j["metadata"]["name"] for j in jobs]  # only the Job that ran before the abort
     untouched = [ns for _, ns in fleet if len(stack.history(ns, ns)) == 1]
     assert len(untouched) == 2
+
+
+def test_an_execution_stopped_while_a_job_runs_is_reconciled_from_the_jobs_real_outcome(
+    stack: Stack, customers
+) -> None:
+    fleet = customers(2)
+    agent = stack.cluster.agent
+    assert agent is not None
+    started = stack.ok("POST", "/api/upgrades/deploy", {"component": "api", "version": "v7.0.0-broken",
+                                                        "strategy": "all", "customerIds": [c for c, _ in fleet]})  # fmt: skip
+    uid = str(started["upgradeId"])
+    stack.wait(lambda: len(agent.helm_processes()) == 2, what="both helm Jobs running")
+    stack.runtime.sfn.stop_execution(executionArn=stack.runtime.execution_arn(started["jobId"]),
+                                     error="Stopped", cause="stopped in the console")  # fmt: skip
+    assert stack.runtime.wait(started["jobId"])["status"] == "ABORTED"
+    # the helm processes go on without the execution, and end (--wait times out, --atomic rolls back)
+    stack.wait(lambda: not agent.helm_processes(), timeout=HELM_TIMEOUT_SECONDS * 4 + 60, what="helm done")
+    stack.runtime.sweep(min_age_seconds=0)
+    final = stack.status(uid)
+    assert done(final) and final["inProgress"] == 0 and final["pending"] == 0, final
+    assert final["failed"] == 2, final  # each customer got its Job's real outcome
+    for _, ns in fleet:
+        assert [h["status"] for h in stack.history(ns, ns)] == ["superseded", "failed", "deployed"]
+    # nothing is left locked: a new deploy of the component goes through
+    again = stack.deploy(component="api", version="v7.0.1", strategy="all", customerIds=[fleet[0][0]])
+    assert stack.wait_status(again, done)["status"] == "completed"
