@@ -11,8 +11,9 @@ set -euo pipefail
 CACHE_ROOT="${CUSTOMER_UPGRADES_CACHE:-$HOME/.cache/customer-upgrades}"
 APT_DIR="$CACHE_ROOT/apt"
 step="start"
-fail() { echo "build-control-plane: step '$step' failed: $1" >&2; exit 1; }
-trap 'rc=$?; [ $rc -eq 0 ] || echo "build-control-plane: step '"'"'$step'"'"' failed (exit $rc); see the output above, fix it and run again (a partial build resumes)" >&2' EXIT
+reported=""
+fail() { reported=1; echo "build-control-plane: step '$step' failed: $1" >&2; exit 1; }
+trap 'rc=$?; [ $rc -eq 0 ] || [ -n "$reported" ] || echo "build-control-plane: step '"'"'$step'"'"' failed (exit $rc); see the output above, fix it and run again (a partial build resumes)" >&2' EXIT
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else fail "needs root to apt-get install ${*: -1}; run as root or install it yourself"; fi; }
 
@@ -68,7 +69,7 @@ mkdir -p "$SRC" "$BIN"
 if ! ls "$SRC"/kubernetes_*.orig.tar.* >/dev/null 2>&1; then
   [ -d "$APT_DIR/lists" ] && ls "$APT_DIR/lists"/*Sources* >/dev/null 2>&1 || apt-get "${APT_OPTS[@]}" update -qq >/dev/null
   (cd "$SRC" && apt-get "${APT_OPTS[@]}" source --download-only -qq "kubernetes=$version" >/dev/null) \
-    || fail "apt-get source kubernetes=$version failed; check the network to the Debian mirror"
+    || fail "apt-get source kubernetes=$version failed; check the version (apt-cache showsrc kubernetes) and the network to the Debian mirror"
 fi
 orig=$(ls "$SRC"/kubernetes_*.orig.tar.* | head -1)
 
