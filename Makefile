@@ -8,7 +8,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup run test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput clean postgres rds-ca-bundle
+.PHONY: setup run run-real real-cluster-build test-real test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput clean postgres rds-ca-bundle
 
 $(STAMP): requirements-dev.txt constraints.txt layers/shared/requirements.txt layers/kubernetes/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ postgres:  ## start the machine's PostgreSQL when it is not running (tests use i
 
 run: $(STAMP)  ## the local stack at http://localhost:3100 (embedded PostgreSQL, simulated cluster)
 	$(BIN)/upgrade-local
+
+real-cluster-build:  ## build (first time only) the real kube-apiserver + controller-manager; installs Go, etcd, docker-registry
+	scripts/realk8s/build-control-plane.sh
+
+run-real: $(STAMP) real-cluster-build  ## the local stack on a REAL control plane with the real helm (HELM=3 or 4)
+	$(BIN)/upgrade-local --cluster real --helm $(or $(HELM),3)
+
+test-real: $(STAMP) postgres real-cluster-build  ## the real-cluster suite alone (tests/realcluster; a missing part fails it)
+	REAL_CLUSTER_REQUIRED=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests/realcluster
 
 test: setup postgres lint typecheck  ## every test: unit, PostgreSQL, Kubernetes over HTTP, state machine end to end
 	SAM_EXECUTABLE=$(SAM_VENV)/bin/sam $(BIN)/python -m pytest -n 2 --dist loadfile

@@ -56,7 +56,8 @@ def postgres_processes(data_dir: Path | None = None) -> list[psutil.Process]:
 
 
 class StackProcess:
-    def __init__(self, args: list[str], env: dict[str, str], logs: Path, *, port: int | None = None) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], logs: Path, *, port: int | None = None,
+                 ready_timeout: float = 60) -> None:  # fmt: skip
         self.port = port or free_port()  # a port: the same stack again after a restart
         self.url = f"http://localhost:{self.port}"
         self.stdout_path = logs / f"stack-{self.port}.out"
@@ -72,7 +73,7 @@ class StackProcess:
             stdout=self._stdout,
             stderr=self._stderr,
         )
-        self._wait_ready(timeout=60)
+        self._wait_ready(timeout=ready_timeout)
         self.started_seconds = time.monotonic() - began
 
     @property

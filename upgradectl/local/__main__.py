@@ -3,8 +3,10 @@
     PostgreSQL        DATABASE_URL, or an embedded server under .local/pgdata (started and stopped here)
     API               the real api_* handlers behind a local HTTP server (the spec's paths)
     Step Functions    the real statemachine/upgrade.asl.json executed by moto, real worker handlers
-    Cluster           SIMULATED (an API server with RBAC + a Job controller playing helm), or a REAL cluster
-                      from a kubeconfig file (--kubeconfig)
+    Cluster           SIMULATED (an API server with RBAC + a Job controller playing helm), a REAL control
+                      plane started here (--cluster real: kube-apiserver, controllers, etcd, the real helm
+                      run by a node agent; upgradectl/local/realcluster), or a REAL cluster from a
+                      kubeconfig file (--kubeconfig)
 
 Ctrl-C (SIGINT) or SIGTERM stops everything: HTTP server, running executions and moto, the
 simulated cluster, the embedded PostgreSQL.
@@ -33,6 +35,7 @@ LOGGER = logging.getLogger("upgrade-local")
 
 DEFAULT_PORT = 3100
 DEFAULT_CUSTOMERS = 50
+DEFAULT_REAL_CUSTOMERS = 10  # --cluster real: each demo release is a real `helm install --wait` (about 2 s)
 EXIT_STARTUP_FAILED = 1
 
 
@@ -55,14 +58,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".local" / "pgdata",
                         help="data folder of the embedded PostgreSQL (default .local/pgdata)")  # fmt: skip
     parser.add_argument("--customers", type=int, default=None,
-                        help=f"simulated cluster: demo customers (namespaces and Helm releases) to create when the "
-                             f"inventory is empty (default {DEFAULT_CUSTOMERS}); discovery then finds them")  # fmt: skip
+                        help=f"demo customers (namespaces and Helm releases) to create when the "
+                             f"inventory is empty (default {DEFAULT_CUSTOMERS}, {DEFAULT_REAL_CUSTOMERS} with --cluster real); discovery then "
+                             "finds them")  # fmt: skip
     parser.add_argument("--blue-green-customers", type=int, default=0, metavar="N",
                         help="simulated cluster: N more demo customers whose releases run the blue-green sample chart "
                              "(charts/customer-stack-bluegreen), labelled rollout=blue-green (default 0)")  # fmt: skip
     parser.add_argument("--kubeconfig", nargs="?", const="", default=None, metavar="PATH",
                         help="use the REAL cluster of this kubeconfig file's current context (no PATH: $KUBECONFIG "
                              "or ~/.kube/config). Default: a simulated cluster")  # fmt: skip
+    parser.add_argument("--cluster", choices=("simulated", "real"), default="simulated",
+                        help="simulated (default): the simulated cluster; real: a real Kubernetes control plane started "
+                             "here (kube-apiserver + controller-manager v1.20.2, etcd; built once by "
+                             "scripts/realk8s/build-control-plane.sh) with the real helm run by a node agent")  # fmt: skip
+    parser.add_argument("--helm", choices=("3", "4"), default="3",
+                        help="--cluster real: the helm the Jobs run, 3 (3.17.2) or 4 (4.1.4) (default 3)")  # fmt: skip
+    parser.add_argument("--never-ready-tag", default="*-broken", metavar="PATTERN",
+                        help="--cluster real: pods whose image tag matches never get Ready, so helm --wait fails for "
+                             "real (default *-broken)")  # fmt: skip
     parser.add_argument("--job-seconds", type=float, default=2.0,
                         help="simulated cluster: how long a helm Job runs (default 2)")  # fmt: skip
     parser.add_argument("--failure-rate", type=float, default=0.0,
@@ -94,6 +107,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--customers must be 0 or more")
     if args.blue_green_customers < 0:
         parser.error("--blue-green-customers must be 0 or more")
+    if args.cluster == "real" and args.kubeconfig is not None:
+        parser.error("--cluster real starts its own control plane; --kubeconfig uses an existing cluster: choose one")
     if args.blue_green_customers and args.kubeconfig is not None:
         parser.error("--blue-green-customers creates demo customers in the simulated cluster, not with --kubeconfig")
     if args.customers and args.kubeconfig is not None:
@@ -174,8 +189,11 @@ class _SignalState:
         self._stopping = True
 
     def wait(self) -> None:
-        while True:  # signal.pause() returns after any signal; the handler raises for ours
-            signal.pause()
+        # Short sleeps, not signal.pause(): a signal the kernel delivers to another thread (the real cluster's
+        # helper threads) runs its handler in the main thread only once that thread wakes, and pause() would
+        # not wake for it.
+        while True:
+            time.sleep(0.2)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if not self._stopping:
@@ -234,6 +252,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     real = args.kubeconfig is not None
     extra_env: dict[str, str] = {}
     simulated: Any = None
+    real_cluster: Any = None
     kube_token_file: str | None = None
     kube_reader_token_file: str | None = None
     if real:
@@ -241,6 +260,22 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
         cluster_line = _describe_real_cluster(path)
         extra_env.update({"CLUSTER_MODE": "kubeconfig-file", "KUBECONFIG_PATH": str(path)})
         kube_api_url = ""
+    elif args.cluster == "real":
+        real_cluster = _start_real_cluster(args, stack)
+        kube_api_url = real_cluster.url
+        kube_token_file = str(real_cluster.jobs_token_file)
+        kube_reader_token_file = str(real_cluster.reader_token_file)
+        extra_env.update(real_cluster.product_env())
+        binary = real_cluster.helm_binary
+        cluster_line = (
+            f"REAL control plane at {real_cluster.url} (kube-apiserver + kube-controller-manager v1.20.2, etcd; "
+            f"started in {sum(real_cluster.timings.values()):.1f} s); helm {binary.version} ({binary.path}) runs each "
+            f"helm Job as upgrade-system/upgrade-runner on a node agent (the kubelet's stand-in); charts from "
+            f"{real_cluster.registry.chart_ref('customer-stack')}; RBAC from k8s/rbac as it is; pods tagged "
+            f"{args.never_ready_tag} never get Ready\n"
+            f"                  kubeconfig (admin): {real_cluster.admin_kubeconfig}  "
+            f"(try: {binary.path} --kubeconfig {real_cluster.admin_kubeconfig} list -A)"
+        )
     else:
         from upgradectl.local.cluster import SimulatedCluster
 
@@ -282,22 +317,30 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     # customers given their releases again (a restart); then discovery brings the inventory in line.
     mark = time.monotonic()
     demo: list[Any] = []
-    if simulated is not None:
-        chart_version = simulated.charts.get("customer-stack").version  # the newest in the simulated registry
+    fleet_cluster = simulated if simulated is not None else real_cluster
+    if fleet_cluster is not None:
+        chart_version = fleet_cluster.charts.get("customer-stack").version  # the newest in the (simulated) registry
         inventory = _inventory(factory.database())
+        releases: list[tuple[str, str, dict[str, str], str | None, str | None]] = []
         if not inventory:
-            demo = seed.demo_customers(DEFAULT_CUSTOMERS if args.customers is None else args.customers,
+            default_count = DEFAULT_CUSTOMERS if simulated is not None else DEFAULT_REAL_CUSTOMERS
+            demo = seed.demo_customers(default_count if args.customers is None else args.customers,
                                        blue_green=args.blue_green_customers)  # fmt: skip
-            seed.install_demo_releases(simulated, demo, chart_version)
-        plain_charts = simulated.charts.versions("customer-stack")
+            releases += seed.demo_releases(demo, chart_version)
+        plain_charts = fleet_cluster.charts.versions("customer-stack")
         for _, namespace, release, versions, chart in inventory:
-            if chart and chart not in plain_charts and chart in simulated.charts.versions(seed.BLUE_GREEN_CHART):
+            if chart and chart not in plain_charts and chart in fleet_cluster.charts.versions(seed.BLUE_GREEN_CHART):
                 # a blue-green release (a restart): each component's version back on its blue slot
-                simulated.add_release(namespace, release, values={f"{c}.slots.blue.tag": v for c, v in versions.items()},
-                                      chart_version=chart, chart_name=seed.BLUE_GREEN_CHART)  # fmt: skip
+                releases.append((namespace, release, {f"{c}.slots.blue.tag": v for c, v in versions.items()}, chart,
+                                 seed.BLUE_GREEN_CHART))  # fmt: skip
                 continue
-            simulated.add_release(namespace, release, values={f"{c}.image.tag": v for c, v in versions.items()},
-                                  chart_version=chart or chart_version)  # fmt: skip
+            releases.append((namespace, release, {f"{c}.image.tag": v for c, v in versions.items()},
+                             chart or chart_version, None))  # fmt: skip
+        if real_cluster is not None:
+            real_cluster.add_releases(releases)  # the real helm, a few at a time
+        else:
+            for namespace, release, values, version, chart_name in releases:
+                simulated.add_release(namespace, release, values=values, chart_version=version, chart_name=chart_name)
     synced = runtime.sync("local.startup")
     if demo:
         seed.label_demo_customers(factory.database(), demo)
@@ -316,7 +359,8 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::1", "localhost") else args.host  # noqa: S104
     base = f"http://{host}:{server.port}"
     seeded_line = f"{count} in the inventory; {_sync_line(synced)}" + (
-        f" ({len(demo)} demo customers created in the simulated cluster: {demo[0].customer_id} .. "
+        f" ({len(demo)} demo customers created in the {'real' if real_cluster is not None else 'simulated'} cluster: "
+        f"{demo[0].customer_id} .. "
         f"{demo[-1].customer_id})"
         if demo
         else ""
@@ -340,6 +384,22 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
             f"  Stop: Ctrl-C (or kill -TERM {os.getpid()})",
         ]
     )
+
+
+def _start_real_cluster(args: argparse.Namespace, stack: contextlib.ExitStack) -> Any:
+    """The real control plane, chart registry and node agent (upgradectl/local/realcluster); stopped on exit."""
+    from upgradectl.local.realcluster.agent import FaultRule
+    from upgradectl.local.realcluster.cluster import RealCluster
+    from upgradectl.local.realcluster.processes import StartError
+
+    LOGGER.info("starting the real control plane (the first start builds it: several minutes) ...")
+    cluster = RealCluster(helm_major=args.helm, faults=FaultRule(broken_tag_pattern=args.never_ready_tag))
+    stack.callback(cluster.stop)
+    try:
+        cluster.start()
+    except (StartError, OSError, RuntimeError) as exc:
+        raise _StartupError(f"the real cluster did not start: {exc}") from exc
+    return cluster
 
 
 def _blue_green_line(demo: list[Any]) -> list[str]:

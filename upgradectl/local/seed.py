@@ -86,13 +86,20 @@ def demo_customers(count: int, blue_green: int = 0) -> list[DemoCustomer]:
     return customers
 
 
+def demo_releases(
+    customers: list[DemoCustomer], chart_version: str
+) -> list[tuple[str, str, dict[str, str], str | None, str | None]]:
+    """Each demo customer's release: (namespace, release, values, chart version, chart name)."""
+    return [
+        (c.namespace, c.release_name, dict(c.values), chart_version if c.chart_name is None else None, c.chart_name)
+        for c in customers
+    ]
+
+
 def install_demo_releases(cluster: Any, customers: list[DemoCustomer], chart_version: str) -> None:
     """Each demo customer's namespace and Helm release, in the simulated cluster."""
-    for customer in customers:
-        cluster.add_release(
-            customer.namespace, customer.release_name, values=customer.values,
-            chart_version=chart_version if customer.chart_name is None else None, chart_name=customer.chart_name,
-        )  # fmt: skip
+    for namespace, release, values, version, chart_name in demo_releases(customers, chart_version):
+        cluster.add_release(namespace, release, values=values, chart_version=version, chart_name=chart_name)
 
 
 def customer_count(db: Database) -> int:

@@ -73,6 +73,7 @@ spec:
           ports:
             - name: {{ .service.portName }}
               containerPort: {{ .service.port }}
+              protocol: TCP
 {{- end }}
 {{- end }}
 """
@@ -95,6 +96,7 @@ spec:
     - name: {{ .service.portName }}
       port: {{ .service.port }}
       targetPort: {{ .service.portName }}
+      protocol: TCP
 {{- end }}
 {{- end }}
 """
@@ -266,7 +268,7 @@ def render_manifest(chart: Mapping[str, Any], config: Mapping[str, Any], release
             "---", f"# Source: {source}/templates/service.yaml", "apiVersion: v1", "kind: Service", "metadata:",
             f"  name: {release}-{component}", "  labels:", *_indent(labels, 4), "spec:", "  selector:",
             *_indent(selector, 4), "  ports:", f"    - name: {port_name}", f"      port: {port}",
-            f"      targetPort: {port_name}",
+            f"      targetPort: {port_name}", "      protocol: TCP",
         ]  # fmt: skip
         deployments += [
             "---", f"# Source: {source}/templates/deployment.yaml", "apiVersion: apps/v1", "kind: Deployment",
@@ -275,7 +277,7 @@ def render_manifest(chart: Mapping[str, Any], config: Mapping[str, Any], release
             *_indent(selector, 6), "  template:", "    metadata:", "      labels:", *_indent(selector, 8),
             "    spec:", "      containers:", f"        - name: {component}",
             f'          image: "{_text(image.get("repository"))}:{_text(image.get("tag"))}"', "          ports:",
-            f"            - name: {port_name}", f"              containerPort: {port}",
+            f"            - name: {port_name}", f"              containerPort: {port}", "              protocol: TCP",
         ]  # fmt: skip
     return "".join(line + "\n" for line in services + deployments)
 
@@ -305,7 +307,13 @@ def _render_bluegreen(metadata: Mapping[str, Any], values: Mapping[str, Any], re
             continue
         image, port_name, port, labels, selector = _component_parts(metadata, mine, release, component)
         active = str(mine.get("activeSlot") or "blue")
-        ports = ["  ports:", f"    - name: {port_name}", f"      port: {port}", f"      targetPort: {port_name}"]
+        ports = [
+            "  ports:",
+            f"    - name: {port_name}",
+            f"      port: {port}",
+            f"      targetPort: {port_name}",
+            "      protocol: TCP",
+        ]
         services += [
             "---", f"# Source: {source}/templates/service.yaml", "apiVersion: v1", "kind: Service", "metadata:",
             f"  name: {release}-{component}", "  labels:", *_indent(labels, 4), "spec:",
@@ -330,7 +338,7 @@ def _render_bluegreen(metadata: Mapping[str, Any], values: Mapping[str, Any], re
                 *_indent(selector, 6), f"      {SLOT_LABEL}: {slot}", "  template:", "    metadata:", "      labels:",
                 *_indent(selector, 8), f"        {SLOT_LABEL}: {slot}", "    spec:", "      containers:",
                 f"        - name: {component}", f'          image: "{_text(image.get("repository"))}:{tag}"',
-                "          ports:", f"            - name: {port_name}", f"              containerPort: {port}",
+                "          ports:", f"            - name: {port_name}", f"              containerPort: {port}", "              protocol: TCP",
             ]  # fmt: skip
     return "".join(line + "\n" for line in services + previews + deployments)
 

@@ -195,6 +195,8 @@ def build_api_client(
     if config.mode == "url":
         assert config.api_url is not None  # guaranteed by ClusterConfig's validator
         configuration = k8s.Configuration(host=config.api_url.rstrip("/"))
+        if config.ca_file:
+            configuration.ssl_ca_cert = config.ca_file
         if config.token_file:
             token_file = FileTokenSource(config.token_file, clock=clock)
             token_file.refresh_hook(configuration)

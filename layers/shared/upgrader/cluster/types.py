@@ -66,6 +66,7 @@ class ClusterConfig(BaseModel):
     kubeconfig_path: str | None = None  # kubeconfig-file mode (local runs): its current context is used
     api_url: str | None = None
     token_file: str | None = None  # url mode: a file holding the bearer token (KUBE_TOKEN_FILE)
+    ca_file: str | None = None  # url mode over https: the CA of the API server's certificate (KUBE_CA_FILE)
     job_namespace: str = JOB_NAMESPACE
     helm_image: str = DEFAULT_HELM_IMAGE
     service_account: str = JOB_SERVICE_ACCOUNT
@@ -120,6 +121,7 @@ class ClusterConfig(BaseModel):
             "api_url": settings.kube_api_url,
             "token_file": (reader and getattr(settings, "kube_reader_token_file", None))
             or getattr(settings, "kube_token_file", None),
+            "ca_file": getattr(settings, "kube_ca_file", None),
             "job_namespace": settings.job_namespace,
             "chart_refs": {**DEFAULT_CHART_REFS, **(settings.chart_refs or {})},
             "image_tag_keys": dict(getattr(settings, "image_tag_keys", None) or {}),
@@ -127,6 +129,8 @@ class ClusterConfig(BaseModel):
         }
         if settings.helm_image:
             values["helm_image"] = settings.helm_image
+        if getattr(settings, "helm_timeout_seconds", None):
+            values["helm_timeout_seconds"] = settings.helm_timeout_seconds
         if settings.job_service_account:
             values["service_account"] = settings.job_service_account
         return cls.model_validate(values)

@@ -55,7 +55,12 @@ class Settings(BaseModel):
     # sync's fleet reader, the rollout checks); unset: KUBE_TOKEN_FILE. In AWS each function's own role is
     # its identity (EKS access entries), so this is for local runs, where every function shares a process.
     kube_reader_token_file: str | None = None
+    # url mode over https: the CA file that signed the API server's certificate (a private CA, e.g. the
+    # local stack's real control plane, upgradectl/local/realcluster); unset: the system's trust store.
+    kube_ca_file: str | None = None
     job_namespace: str = JOB_NAMESPACE
+    # helm's --timeout in the Jobs (--wait, --atomic); None: ClusterConfig's default (600 s)
+    helm_timeout_seconds: int | None = Field(default=None, ge=30, le=6 * 3600)
     helm_image: str | None = None  # None: upgrader.infra.names.HELM_IMAGE; always pinned by digest
     job_service_account: str = JOB_SERVICE_ACCOUNT
     chart_refs: dict[str, str] = Field(default_factory=dict)

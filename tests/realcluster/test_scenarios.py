@@ -1,0 +1,209 @@
+"""The README's guarantees on a REAL control plane: the real kube-apiserver and Job controller, the real
+helm (3.17.2 and 4.1.4) run as upgrade-runner by the node agent, RBAC from k8s/rbac as it is. Driven over
+the product's HTTP API; what the cluster holds is read back with the real helm."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import yaml
+
+from tests.realcluster.conftest import HELM_TIMEOUT_SECONDS, Stack
+from upgradectl.local.realcluster.cluster import RBAC_DIR
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def done(status: dict) -> bool:
+    return status["status"] in ("completed", "halted", "failed", "aborted", "completed_with_failures")
+
+
+def test_canary_with_continue_upgrades_each_release_for_real(stack: Stack, customers) -> None:
+    fleet = customers(3)
+    ids = [cid for cid, _ in fleet]
+    uid = stack.deploy(component="api", version="v1.2.0", strategy="canary", canaryPercent=10, customerIds=ids)
+    waiting = stack.wait_status(uid, lambda s: s["status"] == "awaiting_continue")
+    assert (waiting["completed"], waiting["pending"]) == (1, 2)
+    # the canary customer's release went to revision 2 with the new tag, by the real helm; the others did not
+    upgraded = [ns for _, ns in fleet if len(stack.history(ns, ns)) == 2]
+    assert len(upgraded) == 1
+    stack.ok("POST", f"/api/upgrades/{uid}/continue")
+    final = stack.wait_status(uid, done)
+    assert (final["status"], final["completed"], final["failed"]) == ("completed", 3, 0), final
+    for _, ns in fleet:
+        history = stack.history(ns, ns)
+        assert [(h["revision"], h["status"]) for h in history] == [(1, "superseded"), (2, "deployed")]
+        values = stack.values(ns, ns)
+        assert values["api"]["image"]["tag"] == "v1.2.0"
+        assert values["dashboard"]["image"]["tag"] == "v1.9.0"  # another component's value kept
+    # the logs are the helm Jobs' pod logs, read through pods/log from the node agent
+    logs = stack.logs(uid)
+    assert len(logs) == 3
+    for log in logs:
+        assert log["status"] == "completed"
+        assert "has been upgraded" in (log.get("output") or ""), log
+
+
+def test_batch_then_exact_rollback_of_one_customer(stack: Stack, customers) -> None:
+    fleet = customers(2)
+    ids = [cid for cid, _ in fleet]
+    uid = stack.deploy(component="api", version="v1.3.0", strategy="batch", batchSize=1, customerIds=ids)
+    assert stack.wait_status(uid, done)["status"] == "completed"
+    first_id, first_ns = fleet[0]
+    # another component changes since (a second upgrade), then the first one is rolled back for this customer
+    other = stack.deploy(component="dashboard", version="v2.0.0", strategy="all", customerIds=[first_id])
+    assert stack.wait_status(other, done)["status"] == "completed"
+    stack.ok("POST", f"/api/upgrades/{uid}/rollback/{first_id}")
+    # the rollback is an exact restore by the real helm: revision 4, deployed once its --wait is over
+    stack.wait(lambda: [h["status"] for h in stack.history(first_ns, first_ns)][-1:] == ["deployed"]
+               and len(stack.history(first_ns, first_ns)) == 4, what="revision 4 deployed")  # fmt: skip
+    values = stack.values(first_ns, first_ns)
+    assert values["api"]["image"]["tag"] == "v1.1.0"  # the component rolled back ...
+    assert values["dashboard"]["image"]["tag"] == "v2.0.0"  # ... and the later change of another component stays
+    # the other customer is untouched by the rollback
+    assert stack.values(fleet[1][1], fleet[1][1])["api"]["image"]["tag"] == "v1.3.0"
+
+
+def test_a_failed_wait_rolls_back_automatically_and_the_budget_halts(stack: Stack, customers) -> None:
+    fleet = customers(2)
+    ids = [cid for cid, _ in fleet]
+    # pods of the *-broken tag never get Ready: helm --wait times out for real, --atomic rolls back for real
+    uid = stack.deploy(component="api", version="v9.9.9-broken", strategy="all", customerIds=ids)
+    final = stack.wait_status(uid, done, timeout=HELM_TIMEOUT_SECONDS * 6 + 120)
+    assert final["status"] in ("halted", "failed") and final["failed"] == 2, final
+    for _, ns in fleet:
+        history = stack.history(ns, ns)
+        assert [h["status"] for h in history] == ["superseded", "failed", "deployed"], history
+        assert stack.values(ns, ns)["api"]["image"]["tag"] == "v1.1.0"
+    outputs = [log.get("output") or "" for log in stack.logs(uid)]
+    assert all("context deadline exceeded" in o or "timed out" in o or "rolled back" in o for o in outputs), outputs
+
+
+def test_a_verb_removed_from_k8s_rbac_fails_with_helms_error_naming_it(stack: Stack, customers, tmp_path) -> None:
+    fleet = customers(1)
+    ((cid, ns),) = fleet
+    # the runner loses "update" on Deployments (k8s/rbac/30-helm-runner.yaml with the verb taken out)
+    documents = list(yaml.safe_load_all((RBAC_DIR / "30-helm-runner.yaml").read_text()))
+    role = next(d for d in documents if d and d["kind"] == "ClusterRole")
+    original = json.loads(json.dumps(role))
+    for rule in role["rules"]:
+        if "deployments" in rule["resources"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v not in ("update", "patch")]
+    stack.cluster.apply([role])
+    try:
+        uid = stack.deploy(component="api", version="v1.4.0", strategy="all", customerIds=[cid])
+        final = stack.wait_status(uid, done)
+        assert final["failed"] == 1, final
+        output = stack.logs(uid)[0].get("output") or ""
+        assert "forbidden" in output and "deployments" in output, output
+        assert ("cannot patch" in output) or ("cannot update" in output), output
+    finally:
+        stack.cluster.apply([original])
+
+
+def test_drift_made_by_helm_by_hand_is_found_by_the_sync(stack: Stack, customers) -> None:
+    fleet = customers(1)
+    ((cid, ns),) = fleet
+    stack.cluster.helm("upgrade", ns, stack.cluster.registry.chart_ref("customer-stack"), "--version", "1.5.0",
+                       "--namespace", ns, "--reuse-values", "--set-string", "exporter.image.tag=v7.7.7", "--wait")  # fmt: skip
+    result = stack.sync()
+    assert result["counts"]["drifted"] >= 1, result
+    customer = stack.ok("GET", f"/api/customers/{cid}")
+    assert customer["versions"]["exporter"] == "v7.7.7", customer
+
+
+def test_a_helm_killed_mid_upgrade_leaves_pending_upgrade_and_the_product_recovers(stack: Stack, customers) -> None:
+    fleet = customers(1)
+    ((cid, ns),) = fleet
+    # a slow rollout: the new pods never get Ready, so helm is still waiting when it is killed
+    uid = stack.deploy(component="api", version="v5.0.0-broken", strategy="all", customerIds=[cid])
+    agent = stack.cluster.agent
+    assert agent is not None
+    run = stack.wait(lambda: next(iter(agent.helm_processes()), None), what="a helm process")
+    stack.wait(lambda: [h["status"] for h in stack.history(ns, ns)][-1] == "pending-upgrade", what="pending-upgrade")
+    os.kill(run.process.pid, signal.SIGKILL)
+    final = stack.wait_status(uid, done, timeout=HELM_TIMEOUT_SECONDS * 6 + 120)
+    assert final["failed"] == 1, final
+    # the release is not left locked: a later upgrade of it succeeds
+    again = stack.deploy(component="api", version="v5.0.1", strategy="all", customerIds=[cid])
+    assert stack.wait_status(again, done, timeout=300)["status"] == "completed"
+    assert stack.values(ns, ns)["api"]["image"]["tag"] == "v5.0.1"
+    assert [h["status"] for h in stack.history(ns, ns)][-1] == "deployed"
+
+
+def test_the_agent_refuses_a_job_whose_image_is_not_the_helm_it_runs(stack: Stack) -> None:
+    cluster = stack.cluster
+    assert cluster.agent is not None
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "wrong-helm", "namespace": "upgrade-system"},
+           "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "serviceAccountName": "upgrade-runner",
+                    "containers": [{"name": "helm", "image": "alpine/helm:3.16.4", "command": ["helm"], "args": ["version"]}]}}}}  # fmt: skip
+    cluster.request("POST", "/apis/batch/v1/namespaces/upgrade-system/jobs", job)
+    try:
+
+        def failed() -> bool:
+            got = cluster.request("GET", "/apis/batch/v1/namespaces/upgrade-system/jobs/wrong-helm")
+            return any(
+                c["type"] == "Failed" and c["status"] == "True"
+                for c in (got.get("status") or {}).get("conditions") or []
+            )
+
+        stack.wait(failed, timeout=60, what="the Job failed")
+        pods = cluster.request("GET", "/api/v1/namespaces/upgrade-system/pods?labelSelector=job-name%3Dwrong-helm")[
+            "items"
+        ]
+        terminated = pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+        assert terminated["exitCode"] == 126 and "is not the helm this node runs" in terminated["message"]
+        assert not any(pod.startswith("wrong-helm") for pod, _ in cluster.agent.helm_results)  # nothing was run
+    finally:
+        cluster.request(
+            "DELETE", "/apis/batch/v1/namespaces/upgrade-system/jobs/wrong-helm?propagationPolicy=Background"
+        )
+
+
+def test_an_abort_mid_wave_creates_no_job_after_its_202(stack: Stack, customers) -> None:
+    fleet = customers(3)
+    agent = stack.cluster.agent
+    assert agent is not None
+    # the first customer's helm keeps waiting (its pods never get Ready) while the abort comes
+    uid = stack.deploy(component="api", version="v6.0.0-broken", strategy="batch", batchSize=1,
+                       customerIds=[c for c, _ in fleet], autoRollback=False)  # fmt: skip
+    stack.wait(lambda: agent.helm_processes(), what="the first helm Job running")
+    code, data = stack.call("POST", f"/api/upgrades/{uid}/abort", {"reason": "stop now"})
+    assert code == 202, data
+    final = stack.wait_status(uid, done, timeout=HELM_TIMEOUT_SECONDS * 6 + 120)
+    assert final["status"] == "aborted" and final["skipped"] == 2, final
+    namespaces = {ns for _, ns in fleet}
+    jobs = [j for j in stack.cluster.request("GET", "/apis/batch/v1/namespaces/upgrade-system/jobs")["items"]
+            if j["metadata"]["labels"].get("upgrades.example.com/target-namespace") in namespaces]  # fmt: skip
+    assert len(jobs) == 1, [j["metadata"]["name"] for j in jobs]  # only the Job that ran before the abort
+    untouched = [ns for _, ns in fleet if len(stack.history(ns, ns)) == 1]
+    assert len(untouched) == 2
+
+
+def test_an_execution_stopped_while_a_job_runs_is_reconciled_from_the_jobs_real_outcome(
+    stack: Stack, customers
+) -> None:
+    fleet = customers(2)
+    agent = stack.cluster.agent
+    assert agent is not None
+    started = stack.ok("POST", "/api/upgrades/deploy", {"component": "api", "version": "v7.0.0-broken",
+                                                        "strategy": "all", "customerIds": [c for c, _ in fleet]})  # fmt: skip
+    uid = str(started["upgradeId"])
+    stack.wait(lambda: len(agent.helm_processes()) == 2, what="both helm Jobs running")
+    stack.runtime.sfn.stop_execution(executionArn=stack.runtime.execution_arn(started["jobId"]),
+                                     error="Stopped", cause="stopped in the console")  # fmt: skip
+    assert stack.runtime.wait(started["jobId"])["status"] == "ABORTED"
+    # the helm processes go on without the execution, and end (--wait times out, --atomic rolls back)
+    stack.wait(lambda: not agent.helm_processes(), timeout=HELM_TIMEOUT_SECONDS * 4 + 60, what="helm done")
+    stack.runtime.sweep(min_age_seconds=0)
+    final = stack.status(uid)
+    assert done(final) and final["inProgress"] == 0 and final["pending"] == 0, final
+    assert final["failed"] == 2, final  # each customer got its Job's real outcome
+    for _, ns in fleet:
+        assert [h["status"] for h in stack.history(ns, ns)] == ["superseded", "failed", "deployed"]
+    # nothing is left locked: a new deploy of the component goes through
+    again = stack.deploy(component="api", version="v7.0.1", strategy="all", customerIds=[fleet[0][0]])
+    assert stack.wait_status(again, done)["status"] == "completed"
