@@ -16,6 +16,7 @@ from upgrader.infra.settings import Settings
 
 from tests.api.helpers import deploy, logs, status
 from upgradectl.local import __main__ as local_main
+from upgradectl.local import options as local_options
 from upgradectl.local.cluster import SimulatedCluster
 from upgradectl.local.runtime import LocalRuntime
 
@@ -117,5 +118,5 @@ def test_discovery_reads_the_cluster_of_the_kubeconfig_file(env, database_url, s
 
 def test_demo_customers_are_for_the_simulated_cluster_only(capsys):
     with pytest.raises(SystemExit):
-        local_main.parse_args(["--kubeconfig", "/k/config", "--customers", "5"])
+        local_options.parse_args(["--kubeconfig", "/k/config", "--customers", "5"])
     assert "discovery" in capsys.readouterr().err
