@@ -205,6 +205,17 @@ def test_a_failed_deploy_gives_its_key_back(fleet, fake_workflow, sql):
     assert sql("SELECT status, upgrade_id FROM idempotency_keys")[0] == {"status": "completed", "upgrade_id": 2}
 
 
+def test_a_claim_is_held_60_seconds_and_the_answer_kept_for_the_ttl(fleet, fake_workflow, sql):
+    """A claim whose request died is taken over after 60 s (longer than a deploy's 30 s Lambda); answers are
+    remembered for IDEMPOTENCY_TTL_SECONDS, 24 h by default (mutant killed: LOCK_SECONDS 60 -> 61)."""
+    deploy(API_120, key="held")
+    held = sql(
+        "SELECT extract(epoch FROM locked_until - created_at)::int AS lock,"
+        " extract(epoch FROM expires_at - created_at)::int AS ttl FROM idempotency_keys"
+    )
+    assert held == [{"lock": 60, "ttl": 24 * 3600}]
+
+
 def test_keys_are_per_caller_and_expire(fleet, fake_workflow, sql):
     deploy(API_120, key="shared")
     sql("UPDATE idempotency_keys SET caller = 'someone-else'")

@@ -220,6 +220,68 @@ def test_resume_retries_failed_customers_only_when_asked_and_only_unchanged_ones
     assert sql("SELECT failed_customers FROM system_upgrades")[0]["failed_customers"] == 1
 
 
+def _halted_with_nobody_started(sql: Any) -> None:
+    sql("UPDATE system_upgrades SET status = 'halted', halt_reason = 'budget'")
+    sql("UPDATE upgrade_runs SET status = 'halted'")
+    sql("UPDATE customer_upgrade_logs SET status = 'skipped'")
+
+
+def test_an_aborted_or_failed_upgrade_resumes_once_no_run_of_it_still_runs(make_customers, fake_workflow, sql):
+    """Mutants killed: 'aborted' or 'failed' dropped from the resumable statuses; the refusal of a resume
+    while a run still runs, its message replaced."""
+    make_customers(2)
+    uid = deploy()["upgradeId"]
+    run = sql("SELECT run_name FROM upgrade_runs")[0]["run_name"]
+    sql("UPDATE system_upgrades SET status = 'aborted'")  # the abort is written; its run has not ended yet
+    before = sql("SELECT * FROM customer_upgrade_logs ORDER BY id")
+    code, data = resume(uid)
+    assert code == 409 and f"run {run} of upgrade {uid} is still running; abort it first" in data["message"], data
+    assert sql("SELECT * FROM customer_upgrade_logs ORDER BY id") == before
+    for ended in ("aborted", "failed"):
+        _halted_with_nobody_started(sql)
+        sql("UPDATE system_upgrades SET status = %s", ended)
+        code, data = resume(uid)
+        assert (code, data["customers"], data["status"]) == (202, 2, "pending"), (ended, data)
+
+
+def test_nothing_to_resume_says_which_customers_it_looked_for(make_customers, fake_workflow, sql):
+    """Mutant killed: the refusal's two wordings (with and without retryFailed) replaced or swapped."""
+    make_customers(2)
+    uid = deploy()["upgradeId"]
+    _halted_with_nobody_started(sql)
+    sql("UPDATE customer_upgrade_logs SET status = 'completed'")
+    code, data = resume(uid)
+    assert code == 409 and f"upgrade {uid} has no customer left that never started; nothing" in data["message"]
+    code, data = resume(uid, {"retryFailed": True})
+    assert (
+        code == 409
+        and (
+            f"upgrade {uid} has no customer left that never started or failed without changing its release; "
+            "nothing to resume"
+        )
+        in data["message"]
+    )
+
+
+def test_a_resume_while_another_upgrade_of_the_component_is_active_is_a_409_that_changes_nothing(
+    make_customers, fake_workflow, sql
+):  # fmt: skip
+    """Mutant killed: the constraint name that turns the unique violation into UpgradeAlreadyActive replaced
+    (the resume then fails with a 500)."""
+    make_customers(2)
+    first = deploy()["upgradeId"]
+    _halted_with_nobody_started(sql)
+    deploy(version="v1.3.0")  # another upgrade of api, pending
+    before = sql("SELECT * FROM customer_upgrade_logs ORDER BY id"), sql("SELECT * FROM system_upgrades ORDER BY id")
+    code, data = resume(first)
+    assert code == 409 and f"upgrade {first} can be resumed once it has finished" in data["message"], data
+    assert (
+        sql("SELECT * FROM customer_upgrade_logs ORDER BY id"),
+        sql("SELECT * FROM system_upgrades ORDER BY id"),
+    ) == before
+    assert len(fake_workflow.started) == 2  # the two deploys; the resume started nothing
+
+
 def test_a_dead_runs_job_ending_after_a_resume_counts_in_its_own_run_and_never_halts_the_new_one(
     make_customers, fake_workflow, sql
 ):  # fmt: skip

@@ -94,6 +94,19 @@ def test_a_later_wave_is_announced_once_it_is_reached(repo, make_customers, fake
     assert len(_notices(sql, events.NOTICE_UPCOMING)) == 4
 
 
+def test_one_drain_tells_at_most_500_customers_and_the_next_drain_tells_the_rest(make_customers, fake_workflow, sql):
+    """A drain's batch is bounded, and a drain skips the customers already told, so a fleet larger than one
+    batch is told in full by the drains that follow (mutants killed: the batch of 500 -> 501; the
+    already-told check looking for another key, which makes every later drain re-read the first 500)."""
+    make_customers(501)
+    started = deploy(strategy="all")
+    factory.runs().start_run(int(started["upgradeId"]), started["jobId"], "upgrade")
+    assert factory.notices().upcoming(3600) == 500
+    assert factory.notices().upcoming(3600) == 1
+    assert factory.notices().upcoming(3600) == 0
+    assert len(_notices(sql, events.NOTICE_UPCOMING)) == 501
+
+
 def test_a_customer_started_before_any_drain_is_told_at_its_start_once(make_customers, fake_workflow, sql):
     # Given a customer whose wave started and who is claimed before the publisher's drain ran
     make_customers(2)
