@@ -3,7 +3,9 @@
 Each module of scripts/mutants.toml is mutated by mutmut in its own copy of the repository under .mutants/
 (the working tree is never touched), and every mutant runs against that module's tests only (the map in
 scripts/mutants.toml), stopping at the first failure. The figures are printed as one table and each
-survivor's diff is written to .mutants/<module>/survivors.txt.
+survivor's diff is written to .mutants/<module>/survivors.txt. While a module runs, never call `mutmut show`
+in its copy: it re-reads the source file, mutated at that moment, into mutmut's line table, and the run then
+stops with "Attribute Mutant.line is required".
 """
 
 from __future__ import annotations

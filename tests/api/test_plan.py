@@ -183,6 +183,9 @@ def test_the_same_key_with_another_body_is_a_422_that_says_so(fleet, fake_workfl
     code, refused, _ = deploy({**API_120, "version": "v1.3.0"}, key="deploy-42")
     assert (code, refused["error"]) == (422, "IdempotencyKeyReused")
     assert "Idempotency-Key 'deploy-42'" in refused["message"] and "different request body" in refused["message"]
+    assert refused["message"] == (
+        "Idempotency-Key 'deploy-42' was first used with a different request body; a different request needs a new key"
+    )  # mutant killed: the message replaced (the checks above read parts of it)
     assert sql("SELECT count(*) AS n FROM system_upgrades")[0]["n"] == 1
 
 
@@ -214,6 +217,19 @@ def test_a_claim_is_held_60_seconds_and_the_answer_kept_for_the_ttl(fleet, fake_
         " extract(epoch FROM expires_at - created_at)::int AS ttl FROM idempotency_keys"
     )
     assert held == [{"lock": 60, "ttl": 24 * 3600}]
+
+
+@pytest.mark.parametrize("key", ["my key", ".starts-with-a-dot", "k" * 256, "ключ"])
+def test_a_key_outside_the_documented_grammar_is_refused_and_starts_nothing(fleet, fake_workflow, sql, key):
+    """Letters, digits, '.', '_', ':', '-', starting with a letter or digit, at most 255 characters (mutant
+    killed: the key pattern dropped from the header's validation)."""
+    code, refused, _ = deploy(API_120, key=key)
+    assert code == 422 and "Idempotency-Key" in refused["message"], refused
+    assert sql("SELECT count(*) AS n FROM system_upgrades")[0]["n"] == 0 and fake_workflow.started == []
+
+
+def test_a_key_of_255_characters_of_the_grammar_is_accepted(fleet, fake_workflow, sql):
+    assert deploy(API_120, key="K" + "a.b_c:d-" * 31 + "123456")[0] == 202
 
 
 def test_keys_are_per_caller_and_expire(fleet, fake_workflow, sql):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from upgrader import factory, reconciliation
+from upgrader import events, factory, reconciliation
 from upgrader.cluster.types import JobState, ReleaseInfo
 
 from tests.api.helpers import control, deploy, status
@@ -181,8 +181,10 @@ def test_resume_refuses_what_cannot_go_on(make_customers, fake_workflow, sql):
     make_customers(2)
     uid = deploy()["upgradeId"]
     code, data = resume(uid)
-    assert code == 409 and "only a halted, aborted or failed upgrade" in data["message"]
-    assert resume("999999")[0] == 404
+    assert code == 409 and data["message"] == (
+        f"upgrade {uid} is pending; only a halted, aborted or failed upgrade can be resumed"
+    )  # fmt: skip
+    assert resume("999999") == (404, {"error": "UpgradeNotFound", "message": "upgrade 999999 not found"})
     sql("UPDATE system_upgrades SET status = 'halted'")
     sql("UPDATE upgrade_runs SET status = 'halted'")
     sql("UPDATE customer_upgrade_logs SET status = 'completed'")
@@ -227,40 +229,53 @@ def _halted_with_nobody_started(sql: Any) -> None:
 
 
 def test_an_aborted_or_failed_upgrade_resumes_once_no_run_of_it_still_runs(make_customers, fake_workflow, sql):
-    """Mutants killed: 'aborted' or 'failed' dropped from the resumable statuses; the refusal of a resume
-    while a run still runs, its message replaced."""
+    """Mutants killed: the refusal of a resume while a run still runs, its message replaced; the attempt read
+    as `(fetchone() and {"n": 2})` (every resume attempt 2); the run name's format replaced."""
     make_customers(2)
     uid = deploy()["upgradeId"]
     run = sql("SELECT run_name FROM upgrade_runs")[0]["run_name"]
     sql("UPDATE system_upgrades SET status = 'aborted'")  # the abort is written; its run has not ended yet
     before = sql("SELECT * FROM customer_upgrade_logs ORDER BY id")
     code, data = resume(uid)
-    assert code == 409 and f"run {run} of upgrade {uid} is still running; abort it first" in data["message"], data
+    assert code == 409 and data["message"] == f"run {run} of upgrade {uid} is still running; abort it first", data
     assert sql("SELECT * FROM customer_upgrade_logs ORDER BY id") == before
-    for ended in ("aborted", "failed"):
+    for attempt, ended in ((2, "aborted"), (3, "failed")):
         _halted_with_nobody_started(sql)
         sql("UPDATE system_upgrades SET status = %s", ended)
         code, data = resume(uid)
         assert (code, data["customers"], data["status"]) == (202, 2, "pending"), (ended, data)
+        # each resume is the next attempt, its execution named after the upgrade and the attempt
+        assert data["attempt"] == attempt and data["jobId"].startswith(f"upgrade-{uid}-r{attempt}-"), data
+    assert [a["attempt"] for a in status(uid)[1]["attempts"]] == [1, 2, 3]
 
 
 def test_nothing_to_resume_says_which_customers_it_looked_for(make_customers, fake_workflow, sql):
-    """Mutant killed: the refusal's two wordings (with and without retryFailed) replaced or swapped."""
+    """Mutants killed: the refusal's message and its two wordings (with and without retryFailed) replaced."""
     make_customers(2)
     uid = deploy()["upgradeId"]
     _halted_with_nobody_started(sql)
     sql("UPDATE customer_upgrade_logs SET status = 'completed'")
     code, data = resume(uid)
-    assert code == 409 and f"upgrade {uid} has no customer left that never started; nothing" in data["message"]
+    assert (code, data["message"]) == (409, f"upgrade {uid} has no customer left that never started; nothing to resume")
     code, data = resume(uid, {"retryFailed": True})
-    assert (
-        code == 409
-        and (
-            f"upgrade {uid} has no customer left that never started or failed without changing its release; "
-            "nothing to resume"
-        )
-        in data["message"]
-    )
+    refusal = "never started or failed without changing its release; nothing to resume"
+    assert (code, data["message"]) == (409, f"upgrade {uid} has no customer left that {refusal}")
+
+
+def test_a_resume_publishes_one_upgrade_resumed_event_naming_its_run(make_customers, fake_workflow, sql):
+    """The event of docs/events/upgrade-resumed.schema.json: its key (`resumed:<run>`, one per resume) and its
+    `resume` detail (mutants killed: the key replaced; each field name of `resume` replaced)."""
+    make_customers(2)
+    uid = deploy()["upgradeId"]
+    _halted_with_nobody_started(sql)
+    code, data = resume(uid, {"retryFailed": True})
+    assert code == 202, data
+    run = data["jobId"]
+    by = sql("SELECT requested_by FROM upgrade_runs WHERE run_name = %s", run)[0]["requested_by"]
+    rows = sql("SELECT event_key, detail FROM event_outbox WHERE detail_type = %s", events.UPGRADE_RESUMED)
+    resumed = {"runName": run, "attempt": 2, "customers": 2, "retryFailed": True, "requestedBy": by}
+    assert [(r["event_key"], r["detail"]["resume"]) for r in rows] == [(f"resumed:{run}", resumed)]
+    assert by  # the caller is named
 
 
 def test_a_resume_while_another_upgrade_of_the_component_is_active_is_a_409_that_changes_nothing(
