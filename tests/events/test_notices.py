@@ -83,6 +83,24 @@ def test_upcoming_notices_follow_the_windows_and_an_abort_cancels_them(repo, mak
     assert factory.notices().upcoming(10 * 3600, now=now) == 0  # an aborted upgrade announces nothing more
 
 
+def test_a_customer_whose_window_opens_exactly_the_lead_time_away_is_told_with_the_notice_fields(
+    repo, make_customers, fake_workflow, sql
+):  # fmt: skip
+    """The lead time is inclusive, and the notice carries its planned start, lead and window (mutants killed:
+    `> lead_seconds` made `>=`; the `leadSeconds` or `window` field name replaced)."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    make_customers(1)
+    window = _window(now + timedelta(hours=1))
+    repo.upsert_customer("cust_0001", "customer-0001", "customer-0001", maintenance_window=window)
+    started = deploy(strategy="all")
+    factory.runs().start_run(int(started["upgradeId"]), started["jobId"], "upgrade")
+    assert factory.notices().upcoming(3600 - 1, now=now) == 0
+    assert factory.notices().upcoming(3600, now=now) == 1
+    planned = (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:00.000Z")
+    notice = _notices(sql, events.NOTICE_UPCOMING)["cust_0001"]["notice"]
+    assert notice == {"plannedStart": planned, "leadSeconds": 3600, "window": window}
+
+
 def test_a_later_wave_is_announced_once_it_is_reached(repo, make_customers, fake_workflow, sql):
     make_customers(4)
     started = deploy(strategy="batch", batchSize=2)

@@ -154,3 +154,5 @@ def test_the_refusals_name_what_is_wrong():
         plan_waves(customers(3), "canary", canary_percent=0)
     with pytest.raises(ValueError, match="^progressive steps must be increasing percentages ending at 100$"):
         plan_waves(customers(3), "progressive", steps=[50])
+    with pytest.raises(ValueError, match="^unknown strategy 'linear'$"):
+        plan_waves(customers(3), "linear")
