@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from upgrader import events, factory, reconciliation
 from upgrader.cluster.types import JobState, ReleaseInfo
+from upgrader.errors import UpgradeNotFound
 
 from tests.api.helpers import control, deploy, status
 from tests.conftest import body
@@ -247,6 +249,16 @@ def test_an_aborted_or_failed_upgrade_resumes_once_no_run_of_it_still_runs(make_
         # each resume is the next attempt, its execution named after the upgrade and the attempt
         assert data["attempt"] == attempt and data["jobId"].startswith(f"upgrade-{uid}-r{attempt}-"), data
     assert [a["attempt"] for a in status(uid)[1]["attempts"]] == [1, 2, 3]
+
+
+def test_resuming_an_upgrade_that_does_not_exist_raises_not_found_and_starts_nothing(env):
+    """The repository's own check (the API answers 404 before reaching it; a caller of the repository gets the
+    same answer). Mutant killed: its message replaced."""
+    started: list[str] = []
+    with pytest.raises(UpgradeNotFound) as raised:
+        factory.resumes().resume(999999, parameters={}, retry_failed=False, requested_by=None, nonce="n",
+                                 start=started.append)  # fmt: skip
+    assert str(raised.value) == "upgrade 999999 not found" and started == []
 
 
 def test_nothing_to_resume_says_which_customers_it_looked_for(make_customers, fake_workflow, sql):
