@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from upgrader import factory
+from upgrader.errors import IdempotencyInProgress
+from upgrader.idempotency import request_hash
 
 from tests.api.helpers import status
 from tests.conftest import body
@@ -230,6 +233,19 @@ def test_a_key_outside_the_documented_grammar_is_refused_and_starts_nothing(flee
 
 def test_a_key_of_255_characters_of_the_grammar_is_accepted(fleet, fake_workflow, sql):
     assert deploy(API_120, key="K" + "a.b_c:d-" * 31 + "123456")[0] == 202
+
+
+def test_a_second_claim_while_the_first_request_runs_is_told_to_retry(env):
+    """What a copy gets while the first request with its key still runs (the API answers it with 409 after
+    waiting up to 20 s). Mutant killed: the message replaced."""
+    claims = factory.idempotency()
+    assert claims.claim("caller", "busy-key", "deploy", request_hash(API_120), ttl_seconds=60) is None
+    with pytest.raises(IdempotencyInProgress) as raised:
+        claims.claim("caller", "busy-key", "deploy", request_hash(API_120), ttl_seconds=60)
+    assert (
+        str(raised.value)
+        == "the first request with Idempotency-Key 'busy-key' is still running; retry in a few seconds"
+    )
 
 
 def test_keys_are_per_caller_and_expire(fleet, fake_workflow, sql):
