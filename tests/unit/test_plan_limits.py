@@ -53,3 +53,10 @@ def test_every_bake_between_waves_and_every_gate_counts_once(waves, strategy, ga
 def test_a_plan_without_waves_waits_for_nothing():
     """Mutant killed: `max(waves - 1, 0)` floored at 1."""
     assert plan_limit_problems(0, "progressive", YEAR, YEAR, step_gate="manual") == []
+
+
+def test_a_single_wave_refused_for_its_gate_counts_no_bake():
+    """A one-wave canary whose gate alone waits too long: the refusal counts 0 bakes (mutant killed: the
+    message's `max(waves - 1, 0)` floored at 1)."""
+    refused = plan_limit_problems(1, "canary", 0, ALLOWED_WAIT + 1)
+    assert len(refused) == 1 and "(bakeSeconds x 0 waves + approvalTimeoutSeconds x 1 approval gates)" in refused[0]
