@@ -78,7 +78,7 @@ bench-large: $(STAMP) postgres  ## a 10,000-customer simulated rollout, every cu
 bench-throughput: $(STAMP) postgres  ## local rollout throughput at 100, 500 and 1,000 customers (customers/s, ratio)
 	$(BIN)/python -m benchmarks.sim_throughput
 
-mutants: $(MUTANTS_STAMP) postgres  ## mutation testing of the guarantee modules (about an hour; MODULE=planner for one; not in CI)
+mutants: $(MUTANTS_STAMP) postgres  ## mutation testing of the guarantee modules (MODULE=planner, or several quoted; all: hours; not in CI)
 	$(BIN)/python scripts/mutants.py $(MODULE)
 
 clean:
