@@ -8,13 +8,23 @@ SAM_STAMP := $(SAM_VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
+<<<<<<< HEAD
 .PHONY: setup run run-real real-cluster-build test-real test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput clean postgres rds-ca-bundle
+=======
+.PHONY: setup run test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput clean postgres rds-ca-bundle mutants
+>>>>>>> mutants
 
 $(STAMP): requirements-dev.txt constraints.txt layers/shared/requirements.txt layers/kubernetes/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
 	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+# mutmut for `make mutants` only: in the project's environment, installed by that target, never by setup or CI
+MUTANTS_STAMP := $(VENV)/.mutants-installed
+$(MUTANTS_STAMP): $(STAMP) requirements-mutants.txt
+	$(BIN)/pip install --quiet -r requirements-mutants.txt -c constraints.txt
 	touch $@
 
 $(SAM_STAMP):
@@ -81,5 +91,8 @@ bench-large: $(STAMP) postgres  ## a 10,000-customer simulated rollout, every cu
 bench-throughput: $(STAMP) postgres  ## local rollout throughput at 100, 500 and 1,000 customers (customers/s, ratio)
 	$(BIN)/python -m benchmarks.sim_throughput
 
+mutants: $(MUTANTS_STAMP) postgres  ## mutation testing of the guarantee modules (MODULE=planner, or several quoted; all: hours; not in CI)
+	$(BIN)/python scripts/mutants.py $(MODULE)
+
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .local
+	rm -rf $(VENV) $(SAM_VENV) .mutants .aws-sam .pytest_cache .mypy_cache .ruff_cache .local

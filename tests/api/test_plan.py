@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from upgrader import factory
+from upgrader.api.idempotency import request_hash
+from upgrader.infra.errors import IdempotencyInProgress
 
 from tests.api.helpers import status
 from tests.conftest import body
@@ -183,6 +186,9 @@ def test_the_same_key_with_another_body_is_a_422_that_says_so(fleet, fake_workfl
     code, refused, _ = deploy({**API_120, "version": "v1.3.0"}, key="deploy-42")
     assert (code, refused["error"]) == (422, "IdempotencyKeyReused")
     assert "Idempotency-Key 'deploy-42'" in refused["message"] and "different request body" in refused["message"]
+    assert refused["message"] == (
+        "Idempotency-Key 'deploy-42' was first used with a different request body; a different request needs a new key"
+    )  # mutant killed: the message replaced (the checks above read parts of it)
     assert sql("SELECT count(*) AS n FROM system_upgrades")[0]["n"] == 1
 
 
@@ -203,6 +209,43 @@ def test_a_failed_deploy_gives_its_key_back(fleet, fake_workflow, sql):
     code, started, _ = deploy(API_120, key="retry-me")
     assert code == 202 and started["upgradeId"]
     assert sql("SELECT status, upgrade_id FROM idempotency_keys")[0] == {"status": "completed", "upgrade_id": 2}
+
+
+def test_a_claim_is_held_60_seconds_and_the_answer_kept_for_the_ttl(fleet, fake_workflow, sql):
+    """A claim whose request died is taken over after 60 s (longer than a deploy's 30 s Lambda); answers are
+    remembered for IDEMPOTENCY_TTL_SECONDS, 24 h by default (mutant killed: LOCK_SECONDS 60 -> 61)."""
+    deploy(API_120, key="held")
+    held = sql(
+        "SELECT extract(epoch FROM locked_until - created_at)::int AS lock,"
+        " extract(epoch FROM expires_at - created_at)::int AS ttl FROM idempotency_keys"
+    )
+    assert held == [{"lock": 60, "ttl": 24 * 3600}]
+
+
+@pytest.mark.parametrize("key", ["my key", ".starts-with-a-dot", "k" * 256, "ключ"])
+def test_a_key_outside_the_documented_grammar_is_refused_and_starts_nothing(fleet, fake_workflow, sql, key):
+    """Letters, digits, '.', '_', ':', '-', starting with a letter or digit, at most 255 characters (mutant
+    killed: the key pattern dropped from the header's validation)."""
+    code, refused, _ = deploy(API_120, key=key)
+    assert code == 422 and "Idempotency-Key" in refused["message"], refused
+    assert sql("SELECT count(*) AS n FROM system_upgrades")[0]["n"] == 0 and fake_workflow.started == []
+
+
+def test_a_key_of_255_characters_of_the_grammar_is_accepted(fleet, fake_workflow, sql):
+    assert deploy(API_120, key="K" + "a.b_c:d-" * 31 + "123456")[0] == 202
+
+
+def test_a_second_claim_while_the_first_request_runs_is_told_to_retry(env):
+    """What a copy gets while the first request with its key still runs (the API answers it with 409 after
+    waiting up to 20 s). Mutant killed: the message replaced."""
+    claims = factory.idempotency()
+    assert claims.claim("caller", "busy-key", "deploy", request_hash(API_120), ttl_seconds=60) is None
+    with pytest.raises(IdempotencyInProgress) as raised:
+        claims.claim("caller", "busy-key", "deploy", request_hash(API_120), ttl_seconds=60)
+    assert (
+        str(raised.value)
+        == "the first request with Idempotency-Key 'busy-key' is still running; retry in a few seconds"
+    )
 
 
 def test_keys_are_per_caller_and_expire(fleet, fake_workflow, sql):

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from upgrader import factory
 from upgrader.cluster.types import JobState, ReleaseInfo
+from upgrader.infra.errors import UpgradeNotFound
+from upgrader.notifications import events
 from upgrader.rollout import reconciliation
 
 from tests.api.helpers import control, deploy, status
@@ -182,8 +185,10 @@ def test_resume_refuses_what_cannot_go_on(make_customers, fake_workflow, sql):
     make_customers(2)
     uid = deploy()["upgradeId"]
     code, data = resume(uid)
-    assert code == 409 and "only a halted, aborted or failed upgrade" in data["message"]
-    assert resume("999999")[0] == 404
+    assert code == 409 and data["message"] == (
+        f"upgrade {uid} is pending; only a halted, aborted or failed upgrade can be resumed"
+    )  # fmt: skip
+    assert resume("999999") == (404, {"error": "UpgradeNotFound", "message": "upgrade 999999 not found"})
     sql("UPDATE system_upgrades SET status = 'halted'")
     sql("UPDATE upgrade_runs SET status = 'halted'")
     sql("UPDATE customer_upgrade_logs SET status = 'completed'")
@@ -219,6 +224,91 @@ def test_resume_retries_failed_customers_only_when_asked_and_only_unchanged_ones
     assert (rows["cust_0001"]["status"], rows["cust_0001"]["attempt"]) == ("pending", 2)  # a new Job name
     assert rows["cust_0002"]["status"] == "failed"  # its release was changed: roll it back, not retry
     assert sql("SELECT failed_customers FROM system_upgrades")[0]["failed_customers"] == 1
+
+
+def _halted_with_nobody_started(sql: Any) -> None:
+    sql("UPDATE system_upgrades SET status = 'halted', halt_reason = 'budget'")
+    sql("UPDATE upgrade_runs SET status = 'halted'")
+    sql("UPDATE customer_upgrade_logs SET status = 'skipped'")
+
+
+def test_an_aborted_or_failed_upgrade_resumes_once_no_run_of_it_still_runs(make_customers, fake_workflow, sql):
+    """Mutants killed: the refusal of a resume while a run still runs, its message replaced; the attempt read
+    as `(fetchone() and {"n": 2})` (every resume attempt 2); the run name's format replaced."""
+    make_customers(2)
+    uid = deploy()["upgradeId"]
+    run = sql("SELECT run_name FROM upgrade_runs")[0]["run_name"]
+    sql("UPDATE system_upgrades SET status = 'aborted'")  # the abort is written; its run has not ended yet
+    before = sql("SELECT * FROM customer_upgrade_logs ORDER BY id")
+    code, data = resume(uid)
+    assert code == 409 and data["message"] == f"run {run} of upgrade {uid} is still running; abort it first", data
+    assert sql("SELECT * FROM customer_upgrade_logs ORDER BY id") == before
+    for attempt, ended in ((2, "aborted"), (3, "failed")):
+        _halted_with_nobody_started(sql)
+        sql("UPDATE system_upgrades SET status = %s", ended)
+        code, data = resume(uid)
+        assert (code, data["customers"], data["status"]) == (202, 2, "pending"), (ended, data)
+        # each resume is the next attempt, its execution named after the upgrade and the attempt
+        assert data["attempt"] == attempt and data["jobId"].startswith(f"upgrade-{uid}-r{attempt}-"), data
+    assert [a["attempt"] for a in status(uid)[1]["attempts"]] == [1, 2, 3]
+
+
+def test_resuming_an_upgrade_that_does_not_exist_raises_not_found_and_starts_nothing(env):
+    """The repository's own check (the API answers 404 before reaching it; a caller of the repository gets the
+    same answer). Mutant killed: its message replaced."""
+    started: list[str] = []
+    with pytest.raises(UpgradeNotFound) as raised:
+        factory.resumes().resume(999999, parameters={}, retry_failed=False, requested_by=None, nonce="n",
+                                 start=started.append)  # fmt: skip
+    assert str(raised.value) == "upgrade 999999 not found" and started == []
+
+
+def test_nothing_to_resume_says_which_customers_it_looked_for(make_customers, fake_workflow, sql):
+    """Mutants killed: the refusal's message and its two wordings (with and without retryFailed) replaced."""
+    make_customers(2)
+    uid = deploy()["upgradeId"]
+    _halted_with_nobody_started(sql)
+    sql("UPDATE customer_upgrade_logs SET status = 'completed'")
+    code, data = resume(uid)
+    assert (code, data["message"]) == (409, f"upgrade {uid} has no customer left that never started; nothing to resume")
+    code, data = resume(uid, {"retryFailed": True})
+    refusal = "never started or failed without changing its release; nothing to resume"
+    assert (code, data["message"]) == (409, f"upgrade {uid} has no customer left that {refusal}")
+
+
+def test_a_resume_publishes_one_upgrade_resumed_event_naming_its_run(make_customers, fake_workflow, sql):
+    """The event of docs/events/upgrade-resumed.schema.json: its key (`resumed:<run>`, one per resume) and its
+    `resume` detail (mutants killed: the key replaced; each field name of `resume` replaced)."""
+    make_customers(2)
+    uid = deploy()["upgradeId"]
+    _halted_with_nobody_started(sql)
+    code, data = resume(uid, {"retryFailed": True})
+    assert code == 202, data
+    run = data["jobId"]
+    by = sql("SELECT requested_by FROM upgrade_runs WHERE run_name = %s", run)[0]["requested_by"]
+    rows = sql("SELECT event_key, detail FROM event_outbox WHERE detail_type = %s", events.UPGRADE_RESUMED)
+    resumed = {"runName": run, "attempt": 2, "customers": 2, "retryFailed": True, "requestedBy": by}
+    assert [(r["event_key"], r["detail"]["resume"]) for r in rows] == [(f"resumed:{run}", resumed)]
+    assert by  # the caller is named
+
+
+def test_a_resume_while_another_upgrade_of_the_component_is_active_is_a_409_that_changes_nothing(
+    make_customers, fake_workflow, sql
+):  # fmt: skip
+    """Mutant killed: the constraint name that turns the unique violation into UpgradeAlreadyActive replaced
+    (the resume then fails with a 500)."""
+    make_customers(2)
+    first = deploy()["upgradeId"]
+    _halted_with_nobody_started(sql)
+    deploy(version="v1.3.0")  # another upgrade of api, pending
+    before = sql("SELECT * FROM customer_upgrade_logs ORDER BY id"), sql("SELECT * FROM system_upgrades ORDER BY id")
+    code, data = resume(first)
+    assert code == 409 and f"upgrade {first} can be resumed once it has finished" in data["message"], data
+    assert (
+        sql("SELECT * FROM customer_upgrade_logs ORDER BY id"),
+        sql("SELECT * FROM system_upgrades ORDER BY id"),
+    ) == before
+    assert len(fake_workflow.started) == 2  # the two deploys; the resume started nothing
 
 
 def test_a_dead_runs_job_ending_after_a_resume_counts_in_its_own_run_and_never_halts_the_new_one(

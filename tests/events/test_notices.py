@@ -84,6 +84,24 @@ def test_upcoming_notices_follow_the_windows_and_an_abort_cancels_them(repo, mak
     assert factory.notices().upcoming(10 * 3600, now=now) == 0  # an aborted upgrade announces nothing more
 
 
+def test_a_customer_whose_window_opens_exactly_the_lead_time_away_is_told_with_the_notice_fields(
+    repo, make_customers, fake_workflow, sql
+):  # fmt: skip
+    """The lead time is inclusive, and the notice carries its planned start, lead and window (mutants killed:
+    `> lead_seconds` made `>=`; the `leadSeconds` or `window` field name replaced)."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    make_customers(1)
+    window = _window(now + timedelta(hours=1))
+    repo.upsert_customer("cust_0001", "customer-0001", "customer-0001", maintenance_window=window)
+    started = deploy(strategy="all")
+    factory.runs().start_run(int(started["upgradeId"]), started["jobId"], "upgrade")
+    assert factory.notices().upcoming(3600 - 1, now=now) == 0
+    assert factory.notices().upcoming(3600, now=now) == 1
+    planned = (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:00.000Z")
+    notice = _notices(sql, events.NOTICE_UPCOMING)["cust_0001"]["notice"]
+    assert notice == {"plannedStart": planned, "leadSeconds": 3600, "window": window}
+
+
 def test_a_later_wave_is_announced_once_it_is_reached(repo, make_customers, fake_workflow, sql):
     make_customers(4)
     started = deploy(strategy="batch", batchSize=2)
@@ -93,6 +111,19 @@ def test_a_later_wave_is_announced_once_it_is_reached(repo, make_customers, fake
     factory.runs().set_current_wave(uid, 1)
     assert factory.notices().upcoming(3600) == 2
     assert len(_notices(sql, events.NOTICE_UPCOMING)) == 4
+
+
+def test_one_drain_tells_at_most_500_customers_and_the_next_drain_tells_the_rest(make_customers, fake_workflow, sql):
+    """A drain's batch is bounded, and a drain skips the customers already told, so a fleet larger than one
+    batch is told in full by the drains that follow (mutants killed: the batch of 500 -> 501; the
+    already-told check looking for another key, which makes every later drain re-read the first 500)."""
+    make_customers(501)
+    started = deploy(strategy="all")
+    factory.runs().start_run(int(started["upgradeId"]), started["jobId"], "upgrade")
+    assert factory.notices().upcoming(3600) == 500
+    assert factory.notices().upcoming(3600) == 1
+    assert factory.notices().upcoming(3600) == 0
+    assert len(_notices(sql, events.NOTICE_UPCOMING)) == 501
 
 
 def test_a_customer_started_before_any_drain_is_told_at_its_start_once(make_customers, fake_workflow, sql):

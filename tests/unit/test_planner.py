@@ -132,3 +132,27 @@ def test_plan_accepts_any_sequence_and_does_not_mutate_it():
     waves = plan_waves(items, "batch", batch_size=2)
     assert waves == [["c000", "c001"], ["c002", "c003"], ["c004"]]
     assert items == tuple(customers(5))
+
+
+def test_the_documented_defaults_are_batches_of_10_and_a_canary_of_10_percent():
+    """The API documents both defaults as 10 (README, DeployRequest): a batch upgrade without batchSize runs
+    waves of 10, a canary without canaryPercent starts with 10 % (mutants: either default 10 -> 11)."""
+    assert [len(w) for w in plan_waves(customers(25), "batch")] == [10, 10, 5]
+    assert [len(w) for w in plan_waves(customers(50), "canary")] == [5, 45]
+
+
+def test_a_canary_of_1_percent_is_accepted():
+    """The smallest canary share the API accepts (mutants: the bound 1 <= percent moved to 2, or made strict)."""
+    assert [len(w) for w in plan_waves(customers(200), "canary", canary_percent=1)] == [2, 198]
+
+
+def test_the_refusals_name_what_is_wrong():
+    """The planner's refusals say which rule the request broke (mutants: each message replaced)."""
+    with pytest.raises(ValueError, match="^batch size must be at least 1$"):
+        plan_waves(customers(3), "batch", batch_size=0)
+    with pytest.raises(ValueError, match="^canary percent must be between 1 and 100$"):
+        plan_waves(customers(3), "canary", canary_percent=0)
+    with pytest.raises(ValueError, match="^progressive steps must be increasing percentages ending at 100$"):
+        plan_waves(customers(3), "progressive", steps=[50])
+    with pytest.raises(ValueError, match="^unknown strategy 'linear'$"):
+        plan_waves(customers(3), "linear")

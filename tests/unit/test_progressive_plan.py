@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 from upgrader.contract.models import DeployRequest
-from upgrader.rollout.planner import PROGRESSIONS, plan_limit_problems, plan_waves
+from upgrader.rollout.planner import PROGRESSIONS, plan_limit_problems, plan_waves, progressive_steps
 
 BASE = {"component": "api", "version": "v1.2.0", "strategy": "progressive"}
 
@@ -53,3 +53,21 @@ def test_every_manual_gate_counts_against_the_execution_limit():
     problems = plan_limit_problems(60, "progressive", 0, 7 * 24 * 3600, step_gate="manual")
     assert problems and "x 59 approval gates" in problems[0]
     assert plan_limit_problems(60, "progressive", 0, 7 * 24 * 3600, step_gate="bake") == []
+
+
+def test_without_steps_the_preset_is_exponential_doubling_until_everyone():
+    """The documented default (README: 1, 2, 4, ... 64, 100 %) and the linear preset when named (mutants:
+    any exponential step changed, the default name replaced, `progression or` turned into `and`)."""
+    assert progressive_steps(None, None) == [1, 2, 4, 8, 16, 32, 64, 100]
+    assert progressive_steps(None, "exponential") == [1, 2, 4, 8, 16, 32, 64, 100]
+    assert progressive_steps(None, "linear") == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert progressive_steps([5, 100], "linear") == [5, 100]  # the request's own steps win
+    assert sizes(200, progressive_steps(None, None)) == [2, 2, 4, 8, 16, 32, 64, 72]
+
+
+@pytest.mark.parametrize("steps", [None, [], [0, 50, 100], [50, 10, 100], [10, 10, 100], [10, 50]])
+def test_the_planner_refuses_steps_that_are_not_increasing_percentages_ending_at_100(steps):
+    """The planner's own check, for the workers that plan without the request models (mutants: steps[0]
+    read as steps[1]; `not steps or` turned into `and`, which lets an unsorted list through)."""
+    with pytest.raises(ValueError, match="progressive steps must be increasing"):
+        plan_waves(list(range(10)), "progressive", steps=steps)
