@@ -10,6 +10,7 @@ import signal
 
 import pytest
 import yaml
+from upgrader.cluster.job_spec import LABEL_TARGET_NAMESPACE
 
 from tests.realcluster.conftest import HELM_TIMEOUT_SECONDS, Stack
 from upgradectl.local.realcluster.cluster import RBAC_DIR
@@ -19,6 +20,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def done(status: dict) -> bool:
     return status["status"] in ("completed", "halted", "failed", "aborted", "completed_with_failures")
+
+
+def finished_jobs(stack: Stack, namespaces: set[str]) -> int:
+    """The helm Jobs for these customer namespaces that the Job controller has marked Complete or Failed."""
+    jobs = stack.cluster.request("GET", "/apis/batch/v1/namespaces/upgrade-system/jobs")["items"]
+    ended = 0
+    for job in jobs:
+        if job["metadata"]["labels"].get(LABEL_TARGET_NAMESPACE) not in namespaces:
+            continue
+        conditions = (job.get("status") or {}).get("conditions") or []
+        ended += any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in conditions)
+    return ended
 
 
 def test_canary_with_continue_upgrades_each_release_for_real(stack: Stack, customers) -> None:
@@ -198,6 +211,8 @@ def test_an_execution_stopped_while_a_job_runs_is_reconciled_from_the_jobs_real_
     assert stack.runtime.wait(started["jobId"])["status"] == "ABORTED"
     # the helm processes go on without the execution, and end (--wait times out, --atomic rolls back)
     stack.wait(lambda: not agent.helm_processes(), timeout=HELM_TIMEOUT_SECONDS * 4 + 60, what="helm done")
+    # the pods ended; the real Job controller marks each Job Failed a moment later (what the reconciler reads)
+    stack.wait(lambda: finished_jobs(stack, {ns for _, ns in fleet}) == 2, what="both Jobs Failed")
     stack.runtime.sweep(min_age_seconds=0)
     final = stack.status(uid)
     assert done(final) and final["inProgress"] == 0 and final["pending"] == 0, final
