@@ -39,7 +39,9 @@ def finished_jobs(stack: Stack, namespaces: set[str]) -> int:
 def helm_jobs(stack: Stack, namespaces: set[str]) -> list[str]:
     """The names of every helm Job created for these customer namespaces."""
     jobs = stack.cluster.request("GET", "/apis/batch/v1/namespaces/upgrade-system/jobs")["items"]
-    return sorted(j["metadata"]["name"] for j in jobs if j["metadata"]["labels"].get(LABEL_TARGET_NAMESPACE) in namespaces)
+    return sorted(
+        j["metadata"]["name"] for j in jobs if j["metadata"]["labels"].get(LABEL_TARGET_NAMESPACE) in namespaces
+    )
 
 
 @contextlib.contextmanager
@@ -279,7 +281,9 @@ def test_the_in_wave_budget_tolerating_one_failure_completes_with_failures(stack
             assert stack.values(ns, ns)["api"]["image"]["tag"] == "v1.2.2"
 
 
-def test_the_budget_halts_on_a_failure_no_job_starts_after_and_resume_finishes_the_rest(stack: Stack, customers) -> None:
+def test_the_budget_halts_on_a_failure_no_job_starts_after_and_resume_finishes_the_rest(
+    stack: Stack, customers
+) -> None:
     fleet = customers(4)
     ids = [c for c, _ in fleet]
     body = {"component": "api", "version": "v1.2.3", "strategy": "all", "maxConcurrency": 1,
