@@ -4,9 +4,11 @@ the product's HTTP API; what the cluster holds is read back with the real helm."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 import yaml
@@ -32,6 +34,31 @@ def finished_jobs(stack: Stack, namespaces: set[str]) -> int:
         conditions = (job.get("status") or {}).get("conditions") or []
         ended += any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in conditions)
     return ended
+
+
+def helm_jobs(stack: Stack, namespaces: set[str]) -> list[str]:
+    """The names of every helm Job created for these customer namespaces."""
+    jobs = stack.cluster.request("GET", "/apis/batch/v1/namespaces/upgrade-system/jobs")["items"]
+    return sorted(
+        j["metadata"]["name"] for j in jobs if j["metadata"]["labels"].get(LABEL_TARGET_NAMESPACE) in namespaces
+    )
+
+
+@contextlib.contextmanager
+def never_ready(stack: Stack, namespaces: set[str]) -> Iterator[None]:
+    """The node agent's fault rule by namespace: new pods there never get Ready (whatever their tag)."""
+    faults = stack.cluster.faults.never_ready_namespaces
+    faults.update(namespaces)
+    try:
+        yield
+    finally:
+        faults.difference_update(namespaces)
+
+
+def first_in_plan(stack: Stack, body: dict) -> str:
+    """The namespace of the customer the deploy would start first (the dry run's first wave)."""
+    plan = stack.ok("POST", "/api/upgrades/plan", body)
+    return str(plan["waves"][0]["customers"][0]["namespace"])
 
 
 def test_canary_with_continue_upgrades_each_release_for_real(stack: Stack, customers) -> None:
@@ -222,3 +249,91 @@ def test_an_execution_stopped_while_a_job_runs_is_reconciled_from_the_jobs_real_
     # nothing is left locked: a new deploy of the component goes through
     again = stack.deploy(component="api", version="v7.0.1", strategy="all", customerIds=[fleet[0][0]])
     assert stack.wait_status(again, done)["status"] == "completed"
+
+
+def test_strategy_all_upgrades_every_release_for_real(stack: Stack, customers) -> None:
+    fleet = customers(3)
+    uid = stack.deploy(component="api", version="v1.2.1", strategy="all", customerIds=[c for c, _ in fleet])
+    final = stack.wait_status(uid, done)
+    assert (final["status"], final["completed"], final["failed"], final["totalWaves"]) == ("completed", 3, 0, 1), final
+    for _, ns in fleet:
+        history = stack.history(ns, ns)
+        assert [(h["revision"], h["status"]) for h in history] == [(1, "superseded"), (2, "deployed")], history
+        assert stack.values(ns, ns)["api"]["image"]["tag"] == "v1.2.1"
+    assert len(helm_jobs(stack, {ns for _, ns in fleet})) == 3
+
+
+def test_the_in_wave_budget_tolerating_one_failure_completes_with_failures(stack: Stack, customers) -> None:
+    fleet = customers(4)
+    broken = fleet[2][1]
+    with never_ready(stack, {broken}):  # this customer's new pods never get Ready: its helm --wait fails
+        uid = stack.deploy(component="api", version="v1.2.2", strategy="all", failureThreshold={"count": 1},
+                           customerIds=[c for c, _ in fleet])  # fmt: skip
+        final = stack.wait_status(uid, done, timeout=HELM_TIMEOUT_SECONDS * 6 + 120)
+    assert (final["status"], final["completed"], final["failed"]) == ("completed_with_failures", 3, 1), final
+    for _, ns in fleet:
+        statuses = [h["status"] for h in stack.history(ns, ns)]
+        if ns == broken:  # --atomic rolled it back for real
+            assert statuses == ["superseded", "failed", "deployed"], statuses
+            assert stack.values(ns, ns)["api"]["image"]["tag"] == "v1.1.0"
+        else:
+            assert statuses == ["superseded", "deployed"], (ns, statuses)
+            assert stack.values(ns, ns)["api"]["image"]["tag"] == "v1.2.2"
+
+
+def test_the_budget_halts_on_a_failure_no_job_starts_after_and_resume_finishes_the_rest(
+    stack: Stack, customers
+) -> None:
+    fleet = customers(4)
+    ids = [c for c, _ in fleet]
+    body = {"component": "api", "version": "v1.2.3", "strategy": "all", "maxConcurrency": 1,
+            "failureThreshold": {"count": 0}, "customerIds": ids}  # fmt: skip
+    broken = first_in_plan(stack, body)
+    namespaces = {ns for _, ns in fleet}
+    with never_ready(stack, {broken}):
+        uid = stack.deploy(**body)
+        halted = stack.wait_status(uid, done, timeout=HELM_TIMEOUT_SECONDS * 6 + 120)
+        assert (halted["status"], halted["completed"], halted["failed"]) == ("halted", 0, 1), halted
+        assert halted["haltReason"], halted
+        # no Job was started after the halt: only the failed customer's, and the others' releases are untouched
+        assert len(helm_jobs(stack, namespaces)) == 1, helm_jobs(stack, namespaces)
+        assert [h["status"] for h in stack.history(broken, broken)] == ["superseded", "failed", "deployed"]
+        assert all(len(stack.history(ns, ns)) == 1 for ns in namespaces - {broken})
+    # resume (the failed customer not retried): the remaining customers are upgraded for real
+    resumed = stack.ok("POST", f"/api/upgrades/{uid}/resume", {"retryFailed": False})
+    assert resumed["attempt"] == 2 and resumed["customers"] == 3, resumed
+    final = stack.wait_status(uid, lambda s: done(s) and s["jobId"] == resumed["jobId"])
+    assert (final["status"], final["completed"], final["failed"]) == ("completed_with_failures", 3, 1), final
+    for ns in namespaces - {broken}:
+        assert [h["status"] for h in stack.history(ns, ns)] == ["superseded", "deployed"]
+        assert stack.values(ns, ns)["api"]["image"]["tag"] == "v1.2.3"
+    assert len(stack.history(broken, broken)) == 3  # not retried
+    assert len(helm_jobs(stack, namespaces)) == 4
+
+
+def test_blue_green_without_health_check_moves_the_active_slot_for_real(stack: Stack, customers) -> None:
+    # no healthCheck.httpPath: the API server refuses service-proxy to loopback (docs/contracts.md)
+    ((cid, ns),) = customers(1, chart_name="customer-stack-bluegreen")
+    uid = stack.deploy(component="api", version="v1.2.0", strategy="all", blueGreen=True, customerIds=[cid])
+    final = stack.wait_status(uid, done)
+    assert (final["status"], final["completed"], final["blueGreen"]) == ("completed", 1, True), final
+    # two helm upgrades by the real helm: the idle slot (green) gets the version, then the switch
+    history = stack.history(ns, ns)
+    assert [(h["revision"], h["status"]) for h in history] == [(1, "superseded"), (2, "superseded"), (3, "deployed")]
+    assert all(h["chart"] == "customer-stack-bluegreen-2.0.0" for h in history), history
+    slot_values = stack.values(ns, ns, revision=2)["api"]
+    assert (slot_values.get("activeSlot", "blue"), slot_values["slots"]["green"]["tag"]) == ("blue", "v1.2.0")
+    api = stack.values(ns, ns)["api"]
+    assert api["activeSlot"] == "green"
+    assert api["slots"] == {"blue": {"tag": "v1.1.0"}, "green": {"tag": "v1.2.0"}}  # the old slot keeps the old version
+    # what the cluster runs: both slots' Deployments, the Service on the green one
+    apps = f"/apis/apps/v1/namespaces/{ns}/deployments"
+    images = {slot: stack.cluster.request("GET", f"{apps}/{ns}-api-{slot}")["spec"]["template"]["spec"]["containers"][0]["image"]
+              for slot in ("blue", "green")}  # fmt: skip
+    assert images["blue"].endswith(":v1.1.0") and images["green"].endswith(":v1.2.0"), images
+    service = stack.cluster.request("GET", f"/api/v1/namespaces/{ns}/services/{ns}-api")
+    assert service["spec"]["selector"]["upgrades.example.com/slot"] == "green", service["spec"]
+    operations = [log["operation"] for log in stack.logs(uid)]
+    assert operations == ["upgrade"], operations
+    customer = stack.ok("GET", f"/api/customers/{cid}")
+    assert customer["versions"]["api"] == "v1.2.0", customer

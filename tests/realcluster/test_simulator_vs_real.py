@@ -123,30 +123,52 @@ def failed_wait(stack: Stack, fleet: list[tuple[str, str]]) -> list[str]:
     return [uid]
 
 
-SCENARIOS: dict[str, tuple[Callable[[Stack, list[tuple[str, str]]], list[str]], int, bool]] = {
-    # name: (scenario, customers, their pods never get Ready: on the simulated cluster by its unhealthy
-    # customers, on the real one by the node agent's fault rule for the image tag the scenario deploys, *-broken)
-    "canary": (canary_with_continue, 3, False),
-    "rollback": (rollback_after_another_change, 1, False),
-    "failedwait": (failed_wait, 1, True),
+def strategy_all(stack: Stack, fleet: list[tuple[str, str]]) -> list[str]:
+    uid = stack.deploy(component="api", version="v1.2.1", strategy="all", customerIds=[c for c, _ in fleet])
+    stack.wait_status(uid, done)
+    return [uid]
+
+
+def budget_tolerating_one(stack: Stack, fleet: list[tuple[str, str]]) -> list[str]:
+    uid = stack.deploy(component="api", version="v1.2.2", strategy="all", failureThreshold={"count": 1},
+                       customerIds=[c for c, _ in fleet])  # fmt: skip
+    stack.wait_status(uid, done, timeout=HELM_TIMEOUT_SECONDS * 6 + 120)
+    return [uid]
+
+
+SCENARIOS: dict[str, tuple[Callable[[Stack, list[tuple[str, str]]], list[str]], int, tuple[int, ...]]] = {
+    # name: (scenario, customers, which of them never get Ready: on the simulated cluster by its unhealthy
+    # customers, on the real one by the node agent's fault rule (the image tag the scenario deploys,
+    # *-broken, and the namespaces of those customers once their releases are installed))
+    "canary": (canary_with_continue, 3, ()),
+    "rollback": (rollback_after_another_change, 1, ()),
+    "failedwait": (failed_wait, 1, (0,)),
+    "all": (strategy_all, 3, ()),
+    "budget": (budget_tolerating_one, 4, (2,)),
 }
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_the_simulator_and_the_real_cluster_end_in_the_same_state(name: str, real_cluster: RealCluster,
                                                                    env: dict[str, str]) -> None:  # fmt: skip
-    scenario, count, never_ready = SCENARIOS[name]
+    scenario, count, broken = SCENARIOS[name]
     namespaces = [f"customer-cmp{name}{i}" for i in range(count)]
+    never_ready = {namespaces[i] for i in broken}
     results = {}
     with (
-        simulated_side(set(namespaces) if never_ready else set()) as side,
+        simulated_side(never_ready) as side,
         open_stack(side, env["DATABASE_URL"], {}) as sim_stack,
     ):
         ids = scenario(sim_stack, add_customers(sim_stack, namespaces))
         results["simulated"] = snapshot(sim_stack, ids, namespaces)
     truncate_all(env["DATABASE_URL"])  # the same ids (upgrades, log rows, so Job names) on the real side
     with open_stack(real_cluster, env["DATABASE_URL"], real_cluster.product_env()) as real_stack:
-        ids = scenario(real_stack, add_customers(real_stack, namespaces))
+        fleet = add_customers(real_stack, namespaces)
+        real_cluster.faults.never_ready_namespaces.update(never_ready)
+        try:
+            ids = scenario(real_stack, fleet)
+        finally:
+            real_cluster.faults.never_ready_namespaces.difference_update(never_ready)
         results["real"] = snapshot(real_stack, ids, namespaces)
     # something to compare: every release changed, every customer had its helm Job, the product saw them
     real = results["real"]
