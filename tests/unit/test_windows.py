@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, cast
 
 import pytest
 from upgrader.contract.models import DeployRequest
@@ -20,6 +21,9 @@ from upgrader.rollout.windows import (
     stamp,
     wait_seconds,
 )
+
+if TYPE_CHECKING:
+    from upgrader.infra.workflow import WorkflowGateway
 
 BERLIN_SAT = {"timezone": "Europe/Berlin", "days": ["sat"], "start": "02:00", "durationMinutes": 120}
 TOKYO_WEEKDAYS = {"timezone": "Asia/Tokyo", "days": ["mon", "tue", "wed", "thu", "fri"], "start": "03:00",
@@ -173,7 +177,8 @@ class _Workflow:
     """Records each wait ended; a token it cannot send (its task is gone from a broken connection) raises."""
 
     def __init__(self, unsendable: str) -> None:
-        self.unsendable, self.sent = unsendable, []
+        self.unsendable = unsendable
+        self.sent: list[tuple[str, str, str]] = []
 
     def send_failure(self, token: str, error: str, cause: str) -> None:
         if token == self.unsendable:
@@ -187,15 +192,16 @@ def test_a_stop_ends_every_window_wait_it_can_and_counts_and_logs_the_rest(caplo
 
     Kills the mutants of `rollout/windows.py:193` (`return True` → `False`), `:195` (the warning's text,
     `exc_info=True` → `False`), `:196` (`return False` → `True`) and `:199` (`return 0` → `1`)."""
-    workflow = _Workflow("t2")
+    recorder = _Workflow("t2")
+    workflow = cast("WorkflowGateway", recorder)  # only send_failure is called
     with caplog.at_level(logging.WARNING, logger="upgrader.rollout.windows"):
         assert release_window_waits(["t1", "t2", "t3"], "halted", workflow=workflow, error="UpgradeHalted") == 2
-    assert sorted(workflow.sent) == [("t1", "UpgradeHalted", "halted"), ("t3", "UpgradeHalted", "halted")]
+    assert sorted(recorder.sent) == [("t1", "UpgradeHalted", "halted"), ("t3", "UpgradeHalted", "halted")]
     [warning] = caplog.records
     assert warning.getMessage() == "window wait not released; it ends at its timeout"
     assert warning.exc_info is not None and isinstance(warning.exc_info[1], ConnectionError)
     assert release_window_waits([], "aborted", workflow=workflow) == 0
-    assert len(workflow.sent) == 2
+    assert len(recorder.sent) == 2
 
 
 def test_a_deadline_defaults_to_two_weeks_and_may_be_at_most_300_days_ahead():
