@@ -12,6 +12,7 @@ import pytest
 from psycopg.types.json import Jsonb
 from upgrader import factory
 from upgrader.rollout import orchestration
+from upgrader.rollout.windows import check_window
 
 from tests.api.helpers import deploy
 
@@ -164,3 +165,54 @@ def test_a_customer_whose_window_closed_while_queued_is_deferred_before_its_clai
     row = sql("SELECT status, started_at, window_opens_at FROM customer_upgrade_logs WHERE id = %s", log_id)[0]
     assert row == {"status": "pending", "started_at": None, "window_opens_at": datetime(2026, 3, 21, 1)}
     assert sql("SELECT event_key FROM event_outbox WHERE event_key = %s", f"notice-upcoming:{log_id}") == []
+
+
+def test_a_queued_customer_whose_window_no_longer_fits_before_the_deadline_is_skipped_with_why(run, sql):
+    """BeginCustomer decides again before the claim: a window that does not open before the deadline any
+    more skips the customer there, with the reason on its row and in the answer.
+
+    Kills the mutants of `rollout/windows.py:332` (`f"not started: {reason}"` → `"XX...XX"`), `:363`
+    (`decision.action == "skip"` → `"XXskipXX"`), `:364` (`row["id"]` → `row["XXidXX"]`) and `:365` (each
+    key and value of the answer renamed)."""
+    log_id = _ids(sql)["cust_0002"]
+    tuesday = datetime(2026, 3, 31, 12, tzinfo=UTC)  # the last Saturday window before the deadline is over
+    event = {"upgradeId": run["upgradeId"], "logId": log_id, "runName": run["runName"], "respectWindows": True}
+    begun = orchestration.begin_customer(event, runs=factory.runs(), windows=factory.windows(), now=tuesday)
+    reason = ("maintenance window (sat 02:00 Europe/Berlin for 120 min) does not open with 15 min to spare before"
+              " the deadline 2026-04-01T00:00:00.000Z; next fitting start 2026-04-04T00:00:00.000Z")  # fmt: skip
+    assert begun == {"action": "done", "status": "skipped", "customerId": "cust_0002", "reason": reason}
+    row = sql("SELECT status, error, window_opens_at FROM customer_upgrade_logs WHERE id = %s", log_id)[0]
+    assert row == {"status": "skipped", "error": f"not started: {reason}", "window_opens_at": None}
+
+
+def test_a_customer_whose_window_has_opened_no_longer_shows_as_waiting_before_its_claim(run, sql):
+    """A customer deferred to its window's opening, asked again once it is open: it goes on to its claim,
+    and its recorded opening is cleared first (the status no longer lists it as waiting).
+
+    Kills the mutants of `rollout/windows.py:370` (`row["window_opens_at"] is not None` → `is None`, and
+    → `row["XXwindow_opens_atXX"]`) and `:371` (`row["id"]` → `row["XXidXX"]`)."""
+    log_id = _ids(sql)["cust_0002"]
+    windows = factory.windows()
+    assert check_window({"logId": log_id}, windows=windows, now=FRIDAY) == {
+        "action": "done", "status": "pending", "customerId": "cust_0002", "deferredUntil": "2026-03-21T01:00:00Z"
+    }  # fmt: skip
+    assert [r["customer_id"] for r in windows.waiting(run["upgradeId"])] == ["cust_0002"]
+
+    assert check_window({"logId": log_id}, windows=windows, now=SATURDAY) is None  # open: go on and claim it
+    row = sql("SELECT status, window_opens_at FROM customer_upgrade_logs WHERE id = %s", log_id)[0]
+    assert row == {"status": "pending", "window_opens_at": None}
+    assert windows.waiting(run["upgradeId"]) == []
+
+
+def test_the_status_lists_the_first_hundred_customers_waiting_for_their_windows_earliest_first(
+    make_customers, sql, fake_workflow
+):  # fmt: skip
+    """Kills the mutant of `rollout/windows.py:335` (`limit: int = 100` → `101`): the list of waiting
+    customers the status shows is capped at 100, the earliest openings first."""
+    make_customers(101)
+    uid = int(deploy(respectWindows=True)["upgradeId"])
+    sql("UPDATE customer_upgrade_logs SET window_opens_at = TIMESTAMP '2026-03-21 01:00' + id * INTERVAL '1 minute'"
+        " WHERE upgrade_id = %s", uid)  # fmt: skip
+    waiting = factory.windows().waiting(uid)
+    assert len(waiting) == 100
+    assert [w["customer_id"] for w in waiting] == [f"cust_{n:04d}" for n in range(1, 101)]

@@ -4,6 +4,7 @@ whole number of customers (rounded down, exactly, whatever the wave's size)."""
 from __future__ import annotations
 
 import pytest
+from upgrader.rollout.failure_budget import WaveBudget
 from upgrader.rollout.planner import tolerated_failures
 
 
@@ -74,3 +75,19 @@ def test_a_count_is_taken_as_given_and_no_threshold_tolerates_nothing():
     assert tolerated_failures("all", 0, 9, {"count": 4}) == 4
     assert tolerated_failures("all", 0, 9, None) == 0
     assert tolerated_failures("all", 0, 9, {}) == 0
+
+
+def test_a_wave_budget_reaches_events_with_every_figure_and_the_share_consumed():
+    """The budget as a halt's and a wave's events carry it (`WaveBudget.as_event`): the wave, its failures,
+    its size, what it tolerates and the share consumed, failed / (tolerated + 1) rounded to 4 places.
+
+    Kills the mutants of `rollout/failure_budget.py:44-45`: each key renamed (`"XXwaveXX"`, `"XXfailedXX"`,
+    `"XXsizeXX"`, `"XXtoleratedXX"`, `"XXconsumedXX"`), `failed / (allowed + 1)` → `failed * (allowed + 1)`,
+    `allowed + 1` → `allowed + 2`, and `round(..., 4)` → `round(..., 5)`."""
+    budget = WaveBudget("batch", 2, 10, 1, {"percent": 20})  # tolerates 2: one failure consumed a third
+    assert budget.as_event() == {"wave": 2, "failed": 1, "size": 10, "tolerated": 2, "consumed": 0.3333}
+    assert budget.exceeded is False
+    over = WaveBudget("all", 0, 4, 3, {"count": 1})  # tolerates 1: three failures are one and a half budgets
+    assert over.as_event() == {"wave": 0, "failed": 3, "size": 4, "tolerated": 1, "consumed": 1.5}
+    assert over.exceeded is True
+    assert over.reason(3) == "wave 1 of 3: 3 of 4 customers failed (tolerated: 1)"

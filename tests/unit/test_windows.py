@@ -3,9 +3,27 @@ Every decision takes "now" as an argument: no clock is read, nothing sleeps."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, cast
 
-from upgrader.rollout.windows import decide, next_start, plan_slice, stamp, wait_seconds
+import pytest
+from upgrader.contract.models import DeployRequest
+from upgrader.infra.errors import InvalidValue
+from upgrader.rollout.selection import WindowPolicy, window_policy
+from upgrader.rollout.windows import (
+    WindowDecision,
+    decide,
+    next_start,
+    plan_slice,
+    policy,
+    release_window_waits,
+    stamp,
+    wait_seconds,
+)
+
+if TYPE_CHECKING:
+    from upgrader.infra.workflow import WorkflowGateway
 
 BERLIN_SAT = {"timezone": "Europe/Berlin", "days": ["sat"], "start": "02:00", "durationMinutes": 120}
 TOKYO_WEEKDAYS = {"timezone": "Asia/Tokyo", "days": ["mon", "tue", "wed", "thu", "fri"], "start": "03:00",
@@ -108,3 +126,95 @@ def test_a_slice_holds_the_customers_that_may_start_now_and_records_when_the_oth
     assert planned.opened == [3]
     assert planned.next_opening == utc("2026-03-21T01:00:00")
     assert plan_slice([], now, expected=FIFTEEN, deadline=deadline).next_opening is None
+
+
+def test_a_skipped_customer_is_told_its_window_and_why_in_full():
+    """The reasons a window gives for skipping a customer, word for word (what the customer's row and the
+    plan show): the window described (days, start, zone, length), the expected minutes, the deadline and
+    the next fitting start.
+
+    Kills the mutants of `rollout/windows.py:77-78` (`",".join` → `"XX,XX".join`, `days = None`, the
+    description's text) and `:115-117` (the words of the deadline's reason)."""
+    too_short = decide(TOKYO_WEEKDAYS, utc("2026-03-21T12:00:00"), expected=timedelta(minutes=90),
+                       deadline=utc("2026-12-31T00:00:00"))  # fmt: skip
+    assert too_short == WindowDecision(
+        "skip",
+        reason="maintenance window (mon,tue,wed,thu,fri 03:00 Asia/Tokyo for 60 min) is shorter than the expected"
+        " 90 min of the upgrade",
+    )
+    now = utc("2026-03-21T12:00:00")
+    late = decide(BERLIN_SAT, now, expected=FIFTEEN, deadline=now + timedelta(days=3))
+    assert late == WindowDecision(
+        "skip",
+        reason="maintenance window (sat 02:00 Europe/Berlin for 120 min) does not open with 15 min to spare before"
+        " the deadline 2026-03-24T12:00:00.000Z; next fitting start 2026-03-28T01:00:00.000Z",
+    )
+
+
+def test_a_window_exactly_as_long_as_the_upgrade_fits_and_an_opening_on_the_deadline_is_in_time():
+    """Kills the mutants of `rollout/windows.py:85` (`expected > length` → `>=`: a window exactly as long
+    as the expected duration never fitted) and `:114` (`start > deadline` → `>=`: an opening at the
+    deadline itself skipped the customer), and `:119` (`WindowDecision("start")` → `"XXstartXX"`)."""
+    opening = utc("2026-03-21T01:00:00")  # Saturday 02:00 in Berlin
+    assert next_start(BERLIN_SAT, opening, timedelta(minutes=120)) == opening
+    assert decide(BERLIN_SAT, opening, expected=timedelta(minutes=120), deadline=opening) == WindowDecision("start")
+    before = opening - timedelta(hours=3)
+    assert decide(BERLIN_SAT, before, expected=FIFTEEN, deadline=opening) == WindowDecision("wait", at=opening)
+
+
+def test_an_upgrade_without_a_duration_expects_fifteen_minutes_and_reads_its_deadline_in_utc():
+    """Kills the mutants of `rollout/windows.py:125` (`"expectedDurationSeconds"` → `"XXexpectedDurationSecondsXX"`,
+    and `or DEFAULT_EXPECTED_SECONDS` → `and ...`)."""
+    deadline = datetime(2026, 4, 1, tzinfo=UTC)
+    assert policy({"windowDeadline": "2026-04-01T00:00:00Z"}) == (timedelta(minutes=15), deadline)
+    assert policy({"windowDeadline": "2026-04-01T00:00:00.000Z", "expectedDurationSeconds": 600}) == (
+        timedelta(minutes=10),
+        deadline,
+    )
+
+
+class _Workflow:
+    """Records each wait ended; a token it cannot send (its task is gone from a broken connection) raises."""
+
+    def __init__(self, unsendable: str) -> None:
+        self.unsendable = unsendable
+        self.sent: list[tuple[str, str, str]] = []
+
+    def send_failure(self, token: str, error: str, cause: str) -> None:
+        if token == self.unsendable:
+            raise ConnectionError("states.example: connection reset")
+        self.sent.append((token, error, cause))
+
+
+def test_a_stop_ends_every_window_wait_it_can_and_counts_and_logs_the_rest(caplog):
+    """`release_window_waits`: how many waits were ended is returned; a token that cannot be sent does not
+    stop the others and is logged as a warning with its traceback (the wait ends at its timeout).
+
+    Kills the mutants of `rollout/windows.py:193` (`return True` → `False`), `:195` (the warning's text,
+    `exc_info=True` → `False`), `:196` (`return False` → `True`) and `:199` (`return 0` → `1`)."""
+    recorder = _Workflow("t2")
+    workflow = cast("WorkflowGateway", recorder)  # only send_failure is called
+    with caplog.at_level(logging.WARNING, logger="upgrader.rollout.windows"):
+        assert release_window_waits(["t1", "t2", "t3"], "halted", workflow=workflow, error="UpgradeHalted") == 2
+    assert sorted(recorder.sent) == [("t1", "UpgradeHalted", "halted"), ("t3", "UpgradeHalted", "halted")]
+    [warning] = caplog.records
+    assert warning.getMessage() == "window wait not released; it ends at its timeout"
+    assert warning.exc_info is not None and isinstance(warning.exc_info[1], ConnectionError)
+    assert release_window_waits([], "aborted", workflow=workflow) == 0
+    assert len(recorder.sent) == 2
+
+
+def test_a_deadline_defaults_to_two_weeks_and_may_be_at_most_300_days_ahead():
+    """Kills the mutants of `rollout/windows.py:50` (`DEFAULT_DEADLINE = timedelta(days=14)` → `15`) and
+    `:51` (`MAX_DEADLINE = timedelta(days=300)` → `301`), read by `selection.window_policy`."""
+    now = utc("2026-03-20T12:00:00")
+
+    def policy_for(**extra: object) -> WindowPolicy | None:
+        request = DeployRequest.model_validate({"component": "api", "version": "v1.2.0", "strategy": "all",
+                                                "respectWindows": True, **extra})  # fmt: skip
+        return window_policy(request, [], now)
+
+    assert policy_for() == WindowPolicy(FIFTEEN, utc("2026-04-03T12:00:00"))
+    assert policy_for(windowDeadline="2027-01-14T12:00:00Z") == WindowPolicy(FIFTEEN, utc("2027-01-14T12:00:00"))
+    with pytest.raises(InvalidValue, match="at most 300 days ahead"):
+        policy_for(windowDeadline="2027-01-14T12:00:01Z")
