@@ -397,3 +397,20 @@ def test_open_hands_the_browser_a_private_page_not_the_key(tmp_path: Path) -> No
     finally:
         assert console.stop() == 0
     assert not opened.exists()  # removed when the console stops
+
+
+def test_a_stop_while_the_browser_is_being_opened_ends_cleanly(tmp_path: Path) -> None:
+    """webbrowser waits for a BROWSER command to exit; a Ctrl-C or SIGTERM in that moment stops the console
+    cleanly (exit 0) like any other. Breakage tried: `webbrowser.open` outside the `try` that catches the
+    stop (as it was): the stop escaped and the console exited 1 (seen once in CI), caught here."""
+    browser = tmp_path / "browser"
+    browser.write_text('#!/bin/sh\ntouch "$0.started"\nsleep 5\n')
+    browser.chmod(0o700)
+    console = ConsoleProcess(
+        "http://127.0.0.1:9/v1", OPERATOR, tmp_path, "--open", environment={"BROWSER": str(browser)}
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "browser.started").exists():
+        assert time.monotonic() < deadline, "the browser was not started"
+        time.sleep(0.1)
+    assert console.stop() == 0

@@ -75,9 +75,9 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     print(f"  API     {api_url}  (SigV4, region {signer.region}, as {state.identity})", file=out, flush=True)
     print("  Stop:   Ctrl-C", file=out, flush=True)
     with _stop_on_signals(), contextlib.ExitStack() as opened:
-        if args.open:
-            webbrowser.open(opened.enter_context(_sign_in_file(url)))
-        try:
+        try:  # a stop may come while the browser is being opened (webbrowser waits for its command)
+            if args.open:
+                webbrowser.open(opened.enter_context(_sign_in_file(url)))
             server.serve_forever(poll_interval=0.2)
         except (_StopRequested, KeyboardInterrupt):
             pass
