@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from upgrader import factory
-from upgrader.infra.vocabulary import COMPONENTS, STRATEGIES
+from upgrader.infra.components import component_names
+from upgrader.infra.vocabulary import STRATEGIES
 from upgrader.notifications import events, metrics
 from upgrader.notifications.publisher import OutboxEvent
 
@@ -35,7 +36,7 @@ def test_every_labelled_series_exists_at_zero_from_start_up(env):
     series and histograms are absent), and rollback left out of label_sets: both fail here."""
     scraped = _scrape(prometheus.LocalMetrics(factory.database))
     customers = scraped["upgrader_customers_total"]
-    for component in COMPONENTS:
+    for component in component_names():
         for strategy in ("all", "canary", "batch", "progressive"):
             for outcome in ("completed", "failed", "rolled_back"):
                 key = (("component", component), ("outcome", outcome), ("strategy", strategy))

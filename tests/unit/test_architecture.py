@@ -34,7 +34,7 @@ TOO_BIG_FOR_NOW = {
     "upgradectl/local/simcluster/store.py": 574,
 }
 # What the cluster adapter may import of the product besides itself: facts that import nothing of it.
-CLUSTER_MAY_IMPORT = {"upgrader.infra.names", "upgrader.infra.redaction"}
+CLUSTER_MAY_IMPORT = {"upgrader.infra.names", "upgrader.infra.redaction", "upgrader.infra.components"}
 
 
 def sizes() -> dict[str, int]:

@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from upgrader.contract.component import COMPONENTS_IN_WORDS
+from upgrader.contract.component import Component as Component  # re-exported: the API's models name it
 from upgrader.infra.timestamps import iso as iso  # re-exported: the API modules format timestamps with it
-from upgrader.infra.vocabulary import COMPONENTS as COMPONENTS  # re-exported: the API's words, defined once there
-from upgrader.infra.vocabulary import Component as Component
 from upgrader.infra.vocabulary import Strategy as Strategy
 from upgrader.infra.vocabulary import UpgradeStatus as UpgradeStatus
 
@@ -188,7 +188,7 @@ def label_map_schema(schema: dict[str, Any]) -> None:
 
 
 class DeployRequest(StrictModel):
-    component: Component = Field(description="api | dashboard | exporter | mosquitto")
+    component: Component = Field(description=COMPONENTS_IN_WORDS)
     version: Version = Field(description="image tag to roll out, e.g. v1.2.0 (OCI tag grammar)")
     strategy: Strategy = Field(description="all | canary | batch | progressive")
     canaryPercent: Annotated[int, Field(ge=1, le=100), WHOLE] | None = Field(  # noqa: N815 - the specification's JSON name
