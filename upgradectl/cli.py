@@ -27,8 +27,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from upgrader.contract.strategies import REGISTRY as STRATEGIES
 from upgrader.infra.components import component_names
-from upgrader.infra.vocabulary import STRATEGIES
 
 from upgradectl import fleet_cli
 from upgradectl.client import DEFAULT_API_URL, ApiClientError, ApiError, ApiUnreachable, UpgradeApi
@@ -60,7 +60,7 @@ def _add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) ->
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument("--component", choices=component_names(), default=default, help="component to upgrade")
     parser.add_argument("--version", default=default, help="image tag to roll out, e.g. v1.2.0")
-    parser.add_argument("--strategy", choices=STRATEGIES, default=default, help="all | canary | batch | progressive")
+    parser.add_argument("--strategy", choices=STRATEGIES.names(), default=default, help=" | ".join(STRATEGIES.names()))
     parser.add_argument("--progressive", default=default, metavar="P1,P2,..,100", type=_percent_steps,
                         help="progressive strategy with these cumulative percent steps, e.g. 1,5,25,100 "
                              "(implies --strategy progressive)")  # fmt: skip
@@ -291,10 +291,9 @@ class Cli:
             waves = ", ".join(str(w) for w in started.get("waves", []))
             self.say(f"  upgrade id {uid}   job {started.get('jobId')}   waves {waves or '-'}")
             self.say(f"  watch:    upgrade-customers watch {uid}")
-            if args.strategy == "canary":
-                self.say(f"  continue: upgrade-customers continue {uid}   (after checking the canary customers)")
-            if args.strategy == "progressive" and request.get("stepGate", "manual") == "manual":
-                self.say(f"  continue: upgrade-customers continue {uid}   (after checking each step)")
+            hint = STRATEGIES.get(args.strategy).continue_hint(request.get("stepGate"))
+            if hint:
+                self.say(f"  continue: upgrade-customers continue {uid}   ({hint})")
         if getattr(args, "wait", False):
             return self.watch(str(started["upgradeId"]), interval=1.0, through_gate=False)
         return EXIT_OK

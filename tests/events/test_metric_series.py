@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from upgrader import factory
+from upgrader.contract.strategies import strategy_names
 from upgrader.infra.components import component_names
-from upgrader.infra.vocabulary import STRATEGIES
 from upgrader.notifications import events, metrics
 from upgrader.notifications.publisher import OutboxEvent
 
 from upgradectl.local import prometheus
+
+STRATEGIES = strategy_names()
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -13,8 +13,9 @@ Standard library only (the cluster adapter, the repository and the metrics impor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
+
+from upgrader.infra.registry import Registry
 
 DEFAULT_CHART_REF = "oci://registry.example.com/charts/customer-stack"
 
@@ -50,36 +51,8 @@ class ComponentSpec:
         return self.name
 
 
-class ComponentRegistry:
-    """The components in their order (the API's enums, the CLI's columns, the chart's documents)."""
-
-    def __init__(self, specs: tuple[ComponentSpec, ...]) -> None:
-        self._specs = {spec.name: spec for spec in specs}
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._specs)
-
-    def get(self, name: str) -> ComponentSpec:
-        """The spec of a known component; KeyError else."""
-        return self._specs[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._specs
-
-    def __iter__(self) -> Iterator[ComponentSpec]:
-        return iter(tuple(self._specs.values()))
-
-    def add(self, spec: ComponentSpec) -> None:
-        """Register one more component (tests: a fifth one through the whole product)."""
-        if spec.name in self._specs:
-            raise ValueError(f"component {spec.name!r} is already registered")
-        self._specs[spec.name] = spec
-
-    def remove(self, name: str) -> None:
-        del self._specs[name]
-
-
-REGISTRY = ComponentRegistry(
+REGISTRY: Registry[ComponentSpec] = Registry(
+    "component",
     (
         ComponentSpec("api", SampleChart("http", 8080, older_tag="v1.0.3", newer_tag="v1.1.0")),
         ComponentSpec("dashboard", SampleChart("http", 8080, older_tag="v1.8.2", newer_tag="v1.9.0")),
@@ -87,7 +60,7 @@ REGISTRY = ComponentRegistry(
         ComponentSpec(
             "mosquitto", SampleChart("mqtt", 1883, older_tag="2.0.15", newer_tag="2.0.18", tag_from_chart=True)
         ),
-    )
+    ),
 )
 
 
