@@ -27,6 +27,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from upgrader.contract.strategies import REGISTRY as STRATEGIES
+from upgrader.infra.components import component_names
+
 from upgradectl import fleet_cli
 from upgradectl.client import DEFAULT_API_URL, ApiClientError, ApiError, ApiUnreachable, UpgradeApi
 from upgradectl.console import command as console_command
@@ -38,8 +41,6 @@ EXIT_FAILURES = 3
 EXIT_INTERRUPTED = 130
 DEPLOY_ATTEMPTS = 3
 
-COMPONENTS = ("api", "dashboard", "exporter", "mosquitto")
-STRATEGIES = ("all", "canary", "batch", "progressive")
 FINAL_STATUSES = frozenset({"completed", "completed_with_failures", "failed", "halted", "aborted", "cancelled"})
 FAILED_STATUSES = FINAL_STATUSES - {"completed"}
 
@@ -57,9 +58,9 @@ def _percent_steps(text: str) -> list[int]:
 
 def _add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--component", choices=COMPONENTS, default=default, help="component to upgrade")
+    parser.add_argument("--component", choices=component_names(), default=default, help="component to upgrade")
     parser.add_argument("--version", default=default, help="image tag to roll out, e.g. v1.2.0")
-    parser.add_argument("--strategy", choices=STRATEGIES, default=default, help="all | canary | batch | progressive")
+    parser.add_argument("--strategy", choices=STRATEGIES.names(), default=default, help=" | ".join(STRATEGIES.names()))
     parser.add_argument("--progressive", default=default, metavar="P1,P2,..,100", type=_percent_steps,
                         help="progressive strategy with these cumulative percent steps, e.g. 1,5,25,100 "
                              "(implies --strategy progressive)")  # fmt: skip
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_deploy_arguments(deploy, suppress=True)
 
     listing = commands.add_parser("list", parents=[common], help="recent upgrades, newest first")
-    listing.add_argument("--component", choices=COMPONENTS, dest="filter_component", default=None)
+    listing.add_argument("--component", choices=component_names(), dest="filter_component", default=None)
     listing.add_argument("--status", default=None, help="only upgrades in this status")
     listing.add_argument("--limit", type=int, default=20)
 
@@ -245,10 +246,9 @@ class Cli:
                   "(or give a command: list, status, watch, logs, continue, rollback, customers, fleet)", file=self.err)  # fmt: skip
             return EXIT_USAGE
         request: dict[str, Any] = {"component": args.component, "version": args.version, "strategy": args.strategy}
-        if args.canary_percent is not None:
-            request["canaryPercent"] = args.canary_percent
-        if args.batch_size is not None:
-            request["batchSize"] = args.batch_size
+        for flag, field in (("canary_percent", "canaryPercent"), ("batch_size", "batchSize")):
+            if getattr(args, flag) is not None:
+                request[field] = getattr(args, flag)
         for flag, field in (("progressive", "steps"), ("progression", "progression"), ("step_gate", "stepGate")):
             if getattr(args, flag, None):
                 request[field] = getattr(args, flag)
@@ -291,10 +291,9 @@ class Cli:
             waves = ", ".join(str(w) for w in started.get("waves", []))
             self.say(f"  upgrade id {uid}   job {started.get('jobId')}   waves {waves or '-'}")
             self.say(f"  watch:    upgrade-customers watch {uid}")
-            if args.strategy == "canary":
-                self.say(f"  continue: upgrade-customers continue {uid}   (after checking the canary customers)")
-            if args.strategy == "progressive" and request.get("stepGate", "manual") == "manual":
-                self.say(f"  continue: upgrade-customers continue {uid}   (after checking each step)")
+            hint = STRATEGIES.get(args.strategy).continue_hint(request.get("stepGate"))
+            if hint:
+                self.say(f"  continue: upgrade-customers continue {uid}   ({hint})")
         if getattr(args, "wait", False):
             return self.watch(str(started["upgradeId"]), interval=1.0, through_gate=False)
         return EXIT_OK

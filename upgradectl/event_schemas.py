@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from upgrader.infra.vocabulary import STRATEGIES, UPGRADE_STATUSES
+from upgrader.contract.strategies import strategy_names
+from upgrader.infra.vocabulary import UPGRADE_STATUSES
 from upgrader.notifications import events
 
 Schema = dict[str, Any]
@@ -27,13 +28,17 @@ def _object(properties: dict[str, Any], required: list[str] | None = None, *, ex
             "additionalProperties": extra}  # fmt: skip
 
 
-UPGRADE = _object({
-    "upgradeId": {"type": "string", "pattern": "^[0-9]+$"}, "component": _STR, "version": _STR,
-    "fromVersion": _OPT_STR, "strategy": {"enum": list(STRATEGIES)}, "status": {"enum": list(UPGRADE_STATUSES)},
-    "total": _INT, "completed": _INT, "failed": _INT, "currentWave": _OPT_INT, "totalWaves": _INT,
-    "haltReason": _OPT_STR, "requestedBy": _OPT_STR, "continuedBy": _OPT_STR, "executionName": _OPT_STR,
-    "gate": {"enum": ["approval", "bake", None]}, "startedAt": _TIME, "completedAt": _TIME,
-})  # fmt: skip
+def upgrade_schema() -> Schema:
+    """The upgrade an event is about; its strategy one of the registry's (upgrader.contract.strategies), asked now."""
+    return _object({
+        "upgradeId": {"type": "string", "pattern": "^[0-9]+$"}, "component": _STR, "version": _STR,
+        "fromVersion": _OPT_STR, "strategy": {"enum": list(strategy_names())},
+        "status": {"enum": list(UPGRADE_STATUSES)}, "total": _INT, "completed": _INT, "failed": _INT,
+        "currentWave": _OPT_INT, "totalWaves": _INT, "haltReason": _OPT_STR, "requestedBy": _OPT_STR,
+        "continuedBy": _OPT_STR, "executionName": _OPT_STR, "gate": {"enum": ["approval", "bake", None]},
+        "startedAt": _TIME, "completedAt": _TIME,
+    })  # fmt: skip
+
 
 CUSTOMER = _object({
     "customerId": _STR, "logId": _INT, "operation": {"enum": ["upgrade", "rollback"]}, "status": _STR,
@@ -140,7 +145,7 @@ def schema_for(detail_type: str) -> Schema:
     }
     sections = _NO_UPGRADE.get(detail_type)
     if sections is None:
-        sections = {"upgrade": UPGRADE, **_SECTIONS[detail_type]}
+        sections = {"upgrade": upgrade_schema(), **_SECTIONS[detail_type]}
     schema = _object({**common, **sections})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

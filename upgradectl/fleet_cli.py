@@ -22,9 +22,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TextIO
 
+from upgrader.infra.components import component_names
+
 from upgradectl.client import UpgradeApi
 
-COMPONENTS = ("api", "dashboard", "exporter", "mosquitto")
 EXIT_OK, EXIT_USAGE, EXIT_FAILURES = 0, 2, 3
 SHOWN_PER_WAVE = 12
 SHOWN_LEFT_OUT = 20
@@ -48,7 +49,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     sub = customers.add_subparsers(dest="customers_command", metavar="SUBCOMMAND", required=True)
 
     listing = sub.add_parser("list", parents=[common], help="customers, filtered; every page with --all")
-    listing.add_argument("--component", choices=COMPONENTS, dest="filter_component")
+    listing.add_argument("--component", choices=component_names(), dest="filter_component")
     listing.add_argument("--version", dest="filter_version", help="with --component: who runs this version")
     listing.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
     listing.add_argument("--status", choices=("active", "suspended", "decommissioned"), dest="filter_status")
@@ -70,7 +71,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
 
     pin = sub.add_parser("pin", parents=[common], help="keep a component at a version: deploys leave it out")
     pin.add_argument("customer_id")
-    pin.add_argument("component", choices=COMPONENTS)
+    pin.add_argument("component", choices=component_names())
     pin.add_argument("--version", dest="pin_version", help="default: the version it runs now")
     pin.add_argument("--reason", required=True, help="why (shown wherever the customer is left out)")
     until = pin.add_mutually_exclusive_group()
@@ -79,7 +80,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
 
     unpin = sub.add_parser("unpin", parents=[common], help="remove a component's pin")
     unpin.add_argument("customer_id")
-    unpin.add_argument("component", choices=COMPONENTS)
+    unpin.add_argument("component", choices=component_names())
 
     window = sub.add_parser("window", parents=[common], help="set (or --clear) the maintenance window")
     window.add_argument("customer_id")
@@ -100,7 +101,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", required=True)
     rules_sub.add_parser("list", parents=[common], help="every rule")
     add = rules_sub.add_parser("add", parents=[common], help="add a rule (exactly one of --requires, --upgrade-from)")
-    add.add_argument("component", choices=COMPONENTS)
+    add.add_argument("component", choices=component_names())
     add.add_argument("versions", help="its versions the rule is about, e.g. '>=2.0' or '==2.*'")
     kind = add.add_mutually_exclusive_group(required=True)
     kind.add_argument("--requires", nargs=2, metavar=("COMPONENT", "VERSIONS"),
@@ -192,10 +193,10 @@ def _list(cli: Output, args: argparse.Namespace) -> int:
     if not rows:
         cli.say("no customers match")
         return EXIT_OK
-    cli.say(f"{'CUSTOMER':<18} {'STATUS':<15} " + " ".join(f"{c.upper():<11}" for c in COMPONENTS) + "  LABELS")
+    cli.say(f"{'CUSTOMER':<18} {'STATUS':<15} " + " ".join(f"{c.upper():<11}" for c in component_names()) + "  LABELS")
     for row in rows:
         marks = ("drift " if row.get("drift") else "") + ("pinned" if row.get("pins") else "")
-        versions = " ".join(f"{row['versions'].get(c, '-'):<11}" for c in COMPONENTS)
+        versions = " ".join(f"{row['versions'].get(c, '-'):<11}" for c in component_names())
         labels = ",".join(f"{k}={v}" for k, v in sorted(row.get("labels", {}).items()))
         cli.say(f"{row['customerId']:<18} {row['status']:<15} {versions}  {labels}  {marks}".rstrip())
     more = f"; more: --cursor {page['nextCursor']} or --all" if page.get("nextCursor") else ""

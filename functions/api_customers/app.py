@@ -27,6 +27,7 @@ from upgrader.contract.models import (
     LABEL_SELECTOR_PATTERN,
     UPGRADE_ID_PATTERN,
     VERSION_PATTERN,
+    Component,
 )
 from upgrader.fleet.inventory import CustomerFilter
 from upgrader.rollout import compatibility
@@ -45,7 +46,7 @@ Flag = Literal["true", "false"]
 )
 def list_customers(
     component: Annotated[
-        Literal["api", "dashboard", "exporter", "mosquitto"] | None,
+        Component | None,
         Query(description="customers whose release runs this component (at `version`, when given)"),
     ] = None,
     version: Annotated[

@@ -19,6 +19,7 @@ from upgrader.contract.models import (
     CUSTOMER_ID_PATTERN,
     DIGITS,
     UPGRADE_ID_PATTERN,
+    Component,
     DeployRequest,
     HelmOutputResponse,
     LogsResponse,
@@ -38,7 +39,7 @@ LogIdPath = Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="a log e
 
 @router.get("/api/upgrades", summary="List upgrades, newest first")
 def list_upgrades(
-    component: Annotated[Literal["api", "dashboard", "exporter", "mosquitto"] | None, Query()] = None,
+    component: Annotated[Component | None, Query()] = None,
     status: Annotated[UpgradeStatus | None, Query()] = None,
     before: Annotated[str | None, Query(pattern=UPGRADE_ID_PATTERN, description="older than this id")] = None,
     limit: Annotated[int, Field(ge=1, le=200), DIGITS, Query()] = 50,

@@ -10,11 +10,14 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from upgrader import factory
-from upgrader.infra.vocabulary import COMPONENTS, STRATEGIES
+from upgrader.contract.strategies import strategy_names
+from upgrader.infra.components import component_names
 from upgrader.notifications import events, metrics
 from upgrader.notifications.publisher import OutboxEvent
 
 from upgradectl.local import prometheus
+
+STRATEGIES = strategy_names()
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -35,7 +38,7 @@ def test_every_labelled_series_exists_at_zero_from_start_up(env):
     series and histograms are absent), and rollback left out of label_sets: both fail here."""
     scraped = _scrape(prometheus.LocalMetrics(factory.database))
     customers = scraped["upgrader_customers_total"]
-    for component in COMPONENTS:
+    for component in component_names():
         for strategy in ("all", "canary", "batch", "progressive"):
             for outcome in ("completed", "failed", "rolled_back"):
                 key = (("component", component), ("outcome", outcome), ("strategy", strategy))

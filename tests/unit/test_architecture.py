@@ -22,7 +22,7 @@ MAX_LINES = 400
 # Modules still over the limit, each with the size it may not grow past: the list only shrinks.
 TOO_BIG_FOR_NOW = {
     "layers/shared/upgrader/contract/models.py": 657,
-    "upgradectl/cli.py": 661,
+    "upgradectl/cli.py": 660,
     "upgradectl/console/proxy.py": 401,
     "upgradectl/local/__main__.py": 428,
     "upgradectl/local/engine.py": 666,
@@ -34,7 +34,12 @@ TOO_BIG_FOR_NOW = {
     "upgradectl/local/simcluster/store.py": 574,
 }
 # What the cluster adapter may import of the product besides itself: facts that import nothing of it.
-CLUSTER_MAY_IMPORT = {"upgrader.infra.names", "upgrader.infra.redaction"}
+CLUSTER_MAY_IMPORT = {
+    "upgrader.infra.names",
+    "upgrader.infra.redaction",
+    "upgrader.infra.components",
+    "upgrader.infra.registry",
+}
 
 
 def sizes() -> dict[str, int]:

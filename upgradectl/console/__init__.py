@@ -9,13 +9,19 @@ whether it is read-only (the proxy only to the browser that signed in with its l
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from importlib import resources
 
+from upgrader.contract.strategies import console_table
+
 PAGE_PATHS = frozenset({"/", "/admin/queues", "/admin/queues/"})
 CONFIG_PATH = "/console/config.json"
+# Generated from the strategies' registry when asked: the wave labels and budget facts the page shows.
+STRATEGIES_PATH = "/console/strategies.js"
 _ASSETS = {
     "/console/console.js": ("console.js", "text/javascript; charset=utf-8"),
+    "/console/waves.js": ("waves.js", "text/javascript; charset=utf-8"),
     "/console/console.css": ("console.css", "text/css; charset=utf-8"),
     "/console/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
@@ -36,11 +42,19 @@ class Asset:
 
 
 def is_console_path(path: str) -> bool:
-    return path in PAGE_PATHS or path in _ASSETS or path == CONFIG_PATH
+    return path in PAGE_PATHS or path in _ASSETS or path in (CONFIG_PATH, STRATEGIES_PATH)
+
+
+def strategies_module() -> str:
+    """/console/strategies.js: what the console needs of each strategy (upgrader.contract.strategies)."""
+    table = json.dumps(console_table(), indent=2, sort_keys=True)
+    return f"// Generated from upgrader.contract.strategies.console_table(); not a file.\nexport const STRATEGIES = {table};\n"
 
 
 def asset(path: str) -> Asset | None:
     """The page or one of its files for a request path; None for any other path."""
+    if path == STRATEGIES_PATH:
+        return Asset(strategies_module().encode(), "text/javascript; charset=utf-8")
     if path in PAGE_PATHS:
         name, content_type = "index.html", "text/html; charset=utf-8"
     elif path in _ASSETS:

@@ -26,8 +26,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from upgrader.infra.components import component_names
 from upgrader.infra.db import Database
-from upgrader.infra.vocabulary import ACTIVE_UPGRADE_STATUSES, COMPONENTS
+from upgrader.infra.vocabulary import ACTIVE_UPGRADE_STATUSES
 from upgrader.notifications import metrics
 from upgrader.notifications.publisher import OutboxEvent
 
@@ -82,14 +83,14 @@ class _DatabaseGauges(Collector):
                 (list(ACTIVE_UPGRADE_STATUSES),),
             )
             counts = {(row["component"], row["status"]): int(row["n"]) for row in cur.fetchall()}
-            for key in sorted({*((c, s) for c in COMPONENTS for s in ACTIVE_UPGRADE_STATUSES), *counts}):
+            for key in sorted({*((c, s) for c in component_names() for s in ACTIVE_UPGRADE_STATUSES), *counts}):
                 active.add_metric(list(key), counts.get(key, 0))
             cur.execute("SELECT count(*) AS n FROM event_outbox WHERE sent_at IS NULL")
             unsent_count = int((cur.fetchone() or {"n": 0})["n"])
         stuck = GaugeMetricFamily(NO_PROGRESS, f"Running upgrades with no customer change for {self._minutes} min",
                                   labels=["component"])  # fmt: skip
         without_progress = metrics.runs_without_progress(db, self._minutes)
-        for component in sorted({*COMPONENTS, *without_progress}):
+        for component in sorted({*component_names(), *without_progress}):
             stuck.add_metric([component], without_progress.get(component, 0))
         unsent = GaugeMetricFamily(UNSENT, "Lifecycle events recorded and not yet published")
         unsent.add_metric([], unsent_count)

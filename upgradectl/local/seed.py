@@ -14,16 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
+from upgrader.infra.components import REGISTRY
 from upgrader.infra.db import Database
 
 FIRST_NUMBER = 123
 FIRST_UPGRADE_ID = 123
-CURRENT_VERSIONS: dict[str, str] = {"api": "v1.1.0", "dashboard": "v1.9.0", "exporter": "v1.0.0", "mosquitto": "2.0.18"}
-# Every tenth customer lags one version behind: real fleets are never uniform.
-LAGGING_VERSIONS: dict[str, str] = {"api": "v1.0.3", "dashboard": "v1.8.2", "exporter": "v0.9.1", "mosquitto": "2.0.15"}
-# Components whose tag an up-to-date demo release leaves to the chart's defaults (customer-stack 1.5.0
-# ships mosquitto 2.0.18): discovery reads those versions from the chart, as Helm would render them.
-FROM_CHART_DEFAULTS = ("mosquitto",)
 TIERS = ("standard", "standard", "premium")
 # Demo customers on the blue-green sample chart (docs/blue-green.md) carry this label, so a deploy can
 # target them: {"labels": {"rollout": "blue-green"}, "blueGreen": true}.
@@ -50,11 +45,12 @@ def demo_customers(count: int, blue_green: int = 0) -> list[DemoCustomer]:
     for index in range(count):
         suffix = f"abc{FIRST_NUMBER + index}"
         lagging = index % 10 == 9
-        versions = dict(LAGGING_VERSIONS if lagging else CURRENT_VERSIONS)
+        # Every tenth customer lags one version behind (customer-stack 1.4.0's tags): real fleets are never uniform.
+        versions = {spec.name: spec.sample.older_tag if lagging else spec.sample.newer_tag for spec in REGISTRY}
+        # A component whose `tag_from_chart` is set keeps the chart's default tag in an up-to-date release:
+        # discovery reads that version from the chart, as Helm would render it.
         values = {
-            f"{component}.image.tag": version
-            for component, version in versions.items()
-            if lagging or component not in FROM_CHART_DEFAULTS
+            spec.image_tag_key: versions[spec.name] for spec in REGISTRY if lagging or not spec.sample.tag_from_chart
         }
         customers.append(
             DemoCustomer(
@@ -78,8 +74,8 @@ def demo_customers(count: int, blue_green: int = 0) -> list[DemoCustomer]:
                     "region": REGIONS[index % len(REGIONS)],
                     BLUE_GREEN_LABEL[0]: BLUE_GREEN_LABEL[1],
                 },  # fmt: skip
-                versions=dict(CURRENT_VERSIONS),
-                values={f"{component}.slots.blue.tag": version for component, version in CURRENT_VERSIONS.items()},
+                versions={spec.name: spec.sample.newer_tag for spec in REGISTRY},
+                values={f"{spec.name}.slots.blue.tag": spec.sample.newer_tag for spec in REGISTRY},
                 chart_name=BLUE_GREEN_CHART,
             )
         )

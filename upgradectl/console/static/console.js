@@ -2,6 +2,9 @@
 // (/api/...) of the origin that served it: the local stack, or `upgrade-customers console`, which signs
 // every request with the operator's own AWS credentials. Live: it polls while the tab is visible.
 
+import { STRATEGIES } from "/console/strategies.js";
+import { tolerated, waveLabel } from "/console/waves.js";
+
 const ACTIVE = new Set(["pending", "in_progress", "awaiting_continue"]);
 const RESUMABLE = new Set(["halted", "aborted", "failed"]);
 const ROLLBACKABLE = new Set(["completed", "completed_with_failures", "halted", "aborted", "failed"]);
@@ -284,14 +287,6 @@ function bar(segments, total, label) {
   return `<svg class="bar" role="progressbar" aria-label="${esc(label)}" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${value}" data-percent="${value}" preserveAspectRatio="none">${rects}</svg>`;
 }
 
-function tolerated(strategy, wave, size, threshold) {
-  // the failure budget of one wave, as upgrader.planner.tolerated_failures computes it
-  if (strategy === "canary" && wave === 0) return 0;
-  if (threshold && "count" in threshold) return Number(threshold.count);
-  if (threshold && "percent" in threshold) return Math.floor((size * Number(threshold.percent)) / 100);
-  return 0;
-}
-
 function waveRows(status, logs) {
   const waves = new Map();
   for (const entry of logs) {
@@ -308,7 +303,7 @@ function waveRows(status, logs) {
   const threshold = (status.parameters || {}).failureThreshold;
   return [...waves.entries()]
     .sort((a, b) => a[0] - b[0])
-    .map(([wave, w]) => ({ wave, ...w, budget: tolerated(status.strategy, wave, w.total, threshold) }));
+    .map(([wave, w]) => ({ wave, ...w, budget: tolerated(STRATEGIES, status.strategy, wave, w.total, threshold) }));
 }
 
 function renderUpgradeDetail() {
@@ -362,7 +357,7 @@ function renderUpgradeDetail() {
     : "";
   const waveHtml = waves
     .map((w) => {
-      const name = s.strategy === "canary" ? (w.wave === 0 ? "canary" : "rest") : s.strategy === "batch" ? "batch" : "all";
+      const name = waveLabel(STRATEGIES, s.strategy, w.wave);
       const done = w.ok + w.fail + w.skip;
       return `<div class="wave" data-wave="${w.wave}">
         <span class="label">Wave ${w.wave + 1}<small>${esc(name)} · ${w.total} customers</small></span>

@@ -26,6 +26,7 @@ from typing import Any
 
 import requests
 import yaml
+from upgrader.infra.components import component_names
 
 from upgradectl.local.functions import ROOT
 from upgradectl.local.realcluster.agent import FaultRule, NodeAgent
@@ -38,7 +39,6 @@ from upgradectl.local.simcluster.charts import DEFAULT_CHART_NAME, ChartCatalog,
 RBAC_DIR = ROOT / "k8s" / "rbac"
 PER_NAMESPACE_MANIFEST = "31-customer-namespace-bindings.yaml"
 TEMPLATE_NAMESPACE = "customer-0001"
-COMPONENTS = ("api", "dashboard", "exporter", "mosquitto")
 # kind -> (API path prefix, resource, namespaced)
 KINDS: dict[str, tuple[str, str, bool]] = {
     "Namespace": ("/api/v1", "namespaces", False),
@@ -139,7 +139,7 @@ class RealCluster:
         ref = registry.chart_ref(DEFAULT_CHART_NAME)
         return {
             "KUBE_CA_FILE": str(plane.ca_file),
-            "CHART_REFS": json.dumps(dict.fromkeys(COMPONENTS, ref)),
+            "CHART_REFS": json.dumps(dict.fromkeys(component_names(), ref)),
             "HELM_IMAGE": binary.image,
         }
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from upgrader.infra.components import REGISTRY, component_names, in_words
 
 from upgradectl.local.simcluster.values import Values, coalesce_values, deep_copy
 
-COMPONENTS = ("api", "dashboard", "exporter", "mosquitto")
 DEFAULT_CHART_NAME = "customer-stack"
 # The blue-green sample chart (docs/blue-green.md): its templates are the repository's own chart files.
 BLUEGREEN_CHART_NAME = "customer-stack-bluegreen"
@@ -47,7 +47,7 @@ helm.sh/chart: {{ .root.Chart.Name }}-{{ .root.Chart.Version }}
 """
 
 DEPLOYMENT_TEMPLATE = """\
-{{- range $component := list "api" "dashboard" "exporter" "mosquitto" }}
+{{- range $component := list COMPONENT_NAMES }}
 {{- with (index $.Values $component) }}
 {{- $scope := dict "root" $ "component" $component }}
 ---
@@ -79,7 +79,7 @@ spec:
 """
 
 SERVICE_TEMPLATE = """\
-{{- range $component := list "api" "dashboard" "exporter" "mosquitto" }}
+{{- range $component := list COMPONENT_NAMES }}
 {{- with (index $.Values $component) }}
 {{- $scope := dict "root" $ "component" $component }}
 ---
@@ -101,24 +101,26 @@ spec:
 {{- end }}
 """
 
-TEMPLATES = {
-    "templates/_helpers.tpl": HELPERS_TEMPLATE,
-    "templates/deployment.yaml": DEPLOYMENT_TEMPLATE,
-    "templates/service.yaml": SERVICE_TEMPLATE,
-}
+
+def chart_templates() -> dict[str, str]:
+    """The sample chart's templates, ranging over the registered components (upgrader.infra.components)."""
+    names = " ".join(f'"{name}"' for name in component_names())
+    return {
+        "templates/_helpers.tpl": HELPERS_TEMPLATE,
+        "templates/deployment.yaml": DEPLOYMENT_TEMPLATE.replace("COMPONENT_NAMES", names),
+        "templates/service.yaml": SERVICE_TEMPLATE.replace("COMPONENT_NAMES", names),
+    }
 
 
 def component_defaults(tags: Mapping[str, str]) -> Values:
     """Chart default values: per component an image (repository, tag), replicas and its service port."""
-    ports = {"api": ("http", 8080), "dashboard": ("http", 8080), "exporter": ("metrics", 9100),
-             "mosquitto": ("mqtt", 1883)}  # fmt: skip
     return {
-        component: {
-            "image": {"repository": f"registry.example.com/{component}", "tag": tags[component]},
+        spec.name: {
+            "image": {"repository": f"registry.example.com/{spec.name}", "tag": tags[spec.name]},
             "replicaCount": 2,
-            "service": {"portName": ports[component][0], "port": ports[component][1]},
+            "service": {"portName": spec.sample.port_name, "port": spec.sample.port},
         }
-        for component in COMPONENTS
+        for spec in REGISTRY
     }
 
 
@@ -151,8 +153,8 @@ class ChartVersion:
     version: str
     app_version: str
     values: Values = field(default_factory=dict)  # the chart's defaults (values.yaml), nested
-    description: str = "One customer's stack: api, dashboard, exporter and mosquitto"
-    templates: Mapping[str, str] = field(default_factory=lambda: dict(TEMPLATES))
+    description: str = field(default_factory=lambda: f"One customer's stack: {in_words()}")
+    templates: Mapping[str, str] = field(default_factory=chart_templates)
 
     def metadata(self) -> dict[str, Any]:
         """Chart.yaml as Helm stores it in a release (``chart.metadata``)."""
@@ -180,8 +182,8 @@ class ChartVersion:
 def default_charts() -> tuple[ChartVersion, ...]:
     """customer-stack 1.4.0 and 1.5.0: 1.5.0's defaults are the fleet's current component versions; and
     customer-stack-bluegreen 2.0.0, the blue-green sample chart with the same versions on its blue slots."""
-    older = {"api": "v1.0.3", "dashboard": "v1.8.2", "exporter": "v0.9.1", "mosquitto": "2.0.15"}
-    newer = {"api": "v1.1.0", "dashboard": "v1.9.0", "exporter": "v1.0.0", "mosquitto": "2.0.18"}
+    older = {spec.name: spec.sample.older_tag for spec in REGISTRY}
+    newer = {spec.name: spec.sample.newer_tag for spec in REGISTRY}
     return (
         ChartVersion(DEFAULT_CHART_NAME, "1.4.0", "1.4.0", component_defaults(older)),
         ChartVersion(DEFAULT_CHART_NAME, "1.5.0", "1.5.0", component_defaults(newer)),
@@ -255,11 +257,11 @@ def render_manifest(chart: Mapping[str, Any], config: Mapping[str, Any], release
     A blue-green chart's values (`<component>.slots`): see `_render_bluegreen`."""
     metadata = chart.get("metadata") or {}
     values = coalesce_values(chart.get("values") or {}, config)
-    if any(isinstance((values.get(c) or {}).get("slots"), Mapping) for c in COMPONENTS):
+    if any(isinstance((values.get(c) or {}).get("slots"), Mapping) for c in component_names()):
         return _render_bluegreen(metadata, values, release)
     source = metadata.get("name")
     services, deployments = [], []
-    for component in COMPONENTS:
+    for component in component_names():
         mine = values.get(component)
         if not isinstance(mine, Mapping):
             continue
@@ -301,7 +303,7 @@ def _render_bluegreen(metadata: Mapping[str, Any], values: Mapping[str, Any], re
     a preview Service and a Deployment per deployed slot (a slot with a tag)."""
     source = metadata.get("name")
     services, previews, deployments = [], [], []
-    for component in COMPONENTS:
+    for component in component_names():
         mine = values.get(component)
         if not isinstance(mine, Mapping):
             continue
@@ -357,7 +359,7 @@ def workload_units(chart: Mapping[str, Any], config: Mapping[str, Any]) -> list[
     chart one per deployed slot (a slot with a tag), the active one marked."""
     values = coalesce_values(chart.get("values") or {}, config)
     units = []
-    for component in COMPONENTS:
+    for component in component_names():
         mine = values.get(component)
         if not isinstance(mine, Mapping):
             continue

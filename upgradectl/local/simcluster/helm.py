@@ -33,10 +33,10 @@ from typing import Any, Literal, Protocol
 
 from upgradectl.local.simcluster.argv import HelmCall
 from upgradectl.local.simcluster.charts import (
-    COMPONENTS,
     DEFAULT_CHART_NAME,
     ChartCatalog,
     ChartNotFound,
+    component_names,
     effective_images,
     render_manifest,
     workload_units,
@@ -357,7 +357,7 @@ class HelmProcess:
         """Helm's KubeClient.Update: the new manifest goes to the cluster (or the API refuses it)."""
         assert self._new is not None
         if outcome == "fail":
-            name = f"{self.call.release}-{self._component or COMPONENTS[0]}"
+            name = f"{self.call.release}-{self._component or component_names()[0]}"
             error = (f'cannot patch "{name}" with kind Deployment: admission webhook "validate.policy.example.com" '
                      "denied the request: simulated failure")  # fmt: skip
             return self._operation_failed(error, now)

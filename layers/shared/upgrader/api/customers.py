@@ -25,10 +25,11 @@ from upgrader.contract.customer_models import (
     VersionCount,
     parse_timestamp,
 )
-from upgrader.contract.models import COMPONENTS, iso
+from upgrader.contract.models import iso
 from upgrader.fleet.inventory import CustomerFilter, InventoryRepository
 from upgrader.fleet.sync_launcher import SyncLauncher
 from upgrader.fleet.syncs import SyncRepository
+from upgrader.infra.components import component_names
 from upgrader.infra.db import Row
 from upgrader.infra.errors import InvalidValue, SyncNotFound
 
@@ -89,7 +90,7 @@ def check_patch(patch: CustomerPatch, *, now: datetime) -> None:
                 "maintenanceWindow.timezone",
                 f"unknown time zone {window.timezone!r} (an IANA name such as Europe/Berlin)",
             ) from exc
-    for component in COMPONENTS:
+    for component in component_names():
         pin = getattr(patch.pins, component, None) if patch.pins is not None else None
         if pin is None:
             continue
@@ -109,7 +110,7 @@ def fleet(*, inventory: InventoryRepository, syncs: SyncRepository) -> FleetResp
     by_status = {status: int(counts["byStatus"].get(status, 0)) for status in ("active", "suspended", "decommissioned")}
     existing = by_status["active"] + by_status["suspended"]
     spread: list[ComponentSpread] = []
-    for component in COMPONENTS:
+    for component in component_names():
         versions = [
             VersionCount(version=r["version"], customers=int(r["n"]))
             for r in counts["versions"]

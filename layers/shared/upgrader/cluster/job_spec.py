@@ -9,7 +9,8 @@ import re
 from typing import Any
 
 from upgrader.cluster.bluegreen import SLOTS
-from upgrader.cluster.types import DEFAULT_IMAGE_TAG_KEYS, ClusterConfig, ClusterPermanentError, HelmJobSpec
+from upgrader.cluster.types import ClusterConfig, ClusterPermanentError, HelmJobSpec
+from upgrader.infra.components import REGISTRY
 
 MANAGED_BY = "customer-upgrades"
 LABEL_PREFIX = "upgrades.example.com"
@@ -286,7 +287,7 @@ class JobManifests:
             chart = self._config.chart_refs.get(spec.component)
             if not chart or not _CHART_REF.fullmatch(chart):
                 problems.append(f"no valid chart reference for component {spec.component!r}")
-            if spec.component not in DEFAULT_IMAGE_TAG_KEYS:
+            if spec.component not in REGISTRY:
                 problems.append(f"unknown component {spec.component!r}")
             if spec.chart_name is not None and (
                 len(spec.chart_name) > 63 or not DNS_LABEL_RE.fullmatch(spec.chart_name)

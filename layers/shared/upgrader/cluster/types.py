@@ -14,27 +14,14 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from upgrader.cluster.bluegreen import Slots
+from upgrader.infra.components import default_chart_refs, default_image_tag_keys
 from upgrader.infra.names import HELM_IMAGE, HELM_IMAGE_PATTERN, JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
 
-Component = Literal["api", "dashboard", "exporter", "mosquitto"]
 HelmOperation = Literal["upgrade", "rollback", "recover", "restore", "slot", "switch", "finalize"]
 JobPhase = Literal["pending", "running", "succeeded", "failed", "missing"]
 RolloutPhase = Literal["ready", "progressing", "failed"]
 
 DEFAULT_HELM_IMAGE = HELM_IMAGE  # upgrader.infra.names: the one definition
-DEFAULT_CHART_REF = "oci://registry.example.com/charts/customer-stack"
-DEFAULT_CHART_REFS: dict[str, str] = {
-    "api": DEFAULT_CHART_REF,
-    "dashboard": DEFAULT_CHART_REF,
-    "exporter": DEFAULT_CHART_REF,
-    "mosquitto": DEFAULT_CHART_REF,
-}
-DEFAULT_IMAGE_TAG_KEYS: dict[str, str] = {
-    "api": "api.image.tag",
-    "dashboard": "dashboard.image.tag",
-    "exporter": "exporter.image.tag",
-    "mosquitto": "mosquitto.image.tag",
-}
 
 _VALUE_KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _HELM_IMAGE = re.compile(HELM_IMAGE_PATTERN)
@@ -70,8 +57,8 @@ class ClusterConfig(BaseModel):
     job_namespace: str = JOB_NAMESPACE
     helm_image: str = DEFAULT_HELM_IMAGE
     service_account: str = JOB_SERVICE_ACCOUNT
-    chart_refs: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CHART_REFS))
-    image_tag_keys: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_IMAGE_TAG_KEYS))
+    chart_refs: dict[str, str] = Field(default_factory=default_chart_refs)
+    image_tag_keys: dict[str, str] = Field(default_factory=default_image_tag_keys)
     helm_timeout_seconds: int = Field(default=600, ge=30, le=6 * 3600)
     ttl_seconds_after_finished: int = Field(default=3600, ge=0)
     max_output_bytes: int = Field(default=16384, ge=256)
@@ -85,13 +72,14 @@ class ClusterConfig(BaseModel):
     @field_validator("image_tag_keys")
     @classmethod
     def _known_components_and_keys(cls, keys: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(keys) - set(DEFAULT_IMAGE_TAG_KEYS))
+        defaults = default_image_tag_keys()  # the components registered (upgrader.infra.components)
+        unknown = sorted(set(keys) - set(defaults))
         if unknown:
             raise ValueError(f"image tag keys for unknown components: {', '.join(unknown)}")
         bad = sorted(k for k, v in keys.items() if not _VALUE_KEY.match(v))
         if bad:
             raise ValueError(f"image tag keys must be dotted Helm value keys such as api.image.tag: {', '.join(bad)}")
-        return {**DEFAULT_IMAGE_TAG_KEYS, **keys}
+        return {**defaults, **keys}
 
     @model_validator(mode="after")
     def _mode_has_its_target(self) -> ClusterConfig:
@@ -123,7 +111,7 @@ class ClusterConfig(BaseModel):
             or getattr(settings, "kube_token_file", None),
             "ca_file": getattr(settings, "kube_ca_file", None),
             "job_namespace": settings.job_namespace,
-            "chart_refs": {**DEFAULT_CHART_REFS, **(settings.chart_refs or {})},
+            "chart_refs": {**default_chart_refs(), **(settings.chart_refs or {})},
             "image_tag_keys": dict(getattr(settings, "image_tag_keys", None) or {}),
             "region": settings.aws_region,
         }

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, create_model, field_validator, model_validator
 
 from upgrader.contract.models import (
     FREE_TEXT_PATTERN,
@@ -20,6 +20,7 @@ from upgrader.contract.models import (
     Version,
     label_map_schema,
 )
+from upgrader.infra.components import REGISTRY
 
 CustomerStatus = Literal["active", "suspended", "decommissioned"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -102,21 +103,32 @@ def parse_timestamp(value: str) -> datetime:
         raise ValueError(f"not a valid time: {exc}") from exc
 
 
-class PinsPatch(StrictModel):
-    """Per component: a pin to set, or null to remove the component's pin."""
-
+class _Pins(StrictModel):
     model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
-    api: PinRequest | None = None
-    dashboard: PinRequest | None = None
-    exporter: PinRequest | None = None
-    mosquitto: PinRequest | None = None
-
     @model_validator(mode="after")
-    def _something(self) -> PinsPatch:
+    def _something(self) -> _Pins:
         if not self.model_fields_set:
             raise ValueError("pins names no component")
         return self
+
+
+def pins_model() -> type[_Pins]:
+    """The pins patch: one optional field per registered component (its `pin_field`)."""
+    fields: dict[str, Any] = {spec.pin_field: (PinRequest | None, None) for spec in REGISTRY}
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        "PinsPatch",
+        __base__=_Pins,
+        __doc__="Per component: a pin to set, or null to remove the component's pin.",
+        __module__=__name__,
+        **fields,
+    )
+
+
+if TYPE_CHECKING:
+    PinsPatch = _Pins
+else:
+    PinsPatch = pins_model()
 
 
 class CustomerPatch(StrictModel):

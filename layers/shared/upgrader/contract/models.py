@@ -9,10 +9,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from upgrader.contract.registered import COMPONENTS_IN_WORDS, STRATEGIES_IN_WORDS
+from upgrader.contract.registered import Component as Component  # re-exported: the API's models name them
+from upgrader.contract.registered import Strategy as Strategy
+from upgrader.contract.strategies import REGISTRY as STRATEGIES
 from upgrader.infra.timestamps import iso as iso  # re-exported: the API modules format timestamps with it
-from upgrader.infra.vocabulary import COMPONENTS as COMPONENTS  # re-exported: the API's words, defined once there
-from upgrader.infra.vocabulary import Component as Component
-from upgrader.infra.vocabulary import Strategy as Strategy
 from upgrader.infra.vocabulary import UpgradeStatus as UpgradeStatus
 
 StepGate = Literal["manual", "bake"]
@@ -188,9 +189,9 @@ def label_map_schema(schema: dict[str, Any]) -> None:
 
 
 class DeployRequest(StrictModel):
-    component: Component = Field(description="api | dashboard | exporter | mosquitto")
+    component: Component = Field(description=COMPONENTS_IN_WORDS)
     version: Version = Field(description="image tag to roll out, e.g. v1.2.0 (OCI tag grammar)")
-    strategy: Strategy = Field(description="all | canary | batch | progressive")
+    strategy: Strategy = Field(description=STRATEGIES_IN_WORDS)
     canaryPercent: Annotated[int, Field(ge=1, le=100), WHOLE] | None = Field(  # noqa: N815 - the specification's JSON name
         default=None, description="canary: share of customers in the first wave (default 10)"
     )
@@ -332,15 +333,14 @@ class DeployRequest(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _progressive_fields(self) -> DeployRequest:
-        progressive = self.strategy == "progressive"
-        named = [f for f in ("steps", "progression", "stepGate") if getattr(self, f) is not None]
-        if named and not progressive:
-            raise ValueError(f"{', '.join(named)} only go with strategy progressive")
-        if self.steps is not None and self.progression is not None:
-            raise ValueError("give steps or progression, not both")
-        if progressive and self.stepGate == "bake" and not self.bakeSeconds:
-            raise ValueError("stepGate bake needs bakeSeconds (how long each step bakes)")
+    def _strategy_fields(self) -> DeployRequest:
+        for other in STRATEGIES:  # the fields that go with one strategy only (upgrader.contract.strategies)
+            named = [f for f in other.own_fields if getattr(self, f) is not None]
+            if named and self.strategy != other.name:
+                raise ValueError(f"{', '.join(named)} only go with strategy {other.name}")
+        problems = STRATEGIES.get(self.strategy).request_problems(self)
+        if problems:
+            raise ValueError(problems[0])
         if self.finalizeOldSlot and not self.blueGreen:
             raise ValueError("finalizeOldSlot only goes with blueGreen")
         return self

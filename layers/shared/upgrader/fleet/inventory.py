@@ -10,7 +10,8 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from upgrader.contract.customer_models import CustomerPatch, parse_timestamp
-from upgrader.contract.models import COMPONENTS, iso
+from upgrader.contract.models import iso
+from upgrader.infra.components import component_names
 from upgrader.infra.db import Database, Row
 from upgrader.infra.errors import CustomerNotFound, InvalidValue, WrongState
 from upgrader.rollout.selection import Candidate, PinInForce
@@ -241,7 +242,7 @@ class InventoryRepository:
         cur.execute("SELECT * FROM customer_pins WHERE customer_id = %s", (row["id"],))
         current = {p["component"]: p for p in cur.fetchall()}
         changes: dict[str, Any] = {}
-        for component in [c for c in COMPONENTS if c in patch.pins.model_fields_set]:
+        for component in [c for c in component_names() if c in patch.pins.model_fields_set]:
             wanted = getattr(patch.pins, component)
             before = _pin_view(current.get(component))
             if wanted is None:

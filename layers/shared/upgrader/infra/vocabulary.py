@@ -1,18 +1,13 @@
 """Words the code, the API document, the event schemas, the metrics and the CLI share, each defined once.
 
 No imports beyond the standard library: the repository, the metrics and the API models all read these
-without paying for pydantic (upgrader.contract.models re-exports them for the API).
+without paying for pydantic (upgrader.contract.models re-exports them for the API). The components and the
+strategies are registries of their own: upgrader.infra.components, upgrader.contract.strategies.
 """
 
 from __future__ import annotations
 
 from typing import Literal, get_args
-
-Component = Literal["api", "dashboard", "exporter", "mosquitto"]
-COMPONENTS: tuple[str, ...] = get_args(Component)
-
-Strategy = Literal["all", "canary", "batch", "progressive"]
-STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 # Every status an upgrade (system_upgrades.status) can have: the active ones, then the final ones (a
 # whole-upgrade rollback ends as rolled_back or rollback_incomplete). The repository, the list filter

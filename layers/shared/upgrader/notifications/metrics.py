@@ -12,8 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from upgrader.contract.strategies import strategy_names
+from upgrader.infra.components import component_names
 from upgrader.infra.db import Database
-from upgrader.infra.vocabulary import COMPONENTS, FINAL_UPGRADE_STATUSES, STRATEGIES
+from upgrader.infra.vocabulary import FINAL_UPGRADE_STATUSES
 from upgrader.notifications import events
 from upgrader.notifications.publisher import OutboxEvent
 
@@ -73,18 +75,19 @@ UPGRADE_OUTCOMES = tuple(s for s in FINAL_UPGRADE_STATUSES if s not in ("rolled_
 def label_sets(name: str) -> list[dict[str, str]]:
     """Every dimension set `observations` can give the metric `name` for a known component: the series a
     dashboard may query, so a scrape can show each of them from the start (at 0), before its first event."""
-    by_component = [{"component": c} for c in COMPONENTS]
-    by_strategy = [{"component": c, "strategy": s} for c in COMPONENTS for s in STRATEGIES]
+    components, strategies = component_names(), strategy_names()
+    by_component = [{"component": c} for c in components]
+    by_strategy = [{"component": c, "strategy": s} for c in components for s in strategies]
     if name == CUSTOMERS_BY_OUTCOME:
         return [
             {"component": c, "strategy": s, "outcome": _CUSTOMER_OUTCOMES[detail_type]}
-            for c in COMPONENTS
+            for c in components
             for operation, outcomes in events.OUTCOME_TYPES.items()
-            for s in (STRATEGIES if operation == "upgrade" else (ROLLBACK_STRATEGY,))
+            for s in (strategies if operation == "upgrade" else (ROLLBACK_STRATEGY,))
             for detail_type in outcomes.values()
         ]
     if name == HELM_DURATION:
-        return [*by_strategy, *({"component": c, "strategy": ROLLBACK_STRATEGY} for c in COMPONENTS)]
+        return [*by_strategy, *({"component": c, "strategy": ROLLBACK_STRATEGY} for c in components)]
     if name == UPGRADES_BY_OUTCOME:
         return [{**dims, "outcome": outcome} for dims in by_strategy for outcome in UPGRADE_OUTCOMES]
     if name in (BUDGET_CONSUMED, GATE_WAIT):

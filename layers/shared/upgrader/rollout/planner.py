@@ -1,4 +1,5 @@
-"""Every strategy is a list of waves: the planner is the only place that knows the strategies."""
+"""The plan's arithmetic: waves as the strategy (`upgrader.contract.strategies`) cuts them, the failures a
+wave tolerates and what fits one execution."""
 
 from __future__ import annotations
 
@@ -7,75 +8,30 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from upgrader.contract.strategies import DEFAULT_BATCH_SIZE as DEFAULT_BATCH_SIZE  # re-exported: defined there
+from upgrader.contract.strategies import DEFAULT_CANARY_PERCENT as DEFAULT_CANARY_PERCENT
+from upgrader.contract.strategies import PROGRESSIONS as PROGRESSIONS
+from upgrader.contract.strategies import REGISTRY, WaveOptions, tolerates_failures
+from upgrader.contract.strategies import canary_size as canary_size
+from upgrader.contract.strategies import progressive_steps as progressive_steps
+
 T = TypeVar("T")
-
-# The defaults of a deploy request (`upgrader.contract.models` states them in the API); here so that the workers,
-# which plan but never parse a request, do not load the request models.
-DEFAULT_CANARY_PERCENT = 10
-DEFAULT_BATCH_SIZE = 10
-
-
-def canary_size(total: int, percent: int) -> int:
-    """ceil(total x percent / 100), at least one customer (and never more than there are)."""
-    if total <= 0:
-        return 0
-    return min(total, max(1, math.ceil(total * percent / 100)))
-
-
-# Cumulative percentages of the progressive presets.
-PROGRESSIONS: dict[str, list[int]] = {
-    "linear": [10, 20, 30, 40, 50, 60, 70, 80, 90, 100],
-    "exponential": [1, 2, 4, 8, 16, 32, 64, 100],
-}
-
-
-def progressive_steps(steps: Sequence[int] | None, progression: str | None) -> list[int]:
-    """The cumulative percentages of a progressive upgrade: the request's own, or a preset's."""
-    if steps:
-        return list(steps)
-    return list(PROGRESSIONS[progression or "exponential"])
 
 
 def plan_waves(
     customers: Sequence[T], strategy: str, *, canary_percent: int | None = None, batch_size: int | None = None,
     steps: Sequence[int] | None = None,
 ) -> list[list[T]]:  # fmt: skip
-    """Split the ordered target customers into waves.
-
-    all         -> one wave with everyone;
-    batch       -> waves of batch_size, run one after another;
-    canary      -> the canary wave, then (after /continue) everyone else;
-    progressive -> one wave per cumulative step: step i ends at ceil(total x steps[i] / 100) customers
-                   (at least one in the first); steps that would add nobody are merged away.
-    """
+    """Split the ordered target customers into waves, as the strategy (`upgrader.contract.strategies`) says."""
     items = list(customers)
     if not items:
         return []
-    if strategy == "progressive":
-        if not steps or list(steps) != sorted(set(steps)) or steps[-1] != 100 or steps[0] < 1:
-            raise ValueError("progressive steps must be increasing percentages ending at 100")
-        waves: list[list[T]] = []
-        start = 0
-        for percent in steps:
-            end = canary_size(len(items), percent)
-            if end > start:
-                waves.append(items[start:end])
-                start = end
-        return waves
-    if strategy == "all":
-        return [items]
-    if strategy == "batch":
-        size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-        if size < 1:
-            raise ValueError("batch size must be at least 1")
-        return [items[i : i + size] for i in range(0, len(items), size)]
-    if strategy == "canary":
-        percent = DEFAULT_CANARY_PERCENT if canary_percent is None else canary_percent
-        if not 1 <= percent <= 100:
-            raise ValueError("canary percent must be between 1 and 100")
-        first = canary_size(len(items), percent)
-        return [items[:first], items[first:]] if first < len(items) else [items]
-    raise ValueError(f"unknown strategy {strategy!r}")
+    options = WaveOptions(
+        canary_percent=DEFAULT_CANARY_PERCENT if canary_percent is None else canary_percent,
+        batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
+        steps=tuple(steps or ()),
+    )
+    return REGISTRY.get(strategy).waves(items, options)
 
 
 def tolerated_failures(strategy: str, wave: int, wave_size: int, threshold: Mapping[str, Any] | None) -> int:
@@ -88,7 +44,7 @@ def tolerated_failures(strategy: str, wave: int, wave_size: int, threshold: Mapp
     The share is computed in decimal, from the percentage as it was written: in binary floating point
     375 x 18.4 / 100 comes to 68.99999999999999, which would tolerate 68 failures instead of 69.
     """
-    if strategy == "canary" and wave == 0:
+    if not tolerates_failures(strategy, wave):
         return 0
     threshold = threshold or {}
     if "count" in threshold:
@@ -121,7 +77,7 @@ def plan_limit_problems(
             f"{waves} waves: at most {MAX_WAVES} waves fit one execution (its history is capped at "
             f"{HISTORY_EVENTS_LIMIT} events, about {EVENTS_PER_WAVE} per wave); use a larger batchSize"
         )
-    approvals = 1 if strategy == "canary" else max(waves - 1, 0) if step_gate == "manual" else 0
+    approvals = REGISTRY.get(strategy).reserved_approvals(waves, step_gate)
     waiting = bake_seconds * max(waves - 1, 0) + approval_timeout_seconds * approvals
     if waiting > EXECUTION_LIMIT_SECONDS - EXECUTION_MARGIN_SECONDS:
         problems.append(

@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from upgrader.contract.models import DeployRequest, iso
+from upgrader.contract.strategies import REGISTRY as STRATEGIES
+from upgrader.contract.strategies import WaveOptions
 from upgrader.infra.errors import InactiveCustomers, InvalidValue, LimitExceeded, UnknownCustomers
 from upgrader.rollout.compatibility import Rule, Violation, violations
 from upgrader.rollout.planner import (
@@ -29,7 +31,6 @@ from upgrader.rollout.planner import (
     DEFAULT_CANARY_PERCENT,
     plan_limit_problems,
     plan_waves,
-    progressive_steps,
 )
 from upgrader.rollout.windows import DEFAULT_DEADLINE, DEFAULT_EXPECTED_SECONDS, MAX_DEADLINE, decide
 
@@ -93,6 +94,10 @@ class Plan:
     step_gate: str | None = None  # progressive: manual or bake
     windows: WindowPolicy | None = None  # maintenance windows respected (None: not)
     waits: dict[str, datetime] = field(default_factory=dict)  # customer -> when its window opens, if not now
+
+    @property
+    def wave_options(self) -> WaveOptions:
+        return WaveOptions(self.canary_percent, self.batch_size, tuple(self.steps))
 
     @property
     def targets(self) -> list[Candidate]:
@@ -160,9 +165,8 @@ def plan_upgrade(
                 left_out.append(Exclusion(candidate, "outside_window", str(decision.reason)))
             elif decision.at is not None:
                 waits[candidate.customer_id] = decision.at
-    progressive = request.strategy == "progressive"
-    steps = progressive_steps(request.steps, request.progression) if progressive else []
-    step_gate = (request.stepGate or "manual") if progressive else None
+    strategy = STRATEGIES.get(request.strategy)
+    steps, step_gate = strategy.steps(request), strategy.step_gate(request)
     waves = plan_waves(targets, request.strategy, canary_percent=canary_percent, batch_size=batch_size, steps=steps)
     approval = request.approvalTimeoutSeconds or approval_timeout_seconds
     problems = plan_limit_problems(len(waves), request.strategy, request.bakeSeconds, approval, step_gate=step_gate)

@@ -13,6 +13,8 @@ from upgrader.contract.models import (
     DeployResponse,
     iso,
 )
+from upgrader.contract.strategies import REGISTRY as STRATEGIES
+from upgrader.contract.strategies import gate_after
 from upgrader.fleet.inventory import InventoryRepository
 from upgrader.infra.errors import (
     LimitExceeded,
@@ -85,13 +87,7 @@ def deploy_upgrade(
     if request.blueGreen:
         parameters["blueGreen"] = True
         parameters["finalizeOldSlot"] = request.finalizeOldSlot
-    if request.strategy == "canary":
-        parameters["canaryPercent"] = plan.canary_percent
-    if request.strategy == "batch":
-        parameters["batchSize"] = plan.batch_size
-    if request.strategy == "progressive":
-        parameters["steps"] = plan.steps
-        parameters["stepGate"] = plan.step_gate
+    parameters.update(STRATEGIES.get(request.strategy).parameters(plan.wave_options, plan.step_gate))
     if plan.windows is not None:
         parameters["respectWindows"] = True
         parameters["windowDeadline"] = iso(plan.windows.deadline)
@@ -129,7 +125,7 @@ def deploy_upgrade(
         upgradeId=str(upgrade["id"]),
         jobId=name,
         strategy=request.strategy,
-        message=_deploy_message(request.strategy, sizes, plan.step_gate) + (f"; {also}" if also else ""),
+        message=STRATEGIES.get(request.strategy).message(sizes, plan.step_gate) + (f"; {also}" if also else ""),
         total=plan.total,
         waves=sizes,
         status=upgrade["status"],
@@ -156,7 +152,16 @@ def plan_deploy(
         rules=rules.rules(request.component),
         now=now,
     )
-    gates = _gates(request, len(plan.waves), plan.step_gate)
+    gates = [
+        gate_after(
+            request.strategy,
+            index,
+            last=index == len(plan.waves) - 1,
+            step_gate=plan.step_gate,
+            bake_seconds=request.bakeSeconds,
+        )  # fmt: skip
+        for index in range(len(plan.waves))
+    ]
     waves = [
         PlannedWave(
             wave=index,
@@ -182,7 +187,7 @@ def plan_deploy(
                    "customer(s) (see incompatible); skipIncompatible leaves them out")  # fmt: skip
     elif plan.waves:
         sizes = [len(w) for w in plan.waves]
-        message = _deploy_message(request.strategy, sizes, plan.step_gate).replace(" started", " would start")
+        message = STRATEGIES.get(request.strategy).message(sizes, plan.step_gate).replace(" started", " would start")
     else:
         message = "nothing to do: no active customer to upgrade (a deploy would be refused)"
     return PlanResponse(
@@ -204,21 +209,6 @@ def plan_deploy(
     )
 
 
-def _gates(request: DeployRequest, waves: int, step_gate: str | None) -> list[str | None]:
-    """What follows each wave: the canary's approval gate after its first wave, a progressive step's
-    approval after every step (stepGate manual), a bake between waves."""
-    gates: list[str | None] = []
-    for index in range(waves):
-        last = index == waves - 1
-        if request.strategy == "canary" and index == 0 and not last or step_gate == "manual" and not last:
-            gates.append("approval")
-        elif not last and request.bakeSeconds:
-            gates.append("bake")
-        else:
-            gates.append(None)
-    return gates
-
-
 def concurrency_within_cap(requested: int | None, cap: int | None, *, default: int | None = None) -> int | None:
     """The requested maxConcurrency, refused (422) above the cap; when none is requested, the default
     lowered to the cap.
@@ -234,20 +224,3 @@ def concurrency_within_cap(requested: int | None, cap: int | None, *, default: i
             f"concurrency of the per-customer workers); ask for {cap} or less"
         )
     return requested
-
-
-def _deploy_message(strategy: str, sizes: list[int], step_gate: str | None = None) -> str:
-    total = sum(sizes)
-    noun = "customer" if total == 1 else "customers"
-    if strategy == "progressive":
-        then = {"manual": "each step waits for /continue", "bake": "each step bakes, then the next starts"}
-        gate = f"; {then[step_gate or 'manual']}" if len(sizes) > 1 else ""
-        return (f"Progressive upgrade started for {total} {noun} in {len(sizes)} steps of "
-                f"{', '.join(str(s) for s in sizes)}{gate}")  # fmt: skip
-    if strategy == "canary":
-        first = sizes[0]
-        rest = f"; {total - first} more after /continue" if len(sizes) > 1 else ""
-        return f"Canary upgrade started for {first} {'customer' if first == 1 else 'customers'}{rest}"
-    if strategy == "batch":
-        return f"Batch upgrade started for {total} {noun} in {len(sizes)} batches"
-    return f"Upgrade started for all {total} {noun}"

@@ -8,6 +8,7 @@ import json
 from collections import defaultdict
 from datetime import UTC, datetime
 
+from upgrader.contract.strategies import gate_after
 from upgrader.infra.errors import GateClosed
 from upgrader.rollout.failure_budget import WaveBudget
 from upgrader.rollout.orchestration.state import (
@@ -159,10 +160,11 @@ def evaluate_wave(event: State, *, runs: RunRepository, windows: WindowRepositor
         return state
     state["wave"] = position + 1
     state["slice"] = 0
-    upgrading = state["operation"] == "upgrade"
-    canary_gate = upgrading and state["strategy"] == "canary" and number == 0
-    step_gate = upgrading and state["strategy"] == "progressive" and state.get("stepGate") == "manual"
-    state["decision"] = "await_continue" if canary_gate or step_gate else "next"
+    # The bake (the state machine's, when bakeSeconds is set) follows a "next"; a rollback run has no gate.
+    gate = state["operation"] == "upgrade" and gate_after(
+        state["strategy"], number, last=False, step_gate=state.get("stepGate"), bake_seconds=0
+    )
+    state["decision"] = "await_continue" if gate == "approval" else "next"
     return state
 
 

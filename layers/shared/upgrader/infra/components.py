@@ -1,0 +1,85 @@
+"""The components of a customer's stack, each defined once with every fact the code needs about it.
+
+Everything that lists the components asks this registry: the API's request and response models and
+their OpenAPI enums (`upgrader.contract.models.Component`, one pin field each in `PinsPatch`), the query
+parameters, the cluster configuration (`ClusterConfig`: chart reference and image tag key), discovery,
+the fleet view, the metrics' series, the CLI's choices and the local stack's simulated chart and demo
+fleet. `template.yaml` names them in `ChartRefs`' description; tests/unit/test_components.py keeps it equal.
+
+The registry is read when asked, never copied at import time into a constant a test could not reach:
+`REGISTRY.add(...)` in a test (then `REGISTRY.remove(...)`) gives the whole product a fifth component.
+Standard library only (the cluster adapter, the repository and the metrics import it without pydantic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from upgrader.infra.registry import Registry
+
+DEFAULT_CHART_REF = "oci://registry.example.com/charts/customer-stack"
+
+
+@dataclass(frozen=True)
+class SampleChart:
+    """What the local stack's sample chart (customer-stack 1.4.0 and 1.5.0) ships for a component."""
+
+    port_name: str
+    port: int
+    older_tag: str  # customer-stack 1.4.0's default image tag; the demo fleet's lagging customers run it
+    newer_tag: str  # customer-stack 1.5.0's; the demo fleet's current version
+    tag_from_chart: bool = False  # an up-to-date demo release leaves this tag to the chart's defaults
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One component: its name (the API's word, the pin field, the metrics' dimension, the chart's values
+    key), where Helm keeps its image tag, its default chart, and the sample chart's facts."""
+
+    name: str
+    sample: SampleChart
+    chart_ref: str = DEFAULT_CHART_REF
+
+    @property
+    def image_tag_key(self) -> str:
+        """The Helm value key holding the image tag (`helm --set-string <key>=<version>`); settings may override."""
+        return f"{self.name}.image.tag"
+
+    @property
+    def pin_field(self) -> str:
+        """Its field in a pins patch (PATCH /api/customers/{id} `pins`)."""
+        return self.name
+
+
+REGISTRY: Registry[ComponentSpec] = Registry(
+    "component",
+    (
+        ComponentSpec("api", SampleChart("http", 8080, older_tag="v1.0.3", newer_tag="v1.1.0")),
+        ComponentSpec("dashboard", SampleChart("http", 8080, older_tag="v1.8.2", newer_tag="v1.9.0")),
+        ComponentSpec("exporter", SampleChart("metrics", 9100, older_tag="v0.9.1", newer_tag="v1.0.0")),
+        ComponentSpec(
+            "mosquitto", SampleChart("mqtt", 1883, older_tag="2.0.15", newer_tag="2.0.18", tag_from_chart=True)
+        ),
+    ),
+)
+
+
+def component_names() -> tuple[str, ...]:
+    """Every component's name, in the registry's order."""
+    return REGISTRY.names()
+
+
+def default_image_tag_keys() -> dict[str, str]:
+    """component -> the Helm value key of its image tag."""
+    return {spec.name: spec.image_tag_key for spec in REGISTRY}
+
+
+def default_chart_refs() -> dict[str, str]:
+    """component -> the chart its releases run."""
+    return {spec.name: spec.chart_ref for spec in REGISTRY}
+
+
+def in_words(names: tuple[str, ...] | None = None) -> str:
+    """The names as a sentence lists them: `api, dashboard, exporter and mosquitto`."""
+    names = component_names() if names is None else names
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
