@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from upgradectl.local.functions import ROOT
-from upgradectl.samlocal.engine import EngineMissing, find_engine
+from upgradectl.samlocal.engine import ContainerEngine, EngineMissing, find_engine
 from upgradectl.samlocal.eventcheck import event_problems
 from upgradectl.samlocal.expectations import EXPECTED, OVERRIDES, judge
 from upgradectl.samlocal.image import StandIn, build_stand_in
@@ -26,12 +26,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m upgradectl.samlocal")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("image", help="build the stand-in Lambda base image when it is not there")
+    serve = commands.add_parser("serve", help="podman's Docker API for SAM, its Lambda containers in the host network")
+    serve.add_argument("--mount", type=Path, action="append", default=[],
+                       help="a folder every container sees read-only at the same path (the banner's token folder)")  # fmt: skip
     run = commands.add_parser("invoke", help="sam build, then every function with every event through sam local invoke")
     run.add_argument("--events", type=Path, default=EVENTS, help="the folder of event files (default events/)")
     run.add_argument("--no-build", action="store_true", help="use .aws-sam/build as it is")
     run.add_argument("--parallel", type=int, default=3, help="invocations at once in the first stage (default 3)")
     run.add_argument("--report", type=Path, help="write every answer and verdict there as JSON")
     args = parser.parse_args(argv)
+    began = time.monotonic()
+    invocations = plan(args.events) if args.command == "invoke" else []
+    problems = [p for i in invocations for p in event_problems(i.event, i.function, args.events)]
+    unexpected = sorted({i.event for i in invocations} - set(EXPECTED))
+    problems += [
+        f"events/{name}.json: no expected answer in upgradectl/samlocal/expectations.py" for name in unexpected
+    ]
+    if problems:
+        print("sam-local: event files do not match their functions:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
     try:
         engine = find_engine()
     except EngineMissing as exc:
@@ -40,22 +53,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "image":
         print(f"sam-local: {StandIn().name}: {build_stand_in(engine)} ({engine.name})")
         return 0
-    return _invoke(args, engine)
+    if args.command == "serve":
+        return _serve(engine, args.mount)
+    return _invoke(args, engine, invocations, began)
 
 
-def _invoke(args: argparse.Namespace, engine: object) -> int:
-    from upgradectl.samlocal.engine import ContainerEngine
-    from upgradectl.samlocal.stack import local_stack
+def _invoke(args: argparse.Namespace, engine: ContainerEngine, invocations: list[Invocation], began: float) -> int:
+    from upgradectl.samlocal.stack import local_stack  # psycopg: only for a run
 
-    assert isinstance(engine, ContainerEngine)
-    began = time.monotonic()
-    invocations = plan(args.events)
-    problems = [p for i in invocations for p in event_problems(i.event, i.function, args.events)]
-    unexpected = sorted({i.event for i in invocations} - set(EXPECTED))
-    problems += [f"events/{name}.json: no expected answer in upgradectl/samlocal/expectations.py" for name in unexpected]
-    if problems:
-        print("sam-local: event files do not match their functions:\n  " + "\n  ".join(problems), file=sys.stderr)
-        return 1
     if not args.no_build:
         subprocess.run([SAM, "build"], cwd=ROOT, check=True, env={**os.environ, "SAM_CLI_TELEMETRY": "0"})  # noqa: S603
     print(f"sam-local: {StandIn().name}: {build_stand_in(engine, log=False)} ({engine.name})", flush=True)
@@ -80,6 +85,16 @@ def _invoke(args: argparse.Namespace, engine: object) -> int:
     if args.report:
         args.report.write_text(json.dumps([vars(i) for i in done], indent=1))
     return 1 if failed else 0
+
+
+def _serve(engine: ContainerEngine, mounts: list[Path]) -> int:
+    with engine.serving([m.resolve() for m in mounts]) as served:
+        print(f"export DOCKER_HOST={served.docker_host or ''}  # then sam local invoke ... (Ctrl-C stops)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
 
 
 def _local_events(source: Path, target: Path) -> Path:

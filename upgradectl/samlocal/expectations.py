@@ -1,7 +1,7 @@
-"""What each file of events/ must answer through `sam local invoke`, against the prepared local stack (`stack`).
+"""What each file of events/ must answer through `sam local invoke`, against the local stack of `stack`.
 
-The stack holds the demo fleet and upgrade 123 at its canary gate; the workers' events name upgrade 1 and its rows,
-which this database does not hold, so they answer the named errors their state machine Catches match. No AWS
+The stack holds the demo fleet and no upgrade: the API events name upgrade 123 and the workers' events upgrade 1 and
+its rows, so they answer the named errors the API documents (404) and the state machine's Catches match. No AWS
 service is reachable (AWS_ENDPOINT_URL is a closed loopback port): a call that needs one answers the error the API
 documents for it (503 WorkflowUnavailable, SyncUnavailable) and nothing else.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Event files changed for the local run: the CloudFormation response goes to a closed loopback port, not to S3.
-OVERRIDES: dict[str, dict[str, Any]] = {"migrate": {"ResponseURL": "http://127.0.0.1:9/cloudformation-response"}}
+OVERRIDES: dict[str, dict[str, Any]] = {"migrate": {"ResponseURL": "https://127.0.0.1:9/cloudformation-response"}}
 
 
 @dataclass(frozen=True)
@@ -27,50 +27,53 @@ class Expect:
 
 
 EXPECTED: dict[str, Expect] = {
-    # reads of the fleet and of upgrade 123
-    "api_customers_fleet": Expect(200, fields={"customers": 50, "drift": 0}),
+    # the fleet
+    "api_customers_fleet": Expect(200, fields={"customers": 50, "drift": 0, "pinned": 0}),
     "api_customers_get": Expect(200, fields={"customerId": "cust_abc123", "status": "active"}),
     "api_customers_list": Expect(200, fields={"count": 15}),
     "api_customers_sync_status": Expect(404, error="SyncNotFound"),
-    "api_upgrades_list": Expect(200, fields={"count": 1}),
-    "api_upgrades_status": Expect(200, fields={"upgradeId": "123", "status": "awaiting_continue"}),
-    "api_upgrades_logs": Expect(200, fields={"upgradeId": "123", "total": 50}),
+    "sync_customers_schedule": Expect(fields={"status": "completed", "trigger": "schedule"}),
+    "sync_customers_request": Expect(fields={"syncId": "7", "status": "not pending"}),
+    # upgrades: none yet
+    "api_upgrades_list": Expect(200, fields={"count": 0, "upgrades": []}),
+    "api_upgrades_plan": Expect(200, fields={"component": "api", "version": "v1.2.0", "total": 50}),
+    "api_upgrades_status": Expect(404, error="UpgradeNotFound"),
+    "api_upgrades_logs": Expect(404, error="UpgradeNotFound"),
     "api_upgrades_helm_output": Expect(404, error="LogRowNotFound"),
-    "api_upgrades_plan": Expect(409, error="UpgradeAlreadyActive"),
+    "api_control_continue": Expect(404, error="UpgradeNotFound"),
+    "api_control_rollback": Expect(404, error="UpgradeNotFound"),
+    "api_control_rollback_upgrade": Expect(404, error="UpgradeNotFound"),
+    "api_control_abort": Expect(404, error="UpgradeNotFound"),
+    # Step Functions
     "api_queue_stats": Expect(503, error="WorkflowUnavailable", aws="Step Functions"),
     "api_queue_job": Expect(503, error="WorkflowUnavailable", aws="Step Functions"),
-    # the state machine's workers: upgrade 1 is not in this database
+    # the state machine's workers: upgrade 1 and its rows are not in this database
     "prepare_run": Expect(error="UpgradeNotFound"),
-    "prepare_wave": Expect(error="UpgradeNotFound"),
-    "evaluate_wave": Expect(error="UpgradeNotFound"),
-    "await_continue": Expect(error="UpgradeNotFound"),
-    "await_window": Expect(error="UpgradeNotFound"),
+    "prepare_wave": Expect(fields={"upgradeId": 1, "wave": 0, "slice": 0}),
+    "evaluate_wave": Expect(fields={"upgradeId": 1, "wave": 1}),
+    "await_continue": Expect(error="GateClosed"),
+    "await_window": Expect(error="GateClosed"),
     "finalize_run": Expect(error="UpgradeNotFound"),
     "begin_customer": Expect(error="LogRowNotFound"),
     "start_helm_job": Expect(error="LogRowNotFound"),
+    "finish_customer": Expect(error="LogRowNotFound"),
+    # the cluster workers, as the jobs and reader identities: customer-0001 is not a namespace they may read
     "check_helm_job": Expect(error="ClusterPermanentError"),
     "check_rollout": Expect(error="ClusterPermanentError"),
-    "finish_customer": Expect(error="LogRowNotFound"),
     # background functions
-    "publish_events_schedule": Expect(fields={"sent": 0, "failed": 0}),
-    "notify_slack_gate_waiting": Expect(fields={"notified": False}),
-    "reconcile_runs_sweep": Expect(fields={"reconciled": []}),
-    "reconcile_runs_execution_failed": Expect(fields={"reconciled": []}),
-    "sync_customers_schedule": Expect(fields={"status": "completed"}),
-    "sync_customers_request": Expect(fields={"status": "not pending"}),
+    "publish_events_schedule": Expect(fields={"sent": 0, "failed": 0, "errors": []}),
+    "notify_slack_gate_waiting": Expect(fields={"eventId": 42, "notified": False}),
+    "reconcile_runs_sweep": Expect(fields={"reconciled": [], "stillRunning": []}),
+    "reconcile_runs_execution_failed": Expect(fields={"reconciled": [], "stillRunning": []}),
     "migrate": Expect(error="ResponseNotDelivered", aws="CloudFormation (the custom resource's response URL)"),
-    # writes, one at a time
+    # writes, one at a time, after the rest (the list's count, the sync, the idempotency key depend on them)
     "api_customers_patch": Expect(200, stage=1),
     "api_customers_rules_create": Expect(201, fields={"ruleId": "1"}, stage=2),
     "api_customers_rules_list": Expect(200, fields={"count": 1}, stage=3),
     "api_customers_rules_delete": Expect(200, fields={"ruleId": "1"}, stage=4),
-    "api_deploy": Expect(409, error="UpgradeAlreadyActive", stage=5),
-    "api_deploy_idempotent": Expect(409, error="UpgradeAlreadyActive", stage=6),
+    "api_deploy": Expect(503, error="WorkflowUnavailable", aws="Step Functions", stage=5),
+    "api_deploy_idempotent": Expect(503, error="WorkflowUnavailable", aws="Step Functions", stage=6),
     "api_sync": Expect(503, error="SyncUnavailable", aws="Lambda", stage=7),
-    "api_control_continue": Expect(503, error="WorkflowUnavailable", aws="Step Functions", stage=8),
-    "api_control_rollback": Expect(409, stage=9),
-    "api_control_rollback_upgrade": Expect(409, stage=10),
-    "api_control_abort": Expect(202, stage=11),
 }
 
 

@@ -15,6 +15,7 @@ byte passes through unchanged, responses and attached streams included.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -191,13 +192,10 @@ def _relay_chunked(reader: _Reader, upstream: socket.socket) -> None:
 
 
 def _pipe(source: socket.socket, target: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         while data := source.recv(65536):
             target.sendall(data)
-    except OSError:
-        pass
-    finally:
-        _shutdown_write(target)
+    _shutdown_write(target)
 
 
 def _answers(upstream: socket.socket, client: socket.socket) -> None:
@@ -208,7 +206,5 @@ def _answers(upstream: socket.socket, client: socket.socket) -> None:
 
 
 def _shutdown_write(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass

@@ -97,6 +97,9 @@ def build_stand_in(engine: ContainerEngine, stand_in: StandIn | None = None, *, 
     if not rootfs.is_file():
         _build_rootfs(stand_in, rootfs, log=log)
         done = "built"
+        for older in rootfs.parent.parent.glob(f"python{stand_in.python}-{stand_in.architecture}-*"):
+            if older != rootfs.parent:  # an earlier recipe's root file system (about 220 MB each)
+                shutil.rmtree(older, ignore_errors=True)
     changes = [
         'ENTRYPOINT ["/lambda-entrypoint.sh"]',
         "WORKDIR /var/task",
