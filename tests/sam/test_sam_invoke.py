@@ -70,10 +70,12 @@ def test_every_function_answers_every_event_through_sam_local_invoke(tmp_path: P
     """sam build, the stand-in image (cached under ~/.cache/customer-upgrades/sam-local), the local stack on a
     fresh database (the demo fleet), then 40 `sam local invoke` runs, each answer judged.
 
-    Breakages tried: DATABASE_URL removed from template.yaml's Globals (every function answered SettingsError:
-    --env-vars cannot set an undeclared variable); the relay's host network turned off (every function hung
-    until SAM's timeout, then no JSON answer); KUBE_READER_TOKEN_FILE left out of the env-vars (sync_customers
-    answered status failed, 401); api_sync's expectation changed to 202 (the run failed naming api_sync)."""
+    Breakages tried (each on a run of three events: fleet, queue stats, the scheduled sync): the relay's host network
+    turned off (the fleet answered 503 and the sync raised DatabaseUnavailable: 127.0.0.1 was the container's own);
+    KUBE_READER_TOKEN_FILE left out of the env-vars (the sync answered status failed: the reader identity had no
+    token); DATABASE_URL removed from template.yaml's Globals (all three raised SettingsError: --env-vars cannot set
+    an undeclared variable, so the functions had no database).
+    """
     require_tool("podman")
     require_tool("mmdebstrap")
     sam = require_tool("sam", os.environ.get("SAM_EXECUTABLE"), str(SAM))
