@@ -42,6 +42,18 @@ def test_a_machine_without_a_container_engine_is_told_how_to_install_one(tmp_pat
     assert "apt-get install -y podman runc" in done.stderr
 
 
+def test_docker_without_podman_is_refused_before_anything_starts(tmp_path: Path):
+    """Breakage tried: the check removed (the run went on with Docker and failed later without naming podman; on a
+    bridge the functions cannot reach 127.0.0.1 anyway: see the relay-off breakage of the end-to-end test)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text("#!/bin/sh\nexit 0\n")  # `docker info` answers: a daemon runs
+    (bin_dir / "docker").chmod(0o755)
+    done = run_cli("invoke", "--no-build", env={**os.environ, "PATH": str(bin_dir)})
+    assert done.returncode == 2, done.stderr
+    assert "make sam-invoke needs podman (apt-get install -y podman runc)" in done.stderr
+
+
 def test_an_event_file_that_does_not_match_its_function_fails_naming_the_field(tmp_path: Path):
     """Breakages tried: api_deploy's body without `component` (the check said nothing, SAM answered a 422 and the
     run went on), and `requestContext.requestTime` removed (what API Gateway always sends; events/ lacked it

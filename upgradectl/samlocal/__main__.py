@@ -61,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _invoke(args: argparse.Namespace, engine: ContainerEngine, invocations: list[Invocation], began: float) -> int:
     from upgradectl.samlocal.stack import local_stack  # psycopg: only for a run
 
+    if engine.name != "podman":  # Docker has no way to give SAM's containers the host network: loopback is theirs
+        print("sam-local: make sam-invoke needs podman (apt-get install -y podman runc): Docker cannot give SAM's "
+              "containers the host network, so they cannot reach the local stack on 127.0.0.1 (README: Test with "
+              "sam local invoke)", file=sys.stderr)  # fmt: skip
+        return 2
     if not args.no_build:
         subprocess.run([SAM, "build"], cwd=ROOT, check=True, env={**os.environ, "SAM_CLI_TELEMETRY": "0"})  # noqa: S603
     print(f"sam-local: {StandIn().name}: {build_stand_in(engine, log=False)} ({engine.name})", flush=True)
