@@ -8,7 +8,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup run run-real real-cluster-build test-real test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput clean postgres rds-ca-bundle mutants
+.PHONY: sam-local-image sam-invoke setup run run-real real-cluster-build test-real test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput clean postgres rds-ca-bundle mutants
 
 $(STAMP): requirements-dev.txt constraints.txt layers/shared/requirements.txt layers/kubernetes/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,12 @@ validate: $(SAM_STAMP)
 
 build: $(SAM_STAMP)
 	PYENV_VERSION=3.11.7 $(SAM_VENV)/bin/sam build
+
+sam-local-image: $(STAMP)  ## a stand-in for public.ecr.aws/lambda/python:3.11-x86_64 (Debian + awslambdaric), cached
+	$(BIN)/python -m upgradectl.samlocal image
+
+sam-invoke: $(STAMP) $(SAM_STAMP) postgres  ## sam build, then every function with every event through sam local invoke
+	SAM_EXECUTABLE=$(SAM_VENV)/bin/sam PYENV_VERSION=3.11.7 $(BIN)/python -m upgradectl.samlocal invoke
 
 openapi: $(STAMP)  ## regenerate docs/openapi.json from the code
 	$(BIN)/python -m upgradectl.openapi > docs/openapi.json
