@@ -28,6 +28,10 @@ SKIP = shutil.ignore_patterns(
     ".ruff_cache", "*.egg-info", "artifacts", ".hypothesis", ".schemathesis",
 )  # fmt: skip
 STATUSES = ("killed", "survived", "timeout", "suspicious", "skipped")
+# pytest, with every failure reported as exit status 1: mutmut 2.5.1 counts only status 1 as "the tests
+# failed", so a mutant that stops the module from importing (pytest's status 2, a collection error, e.g.
+# a module-level SQL string replaced by None) would be reported as a survivor.
+PYTEST_FAILS_AS_1 = "import sys, pytest; sys.exit(1 if pytest.main(sys.argv[1:]) else 0)"
 
 
 def modules() -> dict[str, dict[str, Any]]:
@@ -58,7 +62,9 @@ def run(name: str, module: dict[str, Any]) -> dict[str, int | float]:
     copy = fresh_copy(name)
     source, tests = str(module["source"]), [str(t) for t in module["tests"]]
     plugins = [arg for plugin in module.get("plugins", []) for arg in ("-p", str(plugin))]
-    runner = shlex.join([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *plugins, *tests])
+    runner = shlex.join(
+        [sys.executable, "-c", PYTEST_FAILS_AS_1, "-x", "-q", "-p", "no:cacheprovider", *plugins, *tests]
+    )
     print(f"== {name}: {source} against {' '.join(tests)}", flush=True)
     started = time.monotonic()
     mutmut(copy, "run", "--paths-to-mutate", source, "--tests-dir", "tests", "--runner", runner, "--no-progress",
