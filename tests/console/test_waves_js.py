@@ -5,7 +5,6 @@ rule (`planner.tolerated_failures`), run under node on the same cases (issue 24,
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from itertools import product
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 from upgrader.contract.strategies import REGISTRY
 from upgrader.rollout.planner import tolerated_failures
 
+from tests.support.tools import require_tool
 from upgradectl import console
 
 WAVES_JS = Path(console.__file__).parent / "static" / "waves.js"
@@ -29,8 +29,7 @@ LABELS = {
 
 
 def _run_node(tmp_path: Path, cases: list[list[Any]]) -> list[list[Any]]:
-    node = shutil.which("node")
-    assert node is not None, "node runs the console's module here (apt-get install nodejs)"
+    node = require_tool("node")
     (tmp_path / "strategies.mjs").write_text(console.asset(console.STRATEGIES_PATH).body.decode())  # type: ignore[union-attr]
     (tmp_path / "waves.mjs").write_text(WAVES_JS.read_text())
     (tmp_path / "cases.json").write_text(json.dumps(cases))

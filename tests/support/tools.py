@@ -1,4 +1,4 @@
-"""Command-line tools some tests drive (sam, podman, curl, jq, prometheus, cfn-lint, openapi-python-client).
+"""Command-line tools some tests drive (sam, podman, curl, jq, node, prometheus, cfn-lint, openapi-python-client).
 
 Under CI (`CI` set, as `.ci/run` does) a missing tool fails the test: CI must not go green by
 skipping. On a developer machine it skips with the command that installs it.
@@ -22,6 +22,7 @@ INSTALL = {
     "openapi-python-client": "make setup (requirements-dev.txt installs it into .venv)",
     "podman": "apt-get install -y podman runc (.ci/run installs them)",
     "mmdebstrap": "apt-get install -y mmdebstrap (.ci/run installs it)",
+    "node": "apt-get install -y nodejs (.ci/run installs it)",
 }
 
 
