@@ -24,6 +24,15 @@ def expect() -> Any:
     return playwright_expect
 
 
+def wait_runs_ended(stack: StackProcess, upgrade_id: str, timeout: float = 120) -> None:
+    """The halt is recorded before its execution ends, and a resume before that is refused ("run ... is still
+    running; abort it first"): a CI flake under load, the console's Resume answered 409 and nothing resumed."""
+    deadline = time.monotonic() + timeout
+    while any(a["status"] == "running" for a in stack.get(f"/api/upgrades/{upgrade_id}/status")["attempts"]):
+        assert time.monotonic() < deadline, f"a run of upgrade {upgrade_id} never ended"
+        time.sleep(0.1)
+
+
 def deploy_canary(stack: StackProcess, component: str, version: str) -> str:
     code, body = stack.request(
         "POST", "/api/upgrades/deploy",
@@ -240,6 +249,7 @@ def test_resume_and_both_rollbacks_go_through_the_api(page: Any, console_stack: 
     assert code == 202, body
     upgrade_id = str(body["upgradeId"])
     console_stack.wait_status(upgrade_id, {"halted"})  # cust_abc142 fails, nothing is tolerated
+    wait_runs_ended(console_stack, upgrade_id)
     open_upgrade(page, console_stack, upgrade_id)
 
     # resume, retrying the failed customer: a second execution, requested by the console's identity
@@ -250,6 +260,7 @@ def test_resume_and_both_rollbacks_go_through_the_api(page: Any, console_stack: 
     expect()(page.locator("#activity")).to_contain_text(f"Resume upgrade {upgrade_id}: ")
     status = console_stack.wait_status(upgrade_id, {"halted"})
     assert [a["attempt"] for a in status["attempts"]] == [1, 2]
+    wait_runs_ended(console_stack, upgrade_id)
     assert status["attempts"][1]["requestedBy"].startswith("local:")
 
     # one customer back, from its row
