@@ -299,6 +299,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
             f"  Try:  curl -X POST {base}/api/upgrades/deploy -H 'Content-Type: application/json' "
             """-d '{"component":"api","version":"v1.2.0","strategy":"canary","canaryPercent":10}'""",
             f"  Console: {base}/admin/queues  (the rollout dashboard; live, in your browser)",
+            f"  API reference: {base}/docs  (every operation, with Try it out against this stack)",
             f"  Stop: Ctrl-C (or kill -TERM {os.getpid()})",
         ]
     )
