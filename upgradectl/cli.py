@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from upgrader.contract.strategies import REGISTRY as STRATEGIES
+from upgrader.contract.strategies import described as described_strategies
 from upgrader.infra.components import component_names
 
 from upgradectl import fleet_cli
@@ -60,11 +61,9 @@ def _add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) ->
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument("--component", choices=component_names(), default=default, help="component to upgrade")
     parser.add_argument("--version", default=default, help="image tag to roll out, e.g. v1.2.0")
-    parser.add_argument("--strategy", choices=STRATEGIES.names(), default=default,
-                        help="; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES))  # fmt: skip
+    parser.add_argument("--strategy", choices=STRATEGIES.names(), default=default, help=described_strategies())
     parser.add_argument("--progressive", default=default, metavar="P1,P2,..,100", type=_percent_steps,
-                        help="progressive strategy with these cumulative percent steps, e.g. 1,5,25,100 "
-                             "(implies --strategy progressive)")  # fmt: skip
+                        help="progressive with these cumulative percent steps, e.g. 1,5,25,100 (implies it)")  # fmt: skip
     parser.add_argument("--progression", choices=("linear", "exponential"), default=default,
                         help="progressive preset instead of steps: linear (10, 20, .. 100) or exponential "
                              "(1, 2, 4, .. 64, 100)")  # fmt: skip

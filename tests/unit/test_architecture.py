@@ -24,7 +24,7 @@ TOO_BIG_FOR_NOW = {
     "layers/shared/upgrader/contract/models.py": 657,
     "upgradectl/cli.py": 660,
     "upgradectl/console/proxy.py": 401,
-    "upgradectl/local/__main__.py": 428,
+    "upgradectl/local/__main__.py": 426,
     "upgradectl/local/engine.py": 666,
     "upgradectl/local/server.py": 402,
     "upgradectl/local/simcluster/cluster.py": 749,

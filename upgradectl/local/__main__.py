@@ -22,12 +22,12 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from upgradectl.local import options
 from upgradectl.local.functions import API_FUNCTIONS
 from upgradectl.local.options import DEFAULT_CUSTOMERS, DEFAULT_REAL_CUSTOMERS, EXIT_STARTUP_FAILED, parse_args
 
@@ -53,14 +53,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("botocore", "boto3", "urllib3", "moto", "kubernetes", "aiohttp", "pgserver", "responses"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    # moto says at start-up that it does not enforce the Map's ToleratedFailurePercentage. Ours is 100 (a
-    # customer's failure never fails the Map) and every child catches its own errors into its failure-recording
-    # state (tests/unit/test_asl_static.py), so enforcing it would change nothing: a quiet start, not noise.
-    logging.getLogger("moto.stepfunctions.parser.asl.parse.preprocessor").setLevel(logging.ERROR)
+    options.quiet_logging()
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO" if args.verbose else "WARNING")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 

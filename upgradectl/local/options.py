@@ -4,7 +4,10 @@ refused."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -96,3 +99,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if url is not None and not (urlsplit(url).scheme in ("http", "https") and urlsplit(url).netloc):
             parser.error(f"{flag} must be an http:// or https:// URL, got {url!r}")
     return args
+
+
+def quiet_logging() -> None:
+    """The stack's own lines at INFO; the libraries' only from WARNING (a quiet start: the banner, not noise)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("botocore", "boto3", "urllib3", "moto", "kubernetes", "aiohttp", "pgserver", "responses"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    # moto says at start-up that it does not enforce the Map's ToleratedFailurePercentage. Ours is 100 (a
+    # customer's failure never fails the Map) and every child catches its own errors into its failure-recording
+    # state (tests/unit/test_asl_static.py), so enforcing it would change nothing.
+    logging.getLogger("moto.stepfunctions.parser.asl.parse.preprocessor").setLevel(logging.ERROR)

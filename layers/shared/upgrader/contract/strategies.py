@@ -231,3 +231,8 @@ def console_table() -> dict[str, dict[str, Any]]:
         s.name: {"waveLabels": list(s.wave_labels), "wavesWithoutFailures": sorted(s.waves_without_failures)}
         for s in REGISTRY
     }
+
+
+def described() -> str:
+    """Each strategy in its own words, for the CLI's --strategy help: "all: everyone in one wave; canary: ..."."""
+    return "; ".join(f"{s.name}: {s.summary}" for s in REGISTRY)
