@@ -99,6 +99,7 @@ def test_halts_and_running_upgrades_are_in_the_evidence(evidence, upgrade):
     staging = evidence.evidence("api", "v2.0.0")["staging"]
     assert [(u.upgrade_id, u.halt_reason) for u in staging.halts] == [(halted, "wave 1 of 1: 1 of 1 failed")]
     assert [u.upgrade_id for u in staging.running] == [running]
+    assert staging.running[0].finished_at is None  # not its last update: it has not finished
     assert staging.last_finished_at is None
 
 
