@@ -159,9 +159,11 @@ def test_no_cycle_between_the_sub_packages():
 # (`factory`) through the API's use cases, the fleet and the rollout to the contract, the events, the
 # cluster adapter and the infrastructure, which imports none of them.
 LAYERS = {
-    "upgrader.factory": {"api", "fleet", "rollout", "notifications", "cluster", "contract", "infra"},
-    "upgrader.api": {"fleet", "rollout", "notifications", "cluster", "contract", "infra"},
-    "upgrader.fleet": {"rollout", "notifications", "cluster", "contract", "infra"},
+    "upgrader.factory": {"api", "fleet", "promotion", "rollout", "notifications", "cluster", "contract", "infra"},
+    "upgrader.api": {"fleet", "promotion", "rollout", "notifications", "cluster", "contract", "infra"},
+    "upgrader.fleet": {"promotion", "rollout", "notifications", "cluster", "contract", "infra"},
+    # rings, promotion rules, their evidence, trains (its compatibility check asks the rollout's rules)
+    "upgrader.promotion": {"rollout", "notifications", "cluster", "contract", "infra"},
     "upgrader.rollout": {"notifications", "cluster", "contract", "infra"},
     "upgrader.notifications": {"contract", "infra"},
     "upgrader.cluster": {"infra"},
