@@ -94,7 +94,7 @@ def sigv4_signer(region: str, session: Any = None, service: str = "aps") -> Sign
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
-    source = session or botocore.session.get_session()
+    source = session or botocore.session.Session()
 
     def sign(url: str, headers: dict[str, str]) -> dict[str, str]:
         credentials = source.get_credentials()
