@@ -130,3 +130,11 @@ def test_the_gate_fails_on_any_fail_waits_on_any_inconclusive_and_passes_only_wi
     assert overall([v("pass"), v("inconclusive")]) == "inconclusive"
     assert overall([v("pass"), v("pass")]) == "pass"
     assert overall([]) == "inconclusive"
+
+
+def test_an_upgraded_customer_without_data_makes_the_comparison_inconclusive_even_with_enough_others():
+    """The customer whose metrics vanished may be the one the new version broke: it is not left out."""
+    measured = [*cohort("upgraded", [0.0046, 0.0053, 0.0049, 0.0042]), m("dark", "upgraded", None, "HTTP 503"),
+                *cohort("control", CONTROL)]  # fmt: skip
+    verdict = judge(a_check({"kind": "comparison"}), measured)
+    assert (verdict.verdict, verdict.evidence["missing"]["upgraded"]) == ("inconclusive", ["dark"])
