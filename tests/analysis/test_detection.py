@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from upgrader.analysis.checks import AnalysisCheck
 from upgrader.analysis.judgement import judge
-from upgrader.analysis.measurements import Measurement
+from upgrader.analysis.measurements import Cohort, Measurement
 
 from upgradectl.local.workload_metrics import Workload, WorkloadMetrics
 
@@ -44,7 +44,7 @@ def canary(seed: int, new_version: str, tolerance: float, window_seconds: float 
             continue  # the series of a version no longer running
         requests, errors = before.get((w.customer, w.version), (0, 0))
         ratio = (s.errors - errors) / max(1, s.requests - requests)
-        cohort = "upgraded" if w.version == new_version else "control"
+        cohort: Cohort = "upgraded" if w.version == new_version else "control"
         measurements.append(Measurement("error-rate", w.customer, cohort, "q", AT, value=ratio))
     return judge(error_rate_check(tolerance), measurements).verdict
 

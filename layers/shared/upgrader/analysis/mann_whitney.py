@@ -10,6 +10,7 @@ variance and a continuity correction of 0.5 (the textbook method, and scipy.stat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
@@ -27,7 +28,7 @@ class MannWhitney:
     n_y: int
 
 
-def mann_whitney_u(x: list[float], y: list[float], alternative: Alternative = "greater") -> MannWhitney:
+def mann_whitney_u(x: Sequence[float], y: Sequence[float], alternative: Alternative = "greater") -> MannWhitney:
     """Test whether `x` tends to be greater than `y` ("greater"), smaller ("less") or either ("two-sided")."""
     n_x, n_y = len(x), len(y)
     if n_x == 0 or n_y == 0:
