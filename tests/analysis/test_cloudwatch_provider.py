@@ -88,7 +88,7 @@ def test_alarm_state_counts_the_alarms_in_alarm(cloudwatch):
     assert (a.value, b.value) == (0.0, 1.0)
     assert judge(alarm_check(), [a, b]).verdict == "fail"
     missing = provider.measure(alarm_check(), target_for("cust_c"))
-    assert (missing.value, missing.error) == (None, "no such alarm: cust_c-errors")
+    assert (missing.value, missing.error, missing.retryable) == (None, "no such alarm: cust_c-errors", False)
 
 
 def test_a_throttled_call_is_inconclusive():
@@ -96,7 +96,7 @@ def test_a_throttled_call_is_inconclusive():
     with Stubber(client) as stub:
         stub.add_client_error("get_metric_data", service_error_code="Throttling", http_status_code=400)
         found = CloudWatchProvider(client).measure(metric_check(), target_for("cust_a"))
-    assert (found.value, found.error) == (None, "CloudWatch Throttling")
+    assert (found.value, found.error, found.retryable) == (None, "CloudWatch Throttling", True)
     assert judge(metric_check(), [found]).verdict == "inconclusive"
 
 

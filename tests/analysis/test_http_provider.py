@@ -77,3 +77,19 @@ def test_an_endpoint_that_is_down_is_inconclusive(closed_port):
 def test_the_timeout_is_bounded():
     with pytest.raises(ValueError, match="30"):
         HttpProvider(timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("status", "raw", "delay", "retryable"),
+    [(503, b"", 0.0, True), (429, b"", 0.0, True), (200, b"{}", 3.0, True),
+     (404, b"{}", 0.0, False), (200, b"<html>", 0.0, False), (200, b"{}", 0.0, False)],
+)  # fmt: skip
+def test_only_a_missing_answer_is_worth_another_try(scripted_server, status, raw, delay, retryable):
+    scripted_server.answer("/s", status, raw=raw, delay=delay)
+    found = HttpProvider(timeout=0.5).measure(http_check(scripted_server.url + "/s"), target_for("c1"))
+    assert found.value is None and found.retryable is retryable
+
+
+def test_an_endpoint_that_is_down_is_worth_another_try(closed_port):
+    found = HttpProvider(timeout=1).measure(http_check(f"http://127.0.0.1:{closed_port}/s"), target_for("c1"))
+    assert found.retryable is True

@@ -29,6 +29,7 @@ class Measurement:
     value: float | None = None
     error: str | None = None  # "timeout", "HTTP 503", "not JSON", "2 series"...: never a secret
     verdict: Verdict | None = None  # set by the judgement
+    retryable: bool = False  # no answer this time (timeout, unreachable, 5xx, throttled): another try may get one
 
     def __post_init__(self) -> None:
         if self.value is not None and not math.isfinite(self.value):

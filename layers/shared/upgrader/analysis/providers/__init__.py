@@ -8,7 +8,6 @@ value and with its `error`, which the judgement counts as inconclusive, never as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
 from upgrader.analysis.checks import AnalysisCheck
@@ -44,8 +43,10 @@ def bounded_timeout(seconds: float) -> float:
     return seconds
 
 
-def no_value(check: AnalysisCheck, target: Target, query: str, error: str, at: datetime | None = None) -> Measurement:
-    return Measurement(check.name, target.customer_id, target.cohort, query, at or target.values.now, error=error)
+def no_value(check: AnalysisCheck, target: Target, query: str, error: str, *, retryable: bool = False) -> Measurement:
+    """A measurement without a value; `retryable`: the provider did not answer this time (worth another try)."""
+    return Measurement(check.name, target.customer_id, target.cohort, query, target.values.now, error=error,
+                       retryable=retryable)  # fmt: skip
 
 
 def value(check: AnalysisCheck, target: Target, query: str, measured: float) -> Measurement:

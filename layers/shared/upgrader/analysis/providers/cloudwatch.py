@@ -55,7 +55,7 @@ class CloudWatchProvider:
                 ScanBy="TimestampDescending",
             )  # fmt: skip
         except (ClientError, BotoCoreError) as exc:
-            return no_value(check, target, shown, _error(exc))
+            return no_value(check, target, shown, _error(exc), retryable=_retryable(exc))
         wanted = next(q["Id"] for q in queries if q.get("ReturnData", True))
         results = [r for r in answer.get("MetricDataResults", []) if r.get("Id") == wanted]
         if not results or not results[0].get("Values"):
@@ -67,7 +67,7 @@ class CloudWatchProvider:
         try:
             answer = self._client.describe_alarms(AlarmNames=names, AlarmTypes=["MetricAlarm", "CompositeAlarm"])
         except (ClientError, BotoCoreError) as exc:
-            return no_value(check, target, shown, _error(exc))
+            return no_value(check, target, shown, _error(exc), retryable=_retryable(exc))
         states = {a["AlarmName"]: a["StateValue"]
                   for a in [*answer.get("MetricAlarms", []), *answer.get("CompositeAlarms", [])]}  # fmt: skip
         unknown = [n for n in names if n not in states]
@@ -90,6 +90,16 @@ def _rendered(query: MetricDataQuery, values: TemplateValues) -> dict[str, Any]:
             "Period": stat.period, "Stat": stat.stat,
         }  # fmt: skip
     return rendered
+
+
+_TRANSIENT_CODES = {"Throttling", "ThrottlingException", "ServiceUnavailable", "InternalFailure", "InternalServiceError",
+                    "RequestTimeout", "LimitExceeded"}  # fmt: skip
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
+    return True  # BotoCoreError: no answer (timeouts, connection errors)
 
 
 def _error(exc: Exception) -> str:

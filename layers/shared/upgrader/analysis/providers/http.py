@@ -11,7 +11,7 @@ from typing import Any
 from upgrader.analysis.checks import AnalysisCheck, HttpQuery
 from upgrader.analysis.measurements import Measurement
 from upgrader.analysis.providers import DEFAULT_TIMEOUT_SECONDS, Target, bounded_timeout, no_value, value
-from upgrader.analysis.providers.web import FetchError, get_json
+from upgrader.analysis.providers.web import FetchError, ProviderUnavailable, get_json
 from upgrader.analysis.templating import TemplateError, render_url
 
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
@@ -33,7 +33,7 @@ class HttpProvider:
             document = get_json(url, timeout=self._timeout, headers=self._headers)
             return value(check, target, shown, read_number(document, check.query.json_path))
         except FetchError as exc:
-            return no_value(check, target, shown, str(exc))
+            return no_value(check, target, shown, str(exc), retryable=isinstance(exc, ProviderUnavailable))
 
 
 def read_number(document: Any, path: str) -> float:

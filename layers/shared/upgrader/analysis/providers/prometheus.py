@@ -15,7 +15,7 @@ from typing import Any
 from upgrader.analysis.checks import AnalysisCheck
 from upgrader.analysis.measurements import Measurement
 from upgrader.analysis.providers import DEFAULT_TIMEOUT_SECONDS, Target, bounded_timeout, no_value, value
-from upgrader.analysis.providers.web import FetchError, Signer, get_json
+from upgrader.analysis.providers.web import FetchError, ProviderUnavailable, Signer, get_json
 from upgrader.analysis.templating import TemplateError, render_promql
 
 
@@ -46,7 +46,7 @@ class PrometheusProvider:
         try:
             return value(check, target, query, self.instant(query, target.values.now))
         except FetchError as exc:
-            return no_value(check, target, query, str(exc))
+            return no_value(check, target, query, str(exc), retryable=isinstance(exc, ProviderUnavailable))
 
     def instant(self, query: str, at: datetime) -> float:
         """The one number `query` gives at `at`; FetchError otherwise."""
