@@ -8,13 +8,14 @@ SAM_STAMP := $(SAM_VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: sam-local-image sam-invoke setup run run-real real-cluster-build test-real test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput clean postgres rds-ca-bundle mutants
+.PHONY: docs docs-serve docs-reference sam-local-image sam-invoke setup run run-real real-cluster-build test-real test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput clean postgres rds-ca-bundle mutants
 
 $(STAMP): requirements-dev.txt constraints.txt layers/shared/requirements.txt layers/kubernetes/requirements.txt pyproject.toml
+	@echo "setting up $(VENV) (first time: a few minutes; pip's output in $(VENV)/install.log)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	@scripts/quietly $(VENV)/install.log $(BIN)/pip install --quiet --upgrade pip
+	@scripts/quietly $(VENV)/install.log $(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
+	@scripts/quietly $(VENV)/install.log $(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 # mutmut for `make mutants` only: in the project's environment, installed by that target, never by setup or CI
@@ -24,9 +25,10 @@ $(MUTANTS_STAMP): $(STAMP) requirements-mutants.txt
 	touch $@
 
 $(SAM_STAMP):
+	@echo "setting up $(SAM_VENV) (aws-sam-cli; pip's output in $(SAM_VENV)/install.log)"
 	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
-	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
+	@scripts/quietly $(SAM_VENV)/install.log $(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	@scripts/quietly $(SAM_VENV)/install.log $(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
 	touch $@
 
 setup: $(STAMP) $(SAM_STAMP)
@@ -74,6 +76,15 @@ sam-local-image: $(STAMP)  ## a stand-in for public.ecr.aws/lambda/python:3.11-x
 
 sam-invoke: $(STAMP) $(SAM_STAMP) postgres  ## sam build, then every function with every event through sam local invoke
 	SAM_EXECUTABLE=$(SAM_VENV)/bin/sam PYENV_VERSION=3.11.7 $(BIN)/python -m upgradectl.samlocal invoke
+
+docs-reference: $(STAMP)  ## regenerate docs/reference/*.md (API, CLI, events, configuration) from the code
+	$(BIN)/python -m upgradectl.docs_site.reference
+
+docs: $(STAMP)  ## the documentation site into site/ (mkdocs build --strict: no broken link, no orphan page)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)  ## the documentation site at http://localhost:8000, rebuilt as you edit
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 openapi: $(STAMP)  ## regenerate docs/openapi.json from the code
 	$(BIN)/python -m upgradectl.openapi > docs/openapi.json

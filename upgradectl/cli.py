@@ -60,7 +60,8 @@ def _add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) ->
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument("--component", choices=component_names(), default=default, help="component to upgrade")
     parser.add_argument("--version", default=default, help="image tag to roll out, e.g. v1.2.0")
-    parser.add_argument("--strategy", choices=STRATEGIES.names(), default=default, help=" | ".join(STRATEGIES.names()))
+    parser.add_argument("--strategy", choices=STRATEGIES.names(), default=default,
+                        help="; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES))  # fmt: skip
     parser.add_argument("--progressive", default=default, metavar="P1,P2,..,100", type=_percent_steps,
                         help="progressive strategy with these cumulative percent steps, e.g. 1,5,25,100 "
                              "(implies --strategy progressive)")  # fmt: skip

@@ -52,3 +52,13 @@ def test_a_component_once_removed_from_the_registry_is_a_usage_error():
         ["--component", "broker", "--version", "1", "--strategy", "all"], out=io.StringIO(), err=io.StringIO()
     )
     assert code == cli.EXIT_USAGE
+
+
+def test_the_strategy_help_describes_each_registered_strategy_in_its_own_words(registered, capsys):
+    """`--help` explains every strategy by its `summary`, a registered one included. Breakage tried: the help
+    back to the names alone (" | ".join(names))."""
+    assert cli.main(["--help"], out=io.StringIO(), err=io.StringIO()) == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for strategy in STRATEGIES:
+        assert f"{strategy.name}: {' '.join(strategy.summary.split())}" in help_text
+    assert "gated: " in help_text

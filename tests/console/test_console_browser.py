@@ -26,7 +26,7 @@ def expect() -> Any:
 
 def wait_runs_ended(stack: StackProcess, upgrade_id: str, timeout: float = 120) -> None:
     """The halt is recorded before its execution ends, and a resume before that is refused ("run ... is still
-    running; abort it first"): a CI flake under load, the console's Resume answered 409 and nothing resumed."""
+    finishing the customers it had started"): a CI flake under load, the console's Resume answered 409."""
     deadline = time.monotonic() + timeout
     while any(a["status"] == "running" for a in stack.get(f"/api/upgrades/{upgrade_id}/status")["attempts"]):
         assert time.monotonic() < deadline, f"a run of upgrade {upgrade_id} never ended"

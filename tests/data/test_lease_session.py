@@ -160,23 +160,3 @@ def test_an_unknown_log_row_is_named_in_the_error(env: Any) -> None:
     """Kills `rollout/leases.py:261` (the message renamed)."""
     with pytest.raises(LogRowNotFound, match=r"^customer log row 987654 not found$"), factory.leases().session(987654):
         pass
-
-
-def test_the_lease_holders_are_read_by_customer(make_customers: Any, fake_workflow: Any, sql: Any) -> None:
-    """`holder_of` (one customer's lease, or None) and `leases()` (every lease, by customer id).
-
-    Kills `rollout/leases.py:292` and `:297` (each statement renamed)."""
-    make_customers(2)
-    uid = deploy()["upgradeId"]
-    first, second = _log_id(sql, uid, "cust_0001"), _log_id(sql, uid, "cust_0002")
-    leases = factory.leases()
-    assert leases.holder_of("cust_0002") is None and leases.leases() == []
-    for log_id in (second, first):
-        factory.runs().claim_customer(log_id)
-        with leases.session(log_id) as lease:
-            assert lease.state == "acquired"
-    holder = leases.holder_of("cust_0002")
-    assert holder is not None
-    assert (holder["log_id"], holder["upgrade_id"], holder["operation"], holder["component"]) == (
-        second, int(uid), "upgrade", "api")  # fmt: skip
-    assert [(h["customer_id"], h["log_id"]) for h in leases.leases()] == [("cust_0001", first), ("cust_0002", second)]

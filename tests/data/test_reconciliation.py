@@ -241,7 +241,10 @@ def test_an_aborted_or_failed_upgrade_resumes_once_no_run_of_it_still_runs(make_
     sql("UPDATE system_upgrades SET status = 'aborted'")  # the abort is written; its run has not ended yet
     before = sql("SELECT * FROM customer_upgrade_logs ORDER BY id")
     code, data = resume(uid)
-    assert code == 409 and data["message"] == f"run {run} of upgrade {uid} is still running; abort it first", data
+    assert code == 409 and data["message"] == (
+        f"run {run} of upgrade {uid} is still finishing the customers it had started; resume once it has ended "
+        f"(GET /api/upgrades/{uid} lists its runs)"
+    ), data
     assert sql("SELECT * FROM customer_upgrade_logs ORDER BY id") == before
     for attempt, ended in ((2, "aborted"), (3, "failed")):
         _halted_with_nobody_started(sql)

@@ -282,6 +282,10 @@ def test_stop_with_embedded_postgres_and_a_waiting_canary_leaves_nothing_running
     try:
         assert "embedded PostgreSQL" in stack.stdout_path.read_text()
         assert "SIMULATED" in stack.stdout_path.read_text()
+        # `make run`'s start is quiet: the banner, no library warnings (issue 25, item 4; breakage tried: the moto
+        # logger's level back to WARNING, which shows its ToleratedFailurePercentage notice)
+        started_log = stack.stderr_path.read_text()
+        assert [line for line in started_log.splitlines() if "WARNING" in line or "Warning" in line] == [], started_log
         code, started = stack.request("POST", "/api/upgrades/deploy",
                                       {"component": "api", "version": "v9.0.0", "strategy": "canary",
                                        "canaryPercent": 20})  # fmt: skip

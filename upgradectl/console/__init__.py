@@ -15,6 +15,8 @@ from importlib import resources
 
 from upgrader.contract.strategies import console_table
 
+from upgradectl.console.api_reference import is_reference_path, reference_asset
+
 PAGE_PATHS = frozenset({"/", "/admin/queues", "/admin/queues/"})
 CONFIG_PATH = "/console/config.json"
 # Generated from the strategies' registry when asked: the wave labels and budget facts the page shows.
@@ -42,7 +44,7 @@ class Asset:
 
 
 def is_console_path(path: str) -> bool:
-    return path in PAGE_PATHS or path in _ASSETS or path in (CONFIG_PATH, STRATEGIES_PATH)
+    return path in PAGE_PATHS or path in _ASSETS or path in (CONFIG_PATH, STRATEGIES_PATH) or is_reference_path(path)
 
 
 def strategies_module() -> str:
@@ -55,6 +57,9 @@ def asset(path: str) -> Asset | None:
     """The page or one of its files for a request path; None for any other path."""
     if path == STRATEGIES_PATH:
         return Asset(strategies_module().encode(), "text/javascript; charset=utf-8")
+    reference = reference_asset(path)  # the API reference at /docs (upgradectl.console.api_reference)
+    if reference is not None:
+        return Asset(*reference)
     if path in PAGE_PATHS:
         name, content_type = "index.html", "text/html; charset=utf-8"
     elif path in _ASSETS:

@@ -57,6 +57,10 @@ def _main(argv: Sequence[str] | None) -> int:
     for noisy in ("botocore", "boto3", "urllib3", "moto", "kubernetes", "aiohttp", "pgserver", "responses"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    # moto says at start-up that it does not enforce the Map's ToleratedFailurePercentage. Ours is 100 (a
+    # customer's failure never fails the Map) and every child catches its own errors into its failure-recording
+    # state (tests/unit/test_asl_static.py), so enforcing it would change nothing: a quiet start, not noise.
+    logging.getLogger("moto.stepfunctions.parser.asl.parse.preprocessor").setLevel(logging.ERROR)
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO" if args.verbose else "WARNING")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
@@ -297,6 +301,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
             f"  Try:  curl -X POST {base}/api/upgrades/deploy -H 'Content-Type: application/json' "
             """-d '{"component":"api","version":"v1.2.0","strategy":"canary","canaryPercent":10}'""",
             f"  Console: {base}/admin/queues  (the rollout dashboard; live, in your browser)",
+            f"  API reference: {base}/docs  (every operation, with Try it out against this stack)",
             f"  Stop: Ctrl-C (or kill -TERM {os.getpid()})",
         ]
     )

@@ -59,7 +59,7 @@ class Strategy:
     """The base: everyone in one wave, no gate but a bake, every wave under the failure budget."""
 
     name = "all"
-    summary = "everyone in one wave"  # the words that describe it (read by no code yet: the API and CLI list the names)
+    summary = "everyone in one wave"  # the words that describe it (the CLI's --strategy help)
     wave_labels: tuple[str, ...] = ("all",)  # what the console calls wave i (the last label repeats)
     waves_without_failures: frozenset[int] = frozenset()  # waves that tolerate no failure, whatever the threshold
     own_fields: tuple[str, ...] = ()  # deploy request fields that go with this strategy only

@@ -286,13 +286,3 @@ class LeaseRepository:
                 " WHERE id = %s AND status = 'in_progress'",
                 (why, log_id),
             )
-
-    def holder_of(self, customer_id: str) -> Row | None:
-        with self._db.statement() as cur:
-            cur.execute("SELECT * FROM customer_leases WHERE customer_id = %s", (customer_id,))
-            return cur.fetchone()
-
-    def leases(self) -> list[dict[str, Any]]:
-        with self._db.statement() as cur:
-            cur.execute("SELECT * FROM customer_leases ORDER BY customer_id")
-            return cur.fetchall()

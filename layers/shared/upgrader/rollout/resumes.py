@@ -56,7 +56,12 @@ class ResumeRepository:
                 )
                 busy = cur.fetchone()
                 if busy is not None:
-                    raise WrongState(f"run {busy['run_name']} of upgrade {upgrade_id} is still running; abort it first")
+                    # A halt or an abort lets the customers already started finish: their run ends after them.
+                    # (Aborting it would not hurry it: a halted upgrade's run is already told to stop.)
+                    raise WrongState(
+                        f"run {busy['run_name']} of upgrade {upgrade_id} is still finishing the customers it had "
+                        f"started; resume once it has ended (GET /api/upgrades/{upgrade_id} lists its runs)"
+                    )
                 cur.execute(
                     "SELECT COALESCE(max(attempt), 0) + 1 AS n FROM upgrade_runs WHERE upgrade_id = %s AND kind = 'upgrade'",
                     (upgrade_id,),

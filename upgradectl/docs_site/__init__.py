@@ -1,0 +1,1 @@
+"""The documentation site's reference pages, generated from the code so they cannot drift (`make docs`)."""
