@@ -38,6 +38,8 @@ CLIENT_CUSTOMIZATIONS: dict[str, str | None] = {
 MODULE_BODY = "<module>"
 # Operations whose IAM action is not named like the operation (the Service Authorization Reference).
 IAM_ACTION_NAMES = {"lambda:Invoke": "lambda:InvokeFunction", "lambda:InvokeAsync": "lambda:InvokeAsync"}
+# Services whose IAM prefix is not their signing name (CloudWatch signs as "monitoring", IAM says "cloudwatch").
+IAM_PREFIXES = {"monitoring": "cloudwatch"}
 
 
 @dataclass
@@ -281,7 +283,7 @@ def aws_client_methods(services: frozenset[str]) -> dict[str, set[str]]:
     for service in services:
         model = botocore_session().get_service_model(service)
         for operation in model.operation_names:
-            action = f"{model.signing_name}:{operation}"
+            action = f"{IAM_PREFIXES.get(model.signing_name, model.signing_name)}:{operation}"
             methods.setdefault(xform_name(operation), set()).add(IAM_ACTION_NAMES.get(action, action))
     return methods
 

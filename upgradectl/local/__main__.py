@@ -122,7 +122,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     from upgrader import factory
     from upgrader.infra.migrate import apply_migrations
 
-    from upgradectl.local import seed
+    from upgradectl.local import analysis_stack, seed
     from upgradectl.local.postgres import LocalPostgres, PostgresUnavailable
     from upgradectl.local.prometheus import LocalMetrics
     from upgradectl.local.runtime import LocalRuntime
@@ -257,6 +257,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
         seed.label_demo_customers(factory.database(), demo)
         seed.start_upgrade_ids_at(factory.database())
     count = seed.customer_count(factory.database())
+    analysis = analysis_stack.start_analysis(args, simulated, factory.database(), stack) if args.analysis else []
     factory.database().close()  # the main thread's connection; workers keep their own
     timings["discovery"] = time.monotonic() - mark
 
@@ -287,6 +288,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
             f"  Cluster         {cluster_line}",
             f"  Customers       {seeded_line}",
             *_blue_green_line(demo),
+            *analysis,
             f"  Events          {events_line}; Prometheus metrics at {base}/metrics",
             f"  Started in {time.monotonic() - began:.1f} s ({parts}).",
             f"  Try:  curl -X POST {base}/api/upgrades/deploy -H 'Content-Type: application/json' "
@@ -317,10 +319,8 @@ def _start_real_cluster(args: argparse.Namespace, stack: contextlib.ExitStack) -
 def _blue_green_line(demo: list[Any]) -> list[str]:
     """A banner line naming the blue-green demo customers, when there are any."""
     ids = [c.customer_id for c in demo if c.chart_name is not None]
-    if not ids:
-        return []
     return [f"  Blue-green      {len(ids)} demo customers on charts/customer-stack-bluegreen, labelled rollout=blue-green: "
-            f"{ids[0]} .. {ids[-1]}"]  # fmt: skip
+            f"{ids[0]} .. {ids[-1]}"] if ids else []  # fmt: skip
 
 
 def _event_channels(args: argparse.Namespace, base_hint: str) -> tuple[list[Any], str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from upgradectl.local.functions import ROOT
+from upgradectl.local.prometheus_server import find_binary
 
 DEFAULT_PORT = 3100
 DEFAULT_CUSTOMERS = 50
@@ -75,6 +76,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="Slack Web API base URL for the team notifications (a local stand-in: "
                              "python -m upgradectl.local.slack_standin); token from $SLACK_BOT_TOKEN")  # fmt: skip
     parser.add_argument("--slack-channel", default="#upgrades", help="Slack channel of the notifications")
+    parser.add_argument("--analysis", action="store_true",
+                        help="simulated cluster: the customers' workloads expose request, error and latency metrics on "
+                             "127.0.0.1 and a real Prometheus (Debian's package) scrapes them (metric analysis)")  # fmt: skip
+    parser.add_argument("--bad-version", action="append", default=None, metavar="PATTERN",
+                        help="--analysis: versions matching this pattern (fnmatch) raise their customers' error rate "
+                             "from 0.5 %% to 3 %% (repeatable; default *-bad)")  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="show the handlers' own (JSON) logs")
     parser.add_argument("--quiet", action="store_true", help="no access log lines")
     args = parser.parse_args(argv)
@@ -91,6 +98,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.customers and args.kubeconfig is not None:
         parser.error("--customers creates demo customers in the simulated cluster; with --kubeconfig the customers "
                      "are the real cluster's, found by discovery")  # fmt: skip
+    args.bad_version = args.bad_version or ["*-bad"]
+    if args.analysis and (args.cluster == "real" or args.kubeconfig is not None):
+        parser.error("--analysis reads the versions the simulated cluster runs: it needs the simulated cluster")
+    if args.analysis and find_binary() is None:
+        parser.error("--analysis starts a real Prometheus: apt-get install -y prometheus")
     if not 0 <= args.port <= 65535:
         parser.error("--port must be 0..65535")
     if args.workers < 1:

@@ -171,6 +171,22 @@ AWS_CALLS: tuple[AwsCall, ...] = (
         ),
         when=_always,
     ),
+    # CloudWatch: the metric analysis' provider (upgrader.analysis.providers.cloudwatch, issue 20). No function
+    # reaches it yet; the one that runs the analysis between waves gets these two grants when it is wired.
+    AwsCall(
+        "upgrader.analysis.providers.cloudwatch.CloudWatchProvider._metric_data",
+        "get_metric_data",
+        "cloudwatch:GetMetricData",
+        resource=lambda settings, where: "*",  # GetMetricData has no resource-level permission
+        when=_always,
+    ),
+    AwsCall(
+        "upgrader.analysis.providers.cloudwatch.CloudWatchProvider._alarms",
+        "describe_alarms",
+        "cloudwatch:DescribeAlarms",
+        resource=lambda settings, where: f"arn:{where.partition}:cloudwatch:{where.region}:{where.account_id}:alarm:*",
+        when=_always,
+    ),
     # Kubernetes access (upgrader.cluster.access)
     AwsCall(
         "upgrader.cluster.access.build_api_client",

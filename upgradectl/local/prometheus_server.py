@@ -1,0 +1,83 @@
+"""A real Prometheus (Debian's `/usr/bin/prometheus`) on 127.0.0.1, its data in a temporary folder, scraping
+the given targets: the local stack's `--analysis` and the analysis tests use it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+DEBIAN_BINARY = "/usr/bin/prometheus"
+
+
+class PrometheusUnavailable(RuntimeError):
+    pass
+
+
+def find_binary() -> str | None:
+    return shutil.which("prometheus") or (DEBIAN_BINARY if Path(DEBIAN_BINARY).is_file() else None)
+
+
+class PrometheusServer:
+    def __init__(
+        self, binary: str, targets: list[str], *, scrape_seconds: float = 1.0, folder: Path | None = None
+    ) -> None:
+        self._binary = binary
+        self._own_folder = folder is None
+        self.folder = folder or Path(tempfile.mkdtemp(prefix="upgrade-prometheus-"))
+        config = self.folder / "prometheus.yml"
+        interval = f"{max(1, round(scrape_seconds * 1000))}ms"
+        config.write_text(json.dumps({
+            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "scrape_configs": [{"job_name": "workloads", "static_configs": [{"targets": targets}]}],
+        }))  # fmt: skip
+        self._config = config
+        self.url = f"http://127.0.0.1:{_free_port()}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_within: float = 30.0) -> PrometheusServer:
+        log = (self.folder / "prometheus.log").open("w")
+        self._process = subprocess.Popen(
+            [self._binary, f"--config.file={self._config}", f"--storage.tsdb.path={self.folder / 'data'}",
+             f"--web.listen-address={self.url.removeprefix('http://')}", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + ready_within
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise PrometheusUnavailable(f"prometheus exited: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:  # noqa: S310 - our own URL
+                    if response.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise PrometheusUnavailable(f"prometheus not ready in {ready_within:g} s: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        path = self.folder / "prometheus.log"
+        return path.read_text()[-2000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._own_folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
