@@ -159,12 +159,13 @@ def test_no_cycle_between_the_sub_packages():
 # (`factory`) through the API's use cases, the fleet and the rollout to the contract, the events, the
 # cluster adapter and the infrastructure, which imports none of them.
 LAYERS = {
-    "upgrader.factory": {"api", "fleet", "rollout", "notifications", "cluster", "contract", "infra"},
-    "upgrader.api": {"fleet", "rollout", "notifications", "cluster", "contract", "infra"},
-    "upgrader.fleet": {"rollout", "notifications", "cluster", "contract", "infra"},
-    "upgrader.rollout": {"notifications", "cluster", "contract", "infra"},
+    "upgrader.factory": {"api", "fleet", "rollout", "notifications", "cluster", "images", "contract", "infra"},
+    "upgrader.api": {"fleet", "rollout", "notifications", "cluster", "images", "contract", "infra"},
+    "upgrader.fleet": {"rollout", "notifications", "cluster", "images", "contract", "infra"},
+    "upgrader.rollout": {"notifications", "cluster", "images", "contract", "infra"},
     "upgrader.notifications": {"contract", "infra"},
     "upgrader.cluster": {"infra"},
+    "upgrader.images": {"infra"},  # the image registries' port, adapters and the pre-flight rule (issue 22)
     "upgrader.contract": {"infra"},
     "upgrader.infra": set(),
     "upgrader": set(),
