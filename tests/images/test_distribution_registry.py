@@ -72,6 +72,13 @@ def test_a_pinned_digest_is_checked_against_the_registry(registry, push):
     assert isinstance(resolve(registry.host, f"pinned/api:v1.0.0@{other}"), Missing)
 
 
+def test_a_registry_announcing_another_digest_for_a_pinned_one_is_refused(proxy, push):
+    digest = push("pinned/api", "v1.1.0", b"pinned 1.1.0")
+    front = proxy(ProxyRules(announce_digest="sha256:" + "1" * 64))
+    with pytest.raises(DigestMismatch, match="asked for"):
+        resolve(front.host, f"pinned/api:v1.1.0@{digest}")
+
+
 def test_a_registry_that_is_down_is_unavailable():
     port = free_port()  # nothing listens there
     with pytest.raises(RegistryUnavailable) as caught:

@@ -35,14 +35,28 @@ def manifest(content: str, media_type: str = OCI_MANIFEST) -> str:
         body["manifests"] = [{"mediaType": OCI_MANIFEST, "digest": "sha256:" + "2" * 64, "size": 10,
                               "platform": {"os": "linux", "architecture": "arm64"}}]  # fmt: skip
     else:
-        body["config"] = {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + "1" * 64, "size": 2}
-        body["layers"] = [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": f"sha256:{hashlib.sha256(content.encode()).hexdigest()}", "size": 5}]
+        body["config"] = {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": "sha256:" + "1" * 64,
+            "size": 2,
+        }
+        body["layers"] = [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": f"sha256:{hashlib.sha256(content.encode()).hexdigest()}",
+                "size": 5,
+            }
+        ]
     return json.dumps(body)  # json.dumps' own separators: moto answers the manifest re-serialized that way
 
 
 @pytest.fixture
 def ecr(monkeypatch) -> Iterator[Any]:
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)
     with mock_aws():
         client = boto3.client("ecr", region_name="us-east-1")
@@ -60,7 +74,9 @@ def put(client: Any, tag: str, text: str, media_type: str = OCI_MANIFEST) -> str
 
 def test_ecr_hosts_are_recognised():
     assert is_ecr_host(HOST) and is_ecr_host(f"{ACCOUNT}.dkr.ecr-fips.us-gov-west-1.amazonaws.com")
-    assert not is_ecr_host("registry.example.com") and not is_ecr_host(f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com.evil.io")
+    assert not is_ecr_host("registry.example.com") and not is_ecr_host(
+        f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com.evil.io"
+    )
 
 
 def test_a_tag_resolves_to_its_manifest_digest(ecr):
@@ -92,7 +108,9 @@ def test_a_moved_tag_resolves_to_the_new_digest(ecr):
 
 def test_a_digest_that_is_not_the_manifest_s_hash_is_refused(ecr):
     # moto, given no digest, makes one of the layers' digests: not what a node pulling by digest would find.
-    ecr.put_image(repositoryName=REPOSITORY, imageManifest=manifest("x"), imageTag="v4.0.0", imageManifestMediaType=OCI_MANIFEST)
+    ecr.put_image(
+        repositoryName=REPOSITORY, imageManifest=manifest("x"), imageTag="v4.0.0", imageManifestMediaType=OCI_MANIFEST
+    )
     with pytest.raises(DigestMismatch):
         EcrRegistry(ecr).resolve(parse_reference(f"{HOST}/{REPOSITORY}:v4.0.0"))
 

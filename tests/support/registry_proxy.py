@@ -30,6 +30,7 @@ class ProxyRules:
     strip_digest: bool = False  # drop Docker-Content-Digest from HEAD answers (a GET keeps it)
     corrupt_body: bool = False  # change a byte of every manifest body (GET)
     content_type: str | None = None  # answer manifests with this Content-Type
+    announce_digest: str | None = None  # answer manifests with this Docker-Content-Digest (a lying registry)
     token: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
@@ -109,6 +110,9 @@ class RegistryProxy:
                 headers = {k: v for k, v in headers.items() if k.lower() != "docker-content-digest"}
             if rules.corrupt_body and body:
                 body = body.replace(b'"schemaVersion":2', b'"schemaVersion": 2', 1)
+            if rules.announce_digest:
+                headers = {k: v for k, v in headers.items() if k.lower() != "docker-content-digest"}
+                headers["Docker-Content-Digest"] = rules.announce_digest
             if rules.content_type:
                 headers = {k: v for k, v in headers.items() if k.lower() != "content-type"} | {
                     "Content-Type": rules.content_type

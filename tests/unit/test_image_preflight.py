@@ -7,7 +7,7 @@ import hashlib
 import threading
 
 import pytest
-from upgrader.images.preflight import ImagesRefused, customer_images, run_preflight
+from upgrader.images.preflight import ImagesRefused, ResolutionCache, customer_images, run_preflight
 from upgrader.images.references import ImageReference, MutableTags
 from upgrader.images.registry import OCI_MANIFEST, Missing, RegistryUnavailable, Resolution, Resolved
 
@@ -88,7 +88,9 @@ def test_a_missing_rollback_image_refuses_unless_allowed():
 def test_a_customer_whose_current_version_is_unknown_has_no_rollback_image():
     registry = FakeRegistry({f"{REPO}:v2.0.0": digest_of("v2")})
     result = run_preflight([customer_images("c-1", REPO, "v2.0.0", None)], registry)
-    assert [(p.customer_id, p.reason) for p in result.missing_rollbacks] == [("c-1", "the version it runs is not known")]
+    assert [(p.customer_id, p.reason) for p in result.missing_rollbacks] == [
+        ("c-1", "the version it runs is not known")
+    ]
     assert registry.asked == [f"{REPO}:v2.0.0"]
 
 
@@ -106,7 +108,10 @@ def test_mutable_tags_are_refused_without_asking_the_registry():
 def test_a_pinned_current_tag_value_is_checked_by_its_digest():
     pinned = digest_of("v1")
     registry = FakeRegistry({f"{REPO}:v2": digest_of("v2"), f"{REPO}:v1": pinned})
-    customers = [customer_images("c-1", REPO, "v2", f"v1@{pinned}"), customer_images("c-2", REPO, "v2", f"v1@{digest_of('gone')}")]
+    customers = [
+        customer_images("c-1", REPO, "v2", f"v1@{pinned}"),
+        customer_images("c-2", REPO, "v2", f"v1@{digest_of('gone')}"),
+    ]
     result = run_preflight(customers, registry)
     assert result.rollbacks["c-1"].digest == pinned
     assert [p.customer_id for p in result.missing_rollbacks] == ["c-2"]
@@ -116,3 +121,11 @@ def test_a_registry_error_fails_the_preflight():
     registry = FakeRegistry({}, fail=RegistryUnavailable("registry.example.com", "HTTP 503"))
     with pytest.raises(RegistryUnavailable, match="registry.example.com"):
         run_preflight(fleet(5, "v2", ("v1",)), registry)
+
+
+def test_a_cache_shared_by_two_preflights_of_one_deploy_asks_nothing_the_second_time():
+    registry = FakeRegistry({f"{REPO}:v2": digest_of("v2"), f"{REPO}:v1": digest_of("v1")})
+    cache = ResolutionCache(registry)
+    first = run_preflight(fleet(10, "v2", ("v1",)), registry, cache=cache)
+    second = run_preflight(fleet(10, "v2", ("v1",)), registry, cache=cache)
+    assert len(registry.asked) == 2 and first.targets == second.targets

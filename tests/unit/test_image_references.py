@@ -34,7 +34,12 @@ DIGEST = "sha256:" + "ab" * 32
 )  # fmt: skip
 def test_parses_a_reference(text, registry, repository, tag, digest):
     reference = parse_reference(text)
-    assert (reference.registry, reference.repository, reference.tag, reference.digest) == (registry, repository, tag, digest)
+    assert (reference.registry, reference.repository, reference.tag, reference.digest) == (
+        registry,
+        repository,
+        tag,
+        digest,
+    )
 
 
 def test_docker_hub_is_asked_at_its_api_host():
