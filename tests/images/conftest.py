@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 from itertools import count
 
 import pytest
-from upgradectl.local.registry import LocalRegistry, Platform, Skopeo, write_oci_image
 
 from tests.support.registry_proxy import ProxyRules, RegistryProxy
 from tests.support.tools import require_tool
+from upgradectl.local.registry import LocalRegistry, Platform, Skopeo, write_oci_image
 
 
 @pytest.fixture(scope="module")

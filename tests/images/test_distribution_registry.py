@@ -19,9 +19,9 @@ from upgrader.images.registry import (
     RegistryUnavailable,
     Resolved,
 )
-from upgradectl.local.realcluster.processes import free_port
 
 from tests.support.registry_proxy import ProxyRules
+from upgradectl.local.realcluster.processes import free_port
 
 
 def resolve(host: str, image: str, adapter: DistributionRegistry | None = None) -> Resolved | Missing:
