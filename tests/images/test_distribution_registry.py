@@ -4,6 +4,8 @@ built here and pushed with skopeo; the proxy (tests/support/registry_proxy.py) a
 from __future__ import annotations
 
 import hashlib
+import socket
+import time
 
 import pytest
 from upgrader.images.distribution import DistributionRegistry, RegistryCredentials
@@ -19,9 +21,12 @@ from upgrader.images.registry import (
     RegistryUnavailable,
     Resolved,
 )
+from upgrader.infra.components import REGISTRY
 
 from tests.support.registry_proxy import ProxyRules
 from upgradectl.local.realcluster.processes import free_port
+from upgradectl.local.registry import push_sample_images
+from upgradectl.local.simcluster.charts import component_defaults, effective_images, image_repository
 
 
 def resolve(host: str, image: str, adapter: DistributionRegistry | None = None) -> Resolved | Missing:
@@ -194,3 +199,45 @@ def test_1000_customers_on_3_target_and_3_rollback_images_through_a_token_regist
     assert {status for _, status in answered} == {200}
     assert len(front.seen) <= 6 + 3 * 2  # at most one challenge and one token per repository besides
     assert len(result.targets) == len(result.rollbacks) == 1000
+
+
+def test_a_registry_that_never_answers_is_unavailable_within_the_timeout():
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailable, match="timed out"):
+            resolve(f"127.0.0.1:{silent.getsockname()[1]}", "slow/api:v1.0.0", DistributionRegistry(timeout=0.5))
+        assert time.monotonic() - started < 3
+
+
+def test_the_demo_versions_pushed_resolve_and_the_simulated_chart_renders_the_pinned_digest(registry, skopeo, tmp_path):
+    pushed = push_sample_images(registry.host, skopeo, tmp_path)
+    assert len(pushed) == 2 * len(REGISTRY.names())
+    customers = [
+        customer_images(
+            f"c-{spec.name}", image_repository(spec.name, registry.host), spec.sample.newer_tag, spec.sample.older_tag
+        )
+        for spec in REGISTRY
+    ]
+    result = run_preflight(customers, DistributionRegistry(timeout=5))
+    assert {c: r.digest for c, r in result.targets.items()} == {
+        f"c-{spec.name}": pushed[(image_repository(spec.name, registry.host), spec.sample.newer_tag)]
+        for spec in REGISTRY
+    }
+    assert all(r.multi_arch for r in result.targets.values())
+    # The chart contract: the pinned tag value, rendered by the sample chart as repository:tag, names the digest.
+    spec = REGISTRY.get("api")
+    resolved = result.targets["c-api"]
+    chart = {"values": component_defaults({s.name: s.sample.older_tag for s in REGISTRY})}
+    config = {
+        "api": {
+            "image": {
+                "repository": image_repository("api", registry.host),
+                "tag": resolved.reference.pinned(resolved.digest).tag_value(),
+            }
+        }
+    }
+    image = effective_images(chart, config)["api"]
+    assert image == f"{registry.host}/api:{spec.sample.newer_tag}@{resolved.digest}"
+    assert isinstance(resolve(registry.host, image.split("/", 1)[1]), Resolved)

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from upgrader.images.registry import OCI_INDEX, OCI_MANIFEST
+from upgrader.infra.components import REGISTRY
 
 from upgradectl.local.realcluster.processes import Process, StartError, free_port, wait_until
+from upgradectl.local.simcluster.charts import image_repository
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -128,6 +130,21 @@ class Skopeo:
         if result.returncode != 0:
             raise StartError(f"skopeo {args[0]} failed: {result.stderr.strip()[-400:]}")
         return result.stdout
+
+
+def push_sample_images(registry: str, skopeo: Skopeo, work: Path) -> dict[tuple[str, str], str]:
+    """Every component's sample versions (the sample chart's older and newer tags, upgrader.infra.components)
+    pushed to `registry` at the sample chart's repository path, each a multi-arch index (amd64, arm64) as
+    real images are. Returns (repository, tag) -> digest; the demo releases then name these repositories."""
+    pushed = {}
+    for spec in REGISTRY:
+        repository = image_repository(spec.name, registry).split("/", 1)[1]
+        for tag in (spec.sample.older_tag, spec.sample.newer_tag):
+            layout = work / "layouts" / spec.name / tag
+            write_oci_image(layout, tag, f"{spec.name} {tag}".encode(), (Platform(), Platform(architecture="arm64")))
+            skopeo.push(layout, registry, repository, tag)
+            pushed[(image_repository(spec.name, registry), tag)] = skopeo.digest(registry, repository, tag)
+    return pushed
 
 
 def write_oci_image(layout: Path, tag: str, content: bytes, platforms: tuple[Platform, ...] = (Platform(),)) -> str:
