@@ -23,6 +23,7 @@ import tarfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from upgrader.images.registry import OCI_INDEX, OCI_MANIFEST
 from upgrader.infra.components import REGISTRY
@@ -180,9 +181,9 @@ def write_oci_image(layout: Path, tag: str, content: bytes, platforms: tuple[Pla
             **_blob(layout, _json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})),
         }
     index_path = layout / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {"schemaVersion": 2, "manifests": []}
-    index["manifests"] = [m for m in index["manifests"] if (m.get("annotations") or {}).get(REF_NAME) != tag]
-    index["manifests"].append({**top, "annotations": {REF_NAME: tag}})
+    earlier: list[dict[str, Any]] = json.loads(index_path.read_text())["manifests"] if index_path.exists() else []
+    kept = [m for m in earlier if (m.get("annotations") or {}).get(REF_NAME) != tag]
+    index = {"schemaVersion": 2, "manifests": [*kept, {**top, "annotations": {REF_NAME: tag}}]}
     index_path.write_text(json.dumps(index), encoding="utf-8")
     return str(top["digest"])
 
