@@ -26,7 +26,7 @@ from upgrader.infra.components import REGISTRY
 from tests.support.registry_proxy import ProxyRules
 from upgradectl.local.realcluster.processes import free_port
 from upgradectl.local.registry import push_sample_images
-from upgradectl.local.simcluster.charts import component_defaults, effective_images, image_repository
+from upgradectl.local.simcluster.charts import component_defaults, effective_images
 
 
 def resolve(host: str, image: str, adapter: DistributionRegistry | None = None) -> Resolved | Missing:
@@ -216,13 +216,13 @@ def test_the_demo_versions_pushed_resolve_and_the_simulated_chart_renders_the_pi
     assert len(pushed) == 2 * len(REGISTRY.names())
     customers = [
         customer_images(
-            f"c-{spec.name}", image_repository(spec.name, registry.host), spec.sample.newer_tag, spec.sample.older_tag
+            f"c-{spec.name}", spec.sample_image_repository(registry.host), spec.sample.newer_tag, spec.sample.older_tag
         )
         for spec in REGISTRY
     ]
     result = run_preflight(customers, DistributionRegistry(timeout=5))
     assert {c: r.digest for c, r in result.targets.items()} == {
-        f"c-{spec.name}": pushed[(image_repository(spec.name, registry.host), spec.sample.newer_tag)]
+        f"c-{spec.name}": pushed[(spec.sample_image_repository(registry.host), spec.sample.newer_tag)]
         for spec in REGISTRY
     }
     assert all(r.multi_arch for r in result.targets.values())
@@ -233,7 +233,7 @@ def test_the_demo_versions_pushed_resolve_and_the_simulated_chart_renders_the_pi
     config = {
         "api": {
             "image": {
-                "repository": image_repository("api", registry.host),
+                "repository": spec.sample_image_repository(registry.host),
                 "tag": resolved.reference.pinned(resolved.digest).tag_value(),
             }
         }

@@ -29,7 +29,6 @@ from upgrader.images.registry import OCI_INDEX, OCI_MANIFEST
 from upgrader.infra.components import REGISTRY
 
 from upgradectl.local.realcluster.processes import Process, StartError, free_port, wait_until
-from upgradectl.local.simcluster.charts import image_repository
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -139,12 +138,12 @@ def push_sample_images(registry: str, skopeo: Skopeo, work: Path) -> dict[tuple[
     real images are. Returns (repository, tag) -> digest; the demo releases then name these repositories."""
     pushed = {}
     for spec in REGISTRY:
-        repository = image_repository(spec.name, registry).split("/", 1)[1]
+        repository = spec.sample_image_repository(registry).split("/", 1)[1]
         for tag in (spec.sample.older_tag, spec.sample.newer_tag):
             layout = work / "layouts" / spec.name / tag
             write_oci_image(layout, tag, f"{spec.name} {tag}".encode(), (Platform(), Platform(architecture="arm64")))
             skopeo.push(layout, registry, repository, tag)
-            pushed[(image_repository(spec.name, registry), tag)] = skopeo.digest(registry, repository, tag)
+            pushed[(spec.sample_image_repository(registry), tag)] = skopeo.digest(registry, repository, tag)
     return pushed
 
 

@@ -24,7 +24,6 @@ from upgrader.infra.components import REGISTRY, component_names, in_words
 from upgradectl.local.simcluster.values import Values, coalesce_values, deep_copy
 
 DEFAULT_CHART_NAME = "customer-stack"
-SAMPLE_REGISTRY = "registry.example.com"  # where the sample chart's images say they come from
 # The blue-green sample chart (docs/blue-green.md): its templates are the repository's own chart files.
 BLUEGREEN_CHART_NAME = "customer-stack-bluegreen"
 BLUEGREEN_CHART_DIR = Path(__file__).resolve().parents[3] / "charts" / BLUEGREEN_CHART_NAME
@@ -113,17 +112,11 @@ def chart_templates() -> dict[str, str]:
     }
 
 
-def image_repository(component: str, registry: str = SAMPLE_REGISTRY) -> str:
-    """The sample chart's image repository of a component (`<component>.image.repository`): the chart's default
-    on registry.example.com, or the same path on the local stack's real registry (upgradectl/local/registry.py)."""
-    return f"{registry}/{component}"
-
-
 def component_defaults(tags: Mapping[str, str]) -> Values:
     """Chart default values: per component an image (repository, tag), replicas and its service port."""
     return {
         spec.name: {
-            "image": {"repository": image_repository(spec.name), "tag": tags[spec.name]},
+            "image": {"repository": spec.sample_image_repository(), "tag": tags[spec.name]},
             "replicaCount": 2,
             "service": {"portName": spec.sample.port_name, "port": spec.sample.port},
         }
