@@ -1,5 +1,6 @@
 """A real image registry on 127.0.0.1 (Debian's docker-registry, distribution 2.8), filled with small images
-built here from scratch and pushed with Debian's skopeo: no pull from outside, no daemon.
+built here from scratch and pushed with Debian's skopeo: no pull from outside, no daemon. The real cluster's
+chart registry (upgradectl/local/realcluster/registry.py) is one of these too, serving TLS for helm 4.
 
 The tests of the registry adapters start one per test module (tests/images/); the local stack can start one
 the same way so that the demo customers' releases name images that exist (issue 22, to wire). Plain HTTP,
@@ -18,6 +19,7 @@ import io
 import json
 import re
 import shutil
+import ssl
 import subprocess
 import tarfile
 import urllib.request
@@ -51,6 +53,7 @@ class LocalRegistry:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.port = 0
+        self.tls = False
         self.process: Process | None = None
 
     @property
@@ -61,22 +64,31 @@ class LocalRegistry:
     def log(self) -> Path:
         return self.directory / "registry.log"
 
-    def start(self, port: int | None = None) -> LocalRegistry:
+    def start(
+        self, port: int | None = None, *, tls: tuple[Path, Path] | None = None, ca_file: Path | None = None,
+        what: str = "start the image registry",
+    ) -> LocalRegistry:  # fmt: skip
+        """Serve on 127.0.0.1 (a free port unless given); `tls` = (certificate, key) serves HTTPS instead,
+        checked ready with `ca_file`. The chart registry of the real cluster starts the same way."""
         binary = shutil.which("docker-registry")
         if not binary:
-            raise StartError("start the image registry: no docker-registry binary; apt-get install docker-registry")
+            raise StartError(f"{what}: no docker-registry binary; apt-get install docker-registry "
+                             "(scripts/realk8s/build-control-plane.sh installs it)")  # fmt: skip
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        self.tls = tls is not None
         config = self.directory / "config.yml"
         config.write_text(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n"
             f"    rootdirectory: {self.directory / 'data'}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n",
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            + (f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else ""),
             encoding="utf-8",
         )
         self.process = Process("docker-registry", [binary, "serve", str(config)], self.log)
-        url = f"http://{self.host}/v2/"
-        wait_until("start the image registry", lambda: urllib.request.urlopen(url, timeout=2).status == 200, 30,  # noqa: S310
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        url = f"{'https' if tls else 'http'}://{self.host}/v2/"
+        wait_until(what, lambda: urllib.request.urlopen(url, timeout=2, context=context).status == 200, 30,  # noqa: S310
                    self.process)  # fmt: skip
         return self
 
