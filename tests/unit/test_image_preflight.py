@@ -10,6 +10,7 @@ import pytest
 from upgrader.images.preflight import ImagesRefused, ResolutionCache, customer_images, run_preflight
 from upgrader.images.references import ImageReference, MutableTags
 from upgrader.images.registry import OCI_MANIFEST, Missing, RegistryUnavailable, Resolution, Resolved
+from upgrader.infra.errors import InvalidValue
 
 REPO = "registry.example.com/customer-stack/api"
 
@@ -129,3 +130,14 @@ def test_a_cache_shared_by_two_preflights_of_one_deploy_asks_nothing_the_second_
     first = run_preflight(fleet(10, "v2", ("v1",)), registry, cache=cache)
     second = run_preflight(fleet(10, "v2", ("v1",)), registry, cache=cache)
     assert len(registry.asked) == 2 and first.targets == second.targets
+
+
+def test_a_release_naming_no_usable_repository_is_refused_naming_the_customer():
+    with pytest.raises(InvalidValue, match="customer c-7: .*Registry.example.com/API") as caught:
+        customer_images("c-7", "Registry.example.com/API", "v2", "v1")
+    assert caught.value.http_status == 422
+
+
+def test_an_unusable_current_tag_leaves_no_rollback_image_with_the_reason():
+    images = customer_images("c-8", REPO, "v2", "not a tag!")
+    assert images.rollback is None and "current tag is not usable" in images.no_rollback_reason

@@ -41,7 +41,10 @@ def customer_images(customer_id: str, repository: str, target_tag: str, current_
     """The images of a customer whose release names `repository` (its `<component>.image.repository` value,
     upgrader.images.references.repository_key) and runs `current_tag` (its tag value, maybe `v1@sha256:…`).
     InvalidValue when the repository or the target tag is not a valid reference."""
-    target = image_of(repository, target_tag)
+    try:
+        target = image_of(repository, target_tag)
+    except InvalidValue as exc:  # the deploy's answer names the customer whose release names no usable image
+        raise InvalidValue(exc.field, f"customer {customer_id}: {exc.reason}") from exc
     if current_tag is None:
         return CustomerImages(customer_id, target, None, "the version it runs is not known")
     try:
