@@ -241,3 +241,17 @@ def test_the_demo_versions_pushed_resolve_and_the_simulated_chart_renders_the_pi
     image = effective_images(chart, config)["api"]
     assert image == f"{registry.host}/api:{spec.sample.newer_tag}@{resolved.digest}"
     assert isinstance(resolve(registry.host, image.split("/", 1)[1]), Resolved)
+
+
+def test_a_rollback_image_cleaned_up_from_the_registry_refuses_the_deploy_unless_allowed(registry, skopeo, push):
+    push("cleaned/api", "v1.0.0", b"the version the customers run")
+    push("cleaned/api", "v1.1.0", b"the target")
+    customers = [customer_images(f"c-{n}", f"{registry.host}/cleaned/api", "v1.1.0", "v1.0.0") for n in range(3)]
+    assert run_preflight(customers, DistributionRegistry()).refusal(allow_no_rollback_image=False) is None
+    skopeo.delete(registry.host, "cleaned/api", "v1.0.0")  # a cleanup policy removed the old image
+    result = run_preflight(customers, DistributionRegistry())
+    refusal = result.refusal(allow_no_rollback_image=False)
+    assert refusal is not None and [(p.customer_id, p.role) for p in refusal.problems] == [
+        ("c-0", "rollback"), ("c-1", "rollback"), ("c-2", "rollback"),
+    ]  # fmt: skip
+    assert result.refusal(allow_no_rollback_image=True) is None and len(result.targets) == 3
