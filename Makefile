@@ -8,7 +8,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: docs docs-serve docs-reference sam-local-image sam-invoke setup run run-real real-cluster-build test-real test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput clean postgres rds-ca-bundle mutants
+.PHONY: docs docs-serve docs-reference sam-local-image sam-invoke setup run run-real real-cluster-build test-real test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput bench-preflight clean postgres rds-ca-bundle mutants
 
 $(STAMP): requirements-dev.txt constraints.txt layers/shared/requirements.txt layers/kubernetes/requirements.txt pyproject.toml
 	@echo "setting up $(VENV) (first time: a few minutes; pip's output in $(VENV)/install.log)"
@@ -100,6 +100,9 @@ bench: $(STAMP) postgres  ## one table of ratios, measured in one run (about 15 
 
 bench-large: $(STAMP) postgres  ## a 10,000-customer simulated rollout, every customer accounted for (not in CI)
 	$(BIN)/python -m benchmarks.large
+
+bench-preflight: $(STAMP)  ## the image pre-flight for 1,000 customers against a real registry: time, registry requests
+	$(BIN)/python -m benchmarks.preflight
 
 bench-throughput: $(STAMP) postgres  ## local rollout throughput at 100, 500 and 1,000 customers (customers/s, ratio)
 	$(BIN)/python -m benchmarks.sim_throughput

@@ -1,4 +1,5 @@
-"""Command-line tools some tests drive (sam, podman, curl, jq, node, prometheus, cfn-lint, openapi-python-client).
+"""Command-line tools some tests drive (sam, podman, curl, jq, node, prometheus, cfn-lint, openapi-python-client,
+docker-registry, skopeo).
 
 Under CI (`CI` set, as `.ci/run` does) a missing tool fails the test: CI must not go green by
 skipping. On a developer machine it skips with the command that installs it.
@@ -23,6 +24,8 @@ INSTALL = {
     "podman": "apt-get install -y podman runc (.ci/run installs them)",
     "mmdebstrap": "apt-get install -y mmdebstrap (.ci/run installs it)",
     "node": "apt-get install -y nodejs (.ci/run installs it)",
+    "docker-registry": "apt-get install -y docker-registry (.ci/run installs it)",
+    "skopeo": "apt-get install -y skopeo (.ci/run installs it)",
 }
 
 

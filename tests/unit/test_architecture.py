@@ -166,17 +166,29 @@ LAYERS = {
         "rollout",
         "notifications",
         "cluster",
+        "images",
         "contract",
         "analysis",
         "infra",
     },
-    "upgrader.api": {"fleet", "promotion", "rollout", "notifications", "cluster", "contract", "analysis", "infra"},
-    "upgrader.fleet": {"promotion", "rollout", "notifications", "cluster", "contract", "analysis", "infra"},
+    "upgrader.api": {
+        "fleet",
+        "promotion",
+        "rollout",
+        "notifications",
+        "cluster",
+        "images",
+        "contract",
+        "analysis",
+        "infra",
+    },
+    "upgrader.fleet": {"promotion", "rollout", "notifications", "cluster", "images", "contract", "analysis", "infra"},
     # rings, promotion rules, their evidence, trains (its compatibility check asks the rollout's rules)
-    "upgrader.promotion": {"rollout", "notifications", "cluster", "contract", "analysis", "infra"},
-    "upgrader.rollout": {"notifications", "cluster", "contract", "analysis", "infra"},
+    "upgrader.promotion": {"rollout", "notifications", "cluster", "images", "contract", "analysis", "infra"},
+    "upgrader.rollout": {"notifications", "cluster", "images", "contract", "analysis", "infra"},
     "upgrader.notifications": {"contract", "analysis", "infra"},
     "upgrader.cluster": {"infra"},
+    "upgrader.images": {"infra"},  # the image registries' port, adapters and the pre-flight rule (issue 22)
     "upgrader.contract": {"analysis", "infra"},  # a deploy request's `analysis` checks are analysis.checks models
     "upgrader.analysis": {"infra"},  # checks, templating, judgement, providers: below the contract that holds them
     "upgrader.infra": set(),

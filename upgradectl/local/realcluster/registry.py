@@ -10,15 +10,13 @@ which the agent's helm trusts through SSL_CERT_FILE) for helm 4; loopback only i
 
 from __future__ import annotations
 
-import shutil
-import ssl
 import subprocess
 import tempfile
-import urllib.request
 from pathlib import Path
 
 from upgradectl.local.realcluster.pki import Pki
-from upgradectl.local.realcluster.processes import Process, StartError, free_port, wait_until
+from upgradectl.local.realcluster.processes import StartError
+from upgradectl.local.registry import LocalRegistry
 from upgradectl.local.simcluster.charts import ChartVersion, write_chart_dir
 
 CHART_PATH = "charts"
@@ -29,38 +27,22 @@ class ChartRegistry:
         self.directory = directory
         self.pki = pki
         self.tls = tls
-        self.port = 0
-        self.process: Process | None = None
+        self.server = LocalRegistry(directory)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return self.server.host
 
     def chart_ref(self, chart_name: str) -> str:
         return f"oci://{self.host}/{CHART_PATH}/{chart_name}"
 
     def start(self) -> ChartRegistry:
-        binary = shutil.which("docker-registry")
-        if not binary:
-            raise StartError("start the chart registry: no docker-registry binary; apt-get install docker-registry "
-                             "(scripts/realk8s/build-control-plane.sh installs it)")  # fmt: skip
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if self.tls:
-            cert, key = self.pki.issue("registry", common_name="chart-registry")
-        self.port = free_port()
-        config = self.directory / "config.yml"
-        config.write_text(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
-            f"    rootdirectory: {self.directory / 'data'}\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n"
-            + (f"  tls:\n    certificate: {cert}\n    key: {key}\n" if self.tls else ""),
-            encoding="utf-8",
-        )
-        self.process = Process("docker-registry", [binary, "serve", str(config)], self.directory / "registry.log")
-        context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
-        url = f"{'https' if self.tls else 'http'}://{self.host}/v2/"
-        wait_until("start the chart registry", lambda: urllib.request.urlopen(url, timeout=2, context=context)  # noqa: S310
-                   .status == 200, 30, self.process)  # fmt: skip
+        certificate = self.pki.issue("registry", common_name="chart-registry") if self.tls else None
+        self.server.start(tls=certificate, ca_file=self.pki.ca_cert, what="start the chart registry")
         return self
 
     def push(self, helm_path: Path, charts: list[ChartVersion], env: dict[str, str]) -> None:
@@ -82,6 +64,4 @@ class ChartRegistry:
             raise StartError(f"push the charts: helm {args[0]} failed: {result.stderr.strip()[-300:]}")
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
+        self.server.stop()

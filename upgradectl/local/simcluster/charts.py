@@ -116,7 +116,7 @@ def component_defaults(tags: Mapping[str, str]) -> Values:
     """Chart default values: per component an image (repository, tag), replicas and its service port."""
     return {
         spec.name: {
-            "image": {"repository": f"registry.example.com/{spec.name}", "tag": tags[spec.name]},
+            "image": {"repository": spec.sample_image_repository(), "tag": tags[spec.name]},
             "replicaCount": 2,
             "service": {"portName": spec.sample.port_name, "port": spec.sample.port},
         }

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from upgrader.infra.registry import Registry
 
 DEFAULT_CHART_REF = "oci://registry.example.com/charts/customer-stack"
+SAMPLE_IMAGE_REGISTRY = "registry.example.com"  # where the sample chart's images say they come from
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class ComponentSpec:
     def image_tag_key(self) -> str:
         """The Helm value key holding the image tag (`helm --set-string <key>=<version>`); settings may override."""
         return f"{self.name}.image.tag"
+
+    def sample_image_repository(self, registry: str = SAMPLE_IMAGE_REGISTRY) -> str:
+        """The sample chart's `<name>.image.repository`: on registry.example.com by default, or the same path
+        on the local stack's real registry (upgradectl/local/registry.py)."""
+        return f"{registry}/{self.name}"
 
     @property
     def pin_field(self) -> str:
