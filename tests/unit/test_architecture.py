@@ -21,7 +21,7 @@ SOURCES = [ROOT / "layers", ROOT / "functions", ROOT / "upgradectl"]
 MAX_LINES = 400
 # Modules still over the limit, each with the size it may not grow past: the list only shrinks.
 TOO_BIG_FOR_NOW = {
-    "layers/shared/upgrader/contract/models.py": 657,
+    "layers/shared/upgrader/contract/models.py": 562,
     "upgradectl/cli.py": 660,
     "upgradectl/console/proxy.py": 401,
     "upgradectl/local/__main__.py": 428,
@@ -234,4 +234,4 @@ def _places(pattern: str) -> list[str]:
 def test_one_timestamp_formatter_and_one_strict_base_model():
     """Each of these facts is written once: how a timestamp is formatted, and what a strict request model is."""
     assert _places(r"%Y-%m-%dT") == ["infra/timestamps.py"]
-    assert _places(r"extra=\"forbid\", strict=True") == ["contract/models.py"]
+    assert _places(r"extra=\"forbid\", strict=True") == ["contract/base.py"]

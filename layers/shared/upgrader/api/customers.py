@@ -42,7 +42,7 @@ def list_customers(
     pins = inventory.pins_of([r["id"] for r in page])
     customers = [customer_view(r, pins.get(r["id"], [])) for r in page]
     return CustomerList(
-        count=len(customers), customers=customers, nextCursor=page[-1]["id"] if len(rows) > limit else None
+        count=len(customers), customers=customers, next_cursor=page[-1]["id"] if len(rows) > limit else None
     )
 
 
@@ -54,9 +54,9 @@ def get_customer(customer_id: str, *, limit: int, inventory: InventoryRepository
     return CustomerDetail(
         **customer_view(row, pins).model_dump(),
         operations=[_operation(o) for o in operations],
-        operationsTotal=operations_total,
+        operations_total=operations_total,
         history=[_event(e) for e in events],
-        historyTotal=history_total,
+        history_total=history_total,
     )
 
 
@@ -73,15 +73,15 @@ def patch_customer(
     return CustomerPatchResponse(
         customer=customer_view(row, pins),
         changes=changes,
-        changedBy=changed_by if changes else None,
-        changedAt=iso(row["updated_at"]) if changes else None,
+        changed_by=changed_by if changes else None,
+        changed_at=iso(row["updated_at"]) if changes else None,
     )
 
 
 def check_patch(patch: CustomerPatch, *, now: datetime) -> None:
     """What the request's shape cannot say: the window's zone exists; each pin ends in the future, within
     MAX_PIN_DAYS. Raises InvalidValue naming the field."""
-    window = patch.maintenanceWindow
+    window = patch.maintenance_window
     if window is not None:
         try:
             zoneinfo.ZoneInfo(window.timezone)
@@ -95,7 +95,7 @@ def check_patch(patch: CustomerPatch, *, now: datetime) -> None:
         if pin is None:
             continue
         try:
-            ends = parse_timestamp(pin.expiresAt)
+            ends = parse_timestamp(pin.expires_at)
         except ValueError as exc:
             raise InvalidValue(f"pins.{component}.expiresAt", str(exc)) from exc
         if ends <= now:
@@ -124,11 +124,11 @@ def fleet(*, inventory: InventoryRepository, syncs: SyncRepository) -> FleetResp
     last = syncs.latest()
     return FleetResponse(
         customers=existing,
-        byStatus=by_status,
+        by_status=by_status,
         drift=counts["drift"],
         pinned=counts["pinned"],
         components=spread,
-        lastSync=sync_view(last) if last else None,
+        last_sync=sync_view(last) if last else None,
     )
 
 
@@ -139,9 +139,9 @@ def request_sync(*, requested_by: str | None, syncs: SyncRepository, launcher: S
         return SyncStarted(
             message=f"a sync is already {row['status']} (sync {row['id']}); its result will be at "
             f"/api/customers/sync/{row['id']}",
-            syncId=str(row["id"]),
+            sync_id=str(row["id"]),
             status=row["status"],
-            alreadyRunning=True,
+            already_running=True,
         )
     try:
         launcher.launch(int(row["id"]), requested_by)
@@ -150,9 +150,9 @@ def request_sync(*, requested_by: str | None, syncs: SyncRepository, launcher: S
         raise
     return SyncStarted(
         message=f"sync {row['id']} started; its result will be at /api/customers/sync/{row['id']}",
-        syncId=str(row["id"]),
+        sync_id=str(row["id"]),
         status=row["status"],
-        alreadyRunning=False,
+        already_running=False,
     )
 
 
@@ -167,71 +167,71 @@ def get_sync(sync_id: int, *, syncs: SyncRepository) -> SyncSummary:
 def customer_view(row: Row, pins: list[Row]) -> Customer:
     drift = row["drift"]
     return Customer(
-        customerId=row["id"],
+        customer_id=row["id"],
         namespace=row["namespace"],
-        releaseName=row["release_name"],
+        release_name=row["release_name"],
         status=row["status"],
         labels=dict(row["labels"] or {}),
         versions=dict(sorted((row.get("versions") or {}).items())),
-        chartVersion=row["chart_version"],
-        releaseRevision=row["release_revision"],
+        chart_version=row["chart_version"],
+        release_revision=row["release_revision"],
         drift={c: DriftEntry(**v) for c, v in drift.items()} if drift else None,
-        driftDetectedAt=iso(row["drift_detected_at"]),
+        drift_detected_at=iso(row["drift_detected_at"]),
         pins={
             p["component"]: Pin(
                 version=p["version"],
                 reason=p["reason"],
-                expiresAt=iso(p["expires_at"]) or "",
-                pinnedBy=p["pinned_by"],
-                pinnedAt=iso(p["pinned_at"]) or "",
+                expires_at=iso(p["expires_at"]) or "",
+                pinned_by=p["pinned_by"],
+                pinned_at=iso(p["pinned_at"]) or "",
                 expired=bool(p["expired"]),
             )  # fmt: skip
             for p in pins
         },
-        maintenanceWindow=MaintenanceWindow.model_validate(row["maintenance_window"], strict=False)
+        maintenance_window=MaintenanceWindow.model_validate(row["maintenance_window"], strict=False)
         if row["maintenance_window"]
         else None,
-        releaseError=row["release_error"],
-        discoveredAt=iso(row["discovered_at"]),
-        lastSeenAt=iso(row["last_seen_at"]),
-        decommissionedAt=iso(row["decommissioned_at"]),
-        updatedAt=iso(row["updated_at"]) or "",
-        updatedBy=row["updated_by"],
+        release_error=row["release_error"],
+        discovered_at=iso(row["discovered_at"]),
+        last_seen_at=iso(row["last_seen_at"]),
+        decommissioned_at=iso(row["decommissioned_at"]),
+        updated_at=iso(row["updated_at"]) or "",
+        updated_by=row["updated_by"],
     )
 
 
 def sync_view(row: Row) -> SyncSummary:
     return SyncSummary(
-        syncId=str(row["id"]),
+        sync_id=str(row["id"]),
         status=row["status"],
         trigger=row["trigger"],
-        requestedBy=row["requested_by"],
+        requested_by=row["requested_by"],
         counts={k: int(v) for k, v in (row["counts"] or {}).items()},
         problems=list(row["problems"] or []),
         error=row["error"],
-        createdAt=iso(row["created_at"]) or "",
-        startedAt=iso(row["started_at"]),
-        completedAt=iso(row["completed_at"]),
+        created_at=iso(row["created_at"]) or "",
+        started_at=iso(row["started_at"]),
+        completed_at=iso(row["completed_at"]),
     )
 
 
 def _operation(row: Row) -> CustomerOperation:
     return CustomerOperation(
         id=row["id"],
-        upgradeId=str(row["upgrade_id"]),
+        upgrade_id=str(row["upgrade_id"]),
         operation=row["operation"],
         component=row["component"],
-        fromVersion=row["from_version"],
-        toVersion=row["to_version"],
+        from_version=row["from_version"],
+        to_version=row["to_version"],
         status=row["status"],
         wave=row["wave"],
-        leftOut=row["left_out"],
-        revisionBefore=row["revision_before"],
-        revisionAfter=row["revision_after"],
+        left_out=row["left_out"],
+        revision_before=row["revision_before"],
+        revision_after=row["revision_after"],
         error=row["error"],
-        startedAt=iso(row["started_at"]),
-        completedAt=iso(row["completed_at"]),
-        createdAt=iso(row["created_at"]) or "",
+        started_at=iso(row["started_at"]),
+        completed_at=iso(row["completed_at"]),
+        created_at=iso(row["created_at"]) or "",
     )
 
 
@@ -242,6 +242,6 @@ def _event(row: Row) -> CustomerEvent:
         kind=row["kind"],
         detail=detail,
         actor=row["actor"],
-        syncId=str(row["sync_id"]) if row["sync_id"] is not None else None,
+        sync_id=str(row["sync_id"]) if row["sync_id"] is not None else None,
         at=iso(row["created_at"]) or "",
     )

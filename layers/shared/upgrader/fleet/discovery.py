@@ -38,7 +38,7 @@ from upgrader.cluster.types import (
     ReleaseSnapshot,
     ReleaseUnreadable,
 )
-from upgrader.contract.models import DNS_LABEL_PATTERN, VERSION_PATTERN
+from upgrader.contract.base import DNS_LABEL_PATTERN, VERSION_PATTERN
 from upgrader.fleet.discovery_rules import DiscoveryRules, RuleError
 
 CHUNK = 200  # namespaces read and written per transaction

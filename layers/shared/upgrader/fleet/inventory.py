@@ -199,11 +199,11 @@ class InventoryRepository:
                     merged.pop(key, None)
                 if merged != row["labels"]:
                     changes["labels"] = {"before": row["labels"], "after": merged}
-            if "maintenanceWindow" in fields:
-                window = patch.maintenanceWindow.model_dump() if patch.maintenanceWindow else None
+            if "maintenance_window" in fields:
+                window = patch.maintenance_window.model_dump() if patch.maintenance_window else None
                 if window != row["maintenance_window"]:
                     changes["maintenanceWindow"] = {"before": row["maintenance_window"], "after": window}
-            if patch.acknowledgeDrift and row["drift"] is not None:
+            if patch.acknowledge_drift and row["drift"] is not None:
                 changes["drift"] = {"before": row["drift"], "after": None}
             if patch.pins is not None:
                 changes.update(self._pin_changes(cur, row, patch, actor))
@@ -258,8 +258,8 @@ class InventoryRepository:
                     f"pins.{component}.version",
                     f"customer {row['id']} has no recorded {component} version; name the version to pin",
                 )
-            expires = parse_timestamp(wanted.expiresAt).replace(tzinfo=None)
-            after = {"version": version, "reason": wanted.reason, "expiresAt": wanted.expiresAt}
+            expires = parse_timestamp(wanted.expires_at).replace(tzinfo=None)
+            after = {"version": version, "reason": wanted.reason, "expiresAt": wanted.expires_at}
             if (
                 before is not None
                 and {k: before[k] for k in ("version", "reason")} == {k: after[k] for k in ("version", "reason")}

@@ -23,8 +23,9 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
 
+from upgrader.contract.base import FREE_TEXT_PATTERN, Model, StrictModel
 from upgrader.contract.customer_models import IncompatibleCustomer
-from upgrader.contract.models import FREE_TEXT_PATTERN, Component, Model, StrictModel, iso
+from upgrader.contract.models import Component, iso
 from upgrader.infra.db import Database, Row
 from upgrader.infra.errors import InvalidValue, NotFound, UpgradeError
 
@@ -76,7 +77,7 @@ class RuleRequest(StrictModel):
     requires: Requirement | None = Field(
         default=None, description="customers at those versions must run this component at these versions"
     )
-    upgradeFrom: Specifier | None = Field(  # noqa: N815
+    upgrade_from: Specifier | None = Field(
         default=None, description="a customer moves to those versions only from a current version in this set"
     )
     reason: Annotated[str, StringConstraints(max_length=500, pattern=FREE_TEXT_PATTERN)] | None = Field(
@@ -85,21 +86,21 @@ class RuleRequest(StrictModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> RuleRequest:
-        if (self.requires is None) == (self.upgradeFrom is None):
+        if (self.requires is None) == (self.upgrade_from is None):
             raise ValueError("give exactly one of requires or upgradeFrom")
         return self
 
 
 class RuleView(Model):
-    ruleId: str  # noqa: N815
+    rule_id: str
     component: str
     versions: str
     requires: Requirement | None
-    upgradeFrom: str | None  # noqa: N815
+    upgrade_from: str | None
     reason: str | None
     description: str = Field(description="the rule in words, as refusals quote it")
-    createdBy: str | None  # noqa: N815
-    createdAt: str  # noqa: N815
+    created_by: str | None
+    created_at: str
 
 
 class RuleList(Model):
@@ -109,7 +110,7 @@ class RuleList(Model):
 
 class RuleDeleted(Model):
     message: str
-    ruleId: str  # noqa: N815
+    rule_id: str
 
 
 # ------------------------------------------------------------------------------------------ domain
@@ -139,7 +140,7 @@ class Violation:
 
     def view(self) -> IncompatibleCustomer:
         return IncompatibleCustomer(
-            customerId=self.customer_id, ruleId=str(self.rule.id), rule=self.rule.wording(), detail=self.detail
+            customer_id=self.customer_id, rule_id=str(self.rule.id), rule=self.rule.wording(), detail=self.detail
         )
 
 
@@ -226,7 +227,7 @@ class RuleRepository:
                 """,
                 (request.component, request.versions, "requires" if requires else "upgrade_from",
                  requires.component if requires else None,
-                 requires.versions if requires else request.upgradeFrom, request.reason, created_by),
+                 requires.versions if requires else request.upgrade_from, request.reason, created_by),
             )  # fmt: skip
             return cur.fetchone()  # type: ignore[return-value]
 
@@ -269,7 +270,7 @@ def rules_in_force(*, rules: RuleRepository) -> RuleList:
 def remove_rule(rule_id: int, *, rules: RuleRepository) -> RuleDeleted:
     if not rules.delete(rule_id):
         raise RuleNotFound(f"compatibility rule {rule_id} not found")
-    return RuleDeleted(message=f"compatibility rule {rule_id} deleted", ruleId=str(rule_id))
+    return RuleDeleted(message=f"compatibility rule {rule_id} deleted", rule_id=str(rule_id))
 
 
 def rule_view(row: Row) -> RuleView:
@@ -280,13 +281,13 @@ def rule_view(row: Row) -> RuleView:
         else None
     )
     return RuleView(
-        ruleId=str(rule.id),
+        rule_id=str(rule.id),
         component=rule.component,
         versions=rule.versions,
         requires=requires,
-        upgradeFrom=rule.requires_versions if rule.kind == "upgrade_from" else None,
+        upgrade_from=rule.requires_versions if rule.kind == "upgrade_from" else None,
         reason=rule.reason,
         description=rule.wording(),
-        createdBy=row["created_by"],
-        createdAt=iso(row["created_at"]) or "",
+        created_by=row["created_by"],
+        created_at=iso(row["created_at"]) or "",
     )

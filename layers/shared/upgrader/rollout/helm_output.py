@@ -118,7 +118,7 @@ def get_helm_output(upgrade_id: int, log_id: int, *, outputs: HelmOutputReposito
     if row is None:
         raise LogRowNotFound(f"log entry {log_id} of upgrade {upgrade_id} not found")
     return HelmOutputResponse(
-        upgradeId=str(upgrade_id), logId=str(log_id), customerId=row["customer_id"], retentionDays=retention_days,
-        outputs=[HelmOutput(jobName=r["job_name"], stage=r["stage"], phase=r["phase"],
-                            recordedAt=str(iso(r["recorded_at"])), output=r["output"]) for r in found],
+        upgrade_id=str(upgrade_id), log_id=str(log_id), customer_id=row["customer_id"], retention_days=retention_days,
+        outputs=[HelmOutput(job_name=r["job_name"], stage=r["stage"], phase=r["phase"],
+                            recorded_at=str(iso(r["recorded_at"])), output=r["output"]) for r in found],
     )  # fmt: skip

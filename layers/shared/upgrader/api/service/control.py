@@ -53,7 +53,7 @@ def continue_upgrade(
             "can be continued, once per gate"
         )
     return ContinueResponse(
-        message="Upgrade continuation queued", upgradeId=str(upgrade_id), jobId=released["execution_name"]
+        message="Upgrade continuation queued", upgrade_id=str(upgrade_id), job_id=released["execution_name"]
     )
 
 
@@ -84,12 +84,12 @@ def request_rollback(
         raise
     return RollbackResponse(
         message="Rollback started",
-        customerId=customer_id,
+        customer_id=customer_id,
         namespace=row["namespace"],
-        upgradeId=str(upgrade_id),
-        rollbackId=row["id"],
-        jobId=row["run_name"],
-        toVersion=row["to_version"],
+        upgrade_id=str(upgrade_id),
+        rollback_id=row["id"],
+        job_id=row["run_name"],
+        to_version=row["to_version"],
         status=row["status"],
     )
 
@@ -155,11 +155,11 @@ def abort_upgrade(
     what = "no further customer starts" if upgrade_aborted else "its rollback run starts no further customer"
     return AbortResponse(
         message=f"Abort requested: {what}; running ones finish{then}",
-        upgradeId=str(upgrade_id),
+        upgrade_id=str(upgrade_id),
         status=row["status"],
-        haltReason=text,
+        halt_reason=text,
         rollback=rollback and upgrade_aborted,
-        stoppedRuns=[r["run_name"] for r in runs],
+        stopped_runs=[r["run_name"] for r in runs],
     )
 
 
@@ -202,11 +202,11 @@ def rollback_upgrade(
     also = f"; {len(left_out)} left out (see leftOut)" if left_out else ""
     return RollbackUpgradeResponse(
         message=f"Rollback of {len(rows)} customers started, last wave first{also}",
-        upgradeId=str(upgrade_id),
-        jobId=run_name,
+        upgrade_id=str(upgrade_id),
+        job_id=run_name,
         customers=len(rows),
         waves=[sizes[w] for w in sorted(sizes)],
-        leftOut=[LeftOutCustomer(customerId=c.customer_id, reason=c.reason) for c in left_out],
+        left_out=[LeftOutCustomer(customer_id=c.customer_id, reason=c.reason) for c in left_out],
     )
 
 
@@ -222,8 +222,8 @@ def resume_upgrade(
 ) -> ResumeResponse:
     """Go on with a halted, aborted or failed upgrade: the customers not yet done, in a new execution."""
     upgrade = upgrade_or_404(repo, upgrade_id)
-    concurrency_within_cap(request.maxConcurrency, settings.max_concurrency_cap)
-    overrides = request.model_dump(exclude_none=True, exclude={"retryFailed"})
+    concurrency_within_cap(request.max_concurrency, settings.max_concurrency_cap)
+    overrides = request.model_dump(exclude_none=True, exclude={"retry_failed"})
     parameters = {**(upgrade["parameters"] or {}), **overrides}
     problems = plan_limit_problems(
         int(upgrade["total_waves"]), upgrade["strategy"], int(parameters.get("bakeSeconds", 0)),
@@ -235,7 +235,7 @@ def resume_upgrade(
     row, resumed = resumes.resume(
         upgrade_id,
         parameters=overrides,
-        retry_failed=request.retryFailed,
+        retry_failed=request.retry_failed,
         requested_by=requested_by,
         nonce=secrets.token_hex(4),
         start=lambda name: workflow.start(name, {"upgradeId": upgrade_id, "runName": name, "operation": "upgrade"}),
@@ -243,8 +243,8 @@ def resume_upgrade(
     attempt = len(repo.attempts(upgrade_id))
     return ResumeResponse(
         message=f"Upgrade resumed for {resumed} {'customer' if resumed == 1 else 'customers'} (attempt {attempt})",
-        upgradeId=str(upgrade_id),
-        jobId=row["execution_name"],
+        upgrade_id=str(upgrade_id),
+        job_id=row["execution_name"],
         attempt=attempt,
         customers=resumed,
         status=row["status"],

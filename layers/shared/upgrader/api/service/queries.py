@@ -37,52 +37,52 @@ def _status(upgrade_id: int, *, repo: UpgradeRepository, windows: WindowReposito
     counts = repo.upgrade_counts(upgrade_id)
     attempts = [
         Attempt(
-            jobId=a["run_name"],
+            job_id=a["run_name"],
             attempt=a["attempt"],
             status=a["status"],
-            stopReason=a["stop_reason"],
-            endReason=a["end_reason"],
-            requestedBy=a["requested_by"],
-            startedAt=iso(a["created_at"]),
-            endedAt=iso(a["ended_at"]),
+            stop_reason=a["stop_reason"],
+            end_reason=a["end_reason"],
+            requested_by=a["requested_by"],
+            started_at=iso(a["created_at"]),
+            ended_at=iso(a["ended_at"]),
         )
         for a in repo.attempts(upgrade_id)
     ]
     return StatusResponse(
-        upgradeId=str(upgrade["id"]),
+        upgrade_id=str(upgrade["id"]),
         component=upgrade["component"],
         version=upgrade["to_version"],
-        fromVersion=upgrade["from_version"],
+        from_version=upgrade["from_version"],
         strategy=upgrade["strategy"],
         total=upgrade["total_customers"],
         completed=counts.get("completed", 0),
         failed=counts.get("failed", 0) + counts.get("rolled_back", 0),
-        inProgress=counts.get("in_progress", 0),
+        in_progress=counts.get("in_progress", 0),
         pending=counts.get("pending", 0),
         skipped=counts.get("skipped", 0),
-        rolledBack=counts.get("rolled_back", 0) + counts.get("rolled_back_by_request", 0),
+        rolled_back=counts.get("rolled_back", 0) + counts.get("rolled_back_by_request", 0),
         status=upgrade["status"],
-        awaitingContinue=upgrade["status"] == "awaiting_continue",
-        currentWave=upgrade["current_wave"],
-        totalWaves=upgrade["total_waves"],
-        haltReason=upgrade["halt_reason"],
-        jobId=upgrade["execution_name"],
-        requestedBy=upgrade["requested_by"],
+        awaiting_continue=upgrade["status"] == "awaiting_continue",
+        current_wave=upgrade["current_wave"],
+        total_waves=upgrade["total_waves"],
+        halt_reason=upgrade["halt_reason"],
+        job_id=upgrade["execution_name"],
+        requested_by=upgrade["requested_by"],
         parameters=upgrade["parameters"] or {},
-        createdAt=iso(upgrade["created_at"]) or "",
-        startedAt=iso(upgrade["started_at"]),
-        completedAt=iso(upgrade["completed_at"]),
-        chartVersion=upgrade["chart_version"],
-        waitingForLease=counts.get("waiting_for_lease", 0),
+        created_at=iso(upgrade["created_at"]) or "",
+        started_at=iso(upgrade["started_at"]),
+        completed_at=iso(upgrade["completed_at"]),
+        chart_version=upgrade["chart_version"],
+        waiting_for_lease=counts.get("waiting_for_lease", 0),
         gate=upgrade["gate"],
-        gateUntil=iso(upgrade["gate_until"]),
+        gate_until=iso(upgrade["gate_until"]),
         attempts=attempts,
-        continuedBy=upgrade.get("continued_by"),
-        continuedAt=iso(upgrade.get("continued_at")),
-        blueGreen=bool((upgrade["parameters"] or {}).get("blueGreen")),
-        leftOut={k.removeprefix("left_out:"): n for k, n in counts.items() if k.startswith("left_out:")},
-        waitingForWindow=[
-            WindowWait(customerId=w["customer_id"], nextOpening=iso(w["window_opens_at"]) or "")
+        continued_by=upgrade.get("continued_by"),
+        continued_at=iso(upgrade.get("continued_at")),
+        blue_green=bool((upgrade["parameters"] or {}).get("blueGreen")),
+        left_out={k.removeprefix("left_out:"): n for k, n in counts.items() if k.startswith("left_out:")},
+        waiting_for_window=[
+            WindowWait(customer_id=w["customer_id"], next_opening=iso(w["window_opens_at"]) or "")
             for w in windows.waiting(upgrade_id)
         ],
     )
@@ -132,12 +132,12 @@ def get_logs(
     ]
     next_offset = offset + len(entries) if offset + len(entries) < total else None
     return LogsResponse(
-        upgradeId=str(upgrade_id),
+        upgrade_id=str(upgrade_id),
         count=len(entries),
         total=total,
         limit=limit,
         offset=offset,
-        nextOffset=next_offset,
+        next_offset=next_offset,
         logs=entries,
     )
 
@@ -153,7 +153,7 @@ def list_upgrades(
     rows = repo.list_upgrades(component=component, status=status, before_id=before, limit=limit)
     summaries = [
         UpgradeSummary(
-            upgradeId=str(r["id"]),
+            upgrade_id=str(r["id"]),
             component=r["component"],
             version=r["to_version"],
             strategy=r["strategy"],
@@ -161,15 +161,15 @@ def list_upgrades(
             total=r["total_customers"],
             completed=r["completed_customers"],
             failed=r["failed_customers"],
-            createdAt=iso(r["created_at"]) or "",
-            startedAt=iso(r["started_at"]),
-            completedAt=iso(r["completed_at"]),
-            requestedBy=r["requested_by"],
+            created_at=iso(r["created_at"]) or "",
+            started_at=iso(r["started_at"]),
+            completed_at=iso(r["completed_at"]),
+            requested_by=r["requested_by"],
         )
         for r in rows
     ]
-    next_before = summaries[-1].upgradeId if len(summaries) == limit else None
-    return UpgradeListResponse(count=len(summaries), upgrades=summaries, nextBefore=next_before)
+    next_before = summaries[-1].upgrade_id if len(summaries) == limit else None
+    return UpgradeListResponse(count=len(summaries), upgrades=summaries, next_before=next_before)
 
 
 def queue_stats(*, repo: UpgradeRepository, workflow: WorkflowGateway) -> QueueStatsResponse:
@@ -183,7 +183,7 @@ def queue_stats(*, repo: UpgradeRepository, workflow: WorkflowGateway) -> QueueS
         failed=executions.get("FAILED", 0) + executions.get("TIMED_OUT", 0) + executions.get("ABORTED", 0),
         delayed=0,
         paused=0,
-        awaitingContinue=db["awaiting"],
+        awaiting_continue=db["awaiting"],
         source="stepfunctions",
     )
 
@@ -208,12 +208,12 @@ def queue_job(job_id: str, *, workflow: WorkflowGateway) -> QueueJobResponse:
         state=_STATES.get(execution["status"], execution["status"].lower()),
         data=_json_or_none(execution.get("input")),
         returnvalue=_json_or_none(output),
-        failedReason=(f"{execution.get('error', '')}: {execution.get('cause', '')}".strip(": ") if failed else None),
+        failed_reason=(f"{execution.get('error', '')}: {execution.get('cause', '')}".strip(": ") if failed else None),
         timestamp=epoch_ms(execution.get("startDate")),
-        processedOn=epoch_ms(execution.get("startDate")),
-        finishedOn=epoch_ms(execution.get("stopDate")),
-        executionArn=execution["executionArn"],
-        mapRuns=[
+        processed_on=epoch_ms(execution.get("startDate")),
+        finished_on=epoch_ms(execution.get("stopDate")),
+        execution_arn=execution["executionArn"],
+        map_runs=[
             {
                 "mapRunArn": r["mapRunArn"],
                 "startDate": epoch_ms(r.get("startDate")),
