@@ -4,10 +4,13 @@ patterns and constrained types that requests share."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
 from pydantic.alias_generators import to_camel
+
+from upgrader.infra.timestamps import iso
 
 INT4_MAX = 2**31 - 1  # PostgreSQL INT / SERIAL: every id and count the database stores
 
@@ -131,3 +134,20 @@ def label_map_schema(schema: dict[str, Any]) -> None:
 # Free text stored in PostgreSQL: no NUL (PostgreSQL text cannot hold it) and no other control
 # character but tab and newlines (they would garble logs and terminals).
 FREE_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+
+def _iso_time(value: Any) -> Any:
+    return iso(value) if isinstance(value, datetime) else value
+
+
+# A response's time: written as the specification shows it (2025-10-22T17:00:00.000Z) from a record's datetime.
+Timestamp = Annotated[str, BeforeValidator(_iso_time)]
+
+M = TypeVar("M", bound=Model)
+
+
+def from_record(model: type[M], record: object, **computed: Any) -> M:
+    """The response `model` validated from a record's attributes of the same (Python) names, plus the figures
+    computed apart (counts, lists), which take precedence: the one way a response is built from a row."""
+    known = {name: getattr(record, name) for name in model.model_fields if hasattr(record, name)}
+    return model.model_validate({**known, **computed})

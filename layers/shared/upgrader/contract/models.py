@@ -23,6 +23,7 @@ from upgrader.contract.base import (
     LabelValue,
     Model,
     StrictModel,
+    Timestamp,
     Version,
     label_map_schema,
 )
@@ -276,8 +277,8 @@ class Attempt(Model):
     stop_reason: str | None
     end_reason: str | None = Field(description="why it was ended by the reconciler")
     requested_by: str | None
-    started_at: str | None
-    ended_at: str | None
+    started_at: Timestamp | None
+    ended_at: Timestamp | None
 
 
 class WindowWait(Model):
@@ -306,9 +307,9 @@ class StatusResponse(Model):
     job_id: str | None
     requested_by: str | None
     parameters: dict[str, Any]
-    created_at: str
-    started_at: str | None
-    completed_at: str | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
     chart_version: str | None = Field(
         description="the chart version pinned for every customer; null: each release keeps its own"
     )
@@ -316,12 +317,12 @@ class StatusResponse(Model):
         description="customers waiting their turn while another operation holds their release"
     )
     gate: str | None = Field(description="approval (canary, waiting for /continue) or bake (timed), when waiting")
-    gate_until: str | None = Field(description="when the bake ends")
+    gate_until: Timestamp | None = Field(description="when the bake ends")
     attempts: list[Attempt] = Field(description="the upgrade's executions: the first, then one per resume")
     continued_by: str | None = Field(
         default=None, description="who released the canary gate (POST /continue), once someone did"
     )
-    continued_at: str | None = Field(default=None, description="when the canary gate was released")
+    continued_at: Timestamp | None = Field(default=None, description="when the canary gate was released")
     left_out: dict[str, int] = Field(
         default_factory=dict,
         description="customers the deploy left out and recorded as skipped, by reason (already_at_version, pinned, "
@@ -338,8 +339,7 @@ class StatusResponse(Model):
 
 
 class LogEntry(Model):
-    # The log entries' wire names are the database's snake_case column names (as the specification shows).
-    model_config = ConfigDict(alias_generator=None)
+    model_config = ConfigDict(alias_generator=None)  # wire names: the columns, as the specification shows them
 
     id: int
     customer_id: str
@@ -347,8 +347,8 @@ class LogEntry(Model):
     from_version: str | None
     to_version: str
     status: str
-    started_at: str | None
-    completed_at: str | None
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
     output: str | None
     error: str | None
     operation: str
@@ -503,9 +503,9 @@ class UpgradeSummary(Model):
     total: int
     completed: int
     failed: int
-    created_at: str
-    started_at: str | None
-    completed_at: str | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
     requested_by: str | None
 
 

@@ -48,7 +48,7 @@ def continue_upgrade(
     if released is None:
         current = repo.get_upgrade(upgrade_id) or upgrade
         raise WrongState(
-            f"upgrade {upgrade_id} is not awaiting continue (status: {current['status']}); "
+            f"upgrade {upgrade_id} is not awaiting continue (status: {current.status}); "
             "only a canary upgrade whose canary wave has finished (or a progressive one at a manual step gate) "
             "can be continued, once per gate"
         )
@@ -141,22 +141,24 @@ def abort_upgrade(
         release_windows=lambda tokens: release_window_waits(tokens, text, workflow=workflow),
     )
     if stopped is None:
-        current = repo.get_upgrade(upgrade_id) or {}
+        current = repo.get_upgrade(upgrade_id)
+        status, halt_reason = (current.status, current.halt_reason) if current else (None, None)
         raise WrongState(
-            f"upgrade {upgrade_id} cannot be aborted: it is {current.get('status')} and no rollback run of it is "
-            "running" + (" (already aborting)" if str(current.get("halt_reason") or "").startswith("aborted") else "")
+            f"upgrade {upgrade_id} cannot be aborted: it is {status} and no rollback run of it is "
+            "running" + (" (already aborting)" if str(halt_reason or "").startswith("aborted") else "")
         )
     row, runs = stopped
     for run in runs:  # an execution already gone (stopped in the console, failed): end its run now
         end_if_dead(run, executions=workflow, recon=recon, runs=run_steps)
-    row = repo.get_upgrade(upgrade_id) or row
-    upgrade_aborted = str(row.get("halt_reason") or "") == text
+    now = repo.get_upgrade(upgrade_id)
+    status, halt_reason = (now.status, now.halt_reason) if now else (row["status"], row.get("halt_reason"))
+    upgrade_aborted = str(halt_reason or "") == text
     then = " then the customers it upgraded are rolled back" if rollback and upgrade_aborted else ""
     what = "no further customer starts" if upgrade_aborted else "its rollback run starts no further customer"
     return AbortResponse(
         message=f"Abort requested: {what}; running ones finish{then}",
         upgrade_id=str(upgrade_id),
-        status=row["status"],
+        status=status,
         halt_reason=text,
         rollback=rollback and upgrade_aborted,
         stopped_runs=[r["run_name"] for r in runs],
@@ -224,9 +226,9 @@ def resume_upgrade(
     upgrade = upgrade_or_404(repo, upgrade_id)
     concurrency_within_cap(request.max_concurrency, settings.max_concurrency_cap)
     overrides = request.model_dump(exclude_none=True, exclude={"retry_failed"})
-    parameters = {**(upgrade["parameters"] or {}), **overrides}
+    parameters = {**upgrade.parameters, **overrides}
     problems = plan_limit_problems(
-        int(upgrade["total_waves"]), upgrade["strategy"], int(parameters.get("bakeSeconds", 0)),
+        upgrade.total_waves, upgrade.strategy, int(parameters.get("bakeSeconds", 0)),
         int(parameters.get("approvalTimeoutSeconds", settings.approval_timeout_seconds)),
         step_gate=parameters.get("stepGate"),
     )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from upgrader.contract.base import from_record
 from upgrader.contract.models import (
     Attempt,
     LogEntry,
@@ -21,6 +22,7 @@ from upgrader.infra.errors import (
     UpgradeNotFound,
 )
 from upgrader.infra.workflow import WorkflowGateway, epoch_ms
+from upgrader.rollout.upgrade_records import UpgradeRecord
 from upgrader.rollout.upgrade_repository import UpgradeRepository
 from upgrader.rollout.windows import WindowRepository
 
@@ -35,51 +37,18 @@ def get_status(upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepos
 def _status(upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepository) -> StatusResponse:
     upgrade = upgrade_or_404(repo, upgrade_id)
     counts = repo.upgrade_counts(upgrade_id)
-    attempts = [
-        Attempt(
-            job_id=a["run_name"],
-            attempt=a["attempt"],
-            status=a["status"],
-            stop_reason=a["stop_reason"],
-            end_reason=a["end_reason"],
-            requested_by=a["requested_by"],
-            started_at=iso(a["created_at"]),
-            ended_at=iso(a["ended_at"]),
-        )
-        for a in repo.attempts(upgrade_id)
-    ]
-    return StatusResponse(
-        upgrade_id=str(upgrade["id"]),
-        component=upgrade["component"],
-        version=upgrade["to_version"],
-        from_version=upgrade["from_version"],
-        strategy=upgrade["strategy"],
-        total=upgrade["total_customers"],
+    return from_record(
+        StatusResponse,
+        upgrade,
         completed=counts.get("completed", 0),
         failed=counts.get("failed", 0) + counts.get("rolled_back", 0),
         in_progress=counts.get("in_progress", 0),
         pending=counts.get("pending", 0),
         skipped=counts.get("skipped", 0),
         rolled_back=counts.get("rolled_back", 0) + counts.get("rolled_back_by_request", 0),
-        status=upgrade["status"],
-        awaiting_continue=upgrade["status"] == "awaiting_continue",
-        current_wave=upgrade["current_wave"],
-        total_waves=upgrade["total_waves"],
-        halt_reason=upgrade["halt_reason"],
-        job_id=upgrade["execution_name"],
-        requested_by=upgrade["requested_by"],
-        parameters=upgrade["parameters"] or {},
-        created_at=iso(upgrade["created_at"]) or "",
-        started_at=iso(upgrade["started_at"]),
-        completed_at=iso(upgrade["completed_at"]),
-        chart_version=upgrade["chart_version"],
+        awaiting_continue=upgrade.status == "awaiting_continue",
         waiting_for_lease=counts.get("waiting_for_lease", 0),
-        gate=upgrade["gate"],
-        gate_until=iso(upgrade["gate_until"]),
-        attempts=attempts,
-        continued_by=upgrade.get("continued_by"),
-        continued_at=iso(upgrade.get("continued_at")),
-        blue_green=bool((upgrade["parameters"] or {}).get("blueGreen")),
+        attempts=[from_record(Attempt, a) for a in repo.attempts(upgrade_id)],
         left_out={k.removeprefix("left_out:"): n for k, n in counts.items() if k.startswith("left_out:")},
         waiting_for_window=[
             WindowWait(customer_id=w["customer_id"], next_opening=iso(w["window_opens_at"]) or "")
@@ -102,34 +71,7 @@ def get_logs(
     total, rows = repo.list_logs(
         upgrade_id, status=status, operation=operation, customer_id=customer_id, limit=limit, offset=offset
     )
-    entries = [
-        LogEntry(
-            id=r["id"],
-            customer_id=r["customer_id"],
-            component=r["component"],
-            from_version=r["from_version"],
-            to_version=r["to_version"],
-            status=r["status"],
-            started_at=iso(r["started_at"]),
-            completed_at=iso(r["completed_at"]),
-            output=r["output"],
-            error=r["error"],
-            operation=r["operation"],
-            wave=r["wave"],
-            attempt=r["attempt"],
-            namespace=r["namespace"],
-            job_name=r["job_name"],
-            revision_before=r["revision_before"],
-            revision_after=r["revision_after"],
-            version_before=r["version_before"],
-            version_after=r["version_after"],
-            chart_version=r["chart_version"],
-            rollback_of=r["rollback_of"],
-            waiting_for=r["waiting_for"],
-            left_out=r["left_out"],
-        )
-        for r in rows
-    ]
+    entries = [from_record(LogEntry, r) for r in rows]
     next_offset = offset + len(entries) if offset + len(entries) < total else None
     return LogsResponse(
         upgrade_id=str(upgrade_id),
@@ -151,23 +93,7 @@ def list_upgrades(
     limit: int = 50,
 ) -> UpgradeListResponse:
     rows = repo.list_upgrades(component=component, status=status, before_id=before, limit=limit)
-    summaries = [
-        UpgradeSummary(
-            upgrade_id=str(r["id"]),
-            component=r["component"],
-            version=r["to_version"],
-            strategy=r["strategy"],
-            status=r["status"],
-            total=r["total_customers"],
-            completed=r["completed_customers"],
-            failed=r["failed_customers"],
-            created_at=iso(r["created_at"]) or "",
-            started_at=iso(r["started_at"]),
-            completed_at=iso(r["completed_at"]),
-            requested_by=r["requested_by"],
-        )
-        for r in rows
-    ]
+    summaries = [from_record(UpgradeSummary, r) for r in rows]
     next_before = summaries[-1].upgrade_id if len(summaries) == limit else None
     return UpgradeListResponse(count=len(summaries), upgrades=summaries, next_before=next_before)
 
@@ -233,7 +159,7 @@ def _json_or_none(text: str | None) -> Any:
         return text
 
 
-def upgrade_or_404(repo: UpgradeRepository, upgrade_id: int) -> dict[str, Any]:
+def upgrade_or_404(repo: UpgradeRepository, upgrade_id: int) -> UpgradeRecord:
     upgrade = repo.get_upgrade(upgrade_id)
     if upgrade is None:
         raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
