@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from upgrader.cluster.types import HelmJobSpec, HelmOperation
+from upgrader.infra.db import Row
 from upgrader.infra.timestamps import iso_seconds
 
 State = dict[str, Any]
@@ -25,29 +27,53 @@ def wave_number(state: State) -> int:
     return int(waves[int(state["wave"])]) if waves else int(state["wave"])
 
 
-def row_spec(row: State, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
+@dataclass(frozen=True, slots=True)
+class HelmTarget:
+    """The log row a helm Job works for: what its spec and name need, read once from the row itself or from the
+    state a customer's execution carries (BeginCustomer's result with the ids)."""
+
+    upgrade_id: int
+    log_id: int
+    customer_id: str
+    component: str
+    namespace: str
+    release: str
+    attempt: int
+
+    @classmethod
+    def of_row(cls, row: Row) -> HelmTarget:
+        """From a `customer_upgrade_logs` row."""
+        return cls(int(row["upgrade_id"]), int(row["id"]), str(row["customer_id"]), str(row["component"]),
+                   str(row["namespace"]), str(row["release_name"]), int(row["attempt"]))  # fmt: skip
+
+    @classmethod
+    def of_event(cls, event: State) -> HelmTarget:
+        """From a customer execution's state: its `customer` (BeginCustomer's result), `upgradeId` and `logId`."""
+        customer = event["customer"]
+        return cls(int(event["upgradeId"]), int(event["logId"]), str(customer["customerId"]),
+                   str(customer["component"]), str(customer["namespace"]), str(customer["release"]),
+                   int(customer["attempt"]))  # fmt: skip
+
+
+def row_spec(row: Row | HelmTarget, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
           chart_version: str | None = None, slot: str | None = None, chart_name: str | None = None) -> HelmJobSpec:  # fmt: skip
     """A helm operation of one log row (its id names the Job: one row, one Job per operation)."""
+    target = row if isinstance(row, HelmTarget) else HelmTarget.of_row(row)
     return HelmJobSpec(
-        upgrade_id=int(row["upgradeId"] if "upgradeId" in row else row["upgrade_id"]),
-        log_id=int(row["logId"] if "logId" in row else row["id"]),
-        customer_id=str(row["customerId"] if "customerId" in row else row["customer_id"]),
-        component=str(row["component"]),
-        namespace=str(row["namespace"]),
-        release=str(row["release"] if "release" in row else row["release_name"]),
+        upgrade_id=target.upgrade_id,
+        log_id=target.log_id,
+        customer_id=target.customer_id,
+        component=target.component,
+        namespace=target.namespace,
+        release=target.release,
         operation=operation,
         version=version,
         revision=revision,
-        attempt=int(row["attempt"]),
+        attempt=target.attempt,
         chart_version=chart_version,
         slot=slot,
         chart_name=chart_name,
     )
-
-
-def event_row(event: State) -> State:
-    """The parts of a log row a child event carries (BeginCustomer's result plus the ids)."""
-    return {**event["customer"], "upgradeId": event["upgradeId"], "logId": event["logId"]}
 
 
 def started(name: str, operation: str, **extra: Any) -> State:
