@@ -16,6 +16,7 @@ from upgrader.contract.base import (
     LabelValue,
     Model,
     StrictModel,
+    Timestamp,
     Version,
     label_map_schema,
 )
@@ -192,9 +193,9 @@ class CustomerPatch(StrictModel):
 class Pin(Model):
     version: str
     reason: str
-    expires_at: str
+    expires_at: Timestamp
     pinned_by: str | None
-    pinned_at: str
+    pinned_at: Timestamp
     expired: bool = Field(description="the pin has expired: deploys no longer leave the customer out for it")
 
 
@@ -214,14 +215,14 @@ class Customer(Model):
     chart_version: str | None
     release_revision: int | None
     drift: dict[str, DriftEntry] | None = Field(description="where the release and the inventory disagreed")
-    drift_detected_at: str | None
+    drift_detected_at: Timestamp | None
     pins: dict[str, Pin]
     maintenance_window: MaintenanceWindow | None
     release_error: str | None = Field(description="why the last sync could not read the release")
-    discovered_at: str | None
-    last_seen_at: str | None
-    decommissioned_at: str | None
-    updated_at: str
+    discovered_at: Timestamp | None
+    last_seen_at: Timestamp | None
+    decommissioned_at: Timestamp | None
+    updated_at: Timestamp
     updated_by: str | None
 
 
@@ -246,9 +247,9 @@ class CustomerOperation(Model):
     revision_before: int | None
     revision_after: int | None
     error: str | None
-    started_at: str | None
-    completed_at: str | None
-    created_at: str
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
+    created_at: Timestamp
 
 
 class CustomerEvent(Model):
@@ -257,7 +258,7 @@ class CustomerEvent(Model):
     detail: dict[str, Any]
     actor: str | None = Field(description="who (the API caller), or null for discovery")
     sync_id: str | None
-    at: str
+    at: Timestamp
 
 
 class CustomerDetail(Customer):
@@ -293,9 +294,9 @@ class SyncSummary(Model):
     counts: dict[str, int]
     problems: list[dict[str, Any]]
     error: str | None
-    created_at: str
-    started_at: str | None
-    completed_at: str | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
 
 
 class FleetResponse(Model):

@@ -154,10 +154,11 @@ def database_for(settings: Settings) -> Database:
     return Database(lambda: resolve_conninfo(settings), startup_options=uses_startup_options(settings))
 
 
-def columns(record: type[Any], table: str = "") -> str:
-    """The SELECT list of a record: its field names, which are the column names (or their AS names)."""
+def columns(record: type[Any], table: str = "", *, but: tuple[str, ...] = ()) -> str:
+    """The SELECT list of a record: its field names, which are the column names (those in `but` are
+    selected apart, computed or under another name with AS)."""
     prefix = f"{table}." if table else ""
-    return ", ".join(prefix + field.name for field in dataclasses.fields(record))
+    return ", ".join(prefix + field.name for field in dataclasses.fields(record) if field.name not in but)
 
 
 def select(cur: psycopg.Cursor[Row], record: type[T], query: Query, params: Params = ()) -> list[T]:
