@@ -374,7 +374,7 @@ class HelmOutput(Model):
     job_name: str
     stage: str = Field(description="the helm step: upgrade, rollback, restore, recover, slot, switch, finalize")
     phase: str = Field(description="how the Job ended: succeeded or failed")
-    recorded_at: str
+    recorded_at: Timestamp
     output: str = Field(description="the Job's pod log, redacted (secrets replaced by [redacted]), its tail bounded")
 
 

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
 
-from upgrader.contract.base import FREE_TEXT_PATTERN, Model, StrictModel
+from upgrader.contract.base import FREE_TEXT_PATTERN, Model, StrictModel, Timestamp, from_record
 from upgrader.contract.customer_models import IncompatibleCustomer
-from upgrader.contract.models import Component, iso
-from upgrader.infra.db import Database, Row
+from upgrader.contract.models import Component
+from upgrader.infra.db import Database, columns, select, select_one
 from upgrader.infra.errors import InvalidValue, NotFound, UpgradeError
 
 # A PEP 440 version specifier set, e.g. ">=2.0", ">=1.4,<2", "==2.*", "~=1.2" (a leading v allowed).
@@ -100,7 +101,7 @@ class RuleView(Model):
     reason: str | None
     description: str = Field(description="the rule in words, as refusals quote it")
     created_by: str | None
-    created_at: str
+    created_at: Timestamp
 
 
 class RuleList(Model):
@@ -123,6 +124,22 @@ class Rule:
     requires_component: str | None
     requires_versions: str
     reason: str | None = None
+    created_by: str | None = None  # who recorded it, and when (a record read from the table carries them)
+    created_at: datetime | None = None
+
+    @property
+    def rule_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def requires(self) -> Requirement | None:
+        if self.kind != "requires":
+            return None
+        return Requirement.model_validate({"component": self.requires_component, "versions": self.requires_versions})
+
+    @property
+    def upgrade_from(self) -> str | None:
+        return self.requires_versions if self.kind == "upgrade_from" else None
 
     def wording(self) -> str:
         if self.kind == "requires":
@@ -193,6 +210,9 @@ def refusal(found: Sequence[Violation], what: str, *, hint: str) -> Incompatible
 
 
 # -------------------------------------------------------------------------------------- repository
+_RULE = columns(Rule)
+
+
 class RuleRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -200,36 +220,35 @@ class RuleRepository:
     def rules(self, component: str | None = None) -> list[Rule]:
         """Every rule (or those that concern `component`: about it, or requiring it)."""
         with self._db.transaction() as cur:
-            cur.execute(
-                "SELECT * FROM compatibility_rules WHERE %(c)s::text IS NULL OR component = %(c)s"
+            return select(
+                cur,
+                Rule,
+                f"SELECT {_RULE} FROM compatibility_rules WHERE %(c)s::text IS NULL OR component = %(c)s"
                 " OR requires_component = %(c)s ORDER BY id",
                 {"c": component},
             )
-            return [_rule(r) for r in cur.fetchall()]
 
-    def rows(self) -> list[Row]:
-        with self._db.transaction() as cur:
-            cur.execute("SELECT * FROM compatibility_rules ORDER BY id")
-            return cur.fetchall()
-
-    def create(self, request: RuleRequest, created_by: str | None) -> Row:
+    def create(self, request: RuleRequest, created_by: str | None) -> Rule:
         with self._db.transaction() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(727002)")  # the count below stays true
             cur.execute("SELECT count(*) AS n FROM compatibility_rules")
             if int(cur.fetchone()["n"]) >= MAX_RULES:  # type: ignore[index]
                 raise InvalidValue("body", f"at most {MAX_RULES} rules; delete one first")
             requires = request.requires
-            cur.execute(
-                """
+            created = select_one(
+                cur,
+                Rule,
+                f"""
                 INSERT INTO compatibility_rules (component, versions, kind, requires_component, requires_versions,
                                                  reason, created_by)
-                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *
+                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_RULE}
                 """,
                 (request.component, request.versions, "requires" if requires else "upgrade_from",
                  requires.component if requires else None,
                  requires.versions if requires else request.upgrade_from, request.reason, created_by),
             )  # fmt: skip
-            return cur.fetchone()  # type: ignore[return-value]
+            assert created is not None
+            return created
 
     def delete(self, rule_id: int) -> bool:
         with self._db.transaction() as cur:
@@ -249,11 +268,6 @@ class RuleRepository:
             return found
 
 
-def _rule(row: Row) -> Rule:
-    return Rule(int(row["id"]), row["component"], row["versions"], row["kind"], row["requires_component"],
-                row["requires_versions"], row["reason"])  # fmt: skip
-
-
 # ----------------------------------------------------------------------------------- API functions
 def record_rule(request: RuleRequest, *, created_by: str | None, rules: RuleRepository) -> RuleView:
     """Record a rule (its specifiers parse: the request model checks them)."""
@@ -263,7 +277,7 @@ def record_rule(request: RuleRequest, *, created_by: str | None, rules: RuleRepo
 
 
 def rules_in_force(*, rules: RuleRepository) -> RuleList:
-    views = [rule_view(r) for r in rules.rows()]
+    views = [rule_view(r) for r in rules.rules()]
     return RuleList(count=len(views), rules=views)
 
 
@@ -273,21 +287,5 @@ def remove_rule(rule_id: int, *, rules: RuleRepository) -> RuleDeleted:
     return RuleDeleted(message=f"compatibility rule {rule_id} deleted", rule_id=str(rule_id))
 
 
-def rule_view(row: Row) -> RuleView:
-    rule = _rule(row)
-    requires = (
-        Requirement(component=row["requires_component"], versions=row["requires_versions"])
-        if rule.kind == "requires"
-        else None
-    )
-    return RuleView(
-        rule_id=str(rule.id),
-        component=rule.component,
-        versions=rule.versions,
-        requires=requires,
-        upgrade_from=rule.requires_versions if rule.kind == "upgrade_from" else None,
-        reason=rule.reason,
-        description=rule.wording(),
-        created_by=row["created_by"],
-        created_at=iso(row["created_at"]) or "",
-    )
+def rule_view(rule: Rule) -> RuleView:
+    return from_record(RuleView, rule, description=rule.wording())
