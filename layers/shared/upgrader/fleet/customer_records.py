@@ -51,27 +51,6 @@ class PinRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class OperationRecord:
-    """One of the customer's `customer_upgrade_logs` rows, as its history shows it."""
-
-    id: int
-    upgrade_id: str
-    operation: str
-    component: str
-    from_version: str | None
-    to_version: str
-    status: str
-    wave: int
-    left_out: str | None
-    revision_before: int | None
-    revision_after: int | None
-    error: str | None
-    started_at: datetime | None
-    completed_at: datetime | None
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class CustomerEventRecord:
     """One `customer_events` row."""
 

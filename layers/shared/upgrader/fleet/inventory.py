@@ -9,9 +9,9 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from upgrader.contract.customer_models import CustomerPatch, parse_timestamp
+from upgrader.contract.customer_models import CustomerOperation, CustomerPatch, parse_timestamp
 from upgrader.contract.models import iso
-from upgrader.fleet.customer_records import CustomerEventRecord, CustomerRecord, OperationRecord, PinRecord
+from upgrader.fleet.customer_records import CustomerEventRecord, CustomerRecord, PinRecord
 from upgrader.infra.components import component_names
 from upgrader.infra.db import Database, Row, columns, select, select_one
 from upgrader.infra.errors import CustomerNotFound, InvalidValue, WrongState
@@ -35,7 +35,8 @@ _CUSTOMER = (
     " WHERE v.customer_id = c.id), '{}'::jsonb) AS versions"
 )
 _PIN = columns(PinRecord, but=("expired",)) + ", expires_at <= NOW() AS expired"
-_OPERATION = columns(OperationRecord, but=("upgrade_id",)) + ", upgrade_id::text AS upgrade_id"
+# the customer's history shows its log rows as they are: the answer's model is their record
+_OPERATION = columns(CustomerOperation, but=("upgrade_id",)) + ", upgrade_id::text AS upgrade_id"
 _EVENT = columns(CustomerEventRecord, but=("sync_id", "at")) + ", sync_id::text AS sync_id, created_at AS at"
 
 
@@ -134,13 +135,13 @@ class InventoryRepository:
             pins.setdefault(pin.customer_id, []).append(pin)
         return pins
 
-    def operations(self, customer_id: str, limit: int) -> tuple[int, list[OperationRecord]]:
+    def operations(self, customer_id: str, limit: int) -> tuple[int, list[CustomerOperation]]:
         """Its rows in every upgrade (upgrades, rollbacks, skips), newest first."""
         with self._db.transaction() as cur:
             cur.execute("SELECT count(*) AS n FROM customer_upgrade_logs WHERE customer_id = %s", (customer_id,))
             total = int((cur.fetchone() or {"n": 0})["n"])
             query = f"SELECT {_OPERATION} FROM customer_upgrade_logs WHERE customer_id = %s ORDER BY id DESC LIMIT %s"
-            return total, select(cur, OperationRecord, query, (customer_id, limit))
+            return total, select(cur, CustomerOperation, query, (customer_id, limit))
 
     def events(self, customer_id: str, limit: int) -> tuple[int, list[CustomerEventRecord]]:
         with self._db.transaction() as cur:

@@ -155,10 +155,11 @@ def database_for(settings: Settings) -> Database:
 
 
 def columns(record: type[Any], table: str = "", *, but: tuple[str, ...] = ()) -> str:
-    """The SELECT list of a record: its field names, which are the column names (those in `but` are
-    selected apart, computed or under another name with AS)."""
+    """The SELECT list of a record (a dataclass, or a pydantic model read as it is): its field names, which
+    are the column names (those in `but` are selected apart, computed or under another name with AS)."""
     prefix = f"{table}." if table else ""
-    return ", ".join(prefix + field.name for field in dataclasses.fields(record) if field.name not in but)
+    names = record.model_fields if hasattr(record, "model_fields") else [f.name for f in dataclasses.fields(record)]
+    return ", ".join(prefix + name for name in names if name not in but)
 
 
 def select(cur: psycopg.Cursor[Row], record: type[T], query: Query, params: Params = ()) -> list[T]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 
+from upgrader.contract.models import LogEntry
 from upgrader.infra.db import Database, Row, columns, one_row, select, select_one
 from upgrader.infra.vocabulary import ACTIVE_UPGRADE_STATUSES
-from upgrader.rollout.upgrade_records import AttemptRecord, LogRecord, UpgradeRecord
+from upgrader.rollout.upgrade_records import AttemptRecord, UpgradeRecord
 
 _UPGRADE = columns(UpgradeRecord)
-_LOG = columns(LogRecord)
+_LOG = columns(LogEntry)  # GET .../logs shows the rows as they are: the answer's model is their record
 
 
 class UpgradeQueries:
@@ -119,7 +120,7 @@ class UpgradeQueries:
         customer_id: str | None,
         limit: int,
         offset: int,
-    ) -> tuple[int, list[LogRecord]]:
+    ) -> tuple[int, list[LogEntry]]:
         params = {
             "id": upgrade_id,
             "status": status,
@@ -140,7 +141,7 @@ class UpgradeQueries:
             query = (
                 f"SELECT {_LOG} FROM customer_upgrade_logs WHERE {where} ORDER BY id LIMIT %(limit)s OFFSET %(offset)s"
             )
-            return total, select(cur, LogRecord, query, params)
+            return total, select(cur, LogEntry, query, params)
 
     def attempts(self, upgrade_id: int) -> list[AttemptRecord]:
         """The upgrade's executions (the first, then one per resume), oldest first."""

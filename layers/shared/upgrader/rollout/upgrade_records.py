@@ -71,35 +71,6 @@ class UpgradeRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class LogRecord:
-    """One `customer_upgrade_logs` row as GET .../logs shows it (its wire names are the column names)."""
-
-    id: int
-    customer_id: str
-    component: str
-    from_version: str | None
-    to_version: str
-    status: str
-    started_at: datetime | None
-    completed_at: datetime | None
-    output: str | None
-    error: str | None
-    operation: str
-    wave: int
-    attempt: int
-    namespace: str | None
-    job_name: str | None
-    revision_before: int | None
-    revision_after: int | None
-    version_before: str | None
-    version_after: str | None
-    chart_version: str | None
-    rollback_of: int | None
-    waiting_for: str | None
-    left_out: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class AttemptRecord:
     """One execution of an upgrade (an `upgrade_runs` row of kind upgrade), under the API's names."""
 

@@ -8,7 +8,6 @@ from typing import Any
 from upgrader.contract.base import from_record
 from upgrader.contract.models import (
     Attempt,
-    LogEntry,
     LogsResponse,
     QueueJobResponse,
     QueueStatsResponse,
@@ -71,7 +70,7 @@ def get_logs(
     total, rows = repo.list_logs(
         upgrade_id, status=status, operation=operation, customer_id=customer_id, limit=limit, offset=offset
     )
-    entries = [from_record(LogEntry, r) for r in rows]
+    entries = rows
     next_offset = offset + len(entries) if offset + len(entries) < total else None
     return LogsResponse(
         upgrade_id=str(upgrade_id),

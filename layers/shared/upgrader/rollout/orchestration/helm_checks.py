@@ -11,11 +11,12 @@ from upgrader.cluster.types import (
     JobState,
     RolloutState,
 )
+from upgrader.infra.db import Row
 from upgrader.infra.redaction import Redactor
 from upgrader.rollout.helm_output import HelmOutputStore, header_for
 from upgrader.rollout.orchestration.state import (
-    HelmTarget,
     State,
+    event_row,
     outage_since,
     row_spec,
 )
@@ -33,11 +34,11 @@ def check_helm_job(event: State, *, cluster: ClusterGateway, outputs: HelmOutput
     """
     job = event["job"]
     stage = str(job.get("stage", "upgrade"))
-    target = HelmTarget.of_event(event)
+    row = event_row(event)
     if job.get("jobName") is None:  # nothing was started (see restore): the result is already known
         return dict(job)
     try:
-        return _check_helm_job(event, job, stage, target, cluster, outputs)
+        return _check_helm_job(event, job, stage, row, cluster, outputs)
     except ClusterTransientError as exc:  # the Job runs on; look again until the API answers
         since = outage_since(job, exc)
         unreachable: State = {"jobName": job["jobName"], "stage": stage, "phase": "unreachable",
@@ -45,13 +46,13 @@ def check_helm_job(event: State, *, cluster: ClusterGateway, outputs: HelmOutput
         return _carried(job, unreachable)
 
 
-def _check_helm_job(event: State, job: State, stage: str, target: HelmTarget, cluster: ClusterGateway,
+def _check_helm_job(event: State, job: State, stage: str, row: Row, cluster: ClusterGateway,
                     outputs: HelmOutputStore) -> State:  # fmt: skip
-    state: JobState = cluster.get_helm_job(row_spec(target, stage, revision=job.get("revision")))  # type: ignore[arg-type]
+    state: JobState = cluster.get_helm_job(row_spec(row, stage, revision=job.get("revision")))  # type: ignore[arg-type]
     result = _carried(job, {"jobName": state.name, "stage": stage, "phase": state.phase})
     if not (state.finished or state.phase == "missing"):
         return result
-    release = cluster.release_status(target.namespace, target.release)
+    release = cluster.release_status(row["namespace"], row["release_name"])
     redactor = Redactor(release.secrets)
     result["error"] = redactor.text(state.error)
     if state.seconds is not None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -27,53 +26,33 @@ def wave_number(state: State) -> int:
     return int(waves[int(state["wave"])]) if waves else int(state["wave"])
 
 
-@dataclass(frozen=True, slots=True)
-class HelmTarget:
-    """The log row a helm Job works for: what its spec and name need, read once from the row itself or from the
-    state a customer's execution carries (BeginCustomer's result with the ids)."""
-
-    upgrade_id: int
-    log_id: int
-    customer_id: str
-    component: str
-    namespace: str
-    release: str
-    attempt: int
-
-    @classmethod
-    def of_row(cls, row: Row) -> HelmTarget:
-        """From a `customer_upgrade_logs` row."""
-        return cls(int(row["upgrade_id"]), int(row["id"]), str(row["customer_id"]), str(row["component"]),
-                   str(row["namespace"]), str(row["release_name"]), int(row["attempt"]))  # fmt: skip
-
-    @classmethod
-    def of_event(cls, event: State) -> HelmTarget:
-        """From a customer execution's state: its `customer` (BeginCustomer's result), `upgradeId` and `logId`."""
-        customer = event["customer"]
-        return cls(int(event["upgradeId"]), int(event["logId"]), str(customer["customerId"]),
-                   str(customer["component"]), str(customer["namespace"]), str(customer["release"]),
-                   int(customer["attempt"]))  # fmt: skip
-
-
-def row_spec(row: Row | HelmTarget, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
+def row_spec(row: Row, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
           chart_version: str | None = None, slot: str | None = None, chart_name: str | None = None) -> HelmJobSpec:  # fmt: skip
-    """A helm operation of one log row (its id names the Job: one row, one Job per operation)."""
-    target = row if isinstance(row, HelmTarget) else HelmTarget.of_row(row)
+    """A helm operation of one `customer_upgrade_logs` row (its id names the Job: one row, one Job per operation)."""
     return HelmJobSpec(
-        upgrade_id=target.upgrade_id,
-        log_id=target.log_id,
-        customer_id=target.customer_id,
-        component=target.component,
-        namespace=target.namespace,
-        release=target.release,
+        upgrade_id=int(row["upgrade_id"]),
+        log_id=int(row["id"]),
+        customer_id=str(row["customer_id"]),
+        component=str(row["component"]),
+        namespace=str(row["namespace"]),
+        release=str(row["release_name"]),
         operation=operation,
         version=version,
         revision=revision,
-        attempt=target.attempt,
+        attempt=int(row["attempt"]),
         chart_version=chart_version,
         slot=slot,
         chart_name=chart_name,
     )
+
+
+def event_row(event: State) -> Row:
+    """The log row's columns a customer's execution carries, under the row's names: its `customer`
+    (BeginCustomer's result, camelCase) and ids, translated once here so that `row_spec` reads one shape."""
+    customer = event["customer"]
+    return {"upgrade_id": event["upgradeId"], "id": event["logId"], "customer_id": customer["customerId"],
+            "component": customer["component"], "namespace": customer["namespace"],
+            "release_name": customer["release"], "attempt": customer["attempt"]}  # fmt: skip
 
 
 def started(name: str, operation: str, **extra: Any) -> State:
