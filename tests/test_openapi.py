@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from upgrader.contract.models import INT4_MAX, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN
+from upgrader.contract.base import INT4_MAX, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN
 from upgrader.infra.vocabulary import UPGRADE_STATUSES
 
 from upgradectl.openapi import build_document

@@ -12,9 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from upgrader import factory
 from upgrader.api import service
 from upgrader.api.http import build_resolver, caller_identity
+from upgrader.contract.base import CUSTOMER_ID_PATTERN, UPGRADE_ID_PATTERN
 from upgrader.contract.models import (
-    CUSTOMER_ID_PATTERN,
-    UPGRADE_ID_PATTERN,
     AbortRequest,
     AbortResponse,
     ContinueResponse,
@@ -31,7 +30,7 @@ logger = Logger()
 router = APIGatewayRouter()
 app = build_resolver()
 
-UpgradeIdPath = Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="upgrade id, e.g. 123")]
+UpgradeIdPath = Annotated[str, Path(alias="upgradeId", pattern=UPGRADE_ID_PATTERN, description="upgrade id, e.g. 123")]
 # A POST without a body takes the defaults (the spec's curl examples send none).
 _NO_ABORT_OPTIONS = AbortRequest()
 _NO_ROLLBACK_OPTIONS = RollbackUpgradeRequest()
@@ -44,12 +43,12 @@ _NO_CUSTOMER_ROLLBACK_OPTIONS = RollbackCustomerRequest()
     responses={200: {"description": "continuation queued"}, 404: {"description": "unknown upgrade"},
                409: {"description": "not awaiting continue (or already continued)"}},
 )  # fmt: skip
-def continue_upgrade(upgradeId: UpgradeIdPath) -> ContinueResponse:  # noqa: N803
+def continue_upgrade(upgrade_id: UpgradeIdPath) -> ContinueResponse:
     who = caller_identity(router)
     result = service.continue_upgrade(
-        int(upgradeId), continued_by=who, repo=factory.repository(), workflow=factory.workflow()
+        int(upgrade_id), continued_by=who, repo=factory.repository(), workflow=factory.workflow()
     )
-    logger.info("canary gate released", extra={"upgrade_id": upgradeId, "by": who})
+    logger.info("canary gate released", extra={"upgrade_id": upgrade_id, "by": who})
     return result
 
 
@@ -63,16 +62,18 @@ def continue_upgrade(upgradeId: UpgradeIdPath) -> ContinueResponse:  # noqa: N80
                                     "(IncompatibleVersions, listed in incompatible; force overrides)"}},
 )  # fmt: skip
 def rollback_customer(
-    upgradeId: UpgradeIdPath,  # noqa: N803
-    customerId: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, description="customer id, e.g. cust_abc123")],  # noqa: N803
+    upgrade_id: UpgradeIdPath,
+    customer_id: Annotated[
+        str, Path(alias="customerId", pattern=CUSTOMER_ID_PATTERN, description="customer id, e.g. cust_abc123")
+    ],
     request: Annotated[
         RollbackCustomerRequest, Body(description="optional; no body means no force")
     ] = _NO_CUSTOMER_ROLLBACK_OPTIONS,
 ) -> RollbackResponse:
     who = caller_identity(router)
     result = service.request_rollback(
-        int(upgradeId),
-        customerId,
+        int(upgrade_id),
+        customer_id,
         requested_by=who,
         repo=factory.repository(),
         rollbacks=factory.rollbacks(),
@@ -80,7 +81,7 @@ def rollback_customer(
         workflow=factory.workflow(),
         force=request.force,
     )
-    logger.info("rollback started", extra={"upgrade_id": upgradeId, "customer_id": customerId, "by": who})
+    logger.info("rollback started", extra={"upgrade_id": upgrade_id, "customer_id": customer_id, "by": who})
     return result
 
 
@@ -92,14 +93,14 @@ def rollback_customer(
                409: {"description": "the upgrade has already finished or is already aborting"}},
 )  # fmt: skip
 def abort_upgrade(
-    upgradeId: UpgradeIdPath,  # noqa: N803
+    upgrade_id: UpgradeIdPath,
     request: Annotated[
         AbortRequest, Body(description="optional; no body means no rollback, no reason")
     ] = _NO_ABORT_OPTIONS,
 ) -> AbortResponse:
     who = caller_identity(router)
     result = service.abort_upgrade(
-        int(upgradeId),
+        int(upgrade_id),
         aborted_by=who,
         reason=request.reason,
         rollback=request.rollback,
@@ -108,7 +109,7 @@ def abort_upgrade(
         recon=factory.reconcile(),
         run_steps=factory.runs(),
     )
-    logger.info("upgrade abort requested", extra={"upgrade_id": upgradeId, "by": who, "rollback": request.rollback})
+    logger.info("upgrade abort requested", extra={"upgrade_id": upgrade_id, "by": who, "rollback": request.rollback})
     return result
 
 
@@ -122,16 +123,16 @@ def abort_upgrade(
                                     "(IncompatibleVersions, listed in incompatible; force overrides)"}},
 )  # fmt: skip
 def rollback_upgrade(
-    upgradeId: UpgradeIdPath,  # noqa: N803
+    upgrade_id: UpgradeIdPath,
     request: Annotated[
         RollbackUpgradeRequest, Body(description="optional; no body means the upgrade's own concurrency")
     ] = _NO_ROLLBACK_OPTIONS,
 ) -> RollbackUpgradeResponse:
     who = caller_identity(router)
     result = service.rollback_upgrade(
-        int(upgradeId),
+        int(upgrade_id),
         requested_by=who,
-        max_concurrency=request.maxConcurrency,
+        max_concurrency=request.max_concurrency,
         repo=factory.repository(),
         rollbacks=factory.rollbacks(),
         rules=factory.rules(),
@@ -139,7 +140,7 @@ def rollback_upgrade(
         max_concurrency_cap=get_settings().max_concurrency_cap,
         force=request.force,
     )
-    logger.info("upgrade rollback started", extra={"upgrade_id": upgradeId, "by": who, "job_id": result.jobId})
+    logger.info("upgrade rollback started", extra={"upgrade_id": upgrade_id, "by": who, "job_id": result.job_id})
     return result
 
 
@@ -153,12 +154,12 @@ def rollback_upgrade(
                422: {"description": "invalid body, or the resumed plan exceeds an execution's limits"}},
 )  # fmt: skip
 def resume_upgrade(
-    upgradeId: UpgradeIdPath,  # noqa: N803
+    upgrade_id: UpgradeIdPath,
     request: Annotated[ResumeRequest | None, Body()] = None,
 ) -> ResumeResponse:
     who = caller_identity(router)  # type: ignore[arg-type]
     result = service.resume_upgrade(
-        int(upgradeId),
+        int(upgrade_id),
         request or ResumeRequest(),
         requested_by=who,
         repo=factory.repository(),
@@ -166,7 +167,7 @@ def resume_upgrade(
         workflow=factory.workflow(),
         settings=get_settings(),
     )
-    logger.info("upgrade resumed", extra={"upgrade_id": upgradeId, "by": who, "job_id": result.jobId})
+    logger.info("upgrade resumed", extra={"upgrade_id": upgrade_id, "by": who, "job_id": result.job_id})
     return result
 
 

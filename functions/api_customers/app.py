@@ -13,6 +13,13 @@ from pydantic import Field
 from upgrader import factory
 from upgrader.api import customers
 from upgrader.api.http import build_resolver, caller_identity
+from upgrader.contract.base import (
+    CUSTOMER_ID_PATTERN,
+    DIGITS,
+    LABEL_SELECTOR_PATTERN,
+    UPGRADE_ID_PATTERN,
+    VERSION_PATTERN,
+)
 from upgrader.contract.customer_models import (
     CustomerDetail,
     CustomerList,
@@ -21,14 +28,7 @@ from upgrader.contract.customer_models import (
     FleetResponse,
     SyncSummary,
 )
-from upgrader.contract.models import (
-    CUSTOMER_ID_PATTERN,
-    DIGITS,
-    LABEL_SELECTOR_PATTERN,
-    UPGRADE_ID_PATTERN,
-    VERSION_PATTERN,
-    Component,
-)
+from upgrader.contract.models import Component
 from upgrader.fleet.inventory import CustomerFilter
 from upgrader.rollout import compatibility
 
@@ -36,7 +36,9 @@ logger = Logger()
 router = APIGatewayRouter()
 app = build_resolver()
 
-CustomerIdPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, description="customer id, e.g. cust_abc123")]
+CustomerIdPath = Annotated[
+    str, Path(alias="customerId", pattern=CUSTOMER_ID_PATTERN, description="customer id, e.g. cust_abc123")
+]
 Flag = Literal["true", "false"]
 
 
@@ -85,10 +87,10 @@ def list_customers(
     responses={200: {"description": "the customer"}, 404: {"description": "unknown customer"}},
 )
 def get_customer(
-    customerId: CustomerIdPath,  # noqa: N803 - the route's name
+    customer_id: CustomerIdPath,
     limit: Annotated[int, Field(ge=1, le=500), DIGITS, Query(description="operations and history entries")] = 100,
 ) -> CustomerDetail:
-    return customers.get_customer(customerId, limit=limit, inventory=factory.inventory())
+    return customers.get_customer(customer_id, limit=limit, inventory=factory.inventory())
 
 
 @router.patch(
@@ -101,12 +103,12 @@ def get_customer(
     },
 )
 def patch_customer(
-    customerId: CustomerIdPath,  # noqa: N803
+    customer_id: CustomerIdPath,
     patch: Annotated[CustomerPatch, Body()],
 ) -> CustomerPatchResponse:
     who = caller_identity(router)
-    result = customers.patch_customer(customerId, patch, changed_by=who, inventory=factory.inventory())
-    logger.info("customer changed", extra={"customer_id": customerId, "by": who, "changes": sorted(result.changes)})
+    result = customers.patch_customer(customer_id, patch, changed_by=who, inventory=factory.inventory())
+    logger.info("customer changed", extra={"customer_id": customer_id, "by": who, "changes": sorted(result.changes)})
     return result
 
 
@@ -115,8 +117,10 @@ def patch_customer(
     summary="One inventory sync: its status, counts and the problems it met",
     responses={200: {"description": "the sync"}, 404: {"description": "unknown sync"}},
 )
-def get_sync(syncId: Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="sync id")]) -> SyncSummary:  # noqa: N803
-    return customers.get_sync(int(syncId), syncs=factory.syncs())
+def get_sync(
+    sync_id: Annotated[str, Path(alias="syncId", pattern=UPGRADE_ID_PATTERN, description="sync id")],
+) -> SyncSummary:
+    return customers.get_sync(int(sync_id), syncs=factory.syncs())
 
 
 @router.get("/api/fleet", summary="The fleet: per component, how many customers run each version; drift, pins, status")
@@ -139,7 +143,7 @@ def rules_in_force() -> compatibility.RuleList:
 def record_rule(rule: Annotated[compatibility.RuleRequest, Body()]) -> compatibility.RuleView:
     who = caller_identity(router)
     result = compatibility.record_rule(rule, created_by=who, rules=factory.rules())
-    logger.info("compatibility rule added", extra={"rule_id": result.ruleId, "by": who})
+    logger.info("compatibility rule added", extra={"rule_id": result.rule_id, "by": who})
     return result
 
 
@@ -149,11 +153,11 @@ def record_rule(rule: Annotated[compatibility.RuleRequest, Body()]) -> compatibi
     responses={200: {"description": "deleted"}, 404: {"description": "unknown rule"}},
 )
 def remove_rule(
-    ruleId: Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="rule id")],
-) -> compatibility.RuleDeleted:  # noqa: N803
+    rule_id: Annotated[str, Path(alias="ruleId", pattern=UPGRADE_ID_PATTERN, description="rule id")],
+) -> compatibility.RuleDeleted:
     who = caller_identity(router)
-    result = compatibility.remove_rule(int(ruleId), rules=factory.rules())
-    logger.info("compatibility rule deleted", extra={"rule_id": ruleId, "by": who})
+    result = compatibility.remove_rule(int(rule_id), rules=factory.rules())
+    logger.info("compatibility rule deleted", extra={"rule_id": rule_id, "by": who})
     return result
 
 

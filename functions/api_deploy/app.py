@@ -66,8 +66,8 @@ def deploy(
             settings=settings,
             now=factory.clock().now(),
         )
-        logger.info("upgrade started", extra={"upgrade_id": result.upgradeId, "job_id": result.jobId})
-        return Answer(202, result.model_dump(mode="json")), int(result.upgradeId)
+        logger.info("upgrade started", extra={"upgrade_id": result.upgrade_id, "job_id": result.job_id})
+        return Answer(202, result.model_dump(mode="json")), int(result.upgrade_id)
 
     if idempotency_key is None:
         answer, _ = start()

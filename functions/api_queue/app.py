@@ -12,7 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from upgrader import factory
 from upgrader.api import service
 from upgrader.api.http import build_resolver
-from upgrader.contract.models import JOB_ID_PATTERN, QueueJobResponse, QueueStatsResponse
+from upgrader.contract.base import JOB_ID_PATTERN
+from upgrader.contract.models import QueueJobResponse, QueueStatsResponse
 
 logger = Logger()
 router = APIGatewayRouter()
@@ -30,9 +31,11 @@ def queue_stats() -> QueueStatsResponse:
     responses={200: {"description": "the execution"}, 404: {"description": "no execution of that name"}},
 )
 def queue_job(
-    jobId: Annotated[str, Path(pattern=JOB_ID_PATTERN, description="execution name, e.g. upgrade-123-1a2b3c4d")],  # noqa: N803
+    job_id: Annotated[
+        str, Path(alias="jobId", pattern=JOB_ID_PATTERN, description="execution name, e.g. upgrade-123-1a2b3c4d")
+    ],
 ) -> QueueJobResponse:
-    return service.queue_job(jobId, workflow=factory.workflow())
+    return service.queue_job(job_id, workflow=factory.workflow())
 
 
 app.include_router(router)

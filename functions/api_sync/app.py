@@ -25,7 +25,7 @@ app = build_resolver()
 def start_sync() -> SyncStarted:
     who = caller_identity(router)
     result = customers.request_sync(requested_by=who, syncs=factory.syncs(), launcher=factory.sync_launcher())
-    logger.info("sync requested", extra={"sync_id": result.syncId, "by": who, "already": result.alreadyRunning})
+    logger.info("sync requested", extra={"sync_id": result.sync_id, "by": who, "already": result.already_running})
     return result
 
 

@@ -14,11 +14,9 @@ from pydantic import Field
 from upgrader import factory
 from upgrader.api import service
 from upgrader.api.http import build_resolver
+from upgrader.contract.base import CUSTOMER_ID_PATTERN, DIGITS, UPGRADE_ID_PATTERN
 from upgrader.contract.customer_models import PlanResponse
 from upgrader.contract.models import (
-    CUSTOMER_ID_PATTERN,
-    DIGITS,
-    UPGRADE_ID_PATTERN,
     Component,
     DeployRequest,
     HelmOutputResponse,
@@ -33,8 +31,10 @@ router = APIGatewayRouter()
 app = build_resolver()
 
 LogStatus = Literal["pending", "in_progress", "completed", "failed", "skipped", "rolled_back"]
-UpgradeIdPath = Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="upgrade id, e.g. 123")]
-LogIdPath = Annotated[str, Path(pattern=UPGRADE_ID_PATTERN, description="a log entry's id (`id` in .../logs)")]
+UpgradeIdPath = Annotated[str, Path(alias="upgradeId", pattern=UPGRADE_ID_PATTERN, description="upgrade id, e.g. 123")]
+LogIdPath = Annotated[
+    str, Path(alias="logId", pattern=UPGRADE_ID_PATTERN, description="a log entry's id (`id` in .../logs)")
+]
 
 
 @router.get("/api/upgrades", summary="List upgrades, newest first")
@@ -58,8 +58,8 @@ def list_upgrades(
     summary="Progress of one upgrade",
     responses={200: {"description": "the upgrade's progress"}, 404: {"description": "unknown upgrade"}},
 )
-def get_status(upgradeId: UpgradeIdPath) -> StatusResponse:  # noqa: N803 - the route's name
-    return service.get_status(int(upgradeId), repo=factory.repository(), windows=factory.windows())
+def get_status(upgrade_id: UpgradeIdPath) -> StatusResponse:
+    return service.get_status(int(upgrade_id), repo=factory.repository(), windows=factory.windows())
 
 
 @router.get(
@@ -68,19 +68,19 @@ def get_status(upgradeId: UpgradeIdPath) -> StatusResponse:  # noqa: N803 - the 
     responses={200: {"description": "one page of log entries"}, 404: {"description": "unknown upgrade"}},
 )
 def get_logs(
-    upgradeId: UpgradeIdPath,  # noqa: N803
+    upgrade_id: UpgradeIdPath,
     status: Annotated[LogStatus | None, Query()] = None,
     operation: Annotated[Literal["upgrade", "rollback"] | None, Query()] = None,
-    customerId: Annotated[str | None, Query(pattern=CUSTOMER_ID_PATTERN)] = None,  # noqa: N803
+    customer_id: Annotated[str | None, Query(alias="customerId", pattern=CUSTOMER_ID_PATTERN)] = None,
     limit: Annotated[int, Field(ge=1, le=1000), DIGITS, Query()] = 500,
     offset: Annotated[int, Field(ge=0, le=10_000_000), DIGITS, Query()] = 0,
 ) -> LogsResponse:
     return service.get_logs(
-        int(upgradeId),
+        int(upgrade_id),
         repo=factory.repository(),
         status=status,
         operation=operation,
-        customer_id=customerId,
+        customer_id=customer_id,
         limit=limit,
         offset=offset,
     )
@@ -91,11 +91,11 @@ def get_logs(
     summary="The full helm output of one log entry's Jobs (redacted; behind its own permission)",
     responses={200: {"description": "the entry's helm outputs"}, 404: {"description": "unknown upgrade or entry"}},
 )
-def get_helm_output(upgradeId: UpgradeIdPath, logId: LogIdPath) -> HelmOutputResponse:  # noqa: N803
+def get_helm_output(upgrade_id: UpgradeIdPath, log_id: LogIdPath) -> HelmOutputResponse:
     from upgrader.infra.settings import get_settings
     from upgrader.rollout.helm_output import get_helm_output as read
 
-    return read(int(upgradeId), int(logId), outputs=factory.helm_outputs(),
+    return read(int(upgrade_id), int(log_id), outputs=factory.helm_outputs(),
                 retention_days=get_settings().helm_output_retention_days)  # fmt: skip
 
 

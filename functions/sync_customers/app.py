@@ -34,12 +34,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         trigger = TRIGGERS.get(str(event.get("source")), "schedule")
         row, created = syncs.request(trigger, event.get("requestedBy") or trigger, running=True)
         if not created:
-            logger.info("a sync is already running", extra={"sync_id": row["id"]})
-            return {"syncId": str(row["id"]), "status": row["status"], "alreadyRunning": True}
-    logger.append_keys(sync_id=row["id"])
+            logger.info("a sync is already running", extra={"sync_id": row.id})
+            return {"syncId": row.sync_id, "status": row.status, "alreadyRunning": True}
+    logger.append_keys(sync_id=row.id)
     try:
         finished = discovery.execute_sync(
-            int(row["id"]),
+            row.id,
             reader=factory.fleet_reader,
             store=syncs,
             rules=rules,
@@ -48,7 +48,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except discovery.SyncFailed as exc:
         # Recorded on the sync's row; trying again at once would fail the same way: the next one will tell.
         logger.warning("sync failed", extra={"error": str(exc)})
-        return sync_view(syncs.get(int(row["id"])) or row).model_dump()
+        return sync_view(syncs.get(row.id) or row).model_dump()
     summary = sync_view(finished).model_dump()
     logger.info("sync completed", extra={"counts": summary["counts"]})
     return summary

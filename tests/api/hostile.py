@@ -311,6 +311,15 @@ def _property_cases(key: str, valid: dict[str, Any], schema: dict[str, Any], pre
             cases.append(
                 Case(key, f"{dotted}={json.dumps(value)[:40]}", "body", dotted, body=_with(valid, path, value))
             )
+        snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+        if snake != name:
+            # The Python name of a camelCase field is not a wire name: refused as an unknown field (extra_forbidden)
+            sent = _lookup(valid, path)
+            snake_path = (*prefix, snake)
+            cases.append(
+                Case(key, f"snake_case {'.'.join(snake_path)} for {dotted}", "body", ".".join(snake_path),
+                     body=_with(valid, snake_path, sent if sent is not None else 1))
+            )  # fmt: skip
         nested = _object_schema(prop)
         if nested is not None:
             cases += _property_cases(key, valid, nested, path)

@@ -3,6 +3,7 @@ real release encoding, the real PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -62,13 +63,13 @@ def sync(cluster: SimulatedCluster, rules: DiscoveryRules | None = None) -> dict
     api_client = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=cluster.url))
     config = ClusterConfig(mode="url", api_url=cluster.url)
     finished = discovery.execute_sync(
-        int(row["id"]),
+        row.id,
         reader=lambda: KubernetesFleetReader(api_client, config),
         store=syncs,
         rules=rules or DiscoveryRules(),
         concurrency=8,
     )
-    return dict(finished)
+    return dataclasses.asdict(finished)
 
 
 def inventory(sql: Any) -> dict[str, dict[str, str]]:

@@ -21,7 +21,7 @@ SOURCES = [ROOT / "layers", ROOT / "functions", ROOT / "upgradectl"]
 MAX_LINES = 400
 # Modules still over the limit, each with the size it may not grow past: the list only shrinks.
 TOO_BIG_FOR_NOW = {
-    "layers/shared/upgrader/contract/models.py": 657,
+    "layers/shared/upgrader/contract/models.py": 562,
     "upgradectl/cli.py": 660,
     "upgradectl/console/proxy.py": 401,
     "upgradectl/local/__main__.py": 426,
@@ -261,4 +261,4 @@ def test_one_timestamp_formatter_and_one_strict_base_model():
     assert _places(r"%Y-%m-%dT") == ["infra/timestamps.py"]
     # analysis/checks.py: the same config for the analysis checks, which the contract imports (it cannot
     # import the contract's StrictModel); one base below both is for the wiring of issue 20.
-    assert _places(r"extra=\"forbid\", strict=True") == ["analysis/checks.py", "contract/models.py"]
+    assert _places(r"extra=\"forbid\", strict=True") == ["analysis/checks.py", "contract/base.py"]

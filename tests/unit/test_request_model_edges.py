@@ -9,15 +9,16 @@ from typing import Annotated, Any
 
 import pytest
 from pydantic import Field, TypeAdapter, ValidationError
-from upgrader.contract import models
-from upgrader.contract.models import FailureThreshold, decimal_pattern
+from upgrader.contract import base
+from upgrader.contract.base import decimal_pattern
+from upgrader.contract.models import FailureThreshold
 
 # A `{...}` in a pattern: ECMAScript (the dialect of OpenAPI's `pattern`) in unicode mode refuses any brace that
 # is not a quantifier {m} or {m,n} with m <= n; Python's `re` reads such a brace as a literal character instead.
 BRACE = re.compile(r"\{([^{}]*)\}")
 
 
-@pytest.mark.parametrize("maximum", [1, 5, 9, 10, 42, 100, 999, 65535, models.INT4_MAX])
+@pytest.mark.parametrize("maximum", [1, 5, 9, 10, 42, 100, 999, 65535, base.INT4_MAX])
 def test_the_decimal_pattern_has_only_real_repetition_counts(maximum: int) -> None:
     """Python's `re` takes `[0-9]{0,-1}` as the literal text "{0,-1}" (so the numbers matched stay right),
     a client generator's ECMAScript engine refuses the pattern. mutants: models.py:33 `{1: [], ...}` →
@@ -35,7 +36,7 @@ def test_a_one_digit_maximum_has_no_longer_alternative() -> None:
     assert decimal_pattern(1) == "^(?:1)$"
 
 
-QUERY_INT = TypeAdapter(Annotated[int, Field(ge=0, le=1000), models.DIGITS])
+QUERY_INT = TypeAdapter(Annotated[int, Field(ge=0, le=1000), base.DIGITS])
 
 
 @pytest.mark.parametrize("text", ["+1", " 1", "1\n", "1_0", "0x1"])

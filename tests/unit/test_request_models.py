@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from upgrader.contract import models
-from upgrader.contract.models import DeployRequest, FailureThreshold, HealthCheck, decimal_pattern
+from upgrader.contract import base
+from upgrader.contract.base import decimal_pattern
+from upgrader.contract.models import DeployRequest, FailureThreshold, HealthCheck
 
 DEPLOY = {"component": "api", "version": "v1.2.0", "strategy": "all"}
 
@@ -37,7 +38,7 @@ def test_the_decimal_pattern_of_a_small_maximum_is_exactly_1_to_it(maximum: int)
 
 def test_the_id_pattern_is_exactly_postgresqls_int() -> None:
     """mutants: models.py:22 `2**31 - 1` mutated; the long maximum's alternatives (models.py:34-42)."""
-    pattern = re.compile(models.UPGRADE_ID_PATTERN)
+    pattern = re.compile(base.UPGRADE_ID_PATTERN)
     accepted = [1, 9, 10, 99, 1_000_000_000, 1_999_999_999, 2_099_999_999, 2_147_483_639, 2_147_483_646,
                 2_147_483_647, 2_147_399_999, 2_146_999_999]  # fmt: skip
     refused = [0, 2_147_483_648, 2_147_483_650, 2_147_484_000, 2_148_000_000, 2_200_000_000, 3_000_000_000,
@@ -49,12 +50,12 @@ def test_the_id_pattern_is_exactly_postgresqls_int() -> None:
 @pytest.mark.parametrize(("value", "expected"), [(10.0, 10), (10.5, 10.5), ("10", "10"), (True, True), (7, 7)])
 def test_a_whole_json_number_is_an_integer_and_nothing_else_becomes_one(value: Any, expected: Any) -> None:
     """mutants: models.py:80 `and` → `or`, `value.is_integer()` negated."""
-    result = models._whole_number(value)  # noqa: SLF001 - the validator itself
+    result = base._whole_number(value)  # noqa: SLF001 - the validator itself
     assert result == expected and type(result) is type(expected)
 
 
 def test_integer_fields_take_10_0_and_refuse_10_5_a_string_and_a_boolean() -> None:
-    assert DeployRequest.model_validate({**DEPLOY, "maxConcurrency": 10.0}).maxConcurrency == 10
+    assert DeployRequest.model_validate({**DEPLOY, "maxConcurrency": 10.0}).max_concurrency == 10
     for value in (10.5, "10", True):
         assert _refusal(DeployRequest, {**DEPLOY, "maxConcurrency": value})[0].startswith("maxConcurrency")
 
@@ -63,12 +64,12 @@ def test_integer_fields_take_10_0_and_refuse_10_5_a_string_and_a_boolean() -> No
 def test_a_query_integer_is_plain_decimal_digits(text: str) -> None:
     """mutants: models.py:92 the pattern, `and not` → `and`; :93 the message."""
     with pytest.raises(ValueError, match=r"^must be a whole number written in decimal digits$"):
-        models._digits_only(text)  # noqa: SLF001 - the validator itself
+        base._digits_only(text)  # noqa: SLF001 - the validator itself
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "123456789012", 5])
 def test_digits_pass_on_as_they_came(value: Any) -> None:
-    assert models._digits_only(value) == value  # noqa: SLF001
+    assert base._digits_only(value) == value  # noqa: SLF001
 
 
 def test_a_request_refuses_unknown_fields_and_strings_for_numbers() -> None:
@@ -81,7 +82,7 @@ def test_a_model_is_built_when_first_used_not_when_imported() -> None:
     """A function's cold start builds only the models it uses. mutants: models.py:108 `defer_build=True` →
     `False`."""
 
-    class Later(models.Model):
+    class Later(base.Model):
         n: int
 
     assert Later.__pydantic_complete__ is False
@@ -115,9 +116,9 @@ def test_a_failure_thresholds_bounds(data: dict[str, Any], ok: bool) -> None:
 def test_a_health_check_defaults_to_the_rollout_within_300_seconds_on_port_http() -> None:
     """mutants: models.py:161-173 the defaults."""
     check = HealthCheck()
-    assert (check.enabled, check.timeoutSeconds, check.httpPath, check.service, check.port) == (
+    assert (check.enabled, check.timeout_seconds, check.http_path, check.service, check.port) == (
         True, 300, None, None, "http")  # fmt: skip
-    assert DeployRequest.model_validate(DEPLOY).healthCheck == check
+    assert DeployRequest.model_validate(DEPLOY).health_check == check
 
 
 @pytest.mark.parametrize(("path", "ok"), [("/healthz", True), ("/", True), ("/a/.well-known/x", True), ("/a/..b", True),
@@ -126,7 +127,7 @@ def test_a_health_check_defaults_to_the_rollout_within_300_seconds_on_port_http(
 def test_a_probe_path_never_leaves_the_service(path: str, ok: bool) -> None:
     """mutants: models.py:61-63 the segment grammar and the length."""
     if ok:
-        assert HealthCheck.model_validate({"httpPath": path}).httpPath == path
+        assert HealthCheck.model_validate({"httpPath": path}).http_path == path
     else:
         assert _refusal(HealthCheck, {"httpPath": path})[0] == "httpPath"
 
@@ -144,7 +145,7 @@ def test_a_probe_port_is_a_name_or_a_number_of_a_real_port(port: str, ok: bool) 
 
 def test_customer_ids_are_each_named_once() -> None:
     """mutants: models.py:303 `!=` → `==`, `and` → `or`; :304 the message."""
-    assert DeployRequest.model_validate({**DEPLOY, "customerIds": ["a", "b"]}).customerIds == ["a", "b"]
+    assert DeployRequest.model_validate({**DEPLOY, "customerIds": ["a", "b"]}).customer_ids == ["a", "b"]
     assert _refusal(DeployRequest, {**DEPLOY, "customerIds": ["a", "b", "a"]}) == (
         "customerIds",
         "Value error, customerIds contains duplicates",
@@ -162,12 +163,12 @@ def test_an_empty_label_filter_is_refused_in_words() -> None:
 def test_a_window_deadline_must_be_a_real_time() -> None:
     """mutants: models.py:320 `is not None` → `is None`; :322 `.replace("Z", "+00:00")`; :324 the message."""
     deadline = "2026-12-01T00:00:00Z"
-    assert DeployRequest.model_validate({**DEPLOY, "windowDeadline": deadline}).windowDeadline == deadline
+    assert DeployRequest.model_validate({**DEPLOY, "windowDeadline": deadline}).window_deadline == deadline
     assert _refusal(DeployRequest, {**DEPLOY, "windowDeadline": "2026-02-30T00:00:00Z"}) == (
         "windowDeadline",
         "Value error, not a valid time: day is out of range for month",
     )
-    assert DeployRequest.model_validate(DEPLOY).windowDeadline is None
+    assert DeployRequest.model_validate(DEPLOY).window_deadline is None
 
 
 @pytest.mark.parametrize(("steps", "ok"), [([100], True), ([1, 100], True), ([50, 100], True), ([100, 100], False),

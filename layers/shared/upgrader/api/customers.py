@@ -6,6 +6,7 @@ import zoneinfo
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from upgrader.contract.base import from_record
 from upgrader.contract.customer_models import (
     MAX_PIN_DAYS,
     ComponentSpread,
@@ -13,10 +14,8 @@ from upgrader.contract.customer_models import (
     CustomerDetail,
     CustomerEvent,
     CustomerList,
-    CustomerOperation,
     CustomerPatch,
     CustomerPatchResponse,
-    DriftEntry,
     FleetResponse,
     MaintenanceWindow,
     Pin,
@@ -26,11 +25,11 @@ from upgrader.contract.customer_models import (
     parse_timestamp,
 )
 from upgrader.contract.models import iso
+from upgrader.fleet.customer_records import CustomerRecord, PinRecord, SyncRecord
 from upgrader.fleet.inventory import CustomerFilter, InventoryRepository
 from upgrader.fleet.sync_launcher import SyncLauncher
 from upgrader.fleet.syncs import SyncRepository
 from upgrader.infra.components import component_names
-from upgrader.infra.db import Row
 from upgrader.infra.errors import InvalidValue, SyncNotFound
 
 
@@ -39,10 +38,10 @@ def list_customers(
 ) -> CustomerList:
     rows = inventory.list_customers(where, after=cursor, limit=limit + 1)
     page = rows[:limit]
-    pins = inventory.pins_of([r["id"] for r in page])
-    customers = [customer_view(r, pins.get(r["id"], [])) for r in page]
+    pins = inventory.pins_of([r.customer_id for r in page])
+    customers = [customer_view(r, pins.get(r.customer_id, [])) for r in page]
     return CustomerList(
-        count=len(customers), customers=customers, nextCursor=page[-1]["id"] if len(rows) > limit else None
+        count=len(customers), customers=customers, next_cursor=page[-1].customer_id if len(rows) > limit else None
     )
 
 
@@ -51,12 +50,14 @@ def get_customer(customer_id: str, *, limit: int, inventory: InventoryRepository
     pins = inventory.pins_of([customer_id]).get(customer_id, [])
     operations_total, operations = inventory.operations(customer_id, limit)
     history_total, events = inventory.events(customer_id, limit)
-    return CustomerDetail(
-        **customer_view(row, pins).model_dump(),
-        operations=[_operation(o) for o in operations],
-        operationsTotal=operations_total,
-        history=[_event(e) for e in events],
-        historyTotal=history_total,
+    return from_record(
+        CustomerDetail,
+        row,
+        **_customer_facts(row, pins),
+        operations=operations,
+        operations_total=operations_total,
+        history=[from_record(CustomerEvent, e) for e in events],
+        history_total=history_total,
     )
 
 
@@ -73,15 +74,15 @@ def patch_customer(
     return CustomerPatchResponse(
         customer=customer_view(row, pins),
         changes=changes,
-        changedBy=changed_by if changes else None,
-        changedAt=iso(row["updated_at"]) if changes else None,
+        changed_by=changed_by if changes else None,
+        changed_at=iso(row.updated_at) if changes else None,
     )
 
 
 def check_patch(patch: CustomerPatch, *, now: datetime) -> None:
     """What the request's shape cannot say: the window's zone exists; each pin ends in the future, within
     MAX_PIN_DAYS. Raises InvalidValue naming the field."""
-    window = patch.maintenanceWindow
+    window = patch.maintenance_window
     if window is not None:
         try:
             zoneinfo.ZoneInfo(window.timezone)
@@ -95,7 +96,7 @@ def check_patch(patch: CustomerPatch, *, now: datetime) -> None:
         if pin is None:
             continue
         try:
-            ends = parse_timestamp(pin.expiresAt)
+            ends = parse_timestamp(pin.expires_at)
         except ValueError as exc:
             raise InvalidValue(f"pins.{component}.expiresAt", str(exc)) from exc
         if ends <= now:
@@ -124,11 +125,11 @@ def fleet(*, inventory: InventoryRepository, syncs: SyncRepository) -> FleetResp
     last = syncs.latest()
     return FleetResponse(
         customers=existing,
-        byStatus=by_status,
+        by_status=by_status,
         drift=counts["drift"],
         pinned=counts["pinned"],
         components=spread,
-        lastSync=sync_view(last) if last else None,
+        last_sync=sync_view(last) if last else None,
     )
 
 
@@ -136,23 +137,23 @@ def request_sync(*, requested_by: str | None, syncs: SyncRepository, launcher: S
     """Start a sync in the background and answer at once; while one is pending or running, that one."""
     row, created = syncs.request("api", requested_by)
     if not created:
-        return SyncStarted(
-            message=f"a sync is already {row['status']} (sync {row['id']}); its result will be at "
-            f"/api/customers/sync/{row['id']}",
-            syncId=str(row["id"]),
-            status=row["status"],
-            alreadyRunning=True,
+        return from_record(
+            SyncStarted,
+            row,
+            message=f"a sync is already {row.status} (sync {row.id}); its result will be at "
+            f"/api/customers/sync/{row.id}",
+            already_running=True,
         )
     try:
-        launcher.launch(int(row["id"]), requested_by)
+        launcher.launch(row.id, requested_by)
     except BaseException as exc:
-        syncs.discard(int(row["id"]), f"its worker could not be started: {exc}")
+        syncs.discard(row.id, f"its worker could not be started: {exc}")
         raise
-    return SyncStarted(
-        message=f"sync {row['id']} started; its result will be at /api/customers/sync/{row['id']}",
-        syncId=str(row["id"]),
-        status=row["status"],
-        alreadyRunning=False,
+    return from_record(
+        SyncStarted,
+        row,
+        message=f"sync {row.id} started; its result will be at /api/customers/sync/{row.id}",
+        already_running=False,
     )
 
 
@@ -164,84 +165,20 @@ def get_sync(sync_id: int, *, syncs: SyncRepository) -> SyncSummary:
 
 
 # ------------------------------------------------------------------------------------------- views
-def customer_view(row: Row, pins: list[Row]) -> Customer:
-    drift = row["drift"]
-    return Customer(
-        customerId=row["id"],
-        namespace=row["namespace"],
-        releaseName=row["release_name"],
-        status=row["status"],
-        labels=dict(row["labels"] or {}),
-        versions=dict(sorted((row.get("versions") or {}).items())),
-        chartVersion=row["chart_version"],
-        releaseRevision=row["release_revision"],
-        drift={c: DriftEntry(**v) for c, v in drift.items()} if drift else None,
-        driftDetectedAt=iso(row["drift_detected_at"]),
-        pins={
-            p["component"]: Pin(
-                version=p["version"],
-                reason=p["reason"],
-                expiresAt=iso(p["expires_at"]) or "",
-                pinnedBy=p["pinned_by"],
-                pinnedAt=iso(p["pinned_at"]) or "",
-                expired=bool(p["expired"]),
-            )  # fmt: skip
-            for p in pins
-        },
-        maintenanceWindow=MaintenanceWindow.model_validate(row["maintenance_window"], strict=False)
-        if row["maintenance_window"]
-        else None,
-        releaseError=row["release_error"],
-        discoveredAt=iso(row["discovered_at"]),
-        lastSeenAt=iso(row["last_seen_at"]),
-        decommissionedAt=iso(row["decommissioned_at"]),
-        updatedAt=iso(row["updated_at"]) or "",
-        updatedBy=row["updated_by"],
-    )
+def _customer_facts(record: CustomerRecord, pins: list[PinRecord]) -> dict[str, Any]:
+    """What a customer's answer holds beyond its record's own attributes: its pins, its window as a model."""
+    window = record.maintenance_window
+    return {
+        "versions": dict(sorted(record.versions.items())),
+        "drift": record.drift or None,
+        "pins": {p.component: from_record(Pin, p) for p in pins},
+        "maintenance_window": MaintenanceWindow.model_validate(window, strict=False) if window else None,
+    }
 
 
-def sync_view(row: Row) -> SyncSummary:
-    return SyncSummary(
-        syncId=str(row["id"]),
-        status=row["status"],
-        trigger=row["trigger"],
-        requestedBy=row["requested_by"],
-        counts={k: int(v) for k, v in (row["counts"] or {}).items()},
-        problems=list(row["problems"] or []),
-        error=row["error"],
-        createdAt=iso(row["created_at"]) or "",
-        startedAt=iso(row["started_at"]),
-        completedAt=iso(row["completed_at"]),
-    )
+def customer_view(record: CustomerRecord, pins: list[PinRecord]) -> Customer:
+    return from_record(Customer, record, **_customer_facts(record, pins))
 
 
-def _operation(row: Row) -> CustomerOperation:
-    return CustomerOperation(
-        id=row["id"],
-        upgradeId=str(row["upgrade_id"]),
-        operation=row["operation"],
-        component=row["component"],
-        fromVersion=row["from_version"],
-        toVersion=row["to_version"],
-        status=row["status"],
-        wave=row["wave"],
-        leftOut=row["left_out"],
-        revisionBefore=row["revision_before"],
-        revisionAfter=row["revision_after"],
-        error=row["error"],
-        startedAt=iso(row["started_at"]),
-        completedAt=iso(row["completed_at"]),
-        createdAt=iso(row["created_at"]) or "",
-    )
-
-
-def _event(row: Row) -> CustomerEvent:
-    detail: dict[str, Any] = dict(row["detail"] or {})
-    return CustomerEvent(
-        id=row["id"],
-        kind=row["kind"],
-        detail=detail,
-        actor=row["actor"],
-        syncId=str(row["sync_id"]) if row["sync_id"] is not None else None,
-        at=iso(row["created_at"]) or "",
-    )
+def sync_view(record: SyncRecord) -> SyncSummary:
+    return from_record(SyncSummary, record)

@@ -8,18 +8,19 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, create_model, field_validator, model_validator
 
-from upgrader.contract.models import (
+from upgrader.contract.base import (
     FREE_TEXT_PATTERN,
     TIMESTAMP_PATTERN,
     WHOLE,
-    Component,
     LabelKey,
     LabelValue,
     Model,
     StrictModel,
+    Timestamp,
     Version,
     label_map_schema,
 )
+from upgrader.contract.models import Component
 from upgrader.infra.components import REGISTRY
 
 CustomerStatus = Literal["active", "suspended", "decommissioned"]
@@ -50,8 +51,8 @@ def _only_true_schema(schema: dict[str, Any]) -> None:
 
 
 class IncompatibleCustomer(Model):
-    customerId: str  # noqa: N815
-    ruleId: str  # noqa: N815
+    customer_id: str
+    rule_id: str
     rule: str = Field(description="the rule in words")
     detail: str = Field(description="what the customer would run that breaks it")
 
@@ -67,9 +68,7 @@ class MaintenanceWindow(StrictModel):
         description="weekdays the window opens on"
     )
     start: Annotated[str, StringConstraints(pattern=CLOCK_PATTERN)] = Field(description="local opening time, HH:MM")
-    durationMinutes: Annotated[int, Field(ge=15, le=1440), WHOLE] = Field(  # noqa: N815
-        description="how long the window stays open"
-    )
+    duration_minutes: Annotated[int, Field(ge=15, le=1440), WHOLE] = Field(description="how long the window stays open")
 
     @field_validator("days")
     @classmethod
@@ -88,7 +87,7 @@ class PinRequest(StrictModel):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=REASON_PATTERN)] = Field(
         description="why (shown wherever the customer is left out)"
     )
-    expiresAt: Annotated[str, StringConstraints(pattern=TIMESTAMP_PATTERN, max_length=40)] = Field(  # noqa: N815
+    expires_at: Annotated[str, StringConstraints(pattern=TIMESTAMP_PATTERN, max_length=40)] = Field(
         description=f"when the pin ends: RFC 3339, in the future, at most {MAX_PIN_DAYS} days ahead (checked with "
         "the customer: a 422 naming the field)"
     )
@@ -115,7 +114,10 @@ class _Pins(StrictModel):
 
 def pins_model() -> type[_Pins]:
     """The pins patch: one optional field per registered component (its `pin_field`)."""
-    fields: dict[str, Any] = {spec.pin_field: (PinRequest | None, None) for spec in REGISTRY}
+    # The wire name is the component's name as it is (not camelCased: a component may be named "log_shipper").
+    fields: dict[str, Any] = {
+        spec.pin_field: (PinRequest | None, Field(default=None, alias=spec.pin_field)) for spec in REGISTRY
+    }
     return create_model(  # type: ignore[call-overload,no-any-return]
         "PinsPatch",
         __base__=_Pins,
@@ -148,7 +150,7 @@ class CustomerPatch(StrictModel):
     ) = Field(
         default=None, description="labels to set; a null value removes the label", json_schema_extra=_not_nullable
     )
-    maintenanceWindow: MaintenanceWindow | None = Field(  # noqa: N815
+    maintenance_window: MaintenanceWindow | None = Field(
         default=None, description="the customer's maintenance window; null removes it"
     )
     pins: PinsPatch | None = Field(
@@ -159,20 +161,20 @@ class CustomerPatch(StrictModel):
         description="active, or suspended (left out of every deploy); decommissioned is for discovery",
         json_schema_extra=_not_nullable,
     )
-    acknowledgeDrift: bool | None = Field(  # noqa: N815
+    acknowledge_drift: bool | None = Field(
         default=None,
         description="true: the drift was looked at; clear the customer's drift mark (only true)",
         json_schema_extra=_only_true_schema,
     )
 
-    @field_validator("labels", "pins", "status", "acknowledgeDrift", mode="before")
+    @field_validator("labels", "pins", "status", "acknowledge_drift", mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         if value is None:
             raise ValueError("cannot be null (leave the field out to keep it as it is)")
         return value
 
-    @field_validator("acknowledgeDrift")
+    @field_validator("acknowledge_drift")
     @classmethod
     def _only_true(cls, value: bool) -> bool:
         if value is not True:
@@ -191,63 +193,63 @@ class CustomerPatch(StrictModel):
 class Pin(Model):
     version: str
     reason: str
-    expiresAt: str  # noqa: N815
-    pinnedBy: str | None  # noqa: N815
-    pinnedAt: str  # noqa: N815
+    expires_at: Timestamp
+    pinned_by: str | None
+    pinned_at: Timestamp
     expired: bool = Field(description="the pin has expired: deploys no longer leave the customer out for it")
 
 
 class DriftEntry(Model):
     recorded: str | None = Field(description="what the inventory had recorded")
     release: str | None = Field(description="what the release held when the sync read it")
-    detectedAt: str | None = None  # noqa: N815
+    detected_at: str | None = None
 
 
 class Customer(Model):
-    customerId: str  # noqa: N815
+    customer_id: str
     namespace: str
-    releaseName: str  # noqa: N815
+    release_name: str
     status: CustomerStatus
     labels: dict[str, str]
     versions: dict[str, str] = Field(description="component -> version the release holds (as last read)")
-    chartVersion: str | None  # noqa: N815
-    releaseRevision: int | None  # noqa: N815
+    chart_version: str | None
+    release_revision: int | None
     drift: dict[str, DriftEntry] | None = Field(description="where the release and the inventory disagreed")
-    driftDetectedAt: str | None  # noqa: N815
+    drift_detected_at: Timestamp | None
     pins: dict[str, Pin]
-    maintenanceWindow: MaintenanceWindow | None  # noqa: N815
-    releaseError: str | None = Field(description="why the last sync could not read the release")  # noqa: N815
-    discoveredAt: str | None  # noqa: N815
-    lastSeenAt: str | None  # noqa: N815
-    decommissionedAt: str | None  # noqa: N815
-    updatedAt: str  # noqa: N815
-    updatedBy: str | None  # noqa: N815
+    maintenance_window: MaintenanceWindow | None
+    release_error: str | None = Field(description="why the last sync could not read the release")
+    discovered_at: Timestamp | None
+    last_seen_at: Timestamp | None
+    decommissioned_at: Timestamp | None
+    updated_at: Timestamp
+    updated_by: str | None
 
 
 class CustomerList(Model):
     count: int
     customers: list[Customer]
-    nextCursor: str | None = Field(description="pass as ?cursor= for the next page")  # noqa: N815
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
 
 
 class CustomerOperation(Model):
     """One helm operation (or a skip) on this customer, in any upgrade."""
 
     id: int
-    upgradeId: str  # noqa: N815
+    upgrade_id: str
     operation: str
     component: str
-    fromVersion: str | None  # noqa: N815
-    toVersion: str  # noqa: N815
+    from_version: str | None
+    to_version: str
     status: str
     wave: int
-    leftOut: str | None  # noqa: N815
-    revisionBefore: int | None  # noqa: N815
-    revisionAfter: int | None  # noqa: N815
+    left_out: str | None
+    revision_before: int | None
+    revision_after: int | None
     error: str | None
-    startedAt: str | None  # noqa: N815
-    completedAt: str | None  # noqa: N815
-    createdAt: str  # noqa: N815
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
+    created_at: Timestamp
 
 
 class CustomerEvent(Model):
@@ -255,22 +257,22 @@ class CustomerEvent(Model):
     kind: str = Field(description="discovered, drift, decommissioned, reappeared, release_unreadable, updated")
     detail: dict[str, Any]
     actor: str | None = Field(description="who (the API caller), or null for discovery")
-    syncId: str | None  # noqa: N815
-    at: str
+    sync_id: str | None
+    at: Timestamp
 
 
 class CustomerDetail(Customer):
     operations: list[CustomerOperation] = Field(description="helm operations on it across upgrades, newest first")
-    operationsTotal: int  # noqa: N815
+    operations_total: int
     history: list[CustomerEvent] = Field(description="discovery events and changes through the API, newest first")
-    historyTotal: int  # noqa: N815
+    history_total: int
 
 
 class CustomerPatchResponse(Model):
     customer: Customer
     changes: dict[str, Any] = Field(description="field -> {before, after}; empty when nothing changed")
-    changedBy: str | None  # noqa: N815
-    changedAt: str | None  # noqa: N815
+    changed_by: str | None
+    changed_at: str | None
 
 
 class VersionCount(Model):
@@ -285,32 +287,32 @@ class ComponentSpread(Model):
 
 
 class SyncSummary(Model):
-    syncId: str  # noqa: N815
+    sync_id: str
     status: str
     trigger: str
-    requestedBy: str | None  # noqa: N815
+    requested_by: str | None
     counts: dict[str, int]
     problems: list[dict[str, Any]]
     error: str | None
-    createdAt: str  # noqa: N815
-    startedAt: str | None  # noqa: N815
-    completedAt: str | None  # noqa: N815
+    created_at: Timestamp
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
 
 
 class FleetResponse(Model):
     customers: int = Field(description="customers that exist (active and suspended)")
-    byStatus: dict[str, int]  # noqa: N815
+    by_status: dict[str, int]
     drift: int = Field(description="customers marked with drift")
     pinned: int = Field(description="customers with at least one pin in force")
     components: list[ComponentSpread]
-    lastSync: SyncSummary | None  # noqa: N815
+    last_sync: SyncSummary | None
 
 
 class SyncStarted(Model):
     message: str
-    syncId: str  # noqa: N815
+    sync_id: str
     status: str
-    alreadyRunning: bool = Field(description="a sync was already pending or running: this is that one")  # noqa: N815
+    already_running: bool = Field(description="a sync was already pending or running: this is that one")
 
 
 # ------------------------------------------------------------------------------------------- plans
@@ -320,10 +322,10 @@ LeftOutReason = Literal[
 
 
 class PlannedCustomer(Model):
-    customerId: str  # noqa: N815
+    customer_id: str
     namespace: str
-    fromVersion: str | None  # noqa: N815
-    waitsForWindow: str | None = Field(  # noqa: N815
+    from_version: str | None
+    waits_for_window: str | None = Field(
         default=None,
         description="windows respected: when its maintenance window next opens with room for the expected "
         "duration, if not now (it then waits for it, without holding the wave's others)",
@@ -338,7 +340,7 @@ class PlannedWave(Model):
 
 
 class LeftOut(Model):
-    customerId: str  # noqa: N815
+    customer_id: str
     reason: LeftOutReason
     detail: str
 
@@ -352,17 +354,15 @@ class PlanResponse(Model):
     skipped: int = Field(
         description="customers a deploy would record as skipped (pinned, already at version, incompatible)"
     )
-    leftOut: list[LeftOut] = Field(description="every customer not upgraded, with the reason")  # noqa: N815
-    leftOutCounts: dict[str, int]  # noqa: N815
+    left_out: list[LeftOut] = Field(description="every customer not upgraded, with the reason")
+    left_out_counts: dict[str, int]
     incompatible: list[IncompatibleCustomer] = Field(
         default_factory=list,
         description="customers the version would break a compatibility rule for (each rule broken): a deploy "
         "would be refused (422) unless skipIncompatible, which leaves them out (then listed in leftOut)",
     )
-    respectWindows: bool = Field(  # noqa: N815
-        default=False, description="customers start only inside their maintenance windows"
-    )
-    activeUpgrade: str | None = Field(  # noqa: N815
+    respect_windows: bool = Field(default=False, description="customers start only inside their maintenance windows")
+    active_upgrade: str | None = Field(
         description="an upgrade of this component that is active now: a deploy would be refused (409) until it ends"
     )
     message: str

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic.alias_generators import to_snake
 from pydantic.json_schema import SkipJsonSchema
 
+from upgrader.contract.base import (
+    CHART_VERSION_PATTERN,
+    DNS_LABEL_PATTERN,
+    FREE_TEXT_PATTERN,
+    MAX_TARGETED_CUSTOMERS,
+    PORT_PATTERN,
+    TIMESTAMP_PATTERN,
+    WHOLE,
+    CustomerId,
+    HttpPath,
+    LabelKey,
+    LabelValue,
+    Model,
+    StrictModel,
+    Timestamp,
+    Version,
+    label_map_schema,
+)
 from upgrader.contract.registered import COMPONENTS_IN_WORDS, STRATEGIES_IN_WORDS
 from upgrader.contract.registered import Component as Component  # re-exported: the API's models name them
 from upgrader.contract.registered import Strategy as Strategy
@@ -19,100 +37,6 @@ from upgrader.infra.vocabulary import UpgradeStatus as UpgradeStatus
 StepGate = Literal["manual", "bake"]
 Progression = Literal["linear", "exponential"]
 MAX_STEPS = 20
-
-INT4_MAX = 2**31 - 1  # PostgreSQL INT / SERIAL: every id and count the database stores
-
-
-def decimal_pattern(maximum: int) -> str:
-    """A regular expression for the decimal numbers 1..maximum, without sign or leading zeros.
-
-    Ids travel as strings (the specification shows "123"); bounding them in the pattern itself keeps
-    an out-of-range id a 422 at the edge instead of an error from PostgreSQL, and the OpenAPI
-    document states the exact range."""
-    digits = str(maximum)
-    shorter = {1: [], 2: ["[1-9]"]}.get(len(digits), [f"[1-9][0-9]{{0,{len(digits) - 2}}}"])
-    alternatives = list(shorter)
-    for index, digit in enumerate(digits):  # as long as `maximum`, with a smaller digit at `index`
-        low, high = (1 if index == 0 else 0), int(digit) - 1
-        if high >= low:
-            rest = len(digits) - index - 1
-            alternatives.append(
-                digits[:index]
-                + (str(low) if low == high else f"[{low}-{high}]")
-                + ("[0-9]" * rest if rest < 2 else f"[0-9]{{{rest}}}")
-            )
-    alternatives.append(digits)
-    return "^(?:" + "|".join(alternatives) + ")$"
-
-
-# An RFC 3339 time with its offset: 2026-12-01T00:00:00Z, 2026-12-01T02:00:00+01:00.
-TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
-# OCI tag grammar: what `helm --set-string <key>=<version>` may safely receive (no , = [ spaces).
-VERSION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
-# Customer ids become Kubernetes label values and object-name parts: ASCII only, no / or dots.
-CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
-LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$"
-LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
-UPGRADE_ID_PATTERN = decimal_pattern(INT4_MAX)
-# A label selector of equality terms: key=value[,key=value...], at most 10 terms.
-_LABEL_TERM = LABEL_KEY_PATTERN[1:-1] + "=" + LABEL_VALUE_PATTERN[1:-1]
-LABEL_SELECTOR_PATTERN = rf"^{_LABEL_TERM}(,{_LABEL_TERM}){{0,9}}$"
-# An absolute URL path whose segments are never "..": "." and ".." would let a probe leave the
-# component's service (the Kubernetes service proxy resolves them). Length: HTTP_PATH_MAX_LENGTH.
-_SEGMENT = r"(?:\.|[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.\.[A-Za-z0-9._~-]+)?"
-HTTP_PATH_PATTERN = rf"^/(?:{_SEGMENT}/)*{_SEGMENT}$"
-HTTP_PATH_MAX_LENGTH = 255
-DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-# A service port's name (starts with a letter, at most 15 characters) or number (1..65535).
-PORT_PATTERN = r"^(?:[a-z](?:[a-z0-9-]{0,13}[a-z0-9])?|" + decimal_pattern(65535)[4:-2] + ")$"
-JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$"
-# A Helm chart version (SemVer 2, as Helm requires; build metadata allowed).
-CHART_VERSION_PATTERN = r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]{1,64})?(\+[0-9A-Za-z.-]{1,64})?$"
-
-Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
-CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
-LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
-LabelValue = Annotated[str, StringConstraints(pattern=LABEL_VALUE_PATTERN)]
-HttpPath = Annotated[str, StringConstraints(pattern=HTTP_PATH_PATTERN, max_length=HTTP_PATH_MAX_LENGTH)]
-
-
-def _whole_number(value: Any) -> Any:
-    """JSON has one number type: 10.0 is the integer 10 (JSON Schema agrees). 10.5, "10" and true stay refused."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-# Integer fields of request bodies: `Annotated[int, Field(ge=.., le=..), WHOLE]`. The bounds come
-# before the validator so that pydantic writes them as JSON Schema minimum/maximum, even in a union.
-WHOLE = BeforeValidator(_whole_number)
-
-
-def _digits_only(value: Any) -> Any:
-    """A query string integer is written in decimal digits: '+1', ' 1', '1\n' and '1_0' are refused."""
-    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]{1,12}", value):
-        raise ValueError("must be a whole number written in decimal digits")
-    return value
-
-
-# Integer query parameters: `Annotated[int, Field(ge=.., le=..), DIGITS, Query()]` (bounds before
-# the validator, so that the document states them as minimum/maximum).
-DIGITS = BeforeValidator(_digits_only)
-
-MAX_TARGETED_CUSTOMERS = 10_000
-
-
-class Model(BaseModel):
-    """The base of the API's models: each builds its validator and serializer when it is first used, not
-    when its module is imported (a function's cold start builds only the models that function uses)."""
-
-    model_config = ConfigDict(defer_build=True)
-
-
-class StrictModel(Model):
-    # The base of every request (and its parts): unknown fields are refused (a misspelt "canarypercent"
-    # must not be silently ignored) and numbers must be JSON numbers ("ten" and "10" are refused alike).
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
 def _without_default(schema: dict[str, Any]) -> None:
@@ -160,10 +84,10 @@ class HealthCheck(StrictModel):
     """After helm: wait for the component's workloads to finish rolling out, optionally probe HTTP."""
 
     enabled: bool = Field(default=True, description="check the rollout after helm (default on)")
-    timeoutSeconds: Annotated[int, Field(ge=10, le=3600), WHOLE] = Field(  # noqa: N815
+    timeout_seconds: Annotated[int, Field(ge=10, le=3600), WHOLE] = Field(
         default=300, description="how long the rollout may take before the customer fails"
     )
-    httpPath: HttpPath | None = Field(  # noqa: N815
+    http_path: HttpPath | None = Field(
         default=None, description="optional HTTP path probed through the Kubernetes service proxy, e.g. /healthz"
     )
     service: Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)] | None = Field(
@@ -174,28 +98,14 @@ class HealthCheck(StrictModel):
     )
 
 
-def label_map_schema(schema: dict[str, Any]) -> None:
-    """A label map as client generators read it: the value schema as `additionalProperties`, the key pattern
-    as `propertyNames`.
-
-    Pydantic writes `dict[LabelKey, ...]` as `patternProperties`; with `additionalProperties: false` beside
-    it, generators (openapi-python-client) make a model without fields and send `{}` whatever the caller
-    gave. Keys that do not match the pattern are refused either way, so the document says so."""
-    patterns = schema.pop("patternProperties", None)
-    if patterns:
-        ((key_pattern, value_schema),) = patterns.items()
-        schema["propertyNames"] = {"pattern": key_pattern}
-        schema["additionalProperties"] = value_schema
-
-
 class DeployRequest(StrictModel):
     component: Component = Field(description=COMPONENTS_IN_WORDS)
     version: Version = Field(description="image tag to roll out, e.g. v1.2.0 (OCI tag grammar)")
     strategy: Strategy = Field(description=STRATEGIES_IN_WORDS)
-    canaryPercent: Annotated[int, Field(ge=1, le=100), WHOLE] | None = Field(  # noqa: N815 - the specification's JSON name
+    canary_percent: Annotated[int, Field(ge=1, le=100), WHOLE] | None = Field(
         default=None, description="canary: share of customers in the first wave (default 10)"
     )
-    batchSize: Annotated[int, Field(ge=1, le=MAX_TARGETED_CUSTOMERS), WHOLE] | None = Field(  # noqa: N815
+    batch_size: Annotated[int, Field(ge=1, le=MAX_TARGETED_CUSTOMERS), WHOLE] | None = Field(
         default=None, description="batch: customers per wave (default 10)"
     )
     steps: (
@@ -214,16 +124,16 @@ class DeployRequest(StrictModel):
         description="progressive, instead of steps: linear = 10, 20, ... 100 %; exponential = 1, 2, 4, ... 64, "
         "100 % (the default)",
     )
-    stepGate: StepGate | None = Field(  # noqa: N815
+    step_gate: StepGate | None = Field(
         default=None,
         description="progressive: what follows each step but the last: manual (wait for /continue, as the canary "
         "gate) or bake (wait bakeSeconds, then go on); default manual. The failure budget is checked at "
         "every step",
     )
-    maxConcurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(  # noqa: N815
+    max_concurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(
         default=None, description="Helm upgrades running at once within a wave"
     )
-    customerIds: (  # noqa: N815
+    customer_ids: (
         Annotated[
             list[CustomerId],
             Field(min_length=1, max_length=MAX_TARGETED_CUSTOMERS, json_schema_extra={"uniqueItems": True}),
@@ -238,67 +148,65 @@ class DeployRequest(StrictModel):
         description="only customers carrying all these labels (at least one label: leave the field out to target "
         "every active customer; an empty map is refused, never read as everyone)",
     )
-    bakeSeconds: Annotated[int, Field(ge=0, le=86_400), WHOLE] = Field(  # noqa: N815
+    bake_seconds: Annotated[int, Field(ge=0, le=86_400), WHOLE] = Field(
         default=0, description="wait between two waves, after a wave succeeds"
     )
-    failureThreshold: FailureThreshold | None = Field(  # noqa: N815
+    failure_threshold: FailureThreshold | None = Field(
         default=None, description="failed customers tolerated per wave before halting (canary wave: 0)"
     )
-    autoRollback: bool = Field(  # noqa: N815
-        default=False, description="roll a failed customer back to its previous revision"
-    )
-    approvalTimeoutSeconds: Annotated[int, Field(ge=60, le=31_536_000), WHOLE] | None = Field(  # noqa: N815
+    auto_rollback: bool = Field(default=False, description="roll a failed customer back to its previous revision")
+    approval_timeout_seconds: Annotated[int, Field(ge=60, le=31_536_000), WHOLE] | None = Field(
         default=None, description="canary: how long to wait for /continue"
     )
-    healthCheck: HealthCheck = Field(  # noqa: N815
+    health_check: HealthCheck = Field(
         default_factory=HealthCheck, description="post-upgrade checks (default: rollout within 300 s)"
     )
-    chartVersion: Annotated[str, StringConstraints(pattern=CHART_VERSION_PATTERN, max_length=128)] | None = Field(  # noqa: N815
+    chart_version: Annotated[str, StringConstraints(pattern=CHART_VERSION_PATTERN, max_length=128)] | None = Field(
         default=None,
         description="the Helm chart version every customer gets (helm --version); default: each release keeps "
         "the chart version it runs, so only the component's image changes",
     )
-    includePinned: bool = Field(  # noqa: N815
+    include_pinned: bool = Field(
         default=False,
         description="also upgrade customers whose component is pinned to another version (default: they are "
         "left out, recorded as skipped with the pin's reason)",
     )
-    respectWindows: bool | None = Field(  # noqa: N815
+    respect_windows: bool | None = Field(
         default=None,
         description="start each customer only inside its maintenance window, when the expected duration fits "
         "before it closes (default: true when any targeted customer has a window)",
     )
-    windowDeadline: Annotated[str, StringConstraints(pattern=TIMESTAMP_PATTERN, max_length=40)] | None = Field(  # noqa: N815
+    window_deadline: Annotated[str, StringConstraints(pattern=TIMESTAMP_PATTERN, max_length=40)] | None = Field(
         default=None,
         description="with windows respected: a customer whose window does not open (with room for the expected "
         "duration) by then is skipped with the reason; RFC 3339, in the future, at most 300 days ahead "
         "(default: 14 days after the deploy)",
     )
-    expectedDurationMinutes: Annotated[int, Field(ge=1, le=1440), WHOLE] | None = Field(  # noqa: N815
+    expected_duration_minutes: Annotated[int, Field(ge=1, le=1440), WHOLE] | None = Field(
         default=None,
         description="with windows respected: how long one customer's upgrade is expected to take (helm and its "
         "checks); a customer starts only when this fits before its window closes (default 15)",
     )
-    blueGreen: bool = Field(  # noqa: N815
+    blue_green: bool = Field(
         default=False,
         description="blue-green per customer (docs/blue-green.md): the new version goes onto the component's idle "
         "slot, which must become healthy (rollout, and healthCheck.httpPath through the slot's preview Service) "
         "before the Service is switched to it; a rollback switches back at once. Every targeted release must "
         "follow the blue-green chart contract; a release that does is only ever upgraded this way",
     )
-    finalizeOldSlot: bool = Field(  # noqa: N815
+    finalize_old_slot: bool = Field(
         default=False,
         description="blue-green: once switched, remove the previous slot (its Deployment; its tag emptied): frees "
         "its pods, and a rollback is then no longer an instant switch back (default: the old slot stays until "
         "the next upgrade, which deploys onto it)",
     )
-    skipIncompatible: bool = Field(  # noqa: N815
+    skip_incompatible: bool = Field(
         default=False,
         description="leave out (recorded as skipped, the rule as the reason) the customers the new version would "
         "break a compatibility rule for; default: the deploy is refused (422) listing them",
     )
 
-    @field_validator("customerIds")
+    @field_validator("customer_ids")
     @classmethod
     def _unique_customers(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and len(set(value)) != len(value):
@@ -315,7 +223,7 @@ class DeployRequest(StrictModel):
             )
         return value
 
-    @field_validator("windowDeadline")
+    @field_validator("window_deadline")
     @classmethod
     def _a_real_time(cls, value: str | None) -> str | None:
         if value is not None:
@@ -335,27 +243,27 @@ class DeployRequest(StrictModel):
     @model_validator(mode="after")
     def _strategy_fields(self) -> DeployRequest:
         for other in STRATEGIES:  # the fields that go with one strategy only (upgrader.contract.strategies)
-            named = [f for f in other.own_fields if getattr(self, f) is not None]
+            named = [f for f in other.own_fields if getattr(self, to_snake(f)) is not None]
             if named and self.strategy != other.name:
                 raise ValueError(f"{', '.join(named)} only go with strategy {other.name}")
         problems = STRATEGIES.get(self.strategy).request_problems(self)
         if problems:
             raise ValueError(problems[0])
-        if self.finalizeOldSlot and not self.blueGreen:
+        if self.finalize_old_slot and not self.blue_green:
             raise ValueError("finalizeOldSlot only goes with blueGreen")
         return self
 
 
 class DeployResponse(Model):
-    upgradeId: str  # noqa: N815
-    jobId: str  # noqa: N815
+    upgrade_id: str
+    job_id: str
     strategy: Strategy
     message: str
     total: int = Field(description="customers in the upgrade: in a wave, or skipped (left out: pinned, already at it)")
     waves: list[int] = Field(description="number of customers in each wave, in order")
     status: str
     skipped: int = Field(default=0, description="customers left out and recorded as skipped (see leftOut)")
-    leftOut: dict[str, int] = Field(  # noqa: N815
+    left_out: dict[str, int] = Field(
         default_factory=dict,
         description="customers not upgraded, by reason: already_at_version, pinned, incompatible (recorded as "
         "skipped), suspended, decommissioned, not_matching",
@@ -363,67 +271,67 @@ class DeployResponse(Model):
 
 
 class Attempt(Model):
-    jobId: str  # noqa: N815
+    job_id: str
     attempt: int
     status: str = Field(description="running, or how the execution ended (its final status, or reconciled)")
-    stopReason: str | None  # noqa: N815
-    endReason: str | None = Field(description="why it was ended by the reconciler")  # noqa: N815
-    requestedBy: str | None  # noqa: N815
-    startedAt: str | None  # noqa: N815
-    endedAt: str | None  # noqa: N815
+    stop_reason: str | None
+    end_reason: str | None = Field(description="why it was ended by the reconciler")
+    requested_by: str | None
+    started_at: Timestamp | None
+    ended_at: Timestamp | None
 
 
 class WindowWait(Model):
-    customerId: str  # noqa: N815
-    nextOpening: str = Field(description="when its window opens with room for the expected duration")  # noqa: N815
+    customer_id: str
+    next_opening: str = Field(description="when its window opens with room for the expected duration")
 
 
 class StatusResponse(Model):
-    upgradeId: str  # noqa: N815
+    upgrade_id: str
     component: str
     version: str
-    fromVersion: str | None  # noqa: N815
+    from_version: str | None
     strategy: str
     total: int
     completed: int
     failed: int
-    inProgress: int  # noqa: N815
+    in_progress: int
     pending: int
     skipped: int
-    rolledBack: int  # noqa: N815
+    rolled_back: int
     status: str
-    awaitingContinue: bool  # noqa: N815
-    currentWave: int | None  # noqa: N815
-    totalWaves: int  # noqa: N815
-    haltReason: str | None  # noqa: N815
-    jobId: str | None  # noqa: N815
-    requestedBy: str | None  # noqa: N815
+    awaiting_continue: bool
+    current_wave: int | None
+    total_waves: int
+    halt_reason: str | None
+    job_id: str | None
+    requested_by: str | None
     parameters: dict[str, Any]
-    createdAt: str  # noqa: N815
-    startedAt: str | None  # noqa: N815
-    completedAt: str | None  # noqa: N815
-    chartVersion: str | None = Field(  # noqa: N815
+    created_at: Timestamp
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
+    chart_version: str | None = Field(
         description="the chart version pinned for every customer; null: each release keeps its own"
     )
-    waitingForLease: int = Field(  # noqa: N815
+    waiting_for_lease: int = Field(
         description="customers waiting their turn while another operation holds their release"
     )
     gate: str | None = Field(description="approval (canary, waiting for /continue) or bake (timed), when waiting")
-    gateUntil: str | None = Field(description="when the bake ends")  # noqa: N815
+    gate_until: Timestamp | None = Field(description="when the bake ends")
     attempts: list[Attempt] = Field(description="the upgrade's executions: the first, then one per resume")
-    continuedBy: str | None = Field(  # noqa: N815
+    continued_by: str | None = Field(
         default=None, description="who released the canary gate (POST /continue), once someone did"
     )
-    continuedAt: str | None = Field(default=None, description="when the canary gate was released")  # noqa: N815
-    leftOut: dict[str, int] = Field(  # noqa: N815
+    continued_at: Timestamp | None = Field(default=None, description="when the canary gate was released")
+    left_out: dict[str, int] = Field(
         default_factory=dict,
         description="customers the deploy left out and recorded as skipped, by reason (already_at_version, pinned, "
         "incompatible, outside_window)",
     )
-    blueGreen: bool = Field(  # noqa: N815
+    blue_green: bool = Field(
         default=False, description="the upgrade goes onto each customer's idle slot, then switches (blue-green)"
     )
-    waitingForWindow: list[WindowWait] = Field(  # noqa: N815
+    waiting_for_window: list[WindowWait] = Field(
         default_factory=list,
         description="customers waiting for their maintenance window (not started, holding no concurrency slot: a "
         "later slice of their wave starts them at nextOpening), soonest first, at most 100",
@@ -431,14 +339,16 @@ class StatusResponse(Model):
 
 
 class LogEntry(Model):
+    model_config = ConfigDict(alias_generator=None)  # wire names: the columns, as the specification shows them
+
     id: int
     customer_id: str
     component: str
     from_version: str | None
     to_version: str
     status: str
-    started_at: str | None
-    completed_at: str | None
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
     output: str | None
     error: str | None
     operation: str
@@ -461,34 +371,29 @@ class LogEntry(Model):
 
 
 class HelmOutput(Model):
-    jobName: str  # noqa: N815
+    job_name: str
     stage: str = Field(description="the helm step: upgrade, rollback, restore, recover, slot, switch, finalize")
     phase: str = Field(description="how the Job ended: succeeded or failed")
-    recordedAt: str  # noqa: N815
+    recorded_at: Timestamp
     output: str = Field(description="the Job's pod log, redacted (secrets replaced by [redacted]), its tail bounded")
 
 
 class HelmOutputResponse(Model):
-    upgradeId: str  # noqa: N815
-    logId: str  # noqa: N815
-    customerId: str  # noqa: N815
-    retentionDays: int = Field(description="how long full outputs are kept (older ones are deleted)")  # noqa: N815
+    upgrade_id: str
+    log_id: str
+    customer_id: str
+    retention_days: int = Field(description="how long full outputs are kept (older ones are deleted)")
     outputs: list[HelmOutput] = Field(description="one per helm Job of this log row, oldest first")
 
 
 class LogsResponse(Model):
-    upgradeId: str  # noqa: N815
+    upgrade_id: str
     count: int = Field(description="entries in this page")
     total: int = Field(description="entries matching the filter")
     limit: int
     offset: int
-    nextOffset: int | None  # noqa: N815
+    next_offset: int | None
     logs: list[LogEntry]
-
-
-# Free text stored in PostgreSQL: no NUL (PostgreSQL text cannot hold it) and no other control
-# character but tab and newlines (they would garble logs and terminals).
-FREE_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 
 class AbortRequest(StrictModel):
@@ -500,11 +405,11 @@ class AbortRequest(StrictModel):
 
 class AbortResponse(Model):
     message: str
-    upgradeId: str  # noqa: N815
+    upgrade_id: str
     status: str
-    haltReason: str  # noqa: N815
+    halt_reason: str
     rollback: bool
-    stoppedRuns: list[str] = Field(description="executions told to start no further customer")  # noqa: N815
+    stopped_runs: list[str] = Field(description="executions told to start no further customer")
 
 
 _FORCE = (
@@ -514,7 +419,7 @@ _FORCE = (
 
 
 class RollbackUpgradeRequest(StrictModel):
-    maxConcurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(  # noqa: N815
+    max_concurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(
         default=None, description="helm rollbacks running at once (default: the upgrade's)"
     )
     force: bool = Field(default=False, description=_FORCE)
@@ -527,46 +432,46 @@ class RollbackCustomerRequest(StrictModel):
 class ResumeRequest(StrictModel):
     """Go on with a halted, aborted or failed upgrade; every field is optional and overrides the upgrade's."""
 
-    maxConcurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(  # noqa: N815
+    max_concurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(
         default=None, description="Helm upgrades running at once within a wave"
     )
-    failureThreshold: FailureThreshold | None = Field(  # noqa: N815
+    failure_threshold: FailureThreshold | None = Field(
         default=None, description="failed customers tolerated per wave before halting (the resumed run's budget)"
     )
-    bakeSeconds: Annotated[int, Field(ge=0, le=86_400), WHOLE] | None = Field(  # noqa: N815
+    bake_seconds: Annotated[int, Field(ge=0, le=86_400), WHOLE] | None = Field(
         default=None, description="wait between two waves"
     )
-    autoRollback: bool | None = Field(default=None, description="roll a failed customer back")  # noqa: N815
-    approvalTimeoutSeconds: Annotated[int, Field(ge=60, le=31_536_000), WHOLE] | None = Field(  # noqa: N815
+    auto_rollback: bool | None = Field(default=None, description="roll a failed customer back")
+    approval_timeout_seconds: Annotated[int, Field(ge=60, le=31_536_000), WHOLE] | None = Field(
         default=None, description="canary: how long to wait for /continue"
     )
-    healthCheck: HealthCheck | None = Field(default=None, description="post-upgrade checks")  # noqa: N815
-    retryFailed: bool = Field(  # noqa: N815
+    health_check: HealthCheck | None = Field(default=None, description="post-upgrade checks")
+    retry_failed: bool = Field(
         default=False, description="also retry customers that failed without their release being changed"
     )
 
 
 class ResumeResponse(Model):
     message: str
-    upgradeId: str  # noqa: N815
-    jobId: str = Field(description="the new execution")  # noqa: N815
+    upgrade_id: str
+    job_id: str = Field(description="the new execution")
     attempt: int
     customers: int = Field(description="customers resumed")
     status: str
 
 
 class LeftOutCustomer(Model):
-    customerId: str  # noqa: N815
+    customer_id: str
     reason: str
 
 
 class RollbackUpgradeResponse(Model):
     message: str
-    upgradeId: str  # noqa: N815
-    jobId: str  # noqa: N815
+    upgrade_id: str
+    job_id: str
     customers: int
     waves: list[int]
-    leftOut: list[LeftOutCustomer] = Field(  # noqa: N815
+    left_out: list[LeftOutCustomer] = Field(
         description="customers the upgrade changed that are not rolled back, with the reason (e.g. upgraded "
         "again since)"
     )
@@ -574,23 +479,23 @@ class RollbackUpgradeResponse(Model):
 
 class ContinueResponse(Model):
     message: str
-    upgradeId: str  # noqa: N815
-    jobId: str  # noqa: N815
+    upgrade_id: str
+    job_id: str
 
 
 class RollbackResponse(Model):
     message: str
-    customerId: str  # noqa: N815
+    customer_id: str
     namespace: str
-    upgradeId: str  # noqa: N815
-    rollbackId: int = Field(description="id of the log row that records this rollback")  # noqa: N815
-    jobId: str  # noqa: N815
-    toVersion: str | None  # noqa: N815
+    upgrade_id: str
+    rollback_id: int = Field(description="id of the log row that records this rollback")
+    job_id: str
+    to_version: str | None
     status: str
 
 
 class UpgradeSummary(Model):
-    upgradeId: str  # noqa: N815
+    upgrade_id: str
     component: str
     version: str
     strategy: str
@@ -598,16 +503,16 @@ class UpgradeSummary(Model):
     total: int
     completed: int
     failed: int
-    createdAt: str  # noqa: N815
-    startedAt: str | None  # noqa: N815
-    completedAt: str | None  # noqa: N815
-    requestedBy: str | None  # noqa: N815
+    created_at: Timestamp
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
+    requested_by: str | None
 
 
 class UpgradeListResponse(Model):
     count: int
     upgrades: list[UpgradeSummary]
-    nextBefore: str | None = Field(description="pass as ?before= for the next (older) page")  # noqa: N815
+    next_before: str | None = Field(description="pass as ?before= for the next (older) page")
 
 
 class QueueStatsResponse(Model):
@@ -618,7 +523,7 @@ class QueueStatsResponse(Model):
     failed: int
     delayed: int
     paused: int
-    awaitingContinue: int  # noqa: N815
+    awaiting_continue: int
     source: str
 
 
@@ -628,12 +533,12 @@ class QueueJobResponse(Model):
     state: str
     data: dict[str, Any] | None
     returnvalue: Any | None
-    failedReason: str | None  # noqa: N815
+    failed_reason: str | None
     timestamp: int | None
-    processedOn: int | None  # noqa: N815
-    finishedOn: int | None  # noqa: N815
-    executionArn: str  # noqa: N815
-    mapRuns: list[dict[str, Any]]  # noqa: N815
+    processed_on: int | None
+    finished_on: int | None
+    execution_arn: str
+    map_runs: list[dict[str, Any]]
 
 
 class FieldError(Model):

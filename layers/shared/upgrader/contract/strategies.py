@@ -173,7 +173,7 @@ class Progressive(Strategy):
     def request_problems(self, request: Any) -> list[str]:
         if request.steps is not None and request.progression is not None:
             return ["give steps or progression, not both"]
-        if request.stepGate == "bake" and not request.bakeSeconds:
+        if request.step_gate == "bake" and not request.bake_seconds:
             return ["stepGate bake needs bakeSeconds (how long each step bakes)"]
         return []
 
@@ -181,7 +181,7 @@ class Progressive(Strategy):
         return progressive_steps(request.steps, request.progression)
 
     def step_gate(self, request: Any) -> str | None:
-        return str(request.stepGate or "manual")
+        return str(request.step_gate or "manual")
 
     def parameters(self, options: WaveOptions, step_gate: str | None) -> dict[str, Any]:
         return {"steps": list(options.steps), "stepGate": step_gate}

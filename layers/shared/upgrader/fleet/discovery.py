@@ -38,7 +38,8 @@ from upgrader.cluster.types import (
     ReleaseSnapshot,
     ReleaseUnreadable,
 )
-from upgrader.contract.models import DNS_LABEL_PATTERN, VERSION_PATTERN
+from upgrader.contract.base import DNS_LABEL_PATTERN, VERSION_PATTERN
+from upgrader.fleet.customer_records import SyncRecord
 from upgrader.fleet.discovery_rules import DiscoveryRules, RuleError
 
 CHUNK = 200  # namespaces read and written per transaction
@@ -224,7 +225,7 @@ class SyncStore(Protocol):
 
     def decommission_unseen(self, sync_id: int) -> int: ...
 
-    def finish(self, sync_id: int, counts: dict[str, int], problems: list[dict[str, Any]]) -> dict[str, Any]: ...
+    def finish(self, sync_id: int, counts: dict[str, int], problems: list[dict[str, Any]]) -> SyncRecord: ...
 
     def fail(self, sync_id: int, error: str) -> None: ...
 
@@ -302,7 +303,7 @@ def execute_sync(
     store: SyncStore,
     rules: DiscoveryRules,
     concurrency: int = 8,
-) -> dict[str, Any]:
+) -> SyncRecord:
     """Run one sync and record how it ended (completed with its counts and problems, or failed with
     the reason); returns the sync's row. A failed sync decommissions nobody."""
     try:

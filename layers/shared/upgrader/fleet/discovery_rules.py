@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from upgrader.cluster.types import NamespaceRef
-from upgrader.contract.models import CUSTOMER_ID_PATTERN
+from upgrader.contract.base import CUSTOMER_ID_PATTERN
 
 DEFAULT_NAMESPACE_PATTERN = "customer-*"
 DEFAULT_ID_TEMPLATE = "cust_{suffix}"

@@ -9,10 +9,11 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from upgrader.contract.customer_models import CustomerPatch, parse_timestamp
+from upgrader.contract.customer_models import CustomerOperation, CustomerPatch, parse_timestamp
 from upgrader.contract.models import iso
+from upgrader.fleet.customer_records import CustomerEventRecord, CustomerRecord, PinRecord
 from upgrader.infra.components import component_names
-from upgrader.infra.db import Database, Row
+from upgrader.infra.db import Database, Row, columns, select, select_one
 from upgrader.infra.errors import CustomerNotFound, InvalidValue, WrongState
 from upgrader.rollout.selection import Candidate, PinInForce
 
@@ -27,10 +28,16 @@ class CustomerFilter:
     version: str | None = None
 
 
-_CUSTOMER_COLUMNS = """
-    c.*, COALESCE((SELECT jsonb_object_agg(v.component, v.version) FROM customer_component_versions v
-                    WHERE v.customer_id = c.id), '{}'::jsonb) AS versions
-"""
+# A CustomerRecord: the customer's columns, its id as customer_id, and the versions its release holds.
+_CUSTOMER = (
+    "c.id AS customer_id, " + columns(CustomerRecord, "c", but=("customer_id", "versions")) + ", "
+    "COALESCE((SELECT jsonb_object_agg(v.component, v.version) FROM customer_component_versions v"
+    " WHERE v.customer_id = c.id), '{}'::jsonb) AS versions"
+)
+_PIN = columns(PinRecord, but=("expired",)) + ", expires_at <= NOW() AS expired"
+# the customer's history shows its log rows as they are: the answer's model is their record
+_OPERATION = columns(CustomerOperation, but=("upgrade_id",)) + ", upgrade_id::text AS upgrade_id"
+_EVENT = columns(CustomerEventRecord, but=("sync_id", "at")) + ", sync_id::text AS sync_id, created_at AS at"
 
 
 class InventoryRepository:
@@ -75,12 +82,14 @@ class InventoryRepository:
                 for r in cur.fetchall()
             ]
 
-    def list_customers(self, where: CustomerFilter, *, after: str | None, limit: int) -> list[Row]:
+    def list_customers(self, where: CustomerFilter, *, after: str | None, limit: int) -> list[CustomerRecord]:
         """One page of customers by id (`after`: the last id of the previous page)."""
         with self._db.transaction() as cur:
-            cur.execute(
+            return select(
+                cur,
+                CustomerRecord,
                 f"""
-                SELECT {_CUSTOMER_COLUMNS}
+                SELECT {_CUSTOMER}
                   FROM customers c
                  WHERE (%(status)s::text IS NULL OR c.status = %(status)s)
                    AND (%(drift)s::boolean IS NULL OR (c.drift IS NOT NULL) = %(drift)s)
@@ -103,47 +112,43 @@ class InventoryRepository:
                     "after": after, "limit": limit,
                 },
             )  # fmt: skip
-            return cur.fetchall()
 
-    def get_customer(self, customer_id: str) -> Row:
+    def get_customer(self, customer_id: str) -> CustomerRecord:
         with self._db.transaction() as cur:
-            cur.execute(f"SELECT {_CUSTOMER_COLUMNS} FROM customers c WHERE c.id = %s", (customer_id,))
-            row = cur.fetchone()
+            row = select_one(
+                cur, CustomerRecord, f"SELECT {_CUSTOMER} FROM customers c WHERE c.id = %s", (customer_id,)
+            )
             if row is None:
                 raise CustomerNotFound(f"customer {customer_id} not found")
             return row
 
-    def pins_of(self, customer_ids: Sequence[str]) -> dict[str, list[Row]]:
+    def pins_of(self, customer_ids: Sequence[str]) -> dict[str, list[PinRecord]]:
         with self._db.transaction() as cur:
-            cur.execute(
-                "SELECT *, expires_at <= NOW() AS expired FROM customer_pins WHERE customer_id = ANY(%s)"
-                " ORDER BY customer_id, component",
+            found = select(
+                cur,
+                PinRecord,
+                f"SELECT {_PIN} FROM customer_pins WHERE customer_id = ANY(%s) ORDER BY customer_id, component",
                 (list(customer_ids),),
             )
-            pins: dict[str, list[Row]] = {}
-            for row in cur.fetchall():
-                pins.setdefault(row["customer_id"], []).append(row)
-            return pins
+        pins: dict[str, list[PinRecord]] = {}
+        for pin in found:
+            pins.setdefault(pin.customer_id, []).append(pin)
+        return pins
 
-    def operations(self, customer_id: str, limit: int) -> tuple[int, list[Row]]:
+    def operations(self, customer_id: str, limit: int) -> tuple[int, list[CustomerOperation]]:
         """Its rows in every upgrade (upgrades, rollbacks, skips), newest first."""
         with self._db.transaction() as cur:
             cur.execute("SELECT count(*) AS n FROM customer_upgrade_logs WHERE customer_id = %s", (customer_id,))
             total = int((cur.fetchone() or {"n": 0})["n"])
-            cur.execute(
-                "SELECT * FROM customer_upgrade_logs WHERE customer_id = %s ORDER BY id DESC LIMIT %s",
-                (customer_id, limit),
-            )
-            return total, cur.fetchall()
+            query = f"SELECT {_OPERATION} FROM customer_upgrade_logs WHERE customer_id = %s ORDER BY id DESC LIMIT %s"
+            return total, select(cur, CustomerOperation, query, (customer_id, limit))
 
-    def events(self, customer_id: str, limit: int) -> tuple[int, list[Row]]:
+    def events(self, customer_id: str, limit: int) -> tuple[int, list[CustomerEventRecord]]:
         with self._db.transaction() as cur:
             cur.execute("SELECT count(*) AS n FROM customer_events WHERE customer_id = %s", (customer_id,))
             total = int((cur.fetchone() or {"n": 0})["n"])
-            cur.execute(
-                "SELECT * FROM customer_events WHERE customer_id = %s ORDER BY id DESC LIMIT %s", (customer_id, limit)
-            )
-            return total, cur.fetchall()
+            query = f"SELECT {_EVENT} FROM customer_events WHERE customer_id = %s ORDER BY id DESC LIMIT %s"
+            return total, select(cur, CustomerEventRecord, query, (customer_id, limit))
 
     def fleet(self) -> dict[str, Any]:
         """Customers by status, drift and pins in force, and each component's versions (existing customers)."""
@@ -173,38 +178,38 @@ class InventoryRepository:
                     "versions": versions}  # fmt: skip
 
     # ----------------------------------------------------------------------------------- changing
-    def patch_customer(self, customer_id: str, patch: CustomerPatch, actor: str | None) -> tuple[Row, dict[str, Any]]:
+    def patch_customer(
+        self, customer_id: str, patch: CustomerPatch, actor: str | None
+    ) -> tuple[CustomerRecord, dict[str, Any]]:
         """Apply a validated patch in one transaction; record what changed (before/after), who and when.
 
         Returns (the customer's row, the changes; empty when the patch changed nothing)."""
         fields = patch.model_fields_set
         changes: dict[str, Any] = {}
         with self._db.transaction() as cur:
-            cur.execute(
-                f"SELECT {_CUSTOMER_COLUMNS} FROM customers c WHERE c.id = %s FOR NO KEY UPDATE", (customer_id,)
-            )
-            row = cur.fetchone()
+            query = f"SELECT {_CUSTOMER} FROM customers c WHERE c.id = %s FOR NO KEY UPDATE"
+            row = select_one(cur, CustomerRecord, query, (customer_id,))
             if row is None:
                 raise CustomerNotFound(f"customer {customer_id} not found")
-            if patch.status is not None and patch.status != row["status"]:
-                if row["status"] == "decommissioned":
+            if patch.status is not None and patch.status != row.status:
+                if row.status == "decommissioned":
                     raise WrongState(
                         f"customer {customer_id} is decommissioned (its namespace or release is gone); a sync makes it "
                         "active again when it comes back"
                     )
-                changes["status"] = {"before": row["status"], "after": patch.status}
+                changes["status"] = {"before": row.status, "after": patch.status}
             if patch.labels is not None:
-                merged = {**row["labels"], **{k: v for k, v in patch.labels.items() if v is not None}}
+                merged = {**row.labels, **{k: v for k, v in patch.labels.items() if v is not None}}
                 for key in [k for k, v in patch.labels.items() if v is None]:
                     merged.pop(key, None)
-                if merged != row["labels"]:
-                    changes["labels"] = {"before": row["labels"], "after": merged}
-            if "maintenanceWindow" in fields:
-                window = patch.maintenanceWindow.model_dump() if patch.maintenanceWindow else None
-                if window != row["maintenance_window"]:
-                    changes["maintenanceWindow"] = {"before": row["maintenance_window"], "after": window}
-            if patch.acknowledgeDrift and row["drift"] is not None:
-                changes["drift"] = {"before": row["drift"], "after": None}
+                if merged != row.labels:
+                    changes["labels"] = {"before": row.labels, "after": merged}
+            if "maintenance_window" in fields:
+                window = patch.maintenance_window.model_dump() if patch.maintenance_window else None
+                if window != row.maintenance_window:
+                    changes["maintenanceWindow"] = {"before": row.maintenance_window, "after": window}
+            if patch.acknowledge_drift and row.drift is not None:
+                changes["drift"] = {"before": row.drift, "after": None}
             if patch.pins is not None:
                 changes.update(self._pin_changes(cur, row, patch, actor))
             if not changes:
@@ -218,11 +223,9 @@ class InventoryRepository:
                  WHERE id = %(id)s
                 """,
                 {
-                    "status": changes.get("status", {}).get("after", row["status"]),
-                    "labels": Jsonb(changes.get("labels", {}).get("after", row["labels"])),
-                    "window": _jsonb_or_none(
-                        changes.get("maintenanceWindow", {}).get("after", row["maintenance_window"])
-                    ),
+                    "status": changes.get("status", {}).get("after", row.status),
+                    "labels": Jsonb(changes.get("labels", {}).get("after", row.labels)),
+                    "window": _jsonb_or_none(changes.get("maintenanceWindow", {}).get("after", row.maintenance_window)),
                     "ack": "drift" in changes,
                     "actor": actor,
                     "id": customer_id,
@@ -232,14 +235,15 @@ class InventoryRepository:
                 "INSERT INTO customer_events (customer_id, kind, detail, actor) VALUES (%s, 'updated', %s, %s)",
                 (customer_id, Jsonb(changes), actor),
             )
-            cur.execute(f"SELECT {_CUSTOMER_COLUMNS} FROM customers c WHERE c.id = %s", (customer_id,))
-            updated = cur.fetchone()
+            updated = select_one(
+                cur, CustomerRecord, f"SELECT {_CUSTOMER} FROM customers c WHERE c.id = %s", (customer_id,)
+            )
             assert updated is not None
             return updated, changes
 
-    def _pin_changes(self, cur: Any, row: Row, patch: CustomerPatch, actor: str | None) -> dict[str, Any]:
+    def _pin_changes(self, cur: Any, row: CustomerRecord, patch: CustomerPatch, actor: str | None) -> dict[str, Any]:
         assert patch.pins is not None
-        cur.execute("SELECT * FROM customer_pins WHERE customer_id = %s", (row["id"],))
+        cur.execute("SELECT * FROM customer_pins WHERE customer_id = %s", (row.customer_id,))
         current = {p["component"]: p for p in cur.fetchall()}
         changes: dict[str, Any] = {}
         for component in [c for c in component_names() if c in patch.pins.model_fields_set]:
@@ -248,18 +252,19 @@ class InventoryRepository:
             if wanted is None:
                 if component in current:
                     cur.execute(
-                        "DELETE FROM customer_pins WHERE customer_id = %s AND component = %s", (row["id"], component)
+                        "DELETE FROM customer_pins WHERE customer_id = %s AND component = %s",
+                        (row.customer_id, component),
                     )
                     changes[f"pins.{component}"] = {"before": before, "after": None}
                 continue
-            version = wanted.version or row["versions"].get(component)
+            version = wanted.version or row.versions.get(component)
             if version is None:
                 raise InvalidValue(
                     f"pins.{component}.version",
-                    f"customer {row['id']} has no recorded {component} version; name the version to pin",
+                    f"customer {row.customer_id} has no recorded {component} version; name the version to pin",
                 )
-            expires = parse_timestamp(wanted.expiresAt).replace(tzinfo=None)
-            after = {"version": version, "reason": wanted.reason, "expiresAt": wanted.expiresAt}
+            expires = parse_timestamp(wanted.expires_at).replace(tzinfo=None)
+            after = {"version": version, "reason": wanted.reason, "expiresAt": wanted.expires_at}
             if (
                 before is not None
                 and {k: before[k] for k in ("version", "reason")} == {k: after[k] for k in ("version", "reason")}
@@ -274,7 +279,7 @@ class InventoryRepository:
                     reason = EXCLUDED.reason, expires_at = EXCLUDED.expires_at, pinned_by = EXCLUDED.pinned_by,
                     pinned_at = NOW()
                 """,
-                (row["id"], component, version, wanted.reason, expires, actor),
+                (row.customer_id, component, version, wanted.reason, expires, actor),
             )
             changes[f"pins.{component}"] = {"before": before, "after": after}
         return changes

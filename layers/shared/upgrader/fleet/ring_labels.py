@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from upgrader.cluster.types import NamespaceRef
-from upgrader.contract.models import LABEL_KEY_PATTERN
+from upgrader.contract.base import LABEL_KEY_PATTERN
 from upgrader.fleet.discovery_rules import RuleError
 from upgrader.promotion.rings import RingOrder
 

@@ -15,8 +15,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from upgrader.fleet.customer_records import SyncRecord
 from upgrader.fleet.discovery import Assessment, KnownCustomer
-from upgrader.infra.db import Database, Row, one_row
+from upgrader.infra.db import Database, Row, columns, one_row, select_one
 from upgrader.infra.timestamps import iso
 from upgrader.notifications import events
 
@@ -28,12 +29,15 @@ ACTIVE = ("pending", "running")
 Decide = Callable[[dict[str, KnownCustomer], dict[str, str]], list[Assessment]]
 
 
+_SYNC = columns(SyncRecord)
+
+
 class SyncRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     # ------------------------------------------------------------------------------ the sync's row
-    def request(self, trigger: str, requested_by: str | None, *, running: bool = False) -> tuple[Row, bool]:
+    def request(self, trigger: str, requested_by: str | None, *, running: bool = False) -> tuple[SyncRecord, bool]:
         """A new sync (pending, or running for a worker that runs it itself), or the one already active.
 
         Returns (the sync, created). One sync at a time: a partial unique index decides between
@@ -42,20 +46,21 @@ class SyncRepository:
         self._fail_stale()
         try:
             with self._db.transaction() as cur:
-                cur.execute(
-                    """
+                created = select_one(
+                    cur,
+                    SyncRecord,
+                    f"""
                     INSERT INTO inventory_syncs (status, trigger, requested_by, started_at)
-                    VALUES (%s, %s, %s, CASE WHEN %s THEN NOW() END) RETURNING *
+                    VALUES (%s, %s, %s, CASE WHEN %s THEN NOW() END) RETURNING {_SYNC}
                     """,
                     ("running" if running else "pending", trigger, requested_by, running),
                 )
-                return one_row(cur), True
+                assert created is not None
+                return created, True
         except psycopg.errors.UniqueViolation:
             with self._db.transaction() as cur:
-                cur.execute(
-                    "SELECT * FROM inventory_syncs WHERE status = ANY(%s) ORDER BY id DESC LIMIT 1", (list(ACTIVE),)
-                )
-                active = cur.fetchone()
+                query = f"SELECT {_SYNC} FROM inventory_syncs WHERE status = ANY(%s) ORDER BY id DESC LIMIT 1"
+                active = select_one(cur, SyncRecord, query, (list(ACTIVE),))
             if active is None:  # it ended meanwhile: ask again
                 return self.request(trigger, requested_by, running=running)
             return active, False
@@ -71,33 +76,37 @@ class SyncRepository:
                 (list(ACTIVE), STALE_SYNC_SECONDS),
             )
 
-    def claim(self, sync_id: int) -> Row | None:
+    def claim(self, sync_id: int) -> SyncRecord | None:
         """pending -> running, once (a second delivery of the same request gets None)."""
         with self._db.transaction() as cur:
-            cur.execute(
-                """
+            return select_one(
+                cur,
+                SyncRecord,
+                f"""
                 UPDATE inventory_syncs SET status = 'running', started_at = NOW(), updated_at = NOW()
-                 WHERE id = %s AND status = 'pending' RETURNING *
+                 WHERE id = %s AND status = 'pending' RETURNING {_SYNC}
                 """,
                 (sync_id,),
             )
-            return cur.fetchone()
 
     def discard(self, sync_id: int, error: str) -> None:
         """A requested sync whose worker could not be started."""
         self.fail(sync_id, error)
 
-    def finish(self, sync_id: int, counts: dict[str, int], problems: list[dict[str, Any]]) -> Row:
+    def finish(self, sync_id: int, counts: dict[str, int], problems: list[dict[str, Any]]) -> SyncRecord:
         with self._db.transaction() as cur:
-            cur.execute(
-                """
+            finished = select_one(
+                cur,
+                SyncRecord,
+                f"""
                 UPDATE inventory_syncs SET status = 'completed', counts = %s, problems = %s, completed_at = NOW(),
                        updated_at = NOW()
-                 WHERE id = %s RETURNING *
+                 WHERE id = %s RETURNING {_SYNC}
                 """,
                 (Jsonb(counts), Jsonb(problems), sync_id),
             )
-            return one_row(cur)
+            assert finished is not None
+            return finished
 
     def fail(self, sync_id: int, error: str) -> None:
         with self._db.transaction() as cur:
@@ -109,15 +118,13 @@ class SyncRepository:
                 (error[:2000], sync_id, list(ACTIVE)),
             )
 
-    def get(self, sync_id: int) -> Row | None:
+    def get(self, sync_id: int) -> SyncRecord | None:
         with self._db.transaction() as cur:
-            cur.execute("SELECT * FROM inventory_syncs WHERE id = %s", (sync_id,))
-            return cur.fetchone()
+            return select_one(cur, SyncRecord, f"SELECT {_SYNC} FROM inventory_syncs WHERE id = %s", (sync_id,))
 
-    def latest(self) -> Row | None:
+    def latest(self) -> SyncRecord | None:
         with self._db.transaction() as cur:
-            cur.execute("SELECT * FROM inventory_syncs ORDER BY id DESC LIMIT 1")
-            return cur.fetchone()
+            return select_one(cur, SyncRecord, f"SELECT {_SYNC} FROM inventory_syncs ORDER BY id DESC LIMIT 1")
 
     # ----------------------------------------------------------------------------- what a sync writes
     def current_customers(self) -> int:

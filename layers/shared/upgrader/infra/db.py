@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, LiteralString, TypeVar
 
 import psycopg
+from psycopg import sql
+from psycopg.abc import Params
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
+from psycopg.rows import class_row, dict_row
 
 from upgrader.infra.connection import resolve_conninfo, uses_startup_options
 from upgrader.infra.errors import DatabaseUnavailable
 from upgrader.infra.settings import Settings
 
 Row = dict[str, Any]
+T = TypeVar("T")
+Query = LiteralString | sql.SQL | sql.Composed
 
 # A connection unused for longer than this is probed before use.
 IDLE_PROBE_SECONDS = 30.0
@@ -31,7 +36,7 @@ _SESSION_OPTIONS = " ".join(f"-c {name}={value}" for name, value in _SESSION_SET
 # The same as statements, for connections that cannot carry startup options (RDS Proxy).
 _SESSION_SET = "; ".join(f"SET {name} TO '{value}'" for name, value in _SESSION_SETTINGS.items())
 
-__all__ = ["Database", "Row", "database_for", "resolve_conninfo"]
+__all__ = ["Database", "Row", "columns", "database_for", "one_row", "resolve_conninfo", "select", "select_one"]
 
 
 class Database:
@@ -147,6 +152,28 @@ class Database:
 
 def database_for(settings: Settings) -> Database:
     return Database(lambda: resolve_conninfo(settings), startup_options=uses_startup_options(settings))
+
+
+def columns(record: type[Any], table: str = "", *, but: tuple[str, ...] = ()) -> str:
+    """The SELECT list of a record (a dataclass, or a pydantic model read as it is): its field names, which
+    are the column names (those in `but` are selected apart, computed or under another name with AS)."""
+    prefix = f"{table}." if table else ""
+    names = record.model_fields if hasattr(record, "model_fields") else [f.name for f in dataclasses.fields(record)]
+    return ", ".join(prefix + name for name in names if name not in but)
+
+
+def select(cur: psycopg.Cursor[Row], record: type[T], query: Query, params: Params = ()) -> list[T]:
+    """Run a query in the cursor's unit of work and map each row to `record` once, by column name
+    (psycopg's `class_row`): the repositories hand typed records, not dicts, to the domain and the API."""
+    with cur.connection.cursor(row_factory=class_row(record)) as typed:
+        typed.execute(query, params)
+        return typed.fetchall()
+
+
+def select_one(cur: psycopg.Cursor[Row], record: type[T], query: Query, params: Params = ()) -> T | None:
+    """`select` of a query that yields at most one row."""
+    found = select(cur, record, query, params)
+    return found[0] if found else None
 
 
 def one_row(cur: psycopg.Cursor[Row]) -> Row:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from upgrader.contract.models import LABEL_VALUE_PATTERN
+from upgrader.contract.base import LABEL_VALUE_PATTERN
 from upgrader.infra.errors import InvalidValue
 
 DEFAULT_RING_ORDER: tuple[str, ...] = ("staging", "internal", "early", "production")

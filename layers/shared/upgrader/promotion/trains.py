@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from upgrader.contract.models import VERSION_PATTERN, StrictModel, Version
+from upgrader.contract.base import VERSION_PATTERN, StrictModel, Version
 from upgrader.contract.registered import Component
 from upgrader.infra.components import REGISTRY
 from upgrader.infra.errors import InvalidValue

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
 
+from upgrader.contract.base import FREE_TEXT_PATTERN, Model, StrictModel, Timestamp, from_record
 from upgrader.contract.customer_models import IncompatibleCustomer
-from upgrader.contract.models import FREE_TEXT_PATTERN, Component, Model, StrictModel, iso
-from upgrader.infra.db import Database, Row
+from upgrader.contract.models import Component
+from upgrader.infra.db import Database, columns, select, select_one
 from upgrader.infra.errors import InvalidValue, NotFound, UpgradeError
 
 # A PEP 440 version specifier set, e.g. ">=2.0", ">=1.4,<2", "==2.*", "~=1.2" (a leading v allowed).
@@ -76,7 +78,7 @@ class RuleRequest(StrictModel):
     requires: Requirement | None = Field(
         default=None, description="customers at those versions must run this component at these versions"
     )
-    upgradeFrom: Specifier | None = Field(  # noqa: N815
+    upgrade_from: Specifier | None = Field(
         default=None, description="a customer moves to those versions only from a current version in this set"
     )
     reason: Annotated[str, StringConstraints(max_length=500, pattern=FREE_TEXT_PATTERN)] | None = Field(
@@ -85,21 +87,21 @@ class RuleRequest(StrictModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> RuleRequest:
-        if (self.requires is None) == (self.upgradeFrom is None):
+        if (self.requires is None) == (self.upgrade_from is None):
             raise ValueError("give exactly one of requires or upgradeFrom")
         return self
 
 
 class RuleView(Model):
-    ruleId: str  # noqa: N815
+    rule_id: str
     component: str
     versions: str
     requires: Requirement | None
-    upgradeFrom: str | None  # noqa: N815
+    upgrade_from: str | None
     reason: str | None
     description: str = Field(description="the rule in words, as refusals quote it")
-    createdBy: str | None  # noqa: N815
-    createdAt: str  # noqa: N815
+    created_by: str | None
+    created_at: Timestamp
 
 
 class RuleList(Model):
@@ -109,7 +111,7 @@ class RuleList(Model):
 
 class RuleDeleted(Model):
     message: str
-    ruleId: str  # noqa: N815
+    rule_id: str
 
 
 # ------------------------------------------------------------------------------------------ domain
@@ -122,6 +124,22 @@ class Rule:
     requires_component: str | None
     requires_versions: str
     reason: str | None = None
+    created_by: str | None = None  # who recorded it, and when (a record read from the table carries them)
+    created_at: datetime | None = None
+
+    @property
+    def rule_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def requires(self) -> Requirement | None:
+        if self.kind != "requires":
+            return None
+        return Requirement.model_validate({"component": self.requires_component, "versions": self.requires_versions})
+
+    @property
+    def upgrade_from(self) -> str | None:
+        return self.requires_versions if self.kind == "upgrade_from" else None
 
     def wording(self) -> str:
         if self.kind == "requires":
@@ -139,7 +157,7 @@ class Violation:
 
     def view(self) -> IncompatibleCustomer:
         return IncompatibleCustomer(
-            customerId=self.customer_id, ruleId=str(self.rule.id), rule=self.rule.wording(), detail=self.detail
+            customer_id=self.customer_id, rule_id=str(self.rule.id), rule=self.rule.wording(), detail=self.detail
         )
 
 
@@ -192,6 +210,9 @@ def refusal(found: Sequence[Violation], what: str, *, hint: str) -> Incompatible
 
 
 # -------------------------------------------------------------------------------------- repository
+_RULE = columns(Rule)
+
+
 class RuleRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -199,36 +220,35 @@ class RuleRepository:
     def rules(self, component: str | None = None) -> list[Rule]:
         """Every rule (or those that concern `component`: about it, or requiring it)."""
         with self._db.transaction() as cur:
-            cur.execute(
-                "SELECT * FROM compatibility_rules WHERE %(c)s::text IS NULL OR component = %(c)s"
+            return select(
+                cur,
+                Rule,
+                f"SELECT {_RULE} FROM compatibility_rules WHERE %(c)s::text IS NULL OR component = %(c)s"
                 " OR requires_component = %(c)s ORDER BY id",
                 {"c": component},
             )
-            return [_rule(r) for r in cur.fetchall()]
 
-    def rows(self) -> list[Row]:
-        with self._db.transaction() as cur:
-            cur.execute("SELECT * FROM compatibility_rules ORDER BY id")
-            return cur.fetchall()
-
-    def create(self, request: RuleRequest, created_by: str | None) -> Row:
+    def create(self, request: RuleRequest, created_by: str | None) -> Rule:
         with self._db.transaction() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(727002)")  # the count below stays true
             cur.execute("SELECT count(*) AS n FROM compatibility_rules")
             if int(cur.fetchone()["n"]) >= MAX_RULES:  # type: ignore[index]
                 raise InvalidValue("body", f"at most {MAX_RULES} rules; delete one first")
             requires = request.requires
-            cur.execute(
-                """
+            created = select_one(
+                cur,
+                Rule,
+                f"""
                 INSERT INTO compatibility_rules (component, versions, kind, requires_component, requires_versions,
                                                  reason, created_by)
-                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *
+                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_RULE}
                 """,
                 (request.component, request.versions, "requires" if requires else "upgrade_from",
                  requires.component if requires else None,
-                 requires.versions if requires else request.upgradeFrom, request.reason, created_by),
+                 requires.versions if requires else request.upgrade_from, request.reason, created_by),
             )  # fmt: skip
-            return cur.fetchone()  # type: ignore[return-value]
+            assert created is not None
+            return created
 
     def delete(self, rule_id: int) -> bool:
         with self._db.transaction() as cur:
@@ -248,11 +268,6 @@ class RuleRepository:
             return found
 
 
-def _rule(row: Row) -> Rule:
-    return Rule(int(row["id"]), row["component"], row["versions"], row["kind"], row["requires_component"],
-                row["requires_versions"], row["reason"])  # fmt: skip
-
-
 # ----------------------------------------------------------------------------------- API functions
 def record_rule(request: RuleRequest, *, created_by: str | None, rules: RuleRepository) -> RuleView:
     """Record a rule (its specifiers parse: the request model checks them)."""
@@ -262,31 +277,15 @@ def record_rule(request: RuleRequest, *, created_by: str | None, rules: RuleRepo
 
 
 def rules_in_force(*, rules: RuleRepository) -> RuleList:
-    views = [rule_view(r) for r in rules.rows()]
+    views = [rule_view(r) for r in rules.rules()]
     return RuleList(count=len(views), rules=views)
 
 
 def remove_rule(rule_id: int, *, rules: RuleRepository) -> RuleDeleted:
     if not rules.delete(rule_id):
         raise RuleNotFound(f"compatibility rule {rule_id} not found")
-    return RuleDeleted(message=f"compatibility rule {rule_id} deleted", ruleId=str(rule_id))
+    return RuleDeleted(message=f"compatibility rule {rule_id} deleted", rule_id=str(rule_id))
 
 
-def rule_view(row: Row) -> RuleView:
-    rule = _rule(row)
-    requires = (
-        Requirement(component=row["requires_component"], versions=row["requires_versions"])
-        if rule.kind == "requires"
-        else None
-    )
-    return RuleView(
-        ruleId=str(rule.id),
-        component=rule.component,
-        versions=rule.versions,
-        requires=requires,
-        upgradeFrom=rule.requires_versions if rule.kind == "upgrade_from" else None,
-        reason=rule.reason,
-        description=rule.wording(),
-        createdBy=row["created_by"],
-        createdAt=iso(row["created_at"]) or "",
-    )
+def rule_view(rule: Rule) -> RuleView:
+    return from_record(RuleView, rule, description=rule.wording())

@@ -13,11 +13,15 @@ outputs older than HELM_OUTPUT_RETENTION_DAYS.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
+
+from upgrader.infra.db import columns, select
 
 if TYPE_CHECKING:
     from upgrader.contract.models import HelmOutputResponse
-    from upgrader.infra.db import Database, Row
+    from upgrader.infra.db import Database
 
 # The header a Job's summary gets in the log row's output, by what the step was (None: the row's first Job).
 _HEADERS = {"switch": "--- switch ---", "finalize": "--- finalize ---", "autorollback": "--- automatic rollback ---",
@@ -53,6 +57,20 @@ class HelmOutputStore(Protocol):
     def expire(self, retention_days: int) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class HelmOutputRecord:
+    """One `helm_outputs` row: a finished Job's redacted output."""
+
+    job_name: str
+    stage: str
+    phase: str
+    output: str
+    recorded_at: datetime
+
+
+_OUTPUT = columns(HelmOutputRecord)
+
+
 class HelmOutputRepository:
     """The helm_outputs table (migration 060)."""
 
@@ -77,23 +95,17 @@ class HelmOutputRepository:
             )
             return True
 
-    def of_log(self, upgrade_id: int, log_id: int) -> tuple[Row | None, list[Row]]:
-        """(the log row when it belongs to the upgrade, its Jobs' outputs oldest first)."""
+    def of_log(self, upgrade_id: int, log_id: int) -> tuple[str | None, list[HelmOutputRecord]]:
+        """(the log row's customer when the row belongs to the upgrade, its Jobs' outputs oldest first)."""
         with self._db.statement() as cur:
             cur.execute(
-                "SELECT id, upgrade_id, customer_id, operation FROM customer_upgrade_logs WHERE id = %s"
-                " AND upgrade_id = %s",
-                (log_id, upgrade_id),
+                "SELECT customer_id FROM customer_upgrade_logs WHERE id = %s AND upgrade_id = %s", (log_id, upgrade_id)
             )
             row = cur.fetchone()
             if row is None:
                 return None, []
-            cur.execute(
-                "SELECT job_name, stage, phase, output, recorded_at FROM helm_outputs WHERE log_id = %s"
-                " ORDER BY recorded_at, job_name",
-                (log_id,),
-            )
-            return dict(row), [dict(r) for r in cur.fetchall()]
+            query = f"SELECT {_OUTPUT} FROM helm_outputs WHERE log_id = %s ORDER BY recorded_at, job_name"
+            return str(row["customer_id"]), select(cur, HelmOutputRecord, query, (log_id,))
 
     def expire(self, retention_days: int, limit: int = EXPIRE_BATCH) -> int:
         """Delete full outputs recorded more than `retention_days` ago (at most `limit`); how many."""
@@ -110,15 +122,14 @@ def get_helm_output(upgrade_id: int, log_id: int, *, outputs: HelmOutputReposito
                     retention_days: int) -> HelmOutputResponse:  # fmt: skip
     """GET /api/upgrades/{upgradeId}/logs/{logId}/output: the full (redacted) output of the row's Jobs.
     LogRowNotFound (404) when the log row is not one of that upgrade's."""
+    from upgrader.contract.base import from_record
     from upgrader.contract.models import HelmOutput, HelmOutputResponse
     from upgrader.infra.errors import LogRowNotFound
-    from upgrader.infra.timestamps import iso
 
-    row, found = outputs.of_log(upgrade_id, log_id)
-    if row is None:
+    customer_id, found = outputs.of_log(upgrade_id, log_id)
+    if customer_id is None:
         raise LogRowNotFound(f"log entry {log_id} of upgrade {upgrade_id} not found")
     return HelmOutputResponse(
-        upgradeId=str(upgrade_id), logId=str(log_id), customerId=row["customer_id"], retentionDays=retention_days,
-        outputs=[HelmOutput(jobName=r["job_name"], stage=r["stage"], phase=r["phase"],
-                            recordedAt=str(iso(r["recorded_at"])), output=r["output"]) for r in found],
+        upgrade_id=str(upgrade_id), log_id=str(log_id), customer_id=customer_id, retention_days=retention_days,
+        outputs=[from_record(HelmOutput, r) for r in found],
     )  # fmt: skip

@@ -124,15 +124,15 @@ def plan_upgrade(
     """The waves and everyone left out, for this request over these candidates (in wave order:
     canary-labelled customers first, then by id). Raises what a deploy would refuse before recording
     anything: unknown or inactive customerIds, a plan that does not fit one execution."""
-    if request.customerIds is not None:
+    if request.customer_ids is not None:
         by_id = {c.customer_id: c for c in candidates}
-        unknown = [c for c in request.customerIds if c not in by_id]
+        unknown = [c for c in request.customer_ids if c not in by_id]
         if unknown:
             raise UnknownCustomers(f"unknown customer id(s): {', '.join(unknown[:20])}")
-        inactive = [c for c in request.customerIds if by_id[c].customer_status != "active"]
+        inactive = [c for c in request.customer_ids if by_id[c].customer_status != "active"]
         if inactive:
             raise InactiveCustomers(f"customer(s) not active: {', '.join(inactive[:20])}")
-    wanted = set(request.customerIds) if request.customerIds is not None else None
+    wanted = set(request.customer_ids) if request.customer_ids is not None else None
     labels = request.labels or {}
     targets: list[Candidate] = []
     left_out: list[Exclusion] = []
@@ -142,7 +142,7 @@ def plan_upgrade(
         broken = [] if exclusion is not None else violations(
             rules, candidate.customer_id, candidate.versions, request.component, request.version
         )  # fmt: skip
-        if broken and request.skipIncompatible:
+        if broken and request.skip_incompatible:
             detail = "; ".join(f"{v.detail} breaks {v.rule.wording()}" for v in broken)
             exclusion = Exclusion(candidate, "incompatible", detail)
         elif broken:
@@ -152,8 +152,8 @@ def plan_upgrade(
             targets.append(candidate)
         else:
             left_out.append(exclusion)
-    canary_percent = request.canaryPercent if request.canaryPercent is not None else DEFAULT_CANARY_PERCENT
-    batch_size = request.batchSize if request.batchSize is not None else DEFAULT_BATCH_SIZE
+    canary_percent = request.canary_percent if request.canary_percent is not None else DEFAULT_CANARY_PERCENT
+    batch_size = request.batch_size if request.batch_size is not None else DEFAULT_BATCH_SIZE
     now = now or datetime.now(UTC)
     windows = window_policy(request, targets, now)
     waits: dict[str, datetime] = {}
@@ -168,8 +168,8 @@ def plan_upgrade(
     strategy = STRATEGIES.get(request.strategy)
     steps, step_gate = strategy.steps(request), strategy.step_gate(request)
     waves = plan_waves(targets, request.strategy, canary_percent=canary_percent, batch_size=batch_size, steps=steps)
-    approval = request.approvalTimeoutSeconds or approval_timeout_seconds
-    problems = plan_limit_problems(len(waves), request.strategy, request.bakeSeconds, approval, step_gate=step_gate)
+    approval = request.approval_timeout_seconds or approval_timeout_seconds
+    problems = plan_limit_problems(len(waves), request.strategy, request.bake_seconds, approval, step_gate=step_gate)
     if problems:
         raise LimitExceeded("the upgrade does not fit one execution: " + "; ".join(problems))
     counts = dict(Counter(e.reason for e in left_out))
@@ -179,19 +179,19 @@ def plan_upgrade(
 
 def window_policy(request: DeployRequest, targets: Sequence[Candidate], now: datetime) -> WindowPolicy | None:
     """Whether windows are respected (the request says, else: when any target has a window) and how."""
-    respect = request.respectWindows
+    respect = request.respect_windows
     if respect is None:
         respect = any(t.maintenance_window for t in targets)
     if not respect:
-        if request.windowDeadline is not None or request.expectedDurationMinutes is not None:
+        if request.window_deadline is not None or request.expected_duration_minutes is not None:
             raise InvalidValue("respectWindows", "windowDeadline and expectedDurationMinutes need windows respected")
         return None
     deadline = now + DEFAULT_DEADLINE
-    if request.windowDeadline is not None:
-        deadline = datetime.fromisoformat(request.windowDeadline.replace("Z", "+00:00")).astimezone(UTC)
+    if request.window_deadline is not None:
+        deadline = datetime.fromisoformat(request.window_deadline.replace("Z", "+00:00")).astimezone(UTC)
         if not now < deadline <= now + MAX_DEADLINE:
             raise InvalidValue("windowDeadline", f"must be in the future, at most {MAX_DEADLINE.days} days ahead")
-    minutes = request.expectedDurationMinutes
+    minutes = request.expected_duration_minutes
     expected = timedelta(minutes=minutes) if minutes else timedelta(seconds=DEFAULT_EXPECTED_SECONDS)
     return WindowPolicy(expected, deadline)
 
@@ -212,7 +212,7 @@ def _left_out(
             candidate, "suspended", f"{candidate.customer_status}: left out of every deploy until active again"
         )
     pin = candidate.pin
-    if pin is not None and pin.version != request.version and not request.includePinned:
+    if pin is not None and pin.version != request.version and not request.include_pinned:
         by = f" by {pin.pinned_by}" if pin.pinned_by else ""
         return Exclusion(
             candidate,

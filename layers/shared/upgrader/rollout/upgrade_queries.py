@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 
-from upgrader.infra.db import Database, Row, one_row
+from upgrader.contract.models import LogEntry
+from upgrader.infra.db import Database, Row, columns, one_row, select, select_one
 from upgrader.infra.vocabulary import ACTIVE_UPGRADE_STATUSES
+from upgrader.rollout.upgrade_records import AttemptRecord, UpgradeRecord
+
+_UPGRADE = columns(UpgradeRecord)
+_LOG = columns(LogEntry)  # GET .../logs shows the rows as they are: the answer's model is their record
 
 
 class UpgradeQueries:
@@ -40,10 +45,11 @@ class UpgradeQueries:
             )
             return cur.fetchone()
 
-    def get_upgrade(self, upgrade_id: int) -> Row | None:
+    def get_upgrade(self, upgrade_id: int) -> UpgradeRecord | None:
         with self._db.transaction() as cur:
-            cur.execute("SELECT * FROM system_upgrades WHERE id = %s", (upgrade_id,))
-            return cur.fetchone()
+            return select_one(
+                cur, UpgradeRecord, f"SELECT {_UPGRADE} FROM system_upgrades WHERE id = %s", (upgrade_id,)
+            )
 
     def upgrade_counts(self, upgrade_id: int) -> dict[str, int]:
         """Counts of the upgrade's customer rows by status (rollback rows apart)."""
@@ -89,11 +95,13 @@ class UpgradeQueries:
         status: str | None,
         before_id: int | None,
         limit: int,
-    ) -> list[Row]:
+    ) -> list[UpgradeRecord]:
         with self._db.transaction() as cur:
-            cur.execute(
-                """
-                SELECT * FROM system_upgrades
+            return select(
+                cur,
+                UpgradeRecord,
+                f"""
+                SELECT {_UPGRADE} FROM system_upgrades
                  WHERE (%(component)s::text IS NULL OR component = %(component)s)
                    AND (%(status)s::text IS NULL OR status = %(status)s)
                    AND (%(before)s::int IS NULL OR id < %(before)s)
@@ -102,7 +110,6 @@ class UpgradeQueries:
                 """,
                 {"component": component, "status": status, "before": before_id, "limit": limit},
             )
-            return cur.fetchall()
 
     def list_logs(
         self,
@@ -113,7 +120,7 @@ class UpgradeQueries:
         customer_id: str | None,
         limit: int,
         offset: int,
-    ) -> tuple[int, list[Row]]:
+    ) -> tuple[int, list[LogEntry]]:
         params = {
             "id": upgrade_id,
             "status": status,
@@ -131,23 +138,24 @@ class UpgradeQueries:
         with self._db.transaction() as cur:
             cur.execute(f"SELECT count(*) AS n FROM customer_upgrade_logs WHERE {where}", params)
             total = int(one_row(cur)["n"])
-            cur.execute(
-                f"SELECT * FROM customer_upgrade_logs WHERE {where} ORDER BY id LIMIT %(limit)s OFFSET %(offset)s",
-                params,
+            query = (
+                f"SELECT {_LOG} FROM customer_upgrade_logs WHERE {where} ORDER BY id LIMIT %(limit)s OFFSET %(offset)s"
             )
-            return total, cur.fetchall()
+            return total, select(cur, LogEntry, query, params)
 
-    def attempts(self, upgrade_id: int) -> list[Row]:
+    def attempts(self, upgrade_id: int) -> list[AttemptRecord]:
         """The upgrade's executions (the first, then one per resume), oldest first."""
         with self._db.transaction() as cur:
-            cur.execute(
+            return select(
+                cur,
+                AttemptRecord,
                 """
-                SELECT run_name, attempt, status, stop_reason, end_reason, requested_by, created_at, ended_at
+                SELECT run_name AS job_id, attempt, status, stop_reason, end_reason, requested_by,
+                       created_at AS started_at, ended_at
                   FROM upgrade_runs WHERE upgrade_id = %s AND kind = 'upgrade' ORDER BY attempt, created_at
                 """,
                 (upgrade_id,),
             )
-            return cur.fetchall()
 
     def queue_counts(self) -> dict[str, int]:
         """Upgrades recorded but not yet started, and upgrades waiting at the canary gate."""

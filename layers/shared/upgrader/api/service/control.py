@@ -48,12 +48,12 @@ def continue_upgrade(
     if released is None:
         current = repo.get_upgrade(upgrade_id) or upgrade
         raise WrongState(
-            f"upgrade {upgrade_id} is not awaiting continue (status: {current['status']}); "
+            f"upgrade {upgrade_id} is not awaiting continue (status: {current.status}); "
             "only a canary upgrade whose canary wave has finished (or a progressive one at a manual step gate) "
             "can be continued, once per gate"
         )
     return ContinueResponse(
-        message="Upgrade continuation queued", upgradeId=str(upgrade_id), jobId=released["execution_name"]
+        message="Upgrade continuation queued", upgrade_id=str(upgrade_id), job_id=released["execution_name"]
     )
 
 
@@ -84,12 +84,12 @@ def request_rollback(
         raise
     return RollbackResponse(
         message="Rollback started",
-        customerId=customer_id,
+        customer_id=customer_id,
         namespace=row["namespace"],
-        upgradeId=str(upgrade_id),
-        rollbackId=row["id"],
-        jobId=row["run_name"],
-        toVersion=row["to_version"],
+        upgrade_id=str(upgrade_id),
+        rollback_id=row["id"],
+        job_id=row["run_name"],
+        to_version=row["to_version"],
         status=row["status"],
     )
 
@@ -141,25 +141,27 @@ def abort_upgrade(
         release_windows=lambda tokens: release_window_waits(tokens, text, workflow=workflow),
     )
     if stopped is None:
-        current = repo.get_upgrade(upgrade_id) or {}
+        current = repo.get_upgrade(upgrade_id)
+        status, halt_reason = (current.status, current.halt_reason) if current else (None, None)
         raise WrongState(
-            f"upgrade {upgrade_id} cannot be aborted: it is {current.get('status')} and no rollback run of it is "
-            "running" + (" (already aborting)" if str(current.get("halt_reason") or "").startswith("aborted") else "")
+            f"upgrade {upgrade_id} cannot be aborted: it is {status} and no rollback run of it is "
+            "running" + (" (already aborting)" if str(halt_reason or "").startswith("aborted") else "")
         )
     row, runs = stopped
     for run in runs:  # an execution already gone (stopped in the console, failed): end its run now
         end_if_dead(run, executions=workflow, recon=recon, runs=run_steps)
-    row = repo.get_upgrade(upgrade_id) or row
-    upgrade_aborted = str(row.get("halt_reason") or "") == text
+    now = repo.get_upgrade(upgrade_id)
+    status, halt_reason = (now.status, now.halt_reason) if now else (row["status"], row.get("halt_reason"))
+    upgrade_aborted = str(halt_reason or "") == text
     then = " then the customers it upgraded are rolled back" if rollback and upgrade_aborted else ""
     what = "no further customer starts" if upgrade_aborted else "its rollback run starts no further customer"
     return AbortResponse(
         message=f"Abort requested: {what}; running ones finish{then}",
-        upgradeId=str(upgrade_id),
-        status=row["status"],
-        haltReason=text,
+        upgrade_id=str(upgrade_id),
+        status=status,
+        halt_reason=text,
         rollback=rollback and upgrade_aborted,
-        stoppedRuns=[r["run_name"] for r in runs],
+        stopped_runs=[r["run_name"] for r in runs],
     )
 
 
@@ -202,11 +204,11 @@ def rollback_upgrade(
     also = f"; {len(left_out)} left out (see leftOut)" if left_out else ""
     return RollbackUpgradeResponse(
         message=f"Rollback of {len(rows)} customers started, last wave first{also}",
-        upgradeId=str(upgrade_id),
-        jobId=run_name,
+        upgrade_id=str(upgrade_id),
+        job_id=run_name,
         customers=len(rows),
         waves=[sizes[w] for w in sorted(sizes)],
-        leftOut=[LeftOutCustomer(customerId=c.customer_id, reason=c.reason) for c in left_out],
+        left_out=[LeftOutCustomer(customer_id=c.customer_id, reason=c.reason) for c in left_out],
     )
 
 
@@ -222,11 +224,11 @@ def resume_upgrade(
 ) -> ResumeResponse:
     """Go on with a halted, aborted or failed upgrade: the customers not yet done, in a new execution."""
     upgrade = upgrade_or_404(repo, upgrade_id)
-    concurrency_within_cap(request.maxConcurrency, settings.max_concurrency_cap)
-    overrides = request.model_dump(exclude_none=True, exclude={"retryFailed"})
-    parameters = {**(upgrade["parameters"] or {}), **overrides}
+    concurrency_within_cap(request.max_concurrency, settings.max_concurrency_cap)
+    overrides = request.model_dump(exclude_none=True, exclude={"retry_failed"})
+    parameters = {**upgrade.parameters, **overrides}
     problems = plan_limit_problems(
-        int(upgrade["total_waves"]), upgrade["strategy"], int(parameters.get("bakeSeconds", 0)),
+        upgrade.total_waves, upgrade.strategy, int(parameters.get("bakeSeconds", 0)),
         int(parameters.get("approvalTimeoutSeconds", settings.approval_timeout_seconds)),
         step_gate=parameters.get("stepGate"),
     )  # fmt: skip
@@ -235,7 +237,7 @@ def resume_upgrade(
     row, resumed = resumes.resume(
         upgrade_id,
         parameters=overrides,
-        retry_failed=request.retryFailed,
+        retry_failed=request.retry_failed,
         requested_by=requested_by,
         nonce=secrets.token_hex(4),
         start=lambda name: workflow.start(name, {"upgradeId": upgrade_id, "runName": name, "operation": "upgrade"}),
@@ -243,8 +245,8 @@ def resume_upgrade(
     attempt = len(repo.attempts(upgrade_id))
     return ResumeResponse(
         message=f"Upgrade resumed for {resumed} {'customer' if resumed == 1 else 'customers'} (attempt {attempt})",
-        upgradeId=str(upgrade_id),
-        jobId=row["execution_name"],
+        upgrade_id=str(upgrade_id),
+        job_id=row["execution_name"],
         attempt=attempt,
         customers=resumed,
         status=row["status"],

@@ -46,7 +46,7 @@ def deploy_upgrade(
     leaves nothing behind.
     """
     max_concurrency = concurrency_within_cap(
-        request.maxConcurrency, settings.max_concurrency_cap, default=settings.default_max_concurrency
+        request.max_concurrency, settings.max_concurrency_cap, default=settings.default_max_concurrency
     )
     plan = plan_upgrade(
         request,
@@ -65,7 +65,7 @@ def deploy_upgrade(
     # (known from the inventory, or read from the release right before helm and recorded then).
     rows = [
         NewLogRow(t.customer_id, t.namespace, t.release_name, t.current_version, request.version, index,
-                  request.chartVersion or t.chart_version)
+                  request.chart_version or t.chart_version)
         for index, wave in enumerate(plan.waves)
         for t in wave
     ] + [
@@ -77,28 +77,28 @@ def deploy_upgrade(
     sizes = [len(w) for w in plan.waves]
     parameters: dict[str, Any] = {
         "maxConcurrency": max_concurrency,
-        "bakeSeconds": request.bakeSeconds,
-        "autoRollback": request.autoRollback,
+        "bakeSeconds": request.bake_seconds,
+        "autoRollback": request.auto_rollback,
         "approvalTimeoutSeconds": plan.approval_timeout_seconds,
         "pollSeconds": settings.job_poll_seconds,
         "waveSizes": sizes,
-        "healthCheck": request.healthCheck.model_dump(),
+        "healthCheck": request.health_check.model_dump(),
     }
-    if request.blueGreen:
+    if request.blue_green:
         parameters["blueGreen"] = True
-        parameters["finalizeOldSlot"] = request.finalizeOldSlot
+        parameters["finalizeOldSlot"] = request.finalize_old_slot
     parameters.update(STRATEGIES.get(request.strategy).parameters(plan.wave_options, plan.step_gate))
     if plan.windows is not None:
         parameters["respectWindows"] = True
         parameters["windowDeadline"] = iso(plan.windows.deadline)
         parameters["expectedDurationSeconds"] = int(plan.windows.expected.total_seconds())
-    if request.failureThreshold is not None:
-        parameters["failureThreshold"] = request.failureThreshold.model_dump(exclude_none=True)
-    if request.customerIds is not None:
-        parameters["customerIds"] = request.customerIds
+    if request.failure_threshold is not None:
+        parameters["failureThreshold"] = request.failure_threshold.model_dump(exclude_none=True)
+    if request.customer_ids is not None:
+        parameters["customerIds"] = request.customer_ids
     if request.labels:
         parameters["labels"] = request.labels
-    if request.includePinned:
+    if request.include_pinned:
         parameters["includePinned"] = True
 
     upgrade = repo.create_upgrade(
@@ -112,7 +112,7 @@ def deploy_upgrade(
         rows=rows,
         total_waves=len(plan.waves),
         nonce=secrets.token_hex(4),
-        chart_version=request.chartVersion,
+        chart_version=request.chart_version,
     )
     name = upgrade["execution_name"]
     try:
@@ -122,15 +122,15 @@ def deploy_upgrade(
         raise
     also = describe_left_out(plan.counts, request.version)
     return DeployResponse(
-        upgradeId=str(upgrade["id"]),
-        jobId=name,
+        upgrade_id=str(upgrade["id"]),
+        job_id=name,
         strategy=request.strategy,
         message=STRATEGIES.get(request.strategy).message(sizes, plan.step_gate) + (f"; {also}" if also else ""),
         total=plan.total,
         waves=sizes,
         status=upgrade["status"],
         skipped=len(plan.skipped),
-        leftOut=plan.counts,
+        left_out=plan.counts,
     )
 
 
@@ -144,7 +144,7 @@ def plan_deploy(
     now: datetime | None = None,
 ) -> PlanResponse:
     """What `deploy_upgrade` would do with this request now, without starting anything: the same plan."""
-    concurrency_within_cap(request.maxConcurrency, settings.max_concurrency_cap)
+    concurrency_within_cap(request.max_concurrency, settings.max_concurrency_cap)
     plan = plan_upgrade(
         request,
         inventory.deploy_candidates(request.component),
@@ -158,7 +158,7 @@ def plan_deploy(
             index,
             last=index == len(plan.waves) - 1,
             step_gate=plan.step_gate,
-            bake_seconds=request.bakeSeconds,
+            bake_seconds=request.bake_seconds,
         )  # fmt: skip
         for index in range(len(plan.waves))
     ]
@@ -169,10 +169,10 @@ def plan_deploy(
             gate=gates[index],
             customers=[
                 PlannedCustomer(
-                    customerId=c.customer_id,
+                    customer_id=c.customer_id,
                     namespace=c.namespace,
-                    fromVersion=c.current_version,
-                    waitsForWindow=iso(plan.waits.get(c.customer_id)),
+                    from_version=c.current_version,
+                    waits_for_window=iso(plan.waits.get(c.customer_id)),
                 )
                 for c in wave
             ],
@@ -197,14 +197,14 @@ def plan_deploy(
         total=plan.total,
         waves=waves,
         skipped=len(plan.skipped),
-        leftOut=[
-            LeftOut(customerId=e.candidate.customer_id, reason=e.reason, detail=e.detail)  # type: ignore[arg-type]
+        left_out=[
+            LeftOut(customer_id=e.candidate.customer_id, reason=e.reason, detail=e.detail)  # type: ignore[arg-type]
             for e in plan.left_out
         ],  # fmt: skip
-        leftOutCounts=plan.counts,
+        left_out_counts=plan.counts,
         incompatible=[v.view() for v in plan.incompatible],
-        respectWindows=plan.windows is not None,
-        activeUpgrade=str(active["id"]) if active else None,
+        respect_windows=plan.windows is not None,
+        active_upgrade=str(active["id"]) if active else None,
         message=message + (f"; {also}" if also else ""),
     )
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from upgrader.contract.base import from_record
 from upgrader.contract.models import (
     Attempt,
-    LogEntry,
     LogsResponse,
     QueueJobResponse,
     QueueStatsResponse,
@@ -21,6 +21,7 @@ from upgrader.infra.errors import (
     UpgradeNotFound,
 )
 from upgrader.infra.workflow import WorkflowGateway, epoch_ms
+from upgrader.rollout.upgrade_records import UpgradeRecord
 from upgrader.rollout.upgrade_repository import UpgradeRepository
 from upgrader.rollout.windows import WindowRepository
 
@@ -35,54 +36,21 @@ def get_status(upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepos
 def _status(upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepository) -> StatusResponse:
     upgrade = upgrade_or_404(repo, upgrade_id)
     counts = repo.upgrade_counts(upgrade_id)
-    attempts = [
-        Attempt(
-            jobId=a["run_name"],
-            attempt=a["attempt"],
-            status=a["status"],
-            stopReason=a["stop_reason"],
-            endReason=a["end_reason"],
-            requestedBy=a["requested_by"],
-            startedAt=iso(a["created_at"]),
-            endedAt=iso(a["ended_at"]),
-        )
-        for a in repo.attempts(upgrade_id)
-    ]
-    return StatusResponse(
-        upgradeId=str(upgrade["id"]),
-        component=upgrade["component"],
-        version=upgrade["to_version"],
-        fromVersion=upgrade["from_version"],
-        strategy=upgrade["strategy"],
-        total=upgrade["total_customers"],
+    return from_record(
+        StatusResponse,
+        upgrade,
         completed=counts.get("completed", 0),
         failed=counts.get("failed", 0) + counts.get("rolled_back", 0),
-        inProgress=counts.get("in_progress", 0),
+        in_progress=counts.get("in_progress", 0),
         pending=counts.get("pending", 0),
         skipped=counts.get("skipped", 0),
-        rolledBack=counts.get("rolled_back", 0) + counts.get("rolled_back_by_request", 0),
-        status=upgrade["status"],
-        awaitingContinue=upgrade["status"] == "awaiting_continue",
-        currentWave=upgrade["current_wave"],
-        totalWaves=upgrade["total_waves"],
-        haltReason=upgrade["halt_reason"],
-        jobId=upgrade["execution_name"],
-        requestedBy=upgrade["requested_by"],
-        parameters=upgrade["parameters"] or {},
-        createdAt=iso(upgrade["created_at"]) or "",
-        startedAt=iso(upgrade["started_at"]),
-        completedAt=iso(upgrade["completed_at"]),
-        chartVersion=upgrade["chart_version"],
-        waitingForLease=counts.get("waiting_for_lease", 0),
-        gate=upgrade["gate"],
-        gateUntil=iso(upgrade["gate_until"]),
-        attempts=attempts,
-        continuedBy=upgrade.get("continued_by"),
-        continuedAt=iso(upgrade.get("continued_at")),
-        blueGreen=bool((upgrade["parameters"] or {}).get("blueGreen")),
-        leftOut={k.removeprefix("left_out:"): n for k, n in counts.items() if k.startswith("left_out:")},
-        waitingForWindow=[
-            WindowWait(customerId=w["customer_id"], nextOpening=iso(w["window_opens_at"]) or "")
+        rolled_back=counts.get("rolled_back", 0) + counts.get("rolled_back_by_request", 0),
+        awaiting_continue=upgrade.status == "awaiting_continue",
+        waiting_for_lease=counts.get("waiting_for_lease", 0),
+        attempts=[from_record(Attempt, a) for a in repo.attempts(upgrade_id)],
+        left_out={k.removeprefix("left_out:"): n for k, n in counts.items() if k.startswith("left_out:")},
+        waiting_for_window=[
+            WindowWait(customer_id=w["customer_id"], next_opening=iso(w["window_opens_at"]) or "")
             for w in windows.waiting(upgrade_id)
         ],
     )
@@ -102,42 +70,15 @@ def get_logs(
     total, rows = repo.list_logs(
         upgrade_id, status=status, operation=operation, customer_id=customer_id, limit=limit, offset=offset
     )
-    entries = [
-        LogEntry(
-            id=r["id"],
-            customer_id=r["customer_id"],
-            component=r["component"],
-            from_version=r["from_version"],
-            to_version=r["to_version"],
-            status=r["status"],
-            started_at=iso(r["started_at"]),
-            completed_at=iso(r["completed_at"]),
-            output=r["output"],
-            error=r["error"],
-            operation=r["operation"],
-            wave=r["wave"],
-            attempt=r["attempt"],
-            namespace=r["namespace"],
-            job_name=r["job_name"],
-            revision_before=r["revision_before"],
-            revision_after=r["revision_after"],
-            version_before=r["version_before"],
-            version_after=r["version_after"],
-            chart_version=r["chart_version"],
-            rollback_of=r["rollback_of"],
-            waiting_for=r["waiting_for"],
-            left_out=r["left_out"],
-        )
-        for r in rows
-    ]
+    entries = rows
     next_offset = offset + len(entries) if offset + len(entries) < total else None
     return LogsResponse(
-        upgradeId=str(upgrade_id),
+        upgrade_id=str(upgrade_id),
         count=len(entries),
         total=total,
         limit=limit,
         offset=offset,
-        nextOffset=next_offset,
+        next_offset=next_offset,
         logs=entries,
     )
 
@@ -151,25 +92,9 @@ def list_upgrades(
     limit: int = 50,
 ) -> UpgradeListResponse:
     rows = repo.list_upgrades(component=component, status=status, before_id=before, limit=limit)
-    summaries = [
-        UpgradeSummary(
-            upgradeId=str(r["id"]),
-            component=r["component"],
-            version=r["to_version"],
-            strategy=r["strategy"],
-            status=r["status"],
-            total=r["total_customers"],
-            completed=r["completed_customers"],
-            failed=r["failed_customers"],
-            createdAt=iso(r["created_at"]) or "",
-            startedAt=iso(r["started_at"]),
-            completedAt=iso(r["completed_at"]),
-            requestedBy=r["requested_by"],
-        )
-        for r in rows
-    ]
-    next_before = summaries[-1].upgradeId if len(summaries) == limit else None
-    return UpgradeListResponse(count=len(summaries), upgrades=summaries, nextBefore=next_before)
+    summaries = [from_record(UpgradeSummary, r) for r in rows]
+    next_before = summaries[-1].upgrade_id if len(summaries) == limit else None
+    return UpgradeListResponse(count=len(summaries), upgrades=summaries, next_before=next_before)
 
 
 def queue_stats(*, repo: UpgradeRepository, workflow: WorkflowGateway) -> QueueStatsResponse:
@@ -183,7 +108,7 @@ def queue_stats(*, repo: UpgradeRepository, workflow: WorkflowGateway) -> QueueS
         failed=executions.get("FAILED", 0) + executions.get("TIMED_OUT", 0) + executions.get("ABORTED", 0),
         delayed=0,
         paused=0,
-        awaitingContinue=db["awaiting"],
+        awaiting_continue=db["awaiting"],
         source="stepfunctions",
     )
 
@@ -208,12 +133,12 @@ def queue_job(job_id: str, *, workflow: WorkflowGateway) -> QueueJobResponse:
         state=_STATES.get(execution["status"], execution["status"].lower()),
         data=_json_or_none(execution.get("input")),
         returnvalue=_json_or_none(output),
-        failedReason=(f"{execution.get('error', '')}: {execution.get('cause', '')}".strip(": ") if failed else None),
+        failed_reason=(f"{execution.get('error', '')}: {execution.get('cause', '')}".strip(": ") if failed else None),
         timestamp=epoch_ms(execution.get("startDate")),
-        processedOn=epoch_ms(execution.get("startDate")),
-        finishedOn=epoch_ms(execution.get("stopDate")),
-        executionArn=execution["executionArn"],
-        mapRuns=[
+        processed_on=epoch_ms(execution.get("startDate")),
+        finished_on=epoch_ms(execution.get("stopDate")),
+        execution_arn=execution["executionArn"],
+        map_runs=[
             {
                 "mapRunArn": r["mapRunArn"],
                 "startDate": epoch_ms(r.get("startDate")),
@@ -233,7 +158,7 @@ def _json_or_none(text: str | None) -> Any:
         return text
 
 
-def upgrade_or_404(repo: UpgradeRepository, upgrade_id: int) -> dict[str, Any]:
+def upgrade_or_404(repo: UpgradeRepository, upgrade_id: int) -> UpgradeRecord:
     upgrade = repo.get_upgrade(upgrade_id)
     if upgrade is None:
         raise UpgradeNotFound(f"upgrade {upgrade_id} not found")

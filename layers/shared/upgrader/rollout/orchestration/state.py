@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from upgrader.cluster.types import HelmJobSpec, HelmOperation
+from upgrader.infra.db import Row
 from upgrader.infra.timestamps import iso_seconds
 
 State = dict[str, Any]
@@ -25,16 +26,16 @@ def wave_number(state: State) -> int:
     return int(waves[int(state["wave"])]) if waves else int(state["wave"])
 
 
-def row_spec(row: State, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
+def row_spec(row: Row, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
           chart_version: str | None = None, slot: str | None = None, chart_name: str | None = None) -> HelmJobSpec:  # fmt: skip
-    """A helm operation of one log row (its id names the Job: one row, one Job per operation)."""
+    """A helm operation of one `customer_upgrade_logs` row (its id names the Job: one row, one Job per operation)."""
     return HelmJobSpec(
-        upgrade_id=int(row["upgradeId"] if "upgradeId" in row else row["upgrade_id"]),
-        log_id=int(row["logId"] if "logId" in row else row["id"]),
-        customer_id=str(row["customerId"] if "customerId" in row else row["customer_id"]),
+        upgrade_id=int(row["upgrade_id"]),
+        log_id=int(row["id"]),
+        customer_id=str(row["customer_id"]),
         component=str(row["component"]),
         namespace=str(row["namespace"]),
-        release=str(row["release"] if "release" in row else row["release_name"]),
+        release=str(row["release_name"]),
         operation=operation,
         version=version,
         revision=revision,
@@ -45,9 +46,13 @@ def row_spec(row: State, operation: HelmOperation, *, version: str | None = None
     )
 
 
-def event_row(event: State) -> State:
-    """The parts of a log row a child event carries (BeginCustomer's result plus the ids)."""
-    return {**event["customer"], "upgradeId": event["upgradeId"], "logId": event["logId"]}
+def event_row(event: State) -> Row:
+    """The log row's columns a customer's execution carries, under the row's names: its `customer`
+    (BeginCustomer's result, camelCase) and ids, translated once here so that `row_spec` reads one shape."""
+    customer = event["customer"]
+    return {"upgrade_id": event["upgradeId"], "id": event["logId"], "customer_id": customer["customerId"],
+            "component": customer["component"], "namespace": customer["namespace"],
+            "release_name": customer["release"], "attempt": customer["attempt"]}  # fmt: skip
 
 
 def started(name: str, operation: str, **extra: Any) -> State:
