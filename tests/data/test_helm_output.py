@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from upgrader import factory
 from upgrader.cluster.types import JobState, ReleaseInfo
 from upgrader.rollout import orchestration, reconciliation
@@ -54,7 +55,7 @@ def _started(sql: Any, make_customers: Any) -> tuple[int, dict[str, Any]]:
     make_customers(1)
     uid = int(deploy()["upgradeId"])
     row = sql("SELECT id, run_name FROM customer_upgrade_logs WHERE upgrade_id = %s", uid)[0]
-    customer = orchestration.begin_customer({"logId": row["id"]}, runs=factory.runs())
+    customer = orchestration.begin_customer({"logId": row["id"], "upgradeId": uid}, runs=factory.runs())
     job = {"jobName": FinishedJobCluster().state.name, "stage": "upgrade", "phase": "running"}
     return uid, {"upgradeId": uid, "logId": row["id"], "runName": row["run_name"], "customer": customer, "job": job}
 
@@ -176,3 +177,21 @@ def test_the_sweep_deletes_full_outputs_past_the_retention(make_customers, fake_
 
     assert swept.as_dict()["expiredOutputs"] == 1
     assert [r["job_name"] for r in sql("SELECT job_name FROM helm_outputs")] == ["helm-restore-x-a1"]
+
+
+def test_a_worker_event_naming_another_upgrades_row_touches_nothing(make_customers, fake_workflow, sql):
+    """BeginCustomer and FinishCustomer act on `logId` only when the row belongs to the event's `upgradeId`
+    (a hand-edited execution input, a replayed event of another execution). Breakage tried: the claim's
+    `AND l.upgrade_id = ...` and the finish's check removed: the other upgrade's row was claimed and finished."""
+    from upgrader.infra.errors import LogRowOfAnotherUpgrade
+
+    uid, event = _started(sql, make_customers)
+    other = {**event, "upgradeId": uid + 1000}
+    before = sql("SELECT * FROM customer_upgrade_logs WHERE id = %s", event["logId"])
+    with pytest.raises(LogRowOfAnotherUpgrade, match=rf"belongs to upgrade {uid}, not to upgrade {uid + 1000}$"):
+        orchestration.finish_customer({**other, "job": {"phase": "succeeded", "stage": "upgrade"}}, runs=factory.runs())
+    assert sql("SELECT * FROM customer_upgrade_logs WHERE id = %s", event["logId"]) == before
+    sql("UPDATE customer_upgrade_logs SET status = 'pending' WHERE id = %s", event["logId"])
+    with pytest.raises(LogRowOfAnotherUpgrade):
+        orchestration.begin_customer(other, runs=factory.runs())
+    assert sql("SELECT status FROM customer_upgrade_logs WHERE id = %s", event["logId"])[0]["status"] == "pending"

@@ -258,7 +258,7 @@ def _child_event(sql: Any, upgrade_id: str, customer_id: str) -> dict[str, Any]:
     from upgrader.rollout import orchestration
 
     row = _row(sql, upgrade_id, customer_id)
-    customer = orchestration.begin_customer({"logId": row["id"]}, runs=factory.runs())
+    customer = orchestration.begin_customer({"logId": row["id"], "upgradeId": int(upgrade_id)}, runs=factory.runs())
     return {"upgradeId": int(upgrade_id), "logId": row["id"], "runName": row["run_name"], "customer": customer}
 
 

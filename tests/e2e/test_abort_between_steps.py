@@ -30,7 +30,7 @@ def _begun(sql: Any, upgrade_id: str, customer_id: str) -> dict[str, Any]:
     """BeginCustomer for one customer: the child event StartHelmJob receives."""
     row = sql("SELECT id FROM customer_upgrade_logs WHERE upgrade_id = %s AND customer_id = %s",
               int(upgrade_id), customer_id)[0]  # fmt: skip
-    customer = orchestration.begin_customer({"logId": row["id"]}, runs=factory.runs())
+    customer = orchestration.begin_customer({"logId": row["id"], "upgradeId": int(upgrade_id)}, runs=factory.runs())
     assert customer["action"] == "run", customer
     return {"upgradeId": int(upgrade_id), "logId": row["id"], "customer": customer, "pollSeconds": 0}
 

@@ -34,6 +34,11 @@ class LogRowNotFound(NotFound):
     pass
 
 
+class LogRowOfAnotherUpgrade(NotFound):
+    """A worker's event names a customer log row that belongs to another upgrade than the event's: nothing is
+    done to that row (a state machine input mixed up by hand, or a replayed event of another execution)."""
+
+
 class UnknownCustomers(NotFound):
     """A deploy names customers that are not in the inventory."""
 

@@ -10,7 +10,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from upgrader.infra.db import Database, Row
-from upgrader.infra.errors import LogRowNotFound
+from upgrader.infra.errors import LogRowNotFound, LogRowOfAnotherUpgrade
 from upgrader.infra.redaction import redact
 from upgrader.notifications import events
 from upgrader.rollout.halts import WindowRelease, halt_when_over_budget
@@ -35,6 +35,7 @@ UPDATE customer_upgrade_logs l
           LEFT JOIN upgrade_runs r ON r.run_name = l2.run_name
          WHERE l2.id = %(id)s) x
  WHERE l.id = %(id)s AND l.status IN ('pending', 'in_progress')
+   AND (%(upgrade)s::int IS NULL OR l.upgrade_id = %(upgrade)s::int)
 RETURNING l.*, x.parameters AS upgrade_parameters
 ), notice AS ("""
     + events.notice_at_start_insert("claimed")
@@ -50,7 +51,7 @@ class CustomerOutcomes:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def claim_customer(self, log_id: int) -> tuple[str, Row, dict[str, Any]]:
+    def claim_customer(self, log_id: int, upgrade_id: int | None = None) -> tuple[str, Row, dict[str, Any]]:
         """Begin a customer: ('run', row) once claimed; ('done', row) when there is nothing to do.
 
         A customer started before the publisher's drain told it of the upcoming change is told now, in the
@@ -59,11 +60,14 @@ class CustomerOutcomes:
         A row already finished (a duplicated or retried delivery) is never started again, and
         a customer whose run was stopped (halt, abort) before it began is skipped. One statement, in
         autocommit (a retry that finds the row final reads it with a second one).
+
+        `upgrade_id` (the state machine's event names both): a row of another upgrade is never touched
+        (`LogRowOfAnotherUpgrade`); None only for callers that took the log id from the upgrade's own rows.
         """
         with self._db.statement() as cur:
             cur.execute(
                 _CLAIM,
-                {"id": log_id, "lead": notice_lead_seconds()},
+                {"id": log_id, "upgrade": upgrade_id, "lead": notice_lead_seconds()},
             )
             row = cur.fetchone()
             if row is None:  # already final (or unknown): nothing to do
@@ -77,6 +81,7 @@ class CustomerOutcomes:
                 row = cur.fetchone()
                 if row is None:
                     raise LogRowNotFound(f"customer log row {log_id} not found")
+                _same_upgrade(row, upgrade_id)
                 return "done", row, row["upgrade_parameters"] or {}
             action = "done" if row["status"] == "skipped" else "run"
             return action, row, row["upgrade_parameters"] or {}
@@ -84,7 +89,7 @@ class CustomerOutcomes:
     def finish_customer(
         self, log_id: int, status: str, output: str | None, error: str | None,
         release: Mapping[str, Any] | None = None, *, helm_seconds: float | None = None,
-        release_windows: WindowRelease | None = None,
+        release_windows: WindowRelease | None = None, upgrade_id: int | None = None,
     ) -> tuple[bool, Row]:  # fmt: skip
         """Record a customer's result in one transaction, once: its row, the upgrade's counter, what
         the release holds now (revision, versions: the inventory follows the release, never the
@@ -103,7 +108,8 @@ class CustomerOutcomes:
         # Whatever reaches the row (and from it the events, the webhook and Slack) is redacted: a Catch's
         # cause or an API error can quote what a customer's chart or webhook said.
         output, error = redact(output), redact(error)
-        changed, row, halted = self._finish_customer(log_id, status, output, error, release, helm_seconds, windows)
+        changed, row, halted = self._finish_customer(log_id, status, output, error, release, helm_seconds, windows,
+                                                     upgrade_id)  # fmt: skip
         if windows and halted and release_windows is not None:
             release_windows(windows, halted)
         return changed, row
@@ -111,6 +117,7 @@ class CustomerOutcomes:
     def _finish_customer(
         self, log_id: int, status: str, output: str | None, error: str | None,
         release: Mapping[str, Any] | None, helm_seconds: float | None, windows: list[str] | None,
+        upgrade_id: int | None = None,
     ) -> tuple[bool, Row, str | None]:  # fmt: skip
         """finish_customer's transaction: (changed, row, the halt's reason when it halted the upgrade)."""
         release = release or {}
@@ -121,7 +128,7 @@ class CustomerOutcomes:
                 _FINISH,
                 {"status": status, "error": error, "output": output, "revision": release.get("revision"),
                  "versions": Jsonb(versions), "chart": release.get("chartVersion"), "id": log_id,
-                 "helm_seconds": helm_seconds, "outcomes": events.outcome_parameter(status)},
+                 "helm_seconds": helm_seconds, "outcomes": events.outcome_parameter(status), "upgrade": upgrade_id},
             )  # fmt: skip
             row = cur.fetchone()
             if row is None:
@@ -129,6 +136,7 @@ class CustomerOutcomes:
                 existing = cur.fetchone()
                 if existing is None:
                     raise LogRowNotFound(f"customer log row {log_id} not found")
+                _same_upgrade(existing, upgrade_id)
                 return False, existing, None
             halted = None
             if row["operation"] == "upgrade" and may_halt:
@@ -151,6 +159,7 @@ WITH done AS (
            version_after = CASE WHEN %(revision)s::int IS NULL THEN version_after
                                 ELSE %(versions)s::jsonb ->> component END
      WHERE id = %(id)s AND status IN ('pending', 'in_progress')
+       AND (%(upgrade)s::int IS NULL OR upgrade_id = %(upgrade)s::int)
     RETURNING *
 ), counted AS (
     UPDATE system_upgrades u
@@ -187,6 +196,13 @@ WITH done AS (
 )
 SELECT * FROM done
 """
+
+
+def _same_upgrade(row: Row, upgrade_id: int | None) -> None:
+    if upgrade_id is not None and row["upgrade_id"] != upgrade_id:
+        raise LogRowOfAnotherUpgrade(
+            f"customer log row {row['id']} belongs to upgrade {row['upgrade_id']}, not to upgrade {upgrade_id}"
+        )
 
 
 def notice_lead_seconds() -> int:

@@ -50,7 +50,7 @@ def begin_customer(
         deferred = check_window(event, windows=windows, now=now or datetime.now(UTC))
         if deferred is not None:
             return deferred
-    action, row, parameters = runs.claim_customer(int(event["logId"]))
+    action, row, parameters = runs.claim_customer(int(event["logId"]), int(event["upgradeId"]))
     upgrading = row["operation"] == "upgrade"
     return {
         "action": action,
@@ -271,5 +271,5 @@ def finish_customer(event: State, *, runs: RunRepository, release_windows: Windo
     plain = status == "completed" and upgrade_job is None and failed_job is None and slot_job is None
     helm_seconds = job.get("helmSeconds") if plain else None
     changed, row = runs.finish_customer(int(event["logId"]), status, output, error, release, helm_seconds=helm_seconds,
-                                        release_windows=release_windows)  # fmt: skip
+                                        release_windows=release_windows, upgrade_id=int(event["upgradeId"]))  # fmt: skip
     return {"logId": row["id"], "status": row["status"], "recorded": changed}
