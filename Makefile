@@ -66,14 +66,19 @@ typecheck: $(STAMP)
 validate: $(SAM_STAMP)
 	$(SAM_VENV)/bin/sam validate --lint
 
-build: $(SAM_STAMP)
-	PYENV_VERSION=3.11.7 $(SAM_VENV)/bin/sam build
+# ARCH: the functions' processor (template parameter Architecture, default arm64); the layers' Makefiles build their
+# wheels for it and the runtime's Python (LAMBDA_ARCHITECTURE, LAMBDA_PYTHON). Deploy with the same ARCH.
+ARCH ?= arm64
+LAMBDA_PYTHON := 3.12
+build: $(SAM_STAMP)  ## sam build for ARCH (default arm64; python3.12 on PATH: PYENV_VERSION=3.12.x with pyenv)
+	LAMBDA_ARCHITECTURE=$(ARCH) LAMBDA_PYTHON=$(LAMBDA_PYTHON) PYENV_VERSION=$${PYENV_VERSION:-3.12.1} \
+		$(SAM_VENV)/bin/sam build --parameter-overrides Architecture=$(ARCH)
 
-sam-local-image: $(STAMP)  ## a stand-in for public.ecr.aws/lambda/python:3.11-x86_64 (Debian + awslambdaric), cached
+sam-local-image: $(STAMP)  ## a stand-in for public.ecr.aws/lambda/python:3.12-<this machine> (Debian + CPython + awslambdaric), cached
 	$(BIN)/python -m upgradectl.samlocal image
 
 sam-invoke: $(STAMP) $(SAM_STAMP) postgres  ## sam build, then every function with every event through sam local invoke
-	SAM_EXECUTABLE=$(SAM_VENV)/bin/sam PYENV_VERSION=3.11.7 $(BIN)/python -m upgradectl.samlocal invoke
+	SAM_EXECUTABLE=$(SAM_VENV)/bin/sam $(BIN)/python -m upgradectl.samlocal invoke
 
 openapi: $(STAMP)  ## regenerate docs/openapi.json from the code
 	$(BIN)/python -m upgradectl.openapi > docs/openapi.json
