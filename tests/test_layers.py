@@ -2,8 +2,8 @@
 within its size budget, no package in both, every binary for the template's platform, the pins the tests run with.
 
 Sizes are unzipped (what Lambda's 250 MB limit counts and what each cold start's /opt holds), measured on the build
-`sam build` leaves in .aws-sam/build/<Layer>. Measured on 2026-12: SharedLayer 24.6 -> 27.6 MB (cp312 aarch64
-wheels), KubernetesLayer 100.3 -> 41.7 MB (without kubernetes/aio, aiohttp's family, tzdata, and the second copy of
+`sam build` leaves in .aws-sam/build/<Layer>. Measured on 2026-12: SharedLayer 24.6 -> 26.8 MB (cp312 aarch64
+wheels), KubernetesLayer 100.3 -> 40.1 MB (without kubernetes/aio, aiohttp's family, tzdata, and the second copy of
 pydantic, pydantic_core and typing_* the Shared layer already holds).
 """
 
@@ -51,8 +51,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_each_layer_stays_within_its_size_budget(built: dict[str, Path]):
-    """Breakages tried: kubernetes/aio kept (KubernetesLayer 83.4 MB > 48 MB); pydantic and pydantic-core added back
-    to layers/kubernetes/requirements.txt (49.4 MB > 48 MB)."""
+    """Breakage tried: kubernetes/aio kept (KubernetesLayer 80.6 MB > 48 MB). (pydantic and pydantic-core back in the
+    Kubernetes layer stay under it: test_no_package_is_in_both_layers catches that.)"""
     sizes = {layer: _size(folder) for layer, folder in built.items()}
     over = {
         layer: f"{sizes[layer] / MB:.1f} MB > {BUDGET[layer] / MB:.0f} MB"
@@ -73,7 +73,7 @@ def test_no_package_is_in_both_layers(built: dict[str, Path]):
 def test_every_binary_is_for_the_template_platform(built: dict[str, Path]):
     """Wheels for the machine that builds (x86_64, cp311) would not load on arm64's python3.12: every extension
     module is an ELF for the template's architecture, tagged with the runtime's CPython version. Breakage tried: the
-    layers' Makefile with LAMBDA_ARCHITECTURE ?= x86_64 (psycopg_binary, pydantic_core, yaml: EM_X86_64)."""
+    Shared layer's Makefile asking for x86_64 wheels when told arm64."""
     architecture, python = default_architecture(), runtime_python()
     wrong = []
     binaries = [p for folder in built.values() for p in folder.rglob("*.so*") if p.is_file()]
@@ -112,7 +112,7 @@ def test_the_kubernetes_layer_holds_the_versions_the_tests_run_with():
 
 def test_the_layer_makefiles_default_to_the_template_platform():
     """`sam build` gives a makefile build no architecture: each layer's Makefile defaults to the template's (and
-    `make build` / `make sam-invoke` pass the one they build for)."""
+    `make build` / `make sam-invoke` pass the one they build for). Breakage tried: LAMBDA_ARCHITECTURE ?= x86_64."""
     for layer in ("shared", "kubernetes"):
         makefile = (ROOT / "layers" / layer / "Makefile").read_text()
         assert f"LAMBDA_ARCHITECTURE ?= {default_architecture()}\n" in makefile, layer
