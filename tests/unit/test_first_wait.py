@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from upgrader.rollout.orchestration import MAX_FIRST_WAIT_SECONDS, first_wait_seconds
+from upgrader.rollout.orchestration import FIRST_LOOK_MARGIN_SECONDS, MAX_FIRST_WAIT_SECONDS, first_wait_seconds
 
 
 def test_nothing_recorded_waits_the_poll_interval():
     assert first_wait_seconds(None, 15) == 15
 
 
-def test_a_typical_duration_is_waited_rounded_down():
-    # a Job typically done after 42.7 s is first looked at after 42 s, never later than it likely ends
-    assert first_wait_seconds(42.7, 15) == 42
-    assert first_wait_seconds(3.0, 15) == 3
+def test_a_typical_duration_is_waited_rounded_up_with_a_margin():
+    # a Job typically done after 42.7 s is first looked at 2 s after 43 s: looked at any earlier, the typical Job is
+    # still running and costs a whole poll interval more (make bench, helm durations: 60 s Jobs, 15 s polls)
+    assert FIRST_LOOK_MARGIN_SECONDS == 2
+    assert first_wait_seconds(42.7, 15) == 45
+    assert first_wait_seconds(60.0, 15) == 62
+    assert first_wait_seconds(0.0, 15) == 2
 
 
 def test_the_first_wait_is_bounded():
