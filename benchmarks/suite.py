@@ -27,11 +27,11 @@ from upgrader.infra.settings import Settings
 from benchmarks import ROOT, api_latency, imports
 from benchmarks.rollouts import Rollout, rollout
 
-# List prices, us-east-1, 2026-11 (no free tier): Step Functions Standard per state transition;
-# Lambda per request and per GB-second (x86_64, the template's architecture).
+# List prices, us-east-1 (no free tier, first tier): Step Functions Standard per state transition; Lambda per
+# request and per GB-second on arm64, the template's default Architecture (x86_64: 0.0000166667, 25 % more).
 PRICE_TRANSITION = 0.025 / 1000
 PRICE_LAMBDA_REQUEST = 0.20 / 1_000_000
-PRICE_LAMBDA_GB_SECOND = 0.0000166667
+PRICE_LAMBDA_GB_SECOND = 0.0000133334
 STRATEGIES = ("all", "batch", "canary")
 
 
