@@ -15,6 +15,7 @@ name without our label (the real one, pulled) is left alone.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,9 +39,11 @@ DEBIAN_SUITE = "bookworm"
 # What the CPython build in /var/lang links to (ldd of its binary and lib-dynload; not tkinter's X11 and Tk).
 DEBIAN_LIBRARIES = ("ca-certificates", "libssl3", "libffi8", "libexpat1", "libsqlite3-0", "libncursesw6",
                     "libreadline8", "libbz2-1.0", "liblzma5", "zlib1g", "libuuid1", "libtirpc3", "libnsl2")  # fmt: skip
-# Left out of /var/lang: what no function imports and the real image does not ship either.
-PYTHON_LEFT_OUT = ("test", "idlelib", "tkinter", "turtledemo", "ensurepip", "site-packages", "config-*", "include",
-                   "share", "pkgconfig", "*.a", "2to3*", "idle*", "pydoc*", "python*-config")  # fmt: skip
+# Left out of /var/lang (paths under the CPython prefix; {v} its version): what no function imports and the real
+# image does not ship either. Only these paths: a name pattern would also drop the standard library's pydoc.py.
+PYTHON_LEFT_OUT = ("include", "share", "lib/pkgconfig", "lib/libpython{v}.a", "lib/python{v}/test",
+                   "lib/python{v}/idlelib", "lib/python{v}/tkinter", "lib/python{v}/turtledemo",
+                   "lib/python{v}/ensurepip", "lib/python{v}/site-packages", "lib/python{v}/config-{v}-*")  # fmt: skip
 PIP_PLATFORM = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 # The real image's configuration (docker inspect public.ecr.aws/lambda/python:3.11): SAM starts its emulator as the
@@ -141,6 +145,17 @@ def python_home(version: str, architecture: str) -> Path:
     return prefix
 
 
+def _left_out(home: Path, version: str) -> Callable[[str, list[str]], set[str]]:
+    """copytree's `ignore`: the names in a folder whose path under `home` matches PYTHON_LEFT_OUT."""
+    patterns = [pattern.format(v=version) for pattern in PYTHON_LEFT_OUT]
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        under = Path(folder).relative_to(home)
+        return {name for name in names if any(fnmatch.fnmatchcase(str(under / name), p) for p in patterns)}
+
+    return ignore
+
+
 def _build_rootfs(stand_in: StandIn, target: Path, *, log: bool) -> None:
     """Debian minbase + CPython's libraries (mmdebstrap), /var/lang the machine's CPython, /var/runtime with
     awslambdaric and boto3, as one tar."""
@@ -151,7 +166,7 @@ def _build_rootfs(stand_in: StandIn, target: Path, *, log: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sam-stand-in-") as tmp:
         lang = Path(tmp) / "lang"
-        shutil.copytree(home, lang, symlinks=True, ignore=shutil.ignore_patterns(*PYTHON_LEFT_OUT))
+        shutil.copytree(home, lang, symlinks=True, ignore=_left_out(home, stand_in.python))
         runtime = Path(tmp) / "runtime"
         subprocess.run(  # noqa: S603 - fixed arguments
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(runtime),
