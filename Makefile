@@ -72,7 +72,7 @@ ARCH ?= arm64
 LAMBDA_PYTHON := 3.12
 build: $(SAM_STAMP)  ## sam build for ARCH (default arm64; python3.12 on PATH: PYENV_VERSION=3.12.x with pyenv)
 	LAMBDA_ARCHITECTURE=$(ARCH) LAMBDA_PYTHON=$(LAMBDA_PYTHON) PYENV_VERSION=$${PYENV_VERSION:-3.12.1} \
-		$(SAM_VENV)/bin/sam build --parameter-overrides Architecture=$(ARCH)
+		$(SAM_VENV)/bin/sam build --no-cached --parameter-overrides Architecture=$(ARCH)  # the cache ignores ARCH
 
 sam-local-image: $(STAMP)  ## a stand-in for public.ecr.aws/lambda/python:3.12-<this machine> (Debian + CPython + awslambdaric), cached
 	$(BIN)/python -m upgradectl.samlocal image

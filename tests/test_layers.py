@@ -18,7 +18,12 @@ import pytest
 
 from tests.support.tools import require_tool
 from upgradectl.local.functions import ROOT
-from upgradectl.samlocal.lambda_platform import build_environment, default_architecture, runtime_python
+from upgradectl.samlocal.lambda_platform import (
+    build_environment,
+    default_architecture,
+    runtime_python,
+    sam_build_command,
+)
 
 MB = 1_000_000
 # Unzipped bytes. The goal of issue 23 is the Kubernetes layer under 80 MB; its budget leaves room for a few MB of
@@ -40,7 +45,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for layer in BUDGET:
         build_dir = tmp_path_factory.mktemp(layer)
         done = subprocess.run(
-            [sam, "build", layer, "--build-dir", str(build_dir), "--parameter-overrides", f"Architecture={architecture}"],
+            sam_build_command(sam, architecture, layer, build_dir),
             cwd=ROOT, env=build_environment(architecture, python), capture_output=True, text=True, timeout=900,
             check=False,
         )  # fmt: skip

@@ -76,5 +76,13 @@ def _pyenv_version(python: str, env: dict[str, str]) -> str | None:
     return max(found, key=lambda v: int(v.rsplit(".", 1)[1])) if found else None
 
 
-def sam_build_command(sam: str, architecture: str) -> list[str]:
-    return [sam, "build", "--parameter-overrides", f"Architecture={architecture}"]
+def sam_build_command(
+    sam: str, architecture: str, resource: str | None = None, build_dir: Path | None = None
+) -> list[str]:
+    """--no-cached: SAM's build cache keys a makefile layer by its source and a BuildArchitecture that is always
+    x86_64, not by LAMBDA_ARCHITECTURE, so samconfig.toml's `cached = true` could hand an arm64 build the x86_64
+    layers of the last local invoke (or the reverse)."""
+    only = [resource] if resource else []
+    into = ["--build-dir", str(build_dir)] if build_dir else []
+    # --parameter-overrides last: it takes every word after it
+    return [sam, "build", *only, *into, "--no-cached", "--parameter-overrides", f"Architecture={architecture}"]
