@@ -8,7 +8,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: sam-local-image sam-invoke setup run run-real real-cluster-build test-real test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput clean postgres rds-ca-bundle mutants
+.PHONY: bench-helm cold-starts sam-local-image sam-invoke setup run run-real real-cluster-build test-real test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput clean postgres rds-ca-bundle mutants
 
 $(STAMP): requirements-dev.txt constraints.txt layers/shared/requirements.txt layers/kubernetes/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,12 @@ rds-ca-bundle: $(STAMP)  ## regenerate the Amazon RDS / RDS Proxy CA bundle of t
 
 bench: $(STAMP) postgres  ## one table of ratios, measured in one run (about 15 minutes; not in CI)
 	$(BIN)/python -m benchmarks.suite
+
+bench-helm: $(STAMP) postgres  ## make bench's helm durations alone: 20 s and 60 s Jobs, default polls, N=500 (about 1.5 h)
+	$(BIN)/python -m benchmarks.suite --only helm
+
+cold-starts: $(STAMP)  ## each function's import inside the Lambda image (after make sam-invoke's build), with bench's floor
+	$(BIN)/python -m benchmarks.cold_starts
 
 bench-large: $(STAMP) postgres  ## a 10,000-customer simulated rollout, every customer accounted for (not in CI)
 	$(BIN)/python -m benchmarks.large
