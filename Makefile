@@ -8,7 +8,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: docs docs-serve docs-reference sam-local-image sam-invoke setup run run-real real-cluster-build test-real test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput bench-preflight clean postgres rds-ca-bundle mutants
+.PHONY: bench-helm cold-starts docs docs-serve docs-reference sam-local-image sam-invoke setup run run-real real-cluster-build test-real test test-fast lint format typecheck validate build openapi event-schemas bench bench-large bench-throughput bench-preflight clean postgres rds-ca-bundle mutants
 
 $(STAMP): requirements-dev.txt constraints.txt layers/shared/requirements.txt layers/kubernetes/requirements.txt pyproject.toml
 	@echo "setting up $(VENV) (first time: a few minutes; pip's output in $(VENV)/install.log)"
@@ -68,14 +68,19 @@ typecheck: $(STAMP)
 validate: $(SAM_STAMP)
 	$(SAM_VENV)/bin/sam validate --lint
 
-build: $(SAM_STAMP)
-	PYENV_VERSION=3.11.7 $(SAM_VENV)/bin/sam build
+# ARCH: the functions' processor (template parameter Architecture, default arm64); the layers' Makefiles build their
+# wheels for it and the runtime's Python (LAMBDA_ARCHITECTURE, LAMBDA_PYTHON). Deploy with the same ARCH.
+ARCH ?= arm64
+LAMBDA_PYTHON := 3.12
+build: $(SAM_STAMP)  ## sam build for ARCH (default arm64; python3.12 on PATH: PYENV_VERSION=3.12.x with pyenv)
+	LAMBDA_ARCHITECTURE=$(ARCH) LAMBDA_PYTHON=$(LAMBDA_PYTHON) PYENV_VERSION=$${PYENV_VERSION:-3.12.1} \
+		$(SAM_VENV)/bin/sam build --no-cached --parameter-overrides Architecture=$(ARCH)  # the cache ignores ARCH
 
-sam-local-image: $(STAMP)  ## a stand-in for public.ecr.aws/lambda/python:3.11-x86_64 (Debian + awslambdaric), cached
+sam-local-image: $(STAMP)  ## a stand-in for public.ecr.aws/lambda/python:3.12-<this machine> (Debian + CPython + awslambdaric), cached
 	$(BIN)/python -m upgradectl.samlocal image
 
 sam-invoke: $(STAMP) $(SAM_STAMP) postgres  ## sam build, then every function with every event through sam local invoke
-	SAM_EXECUTABLE=$(SAM_VENV)/bin/sam PYENV_VERSION=3.11.7 $(BIN)/python -m upgradectl.samlocal invoke
+	SAM_EXECUTABLE=$(SAM_VENV)/bin/sam $(BIN)/python -m upgradectl.samlocal invoke
 
 docs-reference: $(STAMP)  ## regenerate docs/reference/*.md (API, CLI, events, configuration) from the code
 	$(BIN)/python -m upgradectl.docs_site.reference
@@ -97,6 +102,12 @@ rds-ca-bundle: $(STAMP)  ## regenerate the Amazon RDS / RDS Proxy CA bundle of t
 
 bench: $(STAMP) postgres  ## one table of ratios, measured in one run (about 15 minutes; not in CI)
 	$(BIN)/python -m benchmarks.suite
+
+bench-helm: $(STAMP) postgres  ## make bench's helm durations alone: 20 s and 60 s Jobs, default polls, N=500 (about 1.5 h)
+	$(BIN)/python -m benchmarks.suite --only helm
+
+cold-starts: $(STAMP)  ## each function's import inside the Lambda image (after make sam-invoke's build), with bench's floor
+	$(BIN)/python -m benchmarks.cold_starts
 
 bench-large: $(STAMP) postgres  ## a 10,000-customer simulated rollout, every customer accounted for (not in CI)
 	$(BIN)/python -m benchmarks.large

@@ -22,14 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from upgrader.infra.settings import Settings
+
 from benchmarks import ROOT, api_latency, imports
 from benchmarks.rollouts import Rollout, rollout
 
-# List prices, us-east-1, 2026-11 (no free tier): Step Functions Standard per state transition;
-# Lambda per request and per GB-second (x86_64, the template's architecture).
+# List prices, us-east-1 (no free tier, first tier): Step Functions Standard per state transition; Lambda per
+# request and per GB-second on arm64, the template's default Architecture (x86_64: 0.0000166667, 25 % more).
 PRICE_TRANSITION = 0.025 / 1000
 PRICE_LAMBDA_REQUEST = 0.20 / 1_000_000
-PRICE_LAMBDA_GB_SECOND = 0.0000166667
+PRICE_LAMBDA_GB_SECOND = 0.0000133334
 STRATEGIES = ("all", "batch", "canary")
 
 
@@ -122,7 +124,7 @@ def _waves(run: Rollout) -> str:
     return "+".join(str(w) for w in run.waves) if len(run.waves) <= 4 else f"{len(run.waves)} waves"
 
 
-def per_customer(runs: dict[str, Rollout], job_seconds: float) -> list[Line]:
+def per_customer(runs: dict[str, Rollout], job_seconds: float, poll_seconds: int = 1) -> list[Line]:
     """Transitions and Lambda invocations per customer, and what 1,000 customers cost at list prices."""
     memory = lambda_memory_mb()
     lines: list[Line] = []
@@ -135,10 +137,39 @@ def per_customer(runs: dict[str, Rollout], job_seconds: float) -> list[Line]:
         lines.append(Line("cost", f"{strategy}: state transitions / Lambda invocations per customer",
                           f"{run.transitions / n:.1f} / {run.invocations / n:.1f}"))  # fmt: skip
         lines.append(Line(
-            "cost", f"{strategy}: $ per 1,000 customers ({job_seconds:g} s Jobs, 1 s poll)",
+            "cost", f"{strategy}: $ per 1,000 customers ({job_seconds:g} s Jobs, {poll_seconds} s poll)",
             f"${transitions_cost + requests_cost + duration_cost:.3f} = ${transitions_cost:.3f} transitions"
             f" + ${requests_cost:.4f} requests + ${duration_cost:.3f} duration",
         ))  # fmt: skip
+    return lines
+
+
+def helm_durations(customers: int, concurrency: int, job_seconds: list[float], strategies: list[str]) -> list[Line]:
+    """Efficiency and cost with Jobs as long as real helm upgrades (20 s, 60 s) and the product's default poll
+    settings (JOB_POLL_SECONDS and the learned first wait, as deployed): what a customer costs beyond its Job."""
+    poll = int(Settings.model_fields["job_poll_seconds"].default)
+    lines: list[Line] = []
+    for seconds in job_seconds:
+        for strategy in strategies:
+            run = rollout(strategy, customers, job_seconds=seconds, poll_seconds=poll, concurrency=concurrency,
+                          progress=f"helm durations ({seconds:g} s Jobs, {poll} s poll)")  # fmt: skip
+            ideal = run.ideal_seconds(concurrency, seconds)
+            measured = run.seconds - run.gate_seconds
+            ratio = ideal / measured
+            accounted = run.upgrade["completed"] == customers
+            goal = ">= 0.9" if seconds >= 60 else ""
+            lines.append(Line(
+                "helm durations", f"{strategy}: T_ideal / T_measured ({seconds:g} s Jobs, {poll} s poll, N={customers}, "
+                f"concurrency {concurrency})", f"{ideal:.0f} s / {measured:.0f} s = {ratio:.2f}", goal,
+                _verdict(ratio >= 0.9 if goal else None) if accounted else f"only {run.upgrade['completed']} completed",
+            ))  # fmt: skip
+            checks = run.lambdas.invocations["check_helm_job"] / customers
+            lines.append(Line("helm durations", f"{strategy}: CheckHelmJob looks per customer ({seconds:g} s Jobs)",
+                              f"{checks:.2f}"))  # fmt: skip
+            lines += [
+                Line("helm durations", line.measure, line.value)
+                for line in per_customer({strategy: run}, seconds, poll)
+            ]
     return lines
 
 
@@ -219,7 +250,7 @@ def _attempt(name: str, step: Callable[[], list[Line]]) -> list[Line]:
     return []
 
 
-_SECTIONS = {"sql": "SQL", "api": "API", "saving": "learned wait"}
+_SECTIONS = {"sql": "SQL", "api": "API", "saving": "learned wait", "helm": "helm durations"}
 
 
 # ------------------------------------------------------------------------------------------- output
@@ -247,12 +278,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--job-seconds", type=float, default=1.0)
     parser.add_argument("--api", type=int, default=10_000, help="API latency: inventory size")
-    parser.add_argument("--only", nargs="+", choices=("history", "efficiency", "saving", "sql", "api", "import"))
+    parser.add_argument(
+        "--helm-seconds",
+        type=float,
+        nargs="+",
+        default=[20.0, 60.0],
+        help="helm durations: Job lengths, with the default poll settings (default 20 60)",
+    )
+    parser.add_argument(
+        "--helm-strategies",
+        nargs="+",
+        choices=STRATEGIES,
+        default=["all"],
+        help="helm durations: strategies (default all; each 60 s run takes about an hour)",
+    )
+    parser.add_argument("--only", nargs="+",
+                        choices=("history", "efficiency", "saving", "sql", "api", "import", "helm"))  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.large, args.efficiency, args.api = 40, 40, 500
     started = time.monotonic()
-    wanted = set(args.only or ("history", "efficiency", "saving", "sql", "api", "import"))
+    wanted = set(args.only or ("history", "efficiency", "saving", "sql", "api", "import", "helm"))
     lines: list[Line] = []
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("api", lambda: api(args.api)),
@@ -262,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         ("import", lambda: cold_imports(3)),
     ]
     steps.append(("efficiency", lambda: _efficiency_and_cost(args)))
+    steps.append(("helm", lambda: helm_durations(args.efficiency, args.concurrency, args.helm_seconds,
+                                                 args.helm_strategies)))  # fmt: skip
     for name, step in steps:
         if name in wanted:
             progress(f"{name} ...")
@@ -269,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             for line in found:
                 progress(f"  {line.measure}: {line.value} {line.verdict}")
             lines += found
-    order = ("history", "harness", "efficiency", "learned wait", "cost", "SQL", "API", "import")
+    order = ("history", "harness", "efficiency", "learned wait", "cost", "helm durations", "SQL", "API", "import")
     lines.sort(key=lambda line: order.index(line.section))
     print_table(lines, started, args)
     return 0

@@ -197,9 +197,11 @@ def test_every_function_folder_has_a_resource_and_every_resource_its_folder(temp
 def test_kubernetes_layer_only_on_cluster_workers(template: dict[str, Any]) -> None:
     layers = resources_of(template, "AWS::Serverless::LayerVersion")
     assert {"SharedLayer", "KubernetesLayer"} <= set(layers)
+    runtime = template["Globals"]["Function"]["Runtime"]
     for name in ("SharedLayer", "KubernetesLayer"):
-        assert layers[name]["Properties"]["CompatibleRuntimes"] == ["python3.11"]
-        assert layers[name]["Metadata"]["BuildMethod"] == "python3.11"
+        assert layers[name]["Properties"]["CompatibleRuntimes"] == [runtime]
+        assert layers[name]["Properties"]["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
+        assert layers[name]["Metadata"]["BuildMethod"] == "makefile"  # layers/*/Makefile: wheels for Architecture
 
     for folder, (logical_id, res) in functions_by_folder(template).items():
         attached = {layer["Ref"] for layer in res["Properties"].get("Layers", [])}

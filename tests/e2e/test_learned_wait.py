@@ -55,7 +55,8 @@ def test_first_look_at_a_running_job_waits_the_learned_helm_duration(stack, make
     # When the next upgrade of the component runs (a 1 s Job, a poll interval of 0)
     second = deploy(component="api", version="v1.3.0", healthCheck={"enabled": False})
     assert stack.wait_execution(second["jobId"])["status"] == "SUCCEEDED"
-    # Then its first look at the Job waits the learned 4 s (the Wait state reads firstWaitSeconds) ...
+    # Then its first look at the Job waits the learned 4 s (the Wait state reads firstWaitSeconds; no margin with a
+    # poll interval of 0: an early look costs nothing) ...
     assert check_calls[0]["job"]["firstWaitSeconds"] == LEARNED_SECONDS
     # ... so one look finds the Job finished, where polling at 0 s looks many times while it runs
     assert len(check_calls) == 1

@@ -3,6 +3,7 @@ real image never replaced. The build itself runs in test_sam_invoke.py's end-to-
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from upgradectl.samlocal import image
 from upgradectl.samlocal.image import LABEL, StandIn, build_stand_in
+from upgradectl.samlocal.lambda_platform import host_architecture
 
 
 class FakeEngine:
@@ -44,7 +46,8 @@ def test_a_cached_root_file_system_is_imported_under_the_name_sam_looks_for(cach
     engine = FakeEngine(labels=None)
     assert build_stand_in(engine, stand_in) == "imported"  # type: ignore[arg-type]
     [(rootfs, name, changes)] = engine.imported
-    assert name == "public.ecr.aws/lambda/python:3.11-x86_64"
+    # the template's runtime (python3.12), the machine's architecture (its containers run here)
+    assert name == f"public.ecr.aws/lambda/python:3.12-{host_architecture()}"
     assert rootfs == stand_in.folder / "rootfs.tar"
     assert f"LABEL {LABEL}={stand_in.key}" in changes
     assert 'ENTRYPOINT ["/lambda-entrypoint.sh"]' in changes and "WORKDIR /var/task" in changes
@@ -69,3 +72,28 @@ def test_the_key_follows_what_goes_into_the_image(tmp_path: Path, monkeypatch: p
     pins.write_text(image.REQUIREMENTS.read_text().replace("awslambdaric==", "awslambdaric>="))
     monkeypatch.setattr(image, "REQUIREMENTS", pins)
     assert StandIn().key != before
+
+
+def test_only_the_named_paths_of_the_python_build_are_left_out(tmp_path: Path):
+    """Breakage tried: name patterns (shutil.ignore_patterns "pydoc*", "test", ...): the standard library's pydoc.py
+    went too, and every cluster worker raised ModuleNotFoundError: No module named 'pydoc' (the kubernetes client
+    imports it) in the sam-invoke run."""
+    home = tmp_path / "3.12.1"
+    stdlib = home / "lib" / "python3.12"
+    for path in ("pydoc.py", "pydoc_data/topics.py", "test/test_os.py", "site-packages/x.py", "unittest/test/a.py",
+                 "config-3.12-x86_64-linux-gnu/Makefile", "json/__init__.py"):  # fmt: skip
+        (stdlib / path).parent.mkdir(parents=True, exist_ok=True)
+        (stdlib / path).write_text("")
+    (home / "include" / "python3.12").mkdir(parents=True)
+    (home / "bin").mkdir()
+    (home / "bin" / "pydoc3.12").write_text("")
+    copy = tmp_path / "lang"
+    shutil.copytree(home, copy, ignore=image._left_out(home, "3.12"))
+    kept = sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file())
+    assert kept == [
+        "bin/pydoc3.12",
+        "lib/python3.12/json/__init__.py",
+        "lib/python3.12/pydoc.py",
+        "lib/python3.12/pydoc_data/topics.py",
+        "lib/python3.12/unittest/test/a.py",
+    ]

@@ -18,6 +18,7 @@ from upgradectl.samlocal.eventcheck import event_problems
 from upgradectl.samlocal.expectations import EXPECTED, OVERRIDES, judge
 from upgradectl.samlocal.image import StandIn, build_stand_in
 from upgradectl.samlocal.invoke import EVENTS, Invocation, invoke_all, plan
+from upgradectl.samlocal.lambda_platform import build_environment, host_architecture, runtime_python, sam_build_command
 
 SAM = os.environ.get("SAM_EXECUTABLE") or str(ROOT / ".venv-sam" / "bin" / "sam")
 
@@ -66,8 +67,10 @@ def _invoke(args: argparse.Namespace, engine: ContainerEngine, invocations: list
               "containers the host network, so they cannot reach the local stack on 127.0.0.1 (README: Test with "
               "sam local invoke)", file=sys.stderr)  # fmt: skip
         return 2
-    if not args.no_build:
-        subprocess.run([SAM, "build"], cwd=ROOT, check=True, env={**os.environ, "SAM_CLI_TELEMETRY": "0"})  # noqa: S603
+    architecture, python = host_architecture(), runtime_python()
+    if not args.no_build:  # the layers' wheels for this machine's architecture: its containers run here
+        subprocess.run(sam_build_command(SAM, architecture), cwd=ROOT, check=True,  # noqa: S603
+                       env=build_environment(architecture, python))  # fmt: skip
     print(f"sam-local: {StandIn().name}: {build_stand_in(engine, log=False)} ({engine.name})", flush=True)
     with tempfile.TemporaryDirectory(prefix="sam-events-") as tmp, local_stack() as stack:
         events = _local_events(args.events, Path(tmp))
@@ -76,7 +79,7 @@ def _invoke(args: argparse.Namespace, engine: ContainerEngine, invocations: list
             done: list[Invocation] = []
             for stage in stages:
                 batch = [i for i in invocations if EXPECTED[i.event].stage == stage]
-                done += invoke_all(batch, stack, sam=SAM, docker_host=served.docker_host,
+                done += invoke_all(batch, stack, sam=SAM, docker_host=served.docker_host, architecture=architecture,
                                    parallel=args.parallel if stage == 0 else 1, events=events)  # fmt: skip
     for invocation in done:
         invocation.problem = invocation.problem or judge(invocation.answer, EXPECTED[invocation.event])

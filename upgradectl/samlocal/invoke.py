@@ -118,13 +118,15 @@ def parse_answer(stdout: str) -> Any:
 
 
 def invoke(
-    invocation: Invocation, *, sam: str, env_file: Path, docker_host: str | None, events: Path = EVENTS
-) -> Invocation:
+    invocation: Invocation, *, sam: str, env_file: Path, docker_host: str | None, architecture: str,
+    events: Path = EVENTS,
+) -> Invocation:  # fmt: skip
     env = {**os.environ, "SAM_CLI_TELEMETRY": "0", **({"DOCKER_HOST": docker_host} if docker_host else {})}
     began = time.monotonic()
     done = subprocess.run(  # noqa: S603 - fixed arguments
         [sam, "local", "invoke", invocation.logical_id, "--event", str(events / f"{invocation.event}.json"),
-         "--env-vars", str(env_file), "--skip-pull-image", "--template", str(ROOT / ".aws-sam" / "build" / "template.yaml")],
+         "--env-vars", str(env_file), "--skip-pull-image", "--template", str(ROOT / ".aws-sam" / "build" / "template.yaml"),
+         "--parameter-overrides", f"Architecture={architecture}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     invocation.seconds = time.monotonic() - began
@@ -151,8 +153,8 @@ def plan(events: Path = EVENTS, ids: Mapping[str, str] | None = None) -> list[In
 
 
 def invoke_all(
-    invocations: list[Invocation], stack: StackEndpoints, *, sam: str, docker_host: str | None, parallel: int = 2,
-    events: Path = EVENTS,
+    invocations: list[Invocation], stack: StackEndpoints, *, sam: str, docker_host: str | None, architecture: str,
+    parallel: int = 2, events: Path = EVENTS,
 ) -> list[Invocation]:  # fmt: skip
     """Invoke each (up to `parallel` at once: distinct containers, distinct loopback ports)."""
     with tempfile.TemporaryDirectory(prefix="sam-env-") as tmp:
@@ -161,7 +163,9 @@ def invoke_all(
         with ThreadPoolExecutor(max_workers=parallel) as pool:
             return list(
                 pool.map(
-                    lambda i: invoke(i, sam=sam, env_file=env_file, docker_host=docker_host, events=events),
+                    lambda i: invoke(
+                        i, sam=sam, env_file=env_file, docker_host=docker_host, architecture=architecture, events=events
+                    ),
                     invocations,
                 )
             )

@@ -6,6 +6,7 @@ the helm Jobs (blue-green ones in `bluegreen_steps`, restoring ones in `rollback
 """
 
 from upgrader.rollout.orchestration.customer_steps import (
+    FIRST_LOOK_MARGIN_SECONDS,
     MAX_FIRST_WAIT_SECONDS,
     begin_customer,
     finish_customer,
@@ -24,7 +25,7 @@ from upgrader.rollout.orchestration.parent_steps import (
 from upgrader.rollout.orchestration.state import MAX_OUTAGE_SECONDS, State
 
 __all__ = [
-    "MAX_FIRST_WAIT_SECONDS", "MAX_OUTAGE_SECONDS", "State", "await_continue", "await_window", "begin_customer",
+    "FIRST_LOOK_MARGIN_SECONDS", "MAX_FIRST_WAIT_SECONDS", "MAX_OUTAGE_SECONDS", "State", "await_continue", "await_window", "begin_customer",
     "check_helm_job", "check_rollout", "evaluate_wave", "finalize_run", "finish_customer", "first_wait_seconds",
     "prepare_run", "prepare_wave", "start_helm_job",
 ]  # fmt: skip
