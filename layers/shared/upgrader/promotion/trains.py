@@ -10,7 +10,7 @@ is exactly `compatibility.violations`'s (tests/unit/test_trains.py compares them
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
@@ -19,7 +19,7 @@ from upgrader.contract.base import VERSION_PATTERN, StrictModel, Version
 from upgrader.contract.registered import Component
 from upgrader.infra.components import REGISTRY
 from upgrader.infra.errors import InvalidValue
-from upgrader.rollout.compatibility import IncompatibleVersions, Rule, Violation, refusal, within
+from upgrader.rollout.compatibility import IncompatibleVersions, Rule, refusal, violations_of_changes
 
 _VERSION = re.compile(VERSION_PATTERN)
 
@@ -70,32 +70,8 @@ def train_components(value: object, field: str = "components") -> dict[str, str]
     return {str(c): str(v) for c, v in value.items()}
 
 
-def train_violations(
-    rules: Iterable[Rule], customer_id: str, versions: Mapping[str, str], changes: Mapping[str, str]
-) -> list[Violation]:
-    """The rules broken by moving this customer's components to `changes` all at once (what it runs:
-    `versions`). A rule is checked when it concerns a component of the train, on the versions after it."""
-    after = {**versions, **changes}
-    found: list[Violation] = []
-    for rule in rules:
-        if rule.kind == "upgrade_from":
-            new = changes.get(rule.component)
-            if new is None or within(new, rule.versions) is not True:
-                continue
-            before = versions.get(rule.component)
-            if within(before, rule.requires_versions) is not True:
-                found.append(Violation(customer_id, rule, f"{rule.component} would go from {before or 'unknown'} "
-                                                          f"to {new}"))  # fmt: skip
-            continue
-        if rule.component not in changes and rule.requires_component not in changes:
-            continue
-        if within(after.get(rule.component), rule.versions) is not True:
-            continue
-        required = after.get(str(rule.requires_component))
-        if within(required, rule.requires_versions) is not True:
-            found.append(Violation(customer_id, rule, f"{rule.component} {after.get(rule.component)} with "
-                                                      f"{rule.requires_component} {required or 'unknown'}"))  # fmt: skip
-    return found
+# The compatibility rules on a train's whole set: the one rule of upgrader.rollout.compatibility, for several changes.
+train_violations = violations_of_changes
 
 
 def train_in_words(changes: Mapping[str, str]) -> str:

@@ -176,18 +176,28 @@ def violations(
     rules: Iterable[Rule], customer_id: str, versions: Mapping[str, str], component: str, new_version: str
 ) -> list[Violation]:
     """The rules broken by moving this customer's `component` from what it runs (`versions`) to `new_version`."""
-    before = versions.get(component)
-    after = {**versions, component: new_version}
+    return violations_of_changes(rules, customer_id, versions, {component: new_version})
+
+
+def violations_of_changes(
+    rules: Iterable[Rule], customer_id: str, versions: Mapping[str, str], changes: Mapping[str, str]
+) -> list[Violation]:
+    """The rules broken by moving this customer's components to `changes` all at once (what it runs: `versions`):
+    one component (a deploy), or several (a release train, `upgrader.promotion.trains`). A rule is checked when it
+    concerns a changed component, on the versions after the change."""
+    after = {**versions, **changes}
     found: list[Violation] = []
     for rule in rules:
         if rule.kind == "upgrade_from":
-            if rule.component != component or within(new_version, rule.versions) is not True:
+            new = changes.get(rule.component)
+            if new is None or within(new, rule.versions) is not True:
                 continue
+            before = versions.get(rule.component)
             if within(before, rule.requires_versions) is not True:
-                found.append(Violation(customer_id, rule, f"{component} would go from {before or 'unknown'} to "
-                                                          f"{new_version}"))  # fmt: skip
+                found.append(Violation(customer_id, rule, f"{rule.component} would go from {before or 'unknown'} "
+                                                          f"to {new}"))  # fmt: skip
             continue
-        if component not in (rule.component, rule.requires_component):
+        if rule.component not in changes and rule.requires_component not in changes:
             continue
         if within(after.get(rule.component), rule.versions) is not True:
             continue
