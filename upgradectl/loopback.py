@@ -25,9 +25,11 @@ credentials, makes no exception.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from email.message import Message
+
+from upgrader.infra.hosts import host_name as host_name  # re-exported: the loopback checks import it from here
+from upgrader.infra.hosts import is_loopback_host as is_loopback_host
 
 JSON = "application/json"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -42,32 +44,6 @@ class Refusal:
 
     def body(self) -> dict[str, str]:
         return {"error": self.error, "message": self.message}
-
-
-def host_name(host: str) -> str | None:
-    """The name of a Host header value (`localhost:3100` -> `localhost`, `[::1]:3100` -> `::1`); None if malformed."""
-    if host.startswith("["):
-        name, bracket, rest = host[1:].partition("]")
-        if not bracket or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
-            return None
-        return name
-    name, colon, port = host.partition(":")
-    if colon and not port.isdigit():
-        return None
-    return name
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """Whether a Host header names this machine's loopback interface (a name no DNS answer can change)."""
-    name = host_name((host or "").strip().lower())
-    if not name:
-        return False
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def same_origin(origin: str, host: str) -> bool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import ipaddress
 import json
 import re
 import ssl
@@ -41,6 +40,7 @@ from upgrader.images.registry import (
     Resolution,
     Resolved,
 )
+from upgrader.infra.hosts import is_loopback_host
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_TOKEN_BYTES = 64 * 1024
@@ -65,18 +65,6 @@ class Answer:
     body: bytes
 
 
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost (a port after the host is ignored)."""
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
-    name = name.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 class DistributionRegistry:
     """`ImageRegistry` over HTTP(S): TLS to every registry, plain HTTP only to loopback ones (the tests' and
     the local stack's)."""
@@ -87,7 +75,7 @@ class DistributionRegistry:
         *,
         timeout: float = 5.0,
         ca_file: str | None = None,
-        plain_http: Callable[[str], bool] = is_loopback,
+        plain_http: Callable[[str], bool] = is_loopback_host,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._credentials = dict(credentials or {})
@@ -216,7 +204,7 @@ class DistributionRegistry:
         if (
             url.scheme not in ("https", "http")
             or not url.netloc
-            or (url.scheme == "http" and not is_loopback(url.netloc))
+            or (url.scheme == "http" and not is_loopback_host(url.netloc))
         ):
             raise RegistryUnauthorized(host, self._source(reference), f"the token realm {realm!r} is not an https URL")
         query = urllib.parse.urlencode([(k, v) for k, v in (("service", service), ("scope", scope)) if v])
