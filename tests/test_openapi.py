@@ -112,7 +112,7 @@ def test_every_error_status_has_the_error_schema_and_every_status_is_listed(name
         else:
             assert schema != ERROR_REF, (name, code)
     error = DOC["components"]["schemas"]["ErrorResponse"]
-    assert error["required"] == ["message"] and {"message", "error", "errors", "incompatible"} == set(
+    assert error["required"] == ["message"] and {"message", "error", "errors", "incompatible", "promotion"} == set(
         error["properties"]
     )
     assert not {"HTTPValidationError", "ValidationError"} & set(DOC["components"]["schemas"])

@@ -64,6 +64,7 @@ def deploy(
             rules=factory.rules(),
             workflow=factory.workflow(),
             settings=settings,
+            promotion=factory.promotion_gate(),
             now=factory.clock().now(),
         )
         logger.info("upgrade started", extra={"upgrade_id": result.upgrade_id, "job_id": result.job_id})

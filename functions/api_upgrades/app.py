@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 from upgrader import factory
 from upgrader.api import service
-from upgrader.api.http import build_resolver
+from upgrader.api.http import build_resolver, caller_identity
 from upgrader.contract.base import CUSTOMER_ID_PATTERN, DIGITS, UPGRADE_ID_PATTERN
 from upgrader.contract.customer_models import PlanResponse
 from upgrader.contract.models import (
@@ -117,6 +117,8 @@ def plan(request: Annotated[DeployRequest, Body(description="the deploy request 
         inventory=factory.inventory(),
         rules=factory.rules(),
         settings=get_settings(),
+        promotion=factory.promotion_gate(),
+        requested_by=caller_identity(router),
         now=factory.clock().now(),
     )
 

@@ -64,6 +64,7 @@ DEPLOY = {"component": "api", "version": "v1.2.0", "strategy": "canary", "canary
 DEPLOY_EXAMPLES: dict[str, Any] = {
     "steps": {"component": "api", "version": "v1.2.0", "strategy": "progressive", "steps": [10, 50, 100]},
     "customerIds": {**DEPLOY, "customerIds": ["cust_0001", "cust_0002"]},
+    "rings": {**DEPLOY, "rings": ["production", "staging"]},
 }
 
 

@@ -7,9 +7,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
+from upgrader.contract.models import DeployRequest
 from upgrader.infra.errors import InvalidValue
 from upgrader.promotion.evidence import RingEvidence, UpgradeTrace
-from upgrader.promotion.models import PromotionRuleRequest, RingTargets
+from upgrader.promotion.models import PromotionRuleRequest
 from upgrader.promotion.rings import RingOrder, UnknownRing
 from upgrader.promotion.rules import (
     Force,
@@ -17,6 +20,7 @@ from upgrader.promotion.rules import (
     PromotionRule,
     decide_promotion,
     default_rule,
+    force_of,
     require_promotion,
 )
 
@@ -194,21 +198,23 @@ def test_a_bad_rule_is_refused_naming_the_field(percent, bake, field):
 @pytest.mark.parametrize(("body", "field"), [({"minSuccessPercent": 101, "minBakeSeconds": 0}, "minSuccessPercent"),
                                               ({"minSuccessPercent": 90, "minBakeSeconds": -5}, "minBakeSeconds")])  # fmt: skip
 def test_the_rules_request_names_the_wire_field(body, field):
-    from pydantic import ValidationError
-
     with pytest.raises(ValidationError) as refused:
         PromotionRuleRequest.model_validate(body)
     assert [e["loc"] for e in refused.value.errors()] == [(field,)]
 
 
 def test_a_deploys_force_needs_its_reason_and_a_reason_needs_force():
-    assert RingTargets.model_validate({"force": True, "forceReason": "incident"}).override("me") == Force(
-        "incident", "me"
-    )
+    assert force_of(True, "incident", "me") == Force("incident", "me")
     with pytest.raises(InvalidValue) as no_reason:
-        RingTargets.model_validate({"force": True}).override("me")
+        force_of(True, None, "me")
     assert no_reason.value.field == "forceReason"
-    with pytest.raises(InvalidValue) as no_force:
-        RingTargets.model_validate({"forceReason": "why"}).override("me")
-    assert no_force.value.field == "forceReason"
-    assert RingTargets.model_validate({"rings": ["staging"]}).override("me") is None
+    assert force_of(False, None, "me") is None
+    request = {"component": "api", "version": "v2.0.0", "strategy": "all"}
+    for body, why in [({"force": True}, "force needs a reason"), ({"force": True, "forceReason": "  "}, "force needs"),
+                      ({"forceReason": "why"}, "without force")]:  # fmt: skip
+        with pytest.raises(ValidationError) as refused:
+            DeployRequest.model_validate({**request, **body})
+        # (pydantic names a defaulted field by its Python name; the API's 422 writes the wire name: test_rings_api)
+        assert [(to_camel(str(e["loc"][0])), why in e["msg"]) for e in refused.value.errors()] == [
+            ("forceReason", True)
+        ]

@@ -17,12 +17,17 @@ if TYPE_CHECKING:
     from upgrader.cluster.types import ClusterGateway, FleetReader
     from upgrader.fleet.discovery_rules import DiscoveryRules
     from upgrader.fleet.inventory import InventoryRepository
+    from upgrader.fleet.ring_labels import RingLabelRule
     from upgrader.fleet.sync_launcher import LambdaSyncLauncher
     from upgrader.fleet.syncs import SyncRepository
     from upgrader.infra.db import Database
     from upgrader.infra.workflow import StepFunctionsGateway
     from upgrader.notifications.publisher import EventBridgeChannel, OutboxRepository
     from upgrader.notifications.slack import SlackChannel
+    from upgrader.promotion.evidence_repository import EvidenceRepository
+    from upgrader.promotion.gate import PromotionGate
+    from upgrader.promotion.rings import RingOrder
+    from upgrader.promotion.rule_repository import PromotionRuleRepository
     from upgrader.rollout.compatibility import RuleRepository
     from upgrader.rollout.halts import WindowRelease
     from upgrader.rollout.helm_output import HelmOutputRepository
@@ -155,6 +160,53 @@ def discovery_rules() -> DiscoveryRules:
                             f"CUSTOMER_NAMESPACE_PATTERN): {exc}") from exc  # fmt: skip
 
 
+@lru_cache(maxsize=1)
+def ring_order() -> RingOrder:
+    """The rings, first to last (RING_ORDER): checked at cold start, a bad order names the setting."""
+    from upgrader.infra.errors import InvalidValue
+    from upgrader.infra.settings import SettingsError
+    from upgrader.promotion.rings import RingOrder
+
+    try:
+        return RingOrder.parse(get_settings().ring_order, "RING_ORDER")
+    except InvalidValue as exc:
+        raise SettingsError(f"invalid RING_ORDER: {exc}") from exc
+
+
+@lru_cache(maxsize=1)
+def ring_labels() -> RingLabelRule:
+    """Discovery's ring rule (CUSTOMER_RING_LABEL over RING_ORDER), checked at cold start."""
+    from upgrader.fleet.discovery_rules import RuleError
+    from upgrader.fleet.ring_labels import RingLabelRule
+    from upgrader.infra.settings import SettingsError
+
+    try:
+        return RingLabelRule(get_settings().customer_ring_label, ring_order())
+    except RuleError as exc:
+        raise SettingsError(f"invalid CUSTOMER_RING_LABEL: {exc}") from exc
+
+
+@lru_cache(maxsize=1)
+def evidence() -> EvidenceRepository:
+    from upgrader.promotion.evidence_repository import EvidenceRepository
+
+    return EvidenceRepository(database())
+
+
+@lru_cache(maxsize=1)
+def promotion_rules() -> PromotionRuleRepository:
+    from upgrader.promotion.rule_repository import PromotionRuleRepository
+
+    return PromotionRuleRepository(database())
+
+
+def promotion_gate() -> PromotionGate:
+    """The promotion gate of deploys and plans: the ring order, the evidence, the rules."""
+    from upgrader.promotion.gate import PromotionGate
+
+    return PromotionGate(ring_order(), evidence(), promotion_rules())
+
+
 def fleet_reader() -> FleetReader:
     """A new reader per sync (it counts that sync's requests), as the reader identity; loads the client."""
     from upgrader.cluster.access import build_fleet_reader
@@ -263,7 +315,8 @@ def reset() -> None:
     if database.cache_info().currsize:
         database().close()
     for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, reader_cluster, workflow, s3_client,
-                   inventory, rules, windows, clock, helm_outputs, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, slack_channel, notices, get_settings):  # fmt: skip
+                   inventory, rules, windows, clock, helm_outputs, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, slack_channel, notices,
+                   ring_order, ring_labels, evidence, promotion_rules, get_settings):  # fmt: skip
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()

@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from upgrader.infra.errors import InvalidValue, UpgradeError
+from upgrader.promotion.rules import NotPromoted
 from upgrader.rollout.compatibility import IncompatibleVersions
 
 logger = Logger()
@@ -119,6 +120,8 @@ def build_resolver() -> APIGatewayRestResolver:
             answer["errors"] = [{"field": exc.field, "message": exc.reason, "type": "value_error"}]
         if isinstance(exc, IncompatibleVersions):  # every customer and the rule it would break
             answer["incompatible"] = exc.customers
+        if isinstance(exc, NotPromoted):  # the ring refused and what its previous ring's evidence lacks
+            answer["promotion"] = exc.promotion.as_dict()
         return _json(exc.http_status, answer)
 
     @app.not_found

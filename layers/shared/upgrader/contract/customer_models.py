@@ -21,6 +21,7 @@ from upgrader.contract.base import (
     label_map_schema,
 )
 from upgrader.contract.models import Component
+from upgrader.contract.promotion_models import PromotionView
 from upgrader.infra.components import REGISTRY
 
 CustomerStatus = Literal["active", "suspended", "decommissioned"]
@@ -364,5 +365,10 @@ class PlanResponse(Model):
     respect_windows: bool = Field(default=False, description="customers start only inside their maintenance windows")
     active_upgrade: str | None = Field(
         description="an upgrade of this component that is active now: a deploy would be refused (409) until it ends"
+    )
+    promotions: list[PromotionView] = Field(
+        default_factory=list,
+        description="where the component has a promotion rule: the decision for each ring the plan reaches (a deploy "
+        "is refused with 422 NotPromoted unless every one is allowed); empty without a rule",
     )
     message: str

@@ -5,20 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
-from pydantic.alias_generators import to_snake
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic.alias_generators import to_camel, to_snake
 
 from upgrader.contract.base import (
     CHART_VERSION_PATTERN,
-    DNS_LABEL_PATTERN,
     FREE_TEXT_PATTERN,
     MAX_TARGETED_CUSTOMERS,
-    PORT_PATTERN,
     TIMESTAMP_PATTERN,
     WHOLE,
     CustomerId,
-    HttpPath,
     LabelKey,
     LabelValue,
     Model,
@@ -27,9 +23,29 @@ from upgrader.contract.base import (
     Version,
     label_map_schema,
 )
+from upgrader.contract.control_models import AbortRequest as AbortRequest
+from upgrader.contract.control_models import AbortResponse as AbortResponse
+from upgrader.contract.control_models import ContinueResponse as ContinueResponse
+from upgrader.contract.control_models import LeftOutCustomer as LeftOutCustomer
+from upgrader.contract.control_models import ResumeRequest as ResumeRequest
+from upgrader.contract.control_models import ResumeResponse as ResumeResponse
+from upgrader.contract.control_models import RollbackCustomerRequest as RollbackCustomerRequest
+from upgrader.contract.control_models import RollbackResponse as RollbackResponse
+from upgrader.contract.control_models import RollbackUpgradeRequest as RollbackUpgradeRequest
+from upgrader.contract.control_models import RollbackUpgradeResponse as RollbackUpgradeResponse
+from upgrader.contract.progress_models import Attempt as Attempt
+from upgrader.contract.progress_models import HelmOutput as HelmOutput
+from upgrader.contract.progress_models import HelmOutputResponse as HelmOutputResponse
+from upgrader.contract.progress_models import LogEntry as LogEntry
+from upgrader.contract.progress_models import LogsResponse as LogsResponse
+from upgrader.contract.progress_models import StatusResponse as StatusResponse
+from upgrader.contract.progress_models import WindowWait as WindowWait
+from upgrader.contract.promotion_models import PromotionView
 from upgrader.contract.registered import COMPONENTS_IN_WORDS, STRATEGIES_IN_WORDS
 from upgrader.contract.registered import Component as Component  # re-exported: the API's models name them
 from upgrader.contract.registered import Strategy as Strategy
+from upgrader.contract.run_options import FailureThreshold as FailureThreshold
+from upgrader.contract.run_options import HealthCheck as HealthCheck
 from upgrader.contract.strategies import REGISTRY as STRATEGIES
 from upgrader.infra.timestamps import iso as iso  # re-exported: the API modules format timestamps with it
 from upgrader.infra.vocabulary import UpgradeStatus as UpgradeStatus
@@ -37,65 +53,6 @@ from upgrader.infra.vocabulary import UpgradeStatus as UpgradeStatus
 StepGate = Literal["manual", "bake"]
 Progression = Literal["linear", "exponential"]
 MAX_STEPS = 20
-
-
-def _without_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
-
-
-_ONE_THRESHOLD = "failureThreshold takes exactly one of 'percent' or 'count'"
-
-
-class FailureThreshold(StrictModel):
-    """How many failed customers a wave tolerates before the upgrade halts: exactly one of the two."""
-
-    # The document says what the validators enforce: one key, and its value a number (never null).
-    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
-
-    percent: Annotated[float, Field(ge=0, le=100)] | SkipJsonSchema[None] = Field(
-        default=None, json_schema_extra=_without_default
-    )
-    count: Annotated[int, Field(ge=0, le=MAX_TARGETED_CUSTOMERS), WHOLE] | SkipJsonSchema[None] = Field(
-        default=None, json_schema_extra=_without_default
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_key(cls, data: Any) -> Any:
-        if isinstance(data, dict) and len(data) != 1:
-            raise ValueError(_ONE_THRESHOLD)
-        return data
-
-    @field_validator("percent", "count", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must be a number, not null")
-        return value
-
-    @model_validator(mode="after")
-    def _one_value(self) -> FailureThreshold:
-        if (self.percent is None) == (self.count is None):
-            raise ValueError(_ONE_THRESHOLD)
-        return self
-
-
-class HealthCheck(StrictModel):
-    """After helm: wait for the component's workloads to finish rolling out, optionally probe HTTP."""
-
-    enabled: bool = Field(default=True, description="check the rollout after helm (default on)")
-    timeout_seconds: Annotated[int, Field(ge=10, le=3600), WHOLE] = Field(
-        default=300, description="how long the rollout may take before the customer fails"
-    )
-    http_path: HttpPath | None = Field(
-        default=None, description="optional HTTP path probed through the Kubernetes service proxy, e.g. /healthz"
-    )
-    service: Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)] | None = Field(
-        default=None, description="service to probe (default: <release>-<component>)"
-    )
-    port: Annotated[str, StringConstraints(pattern=PORT_PATTERN)] = Field(
-        default="http", description="service port name or number"
-    )
 
 
 class DeployRequest(StrictModel):
@@ -205,12 +162,31 @@ class DeployRequest(StrictModel):
         description="leave out (recorded as skipped, the rule as the reason) the customers the new version would "
         "break a compatibility rule for; default: the deploy is refused (422) listing them",
     )
+    rings: (
+        Annotated[list[LabelValue], Field(min_length=1, max_length=20, json_schema_extra={"uniqueItems": True})] | None
+    ) = Field(
+        default=None,
+        description="only customers of these rings (GET /api/fleet lists the rings; default: every ring). Where "
+        "the component has a promotion rule, the version must have passed the ring before each targeted one "
+        "(422 NotPromoted otherwise)",
+    )
+    force: bool = Field(
+        default=False, description="start even where the promotion rule refuses (needs forceReason; recorded)"
+    )
+    force_reason: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=FREE_TEXT_PATTERN)] | None = (
+        Field(
+            default=None,
+            validate_default=True,
+            description="why the promotion rule is overridden (required with force, refused without); recorded with "
+            "the upgrade and shown",
+        )
+    )
 
-    @field_validator("customer_ids")
+    @field_validator("customer_ids", "rings")
     @classmethod
-    def _unique_customers(cls, value: list[str] | None) -> list[str] | None:
+    def _each_once(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
         if value is not None and len(set(value)) != len(value):
-            raise ValueError("customerIds contains duplicates")
+            raise ValueError(f"{to_camel(info.field_name or '')} contains duplicates")
         return value
 
     @field_validator("labels", mode="before")
@@ -221,6 +197,16 @@ class DeployRequest(StrictModel):
                 "an empty label filter would match every customer: give at least one label, or leave labels out "
                 "to target every active customer"
             )
+        return value
+
+    @field_validator("force_reason")
+    @classmethod
+    def _reason_goes_with_force(cls, value: str | None, info: ValidationInfo) -> str | None:
+        forced = info.data.get("force") is True
+        if forced and (value is None or not value.strip()):
+            raise ValueError("force needs a reason (it is recorded and shown)")
+        if not forced and value is not None:
+            raise ValueError("given without force: true")
         return value
 
     @field_validator("window_deadline")
@@ -268,230 +254,6 @@ class DeployResponse(Model):
         description="customers not upgraded, by reason: already_at_version, pinned, incompatible (recorded as "
         "skipped), suspended, decommissioned, not_matching",
     )
-
-
-class Attempt(Model):
-    job_id: str
-    attempt: int
-    status: str = Field(description="running, or how the execution ended (its final status, or reconciled)")
-    stop_reason: str | None
-    end_reason: str | None = Field(description="why it was ended by the reconciler")
-    requested_by: str | None
-    started_at: Timestamp | None
-    ended_at: Timestamp | None
-
-
-class WindowWait(Model):
-    customer_id: str
-    next_opening: str = Field(description="when its window opens with room for the expected duration")
-
-
-class StatusResponse(Model):
-    upgrade_id: str
-    component: str
-    version: str
-    from_version: str | None
-    strategy: str
-    total: int
-    completed: int
-    failed: int
-    in_progress: int
-    pending: int
-    skipped: int
-    rolled_back: int
-    status: str
-    awaiting_continue: bool
-    current_wave: int | None
-    total_waves: int
-    halt_reason: str | None
-    job_id: str | None
-    requested_by: str | None
-    parameters: dict[str, Any]
-    created_at: Timestamp
-    started_at: Timestamp | None
-    completed_at: Timestamp | None
-    chart_version: str | None = Field(
-        description="the chart version pinned for every customer; null: each release keeps its own"
-    )
-    waiting_for_lease: int = Field(
-        description="customers waiting their turn while another operation holds their release"
-    )
-    gate: str | None = Field(description="approval (canary, waiting for /continue) or bake (timed), when waiting")
-    gate_until: Timestamp | None = Field(description="when the bake ends")
-    attempts: list[Attempt] = Field(description="the upgrade's executions: the first, then one per resume")
-    continued_by: str | None = Field(
-        default=None, description="who released the canary gate (POST /continue), once someone did"
-    )
-    continued_at: Timestamp | None = Field(default=None, description="when the canary gate was released")
-    left_out: dict[str, int] = Field(
-        default_factory=dict,
-        description="customers the deploy left out and recorded as skipped, by reason (already_at_version, pinned, "
-        "incompatible, outside_window)",
-    )
-    blue_green: bool = Field(
-        default=False, description="the upgrade goes onto each customer's idle slot, then switches (blue-green)"
-    )
-    waiting_for_window: list[WindowWait] = Field(
-        default_factory=list,
-        description="customers waiting for their maintenance window (not started, holding no concurrency slot: a "
-        "later slice of their wave starts them at nextOpening), soonest first, at most 100",
-    )
-
-
-class LogEntry(Model):
-    model_config = ConfigDict(alias_generator=None)  # wire names: the columns, as the specification shows them
-
-    id: int
-    customer_id: str
-    component: str
-    from_version: str | None
-    to_version: str
-    status: str
-    started_at: Timestamp | None
-    completed_at: Timestamp | None
-    output: str | None
-    error: str | None
-    operation: str
-    wave: int
-    attempt: int
-    namespace: str | None
-    job_name: str | None
-    revision_before: int | None = Field(description="the release's revision before this helm operation")
-    revision_after: int | None = Field(description="the release's revision after it (read from the release)")
-    version_before: str | None = Field(description="the component's version the release held before")
-    version_after: str | None = Field(description="the component's version the release holds after")
-    chart_version: str | None = Field(description="the chart version this operation pinned")
-    rollback_of: int | None = Field(description="rollback rows: the id of the upgrade row it undoes")
-    waiting_for: str | None = Field(description="why this customer waits (another operation holds its release)")
-    left_out: str | None = Field(
-        default=None,
-        description="why the deploy left this customer out (already_at_version, pinned, incompatible); its wave "
-        "is then -1",
-    )
-
-
-class HelmOutput(Model):
-    job_name: str
-    stage: str = Field(description="the helm step: upgrade, rollback, restore, recover, slot, switch, finalize")
-    phase: str = Field(description="how the Job ended: succeeded or failed")
-    recorded_at: Timestamp
-    output: str = Field(description="the Job's pod log, redacted (secrets replaced by [redacted]), its tail bounded")
-
-
-class HelmOutputResponse(Model):
-    upgrade_id: str
-    log_id: str
-    customer_id: str
-    retention_days: int = Field(description="how long full outputs are kept (older ones are deleted)")
-    outputs: list[HelmOutput] = Field(description="one per helm Job of this log row, oldest first")
-
-
-class LogsResponse(Model):
-    upgrade_id: str
-    count: int = Field(description="entries in this page")
-    total: int = Field(description="entries matching the filter")
-    limit: int
-    offset: int
-    next_offset: int | None
-    logs: list[LogEntry]
-
-
-class AbortRequest(StrictModel):
-    rollback: bool = Field(default=False, description="also roll back the customers already upgraded")
-    reason: Annotated[str, StringConstraints(max_length=500, pattern=FREE_TEXT_PATTERN)] | None = Field(
-        default=None, description="why (recorded with who asked); no control characters"
-    )
-
-
-class AbortResponse(Model):
-    message: str
-    upgrade_id: str
-    status: str
-    halt_reason: str
-    rollback: bool
-    stopped_runs: list[str] = Field(description="executions told to start no further customer")
-
-
-_FORCE = (
-    "roll back even where the version restored would break a compatibility rule (default: refused, 422, "
-    "naming each customer and rule)"
-)
-
-
-class RollbackUpgradeRequest(StrictModel):
-    max_concurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(
-        default=None, description="helm rollbacks running at once (default: the upgrade's)"
-    )
-    force: bool = Field(default=False, description=_FORCE)
-
-
-class RollbackCustomerRequest(StrictModel):
-    force: bool = Field(default=False, description=_FORCE)
-
-
-class ResumeRequest(StrictModel):
-    """Go on with a halted, aborted or failed upgrade; every field is optional and overrides the upgrade's."""
-
-    max_concurrency: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(
-        default=None, description="Helm upgrades running at once within a wave"
-    )
-    failure_threshold: FailureThreshold | None = Field(
-        default=None, description="failed customers tolerated per wave before halting (the resumed run's budget)"
-    )
-    bake_seconds: Annotated[int, Field(ge=0, le=86_400), WHOLE] | None = Field(
-        default=None, description="wait between two waves"
-    )
-    auto_rollback: bool | None = Field(default=None, description="roll a failed customer back")
-    approval_timeout_seconds: Annotated[int, Field(ge=60, le=31_536_000), WHOLE] | None = Field(
-        default=None, description="canary: how long to wait for /continue"
-    )
-    health_check: HealthCheck | None = Field(default=None, description="post-upgrade checks")
-    retry_failed: bool = Field(
-        default=False, description="also retry customers that failed without their release being changed"
-    )
-
-
-class ResumeResponse(Model):
-    message: str
-    upgrade_id: str
-    job_id: str = Field(description="the new execution")
-    attempt: int
-    customers: int = Field(description="customers resumed")
-    status: str
-
-
-class LeftOutCustomer(Model):
-    customer_id: str
-    reason: str
-
-
-class RollbackUpgradeResponse(Model):
-    message: str
-    upgrade_id: str
-    job_id: str
-    customers: int
-    waves: list[int]
-    left_out: list[LeftOutCustomer] = Field(
-        description="customers the upgrade changed that are not rolled back, with the reason (e.g. upgraded "
-        "again since)"
-    )
-
-
-class ContinueResponse(Model):
-    message: str
-    upgrade_id: str
-    job_id: str
-
-
-class RollbackResponse(Model):
-    message: str
-    customer_id: str
-    namespace: str
-    upgrade_id: str
-    rollback_id: int = Field(description="id of the log row that records this rollback")
-    job_id: str
-    to_version: str | None
-    status: str
 
 
 class UpgradeSummary(Model):
@@ -559,4 +321,8 @@ class ErrorResponse(Model):
         default=None,
         description="422 IncompatibleVersions: each customer and the compatibility rule the change would break "
         "(customerId, ruleId, rule, detail)",
+    )
+    promotion: PromotionView | None = Field(
+        default=None,
+        description="422 NotPromoted: the ring refused, the ring before it, what its evidence lacks and since when",
     )

@@ -3,7 +3,7 @@ counts, and the candidates a deploy plans over. Each public method is one transa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,13 +45,16 @@ class InventoryRepository:
         self._db = db
 
     # ------------------------------------------------------------------------------------ reading
-    def deploy_candidates(self, component: str) -> list[Candidate]:
+    def deploy_candidates(
+        self, component: str, ring_of: Callable[[str | None], str | None] = lambda stored: stored
+    ) -> list[Candidate]:
         """Every customer with its version of `component` and its pin of it in force, in wave order
-        (customers labelled canary=true first, then by id)."""
+        (customers labelled canary=true first, then by id); `ring_of` turns its stored ring into its ring
+        (`RingOrder.ring_of`: none stored is the order's default)."""
         with self._db.transaction() as cur:
             cur.execute(
                 """
-                SELECT c.id, c.namespace, c.release_name, c.status, c.labels, c.chart_version, c.maintenance_window,
+                SELECT c.id, c.namespace, c.release_name, c.status, c.labels, c.chart_version, c.maintenance_window, c.ring,
                        v.version AS current_version, p.version AS pin_version, p.reason AS pin_reason,
                        p.expires_at AS pin_expires_at, p.pinned_by,
                        COALESCE((SELECT jsonb_object_agg(a.component, a.version) FROM customer_component_versions a
@@ -78,6 +81,7 @@ class InventoryRepository:
                     else None,
                     dict(r["versions"]),
                     r["maintenance_window"],
+                    ring_of(r["ring"]),
                 )  # fmt: skip
                 for r in cur.fetchall()
             ]

@@ -75,6 +75,10 @@ class Settings(BaseModel):
     customer_id_label: str | None = Field(default=None, description="a namespace label whose value is the id")
     customer_release_template: str = "{namespace}"
     discovery_concurrency: int = Field(default=8, ge=1, le=64)
+    # Rings (upgrader.promotion.rings): their order, first to last, and the namespace label naming a
+    # customer's ring at discovery. Checked at cold start (factory.ring_order, factory.ring_labels).
+    ring_order: str = "staging,internal,early,production"
+    customer_ring_label: str = "ring"
     # The function that runs a sync (api_sync invokes it asynchronously).
     sync_function_name: str | None = None
     # How long helm's full output (upgrader.rollout.helm_output) is kept: the reconciler's sweep deletes older ones.

@@ -46,10 +46,14 @@ class PromotionRuleRepository:
 
     def rule(self, component: str) -> PromotionRule:
         """The component's rule, or the default rule when none is configured."""
+        return self.configured(component) or default_rule(component)
+
+    def configured(self, component: str) -> PromotionRule | None:
+        """The component's rule; None when none is configured (its deploys are not checked)."""
         with self._db.statement() as cur:
             cur.execute("SELECT * FROM promotion_rules WHERE component = %s", (component,))
             row = cur.fetchone()
-        return _rule(row) if row is not None else default_rule(component)
+        return _rule(row) if row is not None else None
 
     def rules(self) -> list[StoredRule]:
         with self._db.statement() as cur:

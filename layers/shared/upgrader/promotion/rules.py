@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from upgrader.contract.models import FREE_TEXT_PATTERN
+from upgrader.contract.base import FREE_TEXT_PATTERN
 from upgrader.infra.errors import InvalidValue, UpgradeError
 from upgrader.infra.timestamps import iso
 from upgrader.promotion.evidence import RingEvidence
@@ -71,6 +71,12 @@ class Force:
             raise InvalidValue("forceReason", "force needs a reason (it is recorded and shown)")
         if len(self.reason) > MAX_FORCE_REASON or not _FREE_TEXT.match(self.reason):
             raise InvalidValue("forceReason", f"at most {MAX_FORCE_REASON} characters, no control characters")
+
+
+def force_of(force: bool, reason: str | None, by: str | None) -> Force | None:
+    """The override a deploy asks for (`force` with its `forceReason`, which the request's model pairs):
+    None without force; InvalidValue naming forceReason when force comes without a usable reason."""
+    return Force(reason or "", by) if force is True else None
 
 
 # ------------------------------------------------------------------------------------ what is missing

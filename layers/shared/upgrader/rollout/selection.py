@@ -5,7 +5,7 @@ records exactly that result (the waves' customers as pending rows, the customers
 upgrade counts as skipped rows), so the plan equals what the deploy runs by construction.
 
 Every customer of the inventory is either in a wave or left out with one reason, checked in this order:
-decommissioned, not_matching (the request's customerIds / labels), suspended, pinned (a pin of the
+decommissioned, not_matching (the request's customerIds / labels / rings), suspended, pinned (a pin of the
 component in force, to another version, unless `includePinned`), already_at_version, incompatible (the
 change would break a compatibility rule, `upgrader.rollout.compatibility`). The last three are part of the
 upgrade (skipped rows with the reason, counted in `total` and `skipped`); the others are not. A customer
@@ -60,6 +60,7 @@ class Candidate:
     pin: PinInForce | None = None  # a pin of the deployed component that has not expired
     versions: dict[str, str] = field(default_factory=dict)  # what it runs, per component
     maintenance_window: dict[str, Any] | None = None
+    ring: str | None = None  # its ring (upgrader.promotion.rings: none stored is the order's default)
 
 
 @dataclass(frozen=True)
@@ -119,11 +120,13 @@ def plan_upgrade(
     *,
     approval_timeout_seconds: int,
     rules: Sequence[Rule] = (),
+    rings: Sequence[str] | None = None,
     now: datetime | None = None,
 ) -> Plan:
     """The waves and everyone left out, for this request over these candidates (in wave order:
-    canary-labelled customers first, then by id). Raises what a deploy would refuse before recording
-    anything: unknown or inactive customerIds, a plan that does not fit one execution."""
+    canary-labelled customers first, then by id); `rings`: only customers of these rings (checked against
+    the order by the caller). Raises what a deploy would refuse before recording anything: unknown or
+    inactive customerIds, a plan that does not fit one execution."""
     if request.customer_ids is not None:
         by_id = {c.customer_id: c for c in candidates}
         unknown = [c for c in request.customer_ids if c not in by_id]
@@ -138,7 +141,7 @@ def plan_upgrade(
     left_out: list[Exclusion] = []
     incompatible: list[Violation] = []
     for candidate in candidates:
-        exclusion = _left_out(request, candidate, wanted, labels)
+        exclusion = _left_out(request, candidate, wanted, labels, rings)
         broken = [] if exclusion is not None else violations(
             rules, candidate.customer_id, candidate.versions, request.component, request.version
         )  # fmt: skip
@@ -197,7 +200,11 @@ def window_policy(request: DeployRequest, targets: Sequence[Candidate], now: dat
 
 
 def _left_out(
-    request: DeployRequest, candidate: Candidate, wanted: set[str] | None, labels: dict[str, str]
+    request: DeployRequest,
+    candidate: Candidate,
+    wanted: set[str] | None,
+    labels: dict[str, str],
+    rings: Sequence[str] | None,
 ) -> Exclusion | None:
     if candidate.customer_status == "decommissioned":
         return Exclusion(candidate, "decommissioned", "decommissioned: its namespace or release is gone")
@@ -207,6 +214,8 @@ def _left_out(
     if missing:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(missing.items()))
         return Exclusion(candidate, "not_matching", f"does not carry the labels {shown}")
+    if rings is not None and candidate.ring not in rings:
+        return Exclusion(candidate, "not_matching", f"in ring {candidate.ring}, not in rings {', '.join(rings)}")
     if candidate.customer_status != "active":
         return Exclusion(
             candidate, "suspended", f"{candidate.customer_status}: left out of every deploy until active again"

@@ -34,6 +34,7 @@ class NewLogRow:
     chart_version: str | None = None  # pinned for this customer (None: resolved from its release before helm)
     left_out: str | None = None  # why the deploy left it out (pinned, already_at_version): a skipped row
     detail: str | None = None  # the reason in words, recorded as the skipped row's error
+    ring: str | None = None  # the customer's ring now: the version's evidence on that ring (upgrader.promotion)
 
 
 class UpgradeRepository(UpgradeQueries):
@@ -94,8 +95,10 @@ class UpgradeRepository(UpgradeQueries):
         total_waves: int,
         nonce: str,
         chart_version: str | None = None,
+        within: Callable[[psycopg.Cursor[Row], int], None] | None = None,
     ) -> Row:
-        """Record an upgrade and one pending log row per target customer, atomically.
+        """Record an upgrade and one pending log row per target customer, atomically; `within(cursor,
+        upgrade_id)` writes what belongs to the upgrade in the same transaction (a forced promotion).
 
         Raises UpgradeAlreadyActive when another upgrade of the component is pending, running or
         awaiting continue (a partial unique index decides, so concurrent deploys cannot both win).
@@ -135,15 +138,16 @@ class UpgradeRepository(UpgradeQueries):
                     """
                     INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version,
                         to_version, status, operation, run_name, wave, namespace, release_name, requested_by,
-                        chart_version, left_out, error, completed_at)
+                        chart_version, left_out, error, completed_at, ring)
                     SELECT %s, t.customer_id, %s, t.from_version, %s,
                            CASE WHEN t.left_out IS NULL THEN 'pending' ELSE 'skipped' END, 'upgrade',
                            CASE WHEN t.left_out IS NULL THEN %s END, t.wave,
                            t.namespace, t.release_name, %s, t.chart_version, t.left_out, t.detail,
-                           CASE WHEN t.left_out IS NOT NULL THEN NOW() END
+                           CASE WHEN t.left_out IS NOT NULL THEN NOW() END, t.ring
                       FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[],
-                                  %s::text[])
-                           AS t(customer_id, from_version, wave, namespace, release_name, chart_version, left_out, detail)
+                                  %s::text[], %s::text[])
+                           AS t(customer_id, from_version, wave, namespace, release_name, chart_version, left_out, detail,
+                                ring)
                     """,
                     (
                         upgrade_id,
@@ -159,8 +163,11 @@ class UpgradeRepository(UpgradeQueries):
                         [r.chart_version for r in rows],
                         [r.left_out for r in rows],
                         [r.detail for r in rows],
+                        [r.ring for r in rows],
                     ),
                 )
+                if within is not None:
+                    within(cur, upgrade_id)
                 return upgrade
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name == "system_upgrades_one_active_per_component":

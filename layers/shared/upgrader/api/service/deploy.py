@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from upgrader.contract.customer_models import LeftOut, PlannedCustomer, PlannedWave, PlanResponse
@@ -13,6 +13,7 @@ from upgrader.contract.models import (
     DeployResponse,
     iso,
 )
+from upgrader.contract.promotion_models import PromotionView
 from upgrader.contract.strategies import REGISTRY as STRATEGIES
 from upgrader.contract.strategies import gate_after
 from upgrader.fleet.inventory import InventoryRepository
@@ -22,8 +23,11 @@ from upgrader.infra.errors import (
 )
 from upgrader.infra.settings import Settings
 from upgrader.infra.workflow import WorkflowGateway
+from upgrader.promotion.evidence_repository import record_override
+from upgrader.promotion.gate import PromotionGate
+from upgrader.promotion.rules import force_of
 from upgrader.rollout.compatibility import RuleRepository, refusal
-from upgrader.rollout.selection import describe_left_out, plan_upgrade
+from upgrader.rollout.selection import Plan, describe_left_out, plan_upgrade
 from upgrader.rollout.upgrade_repository import NewLogRow, UpgradeRepository
 
 
@@ -36,41 +40,42 @@ def deploy_upgrade(
     rules: RuleRepository,
     workflow: WorkflowGateway,
     settings: Settings,
+    promotion: PromotionGate,
     now: datetime | None = None,
 ) -> DeployResponse:
     """Plan the upgrade (`upgrader.rollout.selection`: the same plan the dry run answers), record it and its
     per-customer rows in one transaction, then start the execution.
 
     Customers left out as pinned or already at the version are recorded as skipped rows with the
-    reason. If the execution cannot be started the recorded rows are deleted again, so a failed deploy
-    leaves nothing behind.
+    reason. Where the component has a promotion rule, every ring the plan reaches must be allowed
+    (`upgrader.promotion.gate`; NotPromoted otherwise, nothing written). If the execution cannot be
+    started the recorded rows are deleted again, so a failed deploy leaves nothing behind.
     """
     max_concurrency = concurrency_within_cap(
         request.max_concurrency, settings.max_concurrency_cap, default=settings.default_max_concurrency
     )
-    plan = plan_upgrade(
-        request,
-        inventory.deploy_candidates(request.component),
-        approval_timeout_seconds=settings.approval_timeout_seconds,
-        rules=rules.rules(request.component),
-        now=now,
-    )
+    now = now or datetime.now(UTC)
+    force = force_of(request.force, request.force_reason, requested_by)
+    plan = _plan(request, inventory=inventory, rules=rules, settings=settings, promotion=promotion, now=now)
     if plan.incompatible:
         raise refusal(plan.incompatible, f"{request.component} {request.version}",
                       hint="send skipIncompatible to leave them out, or change the rules")  # fmt: skip
     if not plan.waves:
         left_out = describe_left_out(plan.counts, request.version) or "the inventory has no customer"
         raise NoTargetCustomers(f"no active customer to upgrade: {left_out}; nothing to do")
+    promotions = promotion.check(request.component, request.version, _rings_reached(plan), now, force)
+    forced = [p for p in promotions if p.forced is not None]
     # The chart is pinned for every customer: the requested version, else the one its release runs
     # (known from the inventory, or read from the release right before helm and recorded then).
     rows = [
         NewLogRow(t.customer_id, t.namespace, t.release_name, t.current_version, request.version, index,
-                  request.chart_version or t.chart_version)
+                  request.chart_version or t.chart_version, ring=t.ring)
         for index, wave in enumerate(plan.waves)
         for t in wave
     ] + [
         NewLogRow(e.candidate.customer_id, e.candidate.namespace, e.candidate.release_name,
-                  e.candidate.current_version, request.version, -1, None, left_out=e.reason, detail=e.detail)
+                  e.candidate.current_version, request.version, -1, None, left_out=e.reason, detail=e.detail,
+                  ring=e.candidate.ring)
         for e in plan.skipped
     ]  # fmt: skip
     current = Counter(t.current_version for t in plan.targets if t.current_version)
@@ -100,6 +105,15 @@ def deploy_upgrade(
         parameters["labels"] = request.labels
     if request.include_pinned:
         parameters["includePinned"] = True
+    if request.rings:
+        parameters["rings"] = list(promotion.order.targets(dict.fromkeys(request.rings)))
+    if forced:
+        parameters["force"] = {"reason": forced[0].forced.reason, "by": requested_by,  # type: ignore[union-attr]
+                               "rings": [p.ring for p in forced]}  # fmt: skip
+
+    def record_forced(cur: Any, upgrade_id: int) -> None:
+        for p in forced:
+            record_override(cur, upgrade_id, p)
 
     upgrade = repo.create_upgrade(
         component=request.component,
@@ -113,6 +127,7 @@ def deploy_upgrade(
         total_waves=len(plan.waves),
         nonce=secrets.token_hex(4),
         chart_version=request.chart_version,
+        within=record_forced,
     )
     name = upgrade["execution_name"]
     try:
@@ -141,17 +156,18 @@ def plan_deploy(
     inventory: InventoryRepository,
     rules: RuleRepository,
     settings: Settings,
+    promotion: PromotionGate,
+    requested_by: str | None = None,
     now: datetime | None = None,
 ) -> PlanResponse:
-    """What `deploy_upgrade` would do with this request now, without starting anything: the same plan."""
+    """What `deploy_upgrade` would do with this request now, without starting anything: the same plan, and
+    the promotion decision for every ring it reaches."""
     concurrency_within_cap(request.max_concurrency, settings.max_concurrency_cap)
-    plan = plan_upgrade(
-        request,
-        inventory.deploy_candidates(request.component),
-        approval_timeout_seconds=settings.approval_timeout_seconds,
-        rules=rules.rules(request.component),
-        now=now,
-    )
+    now = now or datetime.now(UTC)
+    force = force_of(request.force, request.force_reason, requested_by)
+    plan = _plan(request, inventory=inventory, rules=rules, settings=settings, promotion=promotion, now=now)
+    promotions = promotion.decide(request.component, request.version, _rings_reached(plan), now, force)
+    refused = [p for p in promotions if not p.allowed]
     gates = [
         gate_after(
             request.strategy,
@@ -181,7 +197,9 @@ def plan_deploy(
     ]
     active = repo.active_upgrade_for(request.component)
     also = describe_left_out(plan.counts, request.version)
-    if plan.incompatible:
+    if refused:
+        message = f"a deploy would be refused (422 NotPromoted): {refused[0].words()}"
+    elif plan.incompatible:
         broken = len({v.customer_id for v in plan.incompatible})
         message = (f"a deploy would be refused (422): the version breaks compatibility rules for {broken} "
                    "customer(s) (see incompatible); skipIncompatible leaves them out")  # fmt: skip
@@ -205,8 +223,36 @@ def plan_deploy(
         incompatible=[v.view() for v in plan.incompatible],
         respect_windows=plan.windows is not None,
         active_upgrade=str(active["id"]) if active else None,
+        promotions=[PromotionView.model_validate(p.as_dict()) for p in promotions],
         message=message + (f"; {also}" if also else ""),
     )
+
+
+def _plan(
+    request: DeployRequest,
+    *,
+    inventory: InventoryRepository,
+    rules: RuleRepository,
+    settings: Settings,
+    promotion: PromotionGate,
+    now: datetime,
+) -> Plan:
+    """The one plan deploy and dry run share: every customer with its ring, the request's rings checked
+    against the order (UnknownRing naming rings[i])."""
+    order = promotion.order
+    return plan_upgrade(
+        request,
+        inventory.deploy_candidates(request.component, order.ring_of),
+        approval_timeout_seconds=settings.approval_timeout_seconds,
+        rules=rules.rules(request.component),
+        rings=order.targets(dict.fromkeys(request.rings)) if request.rings else None,
+        now=now,
+    )
+
+
+def _rings_reached(plan: Plan) -> list[str]:
+    """The rings of the customers the plan changes (in a wave)."""
+    return sorted({t.ring for t in plan.targets if t.ring is not None})
 
 
 def concurrency_within_cap(requested: int | None, cap: int | None, *, default: int | None = None) -> int | None:
