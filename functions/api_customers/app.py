@@ -1,4 +1,5 @@
-"""The customer inventory: list, read, change (audited) customers; a sync's result; the fleet's spread."""
+"""The customer inventory: list, read, change (audited) customers; a sync's result; the fleet's spread; the
+compatibility and promotion rules (audited)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 from upgrader import factory
-from upgrader.api import customers
+from upgrader.api import customers, promotions
 from upgrader.api.http import build_resolver, caller_identity
 from upgrader.contract.base import (
     CUSTOMER_ID_PATTERN,
     DIGITS,
     LABEL_SELECTOR_PATTERN,
+    LABEL_VALUE_PATTERN,
     UPGRADE_ID_PATTERN,
     VERSION_PATTERN,
 )
@@ -29,7 +31,9 @@ from upgrader.contract.customer_models import (
     SyncSummary,
 )
 from upgrader.contract.models import Component
+from upgrader.contract.promotion_models import PromotionRuleHistoryResponse, PromotionRulesResponse, PromotionRuleView
 from upgrader.fleet.inventory import CustomerFilter
+from upgrader.promotion.models import PromotionRuleRequest
 from upgrader.rollout import compatibility
 
 logger = Logger()
@@ -69,6 +73,13 @@ def list_customers(
         str | None, Query(pattern=CUSTOMER_ID_PATTERN, description="nextCursor of the page before")
     ] = None,
     limit: Annotated[int, Field(ge=1, le=500), DIGITS, Query()] = 100,
+    ring: Annotated[
+        str | None,
+        Query(
+            pattern=LABEL_VALUE_PATTERN,
+            description="customers in this ring (GET /api/fleet lists them; a customer without one is in the last)",
+        ),
+    ] = None,
 ) -> CustomerList:
     where = CustomerFilter(
         status=status,
@@ -77,8 +88,11 @@ def list_customers(
         labels=dict(term.split("=", 1) for term in label.split(",")) if label else None,
         component=component,
         version=version,
+        ring=ring,
     )
-    return customers.list_customers(where, cursor=cursor, limit=limit, inventory=factory.inventory())
+    return customers.list_customers(
+        where, cursor=cursor, limit=limit, inventory=factory.inventory(), order=factory.ring_order()
+    )
 
 
 @router.get(
@@ -90,16 +104,18 @@ def get_customer(
     customer_id: CustomerIdPath,
     limit: Annotated[int, Field(ge=1, le=500), DIGITS, Query(description="operations and history entries")] = 100,
 ) -> CustomerDetail:
-    return customers.get_customer(customer_id, limit=limit, inventory=factory.inventory())
+    return customers.get_customer(customer_id, limit=limit, inventory=factory.inventory(), order=factory.ring_order())
 
 
 @router.patch(
     "/api/customers/<customerId>",
-    summary="Change a customer: labels, maintenance window, pins, status (active/suspended), drift acknowledged",
+    summary="Change a customer: labels, maintenance window, pins, status (active/suspended), ring, drift acknowledged",
     responses={
         200: {"description": "changed (or nothing to change); what changed, who and when"},
         404: {"description": "unknown customer"},
-        409: {"description": "a decommissioned customer's status cannot be changed"},
+        409: {
+            "description": "a decommissioned customer's status cannot be changed, or its ring comes from its namespace's ring label"
+        },
     },
 )
 def patch_customer(
@@ -107,7 +123,9 @@ def patch_customer(
     patch: Annotated[CustomerPatch, Body()],
 ) -> CustomerPatchResponse:
     who = caller_identity(router)
-    result = customers.patch_customer(customer_id, patch, changed_by=who, inventory=factory.inventory())
+    result = customers.patch_customer(
+        customer_id, patch, changed_by=who, inventory=factory.inventory(), order=factory.ring_order()
+    )
     logger.info("customer changed", extra={"customer_id": customer_id, "by": who, "changes": sorted(result.changes)})
     return result
 
@@ -125,7 +143,7 @@ def get_sync(
 
 @router.get("/api/fleet", summary="The fleet: per component, how many customers run each version; drift, pins, status")
 def get_fleet() -> FleetResponse:
-    return customers.fleet(inventory=factory.inventory(), syncs=factory.syncs())
+    return customers.fleet(inventory=factory.inventory(), syncs=factory.syncs(), order=factory.ring_order())
 
 
 @router.get("/api/compatibility-rules", summary="The version compatibility rules deploys, plans and rollbacks obey")
@@ -159,6 +177,45 @@ def remove_rule(
     result = compatibility.remove_rule(int(rule_id), rules=factory.rules())
     logger.info("compatibility rule deleted", extra={"rule_id": rule_id, "by": who})
     return result
+
+
+ComponentPath = Annotated[Component, Path(description="the component the rule is for")]
+
+
+@router.get("/api/promotion-rules", summary="Every component's promotion rule, and the rings in order")
+def promotion_rules() -> PromotionRulesResponse:
+    return promotions.rules(repo=factory.promotion_rules(), ring_order=factory.ring_order().names)
+
+
+@router.put(
+    "/api/promotion-rules/<component>",
+    summary="Set a component's promotion rule: a version starts on a ring only after it passed the ring before",
+    responses={200: {"description": "the rule, in force for every deploy and plan of the component from now on"},
+               422: {"description": "invalid rule (minSuccessPercent outside 0-100, a negative minBakeSeconds)"}},
+)  # fmt: skip
+def set_promotion_rule(component: ComponentPath, rule: Annotated[PromotionRuleRequest, Body()]) -> PromotionRuleView:
+    who = caller_identity(router)
+    result = promotions.set_rule(component, rule, actor=who, repo=factory.promotion_rules())
+    logger.info("promotion rule set", extra={"component": component, "by": who})
+    return result
+
+
+@router.delete(
+    "/api/promotion-rules/<component>",
+    summary="Delete a component's promotion rule: its deploys are no longer checked",
+    responses={200: {"description": "deleted: the default rule, not enforced"},
+               404: {"description": "the component has no promotion rule"}},
+)  # fmt: skip
+def delete_promotion_rule(component: ComponentPath) -> PromotionRuleView:
+    who = caller_identity(router)
+    result = promotions.delete_rule(component, actor=who, repo=factory.promotion_rules())
+    logger.info("promotion rule deleted", extra={"component": component, "by": who})
+    return result
+
+
+@router.get("/api/promotion-rules/<component>/history", summary="Every change of a component's promotion rule")
+def promotion_rule_history(component: ComponentPath) -> PromotionRuleHistoryResponse:
+    return promotions.history(component, repo=factory.promotion_rules())
 
 
 app.include_router(router)

@@ -12,9 +12,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 from upgrader import factory
-from upgrader.api import service
+from upgrader.api import promotions, service
 from upgrader.api.http import build_resolver, caller_identity
-from upgrader.contract.base import CUSTOMER_ID_PATTERN, DIGITS, UPGRADE_ID_PATTERN
+from upgrader.contract.base import CUSTOMER_ID_PATTERN, DIGITS, UPGRADE_ID_PATTERN, VERSION_PATTERN
 from upgrader.contract.customer_models import PlanResponse
 from upgrader.contract.models import (
     Component,
@@ -25,6 +25,7 @@ from upgrader.contract.models import (
     UpgradeListResponse,
     UpgradeStatus,
 )
+from upgrader.contract.promotion_models import PromotionsResponse
 
 logger = Logger()
 router = APIGatewayRouter()
@@ -121,6 +122,17 @@ def plan(request: Annotated[DeployRequest, Body(description="the deploy request 
         requested_by=caller_identity(router),
         now=factory.clock().now(),
     )
+
+
+@router.get(
+    "/api/promotions",
+    summary="A version's path through the rings: where it may start, what carried it, what was forced",
+)
+def get_promotions(
+    component: Annotated[Component, Query(description="the component")],
+    version: Annotated[str, Query(pattern=VERSION_PATTERN, max_length=128, description="the version, e.g. v2.0.0")],
+) -> PromotionsResponse:
+    return promotions.promotions(component, version, gate=factory.promotion_gate(), now=factory.clock().now())
 
 
 app.include_router(router)

@@ -60,6 +60,10 @@ class Target:
     body: Any = NO_BODY
     # dotted body property -> a valid body that carries it, for properties the valid body cannot hold
     examples: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # body fields the domain checks a second time, whatever built the request (a promotion rule is checked
+    # when it is read from its table too): without the model's validation their cases must STILL be refused,
+    # naming the same field
+    checked_again: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

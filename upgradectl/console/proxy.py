@@ -205,8 +205,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:  # noqa: N802
         self._handle()
 
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._handle()
+    do_PUT = do_DELETE = do_PATCH  # noqa: N815
 
     def _handle(self) -> None:
         problem = request_problem(self.path, self.headers)

@@ -60,6 +60,7 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", "/api/upgrades/{upgradeId}/status", "api_upgrades"),
     _route("GET", "/api/upgrades/{upgradeId}/logs", "api_upgrades"),
     _route("GET", "/api/upgrades/{upgradeId}/logs/{logId}/output", "api_upgrades"),
+    _route("GET", "/api/promotions", "api_upgrades"),
     _route("POST", "/api/upgrades/{upgradeId}/continue", "api_control"),
     _route("POST", "/api/upgrades/{upgradeId}/rollback/{customerId}", "api_control"),
     _route("POST", "/api/upgrades/{upgradeId}/rollback", "api_control"),
@@ -77,6 +78,10 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", "/api/compatibility-rules", "api_customers"),
     _route("POST", "/api/compatibility-rules", "api_customers"),
     _route("DELETE", "/api/compatibility-rules/{ruleId}", "api_customers"),
+    _route("GET", "/api/promotion-rules", "api_customers"),
+    _route("PUT", "/api/promotion-rules/{component}", "api_customers"),
+    _route("DELETE", "/api/promotion-rules/{component}", "api_customers"),
+    _route("GET", "/api/promotion-rules/{component}/history", "api_customers"),
 )
 
 Invoker = Callable[[str, dict[str, Any], int], Any]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,21 +32,23 @@ from upgrader.fleet.sync_launcher import SyncLauncher
 from upgrader.fleet.syncs import SyncRepository
 from upgrader.infra.components import component_names
 from upgrader.infra.errors import InvalidValue, SyncNotFound
+from upgrader.promotion.rings import RingOrder
 
 
 def list_customers(
-    where: CustomerFilter, *, cursor: str | None, limit: int, inventory: InventoryRepository
+    where: CustomerFilter, *, cursor: str | None, limit: int, inventory: InventoryRepository, order: RingOrder
 ) -> CustomerList:
+    where = replace(where, ring_order=order.names)  # a ring outside the order matches nobody, as any filter
     rows = inventory.list_customers(where, after=cursor, limit=limit + 1)
     page = rows[:limit]
     pins = inventory.pins_of([r.customer_id for r in page])
-    customers = [customer_view(r, pins.get(r.customer_id, [])) for r in page]
+    customers = [customer_view(r, pins.get(r.customer_id, []), order) for r in page]
     return CustomerList(
         count=len(customers), customers=customers, next_cursor=page[-1].customer_id if len(rows) > limit else None
     )
 
 
-def get_customer(customer_id: str, *, limit: int, inventory: InventoryRepository) -> CustomerDetail:
+def get_customer(customer_id: str, *, limit: int, inventory: InventoryRepository, order: RingOrder) -> CustomerDetail:
     row = inventory.get_customer(customer_id)
     pins = inventory.pins_of([customer_id]).get(customer_id, [])
     operations_total, operations = inventory.operations(customer_id, limit)
@@ -53,7 +56,7 @@ def get_customer(customer_id: str, *, limit: int, inventory: InventoryRepository
     return from_record(
         CustomerDetail,
         row,
-        **_customer_facts(row, pins),
+        **_customer_facts(row, pins, order),
         operations=operations,
         operations_total=operations_total,
         history=[from_record(CustomerEvent, e) for e in events],
@@ -62,17 +65,19 @@ def get_customer(customer_id: str, *, limit: int, inventory: InventoryRepository
 
 
 def patch_customer(
-    customer_id: str, patch: CustomerPatch, *, changed_by: str | None, inventory: InventoryRepository
+    customer_id: str, patch: CustomerPatch, *, changed_by: str | None, inventory: InventoryRepository, order: RingOrder
 ) -> CustomerPatchResponse:
     """Apply the patch in one transaction; what changed is recorded in the customer's history with
     who and when (nothing is recorded when nothing changed). An unknown customer is a 404 before the
     values are checked against the world (the zone exists, the pin ends in the future)."""
     inventory.get_customer(customer_id)
     check_patch(patch, now=datetime.now(UTC))
+    if patch.ring is not None:
+        order.position(patch.ring, "ring")  # UnknownRing (422) naming the field; nothing written
     row, changes = inventory.patch_customer(customer_id, patch, changed_by)
     pins = inventory.pins_of([customer_id]).get(customer_id, [])
     return CustomerPatchResponse(
-        customer=customer_view(row, pins),
+        customer=customer_view(row, pins, order),
         changes=changes,
         changed_by=changed_by if changes else None,
         changed_at=iso(row.updated_at) if changes else None,
@@ -105,9 +110,13 @@ def check_patch(patch: CustomerPatch, *, now: datetime) -> None:
             raise InvalidValue(f"pins.{component}.expiresAt", f"must be at most {MAX_PIN_DAYS} days ahead")
 
 
-def fleet(*, inventory: InventoryRepository, syncs: SyncRepository) -> FleetResponse:
-    """For each component, how many existing customers run each version; status, drift and pin counts."""
+def fleet(*, inventory: InventoryRepository, syncs: SyncRepository, order: RingOrder) -> FleetResponse:
+    """For each component, how many existing customers run each version; status, drift, pin and ring counts
+    (every ring of the order, a customer without one in the default ring)."""
     counts = inventory.fleet()
+    by_ring = dict.fromkeys(order.names, 0)
+    for stored, n in counts["byStoredRing"]:
+        by_ring[order.ring_of(stored)] += n
     by_status = {status: int(counts["byStatus"].get(status, 0)) for status in ("active", "suspended", "decommissioned")}
     existing = by_status["active"] + by_status["suspended"]
     spread: list[ComponentSpread] = []
@@ -129,6 +138,8 @@ def fleet(*, inventory: InventoryRepository, syncs: SyncRepository) -> FleetResp
         drift=counts["drift"],
         pinned=counts["pinned"],
         components=spread,
+        rings=list(order.names),
+        by_ring=by_ring,
         last_sync=sync_view(last) if last else None,
     )
 
@@ -165,10 +176,12 @@ def get_sync(sync_id: int, *, syncs: SyncRepository) -> SyncSummary:
 
 
 # ------------------------------------------------------------------------------------------- views
-def _customer_facts(record: CustomerRecord, pins: list[PinRecord]) -> dict[str, Any]:
-    """What a customer's answer holds beyond its record's own attributes: its pins, its window as a model."""
+def _customer_facts(record: CustomerRecord, pins: list[PinRecord], order: RingOrder) -> dict[str, Any]:
+    """What a customer's answer holds beyond its record's own attributes: its pins, its window as a model, its
+    ring as the order reads it."""
     window = record.maintenance_window
     return {
+        "ring": order.ring_of(record.ring),
         "versions": dict(sorted(record.versions.items())),
         "drift": record.drift or None,
         "pins": {p.component: from_record(Pin, p) for p in pins},
@@ -176,8 +189,8 @@ def _customer_facts(record: CustomerRecord, pins: list[PinRecord]) -> dict[str, 
     }
 
 
-def customer_view(record: CustomerRecord, pins: list[PinRecord]) -> Customer:
-    return from_record(Customer, record, **_customer_facts(record, pins))
+def customer_view(record: CustomerRecord, pins: list[PinRecord], order: RingOrder) -> Customer:
+    return from_record(Customer, record, **_customer_facts(record, pins, order))
 
 
 def sync_view(record: SyncRecord) -> SyncSummary:

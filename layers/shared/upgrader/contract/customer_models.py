@@ -167,6 +167,11 @@ class CustomerPatch(StrictModel):
         description="true: the drift was looked at; clear the customer's drift mark (only true)",
         json_schema_extra=_only_true_schema,
     )
+    ring: LabelValue | None = Field(
+        default=None,
+        description="the customer's ring (one of GET /api/fleet's rings); null returns it to the default ring (the "
+        "last). Refused (409) while its namespace carries the ring label, which wins at every sync",
+    )
 
     @field_validator("labels", "pins", "status", "acknowledge_drift", mode="before")
     @classmethod
@@ -225,6 +230,8 @@ class Customer(Model):
     decommissioned_at: Timestamp | None
     updated_at: Timestamp
     updated_by: str | None
+    ring: str = Field(description="its ring (none set, or one the order no longer holds: the default, the last ring)")
+    ring_from_label: bool = Field(description="the ring comes from its namespace's ring label (set at each sync)")
 
 
 class CustomerList(Model):
@@ -306,6 +313,8 @@ class FleetResponse(Model):
     drift: int = Field(description="customers marked with drift")
     pinned: int = Field(description="customers with at least one pin in force")
     components: list[ComponentSpread]
+    rings: list[str] = Field(description="the rings, first to last (RING_ORDER); a customer without one is in the last")
+    by_ring: dict[str, int] = Field(description="existing customers per ring, every ring listed (zeros included)")
     last_sync: SyncSummary | None
 
 

@@ -33,6 +33,8 @@ class CustomerRecord:
     drift_detected_at: datetime | None
     release_error: str | None
     updated_by: str | None
+    ring: str | None  # as stored: None is the order's default ring (upgrader.promotion.rings)
+    ring_from_label: bool  # read from the namespace's ring label at the last sync (PATCH may not change it)
     versions: dict[str, str]
 
 

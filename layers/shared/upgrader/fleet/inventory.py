@@ -14,7 +14,7 @@ from upgrader.contract.models import iso
 from upgrader.fleet.customer_records import CustomerEventRecord, CustomerRecord, PinRecord
 from upgrader.infra.components import component_names
 from upgrader.infra.db import Database, Row, columns, select, select_one
-from upgrader.infra.errors import CustomerNotFound, InvalidValue, WrongState
+from upgrader.infra.errors import CustomerNotFound, InvalidValue, RingFromLabel, WrongState
 from upgrader.rollout.selection import Candidate, PinInForce
 
 
@@ -26,6 +26,8 @@ class CustomerFilter:
     labels: dict[str, str] | None = None
     component: str | None = None
     version: str | None = None
+    ring: str | None = None  # customers in this ring (none stored: the default ring)
+    ring_order: tuple[str, ...] = ()  # the rings, first to last: a stored ring outside it is the default
 
 
 # A CustomerRecord: the customer's columns, its id as customer_id, and the versions its release holds.
@@ -106,6 +108,8 @@ class InventoryRepository:
                    AND (%(pinned)s::boolean IS NULL OR EXISTS (
                           SELECT 1 FROM customer_pins p WHERE p.customer_id = c.id AND p.expires_at > NOW())
                         = %(pinned)s)
+                   AND (%(ring)s::text IS NULL OR (CASE WHEN c.ring = ANY(%(order)s::text[]) THEN c.ring
+                                                        ELSE %(default)s END) = %(ring)s)
                    AND (%(after)s::text IS NULL OR c.id > %(after)s)
                  ORDER BY c.id
                  LIMIT %(limit)s
@@ -113,7 +117,8 @@ class InventoryRepository:
                 {
                     "status": where.status, "drift": where.drift, "pinned": where.pinned,
                     "labels": Jsonb(where.labels or {}), "component": where.component, "version": where.version,
-                    "after": after, "limit": limit,
+                    "after": after, "limit": limit, "ring": where.ring, "order": list(where.ring_order),
+                    "default": where.ring_order[-1] if where.ring_order else None,
                 },
             )  # fmt: skip
 
@@ -155,8 +160,11 @@ class InventoryRepository:
             return total, select(cur, CustomerEventRecord, query, (customer_id, limit))
 
     def fleet(self) -> dict[str, Any]:
-        """Customers by status, drift and pins in force, and each component's versions (existing customers)."""
+        """Customers by status, drift and pins in force, each component's versions and the rings as stored
+        (existing customers)."""
         with self._db.transaction() as cur:
+            cur.execute("SELECT ring, count(*) AS n FROM customers WHERE status <> 'decommissioned' GROUP BY ring")
+            by_ring = [(r["ring"], int(r["n"])) for r in cur.fetchall()]
             cur.execute("SELECT status, count(*) AS n FROM customers GROUP BY status")
             by_status = {r["status"]: int(r["n"]) for r in cur.fetchall()}
             cur.execute(
@@ -179,7 +187,7 @@ class InventoryRepository:
             )
             versions = cur.fetchall()
             return {"byStatus": by_status, "drift": int(marks["drift"]), "pinned": int(marks["pinned"]),
-                    "versions": versions}  # fmt: skip
+                    "versions": versions, "byStoredRing": by_ring}  # fmt: skip
 
     # ----------------------------------------------------------------------------------- changing
     def patch_customer(
@@ -212,6 +220,13 @@ class InventoryRepository:
                 window = patch.maintenance_window.model_dump() if patch.maintenance_window else None
                 if window != row.maintenance_window:
                     changes["maintenanceWindow"] = {"before": row.maintenance_window, "after": window}
+            if "ring" in fields and patch.ring != row.ring:
+                if row.ring_from_label:
+                    raise RingFromLabel(
+                        f"customer {customer_id}'s ring {row.ring} comes from its namespace's ring label, which wins at "
+                        "every sync: change the label instead"
+                    )
+                changes["ring"] = {"before": row.ring, "after": patch.ring}
             if patch.acknowledge_drift and row.drift is not None:
                 changes["drift"] = {"before": row.drift, "after": None}
             if patch.pins is not None:
@@ -221,6 +236,7 @@ class InventoryRepository:
             cur.execute(
                 """
                 UPDATE customers SET status = %(status)s, labels = %(labels)s, maintenance_window = %(window)s,
+                       ring = %(ring)s,
                        drift = CASE WHEN %(ack)s THEN NULL ELSE drift END,
                        drift_detected_at = CASE WHEN %(ack)s THEN NULL ELSE drift_detected_at END,
                        updated_at = NOW(), updated_by = %(actor)s
@@ -230,6 +246,7 @@ class InventoryRepository:
                     "status": changes.get("status", {}).get("after", row.status),
                     "labels": Jsonb(changes.get("labels", {}).get("after", row.labels)),
                     "window": _jsonb_or_none(changes.get("maintenanceWindow", {}).get("after", row.maintenance_window)),
+                    "ring": changes.get("ring", {}).get("after", row.ring),
                     "ack": "drift" in changes,
                     "actor": actor,
                     "id": customer_id,

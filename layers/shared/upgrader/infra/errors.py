@@ -55,6 +55,10 @@ class WrongState(Conflict):
     pass
 
 
+class RingFromLabel(Conflict):
+    """A customer's ring is set by its namespace's ring label (which wins at every sync): PATCH cannot change it."""
+
+
 class InactiveCustomers(Conflict):
     """A deploy names customers whose inventory status is not active (the inventory may change)."""
 

@@ -40,6 +40,8 @@ class PromotionRule:
 
     def __post_init__(self) -> None:
         percent = self.min_success_percent
+        if isinstance(percent, bool) or not isinstance(percent, int | float | Decimal):
+            raise InvalidValue("minSuccessPercent", f"a number from 0 to 100, not {percent!r}")
         try:
             value = percent if isinstance(percent, Decimal) else Decimal(str(percent))
         except InvalidOperation:
