@@ -25,6 +25,7 @@ TRIGGERS = {"scheduler.sync": "schedule", "local.startup": "startup"}
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     syncs = factory.syncs()
     rules = factory.discovery_rules()
+    rings = factory.ring_labels()  # a bad CUSTOMER_RING_LABEL or RING_ORDER fails here, before any sync is claimed
     if event.get("syncId") is not None:
         row = syncs.claim(int(event["syncId"]))
         if row is None:  # delivered again, or failed as stale meanwhile: nothing to do
@@ -43,6 +44,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             reader=factory.fleet_reader,
             store=syncs,
             rules=rules,
+            rings=rings,
             concurrency=get_settings().discovery_concurrency,
         )
     except discovery.SyncFailed as exc:

@@ -25,6 +25,17 @@ TIERS = ("standard", "standard", "premium")
 BLUE_GREEN_LABEL = ("rollout", "blue-green")
 BLUE_GREEN_CHART = "customer-stack-bluegreen"
 REGIONS = ("eu-west-1", "us-east-1")
+# The demo fleet's rings (docs/rings.md), by position: 5 staging, 5 internal, 10 early, the rest production.
+RING_SHARES = (("staging", 5), ("internal", 5), ("early", 10))
+
+
+def demo_ring(index: int) -> str:
+    """The ring of the index-th demo customer: the first ones in the first rings, the rest in production."""
+    for ring, size in RING_SHARES:
+        if index < size:
+            return ring
+        index -= size
+    return "production"
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,7 @@ class DemoCustomer:
     release_name: str
     labels: dict[str, str]
     versions: dict[str, str]
+    ring: str
     values: dict[str, str]  # the release's user values (dotted keys); the rest comes from the chart
     chart_name: str | None = None  # None: customer-stack; else e.g. the blue-green sample chart
 
@@ -59,6 +71,7 @@ def demo_customers(count: int, blue_green: int = 0) -> list[DemoCustomer]:
                 release_name=f"customer-{suffix}",
                 labels={"tier": TIERS[index % len(TIERS)], "region": REGIONS[index % len(REGIONS)]},
                 versions=versions,
+                ring=demo_ring(index),
                 values=values,
             )
         )
@@ -75,6 +88,7 @@ def demo_customers(count: int, blue_green: int = 0) -> list[DemoCustomer]:
                     BLUE_GREEN_LABEL[0]: BLUE_GREEN_LABEL[1],
                 },  # fmt: skip
                 versions={spec.name: spec.sample.newer_tag for spec in REGISTRY},
+                ring="production",
                 values={f"{spec.name}.slots.blue.tag": spec.sample.newer_tag for spec in REGISTRY},
                 chart_name=BLUE_GREEN_CHART,
             )
@@ -106,11 +120,11 @@ def customer_count(db: Database) -> int:
 
 
 def label_demo_customers(db: Database, customers: list[DemoCustomer]) -> None:
-    """The demo labels (tier, region), as an operator would set them once the customers are known."""
+    """The demo labels (tier, region) and rings, as an operator would set them once the customers are known."""
     with db.transaction() as cur:
         cur.executemany(
-            "UPDATE customers SET labels = labels || %s WHERE id = %s",
-            [(Jsonb(c.labels), c.customer_id) for c in customers],
+            "UPDATE customers SET labels = labels || %s, ring = %s WHERE id = %s",
+            [(Jsonb(c.labels), c.ring, c.customer_id) for c in customers],
         )
 
 

@@ -39,7 +39,8 @@ def promotions(component: str, version: str, *, gate: PromotionGate, now: dateti
     overrides = gate.evidence.overrides(component, version)
     path: list[RingPath] = []
     for ring in gate.order.names:
-        decision = decide_promotion(component, version, ring, gate.order, rule, found, now)
+        order = gate.populated_order([ring])  # an empty ring before this one is passed over, as a deploy's gate does
+        decision = decide_promotion(component, version, ring, order, rule, found, now)
         seen = found.get(ring)
         path.append(
             RingPath(
@@ -60,7 +61,8 @@ def promotions(component: str, version: str, *, gate: PromotionGate, now: dateti
                 ],  # fmt: skip
             )
         )
-    unfinished = (ring for ring in gate.order.names if ring not in found or found[ring].running)
+    populated = gate.populated_order().names
+    unfinished = (ring for ring in populated if ring not in found or found[ring].running)
     return PromotionsResponse(
         component=component,  # type: ignore[arg-type]
         version=version,

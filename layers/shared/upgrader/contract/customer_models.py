@@ -262,7 +262,10 @@ class CustomerOperation(Model):
 
 class CustomerEvent(Model):
     id: int
-    kind: str = Field(description="discovered, drift, decommissioned, reappeared, release_unreadable, updated")
+    kind: str = Field(
+        description="discovered, drift, decommissioned, reappeared, release_unreadable, ring (read from the "
+        "namespace's ring label), updated"
+    )
     detail: dict[str, Any]
     actor: str | None = Field(description="who (the API caller), or null for discovery")
     sync_id: str | None

@@ -170,16 +170,16 @@ class DeployRequest(StrictModel):
         "the component has a promotion rule, the version must have passed the ring before each targeted one "
         "(422 NotPromoted otherwise)",
     )
-    force: bool = Field(
-        default=False, description="start even where the promotion rule refuses (needs forceReason; recorded)"
-    )
     force_reason: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=FREE_TEXT_PATTERN)] | None = (
         Field(
             default=None,
-            validate_default=True,
-            description="why the promotion rule is overridden (required with force, refused without); recorded with "
-            "the upgrade and shown",
+            description="why the promotion rule is overridden (with force only); recorded with the upgrade and shown",
         )
+    )
+    force: bool = Field(
+        default=False,
+        validate_default=True,
+        description="start even where the promotion rule refuses (needs forceReason; recorded)",
     )
 
     @field_validator("customer_ids", "rings")
@@ -199,14 +199,14 @@ class DeployRequest(StrictModel):
             )
         return value
 
-    @field_validator("force_reason")
+    @field_validator("force")
     @classmethod
-    def _reason_goes_with_force(cls, value: str | None, info: ValidationInfo) -> str | None:
-        forced = info.data.get("force") is True
-        if forced and (value is None or not value.strip()):
-            raise ValueError("force needs a reason (it is recorded and shown)")
-        if not forced and value is not None:
-            raise ValueError("given without force: true")
+    def _force_goes_with_its_reason(cls, value: bool, info: ValidationInfo) -> bool:
+        reason = info.data.get("force_reason")
+        if value is True and (reason is None or not reason.strip()):
+            raise ValueError("force needs a forceReason (why: it is recorded and shown)")
+        if value is not True and reason is not None:
+            raise ValueError("forceReason is given without force: true")
         return value
 
     @field_validator("window_deadline")

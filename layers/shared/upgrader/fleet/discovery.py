@@ -41,6 +41,7 @@ from upgrader.cluster.types import (
 from upgrader.contract.base import DNS_LABEL_PATTERN, VERSION_PATTERN
 from upgrader.fleet.customer_records import SyncRecord
 from upgrader.fleet.discovery_rules import DiscoveryRules, RuleError
+from upgrader.fleet.ring_labels import RingFromLabel, RingLabelRule
 
 CHUNK = 200  # namespaces read and written per transaction
 MAX_PROBLEMS = 200  # problems kept in a sync's result (the count is always exact)
@@ -121,6 +122,8 @@ class KnownCustomer:
     release_revision: int | None
     release_error: str | None
     leased: bool  # one of our helm operations holds its release right now
+    ring: str | None = None  # as stored
+    ring_from_label: bool = False  # the stored ring was read from the namespace's ring label
 
 
 @dataclass
@@ -138,6 +141,7 @@ class Assessment:
     problem: str | None = None
     busy: bool = False  # versions not compared: our own operation holds (or just changed) the release
     changed: bool = False  # the inventory's versions changed
+    ring: tuple[str | None, bool] | None = None  # (ring, from its label) to store; None: the ring stays as it is
 
     @property
     def seen(self) -> bool:
@@ -246,11 +250,14 @@ def run_sync(
     reader: FleetReader,
     store: SyncStore,
     rules: DiscoveryRules,
+    rings: RingLabelRule | None = None,
     concurrency: int = 8,
     chunk: int = CHUNK,
     clock: Callable[[], float] = time.monotonic,
 ) -> SyncOutcome:
-    """Read every customer namespace and bring the inventory in line, chunk by chunk.
+    """Read every customer namespace and bring the inventory in line, chunk by chunk; with `rings`, each
+    customer's ring from its namespace's ring label (the label wins; without one, a ring that came from
+    a label goes back to the default, a ring set through the API stays).
 
     Customers are decommissioned for a missing namespace only after the whole namespace list was read.
     """
@@ -279,8 +286,9 @@ def run_sync(
             observations = list(pool.map(lambda ns: observe(reader, rules, ns), part))
             ids = [o.customer_id for o in observations if o.customer_id]
             # Compared with the inventory as it is once the releases were read, under the rows' locks.
+            labels = {ns.name: rings.ring_for(ns) for ns in part} if rings is not None else {}
             assessments = store.apply(
-                sync_id, [o.namespace for o in observations], ids, functools.partial(_decide, observations)
+                sync_id, [o.namespace for o in observations], ids, functools.partial(_decide, observations, labels)
             )
             for item in assessments:
                 _count(counts, item)
@@ -302,12 +310,13 @@ def execute_sync(
     reader: Callable[[], FleetReader],
     store: SyncStore,
     rules: DiscoveryRules,
+    rings: RingLabelRule | None = None,
     concurrency: int = 8,
 ) -> SyncRecord:
     """Run one sync and record how it ended (completed with its counts and problems, or failed with
     the reason); returns the sync's row. A failed sync decommissions nobody."""
     try:
-        outcome = run_sync(sync_id, reader=reader(), store=store, rules=rules, concurrency=concurrency)
+        outcome = run_sync(sync_id, reader=reader(), store=store, rules=rules, rings=rings, concurrency=concurrency)
     except (NothingFound, ClusterTransientError, ClusterPermanentError) as exc:
         store.fail(sync_id, str(exc))
         raise SyncFailed(str(exc)) from exc
@@ -322,13 +331,32 @@ class SyncFailed(Exception):
 
 
 def _decide(
-    observations: Sequence[Observation], known: dict[str, KnownCustomer], owners: dict[str, str]
+    observations: Sequence[Observation],
+    labels: dict[str, RingFromLabel],
+    known: dict[str, KnownCustomer],
+    owners: dict[str, str],
 ) -> list[Assessment]:
     decisions = []
     for seen in observations:
         owner = owners.get(seen.customer_id) if seen.customer_id else None
-        decisions.append(assess(known.get(seen.namespace), seen, id_owner=owner if owner != seen.namespace else None))
+        item = assess(known.get(seen.namespace), seen, id_owner=owner if owner != seen.namespace else None)
+        if seen.namespace in labels and item.action not in ("skip", "decommission"):
+            _read_ring(item, known.get(seen.namespace), labels[seen.namespace])
+        decisions.append(item)
     return decisions
+
+
+def _read_ring(item: Assessment, known: KnownCustomer | None, label: RingFromLabel) -> None:
+    """The ring to store from the namespace's label: the label's ring; none (or one outside the order: a
+    problem, reported) leaves an API-set ring as it is and returns a label-set one to the default."""
+    before = (known.ring, known.ring_from_label) if known is not None else (None, False)
+    after = (label.ring, True) if label.ring is not None else (None, False) if before[1] else before
+    if label.problem is not None:
+        after = before
+        item.problem = f"{item.problem}; {label.problem}" if item.problem else label.problem
+    if after != before:
+        item.ring = after
+        item.events.append(("ring", {"before": before[0], "after": after[0], "fromLabel": after[1]}))
 
 
 def _count(counts: dict[str, int], item: Assessment) -> None:

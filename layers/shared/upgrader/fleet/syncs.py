@@ -138,7 +138,8 @@ class SyncRepository:
         with self._db.transaction() as cur:
             cur.execute(
                 """
-                SELECT c.id, c.namespace, c.release_name, c.status, c.release_revision, c.release_error,
+                SELECT c.id, c.namespace, c.release_name, c.status, c.release_revision, c.release_error, c.ring,
+                       c.ring_from_label,
                        EXISTS (SELECT 1 FROM customer_leases l WHERE l.customer_id = c.id) AS leased,
                        COALESCE((SELECT jsonb_object_agg(v.component, v.version) FROM customer_component_versions v
                                   WHERE v.customer_id = c.id), '{}'::jsonb) AS versions
@@ -161,6 +162,8 @@ class SyncRepository:
                     r["release_revision"],
                     r["release_error"],
                     bool(r["leased"]),
+                    r["ring"],
+                    bool(r["ring_from_label"]),
                 )  # fmt: skip
                 for r in rows
                 if r["namespace"] in wanted
@@ -233,6 +236,10 @@ def _write(cur: psycopg.Cursor[Row], sync_id: int, decisions: Sequence[Assessmen
             }  # fmt: skip
             for d in seen
         ],
+    )
+    cur.executemany(
+        "UPDATE customers SET ring = %s, ring_from_label = %s, updated_at = NOW() WHERE id = %s",
+        [(d.ring[0], d.ring[1], d.customer_id) for d in decisions if d.ring is not None and d.action != "skip"],
     )
     cur.executemany(
         """

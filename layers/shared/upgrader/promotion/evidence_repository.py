@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 from upgrader.infra.db import Database, Row
 from upgrader.infra.vocabulary import ACTIVE_UPGRADE_STATUSES
 from upgrader.promotion.evidence import RingEvidence, UpgradeTrace
+from upgrader.promotion.rings import RingOrder
 from upgrader.promotion.rules import Promotion
 
 # A customer succeeded when its upgrade row completed and was not rolled back since (automatically: the row
@@ -53,6 +54,12 @@ class EvidenceRepository:
         for r in rows:
             traces.setdefault(r["ring"], []).append(_trace(r))
         return {ring: RingEvidence.of(component, version, ring, found) for ring, found in traces.items()}
+
+    def populated_rings(self, order: RingOrder) -> set[str]:
+        """The rings that have at least one active customer (a customer without a ring is in the default)."""
+        with self._db.statement() as cur:
+            cur.execute("SELECT DISTINCT ring FROM customers WHERE status = 'active'")
+            return {order.ring_of(r["ring"]) for r in cur.fetchall()}
 
     def overrides(self, component: str, version: str) -> list[dict[str, Any]]:
         """The promotions of this version that were forced past a refusal, oldest first."""

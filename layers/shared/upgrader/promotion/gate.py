@@ -1,7 +1,9 @@
 """The promotion gate of a deploy and a plan: may this version start on every ring the plan reaches?
 
 Deploy and plan ask the same `PromotionGate.check`, right after the plan and before anything is written.
-A component without a configured rule is not checked (a deploy behaves as before rings existed: the
+A ring without any active customer is passed over: the ring before ring N is the nearest earlier ring that
+has customers (a version could never complete on an empty ring). A component without a configured rule is
+not checked (a deploy behaves as before rings existed: the
 specification's deploy to every customer keeps working); once an operator sets its rule, every ring the
 plan reaches must be allowed, or the deploy is refused with NotPromoted (422) and writes nothing.
 """
@@ -34,9 +36,16 @@ class PromotionGate:
         reached = sorted(set(rings), key=self.order.position)
         if not reached:
             return []
+        order = self.populated_order(reached)
         found = self.evidence.evidence(component, version)
-        return [decide_promotion(component, version, ring, self.order, rule, found, now, force=force)
+        return [decide_promotion(component, version, ring, order, rule, found, now, force=force)
                 for ring in reached]  # fmt: skip
+
+    def populated_order(self, also: Iterable[str] = ()) -> RingOrder:
+        """The order without the rings that have no active customer (but with `also`): whose previous ring is
+        the one a version must have passed."""
+        kept = set(self.evidence.populated_rings(self.order)) | set(also)
+        return RingOrder.parse([ring for ring in self.order.names if ring in kept] or list(self.order.names))
 
     def check(
         self, component: str, version: str, rings: Iterable[str], now: datetime, force: Force | None = None
