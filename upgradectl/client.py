@@ -153,6 +153,21 @@ class UpgradeApi:
     def delete_rule(self, rule_id: str) -> dict[str, Any]:
         return self.request("DELETE", f"/api/compatibility-rules/{_segment(rule_id)}")
 
+    def promotions(self, component: str, version: str) -> dict[str, Any]:
+        return self.request("GET", "/api/promotions", query={"component": component, "version": version})
+
+    def promotion_rules(self) -> dict[str, Any]:
+        return self.request("GET", "/api/promotion-rules")
+
+    def set_promotion_rule(self, component: str, rule: dict[str, Any]) -> dict[str, Any]:
+        return self.request("PUT", f"/api/promotion-rules/{_segment(component)}", body=rule)
+
+    def delete_promotion_rule(self, component: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/api/promotion-rules/{_segment(component)}")
+
+    def promotion_rule_history(self, component: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/promotion-rules/{_segment(component)}/history")
+
     def resume(self, upgrade_id: str, options: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", f"/api/upgrades/{_segment(upgrade_id)}/resume", body=options)
 

@@ -55,6 +55,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--status", choices=("active", "suspended", "decommissioned"), dest="filter_status")
     listing.add_argument("--drift", action="store_true", help="only customers marked with drift")
     listing.add_argument("--pinned", action="store_true", help="only customers with a pin in force")
+    listing.add_argument("--ring", dest="filter_ring", help="only customers of this ring (without one: the last ring)")
     listing.add_argument("--limit", type=int, default=100, help="customers per page (default 100)")
     listing.add_argument("--all", action="store_true", help="follow every page")
 
@@ -89,6 +90,12 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     window.add_argument("--start", help="local opening time HH:MM")
     window.add_argument("--duration", type=int, help="minutes the window stays open")
     window.add_argument("--clear", action="store_true", help="remove the window")
+
+    ring = sub.add_parser("set-ring", parents=[common], help="move a customer to a ring (--default: back to the last)")
+    ring.add_argument("customer_id")
+    target = ring.add_mutually_exclusive_group(required=True)
+    target.add_argument("ring", nargs="?", help="one of the rings `fleet` lists")
+    target.add_argument("--default", action="store_true", help="no ring of its own: the default (last) ring")
 
     for name, text in (("suspend", "leave the customer out of every deploy"), ("activate", "make it active again"),
                        ("ack-drift", "the drift was looked at: clear the mark")):  # fmt: skip
@@ -170,6 +177,8 @@ def _changes(args: argparse.Namespace) -> dict[str, Any] | str:
                                       "durationMinutes": args.duration}}  # fmt: skip
     if command == "ack-drift":
         return {"acknowledgeDrift": True}
+    if command == "set-ring":
+        return {"ring": None if args.default else args.ring}
     return {"status": "suspended" if command == "suspend" else "active"}
 
 
@@ -185,6 +194,8 @@ def _list(cli: Output, args: argparse.Namespace) -> int:
         query["drift"] = "true"
     if args.pinned:
         query["pinned"] = "true"
+    if args.filter_ring:
+        query["ring"] = args.filter_ring
     page = cli.api.all_customers(**query) if args.all else cli.api.list_customers(**query)
     if cli.as_json:
         cli.dump(page)
@@ -193,12 +204,14 @@ def _list(cli: Output, args: argparse.Namespace) -> int:
     if not rows:
         cli.say("no customers match")
         return EXIT_OK
-    cli.say(f"{'CUSTOMER':<18} {'STATUS':<15} " + " ".join(f"{c.upper():<11}" for c in component_names()) + "  LABELS")
+    cli.say(f"{'CUSTOMER':<18} {'STATUS':<15} {'RING':<12} " + " ".join(f"{c.upper():<11}" for c in component_names())
+            + "  LABELS")  # fmt: skip
     for row in rows:
         marks = ("drift " if row.get("drift") else "") + ("pinned" if row.get("pins") else "")
         versions = " ".join(f"{row['versions'].get(c, '-'):<11}" for c in component_names())
         labels = ",".join(f"{k}={v}" for k, v in sorted(row.get("labels", {}).items()))
-        cli.say(f"{row['customerId']:<18} {row['status']:<15} {versions}  {labels}  {marks}".rstrip())
+        ring = str(row.get("ring", "-"))
+        cli.say(f"{row['customerId']:<18} {row['status']:<15} {ring:<12} {versions}  {labels}  {marks}".rstrip())
     more = f"; more: --cursor {page['nextCursor']} or --all" if page.get("nextCursor") else ""
     cli.say(f"{len(rows)} customers{more}")
     return EXIT_OK
@@ -280,6 +293,9 @@ def fleet_text(data: dict[str, Any], *, unicode: bool = True, width: int = 30) -
         f"{total} customers (active {status.get('active', 0)}, suspended {status.get('suspended', 0)}; "
         f"decommissioned {status.get('decommissioned', 0)}), drift {data.get('drift', 0)}, pinned {data.get('pinned', 0)}"
     ]
+    by_ring = data.get("byRing") or {}
+    if by_ring:
+        lines.append("rings: " + ", ".join(f"{ring} {by_ring[ring]}" for ring in data.get("rings", by_ring)))
     for spread in data.get("components", []):
         entries = [(v["version"], int(v["customers"])) for v in spread.get("versions", [])]
         if spread.get("unknown"):

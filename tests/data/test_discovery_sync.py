@@ -17,6 +17,7 @@ from upgrader.cluster.types import ClusterConfig
 from upgrader.fleet import discovery
 from upgrader.fleet.discovery import SyncFailed
 from upgrader.fleet.discovery_rules import DiscoveryRules
+from upgrader.fleet.ring_labels import RingLabelRule
 
 from tests.api.helpers import call
 from upgradectl.local.cluster import SimulatedCluster
@@ -55,7 +56,9 @@ def fleet() -> Iterator[SimulatedCluster]:
         yield cluster
 
 
-def sync(cluster: SimulatedCluster, rules: DiscoveryRules | None = None) -> dict[str, Any]:
+def sync(
+    cluster: SimulatedCluster, rules: DiscoveryRules | None = None, rings: RingLabelRule | None = None
+) -> dict[str, Any]:
     """One sync as the sync function runs it, reading the cluster over HTTP."""
     syncs = factory.syncs()
     row, created = syncs.request("test", "test", running=True)
@@ -67,6 +70,7 @@ def sync(cluster: SimulatedCluster, rules: DiscoveryRules | None = None) -> dict
         reader=lambda: KubernetesFleetReader(api_client, config),
         store=syncs,
         rules=rules or DiscoveryRules(),
+        rings=rings,
         concurrency=8,
     )
     return dataclasses.asdict(finished)
@@ -252,3 +256,39 @@ def test_a_release_with_a_bad_image_tag_is_that_namespaces_problem_never_the_syn
     (known,) = sql("SELECT status, release_error FROM customers WHERE id = 'cust_0001'")
     assert known["status"] == "active" and "'v 2' is not a valid version" in known["release_error"]
     assert not sql("SELECT 1 FROM customer_component_versions WHERE version !~ '^[A-Za-z0-9_][A-Za-z0-9._-]*$'")
+
+
+def test_a_sync_reads_each_customers_ring_from_its_namespace_label_and_the_label_wins(env, small_fleet, sql):
+    # Given a namespace labelled ring=staging, one labelled with a ring the order lacks, one without a label
+    small_fleet.add_namespace("customer-0000", {"ring": "staging"})
+    small_fleet.add_namespace("customer-0001", {"ring": "qa"})
+    rings = RingLabelRule()
+    # When a sync runs with the ring rule
+    found = sync(small_fleet, rings=rings)
+    # Then the labelled customer is in its ring, set by the label; the unknown ring is the sync's problem
+    assert found["counts"]["added"] == 3
+    stored = {
+        r["id"]: (r["ring"], r["ring_from_label"]) for r in sql("SELECT id, ring, ring_from_label FROM customers")
+    }
+    assert stored == {"cust_0000": ("staging", True), "cust_0001": (None, False), "cust_0002": (None, False)}
+    assert [p["namespace"] for p in found["problems"]] == ["customer-0001"]
+    assert "'qa', which is not a ring" in found["problems"][0]["message"]
+    # and a ring set through the API (no label) stays at the next sync, while a changed label moves its customer
+    sql("UPDATE customers SET ring = 'early' WHERE id = 'cust_0002'")
+    small_fleet.add_namespace("customer-0000", {"ring": "internal"})
+    sync(small_fleet, rings=rings)
+    stored = {
+        r["id"]: (r["ring"], r["ring_from_label"]) for r in sql("SELECT id, ring, ring_from_label FROM customers")
+    }
+    assert stored == {"cust_0000": ("internal", True), "cust_0001": (None, False), "cust_0002": ("early", False)}
+    events = sql("SELECT detail FROM customer_events WHERE customer_id = 'cust_0000' AND kind = 'ring' ORDER BY id")
+    assert [(e["detail"]["before"], e["detail"]["after"]) for e in events] == [
+        (None, "staging"),
+        ("staging", "internal"),
+    ]
+    # and once the label is gone, the customer returns to the default ring (its ring came from the label)
+    small_fleet.add_namespace("customer-0000", {"ring": None})  # type: ignore[dict-item]
+    sync(small_fleet, rings=rings)
+    assert sql("SELECT ring, ring_from_label FROM customers WHERE id = 'cust_0000'") == [
+        {"ring": None, "ring_from_label": False}
+    ]

@@ -21,7 +21,7 @@ SOURCES = [ROOT / "layers", ROOT / "functions", ROOT / "upgradectl"]
 MAX_LINES = 400
 # Modules still over the limit, each with the size it may not grow past: the list only shrinks.
 TOO_BIG_FOR_NOW = {
-    "upgradectl/cli.py": 660,
+    "upgradectl/cli.py": 536,
     "upgradectl/local/__main__.py": 426,
     "upgradectl/local/engine.py": 666,
     "upgradectl/local/server.py": 407,

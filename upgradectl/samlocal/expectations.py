@@ -76,7 +76,9 @@ EXPECTED: dict[str, Expect] = {
     "api_sync": Expect(503, error="SyncUnavailable", aws="Lambda", stage=7),
     # rings and promotion: no rule yet (not enforced), then one set, read, audited and deleted
     "api_upgrades_promotions": Expect(200, fields={"component": "api", "enforced": False, "nextRing": "staging"}),
-    "api_customers_promotion_rules_list": Expect(200, fields={"ringOrder": ["staging", "internal", "early", "production"]}),
+    "api_customers_promotion_rules_list": Expect(
+        200, fields={"ringOrder": ["staging", "internal", "early", "production"]}
+    ),
     "api_customers_promotion_rules_set": Expect(200, fields={"component": "api", "configured": True}, stage=8),
     "api_customers_promotion_rules_history": Expect(200, fields={"component": "api"}, stage=9),
     "api_customers_promotion_rules_delete": Expect(200, fields={"configured": False}, stage=10),
