@@ -234,3 +234,15 @@ def test_a_bad_rule_is_a_422_naming_the_field_and_writes_nothing(rings, database
     assert code == 422
     assert [e["field"] for e in answer["errors"]] == [field]
     assert snapshot(database_url) == before
+
+
+def test_the_plan_and_the_deploy_agree_on_who_a_ring_deploy_changes(rings, sql):
+    set_rule("api", {"minSuccessPercent": 100, "minBakeSeconds": 0})
+    code, planned = plan({"rings": ["staging"], "strategy": "batch", "batchSize": 1})
+    assert code == 200, planned
+    code, started = deploy({"rings": ["staging"], "strategy": "batch", "batchSize": 1})
+    assert code == 202, started
+    rows = sql("SELECT customer_id, wave FROM customer_upgrade_logs WHERE wave >= 0 ORDER BY wave, customer_id")
+    assert [[c["customerId"] for c in w["customers"]] for w in planned["waves"]] == [[r["customer_id"]] for r in rows]
+    assert {e["customerId"]: e["reason"] for e in planned["leftOut"]} == dict.fromkeys(
+        ["cust_0003", "cust_0004", "cust_0005"], "not_matching")  # fmt: skip

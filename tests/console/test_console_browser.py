@@ -289,3 +289,39 @@ def test_resume_and_both_rollbacks_go_through_the_api(page: Any, console_stack: 
     activity = page.locator("#activity li")
     expect()(activity).to_have_count(3)
     assert all(text.split(" · ")[1].startswith("local:") for text in activity.all_inner_texts())
+
+
+def test_rings_show_in_the_fleet_and_a_version_path_through_them_in_the_upgrade(
+    page: Any, console_stack: StackProcess
+) -> None:
+    # Given exporter's promotion rule and an upgrade of one ring (staging: the demo's first five customers),
+    # after any exporter upgrade an earlier test left waiting is aborted
+    for earlier in console_stack.get("/api/upgrades?component=exporter")["upgrades"]:
+        if earlier["status"] in ("pending", "in_progress", "awaiting_continue"):
+            uid = str(earlier["upgradeId"])
+            assert console_stack.request("POST", f"/api/upgrades/{uid}/abort", {"reason": "rings test"})[0] == 202
+            console_stack.wait_status(uid, {"aborted"})
+    code, _ = console_stack.request(
+        "PUT", "/api/promotion-rules/exporter", {"minSuccessPercent": 100, "minBakeSeconds": 0}
+    )
+    assert code == 200
+    code, body = console_stack.request("POST", "/api/upgrades/deploy",
+                                       {"component": "exporter", "version": "v4.0.0", "strategy": "all",
+                                        "rings": ["staging"]})  # fmt: skip
+    assert code == 202, body
+    upgrade_id = str(body["upgradeId"])
+    # When the fleet view is opened, then every ring's count is the API's and each customer shows its ring
+    page.goto(f"{console_stack.url}/admin/queues?interval=300#/fleet")
+    fleet = console_stack.get("/api/fleet")
+    for ring in fleet["rings"]:
+        expect()(page.locator("#fleet-summary")).to_contain_text(f"ring {ring}")
+    first = page.locator("#fleet-customers tr[data-customer='cust_abc123'] td").nth(1)
+    expect()(first).to_have_text("staging")
+    # When the upgrade is opened, then its rings and the version's path through the rings are shown
+    open_upgrade(page, console_stack, upgrade_id)
+    expect()(page.locator("#detail-summary dl.facts")).to_contain_text("staging")
+    rings = page.locator("#rings li")
+    expect()(rings).to_have_count(len(fleet["rings"]))
+    expect()(page.locator("#rings li[data-ring='staging']")).to_contain_text(f"#{upgrade_id}")
+    expect()(page.locator("#rings li[data-ring='early']")).to_contain_text("waits: it never ran on internal")
+    screenshot(page, "rings")

@@ -25,6 +25,7 @@ const state = {
   attempts: new Map(), // upgrade id -> { status, jobIds }
   jobs: new Map(), // job id -> queue job (finished ones are not fetched again)
   fleet: null,
+  promotions: null, // the selected upgrade's version through the rings
   customers: null,
   customerFilter: { which: "", label: "" },
   intervalMs: 2000,
@@ -306,6 +307,21 @@ function waveRows(status, logs) {
     .map(([wave, w]) => ({ wave, ...w, budget: tolerated(STRATEGIES, status.strategy, wave, w.total, threshold) }));
 }
 
+// A version's path through the rings (GET /api/promotions): where it ran, where it may start, what was forced.
+function promotionPath(path) {
+  if (!path || !path.rings) return "";
+  const rows = path.rings
+    .map((r) => {
+      const ran = r.evidence ? `${esc(r.evidence.succeeded)} of ${esc(r.evidence.targeted)} succeeded · upgrades ${r.evidence.upgrades.map((u) => `#${esc(u.upgradeId)}`).join(", ")}` : "never ran here";
+      const decision = r.decision.allowed ? "may start" : `waits: ${r.decision.missing.map((m) => esc(m.message)).join("; ")}`;
+      const forced = r.overrides.map((o) => `forced by ${esc(o.forcedBy || "–")}: ${esc(o.reason)}`).join("; ");
+      return `<li data-ring="${esc(r.ring)}"><strong>${esc(r.ring)}</strong> — ${ran} — ${decision}${forced ? ` — <em>${forced}</em>` : ""}</li>`;
+    })
+    .join("");
+  const rule = path.enforced ? `rule: ${esc(path.rule.minSuccessPercent)} % succeeded, bake ${esc(path.rule.minBakeSeconds)} s` : "no promotion rule: deploys are not checked";
+  return `<h3>Path through the rings</h3><p class="muted">${rule}${path.nextRing ? ` · next: ${esc(path.nextRing)}` : ""}</p><ol class="rings" id="rings">${rows}</ol>`;
+}
+
 function renderUpgradeDetail() {
   const s = state.status;
   const pane = $("#upgrade-detail");
@@ -332,6 +348,8 @@ function renderUpgradeDetail() {
     ["Chart version", esc(s.chartVersion || "each keeps its own")],
     ["Execution", esc(s.jobId || "–")],
   ];
+  if (params.rings) facts.push(["Rings", esc(params.rings.join(", "))]);
+  if (params.force) facts.push(["Promotion forced", `${esc(params.force.by || "–")} on ${esc((params.force.rings || []).join(", "))}: ${esc(params.force.reason)}`]);
   if (s.continuedBy) facts.push(["Continued by", `${esc(s.continuedBy)} ${when(s.continuedAt)}`]);
   const resumes = (s.attempts || []).filter((a) => a.attempt > 1);
   for (const a of resumes) facts.push([`Resumed (attempt ${esc(a.attempt)})`, `${esc(a.requestedBy || "–")} ${when(a.startedAt)}`]);
@@ -373,7 +391,7 @@ function renderUpgradeDetail() {
     <h3>Waves</h3>
     <div class="legend"><span><i class="ok"></i>completed</span><span><i class="fail"></i>failed or rolled back</span><span><i class="run"></i>running</span><span><i class="skip"></i>skipped</span></div>
     <div class="waves" id="waves">${waveHtml || '<p class="muted">No wave has been planned yet.</p>'}</div>
-    ${budget}`;
+    ${budget}${promotionPath(state.promotions)}`;
   if (!pane.querySelector("#detail-summary")) {
     // the customer table lives beside the summary, so a poll never rebuilds its filters while you type
     pane.innerHTML = `<div id="detail-summary"></div><h3>Customers</h3><div id="customer-table"></div>`;
@@ -582,7 +600,7 @@ function renderFleet() {
   const sync = fleet.lastSync;
   setHTML(
     $("#fleet-summary"),
-    `<div class="summary">${stat(fleet.customers, "customers")}${Object.entries(fleet.byStatus).map(([k, n]) => stat(n, k)).join("")}${stat(fleet.drift, "with drift", fleet.drift ? "drift" : "")}${stat(fleet.pinned, "pinned")}
+    `<div class="summary">${stat(fleet.customers, "customers")}${Object.entries(fleet.byStatus).map(([k, n]) => stat(n, k)).join("")}${stat(fleet.drift, "with drift", fleet.drift ? "drift" : "")}${stat(fleet.pinned, "pinned")}${(fleet.rings || []).map((r) => stat((fleet.byRing || {})[r] ?? 0, `ring ${r}`)).join("")}
       <div class="stat"><b>${sync ? statusBadge(sync.status) : "–"}</b><span>last sync ${sync ? when(sync.completedAt || sync.createdAt) : ""}</span></div></div>`,
   );
   setHTML($("#fleet-charts"), `<div class="charts">${fleet.components.map(fleetChart).join("")}</div>`);
@@ -594,7 +612,7 @@ function renderFleet() {
       const pins = Object.entries(c.pins || {}).map(([k, p]) => `${k} ${p.version}${p.expired ? " (expired)" : ` until ${p.expiresAt.slice(0, 10)}`}: ${p.reason}`).join("; ");
       const w = c.maintenanceWindow;
       const windowText = w ? `${w.days.join(",")} ${w.start} ${w.timezone}, ${w.durationMinutes} min` : "";
-      return `<tr data-customer="${esc(c.customerId)}"><th scope="row">${esc(c.customerId)}</th><td>${statusBadge(c.status)}</td>
+      return `<tr data-customer="${esc(c.customerId)}"><th scope="row">${esc(c.customerId)}</th><td>${statusBadge(c.status)}</td><td>${esc(c.ring || "–")}</td>
         ${components.map((k) => `<td>${esc(c.versions[k] || "–")}</td>`).join("")}
         <td class="${drift ? "drift" : ""}">${esc(drift || "–")}</td><td>${esc(pins || "–")}</td><td>${esc(windowText || "–")}</td>
         <td>${esc(Object.entries(c.labels || {}).map(([k, v]) => `${k}=${v}`).join(" "))}</td></tr>`;
@@ -603,9 +621,9 @@ function renderFleet() {
   setHTML(
     $("#fleet-customers"),
     (customers.error ? `<p class="halt">${esc(customers.error)}</p>` : "") +
-      `<div class="table-wrap"><table><caption class="visually-hidden">Customers</caption><thead><tr><th scope="col">Customer</th><th scope="col">Status</th>
+      `<div class="table-wrap"><table><caption class="visually-hidden">Customers</caption><thead><tr><th scope="col">Customer</th><th scope="col">Status</th><th scope="col">Ring</th>
       ${components.map((k) => `<th scope="col">${esc(k)}</th>`).join("")}<th scope="col">Drift</th><th scope="col">Pins</th><th scope="col">Window</th><th scope="col">Labels</th></tr></thead>
-      <tbody>${rows || `<tr><td colspan="${components.length + 6}" class="muted">No customer matches.</td></tr>`}</tbody></table></div>
+      <tbody>${rows || `<tr><td colspan="${components.length + 7}" class="muted">No customer matches.</td></tr>`}</tbody></table></div>
       ${customers.nextCursor ? '<p class="muted">The first 200 customers are shown; filter to see others.</p>' : ""}`,
   );
 }
@@ -645,6 +663,8 @@ async function load() {
       const [status, logs] = await Promise.all([api("GET", `/api/upgrades/${id}/status`), allLogs(state.selected)]);
       state.status = status;
       state.logs = logs;
+      const path = new URLSearchParams({ component: status.component, version: status.version });
+      state.promotions = await api("GET", `/api/promotions?${path}`).catch(() => null);
     }
   } else if (state.view === "queue") {
     await loadQueue();
