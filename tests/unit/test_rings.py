@@ -89,3 +89,20 @@ def test_the_ring_label_key_is_configurable_and_checked():
     assert rule.ring_for(NamespaceRef("customer-a", {"example.com/ring": "beta", "ring": "ga"})).ring == "beta"
     with pytest.raises(RuleError):
         RingLabelRule("not a key")
+
+
+@pytest.mark.parametrize(("env", "named"), [({"RING_ORDER": "staging,production,staging"}, "RING_ORDER"),
+                                            ({"RING_ORDER": "staging,"}, "RING_ORDER"),
+                                            ({"CUSTOMER_RING_LABEL": "not a key"}, "CUSTOMER_RING_LABEL")])  # fmt: skip
+def test_a_bad_ring_setting_fails_at_cold_start_naming_it(monkeypatch, env, named):
+    from upgrader import factory
+    from upgrader.infra.settings import SettingsError
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    factory.reset()
+    try:
+        with pytest.raises(SettingsError, match=named):
+            factory.ring_labels()  # builds the order first: either setting fails here
+    finally:
+        factory.reset()
