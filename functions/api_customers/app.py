@@ -208,7 +208,7 @@ def set_promotion_rule(component: ComponentPath, rule: Annotated[PromotionRuleRe
 )  # fmt: skip
 def delete_promotion_rule(component: ComponentPath) -> PromotionRuleView:
     who = caller_identity(router)
-    result = promotions.delete_rule(component, actor=who, repo=factory.promotion_rules())
+    result = promotions.remove_rule(component, actor=who, repo=factory.promotion_rules())
     logger.info("promotion rule deleted", extra={"component": component, "by": who})
     return result
 

@@ -246,3 +246,12 @@ def test_the_plan_and_the_deploy_agree_on_who_a_ring_deploy_changes(rings, sql):
     assert [[c["customerId"] for c in w["customers"]] for w in planned["waves"]] == [[r["customer_id"]] for r in rows]
     assert {e["customerId"]: e["reason"] for e in planned["leftOut"]} == dict.fromkeys(
         ["cust_0003", "cust_0004", "cust_0005"], "not_matching")  # fmt: skip
+
+
+def test_a_rule_is_kept_to_two_decimals_and_a_whole_bake_may_be_written_118_0(rings, sql):
+    # (schemathesis found both: JSON's 118.0 is the integer 118; NUMERIC(5,2) would round silently)
+    code, answer = set_rule("api", {"minSuccessPercent": 85.8641905816017, "minBakeSeconds": 118.0})
+    assert code == 200, answer
+    assert (answer["minSuccessPercent"], answer["minBakeSeconds"]) == (85.86, 118)
+    (stored,) = sql("SELECT min_success_percent, min_bake_seconds FROM promotion_rules")
+    assert (float(stored["min_success_percent"]), stored["min_bake_seconds"]) == (85.86, 118)

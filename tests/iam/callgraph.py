@@ -130,6 +130,20 @@ class Codebase:
             return self.resolve(module.imports[attr], depth + 1)
         return None
 
+    def fields(self, class_name: str) -> set[str]:
+        """The names a class declares as data (annotated in its body: a dataclass's or a model's fields),
+        inherited ones included: `self.<field>` reads a value, it calls nothing."""
+        node = self.classes[class_name]
+        module, _ = self.defs[class_name]
+        found: set[str] = set()
+        for base in node.bases:
+            base_name = self._name_of(base, module, set())
+            if base_name in self.classes:
+                found |= self.fields(base_name)
+        found |= {item.target.id for item in node.body
+                  if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}  # fmt: skip
+        return found
+
     def methods(self, class_name: str) -> dict[str, str]:
         """method name -> qualified def, own methods over inherited ones (project classes only)."""
         node = self.classes[class_name]
@@ -214,6 +228,8 @@ class Codebase:
                     if method:
                         yield "def", method
                         continue
+                    if child.attr in self.fields(class_name):
+                        continue  # its own field: a value, not a method of another class
                 resolved = self._name_of(child, module, local_names)
                 if resolved is not None:
                     yield from self._target(resolved)

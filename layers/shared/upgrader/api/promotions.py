@@ -88,7 +88,7 @@ def set_rule(
     return _stored_view(repo.set(request.rule(component), actor))
 
 
-def delete_rule(component: str, *, actor: str | None, repo: PromotionRuleRepository) -> PromotionRuleView:
+def remove_rule(component: str, *, actor: str | None, repo: PromotionRuleRepository) -> PromotionRuleView:
     """Back to the default rule (not enforced); 404 when the component had no rule."""
     if not repo.delete(component, actor):
         raise PromotionRuleNotFound(f"{component} has no promotion rule (its deploys are not checked)")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
-from upgrader.contract.base import StrictModel
+from upgrader.contract.base import WHOLE, StrictModel
 from upgrader.promotion.rules import MAX_BAKE_SECONDS, PromotionRule
 
 
@@ -12,10 +14,12 @@ class PromotionRuleRequest(StrictModel):
     """PUT /api/promotion-rules/{component}: the rule a version of it must pass on each ring."""
 
     min_success_percent: float = Field(
-        ge=0, le=100, description="share of the previous ring's targeted customers that must have succeeded"
+        ge=0,
+        le=100,
+        description="share of the previous ring's targeted customers that must have succeeded (kept to two decimals)",
     )
-    min_bake_seconds: int = Field(
-        ge=0, le=MAX_BAKE_SECONDS, description="seconds since the last upgrade on the previous ring finished"
+    min_bake_seconds: Annotated[int, Field(ge=0, le=MAX_BAKE_SECONDS), WHOLE] = Field(
+        description="seconds since the last upgrade on the previous ring finished"
     )
     no_halt: bool = Field(default=True, description="refuse a version whose upgrade on the previous ring halted")
 

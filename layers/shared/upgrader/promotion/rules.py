@@ -48,7 +48,8 @@ class PromotionRule:
             raise InvalidValue("minSuccessPercent", f"{percent!r} is not a number") from None
         if isinstance(percent, bool) or not value.is_finite() or not Decimal(0) <= value <= Decimal(100):
             raise InvalidValue("minSuccessPercent", f"a percentage from 0 to 100, not {percent}")
-        object.__setattr__(self, "min_success_percent", value)
+        # kept to two decimals, as the table stores it: the rule decided on is the rule shown
+        object.__setattr__(self, "min_success_percent", value.quantize(Decimal("0.01")))
         bake = self.min_bake_seconds
         if isinstance(bake, bool) or not isinstance(bake, int) or not 0 <= bake <= MAX_BAKE_SECONDS:
             raise InvalidValue("minBakeSeconds", f"whole seconds from 0 to {MAX_BAKE_SECONDS}, not {bake!r}")
@@ -122,7 +123,7 @@ def missing_on(ring: str, rule: PromotionRule, seen: RingEvidence | None, now: d
         found.append(Missing(
             "success_too_low", ring,
             f"{seen.succeeded} of {seen.targeted} targeted customers on {ring} succeeded "
-            f"({share:.1f} %), {rule.min_success_percent} % needed",
+            f"({share:.1f} %), {format(rule.min_success_percent.normalize(), 'f')} % needed",
             {"succeeded": seen.succeeded, "targeted": seen.targeted,
              "requiredPercent": float(rule.min_success_percent)},
         ))  # fmt: skip
