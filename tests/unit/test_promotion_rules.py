@@ -209,8 +209,9 @@ def test_a_deploys_force_needs_its_reason_and_a_reason_needs_force():
     assert no_reason.value.field == "forceReason"
     assert force_of(False, None, "me") is None
     request = {"component": "api", "version": "v2.0.0", "strategy": "all"}
-    for body, why in [({"force": True}, "force needs a forceReason"), ({"force": True, "forceReason": "  "}, "force needs"),
-                      ({"forceReason": "why"}, "without force")]:  # fmt: skip
+    cases: list[tuple[dict[str, object], str]] = [({"force": True}, "force needs a forceReason"), ({"force": True, "forceReason": "  "}, "force needs"),
+                      ({"forceReason": "why"}, "without force")]  # fmt: skip
+    for body, why in cases:
         with pytest.raises(ValidationError) as refused:
             DeployRequest.model_validate({**request, **body})
         assert [(e["loc"], why in e["msg"]) for e in refused.value.errors()] == [(("force",), True)]
