@@ -25,7 +25,7 @@ from upgrader.contract.customer_models import (
     parse_timestamp,
 )
 from upgrader.contract.models import iso
-from upgrader.fleet.customer_records import CustomerRecord, PinRecord, SyncRecord
+from upgrader.fleet.customer_records import CustomerRecord, PinRecord
 from upgrader.fleet.inventory import CustomerFilter, InventoryRepository
 from upgrader.fleet.sync_launcher import SyncLauncher
 from upgrader.fleet.syncs import SyncRepository
@@ -129,7 +129,7 @@ def fleet(*, inventory: InventoryRepository, syncs: SyncRepository) -> FleetResp
         drift=counts["drift"],
         pinned=counts["pinned"],
         components=spread,
-        last_sync=sync_view(last) if last else None,
+        last_sync=last,
     )
 
 
@@ -161,7 +161,7 @@ def get_sync(sync_id: int, *, syncs: SyncRepository) -> SyncSummary:
     row = syncs.get(sync_id)
     if row is None:
         raise SyncNotFound(f"sync {sync_id} not found")
-    return sync_view(row)
+    return row
 
 
 # ------------------------------------------------------------------------------------------- views
@@ -178,7 +178,3 @@ def _customer_facts(record: CustomerRecord, pins: list[PinRecord]) -> dict[str, 
 
 def customer_view(record: CustomerRecord, pins: list[PinRecord]) -> Customer:
     return from_record(Customer, record, **_customer_facts(record, pins))
-
-
-def sync_view(record: SyncRecord) -> SyncSummary:
-    return from_record(SyncSummary, record)
