@@ -16,10 +16,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from upgrader.infra.db import Database, columns, select_returned
-from upgrader.infra.errors import UpgradeAlreadyActive, UpgradeNotFound, WrongState
+from upgrader.infra.errors import UpgradeAlreadyActive, WrongState
 from upgrader.notifications import events
 from upgrader.rollout.rollbacks import insert_run
-from upgrader.rollout.upgrade_records import UpgradeRecord
+from upgrader.rollout.upgrade_records import UpgradeRecord, lock_upgrade
 
 RESUMABLE_STATUSES = ("halted", "aborted", "failed")
 
@@ -42,13 +42,10 @@ class ResumeRepository:
         (a failed start leaves everything as it was). Returns (the upgrade, customers resumed)."""
         try:
             with self._db.transaction() as cur:
-                cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
-                upgrade = cur.fetchone()
-                if upgrade is None:
-                    raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
-                if upgrade["status"] not in RESUMABLE_STATUSES:
+                upgrade = lock_upgrade(cur, upgrade_id, UpgradeRecord)
+                if upgrade.status not in RESUMABLE_STATUSES:
                     raise WrongState(
-                        f"upgrade {upgrade_id} is {upgrade['status']}; only a halted, aborted or failed upgrade can "
+                        f"upgrade {upgrade_id} is {upgrade.status}; only a halted, aborted or failed upgrade can "
                         "be resumed"
                     )
                 cur.execute(

@@ -15,7 +15,6 @@ import psycopg
 from psycopg import sql
 
 from upgrader.infra.db import Row, columns, one_row, select, select_one, select_returned
-from upgrader.infra.errors import UpgradeNotFound
 from upgrader.infra.vocabulary import ACTIVE_UPGRADE_STATUSES
 from upgrader.notifications import events
 from upgrader.rollout.customer_outcomes import CustomerOutcomes
@@ -23,7 +22,7 @@ from upgrader.rollout.failure_budget import WaveBudget
 from upgrader.rollout.halts import halt
 from upgrader.rollout.rollbacks import RollbackRepository
 from upgrader.rollout.run_records import LogRecord, WaveMember
-from upgrader.rollout.upgrade_records import UpgradeRecord
+from upgrader.rollout.upgrade_records import UpgradeRecord, lock_upgrade
 
 _UPGRADE = columns(UpgradeRecord)
 _MEMBER = columns(WaveMember)
@@ -38,11 +37,7 @@ class RunRepository(CustomerOutcomes):
     def start_run(self, upgrade_id: int, run_name: str, operation: str) -> tuple[UpgradeRecord, list[WaveMember]]:
         """Mark the upgrade started (once) and return it with the run's rows in wave order."""
         with self._db.transaction() as cur:
-            upgrade = select_one(cur, UpgradeRecord,
-                                 f"SELECT {_UPGRADE} FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE",
-                                 (upgrade_id,))  # fmt: skip
-            if upgrade is None:
-                raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
+            upgrade = lock_upgrade(cur, upgrade_id, UpgradeRecord)
             if operation == "upgrade":
                 started = select_one(
                     cur, UpgradeRecord,
@@ -215,11 +210,7 @@ class RunRepository(CustomerOutcomes):
     def finalize_upgrade(self, upgrade_id: int, run_name: str, failure: str | None) -> UpgradeRecord:
         """Skip what never started, then set the final status once (a retry changes nothing)."""
         with self._db.transaction() as cur:
-            upgrade = select_one(cur, UpgradeRecord,
-                                 f"SELECT {_UPGRADE} FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE",
-                                 (upgrade_id,))  # fmt: skip
-            if upgrade is None:
-                raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
+            upgrade = lock_upgrade(cur, upgrade_id, UpgradeRecord)
             if upgrade.status not in ACTIVE_UPGRADE_STATUSES:
                 _end_run(cur, run_name, upgrade.status)
                 return upgrade

@@ -14,15 +14,15 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from upgrader.infra.db import Row, columns, one_row, select, select_one, select_returned
-from upgrader.infra.errors import UpgradeAlreadyActive, UpgradeNotFound
+from upgrader.infra.db import Row, columns, one_row, select, select_returned
+from upgrader.infra.errors import UpgradeAlreadyActive
 from upgrader.infra.vocabulary import ACTIVE_UPGRADE_STATUSES
 from upgrader.notifications import events
 from upgrader.rollout.halts import aborted_events, close_stop_gates, take_window_tokens
 from upgrader.rollout.rollbacks import insert_run
 from upgrader.rollout.run_records import RunRecord
 from upgrader.rollout.upgrade_queries import UpgradeQueries
-from upgrader.rollout.upgrade_records import UpgradeRecord
+from upgrader.rollout.upgrade_records import UpgradeRecord, lock_upgrade
 
 _UPGRADE = columns(UpgradeRecord)
 _RUN = columns(RunRecord)
@@ -224,11 +224,7 @@ class UpgradeRepository(UpgradeQueries):
         fail_gate: Callable[[str], None], windows: list[str],
     ) -> tuple[UpgradeRecord, list[RunRecord]] | None:  # fmt: skip
         with self._db.transaction() as cur:
-            upgrade = select_one(cur, _GatedUpgrade,
-                                 f"SELECT {_UPGRADE}, task_token FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE",
-                                 (upgrade_id,))  # fmt: skip
-            if upgrade is None:
-                raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
+            upgrade = lock_upgrade(cur, upgrade_id, _GatedUpgrade)
             upgrade_active = upgrade.status in ACTIVE_UPGRADE_STATUSES and not str(
                 upgrade.halt_reason or ""
             ).startswith("aborted")
