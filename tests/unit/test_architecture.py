@@ -23,8 +23,6 @@ MAX_LINES = 400
 TOO_BIG_FOR_NOW = {
     "layers/shared/upgrader/contract/models.py": 562,
     "upgradectl/cli.py": 660,
-    "upgradectl/local/simcluster/cluster.py": 749,
-    "upgradectl/local/simcluster/helm.py": 555,
     "upgradectl/local/simcluster/jobs.py": 405,
     "upgradectl/local/simcluster/server.py": 415,
     "upgradectl/local/simcluster/store.py": 574,
