@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from upgrader.cluster.types import HelmJobSpec, HelmOperation
 from upgrader.infra.timestamps import iso_seconds
+from upgrader.rollout.run_records import LogRecord
 
 State = dict[str, Any]
 
@@ -24,25 +25,6 @@ def wave_number(state: State) -> int:
     """The wave number (the rows' own) of the state's current position."""
     waves = state.get("waves")
     return int(waves[int(state["wave"])]) if waves else int(state["wave"])
-
-
-class LogIdentity(Protocol):
-    """What names a log row's helm Job: a `LogRecord`, or the ids a customer's execution carries (`event_row`)."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def upgrade_id(self) -> int: ...
-    @property
-    def customer_id(self) -> str: ...
-    @property
-    def component(self) -> str: ...
-    @property
-    def namespace(self) -> str: ...
-    @property
-    def release_name(self) -> str: ...
-    @property
-    def attempt(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +40,7 @@ class CarriedLog:
     attempt: int
 
 
-def row_spec(row: LogIdentity, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
+def row_spec(row: LogRecord | CarriedLog, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
           chart_version: str | None = None, slot: str | None = None, chart_name: str | None = None) -> HelmJobSpec:  # fmt: skip
     """A helm operation of one `customer_upgrade_logs` row (its id names the Job: one row, one Job per operation)."""
     return HelmJobSpec(
