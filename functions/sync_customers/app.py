@@ -13,7 +13,6 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from upgrader import factory
-from upgrader.api.customers import sync_view
 from upgrader.fleet import discovery
 from upgrader.infra.settings import get_settings
 
@@ -50,7 +49,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except discovery.SyncFailed as exc:
         # Recorded on the sync's row; trying again at once would fail the same way: the next one will tell.
         logger.warning("sync failed", extra={"error": str(exc)})
-        return sync_view(syncs.get(row.id) or row).model_dump()
-    summary = sync_view(finished).model_dump()
+        return (syncs.get(row.id) or row).model_dump()
+    summary = finished.model_dump()
     logger.info("sync completed", extra={"counts": summary["counts"]})
     return summary

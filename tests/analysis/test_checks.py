@@ -38,6 +38,14 @@ def test_a_good_check_reads_its_camel_case_fields():
     assert parsed.model_dump(by_alias=True)["failureCondition"] == {"op": ">", "value": 0.02}
 
 
+def test_a_snake_case_key_is_an_unknown_field_as_in_every_request():
+    """The checks' base is the contract's StrictModel (upgrader.infra.wire): only the wire's camelCase names.
+
+    Breakage tried: `validate_by_name=True` in `StrictModel` (the checks' old `populate_by_name`): this failed."""
+    body = check(intervalSeconds=None, interval_seconds=30)
+    assert errors_of(body) == [("interval_seconds", "Extra inputs are not permitted")]
+
+
 @pytest.mark.parametrize(
     ("changes", "field", "words"),
     [

@@ -31,7 +31,7 @@ import pytest
 from aws_lambda_powertools.event_handler.api_gateway import Route as PowertoolsRoute
 
 from tests.support.functions import invoke, load_function
-from upgradectl.local.server import ROUTES, Route, build_event
+from upgradectl.local.gateway import ROUTES, Route, build_event
 from upgradectl.openapi import build_document
 
 

@@ -23,7 +23,8 @@ from botocore.credentials import Credentials
 
 from tests.console.sigv4_gateway import Gateway
 from upgradectl.console import proxy
-from upgradectl.console.proxy import ConsoleServer, ProxyState, Signer
+from upgradectl.console.proxy import ConsoleServer, ProxyState
+from upgradectl.console.signing import Signer
 
 KEY_ID = "AKIACONSOLETEST00001"
 SECRET = "console-test-secret"  # noqa: S105 - a test key's secret

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from botocore.credentials import Credentials
 
-from upgradectl.console import proxy
-from upgradectl.console.proxy import ConsoleSetupError, Signer, caller_identity, make_signer
+from upgradectl.console import signing
+from upgradectl.console.signing import ConsoleSetupError, Signer, caller_identity, make_signer
 
 AWS_URL = "https://abc123.execute-api.eu-west-3.amazonaws.com/prod"
 CUSTOM_DOMAIN = "https://upgrades.example.com/prod"  # no region in it
@@ -47,7 +47,7 @@ def _keys(chain: pytest.MonkeyPatch) -> None:
 def test_the_region_is_the_flag_then_the_urls_then_the_environments(
     chain: pytest.MonkeyPatch, given: str | None, url: str, environment: dict[str, str], expected: str
 ) -> None:
-    """mutants: proxy.py:93 `"AWS_REGION"` → `"XXAWS_REGIONXX"`, `"AWS_DEFAULT_REGION"` → `"XXAWS_DEFAULT_REGIONXX"`."""
+    """mutants: signing.py (was proxy.py):93 `"AWS_REGION"` → `"XXAWS_REGIONXX"`, `"AWS_DEFAULT_REGION"` → `"XXAWS_DEFAULT_REGIONXX"`."""
     _keys(chain)
     for name, value in environment.items():
         chain.setenv(name, value)
@@ -56,7 +56,7 @@ def test_the_region_is_the_flag_then_the_urls_then_the_environments(
 
 
 def test_without_a_region_the_console_says_how_to_give_one(chain: pytest.MonkeyPatch) -> None:
-    """mutants: proxy.py:95 the message."""
+    """mutants: signing.py (was proxy.py):95 the message."""
     _keys(chain)
     with pytest.raises(ConsoleSetupError) as refused:
         make_signer(CUSTOM_DOMAIN, region=None, profile=None)
@@ -64,7 +64,7 @@ def test_without_a_region_the_console_says_how_to_give_one(chain: pytest.MonkeyP
 
 
 def test_without_credentials_the_console_says_how_to_get_them(chain: pytest.MonkeyPatch) -> None:
-    """mutants: proxy.py:102 the message."""
+    """mutants: signing.py (was proxy.py):102 the message."""
     with pytest.raises(ConsoleSetupError) as refused:
         make_signer(AWS_URL, region=None, profile=None)
     assert str(refused.value) == (
@@ -73,7 +73,7 @@ def test_without_credentials_the_console_says_how_to_get_them(chain: pytest.Monk
 
 
 def test_an_unknown_profile_is_a_setup_error_naming_it(chain: pytest.MonkeyPatch) -> None:
-    """botocore's ProfileNotFound, not a traceback. mutants: proxy.py:99 the message."""
+    """botocore's ProfileNotFound, not a traceback. mutants: signing.py (was proxy.py):99 the message."""
     with pytest.raises(ConsoleSetupError) as refused:
         make_signer(AWS_URL, region=None, profile="nobody")
     assert str(refused.value) == "cannot load AWS credentials: The config profile (nobody) could not be found"
@@ -106,7 +106,7 @@ def signer() -> Signer:
 def test_the_console_names_the_caller_sts_returns_asked_with_the_signers_credentials(
     monkeypatch: pytest.MonkeyPatch, signer: Signer
 ) -> None:
-    """mutants: proxy.py:113-121 (the credentials, the service name, the region, the session token, `"Arn"`)."""
+    """mutants: signing.py (was proxy.py):113-121 (the credentials, the service name, the region, the session token, `"Arn"`)."""
     sts = FakeSts()
     monkeypatch.setattr("boto3.client", sts.client)
     assert caller_identity(signer, AWS_URL) == "arn:aws:sts::123456789012:assumed-role/Operator/alice"
@@ -117,12 +117,12 @@ def test_the_console_names_the_caller_sts_returns_asked_with_the_signers_credent
 def test_without_sts_the_console_names_the_access_key_and_logs_why(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, signer: Signer
 ) -> None:
-    """Only a label (the API identifies the caller by the signature): never an error. mutants: proxy.py:123
+    """Only a label (the API identifies the caller by the signature): never an error. mutants: signing.py (was proxy.py):123
     the message, `exc_info=True` → `False`."""
     monkeypatch.setattr("boto3.client", FakeSts(fail=True).client)
-    with caplog.at_level(logging.DEBUG, logger=proxy.__name__):
+    with caplog.at_level(logging.DEBUG, logger=signing.__name__):
         assert caller_identity(signer, AWS_URL) == "AWS access key AKIASIGNERTEST000001"
-    (record,) = [r for r in caplog.records if r.name == proxy.__name__]
+    (record,) = [r for r in caplog.records if r.name == signing.__name__]
     assert record.getMessage() == "sts get-caller-identity failed"
     assert record.exc_info and record.exc_info[0] is RuntimeError  # the traceback, for --debug
 

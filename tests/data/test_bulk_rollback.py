@@ -28,8 +28,8 @@ def test_rows_carry_last_wave_first_their_source_row_and_the_next_attempt(make_c
     rows, left_out = rollbacks.create_upgrade_rollback(uid, requested_by="ops", run_name="rollback-a")
     # Then every customer has a pending rollback row of its own upgrade row, last wave first, attempt 1
     assert left_out == []
-    assert sorted((r["customer_id"], r["wave"], r["rollback_of"], r["attempt"], r["from_version"], r["to_version"],
-                   r["status"], r["run_name"]) for r in rows) == sorted(
+    assert sorted((r.customer_id, r.wave, r.rollback_of, r.attempt, r.from_version, r.to_version,
+                   r.status, r.run_name) for r in rows) == sorted(
         (cid, 1 - u["wave"], u["id"], 1, "v1.2.0", "v1.1.0", "pending", "rollback-a") for cid, u in upgraded.items()
     )  # fmt: skip
     # and when that rollback failed and the whole upgrade is rolled back again
@@ -37,4 +37,4 @@ def test_rows_carry_last_wave_first_their_source_row_and_the_next_attempt(make_c
     sql("UPDATE upgrade_runs SET status = 'ended' WHERE run_name = 'rollback-a'")
     again, _ = rollbacks.create_upgrade_rollback(uid, requested_by="ops", run_name="rollback-b")
     # then each customer's new row is its attempt 2 (its helm Job gets a name of its own)
-    assert sorted((r["customer_id"], r["attempt"]) for r in again) == sorted((cid, 2) for cid in upgraded)
+    assert sorted((r.customer_id, r.attempt) for r in again) == sorted((cid, 2) for cid in upgraded)

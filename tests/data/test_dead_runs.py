@@ -156,7 +156,7 @@ def test_a_run_ended_meanwhile_is_not_reported_as_ended_by_the_sweep(make_custom
     make_customers(1)
     started = deploy()
     factory.runs().start_run(int(started["upgradeId"]), started["jobId"], "upgrade")
-    [stale] = sql("SELECT * FROM upgrade_runs WHERE run_name = %s", started["jobId"])  # as the sweep read it
+    [stale] = factory.reconcile().running_runs(execution_name=started["jobId"])  # as the sweep read it
     sql("UPDATE upgrade_runs SET status = 'completed' WHERE run_name = %s", started["jobId"])
     fake_workflow.statuses[started["jobId"]] = "SUCCEEDED"
     ended = reconciliation.end_if_dead(stale, executions=fake_workflow, recon=factory.reconcile(), runs=factory.runs())

@@ -3,7 +3,6 @@ real release encoding, the real PostgreSQL."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -73,7 +72,7 @@ def sync(
         rings=rings,
         concurrency=8,
     )
-    return dataclasses.asdict(finished)
+    return finished.model_dump(by_alias=False)
 
 
 def inventory(sql: Any) -> dict[str, dict[str, str]]:

@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from upgrader import factory
+from upgrader.infra.db import columns, select_returned
 from upgrader.rollout import halts
+from upgrader.rollout.run_records import LogRecord
 
 from tests.api.helpers import control, deploy
 from tests.support.functions import invoke
@@ -67,7 +69,9 @@ def test_a_failure_recorded_after_its_run_ended_never_halts_the_upgrade(make_cus
     sql(
         "UPDATE customer_upgrade_logs SET status = 'failed', run_name = %s WHERE id = %s", name, rows["cust_0001"]["id"]
     )
-    row = sql("SELECT * FROM customer_upgrade_logs WHERE id = %s", rows["cust_0001"]["id"])[0]
+    with factory.database().transaction() as cur:  # the row as FinishCustomer recorded it
+        row = select_returned(cur, LogRecord, f"SELECT {columns(LogRecord)} FROM customer_upgrade_logs WHERE id = %s",
+                              (rows["cust_0001"]["id"],))  # fmt: skip
     sql("UPDATE upgrade_runs SET status = 'failed' WHERE run_name = %s", name)  # the run has ended meanwhile
 
     with factory.database().transaction() as cur:

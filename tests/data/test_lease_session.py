@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from upgrader import factory
 from upgrader.infra.errors import LogRowNotFound
+from upgrader.rollout.run_records import UpgradedLog
 
 from tests.api.helpers import deploy, rollback
 
@@ -71,8 +72,8 @@ def test_a_rollback_row_reads_what_its_upgrade_recorded_from_the_release(make_cu
     assert code == 202, data
 
     with factory.leases().session(int(data["rollbackId"])) as lease:
-        assert lease.upgraded_row() == {"version_before": "v1.1.0", "version_after": "v1.2.0",
-                                        "revision_before": 4, "revision_after": 5}  # fmt: skip
+        assert lease.upgraded_row() == UpgradedLog(version_before="v1.1.0", version_after="v1.2.0",
+                                                   revision_before=4, revision_after=5)  # fmt: skip
         assert lease.budget_exceeded() is None  # a rollback row has no failure budget
     with factory.leases().session(upgrade_row) as lease:
         assert lease.upgraded_row() is None

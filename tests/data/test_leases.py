@@ -41,7 +41,7 @@ def test_one_operation_per_release_across_components(make_customers, fake_workfl
     # Then the dashboard upgrade finds the release busy, says who holds it, and waits (nothing is failed)
     with leases.session(second) as lease:
         assert lease.state == "busy"
-        assert lease.holder is not None and lease.holder["log_id"] == first
+        assert lease.holder is not None and lease.holder.log_id == first
         lease.wait("busy")
     assert _row(sql, dashboard, "cust_0001")["status"] == "in_progress"
     assert _row(sql, dashboard, "cust_0001")["waiting_for"] == "busy"

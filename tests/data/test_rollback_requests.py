@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from upgrader import factory
 from upgrader.infra.errors import CustomerNotInUpgrade, UpgradeNotFound, WrongState
+from upgrader.rollout.rollbacks import RollbackTarget
 
 from tests.api.helpers import deploy
 
@@ -49,12 +50,12 @@ def test_a_customer_rollback_gets_a_run_of_its_own_named_after_its_row(ended_upg
     """Kills `rollout/rollbacks.py:120` (the run's name renamed) and the mutants of `insert_run`'s defaults
     (`attempt: int = 1` → `2`, `execution_name or run_name` → `and`)."""
     row = factory.rollbacks().create_rollback(ended_upgrade, "cust_0002", requested_by="ops@example.com")
-    assert row["run_name"] == f"rollback-{ended_upgrade}-{row['id']}"
-    assert (row["status"], row["operation"], row["wave"], row["from_version"], row["to_version"], row["attempt"]) == (
+    assert row.run_name == f"rollback-{ended_upgrade}-{row.id}"
+    assert (row.status, row.operation, row.wave, row.from_version, row.to_version, row.attempt) == (
         "pending", "rollback", 0, "v1.2.0", "v1.1.0", 1)  # fmt: skip
     [run] = sql("SELECT * FROM upgrade_runs WHERE kind = 'rollback'")
     assert (run["run_name"], run["execution_name"], run["scope"], run["attempt"], run["requested_by"]) == (
-        row["run_name"], row["run_name"], "customer", 1, "ops@example.com")  # fmt: skip
+        row.run_name, row.run_name, "customer", 1, "ops@example.com")  # fmt: skip
 
 
 def test_a_customer_outside_the_upgrade_is_named_and_nothing_is_recorded(ended_upgrade: int, sql: Any) -> None:
@@ -133,7 +134,7 @@ def test_an_aborts_rollback_runs_in_the_upgrades_own_execution(ended_upgrade: in
     [upgrade_run] = sql("SELECT run_name FROM upgrade_runs WHERE upgrade_id = %s", ended_upgrade)
     execution = upgrade_run["run_name"]
     rows = factory.runs().create_abort_rollback(ended_upgrade, requested_by="ops", run_name=f"{execution}-rollback")
-    assert sorted(r["customer_id"] for r in rows) == ["cust_0001", "cust_0002"]
+    assert sorted(r.customer_id for r in rows) == ["cust_0001", "cust_0002"]
     run = sql("SELECT execution_name, scope FROM upgrade_runs WHERE run_name = %s", f"{execution}-rollback")
     assert run == [{"execution_name": execution, "scope": "abort"}]
     sql("UPDATE customer_upgrade_logs SET status = 'failed' WHERE operation = 'rollback'")
@@ -149,12 +150,10 @@ def test_delete_run_undoes_only_the_pending_rows_of_that_rollback_run(ended_upgr
     rollbacks = factory.rollbacks()
     mine = rollbacks.create_rollback(ended_upgrade, "cust_0001", requested_by=None)
     other = rollbacks.create_rollback(ended_upgrade, "cust_0002", requested_by=None)
-    rollbacks.delete_run(mine["run_name"])
+    rollbacks.delete_run(mine.run_name)
     left = sql("SELECT id FROM customer_upgrade_logs WHERE operation = 'rollback'")
-    assert left == [{"id": other["id"]}]
-    assert [r["run_name"] for r in sql("SELECT run_name FROM upgrade_runs WHERE kind = 'rollback'")] == [
-        other["run_name"]
-    ]
+    assert left == [{"id": other.id}]
+    assert [r["run_name"] for r in sql("SELECT run_name FROM upgrade_runs WHERE kind = 'rollback'")] == [other.run_name]
     # an upgrade run of that name is never deleted
     [upgrade_run] = sql("SELECT run_name FROM upgrade_runs WHERE kind = 'upgrade'")
     rollbacks.delete_run(upgrade_run["run_name"])
@@ -184,10 +183,10 @@ def test_a_whole_upgrade_rollback_passes_over_the_unchanged_and_the_left_out_and
     rollbacks.create_rollback(uid, "cust_0002", requested_by=None)
 
     # what a request is checked against (compatibility rules) is what it will restore
-    assert rollbacks.rollback_targets(uid) == [{"customer_id": "cust_0003", "component": "api", "to_version": "v1.1.0"}]
+    assert rollbacks.rollback_targets(uid) == [RollbackTarget("cust_0003", "api", "v1.1.0")]
     rows, left_out = rollbacks.create_upgrade_rollback(uid, requested_by=None, run_name="rollback-rest")
 
-    assert [r["customer_id"] for r in rows] == ["cust_0003"]
+    assert [r.customer_id for r in rows] == ["cust_0003"]
     assert [(c.customer_id, c.reason) for c in left_out] == [
         ("cust_0002", f"customer 'cust_0002' is being rolled back for upgrade {uid}")]  # fmt: skip
 
@@ -213,11 +212,11 @@ def test_what_a_rollback_restores_falls_back_to_what_was_planned_when_the_releas
     _ended(sql, uid)
     rollbacks = factory.rollbacks()
 
-    assert rollbacks.rollback_targets(uid) == [{"customer_id": "cust_0002", "component": "api", "to_version": "v1.0.5"}]
+    assert rollbacks.rollback_targets(uid) == [RollbackTarget("cust_0002", "api", "v1.0.5")]
 
     first = rollbacks.create_rollback(uid, "cust_0001", requested_by=None)
-    assert (first["from_version"], first["to_version"]) == ("v1.2.0", "previous")
+    assert (first.from_version, first.to_version) == ("v1.2.0", "previous")
     sql("DELETE FROM customer_upgrade_logs WHERE operation = 'rollback'")
     rows, _ = rollbacks.create_upgrade_rollback(uid, requested_by=None, run_name="rollback-all-x")
-    assert sorted((r["customer_id"], r["from_version"], r["to_version"]) for r in rows) == [
+    assert sorted((r.customer_id, r.from_version, r.to_version) for r in rows) == [
         ("cust_0001", "v1.2.0", "previous"), ("cust_0002", "v1.2.0", "v1.0.5")]  # fmt: skip

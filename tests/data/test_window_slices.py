@@ -196,7 +196,7 @@ def test_a_customer_whose_window_has_opened_no_longer_shows_as_waiting_before_it
     assert check_window({"logId": log_id}, windows=windows, now=FRIDAY) == {
         "action": "done", "status": "pending", "customerId": "cust_0002", "deferredUntil": "2026-03-21T01:00:00Z"
     }  # fmt: skip
-    assert [r["customer_id"] for r in windows.waiting(run["upgradeId"])] == ["cust_0002"]
+    assert [r.customer_id for r in windows.waiting(run["upgradeId"])] == ["cust_0002"]
 
     assert check_window({"logId": log_id}, windows=windows, now=SATURDAY) is None  # open: go on and claim it
     row = sql("SELECT status, window_opens_at FROM customer_upgrade_logs WHERE id = %s", log_id)[0]
@@ -215,4 +215,4 @@ def test_the_status_lists_the_first_hundred_customers_waiting_for_their_windows_
         " WHERE upgrade_id = %s", uid)  # fmt: skip
     waiting = factory.windows().waiting(uid)
     assert len(waiting) == 100
-    assert [w["customer_id"] for w in waiting] == [f"cust_{n:04d}" for n in range(1, 101)]
+    assert [w.customer_id for w in waiting] == [f"cust_{n:04d}" for n in range(1, 101)]

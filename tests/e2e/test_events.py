@@ -13,7 +13,7 @@ from upgrader.rollout import orchestration
 
 from tests.api.helpers import continue_, deploy
 from upgradectl.local.functions import API_FUNCTIONS, BACKGROUND_FUNCTIONS, FUNCTIONS, WORKER_FUNCTIONS
-from upgradectl.local.server import build_event, match_route
+from upgradectl.local.gateway import build_event, match_route
 
 pytestmark = pytest.mark.e2e
 EVENTS = Path(__file__).resolve().parents[2] / "events"

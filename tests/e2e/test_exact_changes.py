@@ -292,7 +292,7 @@ def test_start_helm_job_dying_after_the_create_is_retried_and_adopts_the_job(
 ):
     from upgrader.cluster.jobs import KubernetesClusterGateway
 
-    from upgradectl.local.engine import SimulatedLambdaFailure
+    from upgradectl.local.lambda_runtime import SimulatedLambdaFailure
 
     ids = make_customers(5)
     real = KubernetesClusterGateway.start_helm_job

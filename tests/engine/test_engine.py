@@ -14,17 +14,12 @@ from typing import Any
 import pytest
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
-from upgradectl.local import engine as engine_module
-from upgradectl.local.engine import (
-    Handler,
-    LocalStepFunctions,
-    MotoCompatibilityError,
-    UnresolvedSubstitutionError,
-    check_moto_compat,
-    function_name_from,
-    substitution_key,
-)
+from upgradectl.local import moto_patches
+from upgradectl.local.asl_definitions import UnresolvedSubstitutionError, function_name_from, substitution_key
+from upgradectl.local.engine import LocalStepFunctions
 from upgradectl.local.functions import WORKER_FUNCTIONS
+from upgradectl.local.lambda_runtime import Handler
+from upgradectl.local.moto_patches import MotoCompatibilityError, check_moto_compat, copy_json
 
 
 class TransientThing(Exception):
@@ -386,7 +381,7 @@ def test_second_engine_in_same_process_is_refused(engine: LocalStepFunctions) ->
 
 
 def test_module_exports_are_stable() -> None:
-    assert engine_module.EXPECTED_INVOKE_PARAMETERS == (
+    assert moto_patches.EXPECTED_INVOKE_PARAMETERS == (
         "self",
         "function_name",
         "qualifier",
@@ -415,12 +410,12 @@ def test_real_state_machine_definitions_parse_with_template_substitutions() -> N
 
 def test_json_copies_are_deep_and_keep_other_types_to_deepcopy() -> None:
     original: dict[str, Any] = {"job": {"phase": "running", "waves": [1, [2, 3]]}, "n": 1.5, "none": None}
-    copied = engine_module.copy_json(original)
+    copied = copy_json(original)
     copied["job"]["waves"][1].append(4)
     copied["job"]["phase"] = "done"
     assert original == {"job": {"phase": "running", "waves": [1, [2, 3]]}, "n": 1.5, "none": None}
     odd = (["a"],)  # not JSON: copy.deepcopy's job
-    assert engine_module.copy_json(odd) == odd and engine_module.copy_json(odd)[0] is not odd[0]
+    assert copy_json(odd) == odd and copy_json(odd)[0] is not odd[0]
 
 
 def test_stop_restores_the_interpreter_parts_it_sped_up() -> None:

@@ -15,7 +15,7 @@ from upgrader.infra import names
 from upgrader.infra.settings import Settings
 
 from tests.api.helpers import deploy, logs, status
-from upgradectl.local import __main__ as local_main
+from upgradectl.local import cluster_modes
 from upgradectl.local import options as local_options
 from upgradectl.local.cluster import SimulatedCluster
 from upgradectl.local.runtime import LocalRuntime
@@ -65,10 +65,10 @@ def test_an_unusable_kubeconfig_file_is_a_permanent_error(tmp_path):
 
 def test_start_up_names_the_real_cluster_or_refuses_a_missing_file(tmp_path):
     path = write_kubeconfig(tmp_path / "config", "https://10.0.0.1:6443", context="prod-eu")
-    line = local_main._describe_real_cluster(local_main._kubeconfig_path(str(path)))
+    line = cluster_modes.describe_real_cluster(cluster_modes.kubeconfig_path(str(path)))
     assert line.startswith("REAL cluster") and "'prod-eu'" in line and "https://10.0.0.1:6443" in line
-    with pytest.raises(local_main._StartupError, match="no kubeconfig file"):
-        local_main._kubeconfig_path(str(tmp_path / "missing"))
+    with pytest.raises(cluster_modes.StartupError, match="no kubeconfig file"):
+        cluster_modes.kubeconfig_path(str(tmp_path / "missing"))
 
 
 @pytest.mark.e2e

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from upgradectl.local.server import ROUTES, LocalApiServer, build_event, match_route
+from upgradectl.local.gateway import ROUTES, build_event, match_route
+from upgradectl.local.server import LocalApiServer
 
 JSON = {"Content-Type": "application/json"}
 

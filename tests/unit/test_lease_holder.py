@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from upgrader.rollout.leases import describe_holder
+from upgrader.rollout.run_records import LeaseHolder
 
 
-def _holder(operation: str, component: str = "api") -> dict[str, object]:
-    return {"operation": operation, "component": component, "upgrade_id": 41, "run_name": "upgrade-41-a1",
-            "acquired_at": datetime(2026, 3, 4, 5, 6, 7, 890000)}  # fmt: skip
+def _holder(operation: str, component: str = "api") -> LeaseHolder:
+    return LeaseHolder(log_id=7, operation=operation, component=component, upgrade_id=41, run_name="upgrade-41-a1",
+                       acquired_at=datetime(2026, 3, 4, 5, 6, 7, 890000))  # fmt: skip
 
 
 def test_the_holder_is_named_with_its_operation_upgrade_run_and_since_when():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from upgrader.rollout.reconciliation import _JOB_OPERATION, ReconcileResult, _outcome, execution_reason
 
-UPGRADE, ROLLBACK = {"operation": "upgrade"}, {"operation": "rollback"}
+UPGRADE, ROLLBACK = "upgrade", "rollback"  # the row's own operation
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, cast
 import pytest
 from upgrader.contract.models import DeployRequest
 from upgrader.infra.errors import InvalidValue
+from upgrader.rollout.run_records import SliceRow
 from upgrader.rollout.selection import WindowPolicy, window_policy
 from upgrader.rollout.windows import (
     WindowDecision,
@@ -110,13 +111,13 @@ def test_a_slice_holds_the_customers_that_may_start_now_and_records_when_the_oth
     the customer with a closed window and nothing recorded yet was in the slice, caught by `ready`."""
     now, deadline = utc("2026-03-20T12:00:00"), utc("2026-04-01T00:00:00")
     rows = [
-        {"id": 1, "customer_id": "a", "status": "pending", "window_opens_at": None, "maintenance_window": None},
-        {"id": 2, "customer_id": "b", "status": "pending", "window_opens_at": None, "maintenance_window": BERLIN_SAT},
-        {"id": 3, "customer_id": "c", "status": "pending", "window_opens_at": utc("2026-03-20T11:00:00"),
-         "maintenance_window": {"timezone": "UTC", "days": ["fri"], "start": "11:00", "durationMinutes": 120}},
-        {"id": 4, "customer_id": "d", "status": "pending", "window_opens_at": None,
-         "maintenance_window": {"timezone": "UTC", "days": ["fri"], "start": "11:00", "durationMinutes": 10}},
-        {"id": 5, "customer_id": "e", "status": "in_progress", "window_opens_at": None, "maintenance_window": BERLIN_SAT},
+        SliceRow(id=1, customer_id="a", status="pending", window_opens_at=None, maintenance_window=None),
+        SliceRow(id=2, customer_id="b", status="pending", window_opens_at=None, maintenance_window=BERLIN_SAT),
+        SliceRow(id=3, customer_id="c", status="pending", window_opens_at=utc("2026-03-20T11:00:00"),
+                 maintenance_window={"timezone": "UTC", "days": ["fri"], "start": "11:00", "durationMinutes": 120}),
+        SliceRow(id=4, customer_id="d", status="pending", window_opens_at=None,
+                 maintenance_window={"timezone": "UTC", "days": ["fri"], "start": "11:00", "durationMinutes": 10}),
+        SliceRow(id=5, customer_id="e", status="in_progress", window_opens_at=None, maintenance_window=BERLIN_SAT),
     ]  # fmt: skip
     planned = plan_slice(rows, now, expected=FIFTEEN, deadline=deadline)
     assert planned.ready == [{"logId": 1, "customerId": "a"}, {"logId": 3, "customerId": "c"},

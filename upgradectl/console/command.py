@@ -16,7 +16,8 @@ from types import FrameType
 from typing import Any, TextIO
 
 from upgradectl.client import DEFAULT_API_URL
-from upgradectl.console.proxy import ConsoleServer, ConsoleSetupError, ProxyState, caller_identity, make_signer
+from upgradectl.console.proxy import ConsoleServer, ProxyState
+from upgradectl.console.signing import ConsoleSetupError, caller_identity, make_signer
 
 DEFAULT_PORT = 3200
 

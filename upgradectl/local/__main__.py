@@ -23,11 +23,11 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
 from upgradectl.local import options
+from upgradectl.local.cluster_modes import StartupError, describe_real_cluster, kubeconfig_path, start_real_cluster
 from upgradectl.local.functions import API_FUNCTIONS
 from upgradectl.local.options import DEFAULT_CUSTOMERS, DEFAULT_REAL_CUSTOMERS, EXIT_STARTUP_FAILED, parse_args
 
@@ -67,7 +67,7 @@ def _main(argv: Sequence[str] | None) -> int:
             signals.wait()
         except _StopRequested:
             pass
-        except _StartupError as exc:
+        except StartupError as exc:
             print(f"upgrade-local: error: {exc}", file=sys.stderr, flush=True)
             signals.stopping()
             print("upgrade-local: stopping...", flush=True)
@@ -79,10 +79,6 @@ def _main(argv: Sequence[str] | None) -> int:
     print(f"upgrade-local: stopped cleanly in {time.monotonic() - stopped_at:.1f} s", flush=True)
     _exit_if_threads_hang()
     return 0
-
-
-class _StartupError(RuntimeError):
-    pass
 
 
 class _SignalState:
@@ -139,7 +135,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
             on_worker_exit=lambda: factory.database().close(),
         )
     except OSError as exc:
-        raise _StartupError(
+        raise StartupError(
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} (another upgrade-local? use --port)"
         ) from exc
     stack.callback(server.stop)  # on a failed start; once serving, stopped again (first) further down
@@ -151,9 +147,9 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     try:
         database_url = postgres.start()
     except PostgresUnavailable as exc:
-        raise _StartupError(str(exc)) from exc
+        raise StartupError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - pgserver fails in many ways; say which part failed
-        raise _StartupError(f"the embedded PostgreSQL did not start in {args.data_dir}: {exc}") from exc
+        raise StartupError(f"the embedded PostgreSQL did not start in {args.data_dir}: {exc}") from exc
     applied = apply_migrations(database_url)
     timings["postgres"] = time.monotonic() - mark
     LOGGER.info("PostgreSQL ready (%s); migrations applied now: %s", postgres.describe(), ", ".join(applied) or "none")
@@ -167,12 +163,12 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     kube_token_file: str | None = None
     kube_reader_token_file: str | None = None
     if real:
-        path = _kubeconfig_path(args.kubeconfig)
-        cluster_line = _describe_real_cluster(path)
+        path = kubeconfig_path(args.kubeconfig)
+        cluster_line = describe_real_cluster(path)
         extra_env.update({"CLUSTER_MODE": "kubeconfig-file", "KUBECONFIG_PATH": str(path)})
         kube_api_url = ""
     elif args.cluster == "real":
-        real_cluster = _start_real_cluster(args, stack)
+        real_cluster = start_real_cluster(args, stack)
         kube_api_url = real_cluster.url
         kube_token_file = str(real_cluster.jobs_token_file)
         kube_reader_token_file = str(real_cluster.reader_token_file)
@@ -300,22 +296,6 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     )
 
 
-def _start_real_cluster(args: argparse.Namespace, stack: contextlib.ExitStack) -> Any:
-    """The real control plane, chart registry and node agent (upgradectl/local/realcluster); stopped on exit."""
-    from upgradectl.local.realcluster.agent import FaultRule
-    from upgradectl.local.realcluster.cluster import RealCluster
-    from upgradectl.local.realcluster.processes import StartError
-
-    LOGGER.info("starting the real control plane (the first start builds it: several minutes) ...")
-    cluster = RealCluster(helm_major=args.helm, faults=FaultRule(broken_tag_pattern=args.never_ready_tag))
-    stack.callback(cluster.stop)
-    try:
-        cluster.start()
-    except (StartError, OSError, RuntimeError) as exc:
-        raise _StartupError(f"the real cluster did not start: {exc}") from exc
-    return cluster
-
-
 def _blue_green_line(demo: list[Any]) -> list[str]:
     """A banner line naming the blue-green demo customers, when there are any."""
     ids = [c.customer_id for c in demo if c.chart_name is not None]
@@ -340,33 +320,6 @@ def _event_channels(args: argparse.Namespace, base_hint: str) -> tuple[list[Any]
     if len(where) == 1:
         where.append("no webhook (--webhook URL sends every event there)")
     return channels, ", ".join(where)
-
-
-def _kubeconfig_path(given: str) -> Path:
-    if given:
-        path = Path(given).expanduser()
-    else:
-        env = os.environ.get("KUBECONFIG", "")
-        path = Path(env.split(os.pathsep)[0]).expanduser() if env else Path.home() / ".kube" / "config"
-    if not path.is_file():
-        raise _StartupError(f"no kubeconfig file at {path}")
-    return path.resolve()
-
-
-def _describe_real_cluster(path: Path) -> str:
-    """Load the kubeconfig now (fail at start-up, not at the first Job) and name what it points at."""
-    from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
-
-    configuration = k8s.Configuration()
-    try:
-        contexts, current = k8s_config.list_kube_config_contexts(config_file=str(path))
-        k8s_config.load_kube_config(config_file=str(path), client_configuration=configuration, persist_config=False)
-    except (k8s_config.ConfigException, OSError, ValueError) as exc:
-        raise _StartupError(f"unusable kubeconfig {path}: {exc}") from exc
-    del contexts
-    name = (current or {}).get("name", "?")
-    return f"REAL cluster from kubeconfig {path}, context {name!r}, server {configuration.host}: helm Jobs run there"
 
 
 def _inventory(db: Any) -> list[tuple[str, str, str, dict[str, str], str | None]]:

@@ -16,25 +16,16 @@ stack (``engine.start()`` ... ``engine.stop()``). Not deployed.
 
 from __future__ import annotations
 
-import copy
-import functools
-import importlib
-import inspect
 import io
 import json
 import logging
 import os
-import random
-import re
 import threading
 import time
-import traceback
-import types
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -45,24 +36,24 @@ from moto.awslambda.exceptions import UnknownFunctionException
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.config import DefaultConfig
 
-Handler = Callable[[dict, object], object]
+from upgradectl.local.asl_definitions import function_name_from, render_definition, substitution_key
+from upgradectl.local.lambda_runtime import (
+    FakeLambdaContext,
+    Handler,
+    HandlerFailure,
+    SimulatedLambdaFailure,
+    decode_payload,
+    error_envelope,
+    run_async,
+)
+from upgradectl.local.moto_patches import CachedClients, FastInterpreter, check_moto_compat
+
 # Threads handlers run on (warm Lambda containers); more invocations at once wait for a free one. Each
 # keeps its own database connection, so this also bounds the connections one local stack opens (well
 # under PostgreSQL's default max_connections of 100, with room for the second test worker and a second stack).
 LAMBDA_CONTAINERS = 24
 
 LOGGER = logging.getLogger(__name__)
-
-#: The exact signature the dispatcher replaces. moto is pinned to 5.2.*; when an upgrade changes it,
-#: ``check_moto_compat`` fails loudly instead of letting tasks silently get canned results.
-EXPECTED_INVOKE_PARAMETERS: tuple[str, ...] = (
-    "self",
-    "function_name",
-    "qualifier",
-    "body",
-    "headers",
-    "response_headers",
-)
 
 MOTO_MOCK_CONFIG: DefaultConfig = {
     "stepfunctions": {"execute_state_machine": True},
@@ -76,7 +67,6 @@ _FAKE_ENV: dict[str, str] = {
     "AWS_SESSION_TOKEN": "testing",
 }
 
-_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _ROLE_NAME = "local-upgrade-engine"
 _ASSUME_ROLE_POLICY = json.dumps(
     {
@@ -90,286 +80,6 @@ _ASSUME_ROLE_POLICY = json.dumps(
         ],
     }
 )
-
-
-@dataclass(frozen=True)
-class HandlerFailure:
-    """One invocation that ended in an unhandled error, as Lambda reported it to Step Functions."""
-
-    function: str
-    error_type: str
-    message: str
-
-
-class SimulatedLambdaFailure(Exception):
-    """Raise from a handler (tests) to end the invocation the way the Lambda service reports a function
-    that did not finish: a timeout (``Sandbox.Timedout``) or a crash/out-of-memory (``Lambda.Unknown``),
-    rather than as the exception's own class name."""
-
-    def __init__(self, error_type: str = "Sandbox.Timedout", message: str = "Task timed out after 30.00 seconds"):
-        super().__init__(message)
-        self.error_type = error_type
-
-
-class MotoCompatibilityError(RuntimeError):
-    """The installed moto no longer has the Lambda hook this engine patches."""
-
-
-class UnresolvedSubstitutionError(ValueError):
-    """A ``${Key}`` placeholder in an ASL definition has no substitution."""
-
-
-def check_moto_compat() -> None:
-    """Fail loudly unless ``LambdaSimpleBackend.invoke`` has the signature the dispatcher replaces."""
-    invoke = LambdaSimpleBackend.__dict__.get("invoke")
-    if invoke is None or not callable(invoke):
-        raise MotoCompatibilityError(
-            "moto.awslambda_simple.models.LambdaSimpleBackend.invoke is missing: the local Step Functions "
-            "engine cannot dispatch Lambda tasks to Python handlers with this moto version (pin moto==5.2.*)."
-        )
-    parameters = tuple(inspect.signature(invoke).parameters)
-    if parameters != EXPECTED_INVOKE_PARAMETERS:
-        raise MotoCompatibilityError(
-            "moto.awslambda_simple.models.LambdaSimpleBackend.invoke changed its signature: expected "
-            f"{EXPECTED_INVOKE_PARAMETERS}, found {parameters}. The local Step Functions engine patches this "
-            "method; review upgradectl/local/engine.py against the new moto (or pin moto==5.2.*)."
-        )
-
-
-# Modules of moto's ASL interpreter that build a boto3 client on every task (``boto_client_for``): a new
-# client per Lambda invoke costs about 10 % of a local rollout's CPU. While the engine runs they get
-# one client per (region, service), built once (boto3 clients are thread-safe once built).
-_CLIENT_BUILDERS = (
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3",
-)
-
-
-class _CachedClients:
-    """``boto_client_for`` with its clients kept: installed by `LocalStepFunctions.start`, removed by stop."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._clients: dict[tuple[str, str, bool], Any] = {}
-        self._originals: dict[Any, Any] = {}
-
-    def install(self) -> None:
-        for name in _CLIENT_BUILDERS:
-            module = importlib.import_module(name)
-            original = module.__dict__.get("boto_client_for")
-            if original is None:
-                raise MotoCompatibilityError(f"{name}.boto_client_for is missing (pin moto==5.2.*)")
-            self._originals[module] = original
-            module.boto_client_for = self._cached(original)  # type: ignore[attr-defined]
-
-    def remove(self) -> None:
-        for module, original in self._originals.items():
-            module.boto_client_for = original
-        self._originals.clear()
-        with self._lock:
-            self._clients.clear()
-
-    def _cached(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        from moto.core.models import botocore_stubber
-
-        def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-            key = (region, service, bool(botocore_stubber.enabled))
-            with self._lock:
-                client = self._clients.get(key)
-                if client is None:
-                    client = original(region=region, service=service, state_credentials=state_credentials)
-                    if service == "lambda" and botocore_stubber.enabled:
-                        client = _DirectLambda(region, client)
-                    self._clients[key] = client
-            return client
-
-        return boto_client_for
-
-
-class _DirectLambda:
-    """The Lambda client moto's interpreter runs Lambda tasks with, without the HTTP round trip inside the
-    process: botocore serializing the request, moto's stubber matching its URL and moto's Lambda responses
-    parsing it again cost more CPU than most handlers (a local rollout's largest harness cost).
-
-    `invoke` hands the task to ``LambdaSimpleBackend.invoke`` (the engine's dispatcher, looked up at each
-    call so that wrappers of it still see every invocation) with what moto's Lambda API would pass it, and
-    answers as the client does (StatusCode, FunctionError, Payload as a stream). A function the dispatcher
-    does not know, and every other operation, goes through the real client (its errors are the service's).
-    """
-
-    def __init__(self, region: str, client: Any) -> None:
-        self._region = region
-        self._client = client
-
-    def invoke(self, **parameters: Any) -> dict[str, Any]:
-        from moto.awslambda_simple.models import lambda_simple_backends
-        from moto.core import DEFAULT_ACCOUNT_ID
-
-        if set(parameters) - {"FunctionName", "Payload", "InvocationType", "Qualifier"}:
-            return dict(self._client.invoke(**parameters))
-        name = str(parameters["FunctionName"])
-        region, account = self._region, DEFAULT_ACCOUNT_ID
-        if name.startswith("arn:"):  # arn:aws:lambda:region:account:function:name[:qualifier]
-            region, account = name.split(":")[3:5]
-        invocation = str(parameters.get("InvocationType") or "RequestResponse")
-        payload = parameters.get("Payload")
-        body = payload if isinstance(payload, bytes | str) or payload is None else payload.read()
-        response_headers: dict[str, str] = {}
-        try:
-            answer = LambdaSimpleBackend.invoke(
-                lambda_simple_backends[account][region], name, parameters.get("Qualifier"), body,
-                {"X-Amz-Invocation-Type": invocation}, response_headers,
-            )  # fmt: skip
-        except UnknownFunctionException:
-            return dict(self._client.invoke(**parameters))
-        data = answer.encode("utf-8") if isinstance(answer, str) else bytes(answer or b"")
-        result: dict[str, Any] = {"StatusCode": 202 if invocation == "Event" else 200,
-                                  "ExecutedVersion": "$LATEST", "Payload": io.BytesIO(data)}  # fmt: skip
-        if "x-amz-function-error" in response_headers:
-            result["FunctionError"] = response_headers["x-amz-function-error"]
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
-# moto's ASL interpreter parses a JSONPath (building a new PLY parser each time) on every evaluation,
-# and deep-copies each state's input and output with copy.deepcopy: together about half of a local
-# rollout's interpreter CPU. While the engine runs, parsed paths are kept (a parsed path is only read)
-# and those copies of JSON values use a copier that knows JSON's few types.
-_JSONPATH_PARSERS = (
-    "moto.stepfunctions.parser.asl.utils.json_path",
-    "moto.stepfunctions.parser.asl.component.common.path.result_path",
-)
-_JSON_COPIERS = (
-    "moto.stepfunctions.parser.asl.eval.states",
-    "moto.stepfunctions.parser.asl.component.common.string.string_expression",
-    "moto.stepfunctions.parser.asl.component.common.path.result_path",
-    "moto.stepfunctions.parser.asl.component.state.exec.execute_state",
-)
-_ATOMS = (str, int, float, bool, type(None))
-
-
-def copy_json(value: Any) -> Any:
-    """A deep copy of a JSON value (dicts, lists, atoms); anything else goes to `copy.deepcopy`."""
-    kind = type(value)
-    if kind is dict:
-        return {key: copy_json(item) for key, item in value.items()}
-    if kind is list:
-        return [copy_json(item) for item in value]
-    if kind in _ATOMS:
-        return value
-    return copy.deepcopy(value)
-
-
-class _FastInterpreter:
-    """Cached JSONPath parsing and JSON copies in moto's interpreter: installed by start, removed by stop."""
-
-    def __init__(self) -> None:
-        self._originals: list[tuple[Any, str, Any]] = []
-
-    def install(self) -> None:
-        for name in _JSONPATH_PARSERS:
-            module = importlib.import_module(name)
-            original = module.__dict__.get("parse")
-            if original is None:
-                raise MotoCompatibilityError(f"{name}.parse is missing (pin moto==5.2.*)")
-            self._originals.append((module, "parse", original))
-            module.parse = functools.lru_cache(maxsize=4096)(original)  # type: ignore[attr-defined]
-        shim = types.SimpleNamespace(deepcopy=copy_json, copy=copy.copy)
-        for name in _JSON_COPIERS:
-            module = importlib.import_module(name)
-            if module.__dict__.get("copy") is not copy:
-                raise MotoCompatibilityError(f"{name} no longer imports copy (pin moto==5.2.*)")
-            self._originals.append((module, "copy", copy))
-            module.copy = shim  # type: ignore[attr-defined]
-
-    def remove(self) -> None:
-        for module, attribute, original in reversed(self._originals):
-            setattr(module, attribute, original)
-        self._originals.clear()
-
-
-def substitution_key(function_name: str) -> str:
-    """``prepare_run`` -> ``PrepareRunFunctionArn`` (the template's DefinitionSubstitutions key)."""
-    return "".join(part.capitalize() for part in function_name.split("_") if part) + "FunctionArn"
-
-
-def render_definition(definition: str, substitutions: Mapping[str, str]) -> str:
-    """Replace ``${Key}`` like CloudFormation DefinitionSubstitutions; fail on anything left over."""
-    missing = sorted({key for key in _PLACEHOLDER.findall(definition) if key not in substitutions})
-    if missing:
-        raise UnresolvedSubstitutionError(
-            f"ASL placeholders without a substitution: {', '.join('${' + k + '}' for k in missing)}"
-        )
-    rendered = _PLACEHOLDER.sub(lambda match: str(substitutions[match.group(1)]), definition)
-    if "${" in rendered:
-        raise UnresolvedSubstitutionError("ASL still contains '${' after substitution")
-    return rendered
-
-
-def function_name_from(name_or_arn: str) -> str:
-    """Function name from a name, ``name:qualifier``, or a (possibly qualified) function ARN."""
-    if name_or_arn.startswith("arn:"):
-        # arn:aws:lambda:region:account:function:name[:qualifier]
-        parts = name_or_arn.split(":")
-        return parts[6] if len(parts) > 6 else name_or_arn
-    return name_or_arn.split(":", 1)[0]
-
-
-_REQUEST_IDS = random.Random()  # noqa: S311 - request ids, not secrets
-
-
-def _request_id() -> str:
-    """A UUID4 without a getrandom syscall (per invoke, with many threads waiting for the GIL)."""
-    return str(uuid.UUID(int=_REQUEST_IDS.getrandbits(128), version=4))
-
-
-@dataclass(frozen=True)
-class FakeLambdaContext:
-    """The parts of the Lambda context object that our handlers and Powertools read."""
-
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int = 512
-    timeout_seconds: float = 60.0
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: _request_id())
-    log_group_name: str = ""
-    log_stream_name: str = "local"
-    _started: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        elapsed = time.monotonic() - self._started
-        return max(0, int((self.timeout_seconds - elapsed) * 1000))
-
-
-def _error_envelope(exc: BaseException, error_type: str | None = None) -> bytes:
-    """The body Lambda returns for an unhandled exception (Python runtime shape)."""
-    return json.dumps(
-        {
-            "errorType": error_type or type(exc).__name__,
-            "errorMessage": str(exc),
-            "requestId": "",
-            "stackTrace": traceback.format_tb(exc.__traceback__),
-        }
-    ).encode("utf-8")
-
-
-def _decode_payload(body: Any) -> Any:
-    if body is None or body == b"" or body == "":
-        return {}
-    if isinstance(body, bytes | bytearray):
-        body = body.decode("utf-8")
-    return json.loads(body)
-
-
-def _run_async(name: str, handler: Handler, body: Any, context: FakeLambdaContext) -> None:
-    try:
-        handler(_decode_payload(body), context)
-    except Exception as exc:  # noqa: BLE001 - Lambda logs an async invocation's error; nobody waits for it
-        LOGGER.warning("asynchronous invocation of %s raised %s: %s", name, type(exc).__name__, exc)
 
 
 class LocalStepFunctions:
@@ -401,8 +111,8 @@ class LocalStepFunctions:
         self._original_invoke: Any = None
         self._sfn: Any = None
         self._s3: Any = None
-        self._clients = _CachedClients()
-        self._interpreter = _FastInterpreter()
+        self._clients = CachedClients()
+        self._interpreter = FastInterpreter()
         # Warm "Lambda containers": handlers run on long-lived threads, so what a warm Lambda keeps
         # between invocations (its database connection, per thread) is reused, not opened per invoke
         # on moto's short-lived interpreter threads.
@@ -642,12 +352,12 @@ class LocalStepFunctions:
             if (headers or {}).get("X-Amz-Invocation-Type") == "Event":
                 # An asynchronous invocation: Lambda queues it and answers 202 at once.
                 thread = threading.Thread(
-                    target=_run_async, args=(name, handler, body, context), name=f"async-{name}", daemon=True
+                    target=run_async, args=(name, handler, body, context), name=f"async-{name}", daemon=True
                 )
                 thread.start()
                 return b""
             try:
-                event = _decode_payload(body)
+                event = decode_payload(body)
                 result = engine._containers.submit(handler, event, context).result() if engine._containers else (
                     handler(event, context))  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - Lambda reports every unhandled error the same way
@@ -655,12 +365,12 @@ class LocalStepFunctions:
                 error_type = exc.error_type if isinstance(exc, SimulatedLambdaFailure) else None
                 engine.failures.append(HandlerFailure(name, error_type or type(exc).__name__, str(exc)))
                 response_headers["x-amz-function-error"] = "Unhandled"
-                return _error_envelope(exc, error_type)
+                return error_envelope(exc, error_type)
             try:
                 return json.dumps(result).encode("utf-8")
             except (TypeError, ValueError) as exc:
                 response_headers["x-amz-function-error"] = "Unhandled"
-                return _error_envelope(exc, error_type="Runtime.MarshalError")
+                return error_envelope(exc, error_type="Runtime.MarshalError")
 
         invoke._local_engine_dispatcher = True  # type: ignore[attr-defined]
         return invoke

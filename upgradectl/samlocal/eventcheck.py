@@ -34,7 +34,7 @@ def api_event_problems(event: dict[str, Any], function: str) -> list[str]:
     from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventModel
     from pydantic import ValidationError
 
-    from upgradectl.local.server import ROUTES, match_route
+    from upgradectl.local.gateway import ROUTES, match_route
 
     try:
         APIGatewayProxyEventModel.model_validate(event)

@@ -25,7 +25,6 @@ cluster-admin (operators' kubectl, the real helm with ``--kube-token x``, test s
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -40,15 +39,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import aiohttp.web
-
 from upgradectl.local.simcluster.charts import ChartCatalog, ChartVersion
-from upgradectl.local.simcluster.faults import Fault, FaultBook, Outage
-from upgradectl.local.simcluster.helm import Outcome, seed_description, seed_release
-from upgradectl.local.simcluster.jobs import JOBS, PODS, JobController, JobRun, PendingRule, UnstartedRule
+from upgradectl.local.simcluster.fault_controls import FaultControls
+from upgradectl.local.simcluster.faults import FaultBook
+from upgradectl.local.simcluster.fleet_controls import FleetControls
+from upgradectl.local.simcluster.host import OutcomeFn
+from upgradectl.local.simcluster.inspection import Inspection
+from upgradectl.local.simcluster.job_controls import JobControls
+from upgradectl.local.simcluster.jobs import JOBS, JobController, PendingRule, UnstartedRule
 from upgradectl.local.simcluster.rbac import (
     JOBS_USER,
-    NAMESPACES,
     RBAC_DIR,
     READER_USER,
     RUNNER_USER,
@@ -59,17 +59,12 @@ from upgradectl.local.simcluster.rbac import (
     User,
     apply_documents,
 )
-from upgradectl.local.simcluster.releases import PENDING, SECRETS, ReleaseStore, status_of
-from upgradectl.local.simcluster.selectors import LabelSelector, Requirement
-from upgradectl.local.simcluster.server import ApiServer, Hooks, ProtobufWrite, RequestInfo, error_response
-from upgradectl.local.simcluster.store import ObjectStore, StoreError
+from upgradectl.local.simcluster.releases import ReleaseStore
+from upgradectl.local.simcluster.served import Served
+from upgradectl.local.simcluster.server import ApiServer, Hooks, RequestInfo
+from upgradectl.local.simcluster.store import ObjectStore
 from upgradectl.local.simcluster.values import flatten
-from upgradectl.local.simcluster.workloads import DEPLOYMENTS, Workloads
-
-OutcomeFn = Callable[[dict[str, Any]], "Outcome | None"]
-_ALL = LabelSelector(())
-HoldTarget = str | Callable[[dict[str, Any]], bool] | None
-History = list[tuple[int, str, dict[str, Any]]]
+from upgradectl.local.simcluster.workloads import Workloads
 
 
 @dataclass(frozen=True)
@@ -97,7 +92,7 @@ class JobCreateRequest:
     user: str  # "" when a fault answered before authentication
 
 
-class SimulatedCluster:
+class SimulatedCluster(FaultControls, FleetControls, JobControls, Inspection, Served):
     """In-process fake Kubernetes API + Job controller + Helm 3.
 
     Outcome of a helm Job, first match wins: helm itself refuses (chart version unknown, release
@@ -219,10 +214,6 @@ class SimulatedCluster:
         return self._url
 
     @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and self._url is not None
-
-    @property
     def jobs_token_file(self) -> Path:
         """A file holding the jobs identity's bearer token (like a projected service-account token): what
         the product reads through KUBE_TOKEN_FILE. Exists while the cluster runs."""
@@ -319,16 +310,6 @@ class SimulatedCluster:
                 await controller
             await server.close()
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
-        """Run `fn` on the server's loop (where every store write happens) and return its result."""
-        if self._loop is None or self._objects is None or not self.running:
-            raise RuntimeError("start the simulated cluster first")
-
-        async def run() -> Any:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=30)
-
     # --- identities and RBAC ---------------------------------------------------------------------
 
     def token_for(self, user: str, groups: Iterable[str] = ()) -> str:
@@ -338,16 +319,6 @@ class SimulatedCluster:
     def onboard(self, namespace: str) -> None:
         """A customer namespace as onboarding leaves it: the Namespace and the template's RoleBindings."""
         self._call(lambda: self._onboard(namespace))
-
-    def _onboard(self, namespace: str) -> None:
-        assert self._objects is not None and self._manifests is not None
-        if namespace in self._onboarded:
-            return
-        if self._objects.get(NAMESPACES, "", namespace) is None:
-            self._objects.put(NAMESPACES, {"metadata": {"name": namespace}, "spec": {"finalizers": ["kubernetes"]},
-                                           "status": {"phase": "Active"}})  # fmt: skip
-        apply_documents(self._objects, self._manifests.for_namespace(namespace))
-        self._onboarded.add(namespace)
 
     def _authorize(self, user: User, verb: str, group: str, resource: str, namespace: str, name: str) -> str | None:
         """The simulated helm's own requests, authorized as the API server would (message when denied)."""
@@ -362,85 +333,6 @@ class SimulatedCluster:
         attrs = Attributes(user, verb, namespace, group, resource, subresource, name)
         return bool(self._call(lambda: self._authorizer is not None and self._authorizer.allowed(attrs)))
 
-    # --- faults ----------------------------------------------------------------------------------
-
-    def fail(
-        self,
-        status: int = 500,
-        *,
-        times: int | None = None,
-        seconds: float | None = None,
-        method: str | None = None,
-        path_contains: str | None = None,
-        retry_after: int | None = None,
-    ) -> Fault:
-        """Answer matching requests (`method`, `path_contains`) with HTTP `status`: the next `times`
-        of them, or every one for `seconds`, or both (whichever ends first). 429 and 503 carry
-        Retry-After (`retry_after`, default 1). Returns the fault: ``served`` counts its answers."""
-        return self._faults.add(Fault.lasting(status, times, seconds, method, path_contains, retry_after))
-
-    def fail_next(
-        self, n: int = 1, *, status: int = 500, path_contains: str | None = None, method: str | None = None
-    ) -> Fault:
-        """Answer the next `n` matching requests with HTTP `status` (see `fail`)."""
-        return self.fail(status, times=n, method=method, path_contains=path_contains)
-
-    def kubelet_unreachable(
-        self,
-        status: int = 500,
-        *,
-        times: int | None = None,
-        seconds: float | None = None,
-        pod_contains: str | None = None,
-    ) -> Fault:
-        """The API server cannot reach the kubelet of the node a pod ran on (the node scaled down or
-        replaced after its Job finished, a kubelet restart, a firewall on the kubelet port): reading a
-        matching pod's log (`pods/log`, pod name containing `pod_contains`) answers HTTP `status` with
-        kube-apiserver's own error ("Get https://<node>:10250/containerLogs/...: dial tcp ...: connect:
-        connection refused"), after authentication and RBAC and only for a pod that exists, as the real
-        one does. The next `times` such reads, or every one for `seconds`, or both (whichever ends
-        first). Everything else (Jobs, pods, helm) is unaffected. Returns the fault (``served``)."""
-        return self._kubelet_faults.add(Fault.lasting(status, times, seconds, "GET", pod_contains))
-
-    def unreachable(self, seconds: float, *, mode: str = "refuse") -> Outage:
-        """The API server unreachable for `seconds`: "refuse" (not listening: connections refused,
-        open ones cut) or "reset" (every request's connection reset). Jobs and helm keep running."""
-        if mode not in ("refuse", "reset"):
-            raise ValueError("mode is 'refuse' or 'reset'")
-        outage = Outage(seconds, mode)
-        with self._faults._lock:
-            self._faults.outages.append(outage)
-        if mode == "refuse":
-            self._call(lambda: self._server.refuse(outage) if self._server is not None else None)
-        return outage
-
-    def end_outage(self, outage: Outage) -> None:
-        """End an outage now (a test that need not wait for its time to pass)."""
-        outage.ended = True
-        if outage.mode == "refuse" and self._server is not None and self._loop is not None:
-            asyncio.run_coroutine_threadsafe(self._server.listen_again(outage), self._loop).result(timeout=30)
-
-    @property
-    def faults(self) -> list[Fault]:
-        """Every HTTP fault added, in order (``served`` says how often each answered)."""
-        return list(self._faults.faults)
-
-    @property
-    def kubelet_faults(self) -> list[Fault]:
-        """Every `kubelet_unreachable` fault added, in order."""
-        return list(self._kubelet_faults.faults)
-
-    def unserved_faults(self) -> list[Fault]:
-        """Count-limited faults (kubelet ones included) that have not answered as many requests as they
-        were meant to."""
-        return self._faults.unserved() + self._kubelet_faults.unserved()
-
-    def _take_fault(self, path: str, method: str = "GET") -> Fault | None:
-        """Serve one request of `method` to `path` from the faults (as the API server would)."""
-        return self._faults.take(method, path)
-
-    # --- accounting ------------------------------------------------------------------------------
-
     def _observe(self, info: RequestInfo, user: User | None, body: Any, status: int) -> None:
         if info.kind is None or info.kind.key != JOBS or info.verb != "create" or info.subresource:
             return
@@ -452,263 +344,6 @@ class SimulatedCluster:
             self.created_jobs.append(CreatedJob(len(self.created_jobs), now, name, namespace,
                                                 json.loads(json.dumps(body)), status, user.name))  # fmt: skip
 
-    def running_jobs(self, upgrade_id: int | str | None = None) -> int:
-        """helm Jobs running now (begun by the Job controller, not finished), overall or of one upgrade."""
-        if self._jobs is None:
-            return 0
-        return self._jobs.running if upgrade_id is None else self._jobs.running_by_upgrade[str(upgrade_id)]
-
-    def peak_running_jobs(self, upgrade_id: int | str | None = None) -> int:
-        """The most helm Jobs that ran at once, overall or with the label upgrade-id=`upgrade_id`."""
-        if self._jobs is None:
-            return 0
-        return self._jobs.peak if upgrade_id is None else self._jobs.peak_by_upgrade.get(str(upgrade_id), 0)
-
-    # --- test controls ---------------------------------------------------------------------------
-
-    def hold(self, target: HoldTarget = None) -> None:
-        """Keep Jobs running until `release`: all (None), one Job name, or those a predicate picks.
-        A held helm has started (its pending-* revision is written) and does not go on."""
-        with self._lock:
-            if target is None:
-                self._hold_all = True
-            elif isinstance(target, str):
-                self._held_names.add(target)
-                self._released.discard(target)
-            else:
-                self._hold_predicates.append(target)
-
-    def release(self, job_name: str | None = None) -> None:
-        """Let one held Job (or, with None, every held Job and every hold rule) finish."""
-        with self._lock:
-            if job_name is None:
-                self._hold_all = False
-                self._held_names.clear()
-                self._hold_predicates.clear()
-                self._released.clear()
-            else:
-                self._held_names.discard(job_name)
-                self._released.add(job_name)
-
-    def add_chart(self, chart: ChartVersion) -> None:
-        """Publish another chart version in the simulated registry."""
-        self.charts.add(chart)
-
-    def add_release(
-        self,
-        namespace: str,
-        release: str,
-        *,
-        status: str = "deployed",
-        revision: int = 1,
-        values: Mapping[str, Any] | None = None,
-        chart_version: str | None = None,
-        chart_name: str | None = None,
-        onboard: bool = True,
-    ) -> None:
-        """Seed a Helm release in Helm's storage format: revisions 1..revision installed from the chart
-        version (None: the newest) with `values` (dotted keys like ``{"api.image.tag": "v1.1.0"}`` or
-        nested maps; stored nested in ``config``). The newest revision is in `status`; the one before a
-        pending-* or failed revision stays deployed (as Helm leaves it), earlier ones are superseded.
-        Each component gets a ready Deployment running the release's image. The namespace is
-        onboarded (RBAC bindings) unless `onboard` is False."""
-
-        def apply() -> None:
-            assert self._store is not None and self._workloads is not None
-            if onboard:
-                self._onboard(namespace)
-            seed_release(
-                self._store, self._workloads, self.charts, namespace=namespace, release=release, status=status,
-                revision=revision, values=values, chart_version=chart_version, chart_name=chart_name,
-                now=time.monotonic(),
-            )  # fmt: skip
-
-        self._call(apply)
-
-    def add_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> None:
-        """A namespace (`labels` added when it exists). Not onboarded: `onboard` or `add_release` do that."""
-
-        def apply() -> None:
-            assert self._objects is not None
-            existing = self._objects.get(NAMESPACES, "", name)
-            if existing is None:
-                self._objects.put(NAMESPACES, {"metadata": {"name": name, "labels": {
-                    "kubernetes.io/metadata.name": name, **dict(labels or {})}},
-                    "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})  # fmt: skip
-            elif labels:
-                self._objects.merge(NAMESPACES, "", name, {"metadata": {"labels": dict(labels)}})
-
-        self._call(apply)
-
-    def remove_namespace(self, name: str) -> None:
-        """The namespace is gone, with everything in it (as once Kubernetes has finalized its deletion):
-        its Helm releases, their Secrets, the workloads, Jobs and pods."""
-
-        def apply() -> None:
-            assert self._objects is not None and self._store is not None and self._workloads is not None
-            for release in {r for (ns, r) in self._store.releases() if ns == name}:
-                self._store.delete(name, release)
-            self._workloads.forget_namespace(name)
-            for resource, kind in self._objects.kinds.items():
-                if kind.namespaced:
-                    for obj_name in self._objects.names(resource, name):
-                        self._objects.delete(resource, name, obj_name)
-            if self._objects.get(NAMESPACES, "", name) is not None:
-                self._objects.delete(NAMESPACES, "", name)
-            self._onboarded.discard(name)
-
-        self._call(apply)
-
-    def namespaces(self) -> list[str]:
-        """Every namespace's name, sorted (for assertions)."""
-        return sorted(self._call(lambda: list(self._objects.names(NAMESPACES, "")) if self._objects else []))
-
-    def corrupt_release_secret(self, namespace: str, release: str, revision: int | None = None) -> None:
-        """Overwrite a revision's Secret (None: the newest) with data that is not Helm's encoding (base64 of
-        bytes that are neither gzip nor JSON), as a hand-edited or truncated Secret would be."""
-
-        def apply() -> None:
-            assert self._objects is not None and self._store is not None
-            number = revision if revision is not None else int((self._store.last(namespace, release) or {})["version"])
-            name = f"sh.helm.release.v1.{release}.v{number}"
-            data = base64.b64encode(base64.b64encode(b"\x1f\x8b\x08 not a release")).decode()
-            self._objects.merge(SECRETS, namespace, name, {"data": {"release": data}})
-
-        self._call(apply)
-
-    def set_release_status(self, namespace: str, release: str, status: str) -> None:
-        """pending-*: a new revision in that state, as a helm client that died mid-operation leaves
-        it; otherwise the newest revision's status changes."""
-
-        def apply() -> None:
-            assert self._store is not None
-            last = self._store.last(namespace, release)
-            if last is None:
-                raise KeyError(f"no release {namespace}/{release}")
-            if status in PENDING:
-                last["version"] = int(last["version"]) + 1
-                last["info"].update(status=status, description=seed_description(last["version"], status, release))
-                self._store.create(last)
-            else:
-                last["info"]["status"] = status
-                self._store.update(last)
-
-        self._call(apply)
-
-    def set_workload_health(self, namespace: str, release: str, component: str, healthy: bool) -> None:
-        """Make the Deployment `<release>-<component>` healthy (all replicas ready) or not (none ready,
-        and ProgressDeadlineExceeded when `stuck_rollout_fails`) right away, without a new generation.
-        Creates the Deployment when it does not exist yet."""
-
-        def apply() -> None:
-            assert self._workloads is not None
-            self._workloads.set_health(namespace, release, component, healthy, now=time.monotonic())
-
-        self._call(apply)
-
-    def workload(self, namespace: str, release: str, component: str) -> dict[str, Any] | None:
-        """The simulated Deployment `<release>-<component>` (raw dict) or None, for assertions."""
-
-        def read() -> dict[str, Any] | None:
-            assert self._objects is not None and self._workloads is not None
-            if self._workloads.get(namespace, release, component) is None:
-                return None
-            obj = self._objects.get(DEPLOYMENTS, namespace, f"{release}-{component}")
-            return None if obj is None else _copy(obj)
-
-        return self._call(read)
-
-    def release_history(self, namespace: str, release: str) -> History:
-        """[(revision, status, user values as Helm stores them: nested)], oldest first.
-        `flatten_values` turns the values into dotted keys."""
-
-        def read() -> History:
-            assert self._store is not None
-            return [(int(r["version"]), status_of(r), r.get("config") or {})
-                    for r in self._store.history(namespace, release)]  # fmt: skip
-
-        return self._call(read)
-
-    def release_record(self, namespace: str, release: str, revision: int | None = None) -> dict[str, Any] | None:
-        """The decoded release JSON (Helm's ``release.Release``) of a revision (None: the newest)."""
-
-        def read() -> dict[str, Any] | None:
-            assert self._store is not None
-            if revision is None:
-                return self._store.last(namespace, release)
-            return self._store.get(namespace, release, revision)
-
-        return self._call(read)
-
-    def job_log(self, namespace: str, pod_name: str) -> str | None:
-        return self._logs.get((namespace, pod_name))
-
-    def jobs(self) -> dict[str, dict[str, Any]]:
-        """Current Jobs by name (raw dicts), for assertions."""
-
-        def collect() -> dict[str, dict[str, Any]]:
-            assert self._objects is not None
-            return {obj["metadata"]["name"]: _copy(obj) for obj in self._objects.select(JOBS, None, _ALL)}
-
-        return self._call(collect)
-
-    def pods(self, job_name: str | None = None) -> dict[str, dict[str, Any]]:
-        """Current pods by name (raw dicts; only those of one Job when given), for assertions."""
-
-        def collect() -> dict[str, dict[str, Any]]:
-            assert self._objects is not None
-            selector = (
-                _ALL if job_name is None else LabelSelector((Requirement("job-name", "=", frozenset({job_name})),))
-            )
-            return {obj["metadata"]["name"]: _copy(obj) for obj in self._objects.select(PODS, None, selector)}
-
-        return self._call(collect)
-
-    @property
-    def protobuf_writes(self) -> list[ProtobufWrite]:
-        """Writes refused because they came as protobuf (client-go's default, e.g. a real helm's)."""
-        return list(self._server.protobuf_writes) if self._server is not None else []
-
-    # --- what the API server lets the simulation answer (runs on the server loop) ------------------
-
-    def _serve_log(self, info: RequestInfo) -> aiohttp.web.StreamResponse:
-        namespace, pod = info.namespace, info.name
-        assert self._objects is not None
-        log = self._logs.get((namespace, pod))
-        missing = StoreError(404, "NotFound", f'pods "{pod}" not found', {"name": pod, "kind": "pods"})
-        if self._objects.get(PODS, namespace, pod) is None:
-            return error_response(missing)
-        fault = self._kubelet_faults.take("GET", pod)
-        if fault is not None:  # the pod is known; its node's kubelet does not answer the API server
-            container = info.query.get("container") or "helm"
-            message = (f'Get "https://127.0.0.1:10250/containerLogs/{namespace}/{pod}/{container}": '
-                       "dial tcp 127.0.0.1:10250: connect: connection refused")  # fmt: skip
-            return error_response(StoreError(fault.status, fault.reason, message))
-        if log is None:
-            return error_response(missing)
-        # The client only accepts pod logs as text/plain.
-        return aiohttp.web.Response(text=log, content_type="text/plain", charset="utf-8")
-
-    async def _serve_service_proxy(self, info: RequestInfo) -> aiohttp.web.StreamResponse:
-        """The API server's service proxy in front of the simulated workloads: 200 "ok" when the pods
-        behind the service are ready, 503 "no endpoints available" when not, and the application's
-        own 503 when its health path fails (``probe_unhealthy_customers``)."""
-        if info.method != "GET":
-            return error_response(StoreError(405, "MethodNotAllowed", "the simulated service proxy serves GET only"))
-        parts = info.name.split(":")  # [scheme:]name[:port]
-        service = parts[1] if len(parts) == 3 else parts[0]
-        assert self._workloads is not None
-        answer = self._workloads.proxy_answer(info.namespace, service)
-        if answer is None:
-            return error_response(StoreError(404, "NotFound", f'services "{service}" not found',
-                                             {"name": service, "kind": "services"}))  # fmt: skip
-        status, text = answer
-        if status == 200:
-            return aiohttp.web.Response(text=text, content_type="text/plain", charset="utf-8")
-        if text.startswith("no endpoints"):  # said by the API server itself
-            return error_response(StoreError(503, "ServiceUnavailable", text))
-        return aiohttp.web.Response(text=text, status=status, content_type="text/plain", charset="utf-8")
-
     # --- the controller loop ----------------------------------------------------------------------
 
     async def _controller(self) -> None:
@@ -717,33 +352,7 @@ class SimulatedCluster:
             assert self._jobs is not None
             self._jobs.reconcile(time.monotonic())
 
-    def _is_held(self, run: JobRun) -> bool:
-        with self._lock:
-            if run.name in self._released:
-                return False
-            return (
-                self._hold_all
-                or run.name in self._held_names
-                or any(predicate(run.manifest) for predicate in self._hold_predicates)
-            )
-
-    def _decide(self, manifest: dict[str, Any], keys: set[str]) -> Outcome:
-        if self.outcome is not None:
-            chosen = self.outcome(manifest)
-            if chosen is not None:
-                return chosen
-        if self.fail_customers & keys:
-            return "fail"
-        if self.failure_rate > 0 and self._random.random() < self.failure_rate:
-            return "fail"
-        return "succeed"
-
 
 def flatten_values(values: Mapping[str, Any] | None) -> dict[str, Any]:
     """Nested Helm values as dotted keys: ``{"api": {"image": {"tag": "v1"}}}`` -> ``{"api.image.tag": "v1"}``."""
     return flatten(values)
-
-
-def _copy(obj: Mapping[str, Any]) -> dict[str, Any]:
-    copied: dict[str, Any] = json.loads(json.dumps(obj))
-    return copied

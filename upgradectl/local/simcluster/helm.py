@@ -28,116 +28,32 @@ the failure paths (failed revision, --atomic's rollback) are not checked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, Protocol
+from collections.abc import Callable
+from typing import Any, Literal
 
 from upgradectl.local.simcluster.argv import HelmCall
 from upgradectl.local.simcluster.charts import (
-    DEFAULT_CHART_NAME,
-    ChartCatalog,
     ChartNotFound,
     component_names,
-    effective_images,
     render_manifest,
     workload_units,
 )
+from upgradectl.local.simcluster.helm_run import LOCKED, WAIT_EXPIRED, HelmRun
 from upgradectl.local.simcluster.releases import (
     PENDING,
     Record,
-    ReleaseStore,
     ansic,
-    go_time,
     new_record,
     secret_name,
     status_of,
 )
-from upgradectl.local.simcluster.values import Values, ValuesError, coalesce_tables, coalesce_values, nest
-from upgradectl.local.simcluster.workloads import Workloads
+from upgradectl.local.simcluster.seeding import seed_release
+from upgradectl.local.simcluster.values import Values, ValuesError, coalesce_tables, coalesce_values
 
 Outcome = Literal["succeed", "fail", "timeout"]
 Step = Literal["running", "exited", "killed"]
 # (verb, API group, resource, namespace, name) -> None when allowed, else the API server's 403 message
 Authorize = Callable[..., "str | None"]
-
-LOCKED = "another operation (install/upgrade/rollback) is in progress"
-WAIT_EXPIRED = "context deadline exceeded"
-
-
-class HelmSettings(Protocol):
-    """The simulation's knobs a helm run reads (the SimulatedCluster's attributes, changeable live)."""
-
-    job_duration_seconds: float
-    auto_create_releases: bool
-    wait_timeout_seconds: float | None
-    time_scale: float
-    unhealthy_customers: set[str]
-    probe_unhealthy_customers: set[str]
-
-
-# --- seeding ------------------------------------------------------------------------------------------
-
-
-def seed_release(
-    store: ReleaseStore,
-    workloads: Workloads,
-    catalog: ChartCatalog,
-    *,
-    namespace: str,
-    release: str,
-    status: str = "deployed",
-    revision: int = 1,
-    values: Mapping[str, Any] | None = None,
-    chart_version: str | None = None,
-    chart_name: str | None = None,
-    now: float,
-) -> None:
-    """Revisions 1..revision of a release installed with `values` from the chart version: the newest
-    in `status`; before a pending-* or failed one the previous stays deployed (as Helm leaves it);
-    the others superseded. Every component's Deployment is there and ready."""
-    chart = catalog.get(chart_name or _default_chart_name(catalog), chart_version)
-    config = nest(values)
-    chart_record = chart.record()
-    manifest = render_manifest(chart_record, config, release)
-    store.delete(namespace, release)
-    first = go_time()
-    for number in range(1, revision + 1):
-        state = status if number == revision else "superseded"
-        if number == revision - 1 and (status in PENDING or status == "failed"):
-            state = "deployed"
-        store.create(
-            new_record(
-                name=release,
-                namespace=namespace,
-                version=number,
-                status=state,
-                chart=chart_record,
-                config=config,
-                manifest=manifest,
-                description=seed_description(number, state, release),
-                first_deployed=first,
-            )
-        )
-    units = workload_units(chart_record, config)
-    for unit in units:
-        workloads.set_image(namespace, release, unit.key, unit.image, now=now, settle=True, active=unit.active)
-    workloads.remove_others(namespace, release, {unit.key for unit in units})
-
-
-def _default_chart_name(catalog: ChartCatalog) -> str:
-    return DEFAULT_CHART_NAME if catalog.versions(DEFAULT_CHART_NAME) else catalog.names()[0]
-
-
-def seed_description(number: int, status: str, release: str) -> str:
-    """What Helm writes as the description of a revision left in `status`."""
-    if status == "pending-upgrade":
-        return "Preparing upgrade"
-    if status == "pending-rollback":
-        return f"Rollback to {number - 1}"
-    if status == "pending-install":
-        return "Initial install underway"
-    if status == "failed":
-        return f'Upgrade "{release}" failed: {WAIT_EXPIRED}'
-    return "Install complete" if number == 1 else "Upgrade complete"
 
 
 def new_config(call: HelmCall, overrides: Values, current: Record) -> tuple[Values, Values | None]:
@@ -169,44 +85,8 @@ def new_config(call: HelmCall, overrides: Values, current: Record) -> tuple[Valu
 # --- one helm run -------------------------------------------------------------------------------------
 
 
-class HelmProcess:
+class HelmProcess(HelmRun):
     """The helm client of one Job's pod: `start` when the pod runs, then `step` on every tick."""
-
-    def __init__(
-        self,
-        call: HelmCall,
-        *,
-        store: ReleaseStore,
-        workloads: Workloads,
-        catalog: ChartCatalog,
-        settings: HelmSettings,
-        customer_keys: Iterable[str],
-        component: str | None,
-        decide: Callable[[], Outcome],
-        authorize: Authorize | None = None,
-        onboard: Callable[[str], None] | None = None,
-    ) -> None:
-        self.call = call
-        self._store, self._workloads, self._catalog, self._settings = store, workloads, catalog, settings
-        self._keys = set(customer_keys)
-        self._component = component
-        self._decide = decide
-        self._authorize = authorize
-        self._onboard = onboard
-        self.phase: Literal["working", "waiting", "rolling-back", "done"] = "working"
-        self.exit_code: int | None = None
-        self.output = ""
-        self._work_until = 0.0
-        self._wait_started = 0.0
-        self._refusal: str | None = None
-        self._original: Record | None = None  # the revision this upgrade replaces (helm keeps it in memory)
-        self._current: Record | None = None  # rollback: the newest revision when it started
-        self._new: Record | None = None  # the revision this run created
-        self._upgrade_error = ""  # atomic: the upgrade's error, reported after the rollback
-
-    @property
-    def created_revision(self) -> int | None:
-        return int(self._new["version"]) if self._new else None
 
     # --- the timeline ------------------------------------------------------------------------------
 
@@ -219,44 +99,6 @@ class HelmProcess:
             self._refusal = self._start_upgrade(now)
         else:
             self._refusal = self._start_rollback()
-
-    # --- RBAC -----------------------------------------------------------------------------------------
-
-    def _denied(self, verb: str, group: str, resource: str, name: str = "") -> str | None:
-        if self._authorize is None:
-            return None
-        return self._authorize(verb, group, resource, self.call.namespace, name)
-
-    @property
-    def _failed_prefix(self) -> str:
-        """How helm's command reports an error: upgrade wraps it, rollback does not."""
-        return "Error: UPGRADE FAILED: " if self.call.operation == "upgrade" else "Error: "
-
-    def _apply_denied(self, record: Record) -> str | None:
-        """Helm's KubeClient.Update: get every object of the manifest, then patch it."""
-        components = list(effective_images(record.get("chart") or {}, record.get("config") or {}))
-        objects = [("", "services", "Service"), ("apps", "deployments", "Deployment")]
-        for group, resource, _ in objects:
-            for component in components:
-                denied = self._denied("get", group, resource, f"{self.call.release}-{component}")
-                if denied:
-                    return f"could not get information about the resource: {denied}"
-        for group, resource, kind in objects:
-            for component in components:
-                name = f"{self.call.release}-{component}"
-                denied = self._denied("patch", group, resource, name)
-                if denied:
-                    return f'cannot patch "{name}" with kind {kind}: {denied}'
-        return None
-
-    def _wait_denied(self, record: Record) -> str | None:
-        """--wait's ready checks: each Deployment, and the ReplicaSets behind it."""
-        for component in effective_images(record.get("chart") or {}, record.get("config") or {}):
-            denied = self._denied("get", "apps", "deployments", f"{self.call.release}-{component}")
-            denied = denied or self._denied("list", "apps", "replicasets")
-            if denied:
-                return denied
-        return None
 
     def step(self, now: float, held: bool) -> Step:
         """Advance: "running" (not done yet), "exited" (exit_code and output set) or "killed" (the
@@ -547,9 +389,3 @@ class HelmProcess:
         self._new["info"]["description"] = f'Release "{self.call.release}" failed: {WAIT_EXPIRED}'
         self._store.update(self._current)
         self._store.update(self._new)
-
-    def _exit(self, code: int, text: str) -> Step:
-        self.phase = "done"
-        self.exit_code = code
-        self.output += text
-        return "exited"

@@ -1,15 +1,14 @@
 """The Job controller (and kubelet) of the simulated cluster, for the helm Jobs our code creates.
 
-A new Job gets status.startTime and one pod labelled ``job-name=<job>``, unless the Job controller has
-not started it yet (``unstarted_when(manifest)`` True, asked on every tick: the Job keeps no status at
-all, no startTime, no pod, as while kube-controller-manager is down or behind). The pod may sit Pending
-first (``pending_seconds``; ``pending_when(manifest)`` returning a waiting reason such as
-"ImagePullBackOff", or True for "ContainerCreating"), then runs: its container's argv is played by
-a `HelmProcess`. When helm exits the Job completes (exit 0) or fails (BackoffLimitExceeded; the
-Jobs have backoffLimit 0) and the pod keeps helm's output as its log. ``activeDeadlineSeconds``
-(counted from startTime, times ``time_scale``) is enforced: the Job fails with DeadlineExceeded and
-its pod is deleted, whatever helm was doing. Deleting a Job deletes its pod (the garbage collector)
-and so kills helm. helm runs as the pod's service account (``serviceAccountName`` in the Job's
+A new Job gets status.startTime and one pod labelled ``job-name=<job>``, unless the Job controller has not started
+it yet (``unstarted_when(manifest)`` True, asked on every tick: the Job keeps no status at all, no startTime, no
+pod, as while kube-controller-manager is down or behind). The pod may sit Pending first (``pending_seconds``;
+``pending_when(manifest)`` returning a waiting reason such as "ImagePullBackOff", or True for "ContainerCreating"),
+then runs: its container's argv is played by a `HelmProcess`. When helm exits the Job completes (exit 0) or fails
+(BackoffLimitExceeded; the Jobs have backoffLimit 0) and the pod keeps helm's output as its log.
+``activeDeadlineSeconds`` (counted from startTime, times ``time_scale``) is enforced: the Job fails with
+DeadlineExceeded and its pod is deleted, whatever helm was doing. Deleting a Job deletes its pod (the garbage
+collector) and so kills helm. helm runs as the pod's service account (``serviceAccountName`` in the Job's
 namespace): RBAC decides what it may read and write in the customer namespace.
 """
 
@@ -23,7 +22,8 @@ from typing import Any, Protocol
 
 from upgradectl.local.simcluster.argv import HelmCall, parse_helm_argv
 from upgradectl.local.simcluster.charts import ChartCatalog
-from upgradectl.local.simcluster.helm import Authorize, HelmProcess, HelmSettings, Outcome
+from upgradectl.local.simcluster.helm import Authorize, HelmProcess, Outcome
+from upgradectl.local.simcluster.helm_run import HelmSettings
 from upgradectl.local.simcluster.rbac import User, service_account_user
 from upgradectl.local.simcluster.releases import ReleaseStore
 from upgradectl.local.simcluster.store import ObjectStore

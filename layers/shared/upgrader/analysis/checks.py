@@ -19,26 +19,18 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from upgrader.analysis.templating import TemplateError, variables_in
+from upgrader.infra.wire import StrictModel
 
 PROVIDERS = ("prometheus", "cloudwatch", "http")
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 
 
-class _Strict(BaseModel):
-    # As the contract's StrictModel (unknown fields refused, numbers must be numbers), camelCase on the wire.
-    # Written here because the contract imports this package, not the other way round.
-    model_config = ConfigDict(
-        extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=True, frozen=True, defer_build=True
-    )
-
-
-class Condition(_Strict):
+class Condition(StrictModel):
     """`value <op> threshold`: op one of <, <=, >, >=."""
 
     op: Literal["<", "<=", ">", ">="]
@@ -65,7 +57,7 @@ class Condition(_Strict):
         return lower.value == upper.value and upper.op == "<=" and lower.op == ">="
 
 
-class ThresholdJudgement(_Strict):
+class ThresholdJudgement(StrictModel):
     """Each value against the conditions: per customer (every upgraded customer must pass) or over the wave
     (the mean of the upgraded customers' values)."""
 
@@ -73,7 +65,7 @@ class ThresholdJudgement(_Strict):
     scope: Literal["customer", "wave"] = "customer"
 
 
-class ComparisonJudgement(_Strict):
+class ComparisonJudgement(StrictModel):
     """The upgraded customers against the control group (customers still on the old version), the same query
     over the same window: a one-sided Mann-Whitney U test of "upgraded worse than control by more than the
     tolerated degradation" at the given confidence."""
@@ -85,7 +77,7 @@ class ComparisonJudgement(_Strict):
     min_per_cohort: int = Field(3, ge=3, le=1000)  # fewer customers with data in a cohort: inconclusive
 
 
-class MetricStat(_Strict):
+class MetricStat(StrictModel):
     namespace: str = Field(min_length=1, max_length=255)
     metric_name: str = Field(min_length=1, max_length=255)
     dimensions: dict[str, str] = Field(default_factory=dict, max_length=30)
@@ -93,7 +85,7 @@ class MetricStat(_Strict):
     stat: str = Field("Average", pattern=r"^(Average|Sum|Minimum|Maximum|SampleCount|p\d{1,2}(\.\d+)?)$")
 
 
-class MetricDataQuery(_Strict):
+class MetricDataQuery(StrictModel):
     id: str = Field(pattern=r"^[a-z][a-zA-Z0-9_]{0,254}$")
     expression: str | None = Field(None, min_length=1, max_length=2048)  # metric math over the other ids
     metric_stat: MetricStat | None = None
@@ -106,7 +98,7 @@ class MetricDataQuery(_Strict):
         return self
 
 
-class CloudWatchQuery(_Strict):
+class CloudWatchQuery(StrictModel):
     metric_data_queries: list[MetricDataQuery] | None = Field(None, min_length=1, max_length=20)
     alarm_names: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(
         None, min_length=1, max_length=100
@@ -129,16 +121,16 @@ class CloudWatchQuery(_Strict):
         return found
 
 
-class HttpQuery(_Strict):
+class HttpQuery(StrictModel):
     url: str = Field(pattern=r"^https?://[^\s/?#]+[^\s]*$", max_length=2048)
     json_path: str = Field(pattern=r"^\$(\.[A-Za-z_][A-Za-z0-9_-]*|\[\d{1,4}\])*$", max_length=256)
 
 
 Query = str | CloudWatchQuery | HttpQuery
-_QUERY_MODEL: dict[str, type[_Strict]] = {"cloudwatch": CloudWatchQuery, "http": HttpQuery}
+_QUERY_MODEL: dict[str, type[StrictModel]] = {"cloudwatch": CloudWatchQuery, "http": HttpQuery}
 
 
-class AnalysisCheck(_Strict):
+class AnalysisCheck(StrictModel):
     """One metric measured `count` times, `interval_seconds` apart, and judged."""
 
     name: str = Field(pattern=_NAME)

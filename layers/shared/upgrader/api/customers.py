@@ -26,7 +26,7 @@ from upgrader.contract.customer_models import (
     parse_timestamp,
 )
 from upgrader.contract.models import iso
-from upgrader.fleet.customer_records import CustomerRecord, PinRecord, SyncRecord
+from upgrader.fleet.customer_records import CustomerRecord, PinRecord
 from upgrader.fleet.inventory import CustomerFilter, InventoryRepository
 from upgrader.fleet.sync_launcher import SyncLauncher
 from upgrader.fleet.syncs import SyncRepository
@@ -140,7 +140,7 @@ def fleet(*, inventory: InventoryRepository, syncs: SyncRepository, order: RingO
         components=spread,
         rings=list(order.names),
         by_ring=by_ring,
-        last_sync=sync_view(last) if last else None,
+        last_sync=last,
     )
 
 
@@ -172,7 +172,7 @@ def get_sync(sync_id: int, *, syncs: SyncRepository) -> SyncSummary:
     row = syncs.get(sync_id)
     if row is None:
         raise SyncNotFound(f"sync {sync_id} not found")
-    return sync_view(row)
+    return row
 
 
 # ------------------------------------------------------------------------------------------- views
@@ -191,7 +191,3 @@ def _customer_facts(record: CustomerRecord, pins: list[PinRecord], order: RingOr
 
 def customer_view(record: CustomerRecord, pins: list[PinRecord], order: RingOrder) -> Customer:
     return from_record(Customer, record, **_customer_facts(record, pins, order))
-
-
-def sync_view(record: SyncRecord) -> SyncSummary:
-    return from_record(SyncSummary, record)

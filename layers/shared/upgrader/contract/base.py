@@ -1,5 +1,5 @@
-"""The API models' foundations: the base classes (camelCase on the wire, snake_case in Python), the
-patterns and constrained types that requests share."""
+"""The API models' foundations: the base classes (camelCase on the wire, snake_case in Python: defined in
+`upgrader.infra.wire`, below the analysis checks too), the patterns and constrained types that requests share."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
-from pydantic.alias_generators import to_camel
+from pydantic import BeforeValidator, StringConstraints
 
 from upgrader.infra.timestamps import iso
+from upgrader.infra.wire import Model as Model  # the wire's bases, as the contract names them
+from upgrader.infra.wire import StrictModel as StrictModel
 
 INT4_MAX = 2**31 - 1  # PostgreSQL INT / SERIAL: every id and count the database stores
 
@@ -92,29 +93,6 @@ def _digits_only(value: Any) -> Any:
 DIGITS = BeforeValidator(_digits_only)
 
 MAX_TARGETED_CUSTOMERS = 10_000
-
-
-class Model(BaseModel):
-    """The base of the API's models: each builds its validator and serializer when it is first used, not
-    when its module is imported (a function's cold start builds only the models that function uses).
-
-    Fields are snake_case in Python and camelCase on the wire (`alias_generator`): a response is built by
-    the Python names (or from a record's attributes) and always serializes the camelCase names."""
-
-    model_config = ConfigDict(
-        defer_build=True,
-        alias_generator=to_camel,
-        validate_by_alias=True,
-        validate_by_name=True,
-        serialize_by_alias=True,
-    )
-
-
-class StrictModel(Model):
-    # The base of every request (and its parts): unknown fields are refused (a misspelt "canarypercent"
-    # must not be silently ignored) and numbers must be JSON numbers ("ten" and "10" are refused alike).
-    # Only the wire's camelCase names are accepted: a snake_case key ("canary_percent") is an unknown field.
-    model_config = ConfigDict(extra="forbid", strict=True, validate_by_name=False)
 
 
 def label_map_schema(schema: dict[str, Any]) -> None:

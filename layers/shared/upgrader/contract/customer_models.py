@@ -298,6 +298,7 @@ class ComponentSpread(Model):
 
 
 class SyncSummary(Model):
+    # An inventory sync (an `inventory_syncs` row): the record its repository reads, and the API's answer.
     sync_id: str
     status: str
     trigger: str
@@ -308,6 +309,11 @@ class SyncSummary(Model):
     created_at: Timestamp
     started_at: Timestamp | None
     completed_at: Timestamp | None
+
+    @property
+    def id(self) -> int:
+        """The row's id (the wire carries it as a string)."""
+        return int(self.sync_id)
 
 
 class FleetResponse(Model):

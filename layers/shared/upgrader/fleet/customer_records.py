@@ -62,23 +62,3 @@ class CustomerEventRecord:
     actor: str | None
     sync_id: str | None
     at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SyncRecord:
-    """One `inventory_syncs` row."""
-
-    id: int
-    status: str
-    trigger: str
-    requested_by: str | None
-    counts: dict[str, int]
-    problems: list[dict[str, Any]]
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-
-    @property
-    def sync_id(self) -> str:
-        return str(self.id)

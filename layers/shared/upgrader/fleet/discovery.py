@@ -39,7 +39,7 @@ from upgrader.cluster.types import (
     ReleaseUnreadable,
 )
 from upgrader.contract.base import DNS_LABEL_PATTERN, VERSION_PATTERN
-from upgrader.fleet.customer_records import SyncRecord
+from upgrader.contract.customer_models import SyncSummary
 from upgrader.fleet.discovery_rules import DiscoveryRules, RuleError
 from upgrader.fleet.ring_labels import RingFromLabel, RingLabelRule
 
@@ -229,7 +229,7 @@ class SyncStore(Protocol):
 
     def decommission_unseen(self, sync_id: int) -> int: ...
 
-    def finish(self, sync_id: int, counts: dict[str, int], problems: list[dict[str, Any]]) -> SyncRecord: ...
+    def finish(self, sync_id: int, counts: dict[str, int], problems: list[dict[str, Any]]) -> SyncSummary: ...
 
     def fail(self, sync_id: int, error: str) -> None: ...
 
@@ -312,7 +312,7 @@ def execute_sync(
     rules: DiscoveryRules,
     rings: RingLabelRule | None = None,
     concurrency: int = 8,
-) -> SyncRecord:
+) -> SyncSummary:
     """Run one sync and record how it ended (completed with its counts and problems, or failed with
     the reason); returns the sync's row. A failed sync decommissions nobody."""
     try:

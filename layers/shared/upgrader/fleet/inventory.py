@@ -4,7 +4,7 @@ counts, and the candidates a deploy plans over. Each public method is one transa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -15,7 +15,7 @@ from upgrader.fleet.customer_records import CustomerEventRecord, CustomerRecord,
 from upgrader.infra.components import component_names
 from upgrader.infra.db import Database, Row, columns, select, select_one
 from upgrader.infra.errors import CustomerNotFound, InvalidValue, RingFromLabel, WrongState
-from upgrader.rollout.selection import Candidate, PinInForce
+from upgrader.rollout.selection import Candidate
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,11 @@ class InventoryRepository:
         (customers labelled canary=true first, then by id); `ring_of` turns its stored ring into its ring
         (`RingOrder.ring_of`: none stored is the order's default)."""
         with self._db.transaction() as cur:
-            cur.execute(
+            found = select(
+                cur, Candidate,
                 """
-                SELECT c.id, c.namespace, c.release_name, c.status, c.labels, c.chart_version, c.maintenance_window, c.ring,
+                SELECT c.id AS customer_id, c.namespace, c.release_name, c.status AS customer_status,
+                       COALESCE(c.labels, '{}'::jsonb) AS labels, c.chart_version, c.maintenance_window, c.ring,
                        v.version AS current_version, p.version AS pin_version, p.reason AS pin_reason,
                        p.expires_at AS pin_expires_at, p.pinned_by,
                        COALESCE((SELECT jsonb_object_agg(a.component, a.version) FROM customer_component_versions a
@@ -68,25 +70,8 @@ class InventoryRepository:
                  ORDER BY (c.labels->>'canary' = 'true') IS TRUE DESC, c.id
                 """,
                 {"component": component},
-            )
-            return [
-                Candidate(
-                    r["id"],
-                    r["namespace"],
-                    r["release_name"],
-                    r["status"],
-                    dict(r["labels"] or {}),
-                    r["current_version"],
-                    r["chart_version"],
-                    PinInForce(r["pin_version"], r["pin_reason"], r["pin_expires_at"], r["pinned_by"])
-                    if r["pin_version"] is not None
-                    else None,
-                    dict(r["versions"]),
-                    r["maintenance_window"],
-                    ring_of(r["ring"]),
-                )  # fmt: skip
-                for r in cur.fetchall()
-            ]
+            )  # fmt: skip
+        return [replace(c, ring=ring_of(c.ring)) for c in found]
 
     def list_customers(self, where: CustomerFilter, *, after: str | None, limit: int) -> list[CustomerRecord]:
         """One page of customers by id (`after`: the last id of the previous page)."""

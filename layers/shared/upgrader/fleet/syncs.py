@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from upgrader.fleet.customer_records import SyncRecord
+from upgrader.contract.customer_models import SyncSummary
 from upgrader.fleet.discovery import Assessment, KnownCustomer
 from upgrader.infra.db import Database, Row, columns, one_row, select_one
 from upgrader.infra.timestamps import iso
@@ -29,7 +29,7 @@ ACTIVE = ("pending", "running")
 Decide = Callable[[dict[str, KnownCustomer], dict[str, str]], list[Assessment]]
 
 
-_SYNC = columns(SyncRecord)
+_SYNC = columns(SyncSummary, but=("sync_id",)) + ", id::text AS sync_id"
 
 
 class SyncRepository:
@@ -37,7 +37,7 @@ class SyncRepository:
         self._db = db
 
     # ------------------------------------------------------------------------------ the sync's row
-    def request(self, trigger: str, requested_by: str | None, *, running: bool = False) -> tuple[SyncRecord, bool]:
+    def request(self, trigger: str, requested_by: str | None, *, running: bool = False) -> tuple[SyncSummary, bool]:
         """A new sync (pending, or running for a worker that runs it itself), or the one already active.
 
         Returns (the sync, created). One sync at a time: a partial unique index decides between
@@ -48,7 +48,7 @@ class SyncRepository:
             with self._db.transaction() as cur:
                 created = select_one(
                     cur,
-                    SyncRecord,
+                    SyncSummary,
                     f"""
                     INSERT INTO inventory_syncs (status, trigger, requested_by, started_at)
                     VALUES (%s, %s, %s, CASE WHEN %s THEN NOW() END) RETURNING {_SYNC}
@@ -60,7 +60,7 @@ class SyncRepository:
         except psycopg.errors.UniqueViolation:
             with self._db.transaction() as cur:
                 query = f"SELECT {_SYNC} FROM inventory_syncs WHERE status = ANY(%s) ORDER BY id DESC LIMIT 1"
-                active = select_one(cur, SyncRecord, query, (list(ACTIVE),))
+                active = select_one(cur, SyncSummary, query, (list(ACTIVE),))
             if active is None:  # it ended meanwhile: ask again
                 return self.request(trigger, requested_by, running=running)
             return active, False
@@ -76,12 +76,12 @@ class SyncRepository:
                 (list(ACTIVE), STALE_SYNC_SECONDS),
             )
 
-    def claim(self, sync_id: int) -> SyncRecord | None:
+    def claim(self, sync_id: int) -> SyncSummary | None:
         """pending -> running, once (a second delivery of the same request gets None)."""
         with self._db.transaction() as cur:
             return select_one(
                 cur,
-                SyncRecord,
+                SyncSummary,
                 f"""
                 UPDATE inventory_syncs SET status = 'running', started_at = NOW(), updated_at = NOW()
                  WHERE id = %s AND status = 'pending' RETURNING {_SYNC}
@@ -93,11 +93,11 @@ class SyncRepository:
         """A requested sync whose worker could not be started."""
         self.fail(sync_id, error)
 
-    def finish(self, sync_id: int, counts: dict[str, int], problems: list[dict[str, Any]]) -> SyncRecord:
+    def finish(self, sync_id: int, counts: dict[str, int], problems: list[dict[str, Any]]) -> SyncSummary:
         with self._db.transaction() as cur:
             finished = select_one(
                 cur,
-                SyncRecord,
+                SyncSummary,
                 f"""
                 UPDATE inventory_syncs SET status = 'completed', counts = %s, problems = %s, completed_at = NOW(),
                        updated_at = NOW()
@@ -118,13 +118,13 @@ class SyncRepository:
                 (error[:2000], sync_id, list(ACTIVE)),
             )
 
-    def get(self, sync_id: int) -> SyncRecord | None:
+    def get(self, sync_id: int) -> SyncSummary | None:
         with self._db.transaction() as cur:
-            return select_one(cur, SyncRecord, f"SELECT {_SYNC} FROM inventory_syncs WHERE id = %s", (sync_id,))
+            return select_one(cur, SyncSummary, f"SELECT {_SYNC} FROM inventory_syncs WHERE id = %s", (sync_id,))
 
-    def latest(self) -> SyncRecord | None:
+    def latest(self) -> SyncSummary | None:
         with self._db.transaction() as cur:
-            return select_one(cur, SyncRecord, f"SELECT {_SYNC} FROM inventory_syncs ORDER BY id DESC LIMIT 1")
+            return select_one(cur, SyncSummary, f"SELECT {_SYNC} FROM inventory_syncs ORDER BY id DESC LIMIT 1")
 
     # ----------------------------------------------------------------------------- what a sync writes
     def current_customers(self) -> int:

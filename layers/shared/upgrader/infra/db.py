@@ -36,7 +36,17 @@ _SESSION_OPTIONS = " ".join(f"-c {name}={value}" for name, value in _SESSION_SET
 # The same as statements, for connections that cannot carry startup options (RDS Proxy).
 _SESSION_SET = "; ".join(f"SET {name} TO '{value}'" for name, value in _SESSION_SETTINGS.items())
 
-__all__ = ["Database", "Row", "columns", "database_for", "one_row", "resolve_conninfo", "select", "select_one"]
+__all__ = [
+    "Database",
+    "Row",
+    "columns",
+    "database_for",
+    "one_row",
+    "resolve_conninfo",
+    "select",
+    "select_one",
+    "select_returned",
+]
 
 
 class Database:
@@ -174,6 +184,14 @@ def select_one(cur: psycopg.Cursor[Row], record: type[T], query: Query, params: 
     """`select` of a query that yields at most one row."""
     found = select(cur, record, query, params)
     return found[0] if found else None
+
+
+def select_returned(cur: psycopg.Cursor[Row], record: type[T], query: Query, params: Params = ()) -> T:
+    """`select` of a statement that always yields one row (RETURNING of a row known to exist, count(*))."""
+    found = select(cur, record, query, params)
+    if not found:  # pragma: no cover - the statement always yields a row here
+        raise RuntimeError("statement returned no row")
+    return found[0]
 
 
 def one_row(cur: psycopg.Cursor[Row]) -> Row:

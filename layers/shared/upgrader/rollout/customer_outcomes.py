@@ -9,11 +9,15 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from upgrader.infra.db import Database, Row
+from upgrader.infra.db import Database, columns, select_one
 from upgrader.infra.errors import LogRowNotFound, LogRowOfAnotherUpgrade
 from upgrader.infra.redaction import redact
 from upgrader.notifications import events
 from upgrader.rollout.halts import WindowRelease, halt_when_over_budget
+from upgrader.rollout.run_records import ClaimedLog, LogRecord
+
+_LOG = columns(LogRecord)
+_CLAIMED = columns(ClaimedLog)
 
 # Claim a customer's row (see `RunRepository.claim_customer`), and tell it of the upcoming change when no
 # drain has yet, in the same statement.
@@ -40,7 +44,9 @@ RETURNING l.*, x.parameters AS upgrade_parameters
 ), notice AS ("""
     + events.notice_at_start_insert("claimed")
     + """)
-SELECT * FROM claimed
+SELECT """
+    + _CLAIMED
+    + """ FROM claimed
 """
 )
 
@@ -51,7 +57,7 @@ class CustomerOutcomes:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def claim_customer(self, log_id: int, upgrade_id: int | None = None) -> tuple[str, Row, dict[str, Any]]:
+    def claim_customer(self, log_id: int, upgrade_id: int | None = None) -> tuple[str, ClaimedLog, dict[str, Any]]:
         """Begin a customer: ('run', row) once claimed; ('done', row) when there is nothing to do.
 
         A customer started before the publisher's drain told it of the upcoming change is told now, in the
@@ -65,32 +71,28 @@ class CustomerOutcomes:
         (`LogRowOfAnotherUpgrade`); None only for callers that took the log id from the upgrade's own rows.
         """
         with self._db.statement() as cur:
-            cur.execute(
-                _CLAIM,
-                {"id": log_id, "upgrade": upgrade_id, "lead": notice_lead_seconds()},
+            row = select_one(
+                cur, ClaimedLog, _CLAIM, {"id": log_id, "upgrade": upgrade_id, "lead": notice_lead_seconds()}
             )
-            row = cur.fetchone()
             if row is None:  # already final (or unknown): nothing to do
-                cur.execute(
-                    """
-                    SELECT l.*, u.parameters AS upgrade_parameters FROM customer_upgrade_logs l
-                      JOIN system_upgrades u ON u.id = l.upgrade_id WHERE l.id = %s
-                    """,
+                row = select_one(
+                    cur, ClaimedLog,
+                    f"SELECT {columns(LogRecord, 'l')}, u.parameters AS upgrade_parameters FROM customer_upgrade_logs l"
+                    " JOIN system_upgrades u ON u.id = l.upgrade_id WHERE l.id = %s",
                     (log_id,),
-                )
-                row = cur.fetchone()
+                )  # fmt: skip
                 if row is None:
                     raise LogRowNotFound(f"customer log row {log_id} not found")
                 _same_upgrade(row, upgrade_id)
-                return "done", row, row["upgrade_parameters"] or {}
-            action = "done" if row["status"] == "skipped" else "run"
-            return action, row, row["upgrade_parameters"] or {}
+                return "done", row, row.upgrade_parameters or {}
+            action = "done" if row.status == "skipped" else "run"
+            return action, row, row.upgrade_parameters or {}
 
     def finish_customer(
         self, log_id: int, status: str, output: str | None, error: str | None,
         release: Mapping[str, Any] | None = None, *, helm_seconds: float | None = None,
         release_windows: WindowRelease | None = None, upgrade_id: int | None = None,
-    ) -> tuple[bool, Row]:  # fmt: skip
+    ) -> tuple[bool, LogRecord]:  # fmt: skip
         """Record a customer's result in one transaction, once: its row, the upgrade's counter, what
         the release holds now (revision, versions: the inventory follows the release, never the
         request), the lease given back, and the wave's failure budget (exceeded: halt at once).
@@ -118,28 +120,28 @@ class CustomerOutcomes:
         self, log_id: int, status: str, output: str | None, error: str | None,
         release: Mapping[str, Any] | None, helm_seconds: float | None, windows: list[str] | None,
         upgrade_id: int | None = None,
-    ) -> tuple[bool, Row, str | None]:  # fmt: skip
+    ) -> tuple[bool, LogRecord, str | None]:  # fmt: skip
         """finish_customer's transaction: (changed, row, the halt's reason when it halted the upgrade)."""
         release = release or {}
         versions = {c: v for c, v in (release.get("versions") or {}).items() if v}
         may_halt = status in ("failed", "rolled_back")
         with self._db.transaction() if may_halt else self._db.statement() as cur:
-            cur.execute(
-                _FINISH,
+            row = select_one(
+                cur, LogRecord, _FINISH,
                 {"status": status, "error": error, "output": output, "revision": release.get("revision"),
                  "versions": Jsonb(versions), "chart": release.get("chartVersion"), "id": log_id,
                  "helm_seconds": helm_seconds, "outcomes": events.outcome_parameter(status), "upgrade": upgrade_id},
             )  # fmt: skip
-            row = cur.fetchone()
             if row is None:
-                cur.execute("SELECT * FROM customer_upgrade_logs WHERE id = %s", (log_id,))
-                existing = cur.fetchone()
+                existing = select_one(
+                    cur, LogRecord, f"SELECT {_LOG} FROM customer_upgrade_logs WHERE id = %s", (log_id,)
+                )
                 if existing is None:
                     raise LogRowNotFound(f"customer log row {log_id} not found")
                 _same_upgrade(existing, upgrade_id)
                 return False, existing, None
             halted = None
-            if row["operation"] == "upgrade" and may_halt:
+            if row.operation == "upgrade" and may_halt:
                 halted = halt_when_over_budget(cur, row, windows)
             return True, row, halted
 
@@ -194,14 +196,14 @@ WITH done AS (
 ), freed AS (
     DELETE FROM customer_leases WHERE log_id IN (SELECT id FROM done)
 )
-SELECT * FROM done
+SELECT {_LOG} FROM done
 """
 
 
-def _same_upgrade(row: Row, upgrade_id: int | None) -> None:
-    if upgrade_id is not None and row["upgrade_id"] != upgrade_id:
+def _same_upgrade(row: LogRecord, upgrade_id: int | None) -> None:
+    if upgrade_id is not None and row.upgrade_id != upgrade_id:
         raise LogRowOfAnotherUpgrade(
-            f"customer log row {row['id']} belongs to upgrade {row['upgrade_id']}, not to upgrade {upgrade_id}"
+            f"customer log row {row.id} belongs to upgrade {row.upgrade_id}, not to upgrade {upgrade_id}"
         )
 
 

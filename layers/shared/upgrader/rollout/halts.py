@@ -14,6 +14,7 @@ from upgrader.infra.db import Row
 from upgrader.notifications import events
 from upgrader.rollout.failure_budget import WaveBudget
 from upgrader.rollout.leases import STOP_GATE
+from upgrader.rollout.run_records import LogRecord, RunRecord
 
 # Ends the maintenance-window waits of the runs a halt stopped, whose task tokens it took: (tokens, the
 # halt's reason), called after the halt's commit (`upgrader.rollout.windows.release_window_waits`).
@@ -91,7 +92,7 @@ def halt(cur: psycopg.Cursor[Row], upgrade_id: int, reason: str, budget: dict[st
     return first
 
 
-def halt_when_over_budget(cur: psycopg.Cursor[Row], row: Row, windows: list[str] | None = None) -> str | None:
+def halt_when_over_budget(cur: psycopg.Cursor[Row], row: LogRecord, windows: list[str] | None = None) -> str | None:
     """A failure was just recorded: when its wave is now over its failure budget, halt the upgrade (and
     take the window-wait tokens into `windows`, see `halt`). Returns the halt's reason, None if none.
 
@@ -107,14 +108,14 @@ def halt_when_over_budget(cur: psycopg.Cursor[Row], row: Row, windows: list[str]
          WHERE l.run_name = %s AND l.wave = %s
          GROUP BY u.strategy, u.total_waves, u.parameters, r.status
         """,
-        (row["run_name"], row["wave"]),
+        (row.run_name, row.wave),
     )
     wave = cur.fetchone()
     if wave is None or wave["run_status"] != "running":
         return None
     budget = WaveBudget(
         wave["strategy"],
-        int(row["wave"]),
+        row.wave,
         int(wave["size"]),
         int(wave["failed"]),
         (wave["parameters"] or {}).get("failureThreshold"),
@@ -122,20 +123,19 @@ def halt_when_over_budget(cur: psycopg.Cursor[Row], row: Row, windows: list[str]
     if not budget.exceeded:
         return None
     reason = budget.reason(int(wave["total_waves"]))
-    halt(cur, int(row["upgrade_id"]), reason, budget.as_event(), windows=windows)
+    halt(cur, row.upgrade_id, reason, budget.as_event(), windows=windows)
     return reason
 
 
 def aborted_events(
-    cur: psycopg.Cursor[Row], upgrade: Row, reason: str, aborted_by: str | None, rollback: bool,
-    stopped: Sequence[Row], key: str,
+    cur: psycopg.Cursor[Row], upgrade_id: int, reason: str, aborted_by: str | None, rollback: bool,
+    stopped: Sequence[RunRecord], key: str,
 ) -> None:  # fmt: skip
     """An abort was recorded: its event, and a cancellation to every customer told of an upcoming change
     that it will now not get (`events.cancel_notices`)."""
-    upgrade_id = int(upgrade["id"])
     events.upgrade_event(
         cur, events.UPGRADE_ABORTED, upgrade_id, key,
         {"abort": {"reason": reason, "abortedBy": aborted_by, "rollback": rollback,
-                   "stoppedRuns": sorted(str(r["run_name"]) for r in stopped)}},
+                   "stoppedRuns": sorted(r.run_name for r in stopped)}},
     )  # fmt: skip
     events.cancel_notices(cur, upgrade_id, reason)

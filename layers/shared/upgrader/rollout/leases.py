@@ -42,10 +42,11 @@ from typing import Any, Literal
 
 import psycopg
 
-from upgrader.infra.db import Database, Row
+from upgrader.infra.db import Database, Row, columns, select_one
 from upgrader.infra.errors import LogRowNotFound
 from upgrader.infra.timestamps import iso_seconds
 from upgrader.rollout.failure_budget import WaveBudget
+from upgrader.rollout.run_records import LeaseHolder, LeaseRead, LogRecord, UpgradedLog
 
 LeaseState = Literal["acquired", "held", "busy", "final"]
 FINAL_LOG_STATUSES = ("completed", "failed", "skipped", "rolled_back")
@@ -66,39 +67,33 @@ class LeaseSession:
 
     cur: psycopg.Cursor[Row]
     state: LeaseState
-    row: Row  # the customer's log row (locked), with what the session read along with it
-    holder: Row | None  # busy: the lease of the other operation
+    row: LeaseRead  # the customer's log row (locked), with what the session read along with it
+    holder: LeaseHolder | None  # busy: the lease of the other operation
     _plan: dict[str, Any] | None = None
 
     @property
     def log_id(self) -> int:
-        return int(self.row["id"])
+        return self.row.id
 
     @property
     def stop_reason(self) -> str | None:
-        return self.row["stop_reason"]
+        return self.row.stop_reason
 
     def budget_exceeded(self) -> str | None:
         """The failure budget of this customer's wave in its run, re-checked before helm (upgrade rows only).
 
         A resumed upgrade's run starts with a fresh budget: the operator chose to go on.
         """
-        if self.row["operation"] != "upgrade":
+        row = self.row
+        if row.operation != "upgrade":
             return None
-        budget = WaveBudget(
-            self.row["strategy"],
-            int(self.row["wave"]),
-            int(self.row["wave_size"]),
-            int(self.row["wave_failed"]),
-            (self.row["upgrade_parameters"] or {}).get("failureThreshold"),
-        )
-        return budget.reason(int(self.row["total_waves"])) if budget.exceeded else None
+        budget = WaveBudget(row.strategy, row.wave, row.wave_size, row.wave_failed,
+                            row.parameters.get("failureThreshold"))  # fmt: skip
+        return budget.reason(row.total_waves) if budget.exceeded else None
 
-    def upgraded_row(self) -> Row | None:
+    def upgraded_row(self) -> UpgradedLog | None:
         """A rollback row's upgrade row: what that upgrade recorded from the release."""
-        if self.row["rollback_of"] is None:
-            return None
-        return {key.removeprefix("upgraded_"): value for key, value in self.row.items() if key.startswith("upgraded_")}
+        return self.row.upgraded
 
     def skip(self, reason: str) -> None:
         """This customer is not started (or not upgraded after a recovery): skipped, lease given back."""
@@ -180,13 +175,13 @@ class LeaseSession:
 STOP_GATE = "hashtextextended(%s, 727003)"
 
 
-def describe_holder(holder: Row | None) -> str:
+def describe_holder(holder: LeaseHolder | None) -> str:
     if holder is None:
         return "release busy: its lease is changing hands"
-    what = "rollback" if holder["operation"] == "rollback" else f"upgrade of {holder['component']}"
+    what = "rollback" if holder.operation == "rollback" else f"upgrade of {holder.component}"
     return (
-        f"release busy: {what} (upgrade {holder['upgrade_id']}, run {holder['run_name']}) holds it "
-        f"since {iso_seconds(holder['acquired_at'])}"
+        f"release busy: {what} (upgrade {holder.upgrade_id}, run {holder.run_name}) holds it "
+        f"since {iso_seconds(holder.acquired_at)}"
     )
 
 
@@ -195,9 +190,9 @@ def describe_holder(holder: Row | None) -> str:
 # lease transaction of this customer is open right now (its insert not committed yet: the hand-over
 # lock 727002 is held): then the release is busy, look again later rather than wait on it. The CASE
 # keeps the try-lock from being taken for a row that does not insert.
-_SESSION_READ = """
+_SESSION_READ = f"""
 WITH s AS (
-SELECT l.*, u.parameters AS upgrade_parameters, u.strategy, u.total_waves, u.chart_version AS upgrade_chart_version,
+SELECT {columns(LogRecord, "l")}, u.parameters AS upgrade_parameters, u.strategy, u.total_waves, u.chart_version AS upgrade_chart_version,
        r.stop_reason, cw.maintenance_window,
        (SELECT count(*) FROM customer_upgrade_logs w WHERE w.run_name = l.run_name AND w.wave = l.wave) AS wave_size,
        (SELECT count(*) FROM customer_upgrade_logs w
@@ -255,27 +250,25 @@ class LeaseRepository:
                 (log_id,),
             )
             # 2. The log row (locked), everything decided under the lease, and the lease when it is free.
-            cur.execute(_SESSION_READ, (log_id, list(FINAL_LOG_STATUSES)))
-            row = cur.fetchone()
+            row = select_one(cur, LeaseRead, _SESSION_READ, (log_id, list(FINAL_LOG_STATUSES)))
             if row is None:
                 raise LogRowNotFound(f"customer log row {log_id} not found")
-            taken = bool(row.pop("lease_taken"))
-            if row["status"] in FINAL_LOG_STATUSES:
+            if row.status in FINAL_LOG_STATUSES:
                 session = LeaseSession(cur, "final", row, None)
             else:
-                state, holder = self._state(row, taken)
+                state, holder = self._state(row)
                 session = LeaseSession(cur, state, row, holder)
             yield session
             session._flush()
 
     @staticmethod
-    def _state(row: Row, taken: bool) -> tuple[LeaseState, Row | None]:
+    def _state(row: LeaseRead) -> tuple[LeaseState, LeaseHolder | None]:
         """3. The lease: taken now, already ours, or someone else's (or changing hands: busy, no holder)."""
-        if taken:
+        if row.lease_taken:
             return "acquired", None
-        if row["holder_log_id"] is not None:
-            holder = {key.removeprefix("holder_"): value for key, value in row.items() if key.startswith("holder_")}
-            return ("held", None) if holder["log_id"] == row["id"] else ("busy", holder)
+        holder = row.holder
+        if holder is not None:
+            return ("held", None) if holder.log_id == row.id else ("busy", holder)
         return "busy", None
 
     def note_waiting(self, log_id: int, why: str) -> None:

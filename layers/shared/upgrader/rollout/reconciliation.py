@@ -19,18 +19,20 @@ case an event is lost). For such a run:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from upgrader.cluster.types import JobState, ReleaseInfo
-from upgrader.infra.db import Database, Row
+from upgrader.infra.db import Database, columns, select, select_one
 from upgrader.infra.errors import NotFound
 from upgrader.infra.redaction import Redactor
 from upgrader.notifications import events
 from upgrader.rollout.halts import WindowRelease
 from upgrader.rollout.helm_output import HelmOutputStore
+from upgrader.rollout.run_records import LogRecord, RunRecord
 from upgrader.rollout.run_repository import ORPHANED, RunRepository
+
+_RUN = columns(RunRecord)
 
 TERMINAL_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 _JOB_OPERATION = re.compile(r"^helm-(upgrade|restore|rollback|recover|slot|switch|finalize)-")
@@ -64,28 +66,28 @@ class ReconcileRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def running_runs(self, *, min_age_seconds: int = 0, execution_name: str | None = None) -> list[Row]:
+    def running_runs(self, *, min_age_seconds: int = 0, execution_name: str | None = None) -> list[RunRecord]:
         with self._db.transaction() as cur:
-            cur.execute(
-                """
-                SELECT * FROM upgrade_runs
+            return select(
+                cur, RunRecord,
+                f"""
+                SELECT {_RUN} FROM upgrade_runs
                  WHERE status = 'running' AND created_at <= NOW() - make_interval(secs => %s::int)
                    AND (%s::text IS NULL OR execution_name = %s)
                  ORDER BY created_at
                 """,
                 (min_age_seconds, execution_name, execution_name),
-            )
-            return cur.fetchall()
+            )  # fmt: skip
 
-    def close_dead_run(self, run_name: str, reason: str) -> Row | None:
+    def close_dead_run(self, run_name: str, reason: str) -> RunRecord | None:
         """End a run whose execution is gone: skip what never started, keep leased rows for their Jobs."""
         with self._db.transaction() as cur:
-            cur.execute("SELECT * FROM upgrade_runs WHERE run_name = %s FOR UPDATE", (run_name,))
-            run = cur.fetchone()
-            if run is None or run["status"] != "running":
+            run = select_one(cur, RunRecord, f"SELECT {_RUN} FROM upgrade_runs WHERE run_name = %s FOR UPDATE",
+                             (run_name,))  # fmt: skip
+            if run is None or run.status != "running":
                 return None
             # Customers told of the change that this run will now not start (those holding a lease go on).
-            events.cancel_notices(cur, int(run["upgrade_id"]), reason, run_name=run_name)
+            events.cancel_notices(cur, run.upgrade_id, reason, run_name=run_name)
             cur.execute(
                 """
                 UPDATE customer_upgrade_logs l SET status = 'skipped', completed_at = NOW(), updated_at = NOW(),
@@ -103,26 +105,27 @@ class ReconcileRepository:
                 """,
                 (ORPHANED, run_name),
             )
-            cur.execute(
-                """
+            ended = select_one(
+                cur, RunRecord,
+                f"""
                 UPDATE upgrade_runs SET status = 'reconciled', end_reason = %s, ended_at = NOW(), updated_at = NOW(),
                        stop_reason = COALESCE(stop_reason, %s)
-                 WHERE run_name = %s RETURNING *
+                 WHERE run_name = %s RETURNING {_RUN}
                 """,
                 (reason, reason, run_name),
-            )
-            ended = cur.fetchone()
+            )  # fmt: skip
             if ended is not None:
-                events.upgrade_event(cur, events.RUN_RECONCILED, int(ended["upgrade_id"]), f"reconciled:{run_name}",
-                                     {"run": {"runName": run_name, "kind": ended["kind"], "reason": reason}})  # fmt: skip
+                events.upgrade_event(cur, events.RUN_RECONCILED, ended.upgrade_id, f"reconciled:{run_name}",
+                                     {"run": {"runName": run_name, "kind": ended.kind, "reason": reason}})  # fmt: skip
             return ended
 
-    def orphaned_rows(self) -> list[Row]:
+    def orphaned_rows(self) -> list[LogRecord]:
         """Rows holding a lease that no worker will record: their run ended, or their worker did."""
         with self._db.transaction() as cur:
-            cur.execute(
-                """
-                SELECT l.* FROM customer_leases c
+            return select(
+                cur, LogRecord,
+                f"""
+                SELECT {columns(LogRecord, "l")} FROM customer_leases c
                   JOIN customer_upgrade_logs l ON l.id = c.log_id
                   LEFT JOIN upgrade_runs r ON r.run_name = l.run_name
                  WHERE l.status NOT IN ('pending', 'in_progress') OR l.waiting_for = %s
@@ -130,8 +133,7 @@ class ReconcileRepository:
                  ORDER BY l.id
                 """,
                 (ORPHANED,),
-            )
-            return cur.fetchall()
+            )  # fmt: skip
 
     def give_back_lease(self, log_id: int) -> None:
         with self._db.transaction() as cur:
@@ -169,7 +171,7 @@ def reconcile_execution(
         reason = execution_reason(name, status, error, cause)
         for run in recon.running_runs(execution_name=name):
             if _end_run(run, reason, recon=recon, runs=runs):
-                result.reconciled.append(run["run_name"])
+                result.reconciled.append(run.run_name)
     if cluster is not None:
         settle_orphans(recon=recon, runs=runs, cluster=cluster, result=result, release_windows=release_windows,
                        outputs=outputs)  # fmt: skip
@@ -187,7 +189,7 @@ def sweep(
     result = ReconcileResult()
     for run in recon.running_runs(min_age_seconds=min_age_seconds):
         if end_if_dead(run, executions=executions, recon=recon, runs=runs):
-            result.reconciled.append(run["run_name"])
+            result.reconciled.append(run.run_name)
     if cluster is not None:
         settle_orphans(recon=recon, runs=runs, cluster=cluster, result=result, release_windows=release_windows,
                        outputs=outputs)  # fmt: skip
@@ -197,29 +199,28 @@ def sweep(
 
 
 def end_if_dead(
-    run: Mapping[str, Any], *, executions: ExecutionStatus, recon: ReconcileRepository, runs: RunRepository
+    run: RunRecord, *, executions: ExecutionStatus, recon: ReconcileRepository, runs: RunRepository
 ) -> bool:
     """End the run when its execution is no longer RUNNING (or does not exist). True when ended here."""
     try:
-        described = executions.status(str(run["execution_name"]))
+        described = executions.status(run.execution_name)
     except NotFound:
         described = {"status": "MISSING", "error": "ExecutionDoesNotExist", "cause": "no such execution"}
     if described.get("status") == "RUNNING":
         return False
-    reason = execution_reason(str(run["execution_name"]), str(described.get("status")), described.get("error"),
+    reason = execution_reason(run.execution_name, str(described.get("status")), described.get("error"),
                               described.get("cause"))  # fmt: skip
     return _end_run(run, reason, recon=recon, runs=runs)
 
 
-def _end_run(run: Mapping[str, Any], reason: str, *, recon: ReconcileRepository, runs: RunRepository) -> bool:
-    closed = recon.close_dead_run(str(run["run_name"]), reason)
+def _end_run(run: RunRecord, reason: str, *, recon: ReconcileRepository, runs: RunRepository) -> bool:
+    closed = recon.close_dead_run(run.run_name, reason)
     if closed is None:
         return False
-    upgrade_id = int(run["upgrade_id"])
-    if run["kind"] == "upgrade":
-        runs.finalize_upgrade(upgrade_id, str(run["run_name"]), reason)
+    if run.kind == "upgrade":
+        runs.finalize_upgrade(run.upgrade_id, run.run_name, reason)
     else:
-        runs.finalize_rollback(upgrade_id, str(run["run_name"]), whole_upgrade=run["scope"] in ("upgrade", "abort"))
+        runs.finalize_rollback(run.upgrade_id, run.run_name, whole_upgrade=run.scope in ("upgrade", "abort"))
     return True
 
 
@@ -235,11 +236,11 @@ def settle_orphans(
     The orphan of a run that has ended (reconciled, then maybe resumed) is recorded against that run and
     halts nothing: a resumed run's failure budget is its own."""
     for row in recon.orphaned_rows():
-        log_id = int(row["id"])
-        if row["status"] not in ("pending", "in_progress"):  # final already: only the lease was left over
+        log_id = row.id
+        if row.status not in ("pending", "in_progress"):  # final already: only the lease was left over
             recon.give_back_lease(log_id)
             continue
-        name = row["job_name"]
+        name = row.job_name
         if not name:
             runs.finish_customer(log_id, "skipped", None, "not started: its run ended before helm", None)
             result.settled.append(log_id)
@@ -248,12 +249,12 @@ def settle_orphans(
         if state.phase in ("pending", "running"):
             result.still_running.append(log_id)
             continue
-        release = cluster.release_status(row["namespace"], row["release_name"])
+        release = cluster.release_status(row.namespace, row.release_name)
         match = _JOB_OPERATION.match(name)
         operation = match.group(1) if match else "upgrade"
         note = "recorded by the reconciler: its worker or execution ended before the Job did"
-        status, error = _outcome(row, operation, state.phase == "succeeded", state.error, release.revision)
-        if row["operation"] == "upgrade" and status == "completed":
+        status, error = _outcome(row.operation, operation, state.phase == "succeeded", state.error, release.revision)
+        if row.operation == "upgrade" and status == "completed":
             note += "; the health check did not run"
         if status == "failed" and release.stuck:
             error = (f"{error}; the release is {release.status} (revision {release.revision}): the next "
@@ -270,14 +271,14 @@ def settle_orphans(
                                           release_windows=release_windows)  # fmt: skip
         if changed:
             result.settled.append(log_id)
-            recon.refresh_final_status(int(row["upgrade_id"]))
+            recon.refresh_final_status(row.upgrade_id)
 
 
-def _outcome(row: Mapping[str, Any], operation: str, succeeded: bool, error: str | None,
+def _outcome(row_operation: str, operation: str, succeeded: bool, error: str | None,
              revision: int | None) -> tuple[str, str | None]:  # fmt: skip
-    """(status, error) of a row from the last Job it ran."""
+    """(status, error) of a row (of `row_operation`: upgrade or rollback) from the last Job it ran."""
     failed = error or "helm Job failed"
-    if row["operation"] == "upgrade":
+    if row_operation == "upgrade":
         if operation == "upgrade":
             return ("completed", None) if succeeded else ("failed", failed)
         if operation == "slot":  # blue-green: never switched to, the active slot kept serving

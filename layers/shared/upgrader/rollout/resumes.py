@@ -15,10 +15,11 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from upgrader.infra.db import Database, Row
-from upgrader.infra.errors import UpgradeAlreadyActive, UpgradeNotFound, WrongState
+from upgrader.infra.db import Database, columns, select_returned
+from upgrader.infra.errors import UpgradeAlreadyActive, WrongState
 from upgrader.notifications import events
 from upgrader.rollout.rollbacks import insert_run
+from upgrader.rollout.upgrade_records import UpgradeRecord, lock_upgrade
 
 RESUMABLE_STATUSES = ("halted", "aborted", "failed")
 
@@ -36,18 +37,15 @@ class ResumeRepository:
         requested_by: str | None,
         nonce: str,
         start: Callable[[str], object],
-    ) -> tuple[Row, int]:
+    ) -> tuple[UpgradeRecord, int]:
         """Re-point the customers not yet done to a new run and start its execution before committing
         (a failed start leaves everything as it was). Returns (the upgrade, customers resumed)."""
         try:
             with self._db.transaction() as cur:
-                cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
-                upgrade = cur.fetchone()
-                if upgrade is None:
-                    raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
-                if upgrade["status"] not in RESUMABLE_STATUSES:
+                upgrade = lock_upgrade(cur, upgrade_id, UpgradeRecord)
+                if upgrade.status not in RESUMABLE_STATUSES:
                     raise WrongState(
-                        f"upgrade {upgrade_id} is {upgrade['status']}; only a halted, aborted or failed upgrade can "
+                        f"upgrade {upgrade_id} is {upgrade.status}; only a halted, aborted or failed upgrade can "
                         "be resumed"
                     )
                 cur.execute(
@@ -92,20 +90,19 @@ class ResumeRepository:
                 if not resumed:
                     what = "never started or failed without changing its release" if retry_failed else "never started"
                     raise WrongState(f"upgrade {upgrade_id} has no customer left that {what}; nothing to resume")
-                cur.execute(
-                    """
+                row = select_returned(
+                    cur, UpgradeRecord,
+                    f"""
                     UPDATE system_upgrades u SET status = 'pending', halt_reason = NULL, completed_at = NULL,
                            task_token = NULL, gate = NULL, gate_until = NULL, execution_name = %s,
                            parameters = u.parameters || %s, updated_at = NOW(),
                            failed_customers = (SELECT count(*) FROM customer_upgrade_logs l
                                                 WHERE l.upgrade_id = u.id AND l.operation = 'upgrade'
                                                   AND l.status IN ('failed', 'rolled_back'))
-                     WHERE id = %s RETURNING *
+                     WHERE id = %s RETURNING {columns(UpgradeRecord)}
                     """,
                     (run_name, Jsonb(parameters), upgrade_id),
-                )
-                row = cur.fetchone()
-                assert row is not None
+                )  # fmt: skip
                 insert_run(cur, run_name, upgrade_id, "upgrade", "upgrade", requested_by, attempt=attempt)
                 events.upgrade_event(
                     cur, events.UPGRADE_RESUMED, upgrade_id, f"resumed:{run_name}",

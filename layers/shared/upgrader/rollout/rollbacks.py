@@ -17,9 +17,12 @@ from dataclasses import dataclass
 
 import psycopg
 
-from upgrader.infra.db import Database, Row, one_row
+from upgrader.infra.db import Database, Row, columns, one_row, select, select_returned
 from upgrader.infra.errors import CustomerNotInUpgrade, UpgradeNotFound, WrongState
 from upgrader.infra.vocabulary import ACTIVE_UPGRADE_STATUSES
+from upgrader.rollout.run_records import LogRecord
+
+_LOG = columns(LogRecord)
 
 # Did the upgrade row <t> change its release? From what was read from the release before and after
 # helm; when helm ran but its result was never read, assume it did (the rollback re-reads the release);
@@ -93,11 +96,20 @@ def why_not(candidate: Row) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class RollbackTarget:
+    """What a rollback of one customer would restore: its component, to this version."""
+
+    customer_id: str
+    component: str
+    to_version: str
+
+
 class RollbackRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create_rollback(self, upgrade_id: int, customer_id: str, *, requested_by: str | None) -> Row:
+    def create_rollback(self, upgrade_id: int, customer_id: str, *, requested_by: str | None) -> LogRecord:
         """Record a rollback of one customer of an upgrade, with its own run (pending; its execution runs it).
 
         Raises CustomerNotInUpgrade, or WrongState with the reason (`why_not`).
@@ -116,12 +128,11 @@ class RollbackRepository:
                 reason = why_not(candidate)
                 if reason:
                     raise WrongState(reason)
-                row = _insert_rollback_row(cur, candidate, run_name=None, wave=0, requested_by=requested_by)
-                run_name = f"rollback-{upgrade_id}-{row['id']}"
-                cur.execute(
-                    "UPDATE customer_upgrade_logs SET run_name = %s WHERE id = %s RETURNING *", (run_name, row["id"])
-                )
-                row = one_row(cur)
+                log_id = _insert_rollback_row(cur, candidate, run_name=None, wave=0, requested_by=requested_by)
+                run_name = f"rollback-{upgrade_id}-{log_id}"
+                row = select_returned(cur, LogRecord,
+                                      f"UPDATE customer_upgrade_logs SET run_name = %s WHERE id = %s RETURNING {_LOG}",
+                                      (run_name, log_id))  # fmt: skip
                 insert_run(cur, run_name, upgrade_id, "rollback", "customer", requested_by)
                 return row
         except psycopg.errors.UniqueViolation as exc:
@@ -129,7 +140,7 @@ class RollbackRepository:
 
     def create_upgrade_rollback(
         self, upgrade_id: int, *, requested_by: str | None, run_name: str, scope: str = "upgrade"
-    ) -> tuple[list[Row], list[LeftOut]]:
+    ) -> tuple[list[LogRecord], list[LeftOut]]:
         """Record a rollback of every customer the upgrade changed, last wave first, and its run.
 
         Returns (rows to roll back, customers left out with the reason). Refused while the upgrade is
@@ -168,17 +179,13 @@ class RollbackRepository:
                 insert_run(cur, run_name, upgrade_id, "rollback", scope, requested_by, execution_name=execution)
             return rows, left_out
 
-    def rollback_targets(self, upgrade_id: int, customer_id: str | None = None) -> list[Row]:
-        """What a rollback request would restore now (customer_id, component, to_version), read before
-        anything is recorded: the customers `create_rollback` / `create_upgrade_rollback` would accept."""
+    def rollback_targets(self, upgrade_id: int, customer_id: str | None = None) -> list[RollbackTarget]:
+        """What a rollback request would restore now, read before anything is recorded: the customers
+        `create_rollback` / `create_upgrade_rollback` would accept."""
         with self._db.transaction() as cur:
             cur.execute(_CANDIDATES, {"id": upgrade_id, "customer": customer_id})
             return [
-                {
-                    "customer_id": c["customer_id"],
-                    "component": c["component"],
-                    "to_version": c["version_before"] or c["from_version"],
-                }  # fmt: skip
+                RollbackTarget(c["customer_id"], c["component"], c["version_before"] or c["from_version"])
                 for c in cur.fetchall()
                 if c["status"] != "skipped" and why_not(c) is None and (c["version_before"] or c["from_version"])
             ]
@@ -209,7 +216,8 @@ def insert_run(
 
 def _insert_rollback_row(
     cur: psycopg.Cursor[Row], upgraded: Row, *, run_name: str | None, wave: int, requested_by: str | None
-) -> Row:
+) -> int:
+    """The rollback row of one upgrade row; returns its id."""
     cur.execute(
         """
         INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version, to_version,
@@ -219,7 +227,7 @@ def _insert_rollback_row(
                 (SELECT count(*) + 1 FROM customer_upgrade_logs
                   WHERE upgrade_id = %(upgrade)s::int AND customer_id = %(customer)s::text
                     AND operation = 'rollback'))
-        RETURNING *
+        RETURNING id
         """,
         {
             "upgrade": upgraded["upgrade_id"],
@@ -235,21 +243,22 @@ def _insert_rollback_row(
             "of": upgraded["id"],
         },
     )
-    return one_row(cur)
+    return int(one_row(cur)["id"])
 
 
 def _insert_rollback_rows(
     cur: psycopg.Cursor[Row], upgrade_id: int, upgraded: list[Row], *, run_name: str, last_wave: int,
     requested_by: str | None,
-) -> list[Row]:  # fmt: skip
+) -> list[LogRecord]:  # fmt: skip
     """`_insert_rollback_row` for many customers of one upgrade in one statement (last wave first).
 
     A fleet's rollback is one INSERT of N rows, not N statements; each row's attempt counts the
     customer's earlier rollback rows of the upgrade, read in one pass over the upgrade's rows."""
     if not upgraded:
         return []
-    cur.execute(
-        """
+    return select(
+        cur, LogRecord,
+        f"""
         INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version, to_version,
                status, operation, run_name, wave, namespace, release_name, requested_by, rollback_of, attempt)
         SELECT %(upgrade)s::int, t.customer_id, t.component, t.from_version, t.to_version, 'pending', 'rollback',
@@ -262,7 +271,7 @@ def _insert_rollback_rows(
                       WHERE r.upgrade_id = %(upgrade)s::int AND r.operation = 'rollback'
                       GROUP BY r.customer_id) prior ON prior.customer_id = t.customer_id
          ORDER BY t.position
-        RETURNING *
+        RETURNING {_LOG}
         """,
         {
             "upgrade": upgrade_id,
@@ -277,5 +286,4 @@ def _insert_rollback_rows(
             "releases": [u["release_name"] for u in upgraded],
             "ofs": [u["id"] for u in upgraded],
         },
-    )
-    return cur.fetchall()
+    )  # fmt: skip

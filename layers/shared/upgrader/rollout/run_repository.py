@@ -14,14 +14,18 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from upgrader.infra.db import Row, one_row
-from upgrader.infra.errors import UpgradeNotFound
+from upgrader.infra.db import Row, columns, one_row, select, select_one, select_returned
 from upgrader.infra.vocabulary import ACTIVE_UPGRADE_STATUSES
 from upgrader.notifications import events
 from upgrader.rollout.customer_outcomes import CustomerOutcomes
 from upgrader.rollout.failure_budget import WaveBudget
 from upgrader.rollout.halts import halt
 from upgrader.rollout.rollbacks import RollbackRepository
+from upgrader.rollout.run_records import LogRecord, WaveMember
+from upgrader.rollout.upgrade_records import UpgradeRecord, lock_upgrade
+
+_UPGRADE = columns(UpgradeRecord)
+_MEMBER = columns(WaveMember)
 
 # waiting_for of a row whose child ended without recording while its helm Job may still run.
 ORPHANED = "its worker ended without recording a result; the reconciler records its helm Job's outcome"
@@ -30,46 +34,43 @@ ORPHANED = "its worker ended without recording a result; the reconciler records 
 class RunRepository(CustomerOutcomes):
     """SQL of the state machine's steps. A run is one execution: an upgrade or a rollback."""
 
-    def start_run(self, upgrade_id: int, run_name: str, operation: str) -> tuple[Row, list[Row]]:
+    def start_run(self, upgrade_id: int, run_name: str, operation: str) -> tuple[UpgradeRecord, list[WaveMember]]:
         """Mark the upgrade started (once) and return it with the run's rows in wave order."""
         with self._db.transaction() as cur:
-            cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
-            upgrade = cur.fetchone()
-            if upgrade is None:
-                raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
+            upgrade = lock_upgrade(cur, upgrade_id, UpgradeRecord)
             if operation == "upgrade":
-                cur.execute(
-                    """
+                started = select_one(
+                    cur, UpgradeRecord,
+                    f"""
                     UPDATE system_upgrades SET status = 'in_progress', started_at = COALESCE(started_at, NOW()),
                            current_wave = COALESCE(current_wave, 0), updated_at = NOW()
-                     WHERE id = %s AND status = 'pending' RETURNING *
+                     WHERE id = %s AND status = 'pending' RETURNING {_UPGRADE}
                     """,
                     (upgrade_id,),
-                )
-                started = cur.fetchone()
+                )  # fmt: skip
                 if started is not None:
                     upgrade = started
                     events.upgrade_event(cur, events.UPGRADE_STARTED, upgrade_id, f"upgrade-started:{run_name}",
                                          {"run": {"runName": run_name}})  # fmt: skip
-            cur.execute(
-                "SELECT id, customer_id, wave FROM customer_upgrade_logs WHERE run_name = %s ORDER BY wave, id",
+            members = select(
+                cur, WaveMember, f"SELECT {_MEMBER} FROM customer_upgrade_logs WHERE run_name = %s ORDER BY wave, id",
                 (run_name,),
-            )
-            return upgrade, cur.fetchall()
+            )  # fmt: skip
+            return upgrade, members
 
     def run_size(self, run_name: str) -> int:
         with self._db.transaction() as cur:
             cur.execute("SELECT count(*) AS n FROM customer_upgrade_logs WHERE run_name = %s", (run_name,))
             return int(one_row(cur)["n"])
 
-    def wave_rows(self, run_name: str, wave: int) -> list[Row]:
+    def wave_rows(self, run_name: str, wave: int) -> list[WaveMember]:
         """The run's customers of one wave (the items of its manifest), in order."""
         with self._db.transaction() as cur:
-            cur.execute(
-                "SELECT id, customer_id FROM customer_upgrade_logs WHERE run_name = %s AND wave = %s ORDER BY id",
+            return select(
+                cur, WaveMember,
+                f"SELECT {_MEMBER} FROM customer_upgrade_logs WHERE run_name = %s AND wave = %s ORDER BY id",
                 (run_name, wave),
-            )
-            return cur.fetchall()
+            )  # fmt: skip
 
     def total_waves(self, upgrade_id: int) -> int:
         with self._db.transaction() as cur:
@@ -206,17 +207,15 @@ class RunRepository(CustomerOutcomes):
             events.upgrade_event(cur, events.WAVE_STARTED, upgrade_id,
                                  f"wave-started:{current['execution_name']}:{wave}", {"wave": {"wave": wave, "size": size}})  # fmt: skip
 
-    def finalize_upgrade(self, upgrade_id: int, run_name: str, failure: str | None) -> Row:
+    def finalize_upgrade(self, upgrade_id: int, run_name: str, failure: str | None) -> UpgradeRecord:
         """Skip what never started, then set the final status once (a retry changes nothing)."""
         with self._db.transaction() as cur:
-            cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
-            upgrade = cur.fetchone()
-            if upgrade is None:
-                raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
-            if upgrade["status"] not in ACTIVE_UPGRADE_STATUSES:
-                _end_run(cur, run_name, upgrade["status"])
+            upgrade = lock_upgrade(cur, upgrade_id, UpgradeRecord)
+            if upgrade.status not in ACTIVE_UPGRADE_STATUSES:
+                _end_run(cur, run_name, upgrade.status)
                 return upgrade
-            reason = upgrade["halt_reason"] or failure
+            halt_reason = upgrade.halt_reason
+            reason = halt_reason or failure
             # Customers told of the change that this run will not start now (a halt or an abort told them
             # already; a failure of the run, such as the canary's approval timing out, tells them here).
             events.cancel_notices(cur, upgrade_id, reason or "its run ended before it started", run_name=run_name)
@@ -238,9 +237,9 @@ class RunRepository(CustomerOutcomes):
                 (upgrade_id,),
             )
             counts = one_row(cur)
-            if upgrade["halt_reason"] and upgrade["halt_reason"].startswith("aborted"):
+            if halt_reason and halt_reason.startswith("aborted"):
                 final = "aborted"
-            elif upgrade["halt_reason"]:
+            elif halt_reason:
                 final = "halted"
             elif failure and counts["completed"] == 0:
                 final = "failed"
@@ -252,15 +251,15 @@ class RunRepository(CustomerOutcomes):
                 final = "failed"
             else:
                 final = "completed_with_failures"
-            cur.execute(
-                """
+            finished = select_returned(
+                cur, UpgradeRecord,
+                f"""
                 UPDATE system_upgrades SET status = %s, completed_at = NOW(), task_token = NULL, gate = NULL,
                        gate_until = NULL, halt_reason = COALESCE(halt_reason, %s), updated_at = NOW()
-                 WHERE id = %s RETURNING *
+                 WHERE id = %s RETURNING {_UPGRADE}
                 """,
                 (final, failure, upgrade_id),
-            )
-            finished = one_row(cur)
+            )  # fmt: skip
             _end_run(cur, run_name, final)
             events.upgrade_event(
                 cur, events.UPGRADE_FINISHED, upgrade_id, f"finished:{run_name}",
@@ -323,7 +322,7 @@ class RunRepository(CustomerOutcomes):
             )  # fmt: skip
             return {"completed": int(counts["completed"]), "failed": int(counts["failed"])}
 
-    def create_abort_rollback(self, upgrade_id: int, *, requested_by: str | None, run_name: str) -> list[Row]:
+    def create_abort_rollback(self, upgrade_id: int, *, requested_by: str | None, run_name: str) -> list[LogRecord]:
         """The rollback an abort with rollback asked for, run by the same execution."""
         rows, _ = RollbackRepository(self._db).create_upgrade_rollback(
             upgrade_id, requested_by=requested_by, run_name=run_name, scope="abort"

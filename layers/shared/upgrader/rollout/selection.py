@@ -48,7 +48,7 @@ class PinInForce:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A customer of the inventory, as a deploy of one component sees it."""
+    """A customer of the inventory, as a deploy of one component sees it (the record its SELECT maps to)."""
 
     customer_id: str
     namespace: str
@@ -57,10 +57,20 @@ class Candidate:
     labels: dict[str, str]
     current_version: str | None
     chart_version: str | None = None
-    pin: PinInForce | None = None  # a pin of the deployed component that has not expired
     versions: dict[str, str] = field(default_factory=dict)  # what it runs, per component
     maintenance_window: dict[str, Any] | None = None
+    # a pin of the deployed component that has not expired (`pin`)
+    pin_version: str | None = None
+    pin_reason: str | None = None
+    pin_expires_at: datetime | None = None
+    pinned_by: str | None = None
     ring: str | None = None  # its ring (upgrader.promotion.rings: none stored is the order's default)
+
+    @property
+    def pin(self) -> PinInForce | None:
+        if self.pin_version is None or self.pin_expires_at is None:
+            return None
+        return PinInForce(self.pin_version, str(self.pin_reason), self.pin_expires_at, self.pinned_by)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+import psycopg
+
+from upgrader.infra.db import Row, columns, select_one
+from upgrader.infra.errors import UpgradeNotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +87,17 @@ class AttemptRecord:
     requested_by: str | None
     started_at: datetime | None
     ended_at: datetime | None
+
+
+U = TypeVar("U", bound=UpgradeRecord)
+
+
+def lock_upgrade(cur: psycopg.Cursor[Row], upgrade_id: int, record: type[U]) -> U:
+    """The upgrade's row as `record`, locked FOR NO KEY UPDATE until the transaction ends (the first lock of the
+    order every writer takes: see `upgrader.rollout.leases`); UpgradeNotFound when there is none."""
+    found = select_one(
+        cur, record, f"SELECT {columns(record)} FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,)
+    )
+    if found is None:
+        raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
+    return found

@@ -14,13 +14,25 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from upgrader.infra.db import Row, one_row
-from upgrader.infra.errors import UpgradeAlreadyActive, UpgradeNotFound
+from upgrader.infra.db import Row, columns, one_row, select, select_returned
+from upgrader.infra.errors import UpgradeAlreadyActive
 from upgrader.infra.vocabulary import ACTIVE_UPGRADE_STATUSES
 from upgrader.notifications import events
 from upgrader.rollout.halts import aborted_events, close_stop_gates, take_window_tokens
 from upgrader.rollout.rollbacks import insert_run
+from upgrader.rollout.run_records import RunRecord
 from upgrader.rollout.upgrade_queries import UpgradeQueries
+from upgrader.rollout.upgrade_records import UpgradeRecord, lock_upgrade
+
+_UPGRADE = columns(UpgradeRecord)
+_RUN = columns(RunRecord)
+
+
+@dataclass(frozen=True, slots=True)
+class _GatedUpgrade(UpgradeRecord):
+    """An upgrade with the task token of its open gate (what an abort fails)."""
+
+    task_token: str | None
 
 
 @dataclass(frozen=True)
@@ -193,7 +205,7 @@ class UpgradeRepository(UpgradeQueries):
         rollback: bool,
         fail_gate: Callable[[str], None],
         release_windows: Callable[[list[str]], object] | None = None,
-    ) -> tuple[Row, list[Row]] | None:
+    ) -> tuple[UpgradeRecord, list[RunRecord]] | None:
         """Stop the upgrade's active runs: its own execution and any rollback run of it.
 
         Writes each run's stop_reason under an exclusive lock of its row (see `upgrader.rollout.leases` for
@@ -217,14 +229,11 @@ class UpgradeRepository(UpgradeQueries):
     def _request_abort(
         self, upgrade_id: int, reason: str, *, aborted_by: str | None, rollback: bool,
         fail_gate: Callable[[str], None], windows: list[str],
-    ) -> tuple[Row, list[Row]] | None:  # fmt: skip
+    ) -> tuple[UpgradeRecord, list[RunRecord]] | None:  # fmt: skip
         with self._db.transaction() as cur:
-            cur.execute("SELECT * FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
-            upgrade = cur.fetchone()
-            if upgrade is None:
-                raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
-            upgrade_active = upgrade["status"] in ACTIVE_UPGRADE_STATUSES and not str(
-                upgrade["halt_reason"] or ""
+            upgrade = lock_upgrade(cur, upgrade_id, _GatedUpgrade)
+            upgrade_active = upgrade.status in ACTIVE_UPGRADE_STATUSES and not str(
+                upgrade.halt_reason or ""
             ).startswith("aborted")
             cur.execute(
                 """
@@ -240,42 +249,44 @@ class UpgradeRepository(UpgradeQueries):
             cur.execute("SET LOCAL lock_timeout = '25s'")
             cur.execute("SET LOCAL statement_timeout = '26s'")
             close_stop_gates(cur, gates)
-            cur.execute(
-                """
+            stopped = select(
+                cur, RunRecord,
+                f"""
                 UPDATE upgrade_runs SET stop_reason = %s, updated_at = NOW()
                  WHERE upgrade_id = %s AND status = 'running' AND stop_reason IS NULL
                    AND (kind = 'rollback' OR %s)
-                RETURNING *
+                RETURNING {_RUN}
                 """,
                 (reason, upgrade_id, upgrade_active),
-            )
-            stopped = cur.fetchall()
+            )  # fmt: skip
             if not upgrade_active and not stopped:
                 return None
             if upgrade_active:
-                cur.execute(
-                    """
+                row = select_returned(
+                    cur, UpgradeRecord,
+                    f"""
                     UPDATE system_upgrades SET halt_reason = %s, task_token = NULL, gate = NULL, gate_until = NULL,
                            updated_at = NOW(),
                            parameters = parameters
                                || jsonb_build_object('abortRollback', %s::boolean, 'abortedBy', %s::text)
-                     WHERE id = %s RETURNING *
+                     WHERE id = %s RETURNING {_UPGRADE}
                     """,
                     (reason, rollback, aborted_by, upgrade_id),
-                )
-                row = one_row(cur)
-                aborted_events(cur, row, reason, aborted_by, rollback, stopped, f"aborted:{row['execution_name']}")
+                )  # fmt: skip
+                aborted_events(cur, row.id, reason, aborted_by, rollback, stopped, f"aborted:{row.execution_name}")
                 tokens = take_window_tokens(cur, upgrade_id)
-                if upgrade["task_token"]:
-                    fail_gate(upgrade["task_token"])
+                if upgrade.task_token:
+                    fail_gate(upgrade.task_token)
                 windows.extend(tokens)
                 return row, stopped
-            runs = sorted(str(r["run_name"]) for r in stopped)
-            aborted_events(cur, upgrade, reason, aborted_by, rollback, stopped, f"aborted:{','.join(runs)}")
+            runs = sorted(r.run_name for r in stopped)
+            aborted_events(cur, upgrade.id, reason, aborted_by, rollback, stopped, f"aborted:{','.join(runs)}")
             return upgrade, stopped
 
     # ---------------------------------------------------------------- canary gate
-    def release_gate(self, upgrade_id: int, continued_by: str | None, send: Callable[[str], None]) -> Row | None:
+    def release_gate(
+        self, upgrade_id: int, continued_by: str | None, send: Callable[[str], None]
+    ) -> UpgradeRecord | None:
         """Atomically move awaiting_continue -> in_progress and call send(token) before committing.
 
         The row lock lets one caller win, so a second /continue never sends a second callback;
@@ -293,23 +304,23 @@ class UpgradeRepository(UpgradeQueries):
             locked = cur.fetchone()
             if locked is None:
                 return None
-            cur.execute(
-                """
+            row = select_returned(
+                cur, UpgradeRecord,
+                f"""
                 UPDATE system_upgrades SET status = 'in_progress', task_token = NULL,
                        continued_at = NOW(), continued_by = %s, updated_at = NOW()
-                 WHERE id = %s RETURNING *
+                 WHERE id = %s RETURNING {_UPGRADE}
                 """,
                 (continued_by, upgrade_id),
-            )
-            row = one_row(cur)
+            )  # fmt: skip
             cur.execute(
                 "SELECT EXTRACT(EPOCH FROM (NOW() - created_at)) AS waited FROM event_outbox WHERE event_key = %s",
-                (f"gate:{row['execution_name']}:{row['current_wave']}:approval",),
+                (f"gate:{row.execution_name}:{row.current_wave}:approval",),
             )
             opened = cur.fetchone()
             events.upgrade_event(
-                cur, events.GATE_CONTINUED, upgrade_id, f"gate-continued:{row['execution_name']}:{row['current_wave']}",
-                {"gate": {"kind": "approval", "wave": row["current_wave"], "continuedBy": continued_by,
+                cur, events.GATE_CONTINUED, upgrade_id, f"gate-continued:{row.execution_name}:{row.current_wave}",
+                {"gate": {"kind": "approval", "wave": row.current_wave, "continuedBy": continued_by,
                           "waitedSeconds": round(float(opened["waited"]), 3) if opened else None}},
             )  # fmt: skip
             send(locked["task_token"])

@@ -38,8 +38,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from upgrader.infra.db import Database, Row
+from upgrader.infra.db import Database, columns, select, select_one
 from upgrader.infra.timestamps import iso, iso_seconds
+from upgrader.rollout.run_records import SliceRow, WaitingRow, WindowWaitRecord
 
 if TYPE_CHECKING:  # a Protocol: the Step Functions client (botocore) stays out of the workers that never call it
     from upgrader.infra.workflow import WorkflowGateway
@@ -143,7 +144,7 @@ def stamp(moment: datetime) -> str:
 class Slice:
     """A slice of a wave (`plan_slice`): who starts now, who waits until when, who is skipped and why."""
 
-    ready: list[Row]  # manifest items {"logId", "customerId"}, in the wave's order
+    ready: list[dict[str, Any]]  # manifest items {"logId", "customerId"}, in the wave's order
     waiting: dict[int, datetime]  # log id -> the next fitting opening of its window
     skipped: dict[int, str]  # log id -> why its window does not fit before the deadline
     opened: list[int]  # ready rows that had waited (their recorded opening is cleared)
@@ -153,26 +154,26 @@ class Slice:
         return min(self.waiting.values(), default=None)
 
 
-def plan_slice(rows: list[Row], now: datetime, *, expected: timedelta, deadline: datetime) -> Slice:
+def plan_slice(rows: list[SliceRow], now: datetime, *, expected: timedelta, deadline: datetime) -> Slice:
     """Split rows of a wave (id, customer_id, status, window_opens_at, maintenance_window) by their window
     now. Only `pending` rows are decided; a row in any other status is passed on as it is (its child finds
     it claimed or final, as without windows)."""
-    ready: list[Row] = []
+    ready: list[dict[str, Any]] = []
     waiting: dict[int, datetime] = {}
     skipped: dict[int, str] = {}
     opened: list[int] = []
     for row in rows:
-        log_id = int(row["id"])
+        log_id = row.id
         decision = WindowDecision("start")
-        if row["status"] == "pending":
-            decision = decide(row["maintenance_window"], now, expected=expected, deadline=deadline)
+        if row.status == "pending":
+            decision = decide(row.maintenance_window, now, expected=expected, deadline=deadline)
         if decision.action == "skip":
             skipped[log_id] = str(decision.reason)
         elif decision.action == "wait" and decision.at is not None:
             waiting[log_id] = decision.at
         else:
-            ready.append({"logId": log_id, "customerId": row["customer_id"]})
-            if row["window_opens_at"] is not None:
+            ready.append({"logId": log_id, "customerId": row.customer_id})
+            if row.window_opens_at is not None:
                 opened.append(log_id)
     return Slice(ready, waiting, skipped, opened)
 
@@ -205,8 +206,8 @@ def release_window_waits(
 # A wave's rows for its next slice: every row in the first slice (as without windows), afterwards only
 # the pending rows that waited for their window (a row offered once and left pending by a child that
 # could not record anything is not offered again: the run's end skips it).
-_SLICE_ROWS = """
-SELECT l.id, l.customer_id, l.status, l.window_opens_at, c.maintenance_window
+_SLICE_ROWS = f"""
+SELECT {columns(SliceRow, "l", but=("maintenance_window",))}, c.maintenance_window
   FROM customer_upgrade_logs l LEFT JOIN customers c ON c.id = l.customer_id
  WHERE l.run_name = %(run)s AND l.wave = %(wave)s
    AND (%(first)s OR (l.status = 'pending' AND l.window_opens_at IS NOT NULL))
@@ -238,8 +239,8 @@ class WindowRepository:
             if run is None or run["stop_reason"] is not None:
                 return Slice([], {}, {}, [])
             expected, deadline = policy(run["parameters"] or {})
-            cur.execute(_SLICE_ROWS, {"run": run_name, "wave": wave, "first": first})
-            planned = plan_slice(cur.fetchall(), now, expected=expected, deadline=deadline)
+            rows = select(cur, SliceRow, _SLICE_ROWS, {"run": run_name, "wave": wave, "first": first})
+            planned = plan_slice(rows, now, expected=expected, deadline=deadline)
             opens = [*planned.waiting.items(), *((log_id, None) for log_id in planned.opened)]
             if opens:
                 cur.execute(
@@ -293,11 +294,12 @@ class WindowRepository:
             )
             return cur.fetchone() is not None
 
-    def waiting_row(self, log_id: int) -> Row | None:
+    def waiting_row(self, log_id: int) -> WaitingRow | None:
         """A pending upgrade row of a run that goes on, with its customer's window and the upgrade's
         parameters; None when the row is not waiting material (already claimed, final, or halted)."""
         with self._db.transaction() as cur:
-            cur.execute(
+            return select_one(
+                cur, WaitingRow,
                 """
                 SELECT l.id, l.customer_id, l.window_opens_at, c.maintenance_window, u.parameters
                   FROM customer_upgrade_logs l
@@ -308,8 +310,7 @@ class WindowRepository:
                    AND u.halt_reason IS NULL AND r.stop_reason IS NULL
                 """,
                 (log_id,),
-            )
-            return cur.fetchone()
+            )  # fmt: skip
 
     def wait(self, log_id: int, opens_at: datetime | None) -> None:
         """Record when the customer's window opens next (None: it is open now)."""
@@ -332,9 +333,10 @@ class WindowRepository:
                 (f"not started: {reason}", log_id),
             )
 
-    def waiting(self, upgrade_id: int, limit: int = 100) -> list[Row]:
+    def waiting(self, upgrade_id: int, limit: int = 100) -> list[WindowWaitRecord]:
         with self._db.transaction() as cur:
-            cur.execute(
+            return select(
+                cur, WindowWaitRecord,
                 """
                 SELECT customer_id, window_opens_at FROM customer_upgrade_logs
                  WHERE upgrade_id = %s AND operation = 'upgrade' AND status = 'pending'
@@ -342,8 +344,7 @@ class WindowRepository:
                  ORDER BY window_opens_at, customer_id LIMIT %s
                 """,
                 (upgrade_id, limit),
-            )
-            return cur.fetchall()
+            )  # fmt: skip
 
 
 def _naive(moment: datetime | None) -> datetime | None:
@@ -358,15 +359,15 @@ def check_window(event: Mapping[str, Any], *, windows: WindowRepository, now: da
     row = windows.waiting_row(int(event["logId"]))
     if row is None:
         return None  # claimed already, final, or the run stopped: the claim decides
-    expected, deadline = policy(row["parameters"] or {})
-    decision = decide(row["maintenance_window"], now, expected=expected, deadline=deadline)
+    expected, deadline = policy(row.parameters or {})
+    decision = decide(row.maintenance_window, now, expected=expected, deadline=deadline)
     if decision.action == "skip":
-        windows.skip(int(row["id"]), str(decision.reason))
-        return {"action": "done", "status": "skipped", "customerId": row["customer_id"], "reason": decision.reason}
+        windows.skip(row.id, str(decision.reason))
+        return {"action": "done", "status": "skipped", "customerId": row.customer_id, "reason": decision.reason}
     if decision.action == "wait" and decision.at is not None:
-        windows.wait(int(row["id"]), decision.at)
-        return {"action": "done", "status": "pending", "customerId": row["customer_id"],
+        windows.wait(row.id, decision.at)
+        return {"action": "done", "status": "pending", "customerId": row.customer_id,
                 "deferredUntil": stamp(decision.at)}  # fmt: skip
-    if row["window_opens_at"] is not None:
-        windows.wait(int(row["id"]), None)
+    if row.window_opens_at is not None:
+        windows.wait(row.id, None)
     return None

@@ -10,6 +10,7 @@ from typing import Any
 
 from upgrader.api.service.deploy import concurrency_within_cap
 from upgrader.api.service.queries import upgrade_or_404
+from upgrader.contract.base import from_record
 from upgrader.contract.models import (
     AbortResponse,
     ContinueResponse,
@@ -29,7 +30,7 @@ from upgrader.rollout.compatibility import RuleRepository, refusal, violations
 from upgrader.rollout.planner import plan_limit_problems
 from upgrader.rollout.reconciliation import ReconcileRepository, end_if_dead
 from upgrader.rollout.resumes import ResumeRepository
-from upgrader.rollout.rollbacks import RollbackRepository
+from upgrader.rollout.rollbacks import RollbackRepository, RollbackTarget
 from upgrader.rollout.run_repository import RunRepository
 from upgrader.rollout.upgrade_repository import UpgradeRepository
 from upgrader.rollout.windows import release_window_waits
@@ -52,9 +53,7 @@ def continue_upgrade(
             "only a canary upgrade whose canary wave has finished (or a progressive one at a manual step gate) "
             "can be continued, once per gate"
         )
-    return ContinueResponse(
-        message="Upgrade continuation queued", upgrade_id=str(upgrade_id), job_id=released["execution_name"]
-    )
+    return from_record(ContinueResponse, released, message="Upgrade continuation queued")
 
 
 def request_rollback(
@@ -78,37 +77,27 @@ def request_rollback(
         _refuse_breaking_rollback(rollbacks.rollback_targets(upgrade_id, customer_id), rules=rules)
     row = rollbacks.create_rollback(upgrade_id, customer_id, requested_by=requested_by)
     try:
-        workflow.start(row["run_name"], {"upgradeId": upgrade_id, "runName": row["run_name"], "operation": "rollback"})
+        workflow.start(row.run_name, {"upgradeId": upgrade_id, "runName": row.run_name, "operation": "rollback"})
     except Exception:
-        rollbacks.delete_run(row["run_name"])
+        rollbacks.delete_run(row.run_name)
         raise
-    return RollbackResponse(
-        message="Rollback started",
-        customer_id=customer_id,
-        namespace=row["namespace"],
-        upgrade_id=str(upgrade_id),
-        rollback_id=row["id"],
-        job_id=row["run_name"],
-        to_version=row["to_version"],
-        status=row["status"],
-    )
+    return from_record(RollbackResponse, row, message="Rollback started", upgrade_id=str(upgrade_id),
+                       rollback_id=row.id, job_id=row.run_name)  # fmt: skip
 
 
-def _refuse_breaking_rollback(rows: list[dict[str, Any]], *, rules: RuleRepository) -> None:
+def _refuse_breaking_rollback(rows: list[RollbackTarget], *, rules: RuleRepository) -> None:
     """A requested rollback that would break a compatibility rule is refused (422, nothing recorded)
     unless forced. Automatic rollbacks (autoRollback, abort with rollback) restore what was there and
     are not checked."""
     if not rows:
         return  # nothing to restore: the request's own checks answer (404, 409)
-    component = str(rows[0]["component"])
+    component = rows[0].component
     applicable = rules.rules(component)
     if not applicable:
         return
-    versions = rules.customer_versions([r["customer_id"] for r in rows])
+    versions = rules.customer_versions([r.customer_id for r in rows])
     found = [
-        v
-        for r in rows
-        for v in violations(applicable, r["customer_id"], versions[r["customer_id"]], component, r["to_version"])
+        v for r in rows for v in violations(applicable, r.customer_id, versions[r.customer_id], component, r.to_version)
     ]
     if found:
         raise refusal(found, f"rolling {component} back", hint='send {"force": true} to roll back anyway')
@@ -151,7 +140,7 @@ def abort_upgrade(
     for run in runs:  # an execution already gone (stopped in the console, failed): end its run now
         end_if_dead(run, executions=workflow, recon=recon, runs=run_steps)
     now = repo.get_upgrade(upgrade_id)
-    status, halt_reason = (now.status, now.halt_reason) if now else (row["status"], row.get("halt_reason"))
+    status, halt_reason = (now.status, now.halt_reason) if now else (row.status, row.halt_reason)
     upgrade_aborted = str(halt_reason or "") == text
     then = " then the customers it upgraded are rolled back" if rollback and upgrade_aborted else ""
     what = "no further customer starts" if upgrade_aborted else "its rollback run starts no further customer"
@@ -161,7 +150,7 @@ def abort_upgrade(
         status=status,
         halt_reason=text,
         rollback=rollback and upgrade_aborted,
-        stopped_runs=[r["run_name"] for r in runs],
+        stopped_runs=[r.run_name for r in runs],
     )
 
 
@@ -200,7 +189,7 @@ def rollback_upgrade(
     except Exception:
         rollbacks.delete_run(run_name)
         raise
-    sizes = Counter(r["wave"] for r in rows)
+    sizes = Counter(r.wave for r in rows)
     also = f"; {len(left_out)} left out (see leftOut)" if left_out else ""
     return RollbackUpgradeResponse(
         message=f"Rollback of {len(rows)} customers started, last wave first{also}",
@@ -243,11 +232,7 @@ def resume_upgrade(
         start=lambda name: workflow.start(name, {"upgradeId": upgrade_id, "runName": name, "operation": "upgrade"}),
     )
     attempt = len(repo.attempts(upgrade_id))
-    return ResumeResponse(
+    return from_record(
+        ResumeResponse, row, attempt=attempt, customers=resumed,
         message=f"Upgrade resumed for {resumed} {'customer' if resumed == 1 else 'customers'} (attempt {attempt})",
-        upgrade_id=str(upgrade_id),
-        job_id=row["execution_name"],
-        attempt=attempt,
-        customers=resumed,
-        status=row["status"],
-    )
+    )  # fmt: skip

@@ -15,7 +15,6 @@ from upgrader.contract.models import (
     UpgradeListResponse,
     UpgradeSummary,
     WindowWait,
-    iso,
 )
 from upgrader.infra.errors import (
     UpgradeNotFound,
@@ -49,10 +48,7 @@ def _status(upgrade_id: int, *, repo: UpgradeRepository, windows: WindowReposito
         waiting_for_lease=counts.get("waiting_for_lease", 0),
         attempts=[from_record(Attempt, a) for a in repo.attempts(upgrade_id)],
         left_out={k.removeprefix("left_out:"): n for k, n in counts.items() if k.startswith("left_out:")},
-        waiting_for_window=[
-            WindowWait(customer_id=w["customer_id"], next_opening=iso(w["window_opens_at"]) or "")
-            for w in windows.waiting(upgrade_id)
-        ],
+        waiting_for_window=[from_record(WindowWait, w) for w in windows.waiting(upgrade_id)],
     )
 
 

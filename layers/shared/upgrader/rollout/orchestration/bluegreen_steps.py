@@ -25,7 +25,7 @@ def start_slot(lease: LeaseSession, release: ReleaseInfo, chart_version: str, *,
     change would set a value its chart does not read), and only when the deploy asked for it: a plain
     deploy is refused for it, as a blue-green deploy is for a release without slots."""
     row = lease.row
-    component = row["component"]
+    component = row.component
     slots = release.slots.get(component)
     if slots is None:
         raise ReleaseNotReady(
@@ -41,7 +41,7 @@ def start_slot(lease: LeaseSession, release: ReleaseInfo, chart_version: str, *,
         raise ReleaseNotReady(
             f"Helm release '{release.release}': {component}.activeSlot {slots.active!r} runs no version"
         )
-    idle, version = slots.idle, str(row["to_version"])
+    idle, version = slots.idle, str(row.to_version)
     note = (f"blue-green: {component} {version} onto the idle slot {idle}; {slots.active} keeps serving "
             f"{slots.version} until the switch")  # fmt: skip
     lease.record_plan(revision_before=release.revision, version_before=slots.version, chart_version=chart_version,
@@ -57,29 +57,29 @@ def switch(lease: LeaseSession, event: State, existing: dict[str, bool], *, clus
     Service follows the idle slot. Not when the run was stopped meanwhile: the new version then stays
     on the idle slot, unused, and the active slot keeps serving."""
     row, slot_job = lease.row, event.get("slotJob") or {}
-    slot, chart_version = slot_job.get("slot"), slot_job.get("chartVersion") or row["chart_version"]
+    slot, chart_version = slot_job.get("slot"), slot_job.get("chartVersion") or row.chart_version
     name = cluster.job_name(row_spec(row, "switch"))
     if name in existing:
         lease.record_job(name)
         return started(name, "switch", slot=slot)
     if lease.stop_reason:
-        reason = (f"not switched: {lease.stop_reason}; {row['to_version']} stays on the idle slot {slot}, the "
+        reason = (f"not switched: {lease.stop_reason}; {row.to_version} stays on the idle slot {slot}, the "
                   "active slot keeps serving")  # fmt: skip
         lease.skip(reason)
         return {"phase": "skipped", "stage": "switch", "reason": reason}
-    release = cluster.release_status(row["namespace"], row["release_name"])
-    found = release.slots.get(row["component"])
+    release = cluster.release_status(row.namespace, row.release_name)
+    found = release.slots.get(row.component)
     if slot is None and found is not None:
         slot = found.idle
-    if release.stuck or found is None or found.tags.get(str(slot)) != row["to_version"]:
+    if release.stuck or found is None or found.tags.get(str(slot)) != row.to_version:
         raise ReleaseNotReady(
             f"Helm release '{release.release}' changed under the upgrade: slot {slot} no longer runs "
-            f"{row['to_version']} ({release.status}, revision {release.revision}); not switching"
+            f"{row.to_version} ({release.status}, revision {release.revision}); not switching"
         )
     spec = row_spec(row, "switch", slot=slot, chart_version=str(chart_version or release.chart_version),
                  chart_name=release.chart_name)  # fmt: skip
     name = cluster.start_helm_job(spec)
-    lease.record_job(name, note=f"blue-green: slot {slot} is healthy; switching {row['component']} to it")
+    lease.record_job(name, note=f"blue-green: slot {slot} is healthy; switching {row.component} to it")
     return started(name, "switch", slot=slot)
 
 
@@ -92,8 +92,8 @@ def finalize(lease: LeaseSession, existing: dict[str, bool], *, cluster: Cluster
     if name in existing:
         lease.record_job(name)
         return started(name, "finalize")
-    release = cluster.release_status(row["namespace"], row["release_name"])
-    found = release.slots.get(row["component"])
+    release = cluster.release_status(row.namespace, row.release_name)
+    found = release.slots.get(row.component)
     old = found.idle if found else None
     if lease.stop_reason:
         kept = f"old slot {old} kept (not finalized): {lease.stop_reason}"
@@ -104,7 +104,7 @@ def finalize(lease: LeaseSession, existing: dict[str, bool], *, cluster: Cluster
     if kept is not None or found is None or old is None:
         return {"phase": "succeeded", "stage": "finalize", "jobName": None, "release": release.snapshot(),
                 "output": kept}  # fmt: skip
-    spec = row_spec(row, "finalize", slot=old, chart_version=row["chart_version"] or release.chart_version,
+    spec = row_spec(row, "finalize", slot=old, chart_version=row.chart_version or release.chart_version,
                  chart_name=release.chart_name)  # fmt: skip
     name = cluster.start_helm_job(spec)
     lease.record_job(name, note=f"blue-green: finalizing, the old slot {old} ({found.tags[old]}) is removed")
@@ -116,7 +116,7 @@ def switch_back(lease: LeaseSession, release: ReleaseInfo, *, cluster: ClusterGa
     to return to, so no image is pulled. Refused (skipped, with the reason) when that slot was
     finalized or holds another version: rolling forward again is a deploy."""
     row = lease.row
-    component, target = row["component"], row["to_version"]
+    component, target = row.component, row.to_version
     slots = release.slots[component]
     if slots.tags.get(slots.idle) != target:
         held = slots.tags.get(slots.idle) or "nothing (finalized)"

@@ -51,17 +51,17 @@ def begin_customer(
         if deferred is not None:
             return deferred
     action, row, parameters = runs.claim_customer(int(event["logId"]), int(event["upgradeId"]))
-    upgrading = row["operation"] == "upgrade"
+    upgrading = row.operation == "upgrade"
     return {
         "action": action,
-        "status": row["status"],
-        "customerId": row["customer_id"],
-        "namespace": row["namespace"],
-        "release": row["release_name"],
-        "component": row["component"],
-        "version": row["to_version"],
-        "operation": row["operation"],
-        "attempt": row["attempt"],
+        "status": row.status,
+        "customerId": row.customer_id,
+        "namespace": row.namespace,
+        "release": row.release_name,
+        "component": row.component,
+        "version": row.to_version,
+        "operation": row.operation,
+        "attempt": row.attempt,
         "autoRollback": bool(parameters.get("autoRollback")) and upgrading,
         "healthCheck": (parameters.get("healthCheck") if upgrading else None) or {"enabled": False},
         "blueGreen": bool(parameters.get("blueGreen")) and upgrading,
@@ -104,12 +104,12 @@ def start_helm_job(event: State, *, leases: LeaseRepository, cluster: ClusterGat
                 started = switch(lease, event, existing, cluster=cluster)
             elif stage == "finalize":
                 started = finalize(lease, existing, cluster=cluster)
-            elif lease.row["operation"] == "upgrade":
+            elif lease.row.operation == "upgrade":
                 started = _start_upgrade(lease, existing, cluster=cluster, clock=clock)
             else:
                 started = start_rollback(lease, existing, cluster=cluster)
             if started.get("phase") == "pending":
-                typical = lease.row.get("typical_helm_seconds") if learn_first_wait else None
+                typical = lease.row.typical_helm_seconds if learn_first_wait else None
                 started["firstWaitSeconds"] = first_wait_seconds(typical, int(event.get("pollSeconds", 15)))
             return started
     except ClusterTransientError as exc:
@@ -155,15 +155,15 @@ def window_closed(lease: LeaseSession, clock: Clock | None) -> State | None:
 
     A row still `pending` here was deferred by an earlier delivery of this step: it stays deferred."""
     row = lease.row
-    parameters = row.get("upgrade_parameters") or {}
-    if row["operation"] != "upgrade" or not parameters.get("respectWindows"):
+    parameters = row.parameters
+    if row.operation != "upgrade" or not parameters.get("respectWindows"):
         return None
-    if row["status"] == "pending" and row["window_opens_at"] is not None:
-        opens = row["window_opens_at"].replace(tzinfo=UTC)  # a timestamp column: UTC
+    if row.status == "pending" and row.window_opens_at is not None:
+        opens = row.window_opens_at.replace(tzinfo=UTC)  # a timestamp column: UTC
         lease.defer(opens)
         return {"phase": "deferred", "stage": "upgrade", "waitUntil": stamp(opens)}
     expected, deadline = policy(parameters)
-    decision = decide(row["maintenance_window"], (clock or SystemClock()).now(), expected=expected,
+    decision = decide(row.maintenance_window, (clock or SystemClock()).now(), expected=expected,
                       deadline=deadline)  # fmt: skip
     if decision.action == "skip":
         reason = f"not started: {decision.reason}"
@@ -184,11 +184,11 @@ def _start_upgrade(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
         return started(upgrade_name, "upgrade")
     slot_name = cluster.job_name(row_spec(row, "slot"))
     if slot_name in existing:  # blue-green: the slot step never moves activeSlot, so its slot is the idle one
-        release = cluster.release_status(row["namespace"], row["release_name"])
-        found = release.slots.get(row["component"])
+        release = cluster.release_status(row.namespace, row.release_name)
+        found = release.slots.get(row.component)
         lease.record_job(slot_name)
         return started(slot_name, "slot", slot=found.idle if found else None,
-                        chartVersion=row["chart_version"] or release.chart_version)  # fmt: skip
+                        chartVersion=row.chart_version or release.chart_version)  # fmt: skip
     recover_name = cluster.job_name(row_spec(row, "recover"))
     if recover_name in existing and not existing[recover_name]:
         lease.record_job(recover_name)
@@ -200,9 +200,9 @@ def _start_upgrade(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
     closed = window_closed(lease, clock)
     if closed is not None:
         return closed
-    release = cluster.release_status(row["namespace"], row["release_name"])
+    release = cluster.release_status(row.namespace, row.release_name)
     if not release.exists:
-        raise ReleaseNotReady(f"Helm release '{row['release_name']}' not found in namespace '{row['namespace']}'")
+        raise ReleaseNotReady(f"Helm release '{row.release_name}' not found in namespace '{row.namespace}'")
     if release.stuck:
         if recover_name in existing:
             raise ReleaseNotReady(
@@ -210,17 +210,17 @@ def _start_upgrade(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
                 f"the recovery Job {recover_name}; not touching it"
             )
         return recover(lease, release, existing, cluster=cluster)
-    chart_version = row["chart_version"] or release.chart_version
+    chart_version = row.chart_version or release.chart_version
     if not chart_version:
         raise ReleaseNotReady(
             f"Helm release '{release.release}' records no chart version, so the chart cannot be pinned; "
             "deploy with an explicit chartVersion"
         )
-    blue_green = bool((row.get("upgrade_parameters") or {}).get("blueGreen"))
-    if blue_green or row["component"] in release.slots:
+    blue_green = bool(row.parameters.get("blueGreen"))
+    if blue_green or row.component in release.slots:
         return start_slot(lease, release, chart_version, blue_green=blue_green, cluster=cluster)
-    spec = row_spec(row, "upgrade", version=row["to_version"], chart_version=chart_version)
-    lease.record_plan(revision_before=release.revision, version_before=release.versions.get(row["component"]),
+    spec = row_spec(row, "upgrade", version=row.to_version, chart_version=chart_version)
+    lease.record_plan(revision_before=release.revision, version_before=release.versions.get(row.component),
                       chart_version=chart_version)  # fmt: skip
     name = cluster.start_helm_job(spec)
     lease.record_job(name)
@@ -279,4 +279,4 @@ def finish_customer(event: State, *, runs: RunRepository, release_windows: Windo
     helm_seconds = job.get("helmSeconds") if plain else None
     changed, row = runs.finish_customer(int(event["logId"]), status, output, error, release, helm_seconds=helm_seconds,
                                         release_windows=release_windows, upgrade_id=int(event["upgradeId"]))  # fmt: skip
-    return {"logId": row["id"], "status": row["status"], "recorded": changed}
+    return {"logId": row.id, "status": row.status, "recorded": changed}

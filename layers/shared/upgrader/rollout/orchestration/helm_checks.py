@@ -11,10 +11,10 @@ from upgrader.cluster.types import (
     JobState,
     RolloutState,
 )
-from upgrader.infra.db import Row
 from upgrader.infra.redaction import Redactor
 from upgrader.rollout.helm_output import HelmOutputStore, header_for
 from upgrader.rollout.orchestration.state import (
+    CarriedLog,
     State,
     event_row,
     outage_since,
@@ -46,13 +46,13 @@ def check_helm_job(event: State, *, cluster: ClusterGateway, outputs: HelmOutput
         return _carried(job, unreachable)
 
 
-def _check_helm_job(event: State, job: State, stage: str, row: Row, cluster: ClusterGateway,
+def _check_helm_job(event: State, job: State, stage: str, row: CarriedLog, cluster: ClusterGateway,
                     outputs: HelmOutputStore) -> State:  # fmt: skip
     state: JobState = cluster.get_helm_job(row_spec(row, stage, revision=job.get("revision")))  # type: ignore[arg-type]
     result = _carried(job, {"jobName": state.name, "stage": stage, "phase": state.phase})
     if not (state.finished or state.phase == "missing"):
         return result
-    release = cluster.release_status(row["namespace"], row["release_name"])
+    release = cluster.release_status(row.namespace, row.release_name)
     redactor = Redactor(release.secrets)
     result["error"] = redactor.text(state.error)
     if state.seconds is not None:

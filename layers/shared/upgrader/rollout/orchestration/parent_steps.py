@@ -32,16 +32,16 @@ def prepare_run(event: State, *, runs: RunRepository) -> State:
     upgrade, rows = runs.start_run(upgrade_id, run_name, operation)
     sizes: dict[int, int] = defaultdict(int)
     for row in rows:
-        sizes[int(row["wave"])] += 1
+        sizes[row.wave] += 1
     waves = sorted(sizes)
-    parameters = upgrade["parameters"] or {}
+    parameters = upgrade.parameters or {}
     request = event.get("request") or {}
     return {
         "upgradeId": upgrade_id,
         "runName": run_name,
         "operation": operation,
         "scope": request.get("scope", "upgrade" if operation == "upgrade" else "customer"),
-        "strategy": upgrade["strategy"] if operation == "upgrade" else "rollback",
+        "strategy": upgrade.strategy if operation == "upgrade" else "rollback",
         # `wave` is the position in `waves`; `waves` the rows' own wave numbers (a resumed upgrade
         # runs only the waves it has customers left in).
         "waves": waves,
@@ -92,7 +92,7 @@ def prepare_wave(
             state["windowWaits"], state["nextOpening"] = len(sliced.waiting), stamp(opening)
             state["windowWaitSeconds"] = wait_seconds(opening, moment, recheck)
     else:
-        items = [{"logId": row["id"], "customerId": row["customer_id"]} for row in runs.wave_rows(run_name, number)]
+        items = [{"logId": row.id, "customerId": row.customer_id} for row in runs.wave_rows(run_name, number)]
     if items:
         s3.put_object(
             Bucket=bucket,
@@ -202,15 +202,15 @@ def finalize_run(event: State, *, runs: RunRepository) -> State:
         return {"upgradeId": upgrade_id, "runName": run_name, "operation": "rollback", **counts, "next": None}
     upgrade = runs.finalize_upgrade(upgrade_id, run_name, failure)
     result: State = {
-        "upgradeId": upgrade["id"],
-        "status": upgrade["status"],
-        "completed": upgrade["completed_customers"],
-        "failed": upgrade["failed_customers"],
-        "haltReason": upgrade["halt_reason"],
+        "upgradeId": upgrade.id,
+        "status": upgrade.status,
+        "completed": upgrade.completed_customers,
+        "failed": upgrade.failed_customers,
+        "haltReason": upgrade.halt_reason,
         "next": None,  # the state machine's IsRollbackRequested choice reads it
     }
-    parameters = upgrade["parameters"] or {}
-    if upgrade["status"] == "aborted" and parameters.get("abortRollback"):
+    parameters = upgrade.parameters or {}
+    if upgrade.status == "aborted" and parameters.get("abortRollback"):
         # Aborted with rollback: the same execution goes on to roll back what it changed.
         rollback_run = f"{run_name}-rollback"
         runs.create_abort_rollback(upgrade_id, requested_by=parameters.get("abortedBy"), run_name=rollback_run)

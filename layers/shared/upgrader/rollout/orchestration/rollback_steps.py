@@ -57,9 +57,9 @@ def start_rollback(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
         lease.skip(reason)
         return {"phase": "skipped", "stage": "rollback", "reason": reason}
     upgraded = lease.upgraded_row()
-    release = cluster.release_status(row["namespace"], row["release_name"])
+    release = cluster.release_status(row.namespace, row.release_name)
     if not release.exists:
-        raise ReleaseNotReady(f"Helm release '{row['release_name']}' not found in namespace '{row['namespace']}'")
+        raise ReleaseNotReady(f"Helm release '{row.release_name}' not found in namespace '{row.namespace}'")
     if release.stuck:
         busy = cluster.active_jobs_for_release(release.namespace, release.release)
         if busy:
@@ -71,9 +71,9 @@ def start_rollback(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
             f"Helm release '{release.release}' is {release.status} (revision {release.revision}); "
             "an upgrade's pre-check recovers such a release, a rollback does not guess"
         )
-    component, target = row["component"], row["to_version"]
+    component, target = row.component, row.to_version
     current = release.versions.get(component)
-    left_by_upgrade = (upgraded or {}).get("version_after") or row["from_version"]
+    left_by_upgrade = (upgraded.version_after if upgraded else None) or row.from_version
     settled = release.status == "deployed"  # a failed newest revision (e.g. a failed rollback): try again
     if current == target and settled:
         reason = f"nothing to roll back: the release already runs {component} {target}"
@@ -82,23 +82,23 @@ def start_rollback(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
     if current != left_by_upgrade:
         reason = (
             f"not rolled back: the release runs {component} {current}, not {left_by_upgrade} as upgrade "
-            f"{row['upgrade_id']} left it; it was changed since, and that change is not reverted"
+            f"{row.upgrade_id} left it; it was changed since, and that change is not reverted"
         )
         lease.skip(reason)
         return {"phase": "skipped", "stage": "rollback", "reason": reason}
     if component in release.slots:
         return switch_back(lease, release, cluster=cluster)
-    revision_after = (upgraded or {}).get("revision_after")
-    revision_before = (upgraded or {}).get("revision_before")
+    revision_after = upgraded.revision_after if upgraded else None
+    revision_before = upgraded.revision_before if upgraded else None
     if revision_after and revision_before and release.revision == revision_after:
         spec = row_spec(row, "rollback", revision=int(revision_before))
-        note = (f"release still at revision {release.revision}, as upgrade {row['upgrade_id']} left it: "
+        note = (f"release still at revision {release.revision}, as upgrade {row.upgrade_id} left it: "
                 f"helm rollback to revision {revision_before}")  # fmt: skip
     else:
         if not release.chart_version:
             raise ReleaseNotReady(f"Helm release '{release.release}' records no chart version; cannot pin the chart")
         spec = row_spec(row, "restore", version=target, chart_version=release.chart_version)
-        note = (f"release changed since upgrade {row['upgrade_id']} (now revision {release.revision}): helm upgrade "
+        note = (f"release changed since upgrade {row.upgrade_id} (now revision {release.revision}): helm upgrade "
                 f"--reuse-values setting only {component} back to {target}, chart {release.chart_version} kept")  # fmt: skip
     lease.record_plan(revision_before=release.revision, version_before=current, chart_version=release.chart_version,
                       note=note)  # fmt: skip
@@ -112,17 +112,17 @@ def restore(lease: LeaseSession, stage: str, existing: dict[str, bool], *, clust
     (autorollback: exact, the release is still at the revision it produced), or recover a release its
     killed Job left pending-* (recover_after). An abort does not stop these: they restore."""
     row = lease.row
-    operation: HelmOperation = "rollback" if row["operation"] == "upgrade" else "recover"
+    operation: HelmOperation = "rollback" if row.operation == "upgrade" else "recover"
     name = cluster.job_name(row_spec(row, operation))
     if name in existing:
         lease.record_job(name)
         return started(name, operation)
     if stage == "autorollback":
-        if not row["revision_before"]:
+        if not row.revision_before:
             raise ReleaseNotReady("the revision before the upgrade was not recorded; cannot roll back exactly")
-        revision = int(row["revision_before"])
+        revision = int(row.revision_before)
     else:
-        release = cluster.release_status(row["namespace"], row["release_name"])
+        release = cluster.release_status(row.namespace, row.release_name)
         if not release.stuck:  # someone (or helm itself) finished it meanwhile
             return {"phase": "succeeded", "stage": operation, "jobName": None, "release": release.snapshot(),
                     "output": f"release {release.status} at revision {release.revision}; nothing to recover"}  # fmt: skip

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from upgrader.cluster.types import HelmJobSpec, HelmOperation
-from upgrader.infra.db import Row
 from upgrader.infra.timestamps import iso_seconds
+from upgrader.rollout.run_records import LogRecord
 
 State = dict[str, Any]
 
@@ -26,33 +27,46 @@ def wave_number(state: State) -> int:
     return int(waves[int(state["wave"])]) if waves else int(state["wave"])
 
 
-def row_spec(row: Row, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
+@dataclass(frozen=True, slots=True)
+class CarriedLog:
+    """The log row's columns a customer's execution carries in its state (see `event_row`)."""
+
+    id: int
+    upgrade_id: int
+    customer_id: str
+    component: str
+    namespace: str
+    release_name: str
+    attempt: int
+
+
+def row_spec(row: LogRecord | CarriedLog, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
           chart_version: str | None = None, slot: str | None = None, chart_name: str | None = None) -> HelmJobSpec:  # fmt: skip
     """A helm operation of one `customer_upgrade_logs` row (its id names the Job: one row, one Job per operation)."""
     return HelmJobSpec(
-        upgrade_id=int(row["upgrade_id"]),
-        log_id=int(row["id"]),
-        customer_id=str(row["customer_id"]),
-        component=str(row["component"]),
-        namespace=str(row["namespace"]),
-        release=str(row["release_name"]),
+        upgrade_id=int(row.upgrade_id),
+        log_id=int(row.id),
+        customer_id=str(row.customer_id),
+        component=str(row.component),
+        namespace=str(row.namespace),
+        release=str(row.release_name),
         operation=operation,
         version=version,
         revision=revision,
-        attempt=int(row["attempt"]),
+        attempt=int(row.attempt),
         chart_version=chart_version,
         slot=slot,
         chart_name=chart_name,
     )
 
 
-def event_row(event: State) -> Row:
+def event_row(event: State) -> CarriedLog:
     """The log row's columns a customer's execution carries, under the row's names: its `customer`
     (BeginCustomer's result, camelCase) and ids, translated once here so that `row_spec` reads one shape."""
     customer = event["customer"]
-    return {"upgrade_id": event["upgradeId"], "id": event["logId"], "customer_id": customer["customerId"],
-            "component": customer["component"], "namespace": customer["namespace"],
-            "release_name": customer["release"], "attempt": customer["attempt"]}  # fmt: skip
+    return CarriedLog(id=event["logId"], upgrade_id=event["upgradeId"], customer_id=customer["customerId"],
+                      component=customer["component"], namespace=customer["namespace"],
+                      release_name=customer["release"], attempt=customer["attempt"])  # fmt: skip
 
 
 def started(name: str, operation: str, **extra: Any) -> State:
