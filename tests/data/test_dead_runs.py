@@ -59,7 +59,7 @@ def test_a_dead_customer_rollback_leaves_the_upgrades_status_alone(ended_upgrade
 class ForgetfulExecutions:
     """Step Functions no longer knows the execution (deleted, or another account's)."""
 
-    def status(self, name: str) -> dict[str, Any]:
+    def execution_status(self, name: str) -> dict[str, Any]:
         raise NotFound(f"execution {name} does not exist")
 
 

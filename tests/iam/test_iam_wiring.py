@@ -285,14 +285,14 @@ def _fields(call: Any) -> dict[str, Any]:
 
 
 def test_a_classs_own_field_read_through_self_calls_no_method_of_that_name(code_copy):
-    # `self.status` of a record (a declared field) reads a value; a method `status` of another class the function
+    # `self.execution_status` of a record (a declared field) reads a value; a method of that name of another class the function
     # instantiates (the workflow gateway's, which calls DescribeExecution) is not reached by it. A field that is
     # not declared still counts as a possible call (the analysis stays conservative).
     package, functions = code_copy
     (package / "upgrader" / "trace.py").write_text(
-        "from dataclasses import dataclass\n\n\n@dataclass\nclass Trace:\n    status: str\n\n"
-        "    def halted(self):\n        return self.status == 'halted'\n\n\n"
-        "class Loose:\n    def halted(self):\n        return self.status == 'halted'\n"
+        "from dataclasses import dataclass\n\n\n@dataclass\nclass Trace:\n    execution_status: str\n\n"
+        "    def halted(self):\n        return self.execution_status == 'halted'\n\n\n"
+        "class Loose:\n    def halted(self):\n        return self.execution_status == 'halted'\n"
     )
     (functions / "api_deploy" / "probe.py").write_text(
         "from upgrader.infra.workflow import StepFunctionsGateway\nfrom upgrader.trace import Trace\n\n\n"
@@ -300,11 +300,11 @@ def test_a_classs_own_field_read_through_self_calls_no_method_of_that_name(code_
     )
     code = Codebase(package, functions)
     reached = code.reachable_from("functions.api_deploy.probe")
-    assert "upgrader.infra.workflow.StepFunctionsGateway.status" not in reached
+    assert "upgrader.infra.workflow.StepFunctionsGateway.execution_status" not in reached
     (functions / "api_deploy" / "probe.py").write_text(
         "from upgrader.infra.workflow import StepFunctionsGateway\nfrom upgrader.trace import Loose\n\n\n"
         "def run(client):\n    StepFunctionsGateway(client, 'arn')\n    return Loose().halted()\n"
     )
-    assert "upgrader.infra.workflow.StepFunctionsGateway.status" in Codebase(package, functions).reachable_from(
-        "functions.api_deploy.probe"
-    )
+    assert "upgrader.infra.workflow.StepFunctionsGateway.execution_status" in Codebase(
+        package, functions
+    ).reachable_from("functions.api_deploy.probe")

@@ -42,7 +42,7 @@ class FakeWorkflow:
     def execution_counts(self) -> dict[str, int]:
         return {"RUNNING": len(self.started), "SUCCEEDED": 0, "FAILED": 0}
 
-    def status(self, name: str) -> dict[str, Any]:
+    def execution_status(self, name: str) -> dict[str, Any]:
         return {"status": self.statuses.get(name, "RUNNING"), "error": None, "cause": None}
 
     def describe(self, name: str) -> dict[str, Any]:

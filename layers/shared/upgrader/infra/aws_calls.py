@@ -126,7 +126,7 @@ AWS_CALLS: tuple[AwsCall, ...] = (
         when=_always,
     ),  # fmt: skip
     AwsCall(
-        "upgrader.infra.workflow.StepFunctionsGateway.status",
+        "upgrader.infra.workflow.StepFunctionsGateway.execution_status",
         "describe_execution",
         "states:DescribeExecution",
         resource=_execution,

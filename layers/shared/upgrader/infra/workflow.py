@@ -21,7 +21,7 @@ class WorkflowGateway(Protocol):
     def send_failure(self, task_token: str, error: str, cause: str) -> None: ...
     def execution_counts(self) -> dict[str, int]: ...
     def describe(self, name: str) -> dict[str, Any]: ...
-    def status(self, name: str) -> dict[str, Any]: ...
+    def execution_status(self, name: str) -> dict[str, Any]: ...
 
 
 class StepFunctionsGateway:
@@ -85,7 +85,7 @@ class StepFunctionsGateway:
             raise WorkflowUnavailable(f"Step Functions unreachable: {exc}") from exc
         return counts
 
-    def status(self, name: str) -> dict[str, Any]:
+    def execution_status(self, name: str) -> dict[str, Any]:
         """{status, error, cause} of one execution (DescribeExecution only). NotFound when there is none."""
         with _execution_call(f"no execution '{name}' in the upgrade state machine"):
             execution = self._client.describe_execution(executionArn=self.execution_arn(name))

@@ -39,7 +39,7 @@ _JOB_OPERATION = re.compile(r"^helm-(upgrade|restore|rollback|recover|slot|switc
 
 
 class ExecutionStatus(Protocol):
-    def status(self, name: str) -> dict[str, Any]: ...
+    def execution_status(self, name: str) -> dict[str, Any]: ...
 
 
 class JobReader(Protocol):
@@ -203,7 +203,7 @@ def end_if_dead(
 ) -> bool:
     """End the run when its execution is no longer RUNNING (or does not exist). True when ended here."""
     try:
-        described = executions.status(run.execution_name)
+        described = executions.execution_status(run.execution_name)
     except NotFound:
         described = {"status": "MISSING", "error": "ExecutionDoesNotExist", "cause": "no such execution"}
     if described.get("status") == "RUNNING":
