@@ -179,7 +179,7 @@ def test_the_admission_policy_names_the_shared_names() -> None:
     assert f"== '{names.HELM_IMAGE}'" in expressions and f"== '{names.JOB_SERVICE_ACCOUNT}'" in expressions
 
 
-@pytest.mark.parametrize("doc", ["README.md", "k8s/README.md"])
+@pytest.mark.parametrize("doc", ["docs/tutorials/aws.md", "docs/explanation/security.md", "k8s/README.md"])
 def test_docs_name_the_shared_names(doc: str) -> None:
     text = (ROOT / doc).read_text(encoding="utf-8")
     for value in (names.JOB_NAMESPACE, names.JOB_SERVICE_ACCOUNT, names.JOBS_KUBERNETES_GROUP,

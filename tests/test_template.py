@@ -275,7 +275,7 @@ def _regions_lacking(resource_types: set[str]) -> dict[str, set[str]]:
 
 def test_the_readme_names_the_regions_lacking_a_resource_type_and_the_template_makes_those_only_on_request(template):
     """Breakage tried: RDS Proxy made without the CreateDatabase condition (unconditional), and a region dropped
-    from the README's list: each fails here."""
+    from the list in docs/explanation/aws.md: each fails here."""
     require_module("cfnlint", "make setup (requirements-dev.txt)")
     types = {
         r["Type"]
@@ -283,8 +283,11 @@ def test_the_readme_names_the_regions_lacking_a_resource_type_and_the_template_m
         if r["Type"].startswith("AWS::") and not r["Type"].startswith("AWS::Serverless::")
     }
     lacking = _regions_lacking(types)
-    assert lacking, "cfn-lint's region data knows every type everywhere: the README note is out of date"
-    section = (ROOT / "README.md").read_text().split("**Regions without some resource types**", 1)[1].split("\n\n")[0]
+    assert lacking, (
+        "cfn-lint's region data knows every type everywhere: the note in docs/explanation/aws.md is out of date"
+    )
+    page = (ROOT / "docs" / "explanation" / "aws.md").read_text()
+    section = page.split("**Regions without some resource types**", 1)[1].split("\n\n")[0]
     named = " ".join(section.split())  # the paragraph, one line
     for resource_type, regions in lacking.items():
         assert f"`{resource_type}`" in named, resource_type

@@ -95,7 +95,7 @@ def build_document() -> dict[str, Any]:
             "in": "header",
             "description": "AWS Signature Version 4 for the service execute-api (API Gateway AWS_IAM authorization). "
             "OpenAPI has no SigV4 scheme: a generated client signs each request itself, e.g. with the httpx auth "
-            "upgradectl.sigv4.SigV4 (README: Generated clients)",
+            "upgradectl.sigv4.SigV4 (docs/reference/api-guide.md: Generated clients)",
             "x-amazon-apigateway-authtype": "awsSigv4",
         }
     }

@@ -1,4 +1,4 @@
-"""The local webhook channel: what a receiver gets with each event (README "On the local stack", docs/events)."""
+"""The local webhook channel: what a receiver gets with each event (docs/howto/notifications.md "On the local stack", docs/events)."""
 
 from __future__ import annotations
 

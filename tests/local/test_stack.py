@@ -1,7 +1,7 @@
-"""The local stack end to end, as a separate process: the README's curl walkthrough, the CLI, a clean stop.
+"""The local stack end to end, as a separate process: the curl walkthrough, the CLI, a clean stop.
 
-The curl commands are read from the README's walkthrough ("Try the specification's examples"): the
-specification's, with `-H "Content-Type: application/json"` on every write (the local stack refuses
+The curl commands are read from docs/tutorials/local-stack.md ("Try the specification's examples"; the README's
+first rollout is the same, tests/docs/test_readme.py): the specification's, with `-H "Content-Type: application/json"` on every write (the local stack refuses
 writes without it: upgradectl/loopback.py); only `localhost:3100` becomes the test's port and the
 example upgrade id `123` the id the deploy returned (on a fresh stack that is 123). The
 specification's bare `curl -X POST …/continue` gets a 415 that says what to add. They run through the
@@ -24,25 +24,17 @@ import pytest
 
 from tests.local.conftest import ROOT, StackProcess, port_is_free, postgres_processes, stack_env
 from tests.support.tools import require_tool
+from tests.support.walkthrough import bash_commands
 from upgradectl import cli
 
 pytestmark = pytest.mark.e2e
 
 
-def readme_walkthrough() -> list[str]:
-    """The commands of the README's curl walkthrough, each with its continuation lines."""
-    section = (ROOT / "README.md").read_text().split("#### Try the specification's examples", 1)[1]
-    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
-    commands, current = [], ""
-    for line in block.splitlines():
-        current += line + "\n"
-        if not line.endswith("\\"):
-            commands.append(current.strip())
-            current = ""
-    return commands
+TUTORIAL = ROOT / "docs" / "tutorials" / "local-stack.md"
+WALKTHROUGH_HEADING = "## Try the specification's examples"
 
 
-WALKTHROUGH = readme_walkthrough()
+WALKTHROUGH = bash_commands(TUTORIAL.read_text(), WALKTHROUGH_HEADING)
 SPEC_DEPLOY, SPEC_STATUS, SPEC_LOGS, SPEC_CONTINUE, SPEC_ROLLBACK, SPEC_FAILED = WALKTHROUGH
 SPEC_BARE_CONTINUE = "curl -X POST http://localhost:3100/api/upgrades/123/continue"  # the specification's
 

@@ -1,4 +1,4 @@
-"""The README's blue-green example against the local stack, as a separate process driven over HTTP:
+"""The blue-green example of docs/howto/blue-green.md against the local stack, as a separate process driven over HTTP:
 `upgrade-local --blue-green-customers 2`, a blue-green deploy to the customers labelled
 rollout=blue-green, then a rollback that switches one back. What each release holds is read from the
 simulated cluster over HTTP (Helm's own encoding), as an outside check would."""

@@ -1,4 +1,4 @@
-"""The README's guarantees on a REAL control plane: the real kube-apiserver and Job controller, the real
+"""The guarantees (docs/explanation/guarantees.md) on a REAL control plane: the real kube-apiserver and Job controller, the real
 helm (3.17.2 and 4.1.4) run as upgrade-runner by the node agent, RBAC from k8s/rbac as it is. Driven over
 the product's HTTP API; what the cluster holds is read back with the real helm."""
 

@@ -135,7 +135,7 @@ def test_plan_accepts_any_sequence_and_does_not_mutate_it():
 
 
 def test_the_documented_defaults_are_batches_of_10_and_a_canary_of_10_percent():
-    """The API documents both defaults as 10 (README, DeployRequest): a batch upgrade without batchSize runs
+    """The API documents both defaults as 10 (docs/reference/api-guide.md, DeployRequest): a batch upgrade without batchSize runs
     waves of 10, a canary without canaryPercent starts with 10 % (mutants: either default 10 -> 11)."""
     assert [len(w) for w in plan_waves(customers(25), "batch")] == [10, 10, 5]
     assert [len(w) for w in plan_waves(customers(50), "canary")] == [5, 45]

@@ -56,7 +56,7 @@ def test_every_manual_gate_counts_against_the_execution_limit():
 
 
 def test_without_steps_the_preset_is_exponential_doubling_until_everyone():
-    """The documented default (README: 1, 2, 4, ... 64, 100 %) and the linear preset when named (mutants:
+    """The documented default (docs/howto/canary-and-progressive.md: 1, 2, 4, ... 64, 100 %) and the linear preset when named (mutants:
     any exponential step changed, the default name replaced, `progression or` turned into `and`)."""
     assert progressive_steps(None, None) == [1, 2, 4, 8, 16, 32, 64, 100]
     assert progressive_steps(None, "exponential") == [1, 2, 4, 8, 16, 32, 64, 100]

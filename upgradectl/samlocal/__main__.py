@@ -64,8 +64,8 @@ def _invoke(args: argparse.Namespace, engine: ContainerEngine, invocations: list
 
     if engine.name != "podman":  # Docker has no way to give SAM's containers the host network: loopback is theirs
         print("sam-local: make sam-invoke needs podman (apt-get install -y podman runc): Docker cannot give SAM's "
-              "containers the host network, so they cannot reach the local stack on 127.0.0.1 (README: Test with "
-              "sam local invoke)", file=sys.stderr)  # fmt: skip
+              "containers the host network, so they cannot reach the local stack on 127.0.0.1 (docs/howto/"
+              "sam-local-invoke.md)", file=sys.stderr)  # fmt: skip
         return 2
     architecture, python = host_architecture(), runtime_python()
     if not args.no_build:  # the layers' wheels for this machine's architecture: its containers run here

@@ -76,7 +76,7 @@ class ContainerEngine:
         """Start the Docker API SAM talks to (`docker_host`), with `mounts` visible read-only in every container.
 
         podman only: its own API service and the host-network relay. Docker: its daemon as it is (no host network:
-        the functions reach the host at its bridge gateway, see the README).
+        the functions reach the host at its bridge gateway, see docs/howto/sam-local-invoke.md).
         """
         if self.name != "podman":
             self.docker_host = None  # docker's own default

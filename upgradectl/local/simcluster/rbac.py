@@ -9,8 +9,8 @@ real API server's RBAC authorizer.
   tests that set things up keep working. A real API server would answer 401 instead.
 - Policy: Roles, ClusterRoles, RoleBindings and ClusterRoleBindings are objects of the store
   (``rbac.authorization.k8s.io/v1``), created from k8s/rbac/*.yaml at start; the per-customer
-  template (31-customer-namespace-bindings.yaml) is applied, its namespace substituted as the README's
-  ``sed`` does, for each customer namespace the simulation onboards. Changing them through the API
+  template (31-customer-namespace-bindings.yaml) is applied, its namespace substituted as the onboarding's
+  ``sed`` does (docs/tutorials/aws.md), for each customer namespace the simulation onboards. Changing them through the API
   (as admin) changes what is allowed at once.
 - Decision: allowed when a ClusterRoleBinding, or a RoleBinding in the request's namespace, names
   the user (User), one of its groups (Group) or its service account (ServiceAccount) and its role has

@@ -32,7 +32,7 @@ def require_digest(image: str) -> str:
     if not _HELM_IMAGE.fullmatch(image):
         raise ValueError(
             f"the helm image must be pinned by digest, <repository>[:tag]@sha256:<64 hex digits>, not {image!r} "
-            f"(the default is {HELM_IMAGE}; README: Mirroring the helm image)"
+            f"(the default is {HELM_IMAGE}; docs/explanation/security.md: Mirroring the helm image)"
         )
     return image
 

@@ -22,8 +22,8 @@ JOBS_FUNCTIONS = ("start_helm_job", "check_helm_job", "reconcile_runs")
 # The image of the helm Job's container: the template's HelmImage default, the code's HELM_IMAGE default and
 # the admission policy in k8s/ (which admits only Jobs running it) all read it here. Always pinned by
 # digest, so a tag moved in the registry can never change what runs with the runner's rights; HELM_IMAGE
-# and HelmImage refuse an image without one (HELM_IMAGE_PATTERN). README "Mirroring the helm image" says
-# how to copy it into your own registry and point HelmImage at the copy.
+# and HelmImage refuse an image without one (HELM_IMAGE_PATTERN). docs/explanation/security.md
+# ("Mirroring the helm image") says how to copy it into your own registry and point HelmImage at the copy.
 HELM_VERSION = "3.17.3"
 HELM_IMAGE = f"alpine/helm:{HELM_VERSION}@sha256:d899e6316789fec04ee95300a18e454b7942539cbb3d89bde3e0655d6ca2e895"
 # <registry[:port]/>repository<:tag>@sha256:<64 hex>: a reference in the OCI distribution grammar, the
