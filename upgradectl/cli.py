@@ -32,6 +32,7 @@ from upgrader.contract.strategies import described as described_strategies
 from upgrader.infra.components import component_names
 
 from upgradectl import fleet_cli
+from upgradectl.analysis_cli import add_analysis_argument, analysis_option
 from upgradectl.client import DEFAULT_API_URL, ApiClientError, ApiError, ApiUnreachable, UpgradeApi
 from upgradectl.console import command as console_command
 
@@ -119,6 +120,7 @@ def _add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) ->
     parser.add_argument("--finalize-old-slot", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="with --blue-green: once switched, remove the previous slot (a rollback is then no "
                              "longer an instant switch back)")  # fmt: skip
+    add_analysis_argument(parser, default)
     parser.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="print the plan (waves, customers, who is left out and why); start nothing")  # fmt: skip
     parser.add_argument("--idempotency-key", default=default, metavar="KEY",
@@ -271,7 +273,7 @@ class Cli:
             if getattr(args, flag, None) is not None:
                 request[field] = getattr(args, flag)
         try:
-            request.update(_safety_options(args))
+            request.update(_safety_options(args) | analysis_option(getattr(args, "analysis", None)))
         except ValueError as exc:
             print(f"upgrade-customers: error: {exc}", file=self.err)
             return EXIT_USAGE

@@ -34,7 +34,13 @@ class _Strict(BaseModel):
     # As the contract's StrictModel (unknown fields refused, numbers must be numbers), camelCase on the wire.
     # Written here because the contract imports this package, not the other way round.
     model_config = ConfigDict(
-        extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=True, frozen=True, defer_build=True
+        extra="forbid",
+        strict=True,
+        alias_generator=to_camel,
+        validate_by_name=False,
+        validate_by_alias=True,
+        frozen=True,
+        defer_build=True,
     )
 
 
@@ -42,7 +48,7 @@ class Condition(_Strict):
     """`value <op> threshold`: op one of <, <=, >, >=."""
 
     op: Literal["<", "<=", ">", ">="]
-    value: float
+    value: float = Field(ge=-1e15, le=1e15)
 
     @field_validator("value")
     @classmethod
@@ -88,9 +94,11 @@ class ComparisonJudgement(_Strict):
 class MetricStat(_Strict):
     namespace: str = Field(min_length=1, max_length=255)
     metric_name: str = Field(min_length=1, max_length=255)
-    dimensions: dict[str, str] = Field(default_factory=dict, max_length=30)
+    dimensions: dict[Annotated[str, Field(min_length=1, max_length=255)], Annotated[str, Field(max_length=1024)]] = (
+        Field(default_factory=dict, max_length=30)
+    )
     period: int = Field(60, ge=1, le=86400)
-    stat: str = Field("Average", pattern=r"^(Average|Sum|Minimum|Maximum|SampleCount|p\d{1,2}(\.\d+)?)$")
+    stat: str = Field("Average", max_length=16, pattern=r"^(Average|Sum|Minimum|Maximum|SampleCount|p\d{1,2}(\.\d+)?)$")
 
 
 class MetricDataQuery(_Strict):
@@ -134,7 +142,7 @@ class HttpQuery(_Strict):
     json_path: str = Field(pattern=r"^\$(\.[A-Za-z_][A-Za-z0-9_-]*|\[\d{1,4}\])*$", max_length=256)
 
 
-Query = str | CloudWatchQuery | HttpQuery
+Query = Annotated[str, Field(max_length=4096)] | CloudWatchQuery | HttpQuery
 _QUERY_MODEL: dict[str, type[_Strict]] = {"cloudwatch": CloudWatchQuery, "http": HttpQuery}
 
 

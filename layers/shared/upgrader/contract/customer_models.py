@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, create_model, field_validator, model_validator
 
+from upgrader.contract.analysis_models import PlannedAnalysis
 from upgrader.contract.base import (
     FREE_TEXT_PATTERN,
     TIMESTAMP_PATTERN,
@@ -366,3 +367,6 @@ class PlanResponse(Model):
         description="an upgrade of this component that is active now: a deploy would be refused (409) until it ends"
     )
     message: str
+    analysis: PlannedAnalysis | None = Field(
+        default=None, description="the deploy's analysis checks, each query run once now (docs/analysis.md)"
+    )

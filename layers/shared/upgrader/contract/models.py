@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, StringConstraints, field_validator, mode
 from pydantic.alias_generators import to_snake
 from pydantic.json_schema import SkipJsonSchema
 
+from upgrader.contract.analysis_models import AnalysisOption
 from upgrader.contract.base import (
     CHART_VERSION_PATTERN,
     DNS_LABEL_PATTERN,
@@ -98,7 +99,7 @@ class HealthCheck(StrictModel):
     )
 
 
-class DeployRequest(StrictModel):
+class DeployRequest(AnalysisOption):
     component: Component = Field(description=COMPONENTS_IN_WORDS)
     version: Version = Field(description="image tag to roll out, e.g. v1.2.0 (OCI tag grammar)")
     strategy: Strategy = Field(description=STRATEGIES_IN_WORDS)

@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from upgrader.api.service.analysis import planned_analysis
 from upgrader.contract.customer_models import LeftOut, PlannedCustomer, PlannedWave, PlanResponse
 from upgrader.contract.models import (
     DeployRequest,
@@ -100,6 +101,8 @@ def deploy_upgrade(
         parameters["labels"] = request.labels
     if request.include_pinned:
         parameters["includePinned"] = True
+    if request.analysis is not None:
+        parameters["analysis"] = request.analysis.stored()
 
     upgrade = repo.create_upgrade(
         component=request.component,
@@ -206,6 +209,7 @@ def plan_deploy(
         respect_windows=plan.windows is not None,
         active_upgrade=str(active["id"]) if active else None,
         message=message + (f"; {also}" if also else ""),
+        analysis=planned_analysis(request.analysis, request.component, plan.waves, settings, now),
     )
 
 
