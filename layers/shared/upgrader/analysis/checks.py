@@ -34,14 +34,9 @@ class _Strict(BaseModel):
     # As the contract's StrictModel (unknown fields refused, numbers must be numbers), camelCase on the wire.
     # Written here because the contract imports this package, not the other way round.
     model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        alias_generator=to_camel,
-        validate_by_name=False,
-        validate_by_alias=True,
-        frozen=True,
-        defer_build=True,
-    )
+        extra="forbid", strict=True, alias_generator=to_camel, frozen=True, defer_build=True,
+        validate_by_name=False, validate_by_alias=True,  # only the wire's camelCase names, as the contract
+    )  # fmt: skip
 
 
 class Condition(_Strict):

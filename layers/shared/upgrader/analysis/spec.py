@@ -38,6 +38,11 @@ class AnalysisSpec(_Strict):
         return checks
 
     @property
+    def continues_on_pass(self) -> bool:
+        """A pass starts the next wave by itself (else it still waits for /continue)."""
+        return self.on_pass == "continue"  # noqa: S105 (not a password)
+
+    @property
     def rounds(self) -> int:
         """Rounds of one gate: the most any check asks for (a check with fewer is measured in its first rounds)."""
         return max(check.count for check in self.checks)

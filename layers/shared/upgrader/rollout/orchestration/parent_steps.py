@@ -61,6 +61,7 @@ def prepare_run(event: State, *, runs: RunRepository) -> State:
         "stepGate": parameters.get("stepGate") if operation == "upgrade" else None,
         # maintenance windows: a customer starts only in its own (rollbacks never wait for one)
         "respectWindows": bool(parameters.get("respectWindows")) and operation == "upgrade",
+        "analysis": parameters.get("analysis") if operation == "upgrade" else None,  # rollout.analysis_gate's checks
     }
 
 
