@@ -23,6 +23,11 @@ from upgrader.rollout.run_repository import RunRepository
 State = dict[str, Any]
 ProvidersOf = Callable[[AnalysisSpec], Mapping[str, MetricProvider]]
 MAX_MEASUREMENTS_JUDGED = 100_000
+HALT_PREFIX = "analysis: "  # a halt reason the gate wrote starts so (finalize_run's autoRollback reads it)
+
+
+def failed_analysis(halt_reason: str | None) -> bool:
+    return bool(halt_reason) and str(halt_reason).startswith(HALT_PREFIX)
 
 
 def _stopped(state: State, runs: RunRepository) -> bool:
@@ -80,7 +85,7 @@ def judge_step(event: State, *, repo: AnalysisRepository, runs: RunRepository) -
     recorded = repo.record_verdict(upgrade_id, wave, result, reason, checks)
     state["analysisVerdict"] = {"wave": wave, "verdict": recorded}
     if recorded == "fail":
-        runs.halt(upgrade_id, f"analysis: wave {wave + 1} failed: {reason}")
+        runs.halt(upgrade_id, f"{HALT_PREFIX}wave {wave + 1} failed: {reason}")
         state["decision"] = "halt"
     elif recorded == "inconclusive" or not spec.continues_on_pass:
         state["decision"] = "await_continue"
