@@ -22,6 +22,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     state, step = dict(event["state"]), event["step"]
     repo = AnalysisRepository(factory.database())
     if step == "judge":
-        return gate.judge_step(state, repo=repo, runs=factory.runs())
+        return gate.judge_step(state, repo=repo, runs=factory.runs(), db=factory.database())
     return gate.measure_step(state, repo=repo, runs=factory.runs(),
                              providers_of=lambda spec: providers_for(spec, get_settings()))  # fmt: skip

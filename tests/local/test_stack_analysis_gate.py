@@ -21,7 +21,7 @@ FINAL = {"completed", "completed_with_failures", "failed", "halted", "aborted", 
 CUSTOMERS = 10
 ERROR_RATIO = ('sum(rate(app_errors_total{customer="{{customerId}}",component="{{component}}"}[{{since}}])) / '
                'sum(rate(app_requests_total{customer="{{customerId}}",component="{{component}}"}[{{since}}]))')  # fmt: skip
-ANALYSIS = {"checks": [{"name": "error-ratio", "provider": "prometheus", "query": ERROR_RATIO,
+ANALYSIS: dict[str, Any] = {"checks": [{"name": "error-ratio", "provider": "prometheus", "query": ERROR_RATIO,
                         "intervalSeconds": 20, "count": 1,
                         "judgement": {"kind": "comparison", "toleratedDegradation": 0.25, "confidence": 0.95}}],
             "onPass": "continue", "controlSample": 5}  # fmt: skip

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from upgrader.analysis.measurements import INSERT_MEASUREMENT, Measurement, StoredMeasurement
 from upgrader.analysis.rounds import Customer
 from upgrader.infra.db import Database
@@ -60,22 +58,17 @@ class AnalysisRepository:
             )
             return list(cur.fetchall())
 
-    def record_verdict(
-        self, upgrade_id: int, wave: int, verdict: str, reason: str, checks: list[dict[str, Any]]
-    ) -> str:
-        """The wave's verdict; a retried JudgeWave keeps the first (returned)."""
-        with self._db.transaction() as cur:
-            cur.execute(
-                "INSERT INTO analysis_verdicts (upgrade_id, wave, verdict, reason, checks) VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT (upgrade_id, wave) DO NOTHING",
-                (upgrade_id, wave, verdict, reason, Jsonb(checks)),
-            )
-            cur.execute("SELECT verdict FROM analysis_verdicts WHERE upgrade_id = %s AND wave = %s", (upgrade_id, wave))
-            row = cur.fetchone()
-            return str(row["verdict"]) if row else verdict
-
-    def verdicts(self, upgrade_id: int) -> list[dict[str, Any]]:
+    def verdicts(self, upgrade_id: int, limit: int = MAX_SHOWN) -> list[dict[str, Any]]:
         """Newest wave first."""
         with self._db.transaction() as cur:
-            cur.execute("SELECT * FROM analysis_verdicts WHERE upgrade_id = %s ORDER BY wave DESC", (upgrade_id,))
+            cur.execute(
+                "SELECT * FROM analysis_verdicts WHERE upgrade_id = %s ORDER BY wave DESC LIMIT %s", (upgrade_id, limit)
+            )
             return list(cur.fetchall())
+
+    def parameters(self, upgrade_id: int) -> dict[str, Any] | None:
+        """The upgrade's parameters ({} when it has none); None: no such upgrade."""
+        with self._db.transaction() as cur:
+            cur.execute("SELECT parameters FROM system_upgrades WHERE id = %s", (upgrade_id,))
+            row = cur.fetchone()
+            return None if row is None else dict(row["parameters"] or {})

@@ -72,3 +72,11 @@ class AnalysisResponse(Model):
 class AnalysisState(Model):
     wave: int
     verdict: Literal["pass", "fail", "inconclusive"]
+
+
+class AnalysisStatus(Model):
+    """The status' part about the analysis (StatusResponse derives from this)."""
+
+    analysis: AnalysisState | None = Field(
+        default=None, description="the newest analysed wave's verdict (GET .../analysis has the evidence)"
+    )

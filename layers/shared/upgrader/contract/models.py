@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, StringConstraints, field_validator, mode
 from pydantic.alias_generators import to_snake
 from pydantic.json_schema import SkipJsonSchema
 
-from upgrader.contract.analysis_models import AnalysisOption
+from upgrader.contract.analysis_models import AnalysisOption, AnalysisStatus
 from upgrader.contract.base import (
     CHART_VERSION_PATTERN,
     DNS_LABEL_PATTERN,
@@ -287,7 +287,7 @@ class WindowWait(Model):
     next_opening: str = Field(description="when its window opens with room for the expected duration")
 
 
-class StatusResponse(Model):
+class StatusResponse(AnalysisStatus):
     upgrade_id: str
     component: str
     version: str

@@ -18,6 +18,8 @@ from upgrader.analysis.providers import MetricProvider
 from upgrader.analysis.repository import AnalysisRepository
 from upgrader.analysis.rounds import control_sample, measure_round, targets
 from upgrader.analysis.spec import AnalysisSpec
+from upgrader.infra.db import Database
+from upgrader.rollout.analysis_verdicts import record_verdict
 from upgrader.rollout.run_repository import RunRepository
 
 State = dict[str, Any]
@@ -65,7 +67,7 @@ def measure_step(
     return state
 
 
-def judge_step(event: State, *, repo: AnalysisRepository, runs: RunRepository) -> State:
+def judge_step(event: State, *, repo: AnalysisRepository, runs: RunRepository, db: Database) -> State:
     """The wave's verdict from every stored measurement; the decision ChooseNextStep follows."""
     state = {
         k: v for k, v in event.items() if k not in ("analysisWave", "analysisSince", "analysisRound", "analysisStep")
@@ -82,7 +84,7 @@ def judge_step(event: State, *, repo: AnalysisRepository, runs: RunRepository) -
     reason = "; ".join(f"{v.check}: {v.reason}" for v in failing) or "no check"
     checks = [json.loads(json.dumps({"check": v.check, "verdict": v.verdict, "rule": v.rule, "reason": v.reason,
                                      "evidence": v.evidence}, default=str)) for v in verdicts]  # fmt: skip
-    recorded = repo.record_verdict(upgrade_id, wave, result, reason, checks)
+    recorded = record_verdict(db, upgrade_id, wave, result, reason, checks)
     state["analysisVerdict"] = {"wave": wave, "verdict": recorded}
     if recorded == "fail":
         runs.halt(upgrade_id, f"{HALT_PREFIX}wave {wave + 1} failed: {reason}")

@@ -9,10 +9,19 @@ from typing import Any
 
 from upgrader.analysis.configured import preview, providers_for
 from upgrader.analysis.measurements import Measurement
+from upgrader.analysis.repository import AnalysisRepository
 from upgrader.analysis.rounds import Customer, control_sample
 from upgrader.analysis.spec import AnalysisSpec
-from upgrader.contract.analysis_models import MeasurementView, PlannedAnalysis
+from upgrader.contract.analysis_models import (
+    AnalysisResponse,
+    AnalysisState,
+    CheckVerdict,
+    MeasurementView,
+    PlannedAnalysis,
+    WaveAnalysis,
+)
 from upgrader.contract.models import iso
+from upgrader.infra.errors import UpgradeNotFound
 from upgrader.infra.settings import Settings
 
 
@@ -43,3 +52,30 @@ def measurement_view(m: Measurement, *, wave: int | None = None, round_index: in
         check=m.check, customer_id=m.customer_id, cohort=m.cohort, query=m.query, measured_at=iso(m.measured_at) or "",
         value=m.value, error=m.error, verdict=m.verdict, wave=wave, round=round_index,
     )  # fmt: skip
+
+
+def get_analysis(upgrade_id: int, *, analysis: AnalysisRepository) -> AnalysisResponse:
+    """The deploy's checks, each analysed wave's verdict (newest first) and the measurements (newest round
+    first, bounded)."""
+    parameters = analysis.parameters(upgrade_id)
+    if parameters is None:
+        raise UpgradeNotFound(f"upgrade {upgrade_id} not found")
+    checks = [str(c.get("name")) for c in (parameters.get("analysis") or {}).get("checks", [])]
+    waves = [
+        WaveAnalysis(wave=v["wave"], verdict=v["verdict"], reason=v["reason"], judged_at=iso(v["judged_at"]) or "",
+                     checks=[CheckVerdict(**c) for c in v["checks"]])
+        for v in analysis.verdicts(upgrade_id)
+    ]  # fmt: skip
+    measurements = [
+        measurement_view(Measurement(r["check_name"], r["customer_id"], r["cohort"], r["query"], r["measured_at"],
+                                     value=r["value"], error=r["error"], verdict=r["verdict"]),
+                         wave=r["wave"], round_index=r["round"])
+        for r in analysis.measurements(upgrade_id)
+    ]  # fmt: skip
+    return AnalysisResponse(upgrade_id=str(upgrade_id), checks=checks, waves=waves, measurements=measurements)
+
+
+def analysis_state(upgrade_id: int, analysis: AnalysisRepository) -> AnalysisState | None:
+    """The newest analysed wave's verdict, for the status."""
+    newest = analysis.verdicts(upgrade_id, limit=1)
+    return AnalysisState(wave=newest[0]["wave"], verdict=newest[0]["verdict"]) if newest else None
