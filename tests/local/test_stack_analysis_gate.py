@@ -75,3 +75,28 @@ def test_a_provider_that_does_not_answer_is_inconclusive_and_the_gate_waits_for_
             assert stack.wait_status(upgrade, FINAL, timeout=180)["status"] == "completed"
         finally:
             assert stack.stop(signal.SIGINT) == 0, stack.output
+
+
+def test_an_abort_stops_the_analysis_at_once(tmp_path):
+    slow = {**ANALYSIS, "checks": [{**ANALYSIS["checks"][0], "intervalSeconds": 600}], "controlSample": 3}
+    with temporary_database(prefix="upgrades_gate_abort") as url:
+        stack = StackProcess(["--customers", "8", "--job-seconds", "0.2", "--poll-seconds", "0"],
+                             stack_env(DATABASE_URL=url), tmp_path)  # fmt: skip
+        try:
+            upgrade = deploy(stack, "v9.9.10", canaryPercent=25, analysis=slow)
+            deadline = time.monotonic() + 120
+            status = stack.get(f"/api/upgrades/{upgrade}/status")
+            while status["gate"] != "bake" and time.monotonic() < deadline:  # waiting between two rounds
+                time.sleep(0.2)
+                status = stack.get(f"/api/upgrades/{upgrade}/status")
+            assert status["gate"] == "bake" and status["completed"] == 2, status
+            code, body = stack.request("POST", f"/api/upgrades/{upgrade}/abort", {"reason": "enough"})
+            assert code in (200, 202), body
+            started = time.monotonic()
+            status = stack.wait_status(upgrade, FINAL, timeout=60)
+            assert status["status"] == "aborted" and time.monotonic() - started < 60, status
+            assert status["pending"] + status["skipped"] == 6 and status["analysis"] is None, status
+            measured = stack.get(f"/api/upgrades/{upgrade}/analysis")
+            assert measured["measurements"] == [] and measured["waves"] == []  # it stopped before a round
+        finally:
+            assert stack.stop(signal.SIGINT) == 0, stack.output
