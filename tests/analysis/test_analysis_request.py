@@ -4,6 +4,7 @@ time (nothing written), kept in the upgrade's parameters, and each query run onc
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -104,3 +105,18 @@ def test_the_plan_shows_a_provider_that_is_down_as_an_error_not_a_value(make_cus
     assert code == 200, planned
     rows = planned["analysis"]["measurements"]
     assert rows and all(r["value"] is None and r["error"] for r in rows)
+
+
+def test_the_plan_asks_a_provider_that_hangs_once_and_answers_in_time(make_customers, scripted_server, monkeypatch):
+    """Breakage tried: preview without its `down` memory: 4 requests of 5 s each (the API's 29 s would be near)."""
+    make_customers(8)
+    scripted_server.answer("/api/v1/query", body={"status": "success"}, delay=6.0)
+    monkeypatch.setenv("ANALYSIS_PROMETHEUS_URL", scripted_server.url)
+    factory.reset()
+    started = time.monotonic()
+    code, planned = plan(REQUEST)
+    assert code == 200, planned
+    assert time.monotonic() - started < 10
+    rows = planned["analysis"]["measurements"]
+    assert len(rows) == 4 and all(r["value"] is None and r["error"] for r in rows), rows
+    assert len(scripted_server.requests) == 1

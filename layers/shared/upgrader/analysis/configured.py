@@ -6,13 +6,18 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from upgrader.analysis.measurements import Measurement
-from upgrader.analysis.providers import MetricProvider
-from upgrader.analysis.rounds import Customer, measure_round, targets
+from upgrader.analysis.providers import DEFAULT_TIMEOUT_SECONDS, MetricProvider, no_value
+from upgrader.analysis.rounds import Customer, targets
 from upgrader.analysis.spec import AnalysisSpec
 from upgrader.infra.settings import Settings
 
+PREVIEW_CONTROL = 5  # control customers the plan measures
+PREVIEW_TIMEOUT_SECONDS = 5.0
 
-def providers_for(spec: AnalysisSpec, settings: Settings) -> dict[str, MetricProvider]:
+
+def providers_for(
+    spec: AnalysisSpec, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> dict[str, MetricProvider]:
     """The providers the checks name, as configured; one not configured is left out (its checks measure
     nothing: inconclusive, never a pass)."""
     wanted = {check.provider for check in spec.checks}
@@ -21,15 +26,15 @@ def providers_for(spec: AnalysisSpec, settings: Settings) -> dict[str, MetricPro
         from upgrader.analysis.providers.prometheus import PrometheusProvider, sigv4_signer
 
         signer = sigv4_signer(settings.aws_region or "us-east-1") if settings.analysis_prometheus_sigv4 else None
-        found["prometheus"] = PrometheusProvider(settings.analysis_prometheus_url, signer=signer)
+        found["prometheus"] = PrometheusProvider(settings.analysis_prometheus_url, signer=signer, timeout=timeout)
     if "cloudwatch" in wanted:
         from upgrader.analysis.providers.cloudwatch import CloudWatchProvider, cloudwatch_client
 
-        found["cloudwatch"] = CloudWatchProvider(cloudwatch_client(settings.aws_region))
+        found["cloudwatch"] = CloudWatchProvider(cloudwatch_client(settings.aws_region, timeout))
     if "http" in wanted:
         from upgrader.analysis.providers.http import HttpProvider
 
-        found["http"] = HttpProvider()
+        found["http"] = HttpProvider(timeout=timeout)
     return found
 
 
@@ -41,8 +46,22 @@ def preview(
     providers: Mapping[str, MetricProvider],
     now: datetime,
 ) -> list[Measurement]:
-    """Each check once, for the first canary customer and the control sample, over the last interval: what
-    the plan shows. No retries (a plan answers at once); a provider that did not answer shows its error."""
+    """Each check once, for the first canary customer and the control sample (at most PREVIEW_CONTROL of it),
+    over the last interval: what the plan shows. No retries, and a provider that did not answer is asked
+    nothing more (its later measurements carry its error), so a plan answers within the API's time."""
     since = now - timedelta(seconds=spec.interval_seconds)
     upgraded = [canary] if canary is not None else []
-    return measure_round(spec.checks, targets(component, upgraded, control, since, now), providers, attempts=1)
+    found: list[Measurement] = []
+    down: dict[str, str] = {}
+    for check in spec.checks:
+        provider = providers.get(check.provider)
+        for target in targets(component, upgraded, control[:PREVIEW_CONTROL], since, now):
+            problem = down.get(check.provider) or (None if provider else f"no {check.provider} provider configured")
+            if problem or provider is None:
+                found.append(no_value(check, target, str(check.query), problem or "no provider"))
+                continue
+            measured = provider.measure(check, target)
+            if measured.retryable:
+                down[check.provider] = measured.error or "no answer"
+            found.append(measured)
+    return found

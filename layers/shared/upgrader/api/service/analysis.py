@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from upgrader.analysis.configured import preview, providers_for
+from upgrader.analysis.configured import PREVIEW_TIMEOUT_SECONDS, preview, providers_for
 from upgrader.analysis.measurements import Measurement
 from upgrader.analysis.repository import AnalysisRepository
 from upgrader.analysis.rounds import Customer, control_sample
@@ -37,7 +37,14 @@ def planned_analysis(
     canary = Customer(first.customer_id, first.namespace, first.current_version or "") if first else None
     later = [Customer(t.customer_id, t.namespace, t.current_version or "") for wave in waves[1:] for t in wave]
     control = control_sample(0, later, spec.control_sample)
-    measured = preview(spec, component, canary, control, providers_for(spec, settings), now or datetime.now(UTC))
+    measured = preview(
+        spec,
+        component,
+        canary,
+        control,
+        providers_for(spec, settings, timeout=PREVIEW_TIMEOUT_SECONDS),
+        now or datetime.now(UTC),
+    )
     return PlannedAnalysis(
         on_pass=spec.on_pass,
         rounds=spec.rounds,
