@@ -26,7 +26,7 @@ TOO_BIG_FOR_NOW = {
     "upgradectl/console/proxy.py": 401,
     "upgradectl/local/__main__.py": 426,
     "upgradectl/local/engine.py": 666,
-    "upgradectl/local/server.py": 402,
+    "upgradectl/local/server.py": 403,
     "upgradectl/local/simcluster/cluster.py": 749,
     "upgradectl/local/simcluster/helm.py": 555,
     "upgradectl/local/simcluster/jobs.py": 405,
