@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from upgrader import factory
-from upgrader.analysis.configured import providers_for
+from upgrader.analysis.configured import gate_providers
 from upgrader.analysis.repository import AnalysisRepository
 from upgrader.infra.settings import get_settings
 from upgrader.rollout import analysis_gate as gate
@@ -24,4 +24,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if step == "judge":
         return gate.judge_step(state, repo=repo, runs=factory.runs(), db=factory.database())
     return gate.measure_step(state, repo=repo, runs=factory.runs(),
-                             providers_of=lambda spec: providers_for(spec, get_settings()))  # fmt: skip
+                             providers_of=lambda spec: gate_providers(spec, get_settings()))  # fmt: skip

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
+from upgrader.analysis.checks import AnalysisCheck
 from upgrader.analysis.measurements import Measurement
-from upgrader.analysis.providers import DEFAULT_TIMEOUT_SECONDS, MetricProvider, no_value
+from upgrader.analysis.providers import DEFAULT_TIMEOUT_SECONDS, MetricProvider, Target, no_value
 from upgrader.analysis.rounds import Customer, targets
 from upgrader.analysis.spec import AnalysisSpec
 from upgrader.infra.settings import Settings
@@ -36,6 +37,30 @@ def providers_for(
 
         found["http"] = HttpProvider(timeout=timeout)
     return found
+
+
+class GiveUpWhenDown:
+    """A provider that stops asking once `limit` answers in a row were missing (timeout, unreachable, 5xx): the
+    rest of the round carries its error at once instead of waiting out every customer's retries (a gate step
+    stays within its Lambda's time; the round is inconclusive either way)."""
+
+    def __init__(self, provider: MetricProvider, limit: int = 3) -> None:
+        self._provider, self._limit, self._misses = provider, limit, 0
+        self._down: str | None = None
+
+    def measure(self, check: AnalysisCheck, target: Target) -> Measurement:
+        if self._down is not None:
+            return no_value(check, target, str(check.query), f"not asked: the provider did not answer ({self._down})")
+        measured = self._provider.measure(check, target)
+        self._misses = self._misses + 1 if measured.retryable else 0
+        if self._misses >= self._limit:
+            self._down = measured.error or "no answer"
+        return measured
+
+
+def gate_providers(spec: AnalysisSpec, settings: Settings) -> dict[str, MetricProvider]:
+    """The providers of the gate between waves: each gives up for the round once it is down."""
+    return {name: GiveUpWhenDown(provider) for name, provider in providers_for(spec, settings).items()}
 
 
 def preview(
