@@ -72,7 +72,8 @@ def test_migrations_are_rerunnable(database_url):
                      "005_fleet_inventory.sql", "006_helm_durations_and_rollback_index.sql", "007_policies.sql",
                      "008_events.sql", "009_window_tokens.sql", "010_run_window_waits.sql",
                      "020_notice_keys_per_run.sql", "060_helm_outputs.sql", "070_analysis_measurements.sql",
-                     "080_rings_and_promotions.sql", "081_ring_labels.sql"]  # fmt: skip
+                     "080_rings_and_promotions.sql", "081_ring_labels.sql",
+                     "085_analysis_verdicts.sql"]  # fmt: skip
 
 
 def test_spec_columns_keep_their_types(database_url):

@@ -122,9 +122,11 @@ def _unbounded(schema: dict[str, Any], where: str) -> list[str]:
     """Places in an input schema that the database or the code could not take whatever their value."""
     schema = resolve(schema)
     found: list[str] = []
-    if "anyOf" in schema:
-        for index, option in enumerate(schema["anyOf"]):
+    unions = ("anyOf", "oneOf") if "discriminator" in schema else ("anyOf",)  # a oneOf with a tag: its branches
+    for union in unions:
+        for index, option in enumerate(schema.get(union, [])):
             found += _unbounded(option, f"{where}|{index}")
+    if any(union in schema for union in unions):
         return found
     kind = schema.get("type")
     if kind == "integer":
@@ -136,7 +138,7 @@ def _unbounded(schema: dict[str, Any], where: str) -> list[str]:
     elif kind == "string":
         pattern = schema.get("pattern", "")
         anchored = pattern.startswith("^") and pattern.endswith("$") and not re.search(r"[*+]|,\}", pattern)
-        if not ("enum" in schema or "maxLength" in schema or anchored):
+        if not ("enum" in schema or "const" in schema or "maxLength" in schema or anchored):
             found.append(f"{where}: string without a length bound")
     elif kind == "array":
         if "maxItems" not in schema:

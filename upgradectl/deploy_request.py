@@ -10,6 +10,8 @@ from upgrader.contract.strategies import REGISTRY as STRATEGIES
 from upgrader.contract.strategies import described as described_strategies
 from upgrader.infra.components import component_names
 
+from upgradectl.analysis_cli import add_analysis_argument, analysis_option
+
 
 def _percent_steps(text: str) -> list[int]:
     try:
@@ -86,6 +88,7 @@ def add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) -> 
     parser.add_argument("--force-reason", default=default, metavar="TEXT",
                         help="start even where the component's promotion rule refuses, for this reason (recorded "
                              "and shown with the upgrade)")  # fmt: skip
+    add_analysis_argument(parser, default)
     parser.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="print the plan (waves, customers, who is left out and why); start nothing")  # fmt: skip
     parser.add_argument("--idempotency-key", default=default, metavar="KEY",
@@ -126,7 +129,7 @@ def deploy_request(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "force_reason", None):
         request["force"] = True
         request["forceReason"] = args.force_reason
-    request.update(safety_options(args))
+    request.update(safety_options(args) | analysis_option(getattr(args, "analysis", None)))
     return request
 
 

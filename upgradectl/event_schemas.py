@@ -52,6 +52,11 @@ _OPT_BUDGET = {"anyOf": [BUDGET, {"type": "null"}]}
 RUN = _object({"runName": _STR, "failure": _OPT_STR, "kind": _STR, "reason": _STR, "wholeUpgrade": {"type": "boolean"},
                "completed": _INT, "failed": _INT}, ["runName"])  # fmt: skip
 
+ANALYSIS_CHECK = _object({"check": _STR, "verdict": {"enum": ["pass", "fail", "inconclusive"]}, "reason": _STR,
+                          "pValue": _OPT_NUM})  # fmt: skip
+ANALYSIS = {"analysis": _object({"wave": _INT, "verdict": {"enum": ["pass", "fail", "inconclusive"]}, "reason": _STR,
+                                  "checks": {"type": "array", "items": ANALYSIS_CHECK}})}  # fmt: skip
+
 # What each detail type adds to the common fields.
 _SECTIONS: dict[str, dict[str, Any]] = {
     events.UPGRADE_STARTED: {"run": RUN},
@@ -127,6 +132,9 @@ _SECTIONS: dict[str, dict[str, Any]] = {
     },  # fmt: skip
     events.NOTICE_DONE: {"customer": CUSTOMER, "notice": _object({"outcome": {"enum": ["upgraded", "rolled_back"]}})},
     events.NOTICE_CANCELLED: {"customer": CUSTOMER, "notice": _object({"reason": _STR})},
+    events.ANALYSIS_PASSED: ANALYSIS,
+    events.ANALYSIS_FAILED: ANALYSIS,
+    events.ANALYSIS_INCONCLUSIVE: ANALYSIS,
 }
 _NO_UPGRADE = {events.DRIFT_FOUND: {
     "customer": _object({"customerId": _STR, "namespace": _STR}),

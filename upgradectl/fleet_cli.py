@@ -24,6 +24,7 @@ from typing import Any, Protocol, TextIO
 
 from upgrader.infra.components import component_names
 
+from upgradectl.analysis_cli import planned_analysis_lines
 from upgradectl.client import UpgradeApi
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILURES = 0, 2, 3
@@ -368,6 +369,7 @@ def plan_text(plan: dict[str, Any]) -> str:
             lines.append(f"    {entry['customerId']:<18} {entry['detail']}: breaks {entry['rule']}")
     if plan.get("activeUpgrade"):
         lines.append(f"  note: upgrade {plan['activeUpgrade']} of this component is active; a deploy now is refused")
+    lines += planned_analysis_lines(plan.get("analysis"))
     return "\n".join(lines)
 
 

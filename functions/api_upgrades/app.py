@@ -1,4 +1,4 @@
-"""GET /api/upgrades, /api/upgrades/{upgradeId}/status, /logs and /logs/{logId}/output, POST
+"""GET /api/upgrades, /api/upgrades/{upgradeId}/status, /logs, /logs/{logId}/output and /analysis, POST
 /api/upgrades/plan (a dry run): read from PostgreSQL only."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pydantic import Field
 from upgrader import factory
 from upgrader.api import promotions, service
 from upgrader.api.http import build_resolver, caller_identity
+from upgrader.contract.analysis_models import AnalysisResponse
 from upgrader.contract.base import CUSTOMER_ID_PATTERN, DIGITS, UPGRADE_ID_PATTERN, VERSION_PATTERN
 from upgrader.contract.customer_models import PlanResponse
 from upgrader.contract.models import (
@@ -60,7 +61,23 @@ def list_upgrades(
     responses={200: {"description": "the upgrade's progress"}, 404: {"description": "unknown upgrade"}},
 )
 def get_status(upgrade_id: UpgradeIdPath) -> StatusResponse:
-    return service.get_status(int(upgrade_id), repo=factory.repository(), windows=factory.windows())
+    from upgrader.analysis.repository import AnalysisRepository
+
+    return service.get_status(int(upgrade_id), repo=factory.repository(), windows=factory.windows(),
+                              analysis=AnalysisRepository(factory.database()))  # fmt: skip
+
+
+@router.get(
+    "/api/upgrades/<upgradeId>/analysis",
+    summary="The metric analysis of one upgrade: each analysed wave's verdict with its evidence, and the measurements",
+    responses={200: {"description": "verdicts (newest wave first) and measurements (newest round first, at most 500)"},
+               404: {"description": "unknown upgrade"}},
+)  # fmt: skip
+def get_analysis(upgrade_id: UpgradeIdPath) -> AnalysisResponse:
+    from upgrader.analysis.repository import AnalysisRepository
+    from upgrader.api.service.analysis import get_analysis as read
+
+    return read(int(upgrade_id), analysis=AnalysisRepository(factory.database()))
 
 
 @router.get(

@@ -191,6 +191,7 @@ TARGETS: dict[str, Target] = {
         _listed, 200, query={"component": "api", "status": "pending", "before": "2147483647", "limit": "50"}
     ),
     "GET /api/upgrades/{upgradeId}/status": Target(_pending, 200),
+    "GET /api/upgrades/{upgradeId}/analysis": Target(_pending, 200),
     "GET /api/upgrades/{upgradeId}/logs": Target(
         _pending,
         200,

@@ -257,10 +257,13 @@ def test_reachability_follows_the_handler_not_the_imports():
         folder: {s.site for s in code.aws_call_sites() if s.site in code.reachable_from(f"functions.{folder}.app")}
         for folder in ("api_upgrades", "check_rollout", "prepare_wave")
     }
-    # api_upgrades imports the factory that builds the Step Functions client, but never asks for it.
+    # api_upgrades imports the factory that builds the Step Functions client, but never asks for it; its plan
+    # runs a deploy's analysis checks once (CloudWatch among the providers).
     assert reached["api_upgrades"] == {
         "upgrader.infra.connection.iam_auth_token",
         "upgrader.infra.connection.read_database_secret",
+        "upgrader.analysis.providers.cloudwatch.CloudWatchProvider._metric_data",
+        "upgrader.analysis.providers.cloudwatch.CloudWatchProvider._alarms",
     }
     assert "upgrader.infra.connection.read_database_secret" not in reached["check_rollout"]
     assert "upgrader.rollout.orchestration.parent_steps.prepare_wave" in reached["prepare_wave"]

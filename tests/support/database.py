@@ -14,7 +14,7 @@ from upgrader.infra.migrate import apply_migrations
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TABLES = (
     "promotion_overrides, promotion_rule_events, promotion_rules, "
-    "analysis_measurements, compatibility_rules, event_deliveries, event_outbox, slack_messages, slack_replies, idempotency_keys, inventory_syncs, customer_events, customer_pins, customer_leases, upgrade_runs, "
+    "analysis_measurements, analysis_verdicts, compatibility_rules, event_deliveries, event_outbox, slack_messages, slack_replies, idempotency_keys, inventory_syncs, customer_events, customer_pins, customer_leases, upgrade_runs, "
     "customer_upgrade_logs, customer_component_versions, system_upgrades, customers"
 )
 

@@ -156,7 +156,13 @@ def test_every_parent_task_catches_everything(path):
             problems.append(f"{name}: no Catch on States.ALL")
             continue
         target = block[catch_all[-1]["Next"]]
+        # ... or the analysis gate's: a step that failed is inconclusive, the approval gate waits for a person
+        to_a_person = (
+            target["Type"] == "Pass"
+            and target.get("Result") == "await_continue"
+            and (target.get("ResultPath") == "$.decision" and target.get("Next") == "AwaitContinue")
+        )
         if not (target["Type"] == "Fail" or target.get("Resource") == "${FinalizeRunFunctionArn}"
-                or catch_all[-1]["Next"] == "EvaluateWave"):  # fmt: skip
+                or catch_all[-1]["Next"] == "EvaluateWave" or to_a_person):  # fmt: skip
             problems.append(f"{name}: Catch goes to {catch_all[-1]['Next']}, which does not end the run")
     assert not problems, "\n".join(problems)

@@ -105,3 +105,12 @@ def test_abort_drift_and_unknown_events_escape_their_values() -> None:
     for reply in replies:
         assert live_markup(reply) == [], reply
     assert "`v2&lt;!channel&gt;`" in replies[3]
+
+
+def test_an_analysis_reply_carries_the_reason_and_the_p_value_as_text() -> None:
+    analysis = {"wave": 0, "verdict": "fail", "reason": HOSTILE,
+                "checks": [{"check": "error-ratio", "verdict": "fail", "reason": "worse", "pValue": 0.00012},
+                           {"check": HOSTILE, "verdict": "pass", "reason": "ok", "pValue": None}]}  # fmt: skip
+    text = render_reply(event(events.ANALYSIS_FAILED, {"upgrade": upgrade(), "analysis": analysis}))
+    assert text.startswith(":bar_chart: Analysis of wave 1: fail (error-ratio fail (p = 0.00012); ")
+    assert "&lt;!channel&gt;" in text and live_markup(text) == []

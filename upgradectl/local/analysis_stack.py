@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from typing import Any
 
 from upgrader.infra.components import component_names
 from upgrader.infra.db import Database
+from upgrader.infra.settings import get_settings
 
 from upgradectl.local.prometheus_server import PrometheusServer, PrometheusUnavailable, find_binary
 from upgradectl.local.workload_metrics import FaultRule, MetricsServer, WorkloadMetrics, cluster_workloads
@@ -35,6 +37,9 @@ def start_analysis(args: argparse.Namespace, simulated: Any, db: Database, stack
     except PrometheusUnavailable as exc:
         raise AnalysisUnavailable(str(exc)) from exc
     stack.callback(prometheus.stop)
+    # The analysis gate between waves (functions/analyze_wave, in this process) queries this Prometheus.
+    os.environ["ANALYSIS_PROMETHEUS_URL"] = prometheus.url
+    get_settings.cache_clear()
     return [
         f"  Analysis        workload metrics of {len(releases)} customers at http://{server.address}/metrics "
         f"(error rate 0.5 %, {' '.join(args.bad_version)} versions 3 %); Prometheus {prometheus.url} ({binary})"

@@ -16,7 +16,7 @@ STATEMACHINE = ROOT / "statemachine" / "upgrade.asl.json"
 
 API_FUNCTIONS = ("api_deploy", "api_upgrades", "api_control", "api_queue", "api_customers", "api_sync")
 WORKER_FUNCTIONS = (
-    "prepare_run", "prepare_wave", "evaluate_wave", "await_continue", "finalize_run",
+    "prepare_run", "prepare_wave", "evaluate_wave", "analyze_wave", "await_continue", "finalize_run",
     "begin_customer", "start_helm_job", "check_helm_job", "check_rollout", "finish_customer",
 )  # fmt: skip
 

@@ -33,6 +33,7 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", "/api/upgrades/plan", "api_upgrades"),
     _route("GET", "/api/upgrades", "api_upgrades"),
     _route("GET", "/api/upgrades/{upgradeId}/status", "api_upgrades"),
+    _route("GET", "/api/upgrades/{upgradeId}/analysis", "api_upgrades"),
     _route("GET", "/api/upgrades/{upgradeId}/logs", "api_upgrades"),
     _route("GET", "/api/upgrades/{upgradeId}/logs/{logId}/output", "api_upgrades"),
     _route("GET", "/api/promotions", "api_upgrades"),

@@ -4,6 +4,7 @@
 
 import { STRATEGIES } from "/console/strategies.js";
 import { tolerated, waveLabel } from "/console/waves.js";
+import { analysisCharts } from "/console/analysis.js";
 
 const ACTIVE = new Set(["pending", "in_progress", "awaiting_continue"]);
 const RESUMABLE = new Set(["halted", "aborted", "failed"]);
@@ -391,7 +392,7 @@ function renderUpgradeDetail() {
     <h3>Waves</h3>
     <div class="legend"><span><i class="ok"></i>completed</span><span><i class="fail"></i>failed or rolled back</span><span><i class="run"></i>running</span><span><i class="skip"></i>skipped</span></div>
     <div class="waves" id="waves">${waveHtml || '<p class="muted">No wave has been planned yet.</p>'}</div>
-    ${budget}${promotionPath(state.promotions)}`;
+    ${budget}${analysisCharts(state.analysis, esc)}${promotionPath(state.promotions)}`;
   if (!pane.querySelector("#detail-summary")) {
     // the customer table lives beside the summary, so a poll never rebuilds its filters while you type
     pane.innerHTML = `<div id="detail-summary"></div><h3>Customers</h3><div id="customer-table"></div>`;
@@ -665,6 +666,7 @@ async function load() {
       state.logs = logs;
       const path = new URLSearchParams({ component: status.component, version: status.version });
       state.promotions = await api("GET", `/api/promotions?${path}`).catch(() => null);
+      state.analysis = (status.parameters || {}).analysis ? await api("GET", `/api/upgrades/${id}/analysis`) : null;
     }
   } else if (state.view === "queue") {
     await loadQueue();

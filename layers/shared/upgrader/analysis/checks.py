@@ -34,7 +34,7 @@ class Condition(StrictModel):
     """`value <op> threshold`: op one of <, <=, >, >=."""
 
     op: Literal["<", "<=", ">", ">="]
-    value: float
+    value: float = Field(ge=-1e15, le=1e15)
 
     @field_validator("value")
     @classmethod
@@ -80,9 +80,11 @@ class ComparisonJudgement(StrictModel):
 class MetricStat(StrictModel):
     namespace: str = Field(min_length=1, max_length=255)
     metric_name: str = Field(min_length=1, max_length=255)
-    dimensions: dict[str, str] = Field(default_factory=dict, max_length=30)
+    dimensions: dict[Annotated[str, Field(min_length=1, max_length=255)], Annotated[str, Field(max_length=1024)]] = (
+        Field(default_factory=dict, max_length=30)
+    )
     period: int = Field(60, ge=1, le=86400)
-    stat: str = Field("Average", pattern=r"^(Average|Sum|Minimum|Maximum|SampleCount|p\d{1,2}(\.\d+)?)$")
+    stat: str = Field("Average", max_length=16, pattern=r"^(Average|Sum|Minimum|Maximum|SampleCount|p\d{1,2}(\.\d+)?)$")
 
 
 class MetricDataQuery(StrictModel):
@@ -126,7 +128,7 @@ class HttpQuery(StrictModel):
     json_path: str = Field(pattern=r"^\$(\.[A-Za-z_][A-Za-z0-9_-]*|\[\d{1,4}\])*$", max_length=256)
 
 
-Query = str | CloudWatchQuery | HttpQuery
+Query = Annotated[str, Field(max_length=4096)] | CloudWatchQuery | HttpQuery
 _QUERY_MODEL: dict[str, type[StrictModel]] = {"cloudwatch": CloudWatchQuery, "http": HttpQuery}
 
 

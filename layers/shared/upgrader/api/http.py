@@ -140,7 +140,8 @@ def caller_identity(app: APIGatewayRestResolver | APIGatewayRouter) -> str | Non
 def _describe(err: dict[str, Any]) -> dict[str, Any]:
     kind = str(err.get("type", "value_error"))
     raw_loc = list(err.get("loc", ()))
-    loc = [str(p) for p in raw_loc if p not in ("body", "query", "path", "header")]
+    # only the leading part says where the field was sent: a field may itself be named "query" (analysis checks)
+    loc = [str(p) for p in (raw_loc[1:] if raw_loc[:1] in (["body"], ["query"], ["path"], ["header"]) else raw_loc)]
     if raw_loc[:1] == ["header"]:  # headers arrive lower-cased: name them as people write them
         loc = ["-".join(part.capitalize() for part in str(p).split("-")) for p in loc]
     field = ".".join(loc) or str((err.get("loc") or ["request"])[0])

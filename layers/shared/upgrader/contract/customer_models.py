@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, create_model, field_validator, model_validator
 
+from upgrader.contract.analysis_models import PlannedAnalysis
 from upgrader.contract.base import (
     FREE_TEXT_PATTERN,
     TIMESTAMP_PATTERN,
@@ -390,3 +391,6 @@ class PlanResponse(Model):
         "is refused with 422 NotPromoted unless every one is allowed); empty without a rule",
     )
     message: str
+    analysis: PlannedAnalysis | None = Field(
+        default=None, description="the deploy's analysis checks, each query run once now (docs/analysis.md)"
+    )

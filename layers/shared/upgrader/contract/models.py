@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 
+from upgrader.contract.analysis_models import AnalysisOption
 from upgrader.contract.base import (
     CHART_VERSION_PATTERN,
     FREE_TEXT_PATTERN,
@@ -18,7 +19,6 @@ from upgrader.contract.base import (
     LabelKey,
     LabelValue,
     Model,
-    StrictModel,
     Timestamp,
     Version,
     label_map_schema,
@@ -55,7 +55,7 @@ Progression = Literal["linear", "exponential"]
 MAX_STEPS = 20
 
 
-class DeployRequest(StrictModel):
+class DeployRequest(AnalysisOption):
     component: Component = Field(description=COMPONENTS_IN_WORDS)
     version: Version = Field(description="image tag to roll out, e.g. v1.2.0 (OCI tag grammar)")
     strategy: Strategy = Field(description=STRATEGIES_IN_WORDS)

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
+from upgrader.contract.analysis_models import AnalysisStatus
 from upgrader.contract.base import Model, Timestamp
 
 
@@ -26,7 +27,7 @@ class WindowWait(Model):
     next_opening: str = Field(description="when its window opens with room for the expected duration")
 
 
-class StatusResponse(Model):
+class StatusResponse(AnalysisStatus):
     upgrade_id: str
     component: str
     version: str

@@ -171,8 +171,8 @@ AWS_CALLS: tuple[AwsCall, ...] = (
         ),
         when=_always,
     ),
-    # CloudWatch: the metric analysis' provider (upgrader.analysis.providers.cloudwatch, issue 20). No function
-    # reaches it yet; the one that runs the analysis between waves gets these two grants when it is wired.
+    # CloudWatch: the metric analysis' provider (upgrader.analysis.providers.cloudwatch, issue 20): the gate between
+    # waves (analyze_wave) and the plan (api_upgrades), both granted AnalysisMetricsReaderPolicy.
     AwsCall(
         "upgrader.analysis.providers.cloudwatch.CloudWatchProvider._metric_data",
         "get_metric_data",

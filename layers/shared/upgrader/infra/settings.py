@@ -101,6 +101,11 @@ class Settings(BaseModel):
     slack_api_url: str = "https://slack.com/api"
     slack_min_update_seconds: float = Field(default=1.0, ge=0, le=60)
     api_base_url: str | None = None
+    # Metric analysis between waves (upgrader.analysis, docs/analysis.md): the Prometheus query API's base URL
+    # (unset: a prometheus check measures nothing, which is inconclusive) and whether to sign its requests
+    # with SigV4 (Amazon Managed Prometheus, service aps, the function's own role).
+    analysis_prometheus_url: str | None = None
+    analysis_prometheus_sigv4: bool = False
     # Subscriptions: which components' upgrades and which severities notify (empty: every component).
     notify_components: list[str] = Field(default_factory=list)
     notify_severities: list[str] = Field(default_factory=lambda: ["info", "attention", "critical"])

@@ -42,6 +42,9 @@ DRIFT_FOUND = "Customer Drift Found"
 NOTICE_UPCOMING = "Customer Notice Upcoming"
 NOTICE_DONE = "Customer Notice Done"
 NOTICE_CANCELLED = "Customer Notice Cancelled"
+ANALYSIS_PASSED = "Analysis Passed"  # the analysis gate's verdict on a wave (upgrader.rollout.analysis_verdicts)
+ANALYSIS_FAILED = "Analysis Failed"
+ANALYSIS_INCONCLUSIVE = "Analysis Inconclusive"
 
 DETAIL_TYPES: dict[str, Severity] = {
     UPGRADE_STARTED: "info",
@@ -63,6 +66,9 @@ DETAIL_TYPES: dict[str, Severity] = {
     NOTICE_UPCOMING: "info",
     NOTICE_DONE: "info",
     NOTICE_CANCELLED: "info",
+    ANALYSIS_PASSED: "info",
+    ANALYSIS_FAILED: "critical",
+    ANALYSIS_INCONCLUSIVE: "attention",
 }
 CUSTOMER_NOTICES = (NOTICE_UPCOMING, NOTICE_DONE, NOTICE_CANCELLED)
 

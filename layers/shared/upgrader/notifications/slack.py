@@ -198,6 +198,13 @@ def render_reply(event: OutboxEvent) -> str:
         )
     if kind == events.RUN_RECONCILED:
         return f":wrench: Run reconciled: {escape((detail.get('run') or {}).get('reason'))}"
+    if kind in (events.ANALYSIS_FAILED, events.ANALYSIS_INCONCLUSIVE, events.ANALYSIS_PASSED):
+        analysis = detail.get("analysis") or {}
+        checks = "; ".join(f"{escape(c.get('check'))} {escape(c.get('verdict'))}"
+                           + (f" (p = {float(c['pValue']):.2g})" if c.get("pValue") is not None else "")
+                           for c in analysis.get("checks") or [])  # fmt: skip
+        return (f":bar_chart: Analysis of wave {int(analysis.get('wave') or 0) + 1}: {escape(analysis.get('verdict'))}"
+                f" ({checks}): {escape(analysis.get('reason'))}")  # fmt: skip
     if kind == events.DRIFT_FOUND:
         drift = detail.get("drift") or {}
         return (f":mag: Drift on {escape(customer.get('customerId'))}: {escape(drift.get('component'))} runs "

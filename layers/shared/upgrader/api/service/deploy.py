@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from upgrader.api.service.analysis import planned_analysis
 from upgrader.contract.customer_models import LeftOut, PlannedCustomer, PlannedWave, PlanResponse
 from upgrader.contract.models import (
     DeployRequest,
@@ -114,6 +115,9 @@ def deploy_upgrade(
     def record_forced(cur: Any, upgrade_id: int) -> None:
         for p in forced:
             record_override(cur, upgrade_id, p)
+
+    if request.analysis is not None:
+        parameters["analysis"] = request.analysis.stored()
 
     upgrade = repo.create_upgrade(
         component=request.component,
@@ -225,6 +229,7 @@ def plan_deploy(
         active_upgrade=str(active["id"]) if active else None,
         promotions=[PromotionView.model_validate(p.as_dict()) for p in promotions],
         message=message + (f"; {also}" if also else ""),
+        analysis=planned_analysis(request.analysis, request.component, plan.waves, settings, now),
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from upgrader.analysis.repository import AnalysisRepository
+from upgrader.api.service.analysis import analysis_state
 from upgrader.contract.base import from_record
 from upgrader.contract.models import (
     Attempt,
@@ -25,11 +27,16 @@ from upgrader.rollout.upgrade_repository import UpgradeRepository
 from upgrader.rollout.windows import WindowRepository
 
 
-def get_status(upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepository) -> StatusResponse:
+def get_status(
+    upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepository, analysis: AnalysisRepository | None = None
+) -> StatusResponse:
     """The upgrade's figures, all read from one snapshot: a customer that moves meanwhile (deferred to its
     window, claimed, finished) is counted once, where the lists say it is."""
     with repo.snapshot():
-        return _status(upgrade_id, repo=repo, windows=windows)
+        status = _status(upgrade_id, repo=repo, windows=windows)
+    if analysis is not None:
+        status.analysis = analysis_state(upgrade_id, analysis)
+    return status
 
 
 def _status(upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepository) -> StatusResponse:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from upgrader.contract.strategies import gate_after
 from upgrader.infra.errors import GateClosed
+from upgrader.rollout.analysis_gate import failed_analysis
 from upgrader.rollout.failure_budget import WaveBudget
 from upgrader.rollout.orchestration.state import (
     ManifestStore,
@@ -61,6 +62,7 @@ def prepare_run(event: State, *, runs: RunRepository) -> State:
         "stepGate": parameters.get("stepGate") if operation == "upgrade" else None,
         # maintenance windows: a customer starts only in its own (rollbacks never wait for one)
         "respectWindows": bool(parameters.get("respectWindows")) and operation == "upgrade",
+        "analysis": parameters.get("analysis") if operation == "upgrade" else None,  # rollout.analysis_gate's checks
     }
 
 
@@ -210,10 +212,13 @@ def finalize_run(event: State, *, runs: RunRepository) -> State:
         "next": None,  # the state machine's IsRollbackRequested choice reads it
     }
     parameters = upgrade.parameters or {}
-    if upgrade.status == "aborted" and parameters.get("abortRollback"):
+    # Halted by the analysis gate with autoRollback: rolled back as an abort with rollback is (the canary's wave).
+    analysis_rollback = failed_analysis(upgrade.halt_reason) and bool(parameters.get("autoRollback"))
+    if (upgrade.status == "aborted" and parameters.get("abortRollback")) or analysis_rollback:
         # Aborted with rollback: the same execution goes on to roll back what it changed.
         rollback_run = f"{run_name}-rollback"
-        runs.create_abort_rollback(upgrade_id, requested_by=parameters.get("abortedBy"), run_name=rollback_run)
+        by = "analysis" if analysis_rollback else parameters.get("abortedBy")
+        runs.create_abort_rollback(upgrade_id, requested_by=by, run_name=rollback_run)
         if runs.run_size(rollback_run):
             result["next"] = {"upgradeId": upgrade_id, "runName": rollback_run, "operation": "rollback",
                               "scope": "upgrade"}  # fmt: skip
