@@ -24,7 +24,7 @@ from upgradectl.local.engine import (
     function_name_from,
     substitution_key,
 )
-from upgradectl.local.functions import WORKER_FUNCTIONS
+from upgradectl.local.functions import ANALYSIS_FUNCTIONS, WORKER_FUNCTIONS
 
 
 class TransientThing(Exception):
@@ -396,7 +396,7 @@ def test_module_exports_are_stable() -> None:
     )
 
 
-WORKERS = WORKER_FUNCTIONS
+WORKERS = (*WORKER_FUNCTIONS, *ANALYSIS_FUNCTIONS)
 
 
 def test_real_state_machine_definitions_parse_with_template_substitutions() -> None:
