@@ -12,7 +12,13 @@ import pytest
 from upgrader.rollout import orchestration
 
 from tests.api.helpers import continue_, deploy
-from upgradectl.local.functions import API_FUNCTIONS, BACKGROUND_FUNCTIONS, FUNCTIONS, WORKER_FUNCTIONS
+from upgradectl.local.functions import (
+    ANALYSIS_FUNCTIONS,
+    API_FUNCTIONS,
+    BACKGROUND_FUNCTIONS,
+    FUNCTIONS,
+    WORKER_FUNCTIONS,
+)
 from upgradectl.local.gateway import build_event, match_route
 
 pytestmark = pytest.mark.e2e
@@ -69,7 +75,7 @@ def test_api_events_have_the_keys_the_local_api_sends():
 
 def test_every_function_has_an_event():
     folders = sorted(p.name for p in FUNCTIONS.iterdir() if (p / "app.py").is_file())
-    assert set(folders) == {*API_FUNCTIONS, *WORKER_FUNCTIONS, *BACKGROUND_FUNCTIONS, "migrate"}
+    assert set(folders) == {*API_FUNCTIONS, *WORKER_FUNCTIONS, *ANALYSIS_FUNCTIONS, *BACKGROUND_FUNCTIONS, "migrate"}
     events = {p.stem for p in EVENTS.glob("*.json")}
     for name in folders:
         assert any(e == name or e.startswith(f"{name}_") for e in events), f"no events/{name}*.json"

@@ -17,7 +17,7 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from upgradectl.local import moto_patches
 from upgradectl.local.asl_definitions import UnresolvedSubstitutionError, function_name_from, substitution_key
 from upgradectl.local.engine import LocalStepFunctions
-from upgradectl.local.functions import WORKER_FUNCTIONS
+from upgradectl.local.functions import ANALYSIS_FUNCTIONS, WORKER_FUNCTIONS
 from upgradectl.local.lambda_runtime import Handler
 from upgradectl.local.moto_patches import MotoCompatibilityError, check_moto_compat, copy_json
 
@@ -391,7 +391,7 @@ def test_module_exports_are_stable() -> None:
     )
 
 
-WORKERS = WORKER_FUNCTIONS
+WORKERS = (*WORKER_FUNCTIONS, *ANALYSIS_FUNCTIONS)
 
 
 def test_real_state_machine_definitions_parse_with_template_substitutions() -> None:

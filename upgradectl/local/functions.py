@@ -16,9 +16,12 @@ STATEMACHINE = ROOT / "statemachine" / "upgrade.asl.json"
 
 API_FUNCTIONS = ("api_deploy", "api_upgrades", "api_control", "api_queue", "api_customers", "api_sync")
 WORKER_FUNCTIONS = (
-    "prepare_run", "prepare_wave", "evaluate_wave", "analyze_wave", "await_continue", "finalize_run",
+    "prepare_run", "prepare_wave", "evaluate_wave", "await_continue", "finalize_run",
     "begin_customer", "start_helm_job", "check_helm_job", "check_rollout", "finish_customer",
 )  # fmt: skip
+
+# State machine tasks only of a deploy that asks for them (the analysis gate between waves, docs/analysis.md).
+ANALYSIS_FUNCTIONS = ("analyze_wave",)
 
 # Not state machine tasks: run on a schedule / on execution events (EventBridge in AWS, a thread locally).
 BACKGROUND_FUNCTIONS = ("reconcile_runs", "sync_customers", "publish_events", "notify_slack")

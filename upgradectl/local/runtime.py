@@ -16,7 +16,7 @@ from upgrader.notifications.publisher import Channel, OutboxEvent
 
 from upgradectl.local.engine import LocalStepFunctions
 from upgradectl.local.events import LocalEventPublisher
-from upgradectl.local.functions import STATEMACHINE, WORKER_FUNCTIONS, FakeContext, load_function
+from upgradectl.local.functions import ANALYSIS_FUNCTIONS, STATEMACHINE, WORKER_FUNCTIONS, FakeContext, load_function
 
 SYNC_FUNCTION = "sync_customers"
 EVENT_BUS = "customer-upgrades-events"
@@ -84,7 +84,9 @@ class LocalRuntime:
         from upgrader.infra.settings import get_settings
 
         # The workers, and the sync function that POST /api/customers/sync invokes asynchronously.
-        handlers = {name: load_function(name).lambda_handler for name in (*WORKER_FUNCTIONS, SYNC_FUNCTION)}
+        handlers = {
+            name: load_function(name).lambda_handler for name in (*WORKER_FUNCTIONS, *ANALYSIS_FUNCTIONS, SYNC_FUNCTION)
+        }
         self.engine = LocalStepFunctions(handlers)
         self.engine.start()
         try:
