@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import uuid
@@ -29,12 +28,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from upgrader.contract.strategies import REGISTRY as STRATEGIES
-from upgrader.infra.components import component_names
 
 from upgradectl import fleet_cli, promotion_cli
-from upgradectl.client import DEFAULT_API_URL, ApiClientError, ApiError, ApiUnreachable, UpgradeApi
+from upgradectl.arguments import build_parser
+from upgradectl.client import ApiClientError, ApiError, ApiUnreachable, UpgradeApi
 from upgradectl.console import command as console_command
-from upgradectl.deploy_request import add_deploy_arguments, deploy_request, safety_options
+from upgradectl.deploy_request import deploy_request, safety_options
+from upgradectl.rendering import duration, is_tty, last_line, progress_line, status_lines, unicode_ok
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -45,101 +45,6 @@ DEPLOY_ATTEMPTS = 3
 
 FINAL_STATUSES = frozenset({"completed", "completed_with_failures", "failed", "halted", "aborted", "cancelled"})
 FAILED_STATUSES = FINAL_STATUSES - {"completed"}
-
-
-# --- argument parsing ------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print the API's JSON responses as they are")  # fmt: skip
-
-    parser = argparse.ArgumentParser(
-        prog="upgrade-customers",
-        description="Roll a component version out to every customer instance, and watch, continue or roll back "
-        "an upgrade. Without a subcommand, the --component/--version/--strategy flags start an upgrade "
-        "(like upgrade-customers.ps1).",
-        parents=[common],
-        epilog="Exit codes: 0 ok, 1 API or connection error, 2 usage, 3 upgrade ended with failures, 130 interrupted.",
-    )
-    parser.add_argument("--api-url", default=os.environ.get("UPGRADE_API_URL", DEFAULT_API_URL),
-                        help=f"the upgrade API (default $UPGRADE_API_URL or {DEFAULT_API_URL}); an "
-                             "https://<id>.execute-api.<region>.amazonaws.com/<stage> URL is signed with SigV4")  # fmt: skip
-    signing = parser.add_mutually_exclusive_group()
-    signing.add_argument("--sign", dest="sign", action="store_const", const=True, default=None,
-                         help="sign requests with SigV4 (default: only for *.amazonaws.com)")  # fmt: skip
-    signing.add_argument("--no-sign", dest="sign", action="store_const", const=False, help="never sign")
-    parser.add_argument("--region", default=None, help="SigV4 region (default: from the URL, then $AWS_REGION)")
-    parser.add_argument("--profile", default=None, help="AWS profile for SigV4 credentials (default chain)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
-    add_deploy_arguments(parser, suppress=False)
-
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    deploy = commands.add_parser("deploy", parents=[common], help="start an upgrade (same flags as the top level)")
-    add_deploy_arguments(deploy, suppress=True)
-
-    listing = commands.add_parser("list", parents=[common], help="recent upgrades, newest first")
-    listing.add_argument("--component", choices=component_names(), dest="filter_component", default=None)
-    listing.add_argument("--status", default=None, help="only upgrades in this status")
-    listing.add_argument("--limit", type=int, default=20)
-
-    status = commands.add_parser("status", parents=[common], help="progress of one upgrade")
-    status.add_argument("upgrade_id")
-    status.add_argument("--watch", action="store_true", help="keep watching (same as the watch command)")
-    status.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
-
-    watch = commands.add_parser("watch", parents=[common], help="live progress bar until the upgrade ends or waits")
-    watch.add_argument("upgrade_id")
-    watch.add_argument("--interval", type=float, default=1.0, help="seconds between two looks (default 1)")
-    watch.add_argument("--through-gate", action="store_true",
-                       help="keep watching while a canary waits for continue (default: stop there)")  # fmt: skip
-
-    logs = commands.add_parser("logs", parents=[common], help="per-customer attempts of one upgrade")
-    logs.add_argument("upgrade_id")
-    logs.add_argument("--status", choices=("pending", "in_progress", "completed", "failed", "skipped", "rolled_back"))
-    logs.add_argument("--customer", dest="customer_id", default=None, help="only this customer")
-    logs.add_argument("--operation", choices=("upgrade", "rollback"), default=None)
-    logs.add_argument("--full", action="store_true", help="print the whole helm output of every entry")
-
-    cont = commands.add_parser("continue", parents=[common], help="release the canary gate: upgrade the rest")
-    cont.add_argument("upgrade_id")
-    cont.add_argument("--wait", action="store_true", help="watch the progress until the upgrade ends")
-
-    rollback = commands.add_parser(
-        "rollback",
-        parents=[common],
-        help="roll one customer (or, with --all, every customer) back to its previous version",
-    )
-    rollback.add_argument("upgrade_id")
-    rollback.add_argument("customer_id", nargs="?", default=None)
-    rollback.add_argument("--all", action="store_true", help="every customer the upgrade changed, last wave first")
-    rollback.add_argument("--max-concurrency", type=int, default=None, metavar="N", help="with --all: at once")
-    rollback.add_argument("--wait", action="store_true", help="wait until the helm rollback Job(s) have finished")
-    rollback.add_argument("--force", action="store_true",
-                          help="roll back even where the version restored would break a compatibility rule")  # fmt: skip
-
-    resume = commands.add_parser(
-        "resume", parents=[common], help="go on with a halted, aborted or failed upgrade (the customers not yet done)"
-    )
-    resume.add_argument("upgrade_id")
-    resume.add_argument("--retry-failed", action="store_true",
-                        help="also retry customers that failed without their release being changed")  # fmt: skip
-    resume.add_argument("--max-concurrency", type=int, default=None, metavar="N")
-    resume.add_argument("--failure-threshold", default=None, metavar="N|P%")
-    resume.add_argument("--bake-seconds", type=int, default=None, metavar="S")
-    resume.add_argument("--wait", action="store_true", help="watch the progress until the upgrade ends or waits")
-
-    abort = commands.add_parser("abort", parents=[common], help="stop an upgrade: no further customer starts")
-    abort.add_argument("upgrade_id")
-    abort.add_argument("--rollback", action="store_true", help="then roll back the customers it upgraded")
-    abort.add_argument("--reason", default=None, help="why (recorded with who asked)")
-    abort.add_argument("--wait", action="store_true", help="watch until the upgrade has stopped")
-
-    fleet_cli.add_parsers(commands, common)
-    promotion_cli.add_parsers(commands, common)
-    console_command.add_parser(commands, common)
-    return parser
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -240,12 +145,12 @@ class Cli:
         if self.as_json:
             self.dump(data)
         else:
-            self.say(_status_lines(data))
+            self.say(status_lines(data))
         return EXIT_FAILURES if data.get("status") in FAILED_STATUSES else EXIT_OK
 
     # watch
     def watch(self, upgrade_id: str, *, interval: float, through_gate: bool) -> int:
-        live = _is_tty(self.out) and not self.as_json
+        live = is_tty(self.out) and not self.as_json
         last = ""
         while True:
             data = self.api.status(upgrade_id)
@@ -254,7 +159,7 @@ class Cli:
                 line = json.dumps({k: data.get(k) for k in ("upgradeId", "status", "total", "completed", "failed",
                                                             "inProgress", "pending", "skipped")})  # fmt: skip
             else:
-                line = progress_line(data, unicode=_unicode_ok(self.out))
+                line = progress_line(data, unicode=unicode_ok(self.out))
             if live:
                 print("\r" + line + "\x1b[K", end="", file=self.out, flush=True)
             elif line != last:
@@ -298,10 +203,10 @@ class Cli:
                  f"{'SECONDS':>7}  DETAIL")  # fmt: skip
         for entry in entries:
             versions = f"{entry.get('from_version') or '-'} → {entry.get('to_version') or '-'}"
-            detail = entry.get("error") or _last_line(entry.get("output")) or ""
+            detail = entry.get("error") or last_line(entry.get("output")) or ""
             self.say(f"{entry['id']:>5}  {entry['customer_id']:<16} {entry.get('operation', 'upgrade'):<8} "
                      f"{entry.get('wave', 0):>4}  {entry['status']:<12} {versions:<22} "
-                     f"{_duration(entry):>7}  {detail[:100]}")  # fmt: skip
+                     f"{duration(entry):>7}  {detail[:100]}")  # fmt: skip
             if args.full and (entry.get("output") or entry.get("error")):
                 for text in (entry.get("output"), entry.get("error")):
                     for line in (text or "").rstrip().splitlines():
@@ -375,7 +280,7 @@ class Cli:
             if row is not None and row["status"] not in ("pending", "in_progress"):
                 ok = row["status"] == "completed"
                 if not self.as_json:
-                    self.say(f"rollback {row['status']}: {row.get('error') or _last_line(row.get('output')) or ''}")
+                    self.say(f"rollback {row['status']}: {row.get('error') or last_line(row.get('output')) or ''}")
                 return EXIT_OK if ok else EXIT_FAILURES
             self.sleep(1.0)
 
@@ -397,94 +302,6 @@ class Cli:
                     )
                 return EXIT_OK if status["status"] == "rolled_back" else EXIT_FAILURES
             self.sleep(1.0)
-
-
-# --- rendering -------------------------------------------------------------------------------------
-
-
-def progress_line(data: dict[str, Any], *, unicode: bool = True, width: int = 30) -> str:
-    """`[█████░░░]  12/50  completed 10  failed 2  in progress 3  pending 35  in_progress`"""
-    total = max(int(data.get("total") or 0), 0)
-    completed = int(data.get("completed") or 0)
-    failed = int(data.get("failed") or 0)
-    skipped = int(data.get("skipped") or 0)
-    done = completed + failed + skipped
-    full, partial_fail, empty = ("█", "▓", "░") if unicode else ("#", "x", "-")
-    if total:
-        ok_cells = round(width * completed / total)
-        bad_cells = min(width - ok_cells, round(width * (failed + skipped) / total))
-    else:
-        ok_cells = bad_cells = 0
-    bar = full * ok_cells + partial_fail * bad_cells + empty * (width - ok_cells - bad_cells)
-    wave = ""
-    if data.get("totalWaves") and data.get("currentWave") is not None:
-        wave = f"  wave {int(data['currentWave']) + 1}/{data['totalWaves']}"
-    return (
-        f"[{bar}] {done:>4}/{total:<4} completed {completed}  failed {failed}  in progress "
-        f"{data.get('inProgress', 0)}  pending {data.get('pending', 0)}"
-        + (f"  skipped {skipped}" if skipped else "")
-        + f"  {data.get('status', '')}{wave}"
-    )
-
-
-def _status_lines(data: dict[str, Any]) -> str:
-    lines = [
-        f"upgrade {data.get('upgradeId')}: {data.get('component')} {data.get('fromVersion') or '?'} → "
-        f"{data.get('version')} ({data.get('strategy')})  status {data.get('status')}",
-        f"  total {data.get('total')}  completed {data.get('completed')}  failed {data.get('failed')}  "
-        f"in progress {data.get('inProgress')}  pending {data.get('pending', 0)}  skipped {data.get('skipped', 0)}  "
-        f"rolled back {data.get('rolledBack', 0)}",
-        f"  started {data.get('startedAt') or '-'}  completed {data.get('completedAt') or '-'}  "
-        f"by {data.get('requestedBy') or '-'}",
-    ]
-    if data.get("chartVersion"):
-        lines.append(f"  chart {data['chartVersion']} (pinned for every customer)")
-    if data.get("waitingForLease"):
-        lines.append(f"  {data['waitingForLease']} waiting their turn: another operation holds their release")
-    windows = data.get("waitingForWindow") or []
-    if windows:
-        lines.append(f"  {len(windows)} waiting for their maintenance window: " + ", ".join(
-            f"{w['customerId']} at {w['nextOpening']}" for w in windows[:5]) + (" …" if len(windows) > 5 else ""))  # fmt: skip
-    if data.get("gate") == "bake" and data.get("gateUntil"):
-        lines.append(f"  baking until {data['gateUntil']}")
-    if data.get("haltReason"):
-        lines.append(f"  halted: {data['haltReason']}")
-    attempts = data.get("attempts") or []
-    if len(attempts) > 1:
-        lines.append("  attempts: " + ", ".join(f"{a['attempt']} {a['status']}" for a in attempts))
-    if data.get("status") in ("halted", "aborted", "failed"):
-        lines.append(f"  go on with:  upgrade-customers resume {data.get('upgradeId')}")
-    if data.get("status") == "awaiting_continue":
-        lines.append(f"  waiting for: upgrade-customers continue {data.get('upgradeId')}")
-    return "\n".join(lines)
-
-
-def _last_line(text: str | None) -> str:
-    lines = [line for line in (text or "").splitlines() if line.strip()]
-    return lines[0] if lines else ""
-
-
-def _duration(entry: dict[str, Any]) -> str:
-    from datetime import datetime
-
-    start, end = entry.get("started_at"), entry.get("completed_at")
-    if not start or not end:
-        return "-"
-    try:
-        parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
-        return f"{(parse(end) - parse(start)).total_seconds():.1f}"
-    except ValueError:
-        return "-"
-
-
-def _is_tty(stream: TextIO) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
-
-
-def _unicode_ok(stream: TextIO) -> bool:
-    encoding = (getattr(stream, "encoding", None) or "").lower()
-    return "utf" in encoding
 
 
 # --- entry point -----------------------------------------------------------------------------------
@@ -512,7 +329,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         "abort": cli.abort,
         "resume": cli.resume,
         "customers": lambda a: fleet_cli.run_customers(cli, a),
-        "fleet": lambda a: fleet_cli.run_fleet(cli, a, unicode=_unicode_ok(out)),
+        "fleet": lambda a: fleet_cli.run_fleet(cli, a, unicode=unicode_ok(out)),
         "console": lambda a: console_command.run(a, out=out, err=err),
         "rules": lambda a: fleet_cli.run_rules(cli, a),
         "promote": lambda a: promotion_cli.run_promote(cli, a),

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from upgradectl import cli
+from upgradectl import cli, rendering
 from upgradectl.client import UpgradeApi, region_from_url, should_sign
 
 
@@ -150,7 +150,7 @@ def test_watch_exits_3_when_the_upgrade_halts(fake_api):
 
 
 def test_progress_line_bar():
-    line = cli.progress_line(status("in_progress", 5, 1, 2), unicode=False, width=10)
+    line = rendering.progress_line(status("in_progress", 5, 1, 2), unicode=False, width=10)
     assert line.startswith("[#####x----]    6/10") and "in progress 2" in line and "wave 1/2" in line
 
 

@@ -12,20 +12,13 @@ import re
 import tomllib
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT / "layers" / "shared"
 PACKAGE = SHARED / "upgrader"
 SOURCES = [ROOT / "layers", ROOT / "functions", ROOT / "upgradectl"]
 MAX_LINES = 400
 # Modules still over the limit, each with the size it may not grow past: the list only shrinks.
-TOO_BIG_FOR_NOW = {
-    "upgradectl/cli.py": 536,
-    "upgradectl/local/simcluster/jobs.py": 405,
-    "upgradectl/local/simcluster/server.py": 415,
-    "upgradectl/local/simcluster/store.py": 574,
-}
+TOO_BIG_FOR_NOW: dict[str, int] = {}
 # What the cluster adapter may import of the product besides itself: facts that import nothing of it.
 CLUSTER_MAY_IMPORT = {
     "upgrader.infra.names",
@@ -229,9 +222,8 @@ def test_the_rules_see_a_cycle_and_a_lazy_import(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("module", sorted(TOO_BIG_FOR_NOW))
-def test_each_listed_module_exists(module):
-    assert (ROOT / module).is_file()
+def test_each_listed_module_exists():
+    assert [module for module in sorted(TOO_BIG_FOR_NOW) if not (ROOT / module).is_file()] == []
 
 
 def test_every_package_is_installed():

@@ -129,12 +129,12 @@ def _subparsers(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse
 
 
 def cli_page() -> str:
-    from upgradectl import cli
+    from upgradectl import arguments
     from upgradectl.local.options import parse_args
 
     lines = ["# Command line\n", "The two commands and every subcommand, as `--help` prints them.\n",
-             "## `upgrade-customers`\n", "```text", _help(lambda: cli.build_parser().print_help()), "```\n"]  # fmt: skip
-    for name, sub in _subparsers(cli.build_parser()):
+             "## `upgrade-customers`\n", "```text", _help(lambda: arguments.build_parser().print_help()), "```\n"]  # fmt: skip
+    for name, sub in _subparsers(arguments.build_parser()):
         lines += [f"### `upgrade-customers {name}`\n", "```text", sub.format_help().rstrip(), "```\n"]
     lines += ["## `upgrade-local` (the local stack, `make run`)\n", "```text",
               _help(lambda: parse_args(["--help"])), "```"]  # fmt: skip

@@ -60,8 +60,9 @@ from upgradectl.local.simcluster.rbac import (
     apply_documents,
 )
 from upgradectl.local.simcluster.releases import ReleaseStore
+from upgradectl.local.simcluster.request_info import RequestInfo
 from upgradectl.local.simcluster.served import Served
-from upgradectl.local.simcluster.server import ApiServer, Hooks, RequestInfo
+from upgradectl.local.simcluster.server import ApiServer, Hooks
 from upgradectl.local.simcluster.store import ObjectStore
 from upgradectl.local.simcluster.values import flatten
 from upgradectl.local.simcluster.workloads import Workloads

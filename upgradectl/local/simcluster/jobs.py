@@ -24,6 +24,7 @@ from upgradectl.local.simcluster.argv import HelmCall, parse_helm_argv
 from upgradectl.local.simcluster.charts import ChartCatalog
 from upgradectl.local.simcluster.helm import Authorize, HelmProcess, Outcome
 from upgradectl.local.simcluster.helm_run import HelmSettings
+from upgradectl.local.simcluster.pod_status import container_status, pending_pod_status, pod_conditions
 from upgradectl.local.simcluster.rbac import User, service_account_user
 from upgradectl.local.simcluster.releases import ReleaseStore
 from upgradectl.local.simcluster.store import ObjectStore
@@ -36,15 +37,6 @@ CUSTOMER_LABEL = "upgrades.example.com/customer-id"
 TARGET_NS_LABEL = "upgrades.example.com/target-namespace"
 COMPONENT_LABEL = "upgrades.example.com/component"
 UPGRADE_ID_LABEL = "upgrades.example.com/upgrade-id"
-PENDING_MESSAGES = {
-    "ContainerCreating": None,
-    "ImagePullBackOff": 'Back-off pulling image "{image}"',
-    "ErrImagePull": 'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": not found',
-}
-UNSCHEDULABLE = (
-    "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: "
-    "3 No preemption victims found for incoming pod."
-)
 
 PendingRule = Callable[[dict[str, Any]], "str | bool | None"]
 UnstartedRule = Callable[[dict[str, Any]], bool]
@@ -273,8 +265,8 @@ class JobController:
             return
         containers = (pod.get("spec") or {}).get("containers") or [{"name": "helm"}]
         self._store.merge(PODS, run.namespace, run.pod_name, {"status": {
-            "phase": "Running", "startTime": stamp, "conditions": self._pod_conditions(True, stamp),
-            "containerStatuses": [self._container(c, {"running": {"startedAt": stamp}}, True) for c in containers],
+            "phase": "Running", "startTime": stamp, "conditions": pod_conditions(True, stamp),
+            "containerStatuses": [container_status(c, {"running": {"startedAt": stamp}}, True) for c in containers],
         }})  # fmt: skip
         self._store.merge(JOBS, run.namespace, run.name, {"status": {"ready": 1}})
         if run.call is not None:
@@ -305,37 +297,8 @@ class JobController:
             return
         run.waiting_reason = reason
         containers = (pod.get("spec") or {}).get("containers") or [{"name": "helm"}]
-        if reason == "Unschedulable":
-            status: dict[str, Any] = {"phase": "Pending", "conditions": [
-                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": UNSCHEDULABLE,
-                 "lastProbeTime": None, "lastTransitionTime": stamp}]}  # fmt: skip
-        else:
-            template = PENDING_MESSAGES.get(reason)
-            waiting: dict[str, Any] = {"reason": reason}
-            statuses = []
-            for container in containers:
-                if template:
-                    waiting = {"reason": reason, "message": template.format(image=container.get("image", ""))}
-                statuses.append(self._container(container, {"waiting": dict(waiting)}, False))
-            status = {"phase": "Pending", "startTime": stamp, "conditions": self._pod_conditions(False, stamp),
-                      "containerStatuses": statuses}  # fmt: skip
+        status = pending_pod_status(containers, reason, stamp)
         self._store.merge(PODS, run.namespace, run.pod_name, {"status": status})
-
-    @staticmethod
-    def _pod_conditions(ready: bool, stamp: str) -> list[dict[str, Any]]:
-        state = "True" if ready else "False"
-        unready = {} if ready else {"reason": "ContainersNotReady", "message": "containers with unready status: [helm]"}
-        return [
-            {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": stamp},
-            {"type": "Initialized", "status": "True", "lastProbeTime": None, "lastTransitionTime": stamp},
-            {"type": "ContainersReady", "status": state, "lastProbeTime": None, "lastTransitionTime": stamp, **unready},
-            {"type": "Ready", "status": state, "lastProbeTime": None, "lastTransitionTime": stamp, **unready},
-        ]
-
-    @staticmethod
-    def _container(container: dict[str, Any], state: dict[str, Any], ready: bool) -> dict[str, Any]:
-        return {"name": container.get("name", "helm"), "image": container.get("image", ""), "imageID": "",
-                "ready": ready, "restartCount": 0, "started": ready, "state": state}  # fmt: skip
 
     def _pod(self, run: JobRun) -> dict[str, Any] | None:
         """The Job's pod, or None when it is gone."""
@@ -369,9 +332,9 @@ class JobController:
         pod = self._pod(run)
         if pod is not None:
             containers = (pod.get("spec") or {}).get("containers") or [{"name": "helm"}]
-            pod_patch["conditions"] = self._pod_conditions(False, stamp)
+            pod_patch["conditions"] = pod_conditions(False, stamp)
             pod_patch["containerStatuses"] = [
-                self._container(c, {"terminated": dict(terminated)}, False) for c in containers
+                container_status(c, {"terminated": dict(terminated)}, False) for c in containers
             ]
             self._store.merge(PODS, run.namespace, run.pod_name, {"status": pod_patch})
         self._logs[(run.namespace, run.pod_name)] = log

@@ -32,9 +32,10 @@ from typing import Any
 import yaml
 from upgrader.infra.names import JOB_NAMESPACE, JOB_SERVICE_ACCOUNT, JOBS_KUBERNETES_GROUP, READER_KUBERNETES_GROUP
 
+from upgradectl.local.simcluster.api_errors import StoreError
 from upgradectl.local.simcluster.kinds import BY_KIND, RBAC_GROUP
 from upgradectl.local.simcluster.selectors import LabelSelector
-from upgradectl.local.simcluster.store import ObjectStore, StoreError
+from upgradectl.local.simcluster.store import ObjectStore
 
 RBAC_DIR = Path(__file__).resolve().parents[3] / "k8s" / "rbac"
 NAMESPACE_TEMPLATE = "31-customer-namespace-bindings.yaml"

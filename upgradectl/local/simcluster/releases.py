@@ -20,7 +20,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from upgradectl.local.simcluster.store import ObjectStore, new_uid
+from upgradectl.local.simcluster.identity import new_uid
+from upgradectl.local.simcluster.store import ObjectStore
 from upgradectl.local.simcluster.values import deep_copy
 
 SECRETS = "v1/secrets"

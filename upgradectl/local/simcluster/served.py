@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import aiohttp.web
 
+from upgradectl.local.simcluster.api_errors import StoreError
 from upgradectl.local.simcluster.host import SimulationHost
 from upgradectl.local.simcluster.jobs import PODS
-from upgradectl.local.simcluster.server import RequestInfo, error_response
-from upgradectl.local.simcluster.store import StoreError
+from upgradectl.local.simcluster.request_info import RequestInfo
+from upgradectl.local.simcluster.server import error_response
 
 
 class Served(SimulationHost):

@@ -35,16 +35,17 @@ from typing import Any
 import aiohttp.web
 from aiohttp.web_request import BaseRequest
 
+from upgradectl.local.simcluster.api_errors import StoreError
 from upgradectl.local.simcluster.faults import FaultBook, Outage
-from upgradectl.local.simcluster.kinds import BY_PATH, Kind, discovery_document
+from upgradectl.local.simcluster.kinds import Kind, discovery_document
 from upgradectl.local.simcluster.rbac import Attributes, Authorizer, Identities, User
+from upgradectl.local.simcluster.request_info import RequestInfo, parse_request
 from upgradectl.local.simcluster.selectors import SelectorError, parse_field_selector, parse_label_selector
-from upgradectl.local.simcluster.store import ObjectStore, StoreError, Watch
+from upgradectl.local.simcluster.store import ObjectStore
+from upgradectl.local.simcluster.watches import Watch
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
-NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_METHOD_VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
 @dataclass(frozen=True)
@@ -55,25 +56,6 @@ class ProtobufWrite:
     method: str
     path: str
     body: bytes
-
-
-@dataclass
-class RequestInfo:
-    """A request as the API server understands it (apiserver's request.RequestInfo)."""
-
-    method: str
-    path: str
-    verb: str
-    kind: Kind | None = None
-    group: str = ""
-    version: str = ""
-    resource: str = ""
-    subresource: str = ""
-    namespace: str = ""
-    name: str = ""
-    rest: str = ""  # what follows the subresource (a proxied path)
-    resource_request: bool = False
-    query: Any = None
 
 
 def status_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -91,41 +73,6 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 
 def error_response(error: StoreError, headers: dict[str, str] | None = None) -> aiohttp.web.Response:
     return json_response(status_body(error.code, error.reason, error.message, error.details), error.code, headers)
-
-
-def parse_request(method: str, path: str, query: Any) -> RequestInfo:
-    """Verb and resource attributes from method, path and query (RequestInfoFactory.NewRequestInfo)."""
-    info = RequestInfo(method=method, path=path, verb=method.lower(), query=query)
-    parts = [p for p in path.split("/") if p]
-    if len(parts) >= 3 and parts[0] == "api":
-        info.version, rest = parts[1], parts[2:]
-    elif len(parts) >= 4 and parts[0] == "apis":
-        info.group, info.version, rest = parts[1], parts[2], parts[3:]
-    else:
-        return info  # non-resource: discovery, /version, ...
-    info.resource_request = True
-    info.verb = _METHOD_VERBS.get(method, method.lower())
-    if rest[0] == "namespaces" and len(rest) > 1:
-        info.namespace = rest[1]
-        if len(rest) > 2 and rest[2] not in NAMESPACE_SUBRESOURCES:
-            rest = rest[2:]
-    info.resource = rest[0]
-    if len(rest) > 1:
-        info.name = rest[1]
-    if len(rest) > 2:
-        info.subresource = rest[2]
-        info.rest = "/".join(rest[3:])
-    if info.verb == "get" and not info.name:
-        info.verb = "watch" if query.get("watch") in ("true", "1") else "list"
-    elif info.verb == "delete" and not info.name:
-        info.verb = "deletecollection"
-    if info.verb in ("list", "watch") and not info.name:
-        for term in (query.get("fieldSelector") or "").split(","):
-            key, _, value = term.partition("=")
-            if key.strip() == "metadata.name" and value and not value.startswith("="):
-                info.name = value.strip()  # as the API server does, for resourceNames
-    info.kind = BY_PATH.get((info.group, info.version, info.resource))
-    return info
 
 
 LogHook = Callable[[RequestInfo], aiohttp.web.StreamResponse]

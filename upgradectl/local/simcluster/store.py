@@ -21,193 +21,24 @@ what the cluster holds.
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import bisect
-import datetime as dt
-import json
 import random
 import string
-import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
+from upgradectl.local.simcluster.api_errors import StoreError, already_exists, bad_request, modified_conflict, not_found
+from upgradectl.local.simcluster.identity import new_uid, now_stamp
 from upgradectl.local.simcluster.kinds import KINDS, Kind
+from upgradectl.local.simcluster.paging import Page, decode_continue, encode_continue, keys_after, remove_sorted
+from upgradectl.local.simcluster.patches import json_patch, merge_patch
 from upgradectl.local.simcluster.selectors import FieldSelector, LabelSelector, Requirement
+from upgradectl.local.simcluster.watches import Watch
 
 Obj = dict[str, Any]
 HISTORY_EVENTS = 20_000  # recent events a watch can resume from
 Listener = Callable[[str, "Obj | None", "Obj | None"], None]  # (event type, old, new)
-
-
-class StoreError(Exception):
-    """A request the store refuses, with the API server's Status code, reason and message."""
-
-    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code, self.reason, self.message, self.details = code, reason, message, details
-
-
-def _details(kind: Kind, name: str) -> dict[str, Any]:
-    details = {"group": kind.group, "kind": kind.plural, "name": name}
-    return {k: v for k, v in details.items() if v}
-
-
-def not_found(kind: Kind, name: str) -> StoreError:
-    return StoreError(404, "NotFound", f'{kind.qualified} "{name}" not found', _details(kind, name))
-
-
-def already_exists(kind: Kind, name: str) -> StoreError:
-    return StoreError(409, "AlreadyExists", f'{kind.qualified} "{name}" already exists', _details(kind, name))
-
-
-def modified_conflict(kind: Kind, name: str) -> StoreError:
-    message = (f'Operation cannot be fulfilled on {kind.qualified} "{name}": the object has been modified; '
-               "please apply your changes to the latest version and try again")  # fmt: skip
-    return StoreError(409, "Conflict", message, _details(kind, name))
-
-
-def bad_request(message: str) -> StoreError:
-    return StoreError(400, "BadRequest", message)
-
-
-_IDS = random.Random()  # noqa: S311 - object ids, not secrets
-
-
-def new_uid() -> str:
-    """A random (version 4) UUID without a getrandom syscall: with many threads waiting for the GIL,
-    every syscall that releases it costs a switch."""
-    return str(uuid.UUID(int=_IDS.getrandbits(128), version=4))
-
-
-def now_stamp() -> str:
-    return dt.datetime.now(tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch; returns a new value, sharing what the patch does not touch."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def json_patch(document: Any, operations: Any) -> Any:
-    """RFC 6902 JSON patch (add, remove, replace, move, copy, test) on a deep copy of `document`."""
-    if not isinstance(operations, list):
-        raise bad_request("json patch: the body must be a list of operations")
-    doc = json.loads(json.dumps(document))
-
-    def parent_of(pointer: str) -> tuple[Any, str]:
-        if not pointer.startswith("/"):
-            raise bad_request(f"json patch: invalid path {pointer!r}")
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
-        node = doc
-        for part in parts[:-1]:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        return node, parts[-1]
-
-    def read(pointer: str) -> Any:
-        node, last = parent_of(pointer)
-        return node[int(last)] if isinstance(node, list) else node[last]
-
-    for op in operations:
-        try:
-            kind, path = op["op"], op["path"]
-            if kind == "test":
-                if read(path) != op.get("value"):
-                    raise StoreError(422, "Invalid", f"json patch: test failed at {path}")
-                continue
-            value = read(op["from"]) if kind in ("move", "copy") else op.get("value")
-            if kind in ("remove", "move", "replace"):
-                source = op["from"] if kind == "move" else path
-                node, last = parent_of(source)
-                if isinstance(node, list):
-                    node.pop(int(last))
-                else:
-                    del node[last]
-                if kind == "remove":
-                    continue
-            node, last = parent_of(path)
-            if isinstance(node, list):
-                node.insert(len(node) if last == "-" else int(last), value)
-            else:
-                node[last] = value
-        except (KeyError, IndexError, ValueError, TypeError) as exc:
-            raise StoreError(422, "Invalid", f"json patch: cannot apply {op!r}: {exc}") from exc
-    return doc
-
-
-# --- continue tokens ----------------------------------------------------------------------------------
-
-
-def encode_continue(revision: int, last_key: str) -> str:
-    """The API server's token shape: base64 JSON {"v", "rv", "start"} (start = the key after the last)."""
-    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": last_key + "\x00"}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_continue(token: str) -> tuple[int, str]:
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if raw.get("v") != "meta.k8s.io/v1" or not isinstance(raw.get("rv"), int):
-            raise ValueError("unknown token version")
-        start = str(raw["start"])
-        if not start.endswith("\x00"):
-            raise ValueError("no start key")
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise bad_request(f"continue key is not valid: {exc}") from exc
-    return int(raw["rv"]), start[:-1]
-
-
-# --- the store ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Page:
-    items: list[Obj]
-    resource_version: int
-    continue_token: str | None = None
-    remaining: int | None = None
-
-
-@dataclass(eq=False)
-class Watch:
-    """One open watch: what it selects, and the events queued for it (None: the store closed it)."""
-
-    kind: Kind
-    namespace: str | None
-    labels: LabelSelector
-    fields: FieldSelector
-    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
-
-    def selects(self, obj: Obj | None) -> bool:
-        if obj is None:
-            return False
-        meta = obj.get("metadata") or {}
-        if self.namespace is not None and meta.get("namespace", "") != self.namespace:
-            return False
-        return self.labels.matches(meta.get("labels")) and self.fields.matches(obj)
-
-    def event(self, kind: str, old: Obj | None, new: Obj | None) -> dict[str, Any] | None:
-        """The event this watch sees for a write, if any (an object leaving the selection is DELETED)."""
-        was = self.selects(old)
-        if kind == "DELETED":
-            return {"type": "DELETED", "object": new} if was else None
-        now = self.selects(new)
-        if now:
-            return {"type": "MODIFIED" if was else "ADDED", "object": new}
-        if was:  # changed so that this watch no longer selects it: gone, for this watch
-            return {"type": "DELETED", "object": new}
-        return None
 
 
 def _key(namespace: str, name: str) -> str:
@@ -291,7 +122,7 @@ class ObjectStore:
                 keys = sorted(k for k in candidates if k > start) if start else sorted(candidates)
             else:
                 order = self._order[resource] if namespace is None else self._order_ns.get((resource, namespace), [])
-                keys = _from(order, start)
+                keys = keys_after(order, start)
 
         items: list[Obj] = []
         last = ""
@@ -489,9 +320,9 @@ class ObjectStore:
     def _unindex(self, resource: str, key: str, obj: Obj) -> None:
         namespace, name = _split(key)
         if key not in self._objects[resource]:  # deleted: out of the key order too
-            _remove_sorted(self._order[resource], key)
+            remove_sorted(self._order[resource], key)
             names = self._order_ns[(resource, namespace)]
-            _remove_sorted(names, name)
+            remove_sorted(names, name)
             if not names:
                 del self._order_ns[(resource, namespace)]
         for label, value in ((obj.get("metadata") or {}).get("labels") or {}).items():
@@ -552,23 +383,9 @@ class ObjectStore:
             watches.clear()
 
 
-def _from(order: list[str], start: str) -> Iterator[str]:
-    """The keys of a sorted list after `start` ("" = all), lazily."""
-    index = bisect.bisect_right(order, start) if start else 0
-    while index < len(order):
-        yield order[index]
-        index += 1
-
-
 def _discard(index: dict[Any, set[str]], index_key: Any, member: str) -> None:
     members = index.get(index_key)
     if members is not None:
         members.discard(member)
         if not members:
             del index[index_key]
-
-
-def _remove_sorted(order: list[str], key: str) -> None:
-    index = bisect.bisect_left(order, key)
-    if index < len(order) and order[index] == key:
-        del order[index]

@@ -17,7 +17,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from upgradectl.local.simcluster.store import ObjectStore, new_uid
+from upgradectl.local.simcluster.identity import new_uid
+from upgradectl.local.simcluster.store import ObjectStore
 
 DEPLOYMENTS = "apps/v1/deployments"
 INSTANCE = "app.kubernetes.io/instance"
