@@ -40,6 +40,7 @@ EXPECTED: dict[str, Expect] = {
     "api_upgrades_status": Expect(404, error="UpgradeNotFound"),
     "api_upgrades_logs": Expect(404, error="UpgradeNotFound"),
     "api_upgrades_helm_output": Expect(404, error="LogRowNotFound"),
+    "api_upgrades_analysis": Expect(404, error="UpgradeNotFound"),
     "api_control_continue": Expect(404, error="UpgradeNotFound"),
     "api_control_rollback": Expect(404, error="UpgradeNotFound"),
     "api_control_rollback_upgrade": Expect(404, error="UpgradeNotFound"),
@@ -57,6 +58,8 @@ EXPECTED: dict[str, Expect] = {
     "begin_customer": Expect(error="LogRowNotFound"),
     "start_helm_job": Expect(error="LogRowNotFound"),
     "finish_customer": Expect(error="LogRowNotFound"),
+    # the analysis gate: upgrade 1 has no customer here, so its round measures nobody and waits for the next
+    "analyze_wave": Expect(fields={"upgradeId": 1, "analysisStep": "wait", "analysisRound": 1}),
     # the cluster workers, as the jobs and reader identities: customer-0001 is not a namespace they may read
     "check_helm_job": Expect(error="ClusterPermanentError"),
     "check_rollout": Expect(error="ClusterPermanentError"),
