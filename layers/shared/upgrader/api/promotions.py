@@ -37,9 +37,10 @@ def promotions(component: str, version: str, *, gate: PromotionGate, now: dateti
     rule = configured or default_rule(component)
     found = gate.evidence.evidence(component, version)
     overrides = gate.evidence.overrides(component, version)
+    populated = gate.evidence.populated_rings(gate.order)  # read once for every ring of the path
     path: list[RingPath] = []
     for ring in gate.order.names:
-        order = gate.populated_order([ring])  # an empty ring before this one is passed over, as a deploy's gate does
+        order = gate.order_among(populated | {ring})  # an empty ring before this one is passed over, as the gate does
         decision = decide_promotion(component, version, ring, order, rule, found, now)
         seen = found.get(ring)
         path.append(
@@ -61,8 +62,7 @@ def promotions(component: str, version: str, *, gate: PromotionGate, now: dateti
                 ],  # fmt: skip
             )
         )
-    populated = gate.populated_order().names
-    unfinished = (ring for ring in populated if ring not in found or found[ring].running)
+    unfinished = (ring for ring in gate.order_among(populated).names if ring not in found or found[ring].running)
     return PromotionsResponse(
         component=component,  # type: ignore[arg-type]
         version=version,

@@ -44,7 +44,10 @@ class PromotionGate:
     def populated_order(self, also: Iterable[str] = ()) -> RingOrder:
         """The order without the rings that have no active customer (but with `also`): whose previous ring is
         the one a version must have passed."""
-        kept = set(self.evidence.populated_rings(self.order)) | set(also)
+        return self.order_among(self.evidence.populated_rings(self.order) | set(also))
+
+    def order_among(self, kept: set[str]) -> RingOrder:
+        """The order of the rings in `kept` (all of them when none is kept)."""
         return RingOrder.parse([ring for ring in self.order.names if ring in kept] or list(self.order.names))
 
     def check(
