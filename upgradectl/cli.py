@@ -69,8 +69,13 @@ class Cli:
     def deploy(self, args: argparse.Namespace) -> int:
         if getattr(args, "progressive", None) or getattr(args, "progression", None):
             args.strategy = args.strategy or "progressive"
-        missing = [flag for flag, value in (("--component", args.component), ("--version", args.version),
-                                            ("--strategy", args.strategy)) if not value]  # fmt: skip
+        train = getattr(args, "train", None)
+        if train and (args.component or args.version):
+            print("upgrade-customers: error: give --train, or --component and --version, not both", file=self.err)
+            return EXIT_USAGE
+        named = (("--strategy", args.strategy),) if train else (
+            ("--component", args.component), ("--version", args.version), ("--strategy", args.strategy))  # fmt: skip
+        missing = [flag for flag, value in named if not value]
         if missing:
             print(f"upgrade-customers: error: starting an upgrade needs {', '.join(missing)} "
                   "(or give a command: list, status, watch, logs, continue, rollback, customers, fleet)", file=self.err)  # fmt: skip

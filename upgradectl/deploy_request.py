@@ -25,6 +25,9 @@ def add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) -> 
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument("--component", choices=component_names(), default=default, help="component to upgrade")
     parser.add_argument("--version", default=default, help="image tag to roll out, e.g. v1.2.0")
+    parser.add_argument("--train", action="append", default=default, metavar="COMPONENT=VERSION",
+                        help="a release train instead of --component/--version (repeat per component, e.g. --train "
+                             "api=v2.0.0 --train dashboard=v2.0.0): one helm upgrade per customer sets them all")  # fmt: skip
     parser.add_argument("--strategy", choices=STRATEGIES.names(), default=default, help=described_strategies())
     parser.add_argument("--progressive", default=default, metavar="P1,P2,..,100", type=_percent_steps,
                         help="progressive with these cumulative percent steps, e.g. 1,5,25,100 (implies it)")  # fmt: skip
@@ -99,7 +102,12 @@ def add_deploy_arguments(parser: argparse.ArgumentParser, *, suppress: bool) -> 
 def deploy_request(args: argparse.Namespace) -> dict[str, Any]:
     """The deploy request the flags describe (only the fields given); ValueError for a flag the API would
     not understand."""
-    request: dict[str, Any] = {"component": args.component, "version": args.version, "strategy": args.strategy}
+    request: dict[str, Any] = {"strategy": args.strategy}
+    train = getattr(args, "train", None)
+    if train:
+        request["components"] = train_components(train)
+    else:
+        request.update(component=args.component, version=args.version)
     for flag, field in (("canary_percent", "canaryPercent"), ("batch_size", "batchSize")):
         if getattr(args, flag) is not None:
             request[field] = getattr(args, flag)
@@ -131,6 +139,20 @@ def deploy_request(args: argparse.Namespace) -> dict[str, Any]:
         request["forceReason"] = args.force_reason
     request.update(safety_options(args) | analysis_option(getattr(args, "analysis", None)))
     return request
+
+
+def train_components(pairs: list[str]) -> dict[str, str]:
+    """`--train api=v2.0.0 --train dashboard=v2.0.0` as the request's `components`; ValueError for a pair that is
+    not COMPONENT=VERSION or a component given twice (the API checks the names and versions)."""
+    found: dict[str, str] = {}
+    for pair in pairs:
+        component, sign, version = pair.partition("=")
+        if not sign or not component or not version:
+            raise ValueError(f"--train takes COMPONENT=VERSION, e.g. api=v2.0.0, not {pair!r}")
+        if component in found:
+            raise ValueError(f"--train names {component} twice")
+        found[component] = version
+    return found
 
 
 def safety_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -28,23 +28,35 @@ def _object(properties: dict[str, Any], required: list[str] | None = None, *, ex
             "additionalProperties": extra}  # fmt: skip
 
 
+_TRAIN = "components"  # optional (absent in events recorded before release trains; null for one component)
+
+
 def upgrade_schema() -> Schema:
     """The upgrade an event is about; its strategy one of the registry's (upgrader.contract.strategies), asked now."""
-    return _object({
+    return _optional(_TRAIN, {
         "upgradeId": {"type": "string", "pattern": "^[0-9]+$"}, "component": _STR, "version": _STR,
         "fromVersion": _OPT_STR, "strategy": {"enum": list(strategy_names())},
         "status": {"enum": list(UPGRADE_STATUSES)}, "total": _INT, "completed": _INT, "failed": _INT,
         "currentWave": _OPT_INT, "totalWaves": _INT, "haltReason": _OPT_STR, "requestedBy": _OPT_STR,
         "continuedBy": _OPT_STR, "executionName": _OPT_STR, "gate": {"enum": ["approval", "bake", None]},
         "startedAt": _TIME, "completedAt": _TIME,
+        "components": {"type": ["object", "null"], "additionalProperties": _STR,
+                       "description": "a release train: every component it sets -> its version"},
     })  # fmt: skip
 
 
-CUSTOMER = _object({
+def _optional(name: str, properties: dict[str, Any]) -> Schema:
+    return _object(properties, sorted(p for p in properties if p != name))
+
+
+CUSTOMER = _optional(_TRAIN, {
     "customerId": _STR, "logId": _INT, "operation": {"enum": ["upgrade", "rollback"]}, "status": _STR,
     "wave": _INT, "attempt": _INT, "runName": _OPT_STR, "fromVersion": _OPT_STR, "toVersion": _STR,
     "versionBefore": _OPT_STR, "versionAfter": _OPT_STR, "error": _OPT_STR, "startedAt": _TIME,
     "completedAt": _TIME, "durationSeconds": _OPT_NUM,
+    "components": {"type": ["object", "null"], "description": "a release train's row: each component's from, to, "
+                   "before and after", "additionalProperties": _object(
+                       {"from": _OPT_STR, "to": _OPT_STR, "before": _OPT_STR, "after": _OPT_STR}, ["from", "to"])},
 })  # fmt: skip
 
 BUDGET = _object({"wave": _INT, "failed": _INT, "size": _INT, "tolerated": _INT, "consumed": {"type": "number"}})

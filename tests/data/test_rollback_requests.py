@@ -183,7 +183,7 @@ def test_a_whole_upgrade_rollback_passes_over_the_unchanged_and_the_left_out_and
     rollbacks.create_rollback(uid, "cust_0002", requested_by=None)
 
     # what a request is checked against (compatibility rules) is what it will restore
-    assert rollbacks.rollback_targets(uid) == [RollbackTarget("cust_0003", "api", "v1.1.0")]
+    assert rollbacks.rollback_targets(uid) == [RollbackTarget("cust_0003", {"api": "v1.1.0"})]
     rows, left_out = rollbacks.create_upgrade_rollback(uid, requested_by=None, run_name="rollback-rest")
 
     assert [r.customer_id for r in rows] == ["cust_0003"]
@@ -212,7 +212,7 @@ def test_what_a_rollback_restores_falls_back_to_what_was_planned_when_the_releas
     _ended(sql, uid)
     rollbacks = factory.rollbacks()
 
-    assert rollbacks.rollback_targets(uid) == [RollbackTarget("cust_0002", "api", "v1.0.5")]
+    assert rollbacks.rollback_targets(uid) == [RollbackTarget("cust_0002", {"api": "v1.0.5"})]
 
     first = rollbacks.create_rollback(uid, "cust_0001", requested_by=None)
     assert (first.from_version, first.to_version) == ("v1.2.0", "previous")

@@ -67,6 +67,6 @@ def test_the_targets_checked_against_compatibility_rules_are_the_releases_own(dr
     Breakage tried: `c["from_version"] or c["version_before"]` in `RollbackRepository.rollback_targets`:
     the targets said v1.0.0; this test failed."""
     targets = factory.rollbacks().rollback_targets(int(drifted_upgrade))
-    assert sorted((t.customer_id, t.to_version) for t in targets) == [
+    assert sorted((t.customer_id, t.changes["api"]) for t in targets) == [
         ("cust_0001", RELEASED), ("cust_0002", RELEASED),
     ]  # fmt: skip

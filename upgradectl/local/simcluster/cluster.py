@@ -115,7 +115,9 @@ class SimulatedCluster(FaultControls, FleetControls, JobControls, Inspection, Se
     customer (id or namespace) in ``unhealthy_customers`` brings images whose pods never become ready
     there: ``--wait`` fails after its timeout and ``--atomic`` restores the previous revision. For one
     in ``probe_unhealthy_customers`` the pods get ready (helm succeeds) but the service proxy answers
-    503 for the new version: a post-upgrade HTTP health check fails after helm succeeded.
+    503 for the new version: a post-upgrade HTTP health check fails after helm succeeded. An image in
+    ``probe_broken_images`` (`registry/component:tag`, a broken build) does the same for every customer it
+    reaches, and only on its own component.
 
     RBAC (``rbac``; ``rbac_dir``: where the manifests are, default k8s/rbac): a customer namespace is
     onboarded (Namespace object + the template's RoleBindings) by `onboard`, by `add_release` and when
@@ -138,6 +140,7 @@ class SimulatedCluster(FaultControls, FleetControls, JobControls, Inspection, Se
         unhealthy_customers: Iterable[str] = (),
         stuck_rollout_fails: bool = True,
         probe_unhealthy_customers: Iterable[str] = (),
+        probe_broken_images: Iterable[str] = (),
         charts: Iterable[ChartVersion] | None = None,
         wait_timeout_seconds: float | None = 0.5,
         time_scale: float = 1.0,
@@ -163,6 +166,7 @@ class SimulatedCluster(FaultControls, FleetControls, JobControls, Inspection, Se
         self.unhealthy_customers: set[str] = set(unhealthy_customers)
         self.stuck_rollout_fails = stuck_rollout_fails
         self.probe_unhealthy_customers: set[str] = set(probe_unhealthy_customers)
+        self.probe_broken_images: set[str] = set(probe_broken_images)
         self.charts = ChartCatalog(charts)
         self.wait_timeout_seconds = wait_timeout_seconds
         self.time_scale = time_scale

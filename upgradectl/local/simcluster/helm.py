@@ -234,6 +234,8 @@ class HelmProcess(HelmRun):
                 self._workloads.mark_image(namespace, release, key, image, probe_only=False)
             if marking and changed and self._keys & self._settings.probe_unhealthy_customers:
                 self._workloads.mark_image(namespace, release, key, image, probe_only=True)
+            if marking and changed and image in self._settings.probe_broken_images:
+                self._workloads.mark_image(namespace, release, key, image, probe_only=True)
             self._workloads.set_image(namespace, release, key, image, now=now, active=unit.active)
         self._workloads.remove_others(namespace, release, {unit.key for unit in units})
 

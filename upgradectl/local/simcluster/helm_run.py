@@ -28,6 +28,7 @@ class HelmSettings(Protocol):
     time_scale: float
     unhealthy_customers: set[str]
     probe_unhealthy_customers: set[str]
+    probe_broken_images: set[str]
 
 
 class HelmRun:

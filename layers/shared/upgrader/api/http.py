@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from upgrader.infra.errors import InvalidValue, UpgradeError
 from upgrader.promotion.rules import NotPromoted
+from upgrader.promotion.trains import DuplicateKey, refuse_duplicate_keys
 from upgrader.rollout.compatibility import IncompatibleVersions
 
 logger = Logger()
@@ -76,7 +77,11 @@ class JsonObjectBodyValidation(OpenAPIRequestValidationMiddleware):
                 ],
             )
         try:
-            body = json.loads(event.decoded_body)
+            # A key given twice is refused naming it (json.loads alone keeps the last: a train naming a component
+            # twice would silently deploy one of the two versions).
+            body = json.loads(event.decoded_body, object_pairs_hook=refuse_duplicate_keys)
+        except DuplicateKey:
+            raise
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise BadRequestBody("json_invalid", "body is not valid JSON") from exc
         if not isinstance(body, dict):

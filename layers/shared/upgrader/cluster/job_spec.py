@@ -111,14 +111,18 @@ class JobManifests:
             # the release was given (other components included), then only this component's tag.
             # (--reuse-values would keep the OLD chart's defaults when the chart version changes.)
             # --version pins the chart, so waves days apart install the same chart.
+            # A release train (`also`) sets its other components' tags in the same command: one helm
+            # operation, one revision, so `--atomic` and a rollback to the revision before undo all of them.
             chart = self._config.chart_refs[spec.component]
-            tag_key = self._config.image_tag_keys[spec.component]
+            tags = [(spec.component, spec.version), *spec.also]
+            sets = [arg for component, version in tags
+                    for arg in ("--set-string", f"{self._config.image_tag_keys[component]}={version}")]  # fmt: skip
             return [
                 "helm", "upgrade", spec.release, chart,
                 "--namespace", spec.namespace,
                 "--version", str(spec.chart_version),
                 "--reset-then-reuse-values",
-                "--set-string", f"{tag_key}={spec.version}",
+                *sets,
                 "--wait", "--atomic",
                 "--timeout", timeout,
                 *history,
@@ -252,6 +256,24 @@ class JobManifests:
             },
         }
 
+    def _train_problems(self, spec: HelmJobSpec) -> list[str]:
+        """A train's other components: each known once, its tag valid, from the same chart (one release)."""
+        problems: list[str] = []
+        seen = {spec.component}
+        for component, version in spec.also:
+            if component in seen:
+                problems.append(f"component {component!r} set twice")
+            seen.add(component)
+            if not _OCI_TAG.fullmatch(version or ""):
+                problems.append(f"invalid version {version!r} of {component!r}")
+            tag_key = self._config.image_tag_keys.get(component)
+            if not tag_key or not _VALUES_KEY.fullmatch(tag_key):
+                problems.append(f"no valid image tag key for component {component!r}")
+            if self._config.chart_refs.get(component) != self._config.chart_refs.get(spec.component):
+                problems.append(f"{component!r} comes from another chart than {spec.component!r}: a train sets the "
+                                "components of one release")  # fmt: skip
+        return problems
+
     def _validate(self, spec: HelmJobSpec) -> None:
         problems: list[str] = []
         if spec.operation not in ("upgrade", "restore", "rollback", "recover", "slot", "switch", "finalize"):
@@ -275,6 +297,7 @@ class JobManifests:
                 problems.append(f"no valid chart reference for component {spec.component!r}")
             if not tag_key or not _VALUES_KEY.fullmatch(tag_key):
                 problems.append(f"no valid image tag key for component {spec.component!r}")
+            problems.extend(self._train_problems(spec))
         elif spec.operation in ("slot", "switch", "finalize"):
             if spec.slot not in SLOTS:
                 problems.append(f"a {spec.operation} step needs the slot blue or green, not {spec.slot!r}")

@@ -368,6 +368,9 @@ class LeftOut(Model):
 class PlanResponse(Model):
     component: Component
     version: str
+    components: dict[str, str] | None = Field(
+        default=None, description="a release train: every component it sets -> its version; null for one component"
+    )
     strategy: str
     total: int = Field(description="customers in the upgrade: in a wave, or recorded as skipped")
     waves: list[PlannedWave]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 
 from upgrader.contract.analysis_models import AnalysisOption
@@ -47,6 +47,7 @@ from upgrader.contract.registered import Strategy as Strategy
 from upgrader.contract.run_options import FailureThreshold as FailureThreshold
 from upgrader.contract.run_options import HealthCheck as HealthCheck
 from upgrader.contract.strategies import REGISTRY as STRATEGIES
+from upgrader.contract.trains import TRAIN_FIELD, TrainComponents, TrainOption, train_changes, train_or_single
 from upgrader.infra.timestamps import iso as iso  # re-exported: the API modules format timestamps with it
 from upgrader.infra.vocabulary import UpgradeStatus as UpgradeStatus
 
@@ -55,9 +56,16 @@ Progression = Literal["linear", "exponential"]
 MAX_STEPS = 20
 
 
-class DeployRequest(AnalysisOption):
-    component: Component = Field(description=COMPONENTS_IN_WORDS)
+class DeployRequest(TrainOption, AnalysisOption):
+    """One component (`component` + `version`) or a release train (`components`): exactly one of the two."""
+
+    model_config = ConfigDict(json_schema_extra=train_or_single)
+
+    component: Component = Field(
+        description=COMPONENTS_IN_WORDS + " (a train names its components in `components` instead)"
+    )
     version: Version = Field(description="image tag to roll out, e.g. v1.2.0 (OCI tag grammar)")
+    components: TrainComponents = TRAIN_FIELD
     strategy: Strategy = Field(description=STRATEGIES_IN_WORDS)
     canary_percent: Annotated[int, Field(ge=1, le=100), WHOLE] | None = Field(
         default=None, description="canary: share of customers in the first wave (default 10)"
@@ -182,6 +190,26 @@ class DeployRequest(AnalysisOption):
         description="start even where the promotion rule refuses (needs forceReason; recorded)",
     )
 
+    @field_validator("blue_green")
+    @classmethod
+    def _one_component_at_a_time(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and len(info.data.get("components") or {}) > 1:
+            raise ValueError("blueGreen switches one component's slots; a train (components) sets several at once")
+        return value
+
+    @property
+    def changes(self) -> dict[str, str]:
+        """Every component this request sets -> its version (one entry unless a train), first component first."""
+        return train_changes(self.component, self.version, self.components)
+
+    @property
+    def train(self) -> bool:
+        return self.components is not None and len(self.components) > 1
+
+    def in_words(self) -> str:
+        """`api v2.0.0`, or a train's `api v2.0.0 + dashboard v2.0.0`."""
+        return " + ".join(f"{c} {v}" for c, v in self.changes.items())
+
     @field_validator("customer_ids", "rings")
     @classmethod
     def _each_once(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
@@ -254,6 +282,9 @@ class DeployResponse(Model):
         description="customers not upgraded, by reason: already_at_version, pinned, incompatible (recorded as "
         "skipped), suspended, decommissioned, not_matching",
     )
+    components: dict[str, str] | None = Field(
+        default=None, description="a release train: every component it sets -> its version; null for one component"
+    )
 
 
 class UpgradeSummary(Model):
@@ -269,6 +300,9 @@ class UpgradeSummary(Model):
     started_at: Timestamp | None
     completed_at: Timestamp | None
     requested_by: str | None
+    components: dict[str, str] | None = Field(
+        default=None, description="a release train: every component it sets -> its version; null for one component"
+    )
 
 
 class UpgradeListResponse(Model):

@@ -77,6 +77,11 @@ class StatusResponse(AnalysisStatus):
         description="customers waiting for their maintenance window (not started, holding no concurrency slot: a "
         "later slice of their wave starts them at nextOpening), soonest first, at most 100",
     )
+    components: dict[str, str] | None = Field(
+        default=None,
+        description="a release train: every component it sets -> its version (component and version name the "
+        "first); null for one component",
+    )
 
 
 class LogEntry(Model):
@@ -108,6 +113,11 @@ class LogEntry(Model):
         default=None,
         description="why the deploy left this customer out (already_at_version, pinned, incompatible); its wave "
         "is then -1",
+    )
+    components: dict[str, dict[str, str | None]] | None = Field(
+        default=None,
+        description="a release train's row: each component -> {from, to} (what the deploy planned; a rollback "
+        "row: what it restores) and {before, after} (what the release held around helm); null for one component",
     )
 
 

@@ -62,7 +62,12 @@ class InventoryRepository:
                        v.version AS current_version, p.version AS pin_version, p.reason AS pin_reason,
                        p.expires_at AS pin_expires_at, p.pinned_by,
                        COALESCE((SELECT jsonb_object_agg(a.component, a.version) FROM customer_component_versions a
-                                  WHERE a.customer_id = c.id), '{}'::jsonb) AS versions
+                                  WHERE a.customer_id = c.id), '{}'::jsonb) AS versions,
+                       COALESCE((SELECT jsonb_object_agg(q.component, jsonb_build_object(
+                                         'version', q.version, 'reason', q.reason, 'pinnedBy', q.pinned_by,
+                                         'expiresAt', to_char(q.expires_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')))
+                                  FROM customer_pins q WHERE q.customer_id = c.id AND q.expires_at > NOW()),
+                                '{}'::jsonb) AS pins
                   FROM customers c
                   LEFT JOIN customer_component_versions v ON v.customer_id = c.id AND v.component = %(component)s
                   LEFT JOIN customer_pins p ON p.customer_id = c.id AND p.component = %(component)s

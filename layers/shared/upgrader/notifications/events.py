@@ -80,7 +80,7 @@ _UPGRADE_JSON = f"""jsonb_build_object(
     'strategy', u.strategy, 'status', u.status, 'total', u.total_customers, 'completed', u.completed_customers,
     'failed', u.failed_customers, 'currentWave', u.current_wave, 'totalWaves', u.total_waves,
     'haltReason', u.halt_reason, 'requestedBy', u.requested_by, 'continuedBy', u.continued_by,
-    'executionName', u.execution_name, 'gate', u.gate,
+    'executionName', u.execution_name, 'gate', u.gate, 'components', u.parameters -> 'components',
     'startedAt', {_TS.format(c="u.started_at")}, 'completedAt', {_TS.format(c="u.completed_at")})"""
 
 # One customer's row (l = customer_upgrade_logs).
@@ -88,6 +88,7 @@ _CUSTOMER_JSON = f"""jsonb_build_object(
     'customerId', l.customer_id, 'logId', l.id, 'operation', l.operation, 'status', l.status, 'wave', l.wave,
     'attempt', l.attempt, 'runName', l.run_name, 'fromVersion', l.from_version, 'toVersion', l.to_version,
     'versionBefore', l.version_before, 'versionAfter', l.version_after, 'error', left(l.error, 2000),
+    'components', l.components,
     'startedAt', {_TS.format(c="l.started_at")}, 'completedAt', {_TS.format(c="l.completed_at")},
     'durationSeconds', round(EXTRACT(EPOCH FROM (l.completed_at - l.started_at))::numeric, 3))"""
 

@@ -21,6 +21,7 @@ from upgrader.promotion.rules import Promotion
 
 # A customer succeeded when its upgrade row completed and was not rolled back since (automatically: the row
 # ends rolled_back; by a rollback run: a completed rollback row points at it), as rollout/rollbacks.py reads it.
+# A release train's rows count for each of its components (`components`, migration 090, its GIN index).
 _EVIDENCE = """
 SELECT l.ring, u.id AS upgrade_id, u.status, u.halt_reason, u.status = ANY(%(active)s) AS active,
        COALESCE(u.completed_at, max(l.completed_at), u.updated_at) AS finished_at,
@@ -33,7 +34,9 @@ SELECT l.ring, u.id AS upgrade_id, u.status, u.halt_reason, u.status = ANY(%(act
        )) AS succeeded
   FROM customer_upgrade_logs l
   JOIN system_upgrades u ON u.id = l.upgrade_id
- WHERE l.operation = 'upgrade' AND l.component = %(component)s AND l.to_version = %(version)s
+ WHERE l.operation = 'upgrade'
+   AND ((l.component = %(component)s AND l.to_version = %(version)s)
+        OR l.components @> jsonb_build_object(%(component)s::text, jsonb_build_object('to', %(version)s::text)))
    AND l.ring IS NOT NULL
  GROUP BY l.ring, u.id
  ORDER BY l.ring, u.id

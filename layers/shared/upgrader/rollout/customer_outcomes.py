@@ -159,7 +159,11 @@ WITH done AS (
            revision_after = COALESCE(%(revision)s::int, revision_after),
            helm_seconds = COALESCE(%(helm_seconds)s::real, helm_seconds),
            version_after = CASE WHEN %(revision)s::int IS NULL THEN version_after
-                                ELSE %(versions)s::jsonb ->> component END
+                                ELSE %(versions)s::jsonb ->> component END,
+           components = CASE WHEN %(revision)s::int IS NULL OR components IS NULL THEN components
+                             ELSE (SELECT jsonb_object_agg(e.key, e.value || jsonb_build_object(
+                                              'after', %(versions)s::jsonb -> e.key))
+                                     FROM jsonb_each(components) e) END
      WHERE id = %(id)s AND status IN ('pending', 'in_progress')
        AND (%(upgrade)s::int IS NULL OR upgrade_id = %(upgrade)s::int)
     RETURNING *
@@ -178,7 +182,8 @@ WITH done AS (
 ), outcome AS ({events.outcome_insert("done", "upgrade_now")}
 ), inventory AS (
     INSERT INTO customer_component_versions AS v (customer_id, component, version, upgrade_id, updated_at)
-    SELECT d.customer_id, t.component, t.version, CASE WHEN t.component = d.component THEN d.upgrade_id END, NOW()
+    SELECT d.customer_id, t.component, t.version,
+           CASE WHEN t.component = d.component OR d.components ? t.component THEN d.upgrade_id END, NOW()
       FROM done d CROSS JOIN jsonb_each_text(%(versions)s::jsonb) AS t(component, version)
      WHERE %(revision)s::int IS NOT NULL
     ON CONFLICT (customer_id, component) DO UPDATE

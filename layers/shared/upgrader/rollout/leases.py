@@ -34,13 +34,14 @@ retried (DatabaseUnavailable), nothing half-written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from upgrader.infra.db import Database, Row, columns, select_one
 from upgrader.infra.errors import LogRowNotFound
@@ -140,11 +141,12 @@ class LeaseSession:
 
     def record_plan(
         self, *, revision_before: int | None, version_before: str | None, chart_version: str | None,
-        note: str | None = None,
+        note: str | None = None, components_before: Mapping[str, str | None] | None = None,
     ) -> None:  # fmt: skip
         """What the release held before this helm operation, read from the release itself (written with
-        the Job's name by `record_job`, or when the session ends)."""
-        self._plan = {"revision": revision_before, "version": version_before, "chart": chart_version, "note": note}
+        the Job's name by `record_job`, or when the session ends); a train's row: each component's `before`."""
+        self._plan = {"revision": revision_before, "version": version_before, "chart": chart_version, "note": note,
+                      "components": dict(components_before) if components_before else None}  # fmt: skip
 
     def record_job(self, job_name: str | None, note: str | None = None) -> None:
         """Remember the customer's current Job (and the plan, if one was recorded), in one UPDATE."""
@@ -157,11 +159,16 @@ class LeaseSession:
                    revision_before = CASE WHEN %(planned)s THEN %(revision)s ELSE revision_before END,
                    version_before = CASE WHEN %(planned)s THEN %(version)s ELSE version_before END,
                    chart_version = COALESCE(%(chart)s, chart_version),
+                   components = CASE WHEN %(before)s::jsonb IS NULL OR components IS NULL THEN components
+                                     ELSE (SELECT jsonb_object_agg(e.key, e.value || jsonb_build_object(
+                                                      'before', %(before)s::jsonb -> e.key))
+                                             FROM jsonb_each(components) e) END,
                    output = CASE WHEN %(note)s::text IS NULL THEN output ELSE concat_ws(E'\n', output, %(note)s::text) END
              WHERE id = %(id)s
             """,
             {"job": job_name, "planned": plan is not None, "revision": (plan or {}).get("revision"),
              "version": (plan or {}).get("version"), "chart": (plan or {}).get("chart"), "note": notes,
+             "before": None if (plan or {}).get("components") is None else Jsonb((plan or {})["components"]),
              "id": self.log_id},
         )  # fmt: skip
 

@@ -5,7 +5,8 @@ itself (the component's version before and after helm), never from the row's sta
 customer whose helm upgrade succeeded and whose health check then failed is `failed` and still
 changed; one whose helm failed and whose `--atomic` restored the release was not changed.
 
-A rollback restores only the upgrade's component, to that customer's own previous version. What
+A rollback restores only the upgrade's component (every component of a release train, in one helm
+operation), to that customer's own previous version. What
 the release changed since (another component's upgrade) is kept. A later upgrade of the SAME
 component on that customer is never reverted behind its back: the rollback is refused with a 409
 naming it (roll that one back first).
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from upgrader.infra.db import Database, Row, columns, one_row, select, select_returned
 from upgrader.infra.errors import CustomerNotInUpgrade, UpgradeNotFound, WrongState
@@ -25,13 +27,20 @@ from upgrader.rollout.run_records import LogRecord
 _LOG = columns(LogRecord)
 
 # Did the upgrade row <t> change its release? From what was read from the release before and after
-# helm; when helm ran but its result was never read, assume it did (the rollback re-reads the release);
+# helm (a train's row: any of its components); when helm ran but its result was never read, assume it did (the rollback re-reads the release);
 # rows recorded before releases were read: when they completed.
 _CHANGED = """
-CASE WHEN {t}.version_after IS NOT NULL THEN {t}.version_after IS DISTINCT FROM {t}.version_before
+CASE WHEN {t}.components IS NOT NULL AND {t}.revision_after IS NOT NULL
+          THEN EXISTS (SELECT 1 FROM jsonb_each({t}.components) e
+                        WHERE e.value -> 'after' IS DISTINCT FROM e.value -> 'before')
+     WHEN {t}.version_after IS NOT NULL THEN {t}.version_after IS DISTINCT FROM {t}.version_before
      WHEN {t}.revision_before IS NOT NULL THEN {t}.job_name IS NOT NULL
      ELSE {t}.status = 'completed'
 END"""
+
+# The components a row <t> sets: its train's, or its one component.
+_SETS = """(CASE WHEN {t}.components IS NULL THEN ARRAY[{t}.component]
+             ELSE ARRAY(SELECT jsonb_object_keys({t}.components)) END)"""
 
 # One row per upgrade row of the upgrade (or of one customer): what it changed and what happened since.
 _CANDIDATES = f"""
@@ -50,8 +59,8 @@ SELECT u.*,
   FROM customer_upgrade_logs u
   LEFT JOIN LATERAL (
        SELECT v.upgrade_id, v.to_version, v.status FROM customer_upgrade_logs v
-        WHERE v.customer_id = u.customer_id AND v.component = u.component AND v.operation = 'upgrade'
-          AND v.id > u.id
+        WHERE v.customer_id = u.customer_id AND v.operation = 'upgrade' AND v.id > u.id
+          AND {_SETS.format(t="v")} && {_SETS.format(t="u")}
           AND (v.status IN ('pending', 'in_progress')
                OR (v.status <> 'rolled_back'
                    AND {_CHANGED.format(t="v")}
@@ -88,8 +97,9 @@ def why_not(candidate: Row) -> str | None:
         )
     if candidate["later_upgrade_id"] is not None:
         state = candidate["later_status"]
+        what = " + ".join(candidate.get("components") or {}) or candidate["component"]
         return (
-            f"customer '{customer}''s {candidate['component']} was upgraded again since, by upgrade "
+            f"customer '{customer}''s {what} was upgraded again since, by upgrade "
             f"{candidate['later_upgrade_id']} ({candidate['later_version']}, {state}); roll that upgrade back "
             "first, so no later change is reverted behind its back"
         )
@@ -98,11 +108,30 @@ def why_not(candidate: Row) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class RollbackTarget:
-    """What a rollback of one customer would restore: its component, to this version."""
+    """What a rollback of one customer would restore: its component (every component of a train), to these
+    versions."""
 
     customer_id: str
-    component: str
-    to_version: str
+    changes: dict[str, str]
+
+
+def restores(upgraded: Row) -> dict[str, dict[str, str | None]] | None:
+    """A train's rollback row: each component from what the upgrade left to what the release held before it
+    (what the deploy planned where the release was not read). None: not a train."""
+    train = upgraded.get("components")
+    if not train:
+        return None
+    return {c: {"from": v.get("after") or v.get("to"), "to": v.get("before") or v.get("from")}
+            for c, v in train.items()}  # fmt: skip
+
+
+def _target(candidate: Row) -> RollbackTarget | None:
+    back = restores(candidate)
+    if back is not None:
+        changes = {c: str(v["to"]) for c, v in back.items() if v["to"]}
+        return RollbackTarget(candidate["customer_id"], changes) if changes else None
+    version = candidate["version_before"] or candidate["from_version"]
+    return RollbackTarget(candidate["customer_id"], {candidate["component"]: version}) if version else None
 
 
 class RollbackRepository:
@@ -184,11 +213,8 @@ class RollbackRepository:
         `create_rollback` / `create_upgrade_rollback` would accept."""
         with self._db.transaction() as cur:
             cur.execute(_CANDIDATES, {"id": upgrade_id, "customer": customer_id})
-            return [
-                RollbackTarget(c["customer_id"], c["component"], c["version_before"] or c["from_version"])
-                for c in cur.fetchall()
-                if c["status"] != "skipped" and why_not(c) is None and (c["version_before"] or c["from_version"])
-            ]
+            found = [_target(c) for c in cur.fetchall() if c["status"] != "skipped" and why_not(c) is None]
+            return [t for t in found if t is not None]
 
     def delete_run(self, run_name: str) -> None:
         """Undo recorded rollback rows (and their run) whose execution could not be started."""
@@ -221,9 +247,10 @@ def _insert_rollback_row(
     cur.execute(
         """
         INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version, to_version,
-               status, operation, run_name, wave, namespace, release_name, requested_by, rollback_of, attempt)
+               status, operation, run_name, wave, namespace, release_name, requested_by, rollback_of, components,
+               attempt)
         VALUES (%(upgrade)s::int, %(customer)s::text, %(component)s, %(from)s, %(to)s, 'pending', 'rollback',
-                %(run)s, %(wave)s, %(namespace)s, %(release)s, %(who)s, %(of)s,
+                %(run)s, %(wave)s, %(namespace)s, %(release)s, %(who)s, %(of)s, %(components)s,
                 (SELECT count(*) + 1 FROM customer_upgrade_logs
                   WHERE upgrade_id = %(upgrade)s::int AND customer_id = %(customer)s::text
                     AND operation = 'rollback'))
@@ -241,6 +268,7 @@ def _insert_rollback_row(
             "release": upgraded["release_name"],
             "who": requested_by,
             "of": upgraded["id"],
+            "components": _jsonb(restores(upgraded)),
         },
     )
     return int(one_row(cur)["id"])
@@ -260,13 +288,15 @@ def _insert_rollback_rows(
         cur, LogRecord,
         f"""
         INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version, to_version,
-               status, operation, run_name, wave, namespace, release_name, requested_by, rollback_of, attempt)
+               status, operation, run_name, wave, namespace, release_name, requested_by, rollback_of, components,
+               attempt)
         SELECT %(upgrade)s::int, t.customer_id, t.component, t.from_version, t.to_version, 'pending', 'rollback',
-               %(run)s, t.wave, t.namespace, t.release_name, %(who)s, t.rollback_of, COALESCE(prior.n, 0) + 1
+               %(run)s, t.wave, t.namespace, t.release_name, %(who)s, t.rollback_of, t.train, COALESCE(prior.n, 0) + 1
           FROM unnest(%(customers)s::text[], %(components)s::text[], %(froms)s::text[], %(tos)s::text[],
-                      %(waves)s::int[], %(namespaces)s::text[], %(releases)s::text[], %(ofs)s::int[])
+                      %(waves)s::int[], %(namespaces)s::text[], %(releases)s::text[], %(ofs)s::int[],
+                      %(trains)s::jsonb[])
                WITH ORDINALITY AS t(customer_id, component, from_version, to_version, wave, namespace,
-                                    release_name, rollback_of, position)
+                                    release_name, rollback_of, train, position)
           LEFT JOIN (SELECT r.customer_id, count(*) AS n FROM customer_upgrade_logs r
                       WHERE r.upgrade_id = %(upgrade)s::int AND r.operation = 'rollback'
                       GROUP BY r.customer_id) prior ON prior.customer_id = t.customer_id
@@ -285,5 +315,10 @@ def _insert_rollback_rows(
             "namespaces": [u["namespace"] for u in upgraded],
             "releases": [u["release_name"] for u in upgraded],
             "ofs": [u["id"] for u in upgraded],
+            "trains": [_jsonb(restores(u)) for u in upgraded],
         },
     )  # fmt: skip
+
+
+def _jsonb(value: dict[str, dict[str, str | None]] | None) -> Jsonb | None:
+    return None if value is None else Jsonb(value)

@@ -35,6 +35,12 @@ class LogRecord:
     revision_before: int | None
     rollback_of: int | None
     window_opens_at: datetime | None
+    # a release train's row: component -> {from, to, before, after} (migration 090); None: one component
+    components: dict[str, Any] | None
+
+    def train_tags(self, key: str = "to") -> tuple[tuple[str, str], ...]:
+        """The train's other components and their `key` version ("to": what the row sets), for HelmJobSpec.also."""
+        return tuple((c, str(v[key])) for c, v in (self.components or {}).items() if c != self.component)
 
 
 @dataclass(frozen=True, slots=True)

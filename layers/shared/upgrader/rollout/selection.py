@@ -25,7 +25,7 @@ from upgrader.contract.models import DeployRequest, iso
 from upgrader.contract.strategies import REGISTRY as STRATEGIES
 from upgrader.contract.strategies import WaveOptions
 from upgrader.infra.errors import InactiveCustomers, InvalidValue, LimitExceeded, UnknownCustomers
-from upgrader.rollout.compatibility import Rule, Violation, violations
+from upgrader.rollout.compatibility import Rule, Violation, violations_of_changes
 from upgrader.rollout.planner import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CANARY_PERCENT,
@@ -65,12 +65,22 @@ class Candidate:
     pin_expires_at: datetime | None = None
     pinned_by: str | None = None
     ring: str | None = None  # its ring (upgrader.promotion.rings: none stored is the order's default)
+    # every pin in force: component -> {version, reason, expiresAt, pinnedBy} (a train checks each of its components)
+    pins: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def pin(self) -> PinInForce | None:
         if self.pin_version is None or self.pin_expires_at is None:
             return None
         return PinInForce(self.pin_version, str(self.pin_reason), self.pin_expires_at, self.pinned_by)
+
+    def pin_of(self, component: str) -> PinInForce | None:
+        """Its pin of `component` in force (the deployed component's from its own columns)."""
+        found = self.pins.get(component)
+        if found is None:
+            return None
+        expires = datetime.fromisoformat(str(found["expiresAt"]))
+        return PinInForce(str(found["version"]), str(found.get("reason")), expires, found.get("pinnedBy"))
 
 
 @dataclass(frozen=True)
@@ -152,8 +162,10 @@ def plan_upgrade(
     incompatible: list[Violation] = []
     for candidate in candidates:
         exclusion = _left_out(request, candidate, wanted, labels, rings)
-        broken = [] if exclusion is not None else violations(
-            rules, candidate.customer_id, candidate.versions, request.component, request.version
+        # a train's rules are checked on its whole set (upgrader.promotion.trains): together, each component's
+        # requirement may be met by another of the train
+        broken = [] if exclusion is not None else violations_of_changes(
+            rules, candidate.customer_id, candidate.versions, request.changes
         )  # fmt: skip
         if broken and request.skip_incompatible:
             detail = "; ".join(f"{v.detail} breaks {v.rule.wording()}" for v in broken)
@@ -230,16 +242,20 @@ def _left_out(
         return Exclusion(
             candidate, "suspended", f"{candidate.customer_status}: left out of every deploy until active again"
         )
-    pin = candidate.pin
-    if pin is not None and pin.version != request.version and not request.include_pinned:
-        by = f" by {pin.pinned_by}" if pin.pinned_by else ""
-        return Exclusion(
-            candidate,
-            "pinned",
-            f"{request.component} pinned to {pin.version} until {iso(pin.expires_at)}{by}: {pin.reason}",
-        )
-    if candidate.current_version == request.version:
+    changes = request.changes
+    for component, version in changes.items():
+        pin = candidate.pin if component == request.component else candidate.pin_of(component)
+        if pin is not None and pin.version != version and not request.include_pinned:
+            by = f" by {pin.pinned_by}" if pin.pinned_by else ""
+            return Exclusion(
+                candidate,
+                "pinned",
+                f"{component} pinned to {pin.version} until {iso(pin.expires_at)}{by}: {pin.reason}",
+            )
+    if not request.train and candidate.current_version == request.version:
         return Exclusion(candidate, "already_at_version", f"{request.component} is already at {request.version}")
+    if request.train and all(candidate.versions.get(c) == v for c, v in changes.items()):
+        return Exclusion(candidate, "already_at_version", f"already at {request.in_words()}")
     return None
 
 

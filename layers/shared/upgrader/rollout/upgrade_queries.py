@@ -38,10 +38,12 @@ class UpgradeQueries:
             return {r["component"]: r["version"] for r in cur.fetchall()}
 
     def active_upgrade_for(self, component: str) -> Row | None:
+        """The active upgrade that sets `component` (alone, or in a train), if any."""
         with self._db.transaction() as cur:
             cur.execute(
-                "SELECT id, status FROM system_upgrades WHERE component = %s AND status = ANY(%s)",
-                (component, list(ACTIVE_UPGRADE_STATUSES)),
+                "SELECT id, status FROM system_upgrades WHERE (component = %(c)s OR %(c)s = ANY(components))"
+                " AND status = ANY(%(active)s) ORDER BY id LIMIT 1",
+                {"c": component, "active": list(ACTIVE_UPGRADE_STATUSES)},
             )
             return cur.fetchone()
 
@@ -102,7 +104,7 @@ class UpgradeQueries:
                 UpgradeRecord,
                 f"""
                 SELECT {_UPGRADE} FROM system_upgrades
-                 WHERE (%(component)s::text IS NULL OR component = %(component)s)
+                 WHERE (%(component)s::text IS NULL OR component = %(component)s OR %(component)s = ANY(components))
                    AND (%(status)s::text IS NULL OR status = %(status)s)
                    AND (%(before)s::int IS NULL OR id < %(before)s)
                  ORDER BY id DESC

@@ -55,6 +55,12 @@ class UpgradeRecord:
         return self.to_version
 
     @property
+    def components(self) -> dict[str, str] | None:
+        """A release train: every component it sets -> its version (None: one component)."""
+        train = self.parameters.get("components")
+        return dict(train) if train else None
+
+    @property
     def total(self) -> int:
         return self.total_customers
 

@@ -26,6 +26,8 @@ from upgrader.rollout.upgrade_records import UpgradeRecord, lock_upgrade
 
 _UPGRADE = columns(UpgradeRecord)
 _RUN = columns(RunRecord)
+# The first key of the advisory locks a deploy takes per component it sets (the second: hashtext of its name).
+ADVISORY_COMPONENT = 727100
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,8 @@ class NewLogRow:
     left_out: str | None = None  # why the deploy left it out (pinned, already_at_version): a skipped row
     detail: str | None = None  # the reason in words, recorded as the skipped row's error
     ring: str | None = None  # the customer's ring now: the version's evidence on that ring (upgrader.promotion)
+    # a release train's row: component -> {"from": what it runs, "to": the train's version} (None: one component)
+    components: dict[str, dict[str, str | None]] | None = None
 
 
 class UpgradeRepository(UpgradeQueries):
@@ -108,20 +112,41 @@ class UpgradeRepository(UpgradeQueries):
         nonce: str,
         chart_version: str | None = None,
         within: Callable[[psycopg.Cursor[Row], int], None] | None = None,
+        components: Sequence[str] | None = None,
     ) -> Row:
         """Record an upgrade and one pending log row per target customer, atomically; `within(cursor,
         upgrade_id)` writes what belongs to the upgrade in the same transaction (a forced promotion).
 
         Raises UpgradeAlreadyActive when another upgrade of the component is pending, running or
-        awaiting continue (a partial unique index decides, so concurrent deploys cannot both win).
+        awaiting continue (a partial unique index decides, so concurrent deploys cannot both win). A release
+        train (`components`: every component it sets) is refused the same way when any of its components is
+        set by an active upgrade, alone or in another train: each deploy takes an advisory lock per component
+        it sets (in name order, so two trains never wait on each other in a cycle) and then looks.
         """
+        touched = sorted(set(components or ()) | {component})
         try:
             with self._db.transaction() as cur:
+                for name in touched:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (ADVISORY_COMPONENT, name))
+                cur.execute(
+                    "SELECT id, status, component, components FROM system_upgrades"
+                    " WHERE status = ANY(%(active)s) AND (component = ANY(%(c)s) OR components && %(c)s::text[])"
+                    " ORDER BY id LIMIT 1",
+                    {"active": list(ACTIVE_UPGRADE_STATUSES), "c": touched},
+                )
+                busy = cur.fetchone()
+                if busy is not None:
+                    shared = sorted(set(touched) & ({busy["component"]} | set(busy["components"] or ())))
+                    raise UpgradeAlreadyActive(
+                        f"an upgrade of component '{shared[0]}' is already pending, running or awaiting continue "
+                        f"(upgrade {busy['id']}, status {busy['status']}); wait for it to finish or abort it"
+                    )
                 cur.execute(
                     """
                     INSERT INTO system_upgrades (component, from_version, to_version, strategy,
-                        total_customers, status, metadata, requested_by, parameters, total_waves, chart_version)
-                    VALUES (%s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s)
+                        total_customers, status, metadata, requested_by, parameters, total_waves, chart_version,
+                        components)
+                    VALUES (%s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s)
                     RETURNING id
                     """,
                     (
@@ -135,6 +160,7 @@ class UpgradeRepository(UpgradeQueries):
                         Jsonb(parameters),
                         total_waves,
                         chart_version,
+                        list(components) if components else None,
                     ),
                 )
                 upgrade_id = one_row(cur)["id"]
@@ -150,16 +176,16 @@ class UpgradeRepository(UpgradeQueries):
                     """
                     INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version,
                         to_version, status, operation, run_name, wave, namespace, release_name, requested_by,
-                        chart_version, left_out, error, completed_at, ring)
+                        chart_version, left_out, error, completed_at, ring, components)
                     SELECT %s, t.customer_id, %s, t.from_version, %s,
                            CASE WHEN t.left_out IS NULL THEN 'pending' ELSE 'skipped' END, 'upgrade',
                            CASE WHEN t.left_out IS NULL THEN %s END, t.wave,
                            t.namespace, t.release_name, %s, t.chart_version, t.left_out, t.detail,
-                           CASE WHEN t.left_out IS NOT NULL THEN NOW() END, t.ring
+                           CASE WHEN t.left_out IS NOT NULL THEN NOW() END, t.ring, t.components
                       FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[],
-                                  %s::text[], %s::text[])
+                                  %s::text[], %s::text[], %s::jsonb[])
                            AS t(customer_id, from_version, wave, namespace, release_name, chart_version, left_out, detail,
-                                ring)
+                                ring, components)
                     """,
                     (
                         upgrade_id,
@@ -176,6 +202,7 @@ class UpgradeRepository(UpgradeQueries):
                         [r.left_out for r in rows],
                         [r.detail for r in rows],
                         [r.ring for r in rows],
+                        [None if r.components is None else Jsonb(r.components) for r in rows],
                     ),
                 )
                 if within is not None:

@@ -26,7 +26,7 @@ from upgrader.infra.errors import (
 )
 from upgrader.infra.settings import Settings
 from upgrader.infra.workflow import WorkflowGateway
-from upgrader.rollout.compatibility import RuleRepository, refusal, violations
+from upgrader.rollout.compatibility import RuleRepository, refusal, violations_of_changes
 from upgrader.rollout.planner import plan_limit_problems
 from upgrader.rollout.reconciliation import ReconcileRepository, end_if_dead
 from upgrader.rollout.resumes import ResumeRepository
@@ -91,16 +91,15 @@ def _refuse_breaking_rollback(rows: list[RollbackTarget], *, rules: RuleReposito
     are not checked."""
     if not rows:
         return  # nothing to restore: the request's own checks answer (404, 409)
-    component = rows[0].component
-    applicable = rules.rules(component)
+    touched = sorted({c for r in rows for c in r.changes})
+    applicable = rules.rules(touched[0] if len(touched) == 1 else None)
     if not applicable:
         return
     versions = rules.customer_versions([r.customer_id for r in rows])
-    found = [
-        v for r in rows for v in violations(applicable, r.customer_id, versions[r.customer_id], component, r.to_version)
-    ]
+    found = [v for r in rows for v in violations_of_changes(applicable, r.customer_id, versions[r.customer_id],
+                                                             r.changes)]  # fmt: skip
     if found:
-        raise refusal(found, f"rolling {component} back", hint='send {"force": true} to roll back anyway')
+        raise refusal(found, f"rolling {' + '.join(touched)} back", hint='send {"force": true} to roll back anyway')
 
 
 def abort_upgrade(

@@ -28,7 +28,7 @@ from upgrader.promotion.evidence_repository import record_override
 from upgrader.promotion.gate import PromotionGate
 from upgrader.promotion.rules import force_of
 from upgrader.rollout.compatibility import RuleRepository, refusal
-from upgrader.rollout.selection import Plan, describe_left_out, plan_upgrade
+from upgrader.rollout.selection import Candidate, Plan, describe_left_out, plan_upgrade
 from upgrader.rollout.upgrade_repository import NewLogRow, UpgradeRepository
 
 
@@ -59,24 +59,25 @@ def deploy_upgrade(
     force = force_of(request.force, request.force_reason, requested_by)
     plan = _plan(request, inventory=inventory, rules=rules, settings=settings, promotion=promotion, now=now)
     if plan.incompatible:
-        raise refusal(plan.incompatible, f"{request.component} {request.version}",
+        raise refusal(plan.incompatible, request.in_words(),
                       hint="send skipIncompatible to leave them out, or change the rules")  # fmt: skip
     if not plan.waves:
         left_out = describe_left_out(plan.counts, request.version) or "the inventory has no customer"
         raise NoTargetCustomers(f"no active customer to upgrade: {left_out}; nothing to do")
-    promotions = promotion.check(request.component, request.version, _rings_reached(plan), now, force)
+    promotions = [p for component, version in request.changes.items()
+                  for p in promotion.check(component, version, _rings_reached(plan), now, force)]  # fmt: skip
     forced = [p for p in promotions if p.forced is not None]
     # The chart is pinned for every customer: the requested version, else the one its release runs
     # (known from the inventory, or read from the release right before helm and recorded then).
     rows = [
         NewLogRow(t.customer_id, t.namespace, t.release_name, t.current_version, request.version, index,
-                  request.chart_version or t.chart_version, ring=t.ring)
+                  request.chart_version or t.chart_version, ring=t.ring, components=train_row(request, t))
         for index, wave in enumerate(plan.waves)
         for t in wave
     ] + [
         NewLogRow(e.candidate.customer_id, e.candidate.namespace, e.candidate.release_name,
                   e.candidate.current_version, request.version, -1, None, left_out=e.reason, detail=e.detail,
-                  ring=e.candidate.ring)
+                  ring=e.candidate.ring, components=train_row(request, e.candidate))
         for e in plan.skipped
     ]  # fmt: skip
     current = Counter(t.current_version for t in plan.targets if t.current_version)
@@ -90,6 +91,8 @@ def deploy_upgrade(
         "waveSizes": sizes,
         "healthCheck": request.health_check.model_dump(),
     }
+    if request.train:
+        parameters["components"] = request.changes
     if request.blue_green:
         parameters["blueGreen"] = True
         parameters["finalizeOldSlot"] = request.finalize_old_slot
@@ -132,6 +135,7 @@ def deploy_upgrade(
         nonce=secrets.token_hex(4),
         chart_version=request.chart_version,
         within=record_forced,
+        components=list(request.changes) if request.train else None,
     )
     name = upgrade["execution_name"]
     try:
@@ -144,12 +148,15 @@ def deploy_upgrade(
         upgrade_id=str(upgrade["id"]),
         job_id=name,
         strategy=request.strategy,
-        message=STRATEGIES.get(request.strategy).message(sizes, plan.step_gate) + (f"; {also}" if also else ""),
+        message=(f"release train {request.in_words()}: " if request.train else "")
+        + STRATEGIES.get(request.strategy).message(sizes, plan.step_gate)
+        + (f"; {also}" if also else ""),
         total=plan.total,
         waves=sizes,
         status=upgrade["status"],
         skipped=len(plan.skipped),
         left_out=plan.counts,
+        components=request.changes if request.train else None,
     )
 
 
@@ -170,7 +177,8 @@ def plan_deploy(
     now = now or datetime.now(UTC)
     force = force_of(request.force, request.force_reason, requested_by)
     plan = _plan(request, inventory=inventory, rules=rules, settings=settings, promotion=promotion, now=now)
-    promotions = promotion.decide(request.component, request.version, _rings_reached(plan), now, force)
+    promotions = [p for component, version in request.changes.items()
+                  for p in promotion.decide(component, version, _rings_reached(plan), now, force)]  # fmt: skip
     refused = [p for p in promotions if not p.allowed]
     gates = [
         gate_after(
@@ -199,7 +207,7 @@ def plan_deploy(
         )  # fmt: skip
         for index, wave in enumerate(plan.waves)
     ]
-    active = repo.active_upgrade_for(request.component)
+    active = next(filter(None, (repo.active_upgrade_for(c) for c in request.changes)), None)
     also = describe_left_out(plan.counts, request.version)
     if refused:
         message = f"a deploy would be refused (422 NotPromoted): {refused[0].words()}"
@@ -215,6 +223,7 @@ def plan_deploy(
     return PlanResponse(
         component=request.component,
         version=request.version,
+        components=request.changes if request.train else None,
         strategy=request.strategy,
         total=plan.total,
         waves=waves,
@@ -249,10 +258,17 @@ def _plan(
         request,
         inventory.deploy_candidates(request.component, order.ring_of),
         approval_timeout_seconds=settings.approval_timeout_seconds,
-        rules=rules.rules(request.component),
+        rules=rules.rules(None if request.train else request.component),
         rings=order.targets(dict.fromkeys(request.rings)) if request.rings else None,
         now=now,
     )
+
+
+def train_row(request: DeployRequest, customer: Candidate) -> dict[str, dict[str, str | None]] | None:
+    """A train's row: each component from what the customer runs to the train's version (None: not a train)."""
+    if not request.train:
+        return None
+    return {c: {"from": customer.versions.get(c), "to": v} for c, v in request.changes.items()}
 
 
 def _rings_reached(plan: Plan) -> list[str]:

@@ -60,6 +60,8 @@ def begin_customer(
         "release": row.release_name,
         "component": row.component,
         "version": row.to_version,
+        # a release train's components (its health check judges each of them); one component: just it
+        "components": list(row.components or {}) or [row.component],
         "operation": row.operation,
         "attempt": row.attempt,
         "autoRollback": bool(parameters.get("autoRollback")) and upgrading,
@@ -217,11 +219,18 @@ def _start_upgrade(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
             "deploy with an explicit chartVersion"
         )
     blue_green = bool(row.parameters.get("blueGreen"))
+    sloted = [c for c in (row.components or {}) if c in release.slots]
+    if sloted:
+        raise ReleaseNotReady(
+            f"Helm release '{release.release}' runs {', '.join(sloted)} blue-green (slots): a release train does "
+            "not switch slots; deploy that component alone"
+        )
     if blue_green or row.component in release.slots:
         return start_slot(lease, release, chart_version, blue_green=blue_green, cluster=cluster)
-    spec = row_spec(row, "upgrade", version=row.to_version, chart_version=chart_version)
+    spec = row_spec(row, "upgrade", version=row.to_version, chart_version=chart_version, also=row.train_tags())
     lease.record_plan(revision_before=release.revision, version_before=release.versions.get(row.component),
-                      chart_version=chart_version)  # fmt: skip
+                      chart_version=chart_version,
+                      components_before={c: release.versions.get(c) for c in row.components or {}})  # fmt: skip
     name = cluster.start_helm_job(spec)
     lease.record_job(name)
     return started(name, "upgrade")

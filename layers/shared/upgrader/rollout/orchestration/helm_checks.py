@@ -106,29 +106,47 @@ def check_rollout(event: State, *, cluster: ClusterGateway, now: float | None = 
 
 def _rollout_verdict(event: State, customer: State, check: State, slot: str | None, cluster: ClusterGateway,
                      now: float) -> State:  # fmt: skip
+    """The verdict on every component the operation changed (a release train: each of its components, named
+    in the detail; the first that is not healthy decides)."""
     deadline = float((event.get("health") or {}).get("deadline") or now + int(check.get("timeoutSeconds", 300)))
-    try:
-        rollout = cluster.rollout_status(customer["namespace"], customer["release"], customer["component"], slot)
-    except ClusterTransientError as exc:  # not a verdict on the workloads: wait, up to the check's deadline
-        rollout = RolloutState("progressing", f"Kubernetes API unreachable: {exc}")
-    detail = rollout.detail
-    if rollout.phase == "failed":
-        return {"phase": "unhealthy", "deadline": deadline, "detail": f"rollout failed: {detail}"}
-    if rollout.phase == "ready":
-        if not check.get("httpPath"):
-            return {"phase": "healthy", "deadline": deadline, "detail": detail}
-        service = check.get("service") or f"{customer['release']}-{customer['component']}"
-        if slot is not None:  # the slot's preview Service: the component's own one still selects the active slot
-            service = f"{customer['release']}-{customer['component']}-{slot}"
-        try:
-            probe = cluster.http_health(customer["namespace"], service, str(check.get("port", "http")),
-                                        check["httpPath"])  # fmt: skip
-        except ClusterTransientError as exc:
-            probe = HttpHealth(False, None, f"Kubernetes API unreachable: {exc}")
-        if probe.healthy:
-            return {"phase": "healthy", "deadline": deadline, "detail": f"{detail}; {probe.detail}"}
-        detail = f"HTTP health check {check['httpPath']} failed: {probe.detail}"
+    components = list(customer.get("components") or [customer["component"]])
+    details: list[str] = []
+    for component in components:
+        phase, detail = _component_verdict(customer, component, check, slot, cluster)
+        named = f"{component}: {detail}" if len(components) > 1 else detail
+        if phase == "failed":
+            return {"phase": "unhealthy", "deadline": deadline, "detail": f"rollout failed: {named}"}
+        if phase != "healthy":
+            break
+        details.append(named)
+    else:
+        return {"phase": "healthy", "deadline": deadline, "detail": "; ".join(details)}
     if now >= deadline:
         timeout = int(check.get("timeoutSeconds", 300))
-        return {"phase": "unhealthy", "deadline": deadline, "detail": f"not healthy within {timeout} s: {detail}"}
-    return {"phase": "waiting", "deadline": deadline, "detail": detail}
+        return {"phase": "unhealthy", "deadline": deadline, "detail": f"not healthy within {timeout} s: {named}"}
+    return {"phase": "waiting", "deadline": deadline, "detail": named}
+
+
+def _component_verdict(customer: State, component: str, check: State, slot: str | None,
+                       cluster: ClusterGateway) -> tuple[str, str]:  # fmt: skip
+    """One component's workloads: ("failed" | "waiting" | "healthy", the detail)."""
+    try:
+        rollout = cluster.rollout_status(customer["namespace"], customer["release"], component, slot)
+    except ClusterTransientError as exc:  # not a verdict on the workloads: wait, up to the check's deadline
+        rollout = RolloutState("progressing", f"Kubernetes API unreachable: {exc}")
+    if rollout.phase == "failed":
+        return "failed", rollout.detail
+    if rollout.phase != "ready":
+        return "waiting", rollout.detail
+    if not check.get("httpPath"):
+        return "healthy", rollout.detail
+    service = check.get("service") or f"{customer['release']}-{component}"
+    if slot is not None:  # the slot's preview Service: the component's own one still selects the active slot
+        service = f"{customer['release']}-{component}-{slot}"
+    try:
+        probe = cluster.http_health(customer["namespace"], service, str(check.get("port", "http")), check["httpPath"])
+    except ClusterTransientError as exc:
+        probe = HttpHealth(False, None, f"Kubernetes API unreachable: {exc}")
+    if probe.healthy:
+        return "healthy", f"{rollout.detail}; {probe.detail}"
+    return "waiting", f"HTTP health check {check['httpPath']} failed: {probe.detail}"

@@ -5,6 +5,8 @@ of a release left pending-* by a helm that died.
 
 from __future__ import annotations
 
+from typing import Any
+
 from upgrader.cluster.types import (
     ClusterGateway,
     HelmOperation,
@@ -71,6 +73,8 @@ def start_rollback(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
             f"Helm release '{release.release}' is {release.status} (revision {release.revision}); "
             "an upgrade's pre-check recovers such a release, a rollback does not guess"
         )
+    if row.components:
+        return _start_train_rollback(lease, release, cluster=cluster)
     component, target = row.component, row.to_version
     current = release.versions.get(component)
     left_by_upgrade = (upgraded.version_after if upgraded else None) or row.from_version
@@ -102,6 +106,47 @@ def start_rollback(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
                 f"--reuse-values setting only {component} back to {target}, chart {release.chart_version} kept")  # fmt: skip
     lease.record_plan(revision_before=release.revision, version_before=current, chart_version=release.chart_version,
                       note=note)  # fmt: skip
+    name = cluster.start_helm_job(spec)
+    lease.record_job(name)
+    return started(name, spec.operation, revision=spec.revision)
+
+
+def _start_train_rollback(lease: LeaseSession, release: ReleaseInfo, *, cluster: ClusterGateway) -> State:
+    """A release train's rollback row: every component of the train back to what the release held before the
+    train, and only them, in one helm operation; refused (skipped, with the reason) when any of them was changed
+    since the train left it, so no later change is reverted behind its back."""
+    row = lease.row
+    upgraded = lease.upgraded_row()
+    train: dict[str, Any] = row.components or {}
+    current = {c: release.versions.get(c) for c in train}
+    settled = release.status == "deployed"
+    if settled and all(current[c] == v["to"] for c, v in train.items()):
+        words = ", ".join(f"{c} {v['to']}" for c, v in train.items())
+        reason = f"nothing to roll back: the release already runs {words}"
+        lease.skip(reason)
+        return {"phase": "skipped", "stage": "rollback", "reason": reason}
+    moved = [f"{c} {current[c]}, not {v['from']}" for c, v in train.items() if current[c] != v["from"]]
+    if moved:
+        reason = (f"not rolled back: the release runs {'; '.join(moved)} as upgrade {row.upgrade_id} left it; "
+                  "it was changed since, and that change is not reverted")  # fmt: skip
+        lease.skip(reason)
+        return {"phase": "skipped", "stage": "rollback", "reason": reason}
+    revision_after = upgraded.revision_after if upgraded else None
+    revision_before = upgraded.revision_before if upgraded else None
+    if revision_after and revision_before and release.revision == revision_after:
+        spec = row_spec(row, "rollback", revision=int(revision_before))
+        note = (f"release still at revision {release.revision}, as train upgrade {row.upgrade_id} left it: "
+                f"helm rollback to revision {revision_before}")  # fmt: skip
+    else:
+        if not release.chart_version:
+            raise ReleaseNotReady(f"Helm release '{release.release}' records no chart version; cannot pin the chart")
+        spec = row_spec(row, "restore", version=row.to_version, chart_version=release.chart_version,
+                        also=row.train_tags())  # fmt: skip
+        words = ", ".join(f"{c} {v['to']}" for c, v in train.items())
+        note = (f"release changed since train upgrade {row.upgrade_id} (now revision {release.revision}): one helm "
+                f"upgrade setting only {words}, chart {release.chart_version} kept")  # fmt: skip
+    lease.record_plan(revision_before=release.revision, version_before=current.get(row.component),
+                      chart_version=release.chart_version, note=note, components_before=current)  # fmt: skip
     name = cluster.start_helm_job(spec)
     lease.record_job(name)
     return started(name, spec.operation, revision=spec.revision)

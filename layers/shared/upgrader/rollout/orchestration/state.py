@@ -41,7 +41,8 @@ class CarriedLog:
 
 
 def row_spec(row: LogRecord | CarriedLog, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
-          chart_version: str | None = None, slot: str | None = None, chart_name: str | None = None) -> HelmJobSpec:  # fmt: skip
+          chart_version: str | None = None, slot: str | None = None, chart_name: str | None = None,
+          also: tuple[tuple[str, str], ...] = ()) -> HelmJobSpec:  # fmt: skip
     """A helm operation of one `customer_upgrade_logs` row (its id names the Job: one row, one Job per operation)."""
     return HelmJobSpec(
         upgrade_id=int(row.upgrade_id),
@@ -57,6 +58,7 @@ def row_spec(row: LogRecord | CarriedLog, operation: HelmOperation, *, version: 
         chart_version=chart_version,
         slot=slot,
         chart_name=chart_name,
+        also=also,
     )
 
 
