@@ -110,7 +110,9 @@ def test_the_plan_and_the_deploy_of_a_train_agree(fleet, sql):
     waved = [c["customerId"] for w in planned["waves"] for c in w["customers"]]
     assert waved == ["cust_0003", "cust_0004"]
     assert planned["leftOutCounts"] == started["leftOut"] == {"already_at_version": 1, "pinned": 1}
-    rows = sql("SELECT customer_id, status, left_out, error, components FROM customer_upgrade_logs ORDER BY customer_id")
+    rows = sql(
+        "SELECT customer_id, status, left_out, error, components FROM customer_upgrade_logs ORDER BY customer_id"
+    )
     assert [(r["customer_id"], r["status"], r["left_out"]) for r in rows] == [
         ("cust_0001", "skipped", "already_at_version"), ("cust_0002", "skipped", "pinned"),
         ("cust_0003", "pending", None), ("cust_0004", "pending", None),

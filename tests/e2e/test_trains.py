@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from upgrader.infra.components import REGISTRY
 
 from tests.api.helpers import call, control
 from tests.conftest import body
 from tests.support.events import api_event
 from tests.support.functions import invoke
-from upgrader.infra.components import REGISTRY
 
 pytestmark = pytest.mark.e2e
 
