@@ -120,3 +120,25 @@ def test_the_plan_and_the_deploy_of_a_train_agree(fleet, sql):
     assert rows[1]["error"].startswith("dashboard pinned to v1.9.0")
     assert rows[2]["components"] == {"api": {"from": "v1.1.0", "to": "v2.0.0"},
                                      "dashboard": {"from": "v1.9.0", "to": "v2.0.0"}}  # fmt: skip
+
+
+def test_a_train_that_completed_on_a_ring_is_evidence_for_each_of_its_components(fleet, sql):
+    """Breakage tried: the evidence query without its `components @>` branch: dashboard never_ran on staging."""
+    sql("UPDATE customers SET ring = 'production' WHERE id = 'cust_0004'")
+    for component in TRAIN:
+        rule = api_event("api_customers_promotion_rules_set", path=f"/api/promotion-rules/{component}",
+                         path_params={"component": component}, body={"minSuccessPercent": 100, "minBakeSeconds": 0})  # fmt: skip
+        assert invoke("api_customers", rule)["statusCode"] == 200
+    code, started = deploy({"components": TRAIN, "rings": ["staging"]})
+    assert code == 202, started
+    # the train completed on staging (the state machine's part is tests/e2e/test_trains.py)
+    sql("UPDATE customer_upgrade_logs SET status = 'completed', completed_at = NOW() - interval '1 minute'")
+    sql("UPDATE system_upgrades SET status = 'completed', completed_at = NOW() - interval '1 minute'")
+
+    response = invoke("api_upgrades", api_event("api_upgrades_promotions", path="/api/promotions",
+                                                 query={"component": "dashboard", "version": "v2.0.0"}))  # fmt: skip
+    path = body(response)
+    staging = next(r for r in path["rings"] if r["ring"] == "staging")
+    assert (staging["evidence"]["targeted"], staging["evidence"]["succeeded"]) == (3, 3), staging
+    code, alone = deploy({"component": "dashboard", "version": "v2.0.0", "rings": ["production"]})
+    assert code == 202, alone
