@@ -105,7 +105,7 @@ def deploy_request(args: argparse.Namespace) -> dict[str, Any]:
     request: dict[str, Any] = {"strategy": args.strategy}
     train = getattr(args, "train", None)
     if train:
-        request["components"] = train_components(train)
+        request["components"] = train_flags(train)
     else:
         request.update(component=args.component, version=args.version)
     for flag, field in (("canary_percent", "canaryPercent"), ("batch_size", "batchSize")):
@@ -141,7 +141,7 @@ def deploy_request(args: argparse.Namespace) -> dict[str, Any]:
     return request
 
 
-def train_components(pairs: list[str]) -> dict[str, str]:
+def train_flags(pairs: list[str]) -> dict[str, str]:
     """`--train api=v2.0.0 --train dashboard=v2.0.0` as the request's `components`; ValueError for a pair that is
     not COMPONENT=VERSION or a component given twice (the API checks the names and versions)."""
     found: dict[str, str] = {}

@@ -32,9 +32,11 @@ def progress_line(data: dict[str, Any], *, unicode: bool = True, width: int = 30
 
 
 def status_lines(data: dict[str, Any]) -> str:
+    train = data.get("components")
+    what = ("release train " + ", ".join(f"{c} → {v}" for c, v in train.items()) if train else
+            f"{data.get('component')} {data.get('fromVersion') or '?'} → {data.get('version')}")  # fmt: skip
     lines = [
-        f"upgrade {data.get('upgradeId')}: {data.get('component')} {data.get('fromVersion') or '?'} → "
-        f"{data.get('version')} ({data.get('strategy')})  status {data.get('status')}",
+        f"upgrade {data.get('upgradeId')}: {what} ({data.get('strategy')})  status {data.get('status')}",
         f"  total {data.get('total')}  completed {data.get('completed')}  failed {data.get('failed')}  "
         f"in progress {data.get('inProgress')}  pending {data.get('pending', 0)}  skipped {data.get('skipped', 0)}  "
         f"rolled back {data.get('rolledBack', 0)}",

@@ -88,6 +88,35 @@ def test_deploy_subcommand_with_batch_size(fake_api):
     }
 
 
+def test_train_flags_send_a_release_train(fake_api):
+    fake_api.responder = lambda m, p, b: (202, DEPLOYED)
+    code, _, err = run("--api-url", fake_api.url, "deploy", "--train", "api=v2.0.0", "--train", "dashboard=v2.0.0",
+                       "--strategy", "all")  # fmt: skip
+    assert code == 0, err
+    assert fake_api.requests[0].body == {"components": {"api": "v2.0.0", "dashboard": "v2.0.0"}, "strategy": "all"}
+
+
+def test_the_status_of_a_train_names_each_component(fake_api):
+    fake_api.responder = lambda m, p, b: (
+        200,
+        status("completed", 5, components={"api": "v2.0.0", "dashboard": "v2.1.0"}),
+    )
+    code, out, _ = run("--api-url", fake_api.url, "status", "123")
+    assert code == 0
+    assert "upgrade 123: release train api → v2.0.0, dashboard → v2.1.0 (" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [(("--train", "api"), "COMPONENT=VERSION"), (("--train", "api=v2", "--train", "api=v3"), "names api twice"),
+     (("--train", "api=v2", "--component", "api", "--version", "v2"), "not both")],
+)  # fmt: skip
+def test_bad_train_flags_are_a_usage_error(fake_api, argv, said):
+    code, _, err = run("--api-url", fake_api.url, "deploy", *argv, "--strategy", "all")
+    assert code == cli.EXIT_USAGE and said in err
+    assert fake_api.requests == []
+
+
 def test_missing_deploy_flags_are_a_usage_error(fake_api):
     code, _, err = run("--api-url", fake_api.url, "--component", "api")
     assert code == cli.EXIT_USAGE and "--version, --strategy" in err

@@ -325,3 +325,30 @@ def test_rings_show_in_the_fleet_and_a_version_path_through_them_in_the_upgrade(
     expect()(page.locator("#rings li[data-ring='staging']")).to_contain_text(f"#{upgrade_id}")
     expect()(page.locator("#rings li[data-ring='early']")).to_contain_text("waits: it never ran on internal")
     screenshot(page, "rings")
+
+
+def test_a_release_train_shows_each_components_from_and_to(page: Any, console_stack: StackProcess) -> None:
+    # Given a train of dashboard and mosquitto on the healthy demo customers (an earlier test's upgrade of either,
+    # still waiting, is aborted first: a train is refused while one of its components is being upgraded)
+    train = {"dashboard": "v7.0.0", "mosquitto": "2.0.19"}
+    for component in train:
+        for earlier in console_stack.get(f"/api/upgrades?component={component}")["upgrades"]:
+            if earlier["status"] in ("pending", "in_progress", "awaiting_continue"):
+                uid = str(earlier["upgradeId"])
+                assert console_stack.request("POST", f"/api/upgrades/{uid}/abort", {"reason": "train test"})[0] == 202
+                console_stack.wait_status(uid, {"aborted"})
+    code, body = console_stack.request("POST", "/api/upgrades/deploy",
+                                       {"components": train, "strategy": "all", "customerIds": HEALTHY[:2]})  # fmt: skip
+    assert code == 202, body
+    upgrade_id = str(body["upgradeId"])
+    console_stack.wait_status(upgrade_id, {"completed"})
+    # When the upgrade is opened, then the heading and the facts name the train, and each customer's row shows
+    # every component's from -> to
+    open_upgrade(page, console_stack, upgrade_id)
+    expect()(page.locator("#detail-summary .detail-head h3")).to_contain_text(
+        "release train dashboard → v7.0.0, mosquitto → 2.0.19"
+    )
+    expect()(page.locator("#detail-summary dl.facts")).to_contain_text("dashboard v7.0.0 + mosquitto 2.0.19")
+    step = page.locator(f"#customer-table tr[data-customer='{HEALTHY[0]}'] .train-step[data-component='mosquitto']")
+    expect()(step).to_contain_text("→ 2.0.19")
+    screenshot(page, "train")

@@ -1,5 +1,6 @@
-"""Release trains (`upgrader.promotion.trains`): the request's checks, and the compatibility rules checked on
-the set, where a train may move api and dashboard together that either alone would break."""
+"""Release trains (`upgrader.contract.trains`, `DeployRequest.components`): the request's checks, and the
+compatibility rules checked on the set (`violations_of_changes`), where a train may move api and dashboard together
+that either alone would break."""
 
 from __future__ import annotations
 
@@ -8,16 +9,9 @@ import json
 
 import pytest
 from pydantic import ValidationError
-from upgrader.infra.errors import InvalidValue
-from upgrader.promotion.trains import (
-    DuplicateKey,
-    TrainRequest,
-    check_train,
-    refuse_duplicate_keys,
-    train_components,
-    train_violations,
-)
-from upgrader.rollout.compatibility import IncompatibleVersions, Rule, violations
+from upgrader.contract.models import DeployRequest
+from upgrader.contract.trains import DuplicateKey, refuse_duplicate_keys
+from upgrader.rollout.compatibility import Rule, violations, violations_of_changes
 
 # api 2 and dashboard 2 need each other: neither may go alone.
 API_NEEDS_DASHBOARD = Rule(1, "api", ">=2.0", "requires", "dashboard", ">=2.0")
@@ -27,24 +21,26 @@ RULES = [API_NEEDS_DASHBOARD, DASHBOARD_NEEDS_API]
 FLEET = {"cust_a": {"api": "v1.5.0", "dashboard": "v1.9.0"}, "cust_b": {"api": "v1.6.0", "dashboard": "v1.9.1"}}
 
 
+def _broken(changes: dict[str, str]) -> set[int]:
+    return {
+        v.rule.id for customer, runs in FLEET.items() for v in violations_of_changes(RULES, customer, runs, changes)
+    }
+
+
 def test_either_component_alone_is_refused_and_both_together_are_allowed():
-    alone_api = check_train(RULES, FLEET, {"api": "v2.0.0"})
-    alone_dashboard = check_train(RULES, FLEET, {"dashboard": "v2.0.0"})
-    assert isinstance(alone_api, IncompatibleVersions) and isinstance(alone_dashboard, IncompatibleVersions)
-    assert {c["ruleId"] for c in alone_api.customers} == {"1"}
-    assert {c["ruleId"] for c in alone_dashboard.customers} == {"2"}
-    assert "the train api v2.0.0 would break compatibility rules for 2 customer(s)" in alone_api.message
-    assert check_train(RULES, FLEET, {"api": "v2.0.0", "dashboard": "v2.0.0"}) is None
+    assert _broken({"api": "v2.0.0"}) == {1}
+    assert _broken({"dashboard": "v2.0.0"}) == {2}
+    assert _broken({"api": "v2.0.0", "dashboard": "v2.0.0"}) == set()
 
 
 def test_a_train_still_breaks_a_rule_on_a_component_it_does_not_carry_far_enough():
-    found = train_violations(RULES, "cust_a", FLEET["cust_a"], {"api": "v2.0.0", "dashboard": "v1.9.5"})
+    found = violations_of_changes(RULES, "cust_a", FLEET["cust_a"], {"api": "v2.0.0", "dashboard": "v1.9.5"})
     assert [(v.rule.id, v.detail) for v in found] == [(1, "api v2.0.0 with dashboard v1.9.5")]
 
 
 def test_upgrade_from_is_checked_on_what_the_customer_runs_before_the_train():
     old = {"api": "v1.2.0", "dashboard": "v1.9.0"}
-    found = train_violations([API_FROM_1_4], "cust_old", old, {"api": "v2.1.0", "dashboard": "v2.0.0"})
+    found = violations_of_changes([API_FROM_1_4], "cust_old", old, {"api": "v2.1.0", "dashboard": "v2.0.0"})
     assert [(v.rule.id, v.detail) for v in found] == [(3, "api would go from v1.2.0 to v2.1.0")]
 
 
@@ -57,24 +53,28 @@ def test_upgrade_from_is_checked_on_what_the_customer_runs_before_the_train():
 def test_a_train_of_one_component_answers_exactly_as_a_single_deploy(component, version, current):
     rules = [*RULES, API_FROM_1_4, Rule(4, "exporter", ">=1.3", "requires", "api", ">=1.5")]
     single = violations(rules, "c", current, component, version)
-    train = train_violations(rules, "c", current, {component: version})
+    train = violations_of_changes(rules, "c", current, {component: version})
     assert [(v.rule.id, v.detail) for v in train] == [(v.rule.id, v.detail) for v in single]
 
 
-def test_a_train_request_takes_known_components_and_versions():
-    request = TrainRequest.model_validate({"components": {"api": "v2.0.0", "dashboard": "v2.0.0"}})
-    assert request.components == {"api": "v2.0.0", "dashboard": "v2.0.0"}
+def test_a_train_request_names_its_first_component_in_the_registrys_order():
+    request = DeployRequest.model_validate({"components": {"dashboard": "v2.1.0", "api": "v2.0.0"}, "strategy": "all"})
+    assert (request.component, request.version, request.train) == ("api", "v2.0.0", True)
+    assert list(request.changes.items()) == [("api", "v2.0.0"), ("dashboard", "v2.1.0")]
+    assert request.in_words() == "api v2.0.0 + dashboard v2.1.0"
+    single = DeployRequest.model_validate({"component": "exporter", "version": "v1.1.0", "strategy": "all"})
+    assert (single.changes, single.train, single.components) == ({"exporter": "v1.1.0"}, False, None)
 
 
 @pytest.mark.parametrize(
     ("components", "loc"),
-    [({}, ("components",)), ({"apii": "v2"}, ("components", "apii", "[key]")),
-     ({"api": "v2 0"}, ("components", "api")), ({"api": 2}, ("components", "api")), (["api"], ("components",))],
+    [({"apii": "v2"}, ("components", "apii", "[key]")), ({"api": "v2 0"}, ("components", "api")),
+     ({"api": 2}, ("components", "api")), (["api"], ("components",))],
 )  # fmt: skip
 def test_a_bad_train_request_names_the_field(components, loc):
     with pytest.raises(ValidationError) as refused:
-        TrainRequest.model_validate({"components": components})
-    assert [e["loc"] for e in refused.value.errors()] == [loc]
+        DeployRequest.model_validate({"components": components, "strategy": "all"})
+    assert loc in [e["loc"] for e in refused.value.errors()]
 
 
 def test_a_train_naming_a_component_twice_is_refused_naming_it():
@@ -84,18 +84,3 @@ def test_a_train_naming_a_component_twice_is_refused_naming_it():
         json.loads(text, object_pairs_hook=refuse_duplicate_keys)
     assert refused.value.field == "api"
     assert refused.value.http_status == 422
-
-
-@pytest.mark.parametrize(
-    ("value", "field"),
-    [({}, "components"), ("api", "components"), ({"api": "v2", "mqtt": "v1"}, "components.mqtt"),
-     ({"api": "bad tag"}, "components.api"), ({"api": None}, "components.api")],
-)  # fmt: skip
-def test_train_components_without_pydantic_names_the_field(value, field):
-    with pytest.raises(InvalidValue) as refused:
-        train_components(value)
-    assert refused.value.field == field
-
-
-def test_train_components_keeps_the_order_given():
-    assert list(train_components({"dashboard": "v2", "api": "v2"})) == ["dashboard", "api"]

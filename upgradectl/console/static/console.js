@@ -349,6 +349,7 @@ function renderUpgradeDetail() {
     ["Chart version", esc(s.chartVersion || "each keeps its own")],
     ["Execution", esc(s.jobId || "–")],
   ];
+  if (s.components) facts.push(["Release train", Object.entries(s.components).map(([c, v]) => `${esc(c)} ${esc(v)}`).join(" + ")]);
   if (params.rings) facts.push(["Rings", esc(params.rings.join(", "))]);
   if (params.force) facts.push(["Promotion forced", `${esc(params.force.by || "–")} on ${esc((params.force.rings || []).join(", "))}: ${esc(params.force.reason)}`]);
   if (s.continuedBy) facts.push(["Continued by", `${esc(s.continuedBy)} ${when(s.continuedAt)}`]);
@@ -385,7 +386,10 @@ function renderUpgradeDetail() {
       </div>`;
     })
     .join("");
-  const html = `<div class="detail-head"><h3>Upgrade #${id}: ${esc(s.component)} ${esc(s.fromVersion || "")} → ${esc(s.version)}</h3>${statusBadge(s.status)}</div>
+  const what = s.components
+    ? `release train ${Object.entries(s.components).map(([c, v]) => `${esc(c)} → ${esc(v)}`).join(", ")}`
+    : `${esc(s.component)} ${esc(s.fromVersion || "")} → ${esc(s.version)}`;
+  const html = `<div class="detail-head"><h3>Upgrade #${id}: ${what}</h3>${statusBadge(s.status)}</div>
     <dl class="facts">${facts.map(([k, v]) => `<div><dt>${esc(k)}</dt><dd>${v}</dd></div>`).join("")}</dl>
     ${gate}${halt}
     <div class="actions" aria-label="Actions">${buttons.join("")}</div>
@@ -400,6 +404,13 @@ function renderUpgradeDetail() {
   }
   setHTML($("#detail-summary"), html);
   renderCustomerTable();
+}
+
+// A release train's row: each component from -> to (a rollback row: what it restores), one per line.
+function trainSteps(components) {
+  return Object.entries(components)
+    .map(([c, v]) => `<span class="train-step" data-component="${esc(c)}">${esc(c)} ${esc(v.from || "?")} → ${esc(v.to || "?")}</span>`)
+    .join("<br>");
 }
 
 function renderCustomerTable() {
@@ -449,7 +460,7 @@ function renderCustomerTable() {
         <td class="num">${e.wave < 0 ? "–" : e.wave + 1}</td>
         <td>${esc(e.operation)}</td>
         <td>${statusBadge(e.status)}${e.waiting_for ? `<br><small class="muted">waits for ${esc(e.waiting_for)}</small>` : ""}${e.left_out ? `<br><small class="muted">${esc(e.left_out)}</small>` : ""}</td>
-        <td class="nowrap">${esc(e.from_version || "?")} → ${esc(e.to_version)}</td>
+        <td class="nowrap">${e.components ? trainSteps(e.components) : `${esc(e.from_version || "?")} → ${esc(e.to_version)}`}</td>
         <td class="nowrap">${when(e.started_at)}</td>
         <td class="num">${e.started_at ? seconds(e.started_at, e.completed_at) : "–"}</td>
         <td>${hasOutput ? `<button class="small" data-toggle="${esc(e.id)}" aria-expanded="${open}" aria-controls="out-${esc(e.id)}">${open ? "Hide" : e.error ? "Error" : "Output"}</button>` : '<span class="muted">–</span>'}</td>

@@ -14,9 +14,9 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
+from upgrader.contract.trains import DuplicateKey, refuse_duplicate_keys
 from upgrader.infra.errors import InvalidValue, UpgradeError
 from upgrader.promotion.rules import NotPromoted
-from upgrader.promotion.trains import DuplicateKey, refuse_duplicate_keys
 from upgrader.rollout.compatibility import IncompatibleVersions
 
 logger = Logger()

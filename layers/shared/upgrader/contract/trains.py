@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from upgrader.contract.base import StrictModel, Version
 from upgrader.contract.registered import Component
 from upgrader.infra.components import component_names
+from upgrader.infra.errors import InvalidValue
 
 MAX_TRAIN = 20  # components in one train (a release has a few; the bound keeps a request's size known)
 TrainComponents = Annotated[dict[Component, Version], Field(min_length=1, max_length=MAX_TRAIN)] | None
@@ -24,6 +25,21 @@ TRAIN_FIELD: Any = Field(
     "them all, the compatibility rules and promotion rules are checked on the whole set, and a rollback "
     "restores every component of the train, and only them, in one helm operation (docs/rings.md)",
 )
+
+
+class DuplicateKey(InvalidValue):
+    """A JSON object naming a key twice (`{"api": "v2", "api": "v3"}`): json.loads would keep the last."""
+
+
+def refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json.loads(text, object_pairs_hook=refuse_duplicate_keys)`: a body naming a key twice is refused, naming
+    the key, instead of silently keeping the last value (how a train would name a component twice)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise DuplicateKey(key, f"{key!r} given more than once")
+        found[key] = value
+    return found
 
 
 class _Both:
