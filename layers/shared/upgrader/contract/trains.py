@@ -53,10 +53,9 @@ def train_or_single(schema: dict[str, Any]) -> None:
     """The document says what the check says: a request names `component` and `version` (one component), or
     `components` (a release train), never both."""
     schema["required"] = [name for name in schema.get("required", []) if name not in ("component", "version")]
-    schema["oneOf"] = [
-        {"required": ["component", "version"], "not": {"required": ["components"]}},
-        {"required": ["components"], "not": {"anyOf": [{"required": ["component"]}, {"required": ["version"]}]}},
-    ]
+    schema["if"] = {"required": ["components"]}
+    schema["then"] = {"not": {"anyOf": [{"required": ["component"]}, {"required": ["version"]}]}}
+    schema["else"] = {"required": ["component", "version"]}
 
 
 def _registry_order(name: Any) -> tuple[int, str]:
