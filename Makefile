@@ -83,16 +83,22 @@ sam-invoke: $(STAMP) $(SAM_STAMP) postgres  ## sam build, then every function wi
 	SAM_EXECUTABLE=$(SAM_VENV)/bin/sam $(BIN)/python -m upgradectl.samlocal invoke
 
 docs-reference: $(STAMP)  ## regenerate docs/reference/*.md (API, CLI, events, configuration) from the code
-	$(BIN)/python -m upgradectl.docs_site.reference
+	$(BIN)/python -m upgradectl.docs_site.reference $(REFERENCE_OUT)
+
+# Where `make docs`, `docs-serve`, `openapi` and `docs-reference` write or listen; tests/docs runs them elsewhere.
+DOCS_SITE_DIR ?= site
+DOCS_ADDR ?= 127.0.0.1:8000
+OPENAPI_OUT ?= docs/openapi.json
+REFERENCE_OUT ?= docs/reference
 
 docs: $(STAMP)  ## the documentation site into site/ (mkdocs build --strict: no broken link, no orphan page)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(DOCS_SITE_DIR)
 
 docs-serve: $(STAMP)  ## the documentation site at http://localhost:8000, rebuilt as you edit
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr $(DOCS_ADDR)
 
 openapi: $(STAMP)  ## regenerate docs/openapi.json from the code
-	$(BIN)/python -m upgradectl.openapi > docs/openapi.json
+	$(BIN)/python -m upgradectl.openapi > $(OPENAPI_OUT)
 
 event-schemas: $(STAMP)  ## regenerate the lifecycle events' JSON Schemas under docs/events/
 	$(BIN)/python -m upgradectl.event_schemas docs/events

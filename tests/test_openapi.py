@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,19 @@ from upgradectl.openapi import build_document
 COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
 
 
-def test_committed_openapi_document_matches_the_code():
-    committed = json.loads(COMMITTED.read_text())
-    assert committed == build_document(), "docs/openapi.json is stale: run `make openapi` and commit it"
+# The README's command (tests/docs/test_readme_commands.py), run as written with its output sent elsewhere
+MAKE_OPENAPI = "make openapi"
+
+
+def test_committed_openapi_document_matches_the_code(tmp_path: Path):
+    """`make openapi` writes exactly the committed document. Breakage tried: one character of docs/openapi.json's
+    text changed (the document still parses the same): this test failed."""
+    written = tmp_path / "openapi.json"
+    made = subprocess.run([*shlex.split(MAKE_OPENAPI), f"OPENAPI_OUT={written}"], cwd=COMMITTED.parents[1],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert json.loads(written.read_text()) == build_document()
+    assert COMMITTED.read_text() == written.read_text(), "docs/openapi.json is stale: run `make openapi` and commit it"
 
 
 def test_document_covers_every_route_of_the_spec_with_its_fields():

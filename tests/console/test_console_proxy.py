@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -40,6 +41,11 @@ def gateway(console_stack: StackProcess) -> Iterator[GatewayServer]:
     server.stop()
 
 
+# The README's command for the stack in AWS, which every console of this module runs: the installed
+# `upgrade-customers` (the environment's bin first on PATH, as an activated .venv has it), `https://…` the gateway.
+CONSOLE = "upgrade-customers console --api-url https://…"
+
+
 class ConsoleProcess:
     """`upgrade-customers console --api-url … --port 0` as an operator runs it, with given credentials.
 
@@ -47,8 +53,9 @@ class ConsoleProcess:
     job does)."""
 
     def __init__(self, api_url: str, keys: tuple[str, str], logs: Path, *extra: str, wrapper: tuple[str, ...] = (),
-                 environment: dict[str, str] | None = None) -> None:  # fmt: skip
+                 environment: dict[str, str] | None = None, command: str = CONSOLE) -> None:  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "UPGRADE_API_URL"}
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.update(environment or {})
         env.update(
             AWS_ACCESS_KEY_ID=keys[0], AWS_SECRET_ACCESS_KEY=keys[1], AWS_REGION=REGION,
@@ -57,7 +64,7 @@ class ConsoleProcess:
         )  # fmt: skip
         self.stdout = logs / f"console-{keys[0]}.out"
         self.process = subprocess.Popen(
-            [*wrapper, sys.executable, "-m", "upgradectl.cli", "console", "--api-url", api_url, "--port", "0", *extra],
+            [*wrapper, *shlex.split(command.replace("https://…", api_url)), "--port", "0", *extra],
             cwd=ROOT, env=env, stdout=self.stdout.open("w"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 60
@@ -206,6 +213,22 @@ def test_no_request_is_signed_for_another_page_or_host(
         code, _ = operator_console.request("GET", "/console/config.json", headers={"Host": host})
         assert code == 421
     assert len(gateway.gateway.seen) == before, "nothing reached the API"
+
+
+def test_the_readmes_console_command_signs_every_request_with_the_operators_keys(
+    gateway: GatewayServer, tmp_path: Path
+) -> None:
+    """The README's `upgrade-customers console --api-url https://…` as written, the gateway's URL for `https://…`
+    (tests/docs/test_readme_commands.py). Breakage tried: `--api-url` → `--url` in CONSOLE: the console exited with
+    argparse's usage error and this test failed."""
+    console = ConsoleProcess(gateway.url, OPERATOR, tmp_path, command=CONSOLE)
+    try:
+        before = len(gateway.gateway.seen)
+        console.sign_in()
+        assert console.request("GET", "/api/fleet")[0] == 200
+        assert [seen.access_key for seen in gateway.gateway.seen[before:]] == [OPERATOR[0]]
+    finally:
+        assert console.stop() == 0
 
 
 def test_a_second_local_process_cannot_make_it_sign(gateway: GatewayServer, tmp_path: Path) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-
-import pytest
 
 from upgradectl.docs_site import reference
 
@@ -18,10 +22,27 @@ ROOT = Path(__file__).resolve().parents[2]
 MKDOCS = Path(sys.executable).parent / "mkdocs"
 
 
-def test_the_generated_reference_pages_are_up_to_date(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Breakage tried: a CLI flag's help changed without `make docs-reference` (cli.md stale: this test names it)."""
-    monkeypatch.setenv("COLUMNS", "100")
-    stale = [name for name, text in reference.pages().items() if (reference.OUT / name).read_text() != text]
+# The README's commands these tests run as written (tests/docs/test_readme_commands.py), each with one variable
+# that sends its output or its port elsewhere than the checkout's (the Makefile's defaults are the README's).
+MAKE_DOCS = "make docs"
+MAKE_DOCS_SERVE = "make docs-serve"
+MAKE_DOCS_REFERENCE = "make docs-reference"
+
+
+def make(command: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    """A README `make` line run from the checkout, with `NAME=value` variables appended."""
+    argv = [*shlex.split(command), *(f"{name}={value}" for name, value in variables.items())]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_the_generated_reference_pages_are_up_to_date(tmp_path: Path) -> None:
+    """`make docs-reference` writes exactly the committed pages. Breakage tried: a CLI flag's help changed without
+    `make docs-reference` (cli.md stale: this test names it)."""
+    made = make(MAKE_DOCS_REFERENCE, REFERENCE_OUT=str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    written = {page.name: page.read_text() for page in tmp_path.iterdir()}
+    assert sorted(written) == sorted(reference.pages()) and len(written) >= 4
+    stale = [name for name, text in written.items() if (reference.OUT / name).read_text() != text]
     assert stale == [], f"docs/reference/{stale} is stale: run `make docs-reference`"
 
 
@@ -51,8 +72,10 @@ def _build(docs_root: Path, site: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_site_builds_strictly_and_loads_nothing_from_elsewhere(tmp_path: Path) -> None:
-    built = _build(ROOT, tmp_path / "site")
+    """`make docs`, as the README has it (into a temporary folder instead of site/)."""
+    built = make(MAKE_DOCS, DOCS_SITE_DIR=str(tmp_path / "site"))
     assert built.returncode == 0, built.stderr
+    assert "--strict" in built.stdout  # make echoes the recipe: the strict build, not a lenient one
     for page in (tmp_path / "site").rglob("*.html"):
         loaded = re.findall(r'<(?:script|link|img)[^>]*(?:src|href)="(https?://[^"]+)"', page.read_text())
         assert [url for url in loaded if "squidfunk.github.io" not in url] == [], page  # the theme's credit link
@@ -70,3 +93,35 @@ def test_a_broken_link_or_an_orphan_page_fails_the_build(tmp_path: Path) -> None
         edit(copy / "docs")
         built = _build(copy, copy / "site")
         assert built.returncode != 0, f"{case}: the strict build passed\n{built.stderr}"
+
+
+def test_make_docs_serve_serves_the_site_on_localhost(tmp_path: Path) -> None:
+    """`make docs-serve`, as the README has it, on a free port instead of 8000: the home page and a reference page
+    answer, then Ctrl-C stops it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [*shlex.split(MAKE_DOCS_SERVE), f"DOCS_ADDR=127.0.0.1:{port}"]
+    log = (tmp_path / "serve.log").open("w")
+    serving = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        home = _wait_page(f"http://127.0.0.1:{port}/", serving, tmp_path / "serve.log")
+        assert "<title>" in home and "Customer upgrades" in home
+        assert "/api/upgrades/deploy" in _wait_page(f"http://127.0.0.1:{port}/reference/api/", serving,
+                                                      tmp_path / "serve.log")  # fmt: skip
+    finally:
+        os.killpg(serving.pid, signal.SIGINT)
+        serving.wait(timeout=60)
+        log.close()
+
+
+def _wait_page(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 240) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback)
+                return str(response.read().decode())
+        except (urllib.error.URLError, ConnectionError):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)

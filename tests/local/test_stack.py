@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +37,9 @@ WALKTHROUGH_HEADING = "## Try the specification's examples"
 WALKTHROUGH = bash_commands(TUTORIAL.read_text(), WALKTHROUGH_HEADING)
 SPEC_DEPLOY, SPEC_STATUS, SPEC_LOGS, SPEC_CONTINUE, SPEC_ROLLBACK, SPEC_FAILED = WALKTHROUGH
 SPEC_BARE_CONTINUE = "curl -X POST http://localhost:3100/api/upgrades/123/continue"  # the specification's
+# The README's CLI lines, run as written from the checkout (tests/docs/test_readme_commands.py holds the registry)
+CLI = ".venv/bin/upgrade-customers"
+WATCH = ".venv/bin/upgrade-customers watch 123"
 
 
 def run_spec(command: str, stack: StackProcess, upgrade_id: str = "123") -> str:
@@ -255,12 +258,32 @@ def test_canary_upgrade_through_the_cli(local_stack: StackProcess):
 
 
 def test_the_installed_command_reports_api_errors(local_stack: StackProcess):
-    exe = shutil.which("upgrade-customers") or str(Path(sys.executable).parent / "upgrade-customers")
+    """The README's `.venv/bin/upgrade-customers` (tests/docs/test_readme_commands.py), as installed by setup."""
     completed = subprocess.run(
-        [exe, "--api-url", local_stack.url, "status", "999999"], capture_output=True, text=True, timeout=30
+        [CLI, "--api-url", local_stack.url, "status", "999999"], capture_output=True, text=True, timeout=30, cwd=ROOT
     )
     assert completed.returncode == cli.EXIT_ERROR
     assert "upgrade 999999 not found (HTTP 404)" in completed.stderr
+
+
+def test_the_readmes_watch_follows_an_upgrade_to_its_end(local_stack: StackProcess):
+    """The README's `.venv/bin/upgrade-customers watch 123`, run as written (bash, from the checkout), with the
+    stack's address in UPGRADE_API_URL and the id the deploy returned. Breakage tried: `watch` → `follow` in WATCH:
+    tests/docs/test_readme_commands.py failed (another text than the README's) and so did this test."""
+    # Given an upgrade of every customer, cust_abc142's Job failing
+    code, started = local_stack.request("POST", "/api/upgrades/deploy",
+                                        {"component": "exporter", "version": "v3.0.1", "strategy": "all"})  # fmt: skip
+    assert code == 202, started
+    uid = started["upgradeId"]
+    # When the operator watches it as the README shows
+    env = {k: v for k, v in os.environ.items() if k != "UPGRADE_API_URL"} | {"UPGRADE_API_URL": local_stack.url}
+    completed = subprocess.run(["bash", "-c", WATCH.replace(" 123", f" {uid}")], capture_output=True, text=True,
+                               timeout=120, cwd=ROOT, env=env)  # fmt: skip
+    # Then it printed progress until the end and says how it ended, with the failed customer's way to its logs
+    assert completed.returncode == cli.EXIT_FAILURES, completed.stderr
+    assert f"Upgrade {uid} ended halted" in completed.stdout, completed.stdout
+    assert f"upgrade-customers logs {uid} --status failed" in completed.stdout
+    assert local_stack.get(f"/api/upgrades/{uid}/status")["status"] == "halted"
 
 
 def test_stop_with_embedded_postgres_and_a_waiting_canary_leaves_nothing_running(tmp_path):

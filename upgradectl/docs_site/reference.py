@@ -230,11 +230,14 @@ def pages() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write the pages into docs/reference, or into the folder given (`make docs-reference REFERENCE_OUT=…`)."""
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(args[0]) if args else OUT
     os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal: the same page on every machine
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for name, text in pages().items():
-        (OUT / name).write_text(text)
-        print(f"wrote docs/reference/{name}", file=sys.stderr)
+        (out / name).write_text(text)
+        print(f"wrote {out / name}", file=sys.stderr)
     return 0
 
 
