@@ -3,7 +3,9 @@ call opens the window, each later one measures one round of every check for the 
 control sample, after a wait of the interval) and JudgeWave (the verdict: pass goes on, fail halts with
 reason "analysis", inconclusive waits for a person at the approval gate, with the evidence stored).
 
-Each round first re-reads the abort and halt flags: a stopped upgrade measures nothing more."""
+Each round first re-reads the abort and halt flags: a stopped upgrade measures nothing more. A step that failed
+after its retries (the ASL's Catch) ends in AnalysisInconclusive (`crashed_step`): inconclusive, with the error as
+the evidence, recorded once."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from upgrader.rollout.run_repository import RunRepository
 State = dict[str, Any]
 ProvidersOf = Callable[[AnalysisSpec], Mapping[str, MetricProvider]]
 MAX_MEASUREMENTS_JUDGED = 100_000
+MAX_EVIDENCE_CHARS = 500
+GATE_KEYS = ("analysisWave", "analysisSince", "analysisRound", "analysisStep", "analysisFailure")
 HALT_PREFIX = "analysis: "  # a halt reason the gate wrote starts so (finalize_run's autoRollback reads it)
 
 
@@ -69,9 +73,7 @@ def measure_step(
 
 def judge_step(event: State, *, repo: AnalysisRepository, runs: RunRepository, db: Database) -> State:
     """The wave's verdict from every stored measurement; the decision ChooseNextStep follows."""
-    state = {
-        k: v for k, v in event.items() if k not in ("analysisWave", "analysisSince", "analysisRound", "analysisStep")
-    }
+    state = {k: v for k, v in event.items() if k not in GATE_KEYS}
     upgrade_id, wave = int(state["upgradeId"]), int(state["lastWave"]["wave"])
     if _stopped(state, runs):
         state["decision"] = "halt"
@@ -84,7 +86,8 @@ def judge_step(event: State, *, repo: AnalysisRepository, runs: RunRepository, d
     reason = "; ".join(f"{v.check}: {v.reason}" for v in failing) or "no check"
     checks = [json.loads(json.dumps({"check": v.check, "verdict": v.verdict, "rule": v.rule, "reason": v.reason,
                                      "evidence": v.evidence}, default=str)) for v in verdicts]  # fmt: skip
-    recorded = record_verdict(db, upgrade_id, wave, result, reason, checks)
+    judged = [m for v in verdicts for m in v.measurements]
+    recorded = record_verdict(db, upgrade_id, wave, result, reason, checks, judged)
     state["analysisVerdict"] = {"wave": wave, "verdict": recorded}
     if recorded == "fail":
         runs.halt(upgrade_id, f"{HALT_PREFIX}wave {wave + 1} failed: {reason}")
@@ -94,6 +97,42 @@ def judge_step(event: State, *, repo: AnalysisRepository, runs: RunRepository, d
     else:
         state["decision"] = "next"
     return state
+
+
+def crashed_step(event: State, *, repo: AnalysisRepository, runs: RunRepository, db: Database) -> State:
+    """AnalysisInconclusive: MeasureRound or JudgeWave failed after its retries (`analysisFailure`, the Catch's
+    Error and Cause). The wave is inconclusive with the error as each check's evidence and an `Analysis
+    Inconclusive` event, recorded once (a retried step records nothing twice); a person decides at the
+    approval gate. A verdict recorded before the failure stands (a fail still halts); never a pass by itself."""
+    state = {k: v for k, v in event.items() if k not in GATE_KEYS}
+    upgrade_id, wave = int(state["upgradeId"]), int(state["lastWave"]["wave"])
+    error = failure_evidence(event.get("analysisFailure"))
+    reason = f"the analysis step failed: {error['error']}: {error['cause']}"
+    names = [str(c.get("name")) for c in (state.get("analysis") or {}).get("checks", []) if isinstance(c, dict)]
+    checks = [{"check": name, "verdict": "inconclusive", "rule": "a gate step that failed decides nothing",
+               "reason": reason, "evidence": error} for name in names]  # fmt: skip
+    recorded = record_verdict(db, upgrade_id, wave, "inconclusive", reason, checks)
+    state["analysisVerdict"] = {"wave": wave, "verdict": recorded}
+    if recorded == "fail":
+        stored = next((v for v in repo.verdicts(upgrade_id) if v["wave"] == wave), None)
+        runs.halt(upgrade_id, f"{HALT_PREFIX}wave {wave + 1} failed: {stored['reason'] if stored else reason}")
+    state["decision"] = "halt" if recorded == "fail" or _stopped(state, runs) else "await_continue"
+    return state
+
+
+def failure_evidence(failure: Any) -> dict[str, str]:
+    """The Catch's `{"Error", "Cause"}` as evidence: the error's name and message (a Lambda's Cause is its error
+    envelope: the stack trace is left out), bounded."""
+    found = failure if isinstance(failure, Mapping) else {}
+    cause: Any = found.get("Cause") or ""
+    try:
+        envelope = json.loads(cause) if isinstance(cause, str) else cause
+    except ValueError:
+        envelope = None
+    if isinstance(envelope, Mapping):
+        cause = envelope.get("errorMessage") or envelope.get("Cause") or ""
+    return {"error": str(found.get("Error") or "unknown")[:MAX_EVIDENCE_CHARS],
+            "cause": str(cause or "no cause given")[:MAX_EVIDENCE_CHARS]}  # fmt: skip
 
 
 def _measurement(row: Mapping[str, Any]) -> Measurement:
