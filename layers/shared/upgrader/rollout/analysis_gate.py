@@ -10,11 +10,12 @@ the evidence, recorded once."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from upgrader.analysis.judgement import judge, overall
+from upgrader.analysis.judgement import CheckVerdict, judge, overall
 from upgrader.analysis.measurements import Measurement
 from upgrader.analysis.providers import MetricProvider
 from upgrader.analysis.repository import AnalysisRepository
@@ -28,7 +29,8 @@ State = dict[str, Any]
 ProvidersOf = Callable[[AnalysisSpec], Mapping[str, MetricProvider]]
 MAX_MEASUREMENTS_JUDGED = 100_000
 MAX_EVIDENCE_CHARS = 500
-GATE_KEYS = ("analysisWave", "analysisSince", "analysisRound", "analysisStep", "analysisFailure")
+GATE_KEYS = ("analysisWave", "analysisSince", "analysisRound", "analysisStep", "analysisFailure", "analysisBakeUntil")
+MAX_BAKE_ROUNDS = 100  # a long bake measures at most this many rounds: they are spread out (bake / 100 apart)
 HALT_PREFIX = "analysis: "  # a halt reason the gate wrote starts so (finalize_run's autoRollback reads it)
 
 
@@ -45,33 +47,57 @@ def measure_step(
     now: datetime | None = None, backoff_seconds: float = 1.0,
 ) -> State:  # fmt: skip
     """`analysisStep`: wait (the next round after `analysisIntervalSeconds`), judge (every round measured) or
-    halt (the upgrade was stopped meanwhile: nothing measured)."""
+    halt (the upgrade was stopped meanwhile: nothing measured).
+
+    During a bake (a wave whose next one starts by itself after `bakeSeconds`): the rounds go on, every check
+    each round, until the bake is over; from the checks' last round on, the wave is judged after each one
+    (nothing recorded) and a fail goes to JudgeWave at once: the bake halts on it."""
     state = dict(event)
     moment = now or datetime.now(UTC)
     if _stopped(state, runs):
         state["analysisStep"], state["decision"] = "halt", "halt"
         return state
     spec = AnalysisSpec.model_validate(state["analysis"])
-    state["analysisIntervalSeconds"] = spec.interval_seconds
     upgrade_id, wave = int(state["upgradeId"]), int(state["lastWave"]["wave"])
     if state.get("analysisWave") != wave:  # the wave just ended: the window opens now, the first round after a wait
-        state.update(analysisWave=wave, analysisSince=moment.isoformat(), analysisRound=0, analysisStep="wait")
+        bake = int(state.get("bakeSeconds") or 0) if state.get("decision") == "next" else 0
+        state.update(analysisWave=wave, analysisSince=moment.isoformat(), analysisRound=0, analysisStep="wait",
+                     analysisBakeUntil=(moment + timedelta(seconds=bake)).isoformat() if bake else None,
+                     analysisIntervalSeconds=max(spec.interval_seconds, math.ceil(bake / MAX_BAKE_ROUNDS)))  # fmt: skip
         return state
     round_index = int(state["analysisRound"])
     upgraded = repo.upgraded(upgrade_id, wave)
     control = control_sample(upgrade_id, repo.control_candidates(upgrade_id), spec.control_sample)
     since = datetime.fromisoformat(str(state["analysisSince"]))
+    checks = spec.checks if round_index >= spec.rounds else spec.checks_of_round(round_index)  # a bake's rounds: all
     measured = measure_round(
-        spec.checks_of_round(round_index), targets(repo.component(upgrade_id), upgraded, control, since, moment),
+        checks, targets(repo.component(upgrade_id), upgraded, control, since, moment),
         providers_of(spec), backoff_seconds=backoff_seconds,
     )  # fmt: skip
     repo.store(upgrade_id, wave, round_index, measured)
     state["analysisRound"] = round_index + 1
-    state["analysisStep"] = "wait" if round_index + 1 < spec.rounds else "judge"
+    if round_index + 1 < spec.rounds:
+        state["analysisStep"] = "wait"
+    elif _baking(state, moment):  # the bake goes on: a fail so far halts now, else another round
+        state["analysisStep"] = "judge" if overall(_judged(spec, repo, upgrade_id, wave)) == "fail" else "wait"
+    else:
+        state["analysisStep"] = "judge"
     return state
 
 
-def judge_step(event: State, *, repo: AnalysisRepository, runs: RunRepository, db: Database) -> State:
+def _baking(state: State, moment: datetime) -> bool:
+    until = state.get("analysisBakeUntil")
+    return bool(until) and moment < datetime.fromisoformat(str(until))
+
+
+def _judged(spec: AnalysisSpec, repo: AnalysisRepository, upgrade_id: int, wave: int) -> list[CheckVerdict]:
+    measured = [_measurement(row) for row in repo.measurements(upgrade_id, wave, limit=MAX_MEASUREMENTS_JUDGED)]
+    return [judge(check, measured) for check in spec.checks]
+
+
+def judge_step(
+    event: State, *, repo: AnalysisRepository, runs: RunRepository, db: Database, now: datetime | None = None
+) -> State:
     """The wave's verdict from every stored measurement; the decision ChooseNextStep follows."""
     state = {k: v for k, v in event.items() if k not in GATE_KEYS}
     upgrade_id, wave = int(state["upgradeId"]), int(state["lastWave"]["wave"])
@@ -79,8 +105,7 @@ def judge_step(event: State, *, repo: AnalysisRepository, runs: RunRepository, d
         state["decision"] = "halt"
         return state
     spec = AnalysisSpec.model_validate(state["analysis"])
-    measured = [_measurement(row) for row in repo.measurements(upgrade_id, wave, limit=MAX_MEASUREMENTS_JUDGED)]
-    verdicts = [judge(check, measured) for check in spec.checks]
+    verdicts = _judged(spec, repo, upgrade_id, wave)
     result = overall(verdicts)
     failing = [v for v in verdicts if v.verdict == result] or verdicts
     reason = "; ".join(f"{v.check}: {v.reason}" for v in failing) or "no check"
@@ -94,8 +119,9 @@ def judge_step(event: State, *, repo: AnalysisRepository, runs: RunRepository, d
         state["decision"] = "halt"
     elif recorded == "inconclusive" or not spec.continues_on_pass:
         state["decision"] = "await_continue"
-    else:
-        state["decision"] = "next"
+    else:  # the bake was measured through (over): the next wave now, not a second bake
+        baked = bool(event.get("analysisBakeUntil")) and not _baking(dict(event), now or datetime.now(UTC))
+        state["decision"] = "next_baked" if baked else "next"
     return state
 
 
