@@ -1,5 +1,6 @@
 """The analysis gate between waves (docs/analysis.md): `step` measure (MeasureRound: one round of every check
-for the wave's customers and the control sample, stored) or judge (JudgeWave: the verdict and the decision)."""
+for the wave's customers and the control sample, stored), judge (JudgeWave: the verdict and the decision) or
+crashed (AnalysisInconclusive: a step that failed after its retries, recorded inconclusive with its error)."""
 
 from __future__ import annotations
 
@@ -23,5 +24,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     repo = AnalysisRepository(factory.database())
     if step == "judge":
         return gate.judge_step(state, repo=repo, runs=factory.runs(), db=factory.database())
+    if step == "crashed":
+        return gate.crashed_step(state, repo=repo, runs=factory.runs(), db=factory.database())
     return gate.measure_step(state, repo=repo, runs=factory.runs(),
                              providers_of=lambda spec: gate_providers(spec, get_settings()))  # fmt: skip

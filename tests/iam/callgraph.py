@@ -8,7 +8,8 @@
 - AWS call sites: calls of a boto3 client method, i.e. a method named like an operation of a service
   the code creates clients for (any call whose first argument is a botocore service name, as in
   `boto3.client("s3")`, `session.client("sts")`, `aws_client("stepfunctions", ...)`), botocore's own
-  client methods (`generate_db_auth_token`), and `get_paginator("op")` / `generate_presigned_url("op")`.
+  client methods (`generate_db_auth_token`), `get_paginator("op")` / `generate_presigned_url("op")`, and
+  calls of the SigV4 signers of HTTP APIs boto3 has no client for (`SIGNED_HTTP`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ CLIENT_CUSTOMIZATIONS: dict[str, str | None] = {
     "get_paginator": None,
     "get_waiter": None,
 }
+# Functions that sign HTTP requests with SigV4 for an AWS API boto3 has no client for: a call of one is an AWS
+# call (its method: the function's name), needing this IAM action. Amazon Managed Prometheus' query API.
+SIGNED_HTTP: dict[str, str] = {"upgrader.analysis.providers.prometheus.sigv4_signer": "aps:QueryMetrics"}
+SIGNED_HTTP_ACTIONS = {qualified.rsplit(".", 1)[1]: action for qualified, action in SIGNED_HTTP.items()}
 MODULE_BODY = "<module>"
 # Operations whose IAM action is not named like the operation (the Service Authorization Reference).
 IAM_ACTION_NAMES = {"lambda:Invoke": "lambda:InvokeFunction", "lambda:InvokeAsync": "lambda:InvokeAsync"}
@@ -253,7 +258,12 @@ class Codebase:
         for qualname, (module, node) in self.defs.items():
             if isinstance(node, ast.ClassDef):
                 continue
+            local_names = _local_names(node)
             for child in _walk_code(node, top=True):
+                if isinstance(child, ast.Call) and self._name_of(child.func, module, local_names) in SIGNED_HTTP:
+                    signer = str(self._name_of(child.func, module, local_names)).rsplit(".", 1)[1]
+                    sites.append(CallSite(qualname, signer, self._shown(module), child.lineno))
+                    continue
                 if not (isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute)):
                     continue
                 name = child.func.attr

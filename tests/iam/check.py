@@ -11,8 +11,8 @@ from typing import Any
 from upgrader.infra.aws_calls import AWS_CALLS, AwsCall
 from upgrader.infra.settings import Settings, SettingsError
 
-from tests.iam.callgraph import CLIENT_CUSTOMIZATIONS, Codebase, aws_client_methods
-from tests.iam.grants import ACCOUNT, Scenario, arn_matches, scenarios
+from tests.iam.callgraph import CLIENT_CUSTOMIZATIONS, SIGNED_HTTP_ACTIONS, Codebase, aws_client_methods
+from tests.iam.grants import ACCOUNT, Scenario, arn_matches, condition_parameters, scenarios
 from tests.support.sam import sam_transform
 from tests.support.template import functions_by_folder, load_template
 
@@ -44,7 +44,7 @@ def declaration_problems(code: Codebase) -> list[str]:
                  if key not in found]  # fmt: skip
     methods = aws_client_methods(frozenset(code.client_services()))
     for (_, method), call in entries.items():
-        customized = CLIENT_CUSTOMIZATIONS.get(method)
+        customized = CLIENT_CUSTOMIZATIONS.get(method) or SIGNED_HTTP_ACTIONS.get(method)
         expected: set[str] = {customized} if customized else methods.get(method, set())
         if call.action not in expected:
             problems.append(f"{call.site} -> {method} needs one of {sorted(expected)}, declared {call.action}")
@@ -92,18 +92,34 @@ def wiring_problems(sam_template: dict[str, Any], transformed: dict[str, Any] | 
     entries = declared()
     sites = code.aws_call_sites()
     all_scenarios = list(scenarios(transformed))
-    seen: dict[str, list[str]] = {}
+    seen: dict[str, list[Scenario]] = {}
     for folder, (logical_id, _) in sorted(functions_by_folder(sam_template).items()):
         reachable = code.reachable_from(f"functions.{folder}.app")
         keys = dict.fromkeys((s.site, s.method) for s in sites if s.site in reachable)
         calls = [entries[key] for key in keys if key in entries]
         for scenario in all_scenarios:
             for problem in function_problems(logical_id, calls, scenario):
-                seen.setdefault(problem, []).append(repr(scenario))
-    return [
-        f"{problem} [{'every configuration' if len(where) == len(all_scenarios) else '; '.join(where)}]"
-        for problem, where in sorted(seen.items())
-    ]
+                seen.setdefault(problem, []).append(scenario)
+    return [f"{problem} [{configurations(where, all_scenarios)}]" for problem, where in sorted(seen.items())]
+
+
+def configurations(where: list[Scenario], every: list[Scenario]) -> str:
+    """The configurations a finding occurs in, without the parameters it does not depend on (a parameter whose
+    every value shows it, whatever the others are)."""
+    if len(where) == len(every):
+        return "every configuration"
+    names = condition_parameters(every[0].template)
+    values = {name: {s.parameters[name] for s in every} for name in names}
+    rows = [{name: s.parameters[name] for name in names} for s in where]
+    for name in names:
+        others = [n for n in rows[0] if n != name]
+        seen: dict[tuple[Any, ...], set[Any]] = {}
+        for row in rows:
+            seen.setdefault(tuple(row[n] for n in others), set()).add(row[name])
+        if all(found == values[name] for found in seen.values()):
+            rows = [{n: row[n] for n in others} for row in rows]
+    shown = dict.fromkeys(", ".join(f"{k}={v!r}" for k, v in sorted(row.items())) for row in rows)
+    return "; ".join(shown)
 
 
 def main() -> int:

@@ -77,6 +77,19 @@ def with_a_connector(template: dict[str, Any]) -> None:
     }
 
 
+def without_managed_prometheus_query(template: dict[str, Any]) -> None:
+    statements = template["Resources"]["AnalysisMetricsReaderPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    statements[:] = [s for s in statements if "QueryManagedPrometheus" not in str(s)]
+
+
+def with_managed_prometheus_on_another_workspace(template: dict[str, Any]) -> None:
+    statements = template["Resources"]["AnalysisMetricsReaderPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (query,) = [s for s in statements if "QueryManagedPrometheus" in str(s)]
+    query["Fn::If"][1]["Resource"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:aps:${AWS::Region}:${AWS::AccountId}:workspace/ws-another"
+    }
+
+
 def with_a_new_function_without_grants(template: dict[str, Any]) -> None:
     # A function added later is checked like the others: no list of functions to update.
     new = copy.deepcopy(template["Resources"]["ApiQueueFunction"])
@@ -94,6 +107,8 @@ MUTATIONS = [
     with_start_execution_on_another_machine,
     with_a_policy_template,
     with_a_connector,
+    without_managed_prometheus_query,
+    with_managed_prometheus_on_another_workspace,
 ]
 
 
@@ -120,14 +135,11 @@ def test_every_aws_call_of_the_code_is_declared_with_its_action():
 # -- a grant removed: the call would be denied ---------------------------------------------------------------
 def test_fails_when_a_function_that_reads_postgresql_may_not(checked):
     assert checked["without_database_access"] == [
+        # the configurations it occurs in, without the parameters it does not depend on (ClusterMode...)
         "ApiQueueFunction: missing grant rds-db:connect on (its resource), called by "
-        "upgrader.infra.connection.iam_auth_token [ClusterMode='eks', ExistingDatabaseSecretArn=''; "
-        "ClusterMode='kubeconfig', ExistingDatabaseSecretArn=''; ClusterMode='url', ExistingDatabaseSecretArn='']",
+        "upgrader.infra.connection.iam_auth_token [ExistingDatabaseSecretArn='']",
         "ApiQueueFunction: missing grant secretsmanager:GetSecretValue on example-existingdatabasesecretarn, called by "
-        "upgrader.infra.connection.read_database_secret [ClusterMode='eks', ExistingDatabaseSecretArn="
-        "'example-existingdatabasesecretarn'; ClusterMode='kubeconfig', ExistingDatabaseSecretArn="
-        "'example-existingdatabasesecretarn'; ClusterMode='url', ExistingDatabaseSecretArn="
-        "'example-existingdatabasesecretarn']",
+        "upgrader.infra.connection.read_database_secret [ExistingDatabaseSecretArn='example-existingdatabasesecretarn']",
     ]
 
 
@@ -141,6 +153,26 @@ def test_fails_only_in_the_configuration_that_needs_the_removed_grant(checked):
     (problem,) = checked["without_eks_access"]
     assert problem.startswith("StartHelmJobFunction: missing grant eks:DescribeCluster on arn:aws:eks:")
     assert "ClusterMode='eks'" in problem and "kubeconfig" not in problem and "url" not in problem
+
+
+def test_a_signed_http_call_needs_its_grant_too(checked):
+    # Amazon Managed Prometheus' query API is HTTP signed with SigV4, not a boto3 call: SIGNED_HTTP names the signer
+    workspace = "arn:aws:aps:us-east-1:123456789012:workspace/example-analysisprometheusworkspaceid"
+    assert checked["without_managed_prometheus_query"] == [
+        f"{function}: missing grant aps:QueryMetrics on {workspace}, called by "
+        "upgrader.analysis.configured.providers_for [AnalysisPrometheusAuth='sigv4']"
+        for function in ("AnalyzeWaveFunction", "ApiUpgradesFunction")
+    ]
+
+
+def test_managed_prometheus_is_granted_on_the_workspace_queried(checked):
+    problems = checked["with_managed_prometheus_on_another_workspace"]
+    assert [p.split(" on ")[0] for p in problems] == [
+        "AnalyzeWaveFunction: missing grant aps:QueryMetrics",
+        "AnalyzeWaveFunction: unused grant aps:QueryMetrics",
+        "ApiUpgradesFunction: missing grant aps:QueryMetrics",
+        "ApiUpgradesFunction: unused grant aps:QueryMetrics",
+    ]
 
 
 # -- a grant added that no code uses -------------------------------------------------------------------------
@@ -258,12 +290,14 @@ def test_reachability_follows_the_handler_not_the_imports():
         for folder in ("api_upgrades", "check_rollout", "prepare_wave")
     }
     # api_upgrades imports the factory that builds the Step Functions client, but never asks for it; its plan
-    # runs a deploy's analysis checks once (CloudWatch among the providers).
+    # runs a deploy's analysis checks once (CloudWatch and Prometheus, signed or with a token, among the providers).
     assert reached["api_upgrades"] == {
         "upgrader.infra.connection.iam_auth_token",
         "upgrader.infra.connection.read_database_secret",
         "upgrader.analysis.providers.cloudwatch.CloudWatchProvider._metric_data",
         "upgrader.analysis.providers.cloudwatch.CloudWatchProvider._alarms",
+        "upgrader.analysis.configured.providers_for",
+        "upgrader.analysis.configured.prometheus_token",
     }
     assert "upgrader.infra.connection.read_database_secret" not in reached["check_rollout"]
     assert "upgrader.rollout.orchestration.parent_steps.prepare_wave" in reached["prepare_wave"]

@@ -156,13 +156,23 @@ def test_every_parent_task_catches_everything(path):
             problems.append(f"{name}: no Catch on States.ALL")
             continue
         target = block[catch_all[-1]["Next"]]
-        # ... or the analysis gate's: a step that failed is inconclusive, the approval gate waits for a person
-        to_a_person = (
-            target["Type"] == "Pass"
-            and target.get("Result") == "await_continue"
-            and (target.get("ResultPath") == "$.decision" and target.get("Next") == "AwaitContinue")
-        )
+        # ... or the analysis gate's: a step that failed is recorded inconclusive (AnalysisInconclusive, whose own
+        # failure still goes to the approval gate), and the approval gate waits for a person
+        to_a_person = _waits_for_a_person(target) or (
+            target.get("Resource") == "${AnalyzeWaveFunctionArn}"
+            and target.get("Parameters", {}).get("step") == "crashed"
+            and any(rule["ErrorEquals"] == ["States.ALL"] and _waits_for_a_person(block[rule["Next"]])
+                    for rule in target.get("Catch", []))
+        )  # fmt: skip
         if not (target["Type"] == "Fail" or target.get("Resource") == "${FinalizeRunFunctionArn}"
                 or catch_all[-1]["Next"] == "EvaluateWave" or to_a_person):  # fmt: skip
             problems.append(f"{name}: Catch goes to {catch_all[-1]['Next']}, which does not end the run")
     assert not problems, "\n".join(problems)
+
+
+def _waits_for_a_person(state: dict) -> bool:
+    return (
+        state["Type"] == "Pass"
+        and state.get("Result") == "await_continue"
+        and (state.get("ResultPath") == "$.decision" and state.get("Next") == "AwaitContinue")
+    )

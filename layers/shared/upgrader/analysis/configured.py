@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from upgrader.analysis.checks import AnalysisCheck
 from upgrader.analysis.measurements import Measurement
-from upgrader.analysis.providers import DEFAULT_TIMEOUT_SECONDS, MetricProvider, Target, no_value
+from upgrader.analysis.providers import DEFAULT_TIMEOUT_SECONDS, MetricProvider, Target, bounded_timeout, no_value
 from upgrader.analysis.rounds import Customer, targets
 from upgrader.analysis.spec import AnalysisSpec
 from upgrader.infra.settings import Settings
@@ -27,7 +29,15 @@ def providers_for(
         from upgrader.analysis.providers.prometheus import PrometheusProvider, sigv4_signer
 
         signer = sigv4_signer(settings.aws_region or "us-east-1") if settings.analysis_prometheus_sigv4 else None
-        found["prometheus"] = PrometheusProvider(settings.analysis_prometheus_url, signer=signer, timeout=timeout)
+        secret = settings.analysis_prometheus_token_secret_arn
+        try:
+            token = prometheus_token(secrets_client(settings.aws_region, timeout), secret) if secret else None
+        except Exception as exc:  # noqa: BLE001 (any failure to read the secret: the checks measure nothing)
+            found["prometheus"] = Unmeasurable(f"the Prometheus bearer token could not be read: {_why(exc)}")
+        else:
+            found["prometheus"] = PrometheusProvider(
+                settings.analysis_prometheus_url, bearer_token=token, signer=signer, timeout=timeout
+            )
     if "cloudwatch" in wanted:
         from upgrader.analysis.providers.cloudwatch import CloudWatchProvider, cloudwatch_client
 
@@ -37,6 +47,55 @@ def providers_for(
 
         found["http"] = HttpProvider(timeout=timeout)
     return found
+
+
+def secrets_client(region: str | None, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Any:
+    """A Secrets Manager client whose calls are bounded (connect and read timeouts, two attempts)."""
+    import boto3
+    from botocore.config import Config
+
+    seconds = bounded_timeout(timeout)
+    config = Config(connect_timeout=seconds, read_timeout=seconds, retries={"max_attempts": 2, "mode": "standard"})
+    return boto3.client("secretsmanager", region_name=region, config=config)
+
+
+def prometheus_token(client: Any, secret_id: str) -> str:
+    """Prometheus' bearer token from Secrets Manager: the secret's string, or its `token` key when JSON. Read
+    at each gate step (a rotated token is used at once); never logged, never in a measurement's error.
+    A secret that cannot be read raises: the step fails, and the gate records it inconclusive."""
+    text = str(client.get_secret_value(SecretId=secret_id)["SecretString"]).strip()
+    if text.startswith("{"):
+        try:
+            text = str(json.loads(text).get("token") or "")
+        except (ValueError, AttributeError):
+            text = ""
+    if not text:
+        raise PrometheusTokenMissing(f"the secret {secret_id} holds no bearer token (its string, or a JSON token key)")
+    return text
+
+
+class PrometheusTokenMissing(ValueError):
+    """The token's secret is empty, or JSON without a `token` key (what it holds is not shown)."""
+
+
+def _why(exc: Exception) -> str:
+    """An AWS error's code (never the secret), or the error's class and message for ours."""
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    if code:
+        return str(code)
+    return f"{type(exc).__name__}: {exc}" if isinstance(exc, PrometheusTokenMissing) else type(exc).__name__
+
+
+class Unmeasurable:
+    """A provider that cannot ask (its credentials could not be read): every measurement carries why, so the
+    gate is inconclusive and the plan shows the reason; never a pass."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def measure(self, check: AnalysisCheck, target: Target) -> Measurement:
+        return no_value(check, target, str(check.query), self.reason)
 
 
 class GiveUpWhenDown:

@@ -10,6 +10,11 @@
   (the control's values scaled by 1 + tolerance when higher is worse, 1 - tolerance when lower is
   worse), failing when p < 1 - confidence. An upgraded customer without data, or fewer than
   `min_per_cohort` customers with data in either cohort, is inconclusive: never a pass.
+
+Each measurement gets its own verdict (`CheckVerdict.measurements`, stored by the gate): per customer, its value
+against the conditions (no value: inconclusive); over the wave, the wave's verdict for each upgraded
+measurement; in a comparison, the comparison's verdict for every measurement of both cohorts. A threshold check
+does not judge the control group's measurements (verdict None: they took no part).
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ def _threshold_per_customer(check: AnalysisCheck, measurements: list[Measurement
 def _threshold_over_wave(check: AnalysisCheck, measurements: list[Measurement]) -> CheckVerdict:
     rule = f"threshold over the wave (mean of the upgraded customers' values): {_conditions(check)}"
     upgraded = [m for m in measurements if m.cohort == "upgraded"]
+    others = tuple(m for m in measurements if m.cohort != "upgraded")  # the control takes no part: not judged
     missing = sorted({m.customer_id for m in upgraded if not m.has_value})
     values = [m.value for m in upgraded if m.has_value and m.value is not None]
     evidence: dict[str, Any] = {"upgraded": values, "missing": missing}
@@ -99,12 +105,12 @@ def _threshold_over_wave(check: AnalysisCheck, measurements: list[Measurement]) 
         reason = (
             f"no data or an error for {', '.join(missing)}" if missing else "no measurement of an upgraded customer"
         )
-        judged = tuple(m.judged("inconclusive") for m in measurements)
+        judged = (*(m.judged("inconclusive") for m in upgraded), *others)
         return CheckVerdict(check.name, "inconclusive", rule, reason, evidence, judged)
     mean = statistics.fmean(values)
     verdict = check.verdict_of(mean)
     evidence["mean"] = mean
-    judged = tuple(m.judged(verdict) for m in measurements)
+    judged = (*(m.judged(verdict) for m in upgraded), *others)
     return CheckVerdict(check.name, verdict, rule, f"mean {mean:g} over {len(values)} values", evidence, judged)
 
 

@@ -7,6 +7,7 @@ and stored in `analysis_measurements` (migration 070)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -72,3 +73,22 @@ INSERT_MEASUREMENT = (
     "%(customer_id)s, %(cohort)s, %(query)s, %(measured_at)s, %(value)s, %(error)s, %(verdict)s) "
     "ON CONFLICT (upgrade_id, wave, round, check_name, customer_id) DO NOTHING"
 )
+
+# The judgement's verdict of each measurement, stored with the wave's verdict (upgrader.rollout.analysis_verdicts).
+# Within a wave, a check's measurement of a customer is named by its time: one round's moment (rounds are at least
+# `intervalSeconds` >= 5 s apart), read back from the table by the judgement.
+STORE_MEASUREMENT_VERDICTS = (
+    "UPDATE analysis_measurements AS m SET verdict = j.verdict"
+    " FROM unnest(%(checks)s::text[], %(customers)s::text[], %(times)s::timestamptz[], %(verdicts)s::text[])"
+    " AS j(check_name, customer_id, measured_at, verdict)"
+    " WHERE m.upgrade_id = %(upgrade_id)s AND m.wave = %(wave)s AND m.check_name = j.check_name"
+    " AND m.customer_id = j.customer_id AND m.measured_at = j.measured_at"
+)
+
+
+def verdict_parameters(upgrade_id: int, wave: int, judged: Sequence[Measurement]) -> dict[str, Any]:
+    """The parameters of STORE_MEASUREMENT_VERDICTS: the measurements the judgement gave a verdict."""
+    given = [m for m in judged if m.verdict is not None]
+    return {"upgrade_id": upgrade_id, "wave": wave, "checks": [m.check for m in given],
+            "customers": [m.customer_id for m in given], "times": [m.measured_at for m in given],
+            "verdicts": [m.verdict for m in given]}  # fmt: skip

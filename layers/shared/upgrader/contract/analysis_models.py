@@ -30,7 +30,13 @@ class MeasurementView(Model):
     measured_at: Timestamp
     value: float | None = Field(description="null: no data, or the provider's error")
     error: str | None = None
-    verdict: Literal["pass", "fail", "inconclusive"] | None = None
+    verdict: Literal["pass", "fail", "inconclusive"] | None = Field(
+        default=None,
+        description="this measurement's own verdict, stored with the wave's: its value against the conditions "
+        "(threshold per customer; no value: inconclusive), the wave's verdict (threshold over the wave), or the "
+        "verdict of the comparison it took part in (both cohorts); null: not judged yet (the plan, a wave still "
+        "measured, a gate step that failed), or a control measurement of a threshold check (it takes no part)",
+    )
     wave: int | None = None
     round: int | None = None
 

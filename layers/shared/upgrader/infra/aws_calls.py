@@ -10,6 +10,7 @@ the grant in template.yaml; a removed one, both removed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,6 +52,13 @@ def _database(access: str) -> Callable[[Settings], bool]:
 
 def _cluster(mode: str) -> Callable[[Settings], bool]:
     return lambda settings: settings.cluster_mode == mode
+
+
+def amp_workspace(url: str) -> str:
+    """The workspace of an Amazon Managed Prometheus query URL (`https://aps-workspaces.<region>.amazonaws.com/
+    workspaces/<id>`); '' for any other Prometheus."""
+    found = re.search(r"/workspaces/([^/?#]+)", url)
+    return found.group(1) if found else ""
 
 
 def _state_machine(settings: Settings, _: Account) -> str:
@@ -186,6 +194,27 @@ AWS_CALLS: tuple[AwsCall, ...] = (
         "cloudwatch:DescribeAlarms",
         resource=lambda settings, where: f"arn:{where.partition}:cloudwatch:{where.region}:{where.account_id}:alarm:*",
         when=_always,
+    ),
+    # Prometheus for the metric analysis (upgrader.analysis.configured.providers_for, both functions that query it):
+    # Amazon Managed Prometheus' query API signed with SigV4 (an HTTP call boto3 has no client for: tests/iam's
+    # SIGNED_HTTP names the signer), or a bearer token read from Secrets Manager.
+    AwsCall(
+        "upgrader.analysis.configured.providers_for",
+        "sigv4_signer",
+        "aps:QueryMetrics",
+        resource=lambda settings, where: (
+            f"arn:{where.partition}:aps:{where.region}:{where.account_id}:workspace/"
+            f"{amp_workspace(str(settings.analysis_prometheus_url))}"
+        ),
+        when=lambda settings: settings.analysis_prometheus_sigv4 and bool(settings.analysis_prometheus_url),
+    ),
+    AwsCall(
+        "upgrader.analysis.configured.prometheus_token",
+        "get_secret_value",
+        "secretsmanager:GetSecretValue",
+        # the secret's full ARN: the name given, then the 6 characters Secrets Manager appends
+        resource=lambda settings, _: f"{settings.analysis_prometheus_token_secret_arn}-AbC123",
+        when=lambda settings: bool(settings.analysis_prometheus_url and settings.analysis_prometheus_token_secret_arn),
     ),
     # Kubernetes access (upgrader.cluster.access)
     AwsCall(

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from upgrader.infra.names import HELM_IMAGE_PATTERN, JOB_NAMESPACE, JOB_SERVICE_ACCOUNT
 
@@ -102,10 +102,12 @@ class Settings(BaseModel):
     slack_min_update_seconds: float = Field(default=1.0, ge=0, le=60)
     api_base_url: str | None = None
     # Metric analysis between waves (upgrader.analysis, docs/analysis.md): the Prometheus query API's base URL
-    # (unset: a prometheus check measures nothing, which is inconclusive) and whether to sign its requests
-    # with SigV4 (Amazon Managed Prometheus, service aps, the function's own role).
+    # (unset: a prometheus check measures nothing, which is inconclusive) and how its requests authenticate:
+    # signed with SigV4 (Amazon Managed Prometheus, service aps, the function's own role), or a bearer token
+    # read from Secrets Manager (the secret's ARN or name; its string, or its `token` key when JSON). Not both.
     analysis_prometheus_url: str | None = None
     analysis_prometheus_sigv4: bool = False
+    analysis_prometheus_token_secret_arn: str | None = None
     # Subscriptions: which components' upgrades and which severities notify (empty: every component).
     notify_components: list[str] = Field(default_factory=list)
     notify_severities: list[str] = Field(default_factory=lambda: ["info", "attention", "critical"])
@@ -131,6 +133,15 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return json.loads(value) if value.strip() else {}
         return value
+
+    @model_validator(mode="after")
+    def _one_prometheus_authentication(self) -> Settings:
+        if self.analysis_prometheus_sigv4 and self.analysis_prometheus_token_secret_arn:
+            raise ValueError(
+                "ANALYSIS_PROMETHEUS_SIGV4 and ANALYSIS_PROMETHEUS_TOKEN_SECRET_ARN: Prometheus takes one of SigV4 "
+                "or a bearer token, not both"
+            )
+        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
