@@ -92,23 +92,7 @@ def start_rollback(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
         return {"phase": "skipped", "stage": "rollback", "reason": reason}
     if component in release.slots:
         return switch_back(lease, release, cluster=cluster)
-    revision_after = upgraded.revision_after if upgraded else None
-    revision_before = upgraded.revision_before if upgraded else None
-    if revision_after and revision_before and release.revision == revision_after:
-        spec = row_spec(row, "rollback", revision=int(revision_before))
-        note = (f"release still at revision {release.revision}, as upgrade {row.upgrade_id} left it: "
-                f"helm rollback to revision {revision_before}")  # fmt: skip
-    else:
-        if not release.chart_version:
-            raise ReleaseNotReady(f"Helm release '{release.release}' records no chart version; cannot pin the chart")
-        spec = row_spec(row, "restore", version=target, chart_version=release.chart_version)
-        note = (f"release changed since upgrade {row.upgrade_id} (now revision {release.revision}): helm upgrade "
-                f"--reuse-values setting only {component} back to {target}, chart {release.chart_version} kept")  # fmt: skip
-    lease.record_plan(revision_before=release.revision, version_before=current, chart_version=release.chart_version,
-                      note=note)  # fmt: skip
-    name = cluster.start_helm_job(spec)
-    lease.record_job(name)
-    return started(name, spec.operation, revision=spec.revision)
+    return _restore_job(lease, release, {component: target}, {component: current}, cluster=cluster)
 
 
 def _start_train_rollback(lease: LeaseSession, release: ReleaseInfo, *, cluster: ClusterGateway) -> State:
@@ -116,7 +100,6 @@ def _start_train_rollback(lease: LeaseSession, release: ReleaseInfo, *, cluster:
     train, and only them, in one helm operation; refused (skipped, with the reason) when any of them was changed
     since the train left it, so no later change is reverted behind its back."""
     row = lease.row
-    upgraded = lease.upgraded_row()
     train: dict[str, Any] = row.components or {}
     current = {c: release.versions.get(c) for c in train}
     settled = release.status == "deployed"
@@ -131,22 +114,34 @@ def _start_train_rollback(lease: LeaseSession, release: ReleaseInfo, *, cluster:
                   "it was changed since, and that change is not reverted")  # fmt: skip
         lease.skip(reason)
         return {"phase": "skipped", "stage": "rollback", "reason": reason}
+    return _restore_job(lease, release, {c: str(v["to"]) for c, v in train.items()}, current, cluster=cluster)
+
+
+def _restore_job(lease: LeaseSession, release: ReleaseInfo, back: dict[str, str], current: dict[str, str | None], *,
+                 cluster: ClusterGateway) -> State:  # fmt: skip
+    """The rollback row's helm Job, once nothing was changed since: `helm rollback` to the revision before while the
+    release is still at the revision the upgrade produced (exact), else one `helm upgrade` setting only `back` (the
+    row's component, or every component of a train) to its version, the chart kept."""
+    row = lease.row
+    upgraded = lease.upgraded_row()
     revision_after = upgraded.revision_after if upgraded else None
     revision_before = upgraded.revision_before if upgraded else None
     if revision_after and revision_before and release.revision == revision_after:
         spec = row_spec(row, "rollback", revision=int(revision_before))
-        note = (f"release still at revision {release.revision}, as train upgrade {row.upgrade_id} left it: "
+        note = (f"release still at revision {release.revision}, as upgrade {row.upgrade_id} left it: "
                 f"helm rollback to revision {revision_before}")  # fmt: skip
     else:
         if not release.chart_version:
             raise ReleaseNotReady(f"Helm release '{release.release}' records no chart version; cannot pin the chart")
-        spec = row_spec(row, "restore", version=row.to_version, chart_version=release.chart_version,
-                        also=row.train_tags())  # fmt: skip
-        words = ", ".join(f"{c} {v['to']}" for c, v in train.items())
-        note = (f"release changed since train upgrade {row.upgrade_id} (now revision {release.revision}): one helm "
-                f"upgrade setting only {words}, chart {release.chart_version} kept")  # fmt: skip
+        also = tuple((c, v) for c, v in back.items() if c != row.component)
+        spec = row_spec(row, "restore", version=back[row.component], chart_version=release.chart_version, also=also)
+        words = ", ".join(f"{c} back to {v}" for c, v in back.items())
+        note = (f"release changed since upgrade {row.upgrade_id} (now revision {release.revision}): helm upgrade "
+                f"--reset-then-reuse-values setting only {words}, chart {release.chart_version} kept")  # fmt: skip
+    train = row.components is not None
     lease.record_plan(revision_before=release.revision, version_before=current.get(row.component),
-                      chart_version=release.chart_version, note=note, components_before=current)  # fmt: skip
+                      chart_version=release.chart_version, note=note,
+                      components_before=current if train else None)  # fmt: skip
     name = cluster.start_helm_job(spec)
     lease.record_job(name)
     return started(name, spec.operation, revision=spec.revision)
