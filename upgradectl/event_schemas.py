@@ -62,7 +62,9 @@ CUSTOMER = _optional(_TRAIN, {
 BUDGET = _object({"wave": _INT, "failed": _INT, "size": _INT, "tolerated": _INT, "consumed": {"type": "number"}})
 _OPT_BUDGET = {"anyOf": [BUDGET, {"type": "null"}]}
 RUN = _object({"runName": _STR, "failure": _OPT_STR, "kind": _STR, "reason": _STR, "wholeUpgrade": {"type": "boolean"},
-               "completed": _INT, "failed": _INT}, ["runName"])  # fmt: skip
+               "completed": _INT, "failed": _INT, "scope": {"enum": ["upgrade", "customer", "abort", "wave", None]},
+               "wave": {"type": ["integer", "null"], "description": "scope wave: the wave rolled back (0-based)"}},
+              ["runName"])  # fmt: skip
 
 ANALYSIS_CHECK = _object({"check": _STR, "verdict": {"enum": ["pass", "fail", "inconclusive"]}, "reason": _STR,
                           "pValue": _OPT_NUM})  # fmt: skip

@@ -57,4 +57,4 @@ def test_the_verdicts_and_measurements_are_shown_newest_first_and_the_status_has
     assert shown["waves"][0]["checks"][0]["evidence"] == evidence
     assert [(m["round"], m["customerId"], m["value"], m["error"]) for m in shown["measurements"]] == [
         (1, "cust_0001", 0.04, None), (0, "cust_0001", 0.03, None), (0, "cust_0002", None, "HTTP 503")]  # fmt: skip
-    assert status(uid)[1]["analysis"] == {"wave": 0, "verdict": "fail"}
+    assert status(uid)[1]["analysis"] == {"wave": 0, "verdict": "fail", "rollback": None}  # no autoRollback

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from upgrader.infra.errors import DatabaseUnavailable
-from upgrader.rollout import analysis_gate
+from upgrader.rollout import analysis_gate, orchestration
 
 from tests.analysis.conftest import scripted_server  # noqa: F401 (the fixture)
 from tests.api.helpers import call, continue_, deploy
@@ -35,7 +35,7 @@ def test_a_failing_check_halts_the_canary_by_itself(stack, make_customers, scrip
     assert stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
     status = stack.status(started["upgradeId"])
     assert status["status"] == "halted" and status["haltReason"].startswith("analysis: wave 1 failed"), status
-    assert (status["completed"], status["analysis"]) == (3, {"wave": 0, "verdict": "fail"})
+    assert (status["completed"], status["analysis"]) == (3, {"wave": 0, "verdict": "fail", "rollback": None})
     assert len(stack.cluster.created_jobs) == 3  # the second wave never started
     kinds = [r["detail_type"] for r in sql("SELECT detail_type FROM event_outbox ORDER BY id")]
     assert "Analysis Failed" in kinds and "Upgrade Halted" in kinds
@@ -67,7 +67,7 @@ def test_a_gate_step_that_crashes_is_inconclusive_and_waits_for_a_person(
     started = deploy(strategy="canary", canaryPercent=50, analysis=analysis(scripted_server.url))
     waiting = stack.wait_for_status(started["upgradeId"], lambda s: s["status"] == "awaiting_continue")
     assert (waiting["completed"], waiting["pending"], waiting["haltReason"]) == (3, 3, None), waiting
-    assert waiting["analysis"] == {"wave": 0, "verdict": "inconclusive"}
+    assert waiting["analysis"] == {"wave": 0, "verdict": "inconclusive", "rollback": None}
     assert recorded == ["inconclusive", "inconclusive"]  # the step ran twice ...
     events = sql("SELECT detail FROM event_outbox WHERE detail_type = 'Analysis Inconclusive'")
     assert len(events) == 1, events  # ... and recorded once
@@ -113,7 +113,7 @@ def test_the_analysis_measures_through_the_bake_and_a_fail_during_it_halts_at_on
     assert time.monotonic() - began < 60  # not the 600 s bake
     status = stack.status(uid)
     assert status["status"] == "halted" and status["haltReason"].startswith("analysis: wave 1 failed"), status
-    assert (status["completed"], status["analysis"]) == (2, {"wave": 0, "verdict": "fail"})
+    assert (status["completed"], status["analysis"]) == (2, {"wave": 0, "verdict": "fail", "rollback": None})
     assert rounds_measured(sql, uid) == [0, 1]  # the bake's round found it
     assert "BakeBetweenWaves" not in states_entered(stack, started["jobId"])
 
@@ -130,3 +130,65 @@ def test_a_bake_measured_through_is_not_baked_twice(stack, make_customers, scrip
     assert rounds_measured(sql, started["upgradeId"]) == [0, 1, 2]
     entered = states_entered(stack, started["jobId"])
     assert "BakeBetweenWaves" not in entered and entered.count("JudgeWave") == 1
+
+
+def running_api_tag(stack: Any, row: dict[str, Any]) -> str:
+    deployment = stack.cluster.workload(row["namespace"], row["release_name"], "api")
+    return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"]).rsplit(":", 1)[-1]
+
+
+def test_a_failed_wave_with_auto_rollback_rolls_back_only_that_wave(
+    stack,
+    make_customers,
+    scripted_server,  # noqa: F811
+    monkeypatch,
+    sql,
+):
+    """Wave 1 passes its analysis, wave 2 fails it: the upgrade halts, wave 2's customers are rolled back (a run of
+    scope "wave", which the status and the Rollback Finished event name), wave 1's keep the new version. Each
+    FinalizeRun fails once after its commit (its Retry runs it again): the rollback is recorded once."""
+    finalized: list[str] = []
+
+    def finalize_then_fail_once(event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        result = original(event, **kwargs)
+        finalized.append(str(event["runName"]))
+        if finalized.count(str(event["runName"])) == 1:
+            raise DatabaseUnavailable("the connection dropped after the commit")
+        return result
+
+    original = orchestration.finalize_run
+    monkeypatch.setattr(orchestration, "finalize_run", finalize_then_fail_once)
+    make_customers(6)
+    started = deploy(strategy="batch", batchSize=2, autoRollback=True, analysis=analysis(scripted_server.url))
+    uid = int(started["upgradeId"])
+    upgraded = sql("SELECT * FROM customer_upgrade_logs WHERE upgrade_id = %s AND operation = 'upgrade'", uid)
+    wave_of = {r["customer_id"]: r["wave"] for r in upgraded}
+    assert sorted(wave_of.values()) == [0, 0, 1, 1, 2, 2]
+    for customer, wave in wave_of.items():  # the first round is measured intervalSeconds after the wave ends
+        scripted_server.answer(f"/metrics/{customer}", body={"errorRate": 0.2 if wave == 1 else 0.01})
+    assert stack.wait_execution(started["jobId"], timeout=180)["status"] == "SUCCEEDED"
+
+    status = stack.status(started["upgradeId"])
+    assert status["status"] == "halted" and status["haltReason"].startswith("analysis: wave 2 failed"), status
+    assert status["analysis"] == {"wave": 1, "verdict": "fail", "rollback": "completed"}, status
+    # completed counts the upgrade's own rows (as after an abort's rollback), rolledBack the rollbacks since
+    assert (status["completed"], status["rolledBack"], status["pending"] + status["skipped"]) == (4, 2, 2), status
+    rows = {r["customer_id"]: r for r in sql("SELECT * FROM customer_upgrade_logs WHERE upgrade_id = %s "
+                                             "AND operation = 'upgrade'", uid)}  # fmt: skip
+    for customer, row in rows.items():
+        expected = {0: "v1.2.0", 1: row["from_version"], 2: row["from_version"]}[row["wave"]]
+        assert running_api_tag(stack, row) == expected, (customer, row["wave"])
+    rollbacks = sql("SELECT customer_id, status FROM customer_upgrade_logs WHERE upgrade_id = %s "
+                    "AND operation = 'rollback'", uid)  # fmt: skip
+    assert sorted((r["customer_id"], r["status"]) for r in rollbacks) == sorted(
+        (c, "completed") for c, w in wave_of.items() if w == 1)  # fmt: skip
+    runs = sql("SELECT scope, wave, requested_by, execution_name FROM upgrade_runs WHERE upgrade_id = %s "
+               "AND kind = 'rollback'", uid)  # fmt: skip
+    assert runs == [{"scope": "wave", "wave": 1, "requested_by": "analysis", "execution_name": started["jobId"]}]
+    finished = sql("SELECT detail FROM event_outbox WHERE detail_type = 'Rollback Finished'")
+    assert [e["detail"]["run"] for e in finished] == [{
+        "runName": f"{started['jobId']}-rollback", "wholeUpgrade": False, "completed": 2, "failed": 0,
+        "scope": "wave", "wave": 1}]  # fmt: skip
+    assert [e["detail"]["upgrade"]["status"] for e in finished] == ["halted"]
+    execution = started["jobId"]
+    assert finalized == [execution, execution, f"{execution}-rollback", f"{execution}-rollback"]  # each retried

@@ -66,6 +66,27 @@ class AnalysisRepository:
             )
             return list(cur.fetchall())
 
+    def failed_wave(self, upgrade_id: int) -> int | None:
+        """The newest wave the gate failed (None: none failed)."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                "SELECT max(wave) AS wave FROM analysis_verdicts WHERE upgrade_id = %s AND verdict = 'fail'",
+                (upgrade_id,),
+            )
+            row = cur.fetchone()
+            return None if row is None or row["wave"] is None else int(row["wave"])
+
+    def wave_rollback(self, upgrade_id: int, wave: int) -> str | None:
+        """The status of the rollback run of the wave (an analysis fail with autoRollback); None: not rolled back."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                "SELECT status FROM upgrade_runs WHERE upgrade_id = %s AND kind = 'rollback' AND scope = 'wave'"
+                " AND wave = %s ORDER BY created_at DESC LIMIT 1",
+                (upgrade_id, wave),
+            )
+            row = cur.fetchone()
+            return None if row is None else str(row["status"])
+
     def parameters(self, upgrade_id: int) -> dict[str, Any] | None:
         """The upgrade's parameters ({} when it has none); None: no such upgrade."""
         with self._db.transaction() as cur:

@@ -78,6 +78,11 @@ class AnalysisResponse(Model):
 class AnalysisState(Model):
     wave: int
     verdict: Literal["pass", "fail", "inconclusive"]
+    rollback: str | None = Field(
+        default=None,
+        description="a failed wave rolled back by itself (autoRollback): its rollback run's status (running, "
+        "completed, incomplete, stopped); only that wave's customers, the waves that passed keep the new version",
+    )
 
 
 class AnalysisStatus(Model):

@@ -193,9 +193,9 @@ def render_reply(event: OutboxEvent) -> str:
                 f"{escape(upgrade.get('completed'))} completed, {escape(upgrade.get('failed'))} failed")  # fmt: skip
     if kind == events.ROLLBACK_FINISHED:
         run = detail.get("run") or {}
-        return (
-            f":rewind: Rollback finished: {escape(run.get('completed'))} rolled back, {escape(run.get('failed'))} not"
-        )
+        wave = f" (wave {int(run['wave']) + 1})" if run.get("scope") == "wave" and run.get("wave") is not None else ""
+        return (f":rewind: Rollback finished{wave}: {escape(run.get('completed'))} rolled back, "
+                f"{escape(run.get('failed'))} not")  # fmt: skip
     if kind == events.RUN_RECONCILED:
         return f":wrench: Run reconciled: {escape((detail.get('run') or {}).get('reason'))}"
     if kind in (events.ANALYSIS_FAILED, events.ANALYSIS_INCONCLUSIVE, events.ANALYSIS_PASSED):

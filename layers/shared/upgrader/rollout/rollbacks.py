@@ -71,6 +71,7 @@ SELECT u.*,
   ) later ON TRUE
  WHERE u.upgrade_id = %(id)s AND u.operation = 'upgrade'
    AND (%(customer)s::text IS NULL OR u.customer_id = %(customer)s)
+   AND (%(wave)s::int IS NULL OR u.wave = %(wave)s)
 """
 
 
@@ -152,7 +153,7 @@ class RollbackRepository:
                 )
                 if cur.fetchone() is None:
                     raise CustomerNotInUpgrade(f"customer '{customer_id}' is not part of upgrade {upgrade_id}")
-                cur.execute(_CANDIDATES, {"id": upgrade_id, "customer": customer_id})
+                cur.execute(_CANDIDATES, {"id": upgrade_id, "customer": customer_id, "wave": None})
                 candidate = one_row(cur)
                 reason = why_not(candidate)
                 if reason:
@@ -168,14 +169,18 @@ class RollbackRepository:
             raise WrongState(f"customer '{customer_id}' is already being rolled back") from exc
 
     def create_upgrade_rollback(
-        self, upgrade_id: int, *, requested_by: str | None, run_name: str, scope: str = "upgrade"
-    ) -> tuple[list[LogRecord], list[LeftOut]]:
+        self, upgrade_id: int, *, requested_by: str | None, run_name: str, scope: str = "upgrade",
+        wave: int | None = None,
+    ) -> tuple[list[LogRecord], list[LeftOut]]:  # fmt: skip
         """Record a rollback of every customer the upgrade changed, last wave first, and its run.
 
         Returns (rows to roll back, customers left out with the reason). Refused while the upgrade is
         still active (abort it with rollback instead); `scope="abort"` is the abort's own rollback run,
-        recorded by the run that ends the upgrade.
+        recorded by the run that ends the upgrade; `scope="wave"` (with `wave`, 0-based) the same for only the
+        customers of that wave (an analysis fail with autoRollback: the waves that passed keep the new version).
         """
+        if (scope == "wave") != (wave is not None):
+            raise ValueError("a rollback of one wave (scope 'wave') names its wave, and only it does")
         with self._db.transaction() as cur:
             cur.execute("SELECT status FROM system_upgrades WHERE id = %s FOR NO KEY UPDATE", (upgrade_id,))
             upgrade = cur.fetchone()
@@ -186,7 +191,8 @@ class RollbackRepository:
                     f"upgrade {upgrade_id} is still {upgrade['status']}; abort it with "
                     '{"rollback": true} to stop it and roll back what it changed'
                 )
-            cur.execute(_CANDIDATES + " ORDER BY u.wave DESC, u.id", {"id": upgrade_id, "customer": None})
+            cur.execute(_CANDIDATES + " ORDER BY u.wave DESC, u.id",
+                        {"id": upgrade_id, "customer": None, "wave": wave})  # fmt: skip
             candidates = cur.fetchall()
             if not candidates:
                 return [], []
@@ -204,15 +210,16 @@ class RollbackRepository:
             rows = _insert_rollback_rows(cur, upgrade_id, chosen, run_name=run_name, last_wave=last_wave,
                                          requested_by=requested_by)  # fmt: skip
             if rows:
-                execution = run_name.removesuffix("-rollback") if scope == "abort" else run_name
-                insert_run(cur, run_name, upgrade_id, "rollback", scope, requested_by, execution_name=execution)
+                execution = run_name.removesuffix("-rollback") if scope in ("abort", "wave") else run_name
+                insert_run(cur, run_name, upgrade_id, "rollback", scope, requested_by, execution_name=execution,
+                           wave=wave)  # fmt: skip
             return rows, left_out
 
     def rollback_targets(self, upgrade_id: int, customer_id: str | None = None) -> list[RollbackTarget]:
         """What a rollback request would restore now, read before anything is recorded: the customers
         `create_rollback` / `create_upgrade_rollback` would accept."""
         with self._db.transaction() as cur:
-            cur.execute(_CANDIDATES, {"id": upgrade_id, "customer": customer_id})
+            cur.execute(_CANDIDATES, {"id": upgrade_id, "customer": customer_id, "wave": None})
             found = [_target(c) for c in cur.fetchall() if c["status"] != "skipped" and why_not(c) is None]
             return [t for t in found if t is not None]
 
@@ -228,15 +235,15 @@ class RollbackRepository:
 
 def insert_run(
     cur: psycopg.Cursor[Row], run_name: str, upgrade_id: int, kind: str, scope: str, requested_by: str | None,
-    *, execution_name: str | None = None, attempt: int = 1,
+    *, execution_name: str | None = None, attempt: int = 1, wave: int | None = None,
 ) -> None:  # fmt: skip
-    """Record a run (one execution, or an abort's rollback inside the upgrade's execution)."""
+    """Record a run (one execution, or an abort's or a failed wave's rollback inside the upgrade's execution)."""
     cur.execute(
         """
-        INSERT INTO upgrade_runs (run_name, execution_name, upgrade_id, kind, scope, requested_by, attempt)
-        VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_name) DO NOTHING
+        INSERT INTO upgrade_runs (run_name, execution_name, upgrade_id, kind, scope, requested_by, attempt, wave)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_name) DO NOTHING
         """,
-        (run_name, execution_name or run_name, upgrade_id, kind, scope, requested_by, attempt),
+        (run_name, execution_name or run_name, upgrade_id, kind, scope, requested_by, attempt, wave),
     )
 
 

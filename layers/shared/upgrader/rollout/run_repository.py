@@ -80,7 +80,7 @@ class RunRepository(CustomerOutcomes):
 
     def stop_reason(self, run_name: str) -> str | None:
         with self._db.transaction() as cur:
-            cur.execute("SELECT stop_reason FROM upgrade_runs WHERE run_name = %s", (run_name,))
+            cur.execute("SELECT stop_reason, scope, wave FROM upgrade_runs WHERE run_name = %s", (run_name,))
             row = cur.fetchone()
             return row["stop_reason"] if row else None
 
@@ -296,7 +296,7 @@ class RunRepository(CustomerOutcomes):
                 (run_name,),
             )
             counts = one_row(cur)
-            cur.execute("SELECT stop_reason FROM upgrade_runs WHERE run_name = %s", (run_name,))
+            cur.execute("SELECT stop_reason, scope, wave FROM upgrade_runs WHERE run_name = %s", (run_name,))
             run = cur.fetchone() or {}
             _end_run(
                 cur, run_name,
@@ -317,16 +317,20 @@ class RunRepository(CustomerOutcomes):
             events.upgrade_event(
                 cur, events.ROLLBACK_FINISHED, upgrade_id, f"rollback-finished:{run_name}",
                 {"run": {"runName": run_name, "wholeUpgrade": whole_upgrade, "completed": int(counts["completed"]),
-                         "failed": int(counts["failed"])}},
+                         "failed": int(counts["failed"]), "scope": run.get("scope"), "wave": run.get("wave")}},
                 severity="info" if counts["failed"] == 0 else "attention",
             )  # fmt: skip
             return {"completed": int(counts["completed"]), "failed": int(counts["failed"])}
 
-    def create_abort_rollback(self, upgrade_id: int, *, requested_by: str | None, run_name: str) -> list[LogRecord]:
-        """The rollback an abort with rollback asked for, run by the same execution."""
+    def create_abort_rollback(
+        self, upgrade_id: int, *, requested_by: str | None, run_name: str, wave: int | None = None
+    ) -> list[LogRecord]:
+        """The rollback an abort with rollback asked for, run by the same execution; with `wave`, of only that
+        wave's customers (scope "wave": the analysis gate failed it, the waves that passed are kept)."""
         rows, _ = RollbackRepository(self._db).create_upgrade_rollback(
-            upgrade_id, requested_by=requested_by, run_name=run_name, scope="abort"
-        )
+            upgrade_id, requested_by=requested_by, run_name=run_name, scope="abort" if wave is None else "wave",
+            wave=wave,
+        )  # fmt: skip
         return rows
 
 

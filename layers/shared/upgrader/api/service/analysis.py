@@ -85,4 +85,7 @@ def get_analysis(upgrade_id: int, *, analysis: AnalysisRepository) -> AnalysisRe
 def analysis_state(upgrade_id: int, analysis: AnalysisRepository) -> AnalysisState | None:
     """The newest analysed wave's verdict, for the status."""
     newest = analysis.verdicts(upgrade_id, limit=1)
-    return AnalysisState(wave=newest[0]["wave"], verdict=newest[0]["verdict"]) if newest else None
+    if not newest:
+        return None
+    wave = int(newest[0]["wave"])
+    return AnalysisState(wave=wave, verdict=newest[0]["verdict"], rollback=analysis.wave_rollback(upgrade_id, wave))

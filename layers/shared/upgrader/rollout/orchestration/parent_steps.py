@@ -8,6 +8,7 @@ import json
 from collections import defaultdict
 from datetime import UTC, datetime
 
+from upgrader.analysis.repository import AnalysisRepository
 from upgrader.contract.strategies import gate_after
 from upgrader.infra.errors import GateClosed
 from upgrader.rollout.analysis_gate import failed_analysis
@@ -193,8 +194,9 @@ def await_window(event: State, *, windows: WindowRepository) -> State:
     return {"waiting": True, "gate": "window"}
 
 
-def finalize_run(event: State, *, runs: RunRepository) -> State:
-    """Close the run: leftover rows, final status, completed_at. Safe to run twice."""
+def finalize_run(event: State, *, runs: RunRepository, analysis: AnalysisRepository) -> State:
+    """Close the run: leftover rows, final status, completed_at. Safe to run twice (the rollback it starts is
+    recorded once: its rows and its run are keyed by the run's name)."""
     failure = failure_text(event.get("failure"))
     upgrade_id, run_name = int(event["upgradeId"]), str(event["runName"])
     runs.close_unfinished(run_name, None, failure or "the run ended before this customer finished")
@@ -212,14 +214,16 @@ def finalize_run(event: State, *, runs: RunRepository) -> State:
         "next": None,  # the state machine's IsRollbackRequested choice reads it
     }
     parameters = upgrade.parameters or {}
-    # Halted by the analysis gate with autoRollback: rolled back as an abort with rollback is (the canary's wave).
+    # Halted by the analysis gate with autoRollback: the failed wave's customers are rolled back (the waves that
+    # passed keep the new version) in the same execution; the upgrade stays halted.
     analysis_rollback = failed_analysis(upgrade.halt_reason) and bool(parameters.get("autoRollback"))
-    if (upgrade.status == "aborted" and parameters.get("abortRollback")) or analysis_rollback:
+    failed_wave = analysis.failed_wave(upgrade_id) if analysis_rollback else None
+    if (upgrade.status == "aborted" and parameters.get("abortRollback")) or failed_wave is not None:
         # Aborted with rollback: the same execution goes on to roll back what it changed.
         rollback_run = f"{run_name}-rollback"
-        by = "analysis" if analysis_rollback else parameters.get("abortedBy")
-        runs.create_abort_rollback(upgrade_id, requested_by=by, run_name=rollback_run)
+        by = "analysis" if failed_wave is not None else parameters.get("abortedBy")
+        runs.create_abort_rollback(upgrade_id, requested_by=by, run_name=rollback_run, wave=failed_wave)
         if runs.run_size(rollback_run):
             result["next"] = {"upgradeId": upgrade_id, "runName": rollback_run, "operation": "rollback",
-                              "scope": "upgrade"}  # fmt: skip
+                              "scope": "upgrade" if failed_wave is None else "wave"}  # fmt: skip
     return result
