@@ -114,3 +114,21 @@ def test_an_analysis_reply_carries_the_reason_and_the_p_value_as_text() -> None:
     text = render_reply(event(events.ANALYSIS_FAILED, {"upgrade": upgrade(), "analysis": analysis}))
     assert text.startswith(":bar_chart: Analysis of wave 1: fail (error-ratio fail (p = 0.00012); ")
     assert "&lt;!channel&gt;" in text and live_markup(text) == []
+
+
+def test_a_wave_rollback_reply_names_the_wave_and_a_whole_one_does_not() -> None:
+    wave = {"runName": "41-rollback", "wholeUpgrade": False, "completed": 2, "failed": 1, "scope": "wave", "wave": 1}
+    whole = {
+        "runName": "41-rollback",
+        "wholeUpgrade": True,
+        "completed": 4,
+        "failed": 0,
+        "scope": "abort",
+        "wave": None,
+    }
+    assert render_reply(event(events.ROLLBACK_FINISHED, {"upgrade": upgrade(), "run": wave})) == (
+        ":rewind: Rollback finished (wave 2): 2 rolled back, 1 not"
+    )
+    assert render_reply(event(events.ROLLBACK_FINISHED, {"upgrade": upgrade(), "run": whole})) == (
+        ":rewind: Rollback finished: 4 rolled back, 0 not"
+    )
