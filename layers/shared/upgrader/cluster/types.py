@@ -291,6 +291,8 @@ class ReleaseSnapshot:
     chart_version: str | None
     versions: dict[str, str | None]  # component -> image tag (None: neither the values nor the chart set it)
     sources: dict[str, str | None]  # component -> "values" | "chart-defaults" | None
+    # component -> the image repository named beside its tag (`api.image.repository`); absent: none named
+    repositories: dict[str, str] = field(default_factory=dict)
 
 
 class ReleaseUnreadable(Exception):

@@ -65,6 +65,7 @@ class Candidate:
     pin_expires_at: datetime | None = None
     pinned_by: str | None = None
     ring: str | None = None  # its ring (upgrader.promotion.rings: none stored is the order's default)
+    image_repository: str | None = None  # the component's image repository its release names (discovery)
 
     @property
     def pin(self) -> PinInForce | None:

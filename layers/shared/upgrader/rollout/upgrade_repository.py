@@ -47,6 +47,11 @@ class NewLogRow:
     left_out: str | None = None  # why the deploy left it out (pinned, already_at_version): a skipped row
     detail: str | None = None  # the reason in words, recorded as the skipped row's error
     ring: str | None = None  # the customer's ring now: the version's evidence on that ring (upgrader.promotion)
+    # the images' pre-flight (docs/images.md): the repository asked, the digest every wave installs, the
+    # digest of the image it runs now (a rollback's); None: not checked
+    image_repository: str | None = None
+    target_digest: str | None = None
+    rollback_digest: str | None = None
 
 
 class UpgradeRepository(UpgradeQueries):
@@ -61,6 +66,7 @@ class UpgradeRepository(UpgradeQueries):
         labels: dict[str, str] | None = None,
         versions: dict[str, str] | None = None,
         maintenance_window: dict[str, Any] | None = None,
+        repositories: dict[str, str] | None = None,
     ) -> None:
         with self._db.transaction() as cur:
             cur.execute(
@@ -90,6 +96,14 @@ class UpgradeRepository(UpgradeQueries):
                         updated_at = NOW()
                     """,
                     (customer_id, component, version),
+                )
+            for component, repository in (repositories or {}).items():
+                cur.execute(
+                    """
+                    INSERT INTO customer_image_repositories (customer_id, component, repository) VALUES (%s, %s, %s)
+                    ON CONFLICT (customer_id, component) DO UPDATE SET repository = EXCLUDED.repository
+                    """,
+                    (customer_id, component, repository),
                 )
 
     # ---------------------------------------------------------------- upgrades
@@ -150,16 +164,18 @@ class UpgradeRepository(UpgradeQueries):
                     """
                     INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version,
                         to_version, status, operation, run_name, wave, namespace, release_name, requested_by,
-                        chart_version, left_out, error, completed_at, ring)
+                        chart_version, left_out, error, completed_at, ring, image_repository, target_digest,
+                        rollback_digest)
                     SELECT %s, t.customer_id, %s, t.from_version, %s,
                            CASE WHEN t.left_out IS NULL THEN 'pending' ELSE 'skipped' END, 'upgrade',
                            CASE WHEN t.left_out IS NULL THEN %s END, t.wave,
                            t.namespace, t.release_name, %s, t.chart_version, t.left_out, t.detail,
-                           CASE WHEN t.left_out IS NOT NULL THEN NOW() END, t.ring
+                           CASE WHEN t.left_out IS NOT NULL THEN NOW() END, t.ring, t.repository, t.target_digest,
+                           t.rollback_digest
                       FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[],
-                                  %s::text[], %s::text[])
+                                  %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
                            AS t(customer_id, from_version, wave, namespace, release_name, chart_version, left_out, detail,
-                                ring)
+                                ring, repository, target_digest, rollback_digest)
                     """,
                     (
                         upgrade_id,
@@ -176,6 +192,9 @@ class UpgradeRepository(UpgradeQueries):
                         [r.left_out for r in rows],
                         [r.detail for r in rows],
                         [r.ring for r in rows],
+                        [r.image_repository for r in rows],
+                        [r.target_digest for r in rows],
+                        [r.rollback_digest for r in rows],
                     ),
                 )
                 if within is not None:
