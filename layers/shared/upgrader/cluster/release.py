@@ -136,7 +136,10 @@ class ReleaseRecord:
         if slots is not None:
             return slots.version, "active-slot"
         version = self.version_of(dotted_key)
-        return version, (self.value(dotted_key)[1] if version is not None else None)
+        # a pinned tag value (`v1.2.0@sha256:…`, docs/images.md) is that version: the digest only makes it exact
+        return (version.split("@", 1)[0] if version else version), (
+            self.value(dotted_key)[1] if version is not None else None
+        )
 
     def image_repository(self, dotted_tag_key: str) -> str | None:
         """The image repository the release names beside the component's tag (`api.image.tag` ->

@@ -149,6 +149,7 @@ class HelmJobSpec:
     release: str
     operation: HelmOperation
     version: str | None = None  # upgrade/restore: the image tag to set
+    digest: str | None = None  # upgrade/restore: the tag's digest, pinned (the value becomes `<tag>@<digest>`)
     revision: int | None = None  # rollback/recover: the revision to return to (always explicit)
     attempt: int = 1
     chart_version: str | None = None  # upgrade/restore/slot/switch: the chart version, pinned (helm --version)

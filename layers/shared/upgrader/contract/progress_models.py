@@ -109,6 +109,13 @@ class LogEntry(Model):
         description="why the deploy left this customer out (already_at_version, pinned, incompatible); its wave "
         "is then -1",
     )
+    image_repository: str | None = Field(default=None, description="the image repository the pre-flight asked")
+    target_digest: str | None = Field(
+        default=None, description="the digest to_version resolved to before the first wave: what helm installs"
+    )
+    rollback_digest: str | None = Field(
+        default=None, description="the digest of from_version (the image a rollback of this customer installs)"
+    )
 
 
 class HelmOutput(Model):

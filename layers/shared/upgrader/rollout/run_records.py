@@ -35,6 +35,7 @@ class LogRecord:
     revision_before: int | None
     rollback_of: int | None
     window_opens_at: datetime | None
+    target_digest: str | None  # the pre-flight's digest of to_version: helm sets `<tag>@<digest>` (docs/images.md)
 
 
 @dataclass(frozen=True, slots=True)

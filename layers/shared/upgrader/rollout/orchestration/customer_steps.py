@@ -219,7 +219,7 @@ def _start_upgrade(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
     blue_green = bool(row.parameters.get("blueGreen"))
     if blue_green or row.component in release.slots:
         return start_slot(lease, release, chart_version, blue_green=blue_green, cluster=cluster)
-    spec = row_spec(row, "upgrade", version=row.to_version, chart_version=chart_version)
+    spec = row_spec(row, "upgrade", version=row.to_version, chart_version=chart_version, digest=row.target_digest)
     lease.record_plan(revision_before=release.revision, version_before=release.versions.get(row.component),
                       chart_version=chart_version)  # fmt: skip
     name = cluster.start_helm_job(spec)

@@ -97,7 +97,9 @@ def start_rollback(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
     else:
         if not release.chart_version:
             raise ReleaseNotReady(f"Helm release '{release.release}' records no chart version; cannot pin the chart")
-        spec = row_spec(row, "restore", version=target, chart_version=release.chart_version)
+        spec = row_spec(
+            row, "restore", version=target, chart_version=release.chart_version, digest=row.target_digest
+        )  # the upgrade's rollback digest, when it restores that version
         note = (f"release changed since upgrade {row.upgrade_id} (now revision {release.revision}): helm upgrade "
                 f"--reuse-values setting only {component} back to {target}, chart {release.chart_version} kept")  # fmt: skip
     lease.record_plan(revision_before=release.revision, version_before=current, chart_version=release.chart_version,
