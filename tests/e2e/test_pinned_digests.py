@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.helpers import deploy, rollback
+from tests.api.helpers import call, deploy, rollback
 from tests.e2e.conftest import Stack
 from tests.images.conftest import push, registry, skopeo  # noqa: F401  (fixtures: the real registry)
 from upgradectl.local.cluster import SimulatedCluster
@@ -26,6 +26,12 @@ def checked_stack(env: dict[str, str], cluster: SimulatedCluster, database_url: 
                       kube_reader_token_file=str(cluster.reader_token_file), poll_seconds=0,
                       extra_env={"IMAGE_PREFLIGHT": "required"}) as runtime:  # fmt: skip
         yield Stack(runtime, cluster)
+
+
+def fleet_images() -> dict[str, Any]:
+    code, answer = call("api_customers", "api_customers_fleet_images", "/api/fleet/images", {})
+    assert code == 200, answer
+    return answer
 
 
 def _helm_values(job: Any) -> list[str]:
@@ -76,6 +82,17 @@ def test_every_wave_installs_the_resolved_digest_and_the_release_holds_it(
         ("v1.2.0", digests["v1.2.0"], digests["v1.1.0"])
     }
 
+    # and the images report names both digests for a registry's cleanup policy to keep
+    assert fleet_images() == {
+        "images": [
+            {"repository": repository, "digest": digests["v1.1.0"], "tags": ["v1.1.0"], "running": 0, "rollbackFor": 3,
+             "customers": ids},
+            {"repository": repository, "digest": digests["v1.2.0"], "tags": ["v1.2.0"], "running": 3, "rollbackFor": 0,
+             "customers": ids},
+        ],
+        "unresolved": 9,  # dashboard, exporter, mosquitto of each: no deploy resolved their images
+    }  # fmt: skip
+
     # When one customer is rolled back after its release changed (another value set since): a restore
     checked_stack.cluster.add_release(name, name, values={"api.image.tag": pinned, "api.image.repository": repository,
                                                           "dashboard.image.tag": "v1.9.1"})  # fmt: skip
@@ -86,3 +103,7 @@ def test_every_wave_installs_the_resolved_digest_and_the_release_holds_it(
     # Then helm set the rollback image's digest
     restores = [j for j in checked_stack.cluster.created_jobs if "helm-restore-" in j.manifest["metadata"]["name"]]
     assert [_helm_values(job) for job in restores] == [[f"api.image.tag=v1.1.0@{digests['v1.1.0']}"]]
+    # and the report says it runs the rollback image now
+    by_digest = {image["digest"]: image for image in fleet_images()["images"]}
+    assert (by_digest[digests["v1.1.0"]]["running"], by_digest[digests["v1.1.0"]]["rollbackFor"]) == (1, 2)
+    assert by_digest[digests["v1.2.0"]]["running"] == 2

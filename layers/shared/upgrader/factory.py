@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from upgrader.api.idempotency import IdempotencyRepository
     from upgrader.cluster.types import ClusterGateway, FleetReader
     from upgrader.fleet.discovery_rules import DiscoveryRules
+    from upgrader.fleet.image_report import ImageReportRepository
     from upgrader.fleet.inventory import InventoryRepository
     from upgrader.fleet.ring_labels import RingLabelRule
     from upgrader.fleet.sync_launcher import LambdaSyncLauncher
@@ -97,6 +98,13 @@ def inventory() -> InventoryRepository:
     from upgrader.fleet.inventory import InventoryRepository
 
     return InventoryRepository(database())
+
+
+@lru_cache(maxsize=1)
+def image_report() -> ImageReportRepository:
+    from upgrader.fleet.image_report import ImageReportRepository
+
+    return ImageReportRepository(database())
 
 
 @lru_cache(maxsize=1)
@@ -343,7 +351,7 @@ def reset() -> None:
         database().close()
     for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, reader_cluster, workflow, s3_client,
                    inventory, rules, windows, clock, helm_outputs, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, slack_channel, notices,
-                   ring_order, ring_labels, evidence, promotion_rules, registry_credentials, get_settings):  # fmt: skip
+                   ring_order, ring_labels, evidence, promotion_rules, registry_credentials, image_report, get_settings):  # fmt: skip
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()

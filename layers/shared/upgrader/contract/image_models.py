@@ -39,3 +39,24 @@ class PlannedImages(Model):
         description="missing or mutable images: a deploy is refused (422 ImagesRefused) unless they are all "
         "rollback images and allowNoRollbackImage is sent",
     )
+
+
+class FleetImage(Model):
+    """One image digest some existing customer runs or needs for a rollback."""
+
+    repository: str
+    digest: str
+    tags: list[str] = Field(description="the tags the customers know it by")
+    running: int = Field(description="customers running it")
+    rollback_for: int = Field(description="customers whose rollback installs it")
+    customers: list[str] = Field(description="the customers running it or needing it (at most 100 named)")
+
+
+class FleetImagesResponse(Model):
+    """Every image digest still running or needed for a rollback: what a registry's cleanup policy must keep."""
+
+    images: list[FleetImage]
+    unresolved: int = Field(
+        description="customer components whose image no deploy resolved to a digest (pre-flight off, repository "
+        "unknown, or not upgraded since): their images cannot be named here"
+    )
