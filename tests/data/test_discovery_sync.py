@@ -200,9 +200,14 @@ def test_a_pattern_that_finds_nothing_decommissions_nobody(env, small_fleet, sql
     assert {r["status"] for r in sql("SELECT status FROM customers")} == {"active"}
 
 
-def test_a_customer_our_own_helm_operation_holds_is_left_to_that_operation(env, small_fleet, sql, fake_workflow):
+def test_a_customer_our_own_helm_operation_holds_is_left_to_that_operation(
+    env, small_fleet, sql, fake_workflow, monkeypatch
+):
     from tests.api.helpers import deploy
 
+    # the simulated releases name registry.example.com images, which no registry here holds: no pre-flight
+    monkeypatch.setenv("IMAGE_PREFLIGHT", "off")
+    factory.reset()
     # Given the inventory in line with the cluster, and an upgrade whose helm Job holds cust_0001's release
     sync(small_fleet)
     upgrade = deploy(component="api", version="v1.2.0")["upgradeId"]
