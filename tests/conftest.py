@@ -63,7 +63,8 @@ def make_customers(repo: UpgradeRepository) -> Callable[..., list[str]]:
     """Create n active customers cust_0001.. with namespace customer-0001 and api at v1.1.0."""
 
     def make(n: int, *, prefix: str = "cust_", start: int = 1, status: str = "active",
-             versions: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> list[str]:  # fmt: skip
+             versions: dict[str, str] | None = None, labels: dict[str, str] | None = None,
+             repositories: dict[str, str] | None = None) -> list[str]:  # fmt: skip
         ids = []
         for i in range(start, start + n):
             cid = f"{prefix}{i:04d}"
@@ -74,6 +75,7 @@ def make_customers(repo: UpgradeRepository) -> Callable[..., list[str]]:
                 status=status,
                 labels=labels,
                 versions=versions if versions is not None else {"api": "v1.1.0", "dashboard": "v1.9.0"},
+                repositories=repositories,
             )
             ids.append(cid)
         return ids

@@ -124,9 +124,9 @@ def test_every_error_status_has_the_error_schema_and_every_status_is_listed(name
         else:
             assert schema != ERROR_REF, (name, code)
     error = DOC["components"]["schemas"]["ErrorResponse"]
-    assert error["required"] == ["message"] and {"message", "error", "errors", "incompatible", "promotion"} == set(
-        error["properties"]
-    )
+    assert error["required"] == ["message"] and {
+        "message", "error", "errors", "incompatible", "promotion", "problems",
+    } == set(error["properties"])  # fmt: skip
     assert not {"HTTPValidationError", "ValidationError"} & set(DOC["components"]["schemas"])
 
 

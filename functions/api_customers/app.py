@@ -30,6 +30,7 @@ from upgrader.contract.customer_models import (
     FleetResponse,
     SyncSummary,
 )
+from upgrader.contract.image_models import FleetImagesResponse
 from upgrader.contract.models import Component
 from upgrader.contract.promotion_models import PromotionRuleHistoryResponse, PromotionRulesResponse, PromotionRuleView
 from upgrader.fleet.inventory import CustomerFilter
@@ -144,6 +145,14 @@ def get_sync(
 @router.get("/api/fleet", summary="The fleet: per component, how many customers run each version; drift, pins, status")
 def get_fleet() -> FleetResponse:
     return customers.fleet(inventory=factory.inventory(), syncs=factory.syncs(), order=factory.ring_order())
+
+
+@router.get(
+    "/api/fleet/images",
+    summary="Every image digest a customer runs or needs for a rollback: what a registry cleanup must keep",
+)
+def get_fleet_images() -> FleetImagesResponse:
+    return customers.fleet_images(report=factory.image_report())
 
 
 @router.get("/api/compatibility-rules", summary="The version compatibility rules deploys, plans and rollbacks obey")

@@ -36,8 +36,11 @@ app = build_resolver()
         422: {
             "description": "invalid request, a limit exceeded, the Idempotency-Key reused with another body, or "
             "the version breaks a compatibility rule for some customers (IncompatibleVersions: listed in "
-            "incompatible; skipIncompatible leaves them out)"
+            "incompatible; skipIncompatible leaves them out), or an image is missing from the registry or named by a "
+            "mutable tag (ImagesRefused: listed in problems; allowNoRollbackImage lets missing rollback images pass)"
         },
+        502: {"description": "the image registry refused our credentials (named) or answered a malformed manifest"},
+        503: {"description": "the image registry is unreachable or failing (named); nothing was started"},
     },
 )
 def deploy(
@@ -65,6 +68,7 @@ def deploy(
             workflow=factory.workflow(),
             settings=settings,
             promotion=factory.promotion_gate(),
+            registry=factory.image_registry,
             now=factory.clock().now(),
         )
         logger.info("upgrade started", extra={"upgrade_id": result.upgrade_id, "job_id": result.job_id})

@@ -124,6 +124,8 @@ def get_helm_output(upgrade_id: UpgradeIdPath, log_id: LogIdPath) -> HelmOutputR
         200: {"description": "the plan (nothing was started or recorded)"},
         404: {"description": "a customerIds entry is not in the customer inventory"},
         409: {"description": "a targeted customer is not active"},
+        502: {"description": "the image registry refused our credentials (named) or answered a malformed manifest"},
+        503: {"description": "the image registry is unreachable or failing (named)"},
     },
 )
 def plan(request: Annotated[DeployRequest, Body(description="the deploy request to plan")]) -> PlanResponse:
@@ -136,6 +138,7 @@ def plan(request: Annotated[DeployRequest, Body(description="the deploy request 
         rules=factory.rules(),
         settings=get_settings(),
         promotion=factory.promotion_gate(),
+        registry=factory.image_registry,
         requested_by=caller_identity(router),
         now=factory.clock().now(),
     )

@@ -228,6 +228,7 @@ TARGETS: dict[str, Target] = {
     "POST /api/customers/sync": Target(_fleet, 202),
     "GET /api/customers/sync/{syncId}": Target(_sync, 200),
     "GET /api/fleet": Target(_fleet, 200),
+    "GET /api/fleet/images": Target(_fleet, 200),
     "GET /api/compatibility-rules": Target(_rules, 200),
     "POST /api/compatibility-rules": Target(_fleet, 201, body=RULE),
     "DELETE /api/compatibility-rules/{ruleId}": Target(_rule, 200),

@@ -200,9 +200,14 @@ def test_a_pattern_that_finds_nothing_decommissions_nobody(env, small_fleet, sql
     assert {r["status"] for r in sql("SELECT status FROM customers")} == {"active"}
 
 
-def test_a_customer_our_own_helm_operation_holds_is_left_to_that_operation(env, small_fleet, sql, fake_workflow):
+def test_a_customer_our_own_helm_operation_holds_is_left_to_that_operation(
+    env, small_fleet, sql, fake_workflow, monkeypatch
+):
     from tests.api.helpers import deploy
 
+    # the simulated releases name registry.example.com images, which no registry here holds: no pre-flight
+    monkeypatch.setenv("IMAGE_PREFLIGHT", "off")
+    factory.reset()
     # Given the inventory in line with the cluster, and an upgrade whose helm Job holds cust_0001's release
     sync(small_fleet)
     upgrade = deploy(component="api", version="v1.2.0")["upgradeId"]
@@ -291,3 +296,51 @@ def test_a_sync_reads_each_customers_ring_from_its_namespace_label_and_the_label
     assert sql("SELECT ring, ring_from_label FROM customers WHERE id = 'cust_0000'") == [
         {"ring": None, "ring_from_label": False}
     ]
+
+
+def repositories(sql: Any) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for row in sql("SELECT customer_id, component, repository FROM customer_image_repositories ORDER BY 1, 2"):
+        found.setdefault(row["customer_id"], {})[row["component"]] = row["repository"]
+    return found
+
+
+def test_a_sync_records_each_components_image_repository_beside_its_tag(env, small_fleet, sql):
+    """The images' pre-flight asks the registry for the repository a release names beside each tag (docs/images.md).
+
+    Breakage tried: _write_repositories not called from _write (this test: nothing recorded); the repository read
+    at the tag key itself instead of its sibling (this test: the tags recorded as repositories)."""
+    # Given releases naming the chart's repositories, and one whose values name its own api repository
+    small_fleet.add_release("customer-0001", "customer-0001",
+                            values={**_tags(CURRENT, *CURRENT), "api.image.repository": "registry.example.com/team/api"})  # fmt: skip
+
+    # When the inventory is synced
+    sync(small_fleet)
+
+    # Then every customer's repository per component is recorded: the values' first, else the chart's
+    found = repositories(sql)
+    assert found["cust_0000"] == {c: f"registry.example.com/{c}" for c in CURRENT}
+    assert found["cust_0001"]["api"] == "registry.example.com/team/api"
+    assert found["cust_0001"]["dashboard"] == "registry.example.com/dashboard"
+
+    # and a release that names another repository later is recorded again
+    small_fleet.add_release("customer-0001", "customer-0001", values=_tags(CURRENT, *CURRENT))
+    sync(small_fleet)
+    assert repositories(sql)["cust_0001"]["api"] == "registry.example.com/api"
+
+
+def test_a_release_naming_no_usable_repository_is_that_namespaces_problem(env, small_fleet, sql):
+    """Breakage tried: the repository check removed from invalid_release_data (this test: the sync fails on the
+    VARCHAR(255) of a 300-character repository, and `Registry/API:v1` is recorded)."""
+    small_fleet.add_release("customer-0001", "customer-0001",
+                            values={**_tags(CURRENT, *CURRENT), "api.image.repository": "Registry/API:v1"})  # fmt: skip
+    small_fleet.add_release("customer-0002", "customer-0002",
+                            values={**_tags(CURRENT, *CURRENT), "api.image.repository": "r.example/" + "a" * 300})  # fmt: skip
+
+    finished = sync(small_fleet)
+
+    assert finished["status"] == "completed"
+    problems = {p["namespace"]: p["message"] for p in finished["problems"]}
+    assert "component api's image repository 'Registry/API:v1' is not an image repository" in problems["customer-0001"]
+    assert "(310 characters)" in problems["customer-0002"]
+    assert set(repositories(sql)) == {"cust_0000"}

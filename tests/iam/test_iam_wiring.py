@@ -290,7 +290,8 @@ def test_reachability_follows_the_handler_not_the_imports():
         for folder in ("api_upgrades", "check_rollout", "prepare_wave")
     }
     # api_upgrades imports the factory that builds the Step Functions client, but never asks for it; its plan
-    # runs a deploy's analysis checks once (CloudWatch and Prometheus, signed or with a token, among the providers).
+    # runs a deploy's analysis checks once (CloudWatch and Prometheus, signed or with a token, among the providers)
+    # and its images' pre-flight (ECR, the registries' credentials).
     assert reached["api_upgrades"] == {
         "upgrader.infra.connection.iam_auth_token",
         "upgrader.infra.connection.read_database_secret",
@@ -298,6 +299,8 @@ def test_reachability_follows_the_handler_not_the_imports():
         "upgrader.analysis.providers.cloudwatch.CloudWatchProvider._alarms",
         "upgrader.analysis.configured.providers_for",
         "upgrader.analysis.configured.prometheus_token",
+        "upgrader.images.ecr.EcrRegistry.resolve",
+        "upgrader.images.credentials.read_registry_credentials",
     }
     assert "upgrader.infra.connection.read_database_secret" not in reached["check_rollout"]
     assert "upgrader.rollout.orchestration.parent_steps.prepare_wave" in reached["prepare_wave"]

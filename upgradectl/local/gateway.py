@@ -51,6 +51,7 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", "/api/customers/{customerId}", "api_customers"),
     _route("PATCH", "/api/customers/{customerId}", "api_customers"),
     _route("GET", "/api/fleet", "api_customers"),
+    _route("GET", "/api/fleet/images", "api_customers"),
     _route("GET", "/api/compatibility-rules", "api_customers"),
     _route("POST", "/api/compatibility-rules", "api_customers"),
     _route("DELETE", "/api/compatibility-rules/{ruleId}", "api_customers"),

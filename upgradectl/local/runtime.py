@@ -106,6 +106,10 @@ class LocalRuntime:
                     "SYNC_FUNCTION_NAME": SYNC_FUNCTION,
                     "POWERTOOLS_SERVICE_NAME": "customer-upgrades",
                     "EVENT_BUS_NAME": EVENT_BUS,
+                    # The simulated releases name the sample chart's registry.example.com images, which no
+                    # registry here holds: the images' pre-flight is off unless a caller starts a local
+                    # registry and says so (docs/images.md, "Locally").
+                    "IMAGE_PREFLIGHT": "off",
                     **self.extra_env,
                 }
             )

@@ -29,6 +29,7 @@ class Expect:
 EXPECTED: dict[str, Expect] = {
     # the fleet
     "api_customers_fleet": Expect(200, fields={"customers": 50, "drift": 0, "pinned": 0}),
+    "api_customers_fleet_images": Expect(200, fields={"images": []}),
     "api_customers_get": Expect(200, fields={"customerId": "cust_abc123", "status": "active"}),
     "api_customers_list": Expect(200, fields={"count": 15}),
     "api_customers_sync_status": Expect(404, error="SyncNotFound"),

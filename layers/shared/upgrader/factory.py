@@ -16,10 +16,13 @@ if TYPE_CHECKING:
     from upgrader.api.idempotency import IdempotencyRepository
     from upgrader.cluster.types import ClusterGateway, FleetReader
     from upgrader.fleet.discovery_rules import DiscoveryRules
+    from upgrader.fleet.image_report import ImageReportRepository
     from upgrader.fleet.inventory import InventoryRepository
     from upgrader.fleet.ring_labels import RingLabelRule
     from upgrader.fleet.sync_launcher import LambdaSyncLauncher
     from upgrader.fleet.syncs import SyncRepository
+    from upgrader.images.distribution import RegistryCredentials
+    from upgrader.images.registry import ImageRegistry
     from upgrader.infra.db import Database
     from upgrader.infra.workflow import StepFunctionsGateway
     from upgrader.notifications.publisher import EventBridgeChannel, OutboxRepository
@@ -95,6 +98,13 @@ def inventory() -> InventoryRepository:
     from upgrader.fleet.inventory import InventoryRepository
 
     return InventoryRepository(database())
+
+
+@lru_cache(maxsize=1)
+def image_report() -> ImageReportRepository:
+    from upgrader.fleet.image_report import ImageReportRepository
+
+    return ImageReportRepository(database())
 
 
 @lru_cache(maxsize=1)
@@ -299,6 +309,31 @@ def halt_window_release() -> WindowRelease:
     return lambda tokens, reason: release_window_waits(tokens, reason, workflow=workflow(), error="UpgradeHalted")
 
 
+def image_registry() -> ImageRegistry:
+    """The registries the images' pre-flight asks (docs/images.md), new for each deploy or plan (its tokens
+    live as long as the request): ECR's hosts through ECR with the function's role, every other host through
+    the distribution API with the credentials of IMAGE_REGISTRY_SECRET_ARN (read once per cold start)."""
+    from upgrader.images.distribution import DistributionRegistry
+    from upgrader.images.ecr import EcrRegions, is_ecr_host
+    from upgrader.images.registry import RegistryRouter
+
+    settings = get_settings()
+    distribution = DistributionRegistry(registry_credentials(), timeout=settings.image_registry_timeout_seconds)
+    ecr = EcrRegions(lambda region: aws_client("ecr", settings.model_copy(update={"aws_region": region or None})))
+    return RegistryRouter(distribution, by_rule=[(is_ecr_host, ecr)])
+
+
+@lru_cache(maxsize=1)
+def registry_credentials() -> dict[str, RegistryCredentials]:
+    """Basic credentials per registry host from IMAGE_REGISTRY_SECRET_ARN ({} without it)."""
+    from upgrader.images.credentials import read_registry_credentials
+
+    settings = get_settings()
+    if not settings.image_registry_secret_arn:
+        return {}
+    return read_registry_credentials(aws_client("secretsmanager", settings), settings.image_registry_secret_arn)
+
+
 @lru_cache(maxsize=1)
 def s3_client() -> Any:
     return aws_client("s3", get_settings())
@@ -316,7 +351,7 @@ def reset() -> None:
         database().close()
     for cached in (database, repository, runs, leases, reconcile, resumes, rollbacks, cluster, reader_cluster, workflow, s3_client,
                    inventory, rules, windows, clock, helm_outputs, syncs, idempotency, discovery_rules, sync_launcher, outbox, event_channel, slack_channel, notices,
-                   ring_order, ring_labels, evidence, promotion_rules, get_settings):  # fmt: skip
+                   ring_order, ring_labels, evidence, promotion_rules, registry_credentials, image_report, get_settings):  # fmt: skip
         clear = getattr(cached, "cache_clear", None)
         if clear is not None:
             clear()

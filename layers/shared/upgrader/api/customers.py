@@ -25,8 +25,10 @@ from upgrader.contract.customer_models import (
     VersionCount,
     parse_timestamp,
 )
+from upgrader.contract.image_models import FleetImage, FleetImagesResponse
 from upgrader.contract.models import iso
 from upgrader.fleet.customer_records import CustomerRecord, PinRecord
+from upgrader.fleet.image_report import ImageReportRepository
 from upgrader.fleet.inventory import CustomerFilter, InventoryRepository
 from upgrader.fleet.sync_launcher import SyncLauncher
 from upgrader.fleet.syncs import SyncRepository
@@ -191,3 +193,9 @@ def _customer_facts(record: CustomerRecord, pins: list[PinRecord], order: RingOr
 
 def customer_view(record: CustomerRecord, pins: list[PinRecord], order: RingOrder) -> Customer:
     return from_record(Customer, record, **_customer_facts(record, pins, order))
+
+
+def fleet_images(*, report: ImageReportRepository) -> FleetImagesResponse:
+    """Every image digest an existing customer runs or needs for a rollback (docs/images.md)."""
+    images, unresolved = report.report()
+    return FleetImagesResponse(images=[FleetImage.model_validate(i) for i in images], unresolved=unresolved)

@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from upgrader.contract.trains import DuplicateKey, refuse_duplicate_keys
+from upgrader.images.preflight import ImagesRefused
 from upgrader.infra.errors import InvalidValue, UpgradeError
 from upgrader.promotion.rules import NotPromoted
 from upgrader.rollout.compatibility import IncompatibleVersions
@@ -127,6 +128,8 @@ def build_resolver() -> APIGatewayRestResolver:
             answer["incompatible"] = exc.customers
         if isinstance(exc, NotPromoted):  # the ring refused and what its previous ring's evidence lacks
             answer["promotion"] = exc.promotion.as_dict()
+        if isinstance(exc, ImagesRefused):  # every customer's image the deploy cannot start without
+            answer["problems"] = [p.as_dict() for p in exc.problems]
         return _json(exc.http_status, answer)
 
     @app.not_found

@@ -109,8 +109,11 @@ class KubernetesFleetReader:
             ) from exc
         versions: dict[str, str | None] = {}
         sources: dict[str, str | None] = {}
+        repositories: dict[str, str] = {}
         for component, key in self._config.image_tag_keys.items():
             versions[component], sources[component] = record.component_version(component, key)
+            if (repository := record.image_repository(key)) is not None:
+                repositories[component] = repository
         return ReleaseSnapshot(
             name=name,
             revision=record.revision or as_int(labels.get("version")),
@@ -119,6 +122,7 @@ class KubernetesFleetReader:
             chart_version=record.chart_version,
             versions=versions,
             sources=sources,
+            repositories=repositories,
         )
 
     def _secrets(self, namespace: str, wanted: dict[str, str], action: str) -> list[dict[str, Any]]:

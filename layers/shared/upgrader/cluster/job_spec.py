@@ -92,6 +92,15 @@ def helm_job_name(spec: HelmJobSpec) -> str:
     return name
 
 
+_DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
+
+
+def pinned_tag(version: str | None, digest: str | None) -> str:
+    """The chart's tag value that installs exactly the resolved image: `v1.2.0@sha256:…` (docs/images.md, the
+    chart contract for digests); the tag alone when no digest was resolved."""
+    return f"{version}@{digest}" if digest else str(version)
+
+
 def valid_tag(version: str | None) -> str | None:
     return version if version is not None and _OCI_TAG.fullmatch(version) else None
 
@@ -114,7 +123,7 @@ class JobManifests:
             # A release train (`also`) sets its other components' tags in the same command: one helm
             # operation, one revision, so `--atomic` and a rollback to the revision before undo all of them.
             chart = self._config.chart_refs[spec.component]
-            tags = [(spec.component, spec.version), *spec.also]
+            tags = [(spec.component, pinned_tag(spec.version, spec.digest)), *spec.also]
             sets = [arg for component, version in tags
                     for arg in ("--set-string", f"{self._config.image_tag_keys[component]}={version}")]  # fmt: skip
             return [
@@ -289,6 +298,8 @@ class JobManifests:
         if spec.operation in ("upgrade", "restore"):
             if spec.version is None or not _OCI_TAG.fullmatch(spec.version):
                 problems.append(f"invalid version {spec.version!r}")
+            if spec.digest is not None and not _DIGEST.fullmatch(spec.digest):
+                problems.append(f"invalid digest {spec.digest!r} (sha256:<64 hex>)")
             if spec.chart_version is None or not _CHART_VERSION.fullmatch(spec.chart_version):
                 problems.append(f"invalid or missing chart version {spec.chart_version!r} (charts are always pinned)")
             chart = self._config.chart_refs.get(spec.component)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from upgrader.cluster.bluegreen import Slots, component_slots
+from upgrader.infra.components import sibling_key
 
 SECRET_PREFIX = "sh.helm.release.v1."  # noqa: S105 - a name, not a password
 SECRET_TYPE = "helm.sh/release.v1"  # noqa: S105
@@ -135,7 +136,15 @@ class ReleaseRecord:
         if slots is not None:
             return slots.version, "active-slot"
         version = self.version_of(dotted_key)
-        return version, (self.value(dotted_key)[1] if version is not None else None)
+        # a pinned tag value (`v1.2.0@sha256:…`, docs/images.md) is that version: the digest only makes it exact
+        return (version.split("@", 1)[0] if version else version), (
+            self.value(dotted_key)[1] if version is not None else None
+        )
+
+    def image_repository(self, dotted_tag_key: str) -> str | None:
+        """The image repository the release names beside the component's tag (`api.image.tag` ->
+        `api.image.repository`), from the user values, else the chart's defaults; None when it names none."""
+        return self.version_of(sibling_key(dotted_tag_key, "repository"))
 
 
 def parse_release(record: Mapping[str, Any], *, status_label: str | None = None) -> ReleaseRecord:

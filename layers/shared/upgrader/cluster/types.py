@@ -149,6 +149,7 @@ class HelmJobSpec:
     release: str
     operation: HelmOperation
     version: str | None = None  # upgrade/restore: the image tag to set
+    digest: str | None = None  # upgrade/restore: the tag's digest, pinned (the value becomes `<tag>@<digest>`)
     revision: int | None = None  # rollback/recover: the revision to return to (always explicit)
     attempt: int = 1
     chart_version: str | None = None  # upgrade/restore/slot/switch: the chart version, pinned (helm --version)
@@ -294,6 +295,8 @@ class ReleaseSnapshot:
     chart_version: str | None
     versions: dict[str, str | None]  # component -> image tag (None: neither the values nor the chart set it)
     sources: dict[str, str | None]  # component -> "values" | "chart-defaults" | None
+    # component -> the image repository named beside its tag (`api.image.repository`); absent: none named
+    repositories: dict[str, str] = field(default_factory=dict)
 
 
 class ReleaseUnreadable(Exception):

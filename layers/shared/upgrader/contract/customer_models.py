@@ -21,6 +21,7 @@ from upgrader.contract.base import (
     Version,
     label_map_schema,
 )
+from upgrader.contract.image_models import PlannedImages
 from upgrader.contract.models import Component
 from upgrader.contract.promotion_models import PromotionView
 from upgrader.infra.components import REGISTRY
@@ -397,3 +398,4 @@ class PlanResponse(Model):
     analysis: PlannedAnalysis | None = Field(
         default=None, description="the deploy's analysis checks, each query run once now (docs/analysis.md)"
     )
+    images: PlannedImages | None = Field(default=None, description="the images' pre-flight (docs/images.md)")

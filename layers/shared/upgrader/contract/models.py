@@ -33,6 +33,7 @@ from upgrader.contract.control_models import RollbackCustomerRequest as Rollback
 from upgrader.contract.control_models import RollbackResponse as RollbackResponse
 from upgrader.contract.control_models import RollbackUpgradeRequest as RollbackUpgradeRequest
 from upgrader.contract.control_models import RollbackUpgradeResponse as RollbackUpgradeResponse
+from upgrader.contract.image_models import ImageProblemView
 from upgrader.contract.progress_models import Attempt as Attempt
 from upgrader.contract.progress_models import HelmOutput as HelmOutput
 from upgrader.contract.progress_models import HelmOutputResponse as HelmOutputResponse
@@ -164,6 +165,11 @@ class DeployRequest(TrainOption, AnalysisOption):
         description="blue-green: once switched, remove the previous slot (its Deployment; its tag emptied): frees "
         "its pods, and a rollback is then no longer an instant switch back (default: the old slot stays until "
         "the next upgrade, which deploys onto it)",
+    )
+    allow_no_rollback_image: bool = Field(
+        default=False,
+        description="start even when some customers' current image (their rollback image) is no longer in the "
+        "registry or is named by a mutable tag (recorded on the upgrade); default: refused (422 ImagesRefused)",
     )
     skip_incompatible: bool = Field(
         default=False,
@@ -359,4 +365,9 @@ class ErrorResponse(Model):
     promotion: PromotionView | None = Field(
         default=None,
         description="422 NotPromoted: the ring refused, the ring before it, what its evidence lacks and since when",
+    )
+    problems: list[ImageProblemView] | None = Field(
+        default=None,
+        description="422 ImagesRefused: every customer's image the deploy cannot start without (customerId, role "
+        "target or rollback, image, reason); 503/502: the registry's fault names the registry or the credentials",
     )

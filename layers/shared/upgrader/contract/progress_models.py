@@ -119,6 +119,13 @@ class LogEntry(Model):
         description="a release train's row: each component -> {from, to} (what the deploy planned; a rollback "
         "row: what it restores) and {before, after} (what the release held around helm); null for one component",
     )
+    image_repository: str | None = Field(default=None, description="the image repository the pre-flight asked")
+    target_digest: str | None = Field(
+        default=None, description="the digest to_version resolved to before the first wave: what helm installs"
+    )
+    rollback_digest: str | None = Field(
+        default=None, description="the digest of from_version (the image a rollback of this customer installs)"
+    )
 
 
 class HelmOutput(Model):

@@ -42,6 +42,8 @@ from upgrader.contract.base import DNS_LABEL_PATTERN, VERSION_PATTERN
 from upgrader.contract.customer_models import SyncSummary
 from upgrader.fleet.discovery_rules import DiscoveryRules, RuleError
 from upgrader.fleet.ring_labels import RingFromLabel, RingLabelRule
+from upgrader.images.references import image_of
+from upgrader.infra.errors import InvalidValue
 
 CHUNK = 200  # namespaces read and written per transaction
 MAX_PROBLEMS = 200  # problems kept in a sync's result (the count is always exact)
@@ -93,6 +95,12 @@ def invalid_release_data(namespace: str, release: ReleaseSnapshot) -> str | None
         for component, version in sorted(release.versions.items())
         if version is not None and not _VERSION.fullmatch(version)
     ]
+    for component, repository in sorted(release.repositories.items()):
+        try:
+            image_of(repository, "v1")
+        except InvalidValue:  # its reason quotes the value whole: say what is expected instead
+            problems.append(f"component {component}'s image repository {_quote(repository)} is not an image "
+                            "repository ([host[:port]/]lower-case path, at most 255 characters)")  # fmt: skip
     if release.chart_version is not None and not _CHART_VERSION.fullmatch(release.chart_version):
         problems.append(f"chart version {_quote(release.chart_version)} is not a valid chart version")
     if len(release.name) > 53 or not _RELEASE_NAME.fullmatch(release.name):

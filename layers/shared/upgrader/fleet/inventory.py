@@ -59,7 +59,8 @@ class InventoryRepository:
                 """
                 SELECT c.id AS customer_id, c.namespace, c.release_name, c.status AS customer_status,
                        COALESCE(c.labels, '{}'::jsonb) AS labels, c.chart_version, c.maintenance_window, c.ring,
-                       v.version AS current_version, p.version AS pin_version, p.reason AS pin_reason,
+                       v.version AS current_version, r.repository AS image_repository,
+                       p.version AS pin_version, p.reason AS pin_reason,
                        p.expires_at AS pin_expires_at, p.pinned_by,
                        COALESCE((SELECT jsonb_object_agg(a.component, a.version) FROM customer_component_versions a
                                   WHERE a.customer_id = c.id), '{}'::jsonb) AS versions,
@@ -72,6 +73,7 @@ class InventoryRepository:
                   LEFT JOIN customer_component_versions v ON v.customer_id = c.id AND v.component = %(component)s
                   LEFT JOIN customer_pins p ON p.customer_id = c.id AND p.component = %(component)s
                                            AND p.expires_at > NOW()
+                  LEFT JOIN customer_image_repositories r ON r.customer_id = c.id AND r.component = %(component)s
                  ORDER BY (c.labels->>'canary' = 'true') IS TRUE DESC, c.id
                 """,
                 {"component": component},

@@ -255,6 +255,7 @@ def _write(cur: psycopg.Cursor[Row], sync_id: int, decisions: Sequence[Assessmen
         """,
         [(d.customer_id, c, v) for d in decisions if d.changed and not d.busy for c, v in sorted(d.versions.items())],
     )
+    _write_repositories(cur, [d for d in decisions if d.action != "skip" and d.release is not None and not d.busy])
     for d in seen:
         for component, values in sorted((d.drift or {}).items()):
             events.plain_event(
@@ -271,6 +272,29 @@ def _write(cur: psycopg.Cursor[Row], sync_id: int, decisions: Sequence[Assessmen
             if d.action != "skip"
             for kind, detail in d.events
         ],
+    )
+
+
+def _write_repositories(cur: psycopg.Cursor[Row], fresh: Sequence[Assessment]) -> None:
+    """Each component's image repository as the release names it now (the images' pre-flight asks the registry
+    for it, docs/images.md); a repository the release no longer names is forgotten."""
+    if not fresh:
+        return
+    named = [
+        (d.customer_id, c, r) for d in fresh if d.release is not None for c, r in sorted(d.release.repositories.items())
+    ]
+    cur.execute(  # one statement per chunk, whatever its size
+        """
+        INSERT INTO customer_image_repositories AS r (customer_id, component, repository)
+        SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])
+        ON CONFLICT (customer_id, component) DO UPDATE SET repository = EXCLUDED.repository, updated_at = NOW()
+         WHERE r.repository IS DISTINCT FROM EXCLUDED.repository
+        """,
+        ([n[0] for n in named], [n[1] for n in named], [n[2] for n in named]),
+    )
+    cur.execute(
+        "DELETE FROM customer_image_repositories WHERE customer_id = ANY(%s) AND NOT (customer_id || '/' || component = ANY(%s))",
+        ([d.customer_id for d in fresh], [f"{n[0]}/{n[1]}" for n in named]),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,3 +135,19 @@ class EcrRegistry:
         if code in _DENIED or status in (401, 403):
             raise RegistryUnauthorized(reference.registry, CREDENTIALS_SOURCE, f"{code or status}") from exc
         raise RegistryUnavailable(reference.registry, f"ECR: {code or status}: {error.get('Message', '')}") from exc
+
+
+class EcrRegions:
+    """`ImageRegistry` for every ECR host: an `EcrRegistry` per region, its client built when first needed
+    (`client_for(region)`: boto3's ecr client of that region; the factory's)."""
+
+    def __init__(self, client_for: Callable[[str], Any]) -> None:
+        self._client_for = client_for
+        self._by_region: dict[str, EcrRegistry] = {}
+
+    def resolve(self, reference: ImageReference) -> Resolution:
+        match = ECR_HOST.fullmatch(reference.registry)
+        region = match.group("region") if match else ""
+        if region not in self._by_region:
+            self._by_region[region] = EcrRegistry(self._client_for(region))
+        return self._by_region[region].resolve(reference)

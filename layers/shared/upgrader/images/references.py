@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+# the rule lives with the components (the cluster adapter reads repositories too); re-exported here
+from upgrader.infra.components import sibling_key as sibling_key
 from upgrader.infra.errors import InvalidValue
 
 DOCKER_HUB = "docker.io"
@@ -114,12 +116,6 @@ def image_of(repository: str, tag_value: str) -> ImageReference:
     if not tag_value or tag_value.startswith("@"):
         raise InvalidValue("image", f"{repository}: no tag in {tag_value!r}")
     return parse_reference(f"{repository}:{tag_value}")
-
-
-def sibling_key(tag_key: str, leaf: str) -> str:
-    """The values key next to a tag key: `api.image.tag` -> `api.image.repository` (leaf "repository")."""
-    parent, dot, _ = tag_key.rpartition(".")
-    return f"{parent}{dot}{leaf}"
 
 
 def repository_key(tag_key: str) -> str:

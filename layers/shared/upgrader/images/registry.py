@@ -8,7 +8,7 @@ answers 503 naming the registry and never starts blind.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -57,12 +57,23 @@ class ImageRegistry(Protocol):
 class RegistryRouter:
     """The adapter for each registry host: ECR's hosts to the ECR adapter, the rest to the distribution API."""
 
-    def __init__(self, default: ImageRegistry, by_host: Mapping[str, ImageRegistry] | None = None) -> None:
+    def __init__(
+        self,
+        default: ImageRegistry,
+        by_host: Mapping[str, ImageRegistry] | None = None,
+        by_rule: Sequence[tuple[Callable[[str], bool], ImageRegistry]] = (),
+    ) -> None:
         self._default = default
         self._by_host = dict(by_host or {})
+        self._by_rule = tuple(by_rule)  # e.g. (is_ecr_host, EcrRegions(...)): hosts a rule recognises
 
     def resolve(self, reference: ImageReference) -> Resolution:
-        return self._by_host.get(reference.registry, self._default).resolve(reference)
+        return self._adapter(reference.registry).resolve(reference)
+
+    def _adapter(self, host: str) -> ImageRegistry:
+        if host in self._by_host:
+            return self._by_host[host]
+        return next((adapter for matches, adapter in self._by_rule if matches(host)), self._default)
 
 
 class RegistryError(UpgradeError):

@@ -216,6 +216,30 @@ AWS_CALLS: tuple[AwsCall, ...] = (
         resource=lambda settings, _: f"{settings.analysis_prometheus_token_secret_arn}-AbC123",
         when=lambda settings: bool(settings.analysis_prometheus_url and settings.analysis_prometheus_token_secret_arn),
     ),
+    # The images' pre-flight (upgrader.factory.image_registry, issue 22): api_deploy and the plan (api_upgrades),
+    # both granted ImageRegistryReaderPolicy. ECR with the function's role; other registries' credentials from
+    # a secret when configured.
+    AwsCall(
+        "upgrader.images.ecr.EcrRegistry.resolve",
+        "batch_get_image",
+        "ecr:BatchGetImage",
+        resource=lambda settings, where: f"arn:{where.partition}:ecr:{where.region}:{where.account_id}:repository/api",
+        when=lambda settings: settings.image_preflight != "off",
+    ),
+    AwsCall(
+        "upgrader.images.ecr.EcrRegistry.describe",
+        "describe_images",
+        "ecr:DescribeImages",
+        resource=lambda settings, where: f"arn:{where.partition}:ecr:{where.region}:{where.account_id}:repository/api",
+        when=lambda settings: settings.image_preflight != "off",
+    ),
+    AwsCall(
+        "upgrader.images.credentials.read_registry_credentials",
+        "get_secret_value",
+        "secretsmanager:GetSecretValue",
+        resource=lambda settings, _: f"{settings.image_registry_secret_arn}-AbC123",
+        when=lambda settings: bool(settings.image_registry_secret_arn) and settings.image_preflight != "off",
+    ),
     # Kubernetes access (upgrader.cluster.access)
     AwsCall(
         "upgrader.cluster.access.build_api_client",

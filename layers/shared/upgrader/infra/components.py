@@ -89,3 +89,10 @@ def in_words(names: tuple[str, ...] | None = None) -> str:
     """The names as a sentence lists them: `api, dashboard, exporter and mosquitto`."""
     names = component_names() if names is None else names
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def sibling_key(tag_key: str, leaf: str) -> str:
+    """The values key next to a tag key: `api.image.tag` -> `api.image.repository` (leaf "repository");
+    where a release names the image repository (and an optional digest) of the component whose tag is there."""
+    parent, dot, _ = tag_key.rpartition(".")
+    return f"{parent}{dot}{leaf}"

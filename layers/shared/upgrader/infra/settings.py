@@ -111,6 +111,26 @@ class Settings(BaseModel):
     # Subscriptions: which components' upgrades and which severities notify (empty: every component).
     notify_components: list[str] = Field(default_factory=list)
     notify_severities: list[str] = Field(default_factory=lambda: ["info", "attention", "critical"])
+    # Images checked before the first wave (docs/images.md): "auto" checks every customer whose release names
+    # its image repository (customers discovered before repositories were recorded are counted as unchecked),
+    # "required" refuses a customer whose repository is not known, "off" checks nothing (recorded as such).
+    image_preflight: Literal["auto", "required", "off"] = "auto"
+    # Tags refused besides `latest` (a regular expression over the whole tag, e.g. `main|dev-.*`).
+    mutable_tag_pattern: str | None = None
+    # A Secrets Manager secret: JSON {"<registry host>": {"username": ..., "password": ...}} (ECR hosts use the
+    # function's role instead); registries not named are asked anonymously.
+    image_registry_secret_arn: str | None = None
+    image_registry_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("mutable_tag_pattern")
+    @classmethod
+    def _pattern_compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from exc
+        return pattern
 
     @field_validator("notify_components", "notify_severities", mode="before")
     @classmethod

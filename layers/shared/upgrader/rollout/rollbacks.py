@@ -255,12 +255,13 @@ def _insert_rollback_row(
         """
         INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version, to_version,
                status, operation, run_name, wave, namespace, release_name, requested_by, rollback_of, components,
-               attempt)
-        VALUES (%(upgrade)s::int, %(customer)s::text, %(component)s, %(from)s, %(to)s, 'pending', 'rollback',
+               attempt, target_digest)
+        VALUES (%(upgrade)s::int, %(customer)s::text, %(component)s, %(from)s, %(to)s::text, 'pending', 'rollback',
                 %(run)s, %(wave)s, %(namespace)s, %(release)s, %(who)s, %(of)s, %(components)s,
                 (SELECT count(*) + 1 FROM customer_upgrade_logs
                   WHERE upgrade_id = %(upgrade)s::int AND customer_id = %(customer)s::text
-                    AND operation = 'rollback'))
+                    AND operation = 'rollback'),
+                (SELECT u.rollback_digest FROM customer_upgrade_logs u WHERE u.id = %(of)s AND u.from_version::text = %(to)s::text))
         RETURNING id
         """,
         {
@@ -296,9 +297,11 @@ def _insert_rollback_rows(
         f"""
         INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version, to_version,
                status, operation, run_name, wave, namespace, release_name, requested_by, rollback_of, components,
-               attempt)
+               attempt, target_digest)
         SELECT %(upgrade)s::int, t.customer_id, t.component, t.from_version, t.to_version, 'pending', 'rollback',
-               %(run)s, t.wave, t.namespace, t.release_name, %(who)s, t.rollback_of, t.train, COALESCE(prior.n, 0) + 1
+               %(run)s, t.wave, t.namespace, t.release_name, %(who)s, t.rollback_of, t.train, COALESCE(prior.n, 0) + 1,
+               (SELECT u.rollback_digest FROM customer_upgrade_logs u
+                 WHERE u.id = t.rollback_of AND u.from_version = t.to_version)
           FROM unnest(%(customers)s::text[], %(components)s::text[], %(froms)s::text[], %(tos)s::text[],
                       %(waves)s::int[], %(namespaces)s::text[], %(releases)s::text[], %(ofs)s::int[],
                       %(trains)s::jsonb[])

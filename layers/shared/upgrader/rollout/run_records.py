@@ -37,6 +37,7 @@ class LogRecord:
     window_opens_at: datetime | None
     # a release train's row: component -> {from, to, before, after} (migration 090); None: one component
     components: dict[str, Any] | None
+    target_digest: str | None  # the pre-flight's digest of to_version: helm sets `<tag>@<digest>` (docs/images.md)
 
     def train_tags(self, key: str = "to") -> tuple[tuple[str, str], ...]:
         """The train's other components and their `key` version ("to": what the row sets), for HelmJobSpec.also."""

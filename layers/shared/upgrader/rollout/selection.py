@@ -67,6 +67,7 @@ class Candidate:
     ring: str | None = None  # its ring (upgrader.promotion.rings: none stored is the order's default)
     # every pin in force: component -> {version, reason, expiresAt, pinnedBy} (a train checks each of its components)
     pins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    image_repository: str | None = None  # the component's image repository its release names (discovery)
 
     @property
     def pin(self) -> PinInForce | None:

@@ -51,6 +51,11 @@ class NewLogRow:
     ring: str | None = None  # the customer's ring now: the version's evidence on that ring (upgrader.promotion)
     # a release train's row: component -> {"from": what it runs, "to": the train's version} (None: one component)
     components: dict[str, dict[str, str | None]] | None = None
+    # the images' pre-flight (docs/images.md): the repository asked, the digest every wave installs, the
+    # digest of the image it runs now (a rollback's); None: not checked
+    image_repository: str | None = None
+    target_digest: str | None = None
+    rollback_digest: str | None = None
 
 
 class UpgradeRepository(UpgradeQueries):
@@ -65,6 +70,7 @@ class UpgradeRepository(UpgradeQueries):
         labels: dict[str, str] | None = None,
         versions: dict[str, str] | None = None,
         maintenance_window: dict[str, Any] | None = None,
+        repositories: dict[str, str] | None = None,
     ) -> None:
         with self._db.transaction() as cur:
             cur.execute(
@@ -94,6 +100,14 @@ class UpgradeRepository(UpgradeQueries):
                         updated_at = NOW()
                     """,
                     (customer_id, component, version),
+                )
+            for component, repository in (repositories or {}).items():
+                cur.execute(
+                    """
+                    INSERT INTO customer_image_repositories (customer_id, component, repository) VALUES (%s, %s, %s)
+                    ON CONFLICT (customer_id, component) DO UPDATE SET repository = EXCLUDED.repository
+                    """,
+                    (customer_id, component, repository),
                 )
 
     # ---------------------------------------------------------------- upgrades
@@ -176,16 +190,18 @@ class UpgradeRepository(UpgradeQueries):
                     """
                     INSERT INTO customer_upgrade_logs (upgrade_id, customer_id, component, from_version,
                         to_version, status, operation, run_name, wave, namespace, release_name, requested_by,
-                        chart_version, left_out, error, completed_at, ring, components)
+                        chart_version, left_out, error, completed_at, ring, components, image_repository,
+                        target_digest, rollback_digest)
                     SELECT %s, t.customer_id, %s, t.from_version, %s,
                            CASE WHEN t.left_out IS NULL THEN 'pending' ELSE 'skipped' END, 'upgrade',
                            CASE WHEN t.left_out IS NULL THEN %s END, t.wave,
                            t.namespace, t.release_name, %s, t.chart_version, t.left_out, t.detail,
-                           CASE WHEN t.left_out IS NOT NULL THEN NOW() END, t.ring, t.components
+                           CASE WHEN t.left_out IS NOT NULL THEN NOW() END, t.ring, t.components, t.repository,
+                           t.target_digest, t.rollback_digest
                       FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[],
-                                  %s::text[], %s::text[], %s::jsonb[])
+                                  %s::text[], %s::text[], %s::jsonb[], %s::text[], %s::text[], %s::text[])
                            AS t(customer_id, from_version, wave, namespace, release_name, chart_version, left_out, detail,
-                                ring, components)
+                                ring, components, repository, target_digest, rollback_digest)
                     """,
                     (
                         upgrade_id,
@@ -203,6 +219,9 @@ class UpgradeRepository(UpgradeQueries):
                         [r.detail for r in rows],
                         [r.ring for r in rows],
                         [None if r.components is None else Jsonb(r.components) for r in rows],
+                        [r.image_repository for r in rows],
+                        [r.target_digest for r in rows],
+                        [r.rollback_digest for r in rows],
                     ),
                 )
                 if within is not None:

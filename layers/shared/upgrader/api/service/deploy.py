@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from upgrader.api.service.analysis import planned_analysis
+from upgrader.api.service.images import ImageCheck, RegistryFactory, check_images
 from upgrader.contract.customer_models import LeftOut, PlannedCustomer, PlannedWave, PlanResponse
 from upgrader.contract.models import (
     DeployRequest,
@@ -42,6 +43,7 @@ def deploy_upgrade(
     workflow: WorkflowGateway,
     settings: Settings,
     promotion: PromotionGate,
+    registry: RegistryFactory,
     now: datetime | None = None,
 ) -> DeployResponse:
     """Plan the upgrade (`upgrader.rollout.selection`: the same plan the dry run answers), record it and its
@@ -50,7 +52,9 @@ def deploy_upgrade(
     Customers left out as pinned or already at the version are recorded as skipped rows with the
     reason. Where the component has a promotion rule, every ring the plan reaches must be allowed
     (`upgrader.promotion.gate`; NotPromoted otherwise, nothing written). If the execution cannot be
-    started the recorded rows are deleted again, so a failed deploy leaves nothing behind.
+    started the recorded rows are deleted again, so a failed deploy leaves nothing behind. Last before
+    anything is written, the images' pre-flight (`images_of`, the same as the plan's): a missing or mutable
+    image refuses (422 ImagesRefused), a registry fault answers 503/502; each customer's row keeps its digests.
     """
     max_concurrency = concurrency_within_cap(
         request.max_concurrency, settings.max_concurrency_cap, default=settings.default_max_concurrency
@@ -67,11 +71,15 @@ def deploy_upgrade(
     promotions = [p for component, version in request.changes.items()
                   for p in promotion.check(component, version, _rings_reached(plan), now, force)]  # fmt: skip
     forced = [p for p in promotions if p.forced is not None]
+    images = images_of(request, plan, settings=settings, registry=registry)
+    if (refused := images.refusal) is not None:
+        raise refused
     # The chart is pinned for every customer: the requested version, else the one its release runs
     # (known from the inventory, or read from the release right before helm and recorded then).
     rows = [
         NewLogRow(t.customer_id, t.namespace, t.release_name, t.current_version, request.version, index,
-                  request.chart_version or t.chart_version, ring=t.ring, components=train_row(request, t))
+                  request.chart_version or t.chart_version, ring=t.ring, components=train_row(request, t),
+                  **_digests(images, t.customer_id))
         for index, wave in enumerate(plan.waves)
         for t in wave
     ] + [
@@ -121,6 +129,9 @@ def deploy_upgrade(
 
     if request.analysis is not None:
         parameters["analysis"] = request.analysis.stored()
+    parameters["images"] = images.parameters()
+    if request.allow_no_rollback_image:
+        parameters["allowNoRollbackImage"] = True
 
     upgrade = repo.create_upgrade(
         component=request.component,
@@ -168,6 +179,7 @@ def plan_deploy(
     rules: RuleRepository,
     settings: Settings,
     promotion: PromotionGate,
+    registry: RegistryFactory,
     requested_by: str | None = None,
     now: datetime | None = None,
 ) -> PlanResponse:
@@ -180,6 +192,7 @@ def plan_deploy(
     promotions = [p for component, version in request.changes.items()
                   for p in promotion.decide(component, version, _rings_reached(plan), now, force)]  # fmt: skip
     refused = [p for p in promotions if not p.allowed]
+    images = images_of(request, plan, settings=settings, registry=registry)
     gates = [
         gate_after(
             request.strategy,
@@ -215,6 +228,8 @@ def plan_deploy(
         broken = len({v.customer_id for v in plan.incompatible})
         message = (f"a deploy would be refused (422): the version breaks compatibility rules for {broken} "
                    "customer(s) (see incompatible); skipIncompatible leaves them out")  # fmt: skip
+    elif (no_images := images.refusal) is not None:
+        message = f"a deploy would be refused (422 ImagesRefused): {no_images.message}"
     elif plan.waves:
         sizes = [len(w) for w in plan.waves]
         message = STRATEGIES.get(request.strategy).message(sizes, plan.step_gate).replace(" started", " would start")
@@ -239,6 +254,7 @@ def plan_deploy(
         promotions=[PromotionView.model_validate(p.as_dict()) for p in promotions],
         message=message + (f"; {also}" if also else ""),
         analysis=planned_analysis(request.analysis, request.component, plan.waves, settings, now),
+        images=images.view(),
     )
 
 
@@ -269,6 +285,18 @@ def train_row(request: DeployRequest, customer: Candidate) -> dict[str, dict[str
     if not request.train:
         return None
     return {c: {"from": customer.versions.get(c), "to": v} for c, v in request.changes.items()}
+
+
+def images_of(request: DeployRequest, plan: Plan, *, settings: Settings, registry: RegistryFactory) -> ImageCheck:
+    """The one images' pre-flight deploy and dry run share, over the customers in the plan's waves (a release
+    train: its first component's images; docs/images.md says what remains)."""
+    return check_images(request.component, request.version, plan.targets, settings=settings, registry=registry,
+                        allow_no_rollback_image=request.allow_no_rollback_image)  # fmt: skip
+
+
+def _digests(images: ImageCheck, customer_id: str) -> dict[str, str | None]:
+    repository, target, rollback = images.digests(customer_id)
+    return {"image_repository": repository, "target_digest": target, "rollback_digest": rollback}
 
 
 def _rings_reached(plan: Plan) -> list[str]:

@@ -134,7 +134,9 @@ def _restore_job(lease: LeaseSession, release: ReleaseInfo, back: dict[str, str]
         if not release.chart_version:
             raise ReleaseNotReady(f"Helm release '{release.release}' records no chart version; cannot pin the chart")
         also = tuple((c, v) for c, v in back.items() if c != row.component)
-        spec = row_spec(row, "restore", version=back[row.component], chart_version=release.chart_version, also=also)
+        # the row's component at the upgrade's rollback digest, when it restores that version
+        spec = row_spec(row, "restore", version=back[row.component], chart_version=release.chart_version, also=also,
+                        digest=row.target_digest)  # fmt: skip
         words = ", ".join(f"{c} back to {v}" for c, v in back.items())
         note = (f"release changed since upgrade {row.upgrade_id} (now revision {release.revision}): helm upgrade "
                 f"--reset-then-reuse-values setting only {words}, chart {release.chart_version} kept")  # fmt: skip
