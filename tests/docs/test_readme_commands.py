@@ -113,6 +113,7 @@ NOT_COMMANDS = {
     "customer-<id>": "a namespace's name",
     "local:<you>": "the caller's name on the local stack",
     "deploy": "the endpoint's name in a sentence",
+    "GET /api/fleet/images": "an endpoint named in a sentence (tests/e2e/test_pinned_digests.py calls it)",
     "sam local invoke": "the title of a how-to page it links to (tests/sam runs the how-to's commands)",
 }
 
