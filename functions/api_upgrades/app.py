@@ -16,7 +16,6 @@ from upgrader.api import promotions, service
 from upgrader.api.http import build_resolver, caller_identity
 from upgrader.contract.analysis_models import AnalysisResponse
 from upgrader.contract.base import CUSTOMER_ID_PATTERN, DIGITS, UPGRADE_ID_PATTERN, VERSION_PATTERN
-from upgrader.contract.customer_models import PlanResponse
 from upgrader.contract.models import (
     Component,
     DeployRequest,
@@ -26,6 +25,7 @@ from upgrader.contract.models import (
     UpgradeListResponse,
     UpgradeStatus,
 )
+from upgrader.contract.plan_models import PlanResponse
 from upgrader.contract.promotion_models import PromotionsResponse
 
 logger = Logger()

@@ -9,12 +9,12 @@ from typing import Any
 
 from upgrader.api.service.analysis import planned_analysis
 from upgrader.api.service.images import ImageCheck, RegistryFactory, check_images
-from upgrader.contract.customer_models import LeftOut, PlannedCustomer, PlannedWave, PlanResponse
 from upgrader.contract.models import (
     DeployRequest,
     DeployResponse,
     iso,
 )
+from upgrader.contract.plan_models import LeftOut, PlannedCustomer, PlannedWave, PlanResponse
 from upgrader.contract.promotion_models import PromotionView
 from upgrader.contract.strategies import REGISTRY as STRATEGIES
 from upgrader.contract.strategies import gate_after
