@@ -69,8 +69,16 @@ class StackProcess:
         self.started_seconds = 0.0
         began = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "upgradectl.local", "--port", str(self.port), "--quiet",
-             *([] if registry else ["--no-registry"]), *args],
+            [
+                sys.executable,
+                "-m",
+                "upgradectl.local",
+                "--port",
+                str(self.port),
+                "--quiet",
+                *([] if registry else ["--no-registry"]),
+                *args,
+            ],
             cwd=ROOT,
             env=env,
             stdout=self._stdout,

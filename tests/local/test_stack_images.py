@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from upgrader.cluster.job_spec import LABEL_CUSTOMER_ID
 
 from tests.local.conftest import StackProcess, port_is_free, stack_env
@@ -62,9 +61,11 @@ def _helm_values(stack: StackProcess, customer_id: str) -> list[str]:
     found = re.search(r"kmock API server at (http://127\.0\.0\.1:\d+)", stack.stdout_path.read_text())
     assert found
     with kubernetes.client.ApiClient(kubernetes.client.Configuration(host=found.group(1))) as api_client:
-        jobs = kubernetes.client.BatchV1Api(api_client).list_namespaced_job(
-            "upgrade-system", label_selector=f"{LABEL_CUSTOMER_ID}={customer_id}"
-        ).items
+        jobs: list[Any] = (
+            kubernetes.client.BatchV1Api(api_client)
+            .list_namespaced_job("upgrade-system", label_selector=f"{LABEL_CUSTOMER_ID}={customer_id}")
+            .items
+        )
     values = []
     for job in jobs:
         if "helm-upgrade-" in job.metadata.name:

@@ -81,7 +81,9 @@ def start_demo_images(stack: contextlib.ExitStack) -> DemoImages:
         registry.start(what="start the local image registry")
         stack.callback(registry.stop)
         images = DemoImages(registry)
-        images.pushed.update(push_demo_images(registry.host, Skopeo(str(shutil.which("skopeo")), work / "skopeo"), work))
+        images.pushed.update(
+            push_demo_images(registry.host, Skopeo(str(shutil.which("skopeo")), work / "skopeo"), work)
+        )
     except StartError as exc:
         raise StartupError(f"{exc} (log: {registry.log}; --no-registry starts without it)") from exc
     return images
