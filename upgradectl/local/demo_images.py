@@ -37,6 +37,7 @@ class DemoImages:
 
     registry: LocalRegistry
     pushed: dict[tuple[str, str], str] = field(default_factory=dict)
+    preflight: str = "auto"  # the stack's IMAGE_PREFLIGHT while this registry runs
 
     @property
     def host(self) -> str:
@@ -53,7 +54,7 @@ class DemoImages:
     def banner(self) -> str:
         tags = sorted({tag for _, tag in self.pushed})
         return (f"registry {self.url} (docker-registry, {len(self.pushed)} images pushed with skopeo: tags "
-                f"{', '.join(tags)}); releases name {self.host}/<component>; IMAGE_PREFLIGHT=auto (an unknown "
+                f"{', '.join(tags)}); releases name {self.host}/<component>; IMAGE_PREFLIGHT={self.preflight} (an unknown "
                 "tag is refused 422 ImagesRefused, a known one pinned to its digest)")  # fmt: skip
 
 
