@@ -57,7 +57,9 @@ def postgres_processes(data_dir: Path | None = None) -> list[psutil.Process]:
 
 class StackProcess:
     def __init__(self, args: list[str], env: dict[str, str], logs: Path, *, port: int | None = None,
-                 ready_timeout: float = 60) -> None:  # fmt: skip
+                 ready_timeout: float = 60, registry: bool = False) -> None:  # fmt: skip
+        """`registry`: the stack's image registry and pre-flight as `make run` has them; by default --no-registry
+        (these tests deploy many versions the registry does not hold; tests/local/test_stack_images.py covers it)."""
         self.port = port or free_port()  # a port: the same stack again after a restart
         self.url = f"http://localhost:{self.port}"
         self.stdout_path = logs / f"stack-{self.port}.out"
@@ -67,7 +69,16 @@ class StackProcess:
         self.started_seconds = 0.0
         began = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "upgradectl.local", "--port", str(self.port), "--quiet", *args],
+            [
+                sys.executable,
+                "-m",
+                "upgradectl.local",
+                "--port",
+                str(self.port),
+                "--quiet",
+                *([] if registry else ["--no-registry"]),
+                *args,
+            ],
             cwd=ROOT,
             env=env,
             stdout=self._stdout,

@@ -118,7 +118,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     from upgrader import factory
     from upgrader.infra.migrate import apply_migrations
 
-    from upgradectl.local import analysis_stack, seed
+    from upgradectl.local import analysis_stack, demo_images, seed
     from upgradectl.local.postgres import LocalPostgres, PostgresUnavailable
     from upgradectl.local.prometheus import LocalMetrics
     from upgradectl.local.runtime import LocalRuntime
@@ -158,6 +158,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
     mark = time.monotonic()
     real = args.kubeconfig is not None
     extra_env: dict[str, str] = {}
+    images: demo_images.DemoImages | None = None
     simulated: Any = None
     real_cluster: Any = None
     kube_token_file: str | None = None
@@ -190,6 +191,9 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
                                      seed=args.seed, fail_customers=args.fail_customer)  # fmt: skip
         simulated.start()
         stack.callback(simulated.stop)
+        if not args.no_registry:  # the demo images in a real registry, and the images' pre-flight on
+            images = demo_images.start_demo_images(stack)
+            extra_env["IMAGE_PREFLIGHT"] = images.preflight
         kube_api_url = simulated.url
         # The workers act as the product's two identities (RBAC): jobs (start, check, reconcile) and reader.
         kube_token_file = str(simulated.jobs_token_file)
@@ -243,6 +247,8 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
                 continue
             releases.append((namespace, release, {f"{c}.image.tag": v for c, v in versions.items()},
                              chart or chart_version, None))  # fmt: skip
+        if images is not None:  # every release names the local registry's repositories
+            releases = [(n, r, {**images.repository_values(), **values}, v, c) for n, r, values, v, c in releases]
         if real_cluster is not None:
             real_cluster.add_releases(releases)  # the real helm, a few at a time
         else:
@@ -282,6 +288,7 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
             "  Step Functions  moto, executing the real statemachine/upgrade.asl.json; worker handlers in-process"
             f" (JOB_POLL_SECONDS={args.poll_seconds}); reconciler sweep every {args.sweep_seconds:g} s",
             f"  Cluster         {cluster_line}",
+            f"  Images          {demo_images.banner_line(images, args)}",
             f"  Customers       {seeded_line}",
             *_blue_green_line(demo),
             *analysis,

@@ -2,8 +2,8 @@
 built here from scratch and pushed with Debian's skopeo: no pull from outside, no daemon. The real cluster's
 chart registry (upgradectl/local/realcluster/registry.py) is one of these too, serving TLS for helm 4.
 
-The tests of the registry adapters start one per test module (tests/images/); the local stack can start one
-the same way so that the demo customers' releases name images that exist (issue 22, to wire). Plain HTTP,
+The tests of the registry adapters start one per test module (tests/images/); the local stack starts one so
+that the demo customers' releases name images that exist (upgradectl/local/demo_images.py). Plain HTTP,
 loopback only (the adapter speaks plain HTTP to loopback registries only: upgrader.images.distribution).
 
 `write_oci_image` writes an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`) holding one image,
