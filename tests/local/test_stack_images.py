@@ -110,12 +110,14 @@ def test_the_readmes_rollout_is_pinned_to_the_pushed_digest(images_stack, tmp_pa
     assert images_stack.get("/api/customers/cust_abc123")["versions"]["api"] == "v1.2.0"
 
 
-def test_without_skopeo_the_stack_names_the_missing_binary(monkeypatch):
+def test_without_skopeo_the_stack_starts_without_a_registry_and_names_the_missing_binary(monkeypatch):
+    import argparse
     import contextlib
 
     from upgradectl.local import demo_images
-    from upgradectl.local.cluster_modes import StartupError
 
     monkeypatch.setattr(demo_images.shutil, "which", lambda name: None if name == "skopeo" else f"/usr/bin/{name}")
-    with contextlib.ExitStack() as stack, pytest.raises(StartupError, match=r"needs skopeo \(not found on PATH\)"):
-        demo_images.start_demo_images(stack)
+    with contextlib.ExitStack() as stack:
+        assert demo_images.start_demo_images(stack) is None
+    line = demo_images.banner_line(None, argparse.Namespace(no_registry=False))
+    assert line == "no local registry (skopeo not found on PATH: apt-get install -y skopeo): IMAGE_PREFLIGHT=off"

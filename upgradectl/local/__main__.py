@@ -193,7 +193,8 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
         stack.callback(simulated.stop)
         if not args.no_registry:  # the demo images in a real registry, and the images' pre-flight on
             images = demo_images.start_demo_images(stack)
-            extra_env["IMAGE_PREFLIGHT"] = images.preflight
+            if images is not None:
+                extra_env["IMAGE_PREFLIGHT"] = images.preflight
         kube_api_url = simulated.url
         # The workers act as the product's two identities (RBAC): jobs (start, check, reconcile) and reader.
         kube_token_file = str(simulated.jobs_token_file)

@@ -62,19 +62,27 @@ def banner_line(images: DemoImages | None, args: argparse.Namespace) -> str:
     """The banner's `Images` line: the registry, or why there is none (the pre-flight is then off)."""
     if images is not None:
         return images.banner()
-    why = "--no-registry" if args.no_registry else "it runs with the simulated cluster only"
+    missing = missing_binaries()
+    if args.no_registry:
+        why = "--no-registry"
+    elif missing:
+        why = f"{' and '.join(missing)} not found on PATH: apt-get install -y {' '.join(missing)}"
+    else:
+        why = "it runs with the simulated cluster only"
     return f"no local registry ({why}): IMAGE_PREFLIGHT=off"
 
 
-def start_demo_images(stack: contextlib.ExitStack) -> DemoImages:
-    """Start the registry in a fresh folder (removed on exit) and push the demo images; StartupError naming a
-    missing binary or the step that failed."""
-    missing = [name for name in REQUIRED_BINARIES if shutil.which(name) is None]
-    if missing:
-        raise StartupError(
-            f"the local image registry needs {' and '.join(missing)} (not found on PATH): apt-get install -y "
-            f"{' '.join(missing)}, or start with --no-registry (the images' pre-flight is then off)"
-        )
+def missing_binaries() -> list[str]:
+    return [name for name in REQUIRED_BINARIES if shutil.which(name) is None]
+
+
+def start_demo_images(stack: contextlib.ExitStack) -> DemoImages | None:
+    """Start the registry in a fresh folder (removed on exit) and push the demo images. None when `docker-registry`
+    or `skopeo` is not installed: the stack then starts without them, the pre-flight off, and its banner says
+    which binary is missing and how to install it (a demo that needs no registry still runs). StartupError
+    naming the step that failed."""
+    if missing_binaries():
+        return None
     work = Path(tempfile.mkdtemp(prefix="upgrade-local-registry-"))
     stack.callback(shutil.rmtree, work, ignore_errors=True)
     registry = LocalRegistry(work / "registry")
