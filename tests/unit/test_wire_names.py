@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from upgrader.contract import customer_models, models
+from upgrader.contract import customer_models, models, plan_models
 from upgrader.contract.base import Model, StrictModel
 from upgrader.rollout import compatibility
 
@@ -26,7 +26,7 @@ SNAKE_ON_THE_WIRE = {"LogEntry"}
 def _models(base: type[Model]) -> list[type[Model]]:
     found = {
         value
-        for module in (models, customer_models, compatibility)
+        for module in (models, customer_models, plan_models, compatibility)
         for value in vars(module).values()
         if isinstance(value, type) and issubclass(value, base) and value not in (Model, StrictModel)
     }
