@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from upgradectl.local.realcluster.processes import PORT_ATTEMPTS, PORT_TAKEN, free_port
 
 DEBIAN_BINARY = "/usr/bin/prometheus"
 
@@ -37,11 +38,22 @@ class PrometheusServer:
             "scrape_configs": [{"job_name": "workloads", "static_configs": [{"targets": targets}]}],
         }))  # fmt: skip
         self._config = config
-        self.url = f"http://127.0.0.1:{_free_port()}"
+        self.url = f"http://127.0.0.1:{free_port()}"
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_within: float = 30.0) -> PrometheusServer:
-        log = (self.folder / "prometheus.log").open("w")
+        """Serve, ready; on another free port when the chosen one was taken before prometheus bound it."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                return self._serve(ready_within)
+            except PrometheusUnavailable:
+                if attempt == PORT_ATTEMPTS or PORT_TAKEN not in self.log_tail().lower():
+                    raise
+                self.url = f"http://127.0.0.1:{free_port()}"
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _serve(self, ready_within: float) -> PrometheusServer:
+        log = (self.folder / "prometheus.log").open("w")  # each attempt's own log
         self._process = subprocess.Popen(
             [self._binary, f"--config.file={self._config}", f"--storage.tsdb.path={self.folder / 'data'}",
              f"--web.listen-address={self.url.removeprefix('http://')}", "--log.level=warn"],
@@ -75,9 +87,3 @@ class PrometheusServer:
                 self._process.wait()
         if self._own_folder:
             shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

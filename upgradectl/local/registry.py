@@ -30,7 +30,7 @@ from typing import Any
 from upgrader.images.registry import OCI_INDEX, OCI_MANIFEST
 from upgrader.infra.components import REGISTRY
 
-from upgradectl.local.realcluster.processes import Process, StartError, free_port, wait_until
+from upgradectl.local.realcluster.processes import Process, StartError, free_port, on_free_ports, wait_until
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -75,7 +75,14 @@ class LocalRegistry:
             raise StartError(f"{what}: no docker-registry binary; apt-get install docker-registry "
                              "(scripts/realk8s/build-control-plane.sh installs it)")  # fmt: skip
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        if port:
+            self._serve(binary, port, tls, ca_file, what)
+        else:  # a port chosen free, chosen again if something took it before the registry bound it
+            on_free_ports(lambda: self._serve(binary, free_port(), tls, ca_file, what))
+        return self
+
+    def _serve(self, binary: str, port: int, tls: tuple[Path, Path] | None, ca_file: Path | None, what: str) -> None:
+        self.port = port
         self.tls = tls is not None
         config = self.directory / "config.yml"
         config.write_text(
@@ -90,7 +97,6 @@ class LocalRegistry:
         url = f"{'https' if tls else 'http'}://{self.host}/v2/"
         wait_until(what, lambda: urllib.request.urlopen(url, timeout=2, context=context).status == 200, 30,  # noqa: S310
                    self.process)  # fmt: skip
-        return self
 
     def stop(self) -> None:
         if self.process is not None:

@@ -19,7 +19,7 @@ from upgrader.infra.names import JOBS_KUBERNETES_GROUP, READER_KUBERNETES_GROUP
 
 from upgradectl.local.functions import ROOT
 from upgradectl.local.realcluster.pki import Pki
-from upgradectl.local.realcluster.processes import Process, StartError, free_port, wait_until
+from upgradectl.local.realcluster.processes import Process, StartError, free_port, on_free_ports, wait_until
 
 BUILD_SCRIPT = ROOT / "scripts" / "realk8s" / "build-control-plane.sh"
 KUBERNETES_VERSION = "v1.20.2"
@@ -63,6 +63,8 @@ class ControlPlane:
         self.tokens: dict[str, str] = {}
         self.pki: Pki | None = None
         self.kubelet_client: tuple[Path, Path] | None = None
+        self.api_tls: tuple[Path, Path] = (Path(), Path())  # (certificate, key) of kube-apiserver
+        self.sa_keys: tuple[Path, Path] = (Path(), Path())  # (private, public) ServiceAccount token keys
 
     @property
     def url(self) -> str:
@@ -93,13 +95,33 @@ class ControlPlane:
         logs = self.directory / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         self.pki = pki = Pki(self.directory / "pki")
-        api_cert, api_key = pki.issue("apiserver", common_name="kube-apiserver")
         self.kubelet_client = pki.issue("kubelet-client", common_name="kube-apiserver-kubelet-client",
                                         organization="system:masters", server=False, client=True)  # fmt: skip
-        sa_private, sa_public = pki.service_account_keys()
+        self.api_tls = pki.issue("apiserver", common_name="kube-apiserver")
+        self.sa_keys = pki.service_account_keys()
+        sa_private = self.sa_keys[0]
         self._write_tokens()
 
+        # Each on ports chosen free just before it starts, chosen again when one was taken meanwhile.
+        client_port = on_free_ports(lambda: self._start_etcd(etcd, logs))
+        on_free_ports(lambda: self._start_apiserver(client_port, logs))
+
+        admin = self.write_kubeconfig("admin", ADMIN_USER)
+        controllers = self._spawn("kube-controller-manager", [
+            str(self.bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={admin}", "--bind-address=127.0.0.1", "--port=0", "--secure-port=0", "--leader-elect=false",
+            f"--service-account-private-key-file={sa_private}", f"--root-ca-file={pki.ca_cert}",
+            "--use-service-account-credentials=false", f"--controllers={CONTROLLERS}",
+            f"--feature-gates={FEATURE_GATES}",
+        ], logs)  # fmt: skip
+        # Usable once the token controller gave the default namespace its ServiceAccount.
+        wait_until("start kube-controller-manager", lambda: self._admin_get("/api/v1/namespaces/default/serviceaccounts/default"),
+                   90, controllers, "see its log in " + str(controllers.log))  # fmt: skip
+
+    def _start_etcd(self, etcd: str, logs: Path) -> int:
+        """etcd on three ports chosen now, with an empty data directory; its client port."""
         client_port, peer_port, metrics_port = free_port(), free_port(), free_port()
+        shutil.rmtree(self.directory / "etcd", ignore_errors=True)  # nothing of an attempt that lost its port
         etcd_proc = self._spawn("etcd", [
             etcd, "--name", "local", "--data-dir", str(self.directory / "etcd"),
             "--listen-client-urls", f"http://127.0.0.1:{client_port}",
@@ -111,7 +133,14 @@ class ControlPlane:
         ], logs)  # fmt: skip
         wait_until("start etcd", lambda: urllib.request.urlopen(f"http://127.0.0.1:{client_port}/health", timeout=2)  # noqa: S310
                    .status == 200, 60, etcd_proc, "see its log in " + str(etcd_proc.log))  # fmt: skip
+        return client_port
 
+    def _start_apiserver(self, client_port: int, logs: Path) -> None:
+        """kube-apiserver on a secure port chosen now (self.port), ready."""
+        assert self.pki is not None
+        assert self.kubelet_client is not None
+        pki = self.pki
+        (api_cert, api_key), (sa_private, sa_public) = self.api_tls, self.sa_keys
         self.port = free_port()
         apiserver = self._spawn("kube-apiserver", [
             str(self.bin_dir / "kube-apiserver"),
@@ -132,18 +161,6 @@ class ControlPlane:
         context = ssl.create_default_context(cafile=str(pki.ca_cert))
         wait_until("start kube-apiserver", lambda: urllib.request.urlopen(f"{self.url}/readyz", timeout=3, context=context)  # noqa: S310
                    .status == 200, 120, apiserver, "see its log in " + str(apiserver.log))  # fmt: skip
-
-        admin = self.write_kubeconfig("admin", ADMIN_USER)
-        controllers = self._spawn("kube-controller-manager", [
-            str(self.bin_dir / "kube-controller-manager"),
-            f"--kubeconfig={admin}", "--bind-address=127.0.0.1", "--port=0", "--secure-port=0", "--leader-elect=false",
-            f"--service-account-private-key-file={sa_private}", f"--root-ca-file={pki.ca_cert}",
-            "--use-service-account-credentials=false", f"--controllers={CONTROLLERS}",
-            f"--feature-gates={FEATURE_GATES}",
-        ], logs)  # fmt: skip
-        # Usable once the token controller gave the default namespace its ServiceAccount.
-        wait_until("start kube-controller-manager", lambda: self._admin_get("/api/v1/namespaces/default/serviceaccounts/default"),
-                   90, controllers, "see its log in " + str(controllers.log))  # fmt: skip
 
     def _spawn(self, name: str, argv: list[str], logs: Path) -> Process:
         process = Process(name, argv, logs / f"{name}.log")

@@ -7,12 +7,39 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+# What etcd, kube-apiserver, docker-registry and prometheus (all Go: the syscall's strerror) print when a port
+# chosen free was bound by something else before they bound it.
+PORT_TAKEN = "address already in use"
+PORT_ATTEMPTS = 3
 
 
 class StartError(RuntimeError):
     """One line naming the step that failed and the fix."""
+
+
+class PortTaken(StartError):
+    """The process exited because its port, free when chosen, was taken before it bound it."""
+
+
+def on_free_ports(start: Callable[[], T], attempts: int = PORT_ATTEMPTS) -> T:
+    """`start()` again, up to `attempts` times, while it fails with PortTaken.
+
+    `free_port()` only says a port is free now: between choosing it and the server binding it, another
+    process (or an outgoing connection's ephemeral port) can take it. `start` must choose its ports anew on
+    each call; any other failure is raised at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return start()
+        except PortTaken:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def free_port() -> int:
@@ -40,6 +67,7 @@ class Process:
         self.name = name
         self.log = log
         handle = log.open("ab")
+        self._log_start = handle.tell()  # the log is appended to: what this process wrote starts here
         try:
             self.popen = subprocess.Popen(  # noqa: S603 - an argv list of our own binaries
                 list(argv), stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -58,11 +86,19 @@ class Process:
         return self.popen.poll() is None
 
     def tail(self, lines: int = 5) -> str:
+        return " | ".join(line.strip() for line in self.output().strip().splitlines()[-lines:])
+
+    def output(self) -> str:
+        """What this process wrote to its log (not what an earlier process with the same log wrote)."""
         try:
-            text = self.log.read_text(encoding="utf-8", errors="replace")
+            with self.log.open("rb") as handle:
+                handle.seek(self._log_start)
+                return handle.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
-        return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+
+    def port_taken(self) -> bool:
+        return PORT_TAKEN in self.output().lower()
 
     def stop(self, grace_seconds: float = 10.0) -> None:
         """SIGTERM to this PID, then SIGKILL after the grace period; waits for it to be gone."""
@@ -84,7 +120,8 @@ def wait_until(what: str, check: object, timeout: float, process: Process | None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and not process.alive():
-            raise StartError(f"{what}: {process.name} exited (code {process.popen.returncode}): {process.tail()}"
+            error = PortTaken if process.port_taken() else StartError
+            raise error(f"{what}: {process.name} exited (code {process.popen.returncode}): {process.tail()}"
                              + (f"; {fix}" if fix else ""))  # fmt: skip
         try:
             if check():  # type: ignore[operator]
