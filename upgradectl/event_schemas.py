@@ -149,6 +149,18 @@ _SECTIONS: dict[str, dict[str, Any]] = {
     events.ANALYSIS_PASSED: ANALYSIS,
     events.ANALYSIS_FAILED: ANALYSIS,
     events.ANALYSIS_INCONCLUSIVE: ANALYSIS,
+    events.IMAGE_TAG_MOVED: {
+        "image": _object(
+            {
+                "repository": _STR,
+                "tag": _STR,
+                "pinnedDigest": {"type": "string", "description": "what the deploy resolved and every wave installs"},
+                "currentDigest": {"type": ["string", "null"], "description": "what the tag names now; null: gone"},
+                "wave": {"type": "integer", "description": "the wave (0-based) before which it was found"},
+                "customers": {"type": "integer", "description": "the wave's customers pinned to it"},
+            }
+        )
+    },
 }
 _NO_UPGRADE = {events.DRIFT_FOUND: {
     "customer": _object({"customerId": _STR, "namespace": _STR}),

@@ -64,7 +64,7 @@ def get_status(upgrade_id: UpgradeIdPath) -> StatusResponse:
     from upgrader.analysis.repository import AnalysisRepository
 
     return service.get_status(int(upgrade_id), repo=factory.repository(), windows=factory.windows(),
-                              analysis=AnalysisRepository(factory.database()))  # fmt: skip
+                              analysis=AnalysisRepository(factory.database()), moves=factory.image_moves())  # fmt: skip
 
 
 @router.get(

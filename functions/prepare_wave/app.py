@@ -1,5 +1,6 @@
 """Before each slice of a wave: write its S3 manifest (the Distributed Map's items: the wave's customers
-that may start now; with maintenance windows, those whose window is closed wait for a later slice)."""
+that may start now; with maintenance windows, those whose window is closed wait for a later slice). Before an
+upgrade's wave, the tags its customers were pinned for are resolved again (a moved tag is reported)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,22 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return orchestration.prepare_wave(
         event, runs=factory.runs(), s3=factory.s3_client(), bucket=event.get("bucket") or _bucket(),
         windows=factory.windows(), now=factory.clock().now(), recheck=factory.window_recheck_seconds(),
+        images=_recheck_images,
     )  # fmt: skip
+
+
+def _recheck_images(upgrade_id: int, run_name: str, wave: int) -> dict[str, Any]:
+    """The wave's pinned image tags resolved again; a moved one recorded with its event (upgrader.images.moves)."""
+    from upgrader.images.moves import recheck_wave
+
+    if get_settings().image_preflight == "off":
+        return {"checked": 0, "moved": [], "preflight": "off"}
+    found = recheck_wave(upgrade_id, run_name, wave, moves=factory.image_moves(), registry=factory.image_registry)
+    if found.get("error"):
+        logger.warning("image tags not re-checked before the wave; its pinned digests are installed", extra=found)
+    for moved in found["moved"]:
+        logger.warning("an image tag moved during the rollout; the wave installs the pinned digest", extra=moved)
+    return found
 
 
 def _bucket() -> str:

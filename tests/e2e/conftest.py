@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import call
+from tests.images.conftest import proxy, push, registry, skopeo  # noqa: F401  (fixtures: a real registry per module)
 from tests.support.event_schemas import recorded_events, schema_errors
 from upgradectl.local.cluster import SimulatedCluster
 from upgradectl.local.runtime import LocalRuntime
@@ -74,6 +75,16 @@ def make_customers(make_customers: Callable[..., list[str]], cluster: SimulatedC
 def stack(env: dict[str, str], cluster: SimulatedCluster, database_url: str) -> Iterator[Stack]:
     with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.jobs_token_file), kube_reader_token_file=str(cluster.reader_token_file),
                       poll_seconds=0) as runtime:  # fmt: skip
+        yield Stack(runtime, cluster)
+
+
+@pytest.fixture
+def checked_stack(env: dict[str, str], cluster: SimulatedCluster, database_url: str) -> Iterator[Stack]:
+    """The stack with the images' pre-flight required (IMAGE_PREFLIGHT=required): every customer's images resolved
+    in a real registry (tests/images/conftest.py's fixtures) before the first wave, and re-checked before each."""
+    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.jobs_token_file),
+                      kube_reader_token_file=str(cluster.reader_token_file), poll_seconds=0,
+                      extra_env={"IMAGE_PREFLIGHT": "required"}) as runtime:  # fmt: skip
         yield Stack(runtime, cluster)
 
 

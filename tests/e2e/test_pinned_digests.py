@@ -6,26 +6,13 @@ real API, real PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.api.helpers import call, deploy, rollback
-from tests.e2e.conftest import Stack
-from tests.images.conftest import push, registry, skopeo  # noqa: F401  (fixtures: the real registry)
-from upgradectl.local.cluster import SimulatedCluster
-from upgradectl.local.runtime import LocalRuntime
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def checked_stack(env: dict[str, str], cluster: SimulatedCluster, database_url: str) -> Iterator[Stack]:
-    with LocalRuntime(database_url=database_url, kube_api_url=cluster.url, kube_token_file=str(cluster.jobs_token_file),
-                      kube_reader_token_file=str(cluster.reader_token_file), poll_seconds=0,
-                      extra_env={"IMAGE_PREFLIGHT": "required"}) as runtime:  # fmt: skip
-        yield Stack(runtime, cluster)
 
 
 def fleet_images() -> dict[str, Any]:
@@ -43,8 +30,8 @@ def _helm_values(job: Any) -> list[str]:
 def test_every_wave_installs_the_resolved_digest_and_the_release_holds_it(
     checked_stack,
     make_customers,
-    registry,  # noqa: F811
-    push,  # noqa: F811
+    registry,
+    push,
     sql,
 ):
     # Given 3 customers on api v1.1.0 whose releases name an api repository of the real registry

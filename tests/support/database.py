@@ -15,7 +15,8 @@ ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127
 TABLES = (
     "promotion_overrides, promotion_rule_events, promotion_rules, "
     "analysis_measurements, analysis_verdicts, compatibility_rules, event_deliveries, event_outbox, slack_messages, slack_replies, idempotency_keys, inventory_syncs, customer_events, customer_pins, customer_leases, upgrade_runs, "
-    "customer_upgrade_logs, customer_image_repositories, customer_component_versions, system_upgrades, customers"
+    "image_tag_moves, customer_upgrade_logs, customer_image_repositories, customer_component_versions, system_upgrades, "
+    "customers"
 )
 
 

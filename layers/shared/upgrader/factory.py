@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from upgrader.fleet.sync_launcher import LambdaSyncLauncher
     from upgrader.fleet.syncs import SyncRepository
     from upgrader.images.distribution import RegistryCredentials
+    from upgrader.images.moves import ImageMoveRepository
     from upgrader.images.registry import ImageRegistry
     from upgrader.infra.db import Database
     from upgrader.infra.workflow import StepFunctionsGateway
@@ -119,6 +120,13 @@ def windows() -> WindowRepository:
     from upgrader.rollout.windows import WindowRepository
 
     return WindowRepository(database())
+
+
+@lru_cache(maxsize=1)
+def image_moves() -> ImageMoveRepository:
+    from upgrader.images.moves import ImageMoveRepository
+
+    return ImageMoveRepository(database())
 
 
 @lru_cache(maxsize=1)

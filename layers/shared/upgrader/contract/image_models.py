@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from upgrader.contract.base import Model
+from upgrader.contract.base import Model, Timestamp
 
 
 class ImageProblemView(Model):
@@ -39,6 +39,19 @@ class PlannedImages(Model):
         description="missing or mutable images: a deploy is refused (422 ImagesRefused) unless they are all "
         "rollback images and allowNoRollbackImage is sent",
     )
+
+
+class MovedTagView(Model):
+    """A tag the upgrade pinned that named another digest (or nothing) when a later wave re-checked it. The
+    waves keep installing the pinned digest; an `Image Tag Moved` event was sent once."""
+
+    repository: str
+    tag: str
+    pinned_digest: str = Field(description="what the deploy resolved and every wave installs")
+    current_digest: str | None = Field(description="what the tag named when re-checked; null: the tag is gone")
+    wave: int = Field(description="the wave (0-based) before which it was found")
+    customers: int = Field(description="that wave's customers pinned to it")
+    detected_at: Timestamp
 
 
 class FleetImage(Model):

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field
 
 from upgrader.contract.analysis_models import AnalysisStatus
 from upgrader.contract.base import Model, Timestamp
+from upgrader.contract.image_models import MovedTagView
 
 
 class Attempt(Model):
@@ -81,6 +82,11 @@ class StatusResponse(AnalysisStatus):
         default=None,
         description="a release train: every component it sets -> its version (component and version name the "
         "first); null for one component",
+    )
+    moved_tags: list[MovedTagView] = Field(
+        default_factory=list,
+        description="pinned image tags found naming another digest (or nothing) before a later wave, first found "
+        "first, at most 100: reported, never followed (the waves install the pinned digests)",
     )
 
 

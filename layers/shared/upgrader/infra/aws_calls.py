@@ -54,6 +54,15 @@ def _cluster(mode: str) -> Callable[[Settings], bool]:
     return lambda settings: settings.cluster_mode == mode
 
 
+def _ecr_repository(site: str, method: str, action: str) -> AwsCall:
+    """A call on one ECR repository (an example repository `api`), made while the images' pre-flight is on."""
+    return AwsCall(
+        site, method, action,
+        resource=lambda settings, where: f"arn:{where.partition}:ecr:{where.region}:{where.account_id}:repository/api",
+        when=lambda settings: settings.image_preflight != "off",
+    )  # fmt: skip
+
+
 def amp_workspace(url: str) -> str:
     """The workspace of an Amazon Managed Prometheus query URL (`https://aps-workspaces.<region>.amazonaws.com/
     workspaces/<id>`); '' for any other Prometheus."""
@@ -216,23 +225,11 @@ AWS_CALLS: tuple[AwsCall, ...] = (
         resource=lambda settings, _: f"{settings.analysis_prometheus_token_secret_arn}-AbC123",
         when=lambda settings: bool(settings.analysis_prometheus_url and settings.analysis_prometheus_token_secret_arn),
     ),
-    # The images' pre-flight (upgrader.factory.image_registry, issue 22): api_deploy and the plan (api_upgrades),
-    # both granted ImageRegistryReaderPolicy. ECR with the function's role; other registries' credentials from
-    # a secret when configured.
-    AwsCall(
-        "upgrader.images.ecr.EcrRegistry.resolve",
-        "batch_get_image",
-        "ecr:BatchGetImage",
-        resource=lambda settings, where: f"arn:{where.partition}:ecr:{where.region}:{where.account_id}:repository/api",
-        when=lambda settings: settings.image_preflight != "off",
-    ),
-    AwsCall(
-        "upgrader.images.ecr.EcrRegistry.describe",
-        "describe_images",
-        "ecr:DescribeImages",
-        resource=lambda settings, where: f"arn:{where.partition}:ecr:{where.region}:{where.account_id}:repository/api",
-        when=lambda settings: settings.image_preflight != "off",
-    ),
+    # The images' pre-flight (upgrader.factory.image_registry, issue 22): api_deploy, the plan (api_upgrades) and
+    # the re-check before each wave (prepare_wave), all granted ImageRegistryReaderPolicy. ECR with the
+    # function's role; other registries' credentials from a secret when configured.
+    _ecr_repository("upgrader.images.ecr.EcrRegistry.resolve", "batch_get_image", "ecr:BatchGetImage"),
+    _ecr_repository("upgrader.images.ecr.EcrRegistry.describe", "describe_images", "ecr:DescribeImages"),
     AwsCall(
         "upgrader.images.credentials.read_registry_credentials",
         "get_secret_value",

@@ -45,6 +45,7 @@ NOTICE_CANCELLED = "Customer Notice Cancelled"
 ANALYSIS_PASSED = "Analysis Passed"  # the analysis gate's verdict on a wave (upgrader.rollout.analysis_verdicts)
 ANALYSIS_FAILED = "Analysis Failed"
 ANALYSIS_INCONCLUSIVE = "Analysis Inconclusive"
+IMAGE_TAG_MOVED = "Image Tag Moved"  # a pinned tag names another digest now (upgrader.images.moves)
 
 DETAIL_TYPES: dict[str, Severity] = {
     UPGRADE_STARTED: "info",
@@ -69,6 +70,7 @@ DETAIL_TYPES: dict[str, Severity] = {
     ANALYSIS_PASSED: "info",
     ANALYSIS_FAILED: "critical",
     ANALYSIS_INCONCLUSIVE: "attention",
+    IMAGE_TAG_MOVED: "attention",
 }
 CUSTOMER_NOTICES = (NOTICE_UPCOMING, NOTICE_DONE, NOTICE_CANCELLED)
 

@@ -8,6 +8,7 @@ from typing import Any
 from upgrader.analysis.repository import AnalysisRepository
 from upgrader.api.service.analysis import analysis_state
 from upgrader.contract.base import from_record
+from upgrader.contract.image_models import MovedTagView
 from upgrader.contract.models import (
     Attempt,
     LogsResponse,
@@ -18,6 +19,7 @@ from upgrader.contract.models import (
     UpgradeSummary,
     WindowWait,
 )
+from upgrader.images.moves import ImageMoveRepository
 from upgrader.infra.errors import (
     UpgradeNotFound,
 )
@@ -28,12 +30,15 @@ from upgrader.rollout.windows import WindowRepository
 
 
 def get_status(
-    upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepository, analysis: AnalysisRepository | None = None
-) -> StatusResponse:
+    upgrade_id: int, *, repo: UpgradeRepository, windows: WindowRepository, analysis: AnalysisRepository | None = None,
+    moves: ImageMoveRepository | None = None,
+) -> StatusResponse:  # fmt: skip
     """The upgrade's figures, all read from one snapshot: a customer that moves meanwhile (deferred to its
     window, claimed, finished) is counted once, where the lists say it is."""
     with repo.snapshot():
         status = _status(upgrade_id, repo=repo, windows=windows)
+        if moves is not None:
+            status.moved_tags = [from_record(MovedTagView, m) for m in moves.moved(upgrade_id)]
     if analysis is not None:
         status.analysis = analysis_state(upgrade_id, analysis)
     return status

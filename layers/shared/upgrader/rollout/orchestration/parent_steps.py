@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from upgrader.analysis.repository import AnalysisRepository
 from upgrader.contract.strategies import gate_after
@@ -26,6 +28,9 @@ from upgrader.rollout.windows import (
     stamp,
     wait_seconds,
 )
+
+# (upgrade id, run name, wave number) -> what the re-check of the wave's pinned image tags found
+ImageRecheck = Callable[[int, str, int], dict[str, Any]]
 
 
 def prepare_run(event: State, *, runs: RunRepository) -> State:
@@ -69,7 +74,7 @@ def prepare_run(event: State, *, runs: RunRepository) -> State:
 
 def prepare_wave(
     event: State, *, runs: RunRepository, s3: ManifestStore, bucket: str, windows: WindowRepository | None = None,
-    now: datetime | None = None, recheck: int = DEFAULT_RECHECK_SECONDS,
+    now: datetime | None = None, recheck: int = DEFAULT_RECHECK_SECONDS, images: ImageRecheck | None = None,
 ) -> State:  # fmt: skip
     """Write the S3 manifest of the wave's next slice (the Distributed Map's items), right before it
     runs: a wave that follows a long canary gate still finds its manifest, whatever the bucket's
@@ -80,7 +85,10 @@ def prepare_wave(
     opening (`windowWaits` of them; the run waits `windowWaitSeconds` for the earliest, `nextOpening`,
     when nobody is ready) and get no child execution, so they hold no concurrency slot
     (`upgrader.rollout.windows`). `slice` is the slice's number in its wave (0: the first, which offers every
-    customer of the wave; later ones only those that waited)."""
+    customer of the wave; later ones only those that waited).
+
+    Before an upgrade's wave (its first slice), `images` resolves the tags its customers were pinned for again
+    (`upgrader.images.moves`): a moved tag is recorded and reported (`imageRecheck`), never followed."""
     state = dict(event)
     number, run_name = wave_number(state), str(state["runName"])
     first = int(state.get("slice") or 0) == 0
@@ -106,6 +114,8 @@ def prepare_wave(
     state["sliceSize"] = len(items)
     state["bucket"] = bucket
     if state["operation"] == "upgrade" and first:
+        if images is not None:
+            state["imageRecheck"] = images(int(state["upgradeId"]), run_name, number)
         runs.set_current_wave(int(state["upgradeId"]), number)
     return state
 
