@@ -156,6 +156,10 @@ _SECTIONS: dict[str, dict[str, Any]] = {
                 "tag": _STR,
                 "pinnedDigest": {"type": "string", "description": "what the deploy resolved and every wave installs"},
                 "currentDigest": {"type": ["string", "null"], "description": "what the tag names now; null: gone"},
+                "pinnedDigestPresent": {
+                    "type": "boolean",
+                    "description": "false: the registry lost the pinned digest too, and the upgrade halts",
+                },
                 "wave": {"type": "integer", "description": "the wave (0-based) before which it was found"},
                 "customers": {"type": "integer", "description": "the wave's customers pinned to it"},
             }

@@ -77,8 +77,8 @@ def test_a_tag_moved_between_waves_is_reported_once_and_never_followed(
 
     # Then the status names the move, found before wave 1, for its 2 customers
     assert [{k: v for k, v in m.items() if k != "detectedAt"} for m in final["movedTags"]] == [
-        {"repository": repository, "tag": "v1.2.0", "pinnedDigest": pinned, "currentDigest": moved, "wave": 1,
-         "customers": 2}
+        {"repository": repository, "tag": "v1.2.0", "pinnedDigest": pinned, "currentDigest": moved,
+         "pinnedDigestPresent": True, "wave": 1, "customers": 2}
     ]  # fmt: skip
     # one event, with the digests and the wave (its schema is checked after every e2e test)
     sent = [detail for kind, detail in recorded_events(database_url) if kind == MOVED]
@@ -110,19 +110,12 @@ def test_each_wave_asks_the_registry_once_per_distinct_image(checked_stack, make
     assert len(asked) == 3, asked
 
 
-def test_a_deleted_tag_is_reported_and_a_failing_registry_does_not_stop_the_wave(
-    checked_stack,
-    make_customers,
-    registry,
-    push,
-    skopeo,
-    proxy,
-):
+def test_a_failing_registry_does_not_stop_the_wave(checked_stack, make_customers, registry, push, proxy):
     # Given the releases name the registry through a front that can be made to fail
     front = proxy(ProxyRules())
-    repository = f"{front.host}/deleted/api"
-    push("deleted/api", "v1.1.0", b"api v1.1.0")
-    pinned = push("deleted/api", "v1.2.0", b"api v1.2.0")
+    repository = f"{front.host}/failing/api"
+    push("failing/api", "v1.1.0", b"api v1.1.0")
+    pinned = push("failing/api", "v1.2.0", b"api v1.2.0")
     _customers_on(checked_stack, make_customers, repository)
     started = _canary_until_the_gate(checked_stack)
 
@@ -135,14 +128,29 @@ def test_a_deleted_tag_is_reported_and_a_failing_registry_does_not_stop_the_wave
     assert _upgrade_values(checked_stack) == [[f"api.image.tag=v1.2.0@{pinned}"]] * 4
     assert any(status == 500 and "manifests/v1.2.0" in path for _, path, status in front.seen)
 
-    # When the tag is deleted and the re-check runs again (what PrepareWave does before a wave)
-    front.rules.fail_status = None
-    skopeo.delete(registry.host, "deleted/api", "v1.2.0")
-    found = recheck_wave(int(started["upgradeId"]), started["jobId"], 1, moves=factory.image_moves(),
-                         registry=factory.image_registry)  # fmt: skip
 
-    # Then the tag is reported gone
-    assert [(m["pinned_digest"], m["current_digest"]) for m in found["moved"]] == [(pinned, None)]
+def test_a_deleted_image_halts_the_upgrade_before_the_wave_that_could_not_pull_it(
+    checked_stack, make_customers, registry, push, skopeo, database_url
+):
+    repository = f"{registry.host}/deleted/api"
+    push("deleted/api", "v1.1.0", b"api v1.1.0")
+    pinned = push("deleted/api", "v1.2.0", b"api v1.2.0")
+    _customers_on(checked_stack, make_customers, repository)
+    started = _canary_until_the_gate(checked_stack)
+
+    # When the tag is deleted during the gate (docker-registry deletes its manifest: the pinned digest is gone too)
+    skopeo.delete(registry.host, "deleted/api", "v1.2.0")
+    code, body = continue_(started["upgradeId"])
+    assert code == 200, body
+    assert checked_stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
+
+    # Then the upgrade halted before wave 1, naming the image; its 2 customers were never started
+    final = checked_stack.status(started["upgradeId"])
+    assert (final["status"], final["completed"], final["skipped"]) == ("halted", 2, 2), final
+    assert final["haltReason"].startswith(f"image {repository}@{pinned} (tag v1.2.0, pinned by the deploy) is gone")
+    assert len(_upgrade_values(checked_stack)) == 2  # only the canary's helm Jobs
     assert [
-        (m["pinnedDigest"], m["currentDigest"]) for m in checked_stack.status(started["upgradeId"])["movedTags"]
-    ] == [(pinned, None)]
+        (m["pinnedDigest"], m["currentDigest"], m["pinnedDigestPresent"], m["wave"]) for m in final["movedTags"]
+    ] == [(pinned, None, False, 1)]
+    sent = [d["image"] for kind, d in recorded_events(database_url) if kind == MOVED]
+    assert [(i["currentDigest"], i["pinnedDigestPresent"]) for i in sent] == [(None, False)]

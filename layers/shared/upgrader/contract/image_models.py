@@ -43,12 +43,16 @@ class PlannedImages(Model):
 
 class MovedTagView(Model):
     """A tag the upgrade pinned that named another digest (or nothing) when a later wave re-checked it. The
-    waves keep installing the pinned digest; an `Image Tag Moved` event was sent once."""
+    waves keep installing the pinned digest (the upgrade halts when the registry lost that too); an `Image Tag
+    Moved` event was sent once."""
 
     repository: str
     tag: str
     pinned_digest: str = Field(description="what the deploy resolved and every wave installs")
     current_digest: str | None = Field(description="what the tag named when re-checked; null: the tag is gone")
+    pinned_digest_present: bool = Field(
+        description="whether the registry still held the pinned digest; false: the upgrade halted before the wave"
+    )
     wave: int = Field(description="the wave (0-based) before which it was found")
     customers: int = Field(description="that wave's customers pinned to it")
     detected_at: Timestamp

@@ -38,7 +38,8 @@ def get_status(
     with repo.snapshot():
         status = _status(upgrade_id, repo=repo, windows=windows)
         if moves is not None:
-            status.moved_tags = [from_record(MovedTagView, m) for m in moves.moved(upgrade_id)]
+            status.moved_tags = [from_record(MovedTagView, m, pinned_digest_present=m.pinned_present)
+                                 for m in moves.moved(upgrade_id)]  # fmt: skip
     if analysis is not None:
         status.analysis = analysis_state(upgrade_id, analysis)
     return status
