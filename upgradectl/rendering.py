@@ -55,6 +55,8 @@ def status_lines(data: dict[str, Any]) -> str:
         lines.append(f"  baking until {data['gateUntil']}")
     if data.get("haltReason"):
         lines.append(f"  halted: {data['haltReason']}")
+    for moved in data.get("movedTags") or []:
+        lines.append(moved_tag_line(moved))
     attempts = data.get("attempts") or []
     if len(attempts) > 1:
         lines.append("  attempts: " + ", ".join(f"{a['attempt']} {a['status']}" for a in attempts))
@@ -63,6 +65,19 @@ def status_lines(data: dict[str, Any]) -> str:
     if data.get("status") == "awaiting_continue":
         lines.append(f"  waiting for: upgrade-customers continue {data.get('upgradeId')}")
     return "\n".join(lines)
+
+
+def short_digest(digest: str | None) -> str:
+    """`sha256:` and the first 12 hex digits, as registries' tools show them."""
+    return digest[:19] if digest else "-"
+
+
+def moved_tag_line(moved: dict[str, Any]) -> str:
+    """A pinned tag found moved before a wave: what the waves install and what the tag names now."""
+    now = f"now names {short_digest(moved.get('currentDigest'))}" if moved.get("currentDigest") else "is gone"
+    kept = (f"the waves install the pinned {short_digest(moved.get('pinnedDigest'))}" if moved.get("pinnedDigestPresent")
+            else f"the pinned {short_digest(moved.get('pinnedDigest'))} is gone too: halted")  # fmt: skip
+    return f"  image tag moved before wave {int(moved.get('wave', 0)) + 1}: {moved.get('repository')}:{moved.get('tag')} {now}; {kept}"
 
 
 def last_line(text: str | None) -> str:

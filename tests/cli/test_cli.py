@@ -106,6 +106,24 @@ def test_the_status_of_a_train_names_each_component(fake_api):
     assert "upgrade 123: release train api → v2.0.0, dashboard → v2.1.0 (" in out
 
 
+def test_the_status_names_a_moved_image_tag_and_what_the_waves_install(fake_api):
+    pinned, moved = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    tags = [
+        {"repository": "r.example/api", "tag": "v2.0.0", "pinnedDigest": pinned, "currentDigest": moved,
+         "pinnedDigestPresent": True, "wave": 1, "customers": 3, "detectedAt": "2026-12-06T10:00:00.000Z"},
+        {"repository": "r.example/api", "tag": "v2.0.0", "pinnedDigest": pinned, "currentDigest": None,
+         "pinnedDigestPresent": False, "wave": 2, "customers": 3, "detectedAt": "2026-12-06T11:00:00.000Z"},
+    ]  # fmt: skip
+    fake_api.responder = lambda m, p, b: (200, status("halted", 5, movedTags=tags))
+    _, out, _ = run("--api-url", fake_api.url, "status", "123")  # exit code 3: halted
+    assert ("image tag moved before wave 2: r.example/api:v2.0.0 now names sha256:bbbbbbbbbbbb; the waves install "
+            "the pinned sha256:aaaaaaaaaaaa") in out  # fmt: skip
+    assert (
+        "image tag moved before wave 3: r.example/api:v2.0.0 is gone; the pinned sha256:aaaaaaaaaaaa is gone too: halted"
+        in out
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "said"),
     [(("--train", "api"), "COMPONENT=VERSION"), (("--train", "api=v2", "--train", "api=v3"), "names api twice"),

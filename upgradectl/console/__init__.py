@@ -25,6 +25,7 @@ _ASSETS = {
     "/console/console.js": ("console.js", "text/javascript; charset=utf-8"),
     "/console/waves.js": ("waves.js", "text/javascript; charset=utf-8"),
     "/console/analysis.js": ("analysis.js", "text/javascript; charset=utf-8"),
+    "/console/images.js": ("images.js", "text/javascript; charset=utf-8"),
     "/console/console.css": ("console.css", "text/css; charset=utf-8"),
     "/console/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
