@@ -26,8 +26,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def _recheck_images(upgrade_id: int, run_name: str, wave: int) -> dict[str, Any]:
-    """The wave's pinned image tags resolved again; a moved one recorded with its event (upgrader.images.moves)."""
-    from upgrader.images.moves import recheck_wave
+    """The wave's pinned image tags resolved again; a moved one recorded with its event (upgrader.rollout.image_recheck)."""
+    from upgrader.rollout.image_recheck import recheck_wave
 
     if get_settings().image_preflight == "off":
         return {"checked": 0, "moved": [], "preflight": "off"}

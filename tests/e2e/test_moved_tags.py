@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from upgrader import factory
-from upgrader.images.moves import recheck_wave
+from upgrader.rollout.image_recheck import recheck_wave
 
 from tests.api.helpers import continue_, deploy
 from tests.e2e.conftest import Stack

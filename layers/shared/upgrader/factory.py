@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from upgrader.fleet.sync_launcher import LambdaSyncLauncher
     from upgrader.fleet.syncs import SyncRepository
     from upgrader.images.distribution import RegistryCredentials
-    from upgrader.images.moves import ImageMoveRepository
     from upgrader.images.registry import ImageRegistry
     from upgrader.infra.db import Database
     from upgrader.infra.workflow import StepFunctionsGateway
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from upgrader.rollout.compatibility import RuleRepository
     from upgrader.rollout.halts import WindowRelease
     from upgrader.rollout.helm_output import HelmOutputRepository
+    from upgrader.rollout.image_recheck import ImageMoveRepository
     from upgrader.rollout.leases import LeaseRepository
     from upgrader.rollout.notices import NoticeRepository
     from upgrader.rollout.reconciliation import ReconcileRepository
@@ -124,7 +124,7 @@ def windows() -> WindowRepository:
 
 @lru_cache(maxsize=1)
 def image_moves() -> ImageMoveRepository:
-    from upgrader.images.moves import ImageMoveRepository
+    from upgrader.rollout.image_recheck import ImageMoveRepository
 
     return ImageMoveRepository(database())
 

@@ -3,7 +3,8 @@
 Before each wave of an upgrade run (PrepareWave, the wave's first slice), the tags its customers were pinned for
 are resolved again, each distinct (repository, tag, pinned digest) once. A tag that now names another digest, or
 no image at all, is recorded once per upgrade, image and digest found (`image_tag_moves`), with an `Image Tag
-Moved` event written in the same transaction; the upgrade's status lists them (`movedTags`). The wave still
+Moved` event written in the same transaction (`upgrader.rollout.image_recheck`); the upgrade's status lists them
+(`movedTags`). The wave still
 installs the pinned digest: every helm Job sets `tag@digest`, so nothing follows the tag.
 
 For a moved tag the pinned digest itself is asked too: when the registry no longer holds it (a moved tag's old
@@ -17,16 +18,13 @@ them when the deploy started.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from upgrader.images.preflight import ResolutionCache
 from upgrader.images.references import image_of
-from upgrader.images.registry import ImageRegistry, RegistryError, Resolved
-from upgrader.infra.db import Database, select
-from upgrader.notifications import events
-from upgrader.rollout.halts import halt
+from upgrader.images.registry import ImageRegistry, Resolved
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +62,6 @@ class MovedTag:
                           "wave": wave, "customers": self.customers}}  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class MovedTagRecord:
-    """A moved tag as recorded for an upgrade (its status's `movedTags`)."""
-
-    repository: str
-    tag: str
-    pinned_digest: str
-    current_digest: str | None
-    pinned_present: bool
-    wave: int
-    customers: int
-    detected_at: Any
-
-
 def find_moves(pinned: Sequence[PinnedTag], registry: ImageRegistry) -> list[MovedTag]:
     """The pinned tags that name another digest now, or nothing, and whether the registry still holds the pinned
     digest; each distinct image asked once. Raises the registry's errors (RegistryError)."""
@@ -90,72 +74,3 @@ def find_moves(pinned: Sequence[PinnedTag], registry: ImageRegistry) -> list[Mov
             present = isinstance(cache.resolve(image_of(one.repository, f"{one.tag}@{one.digest}")), Resolved)
             moved.append(MovedTag(one.repository, one.tag, one.digest, current, one.customers, present))
     return moved
-
-
-# The wave's pinned targets: every upgrade row of the run's wave the pre-flight resolved.
-_PINNED = """
-SELECT image_repository AS repository, to_version AS tag, target_digest AS digest, count(*)::int AS customers
-  FROM customer_upgrade_logs
- WHERE run_name = %s AND wave = %s AND operation = 'upgrade'
-   AND image_repository IS NOT NULL AND target_digest IS NOT NULL
- GROUP BY image_repository, to_version, target_digest
- ORDER BY image_repository, to_version, target_digest
-"""
-_RECORD = """
-INSERT INTO image_tag_moves (upgrade_id, repository, tag, pinned_digest, current_digest, pinned_present, wave,
-                             customers)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (upgrade_id, repository, tag, pinned_digest, (COALESCE(current_digest, ''))) DO NOTHING
-RETURNING id
-"""
-MAX_LISTED = 100
-
-
-class ImageMoveRepository:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    def pinned_tags(self, run_name: str, wave: int) -> list[PinnedTag]:
-        with self._db.transaction() as cur:
-            return select(cur, PinnedTag, _PINNED, (run_name, wave))
-
-    def record(self, upgrade_id: int, wave: int, moved: Sequence[MovedTag]) -> int:
-        """Each move once per upgrade (a retried step, a later wave finding the same digest: nothing new), with
-        its event in the same transaction, and the halt when a pinned digest is gone (first reason wins). How many
-        were new."""
-        new = 0
-        with self._db.transaction() as cur:
-            for one in moved:
-                cur.execute(_RECORD, (upgrade_id, one.repository, one.tag, one.pinned_digest, one.current_digest,
-                                      one.pinned_present, wave, one.customers))  # fmt: skip
-                if cur.fetchone() is not None:
-                    new += 1
-                    events.upgrade_event(cur, events.IMAGE_TAG_MOVED, upgrade_id, one.event_key(upgrade_id),
-                                         one.detail(wave))  # fmt: skip
-                if not one.pinned_present:
-                    halt(cur, upgrade_id, one.halt_reason)
-        return new
-
-    def moved(self, upgrade_id: int) -> list[MovedTagRecord]:
-        with self._db.transaction() as cur:
-            return select(
-                cur, MovedTagRecord,
-                "SELECT repository, tag, pinned_digest, current_digest, pinned_present, wave, customers, detected_at "
-                "FROM image_tag_moves WHERE upgrade_id = %s ORDER BY id LIMIT %s",
-                (upgrade_id, MAX_LISTED),
-            )  # fmt: skip
-
-
-def recheck_wave(
-    upgrade_id: int, run_name: str, wave: int, *, moves: ImageMoveRepository, registry: Callable[[], ImageRegistry]
-) -> dict[str, Any]:
-    """The re-check before a wave: what PrepareWave puts in its state (`imageRecheck`)."""
-    pinned = moves.pinned_tags(run_name, wave)
-    if not pinned:
-        return {"checked": 0, "moved": []}
-    try:
-        moved = find_moves(pinned, registry())
-    except RegistryError as exc:
-        return {"checked": 0, "moved": [], "error": str(exc)[:500]}
-    moves.record(upgrade_id, wave, moved)
-    return {"checked": len(pinned), "moved": [asdict(m) for m in moved]}

@@ -19,11 +19,11 @@ from upgrader.contract.models import (
     UpgradeSummary,
     WindowWait,
 )
-from upgrader.images.moves import ImageMoveRepository
 from upgrader.infra.errors import (
     UpgradeNotFound,
 )
 from upgrader.infra.workflow import WorkflowGateway, epoch_ms
+from upgrader.rollout.image_recheck import ImageMoveRepository
 from upgrader.rollout.upgrade_records import UpgradeRecord
 from upgrader.rollout.upgrade_repository import UpgradeRepository
 from upgrader.rollout.windows import WindowRepository

@@ -88,7 +88,7 @@ def prepare_wave(
     customer of the wave; later ones only those that waited).
 
     Before an upgrade's wave (its first slice), `images` resolves the tags its customers were pinned for again
-    (`upgrader.images.moves`): a moved tag is recorded and reported (`imageRecheck`), never followed."""
+    (`upgrader.rollout.image_recheck`): a moved tag is recorded and reported (`imageRecheck`), never followed."""
     state = dict(event)
     number, run_name = wave_number(state), str(state["runName"])
     first = int(state.get("slice") or 0) == 0
