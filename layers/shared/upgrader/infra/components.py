@@ -9,6 +9,8 @@ fleet. `template.yaml` names them in `ChartRefs`' description; tests/unit/test_c
 The registry is read when asked, never copied at import time into a constant a test could not reach:
 `REGISTRY.add(...)` in a test (then `REGISTRY.remove(...)`) gives the whole product a fifth component.
 Standard library only (the cluster adapter, the repository and the metrics import it without pydantic).
+A component's tag value is written here and read back here too: `pinned_tag` (`v1.2.0@sha256:…`, what every
+helm Job sets, rolling or blue-green) and `tag_version` (its version, what every check compares).
 """
 
 from __future__ import annotations
