@@ -114,6 +114,18 @@ def test_finalize_removes_the_old_slot_and_then_nothing_is_left_to_switch_back_t
         plan_rollback(apply(values, finalize), "api")
 
 
+def test_a_slot_pinned_to_its_digest_runs_the_image_by_digest(render):
+    # the value a blue-green slot step writes when the pre-flight resolved the digest (docs/images.md)
+    pinned = "v2.0.0@sha256:" + "c" * 64
+    objects = render(f"api.slots.green.tag={pinned}", "api.activeSlot=green")
+    assert images(objects, "api") == {"blue": "registry.example.com/api:v1.1.0",
+                                      "green": f"registry.example.com/api:{pinned}"}  # fmt: skip
+    assert selected_slot(objects, "api") == "green"
+    # and the release's slots read it back as its version: an upgrade to it puts nothing on the slot again
+    values = apply(chart_values(), [f"api.slots.green.tag={pinned}"])
+    assert plan_upgrade(values, "api", "v2.0.0").deploy == []
+
+
 def test_the_chart_refuses_an_active_slot_without_a_version(tmp_path):
     done = helm("template", RELEASE, str(CHART), "--set", "api.activeSlot=green", home=tmp_path)
     assert done.returncode != 0

@@ -98,6 +98,42 @@ def test_restore_sets_only_the_component_back_on_the_pinned_chart(gateway: Kuber
     ]  # fmt: skip
 
 
+DIGEST = "sha256:" + "b" * 64
+
+
+def _set_string(c: dict[str, Any]) -> str:
+    return str(c["args"][c["args"].index("--set-string") + 1])
+
+
+def test_an_upgrade_and_a_blue_green_slot_step_pin_the_tag_to_the_digest(gateway: KubernetesClusterGateway) -> None:
+    upgrade = container(gateway.build_job_manifest(spec(digest=DIGEST)))
+    slot = container(gateway.build_job_manifest(spec(operation="slot", slot="green", digest=DIGEST)))
+    assert _set_string(upgrade) == f"api.image.tag=v2.3.1@{DIGEST}"
+    assert _set_string(slot) == f"api.slots.green.tag=v2.3.1@{DIGEST}"
+    # without a resolved digest (pre-flight off), the tag alone
+    assert _set_string(container(gateway.build_job_manifest(spec(operation="slot", slot="green")))) == (
+        "api.slots.green.tag=v2.3.1"
+    )
+    # a finalize still empties the old slot
+    finalize = spec(operation="finalize", slot="blue", version=None)
+    assert _set_string(container(gateway.build_job_manifest(finalize))) == "api.slots.blue.tag="
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        spec(operation="slot", slot="green", digest="sha256:nothex"),
+        spec(operation="slot", slot="green", digest=f"{DIGEST} --set x=y"),
+        spec(operation="switch", slot="green", version=None, digest=DIGEST),
+        spec(operation="finalize", slot="blue", version=None, digest=DIGEST),
+    ],
+    ids=["not-a-digest", "argument-injection", "on-a-switch", "on-a-finalize"],
+)
+def test_a_digest_is_refused_where_no_tag_takes_it(gateway: KubernetesClusterGateway, bad: HelmJobSpec) -> None:
+    with pytest.raises(ClusterPermanentError, match="invalid digest"):
+        gateway.build_job_manifest(bad)
+
+
 @pytest.mark.parametrize("chart_version", [None, "", "../1.0", "1.0 --set x=y", "-1.0.0"])
 def test_an_upgrade_without_a_valid_pinned_chart_version_is_refused(
     gateway: KubernetesClusterGateway, chart_version: str | None

@@ -1,8 +1,9 @@
 """Digests pinned (issue 22, docs/images.md): the digest the pre-flight resolved in a real registry (docker-registry
 on 127.0.0.1, images pushed with skopeo) is what helm installs in every wave (`--set-string
 api.image.tag=v1.2.0@sha256:…`), what the simulated release then holds and renders, and what the logs show;
-the inventory keeps showing the version; a rollback restores the rollback digest. The real state machine, the
-real API, real PostgreSQL."""
+the inventory keeps showing the version; a rollback restores the rollback digest. Blue-green too: the idle slot's
+tag is pinned, and the switch, the finalize and the rollback's switch back read a pinned slot as its version. The
+real state machine, the real API, real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import call, deploy, rollback
+from tests.e2e.test_blue_green import BLUEGREEN, api_slots, deployment, inventory, jobs_of, release_of
 
 pytestmark = pytest.mark.e2e
 
@@ -94,3 +96,84 @@ def test_every_wave_installs_the_resolved_digest_and_the_release_holds_it(
     by_digest = {image["digest"]: image for image in fleet_images()["images"]}
     assert (by_digest[digests["v1.1.0"]]["running"], by_digest[digests["v1.1.0"]]["rollbackFor"]) == (1, 2)
     assert by_digest[digests["v1.2.0"]]["running"] == 2
+
+
+def _set_string(job: tuple[str, list[str]]) -> str:
+    return job[1][job[1].index("--set-string") + 1]
+
+
+def test_a_blue_green_slot_is_pinned_and_still_switched_finalized_and_rolled_back(
+    checked_stack,
+    make_customers,
+    registry,
+    push,
+    sql,
+):
+    # Given two blue-green customers (api v1.1.0 on blue, the chart's default) naming a repository of the registry
+    repository = f"{registry.host}/pinned/bluegreen-api"
+    digests = {tag: push("pinned/bluegreen-api", tag, f"bg {tag}".encode()) for tag in ("v1.1.0", "v1.2.0", "v1.3.0")}
+    first, second = make_customers(2, repositories={"api": repository})
+    for customer_id in (first, second):
+        name = release_of(customer_id)
+        checked_stack.cluster.add_release(name, name, chart_name=BLUEGREEN, values={"api.image.repository": repository})
+    pinned = {tag: f"{tag}@{digest}" for tag, digest in digests.items()}
+
+    # When api v1.2.0 is deployed blue-green to both
+    started = deploy(component="api", version="v1.2.0", strategy="all", blueGreen=True)
+    assert checked_stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
+
+    # Then the slot step pinned green to the resolved digest, and the switch still happened
+    for customer_id in (first, second):
+        jobs = jobs_of(checked_stack.cluster, customer_id)
+        # (a switch that took the pinned slot for another version would refuse: no switch Job)
+        assert [op for op, _ in jobs] == ["slot", "switch"]
+        slot, switch = jobs
+        assert (slot[0], _set_string(slot)) == ("slot", f"api.slots.green.tag={pinned['v1.2.0']}")
+        assert (switch[0], _set_string(switch)) == ("switch", "api.activeSlot=green")
+        assert api_slots(checked_stack.cluster, customer_id) == {
+            "active": "green", "tags": {"blue": "v1.1.0", "green": pinned["v1.2.0"]}
+        }  # fmt: skip
+        green = deployment(checked_stack.cluster, customer_id, "green")
+        assert green is not None
+        assert green["spec"]["template"]["spec"]["containers"][0]["image"] == f"{repository}:{pinned['v1.2.0']}"
+        assert inventory(sql, customer_id) == "v1.2.0"  # the version, not the pinned value
+    logs = checked_stack.logs(started["upgradeId"])["logs"]
+    assert {(e["status"], e["version_before"], e["version_after"], e["target_digest"], e["rollback_digest"])
+            for e in logs} == {("completed", "v1.1.0", "v1.2.0", digests["v1.2.0"], digests["v1.1.0"])}  # fmt: skip
+
+    # When v1.3.0 goes onto blue: for the first customer kept, for the second with its old slot finalized
+    kept = deploy(component="api", version="v1.3.0", strategy="all", blueGreen=True, customerIds=[first])
+    assert checked_stack.wait_execution(kept["jobId"])["status"] == "SUCCEEDED"
+    final = deploy(component="api", version="v1.3.0", strategy="all", blueGreen=True, finalizeOldSlot=True,
+                   customerIds=[second])  # fmt: skip
+    assert checked_stack.wait_execution(final["jobId"])["status"] == "SUCCEEDED"
+
+    # Then blue runs v1.3.0 by its digest and serves; green keeps its pinned v1.2.0 for a rollback, or is finalized
+    assert api_slots(checked_stack.cluster, first) == {
+        "active": "blue", "tags": {"blue": pinned["v1.3.0"], "green": pinned["v1.2.0"]}
+    }  # fmt: skip
+    assert [op for op, _ in jobs_of(checked_stack.cluster, second)][-3:] == ["slot", "switch", "finalize"]
+    finalized = {"active": "blue", "tags": {"blue": pinned["v1.3.0"], "green": ""}}
+    assert api_slots(checked_stack.cluster, second) == finalized
+    for upgrade in (kept, final):
+        [row] = checked_stack.logs(upgrade["upgradeId"])["logs"]
+        assert (row["status"], row["version_before"], row["version_after"]) == ("completed", "v1.2.0", "v1.3.0")
+        assert (row["target_digest"], row["rollback_digest"]) == (digests["v1.3.0"], digests["v1.2.0"])
+
+    # When the first customer's v1.3.0 upgrade is rolled back
+    code, answer = rollback(kept["upgradeId"], first)
+    assert code == 202, answer
+    assert checked_stack.wait_execution(answer["jobId"])["status"] == "SUCCEEDED"
+
+    # Then the Service switched back to green, whose pinned v1.2.0 counts as the version to return to; nothing
+    # was reinstalled (the slot kept its pinned value), and the row names the digest it restores
+    entry = next(e for e in checked_stack.logs(kept["upgradeId"], operation="rollback")["logs"]
+                 if e["id"] == answer["rollbackId"])  # fmt: skip
+    assert (entry["status"], entry["version_before"], entry["version_after"]) == ("completed", "v1.3.0", "v1.2.0")
+    assert entry["target_digest"] == digests["v1.2.0"]
+    assert jobs_of(checked_stack.cluster, first)[-1][0] == "switch"
+    assert _set_string(jobs_of(checked_stack.cluster, first)[-1]) == "api.activeSlot=green"
+    assert api_slots(checked_stack.cluster, first) == {
+        "active": "green", "tags": {"blue": pinned["v1.3.0"], "green": pinned["v1.2.0"]}
+    }  # fmt: skip
+    assert inventory(sql, first) == "v1.2.0"

@@ -73,3 +73,32 @@ def test_value_at_walks_nested_maps_only():
 def test_a_record_without_name_is_refused():
     with pytest.raises(ReleaseDecodeError):
         parse_release({"version": 1})
+
+
+PINNED = "sha256:" + "a" * 64
+
+
+def test_a_pinned_tag_value_reads_back_as_its_version():
+    record = parse_release({**RECORD, "config": {"api": {"image": {"tag": f"v1.2.0@{PINNED}"}}}})
+    assert record.component_version("api", "api.image.tag") == ("v1.2.0", "values")
+
+
+def test_a_pinned_blue_green_slot_reads_back_as_its_version():
+    # Given a blue-green release whose active slot (green) and old slot (blue) hold pinned values, as the slot
+    # steps write them (`<version>@<digest>`, docs/images.md)
+    values = {"api": {"activeSlot": "green", "slots": {"blue": {"tag": f"v1.1.0@{PINNED}"},
+                                                        "green": {"tag": f"v1.2.0@{PINNED}"}}}}  # fmt: skip
+    record = parse_release({**RECORD, "config": values})
+    slots = record.slots_of("api")
+    assert slots is not None
+    # Then each slot runs its version (what the switch, the rollback's switch back and the inventory compare)
+    assert (slots.version_in("green"), slots.version_in("blue"), slots.version) == ("v1.2.0", "v1.1.0", "v1.2.0")
+    assert record.component_version("api", "api.image.tag") == ("v1.2.0", "active-slot")
+    # and the slots keep the values as the release holds them
+    assert slots.tags == {"blue": f"v1.1.0@{PINNED}", "green": f"v1.2.0@{PINNED}"}
+
+
+def test_an_empty_slot_runs_no_version():
+    values = {"api": {"activeSlot": "blue", "slots": {"blue": {"tag": "v1.1.0"}, "green": {"tag": ""}}}}
+    slots = parse_release({**RECORD, "config": values}).slots_of("api")
+    assert slots is not None and (slots.version_in("green"), slots.version_in("blue")) == (None, "v1.1.0")

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from upgrader.infra.components import tag_version
+
 SLOTS = ("blue", "green")
 SLOT_LABEL = "upgrades.example.com/slot"
 
@@ -28,15 +30,21 @@ class BlueGreenError(ValueError):
 @dataclass(frozen=True)
 class Slots:
     active: str
-    tags: dict[str, str]  # slot -> image tag ("" when the slot is not deployed)
+    tags: dict[str, str]  # slot -> its tag value as the release holds it ("" when the slot is not deployed)
 
     @property
     def idle(self) -> str:
         return SLOTS[1 - SLOTS.index(self.active)]
 
+    def version_in(self, slot: str) -> str | None:
+        """The version a slot runs (None when it is not deployed): a tag value a deploy pinned to its digest
+        (`v1.2.0@sha256:…`, docs/images.md) is that version."""
+        return tag_version(self.tags.get(slot) or "") or None
+
     @property
     def version(self) -> str | None:
-        return self.tags.get(self.active) or None
+        """The component's version: the active slot's."""
+        return self.version_in(self.active)
 
 
 def component_slots(mine: Any) -> Slots | None:
@@ -86,7 +94,7 @@ def plan_upgrade(values: Mapping[str, Any], component: str, version: str) -> Blu
     if slots.version == version:
         raise BlueGreenError(f"{component} already runs {version} on its active slot {slots.active}")
     idle = slots.idle
-    deploy = [] if slots.tags[idle] == version else [f"{component}.slots.{idle}.tag={version}"]
+    deploy = [] if slots.version_in(idle) == version else [f"{component}.slots.{idle}.tag={version}"]
     return BlueGreenPlan(component, version, slots.active, idle, deploy, [f"{component}.activeSlot={idle}"],
                          [f"{component}.activeSlot={slots.active}"])  # fmt: skip
 

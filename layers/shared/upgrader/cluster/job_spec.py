@@ -10,7 +10,7 @@ from typing import Any
 
 from upgrader.cluster.bluegreen import SLOTS
 from upgrader.cluster.types import ClusterConfig, ClusterPermanentError, HelmJobSpec
-from upgrader.infra.components import REGISTRY
+from upgrader.infra.components import REGISTRY, pinned_tag
 
 MANAGED_BY = "customer-upgrades"
 LABEL_PREFIX = "upgrades.example.com"
@@ -95,12 +95,6 @@ def helm_job_name(spec: HelmJobSpec) -> str:
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 
 
-def pinned_tag(version: str | None, digest: str | None) -> str:
-    """The chart's tag value that installs exactly the resolved image: `v1.2.0@sha256:…` (docs/images.md, the
-    chart contract for digests); the tag alone when no digest was resolved."""
-    return f"{version}@{digest}" if digest else str(version)
-
-
 def valid_tag(version: str | None) -> str | None:
     return version if version is not None and _OCI_TAG.fullmatch(version) else None
 
@@ -140,8 +134,11 @@ class JobManifests:
             # Blue-green (docs/blue-green.md): one value of this component changes, every other value is
             # kept. A slot step waits for every Deployment (the idle slot's new one included) and is
             # atomic, so a slot that never gets ready is undone and traffic never left the active slot.
-            if spec.operation in ("slot", "finalize"):
-                value = f"{spec.component}.slots.{spec.slot}.tag={spec.version or ''}"
+            # The slot's tag carries the resolved digest as an upgrade's tag does (`pinned_tag`); a finalize empties it.
+            if spec.operation == "slot":
+                value = f"{spec.component}.slots.{spec.slot}.tag={pinned_tag(spec.version, spec.digest)}"
+            elif spec.operation == "finalize":
+                value = f"{spec.component}.slots.{spec.slot}.tag="
             else:
                 value = f"{spec.component}.activeSlot={spec.slot}"
             return [
@@ -285,6 +282,9 @@ class JobManifests:
 
     def _validate(self, spec: HelmJobSpec) -> None:
         problems: list[str] = []
+        if spec.digest is not None and (spec.operation not in ("upgrade", "restore", "slot")
+                                        or not _DIGEST.fullmatch(spec.digest)):  # fmt: skip
+            problems.append(f"invalid digest {spec.digest!r} (sha256:<64 hex>, on an upgrade, restore or slot step)")
         if spec.operation not in ("upgrade", "restore", "rollback", "recover", "slot", "switch", "finalize"):
             problems.append(f"unknown operation {spec.operation!r}")
         if len(spec.release) > 53 or not DNS_LABEL_RE.fullmatch(spec.release):
@@ -298,8 +298,6 @@ class JobManifests:
         if spec.operation in ("upgrade", "restore"):
             if spec.version is None or not _OCI_TAG.fullmatch(spec.version):
                 problems.append(f"invalid version {spec.version!r}")
-            if spec.digest is not None and not _DIGEST.fullmatch(spec.digest):
-                problems.append(f"invalid digest {spec.digest!r} (sha256:<64 hex>)")
             if spec.chart_version is None or not _CHART_VERSION.fullmatch(spec.chart_version):
                 problems.append(f"invalid or missing chart version {spec.chart_version!r} (charts are always pinned)")
             chart = self._config.chart_refs.get(spec.component)

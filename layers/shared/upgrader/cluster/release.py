@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from upgrader.cluster.bluegreen import Slots, component_slots
-from upgrader.infra.components import sibling_key
+from upgrader.infra.components import sibling_key, tag_version
 
 SECRET_PREFIX = "sh.helm.release.v1."  # noqa: S105 - a name, not a password
 SECRET_TYPE = "helm.sh/release.v1"  # noqa: S105
@@ -130,14 +130,14 @@ class ReleaseRecord:
         )
 
     def component_version(self, component: str, dotted_key: str) -> tuple[str | None, str | None]:
-        """(version, source) of a component: the active slot's tag on a blue-green release (source
+        """(version, source) of a component: the active slot's version on a blue-green release (source
         "active-slot"), else the image tag at `dotted_key` (source "values" or "chart-defaults")."""
         slots = self.slots_of(component)
         if slots is not None:
             return slots.version, "active-slot"
         version = self.version_of(dotted_key)
         # a pinned tag value (`v1.2.0@sha256:…`, docs/images.md) is that version: the digest only makes it exact
-        return (version.split("@", 1)[0] if version else version), (
+        return (tag_version(version) if version else version), (
             self.value(dotted_key)[1] if version is not None else None
         )
 

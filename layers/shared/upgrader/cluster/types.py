@@ -135,8 +135,7 @@ class HelmJobSpec:
              revision the upgrade produced)
     recover  `helm rollback <release> <revision>` of a release left in pending-* by a helm that died
     slot     blue-green: `helm upgrade --reset-then-reuse-values --set-string <component>.slots.<slot>.tag=<version>`
-             puts the version on the idle slot (the active one keeps serving); an empty version removes the
-             slot's Deployment (finalize)
+             (`<version>@<digest>` when pinned) puts the version on the idle slot (the active one keeps serving)
     switch   blue-green: the same with `<component>.activeSlot=<slot>`: the Service follows that slot at once
     finalize blue-green: the same with `<component>.slots.<slot>.tag=` (empty): the old slot's Deployment goes
     """
@@ -148,8 +147,8 @@ class HelmJobSpec:
     namespace: str
     release: str
     operation: HelmOperation
-    version: str | None = None  # upgrade/restore: the image tag to set
-    digest: str | None = None  # upgrade/restore: the tag's digest, pinned (the value becomes `<tag>@<digest>`)
+    version: str | None = None  # upgrade/restore/slot: the image tag to set
+    digest: str | None = None  # upgrade/restore/slot: the tag's digest, pinned (the value becomes `<tag>@<digest>`)
     revision: int | None = None  # rollback/recover: the revision to return to (always explicit)
     attempt: int = 1
     chart_version: str | None = None  # upgrade/restore/slot/switch: the chart version, pinned (helm --version)

@@ -9,6 +9,8 @@ fleet. `template.yaml` names them in `ChartRefs`' description; tests/unit/test_c
 The registry is read when asked, never copied at import time into a constant a test could not reach:
 `REGISTRY.add(...)` in a test (then `REGISTRY.remove(...)`) gives the whole product a fifth component.
 Standard library only (the cluster adapter, the repository and the metrics import it without pydantic).
+A component's tag value is written here and read back here too: `pinned_tag` (`v1.2.0@sha256:…`, what every
+helm Job sets, rolling or blue-green) and `tag_version` (its version, what every check compares).
 """
 
 from __future__ import annotations
@@ -96,3 +98,15 @@ def sibling_key(tag_key: str, leaf: str) -> str:
     where a release names the image repository (and an optional digest) of the component whose tag is there."""
     parent, dot, _ = tag_key.rpartition(".")
     return f"{parent}{dot}{leaf}"
+
+
+def pinned_tag(version: str | None, digest: str | None) -> str:
+    """The chart's tag value that installs exactly the resolved image: `v1.2.0@sha256:…` (docs/images.md, the
+    chart contract for digests); the tag alone when no digest was resolved."""
+    return f"{version}@{digest}" if digest else str(version)
+
+
+def tag_version(value: str) -> str:
+    """The version a tag value names, read back from a release: the part before `@` (`v1.2.0@sha256:…`, as
+    `pinned_tag` writes it, is `v1.2.0`: the digest only makes it exact)."""
+    return value.split("@", 1)[0]

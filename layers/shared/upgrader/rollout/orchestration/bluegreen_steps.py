@@ -46,7 +46,9 @@ def start_slot(lease: LeaseSession, release: ReleaseInfo, chart_version: str, *,
             f"{slots.version} until the switch")  # fmt: skip
     lease.record_plan(revision_before=release.revision, version_before=slots.version, chart_version=chart_version,
                       note=note)  # fmt: skip
-    spec = row_spec(row, "slot", version=version, chart_version=chart_version, slot=idle, chart_name=release.chart_name)
+    # the idle slot's tag pinned to the digest the image pre-flight resolved, as a rolling upgrade's tag is
+    spec = row_spec(row, "slot", version=version, chart_version=chart_version, slot=idle, chart_name=release.chart_name,
+                    digest=row.target_digest)  # fmt: skip
     name = cluster.start_helm_job(spec)
     lease.record_job(name)
     return started(name, "slot", slot=idle, chartVersion=chart_version)
@@ -71,7 +73,7 @@ def switch(lease: LeaseSession, event: State, existing: dict[str, bool], *, clus
     found = release.slots.get(row.component)
     if slot is None and found is not None:
         slot = found.idle
-    if release.stuck or found is None or found.tags.get(str(slot)) != row.to_version:
+    if release.stuck or found is None or found.version_in(str(slot)) != row.to_version:
         raise ReleaseNotReady(
             f"Helm release '{release.release}' changed under the upgrade: slot {slot} no longer runs "
             f"{row.to_version} ({release.status}, revision {release.revision}); not switching"
@@ -118,7 +120,7 @@ def switch_back(lease: LeaseSession, release: ReleaseInfo, *, cluster: ClusterGa
     row = lease.row
     component, target = row.component, row.to_version
     slots = release.slots[component]
-    if slots.tags.get(slots.idle) != target:
+    if slots.version_in(slots.idle) != target:  # the slot's value maybe pinned (`v1.1.0@sha256:…`): its version
         held = slots.tags.get(slots.idle) or "nothing (finalized)"
         reason = (f"not rolled back: blue-green slot {slots.idle} holds {held}, not {target}, so there is nothing "
                   f"to switch back to; deploy {target} to go back")  # fmt: skip
