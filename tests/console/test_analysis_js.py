@@ -21,10 +21,11 @@ def run_node(tmp_path: Path, analysis: dict[str, Any]) -> dict[str, Any]:
     (tmp_path / "input.json").write_text(json.dumps(analysis))
     (tmp_path / "run.mjs").write_text("""
 import { readFileSync } from "node:fs";
-import { analysisCharts, cohortMeans } from "./analysis.mjs";
+import { analysisCharts, analysisFacts, cohortMeans } from "./analysis.mjs";
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const analysis = JSON.parse(readFileSync("./input.json", "utf8"));
-console.log(JSON.stringify({ means: cohortMeans(analysis.measurements), html: analysisCharts(analysis, esc) }));
+console.log(JSON.stringify({ means: cohortMeans(analysis.measurements), html: analysisCharts(analysis, esc),
+                              facts: analysisFacts(analysis.state, esc) }));
 """)
     done = subprocess.run([node, "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
@@ -56,3 +57,13 @@ def test_each_customers_mean_by_cohort_and_a_chart_per_check_with_the_verdict(tm
 
 def test_no_checks_no_charts(tmp_path):
     assert run_node(tmp_path, {"checks": [], "waves": [], "measurements": []})["html"] == ""
+
+
+def test_the_status_analysis_and_a_wave_rolled_back_by_itself_are_facts(tmp_path):
+    empty = {"checks": [], "waves": [], "measurements": []}
+    assert run_node(tmp_path, empty)["facts"] == []
+    passed = run_node(tmp_path, {**empty, "state": {"wave": 0, "verdict": "pass", "rollback": None}})["facts"]
+    assert passed == [["Analysis", "wave 1: pass"]]
+    failed = run_node(tmp_path, {**empty, "state": {"wave": 1, "verdict": "fail", "rollback": HOSTILE}})["facts"]
+    assert failed[0] == ["Analysis", "wave 2: fail"]
+    assert failed[1][0] == "Wave rolled back" and failed[1][1].startswith("wave 2 only, by itself (&lt;img src=x")

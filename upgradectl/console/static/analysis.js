@@ -49,3 +49,12 @@ export function analysisCharts(analysis, escape) {
   const head = latest ? `Wave ${latest.wave + 1}: <strong>${escape(latest.verdict)}</strong> (${escape(latest.reason)})` : "measuring…";
   return `<h3>Analysis</h3><p class="analysis-verdict">${head}</p>${charts.join("")}`;
 }
+
+// The status's `analysis` (the newest analysed wave) as the detail's facts; with autoRollback, a failed wave rolls
+// back by itself, only its customers: its rollback run's status is shown beside the verdict.
+export function analysisFacts(state, escape) {
+  if (!state) return [];
+  const facts = [["Analysis", `wave ${escape(Number(state.wave) + 1)}: ${escape(state.verdict)}`]];
+  if (state.rollback) facts.push(["Wave rolled back", `wave ${escape(Number(state.wave) + 1)} only, by itself (${escape(state.rollback)}); the waves that passed keep the new version`]);
+  return facts;
+}

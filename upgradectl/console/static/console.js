@@ -4,7 +4,7 @@
 
 import { STRATEGIES } from "/console/strategies.js";
 import { tolerated, waveLabel } from "/console/waves.js";
-import { analysisCharts } from "/console/analysis.js";
+import { analysisCharts, analysisFacts } from "/console/analysis.js";
 import { movedTagFacts } from "/console/images.js";
 
 const ACTIVE = new Set(["pending", "in_progress", "awaiting_continue"]);
@@ -351,7 +351,7 @@ function renderUpgradeDetail() {
     ["Execution", esc(s.jobId || "–")],
   ];
   if (s.components) facts.push(["Release train", Object.entries(s.components).map(([c, v]) => `${esc(c)} ${esc(v)}`).join(" + ")]);
-  facts.push(...movedTagFacts(s.movedTags, esc));
+  facts.push(...movedTagFacts(s.movedTags, esc), ...analysisFacts(s.analysis, esc));
   if (params.rings) facts.push(["Rings", esc(params.rings.join(", "))]);
   if (params.force) facts.push(["Promotion forced", `${esc(params.force.by || "–")} on ${esc((params.force.rings || []).join(", "))}: ${esc(params.force.reason)}`]);
   if (s.continuedBy) facts.push(["Continued by", `${esc(s.continuedBy)} ${when(s.continuedAt)}`]);
