@@ -157,13 +157,19 @@ def run_preflight(
         for role, reference in roles:
             if reference is None:
                 result.missing_rollbacks.append(
-                    ImageProblem(customer.customer_id, "rollback", "(none)", customer.no_rollback_reason,
-                                 customer.component)
+                    ImageProblem(
+                        customer.customer_id, "rollback", "(none)", customer.no_rollback_reason, customer.component
+                    )
                 )
             elif rule.refuses(reference):
                 result.mutable.append(
-                    ImageProblem(customer.customer_id, role, str(reference), "a mutable tag names no fixed image",
-                                 customer.component)
+                    ImageProblem(
+                        customer.customer_id,
+                        role,
+                        str(reference),
+                        "a mutable tag names no fixed image",
+                        customer.component,
+                    )
                 )
             else:
                 wanted[(customer.customer_id, role)] = reference
@@ -173,8 +179,9 @@ def run_preflight(
         answer = answers[reference]
         if isinstance(answer, Missing):
             problems = result.missing_targets if role == "target" else result.missing_rollbacks
-            problems.append(ImageProblem(customer_id, role, str(reference), "not in the registry",
-                                         components[customer_id]))
+            problems.append(
+                ImageProblem(customer_id, role, str(reference), "not in the registry", components[customer_id])
+            )
         else:
             (result.targets if role == "target" else result.rollbacks)[customer_id] = answer
     return Preflight(result.targets, result.rollbacks, result.missing_targets, result.missing_rollbacks,

@@ -16,6 +16,7 @@ from upgrader.infra.timestamps import iso
 # image_repository, target_digest, rollback_digest columns); in this order, as ImageCheck.digests answers them.
 TRAIN_DIGESTS = ("imageRepository", "targetDigest", "rollbackDigest")
 
+
 @dataclass(frozen=True, slots=True)
 class LogRecord:
     """A `customer_upgrade_logs` row: what a customer's steps and the reconciler read of it."""

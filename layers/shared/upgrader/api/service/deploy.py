@@ -29,8 +29,8 @@ from upgrader.promotion.evidence_repository import record_override
 from upgrader.promotion.gate import PromotionGate
 from upgrader.promotion.rules import force_of
 from upgrader.rollout.compatibility import RuleRepository, refusal
-from upgrader.rollout.selection import Candidate, Plan, describe_left_out, plan_upgrade
 from upgrader.rollout.run_records import TRAIN_DIGESTS
+from upgrader.rollout.selection import Candidate, Plan, describe_left_out, plan_upgrade
 from upgrader.rollout.upgrade_repository import NewLogRow, UpgradeRepository
 
 
