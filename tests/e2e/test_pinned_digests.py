@@ -229,6 +229,16 @@ def test_a_train_installs_every_components_resolved_digest_and_its_rollback_rest
         assert (dashboard["targetDigest"], dashboard["rollbackDigest"]) == (
             digests[("dashboard", "v2.0.0")], digests[("dashboard", "v1.9.0")])  # fmt: skip
 
+    # the images report names every component's digests (the train's second one's from the rows' components)
+    assert fleet_images() == {
+        "images": [
+            {"repository": repositories[c], "digest": digests[(c, tag)], "tags": [tag], "running": running,
+             "rollbackFor": 2 - running, "customers": ids}
+            for c in train for tag, running in sorted([(before[c], 0), (train[c], 2)], key=lambda t: digests[(c, t[0])])
+        ],
+        "unresolved": 4,  # exporter and mosquitto of each: no deploy resolved their images
+    }  # fmt: skip
+
     # When one customer is rolled back after its release changed (another value set since): a restore
     checked_stack.cluster.add_release(
         names[0], names[0],
