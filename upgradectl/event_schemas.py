@@ -55,8 +55,9 @@ CUSTOMER = _optional(_TRAIN, {
     "versionBefore": _OPT_STR, "versionAfter": _OPT_STR, "error": _OPT_STR, "startedAt": _TIME,
     "completedAt": _TIME, "durationSeconds": _OPT_NUM,
     "components": {"type": ["object", "null"], "description": "a release train's row: each component's from, to, "
-                   "before and after", "additionalProperties": _object(
-                       {"from": _OPT_STR, "to": _OPT_STR, "before": _OPT_STR, "after": _OPT_STR}, ["from", "to"])},
+                   "before and after, and the digests the pre-flight resolved for it", "additionalProperties": _object(
+                       {"from": _OPT_STR, "to": _OPT_STR, "before": _OPT_STR, "after": _OPT_STR,
+                        "imageRepository": _STR, "targetDigest": _STR, "rollbackDigest": _STR}, ["from", "to"])},
 })  # fmt: skip
 
 BUDGET = _object({"wave": _INT, "failed": _INT, "size": _INT, "tolerated": _INT, "consumed": {"type": "number"}})

@@ -21,12 +21,14 @@ from upgradectl.local.realcluster.processes import free_port
 
 def deploy(**payload: Any) -> tuple[int, dict[str, Any]]:
     request = {"component": "api", "version": "v1.2.0", "strategy": "all", **payload}
+    request = {key: value for key, value in request.items() if value is not None}  # None: not sent (a train)
     response = invoke("api_deploy", api_event("api_deploy", body=request))
     return response["statusCode"], body(response)
 
 
 def plan(**payload: Any) -> tuple[int, dict[str, Any]]:
     request = {"component": "api", "version": "v1.2.0", "strategy": "all", **payload}
+    request = {key: value for key, value in request.items() if value is not None}  # None: not sent (a train)
     response = invoke("api_upgrades", api_event("api_upgrades_plan", body=request))
     return response["statusCode"], body(response)
 
@@ -201,3 +203,101 @@ def test_with_the_preflight_off_no_registry_is_asked(fleet, monkeypatch, sql):
     assert status == 202, answer
     images = sql("SELECT parameters FROM system_upgrades")[0]["parameters"]["images"]
     assert (images["preflight"], images["checked"], images["unchecked"]) == ("off", 0, 3)
+
+
+# ---------------------------------------------------------------------------------------------- release trains
+TRAIN = {"api": "v2.0.0", "dashboard": "v2.0.0"}
+
+
+def _train(components: dict[str, str]) -> dict[str, Any]:
+    return {"component": None, "version": None, "components": components}
+
+
+@pytest.fixture
+def train_fleet(env, make_customers, registry, push, fake_workflow):  # noqa: F811
+    """Customers on api v1.1.0 and dashboard v1.9.0 whose releases name <registry>/train/<component>; both
+    versions of both components pushed. make(n, versions=...) -> ids; digests[(component, tag)]."""
+    repositories = {c: f"{registry.host}/train/{c}" for c in TRAIN}
+
+    def make(n: int = 3, **kwargs: Any) -> list[str]:
+        return make_customers(n, repositories=repositories, **kwargs)
+
+    digests = {(c, tag): push(f"train/{c}", tag, f"{c} {tag}".encode())
+               for c, tags in {"api": ("v1.1.0", "v2.0.0"), "dashboard": ("v1.9.0", "v2.0.0")}.items()
+               for tag in tags}  # fmt: skip
+    return make, digests, repositories
+
+
+def test_a_train_checks_and_pins_every_component_each_distinct_image_asked_once(train_fleet, sql, registry):  # noqa: F811
+    make, digests, repositories = train_fleet
+    make()
+    asked = len(registry.requests())
+
+    status, answer = deploy(**_train(TRAIN))
+
+    assert status == 202, answer
+    # the registry was asked for the distinct images of every component: 2 targets + 2 rollbacks, once each
+    manifests = sorted({r.path for r in registry.requests()[asked:] if "/manifests/" in r.path})
+    assert manifests == [f"/v2/train/{c}/manifests/{tag}" for c, tag in sorted(digests)]
+    assert len([r for r in registry.requests()[asked:] if "/manifests/" in r.path]) == 4
+    rows = sql("SELECT image_repository, target_digest, rollback_digest, components FROM customer_upgrade_logs")
+    assert len(rows) == 3
+    for row in rows:  # the first component in the row's columns, the other in its `components`
+        assert (row["image_repository"], row["target_digest"], row["rollback_digest"]) == (
+            repositories["api"], digests[("api", "v2.0.0")], digests[("api", "v1.1.0")])  # fmt: skip
+        assert row["components"]["dashboard"] == {
+            "from": "v1.9.0", "to": "v2.0.0", "imageRepository": repositories["dashboard"],
+            "targetDigest": digests[("dashboard", "v2.0.0")], "rollbackDigest": digests[("dashboard", "v1.9.0")],
+        }  # fmt: skip
+    images = sql("SELECT parameters FROM system_upgrades")[0]["parameters"]["images"]
+    assert (images["checked"], images["unchecked"], images["registryRequests"]) == (3, 0, 4)
+    assert images["targets"] == {f"{repositories[c]}:v2.0.0@{digests[(c, 'v2.0.0')]}": 3 for c in TRAIN}
+
+
+def test_a_train_whose_second_component_was_never_pushed_is_refused_naming_it_and_writes_nothing(
+    train_fleet, database_url, fake_workflow
+):
+    make, _, repositories = train_fleet
+    ids = make()
+    before = snapshot(database_url)
+    train = {"api": "v2.0.0", "dashboard": "v2.0.1"}  # dashboard v2.0.1 was never pushed
+
+    status, answer = deploy(**_train(train))
+
+    assert status == 422, answer
+    assert answer["error"] == "ImagesRefused"
+    assert f"dashboard target image {repositories['dashboard']}:v2.0.1" in answer["message"]
+    assert [(p["component"], p["customerId"], p["role"]) for p in answer["problems"]] == [
+        ("dashboard", customer, "target") for customer in ids
+    ]
+    assert snapshot(database_url) == before
+    assert fake_workflow.started == []
+    # the plan runs the same pre-flight over every component and says so
+    status, planned = plan(**_train(train))
+    assert status == 200, planned
+    assert planned["message"].startswith("a deploy would be refused (422 ImagesRefused)")
+    assert {p["component"] for p in planned["images"]["problems"]} == {"dashboard"}
+    assert planned["images"]["registryRequests"] == 4
+
+
+def test_a_train_whose_second_components_rollback_image_is_missing_is_refused_unless_allowed(
+    train_fleet, database_url, sql
+):
+    make, digests, _ = train_fleet
+    ids = make(versions={"api": "v1.1.0", "dashboard": "v1.8.0"})  # dashboard v1.8.0 never pushed
+    before = snapshot(database_url)
+
+    status, refused = deploy(**_train(TRAIN))
+    assert status == 422, refused
+    assert {(p["component"], p["role"]) for p in refused["problems"]} == {("dashboard", "rollback")}
+    assert sorted(p["customerId"] for p in refused["problems"]) == ids
+    assert "allowNoRollbackImage" in refused["message"]
+    assert snapshot(database_url) == before
+
+    status, answer = deploy(**_train(TRAIN), allowNoRollbackImage=True)
+    assert status == 202, answer
+    parameters = sql("SELECT parameters FROM system_upgrades")[0]["parameters"]
+    assert parameters["images"]["withoutRollbackImage"] == ids
+    dashboards = [r["components"]["dashboard"] for r in sql("SELECT components FROM customer_upgrade_logs")]
+    assert {d["targetDigest"] for d in dashboards} == {digests[("dashboard", "v2.0.0")]}
+    assert all("rollbackDigest" not in d for d in dashboards)

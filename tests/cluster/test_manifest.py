@@ -134,6 +134,20 @@ def test_a_digest_is_refused_where_no_tag_takes_it(gateway: KubernetesClusterGat
         gateway.build_job_manifest(bad)
 
 
+def test_a_train_pins_each_component_that_has_a_digest(gateway: KubernetesClusterGateway) -> None:
+    api, dashboard = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    train = spec(digest=api, also=(("dashboard", "v2.0.0", dashboard), ("exporter", "v1.1.0", None)))
+    args = container(gateway.build_job_manifest(train))["args"]
+    assert [args[i + 1] for i, arg in enumerate(args) if arg == "--set-string"] == [
+        f"api.image.tag=v2.3.1@{api}",
+        f"dashboard.image.tag=v2.0.0@{dashboard}",
+        "exporter.image.tag=v1.1.0",
+    ]
+    # a train's digest is validated as the component's own is: it goes into a --set-string value
+    with pytest.raises(ClusterPermanentError, match="invalid digest 'sha256:x,y=z' of 'dashboard'"):
+        gateway.build_job_manifest(spec(also=(("dashboard", "v2.0.0", "sha256:x,y=z"),)))
+
+
 @pytest.mark.parametrize("chart_version", [None, "", "../1.0", "1.0 --set x=y", "-1.0.0"])
 def test_an_upgrade_without_a_valid_pinned_chart_version_is_refused(
     gateway: KubernetesClusterGateway, chart_version: str | None

@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import call, deploy, rollback
+from tests.conftest import body
 from tests.e2e.test_blue_green import BLUEGREEN, api_slots, deployment, inventory, jobs_of, release_of
+from tests.support.events import api_event
+from tests.support.functions import invoke
 
 pytestmark = pytest.mark.e2e
 
@@ -177,3 +180,80 @@ def test_a_blue_green_slot_is_pinned_and_still_switched_finalized_and_rolled_bac
         "active": "green", "tags": {"blue": pinned["v1.3.0"], "green": pinned["v1.2.0"]}
     }  # fmt: skip
     assert inventory(sql, first) == "v1.2.0"
+
+
+def test_a_train_installs_every_components_resolved_digest_and_its_rollback_restores_each_rollback_digest(
+    checked_stack,
+    make_customers,
+    registry,
+    push,
+    sql,
+):
+    # Given 2 customers on api v1.1.0 and dashboard v1.9.0 whose releases name repositories of the real registry
+    before = {"api": "v1.1.0", "dashboard": "v1.9.0"}
+    train = {"api": "v2.0.0", "dashboard": "v2.0.0"}
+    repositories = {c: f"{registry.host}/pinned-train/{c}" for c in train}
+    digests = {(c, tag): push(f"pinned-train/{c}", tag, f"{c} {tag}".encode())
+               for c in train for tag in (before[c], train[c])}  # fmt: skip
+    ids = make_customers(2, versions=before, repositories=repositories)
+    names = [f"customer-{customer_id.removeprefix('cust_')}" for customer_id in ids]
+    values = {f"{c}.image.{key}": value for c in train
+              for key, value in (("tag", before[c]), ("repository", repositories[c]))}  # fmt: skip
+    for name in names:
+        checked_stack.cluster.add_release(name, name, values=values)
+
+    # When the train api v2.0.0 + dashboard v2.0.0 is deployed
+    response = invoke("api_deploy", api_event("api_deploy", body={"components": train, "strategy": "all"}))
+    assert response["statusCode"] == 202, response["body"]
+    started = body(response)
+    assert checked_stack.wait_execution(started["jobId"])["status"] == "SUCCEEDED"
+
+    # Then every helm Job set both components' tags pinned to the digests pushed
+    pinned = {c: f"v2.0.0@{digests[(c, 'v2.0.0')]}" for c in train}
+    upgrades = [j for j in checked_stack.cluster.created_jobs if "helm-upgrade-" in j.manifest["metadata"]["name"]]
+    assert len(upgrades) == 2
+    assert all(_helm_values(job) == [f"{c}.image.tag={pinned[c]}" for c in train] for job in upgrades)
+    for name in names:  # the releases hold them and every Deployment runs its image by digest
+        record = checked_stack.cluster.release_record(name, name)
+        assert record is not None and {c: record["config"][c]["image"]["tag"] for c in train} == pinned
+        for c in train:
+            workload = checked_stack.cluster.workload(name, name, c)
+            assert workload is not None
+            assert workload["spec"]["template"]["spec"]["containers"][0]["image"] == f"{repositories[c]}:{pinned[c]}"
+    # the logs show the first component's digests in the row, the other's in its components
+    for entry in checked_stack.logs(started["upgradeId"])["logs"]:
+        assert (entry["target_digest"], entry["rollback_digest"]) == (digests[("api", "v2.0.0")],
+                                                                       digests[("api", "v1.1.0")])  # fmt: skip
+        dashboard = entry["components"]["dashboard"]
+        assert (dashboard["after"], dashboard["imageRepository"]) == ("v2.0.0", repositories["dashboard"])
+        assert (dashboard["targetDigest"], dashboard["rollbackDigest"]) == (
+            digests[("dashboard", "v2.0.0")], digests[("dashboard", "v1.9.0")])  # fmt: skip
+
+    # the images report names every component's digests (the train's second one's from the rows' components)
+    assert fleet_images() == {
+        "images": [
+            {"repository": repositories[c], "digest": digests[(c, tag)], "tags": [tag], "running": running,
+             "rollbackFor": 2 - running, "customers": ids}
+            for c in train for tag, running in sorted([(before[c], 0), (train[c], 2)], key=lambda t: digests[(c, t[0])])
+        ],
+        "unresolved": 4,  # exporter and mosquitto of each: no deploy resolved their images
+    }  # fmt: skip
+
+    # When one customer is rolled back after its release changed (another value set since): a restore
+    checked_stack.cluster.add_release(
+        names[0], names[0],
+        values={**values, **{f"{c}.image.tag": pinned[c] for c in train}, "exporter.image.tag": "v1.0.1"},
+    )  # fmt: skip
+    code, answer = rollback(started["upgradeId"], ids[0])
+    assert code == 202, answer
+    assert checked_stack.wait_execution(answer["jobId"])["status"] == "SUCCEEDED"
+
+    # Then one helm upgrade set each component back to its rollback image's digest
+    restores = [j for j in checked_stack.cluster.created_jobs if "helm-restore-" in j.manifest["metadata"]["name"]]
+    assert [sorted(_helm_values(job)) for job in restores] == [
+        [f"{c}.image.tag={before[c]}@{digests[(c, before[c])]}" for c in train]
+    ]
+    record = checked_stack.cluster.release_record(names[0], names[0])
+    assert record is not None and record["config"]["exporter"]["image"]["tag"] == "v1.0.1"  # kept
+    rolled = checked_stack.logs(started["upgradeId"], operation="rollback")["logs"]
+    assert rolled[0]["components"]["dashboard"]["targetDigest"] == digests[("dashboard", "v1.9.0")]

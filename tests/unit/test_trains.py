@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from upgrader.contract.models import DeployRequest
 from upgrader.contract.trains import DuplicateKey, refuse_duplicate_keys
 from upgrader.rollout.compatibility import Rule, violations, violations_of_changes
+from upgrader.rollout.rollbacks import restores
 
 # api 2 and dashboard 2 need each other: neither may go alone.
 API_NEEDS_DASHBOARD = Rule(1, "api", ">=2.0", "requires", "dashboard", ">=2.0")
@@ -84,3 +85,18 @@ def test_a_train_naming_a_component_twice_is_refused_naming_it():
         json.loads(text, object_pairs_hook=refuse_duplicate_keys)
     assert refused.value.field == "api"
     assert refused.value.http_status == 422
+
+
+def test_a_trains_rollback_row_pins_a_components_rollback_digest_only_where_it_restores_its_version():
+    upgraded = {"components": {
+        "api": {"from": "v1.1.0", "to": "v2.0.0", "before": "v1.1.0", "after": "v2.0.0"},
+        "dashboard": {"from": "v1.9.0", "to": "v2.0.0", "before": "v1.9.0", "after": "v2.0.0",
+                      "targetDigest": "sha256:new", "rollbackDigest": "sha256:old"},
+        "exporter": {"from": "v1.0.0", "to": "v1.1.0", "before": "v1.0.1", "after": "v1.1.0",
+                     "rollbackDigest": "sha256:of-v1.0.0"},  # the release held another version than planned
+    }}  # fmt: skip
+    assert restores(upgraded) == {
+        "api": {"from": "v2.0.0", "to": "v1.1.0"},
+        "dashboard": {"from": "v2.0.0", "to": "v1.9.0", "targetDigest": "sha256:old"},
+        "exporter": {"from": "v1.1.0", "to": "v1.0.1"},
+    }

@@ -117,7 +117,8 @@ class JobManifests:
             # A release train (`also`) sets its other components' tags in the same command: one helm
             # operation, one revision, so `--atomic` and a rollback to the revision before undo all of them.
             chart = self._config.chart_refs[spec.component]
-            tags = [(spec.component, pinned_tag(spec.version, spec.digest)), *spec.also]
+            tags = [(spec.component, pinned_tag(spec.version, spec.digest)),
+                    *((component, pinned_tag(version, digest)) for component, version, digest in spec.also)]  # fmt: skip
             sets = [arg for component, version in tags
                     for arg in ("--set-string", f"{self._config.image_tag_keys[component]}={version}")]  # fmt: skip
             return [
@@ -266,12 +267,14 @@ class JobManifests:
         """A train's other components: each known once, its tag valid, from the same chart (one release)."""
         problems: list[str] = []
         seen = {spec.component}
-        for component, version in spec.also:
+        for component, version, digest in spec.also:
             if component in seen:
                 problems.append(f"component {component!r} set twice")
             seen.add(component)
             if not _OCI_TAG.fullmatch(version or ""):
                 problems.append(f"invalid version {version!r} of {component!r}")
+            if digest is not None and not _DIGEST.fullmatch(digest):
+                problems.append(f"invalid digest {digest!r} of {component!r} (sha256:<64 hex>)")
             tag_key = self._config.image_tag_keys.get(component)
             if not tag_key or not _VALUES_KEY.fullmatch(tag_key):
                 problems.append(f"no valid image tag key for component {component!r}")

@@ -155,9 +155,9 @@ class HelmJobSpec:
     slot: str | None = None  # slot/switch: the blue-green slot (blue | green) the step sets
     # slot/switch: the chart the release runs (its name), pulled from the component's registry path
     chart_name: str | None = None
-    # upgrade/restore of a release train: the train's other components and their tags, set in the same helm
-    # command (one `--set-string` each), so one revision holds the whole train
-    also: tuple[tuple[str, str], ...] = ()
+    # upgrade/restore of a release train: the train's other components, their tags and digests (None: the tag
+    # alone), set in the same helm command (one `--set-string` each), so one revision holds the whole train
+    also: tuple[tuple[str, str, str | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

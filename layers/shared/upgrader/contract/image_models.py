@@ -17,6 +17,9 @@ class ImageProblemView(Model):
     role: Literal["target", "rollback"] = Field(description="target: the new tag; rollback: the tag it runs now")
     image: str = Field(description="the image reference asked (`(none)`: no rollback image is known)")
     reason: str
+    component: str | None = Field(
+        default=None, description="the component whose image it is (a release train checks every one of its components)"
+    )
 
 
 class PlannedImages(Model):
@@ -24,14 +27,18 @@ class PlannedImages(Model):
     digest in the registry, each distinct image once."""
 
     preflight: Literal["auto", "required", "off"] = Field(description="IMAGE_PREFLIGHT, as configured")
-    checked: int = Field(description="customers whose images were resolved")
+    checked: int = Field(description="customers whose images were resolved (a release train: of every component)")
     unchecked: int = Field(
-        description="customers not checked: no image repository known for them (IMAGE_PREFLIGHT=auto), or all of "
-        "them with the pre-flight off"
+        description="customers not checked: no image repository known for them (IMAGE_PREFLIGHT=auto; a release "
+        "train: for one of its components), or all of them with the pre-flight off"
     )
-    registry_requests: int = Field(description="distinct images resolved (one registry request each)")
+    registry_requests: int = Field(
+        description="distinct images resolved (one registry request each; a release train: over all its components)"
+    )
     targets: dict[str, int] = Field(
-        default_factory=dict, description="each target image (`repository:tag@digest`) and how many customers get it"
+        default_factory=dict,
+        description="each target image (`repository:tag@digest`; a release train: of every component) and how many "
+        "customers get it",
     )
     allow_no_rollback_image: bool = False
     problems: list[ImageProblemView] = Field(

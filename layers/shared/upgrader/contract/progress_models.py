@@ -123,7 +123,10 @@ class LogEntry(Model):
     components: dict[str, dict[str, str | None]] | None = Field(
         default=None,
         description="a release train's row: each component -> {from, to} (what the deploy planned; a rollback "
-        "row: what it restores) and {before, after} (what the release held around helm); null for one component",
+        "row: what it restores) and {before, after} (what the release held around helm); the train's other "
+        "components (not `component`, whose images are this row's columns) also {imageRepository, targetDigest, "
+        "rollbackDigest} as the pre-flight resolved them (a rollback row: targetDigest, the digest it restores); "
+        "null for one component",
     )
     image_repository: str | None = Field(default=None, description="the image repository the pre-flight asked")
     target_digest: str | None = Field(

@@ -1,7 +1,7 @@
 """The images report (GET /api/fleet/images, docs/images.md): every image digest an existing customer runs or
 needs for a rollback, so a registry's cleanup policy can keep them. Read from what the deploys resolved: each
 customer's latest upgrade row of a component that has digests (`customer_upgrade_logs.target_digest`,
-`rollback_digest`), against the version its release holds now (the inventory):
+`rollback_digest`; a release train's other components: the row's `components`), against the version its release holds now (the inventory):
 
 - it runs the upgrade's version: the target digest is running, the rollback digest is needed for a rollback;
 - it runs the version the upgrade came from (not started yet, failed, rolled back): the rollback digest is running.
@@ -17,19 +17,33 @@ from upgrader.infra.db import Database
 
 MAX_CUSTOMERS = 100  # customer ids named per image (the counts are exact)
 
-_REPORT = """
-WITH latest AS (
-  SELECT DISTINCT ON (l.customer_id, l.component)
-         l.customer_id, l.component, l.image_repository, l.from_version, l.to_version, l.target_digest, l.rollback_digest
-    FROM customer_upgrade_logs l JOIN customers c ON c.id = l.customer_id AND c.status <> 'decommissioned'
+# Each customer component's latest upgrade row with digests: a row's own component (its columns), or a release
+# train's other component (the row's `components`: imageRepository, targetDigest, rollbackDigest, as
+# upgrader.rollout.run_records.TRAIN_DIGESTS names them).
+_LATEST = """
+resolved AS (
+  SELECT l.id, l.customer_id, l.component, l.image_repository, l.from_version, l.to_version, l.target_digest,
+         l.rollback_digest
+    FROM customer_upgrade_logs l
    WHERE l.operation = 'upgrade' AND l.target_digest IS NOT NULL
-   ORDER BY l.customer_id, l.component, l.id DESC
-), held AS (
+  UNION ALL
+  SELECT l.id, l.customer_id, e.key, e.value ->> 'imageRepository', e.value ->> 'from', e.value ->> 'to',
+         e.value ->> 'targetDigest', e.value ->> 'rollbackDigest'
+    FROM customer_upgrade_logs l CROSS JOIN LATERAL jsonb_each(l.components) e
+   WHERE l.operation = 'upgrade' AND l.components IS NOT NULL AND e.key <> l.component
+     AND e.value ->> 'targetDigest' IS NOT NULL
+), latest AS (
+  SELECT DISTINCT ON (customer_id, component) * FROM resolved ORDER BY customer_id, component, id DESC
+)"""
+
+_REPORT = f"""
+WITH {_LATEST}, held AS (
   SELECT x.customer_id, x.image_repository AS repository, v.version, x.from_version,
          CASE WHEN v.version = x.to_version THEN x.target_digest
               WHEN v.version = x.from_version THEN x.rollback_digest END AS running,
          CASE WHEN v.version = x.to_version THEN x.rollback_digest END AS rollback
     FROM latest x
+    JOIN customers c ON c.id = x.customer_id AND c.status <> 'decommissioned'
     JOIN customer_component_versions v ON v.customer_id = x.customer_id AND v.component = x.component
 ), needed AS (
   SELECT customer_id, repository, running AS digest, version AS tag, 'running' AS role FROM held WHERE running IS NOT NULL
@@ -42,17 +56,14 @@ SELECT repository, digest, array_agg(DISTINCT tag ORDER BY tag) AS tags,
   FROM needed GROUP BY repository, digest ORDER BY repository, digest
 """
 
-_UNRESOLVED = """
+_UNRESOLVED = f"""
+WITH {_LATEST}
 SELECT count(*) AS n
   FROM customer_component_versions v JOIN customers c ON c.id = v.customer_id AND c.status <> 'decommissioned'
  WHERE NOT EXISTS (
-   SELECT 1 FROM customer_upgrade_logs l
-    WHERE l.customer_id = v.customer_id AND l.component = v.component AND l.operation = 'upgrade'
-      AND l.id = (SELECT max(m.id) FROM customer_upgrade_logs m
-                   WHERE m.customer_id = v.customer_id AND m.component = v.component AND m.operation = 'upgrade'
-                     AND m.target_digest IS NOT NULL)
-      AND ((v.version = l.to_version AND l.target_digest IS NOT NULL)
-           OR (v.version = l.from_version AND l.rollback_digest IS NOT NULL)))
+   SELECT 1 FROM latest l
+    WHERE l.customer_id = v.customer_id AND l.component = v.component
+      AND (v.version = l.to_version OR (v.version = l.from_version AND l.rollback_digest IS NOT NULL)))
 """
 
 

@@ -50,7 +50,8 @@ class InventoryRepository:
     def deploy_candidates(
         self, component: str, ring_of: Callable[[str | None], str | None] = lambda stored: stored
     ) -> list[Candidate]:
-        """Every customer with its version of `component` and its pin of it in force, in wave order
+        """Every customer with its version of `component` and its pin of it in force (and every component's
+        version, pin and image repository, for a release train), in wave order
         (customers labelled canary=true first, then by id); `ring_of` turns its stored ring into its ring
         (`RingOrder.ring_of`: none stored is the order's default)."""
         with self._db.transaction() as cur:
@@ -59,7 +60,7 @@ class InventoryRepository:
                 """
                 SELECT c.id AS customer_id, c.namespace, c.release_name, c.status AS customer_status,
                        COALESCE(c.labels, '{}'::jsonb) AS labels, c.chart_version, c.maintenance_window, c.ring,
-                       v.version AS current_version, r.repository AS image_repository,
+                       v.version AS current_version,
                        p.version AS pin_version, p.reason AS pin_reason,
                        p.expires_at AS pin_expires_at, p.pinned_by,
                        COALESCE((SELECT jsonb_object_agg(a.component, a.version) FROM customer_component_versions a
@@ -68,12 +69,13 @@ class InventoryRepository:
                                          'version', q.version, 'reason', q.reason, 'pinnedBy', q.pinned_by,
                                          'expiresAt', to_char(q.expires_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')))
                                   FROM customer_pins q WHERE q.customer_id = c.id AND q.expires_at > NOW()),
-                                '{}'::jsonb) AS pins
+                                '{}'::jsonb) AS pins,
+                       COALESCE((SELECT jsonb_object_agg(r.component, r.repository) FROM customer_image_repositories r
+                                  WHERE r.customer_id = c.id), '{}'::jsonb) AS image_repositories
                   FROM customers c
                   LEFT JOIN customer_component_versions v ON v.customer_id = c.id AND v.component = %(component)s
                   LEFT JOIN customer_pins p ON p.customer_id = c.id AND p.component = %(component)s
                                            AND p.expires_at > NOW()
-                  LEFT JOIN customer_image_repositories r ON r.customer_id = c.id AND r.component = %(component)s
                  ORDER BY (c.labels->>'canary' = 'true') IS TRUE DESC, c.id
                 """,
                 {"component": component},

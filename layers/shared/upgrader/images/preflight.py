@@ -35,9 +35,12 @@ class CustomerImages:
     target: ImageReference
     rollback: ImageReference | None
     no_rollback_reason: str = ""
+    component: str | None = None  # whose images these are (a release train checks each of its components)
 
 
-def customer_images(customer_id: str, repository: str, target_tag: str, current_tag: str | None) -> CustomerImages:
+def customer_images(
+    customer_id: str, repository: str, target_tag: str, current_tag: str | None, component: str | None = None
+) -> CustomerImages:
     """The images of a customer whose release names `repository` (its `<component>.image.repository` value,
     upgrader.images.references.repository_key) and runs `current_tag` (its tag value, maybe `v1@sha256:…`).
     InvalidValue when the repository or the target tag is not a valid reference."""
@@ -46,11 +49,11 @@ def customer_images(customer_id: str, repository: str, target_tag: str, current_
     except InvalidValue as exc:  # the deploy's answer names the customer whose release names no usable image
         raise InvalidValue(exc.field, f"customer {customer_id}: {exc.reason}") from exc
     if current_tag is None:
-        return CustomerImages(customer_id, target, None, "the version it runs is not known")
+        return CustomerImages(customer_id, target, None, "the version it runs is not known", component)
     try:
-        return CustomerImages(customer_id, target, image_of(repository, current_tag))
+        return CustomerImages(customer_id, target, image_of(repository, current_tag), component=component)
     except InvalidValue as exc:
-        return CustomerImages(customer_id, target, None, f"its current tag is not usable: {exc.reason}")
+        return CustomerImages(customer_id, target, None, f"its current tag is not usable: {exc.reason}", component)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +62,11 @@ class ImageProblem:
     role: Role
     image: str
     reason: str
+    component: str | None = None  # the component whose image it is (None: a caller that did not say)
 
-    def as_dict(self) -> dict[str, str]:
-        return {"customerId": self.customer_id, "role": self.role, "image": self.image, "reason": self.reason}
+    def as_dict(self) -> dict[str, str | None]:
+        return {"customerId": self.customer_id, "role": self.role, "image": self.image, "reason": self.reason,
+                "component": self.component}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,15 +96,17 @@ class ImagesRefused(UpgradeError):
 
     def __init__(self, problems: list[ImageProblem]) -> None:
         self.problems = problems
-        groups: dict[tuple[str, str, str], list[str]] = {}
+        groups: dict[tuple[str | None, str, str, str], list[str]] = {}
         for problem in problems:
-            groups.setdefault((problem.role, problem.image, problem.reason), []).append(problem.customer_id)
+            key = (problem.component, problem.role, problem.image, problem.reason)
+            groups.setdefault(key, []).append(problem.customer_id)
         parts = []
-        for (role, image, reason), customers in groups.items():
+        for (component, role, image, reason), customers in groups.items():
             named = ", ".join(customers[:MAX_NAMED]) + (
                 f" and {len(customers) - MAX_NAMED} more" if len(customers) > MAX_NAMED else ""
             )
-            parts.append(f"{role} image {image} ({reason}) for {len(customers)} customer(s): {named}")
+            whose = f"{component} " if component else ""
+            parts.append(f"{whose}{role} image {image} ({reason}) for {len(customers)} customer(s): {named}")
         advice = (
             "; deploy with allowNoRollbackImage to go ahead without them"
             if any(p.role == "rollback" for p in problems)
@@ -140,6 +147,7 @@ def run_preflight(
     rule = mutable_tags or MutableTags()
     cache = cache or ResolutionCache(registry)
     wanted: dict[tuple[str, Role], ImageReference] = {}
+    components: dict[str, str | None] = {}
     result = Preflight()
     for customer in customers:
         roles: tuple[tuple[Role, ImageReference | None], ...] = (
@@ -149,20 +157,31 @@ def run_preflight(
         for role, reference in roles:
             if reference is None:
                 result.missing_rollbacks.append(
-                    ImageProblem(customer.customer_id, "rollback", "(none)", customer.no_rollback_reason)
+                    ImageProblem(
+                        customer.customer_id, "rollback", "(none)", customer.no_rollback_reason, customer.component
+                    )
                 )
             elif rule.refuses(reference):
                 result.mutable.append(
-                    ImageProblem(customer.customer_id, role, str(reference), "a mutable tag names no fixed image")
+                    ImageProblem(
+                        customer.customer_id,
+                        role,
+                        str(reference),
+                        "a mutable tag names no fixed image",
+                        customer.component,
+                    )
                 )
             else:
                 wanted[(customer.customer_id, role)] = reference
+                components[customer.customer_id] = customer.component
     answers = _resolve_all(cache, list(dict.fromkeys(wanted.values())), parallel)
     for (customer_id, role), reference in wanted.items():
         answer = answers[reference]
         if isinstance(answer, Missing):
             problems = result.missing_targets if role == "target" else result.missing_rollbacks
-            problems.append(ImageProblem(customer_id, role, str(reference), "not in the registry"))
+            problems.append(
+                ImageProblem(customer_id, role, str(reference), "not in the registry", components[customer_id])
+            )
         else:
             (result.targets if role == "target" else result.rollbacks)[customer_id] = answer
     return Preflight(result.targets, result.rollbacks, result.missing_targets, result.missing_rollbacks,

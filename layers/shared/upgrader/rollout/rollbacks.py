@@ -118,12 +118,18 @@ class RollbackTarget:
 
 def restores(upgraded: Row) -> dict[str, dict[str, str | None]] | None:
     """A train's rollback row: each component from what the upgrade left to what the release held before it
-    (what the deploy planned where the release was not read). None: not a train."""
+    (what the deploy planned where the release was not read), with the upgrade's `rollbackDigest` as its
+    `targetDigest` when it restores the version that digest was resolved for (as `target_digest` is taken for
+    the row's own component). None: not a train."""
     train = upgraded.get("components")
     if not train:
         return None
-    return {c: {"from": v.get("after") or v.get("to"), "to": v.get("before") or v.get("from")}
-            for c, v in train.items()}  # fmt: skip
+    back: dict[str, dict[str, str | None]] = {}
+    for c, v in train.items():
+        back[c] = {"from": v.get("after") or v.get("to"), "to": v.get("before") or v.get("from")}
+        if v.get("rollbackDigest") and back[c]["to"] == v.get("from"):
+            back[c]["targetDigest"] = v["rollbackDigest"]
+    return back
 
 
 def _target(candidate: Row) -> RollbackTarget | None:

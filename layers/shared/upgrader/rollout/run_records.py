@@ -12,6 +12,10 @@ from typing import Any
 
 from upgrader.infra.timestamps import iso
 
+# A release train's other components' images in its row's `components` (the first component's are the row's
+# image_repository, target_digest, rollback_digest columns); in this order, as ImageCheck.digests answers them.
+TRAIN_DIGESTS = ("imageRepository", "targetDigest", "rollbackDigest")
+
 
 @dataclass(frozen=True, slots=True)
 class LogRecord:
@@ -39,9 +43,18 @@ class LogRecord:
     components: dict[str, Any] | None
     target_digest: str | None  # the pre-flight's digest of to_version: helm sets `<tag>@<digest>` (docs/images.md)
 
-    def train_tags(self, key: str = "to") -> tuple[tuple[str, str], ...]:
-        """The train's other components and their `key` version ("to": what the row sets), for HelmJobSpec.also."""
-        return tuple((c, str(v[key])) for c, v in (self.components or {}).items() if c != self.component)
+    def digest_of(self, component: str) -> str | None:
+        """The digest the row's helm pins for `component`'s version "to": its own component's `target_digest`, a
+        train's other component's `targetDigest` (an upgrade: the pre-flight's; a rollback: the upgrade's
+        `rollbackDigest` when it restores the version that digest was resolved for)."""
+        if component == self.component:
+            return self.target_digest
+        return ((self.components or {}).get(component) or {}).get("targetDigest")
+
+    def train_tags(self) -> tuple[tuple[str, str, str | None], ...]:
+        """The train's other components, the version the row sets and its digest, for HelmJobSpec.also."""
+        return tuple((c, str(v["to"]), self.digest_of(c)) for c, v in (self.components or {}).items()
+                     if c != self.component)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

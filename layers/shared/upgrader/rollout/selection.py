@@ -67,7 +67,8 @@ class Candidate:
     ring: str | None = None  # its ring (upgrader.promotion.rings: none stored is the order's default)
     # every pin in force: component -> {version, reason, expiresAt, pinnedBy} (a train checks each of its components)
     pins: dict[str, dict[str, Any]] = field(default_factory=dict)
-    image_repository: str | None = None  # the component's image repository its release names (discovery)
+    # each component's image repository its release names (discovery, customer_image_repositories)
+    image_repositories: dict[str, str] = field(default_factory=dict)
 
     @property
     def pin(self) -> PinInForce | None:

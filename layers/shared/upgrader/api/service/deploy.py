@@ -29,6 +29,7 @@ from upgrader.promotion.evidence_repository import record_override
 from upgrader.promotion.gate import PromotionGate
 from upgrader.promotion.rules import force_of
 from upgrader.rollout.compatibility import RuleRepository, refusal
+from upgrader.rollout.run_records import TRAIN_DIGESTS
 from upgrader.rollout.selection import Candidate, Plan, describe_left_out, plan_upgrade
 from upgrader.rollout.upgrade_repository import NewLogRow, UpgradeRepository
 
@@ -78,8 +79,8 @@ def deploy_upgrade(
     # (known from the inventory, or read from the release right before helm and recorded then).
     rows = [
         NewLogRow(t.customer_id, t.namespace, t.release_name, t.current_version, request.version, index,
-                  request.chart_version or t.chart_version, ring=t.ring, components=train_row(request, t),
-                  **_digests(images, t.customer_id))
+                  request.chart_version or t.chart_version, ring=t.ring, components=train_row(request, t, images),
+                  **_digests(images, t.customer_id, request.component))
         for index, wave in enumerate(plan.waves)
         for t in wave
     ] + [
@@ -280,22 +281,32 @@ def _plan(
     )
 
 
-def train_row(request: DeployRequest, customer: Candidate) -> dict[str, dict[str, str | None]] | None:
-    """A train's row: each component from what the customer runs to the train's version (None: not a train)."""
+def train_row(
+    request: DeployRequest, customer: Candidate, images: ImageCheck | None = None
+) -> dict[str, dict[str, str | None]] | None:
+    """A train's row: each component from what the customer runs to the train's version (None: not a train), and
+    each of its other components' digests the pre-flight resolved (`TRAIN_DIGESTS`; the first component's are the
+    row's columns)."""
     if not request.train:
         return None
-    return {c: {"from": customer.versions.get(c), "to": v} for c, v in request.changes.items()}
+    row: dict[str, dict[str, str | None]] = {}
+    for c, v in request.changes.items():
+        row[c] = {"from": customer.versions.get(c), "to": v}
+        if images is not None and c != request.component:
+            found = zip(TRAIN_DIGESTS, images.digests(customer.customer_id, c), strict=True)
+            row[c].update({key: value for key, value in found if value is not None})
+    return row
 
 
 def images_of(request: DeployRequest, plan: Plan, *, settings: Settings, registry: RegistryFactory) -> ImageCheck:
-    """The one images' pre-flight deploy and dry run share, over the customers in the plan's waves (a release
-    train: its first component's images; docs/images.md says what remains)."""
-    return check_images(request.component, request.version, plan.targets, settings=settings, registry=registry,
+    """The one images' pre-flight deploy and dry run share, over the customers in the plan's waves and every
+    component the request sets (a release train: each of its components)."""
+    return check_images(request.changes, plan.targets, settings=settings, registry=registry,
                         allow_no_rollback_image=request.allow_no_rollback_image)  # fmt: skip
 
 
-def _digests(images: ImageCheck, customer_id: str) -> dict[str, str | None]:
-    repository, target, rollback = images.digests(customer_id)
+def _digests(images: ImageCheck, customer_id: str, component: str) -> dict[str, str | None]:
+    repository, target, rollback = images.digests(customer_id, component)
     return {"image_repository": repository, "target_digest": target, "rollback_digest": rollback}
 
 

@@ -1,6 +1,7 @@
 """The images' pre-flight of a plan and a deploy (issue 22, docs/images.md): every targeted customer's target
 image (the repository its release names + the new tag) and rollback image (+ the tag it runs now) resolved to a
-digest, each distinct image once per request. A deploy never trusts an old plan: each asks again.
+digest, each distinct image once per request. A release train checks every one of its components (one cache for
+the whole request). A deploy never trusts an old plan: each asks again.
 
 IMAGE_PREFLIGHT says which customers are checked: `auto` (default) those whose repository discovery read
 (the others are counted as unchecked, in the answer and on the upgrade), `required` every one (a customer
@@ -10,7 +11,7 @@ without a known repository is refused), `off` none (recorded as such).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from upgrader.images.preflight import (
     ImageProblem,
     ImagesRefused,
     Preflight,
+    ResolutionCache,
     customer_images,
     run_preflight,
 )
@@ -35,47 +37,52 @@ RegistryFactory = Callable[[], ImageRegistry]
 
 @dataclass(frozen=True)
 class ImageCheck:
-    """What the registry said about the targeted customers' images, and what a deploy may do with it."""
+    """What the registry said about the targeted customers' images (every component of a release train), and what
+    a deploy may do with it."""
 
     mode: str
     allow_no_rollback_image: bool
-    preflight: Preflight | None = None
+    preflights: dict[str, Preflight] = field(default_factory=dict)  # component -> what the registry said
     unchecked: int = 0
     problems: list[ImageProblem] = field(default_factory=list)  # found before asking (no repository, bad value)
-    repositories: dict[str, str] = field(default_factory=dict)  # customer -> the repository asked
+    # component -> customer -> the repository asked
+    repositories: dict[str, dict[str, str]] = field(default_factory=dict)
+    registry_requests: int = 0  # distinct images resolved over every component
+    checked: int = 0  # customers whose images of every component were resolved
 
     @property
     def refusal(self) -> ImagesRefused | None:
         """The 422 a deploy answers with, or None when it may start."""
-        found = self.preflight.refusal(allow_no_rollback_image=self.allow_no_rollback_image) if self.preflight else None
-        refused = self.problems + (found.problems if found else [])
+        refused = list(self.problems)
+        for preflight in self.preflights.values():
+            if (found := preflight.refusal(allow_no_rollback_image=self.allow_no_rollback_image)) is not None:
+                refused += found.problems
         return ImagesRefused(refused) if refused else None
 
-    def digests(self, customer_id: str) -> tuple[str | None, str | None, str | None]:
-        """(repository, target digest, rollback digest) of a customer's row; None where not checked."""
-        if self.preflight is None:
+    def digests(self, customer_id: str, component: str) -> tuple[str | None, str | None, str | None]:
+        """(repository, target digest, rollback digest) of a customer's component; None where not checked."""
+        preflight = self.preflights.get(component)
+        if preflight is None:
             return None, None, None
-        target = self.preflight.targets.get(customer_id)
-        rollback = self.preflight.rollbacks.get(customer_id)
-        return (self.repositories.get(customer_id), target.digest if target else None,
+        target = preflight.targets.get(customer_id)
+        rollback = preflight.rollbacks.get(customer_id)
+        return (self.repositories[component].get(customer_id), target.digest if target else None,
                 rollback.digest if rollback else None)  # fmt: skip
 
     def every_problem(self) -> list[ImageProblem]:
-        if self.preflight is None:
-            return list(self.problems)
-        return (
-            self.problems + self.preflight.missing_targets + self.preflight.missing_rollbacks + self.preflight.mutable
-        )
+        return self.problems + [
+            p for f in self.preflights.values() for p in f.missing_targets + f.missing_rollbacks + f.mutable
+        ]
 
     def view(self) -> PlannedImages:
         targets = Counter(
-            str(r.reference.pinned(r.digest)) for r in (self.preflight.targets.values() if self.preflight else [])
+            str(r.reference.pinned(r.digest)) for f in self.preflights.values() for r in f.targets.values()
         )
         return PlannedImages(
             preflight=self.mode,  # type: ignore[arg-type]
-            checked=len(self.repositories),
+            checked=self.checked,
             unchecked=self.unchecked,
-            registry_requests=self.preflight.distinct_images if self.preflight else 0,
+            registry_requests=self.registry_requests,
             targets=dict(sorted(targets.items())),
             allow_no_rollback_image=self.allow_no_rollback_image,
             problems=[ImageProblemView.model_validate(p.as_dict()) for p in self.every_problem()],
@@ -94,37 +101,47 @@ class ImageCheck:
 
 
 def check_images(
-    component: str,
-    version: str,
+    changes: Mapping[str, str],
     targets: Sequence[Candidate],
     *,
     settings: Settings,
     registry: RegistryFactory,
     allow_no_rollback_image: bool,
 ) -> ImageCheck:
-    """The pre-flight over the customers a plan puts in its waves. Raises the registry's errors
-    (RegistryUnavailable 503, RegistryUnauthorized 502, MalformedManifest 502): nothing is written then."""
+    """The pre-flight over the customers a plan puts in its waves, for every component the deploy sets (`changes`:
+    component -> version; a release train has several), each distinct image resolved once for the whole request.
+    Raises the registry's errors (RegistryUnavailable 503, RegistryUnauthorized 502, MalformedManifest 502):
+    nothing is written then."""
     mode = settings.image_preflight
     if mode == "off" or not targets:
         return ImageCheck(mode, allow_no_rollback_image, unchecked=len(targets) if mode == "off" else 0)
-    where = sibling_key({**default_image_tag_keys(), **settings.image_tag_keys}[component], "repository")
-    wanted: list[CustomerImages] = []
+    tag_keys = {**default_image_tag_keys(), **settings.image_tag_keys}
+    wanted: dict[str, list[CustomerImages]] = {}
     problems: list[ImageProblem] = []
-    unchecked = 0
-    for target in targets:
-        if target.image_repository is None:
-            if mode == "required":
-                problems.append(ImageProblem(target.customer_id, "target", "(unknown)",
-                                             f"its release names no image repository at {where}; a sync reads it"))  # fmt: skip
-            else:
-                unchecked += 1
-            continue
-        try:
-            wanted.append(customer_images(target.customer_id, target.image_repository, version, target.current_version))
-        except InvalidValue as exc:  # the release's repository value names no usable image
-            problems.append(ImageProblem(target.customer_id, "target", target.image_repository, exc.reason))
+    unknown: set[str] = set()  # customers with a component whose repository is not known (auto)
+    for component, version in changes.items():
+        where = sibling_key(tag_keys[component], "repository")
+        for target in targets:
+            repository = target.image_repositories.get(component)
+            if repository is None:
+                if mode == "required":
+                    problems.append(ImageProblem(target.customer_id, "target", "(unknown)",
+                                                 f"its release names no image repository at {where}; a sync reads it",
+                                                 component))  # fmt: skip
+                else:
+                    unknown.add(target.customer_id)
+                continue
+            try:
+                wanted.setdefault(component, []).append(customer_images(
+                    target.customer_id, repository, version, target.versions.get(component), component))  # fmt: skip
+            except InvalidValue as exc:  # the release's repository value names no usable image
+                problems.append(ImageProblem(target.customer_id, "target", repository, exc.reason, component))
     if not wanted:
-        return ImageCheck(mode, allow_no_rollback_image, unchecked=unchecked, problems=problems)
-    preflight = run_preflight(wanted, registry(), mutable_tags=MutableTags(settings.mutable_tag_pattern))
-    repositories = {w.customer_id: w.target.name for w in wanted}
-    return ImageCheck(mode, allow_no_rollback_image, preflight, unchecked, problems, repositories)
+        return ImageCheck(mode, allow_no_rollback_image, unchecked=len(unknown), problems=problems)
+    client = registry()
+    cache, rule = ResolutionCache(client), MutableTags(settings.mutable_tag_pattern)
+    preflights = {c: run_preflight(w, client, cache=cache, mutable_tags=rule) for c, w in wanted.items()}
+    repositories = {c: {w.customer_id: w.target.name for w in found} for c, found in wanted.items()}
+    checked = sum(all(t.customer_id in repositories.get(c, {}) for c in changes) for t in targets)
+    return ImageCheck(mode, allow_no_rollback_image, preflights, len(unknown), problems, repositories,
+                      cache.resolved, checked)  # fmt: skip

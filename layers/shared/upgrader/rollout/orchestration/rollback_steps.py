@@ -133,8 +133,8 @@ def _restore_job(lease: LeaseSession, release: ReleaseInfo, back: dict[str, str]
     else:
         if not release.chart_version:
             raise ReleaseNotReady(f"Helm release '{release.release}' records no chart version; cannot pin the chart")
-        also = tuple((c, v) for c, v in back.items() if c != row.component)
-        # the row's component at the upgrade's rollback digest, when it restores that version
+        # each component at the upgrade's rollback digest, when it restores the version that digest was resolved for
+        also = tuple((c, v, row.digest_of(c)) for c, v in back.items() if c != row.component)
         spec = row_spec(row, "restore", version=back[row.component], chart_version=release.chart_version, also=also,
                         digest=row.target_digest)  # fmt: skip
         words = ", ".join(f"{c} back to {v}" for c, v in back.items())

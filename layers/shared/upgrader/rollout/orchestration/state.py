@@ -42,7 +42,7 @@ class CarriedLog:
 
 def row_spec(row: LogRecord | CarriedLog, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
           chart_version: str | None = None, slot: str | None = None, chart_name: str | None = None,
-          also: tuple[tuple[str, str], ...] = (), digest: str | None = None) -> HelmJobSpec:  # fmt: skip
+          also: tuple[tuple[str, str, str | None], ...] = (), digest: str | None = None) -> HelmJobSpec:  # fmt: skip
     """A helm operation of one `customer_upgrade_logs` row (its id names the Job: one row, one Job per operation)."""
     return HelmJobSpec(
         upgrade_id=int(row.upgrade_id),
