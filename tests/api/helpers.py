@@ -9,7 +9,9 @@ from tests.support.functions import invoke
 
 
 def deploy(**payload: Any) -> dict[str, Any]:
-    request = {"component": "api", "version": "v1.2.0", "strategy": "all", **payload}
+    """POST /api/upgrades/deploy: api v1.2.0 to everyone unless the payload says otherwise (`components`: a train)."""
+    single = {} if "components" in payload else {"component": "api", "version": "v1.2.0"}
+    request = {**single, "strategy": "all", **payload}
     response = invoke("api_deploy", api_event("api_deploy", body=request))
     assert response["statusCode"] == 202, response["body"]
     return body(response)

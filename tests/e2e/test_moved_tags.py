@@ -154,3 +154,32 @@ def test_a_deleted_image_halts_the_upgrade_before_the_wave_that_could_not_pull_i
     ] == [(pinned, None, False, 1)]
     sent = [d["image"] for kind, d in recorded_events(database_url) if kind == MOVED]
     assert [(i["currentDigest"], i["pinnedDigestPresent"]) for i in sent] == [(None, False)]
+
+
+def test_a_trains_other_component_is_re_checked_too(checked_stack, make_customers, registry, push, database_url):
+    # Given 4 customers on api v1.1.0 and dashboard v1.9.0 whose releases name repositories of the real registry
+    before, train = {"api": "v1.1.0", "dashboard": "v1.9.0"}, {"api": "v2.0.0", "dashboard": "v2.0.0"}
+    repositories = {c: f"{registry.host}/moving-train/{c}" for c in train}
+    pinned = {c: push(f"moving-train/{c}", train[c], f"{c} v2.0.0".encode()) for c in train}
+    for c in train:
+        push(f"moving-train/{c}", before[c], f"{c} {before[c]}".encode())
+    ids = make_customers(4, versions=before, repositories=repositories)
+    values = {f"{c}.image.{k}": v for c in train for k, v in (("tag", before[c]), ("repository", repositories[c]))}
+    for customer_id in ids:
+        name = f"customer-{customer_id.removeprefix('cust_')}"
+        checked_stack.cluster.add_release(name, name, values=values)
+    started = deploy(components=train, strategy="canary", canaryPercent=50)
+    checked_stack.wait_for_status(started["upgradeId"], lambda s: s["status"] == "awaiting_continue")
+
+    # When the train's second component's tag is moved during the gate
+    moved = push("moving-train/dashboard", "v2.0.0", b"dashboard v2.0.0 rebuilt")
+    final = _finish(checked_stack, started)
+
+    # Then the move is reported for dashboard, and its helm values stay pinned to what the deploy resolved
+    assert [(m["repository"], m["pinnedDigest"], m["currentDigest"], m["customers"]) for m in final["movedTags"]] == [
+        (repositories["dashboard"], pinned["dashboard"], moved, 2)
+    ]
+    assert all(
+        f"dashboard.image.tag=v2.0.0@{pinned['dashboard']}" in values for values in _upgrade_values(checked_stack)
+    )
+    assert len([1 for kind, _ in recorded_events(database_url) if kind == MOVED]) == 1

@@ -31,14 +31,22 @@ class MovedTagRecord:
     detected_at: Any
 
 
-# The wave's pinned targets: every upgrade row of the run's wave the pre-flight resolved.
+# The wave's pinned targets: every upgrade row of the run's wave the pre-flight resolved, and a release train's
+# other components (their digests are in the row's `components`, as upgrader.fleet.image_report reads them).
 _PINNED = """
-SELECT image_repository AS repository, to_version AS tag, target_digest AS digest, count(*)::int AS customers
-  FROM customer_upgrade_logs
- WHERE run_name = %s AND wave = %s AND operation = 'upgrade'
-   AND image_repository IS NOT NULL AND target_digest IS NOT NULL
- GROUP BY image_repository, to_version, target_digest
- ORDER BY image_repository, to_version, target_digest
+WITH pinned AS (
+  SELECT image_repository AS repository, to_version AS tag, target_digest AS digest
+    FROM customer_upgrade_logs
+   WHERE run_name = %(run)s AND wave = %(wave)s AND operation = 'upgrade'
+     AND image_repository IS NOT NULL AND target_digest IS NOT NULL
+  UNION ALL
+  SELECT e.value ->> 'imageRepository', e.value ->> 'to', e.value ->> 'targetDigest'
+    FROM customer_upgrade_logs l CROSS JOIN LATERAL jsonb_each(l.components) e
+   WHERE l.run_name = %(run)s AND l.wave = %(wave)s AND l.operation = 'upgrade' AND l.components IS NOT NULL
+     AND e.key <> l.component AND e.value ->> 'imageRepository' IS NOT NULL AND e.value ->> 'targetDigest' IS NOT NULL
+)
+SELECT repository, tag, digest, count(*)::int AS customers
+  FROM pinned GROUP BY repository, tag, digest ORDER BY repository, tag, digest
 """
 _RECORD = """
 INSERT INTO image_tag_moves (upgrade_id, repository, tag, pinned_digest, current_digest, pinned_present, wave,
@@ -56,7 +64,7 @@ class ImageMoveRepository:
 
     def pinned_tags(self, run_name: str, wave: int) -> list[PinnedTag]:
         with self._db.transaction() as cur:
-            return select(cur, PinnedTag, _PINNED, (run_name, wave))
+            return select(cur, PinnedTag, _PINNED, {"run": run_name, "wave": wave})
 
     def record(self, upgrade_id: int, wave: int, moved: Sequence[MovedTag]) -> int:
         """Each move once per upgrade (a retried step, a later wave finding the same digest: nothing new), with
