@@ -60,7 +60,7 @@ def test_no_checks_no_charts(tmp_path):
 
 
 def test_the_status_analysis_and_a_wave_rolled_back_by_itself_are_facts(tmp_path):
-    empty = {"checks": [], "waves": [], "measurements": []}
+    empty: dict[str, Any] = {"checks": [], "waves": [], "measurements": []}
     assert run_node(tmp_path, empty)["facts"] == []
     passed = run_node(tmp_path, {**empty, "state": {"wave": 0, "verdict": "pass", "rollback": None}})["facts"]
     assert passed == [["Analysis", "wave 1: pass"]]
