@@ -191,10 +191,6 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
                                      seed=args.seed, fail_customers=args.fail_customer)  # fmt: skip
         simulated.start()
         stack.callback(simulated.stop)
-        if not args.no_registry:  # the demo images in a real registry, and the images' pre-flight on
-            images = demo_images.start_demo_images(stack)
-            if images is not None:
-                extra_env["IMAGE_PREFLIGHT"] = images.preflight
         kube_api_url = simulated.url
         # The workers act as the product's two identities (RBAC): jobs (start, check, reconcile) and reader.
         kube_token_file = str(simulated.jobs_token_file)
@@ -208,6 +204,10 @@ def _start(args: argparse.Namespace, stack: contextlib.ExitStack, began: float) 
             + f"; RBAC from k8s/rbac enforced (workers use the jobs and reader identities' tokens in "
             f"{kube_token_file}, {kube_reader_token_file})"
         )
+    if not real and not args.no_registry:  # the demo images in a real registry (its own, not the chart registry)
+        images = demo_images.start_demo_images(stack)  # and the images' pre-flight on, for either demo cluster
+        if images is not None:
+            extra_env["IMAGE_PREFLIGHT"] = images.preflight
     timings["cluster"] = time.monotonic() - mark
 
     # Step Functions (moto, executing the real ASL) + worker handlers

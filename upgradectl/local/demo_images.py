@@ -1,9 +1,10 @@
 """The local stack's image registry (issue 22): a real docker-registry on 127.0.0.1 holding the demo fleet's
 images, so the images' pre-flight runs locally as in production (`IMAGE_PREFLIGHT=auto`).
 
-Started with the simulated cluster unless `--no-registry`: the sample chart's older and newer tags of every
-component (what the demo customers run, and so their rollback images) and the versions the README and the
-docs deploy on the local stack (`DOCS_VERSIONS`), each built here from scratch and pushed with skopeo
+Started with the simulated cluster and with `--cluster real` unless `--no-registry` (never with `--kubeconfig`): a
+docker-registry of its own, apart from the real cluster's chart registry (realcluster/registry.py). The sample
+chart's older and newer tags of every component (what the demo customers run, and so their rollback images) and
+the versions the README and the docs deploy on the local stack (`DOCS_VERSIONS`), each built here from scratch and pushed with skopeo
 (upgradectl/local/registry.py). The demo releases name `<registry>/<component>` in `<component>.image.repository`,
 so a deploy of a tag that was never pushed is refused (422 ImagesRefused) before anything starts, and a deploy of
 a pushed one is pinned to its digest (`v1.2.0@sha256:…`).
@@ -26,8 +27,8 @@ from upgradectl.local.realcluster.processes import StartError
 from upgradectl.local.registry import LocalRegistry, Skopeo, push_sample_images, write_oci_image
 
 # The versions the README and docs/ deploy on the local stack (README's first rollout: api v1.2.0; the how-to
-# pages' canary, compatibility, rings and analysis examples), pushed for every component beside its sample tags.
-DOCS_VERSIONS = ("v1.2.0", "v1.3.0", "v2.0.0", "v9.9.10", "v9.9.9-bad")
+# pages' canary, compatibility, rings and analysis examples; --cluster real's never-Ready `v1.2.0-broken`), pushed for every component beside its sample tags.
+DOCS_VERSIONS = ("v1.2.0", "v1.2.0-broken", "v1.3.0", "v2.0.0", "v9.9.10", "v9.9.9-bad")
 REQUIRED_BINARIES = ("docker-registry", "skopeo")
 
 
@@ -68,7 +69,7 @@ def banner_line(images: DemoImages | None, args: argparse.Namespace) -> str:
     elif missing:
         why = f"{' and '.join(missing)} not found on PATH: apt-get install -y {' '.join(missing)}"
     else:
-        why = "it runs with the simulated cluster only"
+        why = "--kubeconfig: it runs with the simulated cluster and --cluster real only"
     return f"no local registry ({why}): IMAGE_PREFLIGHT=off"
 
 

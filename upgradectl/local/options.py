@@ -55,7 +55,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="--cluster real: pods whose image tag matches never get Ready, so helm --wait fails for "
                              "real (default *-broken)")  # fmt: skip
     parser.add_argument("--no-registry", action="store_true",
-                        help="simulated cluster: no local image registry (docker-registry + skopeo); the demo releases "
+                        help="simulated cluster and --cluster real: no local image registry (docker-registry + skopeo); the demo releases "
                              "name registry.example.com and the images' pre-flight is off (IMAGE_PREFLIGHT=off)")  # fmt: skip
     parser.add_argument("--job-seconds", type=float, default=2.0,
                         help="simulated cluster: how long a helm Job runs (default 2)")  # fmt: skip

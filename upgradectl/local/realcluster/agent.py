@@ -9,7 +9,7 @@
   product reads it with pods/log as it reads a real pod's log. A pod whose image is not the helm the
   agent runs, or whose command is not helm, is failed without running anything.
 - customer workloads: Running and Ready, or Running and never Ready when the fault rule matches (an
-  image tag pattern such as `*-broken`, or a namespace in `never_ready_namespaces`),
+  image tag pattern such as `*-broken`, also when the tag carries a pinned digest, or a namespace in `never_ready_namespaces`),
 - other Job pods (helm hooks): Succeeded with exit code 0; terminating pods: deleted (their helm killed).
 
 Pods only ever get 127.0.0.1. Every helm process is in its own session and is killed by its PID.
@@ -35,6 +35,8 @@ from urllib.parse import unquote
 
 import requests
 import yaml
+from upgrader.images.references import parse_reference
+from upgrader.infra.errors import InvalidValue
 from upgrader.infra.names import JOB_NAMESPACE
 
 from upgradectl.local.realcluster.helm import Helm
@@ -62,10 +64,19 @@ class FaultRule:
         if pod["metadata"]["namespace"] in self.never_ready_namespaces:
             return True
         for container in pod["spec"].get("containers", []):
-            tag = str(container.get("image", "")).rsplit(":", 1)[-1]
-            if self.broken_tag_pattern and fnmatch.fnmatchcase(tag, self.broken_tag_pattern):
+            tag = image_tag(str(container.get("image", "")))
+            if self.broken_tag_pattern and tag is not None and fnmatch.fnmatchcase(tag, self.broken_tag_pattern):
                 return True
         return False
+
+
+def image_tag(image: str) -> str | None:
+    """The tag of a pod's image, without the digest a deploy pinned (`…/api:v9.9.9-bad@sha256:…` -> `v9.9.9-bad`);
+    None when there is none, or the image is not a reference."""
+    try:
+        return parse_reference(image).tag
+    except InvalidValue:
+        return None
 
 
 @dataclass
