@@ -29,9 +29,11 @@ def _recheck_images(upgrade_id: int, run_name: str, wave: int) -> dict[str, Any]
     """The wave's pinned image tags resolved again; a moved one recorded with its event (upgrader.rollout.image_recheck)."""
     from upgrader.rollout.image_recheck import recheck_wave
 
-    if get_settings().image_preflight == "off":
-        return {"checked": 0, "moved": [], "preflight": "off"}
-    found = recheck_wave(upgrade_id, run_name, wave, moves=factory.image_moves(), registry=factory.image_registry)
+    mode = get_settings().image_preflight
+    if mode == "off":
+        return {"preflight": mode, "checked": 0, "moved": [], "error": None}
+    found = {"preflight": mode, **recheck_wave(upgrade_id, run_name, wave, moves=factory.image_moves(),
+                                                registry=factory.image_registry)}  # fmt: skip
     if found.get("error"):
         logger.warning("image tags not re-checked before the wave; its pinned digests are installed", extra=found)
     for moved in found["moved"]:

@@ -99,10 +99,10 @@ def recheck_wave(
     """The re-check before a wave: what PrepareWave puts in its state (`imageRecheck`)."""
     pinned = moves.pinned_tags(run_name, wave)
     if not pinned:
-        return {"checked": 0, "moved": []}
+        return {"checked": 0, "moved": [], "error": None}
     try:
         moved = find_moves(pinned, registry())
     except RegistryError as exc:
         return {"checked": 0, "moved": [], "error": str(exc)[:500]}
     moves.record(upgrade_id, wave, moved)
-    return {"checked": len(pinned), "moved": [asdict(m) for m in moved]}
+    return {"checked": len(pinned), "moved": [asdict(m) for m in moved], "error": None}
