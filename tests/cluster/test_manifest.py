@@ -297,3 +297,66 @@ def test_bound_output_never_splits_a_utf8_character() -> None:
     bounded = bound_output("é" * 5000, 300)
     assert len(bounded.encode()) <= 300
     assert bounded.split("\n", 1)[1] == "é" * len(bounded.split("\n", 1)[1])
+
+
+def _set_strings(c: dict[str, Any]) -> list[str]:
+    return [str(c["args"][i + 1]) for i, arg in enumerate(c["args"]) if arg == "--set-string"]
+
+
+def test_a_chart_that_declares_the_digest_value_gets_the_tag_and_the_digest_apart(
+    gateway: KubernetesClusterGateway,
+) -> None:
+    # an upgrade, a restore and a blue-green slot step of a component whose release declares `image.digest`
+    upgrade = container(gateway.build_job_manifest(spec(digest=DIGEST, digest_values=("api",))))
+    restore = container(gateway.build_job_manifest(spec(operation="restore", digest=DIGEST, digest_values=("api",))))
+    slot = container(
+        gateway.build_job_manifest(spec(operation="slot", slot="green", digest=DIGEST, digest_values=("api",)))
+    )
+    assert _set_strings(upgrade) == _set_strings(restore) == ["api.image.tag=v2.3.1", f"api.image.digest={DIGEST}"]
+    assert _set_strings(slot) == ["api.slots.green.tag=v2.3.1", f"api.slots.green.digest={DIGEST}"]
+
+
+def test_without_a_resolved_digest_the_declared_digest_value_is_emptied_not_reused(
+    gateway: KubernetesClusterGateway,
+) -> None:
+    # Given the pre-flight resolved no digest (off, or the customer unchecked) for a chart that declares one
+    c = container(gateway.build_job_manifest(spec(digest_values=("api",))))
+    # Then helm reuses every value the release was given (an earlier deploy's digest too) ...
+    assert "--reset-then-reuse-values" in c["args"]
+    # ... so the digest value is set empty explicitly: the chart renders `repository:v2.3.1`, not the old image
+    assert _set_strings(c) == ["api.image.tag=v2.3.1", "api.image.digest="]
+    slot = container(gateway.build_job_manifest(spec(operation="slot", slot="blue", digest_values=("api",))))
+    assert _set_strings(slot) == ["api.slots.blue.tag=v2.3.1", "api.slots.blue.digest="]
+
+
+def test_a_train_sets_each_component_in_the_form_its_chart_declares(gateway: KubernetesClusterGateway) -> None:
+    api, dashboard = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    train = spec(digest=api, also=(("dashboard", "v2.0.0", dashboard), ("exporter", "v1.1.0", None)),
+                 digest_values=("dashboard", "exporter"))  # fmt: skip
+    assert _set_strings(container(gateway.build_job_manifest(train))) == [
+        f"api.image.tag=v2.3.1@{api}",
+        "dashboard.image.tag=v2.0.0",
+        f"dashboard.image.digest={dashboard}",
+        "exporter.image.tag=v1.1.0",
+        "exporter.image.digest=",
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        spec(digest_values=("dashboard",)),
+        spec(operation="switch", slot="green", version=None, digest_values=("api",)),
+        spec(operation="finalize", slot="blue", version=None, digest_values=("api",)),
+        spec(operation="rollback", version=None, revision=3, digest_values=("api",)),
+    ],
+    ids=["a-component-not-set", "on-a-switch", "on-a-finalize", "on-a-rollback"],
+)
+def test_digest_values_are_refused_where_no_image_is_set(gateway: KubernetesClusterGateway, bad: HelmJobSpec) -> None:
+    with pytest.raises(ClusterPermanentError, match="digest values"):
+        gateway.build_job_manifest(bad)
+
+
+def test_a_digest_set_apart_is_validated_as_a_pinned_one_is(gateway: KubernetesClusterGateway) -> None:
+    with pytest.raises(ClusterPermanentError, match="invalid digest"):
+        gateway.build_job_manifest(spec(digest="sha256:x,y=z", digest_values=("api",)))

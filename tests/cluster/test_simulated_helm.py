@@ -372,6 +372,42 @@ def test_an_upgrade_writes_what_the_real_helm_writes(
     cluster.release()
 
 
+DIGEST = "sha256:" + "7" * 64
+
+
+@pytest.mark.parametrize(
+    ("values", "flags", "image"),
+    [
+        ({}, ["--set-string", "api.image.tag=v2.0.0", "--set-string", f"api.image.digest={DIGEST}"], f"@{DIGEST}"),
+        ({"api.image.digest": DIGEST}, ["--set-string", "api.image.tag=v2.0.0", "--set-string", "api.image.digest="],
+         ":v2.0.0"),
+        ({"api.image.digest": DIGEST}, ["--set-string", "api.image.tag=v2.0.0"], f"@{DIGEST}"),
+    ],
+    ids=["digest-set", "digest-emptied", "digest-reused"],
+)  # fmt: skip
+def test_a_chart_declaring_the_digest_value_renders_what_the_real_helm_renders(
+    cluster: SimulatedCluster, real_helm: RealHelm, submit: Callable[..., str], tmp_path: Path, ns: str,
+    values: dict[str, str], flags: list[str], image: str,
+) -> None:  # fmt: skip
+    # Given a release of a chart whose defaults declare `<component>.image.digest: ""` (docs/images.md, form 2)
+    cluster.add_chart(ChartVersion("customer-stack", "1.6.0", "1.6.0", component_defaults(TAGS_1_5, digest_value=True)))
+    chart = write_chart_dir(cluster.charts.get("customer-stack", "1.6.0"), tmp_path / "digest")
+    seed(cluster, ns, chart_version="1.6.0", values={"api.image.tag": "v1.1.0", **values})
+    common = ["--reset-then-reuse-values", *flags]
+    # When the real helm and the simulated one run the same upgrade
+    before = len(cluster.protobuf_writes)
+    run = real_helm.run("upgrade", "stack", str(chart), *common, "--disable-openapi-validation", namespace=ns)
+    real = real_write(cluster, run, before)
+    cluster.hold()
+    submit(upgrade(ns, "--version", "1.6.0", *common))
+    simulated = pending_record(cluster, ns, 2)
+    # Then both wrote the same release and manifest: the image by its digest when the value is set, else by its tag
+    # (and helm's reuse keeps an earlier digest unless the command empties it)
+    assert comparable(simulated) == comparable(real["release"])
+    assert f'image: "registry.example.com/api{image}"' in real["release"]["manifest"]
+    cluster.release()
+
+
 @pytest.mark.parametrize(
     "flags",
     [

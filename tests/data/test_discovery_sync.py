@@ -344,3 +344,35 @@ def test_a_release_naming_no_usable_repository_is_that_namespaces_problem(env, s
     assert "component api's image repository 'Registry/API:v1' is not an image repository" in problems["customer-0001"]
     assert "(310 characters)" in problems["customer-0002"]
     assert set(repositories(sql)) == {"cust_0000"}
+
+
+def test_a_sync_records_the_digest_a_release_pins_with_the_version_it_runs(env, small_fleet, sql):
+    """The pre-flight's rollback image is exact when the release pins a digest (docs/images.md): its digest value
+    (form 2) or its tag value's (form 1), offered to a deploy only while the inventory holds the version it was read
+    with."""
+    apart, pinned = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    # Given a release with the digest apart, one with a pinned tag value, and one whose digest value is garbage
+    small_fleet.add_release("customer-0000", "customer-0000",
+                            values={**_tags(CURRENT, *CURRENT), "api.image.digest": apart})  # fmt: skip
+    small_fleet.add_release("customer-0001", "customer-0001",
+                            values={**_tags(CURRENT, *CURRENT), "api.image.tag": f"v1.1.0@{pinned}"})  # fmt: skip
+    small_fleet.add_release("customer-0002", "customer-0002",
+                            values={**_tags(CURRENT, *CURRENT), "api.image.digest": "sha256:nothex"})  # fmt: skip
+
+    # When the inventory is synced
+    sync(small_fleet)
+
+    # Then each pinned digest is recorded with the version it runs, and the deploy's candidates carry it
+    rows = sql("SELECT customer_id, digest, digest_version FROM customer_image_repositories WHERE component = 'api' "
+               "ORDER BY 1")  # fmt: skip
+    assert [(r["customer_id"], r["digest"], r["digest_version"]) for r in rows] == [
+        ("cust_0000", apart, "v1.1.0"), ("cust_0001", pinned, "v1.1.0"), ("cust_0002", None, None)
+    ]  # fmt: skip
+    candidates = {c.customer_id: c.image_digests for c in factory.inventory().deploy_candidates("api")}
+    assert candidates == {"cust_0000": {"api": apart}, "cust_0001": {"api": pinned}, "cust_0002": {}}
+
+    # and once the inventory holds another version (a deploy changed it), the digest read with the old one is not used
+    sql(
+        "UPDATE customer_component_versions SET version = 'v1.2.0' WHERE customer_id = 'cust_0000' AND component = 'api'"
+    )
+    assert {c.customer_id: c.image_digests for c in factory.inventory().deploy_candidates("api")}["cust_0000"] == {}

@@ -141,3 +141,13 @@ def test_a_release_naming_no_usable_repository_is_refused_naming_the_customer():
 def test_an_unusable_current_tag_leaves_no_rollback_image_with_the_reason():
     images = customer_images("c-8", REPO, "v2", "not a tag!")
     assert images.rollback is None and "current tag is not usable" in images.no_rollback_reason
+
+
+def test_a_customer_whose_release_pins_a_digest_has_that_exact_rollback_image():
+    digest = "sha256:" + "d" * 64
+    images = customer_images("c-1", REPO, "v2", "v1", current_digest=digest)
+    assert images.rollback is not None and images.rollback.digest == digest and images.rollback.tag == "v1"
+    # a current tag value that carries a digest already is read as its version, pinned to the release's digest
+    other = "sha256:" + "f" * 64
+    assert customer_images("c-1", REPO, "v2", f"v1@{other}", current_digest=digest).rollback == images.rollback
+    assert customer_images("c-1", REPO, "v2", "v1").rollback.digest is None  # type: ignore[union-attr]

@@ -11,7 +11,7 @@ from upgrader.images.references import (
     parse_reference,
     repository_key,
 )
-from upgrader.infra.components import REGISTRY
+from upgrader.infra.components import REGISTRY, image_values
 from upgrader.infra.errors import InvalidValue
 
 DIGEST = "sha256:" + "ab" * 32
@@ -110,3 +110,18 @@ def test_a_bad_pattern_names_its_field():
     with pytest.raises(InvalidValue) as caught:
         MutableTags("(")
     assert caught.value.field == "mutableTagPattern"
+
+
+def test_image_values_sets_the_tag_and_the_digest_apart_only_for_a_chart_that_declares_the_digest_value():
+    # form 1 (the default): the tag value carries the digest; without one, the tag alone
+    assert image_values("api.image.tag", "v1.2.0", DIGEST, digest_declared=False) == [
+        ("api.image.tag", f"v1.2.0@{DIGEST}")
+    ]
+    assert image_values("api.image.tag", "v1.2.0", None, digest_declared=False) == [("api.image.tag", "v1.2.0")]
+    # form 2: the tag plain, the digest beside it, and "" when none was resolved (never left to helm's reuse)
+    assert image_values("api.image.tag", "v1.2.0", DIGEST, digest_declared=True) == [
+        ("api.image.tag", "v1.2.0"), ("api.image.digest", DIGEST)
+    ]  # fmt: skip
+    assert image_values("api.slots.green.tag", "v1.2.0", None, digest_declared=True) == [
+        ("api.slots.green.tag", "v1.2.0"), ("api.slots.green.digest", "")
+    ]  # fmt: skip

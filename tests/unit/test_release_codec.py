@@ -102,3 +102,50 @@ def test_an_empty_slot_runs_no_version():
     values = {"api": {"activeSlot": "blue", "slots": {"blue": {"tag": "v1.1.0"}, "green": {"tag": ""}}}}
     slots = parse_release({**RECORD, "config": values}).slots_of("api")
     assert slots is not None and (slots.version_in("green"), slots.version_in("blue")) == (None, "v1.1.0")
+
+
+def _with_chart_values(values: dict, config: dict | None = None) -> dict:
+    chart = {"metadata": {"name": "customer-stack", "version": "1.6.0", "appVersion": "1.0"}, "values": values}
+    return {**RECORD, "chart": chart, "config": config or {}}
+
+
+def test_a_chart_that_ships_an_empty_digest_value_takes_the_digest_apart():
+    # Given a chart whose defaults declare `api.image.digest: ""` (docs/images.md, the chart contract's form 2)
+    declares = parse_release(_with_chart_values({"api": {"image": {"tag": "v1.0.0", "digest": ""}}}))
+    # Then the release takes api's digest apart, and only api's
+    assert declares.declares_digest("api", "api.image.tag")
+    assert not declares.declares_digest("exporter", "exporter.image.tag")
+    # and a chart without the value does not (form 1: the pinned tag value)
+    assert not parse_release(RECORD).declares_digest("api", "api.image.tag")
+    # nor one whose digest key is a map or null (a value helm deletes)
+    assert not parse_release(_with_chart_values({"api": {"image": {"digest": None}}})).declares_digest(
+        "api", "api.image.tag"
+    )
+
+
+def test_a_digest_an_earlier_deploy_set_counts_as_declared_so_the_next_deploy_overwrites_it():
+    # a chart that no longer ships the default, whose release still holds a digest a deploy set
+    record = parse_release(_with_chart_values({}, {"api": {"image": {"tag": "v1.2.0", "digest": PINNED}}}))
+    assert record.declares_digest("api", "api.image.tag")
+
+
+def test_a_plain_tag_beside_a_digest_value_reads_as_the_tag_and_the_digest():
+    record = parse_release(_with_chart_values({"api": {"image": {"digest": ""}}},
+                                              {"api": {"image": {"tag": "v1.2.0", "digest": PINNED}}}))  # fmt: skip
+    assert record.component_version("api", "api.image.tag") == ("v1.2.0", "values")
+    assert record.digest_of("api.image.tag") == PINNED
+    # form 1's digest is the tag value's part after `@`; an empty digest value leaves it to the tag
+    pinned = parse_release(_with_chart_values({"api": {"image": {"digest": ""}}},
+                                              {"api": {"image": {"tag": f"v1.1.0@{PINNED}"}}}))  # fmt: skip
+    assert pinned.digest_of("api.image.tag") == PINNED
+    assert parse_release(RECORD).digest_of("api.image.tag") is None
+
+
+def test_a_blue_green_release_takes_the_digest_apart_when_each_slot_declares_it():
+    slots = {"blue": {"tag": "v1.1.0", "digest": ""}, "green": {"tag": "", "digest": ""}}
+    record = parse_release(_with_chart_values({"api": {"activeSlot": "blue", "slots": slots}}))
+    assert record.declares_digest("api", "api.image.tag")
+    only_blue = {"blue": {"tag": "v1.1.0", "digest": ""}, "green": {"tag": ""}}
+    assert not parse_release(_with_chart_values({"api": {"activeSlot": "blue", "slots": only_blue}})).declares_digest(
+        "api", "api.image.tag"
+    )

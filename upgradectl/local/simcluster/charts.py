@@ -69,7 +69,7 @@ spec:
     spec:
       containers:
         - name: {{ $component }}
-          image: "{{ .image.repository }}:{{ .image.tag }}"
+          image: "{{ .image.repository }}{{ if .image.digest }}@{{ .image.digest }}{{ else }}:{{ .image.tag }}{{ end }}"
           ports:
             - name: {{ .service.portName }}
               containerPort: {{ .service.port }}
@@ -112,11 +112,13 @@ def chart_templates() -> dict[str, str]:
     }
 
 
-def component_defaults(tags: Mapping[str, str]) -> Values:
-    """Chart default values: per component an image (repository, tag), replicas and its service port."""
+def component_defaults(tags: Mapping[str, str], *, digest_value: bool = False) -> Values:
+    """Chart default values: per component an image (repository, tag; `digest_value`: an empty digest, which
+    declares that the chart takes the digest apart, docs/images.md), replicas and its service port."""
+    digest = {"digest": ""} if digest_value else {}
     return {
         spec.name: {
-            "image": {"repository": spec.sample_image_repository(), "tag": tags[spec.name]},
+            "image": {"repository": spec.sample_image_repository(), "tag": tags[spec.name]} | digest,
             "replicaCount": 2,
             "service": {"portName": spec.sample.port_name, "port": spec.sample.port},
         }
@@ -278,7 +280,7 @@ def render_manifest(chart: Mapping[str, Any], config: Mapping[str, Any], release
             f"  replicas: {_text(mine.get('replicaCount'))}", "  selector:", "    matchLabels:",
             *_indent(selector, 6), "  template:", "    metadata:", "      labels:", *_indent(selector, 8),
             "    spec:", "      containers:", f"        - name: {component}",
-            f'          image: "{_text(image.get("repository"))}:{_text(image.get("tag"))}"', "          ports:",
+            f'          image: "{_image(image)}"', "          ports:",
             f"            - name: {port_name}", f"              containerPort: {port}", "              protocol: TCP",
         ]  # fmt: skip
     return "".join(line + "\n" for line in services + deployments)
@@ -309,13 +311,8 @@ def _render_bluegreen(metadata: Mapping[str, Any], values: Mapping[str, Any], re
             continue
         image, port_name, port, labels, selector = _component_parts(metadata, mine, release, component)
         active = str(mine.get("activeSlot") or "blue")
-        ports = [
-            "  ports:",
-            f"    - name: {port_name}",
-            f"      port: {port}",
-            f"      targetPort: {port_name}",
-            "      protocol: TCP",
-        ]
+        ports = ["  ports:", f"    - name: {port_name}", f"      port: {port}", f"      targetPort: {port_name}",
+                 "      protocol: TCP"]  # fmt: skip
         services += [
             "---", f"# Source: {source}/templates/service.yaml", "apiVersion: v1", "kind: Service", "metadata:",
             f"  name: {release}-{component}", "  labels:", *_indent(labels, 4), "spec:",
@@ -363,12 +360,9 @@ def workload_units(chart: Mapping[str, Any], config: Mapping[str, Any]) -> list[
         mine = values.get(component)
         if not isinstance(mine, Mapping):
             continue
-        image = mine.get("image") or {}
-        slots = mine.get("slots")
+        image, slots = mine.get("image") or {}, mine.get("slots")
         if not isinstance(slots, Mapping):
-            units.append(
-                Unit(component, component, None, f"{_text(image.get('repository'))}:{_text(image.get('tag'))}")
-            )
+            units.append(Unit(component, component, None, _image(image)))
             continue
         active = str(mine.get("activeSlot") or "blue")
         for slot in SLOTS:
@@ -377,6 +371,12 @@ def workload_units(chart: Mapping[str, Any], config: Mapping[str, Any]) -> list[
                 units.append(Unit(f"{component}-{slot}", component, slot, f"{_text(image.get('repository'))}:{_text(tag)}",
                                   active=slot == active))  # fmt: skip
     return units
+
+
+def _image(image: Mapping[str, Any]) -> str:
+    """The sample chart's image: `repository@digest` when its digest value is set, else `repository:tag`."""
+    digest, repository = image.get("digest"), _text(image.get("repository"))
+    return f"{repository}@{_text(digest)}" if digest else f"{repository}:{_text(image.get('tag'))}"
 
 
 def _text(value: Any) -> str:

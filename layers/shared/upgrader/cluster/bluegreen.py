@@ -23,6 +23,11 @@ SLOTS = ("blue", "green")
 SLOT_LABEL = "upgrades.example.com/slot"
 
 
+def slot_tag_key(component: str, slot: str) -> str:
+    """Where a slot's tag is: `api.slots.green.tag` (its digest, when the chart declares one: `api.slots.green.digest`)."""
+    return f"{component}.slots.{slot}.tag"
+
+
 class BlueGreenError(ValueError):
     """The release's values do not follow the contract, or the step is impossible (e.g. no old slot)."""
 

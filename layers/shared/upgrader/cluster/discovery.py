@@ -110,10 +110,13 @@ class KubernetesFleetReader:
         versions: dict[str, str | None] = {}
         sources: dict[str, str | None] = {}
         repositories: dict[str, str] = {}
+        digests: dict[str, str] = {}
         for component, key in self._config.image_tag_keys.items():
             versions[component], sources[component] = record.component_version(component, key)
             if (repository := record.image_repository(key)) is not None:
                 repositories[component] = repository
+            if (digest := record.digest_of(key)) is not None:
+                digests[component] = digest
         return ReleaseSnapshot(
             name=name,
             revision=record.revision or as_int(labels.get("version")),
@@ -123,6 +126,7 @@ class KubernetesFleetReader:
             versions=versions,
             sources=sources,
             repositories=repositories,
+            digests=digests,
         )
 
     def _secrets(self, namespace: str, wanted: dict[str, str], action: str) -> list[dict[str, Any]]:

@@ -8,9 +8,9 @@ import hashlib
 import re
 from typing import Any
 
-from upgrader.cluster.bluegreen import SLOTS
+from upgrader.cluster.bluegreen import SLOTS, slot_tag_key
 from upgrader.cluster.types import ClusterConfig, ClusterPermanentError, HelmJobSpec
-from upgrader.infra.components import REGISTRY, pinned_tag
+from upgrader.infra.components import DIGEST, REGISTRY, image_values
 
 MANAGED_BY = "customer-upgrades"
 LABEL_PREFIX = "upgrades.example.com"
@@ -92,9 +92,6 @@ def helm_job_name(spec: HelmJobSpec) -> str:
     return name
 
 
-_DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
-
-
 def valid_tag(version: str | None) -> str | None:
     return version if version is not None and _OCI_TAG.fullmatch(version) else None
 
@@ -116,11 +113,14 @@ class JobManifests:
             # --version pins the chart, so waves days apart install the same chart.
             # A release train (`also`) sets its other components' tags in the same command: one helm
             # operation, one revision, so `--atomic` and a rollback to the revision before undo all of them.
+            # Each image pinned to its resolved digest (`image_values`: in the tag value, or apart when the chart
+            # declares the digest value, then "" when none was resolved so no earlier digest is reused).
             chart = self._config.chart_refs[spec.component]
-            tags = [(spec.component, pinned_tag(spec.version, spec.digest)),
-                    *((component, pinned_tag(version, digest)) for component, version, digest in spec.also)]  # fmt: skip
-            sets = [arg for component, version in tags
-                    for arg in ("--set-string", f"{self._config.image_tag_keys[component]}={version}")]  # fmt: skip
+            images = [(spec.component, spec.version, spec.digest), *spec.also]
+            sets = [arg for component, version, digest in images
+                    for key, value in image_values(self._config.image_tag_keys[component], str(version), digest,
+                                                   digest_declared=component in spec.digest_values)
+                    for arg in ("--set-string", f"{key}={value}")]  # fmt: skip
             return [
                 "helm", "upgrade", spec.release, chart,
                 "--namespace", spec.namespace,
@@ -135,19 +135,22 @@ class JobManifests:
             # Blue-green (docs/blue-green.md): one value of this component changes, every other value is
             # kept. A slot step waits for every Deployment (the idle slot's new one included) and is
             # atomic, so a slot that never gets ready is undone and traffic never left the active slot.
-            # The slot's tag carries the resolved digest as an upgrade's tag does (`pinned_tag`); a finalize empties it.
+            # The slot's image is pinned as an upgrade's is (`image_values`); a finalize empties its tag (a slot
+            # without a tag is not deployed, and the next slot step into it sets its digest value again).
+            key = slot_tag_key(spec.component, str(spec.slot))
             if spec.operation == "slot":
-                value = f"{spec.component}.slots.{spec.slot}.tag={pinned_tag(spec.version, spec.digest)}"
+                values = image_values(key, str(spec.version), spec.digest,
+                                      digest_declared=spec.component in spec.digest_values)  # fmt: skip
             elif spec.operation == "finalize":
-                value = f"{spec.component}.slots.{spec.slot}.tag="
+                values = [(key, "")]
             else:
-                value = f"{spec.component}.activeSlot={spec.slot}"
+                values = [(f"{spec.component}.activeSlot", str(spec.slot))]
             return [
                 "helm", "upgrade", spec.release, self._slot_chart_ref(spec),
                 "--namespace", spec.namespace,
                 "--version", str(spec.chart_version),
                 "--reset-then-reuse-values",
-                "--set-string", value,
+                *(arg for k, v in values for arg in ("--set-string", f"{k}={v}")),
                 "--wait", "--atomic",
                 "--timeout", timeout,
                 *history,
@@ -273,7 +276,7 @@ class JobManifests:
             seen.add(component)
             if not _OCI_TAG.fullmatch(version or ""):
                 problems.append(f"invalid version {version!r} of {component!r}")
-            if digest is not None and not _DIGEST.fullmatch(digest):
+            if digest is not None and not DIGEST.fullmatch(digest):
                 problems.append(f"invalid digest {digest!r} of {component!r} (sha256:<64 hex>)")
             tag_key = self._config.image_tag_keys.get(component)
             if not tag_key or not _VALUES_KEY.fullmatch(tag_key):
@@ -286,8 +289,12 @@ class JobManifests:
     def _validate(self, spec: HelmJobSpec) -> None:
         problems: list[str] = []
         if spec.digest is not None and (spec.operation not in ("upgrade", "restore", "slot")
-                                        or not _DIGEST.fullmatch(spec.digest)):  # fmt: skip
+                                        or not DIGEST.fullmatch(spec.digest)):  # fmt: skip
             problems.append(f"invalid digest {spec.digest!r} (sha256:<64 hex>, on an upgrade, restore or slot step)")
+        images = {spec.component, *(component for component, _, _ in spec.also)}
+        if spec.digest_values and (spec.operation not in ("upgrade", "restore", "slot")
+                                   or not set(spec.digest_values) <= images):  # fmt: skip
+            problems.append(f"digest values {spec.digest_values!r} of components this {spec.operation} does not set")
         if spec.operation not in ("upgrade", "restore", "rollback", "recover", "slot", "switch", "finalize"):
             problems.append(f"unknown operation {spec.operation!r}")
         if len(spec.release) > 53 or not DNS_LABEL_RE.fullmatch(spec.release):

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from upgrader.cluster.bluegreen import Slots, component_slots
-from upgrader.infra.components import sibling_key, tag_version
+from upgrader.cluster.bluegreen import SLOTS, Slots, component_slots, slot_tag_key
+from upgrader.infra.components import DIGEST, digest_key, sibling_key, tag_version
 
 SECRET_PREFIX = "sh.helm.release.v1."  # noqa: S105 - a name, not a password
 SECRET_TYPE = "helm.sh/release.v1"  # noqa: S105
@@ -140,6 +140,19 @@ class ReleaseRecord:
         return (tag_version(version) if version else version), (
             self.value(dotted_key)[1] if version is not None else None
         )
+
+    def declares_digest(self, component: str, dotted_tag_key: str) -> bool:
+        """Whether the release takes the component's digest apart from its tag (docs/images.md, the chart contract's
+        form 2): a string at the digest key beside the tag key (`api.image.digest`; on a blue-green release beside
+        each slot's tag), which the chart declares by shipping it empty in its defaults (or a deploy set since)."""
+        keys = [slot_tag_key(component, s) for s in SLOTS] if self.slots_of(component) is not None else [dotted_tag_key]
+        return all(isinstance(self.value(digest_key(key))[0], str) for key in keys)
+
+    def digest_of(self, dotted_tag_key: str) -> str | None:
+        """The digest the release pins its image to: its digest value when set (form 2), else the part of its tag
+        value after `@` (form 1); None when neither names one, or not a digest (the values are the customer's)."""
+        found = self.version_of(digest_key(dotted_tag_key)) or (self.version_of(dotted_tag_key) or "").partition("@")[2]
+        return found if DIGEST.fullmatch(found) else None
 
     def image_repository(self, dotted_tag_key: str) -> str | None:
         """The image repository the release names beside the component's tag (`api.image.tag` ->

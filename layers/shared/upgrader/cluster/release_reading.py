@@ -204,10 +204,11 @@ class ReleaseReading:
         # markup) is not a version the inventory records: None, as if the release did not set it.
         versions = {c: valid_tag(record.component_version(c, key)[0]) for c, key in self._config.image_tag_keys.items()}
         slots = {c: found for c in self._config.image_tag_keys if (found := record.slots_of(c)) is not None}
+        digests = frozenset(c for c, key in self._config.image_tag_keys.items() if record.declares_digest(c, key))
         return ReleaseInfo(
             release, namespace, status, revision, last_good,
             chart_name=record.chart_name, chart_version=record.chart_version, versions=versions, slots=slots,
-            secrets=record.secret_values(),
+            digest_values=digests, secrets=record.secret_values(),
         )  # fmt: skip
 
     def rollout_status(self, namespace: str, release: str, component: str, slot: str | None = None) -> RolloutState:

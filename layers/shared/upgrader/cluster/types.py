@@ -158,6 +158,10 @@ class HelmJobSpec:
     # upgrade/restore of a release train: the train's other components, their tags and digests (None: the tag
     # alone), set in the same helm command (one `--set-string` each), so one revision holds the whole train
     also: tuple[tuple[str, str, str | None], ...] = ()
+    # upgrade/restore/slot: the components (this one, the train's others) whose release takes the digest apart
+    # (`ReleaseInfo.digest_values`): their tag is set plain and their digest value beside it, "" when no digest
+    # was resolved (`upgrader.infra.components.image_values`); the others get the pinned tag value
+    digest_values: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,9 @@ class ReleaseInfo:
     versions: dict[str, str | None] = field(default_factory=dict)
     # Blue-green components only: their slots (active one, each slot's tag).
     slots: dict[str, Slots] = field(default_factory=dict)
+    # The components whose image the release takes as a tag and a digest apart (docs/images.md, the chart contract
+    # for digests, form 2: `ReleaseRecord.declares_digest`); every helm Job that sets their image sets both.
+    digest_values: frozenset[str] = field(default_factory=frozenset)
     # The release's secret values (upgrader.infra.redaction): what redacts helm's output and errors. Never in
     # the snapshot, a repr or a comparison.
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
@@ -296,6 +303,8 @@ class ReleaseSnapshot:
     sources: dict[str, str | None]  # component -> "values" | "chart-defaults" | None
     # component -> the image repository named beside its tag (`api.image.repository`); absent: none named
     repositories: dict[str, str] = field(default_factory=dict)
+    # component -> the digest its release pins the image to (`ReleaseRecord.digest_of`); absent: none
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 class ReleaseUnreadable(Exception):

@@ -71,7 +71,12 @@ class InventoryRepository:
                                   FROM customer_pins q WHERE q.customer_id = c.id AND q.expires_at > NOW()),
                                 '{}'::jsonb) AS pins,
                        COALESCE((SELECT jsonb_object_agg(r.component, r.repository) FROM customer_image_repositories r
-                                  WHERE r.customer_id = c.id), '{}'::jsonb) AS image_repositories
+                                  WHERE r.customer_id = c.id), '{}'::jsonb) AS image_repositories,
+                       COALESCE((SELECT jsonb_object_agg(r.component, r.digest) FROM customer_image_repositories r
+                                   JOIN customer_component_versions a
+                                     ON a.customer_id = r.customer_id AND a.component = r.component
+                                  WHERE r.customer_id = c.id AND r.digest IS NOT NULL
+                                    AND a.version = r.digest_version), '{}'::jsonb) AS image_digests
                   FROM customers c
                   LEFT JOIN customer_component_versions v ON v.customer_id = c.id AND v.component = %(component)s
                   LEFT JOIN customer_pins p ON p.customer_id = c.id AND p.component = %(component)s

@@ -276,21 +276,26 @@ def _write(cur: psycopg.Cursor[Row], sync_id: int, decisions: Sequence[Assessmen
 
 
 def _write_repositories(cur: psycopg.Cursor[Row], fresh: Sequence[Assessment]) -> None:
-    """Each component's image repository as the release names it now (the images' pre-flight asks the registry
-    for it, docs/images.md); a repository the release no longer names is forgotten."""
+    """Each component's image repository as the release names it now, and the digest it pins the image to with the
+    version it runs (the images' pre-flight asks the registry for them, docs/images.md); a repository the release
+    no longer names is forgotten."""
     if not fresh:
         return
     named = [
-        (d.customer_id, c, r) for d in fresh if d.release is not None for c, r in sorted(d.release.repositories.items())
-    ]
+        (d.customer_id, c, r, d.release.digests.get(c), d.release.versions.get(c) if c in d.release.digests else None)
+        for d in fresh if d.release is not None for c, r in sorted(d.release.repositories.items())
+    ]  # fmt: skip
     cur.execute(  # one statement per chunk, whatever its size
         """
-        INSERT INTO customer_image_repositories AS r (customer_id, component, repository)
-        SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])
-        ON CONFLICT (customer_id, component) DO UPDATE SET repository = EXCLUDED.repository, updated_at = NOW()
-         WHERE r.repository IS DISTINCT FROM EXCLUDED.repository
+        INSERT INTO customer_image_repositories AS r (customer_id, component, repository, digest, digest_version)
+        SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+        ON CONFLICT (customer_id, component) DO UPDATE
+           SET repository = EXCLUDED.repository, digest = EXCLUDED.digest, digest_version = EXCLUDED.digest_version,
+               updated_at = NOW()
+         WHERE (r.repository, r.digest, r.digest_version) IS DISTINCT FROM
+               (EXCLUDED.repository, EXCLUDED.digest, EXCLUDED.digest_version)
         """,
-        ([n[0] for n in named], [n[1] for n in named], [n[2] for n in named]),
+        tuple([n[i] for n in named] for i in range(5)),
     )
     cur.execute(
         "DELETE FROM customer_image_repositories WHERE customer_id = ANY(%s) AND NOT (customer_id || '/' || component = ANY(%s))",

@@ -21,6 +21,7 @@ from typing import Literal
 
 from upgrader.images.references import ImageReference, MutableTags, image_of
 from upgrader.images.registry import ImageRegistry, Missing, Resolution, Resolved
+from upgrader.infra.components import tag_version
 from upgrader.infra.errors import InvalidValue, UpgradeError
 
 Role = Literal["target", "rollback"]
@@ -39,10 +40,18 @@ class CustomerImages:
 
 
 def customer_images(
-    customer_id: str, repository: str, target_tag: str, current_tag: str | None, component: str | None = None
+    customer_id: str,
+    repository: str,
+    target_tag: str,
+    current_tag: str | None,
+    component: str | None = None,
+    *,
+    current_digest: str | None = None,
 ) -> CustomerImages:
     """The images of a customer whose release names `repository` (its `<component>.image.repository` value,
-    upgrader.images.references.repository_key) and runs `current_tag` (its tag value, maybe `v1@sha256:…`).
+    upgrader.images.references.repository_key) and runs `current_tag` (its version, or a tag value `v1@sha256:…`),
+    pinned to `current_digest` when its release names one (its digest value or its tag value's, discovery): the
+    rollback image is then exact, `repository:v1@sha256:…`, whatever the tag names today.
     InvalidValue when the repository or the target tag is not a valid reference."""
     try:
         target = image_of(repository, target_tag)
@@ -51,7 +60,8 @@ def customer_images(
     if current_tag is None:
         return CustomerImages(customer_id, target, None, "the version it runs is not known", component)
     try:
-        return CustomerImages(customer_id, target, image_of(repository, current_tag), component=component)
+        current = f"{tag_version(current_tag)}@{current_digest}" if current_digest else current_tag
+        return CustomerImages(customer_id, target, image_of(repository, current), component=component)
     except InvalidValue as exc:
         return CustomerImages(customer_id, target, None, f"its current tag is not usable: {exc.reason}", component)
 

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, replace
 
 # the rule lives with the components (the cluster adapter reads repositories too); re-exported here
+from upgrader.infra.components import DIGEST as DIGEST
+from upgrader.infra.components import digest_key as digest_key
 from upgrader.infra.components import sibling_key as sibling_key
 from upgrader.infra.errors import InvalidValue
 
@@ -28,7 +30,6 @@ _HOST = re.compile(
 )
 _IPV6_HOST = re.compile(r"\[[0-9A-Fa-f:]+\](?::[0-9]+)?")
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 MAX_NAME = 255  # the distribution spec's limit on the repository name with its registry host
 DEFAULT_MUTABLE_TAGS = ("latest",)
 
@@ -121,11 +122,6 @@ def image_of(repository: str, tag_value: str) -> ImageReference:
 def repository_key(tag_key: str) -> str:
     """Where a release's values name the image repository of the component whose tag is at `tag_key`."""
     return sibling_key(tag_key, "repository")
-
-
-def digest_key(tag_key: str) -> str:
-    """The optional `image.digest` value a chart may render as `repository@digest` (docs/images.md)."""
-    return sibling_key(tag_key, "digest")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,18 +9,21 @@ fleet. `template.yaml` names them in `ChartRefs`' description; tests/unit/test_c
 The registry is read when asked, never copied at import time into a constant a test could not reach:
 `REGISTRY.add(...)` in a test (then `REGISTRY.remove(...)`) gives the whole product a fifth component.
 Standard library only (the cluster adapter, the repository and the metrics import it without pydantic).
-A component's tag value is written here and read back here too: `pinned_tag` (`v1.2.0@sha256:…`, what every
-helm Job sets, rolling or blue-green) and `tag_version` (its version, what every check compares).
+A component's image values are written here and read back here too: `image_values` (what every helm Job sets,
+rolling or blue-green: the pinned tag value `v1.2.0@sha256:…`, or the tag and the digest apart for a chart that
+declares the digest value) and `tag_version` (its version, what every check compares).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from upgrader.infra.registry import Registry
 
 DEFAULT_CHART_REF = "oci://registry.example.com/charts/customer-stack"
 SAMPLE_IMAGE_REGISTRY = "registry.example.com"  # where the sample chart's images say they come from
+DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")  # an image digest, as the OCI spec writes it
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,23 @@ def sibling_key(tag_key: str, leaf: str) -> str:
     where a release names the image repository (and an optional digest) of the component whose tag is there."""
     parent, dot, _ = tag_key.rpartition(".")
     return f"{parent}{dot}{leaf}"
+
+
+def digest_key(tag_key: str) -> str:
+    """The optional digest value beside a tag key (`api.image.tag` -> `api.image.digest`), which a chart declares by
+    shipping it empty in its defaults and renders as `repository@digest` when set (docs/images.md)."""
+    return sibling_key(tag_key, "digest")
+
+
+def image_values(tag_key: str, version: str, digest: str | None, *, digest_declared: bool) -> list[tuple[str, str]]:
+    """The values (key, `--set-string` value) that install one image: the chart contract for digests' form 2 when
+    the release's chart declares the digest value (the tag plain, the digest beside it, "" when none was resolved),
+    else form 1 (the pinned tag value). The empty digest is written, never left out: helm's
+    `--reset-then-reuse-values` keeps every value an earlier revision was given, so an earlier deploy's digest would
+    stay and install its image under the new tag."""
+    if digest_declared:
+        return [(tag_key, version), (digest_key(tag_key), digest or "")]
+    return [(tag_key, pinned_tag(version, digest))]
 
 
 def pinned_tag(version: str | None, digest: str | None) -> str:

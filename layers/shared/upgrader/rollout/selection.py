@@ -69,6 +69,8 @@ class Candidate:
     pins: dict[str, dict[str, Any]] = field(default_factory=dict)
     # each component's image repository its release names (discovery, customer_image_repositories)
     image_repositories: dict[str, str] = field(default_factory=dict)
+    # each component's digest its release pins the image to, while it still runs the version discovery read it with
+    image_digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def pin(self) -> PinInForce | None:

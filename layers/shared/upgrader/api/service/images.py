@@ -133,7 +133,8 @@ def check_images(
                 continue
             try:
                 wanted.setdefault(component, []).append(customer_images(
-                    target.customer_id, repository, version, target.versions.get(component), component))  # fmt: skip
+                    target.customer_id, repository, version, target.versions.get(component), component,
+                    current_digest=target.image_digests.get(component)))  # fmt: skip
             except InvalidValue as exc:  # the release's repository value names no usable image
                 problems.append(ImageProblem(target.customer_id, "target", repository, exc.reason, component))
     if not wanted:

@@ -48,7 +48,7 @@ def start_slot(lease: LeaseSession, release: ReleaseInfo, chart_version: str, *,
                       note=note)  # fmt: skip
     # the idle slot's tag pinned to the digest the image pre-flight resolved, as a rolling upgrade's tag is
     spec = row_spec(row, "slot", version=version, chart_version=chart_version, slot=idle, chart_name=release.chart_name,
-                    digest=row.target_digest)  # fmt: skip
+                    digest=row.target_digest, release=release)  # fmt: skip
     name = cluster.start_helm_job(spec)
     lease.record_job(name)
     return started(name, "slot", slot=idle, chartVersion=chart_version)

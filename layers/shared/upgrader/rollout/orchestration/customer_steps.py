@@ -228,7 +228,7 @@ def _start_upgrade(lease: LeaseSession, existing: dict[str, bool], *, cluster: C
     if blue_green or row.component in release.slots:
         return start_slot(lease, release, chart_version, blue_green=blue_green, cluster=cluster)
     spec = row_spec(row, "upgrade", version=row.to_version, chart_version=chart_version, also=row.train_tags(),
-                    digest=row.target_digest)  # fmt: skip
+                    digest=row.target_digest, release=release)  # fmt: skip
     lease.record_plan(revision_before=release.revision, version_before=release.versions.get(row.component),
                       chart_version=chart_version,
                       components_before={c: release.versions.get(c) for c in row.components or {}})  # fmt: skip

@@ -136,7 +136,7 @@ def _restore_job(lease: LeaseSession, release: ReleaseInfo, back: dict[str, str]
         # each component at the upgrade's rollback digest, when it restores the version that digest was resolved for
         also = tuple((c, v, row.digest_of(c)) for c, v in back.items() if c != row.component)
         spec = row_spec(row, "restore", version=back[row.component], chart_version=release.chart_version, also=also,
-                        digest=row.target_digest)  # fmt: skip
+                        digest=row.target_digest, release=release)  # fmt: skip
         words = ", ".join(f"{c} back to {v}" for c, v in back.items())
         note = (f"release changed since upgrade {row.upgrade_id} (now revision {release.revision}): helm upgrade "
                 f"--reset-then-reuse-values setting only {words}, chart {release.chart_version} kept")  # fmt: skip

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from upgrader.cluster.types import HelmJobSpec, HelmOperation
+from upgrader.cluster.types import HelmJobSpec, HelmOperation, ReleaseInfo
 from upgrader.infra.timestamps import iso_seconds
 from upgrader.rollout.run_records import LogRecord
 
@@ -42,8 +42,13 @@ class CarriedLog:
 
 def row_spec(row: LogRecord | CarriedLog, operation: HelmOperation, *, version: str | None = None, revision: int | None = None,
           chart_version: str | None = None, slot: str | None = None, chart_name: str | None = None,
-          also: tuple[tuple[str, str, str | None], ...] = (), digest: str | None = None) -> HelmJobSpec:  # fmt: skip
-    """A helm operation of one `customer_upgrade_logs` row (its id names the Job: one row, one Job per operation)."""
+          also: tuple[tuple[str, str, str | None], ...] = (), digest: str | None = None,
+          release: ReleaseInfo | None = None) -> HelmJobSpec:  # fmt: skip
+    """A helm operation of one `customer_upgrade_logs` row (its id names the Job: one row, one Job per operation).
+    `release`: the release it changes, read just before; which of the images it sets it takes as a tag and a digest
+    apart (`ReleaseInfo.digest_values`, docs/images.md), every step that installs an image passes it."""
+    sets = {str(row.component), *(component for component, _, _ in also)}
+    digest_values = tuple(sorted(sets & release.digest_values)) if release is not None else ()
     return HelmJobSpec(
         upgrade_id=int(row.upgrade_id),
         log_id=int(row.id),
@@ -60,6 +65,7 @@ def row_spec(row: LogRecord | CarriedLog, operation: HelmOperation, *, version: 
         slot=slot,
         chart_name=chart_name,
         also=also,
+        digest_values=digest_values,
     )
 
 
