@@ -74,7 +74,8 @@ def test_migrations_are_rerunnable(database_url):
                      "020_notice_keys_per_run.sql", "060_helm_outputs.sql", "070_analysis_measurements.sql",
                      "080_rings_and_promotions.sql", "081_ring_labels.sql",
                      "085_analysis_verdicts.sql", "090_release_trains.sql",
-                     "091_wave_rollback.sql", "092_images.sql", "093_image_tag_moves.sql"]  # fmt: skip
+                     "091_wave_rollback.sql", "092_images.sql", "093_image_tag_moves.sql",
+                     "094_image_digests.sql"]  # fmt: skip
 
 
 def test_spec_columns_keep_their_types(database_url):
