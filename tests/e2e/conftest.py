@@ -78,6 +78,13 @@ def stack(env: dict[str, str], cluster: SimulatedCluster, database_url: str) -> 
         yield Stack(runtime, cluster)
 
 
+def set_strings(job: Any) -> list[str]:
+    """The `--set-string` values of a helm Job the simulated cluster was asked to create, in order."""
+    container = job.manifest["spec"]["template"]["spec"]["containers"][0]
+    argv = list(container["command"]) + list(container["args"])
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == "--set-string"]
+
+
 @pytest.fixture
 def checked_stack(env: dict[str, str], cluster: SimulatedCluster, database_url: str) -> Iterator[Stack]:
     """The stack with the images' pre-flight required (IMAGE_PREFLIGHT=required): every customer's images resolved

@@ -13,18 +13,12 @@ from upgrader import factory
 from upgrader.rollout.image_recheck import recheck_wave
 
 from tests.api.helpers import continue_, deploy
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, set_strings
 from tests.support.event_schemas import recorded_events
 from tests.support.registry_proxy import ProxyRules
 
 pytestmark = pytest.mark.e2e
 MOVED = "Image Tag Moved"
-
-
-def _helm_values(job: Any) -> list[str]:
-    container = job.manifest["spec"]["template"]["spec"]["containers"][0]
-    argv = list(container["command"]) + list(container["args"])
-    return [argv[i + 1] for i, arg in enumerate(argv) if arg == "--set-string"]
 
 
 def _customers_on(stack: Stack, make_customers: Callable[..., list[str]], repository: str, n: int = 4) -> list[str]:
@@ -52,7 +46,7 @@ def _finish(stack: Stack, started: dict[str, Any]) -> dict[str, Any]:
 
 
 def _upgrade_values(stack: Stack) -> list[list[str]]:
-    return [_helm_values(j) for j in stack.cluster.created_jobs if "helm-upgrade-" in j.manifest["metadata"]["name"]]
+    return [set_strings(j) for j in stack.cluster.created_jobs if "helm-upgrade-" in j.manifest["metadata"]["name"]]
 
 
 def test_a_tag_moved_between_waves_is_reported_once_and_never_followed(

@@ -13,6 +13,7 @@ import pytest
 
 from tests.api.helpers import call, deploy, rollback
 from tests.conftest import body
+from tests.e2e.conftest import set_strings
 from tests.e2e.test_blue_green import BLUEGREEN, api_slots, deployment, inventory, jobs_of, release_of
 from tests.support.events import api_event
 from tests.support.functions import invoke
@@ -24,12 +25,6 @@ def fleet_images() -> dict[str, Any]:
     code, answer = call("api_customers", "api_customers_fleet_images", "/api/fleet/images", {})
     assert code == 200, answer
     return answer
-
-
-def _helm_values(job: Any) -> list[str]:
-    container = job.manifest["spec"]["template"]["spec"]["containers"][0]
-    argv = list(container["command"]) + list(container["args"])
-    return [argv[i + 1] for i, arg in enumerate(argv) if arg == "--set-string"]
 
 
 def test_every_wave_installs_the_resolved_digest_and_the_release_holds_it(
@@ -57,7 +52,7 @@ def test_every_wave_installs_the_resolved_digest_and_the_release_holds_it(
     pinned = f"v1.2.0@{digests['v1.2.0']}"
     upgrades = [j for j in checked_stack.cluster.created_jobs if "helm-upgrade-" in j.manifest["metadata"]["name"]]
     assert len(upgrades) == 3
-    assert all(_helm_values(job) == [f"api.image.tag={pinned}"] for job in upgrades)
+    assert all(set_strings(job) == [f"api.image.tag={pinned}"] for job in upgrades)
     # the releases hold it and their Deployments run the image by its digest, as the chart renders it
     name = f"customer-{ids[0].removeprefix('cust_')}"
     record = checked_stack.cluster.release_record(name, name)
@@ -94,7 +89,7 @@ def test_every_wave_installs_the_resolved_digest_and_the_release_holds_it(
 
     # Then helm set the rollback image's digest
     restores = [j for j in checked_stack.cluster.created_jobs if "helm-restore-" in j.manifest["metadata"]["name"]]
-    assert [_helm_values(job) for job in restores] == [[f"api.image.tag=v1.1.0@{digests['v1.1.0']}"]]
+    assert [set_strings(job) for job in restores] == [[f"api.image.tag=v1.1.0@{digests['v1.1.0']}"]]
     # and the report says it runs the rollback image now
     by_digest = {image["digest"]: image for image in fleet_images()["images"]}
     assert (by_digest[digests["v1.1.0"]]["running"], by_digest[digests["v1.1.0"]]["rollbackFor"]) == (1, 2)
@@ -212,7 +207,7 @@ def test_a_train_installs_every_components_resolved_digest_and_its_rollback_rest
     pinned = {c: f"v2.0.0@{digests[(c, 'v2.0.0')]}" for c in train}
     upgrades = [j for j in checked_stack.cluster.created_jobs if "helm-upgrade-" in j.manifest["metadata"]["name"]]
     assert len(upgrades) == 2
-    assert all(_helm_values(job) == [f"{c}.image.tag={pinned[c]}" for c in train] for job in upgrades)
+    assert all(set_strings(job) == [f"{c}.image.tag={pinned[c]}" for c in train] for job in upgrades)
     for name in names:  # the releases hold them and every Deployment runs its image by digest
         record = checked_stack.cluster.release_record(name, name)
         assert record is not None and {c: record["config"][c]["image"]["tag"] for c in train} == pinned
@@ -250,7 +245,7 @@ def test_a_train_installs_every_components_resolved_digest_and_its_rollback_rest
 
     # Then one helm upgrade set each component back to its rollback image's digest
     restores = [j for j in checked_stack.cluster.created_jobs if "helm-restore-" in j.manifest["metadata"]["name"]]
-    assert [sorted(_helm_values(job)) for job in restores] == [
+    assert [sorted(set_strings(job)) for job in restores] == [
         [f"{c}.image.tag={before[c]}@{digests[(c, before[c])]}" for c in train]
     ]
     record = checked_stack.cluster.release_record(names[0], names[0])
