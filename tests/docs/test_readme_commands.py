@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import os
 import re
 import shlex
@@ -31,6 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 SHELL_FENCES = ("```bash", "```sh", "```shell", "```console")
+DATA_FENCES = ("```json",)  # a document to paste (the ECR lifecycle policy), never a command: it must parse as one
 
 
 @dataclass(frozen=True)
@@ -122,21 +124,31 @@ ONE_FILE = ".venv/bin/python -m pytest tests/e2e/test_faults.py"
 
 def shell_commands(markdown: str) -> list[str]:
     """Every command of the README's shell blocks (continuation lines joined as written, trailing comments dropped)
-    and every inline code span outside them. A fenced block in any other language, unless it is a picture, is an
-    error: its commands would escape the registry."""
+    and every inline code span outside them. A fenced block in any other language, unless it is a picture or a JSON
+    document that parses, is an error: its commands would escape the registry."""
     commands: list[str] = []
     fence: str | None = None
     current = ""
+    data = ""
     for number, line in enumerate(markdown.splitlines(), 1):
         if line.startswith("```"):
             if fence is None:
                 fence = line.strip()
                 block_start = number
             else:
-                fence = None
+                if fence in DATA_FENCES:
+                    try:
+                        json.loads(data)
+                    except ValueError as exc:
+                        raise AssertionError(
+                            f"README.md:{block_start}: a ```json block that is not JSON: {exc}"
+                        ) from exc
+                fence, data = None, ""
             continue
         if fence is None:
             commands += re.findall(r"`([^`\n]+)`", line)
+        elif fence in DATA_FENCES:
+            data += line + "\n"
         elif fence in SHELL_FENCES:
             current += re.sub(r"\s+#\s.*$", "", line) + "\n"
             if not line.endswith("\\") and current.strip():
@@ -182,6 +194,8 @@ def test_a_new_or_changed_command_is_caught_both_ways() -> None:
     assert unregistered(inline) == ["make docs-pdf"]
     with pytest.raises(AssertionError, match="neither ```bash nor a picture"):
         shell_commands(text + "\n```powershell\n./upgrade-customers.ps1 -Component api\n```\n")
+    with pytest.raises(AssertionError, match="a ```json block that is not JSON"):  # no command hides in a "document"
+        shell_commands(text + "\n```json\nmake bench\n```\n")
 
 
 def _recipe(target: str) -> str:
