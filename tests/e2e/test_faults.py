@@ -7,6 +7,7 @@ import threading
 
 import psycopg
 import pytest
+from upgrader.infra import db as db_module
 from upgrader.infra.errors import DatabaseUnavailable
 from upgrader.rollout import orchestration
 
@@ -46,7 +47,22 @@ def test_worker_that_raises_after_its_side_effect_is_retried_without_double_coun
     assert len(stack.cluster.jobs()) == len(ids)
 
 
-def test_database_connections_killed_mid_run(stack, make_customers, sql, database_url):
+def _kill_worker_connections(sql, database_url: str) -> None:
+    dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    killed = sql(
+        "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        dbname,
+    )
+    assert killed, "expected worker connections to terminate"
+
+
+@pytest.mark.parametrize("told", [False, True], ids=["dropped-silently", "ended-by-the-server"])
+def test_database_connections_killed_mid_run(stack, make_customers, sql, database_url, monkeypatch, told):
+    """dropped-silently: as if the server's FATAL message never arrived (a failover whose old host vanished), the
+    workers meet their dead connections: their own error, and the state machine's Retry. ended-by-the-server: the
+    workers see the server's message on the socket before their next unit of work and reconnect: nobody fails."""
+    if not told:
+        monkeypatch.setattr(db_module, "_server_spoke", lambda conn: False)
     make_customers(6)
     stack.cluster.hold()
     started = deploy(strategy="all")
@@ -54,20 +70,17 @@ def test_database_connections_killed_mid_run(stack, make_customers, sql, databas
     stack.wait_for_status(uid, lambda s: s["inProgress"] == 6)
     stack.wait_for(lambda: len(stack.cluster.jobs()) == 6)
     # When every connection of the workers is terminated while their Jobs run
-    dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
-    killed = sql(
-        "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-        dbname,
-    )
-    assert killed, "expected worker connections to terminate"
+    _kill_worker_connections(sql, database_url)
     failures_before = len(stack.runtime.engine.failures)
     stack.cluster.release()
-    # Then the workers met their dropped connections (their own error, reported to the state machine),
-    # the state machine's Retry ran them again, and nothing is lost or counted twice
+    # Then the run ends, nothing lost or counted twice
     assert stack.wait_execution(started["jobId"], timeout=120)["status"] == "SUCCEEDED"
-    met = [f for f in stack.runtime.engine.failures[failures_before:] if f.error_type == "DatabaseUnavailable"]
-    assert met and all("connection lost" in f.message for f in met), stack.runtime.engine.failures
     assert assert_invariants(sql, stack.cluster, uid) == {"completed": 6}
+    met = [f for f in stack.runtime.engine.failures[failures_before:] if f.error_type == "DatabaseUnavailable"]
+    if told:  # the workers replaced their connections before using them
+        assert met == [], met
+    else:  # they met them (their own error, reported to the state machine) and the Retry ran them again
+        assert met and all("connection lost" in f.message for f in met), stack.runtime.engine.failures
 
 
 def test_kubernetes_api_errors_are_retried(stack, make_customers, sql):

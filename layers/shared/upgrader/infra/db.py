@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import select as socket_select  # `select` is this module's query helper
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,6 +50,18 @@ __all__ = [
 ]
 
 
+def _server_spoke(conn: psycopg.Connection[Row]) -> bool:
+    """Whether the server sent something to a connection between our units of work: a terminated backend's
+    FATAL message and end of stream, most likely (we LISTEN to nothing). A closed socket counts as spoken."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        return False  # inside a unit of work (a snapshot's): its own statements' answers, not ours to read
+    try:
+        readable, _, _ = socket_select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 class Database:
     """Hands out a healthy connection and wraps units of work in transactions.
 
@@ -76,9 +89,11 @@ class Database:
 
     def connection(self) -> psycopg.Connection[Row]:
         conn: psycopg.Connection[Row] | None = getattr(self._local, "conn", None)
-        if conn is not None and not (conn.closed or conn.broken) and self._idle_too_long():
+        if conn is not None and not (conn.closed or conn.broken) and (self._idle_too_long() or _server_spoke(conn)):
             # A warm Lambda may hold a connection the server dropped (failover, idle timeout,
-            # pg_terminate_backend): probe it once rather than fail the caller's first statement.
+            # pg_terminate_backend): probe it once rather than fail the caller's first statement. The
+            # server says so when it can (a FATAL message, then the end of the stream), and an idle
+            # connection has nothing else to read: one non-blocking look at the socket, no round trip.
             try:
                 conn.execute("SELECT 1")
             except psycopg.Error:
