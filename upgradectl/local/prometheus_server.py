@@ -11,13 +11,17 @@ import time
 import urllib.request
 from pathlib import Path
 
-from upgradectl.local.realcluster.processes import PORT_ATTEMPTS, PORT_TAKEN, free_port
+from upgradectl.local.realcluster.processes import PORT_TAKEN, PortTaken, free_port, on_free_ports
 
 DEBIAN_BINARY = "/usr/bin/prometheus"
 
 
 class PrometheusUnavailable(RuntimeError):
     pass
+
+
+class PrometheusPortTaken(PortTaken, PrometheusUnavailable):
+    """Its port, free when chosen, was taken before prometheus bound it (on_free_ports chooses again)."""
 
 
 def find_binary() -> str | None:
@@ -38,21 +42,15 @@ class PrometheusServer:
             "scrape_configs": [{"job_name": "workloads", "static_configs": [{"targets": targets}]}],
         }))  # fmt: skip
         self._config = config
-        self.url = f"http://127.0.0.1:{free_port()}"
+        self.url = ""  # http://127.0.0.1:<port> once started
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_within: float = 30.0) -> PrometheusServer:
-        """Serve, ready; on another free port when the chosen one was taken before prometheus bound it."""
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            try:
-                return self._serve(ready_within)
-            except PrometheusUnavailable:
-                if attempt == PORT_ATTEMPTS or PORT_TAKEN not in self.log_tail().lower():
-                    raise
-                self.url = f"http://127.0.0.1:{free_port()}"
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Serve, ready, on a port chosen free (chosen again when something took it before prometheus bound it)."""
+        return on_free_ports(lambda: self._serve(ready_within))
 
     def _serve(self, ready_within: float) -> PrometheusServer:
+        self.url = f"http://127.0.0.1:{free_port()}"
         log = (self.folder / "prometheus.log").open("w")  # each attempt's own log
         self._process = subprocess.Popen(
             [self._binary, f"--config.file={self._config}", f"--storage.tsdb.path={self.folder / 'data'}",
@@ -62,7 +60,8 @@ class PrometheusServer:
         deadline = time.monotonic() + ready_within
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise PrometheusUnavailable(f"prometheus exited: {self.log_tail()}")
+                taken = PORT_TAKEN in self.log_tail().lower()
+                raise (PrometheusPortTaken if taken else PrometheusUnavailable)(f"prometheus exited: {self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:  # noqa: S310 - our own URL
                     if response.status == 200:

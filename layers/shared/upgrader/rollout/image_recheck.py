@@ -66,22 +66,18 @@ class ImageMoveRepository:
         with self._db.transaction() as cur:
             return select(cur, PinnedTag, _PINNED, {"run": run_name, "wave": wave})
 
-    def record(self, upgrade_id: int, wave: int, moved: Sequence[MovedTag]) -> int:
+    def record(self, upgrade_id: int, wave: int, moved: Sequence[MovedTag]) -> None:
         """Each move once per upgrade (a retried step, a later wave finding the same digest: nothing new), with
-        its event in the same transaction, and the halt when a pinned digest is gone (first reason wins). How many
-        were new."""
-        new = 0
+        its event in the same transaction, and the halt when a pinned digest is gone (first reason wins)."""
         with self._db.transaction() as cur:
             for one in moved:
                 cur.execute(_RECORD, (upgrade_id, one.repository, one.tag, one.pinned_digest, one.current_digest,
                                       one.pinned_present, wave, one.customers))  # fmt: skip
                 if cur.fetchone() is not None:
-                    new += 1
                     events.upgrade_event(cur, events.IMAGE_TAG_MOVED, upgrade_id, one.event_key(upgrade_id),
                                          one.detail(wave))  # fmt: skip
                 if not one.pinned_present:
                     halt(cur, upgrade_id, one.halt_reason)
-        return new
 
     def moved(self, upgrade_id: int) -> list[MovedTagRecord]:
         with self._db.transaction() as cur:
